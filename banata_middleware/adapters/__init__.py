@@ -1,0 +1,1 @@
+"""Thin adapters: ``starlette`` (any ASGI app) and ``werkzeug`` (any WSGI app)."""

@@ -1,0 +1,69 @@
+"""Pure ASGI middleware: ``app = BanataMiddleware(app, auth)`` for Starlette, FastAPI, Litestar,
+Django ASGI or any ASGI app.
+
+It serves the auth endpoints under ``config.base_path``, refuses protected paths per the contract,
+and passes everything else through with the caller's ``Identity`` in ``scope["banata"]``.
+Bodies are read only for the auth endpoints, and never past the size cap.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..http import Request, Response
+from ..service import BanataAuth
+
+__all__ = ["BanataMiddleware"]
+
+
+class BanataMiddleware:
+    def __init__(self, app: ASGIApp, auth: BanataAuth) -> None:
+        self.app = app
+        self.auth = auth
+        self.max_body = auth.config.policies.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
+        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "")
+        if scope["type"] == "http" and self.auth.is_endpoint(path):
+            request.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            request.body, request.body_too_large = await self._read_body(receive, headers)
+        result = await self.auth.ahandle(request)
+        if result is None:
+            await self.app(scope, receive, send)
+        elif isinstance(result, Response):
+            if scope["type"] == "websocket":
+                # Refused before accept: the server answers the handshake with 403.
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await send({"type": "http.response.start", "status": result.status,
+                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]})
+            await send({"type": "http.response.body", "body": result.body})
+        else:
+            scope["banata"] = result
+            await self.app(scope, receive, send)
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> tuple[bytes, bool]:
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return b"", True
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] != "http.request":
+                return b"", False
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return b"", True
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), False

@@ -1,0 +1,111 @@
+"""``banata-mfa``: the demo server, a TOTP code generator for people without a phone, the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+import time
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.app import demo_config, starlette_app
+    from .service import BanataAuth
+    from .stores import MemoryStore, RedisStore
+
+    if args.framework == "werkzeug":
+        print("banata-mfa demo: --framework werkzeug is not available yet (the WSGI adapter is a separate "
+              "issue); use --framework starlette", file=sys.stderr)
+        return 2
+    secret = args.secret
+    if not secret:
+        secret = secrets.token_urlsafe(48)
+        print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
+    site_url = args.site_url or f"http://localhost:{args.port}"
+    try:
+        config = demo_config(secret=secret, site_url=site_url)
+    except ValueError as exc:
+        print(f"banata-mfa demo: {exc}", file=sys.stderr)
+        return 2
+    store = RedisStore.from_url(args.redis_url) if args.redis_url else MemoryStore(config.clock)
+    app = starlette_app(BanataAuth(config, store=store))
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            print(f"banata-mfa demo listening on http://{args.host}:{args.port}", flush=True)
+        await task
+
+    asyncio.run(serve())
+    return 0 if server.started else 1
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import redis
+
+    client: Any = redis.Redis.from_url(args.redis_url, decode_responses=True)
+    prefix = args.key_prefix
+    if args.user:
+        streams = [f"{prefix}:{{u:{args.user}}}:audit"]
+    else:
+        streams = sorted(client.scan_iter(match=f"{prefix}:{{u:*}}:audit", count=500))
+    last: dict[str, str] = {s: "-" for s in streams}
+    while True:
+        events: list[tuple[str, dict[str, str]]] = []
+        for stream in streams:
+            start = last[stream] if last[stream] == "-" else "(" + last[stream]
+            for entry_id, fields in client.xrange(stream, min=start, max="+"):
+                events.append((entry_id, fields))
+                last[stream] = entry_id
+        for _, fields in sorted(events, key=lambda e: (int(e[1].get("at", "0")), e[0])):
+            print(json.dumps({k: v for k, v in fields.items() if v != ""}), flush=True)
+        if not args.follow:
+            return 0
+        time.sleep(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="banata-mfa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the demo app with the middleware")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--framework", choices=["starlette", "werkzeug"], default="starlette")
+    demo.add_argument("--redis-url", default=None, help="use Redis instead of the in-memory store")
+    demo.add_argument("--secret", default=None, help="app secret, at least 32 characters")
+    demo.add_argument("--site-url", default=None, help="default http://localhost:PORT")
+
+    code = sub.add_parser("code", help="print the TOTP code for an otpauth:// URI", add_help=False)
+    code.add_argument("rest", nargs=argparse.REMAINDER)
+
+    audit = sub.add_parser("audit", help="print audit events from Redis")
+    audit.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    audit.add_argument("--user", default=None)
+    audit.add_argument("--follow", action="store_true")
+    audit.add_argument("--key-prefix", default="banata")
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "code":
+        from .simulator.cli_code import main as code_main
+
+        return code_main(args.rest)
+    return _audit(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

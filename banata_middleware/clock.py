@@ -1,0 +1,29 @@
+"""Where the library reads time. Nothing else in the package calls ``time.time()``.
+
+Tests and the simulator pass their own ``Clock`` (see ``banata_middleware.simulator.clocks``)
+so TOTP windows, challenge expiry and lock expiry can be moved without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "SystemClock", "SYSTEM_CLOCK"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """A source of wall-clock time as Unix seconds (float)."""
+
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+SYSTEM_CLOCK = SystemClock()

@@ -1,0 +1,169 @@
+"""Configuration, mirroring the product docs' ``BanataAuthConfig`` (appName, siteUrl, secret, authMethods)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .clock import SYSTEM_CLOCK, Clock
+
+__all__ = [
+    "AuthMethods",
+    "BanataAuthConfig",
+    "PasskeyConfig",
+    "PasswordHashing",
+    "Policies",
+    "TotpPolicy",
+]
+
+MIN_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class AuthMethods:
+    email_password: bool = True
+    two_factor: bool = True
+    passkey: bool = False
+
+
+@dataclass(frozen=True)
+class TotpPolicy:
+    """RFC 6238 parameters. ``window`` is how many steps before/after now are accepted."""
+
+    digits: int = 6
+    period: int = 30
+    algorithm: str = "SHA1"
+    window: int = 1
+
+    def __post_init__(self) -> None:
+        if self.digits not in (6, 7, 8):
+            raise ValueError("TotpPolicy.digits must be 6, 7 or 8")
+        if self.algorithm not in ("SHA1", "SHA256", "SHA512"):
+            raise ValueError("TotpPolicy.algorithm must be SHA1, SHA256 or SHA512")
+        if not 15 <= self.period <= 300 or not 0 <= self.window <= 3:
+            raise ValueError("TotpPolicy.period must be 15..300 s and window 0..3 steps")
+
+
+@dataclass(frozen=True)
+class PasswordHashing:
+    """scrypt cost. The default (2**15, 32 MiB, ~0.1 s here) is a floor; tests lower it for speed."""
+
+    n: int = 2**15
+    r: int = 8
+    p: int = 1
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Limits from the contract's 'exact rules'. Times are in seconds."""
+
+    session_ttl: int = 7 * 24 * 3600
+    pending_ttl: int = 300
+    challenge_attempts: int = 5
+    user_lock_failures: int = 10
+    user_lock_seconds: int = 15 * 60
+    trust_device_ttl: int = 30 * 24 * 3600
+    passkey_ceremony_ttl: int = 300
+    sign_in_window: int = 15 * 60
+    sign_in_failures_per_account: int = 10
+    sign_in_failures_per_address: int = 50
+    backup_code_count: int = 10
+    max_body_bytes: int = 64 * 1024
+    audit_stream_length: int = 1000
+    password_min_length: int = 8
+
+
+@dataclass(frozen=True)
+class PasskeyConfig:
+    rp_id: str = "localhost"
+    rp_name: str = ""
+    origins: tuple[str, ...] = ("http://localhost:3000",)
+    user_verification: str = "preferred"
+
+
+@dataclass(frozen=True)
+class BanataAuthConfig:
+    """Everything the middleware needs to know about the app it protects.
+
+    ``secret`` signs cookies and derives the encryption and hashing keys (HKDF, one key per use).
+    ``previous_secrets`` are still accepted for decryption and cookie signatures (rotation):
+    the newest (``secret``) encrypts and signs.
+
+    Paths: ``public_paths`` pass through untouched; ``fresh_paths`` maps a path to the maximum
+    age in seconds of the session's last second factor; everything else is protected unless
+    ``protect_by_default`` is off. A pattern ending in ``*`` is a prefix, otherwise exact.
+    """
+
+    app_name: str
+    site_url: str
+    secret: str
+    auth_methods: AuthMethods = field(default_factory=AuthMethods)
+    previous_secrets: tuple[str, ...] = ()
+    base_path: str = "/api/auth"
+    public_paths: tuple[str, ...] = ()
+    fresh_paths: Mapping[str, int] = field(default_factory=dict)
+    protect_by_default: bool = True
+    require_two_factor: bool = False
+    sign_in_page: str | None = None
+    trusted_origins: tuple[str, ...] = ()
+    trusted_proxies: int = 0
+    challenge_status: int = 403
+    totp: TotpPolicy = field(default_factory=TotpPolicy)
+    policies: Policies = field(default_factory=Policies)
+    password_hashing: PasswordHashing = field(default_factory=PasswordHashing)
+    passkey: PasskeyConfig = field(default_factory=PasskeyConfig)
+    key_prefix: str = "banata"
+    clock: Clock = SYSTEM_CLOCK
+
+    def __post_init__(self) -> None:
+        for name, value in [("secret", self.secret), *[("previous_secrets", s) for s in self.previous_secrets]]:
+            if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"BanataAuthConfig.{name} must be at least {MIN_SECRET_LENGTH} characters "
+                    "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+        parts = urlsplit(self.site_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"BanataAuthConfig.site_url must be an http(s) URL, got {self.site_url!r}")
+        if not self.base_path.startswith("/") or self.base_path.endswith("/"):
+            raise ValueError("BanataAuthConfig.base_path must start with '/' and not end with '/'")
+        if self.challenge_status not in (200, 403):
+            raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
+        if any("{" in c or "}" in c for c in self.key_prefix):
+            raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
+
+    @property
+    def site_origin(self) -> str:
+        parts = urlsplit(self.site_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.site_url).scheme == "https"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, app_name: str | None = None, **overrides: object
+    ) -> BanataAuthConfig:
+        """Read ``SITE_URL``, ``BANATA_AUTH_SECRET`` (or ``BETTER_AUTH_SECRET``), ``PASSKEY_RP_ID``,
+        ``PASSKEY_ORIGIN`` (comma-separated for several) and ``APP_NAME``."""
+        env = os.environ if environ is None else environ
+        secret = env.get("BANATA_AUTH_SECRET") or env.get("BETTER_AUTH_SECRET")
+        if not secret:
+            raise ValueError("set BANATA_AUTH_SECRET (or BETTER_AUTH_SECRET) to at least 32 random characters")
+        site_url = env.get("SITE_URL", "http://localhost:3000")
+        passkey = PasskeyConfig(
+            rp_id=env.get("PASSKEY_RP_ID", "localhost"),
+            rp_name=app_name or env.get("APP_NAME", "Banata"),
+            origins=tuple(o.strip() for o in env.get("PASSKEY_ORIGIN", site_url).split(",") if o.strip()),
+        )
+        kwargs: dict[str, object] = {
+            "app_name": app_name or env.get("APP_NAME", "Banata"),
+            "site_url": site_url,
+            "secret": secret,
+            "passkey": passkey,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)  # type: ignore[arg-type]

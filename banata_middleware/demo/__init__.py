@@ -1,0 +1,1 @@
+"""The demo app that ``banata-mfa demo`` serves."""

@@ -1,0 +1,81 @@
+"""How one flow serves both WSGI and ASGI: flows are generators that yield effects.
+
+A flow never touches I/O. It yields an ``Op`` (one atomic store operation, a Lua script in Redis)
+or a ``Compute`` (CPU-heavy work such as password hashing), receives the result, and finally
+returns its answer. ``run_sync`` drives it with a blocking store, ``run_async`` with an asyncio one;
+there is no second copy of any flow. A store failure is thrown *into* the flow as an ``AuthError``
+so the flow's own error handling renders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import anyio.to_thread
+
+from .errors import AuthError
+
+__all__ = ["Compute", "Flow", "Op", "OpStore", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """Run the store script ``script`` on ``keys`` (all in one user's hash slot) with ``args``."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """CPU-bound work the async driver moves off the event loop (only password hashing uses it)."""
+
+    fn: Callable[[], Any]
+
+
+Effect = Op | Compute
+Flow = Generator[Effect, Any, T]
+
+
+class OpStore(Protocol):
+    def execute(self, op: Op) -> Any: ...
+
+    async def aexecute(self, op: Op) -> Any: ...
+
+
+def run_sync(flow: Flow[T], store: OpStore) -> T:
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            result = store.execute(effect) if type(effect) is Op else effect.fn()  # type: ignore[union-attr]
+        except AuthError as exc:
+            error = exc
+
+
+async def run_async(flow: Flow[T], store: OpStore) -> T:
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            if type(effect) is Op:
+                result = await store.aexecute(effect)
+            else:
+                result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
+        except AuthError as exc:
+            error = exc

@@ -1,0 +1,509 @@
+"""One implementation of every flow: sign-up, sign-in, sign-out, session, TOTP and backup codes.
+
+Each flow is a generator (see ``effects``): it yields store operations and returns a
+``Response``. Nothing here does I/O, so the same code serves WSGI and ASGI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .audit import AuditLog
+from .backup_codes import generate_codes, normalize_code
+from .config import BanataAuthConfig
+from .crypto import Keyring, PasswordHasher, hash_token, new_token
+from .effects import Compute, Flow, Op
+from .errors import AuthError
+from .http import Body, Request, Response, json_response, set_cookie
+from .keys import Keys
+from .tokens import TokenSigner
+from .totp import matched_step, new_secret, totp_uri
+
+__all__ = ["Caller", "Flows", "SignInResult"]
+
+PasswordVerifier = Callable[[str, str], bool]
+
+
+def _iso(ms: int | float | str | None) -> str | None:
+    if ms in (None, "", "0", 0):
+        return None
+    return datetime.fromtimestamp(float(ms) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil((until_ms - now_ms) / 1000)))}
+
+
+UNAUTHORIZED = ("UNAUTHORIZED", "sign in first")
+
+
+@dataclass(slots=True)
+class Caller:
+    """A user as loaded by ``load.lua``: the user hash plus the session and/or challenge named by
+    the request's cookies (None when absent, expired or not asked for)."""
+
+    uid: str
+    user: dict[str, str]
+    session: dict[str, str] | None
+    sid: str
+    token: str
+    challenge: dict[str, str] | None
+    cid: str
+    backup_codes: int
+    passkeys: int
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.user.get("tfa") == "1"
+
+    def locked_until(self, now_ms: int) -> int:
+        lock = int(self.user.get("lock_until", "0"))
+        return lock if lock > now_ms else 0
+
+
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    """What ``begin_second_factor`` gives a host app that did its own first factor.
+
+    ``set_cookies`` are Set-Cookie header values to copy onto the app's response.
+    """
+
+    two_factor_required: bool
+    methods: list[str]
+    token: str | None
+    set_cookies: list[str]
+
+
+class Flows:
+    def __init__(
+        self,
+        config: BanataAuthConfig,
+        *,
+        keyring: Keyring,
+        hasher: PasswordHasher,
+        audit: AuditLog,
+        verify_password: PasswordVerifier | None = None,
+    ) -> None:
+        self.config = config
+        self.policies = config.policies
+        self.keys = Keys(config.key_prefix)
+        self.keyring = keyring
+        self.hasher = hasher
+        self.audit = audit
+        self.verify_password_hook = verify_password
+        signing_keys = keyring.cookie_keys
+        self.session_tokens = TokenSigner(signing_keys, "session")
+        self.challenge_tokens = TokenSigner(signing_keys, "two_factor")
+        self.trust_tokens = TokenSigner(signing_keys, "trust_device")
+        prefix = "__Secure-" if config.secure_cookies else ""
+        self.session_cookie = prefix + "banata.session_token"
+        self.challenge_cookie = prefix + "banata.two_factor"
+        self.trust_cookie = prefix + "banata.trust_device"
+        self.cookie_names = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
+
+    # -- small pieces ----------------------------------------------------------------------
+    def now_ms(self) -> int:
+        return int(self.config.clock.now() * 1000)
+
+    def _user_op(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
+                 req: Request | None) -> Op:
+        """An op following the user-script layout of ``lua/_prelude.lua``."""
+        ip = req.client if req else ""
+        ua = (req.headers.get("user-agent", "")[:256]) if req else ""
+        return Op(script, (self.keys.user(uid), self.keys.audit(uid), *keys),
+                  (self.now_ms(), ip, ua, self.policies.audit_stream_length, uid, *args))
+
+    def _commit(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
+                req: Request | None, sid: str = "") -> Flow[list[Any]]:
+        """Run a writing script and hand the events it recorded to the in-process sinks."""
+        op = self._user_op(script, uid, keys, args, req)
+        reply: list[Any] = yield op
+        if reply[1]:
+            self.audit.emit(reply[1], user_id=uid, at_ms=int(op.args[0]), ip=str(op.args[1]),
+                            user_agent=str(op.args[2]), session_id=sid)
+        return reply
+
+    def _cookie(self, name: str, value: str, max_age: int | None) -> tuple[str, str]:
+        return set_cookie(name, value, max_age=max_age, secure=self.config.secure_cookies)
+
+    def _clear(self, name: str) -> tuple[str, str]:
+        return self._cookie(name, "", 0)
+
+    def _session_token(self, req: Request) -> str | None:
+        token = req.cookies().get(self.session_cookie)
+        if token is None:
+            auth = req.headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                token = auth[7:].strip()
+        return token
+
+    def user_json(self, caller: Caller) -> dict[str, Any]:
+        u = caller.user
+        return {
+            "id": caller.uid,
+            "email": u.get("email") or None,
+            "name": u.get("name", ""),
+            "twoFactorEnabled": u.get("tfa") == "1",
+            "createdAt": _iso(u.get("created")),
+        }
+
+    def methods(self, caller: Caller) -> list[str]:
+        methods = ["totp"]
+        if caller.backup_codes:
+            methods.append("backup_code")
+        if caller.passkeys and self.config.auth_methods.passkey:
+            methods.append("passkey")
+        return methods
+
+    def locked_error(self, until_ms: int) -> AuthError:
+        return AuthError(
+            429, "ACCOUNT_TEMPORARILY_LOCKED",
+            "too many failed second-factor attempts; try again later",
+            headers=_retry_after(until_ms, self.now_ms()),
+        )
+
+    # -- loading the caller ------------------------------------------------------------------
+    def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
+        k = self.keys
+        reply = yield Op("load", (k.user(uid), k.session(uid, sid or "-"), k.challenge(uid, cid or "-"),
+                                  k.backup_codes(uid), k.passkeys(uid)),
+                         (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
+        now = self.now_ms()
+        session = _pairs(reply[1]) or None
+        challenge = _pairs(reply[2]) or None
+        if session is not None and int(session.get("exp", "0")) <= now:
+            session = None
+        if challenge is not None and int(challenge.get("exp", "0")) <= now:
+            challenge = None
+        return Caller(uid, _pairs(reply[0]), session, sid, token, challenge, cid, int(reply[3]), int(reply[4]))
+
+    def load_caller(self, req: Request, *, want_challenge: bool = False) -> Flow[Caller | None]:
+        """The caller by their cookies (or bearer token). A pending challenge is loaded only when
+        asked for; when both name the same user, one round trip loads both."""
+        token = self._session_token(req) or ""
+        session = self.session_tokens.read(token)
+        pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie)) if want_challenge else None
+        if pending and session and pending[0] != session[0]:
+            session = None
+        if pending:
+            return (yield from self.load(pending[0], cid=hash_token(pending[1]),
+                                         sid=hash_token(session[1]) if session else "", token=token))
+        if session:
+            return (yield from self.load(session[0], sid=hash_token(session[1]), token=token))
+        return None
+
+    def require_session(self, req: Request) -> Flow[Caller]:
+        caller = yield from self.load_caller(req)
+        if caller is None or caller.session is None:
+            raise AuthError(401, *UNAUTHORIZED)
+        return caller
+
+    def check_password(self, caller: Caller, password: str) -> Flow[None]:
+        stored = caller.user.get("pw")
+        hook = self.verify_password_hook
+        if stored is None and hook is not None:
+            ok = yield Compute(lambda: hook(caller.uid, password))
+        else:
+            ok = yield Compute(lambda: self.hasher.verify(password, stored))
+        if not ok:
+            raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
+
+    # -- sessions and challenges -------------------------------------------------------------
+    def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
+                    remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
+        token, rid = self.session_tokens.issue(uid)
+        sid = hash_token(rid)
+        ttl_ms = self.policies.session_ttl * 1000
+        yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
+                                (sid, ttl_ms, aal, mfa_ms, "1" if remember else "0"), req, sid)
+        return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
+
+    def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
+        """After a first factor: a session when no second factor is due, else a pending challenge
+        (or, from a trusted device, a session with the device's trust rotated)."""
+        now = self.now_ms()
+        lock = caller.locked_until(now)
+        if lock:
+            raise self.locked_error(lock)
+        uid = caller.uid
+        if not caller.two_factor_enabled:
+            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember)
+            return SignInResult(False, [], token, [cookie[1]])
+        trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
+        if trusted and trusted[0] == uid:
+            new_trust, new_rid = self.trust_tokens.issue(uid)
+            token, rid = self.session_tokens.issue(uid)
+            sid = hash_token(rid)
+            k = self.keys
+            reply = yield from self._commit(
+                "trust_use", uid,
+                (k.trust(uid, hash_token(trusted[1])), k.trust(uid, hash_token(new_rid)), k.session(uid, sid),
+                 k.sessions(uid)),
+                (self.policies.trust_device_ttl * 1000, sid, self.policies.session_ttl * 1000,
+                 "1" if remember else "0"), req, sid)
+            if reply[0] == "LOCKED":
+                raise self.locked_error(int(reply[2]))
+            if reply[0] == "OK":
+                return SignInResult(False, [], token, [
+                    self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)[1],
+                    self._cookie(self.trust_cookie, new_trust, self.policies.trust_device_ttl)[1],
+                ])
+        ctoken, crid = self.challenge_tokens.issue(uid)
+        yield from self._commit(
+            "challenge_create", uid, (self.keys.challenge(uid, hash_token(crid)),),
+            (self.policies.pending_ttl * 1000, self.policies.challenge_attempts, "1" if remember else "0"), req)
+        cookie = self._cookie(self.challenge_cookie, ctoken, self.policies.pending_ttl)
+        return SignInResult(True, self.methods(caller), None, [cookie[1]])
+
+    def sign_in_response(self, caller: Caller, result: SignInResult) -> Response:
+        cookies = [("set-cookie", c) for c in result.set_cookies]
+        if result.two_factor_required:
+            payload = {"code": "TWO_FACTOR_REQUIRED", "message": "two-factor authentication required",
+                       "twoFactorRedirect": True, "twoFactorMethods": result.methods}
+            return json_response(self.config.challenge_status, payload, headers=cookies)
+        return json_response(200, {"token": result.token, "user": self.user_json(caller)}, headers=cookies)
+
+    # -- primary authentication --------------------------------------------------------------
+    def _email(self, body: Body) -> str:
+        email = body.text("email", max_len=254).strip().lower()
+        local, at, domain = email.partition("@")
+        if not at or not local or "." not in domain or any(c.isspace() for c in email):
+            raise AuthError(400, "VALIDATION_ERROR", "'email' must be an email address")
+        return email
+
+    def sign_up(self, req: Request, body: Body) -> Flow[Response]:
+        email = self._email(body)
+        password = body.text("password", max_len=128)
+        name = body.text("name", max_len=128, required=False)
+        if len(password) < self.policies.password_min_length:
+            raise AuthError(400, "PASSWORD_TOO_SHORT",
+                            f"the password must have at least {self.policies.password_min_length} characters")
+        pw = yield Compute(lambda: self.hasher.hash(password))
+        uid = new_token(16)
+        yield from self._commit("user_create", uid, (), (email, name, pw), req)
+        email_key = self.keys.email(self.keyring.index(email))
+        taken = yield Op("email", (email_key,), (self.now_ms(), "claim", uid))
+        if taken:
+            yield from self._commit("user_delete", uid, (), (), req)
+            raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
+        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True)
+        caller = Caller(uid, {"email": email, "name": name, "created": str(self.now_ms())}, None, "", token,
+                        None, "", 0, 0)
+        return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
+
+    def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
+        retry: int = yield Op("throttle", (key,), (self.now_ms(), mode, self.policies.sign_in_window * 1000, limit))
+        return retry
+
+    def sign_in(self, req: Request, body: Body) -> Flow[Response]:
+        email = self._email(body)
+        password = body.text("password", max_len=128)
+        remember = body.data.get("rememberMe", True) is not False
+        p = self.policies
+        email_idx = self.keyring.index(email)
+        account_key = self.keys.account_failures(email_idx)
+        address_key = self.keys.address_failures(self.keyring.index(req.client or "-"))
+        retry = max((yield from self._throttle(account_key, "peek", p.sign_in_failures_per_account)),
+                    (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many failed sign-ins; try again later",
+                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
+        uid = yield Op("email", (self.keys.email(email_idx),), (self.now_ms(), "get", ""))
+        caller = (yield from self.load(uid)) if uid else None
+        stored = caller.user.get("pw") if caller else None
+        ok = yield Compute(lambda: self.hasher.verify(password, stored))
+        if not ok or caller is None:
+            yield from self._throttle(account_key, "hit", p.sign_in_failures_per_account)
+            yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
+            raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
+        result = yield from self.start_sign_in(req, caller, remember=remember)
+        return self.sign_in_response(caller, result)
+
+    def sign_out(self, req: Request) -> Flow[Response]:
+        session = self.session_tokens.read(self._session_token(req))
+        pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie))
+        targets: list[tuple[str, str, str]] = []
+        if session:
+            targets.append((session[0], hash_token(session[1]), "-"))
+        if pending:
+            targets.append((pending[0], "", hash_token(pending[1])))
+        for uid, sid, cid in targets:
+            yield from self._commit("session_revoke", uid,
+                                    (self.keys.session(uid, sid or "-"), self.keys.sessions(uid),
+                                     self.keys.challenge(uid, cid)), (sid,), req, sid)
+        return json_response(200, {"success": True},
+                             headers=[self._clear(self.session_cookie), self._clear(self.challenge_cookie)])
+
+    def get_session(self, req: Request) -> Flow[Response]:
+        caller = yield from self.load_caller(req)
+        if caller is None or caller.session is None:
+            return json_response(200, None)
+        s = caller.session
+        session = {"id": caller.sid, "userId": caller.uid, "expiresAt": _iso(s.get("exp")),
+                   "createdAt": _iso(s.get("created")), "mfaVerifiedAt": _iso(s.get("mfa")),
+                   "aal": int(s.get("aal", "1"))}
+        return json_response(200, {"session": session, "user": self.user_json(caller)})
+
+    # -- two-factor management ---------------------------------------------------------------
+    def _new_backup_codes(self) -> tuple[list[str], list[str]]:
+        codes = generate_codes(self.policies.backup_code_count)
+        return codes, [self.keyring.hash_code(c) for c in codes]
+
+    def enable(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_session(req)
+        password = body.text("password", max_len=128)
+        issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
+        yield from self.check_password(caller, password)
+        if caller.two_factor_enabled:
+            raise self._already_enabled()
+        secret = new_secret()
+        codes, hashes = self._new_backup_codes()
+        ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
+        reply = yield from self._commit("two_factor_begin", caller.uid, (self.keys.pending_backup_codes(caller.uid),),
+                                        (ct, *hashes), req, caller.sid)
+        if reply[0] == "ALREADY":
+            raise self._already_enabled()
+        uri = totp_uri(secret, issuer=issuer, account=caller.user.get("email") or caller.uid, policy=self.config.totp)
+        return json_response(200, {"totpURI": uri, "backupCodes": codes})
+
+    @staticmethod
+    def _already_enabled() -> AuthError:
+        return AuthError(409, "TWO_FACTOR_ALREADY_ENABLED", "two-factor authentication is already on; disable it first")
+
+    @staticmethod
+    def _not_enabled() -> AuthError:
+        return AuthError(400, "TWO_FACTOR_NOT_ENABLED", "two-factor authentication is not set up for this user")
+
+    def disable(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_session(req)
+        yield from self.check_password(caller, body.text("password", max_len=128))
+        k = self.keys
+        reply = yield from self._commit("two_factor_disable", caller.uid,
+                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
+                                        (caller.sid,), req, caller.sid)
+        if reply[0] == "NOT_ENABLED":
+            raise self._not_enabled()
+        return json_response(200, {"status": True})
+
+    def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_session(req)
+        yield from self.check_password(caller, body.text("password", max_len=128))
+        ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
+        if not ct:
+            raise self._not_enabled()
+        secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+        uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
+                       policy=self.config.totp)
+        return json_response(200, {"totpURI": uri})
+
+    def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_session(req)
+        yield from self.check_password(caller, body.text("password", max_len=128))
+        codes, hashes = self._new_backup_codes()
+        k = self.keys
+        reply = yield from self._commit("backup_codes_replace", caller.uid,
+                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
+                                        (caller.sid, *hashes), req, caller.sid)
+        if reply[0] == "NOT_ENABLED":
+            raise self._not_enabled()
+        return json_response(200, {"status": True, "backupCodes": codes})
+
+    # -- verification ------------------------------------------------------------------------
+    def verify(self, req: Request, body: Body, method: str) -> Flow[Response]:
+        """verify-totp and verify-backup-code: one flow, three modes (contract: sign-in challenge,
+        enrolment, step-up), decided by the caller's cookies."""
+        code = body.text("code", max_len=64).strip()
+        trust = body.flag("trustDevice")
+        caller = yield from self.load_caller(req, want_challenge=True)
+        if caller is None or (caller.challenge is None and caller.session is None):
+            raise AuthError(401, *UNAUTHORIZED)
+        lock = caller.locked_until(self.now_ms())
+        if lock:
+            raise self.locked_error(lock)
+        user = caller.user
+        enrolling = caller.challenge is None and not caller.two_factor_enabled
+        if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
+            raise self._not_enabled()
+        if method == "totp":
+            ct = user["pending_secret"] if enrolling else user["secret"]
+            secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+            step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
+            proof = "" if step is None else str(step)
+        else:
+            ct = ""
+            normalized = normalize_code(code)
+            proof = self.keyring.hash_code(normalized) if normalized else ""
+        if caller.challenge is not None:
+            return (yield from self._answer_challenge(req, caller, method, proof, ct, trust))
+        return (yield from self._answer_in_session(req, caller, method, proof, ct, enrolling))
+
+    def _answer_challenge(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
+                          trust: bool) -> Flow[Response]:
+        uid, p, k = caller.uid, self.policies, self.keys
+        token, rid = self.session_tokens.issue(uid)
+        sid = hash_token(rid)
+        trust_token, trust_rid = self.trust_tokens.issue(uid)
+        reply = yield from self._commit(
+            "challenge_answer", uid,
+            (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
+             k.trust(uid, hash_token(trust_rid))),
+            (method, proof, ct, sid, p.session_ttl * 1000, "1" if trust else "0", p.trust_device_ttl * 1000,
+             p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
+        status = reply[0]
+        if status == "OK":
+            remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
+            headers = [self._cookie(self.session_cookie, token, p.session_ttl if remember else None),
+                       self._clear(self.challenge_cookie)]
+            if trust:
+                headers.append(self._cookie(self.trust_cookie, trust_token, p.trust_device_ttl))
+            caller.user["tfa"] = "1"
+            payload: dict[str, Any] = {"token": token, "user": self.user_json(caller)}
+            if method == "backup":
+                payload["backupCodesRemaining"] = int(reply[2])
+            return json_response(200, payload, headers=headers)
+        raise self._answer_error(reply)
+
+    def _answer_in_session(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
+                           enrolling: bool) -> Flow[Response]:
+        uid, p, k = caller.uid, self.policies, self.keys
+        reply = yield from self._commit(
+            "session_answer", uid,
+            (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid)),
+            ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
+             p.user_lock_seconds * 1000), req, caller.sid)
+        if reply[0] != "OK":
+            raise self._answer_error(reply)
+        if enrolling:
+            caller.user["tfa"] = "1"
+            return json_response(200, {"status": True, "user": self.user_json(caller)})
+        if method == "backup":
+            return json_response(200, {"status": True, "token": caller.token, "user": self.user_json(caller),
+                                       "backupCodesRemaining": int(reply[2])})
+        return json_response(200, {"status": True})
+
+    def _answer_error(self, reply: list[Any]) -> AuthError:
+        status = reply[0]
+        if status == "LOCKED":
+            return self.locked_error(int(reply[2]))
+        if status == "WRONG" and len(reply) > 2:
+            return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used",
+                             extra={"attemptsRemaining": int(reply[2])})
+        if status == "WRONG":
+            return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
+        if status == "EXHAUSTED":
+            cleared = self._clear(self.challenge_cookie)
+            return AuthError(401, "TOO_MANY_ATTEMPTS", "too many wrong codes for this sign-in; sign in again",
+                             headers={cleared[0]: cleared[1]})
+        if status == "NOT_ENABLED":
+            return self._not_enabled()
+        if status == "ALREADY":
+            return self._already_enabled()
+        return AuthError(401, *UNAUTHORIZED)

@@ -1,0 +1,128 @@
+"""The middleware's decision for one request, as a flow: serve an auth endpoint, refuse, or let the
+request through with an ``Identity``. Adapters call ``Gateway.handle`` and render what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from .config import BanataAuthConfig
+from .effects import Flow
+from .errors import AuthError
+from .flows import Flows
+from .http import Body, Identity, Request, Response, error_response, read_json
+from .policy import PathPolicy
+
+__all__ = ["Gateway", "PUBLIC_PASS"]
+
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
+
+Handler = Callable[[Request, Body], Flow[Response]]
+
+
+class Gateway:
+    def __init__(self, config: BanataAuthConfig, flows: Flows) -> None:
+        self.config = config
+        self.flows = flows
+        self.base = config.base_path
+        self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default)
+        self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
+        f = flows
+        routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/sign-out"): lambda r, b: f.sign_out(r),
+            ("GET", "/get-session"): lambda r, b: f.get_session(r),
+        }
+        if config.auth_methods.email_password:
+            routes[("POST", "/sign-up/email")] = f.sign_up
+            routes[("POST", "/sign-in/email")] = f.sign_in
+        if config.auth_methods.two_factor:
+            routes.update({
+                ("POST", "/two-factor/enable"): f.enable,
+                ("POST", "/two-factor/verify-totp"): lambda r, b: f.verify(r, b, "totp"),
+                ("POST", "/two-factor/verify-backup-code"): lambda r, b: f.verify(r, b, "backup"),
+                ("POST", "/two-factor/disable"): f.disable,
+                ("POST", "/two-factor/get-totp-uri"): f.get_totp_uri,
+                ("POST", "/two-factor/generate-backup-codes"): f.generate_backup_codes,
+            })
+        self.routes = routes
+        self.paths = {path for _, path in routes}
+
+    def is_endpoint(self, path: str) -> bool:
+        """Adapters read the body only for these paths."""
+        return path.startswith(self.base + "/") or path == self.base
+
+    def client_address(self, request: Request) -> str:
+        """The peer address, or with ``trusted_proxies=N`` the N-th address from the right of
+        X-Forwarded-For (what the outermost trusted proxy saw)."""
+        hops = self.config.trusted_proxies
+        if hops:
+            forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()]
+            if len(forwarded) >= hops:
+                return forwarded[-hops][:64]
+        return request.client
+
+    def handle(self, request: Request) -> Flow[Response | Identity | None]:
+        try:
+            request.client = self.client_address(request)
+            if self.is_endpoint(request.path):
+                return (yield from self._endpoint(request))
+            return (yield from self._guard(request))
+        except AuthError as error:
+            return error_response(error)
+
+    # -- auth endpoints ----------------------------------------------------------------------
+    def _endpoint(self, request: Request) -> Flow[Response]:
+        sub = request.path[len(self.base):]
+        handler = self.routes.get((request.method, sub))
+        if handler is None:
+            if sub in self.paths:
+                raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+            raise AuthError(404, "NOT_FOUND", "no such endpoint")
+        cap = self.config.policies.max_body_bytes
+        if request.body_too_large or len(request.body or b"") > cap:
+            raise AuthError(413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {cap} bytes")
+        self._check_origin(request)
+        data = read_json(request, cap) if request.method != "GET" else {}
+        return (yield from handler(request, Body(data)))
+
+    # -- every other path --------------------------------------------------------------------
+    def _guard(self, request: Request) -> Flow[Identity | None]:
+        rule = self.policy.rule(request.path)
+        if rule.public:
+            return PUBLIC_PASS
+        self._check_origin(request)
+        f = self.flows
+        caller = yield from f.load_caller(request, want_challenge=True)
+        if caller is None or caller.session is None:
+            if caller is not None and caller.challenge is not None:
+                raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
+            if self.config.sign_in_page and "text/html" in request.headers.get("accept", ""):
+                raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
+                                headers={"location": self.config.sign_in_page})
+            raise AuthError(401, "UNAUTHORIZED", "sign in first")
+        if self.config.require_two_factor and not caller.two_factor_enabled:
+            raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
+        mfa = int(caller.session.get("mfa", "0"))
+        if rule.fresh_max_age is not None and (not mfa or f.now_ms() - mfa > rule.fresh_max_age * 1000):
+            raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                            f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
+        return Identity(caller.uid, caller.sid, int(caller.session.get("aal", "1")), mfa / 1000 if mfa else None,
+                        caller.two_factor_enabled)
+
+    def _check_origin(self, request: Request) -> None:
+        """CSRF: a state-changing request that carries one of our cookies must come from the site."""
+        if request.method not in _STATE_CHANGING:
+            return
+        cookie_header = request.headers.get("cookie", "")
+        if not any(name + "=" in cookie_header for name in self.flows.cookie_names):
+            return
+        origin = request.headers.get("origin")
+        if not origin or origin == "null":
+            referer = request.headers.get("referer", "")
+            parts = urlsplit(referer)
+            origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+        if origin.rstrip("/") not in self.trusted_origins:
+            raise AuthError(403, "INVALID_ORIGIN", "this request must come from the site's own pages")
+

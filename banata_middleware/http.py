@@ -1,0 +1,139 @@
+"""Framework-neutral request and response values. Adapters only translate to and from these."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AuthError
+
+__all__ = ["Identity", "Request", "Response", "json_response", "error_response", "parse_cookies", "set_cookie"]
+
+
+@dataclass(slots=True)
+class Request:
+    """What the flows see of a request. ``headers`` has lower-case names.
+
+    ``body`` is None when the adapter did not read it (pass-through paths); ``body_too_large``
+    says the adapter stopped reading at the cap.
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    client: str = ""
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    body_too_large: bool = False
+
+    def cookies(self) -> dict[str, str]:
+        return parse_cookies(self.headers.get("cookie", ""))
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the caller is, handed to the wrapped app as ``scope["banata"]`` / ``environ["banata"]``.
+
+    ``session_id`` is the stored (hashed) id, safe to log; the token itself is never exposed.
+    """
+
+    user_id: str
+    session_id: str
+    aal: int
+    mfa_verified_at: float | None
+    two_factor_enabled: bool
+
+
+_JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]
+
+
+def json_response(status: int, payload: Any, *, headers: list[tuple[str, str]] | None = None) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(status, body, [*_JSON_HEADERS, *(headers or [])])
+
+
+def error_response(error: AuthError, *, headers: list[tuple[str, str]] | None = None) -> Response:
+    return json_response(error.status, error.body(), headers=[*error.headers.items(), *(headers or [])])
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """A forgiving Cookie header parser: malformed pairs are skipped, the first value of a name wins."""
+    cookies: dict[str, str] = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name not in cookies:
+            cookies[name] = value.strip().strip('"')
+    return cookies
+
+
+def set_cookie(
+    name: str,
+    value: str,
+    *,
+    max_age: int | None,
+    secure: bool,
+    http_only: bool = True,
+    same_site: str = "Lax",
+) -> tuple[str, str]:
+    """A Set-Cookie header. ``max_age=None`` makes a browser-session cookie; 0 deletes it."""
+    parts = [f"{name}={value}", "Path=/", f"SameSite={same_site}"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max_age}")
+    if http_only:
+        parts.append("HttpOnly")
+    if secure:
+        parts.append("Secure")
+    return ("set-cookie", "; ".join(parts))
+
+
+def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The JSON object body of an auth endpoint, or a 4xx ``AuthError``."""
+    if request.body_too_large or (request.body is not None and len(request.body) > max_bytes):
+        raise AuthError(413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {max_bytes} bytes")
+    raw = request.body or b""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not raw.strip():
+        return {}
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise AuthError(415, "VALIDATION_ERROR", "the body must be application/json")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise AuthError(400, "VALIDATION_ERROR", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise AuthError(400, "VALIDATION_ERROR", "the body must be a JSON object")
+    return data
+
+
+class Body:
+    """Typed access to a JSON body's fields with contract errors (400 VALIDATION_ERROR)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def text(self, name: str, *, max_len: int = 256, required: bool = True) -> str:
+        value = self.data.get(name)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or (required and value == ""):
+            raise AuthError(400, "VALIDATION_ERROR", f"'{name}' must be a non-empty string")
+        if len(value) > max_len or "\x00" in value:
+            raise AuthError(400, "VALIDATION_ERROR", f"'{name}' is too long or holds invalid characters")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.data.get(name, False)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise AuthError(400, "VALIDATION_ERROR", f"'{name}' must be true or false")
+        return value

@@ -1,0 +1,56 @@
+"""Every store key, built in one place.
+
+All keys of one user carry the hash tag ``{u:<id>}`` so that every script touches one Redis
+Cluster slot (DESIGN rule 4). Ids inside key names are hashes, never the tokens in cookies.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Keys"]
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _u(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}"
+
+    def user(self, uid: str) -> str:
+        """Hash: profile, password hash, 2FA state, failure count and lock."""
+        return self._u(uid) + ":user"
+
+    def audit(self, uid: str) -> str:
+        return self._u(uid) + ":audit"
+
+    def session(self, uid: str, sid_hash: str) -> str:
+        return self._u(uid) + ":s:" + sid_hash
+
+    def sessions(self, uid: str) -> str:
+        """Set of the user's session hashes (for revocation)."""
+        return self._u(uid) + ":sessions"
+
+    def challenge(self, uid: str, cid_hash: str) -> str:
+        return self._u(uid) + ":ch:" + cid_hash
+
+    def trust(self, uid: str, tid_hash: str) -> str:
+        return self._u(uid) + ":td:" + tid_hash
+
+    def backup_codes(self, uid: str) -> str:
+        return self._u(uid) + ":bc"
+
+    def pending_backup_codes(self, uid: str) -> str:
+        """Codes handed out by ``enable``; they become ``backup_codes`` when enrolment is confirmed."""
+        return self._u(uid) + ":bcp"
+
+    def passkeys(self, uid: str) -> str:
+        return self._u(uid) + ":pk"
+
+    def email(self, email_index: str) -> str:
+        return f"{self.prefix}:{{e:{email_index}}}:uid"
+
+    def account_failures(self, email_index: str) -> str:
+        return f"{self.prefix}:{{e:{email_index}}}:fails"
+
+    def address_failures(self, address_index: str) -> str:
+        return f"{self.prefix}:{{a:{address_index}}}:fails"

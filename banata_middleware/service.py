@@ -1,0 +1,81 @@
+"""``BanataAuth``: the configured library. Adapters and host apps talk to this object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .audit import AuditEvent, AuditLog
+from .config import BanataAuthConfig
+from .crypto import Keyring, PasswordHasher
+from .effects import Flow, OpStore, T, run_async, run_sync
+from .flows import Flows, SignInResult
+from .gateway import Gateway
+from .http import Identity, Request, Response
+from .stores.memory import MemoryStore
+from .tokens import valid_user_id
+
+__all__ = ["BanataAuth"]
+
+
+class BanataAuth:
+    """``BanataAuth(config, store=RedisStore.from_url(...))``; the store defaults to an in-memory one.
+
+    ``verify_password(user_id, password) -> bool`` lets apps with their own users re-authenticate
+    for enable/disable (used when the user has no built-in password). ``on_event`` callbacks
+    receive every audit event.
+    """
+
+    def __init__(
+        self,
+        config: BanataAuthConfig,
+        *,
+        store: OpStore | None = None,
+        verify_password: Callable[[str, str], bool] | None = None,
+        on_event: Iterable[Callable[[AuditEvent], None]] = (),
+    ) -> None:
+        self.config = config
+        self.store: OpStore = store if store is not None else MemoryStore(config.clock)
+        self.keyring = Keyring(config.secret, config.previous_secrets)
+        self.audit = AuditLog(on_event)
+        self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
+                           audit=self.audit, verify_password=verify_password)
+        self.gateway = Gateway(config, self.flows)
+
+    # -- what adapters call -----------------------------------------------------------------
+    def is_endpoint(self, path: str) -> bool:
+        return self.gateway.is_endpoint(path)
+
+    def handle(self, request: Request) -> Response | Identity | None:
+        """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
+        return run_sync(self.gateway.handle(request), self.store)
+
+    async def ahandle(self, request: Request) -> Response | Identity | None:
+        return await run_async(self.gateway.handle(request), self.store)
+
+    def run(self, flow: Flow[T]) -> T:
+        return run_sync(flow, self.store)
+
+    async def arun(self, flow: Flow[T]) -> T:
+        return await run_async(flow, self.store)
+
+    # -- host-app API -----------------------------------------------------------------------
+    def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:
+        if not valid_user_id(user_id):
+            raise ValueError("user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
+        caller = yield from self.flows.load(user_id)
+        return (yield from self.flows.start_sign_in(request, caller, remember=remember_me))
+
+    def begin_second_factor(self, user_id: str, *, remember_me: bool = True,
+                            request: Request | None = None) -> SignInResult:
+        """For apps that check the password themselves: after it passes, call this and copy
+        ``set_cookies`` onto the response. A user without 2FA gets a session; one with 2FA gets
+        the pending-challenge cookie (``two_factor_required``). Raises ``AuthError`` (429) while
+        the user is locked."""
+        return self.run(self._begin(user_id, remember_me, request))
+
+    async def abegin_second_factor(self, user_id: str, *, remember_me: bool = True,
+                                   request: Request | None = None) -> SignInResult:
+        return await self.arun(self._begin(user_id, remember_me, request))
+
+
+

@@ -1,0 +1,63 @@
+-- Prepended to every script when it is loaded. ARGV[1] is always "now" in milliseconds from the
+-- application's Clock (never Redis TIME: tests and the simulator move time).
+-- Scripts that act on a user follow one layout: KEYS[1] the user hash, KEYS[2] the user's audit
+-- stream; ARGV[2] client address, ARGV[3] user agent, ARGV[4] audit stream length, ARGV[5] user id.
+local NOW = tonumber(ARGV[1])
+local EVENTS = {}
+
+local function hash(key)
+  local flat = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function live(rec)
+  return rec.exp ~= nil and tonumber(rec.exp) > NOW
+end
+
+local function audit(kind, sid, detail)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'userId', ARGV[5],
+    'at', ARGV[1], 'ip', ARGV[2], 'userAgent', ARGV[3], 'sessionId', sid or '', 'detail', detail or '')
+  EVENTS[#EVENTS + 1] = kind
+end
+
+local function new_session(skey, index, sid, ttl_ms, aal, mfa, remember)
+  redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember)
+  redis.call('PEXPIRE', skey, ttl_ms)
+  redis.call('SADD', index, sid)
+  redis.call('PEXPIRE', index, ttl_ms)
+  audit('session.created', sid)
+end
+
+local function locked_until(u)
+  local lock = tonumber(u.lock_until or '0')
+  if lock > NOW then return lock end
+  return 0
+end
+
+-- Counts one second-factor failure for the user; returns the lock's end when this one locks.
+local function second_factor_failed(lock_failures, lock_ms, detail)
+  local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
+  audit('two_factor.failed', nil, detail)
+  if fails >= lock_failures then
+    local lock = NOW + lock_ms
+    redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)
+    audit('two_factor.locked', nil, detail)
+    return lock
+  end
+  return 0
+end
+
+-- The proof check shared by sign-in challenges and sessions. A TOTP proof is the matched time
+-- step: accepted only for the secret the caller verified against and only if later than the
+-- last accepted step (replay). A backup proof is the code's keyed hash, removed in the same step.
+local function proof_ok(u, method, proof, secret, backup_key)
+  if proof == '' then return false end
+  if method == 'totp' then
+    if u.secret ~= secret or tonumber(proof) <= tonumber(u.last_step or '-1') then return false end
+    redis.call('HSET', KEYS[1], 'last_step', proof)
+    return true
+  end
+  return redis.call('SREM', backup_key, proof) == 1
+end

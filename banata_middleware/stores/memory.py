@@ -1,0 +1,338 @@
+"""In-memory store: the embedded default (demo, single process). Thread- and task-safe.
+
+Each method here is the twin of the Lua script of the same name in ``lua/`` and returns the same
+reply shape; one lock makes each one atomic, as Redis does for a script. The contract suite runs
+against both stores so the twins cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..effects import Op
+
+__all__ = ["MemoryStore"]
+
+Reply = Any
+
+
+class _Script:
+    """What the Lua prelude gives a script: NOW, the user hash, audit(), the shared helpers."""
+
+    def __init__(self, store: MemoryStore, keys: tuple[str, ...], args: tuple[str | int, ...]) -> None:
+        self.s = store
+        self.keys = keys
+        self.argv = [str(a) for a in args]
+        self.now = int(self.argv[0])
+        self.events: list[str] = []
+
+    def hash(self, key: str) -> dict[str, str]:
+        value = self.s.get(key)
+        return dict(value) if isinstance(value, dict) else {}
+
+    def live(self, rec: dict[str, str]) -> bool:
+        return "exp" in rec and int(float(rec["exp"])) > self.now
+
+    def hset(self, key: str, **fields: object) -> None:
+        self.s.data.setdefault(key, {}).update({k: _num(v) for k, v in fields.items()})
+
+    def audit(self, kind: str, sid: str = "", detail: str = "") -> None:
+        stream = self.s.data.setdefault(self.keys[1], deque(maxlen=int(self.argv[3])))
+        stream.append(
+            {"type": kind, "userId": self.argv[4], "at": self.argv[0], "ip": self.argv[1],
+             "userAgent": self.argv[2], "sessionId": sid, "detail": detail}
+        )
+        self.events.append(kind)
+
+    def new_session(self, skey: str, index: str, sid: str, ttl_ms: int, aal: object, mfa: object, remember: str) -> None:
+        self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
+                             "mfa": _num(mfa), "remember": remember}
+        self.s.expire(skey, ttl_ms)
+        self.s.data.setdefault(index, set()).add(sid)
+        self.s.expire(index, ttl_ms)
+        self.audit("session.created", sid)
+
+    def locked_until(self, u: dict[str, str]) -> int:
+        lock = int(u.get("lock_until", "0"))
+        return lock if lock > self.now else 0
+
+    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str) -> int:
+        u = self.s.data.setdefault(self.keys[0], {})
+        fails = int(u.get("fails", "0")) + 1
+        u["fails"] = str(fails)
+        self.audit("two_factor.failed", "", detail)
+        if fails >= lock_failures:
+            lock = self.now + lock_ms
+            u.update(lock_until=str(lock), fails="0")
+            self.audit("two_factor.locked", "", detail)
+            return lock
+        return 0
+
+    def proof_ok(self, u: dict[str, str], method: str, proof: str, secret: str, backup_key: str) -> bool:
+        if proof == "":
+            return False
+        if method == "totp":
+            if u.get("secret") != secret or int(proof) <= int(u.get("last_step", "-1")):
+                return False
+            self.hset(self.keys[0], last_step=proof)
+            return True
+        codes = self.s.get(backup_key)
+        if isinstance(codes, set) and proof in codes:
+            codes.discard(proof)
+            return True
+        return False
+
+    def scard(self, key: str) -> int:
+        value = self.s.get(key)
+        return len(value) if isinstance(value, set) else 0
+
+
+def _num(v: object) -> str:
+    return str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+class MemoryStore:
+    """``MemoryStore(clock=...)``: expiry follows the given clock (the app's), like the records."""
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+        self.data: dict[str, Any] = {}
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._scripts: dict[str, Callable[[_Script], Reply]] = {
+            name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
+        }
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def execute(self, op: Op) -> Reply:
+        with self._lock:
+            return self._scripts[op.script](_Script(self, op.keys, op.args))
+
+    async def aexecute(self, op: Op) -> Reply:
+        # No I/O and a short critical section: blocking the loop for microseconds beats a thread hop.
+        return self.execute(op)
+
+    def get(self, key: str) -> Any:
+        exp = self._expiry.get(key)
+        if exp is not None and exp <= self.clock.now():
+            self.data.pop(key, None)
+            self._expiry.pop(key, None)
+        return self.data.get(key)
+
+    def expire(self, key: str, ttl_ms: int) -> None:
+        self._expiry[key] = self.clock.now() + ttl_ms / 1000
+
+    def delete(self, *keys: str) -> int:
+        n = 0
+        for key in keys:
+            if self.get(key) is not None:
+                n += 1
+            self.data.pop(key, None)
+            self._expiry.pop(key, None)
+        return n
+
+    def audit_events(self, stream_key: str) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self.data.get(stream_key) or [])
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    # -- twins of lua/*.lua -----------------------------------------------------------------
+    def _op_load(self, x: _Script) -> Reply:
+        k = x.keys
+        flat = lambda key: [v for kv in x.hash(key).items() for v in kv]  # noqa: E731
+        s = flat(k[1]) if x.argv[1] == "1" else []
+        c = flat(k[2]) if x.argv[2] == "1" else []
+        passkeys = self.get(k[4])
+        return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
+
+    def _op_email(self, x: _Script) -> Reply:
+        key, mode, uid = x.keys[0], x.argv[1], x.argv[2]
+        cur = self.get(key)
+        if mode == "get":
+            return cur or ""
+        if mode == "claim":
+            if cur:
+                return cur
+            self.data[key] = uid
+            return ""
+        if cur == uid:
+            self.delete(key)
+        return ""
+
+    def _op_throttle(self, x: _Script) -> Reply:
+        rec = x.hash(x.keys[0])
+        window, limit = int(x.argv[2]), int(x.argv[3])
+        n, start = int(rec.get("n", "0")), int(rec.get("start", "0"))
+        if start + window <= x.now:
+            n, start = 0, x.now
+        if x.argv[1] == "hit":
+            n += 1
+            self.data[x.keys[0]] = {"n": str(n), "start": str(start)}
+            self.expire(x.keys[0], start + window - x.now)
+        return start + window - x.now if n >= limit else 0
+
+    def _op_user_create(self, x: _Script) -> Reply:
+        if self.get(x.keys[0]) is not None:
+            return ["EXISTS", x.events]
+        x.hset(x.keys[0], email=x.argv[5], name=x.argv[6], pw=x.argv[7], created=x.now)
+        return ["OK", x.events]
+
+    def _op_user_delete(self, x: _Script) -> Reply:
+        self.delete(x.keys[0])
+        return ["OK", x.events]
+
+    def _op_session_create(self, x: _Script) -> Reply:
+        a = x.argv
+        x.new_session(x.keys[2], x.keys[3], a[5], int(a[6]), a[7], a[8], a[9])
+        return ["OK", x.events]
+
+    def _op_session_revoke(self, x: _Script) -> Reply:
+        k, sid = x.keys, x.argv[5]
+        if sid != "" and self.delete(k[2]) == 1:
+            index = self.get(k[3])
+            if isinstance(index, set):
+                index.discard(sid)
+            x.audit("session.revoked", sid)
+        self.delete(k[4])
+        return ["OK", x.events]
+
+    def _op_challenge_create(self, x: _Script) -> Reply:
+        ttl = int(x.argv[5])
+        self.data[x.keys[2]] = {"exp": str(x.now + ttl), "attempts": x.argv[6], "remember": x.argv[7],
+                                "created": str(x.now)}
+        self.expire(x.keys[2], ttl)
+        return ["OK", x.events]
+
+    def _op_challenge_answer(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        ch = x.hash(k[2])
+        if not x.live(ch):
+            return ["GONE", x.events]
+        u = x.hash(k[0])
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        if u.get("tfa") != "1":
+            self.delete(k[2])
+            return ["NOT_ENABLED", x.events]
+        if x.proof_ok(u, a[5], a[6], a[7], k[3]):
+            self.delete(k[2])
+            x.hset(k[0], fails=0)
+            x.audit("two_factor.verified", a[8], a[5])
+            if a[5] == "backup":
+                x.audit("two_factor.backup_code_used", a[8])
+            x.new_session(k[4], k[5], a[8], int(a[9]), 2, x.now, ch.get("remember", "0"))
+            if a[10] == "1":
+                ttl = int(a[11])
+                self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now)}
+                self.expire(k[6], ttl)
+            return ["OK", x.events, x.scard(k[3])]
+        lock = x.second_factor_failed(int(a[12]), int(a[13]), a[5])
+        attempts = int(ch.get("attempts", "0")) - 1
+        self.data[k[2]]["attempts"] = str(attempts)
+        if attempts <= 0:
+            self.delete(k[2])
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        if attempts <= 0:
+            return ["EXHAUSTED", x.events]
+        return ["WRONG", x.events, attempts]
+
+    def _op_session_answer(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        if not x.live(x.hash(k[2])):
+            return ["GONE", x.events]
+        u = x.hash(k[0])
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        ok = False
+        if a[5] == "enrol":
+            if u.get("tfa") == "1":
+                return ["ALREADY", x.events]
+            if "pending_secret" not in u:
+                return ["NOT_ENABLED", x.events]
+            if a[7] != "" and u["pending_secret"] == a[8] and int(a[7]) > int(u.get("last_step", "-1")):
+                ok = True
+                x.hset(k[0], tfa="1", secret=u["pending_secret"], last_step=a[7], gen=int(u.get("gen", "0")) + 1)
+                self.data[k[0]].pop("pending_secret", None)
+                pending = self.get(k[4])
+                self.delete(k[3], k[4])
+                if pending is not None:
+                    self.data[k[3]] = pending
+                x.audit("two_factor.enabled", a[9])
+        else:
+            if u.get("tfa") != "1":
+                return ["NOT_ENABLED", x.events]
+            ok = x.proof_ok(u, a[6], a[7], a[8], k[3])
+            if ok:
+                x.audit("two_factor.verified", a[9], a[6])
+                if a[6] == "backup":
+                    x.audit("two_factor.backup_code_used", a[9])
+        if ok:
+            x.hset(k[0], fails=0)
+            x.hset(k[2], mfa=x.now, aal=2)
+            return ["OK", x.events, x.scard(k[3])]
+        lock = x.second_factor_failed(int(a[10]), int(a[11]), a[6])
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        return ["WRONG", x.events]
+
+    def _op_trust_use(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        t, u = x.hash(k[2]), x.hash(k[0])
+        if not x.live(t) or u.get("tfa") != "1" or t.get("gen") != u.get("gen", "0"):
+            return ["GONE", x.events]
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        self.delete(k[2])
+        ttl = int(a[5])
+        self.data[k[3]] = {"exp": str(x.now + ttl), "gen": t["gen"], "mfa": t["mfa"]}
+        self.expire(k[3], ttl)
+        x.new_session(k[4], k[5], a[6], int(a[7]), 2, t["mfa"], a[8])
+        return ["OK", x.events]
+
+    def _op_two_factor_begin(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        if x.hash(k[0]).get("tfa") == "1":
+            return ["ALREADY", x.events]
+        x.hset(k[0], pending_secret=a[5])
+        self.data[k[2]] = set(a[6:])
+        return ["OK", x.events]
+
+    def _op_two_factor_disable(self, x: _Script) -> Reply:
+        k = x.keys
+        u = x.hash(k[0])
+        if u.get("tfa") != "1" and "pending_secret" not in u:
+            return ["NOT_ENABLED", x.events]
+        for field in ("secret", "pending_secret", "last_step"):
+            self.data[k[0]].pop(field, None)
+        x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1)
+        self.delete(k[2], k[3])
+        if u.get("tfa") == "1":
+            x.audit("two_factor.disabled", x.argv[5])
+        return ["OK", x.events]
+
+    def _op_backup_codes_replace(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        u = x.hash(k[0])
+        if u.get("tfa") == "1":
+            target = k[2]
+        elif "pending_secret" in u:
+            target = k[3]
+        else:
+            return ["NOT_ENABLED", x.events]
+        self.delete(target)
+        self.data[target] = set(a[6:])
+        x.audit("two_factor.backup_codes_regenerated", a[5])
+        return ["OK", x.events]
