@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["AuditEvent", "AuditLog"]
@@ -33,7 +33,7 @@ class AuditLog:
             event: AuditEvent = {
                 "type": kind,
                 "userId": user_id,
-                "at": datetime.fromtimestamp(at_ms / 1000, timezone.utc).isoformat(),
+                "at": datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(),
                 "ip": ip,
                 "userAgent": user_agent,
             }

@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--secret", default=None, help="app secret, at least 32 characters")
     demo.add_argument("--site-url", default=None, help="default http://localhost:PORT")
 
-    code = sub.add_parser("code", help="print the TOTP code for an otpauth:// URI", add_help=False)
-    code.add_argument("rest", nargs=argparse.REMAINDER)
+    from .simulator import cli_code
+
+    cli_code.add_arguments(sub.add_parser("code", help="print the TOTP code for an otpauth:// URI"))
 
     audit = sub.add_parser("audit", help="print audit events from Redis")
     audit.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -101,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return _demo(args)
     if args.command == "code":
-        from .simulator.cli_code import main as code_main
-
-        return code_main(args.rest)
+        return cli_code.run(args)
     return _audit(args)
 
 

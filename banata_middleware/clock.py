@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "SYSTEM_CLOCK"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .audit import AuditLog
@@ -31,7 +31,7 @@ PasswordVerifier = Callable[[str, str], bool]
 def _iso(ms: int | float | str | None) -> str | None:
     if ms in (None, "", "0", 0):
         return None
-    return datetime.fromtimestamp(float(ms) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(float(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:

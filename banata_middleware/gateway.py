@@ -13,7 +13,7 @@ from .flows import Flows
 from .http import Body, Identity, Request, Response, error_response, read_json
 from .policy import PathPolicy
 
-__all__ = ["Gateway", "PUBLIC_PASS"]
+__all__ = ["PUBLIC_PASS", "Gateway"]
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

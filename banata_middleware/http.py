@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import AuthError
 
-__all__ = ["Identity", "Request", "Response", "json_response", "error_response", "parse_cookies", "set_cookie"]
+__all__ = ["Identity", "Request", "Response", "error_response", "json_response", "parse_cookies", "set_cookie"]
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from pyotp.utils import strings_equal
 
 from .config import TotpPolicy
 
-__all__ = ["new_secret", "totp_uri", "matched_step"]
+__all__ = ["matched_step", "new_secret", "totp_uri"]
 
 _DIGESTS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
 
@@ -48,7 +48,7 @@ def matched_step(secret: str, code: str, *, at: float, policy: TotpPolicy) -> in
     When several steps match (a 1-in-a-million collision) the latest wins, so the replay guard
     is never tricked into refusing a fresh code because an older step also matched.
     """
-    if len(code) != policy.digits or not code.isdigit():
+    if len(code) != policy.digits or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret, digits=policy.digits, digest=_DIGESTS[policy.algorithm], interval=policy.period)
     now_step = int(at) // policy.period

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from ..adapters.starlette import BanataMiddleware
 from ..config import BanataAuthConfig
+from ..http import Identity
 from ..service import BanataAuth
 
 __all__ = ["demo_config", "starlette_app"]
@@ -42,8 +43,9 @@ def demo_config(*, secret: str, site_url: str, **overrides: Any) -> BanataAuthCo
     return BanataAuthConfig(**options)
 
 
-def _identity(scope: dict[str, Any]) -> Any:
-    return scope["banata"]
+def _identity(request: StarletteRequest) -> Identity:
+    identity: Identity = request.scope["banata"]
+    return identity
 
 
 async def index(request: StarletteRequest) -> HTMLResponse:
@@ -55,12 +57,12 @@ async def sign_in_page(request: StarletteRequest) -> HTMLResponse:
 
 
 async def me(request: StarletteRequest) -> JSONResponse:
-    ident = _identity(request.scope)
+    ident = _identity(request)
     return JSONResponse({"userId": ident.user_id, "aal": ident.aal})
 
 
 async def dashboard(request: StarletteRequest) -> HTMLResponse:
-    ident = _identity(request.scope)
+    ident = _identity(request)
     return HTMLResponse(f"<!doctype html><title>Dashboard</title><h1>Dashboard</h1><p>Signed in as "
                         f"<code>{ident.user_id}</code> (AAL{ident.aal}).</p>")
 

@@ -6,9 +6,15 @@
 - :mod:`clocks`: frozen, offset and drifting clocks, ``skew()`` and ``freeze()``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from . import clocks
 from .authenticator import Account, VirtualAuthenticator
-from .passkey import CeremonyRefused, PasskeyCredential, VirtualPasskey
+
+if TYPE_CHECKING:
+    from .passkey import CeremonyRefused, PasskeyCredential, VirtualPasskey
 
 __all__ = [
     "Account",
@@ -18,3 +24,15 @@ __all__ = [
     "VirtualPasskey",
     "clocks",
 ]
+
+_PASSKEY_NAMES = {"CeremonyRefused", "PasskeyCredential", "VirtualPasskey"}
+
+
+def __getattr__(name: str) -> Any:
+    # The passkey half needs cbor2 (the "simulator" extra); importing it lazily keeps
+    # `banata-mfa code` and VirtualAuthenticator working on the base install.
+    if name in _PASSKEY_NAMES:
+        from . import passkey
+
+        return getattr(passkey, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

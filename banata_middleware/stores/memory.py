@@ -48,7 +48,9 @@ class _Script:
         )
         self.events.append(kind)
 
-    def new_session(self, skey: str, index: str, sid: str, ttl_ms: int, aal: object, mfa: object, remember: str) -> None:
+    def new_session(
+        self, skey: str, index: str, sid: str, ttl_ms: int, aal: object, mfa: object, remember: str
+    ) -> None:
         self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
                              "mfa": _num(mfa), "remember": remember}
         self.s.expire(skey, ttl_ms)
@@ -148,7 +150,10 @@ class MemoryStore:
     # -- twins of lua/*.lua -----------------------------------------------------------------
     def _op_load(self, x: _Script) -> Reply:
         k = x.keys
-        flat = lambda key: [v for kv in x.hash(key).items() for v in kv]  # noqa: E731
+
+        def flat(key: str) -> list[str]:
+            return [v for kv in x.hash(key).items() for v in kv]
+
         s = flat(k[1]) if x.argv[1] == "1" else []
         c = flat(k[2]) if x.argv[2] == "1" else []
         passkeys = self.get(k[4])

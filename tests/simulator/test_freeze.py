@@ -26,8 +26,8 @@ def test_datetime_now_follows_the_clock() -> None:
     clock = FrozenClock(1_700_000_000)
     with freeze(clock):
         clock.to_next_step(period=3_600)
-        assert datetime.datetime.now(datetime.timezone.utc) == datetime.datetime(
-            2023, 11, 14, 23, 0, tzinfo=datetime.timezone.utc
+        assert datetime.datetime.now(datetime.UTC) == datetime.datetime(
+            2023, 11, 14, 23, 0, tzinfo=datetime.UTC
         )
 
 

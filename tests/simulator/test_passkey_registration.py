@@ -8,6 +8,7 @@ import json
 import cbor2
 import pytest
 from webauthn import verify_registration_response
+from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.exceptions import InvalidRegistrationResponse
 from webauthn.helpers.structs import (
     AttestationFormat,
@@ -111,8 +112,8 @@ def test_response_has_the_w3c_registration_json_shape() -> None:
     assert attestation["authData"] == from_b64url(response["response"]["authenticatorData"])
 
 
-def test_first_algorithm_the_passkey_supports_must_be_offered() -> None:
-    options, _ = registration_options(supported_pub_key_algs=[-7])  # type: ignore[list-item]
+def test_algorithm_the_relying_party_did_not_offer_is_refused() -> None:
+    options, _ = registration_options(supported_pub_key_algs=[COSEAlgorithmIdentifier.ECDSA_SHA_256])
     with pytest.raises(CeremonyRefused) as refused:
         VirtualPasskey(algorithm="RS256").create(options, origin=ORIGIN)
     assert refused.value.name == "NotSupportedError"

@@ -1,0 +1,126 @@
+"""WSGI middleware: wrap any WSGI app (Flask, Django, Pyramid, Bottle, plain Werkzeug).
+
+It serves the auth endpoints under ``config.base_path``, refuses protected paths per the contract,
+and passes everything else through with the caller's ``Identity`` in ``environ["banata"]``
+(and the ``BanataAuth`` in ``environ["banata.auth"]``, for view helpers). Bodies are read only
+for the auth endpoints, and never past the size cap.
+
+.. code-block:: python
+
+    # Flask
+    from banata_middleware.adapters.werkzeug import BanataMiddleware
+    app.wsgi_app = BanataMiddleware(app.wsgi_app, auth)
+
+    # Django, in wsgi.py
+    from django.core.wsgi import get_wsgi_application
+    application = BanataMiddleware(get_wsgi_application(), auth)
+
+Paths are matched as the browser sees them (``SCRIPT_NAME + PATH_INFO``), like the ASGI adapter's
+``scope["path"]``: an app mounted under ``/app`` configures ``/app/api/auth`` and so on.
+
+``auth.handle`` blocks on the store (one round trip for a pass-through), so serve with threads
+(``gunicorn --threads``, waitress) rather than one request at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from werkzeug.wrappers import Response as WsgiResponse
+from werkzeug.wsgi import get_content_length
+
+from ..errors import AuthError
+from ..http import Identity, Request, Response, error_response
+from ..service import BanataAuth
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["BanataMiddleware", "fresh_second_factor_refusal"]
+
+_CHUNK = 64 * 1024
+
+
+class BanataMiddleware:
+    """``BanataMiddleware(app, auth)``: ``app`` is the WSGI app to protect, ``auth`` the configured
+    :class:`~banata_middleware.BanataAuth` (its store should be a blocking one, e.g. ``RedisStore``)."""
+
+    def __init__(self, app: WSGIApplication, auth: BanataAuth) -> None:
+        self.app = app
+        self.auth = auth
+        self.max_body = auth.config.policies.max_body_bytes
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.isascii():
+            # PEP 3333 hands the path over as latin-1; decode it as UTF-8 like ASGI servers do.
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key[:5] == "HTTP_"}
+        if "CONTENT_TYPE" in environ:
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        if "CONTENT_LENGTH" in environ:
+            headers["content-length"] = environ["CONTENT_LENGTH"]
+        request = Request(environ.get("REQUEST_METHOD", "GET"), path, headers, environ.get("REMOTE_ADDR") or "")
+        if self.auth.is_endpoint(path):
+            request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+            request.body, request.body_too_large = self._read_body(environ)
+        result = self.auth.handle(request)
+        if isinstance(result, Response):
+            return _render(result, environ, start_response)
+        if result is not None:
+            environ["banata"] = result
+        environ["banata.auth"] = self.auth
+        return self.app(environ, start_response)
+
+    def _read_body(self, environ: WSGIEnvironment) -> tuple[bytes, bool]:
+        """The body, or ``(b"", True)`` past the cap. A too-large Content-Length is trusted unread;
+        without one the body is read only when the server terminates the stream (chunked)."""
+        declared = get_content_length(environ)  # None: no Content-Length, or chunked
+        if declared is not None and declared > self.max_body:
+            return b"", True
+        if declared is None:
+            if not environ.get("wsgi.input_terminated"):
+                return b"", False
+            limit = self.max_body + 1
+        else:
+            limit = declared
+        stream = environ["wsgi.input"]
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = stream.read(min(limit - size, _CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > self.max_body:
+            return b"", True
+        return b"".join(chunks), False
+
+
+def _render(response: Response, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    # Werkzeug's Response sets Content-Length, keeps repeated Set-Cookie headers and drops the body for HEAD.
+    return WsgiResponse(response.body, response.status, response.headers)(environ, start_response)
+
+
+def fresh_second_factor_refusal(environ: WSGIEnvironment, max_age: int) -> WsgiResponse | None:
+    """None when the caller's last second factor is at most ``max_age`` seconds old (by the auth's
+    clock), else the contract's refusal: 403 ``FRESH_TWO_FACTOR_REQUIRED`` (401 ``UNAUTHORIZED``
+    when the request carries no identity, e.g. on a public path). For view-level checks; prefer
+    ``BanataAuthConfig.fresh_paths`` where a path pattern says it."""
+    auth = environ.get("banata.auth")
+    if not isinstance(auth, BanataAuth):
+        raise RuntimeError("no BanataMiddleware in front of this app: wrap the WSGI app with BanataMiddleware(app, auth)")
+    identity = environ.get("banata")
+    if not isinstance(identity, Identity):
+        error = AuthError(401, "UNAUTHORIZED", "sign in first")
+    else:
+        verified = identity.mfa_verified_at
+        if verified is not None and auth.config.clock.now() - verified <= max_age:
+            return None
+        error = AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                          f"confirm with a second factor (needed within the last {max_age} s)")
+    refusal = error_response(error)
+    return WsgiResponse(refusal.body, refusal.status, refusal.headers)

@@ -1,0 +1,89 @@
+"""Real HTTP servers for tests: the app under a real uvicorn (ASGI) or a threaded Werkzeug server (WSGI),
+each in a background thread on a free port.
+
+``with serve(app, "asgi") as base_url:`` yields ``http://127.0.0.1:PORT``. The app is configured with
+``site_url="http://testserver"`` (the suite's ``SITE``); clients send ``Origin: http://testserver``, which
+is what the middleware checks on state-changing requests that carry a cookie.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["SERVER_KINDS", "serve", "wsgi_available"]
+
+
+def wsgi_available() -> bool:
+    try:
+        import banata_middleware.adapters.werkzeug  # noqa: F401
+        from banata_middleware.demo.wsgi import werkzeug_app  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# "asgi" is uvicorn, "wsgi" is werkzeug.serving's threaded server (when the WSGI adapter exists).
+SERVER_KINDS: tuple[str, ...] = ("asgi", "wsgi") if wsgi_available() else ("asgi",)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _uvicorn(app: Any) -> Iterator[str]:
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.005)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def _werkzeug(app: Any) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"werkzeug-{port}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@contextmanager
+def serve(app: Any, kind: str) -> Iterator[str]:
+    """Serve ``app`` (an ASGI app for ``"asgi"``, a WSGI app for ``"wsgi"``); yields the base URL."""
+    if kind == "asgi":
+        with _uvicorn(app) as url:
+            yield url
+    elif kind == "wsgi":
+        with _werkzeug(app) as url:
+            yield url
+    else:
+        raise ValueError(f"unknown server kind {kind!r}")
