@@ -107,7 +107,7 @@ class Flows:
         self.session_cookie = prefix + "banata.session_token"
         self.challenge_cookie = prefix + "banata.two_factor"
         self.trust_cookie = prefix + "banata.trust_device"
-        self.cookie_names = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
+        self.cookie_names: tuple[str, ...] = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
 
     # -- small pieces ----------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -290,7 +290,7 @@ class Flows:
         uid = new_token(16)
         yield from self._commit("user_create", uid, (), (email, name, pw), req)
         email_key = self.keys.email(self.keyring.index(email))
-        taken = yield Op("email", (email_key,), (self.now_ms(), "claim", uid))
+        taken = yield Op("index", (email_key,), (self.now_ms(), "claim", uid))
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
@@ -316,7 +316,7 @@ class Flows:
         if retry:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many failed sign-ins; try again later",
                             headers=_retry_after(self.now_ms() + retry, self.now_ms()))
-        uid = yield Op("email", (self.keys.email(email_idx),), (self.now_ms(), "get", ""))
+        uid = yield Op("index", (self.keys.email(email_idx),), (self.now_ms(), "get", ""))
         caller = (yield from self.load(uid)) if uid else None
         stored = caller.user.get("pw") if caller else None
         ok = yield Compute(lambda: self.hasher.verify(password, stored))

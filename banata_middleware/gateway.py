@@ -46,6 +46,20 @@ class Gateway:
                 ("POST", "/two-factor/get-totp-uri"): f.get_totp_uri,
                 ("POST", "/two-factor/generate-backup-codes"): f.generate_backup_codes,
             })
+        if config.auth_methods.passkey:
+            from .passkey_flows import PasskeyFlows  # py_webauthn is the 'passkeys' extra
+
+            pk = PasskeyFlows(flows)
+            flows.cookie_names = (*flows.cookie_names, pk.cookie)
+            routes.update({
+                ("GET", "/passkey/generate-register-options"): pk.register_options,
+                ("POST", "/passkey/verify-registration"): pk.verify_registration,
+                ("GET", "/passkey/generate-authenticate-options"): pk.authenticate_options,
+                ("POST", "/passkey/verify-authentication"): pk.verify_authentication,
+                ("GET", "/passkey/list-user-passkeys"): pk.list,
+                ("POST", "/passkey/delete-passkey"): pk.delete,
+                ("POST", "/passkey/update-passkey"): pk.rename,
+            })
         self.routes = routes
         self.paths = {path for _, path in routes}
 

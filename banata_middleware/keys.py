@@ -46,6 +46,14 @@ class Keys:
     def passkeys(self, uid: str) -> str:
         return self._u(uid) + ":pk"
 
+    def ceremony(self, rid_hash: str) -> str:
+        """A WebAuthn ceremony; its own slot, since sign-in ceremonies start before a user is known."""
+        return f"{self.prefix}:{{pc:{rid_hash}}}:ceremony"
+
+    def credential(self, credential_hash: str) -> str:
+        """Credential id -> user id, for discoverable sign-in and one-registration-per-credential."""
+        return f"{self.prefix}:{{c:{credential_hash}}}:uid"
+
     def email(self, email_index: str) -> str:
         return f"{self.prefix}:{{e:{email_index}}}:uid"
 

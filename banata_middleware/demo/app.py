@@ -4,6 +4,7 @@ path that needs a second factor no older than 300 s."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
@@ -11,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from ..adapters.starlette import BanataMiddleware
-from ..config import BanataAuthConfig
+from ..config import AuthMethods, BanataAuthConfig, PasskeyConfig
 from ..http import Identity
 from ..service import BanataAuth
 
@@ -38,6 +39,9 @@ def demo_config(*, secret: str, site_url: str, **overrides: Any) -> BanataAuthCo
         "public_paths": ("/", "/sign-in", "/favicon.ico"),
         "fresh_paths": {"/api/sensitive": FRESH_MAX_AGE},
         "sign_in_page": "/sign-in",
+        "auth_methods": AuthMethods(email_password=True, two_factor=True, passkey=True),
+        "passkey": PasskeyConfig(rp_id=urlsplit(site_url).hostname or "localhost", rp_name="Banata Demo",
+                                 origins=(site_url.rstrip("/"),)),
     }
     options.update(overrides)
     return BanataAuthConfig(**options)

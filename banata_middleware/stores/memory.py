@@ -7,6 +7,7 @@ against both stores so the twins cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -159,7 +160,7 @@ class MemoryStore:
         passkeys = self.get(k[4])
         return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
 
-    def _op_email(self, x: _Script) -> Reply:
+    def _op_index(self, x: _Script) -> Reply:
         key, mode, uid = x.keys[0], x.argv[1], x.argv[2]
         cur = self.get(key)
         if mode == "get":
@@ -341,3 +342,78 @@ class MemoryStore:
         self.data[target] = set(a[6:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
+
+    def _op_ceremony(self, x: _Script) -> Reply:
+        key = x.keys[0]
+        if x.argv[1] == "put":
+            self.data[key] = x.argv[3]
+            self.expire(key, int(x.argv[2]))
+            return ""
+        value = self.get(key)
+        self.delete(key)
+        return value or ""
+
+    def _op_passkey_list(self, x: _Script) -> Reply:
+        return [v for kv in x.hash(x.keys[0]).items() for v in kv]
+
+    def _op_passkey_add(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        if a[5] in x.hash(k[2]):
+            return ["EXISTS", x.events]
+        x.hset(k[2], **{a[5]: a[6]})
+        x.audit("passkey.registered", "", a[5])
+        return ["OK", x.events]
+
+    def _op_passkey_update(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        raw = x.hash(k[2]).get(a[6])
+        if raw is None:
+            return ["GONE", x.events]
+        if a[5] == "delete":
+            self.data[k[2]].pop(a[6])
+            x.audit("passkey.deleted", "", a[6])
+            return ["OK", x.events, raw]
+        record = json.loads(raw)
+        record["name"] = a[7]
+        raw = json.dumps(record)
+        self.data[k[2]][a[6]] = raw
+        return ["OK", x.events, raw]
+
+    def _op_passkey_sign_in(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        raw = x.hash(k[2]).get(a[5])
+        if raw is None:
+            return ["NOT_FOUND", x.events]
+        u = x.hash(k[0])
+        ch: dict[str, str] = {}
+        if a[7] == "second_factor":
+            ch = x.hash(k[3])
+            if not x.live(ch):
+                return ["GONE", x.events]
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        record = json.loads(raw)
+        stored, new = int(record.get("signCount", 0)), int(a[6])
+        if (stored > 0 or new > 0) and new <= stored:
+            x.audit("passkey.clone_suspected", "", a[5])
+            return ["CLONE", x.events]
+        record["signCount"] = new
+        self.data[k[2]][a[5]] = json.dumps(record)
+        x.audit("passkey.authenticated", a[9], a[5])
+        ttl = int(a[10])
+        if a[7] == "second_factor":
+            self.delete(k[3])
+            x.hset(k[0], fails=0)
+            x.new_session(k[4], k[5], a[9], ttl, 2, x.now, ch.get("remember", "0"))
+            return ["SESSION", x.events]
+        if a[8] == "1":
+            x.new_session(k[4], k[5], a[9], ttl, 2, x.now, a[13])
+            return ["SESSION", x.events]
+        if u.get("tfa") == "1":
+            cttl = int(a[11])
+            self.data[k[6]] = {"exp": str(x.now + cttl), "attempts": a[12], "remember": a[13], "created": str(x.now)}
+            self.expire(k[6], cttl)
+            return ["CHALLENGE", x.events]
+        x.new_session(k[4], k[5], a[9], ttl, 1, 0, a[13])
+        return ["SESSION", x.events]

@@ -1,0 +1,215 @@
+"""Passkey flows: registration, passwordless sign-in, passkey as the second factor, management.
+
+Same shape as ``flows``: generators yielding store operations, one implementation for both adapters.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .crypto import hash_token
+from .effects import Flow, Op
+from .errors import AuthError
+from .flows import UNAUTHORIZED, Caller, Flows, SignInResult, _iso
+from .http import Body, Request, Response, json_response
+from .passkeys import (
+    authentication_options,
+    credential_id_of,
+    registration_options,
+    unb64url,
+    verify_authentication,
+    verify_registration,
+)
+from .tokens import TokenSigner
+
+__all__ = ["PasskeyFlows"]
+
+
+def _not_found() -> AuthError:
+    return AuthError(401, "PASSKEY_NOT_FOUND", "no such passkey")
+
+
+def _challenge_not_found() -> AuthError:
+    return AuthError(400, "CHALLENGE_NOT_FOUND", "the passkey challenge is missing, expired or already used")
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "name": record.get("name", ""),
+        "createdAt": _iso(record.get("createdAt")),
+        "deviceType": record.get("deviceType"),
+        "backedUp": bool(record.get("backedUp")),
+        "aaguid": record.get("aaguid"),
+    }
+
+
+class PasskeyFlows:
+    def __init__(self, flows: Flows) -> None:
+        self.f = flows
+        self.config = flows.config.passkey
+        self.tokens = TokenSigner(flows.keyring.cookie_keys, "passkey")
+        self.cookie = ("__Secure-" if flows.config.secure_cookies else "") + "banata.passkey"
+
+    # -- ceremonies --------------------------------------------------------------------------
+    def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:
+        token, rid = self.tokens.issue("_")
+        ttl = self.f.policies.passkey_ceremony_ttl
+        record = json.dumps({"type": kind, "challenge": challenge, "uid": uid, "name": name,
+                             "exp": self.f.now_ms() + ttl * 1000})
+        yield Op("ceremony", (self.f.keys.ceremony(hash_token(rid)),), (self.f.now_ms(), "put", ttl * 1000, record))
+        return self.f._cookie(self.cookie, token, ttl)
+
+    def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
+        """The browser's ceremony, consumed: a challenge answers once, and only in its own browser."""
+        read = self.tokens.read(req.cookies().get(self.cookie))
+        if read is None:
+            raise _challenge_not_found()
+        raw = yield Op("ceremony", (self.f.keys.ceremony(hash_token(read[1])),), (self.f.now_ms(), "take", 0, ""))
+        record: dict[str, Any] = json.loads(raw) if raw else {}
+        if record.get("type") != kind or int(record.get("exp", 0)) <= self.f.now_ms():
+            raise _challenge_not_found()
+        return record
+
+    def _list(self, uid: str) -> Flow[dict[str, dict[str, Any]]]:
+        flat = yield Op("passkey_list", (self.f.keys.passkeys(uid),), (self.f.now_ms(),))
+        return {str(flat[i]): json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    # -- registration ------------------------------------------------------------------------
+    def register_options(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.f.require_session(req)
+        existing = yield from self._list(caller.uid)
+        account = caller.user.get("email") or caller.uid
+        options, challenge = registration_options(
+            self.config, rp_name=self.config.rp_name or self.f.config.app_name, user_id=caller.uid,
+            user_name=account, display_name=caller.user.get("name") or account, exclude=list(existing))
+        name = req.query.get("name", "")[:64]
+        cookie = yield from self._begin("registration", challenge, caller.uid, name)
+        return Response(200, options.encode(), [("content-type", "application/json"), ("cache-control", "no-store"),
+                                                cookie])
+
+    def verify_registration(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.f.require_session(req)
+        response = body.data.get("response")
+        if not isinstance(response, dict):
+            raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
+        name = body.text("name", max_len=64, required=False)
+        ceremony = yield from self._take(req, "registration")
+        if ceremony.get("uid") != caller.uid:
+            raise _challenge_not_found()
+        passkey = verify_registration(self.config, response, ceremony["challenge"])
+        uid = caller.uid
+        index_key = self.f.keys.credential(hash_token(passkey.credential_id))
+        taken = yield Op("index", (index_key,), (self.f.now_ms(), "claim", uid))
+        if taken:
+            raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
+        record = {
+            "id": passkey.credential_id, "name": name or ceremony.get("name") or "Passkey",
+            "publicKey": passkey.public_key, "signCount": passkey.sign_count, "createdAt": self.f.now_ms(),
+            "deviceType": passkey.device_type, "backedUp": passkey.backed_up, "aaguid": passkey.aaguid,
+        }
+        reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid),),
+                                          (passkey.credential_id, json.dumps(record)), req, caller.sid)
+        if reply[0] == "EXISTS":
+            raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
+        return json_response(200, _public(record), headers=[self.f._clear(self.cookie)])
+
+    # -- authentication ----------------------------------------------------------------------
+    def authenticate_options(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.f.load_caller(req, want_challenge=True)
+        allow: list[str] = []
+        if caller is not None and (caller.challenge is not None or caller.session is not None):
+            allow = list((yield from self._list(caller.uid)))
+        options, challenge = authentication_options(self.config, allow=allow)
+        cookie = yield from self._begin("authentication", challenge)
+        return Response(200, options.encode(), [("content-type", "application/json"), ("cache-control", "no-store"),
+                                                cookie])
+
+    def verify_authentication(self, req: Request, body: Body) -> Flow[Response]:
+        response = body.data.get("response")
+        if not isinstance(response, dict):
+            raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
+        cred_id = credential_id_of(response)
+        ceremony = yield from self._take(req, "authentication")
+        f = self.f
+        owner = yield Op("index", (f.keys.credential(hash_token(cred_id)),), (f.now_ms(), "get", ""))
+        if not owner:
+            raise _not_found()
+        pending = f.challenge_tokens.read(req.cookies().get(f.challenge_cookie))
+        if pending is not None and pending[0] != owner:
+            raise AuthError(401, "AUTHENTICATION_FAILED", "this passkey belongs to another account")
+        inner = response.get("response")
+        handle = inner.get("userHandle") if isinstance(inner, dict) else None
+        if handle:
+            try:
+                claimed = unb64url(str(handle)).decode()
+            except (ValueError, UnicodeError):
+                claimed = ""
+            if claimed != owner:
+                raise AuthError(401, "AUTHENTICATION_FAILED", "the passkey's user handle does not match its owner")
+        passkeys = yield from self._list(owner)
+        stored = passkeys.get(cred_id)
+        if stored is None:
+            raise _not_found()
+        new_count, user_verified = verify_authentication(self.config, response, ceremony["challenge"],
+                                                          stored["publicKey"])
+        caller = yield from f.load(owner)
+        p, k = f.policies, f.keys
+        token, rid = f.session_tokens.issue(owner)
+        sid = hash_token(rid)
+        ctoken, crid = f.challenge_tokens.issue(owner)
+        remember = body.data.get("rememberMe", True) is not False
+        mode = "second_factor" if pending is not None else "passwordless"
+        reply = yield from f._commit(
+            "passkey_sign_in", owner,
+            (k.passkeys(owner), k.challenge(owner, hash_token(pending[1]) if pending else "-"), k.session(owner, sid),
+             k.sessions(owner), k.challenge(owner, hash_token(crid))),
+            (cred_id, new_count, mode, "1" if user_verified else "0", sid, p.session_ttl * 1000,
+             p.pending_ttl * 1000, p.challenge_attempts, "1" if remember else "0"), req, sid)
+        status = reply[0]
+        if status == "SESSION":
+            headers = [f._cookie(f.session_cookie, token, p.session_ttl if remember else None),
+                       f._clear(self.cookie)]
+            if pending is not None:
+                headers.append(f._clear(f.challenge_cookie))
+            return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
+        if status == "CHALLENGE":
+            cookie = f._cookie(f.challenge_cookie, ctoken, p.pending_ttl)
+            return f.sign_in_response(caller, SignInResult(True, f.methods(caller), None, [cookie[1]]))
+        if status == "LOCKED":
+            raise f.locked_error(int(reply[2]))
+        if status == "CLONE":
+            raise AuthError(401, "AUTHENTICATION_FAILED",
+                            "the passkey's signature counter went backwards; it may have been cloned")
+        if status == "GONE":
+            raise AuthError(401, *UNAUTHORIZED)
+        raise _not_found()
+
+    # -- management --------------------------------------------------------------------------
+    def list(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.f.require_session(req)
+        passkeys = yield from self._list(caller.uid)
+        items = sorted(passkeys.values(), key=lambda r: int(r.get("createdAt", 0)))
+        return json_response(200, [_public(r) for r in items])
+
+    def _update(self, req: Request, body: Body, mode: str) -> Flow[tuple[Caller, dict[str, Any]]]:
+        caller = yield from self.f.require_session(req)
+        cred_id = body.text("id", max_len=1400)
+        name = body.text("name", max_len=64) if mode == "rename" else ""
+        reply = yield from self.f._commit("passkey_update", caller.uid, (self.f.keys.passkeys(caller.uid),),
+                                          (mode, cred_id, name), req, caller.sid)
+        if reply[0] != "OK":
+            raise _not_found()
+        return caller, json.loads(reply[2])
+
+    def delete(self, req: Request, body: Body) -> Flow[Response]:
+        caller, record = yield from self._update(req, body, "delete")
+        yield Op("index", (self.f.keys.credential(hash_token(record["id"])),),
+                 (self.f.now_ms(), "release", caller.uid))
+        return json_response(200, {"status": True})
+
+    def rename(self, req: Request, body: Body) -> Flow[Response]:
+        _, record = yield from self._update(req, body, "rename")
+        return json_response(200, {"passkey": _public(record)})
+
