@@ -177,13 +177,15 @@ class Flows:
                                   k.backup_codes(uid), k.passkeys(uid)),
                          (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
         now = self.now_ms()
+        user = _pairs(reply[0])
         session = _pairs(reply[1]) or None
         challenge = _pairs(reply[2]) or None
-        if session is not None and int(session.get("exp", "0")) <= now:
+        revoked_at = int(user.get("revoked_at", "0"))
+        if session is not None and (int(session.get("exp", "0")) <= now or int(session["created"]) <= revoked_at):
             session = None
-        if challenge is not None and int(challenge.get("exp", "0")) <= now:
+        if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
-        return Caller(uid, _pairs(reply[0]), session, sid, token, challenge, cid, int(reply[3]), int(reply[4]))
+        return Caller(uid, user, session, sid, token, challenge, cid, int(reply[3]), int(reply[4]))
 
     def load_caller(self, req: Request, *, want_challenge: bool = False) -> Flow[Caller | None]:
         """The caller by their cookies (or bearer token). A pending challenge is loaded only when
@@ -507,3 +509,20 @@ class Flows:
         if status == "ALREADY":
             return self._already_enabled()
         return AuthError(401, *UNAUTHORIZED)
+
+    # -- host and administrator operations -----------------------------------------------------
+    def import_totp(self, uid: str, secret: str, *, email: str | None,
+                    backup_codes: bool) -> Flow[tuple[str, list[str]]]:
+        """2FA on with a known base32 secret; returns (totpURI, new backup codes or [])."""
+        codes, hashes = self._new_backup_codes() if backup_codes else ([], [])
+        ct = self.keyring.encrypt(secret.encode(), context=uid)
+        yield from self._commit("two_factor_import", uid,
+                                (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)),
+                                (ct, *hashes), None)
+        uri = totp_uri(secret, issuer=self.config.app_name, account=email or uid, policy=self.config.totp)
+        return uri, codes
+
+    def reset_user(self, uid: str, mode: str) -> Flow[None]:
+        """'revoke': end every session of the user; 'reset': that, and remove their second factor."""
+        yield from self._commit("user_reset", uid,
+                                (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)), (mode,), None)

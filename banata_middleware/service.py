@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable
 
 from .audit import AuditEvent, AuditLog
@@ -60,8 +61,7 @@ class BanataAuth:
 
     # -- host-app API -----------------------------------------------------------------------
     def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:
-        if not valid_user_id(user_id):
-            raise ValueError("user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
+        self._check_id(user_id)
         caller = yield from self.flows.load(user_id)
         return (yield from self.flows.start_sign_in(request, caller, remember=remember_me))
 
@@ -79,3 +79,53 @@ class BanataAuth:
 
 
 
+
+    # -- administration ---------------------------------------------------------------------
+    @staticmethod
+    def _check_id(user_id: str) -> None:
+        if not valid_user_id(user_id):
+            raise ValueError("user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
+
+    def import_totp(self, user_id: str, secret: str, *, email: str | None = None,
+                    backup_codes: bool = False) -> tuple[str, list[str]]:
+        """Turn 2FA on for ``user_id`` with an existing base32 ``secret`` (a migration from another
+        system, or seeding a load test), without any HTTP round. Returns the otpauth URI and, with
+        ``backup_codes=True``, a new set of backup codes."""
+        self._check_id(user_id)
+        return self.run(self.flows.import_totp(user_id, _base32(secret), email=email, backup_codes=backup_codes))
+
+    async def aimport_totp(self, user_id: str, secret: str, *, email: str | None = None,
+                           backup_codes: bool = False) -> tuple[str, list[str]]:
+        self._check_id(user_id)
+        return await self.arun(self.flows.import_totp(user_id, _base32(secret), email=email,
+                                                      backup_codes=backup_codes))
+
+    def reset_two_factor(self, user_id: str) -> None:
+        """Administrator recovery for a locked-out user: remove their second factor, clear locks,
+        end every session. Audited as ``two_factor.reset_by_admin``."""
+        self._check_id(user_id)
+        self.run(self.flows.reset_user(user_id, "reset"))
+
+    async def areset_two_factor(self, user_id: str) -> None:
+        self._check_id(user_id)
+        await self.arun(self.flows.reset_user(user_id, "reset"))
+
+    def revoke_sessions(self, user_id: str) -> None:
+        """End every session of ``user_id`` (and every pending challenge) at once."""
+        self._check_id(user_id)
+        self.run(self.flows.reset_user(user_id, "revoke"))
+
+    async def arevoke_sessions(self, user_id: str) -> None:
+        self._check_id(user_id)
+        await self.arun(self.flows.reset_user(user_id, "revoke"))
+
+
+def _base32(secret: str) -> str:
+    cleaned = secret.replace(" ", "").upper().rstrip("=")
+    try:
+        base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except ValueError:
+        raise ValueError("the TOTP secret must be base32") from None
+    if len(cleaned) < 16:
+        raise ValueError("the TOTP secret must have at least 80 bits (16 base32 characters)")
+    return cleaned

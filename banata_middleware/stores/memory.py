@@ -19,6 +19,8 @@ from ..effects import Op
 __all__ = ["MemoryStore"]
 
 Reply = Any
+FAILURE_CEILING = 100  # as lua/_prelude.lua
+FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
 
 
 class _Script:
@@ -66,8 +68,14 @@ class _Script:
     def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str) -> int:
         u = self.s.data.setdefault(self.keys[0], {})
         fails = int(u.get("fails", "0")) + 1
-        u["fails"] = str(fails)
+        streak = int(u.get("streak", "0")) + 1
+        u.update(fails=str(fails), streak=str(streak))
         self.audit("two_factor.failed", "", detail)
+        if streak >= FAILURE_CEILING:
+            lock = self.now + FOREVER_MS
+            u.update(lock_until=str(lock), fails="0")
+            self.audit("two_factor.locked", "", "ceiling")
+            return lock
         if fails >= lock_failures:
             lock = self.now + lock_ms
             u.update(lock_until=str(lock), fails="0")
@@ -232,7 +240,7 @@ class MemoryStore:
             return ["NOT_ENABLED", x.events]
         if x.proof_ok(u, a[5], a[6], a[7], k[3]):
             self.delete(k[2])
-            x.hset(k[0], fails=0)
+            x.hset(k[0], fails=0, streak=0)
             x.audit("two_factor.verified", a[8], a[5])
             if a[5] == "backup":
                 x.audit("two_factor.backup_code_used", a[8])
@@ -285,7 +293,7 @@ class MemoryStore:
                 if a[6] == "backup":
                     x.audit("two_factor.backup_code_used", a[9])
         if ok:
-            x.hset(k[0], fails=0)
+            x.hset(k[0], fails=0, streak=0)
             x.hset(k[2], mfa=x.now, aal=2)
             return ["OK", x.events, x.scard(k[3])]
         lock = x.second_factor_failed(int(a[10]), int(a[11]), a[6])
@@ -404,7 +412,7 @@ class MemoryStore:
         ttl = int(a[10])
         if a[7] == "second_factor":
             self.delete(k[3])
-            x.hset(k[0], fails=0)
+            x.hset(k[0], fails=0, streak=0)
             x.new_session(k[4], k[5], a[9], ttl, 2, x.now, ch.get("remember", "0"))
             return ["SESSION", x.events]
         if a[8] == "1":
@@ -417,3 +425,27 @@ class MemoryStore:
             return ["CHALLENGE", x.events]
         x.new_session(k[4], k[5], a[9], ttl, 1, 0, a[13])
         return ["SESSION", x.events]
+
+    def _op_two_factor_import(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        u = x.hash(k[0])
+        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1)
+        for field in ("pending_secret", "last_step"):
+            self.data[k[0]].pop(field, None)
+        self.delete(k[2], k[3])
+        self.data[k[2]] = set(a[6:])
+        x.audit("two_factor.enabled", "", "import")
+        return ["OK", x.events]
+
+    def _op_user_reset(self, x: _Script) -> Reply:
+        k = x.keys
+        u = x.hash(k[0])
+        x.hset(k[0], revoked_at=x.now)
+        x.audit("session.revoked", "", "all")
+        if x.argv[5] == "reset":
+            for field in ("secret", "pending_secret", "last_step", "lock_until"):
+                self.data[k[0]].pop(field, None)
+            x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1, fails=0, streak=0)
+            self.delete(k[2], k[3])
+            x.audit("two_factor.reset_by_admin")
+        return ["OK", x.events]

@@ -36,10 +36,22 @@ local function locked_until(u)
   return 0
 end
 
+-- The NIST SP 800-63B ceiling: after this many consecutive failures (locks do not reset the
+-- streak, only a success does) the account stays locked until an administrator resets it.
+local FAILURE_CEILING = 100
+local FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
+
 -- Counts one second-factor failure for the user; returns the lock's end when this one locks.
 local function second_factor_failed(lock_failures, lock_ms, detail)
   local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
+  local streak = redis.call('HINCRBY', KEYS[1], 'streak', 1)
   audit('two_factor.failed', nil, detail)
+  if streak >= FAILURE_CEILING then
+    local lock = NOW + FOREVER_MS
+    redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)
+    audit('two_factor.locked', nil, 'ceiling')
+    return lock
+  end
   if fails >= lock_failures then
     local lock = NOW + lock_ms
     redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)

@@ -17,7 +17,7 @@ if u.tfa ~= '1' then
 end
 if proof_ok(u, ARGV[6], ARGV[7], ARGV[8], KEYS[4]) then
   redis.call('DEL', KEYS[3])
-  redis.call('HSET', KEYS[1], 'fails', 0)
+  redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
   audit('two_factor.verified', ARGV[9], ARGV[6])
   if ARGV[6] == 'backup' then audit('two_factor.backup_code_used', ARGV[9]) end
   new_session(KEYS[5], KEYS[6], ARGV[9], tonumber(ARGV[10]), 2, NOW, ch.remember)

@@ -27,7 +27,7 @@ audit('passkey.authenticated', ARGV[10], ARGV[6])
 local ttl = tonumber(ARGV[11])
 if ARGV[8] == 'second_factor' then
   redis.call('DEL', KEYS[4])
-  redis.call('HSET', KEYS[1], 'fails', 0)
+  redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
   new_session(KEYS[5], KEYS[6], ARGV[10], ttl, 2, NOW, ch.remember)
   return {'SESSION', EVENTS}
 end

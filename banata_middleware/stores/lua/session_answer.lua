@@ -35,7 +35,7 @@ else
   end
 end
 if ok then
-  redis.call('HSET', KEYS[1], 'fails', 0)
+  redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
   redis.call('HSET', KEYS[3], 'mfa', NOW, 'aal', 2)
   return {'OK', EVENTS, redis.call('SCARD', KEYS[4])}
 end

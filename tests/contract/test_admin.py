@@ -1,0 +1,116 @@
+"""Host and administrator operations: importing a secret, reset, revoking sessions, the NIST ceiling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import Stack
+
+from banata_middleware import AuthError
+from banata_middleware.simulator import VirtualAuthenticator
+
+SECRET_B32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def test_imported_secret_is_asked_for_at_sign_in(stack: Stack) -> None:
+    api = stack.client()
+    uid = api.sign_up("imp@example.com").json()["user"]["id"]
+    uri, codes = stack.auth.import_totp(uid, SECRET_B32.lower(), email="imp@example.com", backup_codes=True)
+    assert len(codes) == 10 and "imp@example.com" in uri
+    device = VirtualAuthenticator.from_uri(uri, clock=stack.clock)
+    fresh = stack.client()
+    assert fresh.sign_in("imp@example.com").status_code == 403
+    assert fresh.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+
+
+def test_import_refuses_a_secret_that_is_not_base32(stack: Stack) -> None:
+    with pytest.raises(ValueError):
+        stack.auth.import_totp("some-user", "not base32 at all!!")
+    with pytest.raises(ValueError):
+        stack.auth.import_totp("{bad}", SECRET_B32)
+
+
+def test_begin_second_factor_for_host_app_users(stack: Stack) -> None:
+    result = stack.auth.begin_second_factor("host-user-1")
+    assert not result.two_factor_required and result.token
+    uri, _ = stack.auth.import_totp("host-user-1", SECRET_B32)
+    result = stack.auth.begin_second_factor("host-user-1")
+    assert result.two_factor_required and result.methods == ["totp"]
+    api = stack.client()
+    name, _, rest = result.set_cookies[0].partition("=")
+    api.http.cookies.set(name, rest.split(";")[0])
+    assert api.get("/api/me").json()["code"] == "TWO_FACTOR_REQUIRED"
+    code = VirtualAuthenticator.from_uri(uri, clock=stack.clock).code()
+    assert api.auth("/two-factor/verify-totp", {"code": code}).status_code == 200
+    assert api.get("/api/me").json() == {"userId": "host-user-1", "aal": 2}
+
+
+def test_admin_reset_removes_2fa_unlocks_and_ends_sessions(stack: Stack) -> None:
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
+    owner = stack.client()
+    uid = owner.sign_up("locked@example.com").json()["user"]["id"]
+    owner.enable_2fa()
+    for _ in range(3):
+        api = stack.client()
+        api.sign_in("locked@example.com")
+        for _ in range(4):
+            api.auth("/two-factor/verify-totp", {"code": "000000"})
+    assert stack.client().sign_in("locked@example.com").status_code == 429
+    stack.auth.reset_two_factor(uid)
+    assert owner.get("/api/me").status_code == 401  # the old session is gone
+    r = stack.client().sign_in("locked@example.com")
+    assert r.status_code == 200 and r.json()["user"]["twoFactorEnabled"] is False
+    assert "two_factor.reset_by_admin" in [e["type"] for e in events]
+
+
+def test_revoke_sessions_ends_every_session_and_challenge(stack: Stack) -> None:
+    a, b = stack.client(), stack.client()
+    uid = a.sign_up("rev@example.com").json()["user"]["id"]
+    b.sign_in("rev@example.com")
+    stack.clock.advance(1)
+    stack.auth.revoke_sessions(uid)
+    assert a.get("/api/me").status_code == 401 and b.get("/api/me").status_code == 401
+    stack.clock.advance(1)
+    c = stack.client()
+    c.sign_in("rev@example.com")
+    assert c.get("/api/me").status_code == 200
+
+
+def test_hundred_consecutive_failures_lock_until_an_admin_resets(stack: Stack) -> None:
+    owner = stack.client()
+    uid = owner.sign_up("ceiling@example.com").json()["user"]["id"]
+    owner.enable_2fa()
+    streak = 0
+    while streak < 100:
+        stack.clock.advance(15 * 60 + 1)  # wait out each 15-minute lock, as a patient attacker does
+        api = stack.client()
+        assert api.sign_in("ceiling@example.com").status_code == 403
+        while True:  # guess until locked; a used-up challenge is replaced by signing in again
+            last = api.auth("/two-factor/verify-totp", {"code": "000000"})
+            streak += 1  # every answer here is a counted failure: the lock is hit at most once a round
+            if last.status_code == 429:
+                break
+            if last.json()["code"] == "TOO_MANY_ATTEMPTS":
+                api.sign_in("ceiling@example.com")
+    assert streak == 100 and last.status_code == 429
+    stack.clock.advance(365 * 24 * 3600)
+    r = stack.client().sign_in("ceiling@example.com")
+    assert (r.status_code, r.json()["code"]) == (429, "ACCOUNT_TEMPORARILY_LOCKED")
+    stack.auth.reset_two_factor(uid)
+    assert stack.client().sign_in("ceiling@example.com").status_code == 200
+
+
+def test_locked_host_user_gets_an_auth_error_from_begin_second_factor(stack: Stack) -> None:
+    uri, _ = stack.auth.import_totp("host-2", SECRET_B32)
+    for _ in range(3):
+        result = stack.auth.begin_second_factor("host-2")
+        api = stack.client()
+        name, _, rest = result.set_cookies[0].partition("=")
+        api.http.cookies.set(name, rest.split(";")[0])
+        for _ in range(4):
+            api.auth("/two-factor/verify-totp", {"code": "000000"})
+    with pytest.raises(AuthError) as info:
+        stack.auth.begin_second_factor("host-2")
+    assert info.value.status == 429
