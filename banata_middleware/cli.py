@@ -76,6 +76,36 @@ def _audit(args: argparse.Namespace) -> int:
         time.sleep(1)
 
 
+def _admin_auth(args: argparse.Namespace) -> Any:
+    from .config import BanataAuthConfig
+    from .service import BanataAuth
+    from .stores import RedisStore
+
+    config = BanataAuthConfig.from_env(key_prefix=args.key_prefix)
+    return BanataAuth(config, store=RedisStore.from_url(args.redis_url))
+
+
+def _rotate_keys(args: argparse.Namespace) -> int:
+    from .admin import rotate_keys
+
+    report = rotate_keys(_admin_auth(args))
+    print(f"users: {report.users}, re-encrypted: {report.reencrypted}, already current: {report.current}, "
+          f"emails re-indexed: {report.emails_reindexed}, "
+          f"changed meanwhile (left as is): {report.changed_meanwhile}")
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    auth = _admin_auth(args)
+    if args.admin_command == "reset-2fa":
+        auth.reset_two_factor(args.user)
+        print(f"second factor removed and sessions ended for user {args.user}")
+    else:
+        auth.revoke_sessions(args.user)
+        print(f"sessions ended for user {args.user}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="banata-mfa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,11 +128,25 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--follow", action="store_true")
     audit.add_argument("--key-prefix", default="banata")
 
+    for name, help_text in (("rotate-keys", "re-encrypt TOTP secrets under the newest key"),
+                            ("admin", "administrator recovery")):
+        env_note = "reads BANATA_AUTH_SECRET (and BANATA_AUTH_PREVIOUS_SECRETS) from the environment"
+        cmd = sub.add_parser(name, help=help_text, description=env_note)
+        cmd.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+        cmd.add_argument("--key-prefix", default="banata")
+        if name == "admin":
+            cmd.add_argument("admin_command", choices=["reset-2fa", "revoke-sessions"])
+            cmd.add_argument("--user", required=True)
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
     if args.command == "code":
         return cli_code.run(args)
+    if args.command == "rotate-keys":
+        return _rotate_keys(args)
+    if args.command == "admin":
+        return _admin(args)
     return _audit(args)
 
 

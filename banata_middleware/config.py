@@ -147,7 +147,8 @@ class BanataAuthConfig:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, app_name: str | None = None, **overrides: object
     ) -> BanataAuthConfig:
-        """Read ``SITE_URL``, ``BANATA_AUTH_SECRET`` (or ``BETTER_AUTH_SECRET``), ``PASSKEY_RP_ID``,
+        """Read ``SITE_URL``, ``BANATA_AUTH_SECRET`` (or ``BETTER_AUTH_SECRET``),
+        ``BANATA_AUTH_PREVIOUS_SECRETS`` (comma-separated, for rotation), ``PASSKEY_RP_ID``,
         ``PASSKEY_ORIGIN`` (comma-separated for several) and ``APP_NAME``."""
         env = os.environ if environ is None else environ
         secret = env.get("BANATA_AUTH_SECRET") or env.get("BETTER_AUTH_SECRET")
@@ -163,6 +164,9 @@ class BanataAuthConfig:
             "app_name": app_name or env.get("APP_NAME", "Banata"),
             "site_url": site_url,
             "secret": secret,
+            "previous_secrets": tuple(
+                p.strip() for p in env.get("BANATA_AUTH_PREVIOUS_SECRETS", "").split(",") if p.strip()
+            ),
             "passkey": passkey,
         }
         kwargs.update(overrides)

@@ -57,8 +57,10 @@ class Keyring:
             self._enc.setdefault(kid, AESGCM(key))
             self.encryption_key_ids.append(kid)
         self.current_key_id = self.encryption_key_ids[0]
-        self._code_key = _derive(secret, "backup-code-hash/v1")
-        self._index_key = _derive(secret, "lookup-index/v1")
+        # Keyed hashes cannot be re-keyed without the plaintext, so every configured secret's key
+        # stays usable for matching; the current one is tried first and used for new values.
+        self._code_keys = [_derive(s, "backup-code-hash/v1") for s in (secret, *previous)]
+        self._index_keys = [_derive(s, "lookup-index/v1") for s in (secret, *previous)]
         self.cookie_keys = [_derive(s, "cookie-signing/v1") for s in (secret, *previous)]
 
     def encrypt(self, plaintext: bytes, *, context: str) -> str:
@@ -80,11 +82,19 @@ class Keyring:
 
     def hash_code(self, code: str) -> str:
         """Keyed hash of a normalized backup code: a dump cannot be brute-forced without the secret."""
-        return hmac.new(self._code_key, code.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._code_keys[0], code.encode(), hashlib.sha256).hexdigest()
+
+    def code_candidates(self, code: str) -> list[str]:
+        """The code's hash under every configured key (codes issued before a rotation still match)."""
+        return [hmac.new(k, code.encode(), hashlib.sha256).hexdigest() for k in self._code_keys]
 
     def index(self, value: str) -> str:
         """Keyed hash used to look up an email or a client address without storing it in a key name."""
-        return hmac.new(self._index_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+        return self.index_candidates(value)[0]
+
+    def index_candidates(self, value: str) -> list[str]:
+        """``index`` under every configured key, current first (entries made before a rotation)."""
+        return [hmac.new(k, value.encode(), hashlib.sha256).hexdigest()[:32] for k in self._index_keys]
 
 
 class PasswordHasher:

@@ -281,6 +281,15 @@ class Flows:
             raise AuthError(400, "VALIDATION_ERROR", "'email' must be an email address")
         return email
 
+    def _find_email(self, email: str, *, skip_current: bool = False) -> Flow[str]:
+        """The user id for an email; entries indexed under a previous secret are found too."""
+        candidates = self.keyring.index_candidates(email)
+        for idx in candidates[1:] if skip_current else candidates:
+            uid: str = yield Op("index", (self.keys.email(idx),), (self.now_ms(), "get", ""))
+            if uid:
+                return uid
+        return ""
+
     def sign_up(self, req: Request, body: Body) -> Flow[Response]:
         email = self._email(body)
         password = body.text("password", max_len=128)
@@ -293,6 +302,10 @@ class Flows:
         yield from self._commit("user_create", uid, (), (email, name, pw), req)
         email_key = self.keys.email(self.keyring.index(email))
         taken = yield Op("index", (email_key,), (self.now_ms(), "claim", uid))
+        if not taken:
+            taken = yield from self._find_email(email, skip_current=True)
+            if taken:
+                yield Op("index", (email_key,), (self.now_ms(), "release", uid))
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
@@ -318,7 +331,7 @@ class Flows:
         if retry:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many failed sign-ins; try again later",
                             headers=_retry_after(self.now_ms() + retry, self.now_ms()))
-        uid = yield Op("index", (self.keys.email(email_idx),), (self.now_ms(), "get", ""))
+        uid = yield from self._find_email(email)
         caller = (yield from self.load(uid)) if uid else None
         stored = caller.user.get("pw") if caller else None
         ok = yield Compute(lambda: self.hasher.verify(password, stored))
@@ -442,7 +455,7 @@ class Flows:
         else:
             ct = ""
             normalized = normalize_code(code)
-            proof = self.keyring.hash_code(normalized) if normalized else ""
+            proof = " ".join(self.keyring.code_candidates(normalized)) if normalized else ""
         if caller.challenge is not None:
             return (yield from self._answer_challenge(req, caller, method, proof, ct, trust))
         return (yield from self._answer_in_session(req, caller, method, proof, ct, enrolling))

@@ -173,7 +173,8 @@ if _wsgi_available():
 def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: RedisServer | None,
                exits: ExitStack, **overrides: Any) -> Stack:
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
-    config = demo_config(secret=SECRET, site_url=SITE, clock=clock, **overrides)
+    overrides.setdefault("secret", SECRET)
+    config = demo_config(site_url=SITE, clock=clock, **overrides)
     if store_kind == "redis":
         assert redis_server is not None
         timeout = float(os.environ.get("BANATA_TEST_REDIS_TIMEOUT", "1"))

@@ -92,9 +92,10 @@ class _Script:
             self.hset(self.keys[0], last_step=proof)
             return True
         codes = self.s.get(backup_key)
-        if isinstance(codes, set) and proof in codes:
-            codes.discard(proof)
-            return True
+        for candidate in proof.split():
+            if isinstance(codes, set) and candidate in codes:
+                codes.discard(candidate)
+                return True
         return False
 
     def scard(self, key: str) -> int:
@@ -449,3 +450,16 @@ class MemoryStore:
             self.delete(k[2], k[3])
             x.audit("two_factor.reset_by_admin")
         return ["OK", x.events]
+
+    def _op_secret_reencrypt(self, x: _Script) -> Reply:
+        user = self.get(x.keys[0])
+        if not isinstance(user, dict) or user.get(x.argv[1]) != x.argv[2]:
+            return 0
+        user[x.argv[1]] = x.argv[3]
+        return 1
+
+    def user_ids(self, prefix: str) -> list[str]:
+        """Every user id with a record (administration: key rotation)."""
+        head, tail = f"{prefix}:{{u:", "}:user"
+        with self._lock:
+            return [k[len(head):-len(tail)] for k in list(self.data) if k.startswith(head) and k.endswith(tail)]

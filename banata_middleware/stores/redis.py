@@ -82,6 +82,15 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from None
 
+    def user_ids(self, prefix: str) -> list[str]:
+        """Every user id with a record (administration: key rotation). SCAN, so it does not block
+        Redis; on a cluster client redis-py scans every primary."""
+        head, tail = f"{prefix}:{{u:", "}:user"
+        try:
+            return [k[len(head):-len(tail)] for k in self.sync.scan_iter(match=f"{head}*{tail}", count=1000)]
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from None
+
     def close(self) -> None:
         self.sync.close()
 

@@ -63,7 +63,8 @@ end
 
 -- The proof check shared by sign-in challenges and sessions. A TOTP proof is the matched time
 -- step: accepted only for the secret the caller verified against and only if later than the
--- last accepted step (replay). A backup proof is the code's keyed hash, removed in the same step.
+-- last accepted step (replay). A backup proof is the code's keyed hashes (one per configured key,
+-- space-separated), the first one present removed in the same step.
 local function proof_ok(u, method, proof, secret, backup_key)
   if proof == '' then return false end
   if method == 'totp' then
@@ -71,5 +72,8 @@ local function proof_ok(u, method, proof, secret, backup_key)
     redis.call('HSET', KEYS[1], 'last_step', proof)
     return true
   end
-  return redis.call('SREM', backup_key, proof) == 1
+  for candidate in string.gmatch(proof, '%S+') do
+    if redis.call('SREM', backup_key, candidate) == 1 then return true end
+  end
+  return false
 end

@@ -1,0 +1,65 @@
+"""Administration: re-encrypting TOTP secrets under the newest key (rotation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .effects import Flow, Op
+from .service import BanataAuth
+
+__all__ = ["RotationReport", "rotate_keys"]
+
+
+class _ListsUsers(Protocol):
+    def user_ids(self, prefix: str) -> list[str]: ...
+
+
+@dataclass
+class RotationReport:
+    users: int = 0
+    reencrypted: int = 0
+    current: int = 0
+    changed_meanwhile: int = 0
+    emails_reindexed: int = 0
+
+
+def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[None]:
+    caller = yield from auth.flows.load(uid)
+    keyring, keys, now = auth.keyring, auth.flows.keys, auth.flows.now_ms()
+    email = caller.user.get("email")
+    if email:
+        current, *older = keyring.index_candidates(email)
+        taken = yield Op("index", (keys.email(current),), (now, "claim", uid))
+        if not taken:
+            report.emails_reindexed += 1
+        for idx in older:
+            yield Op("index", (keys.email(idx),), (now, "release", uid))
+    for field in ("secret", "pending_secret"):
+        old = caller.user.get(field)
+        if not old:
+            continue
+        if keyring.key_id_of(old) == keyring.current_key_id:
+            report.current += 1
+            continue
+        new = keyring.encrypt(keyring.decrypt(old, context=uid), context=uid)
+        swapped = yield Op("secret_reencrypt", (auth.flows.keys.user(uid),), (auth.flows.now_ms(), field, old, new))
+        if swapped:
+            report.reencrypted += 1
+        else:
+            report.changed_meanwhile += 1
+
+
+def rotate_keys(auth: BanataAuth) -> RotationReport:
+    """Re-encrypt every stored TOTP secret made with an older key (``previous_secrets``) under the
+    current one. Safe to run while serving: each swap is compare-and-set. Afterwards the old
+    secret can be dropped from ``previous_secrets`` (cookies signed with it then stop working)."""
+    store = auth.store
+    if not hasattr(store, "user_ids"):
+        raise TypeError("this store cannot list its users")
+    lister: _ListsUsers = store  # type: ignore[assignment]
+    report = RotationReport()
+    for uid in lister.user_ids(auth.config.key_prefix):
+        report.users += 1
+        auth.run(_rotate_user(auth, uid, report))
+    return report
