@@ -19,9 +19,19 @@ def _demo(args: argparse.Namespace) -> int:
     from .stores import MemoryStore, RedisStore
 
     if args.framework == "werkzeug":
-        print("banata-mfa demo: --framework werkzeug is not available yet (the WSGI adapter is a separate "
-              "issue); use --framework starlette", file=sys.stderr)
-        return 2
+        from .demo.wsgi import serve as serve_wsgi
+        from .demo.wsgi import werkzeug_app
+
+        if not args.secret:
+            print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
+        try:
+            config = demo_config(secret=args.secret or secrets.token_urlsafe(48),
+                                 site_url=args.site_url or f"http://localhost:{args.port}")
+        except ValueError as exc:
+            print(f"banata-mfa demo: {exc}", file=sys.stderr)
+            return 2
+        store = RedisStore.from_url(args.redis_url) if args.redis_url else MemoryStore(config.clock)
+        return serve_wsgi(werkzeug_app(BanataAuth(config, store=store)), args.host, args.port)
     secret = args.secret
     if not secret:
         secret = secrets.token_urlsafe(48)

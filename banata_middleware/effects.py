@@ -10,8 +10,7 @@ so the flow's own error handling renders it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import anyio.to_thread
 
@@ -22,17 +21,17 @@ __all__ = ["Compute", "Flow", "Op", "OpStore", "run_async", "run_sync"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
-    """Run the store script ``script`` on ``keys`` (all in one user's hash slot) with ``args``."""
+class Op(NamedTuple):
+    """Run the store script ``script`` on ``keys`` (all in one user's hash slot) with ``args``.
+
+    A NamedTuple rather than a frozen dataclass: one is built per request, and it is cheaper."""
 
     script: str
     keys: tuple[str, ...]
     args: tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Compute:
+class Compute(NamedTuple):
     """CPU-bound work the async driver moves off the event loop (only password hashing uses it)."""
 
     fn: Callable[[], Any]
@@ -43,6 +42,9 @@ Flow = Generator[Effect, Any, T]
 
 
 class OpStore(Protocol):
+    #: True for a store without I/O: the async driver then calls ``execute`` directly.
+    in_process: bool
+
     def execute(self, op: Op) -> Any: ...
 
     async def aexecute(self, op: Op) -> Any: ...
@@ -74,7 +76,7 @@ async def run_async(flow: Flow[T], store: OpStore) -> T:
         result, error = None, None
         try:
             if type(effect) is Op:
-                result = await store.aexecute(effect)
+                result = store.execute(effect) if store.in_process else await store.aexecute(effect)
             else:
                 result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
         except AuthError as exc:

@@ -10,12 +10,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, hash_token, new_token
+from .crypto import Keyring, PasswordHasher, new_token
 from .effects import Compute, Flow, Op
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
@@ -23,19 +23,24 @@ from .keys import Keys
 from .tokens import TokenSigner
 from .totp import matched_step, new_secret, totp_uri
 
-__all__ = ["Caller", "Flows", "SignInResult"]
+__all__ = ["Caller", "Flows", "Guarded", "SignInResult"]
 
 PasswordVerifier = Callable[[str, str], bool]
 
 
 def _iso(ms: int | float | str | None) -> str | None:
+    """Unix milliseconds as JavaScript's ``Date.prototype.toISOString()`` writes them (exactly three
+    fraction digits, ``Z``): better-auth's client reads the fraction digits as milliseconds, so six
+    (microseconds) would put every date up to 999 s late."""
     if ms in (None, "", "0", 0):
         return None
-    return datetime.fromtimestamp(float(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
+    seconds, millis = divmod(int(float(ms)), 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
-    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    """A Redis HGETALL reply (flat list) as a dict; values arrive as str (decode_responses)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
@@ -67,6 +72,18 @@ class Caller:
     def locked_until(self, now_ms: int) -> int:
         lock = int(self.user.get("lock_until", "0"))
         return lock if lock > now_ms else 0
+
+
+class Guarded(NamedTuple):
+    """The middleware's view of a caller: a live session (``session_id`` non-empty) or not, and
+    whether a live pending challenge exists."""
+
+    user_id: str
+    session_id: str
+    aal: int
+    mfa_ms: int
+    two_factor_enabled: bool
+    pending: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +189,7 @@ class Flows:
 
     # -- loading the caller ------------------------------------------------------------------
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
-        k = self.keys
-        reply = yield Op("load", (k.user(uid), k.session(uid, sid or "-"), k.challenge(uid, cid or "-"),
-                                  k.backup_codes(uid), k.passkeys(uid)),
+        reply = yield Op("load", self.keys.for_load(uid, sid or "-", cid or "-"),
                          (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
         now = self.now_ms()
         user = _pairs(reply[0])
@@ -187,20 +202,42 @@ class Flows:
             challenge = None
         return Caller(uid, user, session, sid, token, challenge, cid, int(reply[3]), int(reply[4]))
 
-    def load_caller(self, req: Request, *, want_challenge: bool = False) -> Flow[Caller | None]:
-        """The caller by their cookies (or bearer token). A pending challenge is loaded only when
-        asked for; when both name the same user, one round trip loads both."""
+    def _cookie_ids(self, req: Request, want_challenge: bool) -> tuple[str, str, str, str] | None:
+        """(user id, session id hash, challenge id hash, session token) named by the request's
+        cookies or bearer token; a pending challenge of another user than the session's wins."""
         token = self._session_token(req) or ""
         session = self.session_tokens.read(token)
         pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie)) if want_challenge else None
-        if pending and session and pending[0] != session[0]:
-            session = None
         if pending:
-            return (yield from self.load(pending[0], cid=hash_token(pending[1]),
-                                         sid=hash_token(session[1]) if session else "", token=token))
+            same = session is not None and session[0] == pending[0]
+            return pending[0], session[1] if same and session else "", pending[1], token
         if session:
-            return (yield from self.load(session[0], sid=hash_token(session[1]), token=token))
+            return session[0], session[1], "", token
         return None
+
+    def load_caller(self, req: Request, *, want_challenge: bool = False) -> Flow[Caller | None]:
+        """The caller by their cookies (or bearer token), in one round trip."""
+        ids = self._cookie_ids(req, want_challenge)
+        if ids is None:
+            return None
+        uid, sid, cid, token = ids
+        return (yield from self.load(uid, sid=sid, cid=cid, token=token))
+
+    def guard(self, req: Request) -> Flow[Guarded | None]:
+        """What the middleware needs to decide on a protected request, read lean (``guard.lua``)."""
+        ids = self._cookie_ids(req, True)
+        if ids is None:
+            return None
+        uid, sid, cid, _ = ids
+        r = yield Op("guard", self.keys.for_guard(uid, sid or "-", cid or "-"),
+                     (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
+        now = self.now_ms()
+        revoked_at = int(r[1] or 0)
+        session_live = r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at
+        pending_live = r[6] is not None and int(r[6]) > now and int(r[7]) > revoked_at
+        if not session_live:
+            return Guarded(uid, "", 0, 0, r[0] == "1", pending_live)
+        return Guarded(uid, sid, int(r[4] or 1), int(r[5] or 0), r[0] == "1", pending_live)
 
     def require_session(self, req: Request) -> Flow[Caller]:
         caller = yield from self.load_caller(req)
@@ -221,8 +258,7 @@ class Flows:
     # -- sessions and challenges -------------------------------------------------------------
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
-        token, rid = self.session_tokens.issue(uid)
-        sid = hash_token(rid)
+        token, sid = self.session_tokens.issue(uid)
         ttl_ms = self.policies.session_ttl * 1000
         yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
                                 (sid, ttl_ms, aal, mfa_ms, "1" if remember else "0"), req, sid)
@@ -241,13 +277,12 @@ class Flows:
             return SignInResult(False, [], token, [cookie[1]])
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
-            new_trust, new_rid = self.trust_tokens.issue(uid)
-            token, rid = self.session_tokens.issue(uid)
-            sid = hash_token(rid)
+            new_trust, new_tid = self.trust_tokens.issue(uid)
+            token, sid = self.session_tokens.issue(uid)
             k = self.keys
             reply = yield from self._commit(
                 "trust_use", uid,
-                (k.trust(uid, hash_token(trusted[1])), k.trust(uid, hash_token(new_rid)), k.session(uid, sid),
+                (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
                  k.sessions(uid)),
                 (self.policies.trust_device_ttl * 1000, sid, self.policies.session_ttl * 1000,
                  "1" if remember else "0"), req, sid)
@@ -258,9 +293,9 @@ class Flows:
                     self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)[1],
                     self._cookie(self.trust_cookie, new_trust, self.policies.trust_device_ttl)[1],
                 ])
-        ctoken, crid = self.challenge_tokens.issue(uid)
+        ctoken, cid = self.challenge_tokens.issue(uid)
         yield from self._commit(
-            "challenge_create", uid, (self.keys.challenge(uid, hash_token(crid)),),
+            "challenge_create", uid, (self.keys.challenge(uid, cid),),
             (self.policies.pending_ttl * 1000, self.policies.challenge_attempts, "1" if remember else "0"), req)
         cookie = self._cookie(self.challenge_cookie, ctoken, self.policies.pending_ttl)
         return SignInResult(True, self.methods(caller), None, [cookie[1]])
@@ -347,9 +382,9 @@ class Flows:
         pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie))
         targets: list[tuple[str, str, str]] = []
         if session:
-            targets.append((session[0], hash_token(session[1]), "-"))
+            targets.append((session[0], session[1], "-"))
         if pending:
-            targets.append((pending[0], "", hash_token(pending[1])))
+            targets.append((pending[0], "", pending[1]))
         for uid, sid, cid in targets:
             yield from self._commit("session_revoke", uid,
                                     (self.keys.session(uid, sid or "-"), self.keys.sessions(uid),
@@ -463,13 +498,12 @@ class Flows:
     def _answer_challenge(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
                           trust: bool) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
-        token, rid = self.session_tokens.issue(uid)
-        sid = hash_token(rid)
-        trust_token, trust_rid = self.trust_tokens.issue(uid)
+        token, sid = self.session_tokens.issue(uid)
+        trust_token, trust_id = self.trust_tokens.issue(uid)
         reply = yield from self._commit(
             "challenge_answer", uid,
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
-             k.trust(uid, hash_token(trust_rid))),
+             k.trust(uid, trust_id)),
             (method, proof, ct, sid, p.session_ttl * 1000, "1" if trust else "0", p.trust_device_ttl * 1000,
              p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
         status = reply[0]

@@ -108,22 +108,20 @@ class Gateway:
             return PUBLIC_PASS
         self._check_origin(request)
         f = self.flows
-        caller = yield from f.load_caller(request, want_challenge=True)
-        if caller is None or caller.session is None:
-            if caller is not None and caller.challenge is not None:
+        g = yield from f.guard(request)
+        if g is None or not g.session_id:
+            if g is not None and g.pending:
                 raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
             if self.config.sign_in_page and "text/html" in request.headers.get("accept", ""):
                 raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
                                 headers={"location": self.config.sign_in_page})
             raise AuthError(401, "UNAUTHORIZED", "sign in first")
-        if self.config.require_two_factor and not caller.two_factor_enabled:
+        if self.config.require_two_factor and not g.two_factor_enabled:
             raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
-        mfa = int(caller.session.get("mfa", "0"))
-        if rule.fresh_max_age is not None and (not mfa or f.now_ms() - mfa > rule.fresh_max_age * 1000):
+        if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
             raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
                             f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
-        return Identity(caller.uid, caller.sid, int(caller.session.get("aal", "1")), mfa / 1000 if mfa else None,
-                        caller.two_factor_enabled)
+        return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled)
 
     def _check_origin(self, request: Request) -> None:
         """CSRF: a state-changing request that carries one of our cookies must come from the site."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import AuthError
 
@@ -27,9 +27,12 @@ class Request:
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     body_too_large: bool = False
+    _cookies: dict[str, str] | None = None
 
     def cookies(self) -> dict[str, str]:
-        return parse_cookies(self.headers.get("cookie", ""))
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.headers.get("cookie", ""))
+        return self._cookies
 
 
 @dataclass(slots=True)
@@ -39,11 +42,11 @@ class Response:
     headers: list[tuple[str, str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     """Who the caller is, handed to the wrapped app as ``scope["banata"]`` / ``environ["banata"]``.
 
     ``session_id`` is the stored (hashed) id, safe to log; the token itself is never exposed.
+    Immutable; a NamedTuple because one is made per authenticated request.
     """
 
     user_id: str

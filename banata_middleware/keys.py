@@ -16,6 +16,16 @@ class Keys:
     def _u(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}"
 
+    def for_load(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str, str, str]:
+        """The keys ``load.lua`` reads, built from one prefix (this runs on every request)."""
+        u = f"{self.prefix}:{{u:{uid}}}"
+        return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash, u + ":bc", u + ":pk"
+
+    def for_guard(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str]:
+        """The keys ``guard.lua`` reads (every protected request)."""
+        u = f"{self.prefix}:{{u:{uid}}}"
+        return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash
+
     def user(self, uid: str) -> str:
         """Hash: profile, password hash, 2FA state, failure count and lock."""
         return self._u(uid) + ":user"

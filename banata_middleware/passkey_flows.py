@@ -54,11 +54,11 @@ class PasskeyFlows:
 
     # -- ceremonies --------------------------------------------------------------------------
     def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:
-        token, rid = self.tokens.issue("_")
+        token, ceremony_id = self.tokens.issue("_")
         ttl = self.f.policies.passkey_ceremony_ttl
         record = json.dumps({"type": kind, "challenge": challenge, "uid": uid, "name": name,
                              "exp": self.f.now_ms() + ttl * 1000})
-        yield Op("ceremony", (self.f.keys.ceremony(hash_token(rid)),), (self.f.now_ms(), "put", ttl * 1000, record))
+        yield Op("ceremony", (self.f.keys.ceremony(ceremony_id),), (self.f.now_ms(), "put", ttl * 1000, record))
         return self.f._cookie(self.cookie, token, ttl)
 
     def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
@@ -66,7 +66,7 @@ class PasskeyFlows:
         read = self.tokens.read(req.cookies().get(self.cookie))
         if read is None:
             raise _challenge_not_found()
-        raw = yield Op("ceremony", (self.f.keys.ceremony(hash_token(read[1])),), (self.f.now_ms(), "take", 0, ""))
+        raw = yield Op("ceremony", (self.f.keys.ceremony(read[1]),), (self.f.now_ms(), "take", 0, ""))
         record: dict[str, Any] = json.loads(raw) if raw else {}
         if record.get("type") != kind or int(record.get("exp", 0)) <= self.f.now_ms():
             raise _challenge_not_found()
@@ -156,15 +156,14 @@ class PasskeyFlows:
                                                           stored["publicKey"])
         caller = yield from f.load(owner)
         p, k = f.policies, f.keys
-        token, rid = f.session_tokens.issue(owner)
-        sid = hash_token(rid)
-        ctoken, crid = f.challenge_tokens.issue(owner)
+        token, sid = f.session_tokens.issue(owner)
+        ctoken, new_cid = f.challenge_tokens.issue(owner)
         remember = body.data.get("rememberMe", True) is not False
         mode = "second_factor" if pending is not None else "passwordless"
         reply = yield from f._commit(
             "passkey_sign_in", owner,
-            (k.passkeys(owner), k.challenge(owner, hash_token(pending[1]) if pending else "-"), k.session(owner, sid),
-             k.sessions(owner), k.challenge(owner, hash_token(crid))),
+            (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
+             k.sessions(owner), k.challenge(owner, new_cid)),
             (cred_id, new_count, mode, "1" if user_verified else "0", sid, p.session_ttl * 1000,
              p.pending_ttl * 1000, p.challenge_attempts, "1" if remember else "0"), req, sid)
         status = reply[0]

@@ -12,7 +12,7 @@ import re
 
 from itsdangerous import BadSignature, Signer
 
-from .crypto import new_token
+from .crypto import hash_token, new_token
 
 __all__ = ["TokenSigner", "valid_user_id"]
 
@@ -25,7 +25,13 @@ def valid_user_id(user_id: str) -> bool:
 
 
 class TokenSigner:
+    # Verified tokens are remembered (the HMAC check is most of an authenticated request's cost).
+    # Only tokens whose signature passed enter the cache, so it cannot be filled by forgeries;
+    # whether the session is still live is always asked of the store.
+    CACHE_SIZE = 8192
+
     def __init__(self, keys: list[bytes], kind: str) -> None:
+        self._verified: dict[str, tuple[str, str]] = {}
         # itsdangerous signs with the last key and accepts any: oldest first.
         self._signer = Signer(
             list(reversed(keys)),
@@ -35,14 +41,17 @@ class TokenSigner:
         )
 
     def issue(self, user_id: str) -> tuple[str, str]:
-        """A new (token, random id) for ``user_id``."""
+        """A new (token, stored id) for ``user_id``: the store keeps only the id's SHA-256."""
         rid = new_token()
-        return self._signer.sign(f"{user_id}.{rid}").decode(), rid
+        return self._signer.sign(f"{user_id}.{rid}").decode(), hash_token(rid)
 
     def read(self, token: str | None) -> tuple[str, str] | None:
-        """(user id, random id) from a token, or None if it is absent, malformed or forged."""
+        """(user id, stored id) from a token, or None if it is absent, malformed or forged."""
         if not token or len(token) > 512:
             return None
+        hit = self._verified.get(token)
+        if hit is not None:
+            return hit
         try:
             value = self._signer.unsign(token).decode()
         except (BadSignature, UnicodeError, ValueError):
@@ -50,4 +59,8 @@ class TokenSigner:
         user_id, _, rid = value.rpartition(".")
         if not rid or not valid_user_id(user_id):
             return None
-        return user_id, rid
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))  # oldest first: dicts keep insertion order
+        ids = (user_id, hash_token(rid))
+        self._verified[token] = ids
+        return ids

@@ -17,6 +17,12 @@ from ..service import BanataAuth
 
 __all__ = ["BanataMiddleware"]
 
+# The only request headers the flows read; decoding just these keeps pass-through cheap.
+_WANTED = frozenset({
+    b"cookie", b"authorization", b"accept", b"origin", b"referer", b"content-type", b"content-length",
+    b"user-agent", b"x-forwarded-for",
+})
+
 
 class BanataMiddleware:
     def __init__(self, app: ASGIApp, auth: BanataAuth) -> None:
@@ -29,7 +35,7 @@ class BanataMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
         client = scope.get("client")
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "")
         if scope["type"] == "http" and self.auth.is_endpoint(path):

@@ -11,6 +11,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -110,6 +111,8 @@ def _num(v: object) -> str:
 class MemoryStore:
     """``MemoryStore(clock=...)``: expiry follows the given clock (the app's), like the records."""
 
+    in_process = True
+
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self.data: dict[str, Any] = {}
@@ -162,12 +165,21 @@ class MemoryStore:
         k = x.keys
 
         def flat(key: str) -> list[str]:
-            return [v for kv in x.hash(key).items() for v in kv]
+            value = self.get(key)
+            return list(chain.from_iterable(value.items())) if isinstance(value, dict) else []
 
         s = flat(k[1]) if x.argv[1] == "1" else []
         c = flat(k[2]) if x.argv[2] == "1" else []
         passkeys = self.get(k[4])
         return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
+
+    def _op_guard(self, x: _Script) -> Reply:
+        k = x.keys
+        u = self.get(k[0]) or {}
+        s = (self.get(k[1]) or {}) if x.argv[1] == "1" else {}
+        c = (self.get(k[2]) or {}) if x.argv[2] == "1" else {}
+        return [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
+                c.get("exp"), c.get("created")]
 
     def _op_index(self, x: _Script) -> Reply:
         key, mode, uid = x.keys[0], x.argv[1], x.argv[2]

@@ -14,7 +14,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
 
 from ..effects import Op
 from ..errors import AuthError
@@ -47,6 +51,8 @@ class RedisStore:
     A cluster: pass ``sync_client=RedisCluster(...)`` and ``async_client=redis.asyncio.RedisCluster(...)``.
     """
 
+    in_process = False
+
     def __init__(self, sync_client: Any, async_client: Any) -> None:
         self.sync = sync_client
         self.aio = async_client
@@ -62,7 +68,14 @@ class RedisStore:
             "health_check_interval": 30,
             "max_connections": max_connections,
         }
-        return cls(redis.Redis.from_url(url, **opts), aioredis.Redis.from_url(url, **opts))
+        # One immediate retry, on a broken connection only (a pooled socket that died with a Redis
+        # restart). Never on a timeout: the script may have run, and running a failure-counting
+        # script twice would count one wrong code twice.
+        errors = (RedisConnectionError,)
+        return cls(
+            redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=errors), **opts),
+            aioredis.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=errors), **opts),
+        )
 
     def execute(self, op: Op) -> Any:
         try:
