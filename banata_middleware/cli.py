@@ -18,32 +18,24 @@ def _demo(args: argparse.Namespace) -> int:
     from .service import BanataAuth
     from .stores import MemoryStore, RedisStore
 
-    if args.framework == "werkzeug":
-        from .demo.wsgi import serve as serve_wsgi
-        from .demo.wsgi import werkzeug_app
-
-        if not args.secret:
-            print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
-        try:
-            config = demo_config(secret=args.secret or secrets.token_urlsafe(48),
-                                 site_url=args.site_url or f"http://localhost:{args.port}")
-        except ValueError as exc:
-            print(f"banata-mfa demo: {exc}", file=sys.stderr)
-            return 2
-        store = RedisStore.from_url(args.redis_url) if args.redis_url else MemoryStore(config.clock)
-        return serve_wsgi(werkzeug_app(BanataAuth(config, store=store)), args.host, args.port)
     secret = args.secret
     if not secret:
         secret = secrets.token_urlsafe(48)
         print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
     site_url = args.site_url or f"http://localhost:{args.port}"
     try:
-        config = demo_config(secret=secret, site_url=site_url)
+        config = demo_config(secret=secret, site_url=site_url, challenge_status=args.challenge_status)
     except ValueError as exc:
         print(f"banata-mfa demo: {exc}", file=sys.stderr)
         return 2
     store = RedisStore.from_url(args.redis_url) if args.redis_url else MemoryStore(config.clock)
-    app = starlette_app(BanataAuth(config, store=store))
+    auth = BanataAuth(config, store=store)
+    if args.framework == "werkzeug":
+        from .demo.wsgi import serve as serve_wsgi
+        from .demo.wsgi import werkzeug_app
+
+        return serve_wsgi(werkzeug_app(auth), args.host, args.port)
+    app = starlette_app(auth)
 
     import uvicorn
 
@@ -127,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--redis-url", default=None, help="use Redis instead of the in-memory store")
     demo.add_argument("--secret", default=None, help="app secret, at least 32 characters")
     demo.add_argument("--site-url", default=None, help="default http://localhost:PORT")
+    demo.add_argument("--challenge-status", type=int, choices=[403, 200], default=403,
+                      help="a sign-in that needs a second factor answers 403 (contract) or 200 "
+                           "(better-auth's {twoFactorRedirect: true}, for onTwoFactorRedirect)")
 
     from .simulator import cli_code
 

@@ -411,6 +411,8 @@ class Flows:
         caller = yield from self.require_session(req)
         password = body.text("password", max_len=128)
         issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
+        if body.data.get("method", "totp") != "totp":
+            raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
         yield from self.check_password(caller, password)
         if caller.two_factor_enabled:
             raise self._already_enabled()
@@ -422,7 +424,7 @@ class Flows:
         if reply[0] == "ALREADY":
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=caller.user.get("email") or caller.uid, policy=self.config.totp)
-        return json_response(200, {"totpURI": uri, "backupCodes": codes})
+        return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
 
     @staticmethod
     def _already_enabled() -> AuthError:
@@ -530,13 +532,12 @@ class Flows:
              p.user_lock_seconds * 1000), req, caller.sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
-        if enrolling:
-            caller.user["tfa"] = "1"
-            return json_response(200, {"status": True, "user": self.user_json(caller)})
+        caller.user["tfa"] = "1"
+        # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
+        payload: dict[str, Any] = {"status": True, "token": caller.token, "user": self.user_json(caller)}
         if method == "backup":
-            return json_response(200, {"status": True, "token": caller.token, "user": self.user_json(caller),
-                                       "backupCodesRemaining": int(reply[2])})
-        return json_response(200, {"status": True})
+            payload["backupCodesRemaining"] = int(reply[2])
+        return json_response(200, payload)
 
     def _answer_error(self, reply: list[Any]) -> AuthError:
         status = reply[0]

@@ -103,7 +103,7 @@ def test_hundred_consecutive_failures_lock_until_an_admin_resets(stack: Stack) -
 
 
 def test_locked_host_user_gets_an_auth_error_from_begin_second_factor(stack: Stack) -> None:
-    uri, _ = stack.auth.import_totp("host-2", SECRET_B32)
+    _uri, _ = stack.auth.import_totp("host-2", SECRET_B32)
     for _ in range(3):
         result = stack.auth.begin_second_factor("host-2")
         api = stack.client()

@@ -19,7 +19,8 @@ def cid(key: VirtualPasskey) -> str:
 
 def register(api: Api, key: VirtualPasskey, name: str = "Laptop", **knobs: Any) -> Any:
     options = api.get(f"{BASE}/generate-register-options").json()
-    return api.post(f"{BASE}/verify-registration", {"response": key.create(options, origin=SITE, **knobs), "name": name})
+    response = key.create(options, origin=SITE, **knobs)
+    return api.post(f"{BASE}/verify-registration", {"response": response, "name": name})
 
 
 def assertion(api: Api, key: VirtualPasskey, **knobs: Any) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def test_passkey_without_user_verification_still_faces_the_second_factor(stack: 
 
 
 def test_passkey_answers_the_sign_in_challenge(stack: Stack) -> None:
-    owner, key = user_with_passkey(stack, two_factor=True)
+    _owner, key = user_with_passkey(stack, two_factor=True)
     api = stack.client()
     r = api.sign_in("pk@example.com")
     assert r.status_code == 403 and "passkey" in r.json()["twoFactorMethods"]
@@ -213,7 +214,8 @@ def test_rename_and_delete_own_passkeys_only(stack: Stack) -> None:
     intruder = stack.client()
     intruder.sign_up("intruder@example.com")
     assert intruder.post(f"{BASE}/delete-passkey", {"id": credential}).json()["code"] == "PASSKEY_NOT_FOUND"
-    assert intruder.post(f"{BASE}/update-passkey", {"id": credential, "name": "x"}).json()["code"] == "PASSKEY_NOT_FOUND"
+    r = intruder.post(f"{BASE}/update-passkey", {"id": credential, "name": "x"})
+    assert r.json()["code"] == "PASSKEY_NOT_FOUND"
     assert owner.post(f"{BASE}/delete-passkey", {"id": credential}).json() == {"status": True}
     assert owner.get(f"{BASE}/list-user-passkeys").json() == []
     assert sign_in(stack.client(), key).json()["code"] == "PASSKEY_NOT_FOUND"

@@ -277,7 +277,7 @@ def test_step_up_refreshes_mfa_verified_at(stack: Stack) -> None:
     stack.clock.advance(400)
     assert api.post("/api/sensitive").json()["code"] == "FRESH_TWO_FACTOR_REQUIRED"
     r = api.auth("/two-factor/verify-totp", {"code": api.code()})
-    assert r.json() == {"status": True}
+    assert r.json()["status"] is True and r.json()["token"] == api.http.cookies["banata.session_token"]
     assert api.get("/api/auth/get-session").json()["session"]["mfaVerifiedAt"] > first
     assert api.post("/api/sensitive").json() == {"ok": True}
 
@@ -295,6 +295,14 @@ def test_wrong_step_up_code_is_invalid_without_attempts_remaining(stack: Stack) 
     r = api.auth("/two-factor/verify-totp", {"code": "000000"})
     assert (r.status_code, r.json()["code"]) == (401, "INVALID_CODE")
     assert "attemptsRemaining" not in r.json()
+
+
+def test_enable_accepts_only_the_totp_method(stack: Stack) -> None:
+    api = signed_up(stack)
+    r = api.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"})
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR")
+    r = api.auth("/two-factor/enable", {"password": PASSWORD, "method": "totp"})
+    assert r.status_code == 200 and r.json()["method"] == "totp"
 
 
 def test_trusted_device_skips_the_challenge_and_rotates(stack: Stack) -> None:
