@@ -35,7 +35,14 @@ class BanataMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            if k in _WANTED:
+                name = k.decode("latin-1")
+                if name in headers and name == "cookie":  # HTTP/2 may split Cookie into several lines
+                    headers[name] += "; " + v.decode("latin-1")
+                else:
+                    headers[name] = v.decode("latin-1")
         client = scope.get("client")
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "")
         if scope["type"] == "http" and self.auth.is_endpoint(path):

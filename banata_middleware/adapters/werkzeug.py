@@ -24,8 +24,8 @@ Paths are matched as the browser sees them (``SCRIPT_NAME + PATH_INFO``), like t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import parse_qsl
 
 from werkzeug.wrappers import Response as WsgiResponse
@@ -41,11 +41,48 @@ if TYPE_CHECKING:
 __all__ = ["BanataMiddleware", "fresh_second_factor_refusal"]
 
 _CHUNK = 64 * 1024
+_UNPREFIXED = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+T = TypeVar("T")
+
+
+class _EnvironHeaders(Mapping[str, str]):
+    """The request headers as the flows want them (lower-case names), read from the environ on
+    demand: a pass-through looks at two or three headers, so no dict is built for it."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self.environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return _UNPREFIXED.get(name) or "HTTP_" + name.upper().replace("-", "_")
+
+    def __getitem__(self, name: str) -> str:
+        value: str = self.environ[self._key(name)]
+        return value
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, /, default: str | T) -> str | T: ...
+    def get(self, name: str, /, default: object = None) -> object:
+        return self.environ.get(self._key(name), default)
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.environ:
+            if key[:5] == "HTTP_":
+                yield key[5:].replace("_", "-").lower()
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield key.replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class BanataMiddleware:
     """``BanataMiddleware(app, auth)``: ``app`` is the WSGI app to protect, ``auth`` the configured
-    :class:`~banata_middleware.BanataAuth` (its store should be a blocking one, e.g. ``RedisStore``)."""
+    :class:`~banata_middleware.BanataAuth` (``RedisStore`` when more than one process serves the app)."""
 
     def __init__(self, app: WSGIApplication, auth: BanataAuth) -> None:
         self.app = app
@@ -57,12 +94,8 @@ class BanataMiddleware:
         if not path.isascii():
             # PEP 3333 hands the path over as latin-1; decode it as UTF-8 like ASGI servers do.
             path = path.encode("latin-1").decode("utf-8", "replace")
-        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key[:5] == "HTTP_"}
-        if "CONTENT_TYPE" in environ:
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        if "CONTENT_LENGTH" in environ:
-            headers["content-length"] = environ["CONTENT_LENGTH"]
-        request = Request(environ.get("REQUEST_METHOD", "GET"), path, headers, environ.get("REMOTE_ADDR") or "")
+        request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
+                          environ.get("REMOTE_ADDR") or "")
         if self.auth.is_endpoint(path):
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
@@ -112,7 +145,7 @@ def fresh_second_factor_refusal(environ: WSGIEnvironment, max_age: int) -> WsgiR
     ``BanataAuthConfig.fresh_paths`` where a path pattern says it."""
     auth = environ.get("banata.auth")
     if not isinstance(auth, BanataAuth):
-        raise RuntimeError("no BanataMiddleware in front of this app: wrap the WSGI app with BanataMiddleware(app, auth)")
+        raise RuntimeError("no BanataMiddleware in front of this app: wrap it with BanataMiddleware(app, auth)")
     identity = environ.get("banata")
     if not isinstance(identity, Identity):
         error = AuthError(401, "UNAUTHORIZED", "sign in first")

@@ -1,0 +1,28 @@
+"""ASGI specifics of the adapter."""
+
+from __future__ import annotations
+
+import anyio
+
+from banata_middleware.adapters.starlette import BanataMiddleware
+
+
+def test_cookie_split_over_several_header_lines_is_joined(stack) -> None:  # type: ignore[no-untyped-def]
+    if stack.adapter != "asgi":
+        return
+    token = stack.client().sign_up("h2@example.com").json()["token"]
+    app: BanataMiddleware = stack.app
+    sent: list[dict[str, object]] = []
+    scope = {"type": "http", "method": "GET", "path": "/api/me", "raw_path": b"/api/me", "query_string": b"",
+             "root_path": "", "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+             "http_version": "2", "headers": [(b"cookie", b"theme=dark"),
+                                               (b"cookie", b"banata.session_token=" + token.encode())]}
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 200
