@@ -60,7 +60,7 @@ class TokenSigner:
         if not rid or not valid_user_id(user_id):
             return None
         if len(self._verified) >= self.CACHE_SIZE:
-            self._verified.pop(next(iter(self._verified)))  # oldest first: dicts keep insertion order
+            self._verified.clear()  # pop(next(iter(d))) races across WSGI threads (KeyError, RuntimeError)
         ids = (user_id, hash_token(rid))
         self._verified[token] = ids
         return ids

@@ -1,0 +1,249 @@
+"""Helpers for the Redis suite: the demo app on a RedisStore, a browser-like client, firing requests
+at once, and reading every key of a Redis database.
+
+Kept out of a ``conftest.py`` on purpose: ``tests/redis`` is not a package (a package named ``redis``
+would shadow redis-py), and a second non-package ``conftest`` module would fight ``tests/conftest.py``
+for the name ``conftest``. Test modules import this module by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import redis
+
+from banata_middleware import BanataAuth, PasswordHashing
+from banata_middleware.demo.app import demo_config, starlette_app
+from banata_middleware.effects import Op
+from banata_middleware.simulator import VirtualAuthenticator
+from banata_middleware.simulator.clocks import FrozenClock
+from banata_middleware.stores import RedisStore
+
+# The app is configured for this site; clients send it as Origin (the CSRF check on cookie-carrying POSTs).
+SITE = "http://testserver"
+SECRET = "redis-suite-secret-" + "r" * 40
+PASSWORD = "correct horse battery staple"
+# 10 s into a TOTP step, as in tests/conftest.py.
+T0 = 1_800_000_010
+STORE_TIMEOUT = 1.0
+# The test servers speak plain HTTP; sharing one TLS context saves the ~45 ms httpx spends building
+# one (with the CA bundle) for every new client.
+_TLS = ssl.create_default_context()
+
+
+class RecordingRedisStore(RedisStore):
+    """The real RedisStore, keeping the replies of ``load`` (the read a request decides on). A race
+    test uses them to show its window was really open: several requests read a state in which the
+    code or the challenge was still unused, so only the atomic commit could stop all but one.
+
+    ``race(n)`` forces the worst schedule instead of waiting for luck: each ``load`` returns only once
+    ``n`` loads have finished (or after 2 s), so every request has read before any of them commits.
+    The scripts still run on the real Redis; only their order is chosen.
+    """
+
+    HOLD_LIMIT = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loads: list[list[Any]] = []
+        self.hold_until = 0
+
+    def race(self, n: int) -> None:
+        """Start a round: forget the loads seen so far; ``n > 0`` holds reads until ``n`` have happened."""
+        self.loads.clear()
+        self.hold_until = n
+
+    def _holding(self, deadline: float) -> bool:
+        return len(self.loads) < self.hold_until and time.monotonic() < deadline
+
+    def execute(self, op: Op) -> Any:
+        reply = super().execute(op)
+        if op.script == "load":
+            self.loads.append(reply)
+            deadline = time.monotonic() + self.HOLD_LIMIT
+            while self._holding(deadline):
+                time.sleep(0.001)
+        return reply
+
+    async def aexecute(self, op: Op) -> Any:
+        reply = await super().aexecute(op)
+        if op.script == "load":
+            self.loads.append(reply)
+            deadline = time.monotonic() + self.HOLD_LIMIT
+            while self._holding(deadline):
+                await asyncio.sleep(0.001)
+        return reply
+
+    def loaded_users(self) -> list[dict[str, str]]:
+        return [_pairs(reply[0]) for reply in self.loads]
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def build_app(kind: str, *, redis_url: str, clock: FrozenClock, timeout: float = STORE_TIMEOUT,
+              **overrides: Any) -> tuple[BanataAuth, RecordingRedisStore, Any]:
+    """The demo app for ``kind`` ("asgi" Starlette, "wsgi" Werkzeug) on a RedisStore at ``redis_url``
+    (clients made by ``RedisStore.from_url``)."""
+    overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
+    config = demo_config(secret=SECRET, site_url=SITE, clock=clock, **overrides)
+    fresh = RedisStore.from_url(redis_url, timeout=timeout)
+    store = RecordingRedisStore(fresh.sync, fresh.aio)
+    auth = BanataAuth(config, store=store)
+    if kind == "asgi":
+        app = starlette_app(auth)
+    else:
+        from banata_middleware.demo.wsgi import werkzeug_app
+
+        app = werkzeug_app(auth)
+    return auth, store, app
+
+
+@dataclass
+class Browser:
+    """A browser-like client: one cookie jar, the site's Origin, the auth paths by name. Remembers
+    every Set-Cookie value and response token it was given (for the secrets-at-rest scan)."""
+
+    http: httpx.Client
+    clock: FrozenClock
+    device: VirtualAuthenticator | None = None
+    backup_codes: list[str] = field(default_factory=list)
+    seen_tokens: set[str] = field(default_factory=set)
+
+    @classmethod
+    def at(cls, base_url: str, clock: FrozenClock) -> Browser:
+        return cls.over(httpx.Client(base_url=base_url, timeout=10, verify=_TLS), clock)
+
+    @classmethod
+    def over(cls, client: httpx.Client, clock: FrozenClock) -> Browser:
+        client.headers["origin"] = SITE
+        browser = cls(client, clock)
+        client.event_hooks["response"].append(browser._remember)
+        return browser
+
+    def _remember(self, response: httpx.Response) -> None:
+        for header in response.headers.get_list("set-cookie"):
+            value = header.split(";", 1)[0].partition("=")[2]
+            if value:
+                self.seen_tokens.add(value)
+
+    def twin(self) -> Browser:
+        """A second browser holding the same cookies (one user, two tabs racing)."""
+        other = Browser.at(str(self.http.base_url), self.clock)
+        for cookie in self.http.cookies.jar:
+            other.http.cookies.jar.set_cookie(cookie)
+        other.device = self.device
+        assert other.get("/").status_code == 200  # opens its connection now, not in the race
+        return other
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- requests ---------------------------------------------------------------------------
+    def auth(self, path: str, json: Any = None) -> httpx.Response:
+        r = self.http.post("/api/auth" + path, json=json)
+        if r.headers.get("content-type", "").startswith("application/json") and r.content:
+            body = r.json()
+            if isinstance(body, dict) and isinstance(body.get("token"), str):
+                self.seen_tokens.add(body["token"])
+        return r
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.get(path, **kw)
+
+    def sign_up(self, email: str) -> httpx.Response:
+        r = self.auth("/sign-up/email", {"email": email, "password": PASSWORD, "name": "Race Tester"})
+        assert r.status_code == 200, r.text
+        return r
+
+    def sign_in(self, email: str, **extra: Any) -> httpx.Response:
+        return self.auth("/sign-in/email", {"email": email, "password": PASSWORD, **extra})
+
+    def enable_2fa(self) -> VirtualAuthenticator:
+        """``enable`` then confirm with the virtual authenticator (the phone app that read the QR code)."""
+        r = self.auth("/two-factor/enable", {"password": PASSWORD})
+        assert r.status_code == 200, r.text
+        self.backup_codes = r.json()["backupCodes"]
+        self.device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=self.clock)
+        r = self.verify_totp(self.device.code())
+        assert r.status_code == 200, r.text
+        assert r.json()["user"]["twoFactorEnabled"] is True
+        return self.device
+
+    def code(self) -> str:
+        assert self.device is not None
+        return self.device.code()
+
+    def verify_totp(self, code: str, **extra: Any) -> httpx.Response:
+        return self.auth("/two-factor/verify-totp", {"code": code, **extra})
+
+    def verify_backup(self, code: str, **extra: Any) -> httpx.Response:
+        return self.auth("/two-factor/verify-backup-code", {"code": code, **extra})
+
+
+def at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+    """Runs every call in its own thread, all released by one barrier; answers in call order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], httpx.Response]) -> httpx.Response:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    start = time.monotonic()
+    response = call()
+    return response, time.monotonic() - start
+
+
+def user_keys(client: redis.Redis, user_id: str) -> Iterator[str]:
+    yield from client.scan_iter(match=f"banata:{{u:{user_id}}}:*")
+
+
+def strong_sessions(client: redis.Redis, user_id: str) -> int:
+    """The user's sessions that passed a second factor (aal 2)."""
+    return sum(1 for key in user_keys(client, user_id)
+               if ":s:" in key and client.hget(key, "aal") == "2")
+
+
+def dump_database(client: redis.Redis) -> dict[bytes, list[bytes]]:
+    """Every key with every piece of its value as bytes, whatever the type (``client`` must not
+    decode responses)."""
+    out: dict[bytes, list[bytes]] = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        parts: list[bytes] = []
+        if kind == "string":
+            parts.append(client.get(key) or b"")
+        elif kind == "hash":
+            for f, v in client.hgetall(key).items():
+                parts += [f, v]
+        elif kind == "set":
+            parts += list(client.smembers(key))
+        elif kind == "zset":
+            for member, score in client.zrange(key, 0, -1, withscores=True):
+                parts += [member, str(score).encode()]
+        elif kind == "list":
+            parts += list(client.lrange(key, 0, -1))
+        elif kind == "stream":
+            for entry_id, fields in client.xrange(key):
+                parts.append(entry_id)
+                for f, v in fields.items():
+                    parts += [f, v]
+        else:
+            raise AssertionError(f"unexpected Redis type {kind!r} at {key!r}")
+        out[key] = parts
+    return out

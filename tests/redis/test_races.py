@@ -1,0 +1,193 @@
+"""Races on a real Redis through a real HTTP server (uvicorn; Werkzeug's threaded server when the WSGI
+adapter exists): one code sent to many sign-in challenges at once, and one challenge answered twice at
+once, give exactly one session.
+
+Each race runs for several rounds with a fresh user. Even rounds take whatever schedule the server
+gives; odd rounds force the worst one (every request reads before any commits, see
+``RecordingRedisStore.race``). Every round checks how many requests read the code (or challenge) while
+it was still unused: where that is two or more, a check-then-act done in Python instead of one atomic
+Lua script would have let more than one through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from redis_support import T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions
+from servers import SERVER_KINDS, serve
+
+from banata_middleware.simulator.clocks import FrozenClock
+
+pytestmark = pytest.mark.redis
+
+CROWD = 25  # pending challenges of one user answered at once
+ROUNDS = 6  # rounds of each many-challenge race
+PAIR_ROUNDS = 10  # rounds of each one-challenge-twice race
+
+LOSER_CODES = {"INVALID_CODE", "ACCOUNT_TEMPORARILY_LOCKED", "UNAUTHORIZED"}
+
+
+@dataclass
+class Live:
+    base_url: str
+    clock: FrozenClock
+    store: RecordingRedisStore
+    redis: redis.Redis
+    browsers: list[Browser] = field(default_factory=list)
+
+    def browser(self) -> Browser:
+        b = Browser.at(self.base_url, self.clock)
+        self.browsers.append(b)
+        return b
+
+    def enrolled_user(self) -> tuple[Browser, str, str]:
+        """A fresh user with TOTP on, signed out again (so its only sessions are the ones a race makes)."""
+        owner = self.browser()
+        email = f"race-{uuid.uuid4().hex[:12]}@example.com"
+        uid = owner.sign_up(email).json()["user"]["id"]
+        owner.enable_2fa()
+        assert owner.auth("/sign-out").status_code == 200
+        return owner, email, uid
+
+    def pending(self, email: str) -> Browser:
+        """A browser that passed the password and holds a pending-challenge cookie."""
+        b = self.browser()
+        r = b.sign_in(email)
+        assert r.status_code == 403 and r.json()["code"] == "TWO_FACTOR_REQUIRED", r.text
+        assert "banata.two_factor" in b.http.cookies
+        return b
+
+    def crowd(self, email: str) -> list[Browser]:
+        """``CROWD`` browsers of one user, each with its own pending challenge."""
+        return [self.pending(email) for _ in range(CROWD)]
+
+    def twin(self, b: Browser) -> Browser:
+        other = b.twin()
+        self.browsers.append(other)
+        return other
+
+    def race(self, round_no: int, calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+        """Fires ``calls`` at once; odd rounds force every read before any commit."""
+        self.store.race(len(calls) if round_no % 2 else 0)
+        try:
+            return at_once(calls)
+        finally:
+            self.store.hold_until = 0
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def live(request: pytest.FixtureRequest, redis_url: str, redis_server: Any) -> Iterator[Live]:
+    clock = FrozenClock(T0)
+    _, store, app = build_app(request.param, redis_url=redis_url, clock=clock)
+    with serve(app, request.param) as base_url, redis_server.client() as client:
+        state = Live(base_url, clock, store, client)
+        yield state
+        for b in state.browsers:
+            b.close()
+    store.close()
+
+
+def _statuses(answers: list[httpx.Response]) -> list[int]:
+    for r in answers:
+        assert r.status_code in (200, 401, 429), f"{r.status_code} {r.text}"
+        if r.status_code != 200:
+            assert r.json()["code"] in LOSER_CODES, r.text
+    return [r.status_code for r in answers]
+
+
+def _sessions_set(answers: list[httpx.Response]) -> int:
+    return sum(1 for r in answers for c in r.headers.get_list("set-cookie")
+               if c.startswith("banata.session_token=") and "Max-Age=0" not in c)
+
+
+def _check_window(saw_unused: list[int], size: int) -> None:
+    """``saw_unused[i]``: requests of round i that read the code or challenge while still unused."""
+    print(f"\nrequests that read the unused state, per round (odd rounds forced): {saw_unused}")
+    assert saw_unused[1::2] == [size] * len(saw_unused[1::2]), "a forced round did not read before committing"
+
+
+def test_one_totp_code_sent_to_25_pending_challenges_at_once_gives_one_session(live: Live) -> None:
+    saw_unused = []
+    for round_no in range(ROUNDS):
+        owner, email, uid = live.enrolled_user()
+        crowd = live.crowd(email)
+        live.clock.advance(30)  # the enrolment used the current step; this code is the next one
+        code, step = owner.code(), int(live.clock.now()) // 30
+
+        answers = live.race(round_no, [partial(b.verify_totp, code) for b in crowd])
+
+        saw_unused.append(sum(1 for u in live.store.loaded_users() if int(u.get("last_step", "-1")) < step))
+        statuses = _statuses(answers)
+        assert statuses.count(200) == 1, statuses
+        assert _sessions_set(answers) == 1
+        assert strong_sessions(live.redis, uid) == 1
+        me = crowd[statuses.index(200)].get("/api/me")
+        assert me.status_code == 200 and me.json() == {"userId": uid, "aal": 2}
+    _check_window(saw_unused, CROWD)
+
+
+def test_one_backup_code_sent_to_25_pending_challenges_at_once_is_used_once(live: Live) -> None:
+    saw_unused = []
+    for round_no in range(ROUNDS):
+        owner, email, uid = live.enrolled_user()
+        crowd = live.crowd(email)
+        code = owner.backup_codes[0]
+
+        answers = live.race(round_no, [partial(b.verify_backup, code) for b in crowd])
+
+        saw_unused.append(sum(1 for reply in live.store.loads if int(reply[3]) == 10))  # all 10 codes left
+        statuses = _statuses(answers)
+        assert statuses.count(200) == 1, statuses
+        assert answers[statuses.index(200)].json()["backupCodesRemaining"] == 9
+        assert _sessions_set(answers) == 1
+        assert strong_sessions(live.redis, uid) == 1
+        assert live.redis.scard(f"banata:{{u:{uid}}}:bc") == 9
+    _check_window(saw_unused, CROWD)
+
+
+def test_one_pending_challenge_answered_twice_at_once_with_a_valid_code_gives_one_session(live: Live) -> None:
+    saw_unused = []
+    for round_no in range(PAIR_ROUNDS):
+        owner, email, uid = live.enrolled_user()
+        first = live.pending(email)
+        second = live.twin(first)
+        live.clock.advance(30)
+        code = owner.code()
+
+        answers = live.race(round_no, [partial(first.verify_totp, code), partial(second.verify_totp, code)])
+
+        saw_unused.append(sum(1 for reply in live.store.loads if reply[2]))  # read the challenge while live
+        assert sorted(_statuses(answers)) == [200, 401]
+        assert _sessions_set(answers) == 1
+        assert strong_sessions(live.redis, uid) == 1
+    _check_window(saw_unused, 2)
+
+
+def test_one_pending_challenge_answered_at_once_with_a_totp_and_a_backup_code_gives_one_session(live: Live) -> None:
+    """Two *different* valid proofs: the replay guard cannot stop the second one, only consuming the
+    challenge atomically can. The loser's proof stays unused (nothing half-written)."""
+    saw_unused = []
+    for round_no in range(PAIR_ROUNDS):
+        owner, email, uid = live.enrolled_user()
+        first = live.pending(email)
+        second = live.twin(first)
+        live.clock.advance(30)
+        code, backup = owner.code(), owner.backup_codes[0]
+
+        answers = live.race(round_no, [partial(first.verify_totp, code), partial(second.verify_backup, backup)])
+
+        saw_unused.append(sum(1 for reply in live.store.loads if reply[2]))
+        statuses = _statuses(answers)
+        assert sorted(statuses) == [200, 401]
+        assert _sessions_set(answers) == 1
+        assert strong_sessions(live.redis, uid) == 1
+        backup_won = statuses[1] == 200
+        assert live.redis.scard(f"banata:{{u:{uid}}}:bc") == (9 if backup_won else 10)
+    _check_window(saw_unused, 2)

@@ -1,0 +1,139 @@
+"""Redis round trips per request, the budget of DESIGN rule 3: an authenticated pass-through costs one,
+a second-factor verification (sign-in challenge or step-up) at most two. Other request kinds are
+measured and printed, not asserted (``pytest tests/redis/test_round_trips.py -s`` shows the table).
+
+Two independent counts must agree: commands written to the app's Redis sockets (a counting redis-py
+connection class, which also sees handshakes, health-check PINGs and any direct command), and the
+EVALSHA/EVAL calls Redis itself reports in ``INFO commandstats``. Agreement means every round trip was
+one script. The scenario runs twice against a real server and only the second run is counted, so
+connection handshakes and first-use script loading (EVALSHA, NOSCRIPT, EVAL) are left out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio.connection
+import redis.connection
+from redis_support import PASSWORD, T0, Browser, build_app
+from servers import SERVER_KINDS, serve
+
+from banata_middleware.simulator import VirtualAuthenticator
+from banata_middleware.simulator.clocks import FrozenClock
+
+pytestmark = pytest.mark.redis
+
+SCRIPT_COMMANDS = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_evalsha_ro", "cmdstat_eval_ro")
+
+
+def counting_connections(sent: list[int]) -> tuple[type, type]:
+    """redis-py connection classes (sync, asyncio) that count every command they write."""
+
+    class Counting(redis.connection.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent[0] += 1
+            super().send_packed_command(command, check_health)
+
+    class AsyncCounting(redis.asyncio.connection.Connection):
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent[0] += 1
+            await super().send_packed_command(command, check_health)
+
+    return Counting, AsyncCounting
+
+
+@dataclass
+class Meter:
+    admin: redis.Redis
+    sent: list[int]
+    rows: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def _scripts_run(self) -> int:
+        stats = self.admin.info("commandstats")
+        return sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_COMMANDS)
+
+    def __call__(self, name: str, call: Callable[[], httpx.Response], status: int) -> httpx.Response:
+        wire, scripts = self.sent[0], self._scripts_run()
+        r = call()
+        assert r.status_code == status, f"{name}: {r.status_code} {r.text}"
+        self.rows.append((name, self.sent[0] - wire, self._scripts_run() - scripts))
+        return r
+
+    def cost(self, name: str) -> int:
+        return next(wire for row, wire, _ in self.rows if row == name)
+
+
+def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -> None:
+    """Every request kind once, in the order a user meets them."""
+    a, b, c = browser(), browser(), browser()
+    email = f"trips-{uuid.uuid4().hex[:12]}@example.com"
+    meter("sign-up", lambda: a.sign_up(email), 200)
+    meter("authenticated pass-through GET /api/me (AAL1)", lambda: a.get("/api/me"), 200)
+    meter("public path GET /", lambda: a.get("/"), 200)
+    meter("no cookie: GET /api/me -> 401", lambda: c.get("/api/me"), 401)
+    r = meter("enable", lambda: a.auth("/two-factor/enable", {"password": PASSWORD}), 200)
+    a.backup_codes = r.json()["backupCodes"]
+    a.device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=clock)
+    meter("verify-totp (enrolment)", lambda: a.verify_totp(a.code()), 200)
+    meter("get-session", lambda: a.get("/api/auth/get-session"), 200)
+    meter("sign-out", lambda: a.auth("/sign-out"), 200)
+    meter("sign-in (2FA on: challenge)", lambda: a.sign_in(email), 403)
+    clock.advance(30)
+    meter("verify-totp (sign-in challenge, trustDevice)", lambda: a.verify_totp(a.code(), trustDevice=True), 200)
+    meter("authenticated pass-through GET /api/me (AAL2)", lambda: a.get("/api/me"), 200)
+    clock.advance(30)
+    meter("verify-totp (step-up)", lambda: a.verify_totp(a.code()), 200)
+    meter("fresh-second-factor POST /api/sensitive", lambda: a.http.post("/api/sensitive"), 200)
+    meter("verify-backup-code (step-up)", lambda: a.verify_backup(a.backup_codes[0]), 200)
+    r = meter("generate-backup-codes", lambda: a.auth("/two-factor/generate-backup-codes", {"password": PASSWORD}),
+              200)
+    fresh_codes = r.json()["backupCodes"]
+    meter("sign-in (2FA on: challenge) #2", lambda: b.sign_in(email), 403)
+    meter("verify-backup-code (sign-in challenge)", lambda: b.verify_backup(fresh_codes[0]), 200)
+    meter("sign-out #2", lambda: a.auth("/sign-out"), 200)
+    meter("sign-in (trusted device: session at once)", lambda: a.sign_in(email), 200)
+    meter("sign-in (wrong password)", lambda: c.auth("/sign-in/email", {"email": email, "password": "x" * 12}), 401)
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def metered(request: pytest.FixtureRequest, redis_url: str, redis_server: Any) -> Iterator[tuple[Meter, Any]]:
+    clock = FrozenClock(T0)
+    _, store, app = build_app(request.param, redis_url=redis_url, clock=clock)
+    sent = [0]
+    sync_class, async_class = counting_connections(sent)
+    # Before the first connection is made: the pools build every connection from these classes.
+    store.sync.connection_pool.connection_class = sync_class
+    store.aio.connection_pool.connection_class = async_class
+    browsers: list[Browser] = []
+
+    def browser() -> Browser:
+        browsers.append(Browser.at(base_url, clock))
+        return browsers[-1]
+
+    with serve(app, request.param) as base_url, redis_server.client() as admin:
+        yield Meter(admin, sent), (browser, clock, request.param)
+    for b in browsers:
+        b.close()
+    store.close()
+
+
+def test_round_trips_per_request_kind_stay_within_the_budget(metered: tuple[Meter, Any]) -> None:
+    meter, (browser, clock, kind) = metered
+    scenario(meter, browser, clock)  # warm-up: connections made, scripts loaded
+    meter.rows.clear()
+    scenario(meter, browser, clock)
+
+    print(f"\nRedis round trips per request ({kind}; wire count / EVALSHA+EVAL in INFO commandstats):")
+    for name, wire, scripts in meter.rows:
+        print(f"  {wire} / {scripts}  {name}")
+    assert all(wire == scripts for _, wire, scripts in meter.rows), "a round trip that was not one script"
+    assert meter.cost("authenticated pass-through GET /api/me (AAL1)") == 1
+    assert meter.cost("authenticated pass-through GET /api/me (AAL2)") == 1
+    assert meter.cost("verify-totp (sign-in challenge, trustDevice)") <= 2
+    assert meter.cost("verify-totp (step-up)") <= 2

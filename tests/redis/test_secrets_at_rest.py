@@ -1,0 +1,136 @@
+"""Secrets at rest (DESIGN rule 7): after every flow has run, no Redis key name and no value of any type
+(strings, hash fields and values, set members, stream entries) holds the TOTP secret (base32, raw,
+hex, base64), a backup code (used, unused or voided), the password, or a cookie token or its random part
+(session, pending challenge, trusted device).
+
+Positive controls keep the scan honest: it must find what *is* stored (the email, the SHA-256 of a live
+session id, the TOTP secret's ciphertext). One-time TOTP codes are not searched: six digits turn up in
+any timestamp.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis_support import PASSWORD, Browser, dump_database
+from servers import SERVER_KINDS
+
+from banata_middleware.simulator.otpauth import parse_otpauth_uri
+
+pytestmark = pytest.mark.redis
+
+# Every key: the prefix, one hash tag (a user id, or a keyed hash of an email or address), hashed ids.
+KEY_NAME = re.compile(r"banata:\{(u:[A-Za-z0-9_.@:+\-]+|e:[0-9a-f]{32}|a:[0-9a-f]{32})\}(:[A-Za-z0-9_:]+)?")
+
+IN_PROCESS = [pytest.param((kind, "redis"), id=f"{kind}-redis") for kind in SERVER_KINDS]
+
+
+@pytest.fixture
+def browsers(stack_factory: Callable[..., Any], clock: Any) -> Iterator[tuple[Callable[[], Browser], Any]]:
+    stack = stack_factory()
+    yield (lambda: Browser.over(stack.client().http, clock)), stack
+
+
+def _b64_variants(raw: bytes) -> list[str]:
+    return [base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")]
+
+
+def _token_parts(token: str) -> list[str]:
+    """A signed cookie value is ``<user id>.<random id>.<signature>``: the whole, its random id and the
+    random id's bytes are secrets; the user id is not (it is the hash tag in every key name)."""
+    value, _, signature = token.rpartition(".")
+    _, _, rid = value.rpartition(".")
+    raw = base64.urlsafe_b64decode(rid + "=" * (-len(rid) % 4))
+    return [token, rid, signature, raw.hex(), raw.decode("latin-1")]
+
+
+@pytest.mark.parametrize("stack_factory", IN_PROCESS, indirect=True)
+def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Callable[[], Browser], Any],
+                                                           clock: Any) -> None:
+    new_browser, stack = browsers
+    a, b = new_browser(), new_browser()
+    email = f"rest-{uuid.uuid4().hex[:12]}@example.com"
+
+    # sign-up, enable, confirm
+    uid = a.sign_up(email).json()["user"]["id"]
+    a.enable_2fa()
+    first_codes = list(a.backup_codes)
+    uri = a.auth("/two-factor/get-totp-uri", {"password": PASSWORD}).json()["totpURI"]
+    params = parse_otpauth_uri(uri)
+    secret, raw_secret = params.secret, params.key
+    assert a.device is not None and secret == a.device.secret
+    # sign-out, sign-in, verify-totp with trustDevice
+    assert a.auth("/sign-out").status_code == 200
+    assert a.sign_in(email).status_code == 403
+    clock.advance(30)
+    assert a.verify_totp(a.code(), trustDevice=True).status_code == 200
+    # a trusted-device sign-in (rotates the trust record)
+    assert a.auth("/sign-out").status_code == 200
+    assert a.sign_in(email).status_code == 200
+    # a sign-in answered with a backup code, after one wrong code
+    assert b.sign_in(email).status_code == 403
+    assert b.verify_backup("ZZZZ-ZZZZ").status_code == 401
+    r = b.verify_backup(first_codes[0])
+    assert r.status_code == 200, r.text
+    # regenerate codes, step-up with TOTP and with a new backup code
+    r = a.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    second_codes = r.json()["backupCodes"]
+    clock.advance(30)
+    assert a.verify_totp(a.code()).status_code == 200
+    assert a.verify_backup(second_codes[0]).status_code == 200
+    assert a.http.post("/api/sensitive").status_code == 200
+    # a pending challenge left open, so one is at rest during the scan
+    c = new_browser()
+    assert c.sign_in(email).status_code == 403
+
+    tokens = a.seen_tokens | b.seen_tokens | c.seen_tokens
+    assert len(tokens) >= 8, tokens  # sessions, pending challenges, trust records
+    needles: dict[str, str] = {
+        "TOTP secret (base32)": secret,
+        "TOTP secret (base32, lower case)": secret.lower(),
+        "TOTP secret (hex)": raw_secret.hex(),
+        "TOTP secret (HEX)": raw_secret.hex().upper(),
+        "TOTP secret (raw)": raw_secret.decode("latin-1"),
+        "password": PASSWORD,
+    }
+    for i, text in enumerate(_b64_variants(raw_secret)):
+        needles[f"TOTP secret (base64 #{i})"] = text
+    for code in first_codes + second_codes:
+        for variant in (code, code.lower(), f"{code[:4]}-{code[4:]}"):
+            needles[f"backup code {variant}"] = variant
+    for token in tokens:
+        for n, part in enumerate(_token_parts(token)):
+            needles[f"token {token[:20]}… part {n}"] = part
+
+    with redis.Redis(port=stack.redis.port) as raw_client:  # bytes, not decoded text
+        dump = dump_database(raw_client)
+    assert dump, "the scan found no keys"
+    blobs = {key: b"\x00".join([key, *parts]) for key, parts in dump.items()}
+
+    found = [(label, key) for label, needle in needles.items() for key, blob in blobs.items()
+             if needle.encode("latin-1") in blob]
+    assert not found, f"secrets at rest: {found}"
+
+    # Key names: no email, no address, nothing but the hash tag's user id and hashes.
+    for key in dump:
+        name = key.decode()
+        assert email not in name and "127.0.0.1" not in name, name
+        assert KEY_NAME.fullmatch(name), name
+
+    # Positive controls: the scan sees what is stored.
+    everything = b"\x00".join(blobs.values())
+    assert email.encode() in everything
+    assert uid.encode() in everything
+    session_rids = [_token_parts(t)[1] for t in a.seen_tokens if t.startswith(uid + ".")]
+    assert any(hashlib.sha256(rid.encode()).hexdigest().encode() in everything for rid in session_rids)
+    assert re.search(rb"v1\.[0-9a-f]{8}\.", everything), "no encrypted TOTP secret found"
+    values = sum(len(p) for p in dump.values())
+    print(f"\nscanned {len(dump)} keys, {values} values, {len(needles)} secrets: none found")
