@@ -1,83 +1,15 @@
-"""Shared fixtures: the suite's own redis-server, a controllable clock, and app stacks
-(adapter x store) driven through a plain synchronous httpx client."""
+"""Fixtures: the suite's own redis-server, a controllable clock, and app stacks (adapter x store)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
-import redis
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from harness import STACK_PARAMS, T0, RedisServer, Stack, make_stack
 
-from banata_middleware import BanataAuth, PasswordHashing
-from banata_middleware.demo.app import demo_config
-from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
-from banata_middleware.stores import MemoryStore, RedisStore
-
-SITE = "http://testserver"
-SECRET = "test-secret-" + "x" * 40
-PASSWORD = "correct horse battery"
-# A fixed instant 10 s into a TOTP step, so a test never straddles a step boundary by accident.
-T0 = 1_800_000_010
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server for the test session (never the machine's shared one)."""
-
-    def __init__(self, *, appendonly: bool = False) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not on PATH: the Redis tests need a real Redis (apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="banata-redis-")
-        self.appendonly = appendonly
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir, "--daemonize", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
 
 
 @pytest.fixture(scope="session")
@@ -99,103 +31,6 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(T0)
-
-
-class SyncASGITransport(httpx.BaseTransport):
-    """Drives an ASGI app from a synchronous httpx client through one event loop (a portal)."""
-
-    def __init__(self, app: Any, portal: BlockingPortal, client: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
-        self.inner = httpx.ASGITransport(app=app, client=client)
-        self.portal = portal
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def call() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-            body = request.read()
-            areq = httpx.Request(request.method, request.url, headers=request.headers, content=body)
-            resp = await self.inner.handle_async_request(areq)
-            data = await resp.aread()
-            return resp.status_code, resp.headers.raw, data
-
-        status, headers, data = self.portal.call(call)
-        return httpx.Response(status, headers=headers, content=data)
-
-
-@dataclass
-class Stack:
-    """One app under test: the library object, its store and a way to make clients."""
-
-    adapter: str
-    store_kind: str
-    auth: BanataAuth
-    app: Any
-    clock: FrozenClock
-    transport_factory: Callable[[str], httpx.BaseTransport]
-    redis: RedisServer | None = None
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    def client(self, *, ip: str = "127.0.0.1", origin: str | None = SITE) -> Api:
-        headers = {"origin": origin} if origin else {}
-        c = httpx.Client(transport=self.transport_factory(ip), base_url=SITE, headers=headers)
-        self.clients.append(c)
-        return Api(c, self)
-
-
-ADAPTERS: dict[str, Callable[[BanataAuth], Any]] = {}
-
-
-def _starlette(auth: BanataAuth) -> Any:
-    from banata_middleware.demo.app import starlette_app
-
-    return starlette_app(auth)
-
-
-ADAPTERS["asgi"] = _starlette
-
-
-def _wsgi_available() -> bool:
-    try:
-        import banata_middleware.adapters.werkzeug  # noqa: F401
-        from banata_middleware.demo.wsgi import werkzeug_app  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-if _wsgi_available():
-    def _werkzeug(auth: BanataAuth) -> Any:
-        from banata_middleware.demo.wsgi import werkzeug_app
-
-        return werkzeug_app(auth)
-
-    ADAPTERS["wsgi"] = _werkzeug
-
-
-def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: RedisServer | None,
-               exits: ExitStack, **overrides: Any) -> Stack:
-    overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
-    overrides.setdefault("secret", SECRET)
-    config = demo_config(site_url=SITE, clock=clock, **overrides)
-    if store_kind == "redis":
-        assert redis_server is not None
-        timeout = float(os.environ.get("BANATA_TEST_REDIS_TIMEOUT", "1"))
-        store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
-    else:
-        store = MemoryStore(clock)
-    auth = BanataAuth(config, store=store)
-    app = ADAPTERS[adapter](auth)
-    if adapter == "asgi":
-        portal = exits.enter_context(start_blocking_portal())
-
-        def factory(ip: str) -> httpx.BaseTransport:
-            return SyncASGITransport(app, portal, (ip, 50000))
-    else:
-
-        def factory(ip: str) -> httpx.BaseTransport:
-            return httpx.WSGITransport(app=app, remote_addr=ip)
-    return Stack(adapter, store_kind, auth, app, clock, factory, redis_server)
-
-
-STACK_PARAMS = [(a, s) for a in ADAPTERS for s in ("memory", "redis")]
 
 
 @pytest.fixture(params=STACK_PARAMS, ids=[f"{a}-{s}" for a, s in STACK_PARAMS])
@@ -222,44 +57,3 @@ def stack_factory(request: pytest.FixtureRequest, clock: FrozenClock) -> Iterato
 @pytest.fixture
 def stack(stack_factory: Callable[..., Stack]) -> Stack:
     return stack_factory()
-
-
-class Api:
-    """A browser-like client: keeps cookies, sends the site's Origin, knows the auth paths."""
-
-    def __init__(self, client: httpx.Client, stack: Stack) -> None:
-        self.http = client
-        self.stack = stack
-        self.device: VirtualAuthenticator | None = None
-        self.backup_codes: list[str] = []
-
-    def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
-        return self.http.post(path, json=json, **kw)
-
-    def auth(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
-        return self.http.post("/api/auth" + path, json=json, **kw)
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.http.get(path, **kw)
-
-    def sign_up(self, email: str, password: str = PASSWORD, name: str = "Test User") -> httpx.Response:
-        r = self.auth("/sign-up/email", {"email": email, "password": password, "name": name})
-        assert r.status_code == 200, r.text
-        return r
-
-    def sign_in(self, email: str, password: str = PASSWORD, **extra: Any) -> httpx.Response:
-        return self.auth("/sign-in/email", {"email": email, "password": password, **extra})
-
-    def enable_2fa(self) -> VirtualAuthenticator:
-        """enable + confirm with the virtual authenticator (the phone app reading the QR code)."""
-        r = self.auth("/two-factor/enable", {"password": PASSWORD})
-        assert r.status_code == 200, r.text
-        self.backup_codes = r.json()["backupCodes"]
-        self.device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=self.stack.clock)
-        r = self.auth("/two-factor/verify-totp", {"code": self.device.code()})
-        assert r.status_code == 200, r.text
-        return self.device
-
-    def code(self, steps: int = 0) -> str:
-        assert self.device is not None
-        return self.device.code(steps=steps)

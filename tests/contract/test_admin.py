@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Stack
+from harness import Stack
 
 from banata_middleware import AuthError
 from banata_middleware.simulator import VirtualAuthenticator

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import SECRET, RedisServer, Stack
+from harness import SECRET, RedisServer, Stack
 
 from banata_middleware import BanataAuth
 from banata_middleware.admin import rotate_keys

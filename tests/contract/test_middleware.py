@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import PASSWORD, SITE, Stack
+from harness import PASSWORD, SITE, Stack
 
 
 def test_public_path_passes_through_without_a_session(stack: Stack) -> None:

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from conftest import SITE, Api, Stack
+from harness import SITE, Api, Stack
 
 from banata_middleware.simulator import VirtualPasskey
 

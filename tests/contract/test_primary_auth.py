@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PASSWORD, Stack
+from harness import PASSWORD, Stack
 
 
 def test_sign_up_gives_user_and_session_cookie(stack: Stack) -> None:

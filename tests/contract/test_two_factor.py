@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import PASSWORD, Api, Stack
+from harness import PASSWORD, Api, Stack
 
 from banata_middleware.simulator import VirtualAuthenticator
 

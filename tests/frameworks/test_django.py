@@ -11,7 +11,7 @@ from typing import Any
 import django
 import httpx
 import pytest
-from conftest import SECRET, SITE
+from harness import SECRET, SITE
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
-from conftest import SECRET, SITE, SyncASGITransport
+from harness import SECRET, SITE, SyncASGITransport
 from fastapi import FastAPI, Request
 
 from banata_middleware import BanataAuth, BanataAuthConfig, PasswordHashing

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import flask
 import httpx
 import pytest
-from conftest import PASSWORD, SECRET, SITE
+from harness import PASSWORD, SECRET, SITE
 
 from banata_middleware import BanataAuth, BanataAuthConfig, PasswordHashing
 from banata_middleware.adapters.flask import current_identity, require_fresh_second_factor

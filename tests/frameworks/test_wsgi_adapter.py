@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, SECRET, SITE
+from harness import PASSWORD, SECRET, SITE
 from werkzeug.test import EnvironBuilder
 
 from banata_middleware import BanataAuth, BanataAuthConfig, Identity, PasswordHashing

@@ -10,7 +10,7 @@ import sys
 
 import httpx
 import pytest
-from conftest import SECRET
+from harness import SECRET
 
 LISTENING = re.compile(r"banata-mfa demo listening on (http://127\.0\.0\.1:\d+)\n")
 
