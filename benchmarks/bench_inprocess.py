@@ -469,7 +469,6 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     from banata_middleware.effects import Op, run_sync
     from banata_middleware.flows import Guarded
     from banata_middleware.http import Request, parse_cookies
-    from banata_middleware.stores.memory import _Script
 
     setup = Setup()
     asyncio.run(setup.enrol())
@@ -512,7 +511,6 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     def asgi_loop(app: Any) -> float:
         return statistics.median(asyncio.run(asgi_batch(app, scope, n))[0] for _ in range(reps))
 
-    script = _Script(auth.store, op.keys, op.args)
     canned = Canned()
     rows = [
         ("bare Starlette endpoint", asgi_loop(starlette_bare())),
@@ -532,9 +530,8 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
         ("      reading the reply into Guarded", timed_loop(
             lambda: (int(reply[1] or 0), int(reply[2]) > 0, int(reply[3]) > 0,
                      Guarded(uid, sid, int(reply[4] or 1), int(reply[5] or 0), reply[0] == "1", False)))),
-        ("  MemoryStore.execute(guard)", timed_loop(lambda: auth.store.execute(op))),
-        ("    _Script(...) (argv to str, events list)", timed_loop(lambda: _Script(auth.store, op.keys, op.args))),
-        ("    _op_guard itself", timed_loop(lambda: auth.store._op_guard(script))),
+        ("  MemoryStore.execute(guard) (read fast path, with the lock)", timed_loop(lambda: auth.store.execute(op))),
+        ("    _read_guard itself", timed_loop(lambda: auth.store._read_guard(op.keys, op.args))),
     ]
     print(f"ASGI pass-through, piece by piece (thread CPU µs per call, median of {reps} x {n})")
     for name, us in rows:

@@ -121,10 +121,17 @@ class MemoryStore:
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
         }
+        # Read-only operations on the per-request path skip the script machinery.
+        self._reads: dict[str, Callable[[tuple[str, ...], tuple[str | int, ...]], Reply]] = {
+            "guard": self._read_guard,
+        }
 
     # -- plumbing ---------------------------------------------------------------------------
     def execute(self, op: Op) -> Reply:
         with self._lock:
+            read = self._reads.get(op.script)
+            if read is not None:
+                return read(op.keys, op.args)
             return self._scripts[op.script](_Script(self, op.keys, op.args))
 
     async def aexecute(self, op: Op) -> Reply:
@@ -173,11 +180,13 @@ class MemoryStore:
         passkeys = self.get(k[4])
         return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
 
-    def _op_guard(self, x: _Script) -> Reply:
-        k = x.keys
-        u = self.get(k[0]) or {}
-        s = (self.get(k[1]) or {}) if x.argv[1] == "1" else {}
-        c = (self.get(k[2]) or {}) if x.argv[2] == "1" else {}
+    def _read_guard(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
+        """Twin of guard.lua. Records carry their own ``exp`` (checked by the caller), so the
+        garbage-collection expiry is not consulted here."""
+        data = self.data
+        u = data.get(k[0]) or {}
+        s = (data.get(k[1]) or {}) if args[1] == "1" else {}
+        c = (data.get(k[2]) or {}) if args[2] == "1" else {}
         return [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
                 c.get("exp"), c.get("created")]
 
