@@ -93,7 +93,7 @@ class SyncASGITransport(httpx.BaseTransport):
             body = request.read()
             areq = httpx.Request(request.method, request.url, headers=request.headers, content=body)
             resp = await self.inner.handle_async_request(areq)
-            data = await resp.aread()
+            data = b"".join([part async for part in resp.aiter_raw()])  # still encoded, as sent
             return resp.status_code, resp.headers.raw, data
 
         status, headers, data = self.portal.call(call)

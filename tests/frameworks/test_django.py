@@ -11,10 +11,10 @@ from typing import Any
 import django
 import httpx
 import pytest
-from harness import SECRET, SITE
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from harness import SECRET, SITE
 
 from banata_middleware import BanataAuth, BanataAuthConfig, PasswordHashing
 from banata_middleware.adapters.werkzeug import BanataMiddleware

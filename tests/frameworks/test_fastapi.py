@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
-from harness import SECRET, SITE, SyncASGITransport
 from fastapi import FastAPI, Request
+from harness import SECRET, SITE, SyncASGITransport
 
 from banata_middleware import BanataAuth, BanataAuthConfig, PasswordHashing
 from banata_middleware.adapters.starlette import BanataMiddleware
