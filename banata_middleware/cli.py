@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["main"]
@@ -39,15 +42,26 @@ def _demo(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                           access_log=False, lifespan="off"))
+    class DemoServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM/SIGINT after shutting down (exit status -15); the demo
+            # promises a clean exit, so it handles them itself: graceful shutdown, then status 0.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            yield
+
+    server = DemoServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                       access_log=False, lifespan="off"))
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve())
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
         if server.started:
-            print(f"banata-mfa demo listening on http://{args.host}:{args.port}", flush=True)
+            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port  # --port 0
+            print(f"banata-mfa demo listening on http://{args.host}:{port}", flush=True)
         await task
 
     asyncio.run(serve())

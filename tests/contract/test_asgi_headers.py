@@ -27,3 +27,21 @@ def test_cookie_split_over_several_header_lines_is_joined(stack) -> None:  # typ
 
     anyio.run(app, scope, receive, send)
     assert sent[0]["status"] == 200
+
+
+def test_websocket_to_a_protected_path_without_a_session_is_closed(stack) -> None:  # type: ignore[no-untyped-def]
+    if stack.adapter != "asgi" or stack.store_kind != "memory":
+        pytest.skip("drives the ASGI app on its own event loop: the memory store's ASGI stack only")
+    sent: list[dict[str, object]] = []
+    scope = {"type": "websocket", "path": "/api/me", "raw_path": b"/api/me", "query_string": b"",
+             "root_path": "", "scheme": "ws", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+             "headers": [(b"origin", b"http://testserver")], "subprotocols": []}
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    anyio.run(stack.app, scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]

@@ -1,4 +1,4 @@
-"""``banata-mfa demo --framework werkzeug``: serves the sample app, says where, stops cleanly on a signal."""
+"""``banata-mfa demo``: serves the sample app, says where, stops cleanly on a signal (both frameworks)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ LISTENING = re.compile(r"banata-mfa demo listening on (http://127\.0\.0\.1:\d+)\
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("framework", ["starlette", "werkzeug"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_werkzeug_demo_serves_and_exits_cleanly_on_a_signal(sig: signal.Signals) -> None:
+def test_demo_serves_and_exits_cleanly_on_a_signal(framework: str, sig: signal.Signals) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "banata_middleware.cli", "demo", "--framework", "werkzeug", "--port", "0",
+        [sys.executable, "-m", "banata_middleware.cli", "demo", "--framework", framework, "--port", "0",
          "--secret", SECRET],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

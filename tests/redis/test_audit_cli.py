@@ -1,0 +1,31 @@
+"""``banata-mfa audit`` reads the per-user Redis Streams the store scripts write."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from harness import PASSWORD, Stack
+
+
+def test_audit_cli_prints_the_users_events_without_secrets(stack: Stack) -> None:
+    if stack.store_kind != "redis":
+        return
+    assert stack.redis is not None
+    api = stack.client()
+    uid = api.sign_up("audit@example.com").json()["user"]["id"]
+    device = api.enable_2fa()
+    api.auth("/two-factor/verify-totp", {"code": "000000"})
+    api.auth("/two-factor/disable", {"password": PASSWORD})
+    other = stack.client().sign_up("other@example.com").json()["user"]["id"]
+    run = [sys.executable, "-m", "banata_middleware.cli", "audit", "--redis-url", stack.redis.url]
+    mine = [json.loads(line) for line in subprocess.run([*run, "--user", uid], capture_output=True, text=True,
+                                                          check=True).stdout.splitlines()]
+    assert [e["type"] for e in mine] == ["session.created", "two_factor.enabled", "two_factor.failed",
+                                         "two_factor.disabled"]
+    assert all(e["userId"] == uid and e["ip"] == "127.0.0.1" for e in mine)
+    everyone = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert other in everyone and uid in everyone
+    for secret in (device.account().secret, PASSWORD, *api.backup_codes, api.http.cookies["banata.session_token"]):
+        assert secret not in everyone
