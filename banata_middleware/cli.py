@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo.app import demo_config, starlette_app
+    from .demo.pages import demo_config
     from .service import BanataAuth
     from .stores import MemoryStore, RedisStore
 
@@ -26,6 +26,8 @@ def _demo(args: argparse.Namespace) -> int:
         secret = secrets.token_urlsafe(48)
         print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
     site_url = args.site_url or f"http://localhost:{args.port}"
+    # The origin check and passkeys (rpId) are tied to the site URL, not to the address listened on.
+    print(f"open {site_url} in a browser (the site URL; other host names fail the origin check)", file=sys.stderr)
     try:
         config = demo_config(secret=secret, site_url=site_url, challenge_status=args.challenge_status)
     except ValueError as exc:
@@ -38,6 +40,8 @@ def _demo(args: argparse.Namespace) -> int:
         from .demo.wsgi import werkzeug_app
 
         return serve_wsgi(werkzeug_app(auth), args.host, args.port)
+    from .demo.app import starlette_app
+
     app = starlette_app(auth)
 
     import uvicorn

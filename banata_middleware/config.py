@@ -42,8 +42,9 @@ class TotpPolicy:
             raise ValueError("TotpPolicy.digits must be 6, 7 or 8")
         if self.algorithm not in ("SHA1", "SHA256", "SHA512"):
             raise ValueError("TotpPolicy.algorithm must be SHA1, SHA256 or SHA512")
-        if not 15 <= self.period <= 300 or not 0 <= self.window <= 3:
-            raise ValueError("TotpPolicy.period must be 15..300 s and window 0..3 steps")
+        # pyotp (which computes the codes) refuses periods over 120 s.
+        if not 15 <= self.period <= 120 or not 0 <= self.window <= 3:
+            raise ValueError("TotpPolicy.period must be 15..120 s and window 0..3 steps")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class BanataAuthConfig:
     ``previous_secrets`` are still accepted for decryption and cookie signatures (rotation):
     the newest (``secret``) encrypts and signs.
 
+    ``sign_in_page`` / ``two_factor_page``: where an HTML navigation to a protected path is sent
+    (303) when there is no session / only a pending second factor; JSON callers get 401 / 403.
+
     Paths: ``public_paths`` pass through untouched; ``fresh_paths`` maps a path to the maximum
     age in seconds of the session's last second factor; everything else is protected unless
     ``protect_by_default`` is off. A pattern ending in ``*`` is a prefix, otherwise exact.
@@ -107,6 +111,7 @@ class BanataAuthConfig:
     protect_by_default: bool = True
     require_two_factor: bool = False
     sign_in_page: str | None = None
+    two_factor_page: str | None = None
     trusted_origins: tuple[str, ...] = ()
     trusted_proxies: int = 0
     challenge_status: int = 403

@@ -3,6 +3,8 @@ request through with an ``Identity``. Adapters call ``Gateway.handle`` and rende
 
 from __future__ import annotations
 
+import posixpath
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -16,6 +18,17 @@ from .policy import PathPolicy
 __all__ = ["PUBLIC_PASS", "Gateway"]
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_UNUSUAL_PATH = re.compile(r"/\.|//|\\")
+
+
+def normalized_path(path: str) -> str:
+    """The path with dot segments, repeated slashes and backslashes resolved, as a framework that
+    normalizes would route it. Policy is decided on this form, so ``/static/../api/me`` is judged
+    as ``/api/me`` and not as a public ``/static/*`` path."""
+    if not _UNUSUAL_PATH.search(path):
+        return path
+    clean = posixpath.normpath("/" + re.sub(r"/+", "/", path.replace("\\", "/")).lstrip("/"))
+    return clean + "/" if path.endswith("/") and clean != "/" else clean
 
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
 
@@ -80,6 +93,7 @@ class Gateway:
     def handle(self, request: Request) -> Flow[Response | Identity | None]:
         try:
             request.client = self.client_address(request)
+            request.path = normalized_path(request.path)
             if self.is_endpoint(request.path):
                 return (yield from self._endpoint(request))
             return (yield from self._guard(request))
@@ -109,10 +123,14 @@ class Gateway:
         self._check_origin(request)
         f = self.flows
         g = yield from f.guard(request)
+        html = "text/html" in request.headers.get("accept", "")
         if g is None or not g.session_id:
             if g is not None and g.pending:
+                if self.config.two_factor_page and html:
+                    raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",
+                                    headers={"location": self.config.two_factor_page})
                 raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
-            if self.config.sign_in_page and "text/html" in request.headers.get("accept", ""):
+            if self.config.sign_in_page and html:
                 raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
                                 headers={"location": self.config.sign_in_page})
             raise AuthError(401, "UNAUTHORIZED", "sign in first")
@@ -132,9 +150,12 @@ class Gateway:
             return
         origin = request.headers.get("origin")
         if not origin or origin == "null":
-            referer = request.headers.get("referer", "")
-            parts = urlsplit(referer)
-            origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+            try:
+                parts = urlsplit(request.headers.get("referer", ""))
+            except ValueError:  # unparsable (e.g. "http://[", an unclosed IPv6 literal): no origin
+                origin = ""
+            else:
+                origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
         if origin.rstrip("/") not in self.trusted_origins:
             raise AuthError(403, "INVALID_ORIGIN", "this request must come from the site's own pages")
 

@@ -117,6 +117,18 @@ def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
+def _utf8(value: str) -> bool:
+    """False for text UTF-8 cannot encode: lone surrogates, which JSON escapes such as "\\ud800"
+    produce. They would fail later, in hashing, key derivation or the Redis client (a 500)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Body:
     """Typed access to a JSON body's fields with contract errors (400 VALIDATION_ERROR)."""
 
@@ -129,7 +141,7 @@ class Body:
             return ""
         if not isinstance(value, str) or (required and value == ""):
             raise AuthError(400, "VALIDATION_ERROR", f"'{name}' must be a non-empty string")
-        if len(value) > max_len or "\x00" in value:
+        if len(value) > max_len or "\x00" in value or not _utf8(value):
             raise AuthError(400, "VALIDATION_ERROR", f"'{name}' is too long or holds invalid characters")
         return value
 

@@ -20,7 +20,7 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -122,7 +122,7 @@ def verify_registration(config: PasskeyConfig, response: dict[str, Any], challen
             expected_origin=list(config.origins),
             require_user_verification=config.user_verification == "required",
         )
-    except (InvalidRegistrationResponse, ValueError, TypeError, KeyError) as exc:
+    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:  # any malformed part is a refusal
         raise AuthError(400, "FAILED_TO_VERIFY_REGISTRATION", f"the passkey registration was refused: {exc}") from None
     return RegisteredPasskey(
         credential_id=b64url(verified.credential_id),
@@ -150,6 +150,6 @@ def verify_authentication(
             credential_current_sign_count=0,
             require_user_verification=config.user_verification == "required",
         )
-    except (InvalidAuthenticationResponse, ValueError, TypeError, KeyError) as exc:
+    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
         raise AuthError(401, "AUTHENTICATION_FAILED", f"the passkey was refused: {exc}") from None
     return verified.new_sign_count, verified.user_verified

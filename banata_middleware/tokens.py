@@ -1,13 +1,15 @@
 """Signed cookie values: ``<user id>.<random id>`` plus an HMAC (itsdangerous).
 
 The user id travels in the cookie so the store key (with the user's hash tag) can be built
-without a lookup; the random id is stored only as its SHA-256. Each cookie kind has its own salt,
-so a pending-challenge cookie can never be replayed as a session cookie.
+without a lookup; the random id is stored only as its SHA-256. Each cookie kind has its own signing
+key (derived from the app's keys and the kind), so a pending-challenge cookie can never be replayed
+as a session cookie.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 
 from itsdangerous import BadSignature, Signer
@@ -32,10 +34,15 @@ class TokenSigner:
 
     def __init__(self, keys: list[bytes], kind: str) -> None:
         self._verified: dict[str, tuple[str, str]] = {}
+        # One key per kind, derived once: with key_derivation="none" itsdangerous ignores the salt,
+        # so the kinds must be told apart by the key itself (a pending-challenge token must not
+        # verify as a session token).
+        salt = f"banata.{kind}".encode()
+        kind_keys = [hmac.new(key, salt, hashlib.sha256).digest() for key in keys]
         # itsdangerous signs with the last key and accepts any: oldest first.
         self._signer = Signer(
-            list(reversed(keys)),
-            salt=f"banata.{kind}",
+            list(reversed(kind_keys)),
+            salt=salt,
             key_derivation="none",
             digest_method=hashlib.sha256,
         )

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
-command -v oathtool >/dev/null || need+=(oathtool)
+command -v oathtool >/dev/null || need+=(oathtool)          # an independent TOTP for the simulator's cross-check
+command -v chromium >/dev/null || need+=(chromium)          # Debian's chromium for tests/browser (Playwright)
+command -v node >/dev/null || need+=(nodejs npm)            # the better-auth client in tests/interop
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,50 +1,27 @@
-"""The sample app behind ``banata-mfa demo``: one public page, protected JSON and HTML, and a
-path that needs a second factor no older than 300 s."""
+"""The demo's sample app on Starlette, behind the ASGI middleware (``banata-mfa demo``): the pages
+of :mod:`.pages` (sign-up, sign-in, the second-factor page, security settings, dashboard), their
+static files, protected JSON, and a path that needs a second factor no older than 300 s.
+
+Protected views read the caller from ``request.scope["banata"]``, the identity the middleware hands
+to the app; the middleware itself answers ``/api/auth/*`` and refuses what needs refusing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..adapters.starlette import BanataMiddleware
-from ..config import AuthMethods, BanataAuthConfig, PasskeyConfig
 from ..http import Identity
 from ..service import BanataAuth
+from . import pages
+from .pages import FRESH_MAX_AGE, demo_config
 
-__all__ = ["demo_config", "starlette_app"]
-
-FRESH_MAX_AGE = 300
-
-_INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>banata-mfa demo</title></head>
-<body><h1>banata-mfa demo</h1>
-<p>Endpoints under <code>/api/auth</code> (sign-up, sign-in, two-factor); protected: <code>/api/me</code>,
-<code>/dashboard</code>; fresh second factor: <code>POST /api/sensitive</code>.</p>
-<p><a href="/dashboard">Dashboard</a></p></body></html>"""
-
-_SIGN_IN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in</title></head>
-<body><h1>Sign in</h1><p>POST <code>/api/auth/sign-in/email</code> with <code>{"email", "password"}</code>.</p>
-</body></html>"""
-
-
-def demo_config(*, secret: str, site_url: str, **overrides: Any) -> BanataAuthConfig:
-    options: dict[str, Any] = {
-        "app_name": "Banata Demo",
-        "site_url": site_url,
-        "secret": secret,
-        "public_paths": ("/", "/sign-in", "/favicon.ico"),
-        "fresh_paths": {"/api/sensitive": FRESH_MAX_AGE},
-        "sign_in_page": "/sign-in",
-        "auth_methods": AuthMethods(email_password=True, two_factor=True, passkey=True),
-        "passkey": PasskeyConfig(rp_id=urlsplit(site_url).hostname or "localhost", rp_name="Banata Demo",
-                                 origins=(site_url.rstrip("/"),)),
-    }
-    options.update(overrides)
-    return BanataAuthConfig(**options)
+__all__ = ["FRESH_MAX_AGE", "demo_config", "starlette_app"]
 
 
 def _identity(request: StarletteRequest) -> Identity:
@@ -52,12 +29,19 @@ def _identity(request: StarletteRequest) -> Identity:
     return identity
 
 
-async def index(request: StarletteRequest) -> HTMLResponse:
-    return HTMLResponse(_INDEX)
+def _html(text: str) -> HTMLResponse:
+    return HTMLResponse(text, headers=pages.PAGE_HEADERS)
 
 
-async def sign_in_page(request: StarletteRequest) -> HTMLResponse:
-    return HTMLResponse(_SIGN_IN)
+def _page(path: str) -> Callable[[StarletteRequest], Awaitable[HTMLResponse]]:
+    async def view(request: StarletteRequest) -> HTMLResponse:
+        return _html(pages.page(path))
+
+    return view
+
+
+async def dashboard(request: StarletteRequest) -> HTMLResponse:
+    return _html(pages.dashboard_page(_identity(request)))
 
 
 async def me(request: StarletteRequest) -> JSONResponse:
@@ -65,22 +49,34 @@ async def me(request: StarletteRequest) -> JSONResponse:
     return JSONResponse({"userId": ident.user_id, "aal": ident.aal})
 
 
-async def dashboard(request: StarletteRequest) -> HTMLResponse:
-    ident = _identity(request)
-    return HTMLResponse(f"<!doctype html><title>Dashboard</title><h1>Dashboard</h1><p>Signed in as "
-                        f"<code>{ident.user_id}</code> (AAL{ident.aal}).</p>")
-
-
 async def sensitive(request: StarletteRequest) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def static(request: StarletteRequest) -> Response:
+    asset = pages.static_asset(request.path_params["name"])
+    if asset is None:
+        return PlainTextResponse("not found", status_code=404)
+    return Response(asset.body, media_type=asset.content_type, headers={"cache-control": "no-cache"})
+
+
+async def qr(request: StarletteRequest) -> JSONResponse:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > pages.QR_MAX_BODY:
+            break
+    status, payload = pages.qr_reply(body)
+    return JSONResponse(payload, status_code=status, headers={"cache-control": "no-store"})
+
+
 def starlette_app(auth: BanataAuth) -> BanataMiddleware:
     inner = Starlette(routes=[
-        Route("/", index),
-        Route("/sign-in", sign_in_page),
-        Route("/api/me", me),
-        Route("/dashboard", dashboard),
+        *(Route(path, _page(path), methods=["GET"]) for path in pages.PAGES),
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Route("/api/me", me, methods=["GET"]),
         Route("/api/sensitive", sensitive, methods=["POST"]),
+        Route("/demo/qr", qr, methods=["POST"]),
+        Route("/static/{name}", static, methods=["GET"]),
     ])
     return BanataMiddleware(inner, auth)

@@ -1,5 +1,6 @@
-"""The demo's sample app on plain Werkzeug, behind the WSGI middleware: the same pages and routes
-as :func:`banata_middleware.demo.app.starlette_app`, for ``banata-mfa demo --framework werkzeug``."""
+"""The demo's sample app on plain Werkzeug, behind the WSGI middleware: the same pages, static files
+and routes as :func:`banata_middleware.demo.app.starlette_app` (both serve :mod:`.pages`), for
+``banata-mfa demo --framework werkzeug``. Needs only the ``werkzeug`` extra: no Starlette here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -20,7 +21,7 @@ from werkzeug.wrappers import Request, Response
 from ..adapters.werkzeug import BanataMiddleware
 from ..http import Identity
 from ..service import BanataAuth
-from .app import _INDEX, _SIGN_IN
+from . import pages
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -28,12 +29,13 @@ if TYPE_CHECKING:
 __all__ = ["serve", "werkzeug_app"]
 
 
-def _html(page: str) -> Response:
-    return Response(page, mimetype="text/html")
+def _html(text: str) -> Response:
+    return Response(text, mimetype="text/html", headers=pages.PAGE_HEADERS)
 
 
-def _json(payload: Any) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), mimetype="application/json")
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json", headers=headers)
 
 
 def _identity(request: Request) -> Identity:
@@ -41,12 +43,12 @@ def _identity(request: Request) -> Identity:
     return identity
 
 
-def index(request: Request) -> Response:
-    return _html(_INDEX)
+def page(request: Request, path: str) -> Response:
+    return _html(pages.page(path))
 
 
-def sign_in_page(request: Request) -> Response:
-    return _html(_SIGN_IN)
+def dashboard(request: Request) -> Response:
+    return _html(pages.dashboard_page(_identity(request)))
 
 
 def me(request: Request) -> Response:
@@ -54,26 +56,33 @@ def me(request: Request) -> Response:
     return _json({"userId": ident.user_id, "aal": ident.aal})
 
 
-def dashboard(request: Request) -> Response:
-    # Same page as demo/app.py's dashboard view (which builds it inline).
-    ident = _identity(request)
-    return _html(f"<!doctype html><title>Dashboard</title><h1>Dashboard</h1><p>Signed in as "
-                 f"<code>{ident.user_id}</code> (AAL{ident.aal}).</p>")
-
-
 def sensitive(request: Request) -> Response:
     return _json({"ok": True})
 
 
-_VIEWS: dict[str, Callable[[Request], Response]] = {
-    "index": index, "sign_in": sign_in_page, "me": me, "dashboard": dashboard, "sensitive": sensitive,
+def static(request: Request, name: str) -> Response:
+    asset = pages.static_asset(name)
+    if asset is None:
+        raise NotFound()
+    return Response(asset.body, content_type=asset.content_type, headers={"cache-control": "no-cache"})
+
+
+def qr(request: Request) -> Response:
+    body = request.stream.read(pages.QR_MAX_BODY + 1)
+    status, payload = pages.qr_reply(body)
+    return _json(payload, status, {"cache-control": "no-store"})
+
+
+_VIEWS: dict[str, Callable[..., Response]] = {
+    "page": page, "dashboard": dashboard, "me": me, "sensitive": sensitive, "static": static, "qr": qr,
 }
 _URLS = Map([
-    Rule("/", endpoint="index", methods=["GET"]),
-    Rule("/sign-in", endpoint="sign_in", methods=["GET"]),
-    Rule("/api/me", endpoint="me", methods=["GET"]),
+    *(Rule(path, endpoint="page", methods=["GET"], defaults={"path": path}) for path in pages.PAGES),
     Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
+    Rule("/api/me", endpoint="me", methods=["GET"]),
     Rule("/api/sensitive", endpoint="sensitive", methods=["POST"]),
+    Rule("/demo/qr", endpoint="qr", methods=["POST"]),
+    Rule("/static/<name>", endpoint="static", methods=["GET"]),
 ])
 
 
@@ -81,8 +90,8 @@ def sample_app(environ: WSGIEnvironment, start_response: StartResponse) -> Itera
     """The unprotected sample app (what the middleware wraps)."""
     request = Request(environ)
     try:
-        endpoint, _ = _URLS.bind_to_environ(environ).match()
-        response: WSGIApplication = _VIEWS[endpoint](request)
+        endpoint, args = _URLS.bind_to_environ(environ).match()
+        response: WSGIApplication = _VIEWS[endpoint](request, **args)
     except HTTPException as exc:
         response = exc
     return response(environ, start_response)

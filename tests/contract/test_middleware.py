@@ -159,3 +159,23 @@ def test_duplicate_json_keys_and_extra_fields_do_not_break_the_endpoint(stack: S
     r = stack.client().http.post("/api/auth/sign-in/email", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
     assert json.loads(r.text)["user"]["email"] == "dupkey@example.com"
+
+
+@pytest.mark.parametrize("path", ["/static/../api/me", "//api/me", "/./api/me", "/static/./../dashboard",
+                                  "/static\\..\\api/me", "/sign-in/../api/sensitive"])
+def test_dot_segments_cannot_dress_a_protected_path_as_public(stack: Stack, path: str) -> None:
+    from banata_middleware.http import Request, Response
+
+    result = stack.auth.handle(Request("GET", path, {}, "127.0.0.1"))
+    assert isinstance(result, Response) and result.status == 401, path
+
+
+def test_html_navigation_of_a_pending_user_goes_to_the_two_factor_page(stack: Stack) -> None:
+    owner = stack.client()
+    owner.sign_up("nav@example.com")
+    owner.enable_2fa()
+    api = stack.client()
+    api.sign_in("nav@example.com")
+    r = api.get("/dashboard", headers={"accept": "text/html"})
+    assert r.status_code == 303 and r.headers["location"] == "/two-factor"
+    assert api.get("/api/me").json()["code"] == "TWO_FACTOR_REQUIRED"  # JSON callers still get the 403

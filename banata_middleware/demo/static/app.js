@@ -1,0 +1,674 @@
+// banata-mfa demo: the one script of every page.
+//
+// It talks to the middleware's JSON endpoints with fetch, making the same calls as better-auth's
+// authClient (signIn.email, twoFactor.enable, twoFactor.verifyTotp, passkey.addPasskey, ...): the
+// `authClient` object below is a tiny stand-in with the same names, so this file doubles as a
+// live example of the wire contract (docs/http-api.md). No framework, no build step.
+"use strict";
+
+(() => {
+  const BASE = "/api/auth";
+
+  // -- talking to the server ---------------------------------------------------------------
+  // Every call answers { data, error } like better-auth's client. Same-origin fetch sends the
+  // session cookies and, on POST, an Origin header: the middleware refuses a state-changing
+  // request that carries its cookies without the site's Origin (INVALID_ORIGIN).
+  async function request(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: { accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (_) {
+      return { data: null, error: { status: 0, code: "NETWORK_ERROR", message: "network error" } };
+    }
+    let payload = null;
+    const text = await response.text();
+    if (text) {
+      try {
+        payload = JSON.parse(text);
+      } catch (_) {
+        payload = { code: "BAD_RESPONSE", message: text.slice(0, 200) };
+      }
+    }
+    if (response.ok) return { data: payload, error: null };
+    const error = Object.assign({ code: "HTTP_" + response.status, message: "" }, payload || {});
+    error.status = response.status;
+    error.retryAfter = response.headers.get("retry-after");
+    return { data: null, error };
+  }
+  const get = (path) => request("GET", BASE + path);
+  const post = (path, body) => request("POST", BASE + path, body || {});
+
+  const authClient = {
+    signUp: { email: (body) => post("/sign-up/email", body) },
+    signIn: {
+      email: (body) => post("/sign-in/email", body),
+      passkey: () => passkeySignIn(),
+    },
+    signOut: () => post("/sign-out"),
+    getSession: () => get("/get-session"),
+    twoFactor: {
+      enable: (body) => post("/two-factor/enable", body),
+      verifyTotp: (body) => post("/two-factor/verify-totp", body),
+      verifyBackupCode: (body) => post("/two-factor/verify-backup-code", body),
+      disable: (body) => post("/two-factor/disable", body),
+      getTotpUri: (body) => post("/two-factor/get-totp-uri", body),
+      generateBackupCodes: (body) => post("/two-factor/generate-backup-codes", body),
+    },
+    passkey: {
+      addPasskey: (body) => addPasskey(body || {}),
+      listUserPasskeys: () => get("/passkey/list-user-passkeys"),
+      deletePasskey: (body) => post("/passkey/delete-passkey", body),
+      updatePasskey: (body) => post("/passkey/update-passkey", body),
+    },
+  };
+
+  // -- error messages: one for every error code of the contract --------------------------------
+  function waitText(retryAfter) {
+    const seconds = Number.parseInt(retryAfter, 10);
+    if (!Number.isFinite(seconds) || seconds <= 0) return "a few minutes";
+    if (seconds < 60) return seconds === 1 ? "1 second" : `${seconds} seconds`;
+    const minutes = Math.ceil(seconds / 60);
+    return minutes === 1 ? "1 minute" : `${minutes} minutes`;
+  }
+
+  const MESSAGES = {
+    INVALID_CODE: (e) => {
+      if (typeof e.attemptsRemaining === "number") {
+        const left = e.attemptsRemaining === 1 ? "1 attempt left" : `${e.attemptsRemaining} attempts left`;
+        return `That code is not correct (or was already used). ${left}.`;
+      }
+      return "That code is not correct, has expired or was already used. Try the current code.";
+    },
+    TOO_MANY_ATTEMPTS: () => "Too many wrong codes: this sign-in has ended. Sign in again with your password.",
+    ACCOUNT_TEMPORARILY_LOCKED: (e) =>
+      `Too many failed second-factor attempts: this account is locked for now. Try again in ${waitText(e.retryAfter)}.`,
+    TOO_MANY_REQUESTS: (e) => `Too many failed sign-ins. Try again in ${waitText(e.retryAfter)}.`,
+    STORE_UNAVAILABLE: () =>
+      "The sign-in service is unavailable right now (its data store cannot be reached). Nothing was changed; try again in a moment.",
+    INVALID_PASSWORD: () => "That password is not correct.",
+    INVALID_EMAIL_OR_PASSWORD: () => "Invalid email or password.",
+    USER_ALREADY_EXISTS: () => "An account with this email exists already. Sign in instead.",
+    PASSWORD_TOO_SHORT: (e) => `The password is too short: ${e.message}.`,
+    VALIDATION_ERROR: (e) => `Please check what you entered (${e.message}).`,
+    TWO_FACTOR_NOT_ENABLED: () => "Two-factor authentication is not set up for this account.",
+    TWO_FACTOR_ALREADY_ENABLED: () => "Two-factor authentication is on already. Turn it off first to set it up again.",
+    TWO_FACTOR_REQUIRED: () => "Finish signing in with your second factor first.",
+    FRESH_TWO_FACTOR_REQUIRED: () => "This action needs a recent second factor: confirm with a code.",
+    TWO_FACTOR_ENROLLMENT_REQUIRED: () => "Set up two-factor authentication first.",
+    UNAUTHORIZED: () => "You are not signed in (or your sign-in expired). Sign in again.",
+    INVALID_ORIGIN: () =>
+      `The request was refused: this page's address (${window.location.origin}) is not the site's address. ` +
+      "Open the demo at its --site-url (by default http://localhost:PORT, not 127.0.0.1).",
+    PAYLOAD_TOO_LARGE: () => "That was too much data to send.",
+    CHALLENGE_NOT_FOUND: () => "The passkey request expired or was used already. Try again.",
+    AUTHENTICATION_FAILED: (e) => `The passkey was not accepted (${e.message}).`,
+    PASSKEY_NOT_FOUND: () => "This passkey is not registered here (it may have been deleted). Sign in another way.",
+    FAILED_TO_VERIFY_REGISTRATION: () => "The passkey could not be registered. Try again.",
+    PASSKEY_ALREADY_REGISTERED: () => "This passkey is registered already.",
+    NETWORK_ERROR: () => "Cannot reach the server. Check that the demo is running and try again.",
+  };
+
+  function describeError(error) {
+    const make = MESSAGES[error.code];
+    if (make) return make(error);
+    return error.message ? `Something went wrong: ${error.message}.` : `Something went wrong (HTTP ${error.status}).`;
+  }
+
+  // What went wrong in navigator.credentials (a DOMException), in words.
+  function describeWebAuthnError(exc) {
+    switch (exc && exc.name) {
+      case "NotAllowedError":
+        return "The passkey prompt was cancelled or timed out.";
+      case "InvalidStateError":
+        return "This device holds a passkey for this account already.";
+      case "SecurityError":
+        return "Passkeys need the page to be opened at the demo's site URL (its host is the rpId): " +
+          "use http://localhost:PORT, not 127.0.0.1.";
+      case "NotSupportedError":
+        return "This authenticator does not support what the server asked for.";
+      case "AbortError":
+        return "The passkey request was cancelled.";
+      default:
+        return `The passkey request failed: ${exc && exc.message ? exc.message : exc}.`;
+    }
+  }
+
+  // -- WebAuthn: JSON options <-> the browser's ArrayBuffers -----------------------------------
+  function b64urlToBuffer(text) {
+    const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    const padded = base64 + "=".repeat((4 - (base64.length % 4)) % 4);
+    const binary = atob(padded);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes.buffer;
+  }
+
+  function bufferToB64url(buffer) {
+    const bytes = new Uint8Array(buffer);
+    let binary = "";
+    for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  const descriptors = (list) => (list || []).map((c) => Object.assign({}, c, { id: b64urlToBuffer(c.id) }));
+
+  function creationOptionsFromJSON(json) {
+    if (typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function") {
+      return PublicKeyCredential.parseCreationOptionsFromJSON(json);
+    }
+    return Object.assign({}, json, {
+      challenge: b64urlToBuffer(json.challenge),
+      user: Object.assign({}, json.user, { id: b64urlToBuffer(json.user.id) }),
+      excludeCredentials: descriptors(json.excludeCredentials),
+    });
+  }
+
+  function requestOptionsFromJSON(json) {
+    if (typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function") {
+      return PublicKeyCredential.parseRequestOptionsFromJSON(json);
+    }
+    return Object.assign({}, json, {
+      challenge: b64urlToBuffer(json.challenge),
+      allowCredentials: descriptors(json.allowCredentials),
+    });
+  }
+
+  // The JSON a server expects (WebAuthn Level 3 PublicKeyCredential.toJSON(), or the same by hand).
+  function credentialToJSON(credential) {
+    if (typeof credential.toJSON === "function") return credential.toJSON();
+    const r = credential.response;
+    const json = {
+      id: credential.id,
+      rawId: bufferToB64url(credential.rawId),
+      type: credential.type,
+      authenticatorAttachment: credential.authenticatorAttachment || null,
+      clientExtensionResults: credential.getClientExtensionResults(),
+      response: { clientDataJSON: bufferToB64url(r.clientDataJSON) },
+    };
+    if (r.attestationObject) {
+      json.response.attestationObject = bufferToB64url(r.attestationObject);
+      if (typeof r.getTransports === "function") json.response.transports = r.getTransports();
+    } else {
+      json.response.authenticatorData = bufferToB64url(r.authenticatorData);
+      json.response.signature = bufferToB64url(r.signature);
+      json.response.userHandle = r.userHandle ? bufferToB64url(r.userHandle) : null;
+    }
+    return json;
+  }
+
+  const webauthnAvailable = () =>
+    typeof window.PublicKeyCredential === "function" && !!navigator.credentials;
+
+  // GET options -> navigator.credentials.create -> POST the credential (passkey.addPasskey).
+  async function addPasskey({ name }) {
+    const query = name ? `?name=${encodeURIComponent(name)}` : "";
+    const options = await get(`/passkey/generate-register-options${query}`);
+    if (options.error) return options;
+    let credential;
+    try {
+      credential = await navigator.credentials.create({ publicKey: creationOptionsFromJSON(options.data) });
+    } catch (exc) {
+      return { data: null, error: { code: "WEBAUTHN", message: describeWebAuthnError(exc) } };
+    }
+    return post("/passkey/verify-registration", { response: credentialToJSON(credential), name: name || undefined });
+  }
+
+  // GET options -> navigator.credentials.get -> POST the assertion (signIn.passkey). With the
+  // pending-challenge cookie of a password sign-in, the passkey answers it as the second factor.
+  async function passkeySignIn() {
+    const options = await get("/passkey/generate-authenticate-options");
+    if (options.error) return options;
+    let credential;
+    try {
+      credential = await navigator.credentials.get({ publicKey: requestOptionsFromJSON(options.data) });
+    } catch (exc) {
+      return { data: null, error: { code: "WEBAUTHN", message: describeWebAuthnError(exc) } };
+    }
+    return post("/passkey/verify-authentication", { response: credentialToJSON(credential) });
+  }
+
+  // -- page helpers ---------------------------------------------------------------------------
+  const $ = (selector) => document.querySelector(selector);
+  const show = (el) => { if (el) el.hidden = false; };
+  const hide = (el) => { if (el) el.hidden = true; };
+
+  function setError(el, error) {
+    if (!el) return;
+    if (!error) { el.textContent = ""; return; }
+    el.textContent = error.code === "WEBAUTHN" ? error.message : describeError(error);
+  }
+
+  // Runs `work` with the form's submit button disabled; a second submit meanwhile is ignored.
+  async function busy(button, work) {
+    if (button.disabled) return undefined;
+    button.disabled = true;
+    try {
+      return await work();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function onSubmit(form, handler) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const button = form.querySelector("button[type=submit]") || form;
+      busy(button, () => handler(new FormData(form)));
+    });
+  }
+
+  function onClick(button, handler) {
+    button.addEventListener("click", () => busy(button, handler));
+  }
+
+  function flash(message) { sessionStorage.setItem("banata.flash", message); }
+  function showFlash() {
+    const message = sessionStorage.getItem("banata.flash");
+    const el = $("#flash");
+    if (message && el) {
+      el.textContent = message;
+      show(el);
+      sessionStorage.removeItem("banata.flash");
+    }
+  }
+
+  const digits = (value) => String(value || "").replace(/\s+/g, "");
+
+  function focusSoon(el) { if (el) setTimeout(() => el.focus(), 0); }
+
+  // A sign-in answer: a session, or a second factor due (403 TWO_FACTOR_REQUIRED by the contract,
+  // or 200 {twoFactorRedirect: true} with challenge_status=200, as better-auth answers).
+  function afterSignIn(result, errorEl) {
+    const due = (result.data && result.data.twoFactorRedirect) ||
+      (result.error && result.error.code === "TWO_FACTOR_REQUIRED");
+    if (due) {
+      const methods = (result.data || result.error).twoFactorMethods || [];
+      sessionStorage.setItem("banata.twoFactorMethods", JSON.stringify(methods));
+      window.location.assign("/two-factor");
+      return;
+    }
+    if (result.error) { setError(errorEl, result.error); return; }
+    window.location.assign("/dashboard");
+  }
+
+  function wireSignOut() {
+    const button = $("#sign-out");
+    if (!button) return;
+    onClick(button, async () => {
+      await authClient.signOut();
+      flash("You are signed out.");
+      window.location.assign("/sign-in");
+    });
+  }
+
+  function hideWithoutWebAuthn() {
+    if (webauthnAvailable()) return;
+    document.querySelectorAll("[data-needs-webauthn]").forEach(hide);
+    show($("#webauthn-missing"));
+  }
+
+  // -- pages ----------------------------------------------------------------------------------
+  const pages = {};
+
+  pages["sign-up"] = () => {
+    onSubmit($("#sign-up-form"), async (form) => {
+      setError($("#sign-up-error"), null);
+      const result = await authClient.signUp.email({
+        name: form.get("name") || "", email: form.get("email"), password: form.get("password"),
+      });
+      if (result.error) { setError($("#sign-up-error"), result.error); return; }
+      flash("Your account is ready. Next: turn on two-factor authentication in Security settings.");
+      window.location.assign("/dashboard");
+    });
+  };
+
+  pages["sign-in"] = async () => {
+    showFlash();
+    onSubmit($("#sign-in-form"), async (form) => {
+      setError($("#sign-in-error"), null);
+      const result = await authClient.signIn.email({
+        email: form.get("email"), password: form.get("password"), rememberMe: form.get("rememberMe") === "on",
+      });
+      afterSignIn(result, $("#sign-in-error"));
+    });
+    onClick($("#passkey-sign-in"), async () => {
+      setError($("#passkey-sign-in-error"), null);
+      afterSignIn(await authClient.signIn.passkey(), $("#passkey-sign-in-error"));
+    });
+    const session = await authClient.getSession();
+    if (session.data) show($("#signed-in-note"));
+  };
+
+  pages["two-factor"] = () => {
+    let methods = null;
+    try { methods = JSON.parse(sessionStorage.getItem("banata.twoFactorMethods") || "null"); } catch (_) { /* */ }
+    const offers = (m) => !Array.isArray(methods) || methods.length === 0 || methods.includes(m);
+    const totpStep = $("#totp-step");
+    const backupStep = $("#backup-step");
+    if (!offers("backup_code")) hide($("#use-backup-code"));
+    if (offers("passkey") && webauthnAvailable()) show($("#passkey-option"));
+
+    function done(result, errorEl) {
+      if (result.error) {
+        setError(errorEl, result.error);
+        if (["TOO_MANY_ATTEMPTS", "UNAUTHORIZED"].includes(result.error.code)) show($("#restart"));
+        return;
+      }
+      sessionStorage.removeItem("banata.twoFactorMethods");
+      if (typeof result.data.backupCodesRemaining === "number") {
+        const n = result.data.backupCodesRemaining;
+        flash(`Signed in with a backup code. ${n} backup code${n === 1 ? "" : "s"} left.`);
+      }
+      window.location.assign("/dashboard");
+    }
+
+    onSubmit($("#totp-form"), async (form) => {
+      const code = digits(form.get("code"));
+      if (!/^\d{6}$/.test(code)) {
+        $("#totp-error").textContent = "Enter the 6-digit code your authenticator app shows.";
+        return;
+      }
+      setError($("#totp-error"), null);
+      const result = await authClient.twoFactor.verifyTotp({ code, trustDevice: form.get("trustDevice") === "on" });
+      if (result.error) { $("#totp-code").select(); }
+      done(result, $("#totp-error"));
+    });
+    onSubmit($("#backup-form"), async (form) => {
+      setError($("#backup-error"), null);
+      const result = await authClient.twoFactor.verifyBackupCode({
+        code: String(form.get("code")).trim(), trustDevice: form.get("trustDevice") === "on",
+      });
+      done(result, $("#backup-error"));
+    });
+    $("#use-backup-code").addEventListener("click", () => {
+      hide(totpStep); show(backupStep); focusSoon($("#backup-code"));
+    });
+    $("#use-totp").addEventListener("click", () => {
+      hide(backupStep); show(totpStep); focusSoon($("#totp-code"));
+    });
+    onClick($("#passkey-second-factor"), async () => {
+      setError($("#passkey-error"), null);
+      done(await authClient.signIn.passkey(), $("#passkey-error"));
+    });
+    focusSoon($("#totp-code"));
+  };
+
+  pages.dashboard = async () => {
+    showFlash();
+    wireSignOut();
+    const session = await authClient.getSession();
+    if (session.data) $("#account-email").textContent = session.data.user.email || session.data.user.name;
+
+    const result = $("#sensitive-result");
+    const stepUp = $("#step-up-form");
+    async function attempt() {
+      const response = await request("POST", "/api/sensitive", {});
+      if (!response.error) {
+        result.textContent = "Done: the server accepted the sensitive action.";
+        hide(stepUp);
+        return;
+      }
+      if (response.error.code === "FRESH_TWO_FACTOR_REQUIRED" && session.data && session.data.user.twoFactorEnabled) {
+        result.textContent = describeError(response.error);
+        show(stepUp);
+        focusSoon($("#step-up-code"));
+        return;
+      }
+      if (response.error.code === "FRESH_TWO_FACTOR_REQUIRED") {
+        result.textContent = "This action needs a second factor: turn on two-factor authentication in Security settings first.";
+        return;
+      }
+      result.textContent = describeError(response.error);
+    }
+    onClick($("#sensitive-action"), attempt);
+    onSubmit(stepUp, async (form) => {
+      setError($("#step-up-error"), null);
+      const code = digits(form.get("code"));
+      const verified = await authClient.twoFactor.verifyTotp({ code });
+      if (verified.error) { setError($("#step-up-error"), verified.error); return; }
+      stepUp.reset();
+      await attempt();
+    });
+  };
+
+  pages.settings = async () => {
+    showFlash();
+    wireSignOut();
+    hideWithoutWebAuthn();
+    const panels = ["#tfa-loading", "#tfa-off", "#tfa-scan", "#backup-codes-panel", "#tfa-on"];
+    const only = (selector) => panels.forEach((p) => (p === selector ? show($(p)) : hide($(p))));
+
+    const session = await authClient.getSession();
+    if (!session.data) {
+      flash("Your sign-in has ended. Sign in again.");
+      window.location.assign("/sign-in");
+      return;
+    }
+    only(session.data.user.twoFactorEnabled ? "#tfa-on" : "#tfa-off");
+
+    // Backup codes, shown once: here, then never again (the server keeps only keyed hashes).
+    let shownCodes = [];
+    let afterCodes = () => only("#tfa-on");
+    function showCodes(codes, { setup }) {
+      shownCodes = codes;
+      const list = $("#backup-codes");
+      list.replaceChildren(...codes.map((code) => {
+        const li = document.createElement("li");
+        li.textContent = code;
+        return li;
+      }));
+      $("#copy-status").textContent = "";
+      $("#setup-progress-codes").hidden = !setup;
+      only("#backup-codes-panel");
+      focusSoon($("#codes-done"));
+    }
+    const codesText = () =>
+      `Banata Demo backup codes for ${session.data.user.email}\n` +
+      "Each code works once. Generated " + new Date().toISOString() + "\n\n" + shownCodes.join("\n") + "\n";
+    $("#copy-codes").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(shownCodes.join("\n"));
+        $("#copy-status").textContent = "Copied to the clipboard.";
+      } catch (_) {
+        const range = document.createRange();
+        range.selectNodeContents($("#backup-codes"));
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        $("#copy-status").textContent = "Copying is blocked here: the codes are selected, press Ctrl+C.";
+      }
+    });
+    $("#download-codes").addEventListener("click", () => {
+      const url = URL.createObjectURL(new Blob([codesText()], { type: "text/plain" }));
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = "banata-demo-backup-codes.txt";
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    });
+    $("#codes-done").addEventListener("click", () => {
+      shownCodes = [];
+      $("#backup-codes").replaceChildren();
+      afterCodes();
+    });
+
+    // Setup: password -> QR code and secret -> verify a code -> backup codes -> on.
+    let pendingCodes = [];
+    onSubmit($("#enable-form"), async (form) => {
+      setError($("#enable-error"), null);
+      const result = await authClient.twoFactor.enable({ password: form.get("password") });
+      if (result.error) { setError($("#enable-error"), result.error); return; }
+      $("#enable-form").reset();
+      pendingCodes = result.data.backupCodes;
+      const uri = result.data.totpURI;
+      // The QR code is drawn by the demo server (segno), never by a third-party image service.
+      const qr = await request("POST", "/demo/qr", { uri });
+      if (qr.error) { setError($("#enable-error"), qr.error); return; }
+      $("#qr-image").src = qr.data.svg;
+      const secret = new URL(uri).searchParams.get("secret") || "";
+      $("#manual-secret").textContent = secret.replace(/(.{4})(?=.)/g, "$1 ");
+      $("#otpauth-uri").textContent = uri;
+      setError($("#verify-error"), null);
+      only("#tfa-scan");
+      focusSoon($("#setup-code"));
+    });
+    onSubmit($("#verify-form"), async (form) => {
+      const code = digits(form.get("code"));
+      if (!/^\d{6}$/.test(code)) {
+        $("#verify-error").textContent = "Enter the 6-digit code your authenticator app shows.";
+        return;
+      }
+      setError($("#verify-error"), null);
+      const result = await authClient.twoFactor.verifyTotp({ code });
+      if (result.error) { setError($("#verify-error"), result.error); $("#setup-code").select(); return; }
+      $("#verify-form").reset();
+      $("#qr-image").removeAttribute("src");
+      $("#manual-secret").textContent = "";
+      $("#otpauth-uri").textContent = "";
+      afterCodes = () => {
+        only("#tfa-on");
+        $("#flash").textContent = "Two-factor authentication is on.";
+        show($("#flash"));
+      };
+      showCodes(pendingCodes, { setup: true });
+      pendingCodes = [];
+    });
+    $("#setup-cancel").addEventListener("click", () => {
+      // Nothing is active until a code is verified; a later setup replaces this one.
+      pendingCodes = [];
+      $("#verify-form").reset();
+      only("#tfa-off");
+    });
+    onSubmit($("#regenerate-form"), async (form) => {
+      setError($("#regenerate-error"), null);
+      const result = await authClient.twoFactor.generateBackupCodes({ password: form.get("password") });
+      if (result.error) { setError($("#regenerate-error"), result.error); return; }
+      $("#regenerate-form").reset();
+      afterCodes = () => only("#tfa-on");
+      showCodes(result.data.backupCodes, { setup: false });
+    });
+    onSubmit($("#disable-form"), async (form) => {
+      setError($("#disable-error"), null);
+      const result = await authClient.twoFactor.disable({ password: form.get("password") });
+      if (result.error) { setError($("#disable-error"), result.error); return; }
+      $("#disable-form").reset();
+      only("#tfa-off");
+      $("#flash").textContent = "Two-factor authentication is off.";
+      show($("#flash"));
+    });
+
+    // Passkeys: list, add, rename, delete.
+    async function loadPasskeys() {
+      const result = await authClient.passkey.listUserPasskeys();
+      setError($("#passkey-list-error"), result.error);
+      const items = result.data || [];
+      $("#passkey-list").replaceChildren(...items.map(passkeyItem));
+      $("#passkey-empty").hidden = items.length > 0;
+    }
+    function passkeyItem(passkey) {
+      const li = document.createElement("li");
+      li.dataset.id = passkey.id;
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = passkey.name || "Passkey";
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      const created = passkey.createdAt ? new Date(passkey.createdAt).toLocaleString() : "";
+      meta.textContent = `added ${created}` +
+        (passkey.deviceType === "multi_device" ? " · synced" : " · this device only");
+      const rename = document.createElement("button");
+      rename.type = "button";
+      rename.className = "secondary";
+      rename.textContent = "Rename";
+      rename.setAttribute("aria-label", `Rename passkey ${passkey.name}`);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "danger";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete passkey ${passkey.name}`);
+      const error = document.createElement("p");
+      error.className = "error";
+      error.setAttribute("role", "alert");
+      const info = document.createElement("div");
+      info.className = "info";
+      info.append(name, meta);
+      li.append(info, rename, remove, error);
+
+      rename.addEventListener("click", () => {
+        const form = document.createElement("form");
+        form.className = "row";
+        const inputId = `rename-${passkey.id}`;
+        const label = document.createElement("label");
+        label.htmlFor = inputId;
+        label.textContent = "New name";
+        const input = document.createElement("input");
+        input.id = inputId;
+        input.name = "name";
+        input.type = "text";
+        input.maxLength = 64;
+        input.required = true;
+        input.value = passkey.name || "";
+        const save = document.createElement("button");
+        save.type = "submit";
+        save.textContent = "Save";
+        const cancel = document.createElement("button");
+        cancel.type = "button";
+        cancel.className = "secondary";
+        cancel.textContent = "Cancel";
+        form.append(label, input, save, cancel);
+        li.replaceChildren(form, error);
+        input.focus();
+        input.select();
+        cancel.addEventListener("click", () => loadPasskeys());
+        onSubmit(form, async (data) => {
+          const result = await authClient.passkey.updatePasskey({ id: passkey.id, name: data.get("name") });
+          if (result.error) { setError(error, result.error); return; }
+          await loadPasskeys();
+        });
+      });
+      remove.addEventListener("click", () => {
+        const ask = document.createElement("span");
+        ask.textContent = `Delete “${passkey.name}”? You can no longer sign in with it.`;
+        const yes = document.createElement("button");
+        yes.type = "button";
+        yes.className = "danger";
+        yes.textContent = "Yes, delete";
+        const no = document.createElement("button");
+        no.type = "button";
+        no.className = "secondary";
+        no.textContent = "Keep it";
+        li.replaceChildren(ask, yes, no, error);
+        yes.focus();
+        no.addEventListener("click", () => loadPasskeys());
+        onClick(yes, async () => {
+          const result = await authClient.passkey.deletePasskey({ id: passkey.id });
+          if (result.error) { setError(error, result.error); return; }
+          await loadPasskeys();
+        });
+      });
+      return li;
+    }
+    onSubmit($("#add-passkey-form"), async (form) => {
+      setError($("#add-passkey-error"), null);
+      const result = await authClient.passkey.addPasskey({ name: String(form.get("name") || "").trim() });
+      if (result.error) { setError($("#add-passkey-error"), result.error); return; }
+      $("#add-passkey-form").reset();
+      await loadPasskeys();
+    });
+    await loadPasskeys();
+    if (window.location.hash === "#two-factor") focusSoon($("#enable-password"));
+  };
+
+  // For the browser tests and the curious: window.BanataDemo.describeError({code, ...}).
+  window.BanataDemo = { authClient, describeError, describeWebAuthnError, b64urlToBuffer, bufferToB64url };
+
+  const start = pages[document.body.dataset.page];
+  if (start) start();
+})();
