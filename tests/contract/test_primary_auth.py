@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import PASSWORD, Stack
+from harness import PASSWORD, Api, Stack
 
 
 def test_sign_up_gives_user_and_session_cookie(stack: Stack) -> None:
@@ -119,3 +119,25 @@ def test_bearer_token_is_accepted_instead_of_the_cookie(stack: Stack) -> None:
     bare = stack.client(origin=None)
     assert bare.get("/api/me", headers={"authorization": f"Bearer {token}"}).status_code == 200
     assert bare.get("/api/me", headers={"authorization": "Bearer forged.token.value"}).status_code == 401
+
+
+def _wrong_password_via(api: Api, email: str, forwarded_for: str) -> int:
+    body = {"email": email, "password": "wrong password"}
+    return api.auth("/sign-in/email", body, headers={"x-forwarded-for": forwarded_for}).status_code
+
+
+def test_forwarded_for_is_ignored_unless_a_proxy_is_trusted(stack: Stack) -> None:
+    api = stack.client(ip="10.9.9.9")
+    for i in range(50):  # an attacker rotating X-Forwarded-For from one peer
+        assert _wrong_password_via(api, f"x{i}@example.com", f"198.51.100.{i}") == 401
+    assert _wrong_password_via(api, "x0@example.com", "198.51.100.200") == 429
+
+
+def test_with_a_trusted_proxy_the_forwarded_client_address_is_throttled(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(trusted_proxies=1)
+    proxy = stack.client(ip="10.0.0.1")
+    for i in range(50):
+        assert _wrong_password_via(proxy, f"y{i}@example.com", "203.0.113.5, 203.0.113.77") == 401
+    # the right-most address, added by the trusted proxy, is the client's
+    assert _wrong_password_via(proxy, "y0@example.com", "203.0.113.77") == 429
+    assert _wrong_password_via(proxy, "y0@example.com", "203.0.113.78") == 401
