@@ -1,0 +1,1 @@
+"""Load tests for banata-middleware: ``python -m loadtests --help``."""
