@@ -501,7 +501,7 @@ class Flows:
                           trust: bool) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
         token, sid = self.session_tokens.issue(uid)
-        trust_token, trust_id = self.trust_tokens.issue(uid)
+        trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
         reply = yield from self._commit(
             "challenge_answer", uid,
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),

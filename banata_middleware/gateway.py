@@ -143,7 +143,9 @@ class Gateway:
 
     def _check_origin(self, request: Request) -> None:
         """CSRF: a state-changing request that carries one of our cookies must come from the site."""
-        if request.method not in _STATE_CHANGING:
+        # Upper-cased: WSGI frameworks (Werkzeug, Django) route "post" as POST, and some servers
+        # pass a lower-case method through.
+        if request.method.upper() not in _STATE_CHANGING:
             return
         cookie_header = request.headers.get("cookie", "")
         if not any(name + "=" in cookie_header for name in self.flows.cookie_names):

@@ -122,7 +122,9 @@ def verify_registration(config: PasskeyConfig, response: dict[str, Any], challen
             expected_origin=list(config.origins),
             require_user_verification=config.user_verification == "required",
         )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:  # any malformed part is a refusal
+    # Any malformed part is a refusal. RecursionError: a body nested just shallow enough for the
+    # middleware's own parse fails py_webauthn's second parse, which runs deeper in the stack.
+    except (WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise AuthError(400, "FAILED_TO_VERIFY_REGISTRATION", f"the passkey registration was refused: {exc}") from None
     return RegisteredPasskey(
         credential_id=b64url(verified.credential_id),
@@ -150,6 +152,6 @@ def verify_authentication(
             credential_current_sign_count=0,
             require_user_verification=config.user_verification == "required",
         )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+    except (WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise AuthError(401, "AUTHENTICATION_FAILED", f"the passkey was refused: {exc}") from None
     return verified.new_sign_count, verified.user_verified

@@ -23,6 +23,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-echo "== ruff"; .venv/bin/ruff check banata_middleware tests benchmarks
+echo "== ruff"; .venv/bin/ruff check banata_middleware tests benchmarks loadtests
 echo "== mypy (strict, package)"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

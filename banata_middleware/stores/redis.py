@@ -48,7 +48,10 @@ class RedisStore:
     """``RedisStore.from_url("redis://localhost:6379/0")``. Timeouts are bounded so that a slow or
     paused Redis turns into 503 within ``timeout`` seconds, never a hung request.
 
-    A cluster: pass ``sync_client=RedisCluster(...)`` and ``async_client=redis.asyncio.RedisCluster(...)``.
+    A cluster: pass ``sync_client=RedisCluster(...)`` and ``async_client=redis.asyncio.RedisCluster(...)``,
+    made as ``from_url`` makes its clients: ``decode_responses=True``, bounded socket timeouts, and a
+    retry on connection errors only (redis-py's default also retries timeouts, which can run a
+    failure-counting script twice and stretches a slow Redis into a long hang).
     """
 
     in_process = False
@@ -61,21 +64,25 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 1.0, max_connections: int = 64) -> RedisStore:
+        # Blocking pools: past ``max_connections`` commands in flight a request waits for a
+        # connection (up to ``timeout``, then 503) instead of failing at once, as the default
+        # pool does under load. One immediate retry, on a broken connection only (a pooled socket
+        # that died with a Redis restart). Never on a timeout: the script may have run, and
+        # running a failure-counting script twice would count one wrong code twice.
+        errors = (RedisConnectionError,)
         opts: dict[str, Any] = {
             "decode_responses": True,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "health_check_interval": 30,
             "max_connections": max_connections,
+            "timeout": timeout,
         }
-        # One immediate retry, on a broken connection only (a pooled socket that died with a Redis
-        # restart). Never on a timeout: the script may have run, and running a failure-counting
-        # script twice would count one wrong code twice.
-        errors = (RedisConnectionError,)
-        return cls(
-            redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=errors), **opts),
-            aioredis.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=errors), **opts),
-        )
+        sync_pool = redis.BlockingConnectionPool.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=errors),
+                                                          **opts)
+        async_pool = aioredis.BlockingConnectionPool.from_url(
+            url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=errors), **opts)
+        return cls(redis.Redis(connection_pool=sync_pool), aioredis.Redis(connection_pool=async_pool))
 
     def execute(self, op: Op) -> Any:
         try:
