@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..effects import Op
@@ -36,6 +36,10 @@ def load_scripts() -> dict[str, str]:
         for entry in folder.iterdir()
         if entry.name.endswith(".lua") and not entry.name.startswith("_")
     }
+
+
+# RedisClusterException is not a RedisError: a cluster that cannot route must fail closed too.
+_STORE_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 def _unavailable(exc: Exception) -> AuthError:
@@ -90,7 +94,7 @@ class RedisStore:
                 return self.sync.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
             except NoScriptError:
                 return self.sync.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
-        except (RedisError, OSError) as exc:
+        except _STORE_ERRORS as exc:
             raise _unavailable(exc) from None
 
     async def aexecute(self, op: Op) -> Any:
@@ -99,7 +103,7 @@ class RedisStore:
                 return await self.aio.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
             except NoScriptError:
                 return await self.aio.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
-        except (RedisError, OSError) as exc:
+        except _STORE_ERRORS as exc:
             raise _unavailable(exc) from None
 
     def user_ids(self, prefix: str) -> list[str]:
@@ -108,7 +112,7 @@ class RedisStore:
         head, tail = f"{prefix}:{{u:", "}:user"
         try:
             return [k[len(head):-len(tail)] for k in self.sync.scan_iter(match=f"{head}*{tail}", count=1000)]
-        except (RedisError, OSError) as exc:
+        except _STORE_ERRORS as exc:
             raise _unavailable(exc) from None
 
     def close(self) -> None:
