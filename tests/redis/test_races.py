@@ -28,8 +28,8 @@ from banata_middleware.simulator.clocks import FrozenClock
 pytestmark = pytest.mark.redis
 
 CROWD = 25  # pending challenges of one user answered at once
-ROUNDS = 6  # rounds of each many-challenge race
-PAIR_ROUNDS = 10  # rounds of each one-challenge-twice race
+ROUNDS = 50  # rounds of each many-challenge race
+PAIR_ROUNDS = 50  # rounds of each one-challenge-twice race
 
 LOSER_CODES = {"INVALID_CODE", "ACCOUNT_TEMPORARILY_LOCKED", "UNAUTHORIZED"}
 

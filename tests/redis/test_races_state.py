@@ -19,7 +19,7 @@ from banata_middleware.simulator.clocks import FrozenClock
 
 pytestmark = pytest.mark.redis
 
-ROUNDS = 20
+ROUNDS = 50
 
 
 @dataclass
