@@ -150,9 +150,12 @@ class World:
         return f"World({self.stack.adapter}-{self.stack.store_kind})"
 
     def client(self) -> httpx.Client:
-        """A cookie-less client; each call takes the next of 32 client addresses (so the per-address
-        sign-in throttle does not end the fuzzing of sign-in early)."""
-        return self.raw[next(self.counter) % len(self.raw)]
+        """A cookie-less client (its jar emptied: an attacker's cookies are only the ones a test sends);
+        each call takes the next of 32 client addresses (so the per-address sign-in throttle does not
+        end the fuzzing of sign-in early)."""
+        client = self.raw[next(self.counter) % len(self.raw)]
+        client.cookies.clear()
+        return client
 
 
 def _cookie_of(response: httpx.Response, name: str) -> str:

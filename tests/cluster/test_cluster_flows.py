@@ -38,8 +38,6 @@ pytestmark = pytest.mark.redis
 PK = "/api/auth/passkey"
 PREFIX = "banata"
 SHA = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in load_scripts().items()}
-CLUSTER_EXCEPTION_BUG = ("core bug: RedisStore catches RedisError and OSError only; redis-py's RedisClusterException "
-                         "(not a RedisError) escapes it and the request ends in a 500. Fix: catch it too, as 503.")
 
 
 class SlotCheckingStore(RedisStore):
