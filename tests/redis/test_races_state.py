@@ -90,6 +90,8 @@ def test_disable_racing_a_sign_in_verification_never_leaves_half_removed_2fa(liv
         live.store.race(2 if round_ % 2 else 0)
         disabled, verified = at_once([partial(owner.auth, "/two-factor/disable", {"password": PASSWORD}),
                                       partial(pending.verify_totp, code)])
+        if round_ % 2:  # forced: both read the 2FA state before either committed
+            assert len(live.store.loads) >= 2
         live.store.race(0)
         assert disabled.status_code == 200, disabled.text
         events = live.events(uid)
@@ -107,5 +109,6 @@ def test_disable_racing_a_sign_in_verification_never_leaves_half_removed_2fa(liv
         assert not live.redis.exists(f"banata:{{u:{uid}}}:bc")
         owner.close()
         pending.close()
+    # Which of the two commits first is up to the scheduler (verify usually wins); the invariants
+    # above hold every round either way.
     print(f"disable vs verify outcomes over {ROUNDS} rounds: {outcomes}")
-    assert outcomes["disabled first"] > 0  # the forced rounds read both before either commits
