@@ -91,3 +91,63 @@ def serve(app: Any, kind: str) -> Iterator[str]:
             yield url
     else:
         raise ValueError(f"unknown server kind {kind!r}")
+
+
+DEMO_READY = "banata-mfa demo listening on http://"
+DEMO_SECRET = "test-secret-" + "x" * 40
+
+
+@contextmanager
+def demo_cli(framework: str, *extra: str) -> Iterator[str]:
+    """``banata-mfa demo --framework F`` as a subprocess on a free port, site URL
+    ``http://localhost:PORT`` (the rpId passkeys need); yields that URL once the demo says it listens."""
+    import queue
+    import subprocess
+    import sys
+    import tempfile
+
+    import pytest
+
+    port = _free_port()
+    site = f"http://localhost:{port}"
+    args = [sys.executable, "-m", "banata_middleware.cli", "demo", "--framework", framework, "--host", "127.0.0.1",
+            "--port", str(port), "--site-url", site, "--secret", DEMO_SECRET, *extra]
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe nobody drains
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+        def server_stderr() -> str:
+            stderr.seek(0)
+            return "\n".join(stderr.read().splitlines()[-40:])
+
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    pytest.fail(f"banata-mfa demo --framework {framework} did not start in 20 s:\n{server_stderr()}")
+                if line is None:
+                    proc.wait(5)
+                    pytest.fail(f"banata-mfa demo --framework {framework} exited with {proc.returncode} before "
+                                f"listening:\n{server_stderr()}")
+                if line.startswith(DEMO_READY):
+                    break
+            yield site
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()

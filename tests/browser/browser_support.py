@@ -9,17 +9,9 @@ downloads a browser here.
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
+from servers import demo_cli
 
 from banata_middleware.simulator import VirtualAuthenticator
 
@@ -35,7 +28,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SECRET = "browser-test-secret-" + "b" * 40
 PASSWORD = "correct horse battery"
 READY = "banata-mfa demo listening on http://"
 REPO = Path(__file__).resolve().parents[2]
@@ -52,55 +44,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("banata-mfa")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "banata_middleware.cli"]
-
-
-@contextmanager
-def demo_server(framework: str, *extra: str) -> Iterator[str]:
-    """``banata-mfa demo --framework F`` on a free port; yields ``http://localhost:PORT``."""
-    port = free_port()
-    site = f"http://localhost:{port}"
-    args = [*_cli(), "demo", "--framework", framework, "--host", "127.0.0.1", "--port", str(port),
-            "--site-url", site, "--secret", SECRET, *extra]
-    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe nobody drains
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-
-        def server_stderr() -> str:
-            stderr.seek(0)
-            return "\n".join(stderr.read().splitlines()[-40:])
-
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    pytest.fail(f"banata-mfa demo --framework {framework} did not start in 20 s:\n{server_stderr()}")
-                if line is None:
-                    proc.wait(5)
-                    pytest.fail(f"banata-mfa demo --framework {framework} exited with {proc.returncode}:\n"
-                                f"{server_stderr()}")
-                if line.startswith(READY):
-                    break
-            yield site
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+demo_server = demo_cli  # the shared launcher in tests/servers.py
 
 
 def require_chromium() -> None:

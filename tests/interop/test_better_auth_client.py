@@ -19,12 +19,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import queue
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import demo_cli
 
 try:
     import fcntl
@@ -158,55 +157,6 @@ def check_summary(summary: dict[str, Any], expected_steps: list[str]) -> dict[st
 
 
 # -- the servers ----------------------------------------------------------------------------------
-@contextmanager
-def demo_cli(framework: str) -> Iterator[str]:
-    """``banata-mfa demo`` as a subprocess on a free port, site URL http://localhost:PORT."""
-    port = _free_port()
-    site = f"http://localhost:{port}"
-    args = [*PYTHON_CLI, "demo", "--framework", framework, "--host", "127.0.0.1", "--port", str(port),
-            "--site-url", site, "--secret", SECRET]
-    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe nobody drains
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-
-        def server_stderr() -> str:
-            stderr.seek(0)
-            return _tail(stderr.read())
-
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    pytest.fail(f"banata-mfa demo --framework {framework} did not start within 20 s:\n"
-                                f"{server_stderr()}")
-                if line is None:
-                    proc.wait(5)
-                    pytest.fail(f"banata-mfa demo --framework {framework} exited with {proc.returncode} before "
-                                f"listening:\n{server_stderr()}")
-                if line.startswith(READY):
-                    break
-            yield site
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
 @contextmanager
 def _uvicorn(app: Any, port: int) -> Iterator[None]:
     import uvicorn
