@@ -94,6 +94,8 @@ class Gateway:
         try:
             request.client = self.client_address(request)
             request.path = normalized_path(request.path)
+            # WSGI frameworks route "post" as POST: decide on the method as they will see it.
+            request.method = request.method.upper()
             if self.is_endpoint(request.path):
                 return (yield from self._endpoint(request))
             return (yield from self._guard(request))
@@ -143,9 +145,7 @@ class Gateway:
 
     def _check_origin(self, request: Request) -> None:
         """CSRF: a state-changing request that carries one of our cookies must come from the site."""
-        # Upper-cased: WSGI frameworks (Werkzeug, Django) route "post" as POST, and some servers
-        # pass a lower-case method through.
-        if request.method.upper() not in _STATE_CHANGING:
+        if request.method not in _STATE_CHANGING:
             return
         cookie_header = request.headers.get("cookie", "")
         if not any(name + "=" in cookie_header for name in self.flows.cookie_names):
