@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     audit = sub.add_parser("audit", help="print audit events from Redis")
     audit.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    audit.add_argument("--user", default=None)
+    audit.add_argument("--user", default=None, help="user id (write --user=ID when it starts with '-')")
     audit.add_argument("--follow", action="store_true")
     audit.add_argument("--key-prefix", default="banata")
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--key-prefix", default="banata")
         if name == "admin":
             cmd.add_argument("admin_command", choices=["reset-2fa", "revoke-sessions"])
-            cmd.add_argument("--user", required=True)
+            cmd.add_argument("--user", required=True, help="user id (write --user=ID when it starts with '-')")
 
     args = parser.parse_args(argv)
     if args.command == "demo":

@@ -59,7 +59,7 @@ def test_cli_rotate_keys_and_admin_reset(redis_server: RedisServer, redis_url: s
     out = subprocess.run([*run, "rotate-keys", "--redis-url", redis_url], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert "re-encrypted: 1" in out
-    out = subprocess.run([*run, "admin", "reset-2fa", "--user", uid, "--redis-url", redis_url], env=env,
+    out = subprocess.run([*run, "admin", "reset-2fa", f"--user={uid}", "--redis-url", redis_url], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert uid in out
     assert api.get("/api/me").status_code == 401

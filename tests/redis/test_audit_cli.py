@@ -20,7 +20,7 @@ def test_audit_cli_prints_the_users_events_without_secrets(stack: Stack) -> None
     api.auth("/two-factor/disable", {"password": PASSWORD})
     other = stack.client().sign_up("other@example.com").json()["user"]["id"]
     run = [sys.executable, "-m", "banata_middleware.cli", "audit", "--redis-url", stack.redis.url]
-    mine = [json.loads(line) for line in subprocess.run([*run, "--user", uid], capture_output=True, text=True,
+    mine = [json.loads(line) for line in subprocess.run([*run, f"--user={uid}"], capture_output=True, text=True,
                                                           check=True).stdout.splitlines()]
     assert [e["type"] for e in mine] == ["session.created", "two_factor.enabled", "two_factor.failed",
                                          "two_factor.disabled"]
