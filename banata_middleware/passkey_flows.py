@@ -174,8 +174,8 @@ class PasskeyFlows:
             return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
         if status == "UV_REQUIRED":
             raise AuthError(401, "AUTHENTICATION_FAILED",
-                            "this passkey did not verify you (no PIN or biometric), so it cannot sign in on its "
-                            "own; sign in with your password and use it as the second factor")
+                            "this passkey did not verify you with a PIN or biometric, so it cannot sign in on "
+                            "its own; sign in with your password and use it as the second factor")
         if status == "SAME_FACTOR":
             raise AuthError(401, "AUTHENTICATION_FAILED",
                             "a passkey cannot answer this sign-in; use your authenticator app or a backup code")
