@@ -42,7 +42,7 @@ class TotpPolicy:
             raise ValueError("TotpPolicy.digits must be 6, 7 or 8")
         if self.algorithm not in ("SHA1", "SHA256", "SHA512"):
             raise ValueError("TotpPolicy.algorithm must be SHA1, SHA256 or SHA512")
-        # pyotp (which computes the codes) refuses periods over 120 s.
+        # The periods authenticator apps offer; a longer one would stretch every code's life.
         if not 15 <= self.period <= 120 or not 0 <= self.window <= 3:
             raise ValueError("TotpPolicy.period must be 15..120 s and window 0..3 steps")
 

@@ -24,6 +24,23 @@ def test_imported_secret_is_asked_for_at_sign_in(stack: Stack) -> None:
     assert fresh.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
 
 
+@pytest.mark.parametrize("secret", ["JBSWY3DPEHPK3PXP", "JBSWY3DPEHPK3PXPJBSWY3DP"], ids=["80-bit", "96-bit"])
+def test_imported_short_secret_verifies_at_sign_in(stack: Stack, secret: str) -> None:
+    """Older systems hand out 80- and 96-bit secrets; import accepts them, so verify must too
+    (pyotp >= 2.12 refused them with a ValueError: every verify-totp answered 500)."""
+    api = stack.client()
+    uid = api.sign_up("short@example.com").json()["user"]["id"]
+    uri, _ = stack.auth.import_totp(uid, secret, email="short@example.com")
+    device = VirtualAuthenticator.from_uri(uri, clock=stack.clock)
+    fresh = stack.client()
+    assert fresh.sign_in("short@example.com").status_code == 403
+    wrong = fresh.auth("/two-factor/verify-totp", {"code": device.code(steps=5)})
+    assert wrong.status_code == 401 and wrong.json()["code"] == "INVALID_CODE"
+    r = fresh.auth("/two-factor/verify-totp", {"code": device.code()})
+    assert r.status_code == 200, r.text
+    assert fresh.get("/api/me").status_code == 200
+
+
 def test_import_refuses_a_secret_that_is_not_base32(stack: Stack) -> None:
     with pytest.raises(ValueError):
         stack.auth.import_totp("some-user", "not base32 at all!!")
