@@ -284,14 +284,15 @@ class Flows:
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
                  k.sessions(uid)),
-                (self.policies.trust_device_ttl * 1000, sid, self.policies.session_ttl * 1000,
-                 "1" if remember else "0"), req, sid)
+                (sid, self.policies.session_ttl * 1000, "1" if remember else "0"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
             if reply[0] == "OK":
+                # The rotated trust keeps its original expiry (reply[2]): the cookie lasts as long.
+                trust_left = max(1, math.ceil((int(reply[2]) - self.now_ms()) / 1000))
                 return SignInResult(False, [], token, [
                     self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)[1],
-                    self._cookie(self.trust_cookie, new_trust, self.policies.trust_device_ttl)[1],
+                    self._cookie(self.trust_cookie, new_trust, trust_left)[1],
                 ])
         ctoken, cid = self.challenge_tokens.issue(uid)
         yield from self._commit(

@@ -111,7 +111,8 @@ class BanataAuth:
         await self.arun(self.flows.reset_user(user_id, "reset"))
 
     def revoke_sessions(self, user_id: str) -> None:
-        """End every session of ``user_id`` (and every pending challenge) at once."""
+        """End every session of ``user_id``, every pending challenge and every remembered (trusted)
+        device at once."""
         self._check_id(user_id)
         self.run(self.flows.reset_user(user_id, "revoke"))
 

@@ -332,11 +332,11 @@ class MemoryStore:
         if lock > 0:
             return ["LOCKED", x.events, lock]
         self.delete(k[2])
-        ttl = int(a[5])
-        self.data[k[3]] = {"exp": str(x.now + ttl), "gen": t["gen"], "mfa": t["mfa"]}
-        self.expire(k[3], ttl)
-        x.new_session(k[4], k[5], a[6], int(a[7]), 2, t["mfa"], a[8])
-        return ["OK", x.events]
+        exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
+        self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"]}
+        self.expire(k[3], exp - x.now)
+        x.new_session(k[4], k[5], a[5], int(a[6]), 2, t["mfa"], a[7])
+        return ["OK", x.events, exp]
 
     def _op_two_factor_begin(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
@@ -462,12 +462,12 @@ class MemoryStore:
     def _op_user_reset(self, x: _Script) -> Reply:
         k = x.keys
         u = x.hash(k[0])
-        x.hset(k[0], revoked_at=x.now)
+        x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if x.argv[5] == "reset":
             for field in ("secret", "pending_secret", "last_step", "lock_until"):
                 self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1, fails=0, streak=0)
+            x.hset(k[0], tfa="0", fails=0, streak=0)
             self.delete(k[2], k[3])
             x.audit("two_factor.reset_by_admin")
         return ["OK", x.events]
