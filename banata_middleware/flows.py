@@ -6,6 +6,7 @@ Each flow is a generator (see ``effects``): it yields store operations and retur
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from .totp import matched_step, new_secret, totp_uri
 __all__ = ["Caller", "Flows", "Guarded", "SignInResult"]
 
 PasswordVerifier = Callable[[str, str], bool]
+
+log = logging.getLogger("banata_middleware.flows")
 
 
 def _iso(ms: int | float | str | None) -> str | None:
@@ -48,6 +51,17 @@ def _retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
 
 
 UNAUTHORIZED = ("UNAUTHORIZED", "sign in first")
+
+
+def _ask_hook(hook: PasswordVerifier, uid: str, password: str) -> bool | None:
+    """The app's ``verify_password``; None when it raised. A broken hook (its database down, a bug)
+    must fail closed with a clear error, never a 500 traceback page. Only the exception's type is
+    logged: its message could quote what the hook was given."""
+    try:
+        return bool(hook(uid, password))
+    except Exception as exc:
+        log.error("verify_password hook raised %s for user %s; answered 503", type(exc).__name__, uid)
+        return None
 
 
 @dataclass(slots=True)
@@ -249,7 +263,10 @@ class Flows:
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
         if stored is None and hook is not None:
-            ok = yield Compute(lambda: hook(caller.uid, password))
+            ok = yield Compute(lambda: _ask_hook(hook, caller.uid, password))
+            if ok is None:
+                raise AuthError(503, "PASSWORD_CHECK_UNAVAILABLE",
+                                "the password cannot be checked right now; try again shortly")
         else:
             ok = yield Compute(lambda: self.hasher.verify(password, stored))
         if not ok:

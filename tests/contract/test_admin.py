@@ -63,6 +63,38 @@ def test_begin_second_factor_for_host_app_users(stack: Stack) -> None:
     assert api.get("/api/me").json() == {"userId": "host-user-1", "aal": 2}
 
 
+def host_session(stack: Stack, uid: str) -> Any:
+    """A browser signed in by a host app that checks passwords itself (``begin_second_factor``)."""
+    result = stack.auth.begin_second_factor(uid)
+    api = stack.client()
+    for cookie in result.set_cookies:
+        name, _, rest = cookie.partition("=")
+        api.http.cookies.set(name, rest.split(";")[0])
+    return api
+
+
+def test_a_raising_verify_password_hook_fails_closed_with_a_json_error(
+        stack_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    database_up = False
+
+    def verify_password(user_id: str, password: str) -> bool:
+        if not database_up:
+            raise ConnectionError(f"users database unreachable while checking {password}")
+        return password == "host password"
+
+    stack = stack_factory(verify_password=verify_password)
+    api = host_session(stack, "host-user-7")
+    with caplog.at_level("ERROR", logger="banata_middleware"):
+        r = api.auth("/two-factor/enable", {"password": "host password"})
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "PASSWORD_CHECK_UNAVAILABLE"
+    assert r.headers["content-type"].startswith("application/json")
+    assert "ConnectionError" in caplog.text and "host password" not in caplog.text
+    database_up = True  # the same request succeeds once the hook works, and a wrong password is 400
+    assert api.auth("/two-factor/enable", {"password": "wrong"}).json()["code"] == "INVALID_PASSWORD"
+    assert api.auth("/two-factor/enable", {"password": "host password"}).status_code == 200
+
+
 def test_admin_reset_removes_2fa_unlocks_and_ends_sessions(stack: Stack) -> None:
     events: list[dict[str, Any]] = []
     stack.auth.audit.subscribe(events.append)
