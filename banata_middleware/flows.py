@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, new_token
+from .crypto import Keyring, PasswordHasher, UnreadableSecret, new_token
 from .effects import Compute, Flow, Op
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
@@ -272,6 +272,22 @@ class Flows:
         if not ok:
             raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
 
+    def _decrypt_secret(self, req: Request, caller: Caller, ct: str) -> Flow[str]:
+        """The user's TOTP secret in the clear. One that does not decrypt (a record copied onto
+        another user, corrupted, or made with a key no longer configured) is a factor that cannot
+        be used: a clear refusal and an audit event, never a 500, and not counted as a failed
+        attempt, since the user typed nothing wrong."""
+        try:
+            return self.keyring.decrypt(ct, context=caller.uid).decode()
+        except (UnreadableSecret, UnicodeDecodeError) as exc:
+            reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
+        log.error("TOTP secret of user %s cannot be read: %s", caller.uid, reason)
+        yield from self._commit("audit_record", caller.uid, (),
+                                ("two_factor.secret_unreadable", caller.sid, reason), req, caller.sid)
+        raise AuthError(409, "TWO_FACTOR_SECRET_UNREADABLE",
+                        "the stored authenticator secret cannot be read; use a backup code or a passkey, "
+                        "or ask an administrator to reset two-factor authentication")
+
     # -- sessions and challenges -------------------------------------------------------------
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
@@ -469,7 +485,7 @@ class Flows:
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
-        secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+        secret = yield from self._decrypt_secret(req, caller, ct)
         uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
@@ -504,7 +520,7 @@ class Flows:
             raise self._not_enabled()
         if method == "totp":
             ct = user["pending_secret"] if enrolling else user["secret"]
-            secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+            secret = yield from self._decrypt_secret(req, caller, ct)
             step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
             proof = "" if step is None else str(step)
         else:

@@ -472,6 +472,10 @@ class MemoryStore:
             x.audit("two_factor.reset_by_admin")
         return ["OK", x.events]
 
+    def _op_audit_record(self, x: _Script) -> Reply:
+        x.audit(x.argv[5], x.argv[6], x.argv[7])
+        return ["OK", x.events]
+
     def _op_secret_reencrypt(self, x: _Script) -> Reply:
         user = self.get(x.keys[0])
         if not isinstance(user, dict) or user.get(x.argv[1]) != x.argv[2]:

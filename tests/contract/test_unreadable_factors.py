@@ -1,0 +1,90 @@
+"""Factors that can no longer be used fail closed with a clear code, never a 500, and never count
+as the user's failed attempt: a TOTP ciphertext that fails its user-id binding (a record copied
+onto another user, or corrupted), and backup codes hashed under a secret no longer configured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import PASSWORD, Api, Stack
+
+
+def user_field(stack: Stack, uid: str, field: str) -> str | None:
+    key = stack.auth.flows.keys.user(uid)
+    if stack.redis is not None:
+        with stack.redis.client() as c:
+            value: str | None = c.hget(key, field)
+            return value
+    return stack.auth.store.data[key].get(field)  # type: ignore[attr-defined,no-any-return]
+
+
+def set_user_field(stack: Stack, uid: str, field: str, value: str) -> None:
+    key = stack.auth.flows.keys.user(uid)
+    if stack.redis is not None:
+        with stack.redis.client() as c:
+            c.hset(key, field, value)
+    else:
+        stack.auth.store.data[key][field] = value  # type: ignore[attr-defined]
+
+
+def stored_events(stack: Stack, uid: str) -> list[dict[str, str]]:
+    key = stack.auth.flows.keys.audit(uid)
+    if stack.redis is not None:
+        with stack.redis.client() as c:
+            return [fields for _, fields in c.xrange(key)]
+    return stack.auth.store.audit_events(key)  # type: ignore[attr-defined,no-any-return]
+
+
+def enrolled(stack: Stack, email: str) -> tuple[Api, str]:
+    api = stack.client()
+    uid = api.sign_up(email).json()["user"]["id"]
+    api.enable_2fa()
+    return api, uid
+
+
+def test_a_totp_secret_copied_onto_another_user_is_refused_clearly_and_not_counted(stack: Stack) -> None:
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
+    alice, alice_id = enrolled(stack, "alice@example.com")
+    bob, bob_id = enrolled(stack, "bob@example.com")
+    # Someone with write access to the store gives Bob Alice's secret (so Alice's phone would pass)
+    set_user_field(stack, bob_id, "secret", user_field(stack, alice_id, "secret") or "")
+    stack.clock.advance(30)
+    browser = stack.client()
+    browser.backup_codes = bob.backup_codes
+    assert browser.sign_in("bob@example.com").status_code == 403
+    for _ in range(3):
+        r = browser.auth("/two-factor/verify-totp", {"code": alice.code()})
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "TWO_FACTOR_SECRET_UNREADABLE"
+    # not a failed attempt: no failure counted, the challenge keeps its attempts
+    assert user_field(stack, bob_id, "fails") in (None, "0")
+    assert "two_factor.failed" not in [e["type"] for e in events]
+    unreadable = [e for e in stored_events(stack, bob_id) if e["type"] == "two_factor.secret_unreadable"]
+    assert len(unreadable) == 3 and "copied" in unreadable[0]["detail"]
+    assert [e["type"] for e in events].count("two_factor.secret_unreadable") == 3
+    # a backup code still answers the same challenge; then the URI cannot be shown either
+    r = browser.auth("/two-factor/verify-backup-code", {"code": bob.backup_codes[0]})
+    assert r.status_code == 200, r.text
+    r = browser.auth("/two-factor/get-totp-uri", {"password": PASSWORD})
+    assert (r.status_code, r.json()["code"]) == (409, "TWO_FACTOR_SECRET_UNREADABLE")
+    # and a step-up with TOTP in the session is refused the same way
+    r = browser.auth("/two-factor/verify-totp", {"code": alice.code(1)})
+    assert (r.status_code, r.json()["code"]) == (409, "TWO_FACTOR_SECRET_UNREADABLE")
+    assert user_field(stack, bob_id, "fails") in (None, "0")
+    # Alice's own record is untouched
+    stack.clock.advance(30)
+    fresh = stack.client()
+    assert fresh.sign_in("alice@example.com").status_code == 403
+    assert fresh.auth("/two-factor/verify-totp", {"code": alice.code()}).status_code == 200
+
+
+def test_a_corrupted_totp_secret_is_refused_clearly(stack: Stack) -> None:
+    owner, uid = enrolled(stack, "carol@example.com")
+    ct = user_field(stack, uid, "secret") or ""
+    set_user_field(stack, uid, "secret", ct[:-4] + ("AAAA" if not ct.endswith("AAAA") else "BBBB"))
+    stack.clock.advance(30)
+    browser = stack.client()
+    assert browser.sign_in("carol@example.com").status_code == 403
+    r = browser.auth("/two-factor/verify-totp", {"code": owner.code()})
+    assert (r.status_code, r.json()["code"]) == (409, "TWO_FACTOR_SECRET_UNREADABLE")
