@@ -23,6 +23,9 @@ class RotationReport:
     current: int = 0
     changed_meanwhile: int = 0
     emails_reindexed: int = 0
+    #: users whose backup codes are hashed under an older key: hashes cannot be re-keyed, so these
+    #: codes stop matching when that key's secret is dropped; ask these users to regenerate first
+    backup_codes_old_key: int = 0
     #: (user id, field, why) for each stored secret that could not be decrypted, left as it is
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -30,6 +33,9 @@ class RotationReport:
 def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[None]:
     caller = yield from auth.flows.load(uid)
     keyring, keys, now = auth.keyring, auth.flows.keys, auth.flows.now_ms()
+    codes_kid = caller.user.get("codes_kid")
+    if caller.backup_codes and codes_kid and codes_kid != keyring.current_code_key_id:
+        report.backup_codes_old_key += 1
     email = caller.user.get("email")
     if email:
         current, *older = keyring.index_candidates(email)

@@ -113,7 +113,9 @@ def _rotate_keys(args: argparse.Namespace) -> int:
         print(f"skipped: user {uid}, {name}: cannot be decrypted ({why})", file=sys.stderr)
     print(f"users: {report.users}, re-encrypted: {report.reencrypted}, already current: {report.current}, "
           f"emails re-indexed: {report.emails_reindexed}, "
-          f"changed meanwhile (left as is): {report.changed_meanwhile}, skipped: {len(report.skipped)}")
+          f"changed meanwhile (left as is): {report.changed_meanwhile}, skipped: {len(report.skipped)}, "
+          f"users with backup codes under an older key (regenerate before dropping it): "
+          f"{report.backup_codes_old_key}")
     # Non-zero when a record was skipped: scripts must not drop the old secret on a partial rotation.
     return 1 if report.skipped else 0
 

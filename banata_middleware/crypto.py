@@ -65,6 +65,10 @@ class Keyring:
         # Keyed hashes cannot be re-keyed without the plaintext, so every configured secret's key
         # stays usable for matching; the current one is tried first and used for new values.
         self._code_keys = [_derive(s, "backup-code-hash/v1") for s in (secret, *previous)]
+        # Stored next to a user's codes: once that key is no longer configured the codes can never
+        # match, and the flows stop offering them instead of counting every try as a failure.
+        self.code_key_ids = [hashlib.sha256(k).hexdigest()[:8] for k in self._code_keys]
+        self.current_code_key_id = self.code_key_ids[0]
         self._index_keys = [_derive(s, "lookup-index/v1") for s in (secret, *previous)]
         self.cookie_keys = [_derive(s, "cookie-signing/v1") for s in (secret, *previous)]
 

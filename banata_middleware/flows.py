@@ -188,7 +188,7 @@ class Flows:
 
     def methods(self, caller: Caller) -> list[str]:
         methods = ["totp"]
-        if caller.backup_codes:
+        if caller.backup_codes and not self.backup_codes_stale(caller):
             methods.append("backup_code")
         if caller.passkeys and self.config.auth_methods.passkey:
             methods.append("passkey")
@@ -434,12 +434,23 @@ class Flows:
         session = {"id": caller.sid, "userId": caller.uid, "expiresAt": _iso(s.get("exp")),
                    "createdAt": _iso(s.get("created")), "mfaVerifiedAt": _iso(s.get("mfa")),
                    "aal": int(s.get("aal", "1"))}
-        return json_response(200, {"session": session, "user": self.user_json(caller)})
+        user = self.user_json(caller)
+        user["backupCodesNeedRegeneration"] = self.backup_codes_stale(caller)
+        return json_response(200, {"session": session, "user": user})
 
     # -- two-factor management ---------------------------------------------------------------
-    def _new_backup_codes(self) -> tuple[list[str], list[str]]:
-        codes = generate_codes(self.policies.backup_code_count)
-        return codes, [self.keyring.hash_code(c) for c in codes]
+    def _new_backup_codes(self, count: int | None = None) -> tuple[list[str], list[str]]:
+        """New codes, and what the scripts store for them: the id of the key they are hashed under
+        (``codes_kid``), then their keyed hashes."""
+        codes = generate_codes(self.policies.backup_code_count if count is None else count)
+        return codes, [self.keyring.current_code_key_id, *(self.keyring.hash_code(c) for c in codes)]
+
+    def backup_codes_stale(self, caller: Caller) -> bool:
+        """The user's backup codes were hashed under a secret no longer configured (dropped from
+        ``previous_secrets``): they can never match again and must be regenerated. Codes stored
+        before key ids were recorded have none, and are assumed usable."""
+        kid = caller.user.get("codes_kid")
+        return bool(caller.backup_codes and kid and kid not in self.keyring.code_key_ids)
 
     def enable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
@@ -518,6 +529,11 @@ class Flows:
         enrolling = caller.challenge is None and not caller.two_factor_enabled
         if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
             raise self._not_enabled()
+        if method == "backup" and self.backup_codes_stale(caller):
+            # Not a failed attempt: no code of this set can match, so trying one proves nothing.
+            raise AuthError(409, "BACKUP_CODES_NEED_REGENERATION",
+                            "these backup codes were issued under a key that is no longer configured and "
+                            "can no longer be used; sign in another way and generate new ones")
         if method == "totp":
             ct = user["pending_secret"] if enrolling else user["secret"]
             secret = yield from self._decrypt_secret(req, caller, ct)
@@ -596,7 +612,7 @@ class Flows:
     def import_totp(self, uid: str, secret: str, *, email: str | None,
                     backup_codes: bool) -> Flow[tuple[str, list[str]]]:
         """2FA on with a known base32 secret; returns (totpURI, new backup codes or [])."""
-        codes, hashes = self._new_backup_codes() if backup_codes else ([], [])
+        codes, hashes = self._new_backup_codes(None if backup_codes else 0)
         ct = self.keyring.encrypt(secret.encode(), context=uid)
         yield from self._commit("two_factor_import", uid,
                                 (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)),

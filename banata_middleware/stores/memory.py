@@ -342,8 +342,8 @@ class MemoryStore:
         k, a = x.keys, x.argv
         if x.hash(k[0]).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5])
-        self.data[k[2]] = set(a[6:])
+        x.hset(k[0], pending_secret=a[5], codes_kid=a[6])
+        self.data[k[2]] = set(a[7:])
         return ["OK", x.events]
 
     def _op_two_factor_disable(self, x: _Script) -> Reply:
@@ -369,7 +369,8 @@ class MemoryStore:
         else:
             return ["NOT_ENABLED", x.events]
         self.delete(target)
-        self.data[target] = set(a[6:])
+        x.hset(k[0], codes_kid=a[6])
+        self.data[target] = set(a[7:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
 
@@ -451,11 +452,11 @@ class MemoryStore:
     def _op_two_factor_import(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
-        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1)
+        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1, codes_kid=a[6])
         for field in ("pending_secret", "last_step"):
             self.data[k[0]].pop(field, None)
         self.delete(k[2], k[3])
-        self.data[k[2]] = set(a[6:])
+        self.data[k[2]] = set(a[7:])
         x.audit("two_factor.enabled", "", "import")
         return ["OK", x.events]
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import PASSWORD, Api, Stack
+from harness import PASSWORD, SECRET, Api, Stack
+
+from banata_middleware.admin import rotate_keys
 
 
 def user_field(stack: Stack, uid: str, field: str) -> str | None:
@@ -88,3 +90,47 @@ def test_a_corrupted_totp_secret_is_refused_clearly(stack: Stack) -> None:
     assert browser.sign_in("carol@example.com").status_code == 403
     r = browser.auth("/two-factor/verify-totp", {"code": owner.code()})
     assert (r.status_code, r.json()["code"]) == (409, "TWO_FACTOR_SECRET_UNREADABLE")
+
+
+NEW_SECRET = "rotated-secret-" + "z" * 40
+
+
+def test_backup_codes_under_a_dropped_secret_are_no_longer_offered_and_not_counted(stack_factory: Any) -> None:
+    old = stack_factory()
+    owner = old.client()
+    uid = owner.sign_up("dora@example.com").json()["user"]["id"]
+    device = owner.enable_2fa()
+    # rotation: the new secret encrypts, rotate-keys moves the TOTP secret; the codes cannot move
+    rotating = stack_factory(secret=NEW_SECRET, previous_secrets=(SECRET,))
+    if old.store_kind == "memory":  # the memory store lives in the app: share it
+        rotating.auth.store = old.auth.store
+    report = rotate_keys(rotating.auth)
+    assert (report.reencrypted, report.backup_codes_old_key) == (1, 1)
+    old.clock.advance(30)
+    still = rotating.client()  # while the old secret is configured the codes still work
+    r = still.sign_in("dora@example.com")
+    assert r.json()["twoFactorMethods"] == ["totp", "backup_code"]
+    assert still.auth("/two-factor/verify-backup-code", {"code": owner.backup_codes[0]}).status_code == 200
+    assert still.get("/api/auth/get-session").json()["user"]["backupCodesNeedRegeneration"] is False
+
+    dropped = stack_factory(secret=NEW_SECRET)  # the old secret is gone
+    if old.store_kind == "memory":
+        dropped.auth.store = old.auth.store
+    api = dropped.client()
+    r = api.sign_in("dora@example.com")
+    assert r.status_code == 403 and r.json()["twoFactorMethods"] == ["totp"], r.text
+    for code in owner.backup_codes[1:]:  # more tries than the lock allows: none is counted
+        r = api.auth("/two-factor/verify-backup-code", {"code": code})
+        assert (r.status_code, r.json()["code"]) == (409, "BACKUP_CODES_NEED_REGENERATION"), r.text
+    assert user_field(dropped, uid, "fails") in (None, "0")
+    old.clock.advance(30)
+    assert api.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+    user = api.get("/api/auth/get-session").json()["user"]
+    assert user["backupCodesNeedRegeneration"] is True
+    r = api.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    new_codes = r.json()["backupCodes"]
+    assert api.get("/api/auth/get-session").json()["user"]["backupCodesNeedRegeneration"] is False
+    fresh = dropped.client()
+    assert fresh.sign_in("dora@example.com").json()["twoFactorMethods"] == ["totp", "backup_code"]
+    assert fresh.auth("/two-factor/verify-backup-code", {"code": new_codes[0]}).status_code == 200
