@@ -23,7 +23,12 @@ MIN_SECRET_LENGTH = 32
 
 @dataclass(frozen=True)
 class AuthMethods:
-    email_password: bool = True
+    """Which endpoints are served. ``email_password`` (built-in sign-up and sign-in) left as None
+    means on, unless the app brings its own users (``verify_password`` given to ``BanataAuth``):
+    then anyone could create an account there and enrol their own second factor. Set it to True
+    explicitly to serve both kinds of users."""
+
+    email_password: bool | None = None
     two_factor: bool = True
     passkey: bool = False
 

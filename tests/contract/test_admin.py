@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from harness import Stack
 
-from banata_middleware import AuthError
+from banata_middleware import AuthError, AuthMethods
 from banata_middleware.simulator import VirtualAuthenticator
 
 SECRET_B32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -93,6 +93,30 @@ def test_a_raising_verify_password_hook_fails_closed_with_a_json_error(
     database_up = True  # the same request succeeds once the hook works, and a wrong password is 400
     assert api.auth("/two-factor/enable", {"password": "wrong"}).json()["code"] == "INVALID_PASSWORD"
     assert api.auth("/two-factor/enable", {"password": "host password"}).status_code == 200
+
+
+def test_apps_with_their_own_users_get_no_public_sign_up_unless_they_ask(stack_factory: Any) -> None:
+    """Given ``verify_password``, the built-in email sign-up would let anyone create an account,
+    pass every protected path and enrol their own TOTP: it is off unless explicitly enabled."""
+    def verify_password(user_id: str, password: str) -> bool:
+        return password == "host password"
+
+    own = stack_factory(verify_password=verify_password, auth_methods=AuthMethods(passkey=True))
+    assert own.auth.config.auth_methods.email_password is False
+    stranger = own.client()
+    r = stranger.auth("/sign-up/email", {"email": "x@example.com", "password": "long enough", "name": "x"})
+    assert r.status_code == 404, r.text
+    assert stranger.sign_in("x@example.com", "long enough").status_code == 404
+    assert stranger.get("/api/me").status_code == 401
+    api = host_session(own, "host-user-8")  # the app's own sign-in still hands over to the second factor
+    assert api.auth("/two-factor/enable", {"password": "host password"}).status_code == 200
+    # both kinds of users, when the app says so
+    both = stack_factory(verify_password=verify_password, auth_methods=AuthMethods(email_password=True))
+    both.client().sign_up("y@example.com")
+    # and without verify_password the default stays on
+    plain = stack_factory(auth_methods=AuthMethods())
+    assert plain.auth.config.auth_methods.email_password is True
+    plain.client().sign_up("z@example.com")
 
 
 def test_admin_reset_removes_2fa_unlocks_and_ends_sessions(stack: Stack) -> None:
