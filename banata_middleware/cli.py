@@ -109,10 +109,15 @@ def _rotate_keys(args: argparse.Namespace) -> int:
     from .admin import rotate_keys
 
     report = rotate_keys(_admin_auth(args))
+    for uid, name, why in report.skipped:
+        print(f"skipped: user {uid}, {name}: cannot be decrypted ({why})", file=sys.stderr)
     print(f"users: {report.users}, re-encrypted: {report.reencrypted}, already current: {report.current}, "
           f"emails re-indexed: {report.emails_reindexed}, "
-          f"changed meanwhile (left as is): {report.changed_meanwhile}")
-    return 0
+          f"changed meanwhile (left as is): {report.changed_meanwhile}, skipped: {len(report.skipped)}, "
+          f"users with backup codes under an older key (regenerate before dropping it): "
+          f"{report.backup_codes_old_key}")
+    # Non-zero when a record was skipped: scripts must not drop the old secret on a partial rotation.
+    return 1 if report.skipped else 0
 
 
 def _admin(args: argparse.Namespace) -> int:

@@ -23,7 +23,12 @@ MIN_SECRET_LENGTH = 32
 
 @dataclass(frozen=True)
 class AuthMethods:
-    email_password: bool = True
+    """Which endpoints are served. ``email_password`` (built-in sign-up and sign-in) left as None
+    means on, unless the app brings its own users (``verify_password`` given to ``BanataAuth``):
+    then anyone could create an account there and enrol their own second factor. Set it to True
+    explicitly to serve both kinds of users."""
+
+    email_password: bool | None = None
     two_factor: bool = True
     passkey: bool = False
 
@@ -42,7 +47,7 @@ class TotpPolicy:
             raise ValueError("TotpPolicy.digits must be 6, 7 or 8")
         if self.algorithm not in ("SHA1", "SHA256", "SHA512"):
             raise ValueError("TotpPolicy.algorithm must be SHA1, SHA256 or SHA512")
-        # pyotp (which computes the codes) refuses periods over 120 s.
+        # The periods authenticator apps offer; a longer one would stretch every code's life.
         if not 15 <= self.period <= 120 or not 0 <= self.window <= 3:
             raise ValueError("TotpPolicy.period must be 15..120 s and window 0..3 steps")
 

@@ -6,6 +6,7 @@ Each flow is a generator (see ``effects``): it yields store operations and retur
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, NamedTuple
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, new_token
+from .crypto import Keyring, PasswordHasher, UnreadableSecret, new_token
 from .effects import Compute, Flow, Op
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
@@ -26,6 +27,8 @@ from .totp import matched_step, new_secret, totp_uri
 __all__ = ["Caller", "Flows", "Guarded", "SignInResult"]
 
 PasswordVerifier = Callable[[str, str], bool]
+
+log = logging.getLogger("banata_middleware.flows")
 
 
 def _iso(ms: int | float | str | None) -> str | None:
@@ -48,6 +51,17 @@ def _retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
 
 
 UNAUTHORIZED = ("UNAUTHORIZED", "sign in first")
+
+
+def _ask_hook(hook: PasswordVerifier, uid: str, password: str) -> bool | None:
+    """The app's ``verify_password``; None when it raised. A broken hook (its database down, a bug)
+    must fail closed with a clear error, never a 500 traceback page. Only the exception's type is
+    logged: its message could quote what the hook was given."""
+    try:
+        return bool(hook(uid, password))
+    except Exception as exc:
+        log.error("verify_password hook raised %s for user %s; answered 503", type(exc).__name__, uid)
+        return None
 
 
 @dataclass(slots=True)
@@ -174,7 +188,7 @@ class Flows:
 
     def methods(self, caller: Caller) -> list[str]:
         methods = ["totp"]
-        if caller.backup_codes:
+        if caller.backup_codes and not self.backup_codes_stale(caller):
             methods.append("backup_code")
         if caller.passkeys and self.config.auth_methods.passkey:
             methods.append("passkey")
@@ -249,11 +263,30 @@ class Flows:
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
         if stored is None and hook is not None:
-            ok = yield Compute(lambda: hook(caller.uid, password))
+            ok = yield Compute(lambda: _ask_hook(hook, caller.uid, password))
+            if ok is None:
+                raise AuthError(503, "PASSWORD_CHECK_UNAVAILABLE",
+                                "the password cannot be checked right now; try again shortly")
         else:
             ok = yield Compute(lambda: self.hasher.verify(password, stored))
         if not ok:
             raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
+
+    def _decrypt_secret(self, req: Request, caller: Caller, ct: str) -> Flow[str]:
+        """The user's TOTP secret in the clear. One that does not decrypt (a record copied onto
+        another user, corrupted, or made with a key no longer configured) is a factor that cannot
+        be used: a clear refusal and an audit event, never a 500, and not counted as a failed
+        attempt, since the user typed nothing wrong."""
+        try:
+            return self.keyring.decrypt(ct, context=caller.uid).decode()
+        except (UnreadableSecret, UnicodeDecodeError) as exc:
+            reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
+        log.error("TOTP secret of user %s cannot be read: %s", caller.uid, reason)
+        yield from self._commit("audit_record", caller.uid, (),
+                                ("two_factor.secret_unreadable", caller.sid, reason), req, caller.sid)
+        raise AuthError(409, "TWO_FACTOR_SECRET_UNREADABLE",
+                        "the stored authenticator secret cannot be read; use a backup code or a passkey, "
+                        "or ask an administrator to reset two-factor authentication")
 
     # -- sessions and challenges -------------------------------------------------------------
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
@@ -284,14 +317,15 @@ class Flows:
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
                  k.sessions(uid)),
-                (self.policies.trust_device_ttl * 1000, sid, self.policies.session_ttl * 1000,
-                 "1" if remember else "0"), req, sid)
+                (sid, self.policies.session_ttl * 1000, "1" if remember else "0"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
             if reply[0] == "OK":
+                # The rotated trust keeps its original expiry (reply[2]): the cookie lasts as long.
+                trust_left = max(1, math.ceil((int(reply[2]) - self.now_ms()) / 1000))
                 return SignInResult(False, [], token, [
                     self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)[1],
-                    self._cookie(self.trust_cookie, new_trust, self.policies.trust_device_ttl)[1],
+                    self._cookie(self.trust_cookie, new_trust, trust_left)[1],
                 ])
         ctoken, cid = self.challenge_tokens.issue(uid)
         yield from self._commit(
@@ -400,12 +434,23 @@ class Flows:
         session = {"id": caller.sid, "userId": caller.uid, "expiresAt": _iso(s.get("exp")),
                    "createdAt": _iso(s.get("created")), "mfaVerifiedAt": _iso(s.get("mfa")),
                    "aal": int(s.get("aal", "1"))}
-        return json_response(200, {"session": session, "user": self.user_json(caller)})
+        user = self.user_json(caller)
+        user["backupCodesNeedRegeneration"] = self.backup_codes_stale(caller)
+        return json_response(200, {"session": session, "user": user})
 
     # -- two-factor management ---------------------------------------------------------------
-    def _new_backup_codes(self) -> tuple[list[str], list[str]]:
-        codes = generate_codes(self.policies.backup_code_count)
-        return codes, [self.keyring.hash_code(c) for c in codes]
+    def _new_backup_codes(self, count: int | None = None) -> tuple[list[str], list[str]]:
+        """New codes, and what the scripts store for them: the id of the key they are hashed under
+        (``codes_kid``), then their keyed hashes."""
+        codes = generate_codes(self.policies.backup_code_count if count is None else count)
+        return codes, [self.keyring.current_code_key_id, *(self.keyring.hash_code(c) for c in codes)]
+
+    def backup_codes_stale(self, caller: Caller) -> bool:
+        """The user's backup codes were hashed under a secret no longer configured (dropped from
+        ``previous_secrets``): they can never match again and must be regenerated. Codes stored
+        before key ids were recorded have none, and are assumed usable."""
+        kid = caller.user.get("codes_kid")
+        return bool(caller.backup_codes and kid and kid not in self.keyring.code_key_ids)
 
     def enable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
@@ -451,7 +496,7 @@ class Flows:
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
-        secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+        secret = yield from self._decrypt_secret(req, caller, ct)
         uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
@@ -484,9 +529,14 @@ class Flows:
         enrolling = caller.challenge is None and not caller.two_factor_enabled
         if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
             raise self._not_enabled()
+        if method == "backup" and self.backup_codes_stale(caller):
+            # Not a failed attempt: no code of this set can match, so trying one proves nothing.
+            raise AuthError(409, "BACKUP_CODES_NEED_REGENERATION",
+                            "these backup codes were issued under a key that is no longer configured and "
+                            "can no longer be used; sign in another way and generate new ones")
         if method == "totp":
             ct = user["pending_secret"] if enrolling else user["secret"]
-            secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+            secret = yield from self._decrypt_secret(req, caller, ct)
             step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
             proof = "" if step is None else str(step)
         else:
@@ -562,7 +612,7 @@ class Flows:
     def import_totp(self, uid: str, secret: str, *, email: str | None,
                     backup_codes: bool) -> Flow[tuple[str, list[str]]]:
         """2FA on with a known base32 secret; returns (totpURI, new backup codes or [])."""
-        codes, hashes = self._new_backup_codes() if backup_codes else ([], [])
+        codes, hashes = self._new_backup_codes(None if backup_codes else 0)
         ct = self.keyring.encrypt(secret.encode(), context=uid)
         yield from self._commit("two_factor_import", uid,
                                 (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)),

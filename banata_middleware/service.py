@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from .audit import AuditEvent, AuditLog
@@ -22,8 +23,9 @@ class BanataAuth:
     """``BanataAuth(config, store=RedisStore.from_url(...))``; the store defaults to an in-memory one.
 
     ``verify_password(user_id, password) -> bool`` lets apps with their own users re-authenticate
-    for enable/disable (used when the user has no built-in password). ``on_event`` callbacks
-    receive every audit event.
+    for enable/disable (used when the user has no built-in password). Given it, the built-in email
+    sign-up and sign-in are off unless ``AuthMethods(email_password=True)`` says otherwise.
+    ``on_event`` callbacks receive every audit event.
     """
 
     def __init__(
@@ -34,6 +36,11 @@ class BanataAuth:
         verify_password: Callable[[str, str], bool] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
     ) -> None:
+        methods = config.auth_methods
+        if methods.email_password is None:
+            # An app with its own users (verify_password given) gets no public sign-up by default.
+            config = dataclasses.replace(
+                config, auth_methods=dataclasses.replace(methods, email_password=verify_password is None))
         self.config = config
         self.store: OpStore = store if store is not None else MemoryStore(config.clock)
         self.keyring = Keyring(config.secret, config.previous_secrets)
@@ -111,7 +118,8 @@ class BanataAuth:
         await self.arun(self.flows.reset_user(user_id, "reset"))
 
     def revoke_sessions(self, user_id: str) -> None:
-        """End every session of ``user_id`` (and every pending challenge) at once."""
+        """End every session of ``user_id``, every pending challenge and every remembered (trusted)
+        device at once."""
         self._check_id(user_id)
         self.run(self.flows.reset_user(user_id, "revoke"))
 

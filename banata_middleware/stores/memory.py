@@ -342,18 +342,18 @@ class MemoryStore:
         if lock > 0:
             return ["LOCKED", x.events, lock]
         self.delete(k[2])
-        ttl = int(a[5])
-        self.data[k[3]] = {"exp": str(x.now + ttl), "gen": t["gen"], "mfa": t["mfa"]}
-        self.expire(k[3], ttl)
-        x.new_session(k[4], k[5], a[6], int(a[7]), 2, t["mfa"], a[8])
-        return ["OK", x.events]
+        exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
+        self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"]}
+        self.expire(k[3], exp - x.now)
+        x.new_session(k[4], k[5], a[5], int(a[6]), 2, t["mfa"], a[7])
+        return ["OK", x.events, exp]
 
     def _op_two_factor_begin(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         if x.hash(k[0]).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5])
-        self.data[k[2]] = set(a[6:])
+        x.hset(k[0], pending_secret=a[5], codes_kid=a[6])
+        self.data[k[2]] = set(a[7:])
         return ["OK", x.events]
 
     def _op_two_factor_disable(self, x: _Script) -> Reply:
@@ -379,7 +379,8 @@ class MemoryStore:
         else:
             return ["NOT_ENABLED", x.events]
         self.delete(target)
-        self.data[target] = set(a[6:])
+        x.hset(k[0], codes_kid=a[6])
+        self.data[target] = set(a[7:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
 
@@ -458,25 +459,29 @@ class MemoryStore:
     def _op_two_factor_import(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
-        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1)
+        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1, codes_kid=a[6])
         for field in ("pending_secret", "last_step"):
             self.data[k[0]].pop(field, None)
         self.delete(k[2], k[3])
-        self.data[k[2]] = set(a[6:])
+        self.data[k[2]] = set(a[7:])
         x.audit("two_factor.enabled", "", "import")
         return ["OK", x.events]
 
     def _op_user_reset(self, x: _Script) -> Reply:
         k = x.keys
         u = x.hash(k[0])
-        x.hset(k[0], revoked_at=x.now)
+        x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if x.argv[5] == "reset":
             for field in ("secret", "pending_secret", "last_step", "lock_until"):
                 self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1, fails=0, streak=0)
+            x.hset(k[0], tfa="0", fails=0, streak=0)
             self.delete(k[2], k[3])
             x.audit("two_factor.reset_by_admin")
+        return ["OK", x.events]
+
+    def _op_audit_record(self, x: _Script) -> Reply:
+        x.audit(x.argv[5], x.argv[6], x.argv[7])
         return ["OK", x.events]
 
     def _op_secret_reencrypt(self, x: _Script) -> Reply:
