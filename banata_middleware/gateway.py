@@ -136,11 +136,16 @@ class Gateway:
         return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled)
 
     def _check_origin(self, request: Request) -> None:
-        """CSRF: a state-changing request that carries one of our cookies must come from the site."""
-        if request.method not in _STATE_CHANGING:
-            return
-        cookie_header = request.headers.get("cookie", "")
-        if not any(name + "=" in cookie_header for name in self.flows.cookie_names):
+        """CSRF: a state-changing request that carries one of our cookies must come from the site.
+        So must a WebSocket handshake: it is a GET, but it opens a socket that acts as the user, and
+        SameSite=Lax sends the cookie from any same-site page (a sibling subdomain, another port).
+        A handshake with Authorization and an Origin is held to the same rule; one without Origin
+        (browsers always send it on handshakes) is a non-browser client and passes."""
+        if request.websocket:
+            if not self._carries_cookie(request) and not (
+                    "authorization" in request.headers and "origin" in request.headers):
+                return
+        elif request.method not in _STATE_CHANGING or not self._carries_cookie(request):
             return
         origin = request.headers.get("origin")
         if not origin or origin == "null":
@@ -153,3 +158,6 @@ class Gateway:
         if origin.rstrip("/") not in self.trusted_origins:
             raise AuthError(403, "INVALID_ORIGIN", "this request must come from the site's own pages")
 
+    def _carries_cookie(self, request: Request) -> bool:
+        cookie_header = request.headers.get("cookie", "")
+        return any(name + "=" in cookie_header for name in self.flows.cookie_names)

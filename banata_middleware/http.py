@@ -19,7 +19,7 @@ class Request:
     ``body`` is None when the adapter did not read it (pass-through paths); ``body_too_large``
     says the adapter stopped reading at the cap. ``path`` is percent-decoded; ``raw_path`` is the
     path as the client sent it, percent-encoded, when the server tells (ASGI ``raw_path``, WSGI
-    ``REQUEST_URI``/``RAW_URI``), else empty.
+    ``REQUEST_URI``/``RAW_URI``), else empty. ``websocket`` marks a WebSocket handshake.
     """
 
     method: str
@@ -30,6 +30,7 @@ class Request:
     body: bytes | None = None
     body_too_large: bool = False
     raw_path: str = ""
+    websocket: bool = False
     _cookies: dict[str, str] | None = None
 
     def cookies(self) -> dict[str, str]:

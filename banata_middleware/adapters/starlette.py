@@ -53,7 +53,8 @@ class BanataMiddleware:
                     headers[name] += ", " + v.decode("latin-1")
         client = scope.get("client")
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
-                          raw_path=(scope.get("raw_path") or b"").decode("latin-1"))
+                          raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
+                          websocket=scope["type"] == "websocket")
         if scope["type"] == "http" and self.auth.is_endpoint(path):
             request.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             request.body, request.body_too_large = await self._read_body(receive, headers)

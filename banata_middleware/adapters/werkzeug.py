@@ -95,7 +95,8 @@ class BanataMiddleware:
             # PEP 3333 hands the path over as latin-1; decode it as UTF-8 like ASGI servers do.
             path = path.encode("latin-1").decode("utf-8", "replace")
         request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
-                          environ.get("REMOTE_ADDR") or "", raw_path=_raw_path(environ))
+                          environ.get("REMOTE_ADDR") or "", raw_path=_raw_path(environ),
+                          websocket="websocket" in environ.get("HTTP_UPGRADE", "").lower())
         if self.auth.is_endpoint(path):
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
