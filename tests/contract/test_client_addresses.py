@@ -82,7 +82,7 @@ def test_the_ipv6_prefix_must_be_a_prefix_length() -> None:
 def test_repeated_forwarded_for_lines_are_one_list_on_both_adapters(kind: str) -> None:
     """HAProxy's ``option forwardfor`` adds a line rather than appending to the one it got. With
     two trusted proxies and two lines, the client is the first line's address on both adapters
-    (the ASGI adapter used to keep only the last line, and fell back to the peer address)."""
+    (the ASGI adapter used to keep only the last line, too short a list for two proxies)."""
     events: list[dict[str, Any]] = []
     auth = BanataAuth(demo_config(site_url=SITE, secret=SECRET, trusted_proxies=2,
                                   password_hashing=PasswordHashing(n=2**8)), on_event=[events.append])
