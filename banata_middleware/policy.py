@@ -9,8 +9,6 @@ from urllib.parse import unquote
 
 __all__ = ["PathPolicy", "Rule", "ambiguous_path"]
 
-# A path without any of these is never ambiguous (the fast path for every pass-through request).
-_SUSPECT = re.compile(r"(?:^|/)\.|//|[%\\\x00]")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c|00)", re.IGNORECASE)
 
 
@@ -23,7 +21,9 @@ def ambiguous_path(path: str) -> bool:
     Django route ``/api/files/../../static/x`` to ``/api/files/{p:path}`` with ``p="../../static/x"``,
     so judging the resolved ``/static/x`` would judge a path the app never routes. Refusing makes
     the judged path and the routed path the same string."""
-    if not _SUSPECT.search(path):
+    # The fast path, for every request: a path without any of these is never ambiguous (five
+    # substring tests cost less than one regex search).
+    if not ("%" in path or "/." in path or "//" in path or "\\" in path or "\x00" in path or path[:1] == "."):
         return False
     for _ in range(4):
         if "\\" in path or "\x00" in path or _ENCODED_SEPARATOR.search(path):
