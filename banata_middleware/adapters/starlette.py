@@ -36,7 +36,7 @@ class BanataMiddleware:
             return
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
-        if root_path and not path.startswith(root_path):
+        if root_path and path != root_path and not path.startswith(root_path + "/"):
             # Servers differ on whether path includes the mount prefix (uvicorn's does); judge the
             # path the browser sees, as Starlette's own routing reads both forms.
             path = root_path + path

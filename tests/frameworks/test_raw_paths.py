@@ -249,9 +249,7 @@ def test_an_asgi_path_that_leaves_out_the_root_path_is_judged_with_it() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = asgi_adapter.BanataMiddleware(inner, make_auth("/app"))
-
-    def call(path: str) -> int:
+    def call(app: Any, path: str, root_path: str) -> int:
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
@@ -260,15 +258,19 @@ def test_an_asgi_path_that_leaves_out_the_root_path_is_judged_with_it() -> None:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "root_path": "/app",
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "root_path": root_path,
                  "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
         anyio.run(app, scope, receive, send)
         return int(sent[0]["status"])
 
-    assert call("/static/x") == 200 and reached == ["/static/x"]  # /app/static/* is public
-    assert call("/app/static/x") == 200
-    assert call("/api/files/x") == 401 and call("/app/api/files/x") == 401
-    assert call("/static/../api/files/x") == 400
+    app = asgi_adapter.BanataMiddleware(inner, make_auth("/app"))
+    assert call(app, "/static/x", "/app") == 200 and reached == ["/static/x"]  # /app/static/* is public
+    assert call(app, "/app/static/x", "/app") == 200
+    assert call(app, "/api/files/x", "/app") == 401 and call(app, "/app/api/files/x", "/app") == 401
+    assert call(app, "/static/../api/files/x", "/app") == 400
+    # A path that merely starts with the same letters does not include the root path: /st + /static/x.
+    app = asgi_adapter.BanataMiddleware(inner, make_auth("/st"))
+    assert call(app, "/static/x", "/st") == 200 and call(app, "/st/static/x", "/st") == 200
 
 
 @pytest.mark.parametrize(("path", "ambiguous"), [
