@@ -75,6 +75,7 @@ class Policies:
     sign_in_window: int = 15 * 60
     sign_in_failures_per_account: int = 10
     sign_in_failures_per_address: int = 50
+    ipv6_throttle_prefix: int = 64  # per-address throttles count an IPv6 client by its /64 network
     backup_code_count: int = 10
     max_body_bytes: int = 64 * 1024
     audit_stream_length: int = 1000
@@ -154,6 +155,8 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.base_path must start with '/' and not end with '/'")
         if self.challenge_status not in (200, 403):
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
+        if not 32 <= self.policies.ipv6_throttle_prefix <= 128:
+            raise ValueError("Policies.ipv6_throttle_prefix must be 32..128 (an IPv6 prefix length; 64 is usual)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from .addresses import throttle_group
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
@@ -394,7 +395,7 @@ class Flows:
         p = self.policies
         email_idx = self.keyring.index(email)
         account_key = self.keys.account_failures(email_idx)
-        address_key = self.keys.address_failures(self.keyring.index(req.client or "-"))
+        address_key = self.keys.address_failures(self.keyring.index(throttle_group(req.client, p) or "-"))
         retry = max((yield from self._throttle(account_key, "peek", p.sign_in_failures_per_account)),
                     (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
         if retry:
