@@ -70,5 +70,13 @@ class Keys:
     def account_failures(self, email_index: str) -> str:
         return f"{self.prefix}:{{e:{email_index}}}:fails"
 
+    def account_address_failures(self, email_index: str, address_index: str) -> str:
+        """Failed passwords for one account from one client address."""
+        return f"{self.prefix}:{{e:{email_index}}}:fails:{address_index}"
+
+    def known_addresses(self, email_index: str) -> str:
+        """Sorted set: client addresses (hashed) that signed in to the account -> when they last did."""
+        return f"{self.prefix}:{{e:{email_index}}}:known"
+
     def address_failures(self, address_index: str) -> str:
         return f"{self.prefix}:{{a:{address_index}}}:fails"

@@ -50,7 +50,7 @@ class PasskeyFlows:
         self.f = flows
         self.config = flows.config.passkey
         self.tokens = TokenSigner(flows.keyring.cookie_keys, "passkey")
-        self.cookie = ("__Secure-" if flows.config.secure_cookies else "") + "banata.passkey"
+        self.cookie = ("__Host-" if flows.config.secure_cookies else "") + "banata.passkey"
 
     # -- ceremonies --------------------------------------------------------------------------
     def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:

@@ -22,12 +22,46 @@ local function audit(kind, sid, detail)
   EVENTS[#EVENTS + 1] = kind
 end
 
-local function new_session(skey, index, sid, ttl_ms, aal, mfa, remember)
+-- Past the cap of live sessions per user, the oldest are revoked (closes "a password holder piles
+-- up thousands of sessions"). The index is a set of session ids; each session hash holds its own
+-- 'created', so this walks the set only when it is over the cap, dropping dead entries first. The
+-- session keys are built from the new one's key: same user, same hash tag, same cluster slot.
+local function cap_sessions(skey, index, sid, cap)
+  if cap <= 0 or redis.call('SCARD', index) <= cap then return end
+  local prefix = string.sub(skey, 1, #skey - #sid)
+  local revoked = tonumber(redis.call('HGET', KEYS[1], 'revoked_at') or '0')
+  local alive = {}
+  for _, other in ipairs(redis.call('SMEMBERS', index)) do
+    if other ~= sid then
+      local rec = redis.call('HMGET', prefix .. other, 'exp', 'created')
+      if rec[1] and tonumber(rec[1]) > NOW and tonumber(rec[2]) > revoked then
+        alive[#alive + 1] = {tonumber(rec[2]), other}
+      else
+        redis.call('SREM', index, other)
+      end
+    end
+  end
+  table.sort(alive, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  for i = 1, #alive - (cap - 1) do
+    redis.call('DEL', prefix .. alive[i][2])
+    redis.call('SREM', index, alive[i][2])
+    audit('session.revoked', alive[i][2], 'cap')
+  end
+end
+
+-- spec: "<ttl ms if remembered>,<ttl ms if not>,<cap of live sessions per user>" (Flows.session_spec),
+-- or a plain ttl in ms (the same for both, no cap).
+local function new_session(skey, index, sid, spec, aal, mfa, remember)
+  local long, short, cap = string.match(tostring(spec), '^(%d+),(%d+),(%d+)$')
+  if not long then long, short, cap = spec, spec, 0 end
+  local ttl_ms = tonumber(long)
+  if remember ~= '1' then ttl_ms = tonumber(short) end
   redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember)
   redis.call('PEXPIRE', skey, ttl_ms)
   redis.call('SADD', index, sid)
-  redis.call('PEXPIRE', index, ttl_ms)
+  redis.call('PEXPIRE', index, tonumber(long))
   audit('session.created', sid)
+  cap_sessions(skey, index, sid, tonumber(cap))
 end
 
 local function locked_until(u)
