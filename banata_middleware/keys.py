@@ -40,6 +40,11 @@ class Keys:
         """Set of the user's session hashes (for revocation)."""
         return self._u(uid) + ":sessions"
 
+    def sessions_by_age(self, uid: str) -> str:
+        """Sorted set: session hash -> creation time, for the cap of sessions per user. Built inside
+        ``new_session`` (``lua/_prelude.lua``) as the index key + ``:age``; named here for tests and tools."""
+        return self.sessions(uid) + ":age"
+
     def challenge(self, uid: str, cid_hash: str) -> str:
         return self._u(uid) + ":ch:" + cid_hash
 

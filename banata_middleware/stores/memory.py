@@ -64,26 +64,28 @@ class _Script:
         self.s.data.setdefault(index, set()).add(sid)
         self.s.expire(index, long)
         self.audit("session.created", sid)
-        self.cap_sessions(skey, index, sid, cap)
+        self.cap_sessions(skey, index, sid, cap, long)
 
-    def cap_sessions(self, skey: str, index: str, sid: str, cap: int) -> None:
-        ids = self.s.get(index)
-        if cap <= 0 or not isinstance(ids, set) or len(ids) <= cap:
+    def cap_sessions(self, skey: str, index: str, sid: str, cap: int, ttl_ms: int) -> None:
+        if cap <= 0:
             return
+        by_age = self.s.get(index + ":age")
+        if not isinstance(by_age, dict):
+            by_age = self.s.data[index + ":age"] = {}
+        by_age[sid] = self.now
+        self.s.expire(index + ":age", ttl_ms)
         prefix = skey[: len(skey) - len(sid)]
         revoked = int(self.hash(self.keys[0]).get("revoked_at", "0"))
-        alive: list[tuple[int, str]] = []
-        for other in sorted(ids - {sid}):
-            rec = self.hash(prefix + other)
+        while len(by_age) > cap:
+            oldest = min(by_age, key=lambda m: (by_age[m], m))
+            del by_age[oldest]
+            rec = self.hash(prefix + oldest)
             if "exp" in rec and int(rec["exp"]) > self.now and int(rec["created"]) > revoked:
-                alive.append((int(rec["created"]), other))
-            else:
-                ids.discard(other)
-        alive.sort()
-        for _, old in alive[: len(alive) - (cap - 1)]:
-            self.s.delete(prefix + old)
-            ids.discard(old)
-            self.audit("session.revoked", old, "cap")
+                self.s.delete(prefix + oldest)
+                index_set = self.s.get(index)
+                if isinstance(index_set, set):
+                    index_set.discard(oldest)
+                self.audit("session.revoked", oldest, "cap")
 
     def locked_until(self, u: dict[str, str]) -> int:
         lock = int(u.get("lock_until", "0"))

@@ -214,3 +214,19 @@ def test_past_the_cap_of_sessions_per_user_the_oldest_is_revoked(stack_factory: 
     assert [api.get("/api/me").status_code for api in others] == [200, 200, 200]
     assert [e["type"] for e in events].count("session.revoked") == 1
 
+
+
+def test_ended_sessions_do_not_count_toward_the_cap(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(policies=Policies(max_sessions_per_user=3))
+    keeper = stack.client()
+    keeper.sign_up("ended@example.com")
+    for _ in range(5):  # sessions that were signed out
+        stack.clock.advance(1)
+        api = stack.client()
+        assert api.sign_in("ended@example.com").status_code == 200
+        assert api.auth("/sign-out").status_code == 200
+    live = [stack.client() for _ in range(2)]
+    for api in live:
+        stack.clock.advance(1)
+        assert api.sign_in("ended@example.com").status_code == 200
+    assert [api.get("/api/me").status_code for api in (keeper, *live)] == [200, 200, 200]

@@ -23,29 +23,25 @@ local function audit(kind, sid, detail)
 end
 
 -- Past the cap of live sessions per user, the oldest are revoked (closes "a password holder piles
--- up thousands of sessions"). The index is a set of session ids; each session hash holds its own
--- 'created', so this walks the set only when it is over the cap, dropping dead entries first. The
--- session keys are built from the new one's key: same user, same hash tag, same cluster slot.
-local function cap_sessions(skey, index, sid, cap)
-  if cap <= 0 or redis.call('SCARD', index) <= cap then return end
+-- up thousands of sessions"). Besides the index (a set), a sorted set by creation time, the index's
+-- key + ':age' (Keys.sessions_by_age; same hash tag, same slot), gives the oldest first. Entries of
+-- sessions that ended on their own are dropped as they come up, so it holds at most cap + 1.
+local function cap_sessions(skey, index, sid, cap, ttl_ms)
+  if cap <= 0 then return end
+  local by_age = index .. ':age'
+  redis.call('ZADD', by_age, NOW, sid)
+  redis.call('PEXPIRE', by_age, ttl_ms)
   local prefix = string.sub(skey, 1, #skey - #sid)
   local revoked = tonumber(redis.call('HGET', KEYS[1], 'revoked_at') or '0')
-  local alive = {}
-  for _, other in ipairs(redis.call('SMEMBERS', index)) do
-    if other ~= sid then
-      local rec = redis.call('HMGET', prefix .. other, 'exp', 'created')
-      if rec[1] and tonumber(rec[1]) > NOW and tonumber(rec[2]) > revoked then
-        alive[#alive + 1] = {tonumber(rec[2]), other}
-      else
-        redis.call('SREM', index, other)
-      end
+  while redis.call('ZCARD', by_age) > cap do
+    local oldest = redis.call('ZRANGE', by_age, 0, 0)[1]
+    redis.call('ZREM', by_age, oldest)
+    local rec = redis.call('HMGET', prefix .. oldest, 'exp', 'created')
+    if rec[1] and tonumber(rec[1]) > NOW and tonumber(rec[2]) > revoked then
+      redis.call('DEL', prefix .. oldest)
+      redis.call('SREM', index, oldest)
+      audit('session.revoked', oldest, 'cap')
     end
-  end
-  table.sort(alive, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
-  for i = 1, #alive - (cap - 1) do
-    redis.call('DEL', prefix .. alive[i][2])
-    redis.call('SREM', index, alive[i][2])
-    audit('session.revoked', alive[i][2], 'cap')
   end
 end
 
@@ -61,7 +57,7 @@ local function new_session(skey, index, sid, spec, aal, mfa, remember)
   redis.call('SADD', index, sid)
   redis.call('PEXPIRE', index, tonumber(long))
   audit('session.created', sid)
-  cap_sessions(skey, index, sid, tonumber(cap))
+  cap_sessions(skey, index, sid, tonumber(cap), tonumber(long))
 end
 
 local function locked_until(u)
