@@ -74,18 +74,27 @@ class _Script:
             by_age = self.s.data[index + ":age"] = {}
         by_age[sid] = self.now
         self.s.expire(index + ":age", ttl_ms)
+        if len(by_age) <= cap:
+            return
         prefix = skey[: len(skey) - len(sid)]
         revoked = int(self.hash(self.keys[0]).get("revoked_at", "0"))
-        while len(by_age) > cap:
-            oldest = min(by_age, key=lambda m: (by_age[m], m))
-            del by_age[oldest]
-            rec = self.hash(prefix + oldest)
+        index_set = self.s.get(index)
+        ids = index_set if isinstance(index_set, set) else set()
+        alive = []
+        for other in sorted(by_age, key=lambda m: (by_age[m], m)):  # ZRANGE's order: score, then member
+            if other == sid:
+                continue
+            rec = self.s.get(prefix + other) or {}
             if "exp" in rec and int(rec["exp"]) > self.now and int(rec["created"]) > revoked:
-                self.s.delete(prefix + oldest)
-                index_set = self.s.get(index)
-                if isinstance(index_set, set):
-                    index_set.discard(oldest)
-                self.audit("session.revoked", oldest, "cap")
+                alive.append(other)
+            else:
+                del by_age[other]
+                ids.discard(other)
+        for old in alive[: len(alive) - (cap - 1)]:
+            self.s.delete(prefix + old)
+            del by_age[old]
+            ids.discard(old)
+            self.audit("session.revoked", old, "cap")
 
     def locked_until(self, u: dict[str, str]) -> int:
         lock = int(u.get("lock_until", "0"))

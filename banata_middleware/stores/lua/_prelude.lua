@@ -24,24 +24,34 @@ end
 
 -- Past the cap of live sessions per user, the oldest are revoked (closes "a password holder piles
 -- up thousands of sessions"). Besides the index (a set), a sorted set by creation time, the index's
--- key + ':age' (Keys.sessions_by_age; same hash tag, same slot), gives the oldest first. Entries of
--- sessions that ended on their own are dropped as they come up, so it holds at most cap + 1.
+-- key + ':age' (Keys.sessions_by_age; same hash tag, same slot), orders them. Only when it is over
+-- the cap are the sessions that already ended (expired, signed out, revoked) dropped from it, so
+-- that they never cost a live one its place; it holds at most cap + 1 entries.
 local function cap_sessions(skey, index, sid, cap, ttl_ms)
   if cap <= 0 then return end
   local by_age = index .. ':age'
   redis.call('ZADD', by_age, NOW, sid)
   redis.call('PEXPIRE', by_age, ttl_ms)
+  if redis.call('ZCARD', by_age) <= cap then return end
   local prefix = string.sub(skey, 1, #skey - #sid)
   local revoked = tonumber(redis.call('HGET', KEYS[1], 'revoked_at') or '0')
-  while redis.call('ZCARD', by_age) > cap do
-    local oldest = redis.call('ZRANGE', by_age, 0, 0)[1]
-    redis.call('ZREM', by_age, oldest)
-    local rec = redis.call('HMGET', prefix .. oldest, 'exp', 'created')
-    if rec[1] and tonumber(rec[1]) > NOW and tonumber(rec[2]) > revoked then
-      redis.call('DEL', prefix .. oldest)
-      redis.call('SREM', index, oldest)
-      audit('session.revoked', oldest, 'cap')
+  local alive = {}
+  for _, other in ipairs(redis.call('ZRANGE', by_age, 0, -1)) do
+    if other ~= sid then
+      local rec = redis.call('HMGET', prefix .. other, 'exp', 'created')
+      if rec[1] and tonumber(rec[1]) > NOW and tonumber(rec[2]) > revoked then
+        alive[#alive + 1] = other
+      else
+        redis.call('ZREM', by_age, other)
+        redis.call('SREM', index, other)
+      end
     end
+  end
+  for i = 1, #alive - (cap - 1) do
+    redis.call('DEL', prefix .. alive[i])
+    redis.call('ZREM', by_age, alive[i])
+    redis.call('SREM', index, alive[i])
+    audit('session.revoked', alive[i], 'cap')
   end
 end
 
