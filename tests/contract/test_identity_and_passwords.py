@@ -162,7 +162,10 @@ def test_a_hash_of_the_raw_password_still_signs_in_and_is_rehashed(stack: Stack)
     uid = stack.client().sign_up("old@example.com").json()["user"]["id"]
     hasher = stack.auth.flows.hasher
     _set_password_hash(stack, uid, hasher.hash(DECOMPOSED))  # as stored before normalization
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
     assert stack.client().sign_in("old@example.com", DECOMPOSED).status_code == 200
+    assert [e["type"] for e in events].count("password.rehashed") == 1
     rehashed = _user(stack, uid)["pw"]
     assert hasher.verify(COMPOSED, rehashed) and not hasher.verify(DECOMPOSED, rehashed)
     assert stack.client().sign_in("old@example.com", COMPOSED).status_code == 200
