@@ -200,6 +200,17 @@ def test_remember_me_false_through_the_second_factor_gives_a_short_session(stack
     stack.clock.advance(24 * 3600 + 1)
     assert browser.get("/api/me").status_code == 401
 
+    # and from a trusted device, whose sign-in skips the code
+    r = browser.sign_in("short2fa@example.com")
+    assert r.status_code == 403
+    stack.clock.advance(30)
+    assert browser.auth("/two-factor/verify-totp", {"code": device.code(), "trustDevice": True}).status_code == 200
+    assert browser.auth("/sign-out").status_code == 200
+    assert browser.sign_in("short2fa@example.com", rememberMe=False).status_code == 200
+    assert browser.get("/api/me").status_code == 200
+    stack.clock.advance(24 * 3600 + 1)
+    assert browser.get("/api/me").status_code == 401
+
 
 def test_past_the_cap_of_sessions_per_user_the_oldest_is_revoked(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory(policies=Policies(max_sessions_per_user=3))
