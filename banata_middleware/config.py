@@ -80,6 +80,15 @@ class Policies:
     max_body_bytes: int = 64 * 1024
     audit_stream_length: int = 1000
     password_min_length: int = 8
+    # Sign-in throttle: ``sign_in_failures_per_account`` counts per (account, client address); past
+    # this many failures per account from all addresses together, only addresses that signed in to
+    # the account within ``known_address_ttl`` may still try (the account is slowed, never locked).
+    sign_in_failures_per_account_all_addresses: int = 100
+    known_address_ttl: int = 30 * 24 * 3600
+    # Server-side lifetime of a session made with ``rememberMe: false`` (better-auth: 1 day).
+    session_ttl_not_remembered: int = 24 * 3600
+    # Live sessions per user; a new one past this revokes the oldest.
+    max_sessions_per_user: int = 50
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher, UnreadableSecret, new_token
 from .effects import Compute, Flow, Op
+from .emails import canonical_email
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
 from .keys import Keys
+from .passwords import normalize_password
 from .tokens import TokenSigner
 from .totp import matched_step, new_secret, totp_uri
 
@@ -135,7 +137,8 @@ class Flows:
         self.session_tokens = TokenSigner(signing_keys, "session")
         self.challenge_tokens = TokenSigner(signing_keys, "two_factor")
         self.trust_tokens = TokenSigner(signing_keys, "trust_device")
-        prefix = "__Secure-" if config.secure_cookies else ""
+        # __Host-: Secure, Path=/, no Domain (as all ours are), so a sibling subdomain cannot plant one.
+        prefix = "__Host-" if config.secure_cookies else ""
         self.session_cookie = prefix + "banata.session_token"
         self.challenge_cookie = prefix + "banata.two_factor"
         self.trust_cookie = prefix + "banata.trust_device"
@@ -260,7 +263,13 @@ class Flows:
             raise AuthError(401, *UNAUTHORIZED)
         return caller
 
-    def check_password(self, caller: Caller, password: str) -> Flow[None]:
+    def check_password(self, caller: Caller, password: str, req: Request | None = None) -> Flow[None]:
+        # Re-checks count with sign-in's account throttle (checked before any hashing).
+        account_idx = self.keyring.index(caller.user.get("email") or caller.uid)
+        address_idx = self.keyring.index(throttle_group(req.client if req else "", self.policies) or "-")
+        retry, _ = yield from self._password_gate(account_idx, address_idx, "peek")
+        if retry:
+            raise self._too_many(retry)
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
         if stored is None and hook is not None:
@@ -269,8 +278,11 @@ class Flows:
                 raise AuthError(503, "PASSWORD_CHECK_UNAVAILABLE",
                                 "the password cannot be checked right now; try again shortly")
         else:
-            ok = yield Compute(lambda: self.hasher.verify(password, stored))
+            ok = yield from self._password_matches(caller.uid, stored, password, req)
         if not ok:
+            # Counted in the account's slot, then audited in the user's (two slots: two ops).
+            yield from self._password_gate(account_idx, address_idx, "hit")
+            yield from self._commit("password_failed", caller.uid, (), (caller.sid,), req, caller.sid)
             raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
 
     def _decrypt_secret(self, req: Request, caller: Caller, ct: str) -> Flow[str]:
@@ -289,13 +301,48 @@ class Flows:
                         "the stored authenticator secret cannot be read; use a backup code or a passkey, "
                         "or ask an administrator to reset two-factor authentication")
 
+    def _password_matches(self, uid: str, stored: str | None, password: str, req: Request | None) -> Flow[bool]:
+        """The password against a stored hash, NFKC-normalized (``passwords``). A hash made before
+        normalization matches the raw form: tried once, then replaced by the normalized hash."""
+        normalized = normalize_password(password)
+        if (yield Compute(lambda: self.hasher.verify(normalized, stored))):
+            return True
+        if normalized == password:
+            return False
+        # Runs for unknown users too (against the dummy hash): the same cost either way.
+        if not (yield Compute(lambda: self.hasher.verify(password, stored))) or stored is None:
+            return False
+        new_hash = yield Compute(lambda: self.hasher.hash(normalized))
+        yield from self._commit("password_rehash", uid, (), (stored, new_hash), req)
+        return True
+
+    def _password_gate(self, account_idx: str, address_idx: str, mode: str) -> Flow[tuple[int, bool]]:
+        """``lua/password_gate.lua``: (ms until this account may be tried from this address, whether
+        the address signed in to the account before)."""
+        p, k = self.policies, self.keys
+        reply = yield Op("password_gate", (k.account_address_failures(account_idx, address_idx),
+                                           k.account_failures(account_idx), k.known_addresses(account_idx)),
+                         (self.now_ms(), mode, p.sign_in_window * 1000, p.sign_in_failures_per_account,
+                          p.sign_in_failures_per_account_all_addresses, address_idx, p.known_address_ttl * 1000))
+        return int(reply[0]), int(reply[1]) == 1
+
+    def _too_many(self, retry_ms: int) -> AuthError:
+        return AuthError(429, "TOO_MANY_REQUESTS", "too many failed passwords; try again later",
+                         headers=_retry_after(self.now_ms() + retry_ms, self.now_ms()))
+
     # -- sessions and challenges -------------------------------------------------------------
+    def session_spec(self) -> str:
+        """How the store makes a session (``new_session`` in ``lua/_prelude.lua``): its lifetime in
+        ms with and without rememberMe, and the cap of live sessions per user."""
+        p = self.policies
+        short = min(p.session_ttl, p.session_ttl_not_remembered)
+        return f"{p.session_ttl * 1000},{short * 1000},{p.max_sessions_per_user}"
+
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
         token, sid = self.session_tokens.issue(uid)
-        ttl_ms = self.policies.session_ttl * 1000
         yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, ttl_ms, aal, mfa_ms, "1" if remember else "0"), req, sid)
+                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0"), req, sid)
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -318,7 +365,7 @@ class Flows:
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
                  k.sessions(uid)),
-                (sid, self.policies.session_ttl * 1000, "1" if remember else "0"), req, sid)
+                (sid, self.session_spec(), "1" if remember else "0"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
             if reply[0] == "OK":
@@ -345,11 +392,8 @@ class Flows:
 
     # -- primary authentication --------------------------------------------------------------
     def _email(self, body: Body) -> str:
-        email = body.text("email", max_len=254).strip().lower()
-        local, at, domain = email.partition("@")
-        if not at or not local or "." not in domain or any(c.isspace() for c in email):
-            raise AuthError(400, "VALIDATION_ERROR", "'email' must be an email address")
-        return email
+        """The canonical address (``emails``): one account per address a person reads as one."""
+        return canonical_email(body.text("email", max_len=254))
 
     def _find_email(self, email: str, *, skip_current: bool = False) -> Flow[str]:
         """The user id for an email; entries indexed under a previous secret are found too."""
@@ -362,7 +406,7 @@ class Flows:
 
     def sign_up(self, req: Request, body: Body) -> Flow[Response]:
         email = self._email(body)
-        password = body.text("password", max_len=128)
+        password = normalize_password(body.text("password", max_len=128))
         name = body.text("name", max_len=128, required=False)
         if len(password) < self.policies.password_min_length:
             raise AuthError(400, "PASSWORD_TOO_SHORT",
@@ -394,21 +438,22 @@ class Flows:
         remember = body.data.get("rememberMe", True) is not False
         p = self.policies
         email_idx = self.keyring.index(email)
-        account_key = self.keys.account_failures(email_idx)
-        address_key = self.keys.address_failures(self.keyring.index(throttle_group(req.client, p) or "-"))
-        retry = max((yield from self._throttle(account_key, "peek", p.sign_in_failures_per_account)),
-                    (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
+        address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
+        address_key = self.keys.address_failures(address_idx)
+        retry, known = yield from self._password_gate(email_idx, address_idx, "peek")
+        retry = max(retry, (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
         if retry:
-            raise AuthError(429, "TOO_MANY_REQUESTS", "too many failed sign-ins; try again later",
-                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
+            raise self._too_many(retry)
         uid = yield from self._find_email(email)
         caller = (yield from self.load(uid)) if uid else None
         stored = caller.user.get("pw") if caller else None
-        ok = yield Compute(lambda: self.hasher.verify(password, stored))
+        ok = yield from self._password_matches(uid, stored, password, req)
         if not ok or caller is None:
-            yield from self._throttle(account_key, "hit", p.sign_in_failures_per_account)
+            yield from self._password_gate(email_idx, address_idx, "hit")
             yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
             raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
+        if not known:  # raises the bar for the account's guessers, never for this address
+            yield from self._password_gate(email_idx, address_idx, "known")
         result = yield from self.start_sign_in(req, caller, remember=remember)
         return self.sign_in_response(caller, result)
 
@@ -459,7 +504,7 @@ class Flows:
         issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
         if body.data.get("method", "totp") != "totp":
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
-        yield from self.check_password(caller, password)
+        yield from self.check_password(caller, password, req)
         if caller.two_factor_enabled:
             raise self._already_enabled()
         secret = new_secret()
@@ -482,7 +527,7 @@ class Flows:
 
     def disable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        yield from self.check_password(caller, body.text("password", max_len=128), req)
         k = self.keys
         reply = yield from self._commit("two_factor_disable", caller.uid,
                                         (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
@@ -493,7 +538,7 @@ class Flows:
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        yield from self.check_password(caller, body.text("password", max_len=128), req)
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
@@ -504,7 +549,7 @@ class Flows:
 
     def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        yield from self.check_password(caller, body.text("password", max_len=128), req)
         codes, hashes = self._new_backup_codes()
         k = self.keys
         reply = yield from self._commit("backup_codes_replace", caller.uid,
@@ -557,7 +602,7 @@ class Flows:
             "challenge_answer", uid,
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id)),
-            (method, proof, ct, sid, p.session_ttl * 1000, "1" if trust else "0", p.trust_device_ttl * 1000,
+            (method, proof, ct, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
              p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
         status = reply[0]
         if status == "OK":
