@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
-from .effects import Flow, OpStore, T, run_async, run_sync
+from .effects import Flow, Op, OpStore, T, run_async, run_sync
+from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
@@ -58,6 +59,26 @@ class BanataAuth:
 
     async def arun(self, flow: Flow[T]) -> T:
         return await run_async(flow, self.store)
+
+    # -- startup ----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast at startup when the store cannot be reached, instead of a 503 on the first
+        request: one round trip (a read of a key that never exists). Raises ``ConnectionError``
+        naming the server and the error, e.g. ``Redis at localhost:6379: ConnectionError: Error 111
+        connecting to localhost:6379. Connection refused.``"""
+        try:
+            self.run(self._probe())
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+
+    async def acheck(self) -> None:
+        try:
+            await self.arun(self._probe())
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+
+    def _probe(self) -> Flow[None]:
+        yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
 
     # -- host-app API -----------------------------------------------------------------------
     def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:
@@ -118,6 +139,10 @@ class BanataAuth:
     async def arevoke_sessions(self, user_id: str) -> None:
         self._check_id(user_id)
         await self.arun(self.flows.reset_user(user_id, "revoke"))
+
+
+def _unreachable(exc: AuthError) -> str:
+    return "the authentication store is unreachable: " + "; ".join(getattr(exc, "__notes__", None) or [exc.message])
 
 
 def _base32(secret: str) -> str:
