@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
+import importlib
 import json
 import os
 import secrets
@@ -28,9 +28,11 @@ def _demo(args: argparse.Namespace) -> int:
     from .stores.memory import MemoryStore
 
     # Everything the demo needs comes with the 'demo' extra: say so once, before anything starts.
-    missing = [m for m in ("segno", "webauthn", "uvicorn", "starlette", "werkzeug") if not importlib.util.find_spec(m)]
-    if missing:
-        raise missing_extra("this command", "demo", ModuleNotFoundError(name=missing[0]))
+    for module in ("segno", "webauthn", "uvicorn", "starlette", "werkzeug"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            raise missing_extra("this command", "demo", exc) from exc
     secret = args.secret
     if not secret:
         secret = secrets.token_urlsafe(48)

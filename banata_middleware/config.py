@@ -144,6 +144,8 @@ class BanataAuthConfig:
     clock: Clock = SYSTEM_CLOCK
 
     def __post_init__(self) -> None:
+        for name in ("public_paths", "trusted_origins", "previous_secrets"):
+            _not_a_str(f"BanataAuthConfig.{name}", getattr(self, name))
         for name, value in [("secret", self.secret), *[("previous_secrets", s) for s in self.previous_secrets]]:
             if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(
@@ -159,8 +161,6 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
-        for name in ("public_paths", "trusted_origins", "previous_secrets"):
-            _not_a_str(f"BanataAuthConfig.{name}", getattr(self, name))
         for name, patterns in (("public_paths", self.public_paths), ("fresh_paths", list(self.fresh_paths))):
             for pattern in patterns:
                 _check_pattern(f"BanataAuthConfig.{name}", pattern)
