@@ -108,6 +108,7 @@ class Flows:
         hasher: PasswordHasher,
         audit: AuditLog,
         verify_password: PasswordVerifier | None = None,
+        account_name: Callable[[str], str | None] | None = None,
     ) -> None:
         self.config = config
         self.policies = config.policies
@@ -116,6 +117,7 @@ class Flows:
         self.hasher = hasher
         self.audit = audit
         self.verify_password_hook = verify_password
+        self.account_name_hook = account_name
         signing_keys = keyring.cookie_keys
         self.session_tokens = TokenSigner(signing_keys, "session")
         self.challenge_tokens = TokenSigner(signing_keys, "two_factor")
@@ -245,6 +247,16 @@ class Flows:
             raise AuthError(401, *UNAUTHORIZED)
         return caller
 
+    def account_label(self, caller: Caller) -> Flow[str]:
+        """The account name in the otpauth label (what the authenticator app shows): the built-in
+        user's email, else the host's ``account_name(user_id)`` (apps with their own users), else the id."""
+        email: str | None = caller.user.get("email")
+        hook = self.account_name_hook
+        if email or hook is None:
+            return email or caller.uid
+        name = yield Compute(lambda: hook(caller.uid))  # the host may look it up in its database
+        return str(name or caller.uid)
+
     def check_password(self, caller: Caller, password: str) -> Flow[None]:
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
@@ -345,8 +357,7 @@ class Flows:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
         token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True)
-        caller = Caller(uid, {"email": email, "name": name, "created": str(self.now_ms())}, None, "", token,
-                        None, "", 0, 0)
+        caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 
     def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
@@ -423,7 +434,7 @@ class Flows:
                                         (ct, *hashes), req, caller.sid)
         if reply[0] == "ALREADY":
             raise self._already_enabled()
-        uri = totp_uri(secret, issuer=issuer, account=caller.user.get("email") or caller.uid, policy=self.config.totp)
+        uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
         return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
 
     @staticmethod
@@ -452,7 +463,7 @@ class Flows:
         if not ct:
             raise self._not_enabled()
         secret = self.keyring.decrypt(ct, context=caller.uid).decode()
-        uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
+        uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
 

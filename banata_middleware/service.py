@@ -23,8 +23,9 @@ class BanataAuth:
     """``BanataAuth(config, store=RedisStore.from_url(...))``; the store defaults to an in-memory one.
 
     ``verify_password(user_id, password) -> bool`` lets apps with their own users re-authenticate
-    for enable/disable (used when the user has no built-in password). ``on_event`` callbacks
-    receive every audit event.
+    for enable/disable (used when the user has no built-in password). ``account_name(user_id)``
+    gives such users the name their authenticator app shows (``otpauth://totp/App:alice@example.com``;
+    default: the user id). ``on_event`` callbacks receive every audit event.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class BanataAuth:
         *,
         store: OpStore | None = None,
         verify_password: Callable[[str, str], bool] | None = None,
+        account_name: Callable[[str], str | None] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
     ) -> None:
         self.config = config
@@ -40,7 +42,7 @@ class BanataAuth:
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
-                           audit=self.audit, verify_password=verify_password)
+                           audit=self.audit, verify_password=verify_password, account_name=account_name)
         self.gateway = Gateway(config, self.flows)
 
     # -- what adapters call -----------------------------------------------------------------
