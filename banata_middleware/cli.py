@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ._extras import missing_extra
+from ._extras import MissingExtraError, missing_extra
 
 __all__ = ["main"]
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "admin":
             return _admin(args)
         return _audit(args)
-    except ImportError as exc:  # a missing extra: the message names it
+    except MissingExtraError as exc:  # the message names the extra to install
         print(f"banata-mfa {args.command}: {exc}", file=sys.stderr)
         return 2
 
