@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,26 @@ class PasskeyConfig:
             raise ValueError("PasskeyConfig.allowed_top_origins must be a tuple of origins, "
                              "e.g. ('https://portal.example',)")
 
+    def __post_init__(self) -> None:
+        _not_a_str("PasskeyConfig.origins", self.origins)
+
+
+def _not_a_str(name: str, value: object) -> None:
+    """``public_paths=("/health")`` is a str, not a tuple (the missing comma), and iterating it per
+    character would make ``/`` public. Refuse it, showing the fix."""
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a tuple of strings, not a str: write {name.split('.')[1]}=({value!r},) "
+                         "(note the comma)")
+
+
+def _check_pattern(name: str, pattern: object) -> None:
+    """Path patterns are exact paths or prefixes ending in ``*``: ``/about``, ``/static/*``."""
+    if not isinstance(pattern, str) or not pattern.startswith("/"):
+        raise ValueError(f"{name}: {pattern!r} is not a path pattern; patterns start with '/' "
+                         "(to make every path public, set protect_by_default=False)")
+    if "*" in pattern[:-1]:
+        raise ValueError(f"{name}: {pattern!r}: '*' is allowed only at the end (a prefix, as in '/static/*')")
+
 
 @dataclass(frozen=True)
 class BanataAuthConfig:
@@ -151,6 +172,8 @@ class BanataAuthConfig:
     clock: Clock = SYSTEM_CLOCK
 
     def __post_init__(self) -> None:
+        for name in ("public_paths", "trusted_origins", "previous_secrets"):
+            _not_a_str(f"BanataAuthConfig.{name}", getattr(self, name))
         for name, value in [("secret", self.secret), *[("previous_secrets", s) for s in self.previous_secrets]]:
             if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(
@@ -168,6 +191,9 @@ class BanataAuthConfig:
             raise ValueError("Policies.ipv6_throttle_prefix must be 32..128 (an IPv6 prefix length; 64 is usual)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
+        for name, patterns in (("public_paths", self.public_paths), ("fresh_paths", list(self.fresh_paths))):
+            for pattern in patterns:
+                _check_pattern(f"BanataAuthConfig.{name}", pattern)
 
     @property
     def site_origin(self) -> str:
@@ -184,12 +210,21 @@ class BanataAuthConfig:
     ) -> BanataAuthConfig:
         """Read ``SITE_URL``, ``BANATA_AUTH_SECRET`` (or ``BETTER_AUTH_SECRET``),
         ``BANATA_AUTH_PREVIOUS_SECRETS`` (comma-separated, for rotation), ``PASSKEY_RP_ID``,
-        ``PASSKEY_ORIGIN`` (comma-separated for several) and ``APP_NAME``."""
+        ``PASSKEY_ORIGIN`` (comma-separated for several) and ``APP_NAME``.
+
+        Defaults: ``SITE_URL`` ``http://localhost:3000`` (logged as a warning when neither the
+        variable nor a ``site_url=`` override is given: anywhere but local development it is wrong),
+        ``APP_NAME`` "Banata", ``PASSKEY_RP_ID`` "localhost", ``PASSKEY_ORIGIN`` the site URL.
+        Keyword ``overrides`` win over the environment."""
         env = os.environ if environ is None else environ
         secret = env.get("BANATA_AUTH_SECRET") or env.get("BETTER_AUTH_SECRET")
         if not secret:
             raise ValueError("set BANATA_AUTH_SECRET (or BETTER_AUTH_SECRET) to at least 32 random characters")
         site_url = env.get("SITE_URL", "http://localhost:3000")
+        if "SITE_URL" not in env and "site_url" not in overrides:
+            logging.getLogger("banata_middleware.config").warning(
+                "SITE_URL is not set: using http://localhost:3000, right for local development only (the origin "
+                "check refuses every other site and cookies are not Secure); set SITE_URL to the app's URL")
         passkey = PasskeyConfig(
             rp_id=env.get("PASSKEY_RP_ID", "localhost"),
             rp_name=app_name or env.get("APP_NAME", "Banata"),

@@ -125,6 +125,7 @@ class Flows:
         hasher: PasswordHasher,
         audit: AuditLog,
         verify_password: PasswordVerifier | None = None,
+        account_name: Callable[[str], str | None] | None = None,
     ) -> None:
         self.config = config
         self.policies = config.policies
@@ -133,6 +134,7 @@ class Flows:
         self.hasher = hasher
         self.audit = audit
         self.verify_password_hook = verify_password
+        self.account_name_hook = account_name
         signing_keys = keyring.cookie_keys
         self.session_tokens = TokenSigner(signing_keys, "session")
         self.challenge_tokens = TokenSigner(signing_keys, "two_factor")
@@ -262,6 +264,16 @@ class Flows:
         if caller is None or caller.session is None:
             raise AuthError(401, *UNAUTHORIZED)
         return caller
+
+    def account_label(self, caller: Caller) -> Flow[str]:
+        """The account name in the otpauth label (what the authenticator app shows): the built-in
+        user's email, else the host's ``account_name(user_id)`` (apps with their own users), else the id."""
+        email: str | None = caller.user.get("email")
+        hook = self.account_name_hook
+        if email or hook is None:
+            return email or caller.uid
+        name = yield Compute(lambda: hook(caller.uid))  # the host may look it up in its database
+        return str(name or caller.uid)
 
     def check_password(self, caller: Caller, password: str, req: Request | None = None) -> Flow[None]:
         # Re-checks count with sign-in's account throttle (checked before any hashing).
@@ -424,8 +436,7 @@ class Flows:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
         token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True)
-        caller = Caller(uid, {"email": email, "name": name, "created": str(self.now_ms())}, None, "", token,
-                        None, "", 0, 0)
+        caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 
     def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
@@ -514,7 +525,7 @@ class Flows:
                                         (ct, *hashes), req, caller.sid)
         if reply[0] == "ALREADY":
             raise self._already_enabled()
-        uri = totp_uri(secret, issuer=issuer, account=caller.user.get("email") or caller.uid, policy=self.config.totp)
+        uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
         return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
 
     @staticmethod
@@ -542,6 +553,8 @@ class Flows:
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
+        secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+        uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
         secret = yield from self._decrypt_secret(req, caller, ct)
         uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
                        policy=self.config.totp)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
-from .effects import Flow, OpStore, T, run_async, run_sync
+from .effects import Flow, Op, OpStore, T, run_async, run_sync
+from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
@@ -25,7 +26,9 @@ class BanataAuth:
     ``verify_password(user_id, password) -> bool`` lets apps with their own users re-authenticate
     for enable/disable (used when the user has no built-in password). Given it, the built-in email
     sign-up and sign-in are off unless ``AuthMethods(email_password=True)`` says otherwise.
-    ``on_event`` callbacks receive every audit event.
+    ``account_name(user_id)`` gives such users the name their authenticator app shows
+    (``otpauth://totp/App:alice@example.com``; default: the user id). ``on_event`` callbacks
+    receive every audit event.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class BanataAuth:
         *,
         store: OpStore | None = None,
         verify_password: Callable[[str, str], bool] | None = None,
+        account_name: Callable[[str], str | None] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
     ) -> None:
         methods = config.auth_methods
@@ -46,7 +50,7 @@ class BanataAuth:
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
-                           audit=self.audit, verify_password=verify_password)
+                           audit=self.audit, verify_password=verify_password, account_name=account_name)
         self.gateway = Gateway(config, self.flows)
 
     # -- what adapters call -----------------------------------------------------------------
@@ -65,6 +69,26 @@ class BanataAuth:
 
     async def arun(self, flow: Flow[T]) -> T:
         return await run_async(flow, self.store)
+
+    # -- startup ----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast at startup when the store cannot be reached, instead of a 503 on the first
+        request: one round trip (a read of a key that never exists). Raises ``ConnectionError``
+        naming the server and the error, e.g. ``Redis at localhost:6379: ConnectionError: Error 111
+        connecting to localhost:6379. Connection refused.``"""
+        try:
+            self.run(self._probe())
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+
+    async def acheck(self) -> None:
+        try:
+            await self.arun(self._probe())
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+
+    def _probe(self) -> Flow[None]:
+        yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
 
     # -- host-app API -----------------------------------------------------------------------
     def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:
@@ -126,6 +150,10 @@ class BanataAuth:
     async def arevoke_sessions(self, user_id: str) -> None:
         self._check_id(user_id)
         await self.arun(self.flows.reset_user(user_id, "revoke"))
+
+
+def _unreachable(exc: AuthError) -> str:
+    return "the authentication store is unreachable: " + "; ".join(getattr(exc, "__notes__", None) or [exc.message])
 
 
 def _base32(secret: str) -> str:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from .._extras import missing_extra
+
+try:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "starlette", exc) from exc
 
 from ..http import Request, Response
 from ..service import BanataAuth

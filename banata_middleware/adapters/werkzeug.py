@@ -28,8 +28,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import parse_qsl
 
-from werkzeug.wrappers import Response as WsgiResponse
-from werkzeug.wsgi import get_content_length
+from .._extras import missing_extra
+
+try:
+    from werkzeug.wrappers import Response as WsgiResponse
+    from werkzeug.wsgi import get_content_length
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "werkzeug", exc) from exc
 
 from ..errors import AuthError
 from ..http import Identity, Request, Response, error_response

@@ -12,13 +12,18 @@ import logging
 from importlib import resources
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
-from redis.retry import Retry
+from .._extras import missing_extra
+
+try:
+    import redis
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+    from redis.retry import Retry
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "redis", exc) from exc
 
 from ..effects import Op
 from ..errors import AuthError
@@ -42,10 +47,23 @@ def load_scripts() -> dict[str, str]:
 _STORE_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
-def _unavailable(exc: Exception) -> AuthError:
-    # The exception text can hold a host name but never a secret; the type is what operators need.
-    log.warning("store unavailable: %s", type(exc).__name__)
-    return AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+def _unavailable(exc: Exception, where: str) -> AuthError:
+    # Operators need where and why ("Redis at localhost:6379: ConnectionError: Error 111 connecting
+    # ... Connection refused."). redis-py's texts name hosts and reasons, never a password. The
+    # client gets neither; the note carries them to ``BanataAuth.check()``.
+    detail = f"Redis at {where}: {type(exc).__name__}: {exc}"
+    log.warning("store unavailable: %s", detail)
+    err = AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+    err.add_note(detail)
+    return err
+
+
+def _where(client: Any) -> str:
+    """host:port (or the socket path) of a client's pool, for log lines; cluster clients have no one pool."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "host" in kwargs:
+        return f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+    return str(kwargs.get("path") or type(client).__name__)
 
 
 class RedisStore:
@@ -65,6 +83,7 @@ class RedisStore:
         self.aio = async_client
         self._scripts = load_scripts()
         self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
+        self.where = _where(sync_client)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 1.0, max_connections: int = 64) -> RedisStore:
@@ -95,7 +114,7 @@ class RedisStore:
             except NoScriptError:
                 return self.sync.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
         except _STORE_ERRORS as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.where) from None
 
     async def aexecute(self, op: Op) -> Any:
         try:
@@ -104,7 +123,7 @@ class RedisStore:
             except NoScriptError:
                 return await self.aio.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
         except _STORE_ERRORS as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.where) from None
 
     def user_ids(self, prefix: str) -> list[str]:
         """Every user id with a record (administration: key rotation). SCAN, so it does not block
@@ -113,7 +132,7 @@ class RedisStore:
         try:
             return [k[len(head):-len(tail)] for k in self.sync.scan_iter(match=f"{head}*{tail}", count=1000)]
         except _STORE_ERRORS as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.where) from None
 
     def close(self) -> None:
         self.sync.close()

@@ -225,3 +225,38 @@ def test_locked_host_user_gets_an_auth_error_from_begin_second_factor(stack: Sta
     with pytest.raises(AuthError) as info:
         stack.auth.begin_second_factor("host-2")
     assert info.value.status == 429
+
+
+def test_own_users_get_the_account_name_the_host_gives_in_the_authenticator_label(stack: Stack) -> None:
+    from urllib.parse import unquote
+
+    # What BanataAuth(..., verify_password=..., account_name=...) sets up, on the suite's stack.
+    stack.auth.flows.verify_password_hook = lambda uid, password: password == "the host's own password"
+    stack.auth.flows.account_name_hook = {"host-7": "ann@example.com"}.get
+    api = stack.client()
+    for cookie in stack.auth.begin_second_factor("host-7").set_cookies:
+        name, _, rest = cookie.partition("=")
+        api.http.cookies.set(name, rest.split(";")[0])
+    r = api.auth("/two-factor/enable", {"password": "the host's own password"})
+    assert unquote(r.json()["totpURI"]).startswith("otpauth://totp/Banata Demo:ann@example.com?"), r.text
+    r = api.auth("/two-factor/get-totp-uri", {"password": "the host's own password"})
+    assert unquote(r.json()["totpURI"]).startswith("otpauth://totp/Banata Demo:ann@example.com?"), r.text
+
+
+def test_without_an_account_name_the_label_is_the_user_id(stack: Stack) -> None:
+    stack.auth.flows.verify_password_hook = lambda uid, password: True
+    api = stack.client()
+    for cookie in stack.auth.begin_second_factor("host-8").set_cookies:
+        name, _, rest = cookie.partition("=")
+        api.http.cookies.set(name, rest.split(";")[0])
+    r = api.auth("/two-factor/enable", {"password": "anything"})
+    assert r.json()["totpURI"].startswith("otpauth://totp/Banata%20Demo:host-8?"), r.text
+
+
+def test_banata_auth_passes_account_name_to_the_flows(stack: Stack) -> None:
+    from banata_middleware import BanataAuth
+
+    def name_of(uid: str) -> str:
+        return uid + "@example.com"
+
+    assert BanataAuth(stack.auth.config, account_name=name_of).flows.account_name_hook is name_of
