@@ -106,14 +106,12 @@ class PasskeyConfig:
     allowed_top_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _not_a_str("PasskeyConfig.origins", self.origins)
         # A bare string would be matched as a substring ("in"): ask for the tuple it should be.
         if isinstance(self.allowed_top_origins, str) or not all(
                 isinstance(o, str) and o for o in self.allowed_top_origins):
             raise ValueError("PasskeyConfig.allowed_top_origins must be a tuple of origins, "
                              "e.g. ('https://portal.example',)")
-
-    def __post_init__(self) -> None:
-        _not_a_str("PasskeyConfig.origins", self.origins)
 
 
 def _not_a_str(name: str, value: object) -> None:

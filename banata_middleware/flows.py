@@ -553,10 +553,8 @@ class Flows:
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
-        secret = self.keyring.decrypt(ct, context=caller.uid).decode()
-        uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
         secret = yield from self._decrypt_secret(req, caller, ct)
-        uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
+        uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
 
