@@ -74,6 +74,9 @@ class Policies:
     max_body_bytes: int = 64 * 1024
     audit_stream_length: int = 1000
     password_min_length: int = 8
+    # How old the session's last second factor (for a user with 2FA on) or password (without)
+    # may be for a factor change: TOTP URI, backup codes, enable/disable, passkey register/delete/rename.
+    factor_change_max_age: int = 10 * 60
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,15 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.base_path must start with '/' and not end with '/'")
         if self.challenge_status not in (200, 403):
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
+        for pattern in self.fresh_paths:
+            # The auth endpoints are answered by the middleware before any path rule is read, so
+            # a rule on them would be silently ignored: refuse it (they have their own rule).
+            head = pattern[:-1] if pattern.endswith("*") else pattern
+            if head == self.base_path or head.startswith(self.base_path + "/"):
+                raise ValueError(
+                    f"BanataAuthConfig.fresh_paths: {pattern!r} lies under base_path {self.base_path!r}, where the "
+                    "middleware answers itself; factor changes there need a fresh second factor anyway "
+                    "(Policies.factor_change_max_age)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, new_token
+from .crypto import Keyring, PasswordHasher, hash_token, new_token
 from .effects import Compute, Flow, Op
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
@@ -245,6 +245,29 @@ class Flows:
             raise AuthError(401, *UNAUTHORIZED)
         return caller
 
+    def require_factor_change(self, req: Request, password: str | None = None) -> Flow[Caller]:
+        """The caller of an endpoint that reads, adds, replaces or removes a factor (OWASP: changing
+        a factor needs an existing factor). With 2FA on: an aal 2 session whose second factor is
+        at most ``factor_change_max_age`` old, whatever else the endpoint asks. Without: the
+        ``password`` the contract asks for, or (passkey endpoints, which take none) a session whose
+        password or user-verified passkey is that recent. Every such endpoint calls this."""
+        caller = yield from self.require_session(req)
+        session = caller.session or {}
+        max_age = self.policies.factor_change_max_age
+        oldest = self.now_ms() - max_age * 1000
+        if caller.two_factor_enabled:
+            if int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0) < oldest:
+                raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                                f"step up first: confirm a second factor (verify-totp, a backup code or a passkey);"
+                                f" changing a factor needs one from the last {max_age} s")
+        elif password is None and max(int(session.get("pwd") or 0), int(session.get("mfa") or 0)) < oldest:
+            raise AuthError(403, "FRESH_PASSWORD_REQUIRED",
+                            f"sign in again with your password first; adding or changing a passkey needs a"
+                            f" password check from the last {max_age} s")
+        if password is not None:
+            yield from self.check_password(caller, password)
+        return caller
+
     def check_password(self, caller: Caller, password: str) -> Flow[None]:
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
@@ -256,12 +279,13 @@ class Flows:
             raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
 
     # -- sessions and challenges -------------------------------------------------------------
-    def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
-                    remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
+    def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int, remember: bool,
+                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]]]:
         token, sid = self.session_tokens.issue(uid)
         ttl_ms = self.policies.session_ttl * 1000
         yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, ttl_ms, aal, mfa_ms, "1" if remember else "0"), req, sid)
+                                (sid, ttl_ms, aal, mfa_ms, "1" if remember else "0",
+                                 "1" if password_checked else "0"), req, sid)
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -273,7 +297,9 @@ class Flows:
             raise self.locked_error(lock)
         uid = caller.uid
         if not caller.two_factor_enabled:
-            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember)
+            # After the app's password check (sign-in, or the host's own via begin_second_factor).
+            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember,
+                                                        password_checked=True)
             return SignInResult(False, [], token, [cookie[1]])
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
@@ -344,7 +370,7 @@ class Flows:
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
-        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True)
+        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
         caller = Caller(uid, {"email": email, "name": name, "created": str(self.now_ms())}, None, "", token,
                         None, "", 0, 0)
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
@@ -408,12 +434,11 @@ class Flows:
         return codes, [self.keyring.hash_code(c) for c in codes]
 
     def enable(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
         password = body.text("password", max_len=128)
         issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
         if body.data.get("method", "totp") != "totp":
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
-        yield from self.check_password(caller, password)
+        caller = yield from self.require_factor_change(req, password)
         if caller.two_factor_enabled:
             raise self._already_enabled()
         secret = new_secret()
@@ -435,8 +460,7 @@ class Flows:
         return AuthError(400, "TWO_FACTOR_NOT_ENABLED", "two-factor authentication is not set up for this user")
 
     def disable(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         k = self.keys
         reply = yield from self._commit("two_factor_disable", caller.uid,
                                         (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
@@ -446,19 +470,21 @@ class Flows:
         return json_response(200, {"status": True})
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
         secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+        # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
+        yield from self._commit("audit_event", caller.uid, (),
+                                ("two_factor.secret_viewed", caller.sid, "" if caller.two_factor_enabled else "pending"),
+                                req, caller.sid)
         uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
 
     def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         codes, hashes = self._new_backup_codes()
         k = self.keys
         reply = yield from self._commit("backup_codes_replace", caller.uid,
@@ -525,19 +551,24 @@ class Flows:
     def _answer_in_session(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
                            enrolling: bool) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
+        # The session is rotated (new id, old one ended) in the script that accepts the proof.
+        token, sid = self.session_tokens.issue(uid)
         reply = yield from self._commit(
             "session_answer", uid,
-            (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid)),
+            (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
+             k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000), req, caller.sid)
+             p.user_lock_seconds * 1000, sid, p.session_ttl * 1000), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"
+        remember = caller.session is not None and caller.session.get("remember") == "1"
+        cookie = self._cookie(self.session_cookie, token, p.session_ttl if remember else None)
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
-        payload: dict[str, Any] = {"status": True, "token": caller.token, "user": self.user_json(caller)}
+        payload: dict[str, Any] = {"status": True, "token": token, "user": self.user_json(caller)}
         if method == "backup":
             payload["backupCodesRemaining"] = int(reply[2])
-        return json_response(200, payload)
+        return json_response(200, payload, headers=[cookie])
 
     def _answer_error(self, reply: list[Any]) -> AuthError:
         status = reply[0]
@@ -571,6 +602,13 @@ class Flows:
         return uri, codes
 
     def reset_user(self, uid: str, mode: str) -> Flow[None]:
-        """'revoke': end every session of the user; 'reset': that, and remove their second factor."""
-        yield from self._commit("user_reset", uid,
-                                (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)), (mode,), None)
+        """'revoke': end every session of the user; 'reset': that, and remove their second factor
+        and passkeys."""
+        k = self.keys
+        reply = yield from self._commit("user_reset", uid,
+                                        (k.backup_codes(uid), k.pending_backup_codes(uid), k.passkeys(uid)),
+                                        (mode,), None)
+        # The passkeys are gone above; their index entries live in other slots and go after. A
+        # crash between leaves an entry naming a passkey that no longer exists: it signs nobody in.
+        for credential_id in reply[2]:
+            yield Op("index", (k.credential(hash_token(str(credential_id))),), (self.now_ms(), "release", uid))

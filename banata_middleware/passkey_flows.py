@@ -78,7 +78,7 @@ class PasskeyFlows:
 
     # -- registration ------------------------------------------------------------------------
     def register_options(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.f.require_session(req)
+        caller = yield from self.f.require_factor_change(req)
         existing = yield from self._list(caller.uid)
         account = caller.user.get("email") or caller.uid
         options, challenge = registration_options(
@@ -90,7 +90,7 @@ class PasskeyFlows:
                                                 cookie])
 
     def verify_registration(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.f.require_session(req)
+        caller = yield from self.f.require_factor_change(req)
         response = body.data.get("response")
         if not isinstance(response, dict):
             raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
@@ -193,7 +193,7 @@ class PasskeyFlows:
         return json_response(200, [_public(r) for r in items])
 
     def _update(self, req: Request, body: Body, mode: str) -> Flow[tuple[Caller, dict[str, Any]]]:
-        caller = yield from self.f.require_session(req)
+        caller = yield from self.f.require_factor_change(req)
         cred_id = body.text("id", max_len=1400)
         name = body.text("name", max_len=64) if mode == "rename" else ""
         reply = yield from self.f._commit("passkey_update", caller.uid, (self.f.keys.passkeys(caller.uid),),

@@ -229,6 +229,8 @@ class MemoryStore:
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
         x.new_session(x.keys[2], x.keys[3], a[5], int(a[6]), a[7], a[8], a[9])
+        if a[10] == "1":
+            x.hset(x.keys[2], pwd=x.now)
         return ["OK", x.events]
 
     def _op_session_revoke(self, x: _Script) -> Reply:
@@ -285,9 +287,10 @@ class MemoryStore:
 
     def _op_session_answer(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
-        if not x.live(x.hash(k[2])):
-            return ["GONE", x.events]
+        s = x.hash(k[2])
         u = x.hash(k[0])
+        if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
@@ -316,7 +319,18 @@ class MemoryStore:
                     x.audit("two_factor.backup_code_used", a[9])
         if ok:
             x.hset(k[0], fails=0, streak=0)
-            x.hset(k[2], mfa=x.now, aal=2)
+            index = self.get(k[6])
+            ended = [*index] if a[5] == "enrol" and isinstance(index, set) else []
+            ended.append(a[9])
+            base = k[2][: len(k[2]) - len(a[9])]
+            for sid in ended:
+                if self.delete(base + sid) == 1:
+                    x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
+                if isinstance(index, set):
+                    index.discard(sid)
+            x.new_session(k[5], k[6], a[12], int(a[13]), 2, x.now, s.get("remember", "0"))
+            if "pwd" in s:
+                x.hset(k[5], pwd=s["pwd"])
             return ["OK", x.events, x.scard(k[3])]
         lock = x.second_factor_failed(int(a[10]), int(a[11]), a[6])
         if lock > 0:
@@ -470,6 +484,15 @@ class MemoryStore:
             x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1, fails=0, streak=0)
             self.delete(k[2], k[3])
             x.audit("two_factor.reset_by_admin")
+            removed = list(x.hash(k[4]))
+            self.delete(k[4])
+            for cred in removed:
+                x.audit("passkey.deleted", "", cred)
+            return ["OK", x.events, removed]
+        return ["OK", x.events, []]
+
+    def _op_audit_event(self, x: _Script) -> Reply:
+        x.audit(x.argv[5], x.argv[6], x.argv[7])
         return ["OK", x.events]
 
     def _op_secret_reencrypt(self, x: _Script) -> Reply:
