@@ -476,8 +476,8 @@ class Flows:
             raise self._not_enabled()
         secret = self.keyring.decrypt(ct, context=caller.uid).decode()
         # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
-        yield from self._commit("audit_event", caller.uid, (),
-                                ("two_factor.secret_viewed", caller.sid, "" if caller.two_factor_enabled else "pending"),
+        detail = "" if caller.two_factor_enabled else "pending"
+        yield from self._commit("audit_event", caller.uid, (), ("two_factor.secret_viewed", caller.sid, detail),
                                 req, caller.sid)
         uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
                        policy=self.config.totp)
