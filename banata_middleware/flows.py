@@ -445,7 +445,7 @@ class Flows:
         codes, hashes = self._new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
         reply = yield from self._commit("two_factor_begin", caller.uid, (self.keys.pending_backup_codes(caller.uid),),
-                                        (ct, *hashes), req, caller.sid)
+                                        (ct, caller.sid, *hashes), req, caller.sid)
         if reply[0] == "ALREADY":
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=caller.user.get("email") or caller.uid, policy=self.config.totp)
@@ -471,7 +471,10 @@ class Flows:
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
-        ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
+        user = caller.user
+        # A pending setup's secret is shown only to the session that started it (two_factor_begin.lua).
+        ct = user.get("secret") if caller.two_factor_enabled else (
+            user.get("pending_secret") if user.get("pending_sid") == caller.sid else None)
         if not ct:
             raise self._not_enabled()
         secret = self.keyring.decrypt(ct, context=caller.uid).decode()

@@ -298,12 +298,13 @@ class MemoryStore:
         if a[5] == "enrol":
             if u.get("tfa") == "1":
                 return ["ALREADY", x.events]
-            if "pending_secret" not in u:
+            if "pending_secret" not in u or u.get("pending_sid") != a[9]:
                 return ["NOT_ENABLED", x.events]
             if a[7] != "" and u["pending_secret"] == a[8] and int(a[7]) > int(u.get("last_step", "-1")):
                 ok = True
                 x.hset(k[0], tfa="1", secret=u["pending_secret"], last_step=a[7], gen=int(u.get("gen", "0")) + 1)
                 self.data[k[0]].pop("pending_secret", None)
+                self.data[k[0]].pop("pending_sid", None)
                 pending = self.get(k[4])
                 self.delete(k[3], k[4])
                 if pending is not None:
@@ -356,8 +357,8 @@ class MemoryStore:
         k, a = x.keys, x.argv
         if x.hash(k[0]).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5])
-        self.data[k[2]] = set(a[6:])
+        x.hset(k[0], pending_secret=a[5], pending_sid=a[6])
+        self.data[k[2]] = set(a[7:])
         return ["OK", x.events]
 
     def _op_two_factor_disable(self, x: _Script) -> Reply:
@@ -378,7 +379,7 @@ class MemoryStore:
         u = x.hash(k[0])
         if u.get("tfa") == "1":
             target = k[2]
-        elif "pending_secret" in u:
+        elif "pending_secret" in u and u.get("pending_sid") == a[5]:
             target = k[3]
         else:
             return ["NOT_ENABLED", x.events]

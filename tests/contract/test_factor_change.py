@@ -11,7 +11,7 @@ import httpx
 import pytest
 from harness import PASSWORD, SITE, Api, Stack
 
-from banata_middleware.simulator import VirtualPasskey
+from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 
 PK = "/api/auth/passkey"
 EMAIL = "owner@example.com"
@@ -81,8 +81,6 @@ def stepped_down_session(stack: Stack) -> tuple[Api, Api]:
     intruder = stack.client()
     assert intruder.sign_in(EMAIL).status_code == 200
     uri, codes = stack.auth.import_totp(uid, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", email=EMAIL, backup_codes=True)
-    from banata_middleware.simulator import VirtualAuthenticator
-
     owner.device, owner.backup_codes = VirtualAuthenticator.from_uri(uri, clock=stack.clock), codes
     return owner, intruder
 
@@ -159,6 +157,28 @@ def test_the_window_is_configurable(stack_factory) -> None:  # type: ignore[no-u
     stack.clock.advance(2)
     r = owner.auth("/two-factor/get-totp-uri", {"password": PASSWORD})
     assert (r.status_code, r.json()["code"]) == (403, "FRESH_TWO_FACTOR_REQUIRED")
+
+
+def test_another_session_cannot_read_replace_or_confirm_a_setup_in_progress(stack: Stack) -> None:
+    """Browser B (password only) while the owner is between enable and confirmation: reading the
+    pending secret would survive the confirmation (B could then answer every challenge)."""
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    intruder = stack.client()
+    assert intruder.sign_in(EMAIL).status_code == 200
+    setup = owner.auth("/two-factor/enable", {"password": PASSWORD}).json()
+    device = VirtualAuthenticator.from_uri(setup["totpURI"], clock=stack.clock)
+    for path in ("/two-factor/get-totp-uri", "/two-factor/generate-backup-codes"):
+        r = intruder.auth(path, {"password": PASSWORD})
+        assert (r.status_code, r.json()["code"]) == (400, "TWO_FACTOR_NOT_ENABLED"), (path, r.text)
+    r = intruder.auth("/two-factor/verify-totp", {"code": device.code()})
+    assert (r.status_code, r.json()["code"]) == (400, "TWO_FACTOR_NOT_ENABLED")
+    # the owner's own session still sees its setup, and confirms it with the codes it was shown
+    assert owner.auth("/two-factor/get-totp-uri", {"password": PASSWORD}).json()["totpURI"] == setup["totpURI"]
+    assert owner.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+    api = stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    assert api.auth("/two-factor/verify-backup-code", {"code": setup["backupCodes"][0]}).status_code == 200
 
 
 # -- enrolment ends the other sessions -----------------------------------------------------------

@@ -1,8 +1,9 @@
 -- 'generate-backup-codes': the old set is void in the same step the new one exists.
+-- A pending setup's codes are replaced only by the session that started it (two_factor_begin.lua).
 -- KEYS: user, audit, backup codes, pending backup codes. ARGV[6]: session id hash; ARGV[7..]: hashes.
 local u = hash(KEYS[1])
 local target
-if u.tfa == '1' then target = KEYS[3] elseif u.pending_secret then target = KEYS[4] else
+if u.tfa == '1' then target = KEYS[3] elseif u.pending_secret and u.pending_sid == ARGV[6] then target = KEYS[4] else
   return {'NOT_ENABLED', EVENTS}
 end
 redis.call('DEL', target)

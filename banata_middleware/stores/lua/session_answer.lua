@@ -16,12 +16,12 @@ if lock > 0 then return {'LOCKED', EVENTS, lock} end
 local ok = false
 if ARGV[6] == 'enrol' then
   if u.tfa == '1' then return {'ALREADY', EVENTS} end
-  if not u.pending_secret then return {'NOT_ENABLED', EVENTS} end
+  if not u.pending_secret or u.pending_sid ~= ARGV[10] then return {'NOT_ENABLED', EVENTS} end
   if ARGV[8] ~= '' and u.pending_secret == ARGV[9] and tonumber(ARGV[8]) > tonumber(u.last_step or '-1') then
     ok = true
     redis.call('HSET', KEYS[1], 'tfa', '1', 'secret', u.pending_secret, 'last_step', ARGV[8],
       'gen', tonumber(u.gen or '0') + 1)
-    redis.call('HDEL', KEYS[1], 'pending_secret')
+    redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid')
     if redis.call('EXISTS', KEYS[5]) == 1 then
       redis.call('RENAME', KEYS[5], KEYS[4])
     else
