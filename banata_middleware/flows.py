@@ -250,23 +250,38 @@ class Flows:
         a factor needs an existing factor). With 2FA on: an aal 2 session whose second factor is
         at most ``factor_change_max_age`` old, whatever else the endpoint asks. Without: the
         ``password`` the contract asks for, or (passkey endpoints, which take none) a session whose
-        password or user-verified passkey is that recent. Every such endpoint calls this."""
+        password or user-verified passkey is that recent. Every such endpoint calls this first;
+        the script that then makes the change checks the same rule again, atomically
+        (``factor_change_refused`` in lua/_prelude.lua, given ``factor_change_args``), since
+        2FA may be confirmed, or the session ended, while this request is under way."""
         caller = yield from self.require_session(req)
         session = caller.session or {}
-        max_age = self.policies.factor_change_max_age
-        oldest = self.now_ms() - max_age * 1000
+        oldest = self.now_ms() - self.policies.factor_change_max_age * 1000
         if caller.two_factor_enabled:
             if int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0) < oldest:
-                raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
-                                f"step up first: confirm a second factor (verify-totp, a backup code or a passkey);"
-                                f" changing a factor needs one from the last {max_age} s")
+                raise self.factor_change_error("FRESH_TWO_FACTOR")
         elif password is None and max(int(session.get("pwd") or 0), int(session.get("mfa") or 0)) < oldest:
-            raise AuthError(403, "FRESH_PASSWORD_REQUIRED",
-                            f"sign in again with your password first; adding or changing a passkey needs a"
-                            f" password check from the last {max_age} s")
+            raise self.factor_change_error("FRESH_PASSWORD")
         if password is not None:
             yield from self.check_password(caller, password)
         return caller
+
+    def factor_change_args(self, caller: Caller) -> tuple[tuple[str], int]:
+        """(session key, max age ms): what a factor-changing script re-checks the rule with."""
+        return (self.keys.session(caller.uid, caller.sid),), self.policies.factor_change_max_age * 1000
+
+    def factor_change_error(self, status: str) -> AuthError:
+        """The answer to a refused factor change (statuses of ``factor_change_refused``)."""
+        max_age = self.policies.factor_change_max_age
+        if status == "FRESH_TWO_FACTOR":
+            return AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                             f"step up first: confirm a second factor (verify-totp, a backup code or a passkey);"
+                             f" changing a factor needs one from the last {max_age} s")
+        if status == "FRESH_PASSWORD":
+            return AuthError(403, "FRESH_PASSWORD_REQUIRED",
+                             f"sign in again with your password first; adding or changing a passkey needs a"
+                             f" password check from the last {max_age} s")
+        return AuthError(401, *UNAUTHORIZED)
 
     def check_password(self, caller: Caller, password: str) -> Flow[None]:
         stored = caller.user.get("pw")
@@ -462,11 +477,14 @@ class Flows:
     def disable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         k = self.keys
+        session_key, max_age_ms = self.factor_change_args(caller)
         reply = yield from self._commit("two_factor_disable", caller.uid,
-                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
-                                        (caller.sid,), req, caller.sid)
+                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid), *session_key),
+                                        (caller.sid, max_age_ms), req, caller.sid)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
+        if reply[0] != "OK":
+            raise self.factor_change_error(reply[0])
         return json_response(200, {"status": True})
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
@@ -490,11 +508,14 @@ class Flows:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         codes, hashes = self._new_backup_codes()
         k = self.keys
+        session_key, max_age_ms = self.factor_change_args(caller)
         reply = yield from self._commit("backup_codes_replace", caller.uid,
-                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
-                                        (caller.sid, *hashes), req, caller.sid)
+                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid), *session_key),
+                                        (caller.sid, max_age_ms, *hashes), req, caller.sid)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
+        if reply[0] != "OK":
+            raise self.factor_change_error(reply[0])
         return json_response(200, {"status": True, "backupCodes": codes})
 
     # -- verification ------------------------------------------------------------------------

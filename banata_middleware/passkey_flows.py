@@ -109,10 +109,16 @@ class PasskeyFlows:
             "publicKey": passkey.public_key, "signCount": passkey.sign_count, "createdAt": self.f.now_ms(),
             "deviceType": passkey.device_type, "backedUp": passkey.backed_up, "aaguid": passkey.aaguid,
         }
-        reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid),),
-                                          (passkey.credential_id, json.dumps(record)), req, caller.sid)
+        session_key, max_age_ms = self.f.factor_change_args(caller)
+        reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid), *session_key),
+                                          (passkey.credential_id, json.dumps(record), max_age_ms), req, caller.sid)
+        if reply[0] != "OK":
+            # Not stored: free the credential id claimed above (it is ours, so release is exact).
+            yield Op("index", (index_key,), (self.f.now_ms(), "release", uid))
         if reply[0] == "EXISTS":
             raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
+        if reply[0] != "OK":
+            raise self.f.factor_change_error(reply[0])
         return json_response(200, _public(record), headers=[self.f._clear(self.cookie)])
 
     # -- authentication ----------------------------------------------------------------------
@@ -196,10 +202,14 @@ class PasskeyFlows:
         caller = yield from self.f.require_factor_change(req)
         cred_id = body.text("id", max_len=1400)
         name = body.text("name", max_len=64) if mode == "rename" else ""
-        reply = yield from self.f._commit("passkey_update", caller.uid, (self.f.keys.passkeys(caller.uid),),
-                                          (mode, cred_id, name), req, caller.sid)
-        if reply[0] != "OK":
+        session_key, max_age_ms = self.f.factor_change_args(caller)
+        reply = yield from self.f._commit("passkey_update", caller.uid,
+                                          (self.f.keys.passkeys(caller.uid), *session_key),
+                                          (mode, cred_id, name, max_age_ms), req, caller.sid)
+        if reply[0] == "GONE":
             raise _not_found()
+        if reply[0] != "OK":
+            raise self.f.factor_change_error(reply[0])
         return caller, json.loads(reply[2])
 
     def delete(self, req: Request, body: Body) -> Flow[Response]:

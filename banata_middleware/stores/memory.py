@@ -99,6 +99,18 @@ class _Script:
                 return True
         return False
 
+    def factor_change_refused(self, u: dict[str, str], skey: str, max_age_ms: str, password_given: str) -> str | None:
+        s = self.hash(skey)
+        if not self.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return "NO_SESSION"
+        oldest = self.now - int(max_age_ms)
+        if u.get("tfa") == "1":
+            if int(s.get("aal", "1")) < 2 or int(s.get("mfa", "0")) < oldest:
+                return "FRESH_TWO_FACTOR"
+        elif password_given != "1" and max(int(s.get("pwd", "0")), int(s.get("mfa", "0"))) < oldest:
+            return "FRESH_PASSWORD"
+        return None
+
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
@@ -364,6 +376,9 @@ class MemoryStore:
     def _op_two_factor_disable(self, x: _Script) -> Reply:
         k = x.keys
         u = x.hash(k[0])
+        refused = x.factor_change_refused(u, k[4], x.argv[6], "1")
+        if refused:
+            return [refused, x.events]
         if u.get("tfa") != "1" and "pending_secret" not in u:
             return ["NOT_ENABLED", x.events]
         for field in ("secret", "pending_secret", "last_step"):
@@ -377,6 +392,9 @@ class MemoryStore:
     def _op_backup_codes_replace(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
+        refused = x.factor_change_refused(u, k[4], a[6], "1")
+        if refused:
+            return [refused, x.events]
         if u.get("tfa") == "1":
             target = k[2]
         elif "pending_secret" in u and u.get("pending_sid") == a[5]:
@@ -384,7 +402,7 @@ class MemoryStore:
         else:
             return ["NOT_ENABLED", x.events]
         self.delete(target)
-        self.data[target] = set(a[6:])
+        self.data[target] = set(a[7:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
 
@@ -403,6 +421,9 @@ class MemoryStore:
 
     def _op_passkey_add(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
+        refused = x.factor_change_refused(x.hash(k[0]), k[3], a[7], "0")
+        if refused:
+            return [refused, x.events]
         if a[5] in x.hash(k[2]):
             return ["EXISTS", x.events]
         x.hset(k[2], **{a[5]: a[6]})
@@ -411,6 +432,9 @@ class MemoryStore:
 
     def _op_passkey_update(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
+        refused = x.factor_change_refused(x.hash(k[0]), k[3], a[8], "0")
+        if refused:
+            return [refused, x.events]
         raw = x.hash(k[2]).get(a[6])
         if raw is None:
             return ["GONE", x.events]

@@ -5,6 +5,7 @@ session; an administrator's reset leaves no planted passkey; showing the secret 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import httpx
@@ -303,3 +304,68 @@ def test_get_totp_uri_is_audited_without_the_secret(stack: Stack) -> None:
     viewed = [e for e in events if e["type"] == "two_factor.secret_viewed"]
     assert len(viewed) == 1 and viewed[0]["sessionId"]
     assert secret not in repr(events)
+
+
+# -- the check holds at the moment of the change, not only when the request was loaded -----------
+
+class PausingStore:
+    """The stack's store, running ``before`` once just ahead of the first op of script ``name``: a
+    request that was loaded and checked, overtaken by another one before it commits."""
+
+    in_process = True
+
+    def __init__(self, store: Any, name: str, before: Any) -> None:
+        self.store, self.name, self.before = store, name, before
+
+    def execute(self, op: Any) -> Any:
+        if op.script == self.name and self.before is not None:
+            before, self.before = self.before, None
+            before()
+        return self.store.execute(op)
+
+
+def request_of(api: Api, method: str, path: str, body: Any = None) -> Any:
+    from banata_middleware.http import Request
+
+    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
+    headers = {"cookie": cookie, "origin": SITE, "content-type": "application/json"}
+    return Request(method, path, headers, "127.0.0.1", {}, b"" if body is None else json.dumps(body).encode())
+
+
+def overtaken(stack: Stack, api: Api, script: str, before: Any, method: str, path: str, body: Any = None) -> Any:
+    """``api``'s request, with ``before`` run just ahead of its commit (script ``script``)."""
+    from banata_middleware.effects import run_sync
+
+    response = run_sync(stack.auth.gateway.handle(request_of(api, method, path, body)),
+                        PausingStore(stack.auth.store, script, before))
+    return response.status, json.loads(response.body)
+
+
+@pytest.mark.parametrize("attack", ["generate-backup-codes", "disable", "verify-registration"])
+def test_a_password_only_request_overtaken_by_the_enrolment_changes_nothing(stack: Stack, attack: str) -> None:
+    """Browser B fires factor changes while the owner confirms 2FA: one that was loaded (and passed
+    every check) just before the confirmation must not commit after it."""
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    intruder = stack.client()
+    assert intruder.sign_in(EMAIL).status_code == 200
+    setup = owner.auth("/two-factor/enable", {"password": PASSWORD}).json()
+    device = VirtualAuthenticator.from_uri(setup["totpURI"], clock=stack.clock)
+
+    def confirm() -> None:
+        assert owner.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+
+    if attack == "verify-registration":
+        options = intruder.get(f"{PK}/generate-register-options").json()
+        body = {"response": VirtualPasskey().create(options, origin=SITE)}
+        status, answer = overtaken(stack, intruder, "passkey_add", confirm, "POST", f"{PK}/verify-registration", body)
+    else:
+        script = "backup_codes_replace" if attack == "generate-backup-codes" else "two_factor_disable"
+        status, answer = overtaken(stack, intruder, script, confirm, "POST", f"/api/auth/two-factor/{attack}",
+                                   {"password": PASSWORD})
+    assert (status, answer["code"]) == (401, "UNAUTHORIZED"), answer
+    api = stack.client()
+    assert api.sign_in(EMAIL).status_code == 403  # 2FA still on
+    assert api.auth("/two-factor/verify-backup-code", {"code": setup["backupCodes"][0]}).status_code == 200
+    assert api.get(f"{PK}/list-user-passkeys").json() == []
+
