@@ -112,12 +112,11 @@ class PasskeyFlows:
         session_key, max_age_ms = self.f.factor_change_args(caller)
         reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid), *session_key),
                                           (passkey.credential_id, json.dumps(record), max_age_ms), req, caller.sid)
-        if reply[0] != "OK":
-            # Not stored: free the credential id claimed above (it is ours, so release is exact).
-            yield Op("index", (index_key,), (self.f.now_ms(), "release", uid))
         if reply[0] == "EXISTS":
             raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
         if reply[0] != "OK":
+            # Refused by the factor-change re-check, nothing stored: free the id claimed above.
+            yield Op("index", (index_key,), (self.f.now_ms(), "release", uid))
             raise self.f.factor_change_error(reply[0])
         return json_response(200, _public(record), headers=[self.f._clear(self.cookie)])
 

@@ -355,9 +355,10 @@ def test_a_password_only_request_overtaken_by_the_enrolment_changes_nothing(stac
     def confirm() -> None:
         assert owner.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
 
+    key = VirtualPasskey()
     if attack == "verify-registration":
         options = intruder.get(f"{PK}/generate-register-options").json()
-        body = {"response": VirtualPasskey().create(options, origin=SITE)}
+        body = {"response": key.create(options, origin=SITE)}
         status, answer = overtaken(stack, intruder, "passkey_add", confirm, "POST", f"{PK}/verify-registration", body)
     else:
         script = "backup_codes_replace" if attack == "generate-backup-codes" else "two_factor_disable"
@@ -368,4 +369,7 @@ def test_a_password_only_request_overtaken_by_the_enrolment_changes_nothing(stac
     assert api.sign_in(EMAIL).status_code == 403  # 2FA still on
     assert api.auth("/two-factor/verify-backup-code", {"code": setup["backupCodes"][0]}).status_code == 200
     assert api.get(f"{PK}/list-user-passkeys").json() == []
-
+    if attack == "verify-registration":  # the refused registration freed its credential id
+        options = owner.get(f"{PK}/generate-register-options").json()
+        again = key.create(options, origin=SITE, credential_id=key.credential_id)
+        assert owner.post(f"{PK}/verify-registration", {"response": again}).status_code == 200
