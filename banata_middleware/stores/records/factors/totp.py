@@ -28,8 +28,10 @@ __all__ = ["AcceptTotpStep", "AddTotpFactor", "ConfirmTotpFactor", "RemoveTotpFa
 def define_table(metadata: MetaData, prefix: str) -> Table:
     return Table(
         f"{prefix}totp_factors", metadata,
+        # The id is the user's own (e.g. "totp", "totp-2"): the key is (user_id, id), which also
+        # serves every per-user lookup.
+        Column("user_id", Ident(128), primary_key=True),
         Column("id", Ident(64), primary_key=True),
-        Column("user_id", Ident(128), nullable=False, index=True),
         Column("name", String(64), nullable=False, server_default=""),
         Column("secret", Ident(512), nullable=False),  # AES-GCM ciphertext, base64url
         Column("key_id", String(16), nullable=False),

@@ -54,8 +54,8 @@ def upgrade() -> None:
     op.create_index(f"{p}audit_events_at_ix", f"{p}audit_events", ["at"])
     op.create_table(
         f"{p}totp_factors",
+        sa.Column("user_id", Ident(128), primary_key=True),
         sa.Column("id", Ident(64), primary_key=True),
-        sa.Column("user_id", Ident(128), nullable=False),
         sa.Column("name", sa.String(64), nullable=False, server_default=""),
         sa.Column("secret", Ident(512), nullable=False),
         sa.Column("key_id", sa.String(16), nullable=False),
@@ -64,7 +64,6 @@ def upgrade() -> None:
         sa.Column("last_step", sa.BigInteger, nullable=False, server_default="0"),
         sa.UniqueConstraint("user_id", "name", name=f"{p}totp_factors_user_name_key"),
     )
-    op.create_index(f"ix_{p}totp_factors_user_id", f"{p}totp_factors", ["user_id"])
     op.create_table(
         f"{p}backup_codes",
         sa.Column("user_id", Ident(128), primary_key=True),
