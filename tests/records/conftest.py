@@ -20,7 +20,8 @@ def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
         def get(backend: str) -> RecordStore:
             if backend not in stores:
-                store = RecordStore(stack.enter_context(scratch_database(backend, tmp)))
+                # A pool as large as the race tests' crowd, so the sync engine keeps its connections.
+                store = RecordStore(stack.enter_context(scratch_database(backend, tmp)), pool_size=20)
                 stack.callback(store.dispose)  # runs before the DROP DATABASE above it
                 store.upgrade()
                 stores[backend] = store
