@@ -110,7 +110,7 @@ def test_the_sign_count_stays_monotonic_under_racing_assertions(store: RecordSto
     uid, cred = new_id(), new_id("cred")
     store.execute(AddPasskey(Passkey(cred, uid, "cose", 0, (), "single_device", False, "", "", T)))
     counts = list(range(CALLERS, 0, -1))
-    replies = race(store, concurrency, [AdvanceSignCount(uid, cred, n) for n in counts])
+    replies = race(store, concurrency, [AdvanceSignCount(uid, cred, n, T) for n in counts])
     assert replies[0] is Status.ACCEPTED and set(replies) <= {Status.ACCEPTED, Status.REGRESSED}
     passkey = store.execute(GetPasskey(cred))
     assert passkey is not None and passkey.sign_count == CALLERS
