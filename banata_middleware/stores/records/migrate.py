@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from .schema import Schema
 
-__all__ = ["check", "current", "head", "include_name", "upgrade"]
+__all__ = ["check", "current", "head", "include_name", "include_object", "upgrade"]
 
 SCRIPT_LOCATION = "banata_middleware.stores.records:migrations"
 
@@ -37,6 +37,12 @@ def include_name(schema: Schema) -> Any:
         return type_ != "table" or name in schema.metadata.tables
 
     return include
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Leave out foreign keys the app added to our tables (docs/storage.md shows how): they are
+    the app's, so ``db check`` must not report them as drift."""
+    return not (type_ == "foreign_key_constraint" and reflected and compare_to is None)
 
 
 def head() -> str:
@@ -60,5 +66,6 @@ def check(engine: Engine, schema: Schema) -> list[Any]:
     """Differences between the live tables and the schema this version defines ([] when none)."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={
-            "version_table": schema.version_table, "include_name": include_name(schema), "compare_type": True})
+            "version_table": schema.version_table, "include_name": include_name(schema),
+            "include_object": include_object, "compare_type": True})
         return list(compare_metadata(context, schema.metadata))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from banata_middleware.stores.records.migrate import include_name
+from banata_middleware.stores.records.migrate import include_name, include_object
 from banata_middleware.stores.records.schema import Schema
 
 config = context.config
@@ -18,6 +18,7 @@ context.configure(
     target_metadata=schema.metadata,
     version_table=schema.version_table,  # our own, so the app's Alembic history is untouched
     include_name=include_name(schema),
+    include_object=include_object,
     compare_type=True,
 )
 with context.begin_transaction():
