@@ -60,8 +60,9 @@ def _engine_args(url: URL, connect_timeout: float, busy_timeout_ms: int) -> dict
     backend = url.get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}}
-    if backend == "postgresql":
-        return {"connect_args": {"connect_timeout": max(1, int(connect_timeout))}, "pool_recycle": 1800}
+    # Servers: a bounded connect, and connections recycled before a server or proxy idles them out.
+    # No pre-ping: it would add a round trip to every operation; a dead pooled connection fails one
+    # operation (503) and SQLAlchemy then invalidates the pool.
     return {"connect_args": {"connect_timeout": max(1, int(connect_timeout))}, "pool_recycle": 1800}
 
 
