@@ -31,6 +31,7 @@ from banata_middleware.stores.records import (
     RecordOp,
     RecordStore,
     ReplaceBackupCodes,
+    RevokeSessions,
     Status,
 )
 
@@ -133,3 +134,37 @@ def test_concurrent_failures_are_all_counted_and_lock_once(store: RecordStore, c
     assert sorted(r.streak for r in replies) == list(range(1, CALLERS + 1))
     assert store.execute(LoadUser(uid)).failure_streak == CALLERS
     assert [e.type for e in store.execute(ListAudit(uid))] == ["user.locked"]
+
+
+class _LockTwoRows(RecordOp[int]):
+    """Bumps two users' generations in the given order, meeting the other op in between, so two of
+    these in opposite orders deadlock on a server; counts how often it was (re)started."""
+
+    def __init__(self, first: str, second: str, meet: threading.Barrier) -> None:
+        self.first, self.second, self.meet, self.runs = first, second, meet, 0
+
+    def run(self, schema: Any) -> Any:
+        from sqlalchemy import update
+
+        self.runs += 1
+        t = schema.user_state
+        yield update(t).where(t.c.user_id == self.first).values(generation=t.c.generation + 1)
+        if self.runs == 1:
+            self.meet.wait(timeout=10)  # both now hold one row and ask for the other's
+        yield update(t).where(t.c.user_id == self.second).values(generation=t.c.generation + 1)
+        return self.runs
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_a_deadlock_victim_is_run_again_not_refused(store: RecordStore) -> None:
+    """SQLite cannot deadlock (a writer takes the lock up front); the servers pick a victim and roll
+    it back, and the store runs that operation again instead of answering 503."""
+    a, b = new_id(), new_id()
+    for uid in (a, b):
+        store.execute(RevokeSessions(uid, T))
+    meet = threading.Barrier(2)
+    ops = [_LockTwoRows(a, b, meet), _LockTwoRows(b, a, meet)]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(store.execute, ops))
+    assert sorted(runs) == [1, 2]  # one ran straight through, the victim ran twice
+    assert store.execute(LoadUser(a)).generation == store.execute(LoadUser(b)).generation == 3

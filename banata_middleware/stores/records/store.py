@@ -43,6 +43,19 @@ def _unavailable(exc: BaseException) -> AuthError:
     return AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
 
 
+#: A transaction the server chose as a deadlock victim was rolled back whole, so the operation runs
+#: again from its first statement (its decision is re-made, never replayed).
+_DEADLOCK_RETRIES = 3
+
+
+def _is_deadlock(exc: BaseException) -> bool:
+    cause = getattr(exc, "orig", None)
+    if getattr(cause, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL: deadlock, serialization failure
+        return True
+    args: tuple[Any, ...] = getattr(cause, "args", ())
+    return bool(args) and args[0] == 1213  # MySQL/MariaDB ER_LOCK_DEADLOCK
+
+
 def _urls(url: str | URL) -> tuple[URL, URL]:
     """The sync and async URLs for one database (``postgres://`` and bare dialects included)."""
     u = make_url(url)
@@ -131,39 +144,47 @@ class RecordStore:
     # -- running operations ------------------------------------------------------------------
     def execute(self, op: RecordOp[R]) -> R:
         """Run ``op`` in one transaction on the sync engine."""
-        try:
-            with self.engine.connect() as conn:
-                if op.writes:
-                    conn.execution_options(banata_writes=True)
-                with conn.begin():
-                    return _run_sync(op.run(self.schema), conn.execute)
-        except IntegrityError as exc:
-            if op.on_conflict is not None:
-                return op.on_conflict  # type: ignore[no-any-return]
-            raise _unavailable(exc) from exc
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise _unavailable(exc) from exc
+        for attempt in range(_DEADLOCK_RETRIES + 1):
+            try:
+                with self.engine.connect() as conn:
+                    if op.writes:
+                        conn.execution_options(banata_writes=True)
+                    with conn.begin():
+                        return _run_sync(op.run(self.schema), conn.execute)
+            except IntegrityError as exc:
+                if op.on_conflict is not None:
+                    return op.on_conflict  # type: ignore[no-any-return]
+                raise _unavailable(exc) from exc
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                if attempt < _DEADLOCK_RETRIES and _is_deadlock(exc):
+                    continue
+                raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     async def aexecute(self, op: RecordOp[R]) -> R:
         """Run ``op`` in one transaction on the async engine (the same statements as ``execute``)."""
-        try:
-            async with self.async_engine.connect() as conn:
-                if op.writes:
-                    await conn.execution_options(banata_writes=True)
-                async with conn.begin():
-                    gen = op.run(self.schema)
-                    try:
-                        statement = next(gen)
-                        while True:
-                            statement = gen.send(await conn.execute(statement))
-                    except StopIteration as done:
-                        return done.value  # type: ignore[no-any-return]
-        except IntegrityError as exc:
-            if op.on_conflict is not None:
-                return op.on_conflict  # type: ignore[no-any-return]
-            raise _unavailable(exc) from exc
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise _unavailable(exc) from exc
+        for attempt in range(_DEADLOCK_RETRIES + 1):
+            try:
+                async with self.async_engine.connect() as conn:
+                    if op.writes:
+                        await conn.execution_options(banata_writes=True)
+                    async with conn.begin():
+                        gen = op.run(self.schema)
+                        try:
+                            statement = next(gen)
+                            while True:
+                                statement = gen.send(await conn.execute(statement))
+                        except StopIteration as done:
+                            return done.value  # type: ignore[no-any-return]
+            except IntegrityError as exc:
+                if op.on_conflict is not None:
+                    return op.on_conflict  # type: ignore[no-any-return]
+                raise _unavailable(exc) from exc
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                if attempt < _DEADLOCK_RETRIES and _is_deadlock(exc):
+                    continue
+                raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     # -- schema ------------------------------------------------------------------------------
     def upgrade(self, revision: str = "head") -> None:
