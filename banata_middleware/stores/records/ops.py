@@ -10,6 +10,10 @@ The rule for check-and-consume operations: the decision is ONE conditional state
 (``UPDATE ... WHERE <condition>``, ``DELETE ... WHERE``, an INSERT against a unique index) whose
 rowcount says who won. A read after it may only *classify* a refusal (why rowcount was 0), never
 decide. Audit rows are inserted in the same transaction, so an event exists exactly when its change does.
+
+Lock order, so two operations never wait on each other in a circle: a factor table (totp_factors,
+backup_codes, passkeys, in that order) before user_state, and audit_events (insert only) last. A
+deadlock the server still reports (MariaDB's gap locks) makes the store run the operation again.
 """
 
 from __future__ import annotations
