@@ -68,15 +68,18 @@ class LoadUser(RecordOp[UserRecord]):
 
         s, f, b, p = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys
         u = self.user_id
-        state = (yield select(s).where(s.c.user_id == u)).first()
+        # Two round trips: the factors, then one row of scalar subqueries (each an index lookup) for
+        # the counts and the state, which may not exist yet (then NULLs: no lock, generation 0).
         factors = (yield select(f).where(f.c.user_id == u).order_by(f.c.created_at, f.c.id)).all()
-        codes = (yield select(func.count()).select_from(b).where(b.c.user_id == u)).scalar_one()
-        keys = (yield select(func.count()).select_from(p).where(p.c.user_id == u)).scalar_one()
-        record = UserRecord(u, tuple(TotpFactor.from_row(r) for r in factors), int(codes), int(keys))
-        if state is None:
-            return record
-        return UserRecord(u, record.totp, record.backup_codes, record.passkeys, state.failure_streak,
-                          state.locked_at, state.generation, state.revoked_at)
+        counts = select(
+            select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
+            select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
+            *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
+              for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
+        )
+        row = (yield counts).one()
+        return UserRecord(u, tuple(TotpFactor.from_row(r) for r in factors), int(row.codes), int(row.keys),
+                          int(row.failure_streak or 0), row.locked_at, int(row.generation or 0), row.revoked_at)
 
 
 @dataclass(frozen=True, slots=True)
