@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._extras import MissingExtraError, missing_extra
+from .db_cli import add_db_commands, run_db
 
 __all__ = ["main"]
 
@@ -225,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
                                   "revoke-sessions: end every session and pending sign-in")
             cmd.add_argument("--user", required=True, help="user id (write --user=ID when it starts with '-')")
 
+    add_db_commands(sub)
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "db":
+            return run_db(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "code":

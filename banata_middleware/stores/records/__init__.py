@@ -1,0 +1,42 @@
+"""Durable records in SQL: accounts, factors, backup codes, passkeys, the permanent lock, the audit trail.
+
+Every operation is a typed dataclass (``ops``, ``accounts``, ``users``, ``audit``, ``factors.*``)
+run by ``RecordStore.execute`` (sync engine) or ``RecordStore.aexecute`` (async engine) in one
+transaction. Needs the ``sql`` extra (plus ``postgres`` or ``mysql`` for those servers).
+"""
+
+from __future__ import annotations
+
+from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
+from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
+from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode, ReplaceBackupCodes
+from .factors.passkeys import (
+    AddPasskey,
+    AdvanceSignCount,
+    GetPasskey,
+    ListPasskeys,
+    Passkey,
+    RemovePasskey,
+    RenamePasskey,
+)
+from .factors.totp import (
+    AcceptTotpStep,
+    AddTotpFactor,
+    ConfirmTotpFactor,
+    RemoveTotpFactor,
+    RewrapTotpSecret,
+    TotpFactor,
+)
+from .ops import AuditEntry, RecordOp, Status
+from .schema import Schema
+from .store import RecordStore, SchemaOutOfDate
+from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, RevokeSessions, Unlock, UserRecord
+
+__all__ = [
+    "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
+    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "FailureCount",
+    "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "LoadUser", "Passkey",
+    "PruneAudit", "RecordFailure", "RecordOp", "RecordStore", "RemovePasskey", "RemoveSecondFactor",
+    "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema",
+    "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor", "Unlock", "UserRecord",
+]

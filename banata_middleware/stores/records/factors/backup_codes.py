@@ -1,0 +1,92 @@
+"""Backup codes: keyed hashes only (``crypto.Keyring``), single use.
+
+A code is consumed by ONE ``DELETE ... WHERE user_id = :u AND code_hash IN (:candidates)``: the
+rowcount says whether this caller used it up, so twenty concurrent callers get one success. The
+candidates are the code's hash under every configured key (rotation). Portable to MariaDB, which
+has ``DELETE ... RETURNING`` but no ``UPDATE ... RETURNING``: the rowcount is all we need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Column, MetaData, String, Table, delete, func, insert, select
+
+from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
+from ..types import Ident, Millis
+from ..users import clear_failures
+
+if TYPE_CHECKING:
+    from ..schema import Schema
+
+__all__ = ["BackupCodeUse", "ConsumeBackupCode", "ReplaceBackupCodes", "define_table"]
+
+
+def define_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}backup_codes", metadata,
+        # The primary key is the unique (user_id, code_hash) pair the consume statement relies on.
+        Column("user_id", Ident(128), primary_key=True),
+        Column("code_hash", Ident(128), primary_key=True),
+        Column("key_id", String(16), nullable=False),
+        Column("created_at", Millis, nullable=False),
+    )
+
+
+def remaining(schema: Schema, user_id: str) -> SqlGen[int]:
+    t = schema.backup_codes
+    return int((yield select(func.count()).select_from(t).where(t.c.user_id == user_id)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceBackupCodes(RecordOp[int]):
+    """Replace the user's whole set (generate/regenerate) in one transaction: the old codes stop
+    working exactly when the new ones start. Replies with the number of codes stored."""
+
+    user_id: str
+    code_hashes: Sequence[str]
+    key_id: str
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[int]:
+        t = schema.backup_codes
+        yield delete(t).where(t.c.user_id == self.user_id)
+        hashes = sorted(set(self.code_hashes))
+        if hashes:
+            yield insert(t).values([{"user_id": self.user_id, "code_hash": h, "key_id": self.key_id,
+                                     "created_at": self.at} for h in hashes])
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return len(hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCodeUse:
+    status: Status  # CONSUMED or NOT_FOUND
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeBackupCode(RecordOp[BackupCodeUse]):
+    """Use up the code whose hash is one of ``candidates``. CONSUMED for exactly one caller (the
+    failure streak ends in the same transaction); NOT_FOUND for a wrong or already used code."""
+
+    user_id: str
+    candidates: Sequence[str]
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[BackupCodeUse]:
+        t = schema.backup_codes
+        if not self.candidates:
+            return BackupCodeUse(Status.NOT_FOUND, (yield from remaining(schema, self.user_id)))
+        used = (yield delete(t).where(t.c.user_id == self.user_id,
+                                      t.c.code_hash.in_(list(self.candidates)))).rowcount
+        if used:
+            yield clear_failures(schema, self.user_id)
+            if self.audit:
+                yield audit_insert(schema, self.user_id, self.audit)
+        left = yield from remaining(schema, self.user_id)
+        return BackupCodeUse(Status.CONSUMED if used else Status.NOT_FOUND, left)

@@ -1,0 +1,176 @@
+"""Passkeys (WebAuthn credentials): public key, sign count, transports, backup flags, name, AAGUID.
+
+Credential ids can be up to 1023 bytes, longer than MariaDB can index, so the unique key is
+``credential_key`` = SHA-256 of the id (hex); the id itself is kept beside it. One credential
+belongs to one user (the unique key refuses a second registration). The sign count only moves
+forward, by one conditional UPDATE (``sign_count < :n``, or both zero for authenticators without
+a counter), so racing assertions leave it monotonic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import Boolean, Column, MetaData, Row, String, Table, Text, delete, insert, select, update
+
+from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
+from ..types import Ident, Millis
+
+if TYPE_CHECKING:
+    from ..schema import Schema
+
+__all__ = ["AddPasskey", "AdvanceSignCount", "GetPasskey", "ListPasskeys", "Passkey", "RemovePasskey",
+           "RenamePasskey", "credential_key", "define_table"]
+
+
+def define_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}passkeys", metadata,
+        Column("credential_key", Ident(64), primary_key=True),
+        Column("credential_id", Text, nullable=False),  # base64url
+        Column("user_id", Ident(128), nullable=False, index=True),
+        Column("public_key", Text, nullable=False),  # base64url COSE key
+        Column("sign_count", Millis, nullable=False, server_default="0"),
+        Column("transports", String(255), nullable=False, server_default=""),  # comma-separated
+        Column("device_type", String(32), nullable=False, server_default=""),  # single_device | multi_device
+        Column("backed_up", Boolean, nullable=False),
+        Column("name", String(128), nullable=False, server_default=""),
+        Column("aaguid", String(36), nullable=False, server_default=""),
+        Column("created_at", Millis, nullable=False),
+        Column("last_used_at", Millis, nullable=True),
+    )
+
+
+def credential_key(credential_id: str) -> str:
+    return hashlib.sha256(credential_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Passkey:
+    credential_id: str
+    user_id: str
+    public_key: str
+    sign_count: int
+    transports: tuple[str, ...]
+    device_type: str
+    backed_up: bool
+    name: str
+    aaguid: str
+    created_at: int
+    last_used_at: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Passkey:
+        return cls(row.credential_id, row.user_id, row.public_key, row.sign_count,
+                   tuple(t for t in row.transports.split(",") if t), row.device_type, bool(row.backed_up),
+                   row.name, row.aaguid, row.created_at, row.last_used_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AddPasskey(RecordOp[Status]):
+    """Register ``passkey``. CREATED, or TAKEN when the credential is already registered (to anyone)."""
+
+    passkey: Passkey
+    audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        p = self.passkey
+        yield insert(schema.passkeys).values(
+            credential_key=credential_key(p.credential_id), credential_id=p.credential_id, user_id=p.user_id,
+            public_key=p.public_key, sign_count=p.sign_count, transports=",".join(p.transports),
+            device_type=p.device_type, backed_up=p.backed_up, name=p.name, aaguid=p.aaguid,
+            created_at=p.created_at, last_used_at=p.last_used_at)
+        if self.audit:
+            yield audit_insert(schema, p.user_id, self.audit)
+        return Status.CREATED
+
+
+@dataclass(frozen=True, slots=True)
+class GetPasskey(RecordOp["Passkey | None"]):
+    """The credential with this id (passwordless sign-in starts without a user), or None."""
+
+    credential_id: str
+    writes: ClassVar[bool] = False
+
+    def run(self, schema: Schema) -> SqlGen[Passkey | None]:
+        t = schema.passkeys
+        row = (yield select(t).where(t.c.credential_key == credential_key(self.credential_id))).first()
+        return Passkey.from_row(row) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPasskeys(RecordOp[tuple[Passkey, ...]]):
+    """The user's passkeys, oldest first."""
+
+    user_id: str
+    writes: ClassVar[bool] = False
+
+    def run(self, schema: Schema) -> SqlGen[tuple[Passkey, ...]]:
+        t = schema.passkeys
+        rows = (yield select(t).where(t.c.user_id == self.user_id)
+                .order_by(t.c.created_at, t.c.credential_key)).all()
+        return tuple(Passkey.from_row(r) for r in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceSignCount(RecordOp[Status]):
+    """After a verified assertion: store ``sign_count`` if it moved forward (or both are 0: an
+    authenticator without a counter). ACCEPTED, REGRESSED (possible clone: refuse the sign-in),
+    or NOT_FOUND when the passkey is gone or belongs to someone else."""
+
+    user_id: str
+    credential_id: str
+    sign_count: int
+    at: int
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.passkeys
+        key = credential_key(self.credential_id)
+        n = self.sign_count
+        moved = (yield update(t).where(
+            t.c.credential_key == key, t.c.user_id == self.user_id,
+            # (sign_count < :n OR (sign_count = 0 AND :n = 0)), with :n known while building the statement
+            t.c.sign_count < n if n > 0 else t.c.sign_count == 0,
+        ).values(sign_count=n, last_used_at=self.at)).rowcount
+        if moved == 1:
+            return Status.ACCEPTED
+        row = (yield select(t.c.credential_key).where(t.c.credential_key == key, t.c.user_id == self.user_id)).first()
+        return Status.NOT_FOUND if row is None else Status.REGRESSED
+
+
+@dataclass(frozen=True, slots=True)
+class RemovePasskey(RecordOp[Status]):
+    """OK, or NOT_FOUND (not this user's)."""
+
+    user_id: str
+    credential_id: str
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.passkeys
+        gone = (yield delete(t).where(t.c.credential_key == credential_key(self.credential_id),
+                                      t.c.user_id == self.user_id)).rowcount
+        if not gone:
+            return Status.NOT_FOUND
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class RenamePasskey(RecordOp[Status]):
+    """OK, or NOT_FOUND (not this user's)."""
+
+    user_id: str
+    credential_id: str
+    name: str
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.passkeys
+        done = (yield update(t).where(t.c.credential_key == credential_key(self.credential_id),
+                                      t.c.user_id == self.user_id).values(name=self.name)).rowcount
+        return Status.OK if done else Status.NOT_FOUND

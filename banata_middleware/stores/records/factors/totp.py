@@ -1,0 +1,182 @@
+"""TOTP authenticators: one row per app, so a user can have several named ones.
+
+The secret is stored encrypted (``crypto.Keyring``: ciphertext + the id of the key that made it).
+``last_step`` is the replay guard (django-otp's ``last_t``): a step is accepted by ONE conditional
+UPDATE that only matches while the stored step is older, so it holds across processes, across a
+Redis flush and under any number of concurrent callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import Column, MetaData, Row, String, Table, UniqueConstraint, delete, insert, select, update
+
+from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
+from ..types import Ident, Millis
+from ..users import clear_failures, ensure_user_state
+
+if TYPE_CHECKING:
+    from ..schema import Schema
+
+__all__ = ["AcceptTotpStep", "AddTotpFactor", "ConfirmTotpFactor", "RemoveTotpFactor", "RewrapTotpSecret",
+           "TotpFactor", "define_table"]
+
+
+def define_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}totp_factors", metadata,
+        # The id is the user's own (e.g. "totp", "totp-2"): the key is (user_id, id), which also
+        # serves every per-user lookup.
+        Column("user_id", Ident(128), primary_key=True),
+        Column("id", Ident(64), primary_key=True),
+        Column("name", String(64), nullable=False, server_default=""),
+        Column("secret", Ident(512), nullable=False),  # AES-GCM ciphertext, base64url
+        Column("key_id", String(16), nullable=False),
+        Column("created_at", Millis, nullable=False),
+        Column("confirmed_at", Millis, nullable=True),  # NULL: enrolment started, first code not yet seen
+        Column("last_step", Millis, nullable=False, server_default="0"),
+        UniqueConstraint("user_id", "name", name=f"{prefix}totp_factors_user_name_key"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TotpFactor:
+    id: str
+    user_id: str
+    name: str
+    secret: str
+    key_id: str
+    created_at: int
+    confirmed_at: int | None
+    last_step: int
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> TotpFactor:
+        return cls(row.id, row.user_id, row.name, row.secret, row.key_id, row.created_at, row.confirmed_at,
+                   row.last_step)
+
+
+def _classify(schema: Schema, user_id: str, factor_id: str, secret: str) -> SqlGen[Status]:
+    """Why a conditional update on a factor matched nothing (classifies; never decides)."""
+    t = schema.totp_factors
+    row = (yield select(t.c.secret, t.c.confirmed_at).where(t.c.user_id == user_id, t.c.id == factor_id)).first()
+    if row is None:
+        return Status.NOT_FOUND
+    return Status.CHANGED if row.secret != secret or row.confirmed_at is None else Status.REPLAYED
+
+
+@dataclass(frozen=True, slots=True)
+class AddTotpFactor(RecordOp[Status]):
+    """Start an enrolment: an unconfirmed factor. An unconfirmed factor of the same name is replaced
+    (the user asked for a new QR code). CREATED, or TAKEN when a confirmed factor has that name or a
+    concurrent enrolment won the unique (user_id, name) index."""
+
+    user_id: str
+    factor_id: str
+    secret: str
+    key_id: str
+    at: int
+    name: str = ""
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.totp_factors
+        yield delete(t).where(t.c.user_id == self.user_id, t.c.name == self.name, t.c.confirmed_at.is_(None))
+        yield insert(t).values(id=self.factor_id, user_id=self.user_id, name=self.name, secret=self.secret,
+                               key_id=self.key_id, created_at=self.at, confirmed_at=None, last_step=0)
+        return Status.CREATED
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmTotpFactor(RecordOp[Status]):
+    """Finish an enrolment with the first valid code's ``step``. ACCEPTED for exactly one caller;
+    CHANGED when it is already confirmed or its secret was replaced; NOT_FOUND when it is gone."""
+
+    user_id: str
+    factor_id: str
+    secret: str
+    step: int
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.totp_factors
+        won = (yield update(t).where(
+            t.c.user_id == self.user_id, t.c.id == self.factor_id, t.c.secret == self.secret,
+            t.c.confirmed_at.is_(None),
+        ).values(confirmed_at=self.at, last_step=self.step)).rowcount
+        if won != 1:
+            status = yield from _classify(schema, self.user_id, self.factor_id, self.secret)
+            return Status.CHANGED if status is Status.REPLAYED else status
+        yield ensure_user_state(schema, self.user_id)
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return Status.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptTotpStep(RecordOp[Status]):
+    """The replay guard: accept time step ``step`` of a confirmed factor whose secret is still
+    ``secret``. ACCEPTED for exactly one caller per step (and only for a step newer than every
+    accepted one); REPLAYED otherwise; CHANGED when the secret was replaced or the factor is not
+    confirmed; NOT_FOUND when it was removed (disable racing verify). Accepting also ends the
+    failure streak, in the same transaction."""
+
+    user_id: str
+    factor_id: str
+    secret: str
+    step: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.totp_factors
+        won = (yield update(t).where(
+            t.c.user_id == self.user_id, t.c.id == self.factor_id, t.c.secret == self.secret,
+            t.c.confirmed_at.is_not(None), t.c.last_step < self.step,
+        ).values(last_step=self.step)).rowcount
+        if won != 1:
+            return (yield from _classify(schema, self.user_id, self.factor_id, self.secret))
+        yield clear_failures(schema, self.user_id)
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return Status.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTotpFactor(RecordOp[Status]):
+    """Remove one authenticator. OK, or NOT_FOUND."""
+
+    user_id: str
+    factor_id: str
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.totp_factors
+        gone = (yield delete(t).where(t.c.user_id == self.user_id, t.c.id == self.factor_id)).rowcount
+        if not gone:
+            return Status.NOT_FOUND
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapTotpSecret(RecordOp[Status]):
+    """Key rotation: replace ciphertext ``old_secret`` by ``new_secret`` (same plaintext, newest key).
+    OK, or CHANGED when the factor was re-enrolled or removed meanwhile (left as is)."""
+
+    user_id: str
+    factor_id: str
+    old_secret: str
+    new_secret: str
+    new_key_id: str
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.totp_factors
+        done = (yield update(t).where(t.c.user_id == self.user_id, t.c.id == self.factor_id,
+                                      t.c.secret == self.old_secret)
+                .values(secret=self.new_secret, key_id=self.new_key_id)).rowcount
+        return Status.OK if done == 1 else Status.CHANGED

@@ -1,0 +1,85 @@
+"""How a record operation is described: once, by name, with typed arguments and a typed reply.
+
+An operation is a frozen dataclass. Its ``run(schema)`` is a generator that yields SQLAlchemy
+statements and receives each one's result; the ``RecordStore`` drives it inside ONE transaction,
+with ``conn.execute`` on the sync engine (WSGI, admin) or ``await conn.execute`` on the async engine
+(ASGI). The SQL is therefore built in one place and runs unchanged on both engines and on every
+backend; there is no hand-kept twin.
+
+The rule for check-and-consume operations: the decision is ONE conditional statement
+(``UPDATE ... WHERE <condition>``, ``DELETE ... WHERE``, an INSERT against a unique index) whose
+rowcount says who won. A read after it may only *classify* a refusal (why rowcount was 0), never
+decide. Audit rows are inserted in the same transaction, so an event exists exactly when its change does.
+
+Lock order, so two operations never wait on each other in a circle: a factor table (totp_factors,
+backup_codes, passkeys, in that order) before user_state, and audit_events (insert only) last. A
+deadlock the server still reports (MariaDB's gap locks) makes the store run the operation again.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import CursorResult, Executable, insert
+
+if TYPE_CHECKING:
+    from .schema import Schema
+
+__all__ = ["AuditEntry", "RecordOp", "SqlGen", "Status", "audit_insert"]
+
+R = TypeVar("R")
+
+#: What ``RecordOp.run`` returns: yields statements, is sent their results, returns the reply.
+SqlGen = Generator[Executable, CursorResult[Any], R]
+
+
+class Status(enum.Enum):
+    """Every outcome a record operation reports (each op documents the subset it uses)."""
+
+    OK = "ok"
+    CREATED = "created"
+    TAKEN = "taken"  # a unique key (email, factor name, credential id) already exists
+    NOT_FOUND = "not_found"
+    ACCEPTED = "accepted"  # a TOTP step or a sign count moved forward
+    REPLAYED = "replayed"  # the TOTP step was not newer than the last accepted one
+    CHANGED = "changed"  # the row changed meanwhile (secret replaced, factor unconfirmed/confirmed)
+    CONSUMED = "consumed"  # a backup code was used up by this call
+    REGRESSED = "regressed"  # a passkey sign count did not increase (a cloned authenticator?)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit event to write with the change it records. Never a code, secret or token."""
+
+    type: str
+    at: int  # Unix ms
+    ip: str = ""
+    user_agent: str = ""
+    session_id: str = ""  # a session's id hash, never the cookie value
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+
+def audit_insert(schema: Schema, user_id: str, entries: Sequence[AuditEntry]) -> Executable:
+    """The INSERT for ``entries`` (one multi-row statement)."""
+    return insert(schema.audit_events).values([
+        {"user_id": user_id, "type": e.type, "at": e.at, "ip": e.ip[:64], "user_agent": e.user_agent[:512],
+         "session_id": e.session_id, "detail": json.dumps(dict(e.detail), sort_keys=True) if e.detail else None}
+        for e in entries
+    ])
+
+
+class RecordOp(Generic[R]):
+    """Base of every record operation. Subclasses are frozen dataclasses with typed fields."""
+
+    #: False for read-only operations (SQLite then takes no write lock for them).
+    writes: ClassVar[bool] = True
+    #: The reply when the transaction hits a unique index (the op wrote nothing: it was rolled back).
+    #: ``None``: a unique violation is unexpected for this op and fails closed like any store error.
+    on_conflict: ClassVar[Any] = None
+
+    def run(self, schema: Schema) -> SqlGen[R]:
+        raise NotImplementedError

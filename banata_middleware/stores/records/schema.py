@@ -1,0 +1,71 @@
+"""The durable schema, SQLAlchemy Core, every table name prefixed (default ``banata_``).
+
+Core tables live here: accounts (built-in users), user_state (permanent lock, session generation)
+and audit_events (append-only). Each second factor owns its table in its own module under
+``factors/``: a new factor is a new module with ``define_table`` + its operations, one line below,
+and a migration. ``user_id`` is a string everywhere so an app with its own users can store its ids
+(see docs/storage.md for adding a foreign key to the app's users table).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+
+from .factors import backup_codes, passkeys, totp
+from .types import Ident, Millis, RowId
+
+__all__ = ["USER_ID_LENGTH", "Schema"]
+
+USER_ID_LENGTH = 128
+_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,23}\Z")
+
+
+class Schema:
+    """The tables for one prefix, in their own ``MetaData`` (never the app's)."""
+
+    def __init__(self, prefix: str = "banata_", dialect: str = "") -> None:
+        if not _PREFIX.match(prefix):
+            raise ValueError("table prefix: lower-case letters, digits and '_', starting with a letter, "
+                             "at most 24 characters")
+        self.prefix = prefix
+        #: The SQL dialect name of the store using the schema ("sqlite", "postgresql", "mysql", "mariadb").
+        self.dialect = dialect
+        self.metadata = m = MetaData()
+        self.version_table = f"{prefix}alembic_version"
+        self.accounts = Table(
+            f"{prefix}accounts", m,
+            Column("id", Ident(USER_ID_LENGTH), primary_key=True),
+            # The canonical form (trimmed, lower-cased) the flows compute; the unique index decides sign-up races.
+            Column("email", Ident(254), nullable=False, unique=True),
+            Column("password_hash", String(512), nullable=False),
+            Column("name", String(256), nullable=False, server_default=""),
+            Column("created_at", Millis, nullable=False),
+        )
+        self.user_state = Table(
+            f"{prefix}user_state", m,
+            Column("user_id", Ident(USER_ID_LENGTH), primary_key=True),
+            # Consecutive failed second-factor proofs; at the ceiling the account locks until an admin resets it.
+            Column("failure_streak", Integer, nullable=False, server_default="0"),
+            Column("locked_at", Millis, nullable=True),
+            # Bumped when every session of the user ends; the hot store's copy is compared with it.
+            Column("generation", BigInteger, nullable=False, server_default="0"),
+            Column("revoked_at", Millis, nullable=True),
+        )
+        self.audit_events = Table(
+            f"{prefix}audit_events", m,
+            Column("id", RowId, primary_key=True, autoincrement=True),
+            Column("user_id", Ident(USER_ID_LENGTH), nullable=False),
+            Column("type", String(64), nullable=False),
+            Column("at", Millis, nullable=False),
+            Column("ip", String(64), nullable=False, server_default=""),
+            Column("user_agent", String(512), nullable=False, server_default=""),
+            Column("session_id", String(128), nullable=False, server_default=""),
+            Column("detail", Text, nullable=True),  # JSON object of strings
+            Index(f"{prefix}audit_events_user_ix", "user_id", "id"),
+            Index(f"{prefix}audit_events_at_ix", "at"),  # retention deletes by age
+        )
+        self.totp_factors = totp.define_table(m, prefix)
+        self.backup_codes = backup_codes.define_table(m, prefix)
+        self.passkeys = passkeys.define_table(m, prefix)

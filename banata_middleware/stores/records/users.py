@@ -1,0 +1,173 @@
+"""Per-user state that must outlive Redis: the permanent lock and the session generation, and the
+one read the second-factor flows start from (``LoadUser``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from sqlalchemy import Executable, delete, func, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from .ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
+
+if TYPE_CHECKING:
+    from .factors.totp import TotpFactor
+    from .schema import Schema
+
+__all__ = ["FailureCount", "LoadUser", "RecordFailure", "RemoveSecondFactor", "RevokeSessions", "Unlock",
+           "UserRecord", "clear_failures", "ensure_user_state"]
+
+
+def ensure_user_state(schema: Schema, user_id: str) -> Executable:
+    """INSERT the user's state row unless it exists: one statement, safe under concurrency."""
+    t = schema.user_state
+    if schema.dialect == "postgresql":
+        return postgresql.insert(t).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+    if schema.dialect in ("mysql", "mariadb"):
+        return mysql.insert(t).values(user_id=user_id).on_duplicate_key_update(user_id=t.c.user_id)
+    if schema.dialect == "sqlite":
+        return sqlite.insert(t).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+    raise ValueError(f"unsupported SQL dialect {schema.dialect!r}")
+
+
+def clear_failures(schema: Schema, user_id: str) -> Executable:
+    """End the failure streak (a proof succeeded). A permanent lock stays: only an admin lifts it."""
+    t = schema.user_state
+    return update(t).where(t.c.user_id == user_id, t.c.failure_streak > 0).values(failure_streak=0)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """What the second-factor flows need about a user, read in one transaction."""
+
+    user_id: str
+    totp: tuple[TotpFactor, ...]
+    backup_codes: int
+    passkeys: int
+    failure_streak: int = 0
+    locked_at: int | None = None  # the permanent lock (the failure ceiling); None: not locked
+    generation: int = 0
+    revoked_at: int | None = None
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return any(f.confirmed_at is not None for f in self.totp)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadUser(RecordOp[UserRecord]):
+    """The lookup a verification starts with: factors, backup-code count, lock, generation."""
+
+    user_id: str
+    writes: ClassVar[bool] = False
+
+    def run(self, schema: Schema) -> SqlGen[UserRecord]:
+        from .factors.totp import TotpFactor
+
+        s, f, b, p = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys
+        u = self.user_id
+        # Two round trips: the factors, then one row of scalar subqueries (each an index lookup) for
+        # the counts and the state, which may not exist yet (then NULLs: no lock, generation 0).
+        factors = (yield select(f).where(f.c.user_id == u).order_by(f.c.created_at, f.c.id)).all()
+        counts = select(
+            select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
+            select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
+            *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
+              for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
+        )
+        row = (yield counts).one()
+        return UserRecord(u, tuple(TotpFactor.from_row(r) for r in factors), int(row.codes), int(row.keys),
+                          int(row.failure_streak or 0), row.locked_at, int(row.generation or 0), row.revoked_at)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    streak: int
+    locked: bool  # the permanent lock is (now) on
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure(RecordOp[FailureCount]):
+    """Count one failed second-factor proof; at ``ceiling`` consecutive failures (NIST's 100) the
+    account locks until an administrator resets it. The lock is audited in the same transaction."""
+
+    user_id: str
+    ceiling: int
+    at: int
+    audit_on_lock: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[FailureCount]:
+        t, u = schema.user_state, self.user_id
+        yield ensure_user_state(schema, u)
+        # Two statements, not one SET with both columns: MySQL evaluates SET assignments left to right
+        # (later ones see earlier results), PostgreSQL and SQLite do not. The first holds the row lock.
+        yield update(t).where(t.c.user_id == u).values(failure_streak=t.c.failure_streak + 1)
+        locked_now = (yield update(t).where(t.c.user_id == u, t.c.locked_at.is_(None),
+                                            t.c.failure_streak >= self.ceiling).values(locked_at=self.at)).rowcount
+        if locked_now and self.audit_on_lock:
+            yield audit_insert(schema, u, self.audit_on_lock)
+        row = (yield select(t.c.failure_streak, t.c.locked_at).where(t.c.user_id == u)).one()
+        return FailureCount(int(row.failure_streak), row.locked_at is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock(RecordOp[Status]):
+    """Administrator: lift the permanent lock and end the streak. OK, or NOT_FOUND (no state row)."""
+
+    user_id: str
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.user_state
+        done = (yield update(t).where(t.c.user_id == self.user_id)
+                .values(failure_streak=0, locked_at=None)).rowcount
+        if done and self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return Status.OK if done else Status.NOT_FOUND
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeSessions(RecordOp[int]):
+    """End every session: bump the generation (the hot store's copies compare with it) and stamp
+    ``revoked_at``. Replies with the new generation."""
+
+    user_id: str
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[int]:
+        t, u = schema.user_state, self.user_id
+        yield ensure_user_state(schema, u)
+        yield update(t).where(t.c.user_id == u).values(generation=t.c.generation + 1, revoked_at=self.at)
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return int((yield select(t.c.generation).where(t.c.user_id == u)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSecondFactor(RecordOp[Status]):
+    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor and backup
+    code, optionally the passkeys, and the lock go in one transaction; the generation is bumped so
+    every session ends. A verify racing it finds its factor gone (NOT_FOUND)."""
+
+    user_id: str
+    at: int
+    passkeys: bool = False
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        u = self.user_id
+        removed = 0
+        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ())):
+            removed += (yield delete(table).where(table.c.user_id == u)).rowcount
+        t = schema.user_state
+        yield ensure_user_state(schema, u)
+        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None,
+                                                        generation=t.c.generation + 1, revoked_at=self.at)
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return Status.OK if removed else Status.NOT_FOUND
+
+

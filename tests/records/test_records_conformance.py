@@ -1,0 +1,294 @@
+"""The same operation sequences on SQLite, PostgreSQL and MariaDB, with the sync and the async engine.
+
+Each sequence is a generator: it yields a record operation, receives the reply, asserts on it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from records_support import Sequence, new_id, run_sequence
+
+from banata_middleware.stores.records import (
+    AcceptTotpStep,
+    Account,
+    AddPasskey,
+    AddTotpFactor,
+    AdvanceSignCount,
+    AppendAudit,
+    AuditEntry,
+    BackupCodeUse,
+    ConfirmTotpFactor,
+    ConsumeBackupCode,
+    CreateAccount,
+    GetAccount,
+    GetAccountByEmail,
+    GetPasskey,
+    ListAudit,
+    ListPasskeys,
+    LoadUser,
+    Passkey,
+    PruneAudit,
+    RecordFailure,
+    RecordStore,
+    RemovePasskey,
+    RemoveSecondFactor,
+    RemoveTotpFactor,
+    RenamePasskey,
+    ReplaceBackupCodes,
+    RevokeSessions,
+    RewrapTotpSecret,
+    SetPassword,
+    Status,
+    Unlock,
+)
+
+T = 1_800_000_000_000  # Unix ms
+STEP = 60_000_000
+
+
+def _enrolled(uid: str, factor: str = "f1", secret: str = "ct-1", step: int = STEP) -> Sequence:
+    assert (yield AddTotpFactor(uid, factor, secret, "k1", T)) is Status.CREATED
+    assert (yield ConfirmTotpFactor(uid, factor, secret, step, T)) is Status.ACCEPTED
+
+
+def test_sign_up_is_decided_by_the_unique_email_index(store: RecordStore, mode: str) -> None:
+    uid, email = new_id(), f"{new_id('e')}@example.com"
+
+    def sequence() -> Sequence:
+        assert (yield CreateAccount(Account(uid, email, "hash-1", "Ann", T),
+                                    audit=[AuditEntry("user.signed_up", T)])) is Status.CREATED
+        assert (yield CreateAccount(Account(new_id(), email, "hash-2", "Bob", T),
+                                    audit=[AuditEntry("user.signed_up", T)])) is Status.TAKEN
+        assert (yield GetAccountByEmail(email)) == Account(uid, email, "hash-1", "Ann", T)
+        assert (yield SetPassword(uid, "hash-3")) is Status.OK
+        assert (yield GetAccount(uid)).password_hash == "hash-3"
+        assert (yield SetPassword(new_id(), "hash-3")) is Status.NOT_FOUND
+        # The refused sign-up was rolled back whole: its audit row does not exist.
+        assert [e.type for e in (yield ListAudit(uid))] == ["user.signed_up"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_user_ids_are_compared_byte_for_byte(store: RecordStore, mode: str) -> None:
+    """MariaDB's default collation would make 'Ann', 'ann' and 'ann ' one user; not here."""
+    base = new_id("ann")
+    variants = [base, base.upper(), base + " "]
+
+    def sequence() -> Sequence:
+        for i, uid in enumerate(variants):
+            assert (yield CreateAccount(Account(uid, f"{i}-{base}@example.com", "h", "", T))) is Status.CREATED
+            assert (yield AddTotpFactor(uid, "f", f"ct-{i}", "k1", T)) is Status.CREATED
+        for i, uid in enumerate(variants):
+            record = yield LoadUser(uid)
+            assert [f.secret for f in record.totp] == [f"ct-{i}"]
+            assert (yield GetAccount(uid)).id == uid
+
+    run_sequence(store, mode, sequence)
+
+
+def test_totp_step_is_accepted_once_and_only_forward(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        # The enrolment's own code cannot be used again to sign in.
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.REPLAYED
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP + 1,
+                                     audit=[AuditEntry("two_factor.verified", T)])) is Status.ACCEPTED
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP + 1)) is Status.REPLAYED
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.REPLAYED  # an older step
+        assert (yield AcceptTotpStep(uid, "f1", "other-ct", STEP + 5)) is Status.CHANGED
+        assert (yield AcceptTotpStep(uid, "nope", "ct-1", STEP + 5)) is Status.NOT_FOUND
+        record = yield LoadUser(uid)
+        assert record.two_factor_enabled and record.totp[0].last_step == STEP + 1
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.verified"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_an_unconfirmed_factor_verifies_nothing_and_confirms_once(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert (yield AddTotpFactor(uid, "f1", "ct-1", "k1", T)) is Status.CREATED
+        assert not (yield LoadUser(uid)).two_factor_enabled
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.CHANGED
+        # Asking for a new QR code replaces the pending factor; the old secret cannot confirm.
+        assert (yield AddTotpFactor(uid, "f2", "ct-2", "k1", T)) is Status.CREATED
+        assert (yield ConfirmTotpFactor(uid, "f1", "ct-1", STEP, T)) is Status.NOT_FOUND
+        assert (yield ConfirmTotpFactor(uid, "f2", "ct-2", STEP, T,
+                                        audit=[AuditEntry("two_factor.enabled", T)])) is Status.ACCEPTED
+        assert (yield ConfirmTotpFactor(uid, "f2", "ct-2", STEP + 1, T)) is Status.CHANGED  # enable twice
+        # A confirmed factor of that name is not replaced by a new enrolment; another name is free.
+        assert (yield AddTotpFactor(uid, "f3", "ct-3", "k1", T)) is Status.TAKEN
+        assert (yield AddTotpFactor(uid, "f3", "ct-3", "k1", T, name="backup phone")) is Status.CREATED
+        assert [f.id for f in (yield LoadUser(uid)).totp] == ["f2", "f3"]
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.enabled"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_disable_removes_factors_and_codes_and_a_racing_verify_finds_nothing(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
+        assert (yield RecordFailure(uid, 100, T)).streak == 1
+        assert (yield RemoveSecondFactor(uid, T, audit=[AuditEntry("two_factor.disabled", T)])) is Status.OK
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP + 1)) is Status.NOT_FOUND
+        assert (yield ConsumeBackupCode(uid, ["h1"])) == BackupCodeUse(Status.NOT_FOUND, 0)
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.failure_streak, record.generation) == ((), 0, 0, 1)
+        assert (yield RemoveSecondFactor(uid, T)) is Status.NOT_FOUND
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.disabled"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_remove_one_factor_and_rewrap_a_secret(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield RewrapTotpSecret(uid, "f1", "ct-1", "ct-1b", "k2")) is Status.OK
+        assert (yield RewrapTotpSecret(uid, "f1", "ct-1", "ct-1c", "k3")) is Status.CHANGED  # changed meanwhile
+        factor = (yield LoadUser(uid)).totp[0]
+        assert (factor.secret, factor.key_id, factor.last_step) == ("ct-1b", "k2", STEP)
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1b", STEP + 1)) is Status.ACCEPTED
+        assert (yield RemoveTotpFactor(uid, "f1")) is Status.OK
+        assert (yield RemoveTotpFactor(uid, "f1")) is Status.NOT_FOUND
+
+    run_sequence(store, mode, sequence)
+
+
+def test_backup_codes_are_single_use_and_replaced_as_a_set(store: RecordStore, mode: str) -> None:
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2", "h3", "h3"], "k1", T)) == 3
+        assert (yield ReplaceBackupCodes(other, ["h1"], "k1", T)) == 1
+        assert (yield RecordFailure(uid, 100, T)).streak == 1
+        used = yield ConsumeBackupCode(uid, ["h1-under-old-key", "h1"], audit=[AuditEntry("backup_code.used", T)])
+        assert used == BackupCodeUse(Status.CONSUMED, 2)
+        assert (yield LoadUser(uid)).failure_streak == 0  # a success ends the streak
+        assert (yield ConsumeBackupCode(uid, ["h1"], audit=[AuditEntry("backup_code.used", T)])) == \
+            BackupCodeUse(Status.NOT_FOUND, 2)
+        assert (yield ConsumeBackupCode(uid, [])) == BackupCodeUse(Status.NOT_FOUND, 2)
+        assert (yield ConsumeBackupCode(other, ["h1"])).status is Status.CONSUMED  # the other user's own
+        assert (yield ReplaceBackupCodes(uid, ["n1", "n2"], "k2", T)) == 2
+        assert (yield ConsumeBackupCode(uid, ["h2"])).status is Status.NOT_FOUND  # the old set is gone
+        assert (yield ConsumeBackupCode(uid, ["n2"])) == BackupCodeUse(Status.CONSUMED, 1)
+        assert [e.type for e in (yield ListAudit(uid))] == ["backup_code.used"]
+
+    run_sequence(store, mode, sequence)
+
+
+def _passkey(uid: str, credential_id: str, sign_count: int = 0) -> Passkey:
+    return Passkey(credential_id, uid, "cose-key", sign_count, ("internal", "hybrid"), "multi_device", True,
+                   "Laptop", "00000000-0000-0000-0000-000000000000", T)
+
+
+def test_passkeys_register_once_and_the_sign_count_only_moves_forward(store: RecordStore, mode: str) -> None:
+    uid, other = new_id(), new_id()
+    long_id = new_id("A" * 1349)  # ~1023-byte credential id in base64url: longer than MariaDB can index
+    cred2 = new_id("cred")
+
+    def sequence() -> Sequence:
+        assert (yield AddPasskey(_passkey(uid, long_id), audit=[AuditEntry("passkey.added", T)])) is Status.CREATED
+        assert (yield AddPasskey(_passkey(other, long_id), audit=[AuditEntry("passkey.added", T)])) is Status.TAKEN
+        assert (yield AddPasskey(_passkey(uid, cred2, 7))) is Status.CREATED
+        assert (yield GetPasskey(long_id)) == _passkey(uid, long_id)
+        assert (yield GetPasskey("unknown")) is None
+        # A counter-less authenticator (always 0) is accepted; once it counts, it must count up.
+        assert (yield AdvanceSignCount(uid, long_id, 0, T + 1)) is Status.ACCEPTED
+        assert (yield AdvanceSignCount(uid, long_id, 5, T + 2)) is Status.ACCEPTED
+        assert (yield AdvanceSignCount(uid, long_id, 5, T + 3)) is Status.REGRESSED
+        assert (yield AdvanceSignCount(uid, long_id, 0, T + 3)) is Status.REGRESSED
+        assert (yield AdvanceSignCount(other, long_id, 9, T + 3)) is Status.NOT_FOUND  # not theirs
+        stored = yield GetPasskey(long_id)
+        assert (stored.sign_count, stored.last_used_at) == (5, T + 2)
+        assert (yield RenamePasskey(uid, cred2, "Phone")) is Status.OK
+        assert (yield RenamePasskey(other, cred2, "Mine")) is Status.NOT_FOUND
+        assert {p.name for p in (yield ListPasskeys(uid))} == {"Phone", "Laptop"}
+        assert (yield RemovePasskey(other, cred2)) is Status.NOT_FOUND
+        assert (yield RemovePasskey(uid, cred2, audit=[AuditEntry("passkey.removed", T)])) is Status.OK
+        assert (yield LoadUser(uid)).passkeys == 1
+        assert [e.type for e in (yield ListAudit(uid))] == ["passkey.added", "passkey.removed"]
+        assert (yield ListAudit(other)) == ()
+
+    run_sequence(store, mode, sequence)
+
+
+def test_the_failure_ceiling_locks_until_an_admin_unlocks(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        lock_event = [AuditEntry("user.locked", T)]
+        assert (yield RecordFailure(uid, 3, T, audit_on_lock=lock_event)).locked is False
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP + 1)) is Status.ACCEPTED  # ends the streak
+        for expected in (1, 2):
+            assert (yield RecordFailure(uid, 3, T, audit_on_lock=lock_event)).streak == expected
+        third = yield RecordFailure(uid, 3, T + 7, audit_on_lock=lock_event)
+        assert (third.streak, third.locked) == (3, True)
+        assert (yield RecordFailure(uid, 3, T + 8, audit_on_lock=lock_event)).locked is True
+        # A success does not lift the permanent lock (the flows refuse before verifying anyway).
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP + 2)) is Status.ACCEPTED
+        assert (yield LoadUser(uid)).locked_at == T + 7
+        assert (yield Unlock(uid, audit=[AuditEntry("user.unlocked", T)])) is Status.OK
+        record = yield LoadUser(uid)
+        assert (record.locked_at, record.failure_streak) == (None, 0)
+        assert (yield Unlock(new_id())) is Status.NOT_FOUND
+        assert [e.type for e in (yield ListAudit(uid))] == ["user.locked", "user.unlocked"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_revoking_sessions_bumps_the_generation(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert (yield LoadUser(uid)).generation == 0
+        assert (yield RevokeSessions(uid, T, audit=[AuditEntry("session.revoked", T)])) == 1
+        assert (yield RevokeSessions(uid, T + 5)) == 2
+        record = yield LoadUser(uid)
+        assert (record.generation, record.revoked_at) == (2, T + 5)
+
+    run_sequence(store, mode, sequence)
+
+
+def test_audit_is_append_only_with_retention_by_age(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+    detail = {"method": "totp", "name": "Café ☕"}
+
+    def sequence() -> Sequence:
+        entries = [AuditEntry("sign_in.failed", T - 10_000, "203.0.113.9", "Firefox", "sid-hash", detail),
+                   AuditEntry("sign_in", T, "203.0.113.9", "Firefox")]
+        assert (yield AppendAudit(uid, entries)) == 2
+        events = yield ListAudit(uid)
+        assert [(e.type, e.at, e.ip, e.user_agent, e.session_id, e.detail) for e in events] == [
+            ("sign_in.failed", T - 10_000, "203.0.113.9", "Firefox", "sid-hash", detail),
+            ("sign_in", T, "203.0.113.9", "Firefox", "", {})]
+        assert events[0].id < events[1].id
+        assert (yield ListAudit(uid, after=events[0].id)) == events[1:]
+        pruned = yield PruneAudit(before=T - 5_000)
+        assert pruned >= 1
+        assert [e.type for e in (yield ListAudit(uid))] == ["sign_in"]
+
+    run_sequence(store, mode, sequence)
+
+
+@pytest.mark.parametrize("prefix", ["app_mfa_"])
+def test_tables_carry_the_configured_prefix(backend: str, scratch_url: str, prefix: str) -> None:
+    from sqlalchemy import inspect
+
+    store = RecordStore(scratch_url, prefix=prefix)
+    try:
+        store.upgrade()
+        names = set(inspect(store.engine).get_table_names())
+        assert names == {f"{prefix}{n}" for n in ("accounts", "user_state", "audit_events", "totp_factors",
+                                                  "backup_codes", "passkeys", "alembic_version")}
+        assert store.execute(RevokeSessions("u", T)) == 1
+    finally:
+        store.dispose()

@@ -1,0 +1,112 @@
+"""Schema management: the shipped Alembic migrations, their own version table, ``banata-mfa db``,
+the embedded SQLite that creates its schema, and a production store that refuses a stale schema."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+from sqlalchemy import inspect, text
+
+from banata_middleware.db_cli import add_db_commands, run_db
+from banata_middleware.stores.records import LoadUser, RecordStore, RevokeSessions, SchemaOutOfDate, migrate
+
+
+def db(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="banata-mfa")
+    add_db_commands(parser.add_subparsers(dest="command", required=True))
+    return run_db(parser.parse_args(["db", *argv]))
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_defines(scratch_url: str) -> None:
+    store = RecordStore(scratch_url)
+    try:
+        assert store.current_revision() is None
+        with pytest.raises(SchemaOutOfDate, match="banata-mfa db upgrade"):
+            store.check_schema()
+        store.upgrade()
+        assert store.current_revision() == migrate.head()
+        assert migrate.check(store.engine, store.schema) == []  # the frozen migration == schema.py
+        store.check_schema()
+        store.upgrade()  # idempotent
+        assert store.execute(RevokeSessions("u", 1)) == 1
+    finally:
+        store.dispose()
+
+
+def test_a_schema_at_another_revision_refuses_to_start_and_names_the_command(scratch_url: str) -> None:
+    store = RecordStore(scratch_url)
+    try:
+        store.upgrade()
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE banata_alembic_version SET version_num = '0000'"))
+        with pytest.raises(SchemaOutOfDate, match=r"revision 0000.*banata-mfa db upgrade"):
+            store.check_schema()
+    finally:
+        store.dispose()
+
+
+def test_our_tables_live_beside_the_apps_own(scratch_url: str, backend: str) -> None:
+    """The app's tables and its own Alembic history are untouched, and not reported as drift;
+    a foreign key the app adds from our user_id to its users (docs/storage.md) is not drift either."""
+    store = RecordStore(scratch_url, prefix="mfa_")
+    key = "VARBINARY(512)" if backend == "mariadb" else "VARCHAR(128)"  # the type of our user_id columns
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE users (id {key} PRIMARY KEY, email VARCHAR(100))"))
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('apps_own')"))
+        store.upgrade()
+        if backend != "sqlite":  # SQLite cannot add a constraint to an existing table
+            with store.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE mfa_totp_factors ADD CONSTRAINT mfa_totp_factors_user_fk "
+                                  "FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE"))
+        assert migrate.check(store.engine, store.schema) == []
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "apps_own"
+            assert conn.execute(text("SELECT version_num FROM mfa_alembic_version")).scalar_one() == migrate.head()
+        assert "users" in inspect(store.engine).get_table_names()
+    finally:
+        store.dispose()
+
+
+def test_the_embedded_sqlite_creates_and_keeps_its_schema(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "demo", "records.db")
+    os.makedirs(os.path.dirname(path))
+    store = RecordStore.embedded(path)
+    store.execute(RevokeSessions("u", 1))
+    store.dispose()
+    again = RecordStore.embedded(path)  # a restart: same file, same records, no second migration
+    try:
+        again.check_schema()
+        assert again.execute(LoadUser("u")).generation == 1
+        with again.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 5000
+    finally:
+        again.dispose()
+
+
+def test_db_commands_upgrade_current_and_check(scratch_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert db("check", "--database-url", scratch_url) == 1
+    assert "banata-mfa db upgrade" in capsys.readouterr().err
+    assert db("current", "--database-url", scratch_url) == 0
+    assert "none" in capsys.readouterr().out
+    assert db("upgrade", "--database-url", scratch_url) == 0
+    capsys.readouterr()
+    assert db("current", "--database-url", scratch_url) == 0
+    assert capsys.readouterr().out.strip() == f"{migrate.head()} (newest)"
+    assert db("check", "--database-url", scratch_url) == 0
+    assert "schema is current" in capsys.readouterr().out
+
+
+def test_db_commands_explain_a_missing_url_or_server(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANATA_DATABASE_URL", raising=False)
+    assert db("check") == 2
+    assert "--database-url" in capsys.readouterr().err
+    assert db("current", "--database-url", "postgresql://postgres@127.0.0.1:1/none") == 1
+    assert "cannot use postgresql+psycopg://postgres@127.0.0.1:1/none" in capsys.readouterr().err
+    assert db("upgrade", "--database-url", "oracle://x@y/z") == 2
+    assert "unsupported database" in capsys.readouterr().err

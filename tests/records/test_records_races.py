@@ -1,0 +1,170 @@
+"""Races with real concurrency on every backend: 20 threads on the sync engine (each with its own
+pooled connection), or 20 coroutines under ``asyncio.gather`` on the async engine. Each decision
+is one conditional statement, so exactly one caller wins however the server interleaves them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from records_support import new_id
+
+from banata_middleware.stores.records import (
+    AcceptTotpStep,
+    Account,
+    AddPasskey,
+    AddTotpFactor,
+    AdvanceSignCount,
+    AuditEntry,
+    ConfirmTotpFactor,
+    ConsumeBackupCode,
+    CreateAccount,
+    GetPasskey,
+    ListAudit,
+    LoadUser,
+    Passkey,
+    RecordFailure,
+    RecordOp,
+    RecordStore,
+    ReplaceBackupCodes,
+    RevokeSessions,
+    Status,
+)
+
+CALLERS = 20
+T = 1_800_000_000_000
+STEP = 60_000_000
+
+
+@pytest.fixture(params=["threads", "gather"])
+def concurrency(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def race(store: RecordStore, concurrency: str, ops: list[RecordOp[Any]]) -> list[Any]:
+    """Run ``ops`` at the same time; every reply (an exception would fail the test)."""
+    if concurrency == "threads":
+        start = threading.Barrier(len(ops))
+
+        def call(op: RecordOp[Any]) -> Any:
+            start.wait()
+            return store.execute(op)
+
+        with ThreadPoolExecutor(len(ops)) as pool:
+            return list(pool.map(call, ops))
+
+    async def gather() -> list[Any]:
+        try:
+            return list(await asyncio.gather(*(store.aexecute(op) for op in ops)))
+        finally:
+            await store.adispose()
+
+    return asyncio.run(gather())
+
+
+def _enrol(store: RecordStore, uid: str) -> None:
+    assert store.execute(AddTotpFactor(uid, "totp", "ct", "k1", T)) is Status.CREATED
+    assert store.execute(ConfirmTotpFactor(uid, "totp", "ct", STEP, T)) is Status.ACCEPTED
+
+
+def test_one_backup_code_is_consumed_by_exactly_one_of_20_callers(store: RecordStore, concurrency: str) -> None:
+    uid = new_id()
+    store.execute(ReplaceBackupCodes(uid, ["code-hash", "other"], "k1", T))
+    replies = race(store, concurrency, [ConsumeBackupCode(uid, ["code-hash"], audit=[AuditEntry("backup_code.used", T)])
+                                        for _ in range(CALLERS)])
+    assert Counter(r.status for r in replies) == {Status.CONSUMED: 1, Status.NOT_FOUND: CALLERS - 1}
+    assert {r.remaining for r in replies} == {1}
+    assert len(store.execute(ListAudit(uid))) == 1  # one audit row: the winner's
+
+
+def test_one_totp_step_is_accepted_for_exactly_one_of_20_callers(store: RecordStore, concurrency: str) -> None:
+    uid = new_id()
+    _enrol(store, uid)
+    replies = race(store, concurrency, [AcceptTotpStep(uid, "totp", "ct", STEP + 1) for _ in range(CALLERS)])
+    assert Counter(replies) == {Status.ACCEPTED: 1, Status.REPLAYED: CALLERS - 1}
+
+
+def test_racing_steps_leave_the_guard_at_the_newest(store: RecordStore, concurrency: str) -> None:
+    uid = new_id()
+    _enrol(store, uid)
+    steps = [STEP + i for i in range(CALLERS, 0, -1)]
+    replies = race(store, concurrency, [AcceptTotpStep(uid, "totp", "ct", s) for s in steps])
+    assert replies[0] is Status.ACCEPTED  # the newest step always wins its update
+    assert store.execute(LoadUser(uid)).totp[0].last_step == STEP + CALLERS
+
+
+def test_enable_confirms_once_under_20_callers(store: RecordStore, concurrency: str) -> None:
+    uid = new_id()
+    store.execute(AddTotpFactor(uid, "totp", "ct", "k1", T))
+    replies = race(store, concurrency, [ConfirmTotpFactor(uid, "totp", "ct", STEP + i, T,
+                                                          audit=[AuditEntry("two_factor.enabled", T)])
+                                        for i in range(CALLERS)])
+    assert Counter(replies) == {Status.ACCEPTED: 1, Status.CHANGED: CALLERS - 1}
+    assert len(store.execute(ListAudit(uid))) == 1
+
+
+def test_the_sign_count_stays_monotonic_under_racing_assertions(store: RecordStore, concurrency: str) -> None:
+    uid, cred = new_id(), new_id("cred")
+    store.execute(AddPasskey(Passkey(cred, uid, "cose", 0, (), "single_device", False, "", "", T)))
+    counts = list(range(CALLERS, 0, -1))
+    replies = race(store, concurrency, [AdvanceSignCount(uid, cred, n, T) for n in counts])
+    assert replies[0] is Status.ACCEPTED and set(replies) <= {Status.ACCEPTED, Status.REGRESSED}
+    passkey = store.execute(GetPasskey(cred))
+    assert passkey is not None and passkey.sign_count == CALLERS
+    # The same counter value presented by many (a replayed or cloned assertion): one wins.
+    replies = race(store, concurrency, [AdvanceSignCount(uid, cred, CALLERS + 1, T) for _ in range(CALLERS)])
+    assert Counter(replies) == {Status.ACCEPTED: 1, Status.REGRESSED: CALLERS - 1}
+
+
+def test_one_sign_up_per_email_under_20_callers(store: RecordStore, concurrency: str) -> None:
+    email = f"{new_id('e')}@example.com"
+    replies = race(store, concurrency, [CreateAccount(Account(new_id(), email, "h", "", T)) for _ in range(CALLERS)])
+    assert Counter(replies) == {Status.CREATED: 1, Status.TAKEN: CALLERS - 1}
+
+
+def test_concurrent_failures_are_all_counted_and_lock_once(store: RecordStore, concurrency: str) -> None:
+    uid = new_id()
+    lock_event = [AuditEntry("user.locked", T)]
+    replies = race(store, concurrency, [RecordFailure(uid, CALLERS // 2, T, audit_on_lock=lock_event)
+                                        for _ in range(CALLERS)])
+    assert sorted(r.streak for r in replies) == list(range(1, CALLERS + 1))
+    assert store.execute(LoadUser(uid)).failure_streak == CALLERS
+    assert [e.type for e in store.execute(ListAudit(uid))] == ["user.locked"]
+
+
+class _LockTwoRows(RecordOp[int]):
+    """Bumps two users' generations in the given order, meeting the other op in between, so two of
+    these in opposite orders deadlock on a server; counts how often it was (re)started."""
+
+    def __init__(self, first: str, second: str, meet: threading.Barrier) -> None:
+        self.first, self.second, self.meet, self.runs = first, second, meet, 0
+
+    def run(self, schema: Any) -> Any:
+        from sqlalchemy import update
+
+        self.runs += 1
+        t = schema.user_state
+        yield update(t).where(t.c.user_id == self.first).values(generation=t.c.generation + 1)
+        if self.runs == 1:
+            self.meet.wait(timeout=10)  # both now hold one row and ask for the other's
+        yield update(t).where(t.c.user_id == self.second).values(generation=t.c.generation + 1)
+        return self.runs
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_a_deadlock_victim_is_run_again_not_refused(store: RecordStore) -> None:
+    """SQLite cannot deadlock (a writer takes the lock up front); the servers pick a victim and roll
+    it back, and the store runs that operation again instead of answering 503."""
+    a, b = new_id(), new_id()
+    for uid in (a, b):
+        store.execute(RevokeSessions(uid, T))
+    meet = threading.Barrier(2)
+    ops = [_LockTwoRows(a, b, meet), _LockTwoRows(b, a, meet)]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(store.execute, ops))
+    assert sorted(runs) == [1, 2]  # one ran straight through, the victim ran twice
+    assert store.execute(LoadUser(a)).generation == store.execute(LoadUser(b)).generation == 3

@@ -1,0 +1,184 @@
+"""A hypothesis state machine: random sequences of factor operations on one user, on each backend,
+compared step by step with a plain Python model of what they must do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from records_support import new_id
+
+from banata_middleware.stores.records import (
+    AcceptTotpStep,
+    AddPasskey,
+    AddTotpFactor,
+    AdvanceSignCount,
+    ConfirmTotpFactor,
+    ConsumeBackupCode,
+    LoadUser,
+    Passkey,
+    RecordFailure,
+    RecordStore,
+    RemoveSecondFactor,
+    RemoveTotpFactor,
+    ReplaceBackupCodes,
+    Status,
+)
+
+T = 1_800_000_000_000
+factor_ids = st.sampled_from(["a", "b"])
+secrets_ = st.sampled_from(["s1", "s2"])
+steps = st.integers(0, 6)
+codes = st.sampled_from(["c1", "c2", "c3"])
+credentials = st.sampled_from(["p1", "p2"])
+
+
+@dataclass
+class Factor:
+    secret: str
+    confirmed: bool = False
+    last_step: int = 0
+
+
+@dataclass
+class Model:
+    factors: dict[str, Factor] = field(default_factory=dict)
+    codes: set[str] = field(default_factory=set)
+    sign_counts: dict[str, int] = field(default_factory=dict)
+    streak: int = 0
+
+
+class FactorMachine(RuleBasedStateMachine):
+    store: ClassVar[RecordStore]
+
+    @initialize()
+    def new_user(self) -> None:
+        self.uid = new_id()
+        self.model = Model()
+
+    def _cred(self, name: str) -> str:
+        return f"{self.uid}-{name}"  # credential ids are global; keep each example's apart
+
+    @rule(fid=factor_ids, secret=secrets_)
+    def add_factor(self, fid: str, secret: str) -> None:
+        reply = self.store.execute(AddTotpFactor(self.uid, fid, secret, "k1", T, name=fid))
+        existing = self.model.factors.get(fid)
+        if existing is not None and existing.confirmed:
+            assert reply is Status.TAKEN
+        else:
+            assert reply is Status.CREATED
+            self.model.factors[fid] = Factor(secret)
+
+    @rule(fid=factor_ids, secret=secrets_, step=steps)
+    def confirm(self, fid: str, secret: str, step: int) -> None:
+        reply = self.store.execute(ConfirmTotpFactor(self.uid, fid, secret, step, T))
+        factor = self.model.factors.get(fid)
+        if factor is None:
+            assert reply is Status.NOT_FOUND
+        elif factor.secret != secret or factor.confirmed:
+            assert reply is Status.CHANGED
+        else:
+            assert reply is Status.ACCEPTED
+            factor.confirmed, factor.last_step = True, step
+
+    @rule(fid=factor_ids, secret=secrets_, step=steps)
+    def verify(self, fid: str, secret: str, step: int) -> None:
+        reply = self.store.execute(AcceptTotpStep(self.uid, fid, secret, step))
+        factor = self.model.factors.get(fid)
+        if factor is None:
+            assert reply is Status.NOT_FOUND
+        elif factor.secret != secret or not factor.confirmed:
+            assert reply is Status.CHANGED
+        elif step <= factor.last_step:
+            assert reply is Status.REPLAYED
+        else:
+            assert reply is Status.ACCEPTED
+            factor.last_step, self.model.streak = step, 0
+
+    @rule(fid=factor_ids, delta=st.integers(-1, 1))
+    def verify_near_the_last_step(self, fid: str, delta: int) -> None:
+        """The edges, often: a confirmed factor's right secret at, just before or just after the guard."""
+        if fid not in self.model.factors:
+            self.add_factor(fid, "s1")
+        factor = self.model.factors[fid]
+        if not factor.confirmed:
+            self.confirm(fid, factor.secret, 3)
+        self.verify(fid, factor.secret, max(0, factor.last_step + delta))
+
+    @rule(fid=factor_ids, step=steps)
+    def confirm_with_the_right_secret(self, fid: str, step: int) -> None:
+        """Enable twice: a second confirmation of a confirmed factor changes nothing."""
+        factor = self.model.factors.get(fid)
+        self.confirm(fid, factor.secret if factor else "s1", step)
+
+    @rule(fid=factor_ids)
+    def remove_factor(self, fid: str) -> None:
+        reply = self.store.execute(RemoveTotpFactor(self.uid, fid))
+        assert reply is (Status.OK if self.model.factors.pop(fid, None) else Status.NOT_FOUND)
+
+    @rule(new=st.sets(codes))
+    def replace_codes(self, new: set[str]) -> None:
+        assert self.store.execute(ReplaceBackupCodes(self.uid, sorted(new), "k1", T)) == len(new)
+        self.model.codes = set(new)
+
+    @rule(candidates=st.lists(codes, max_size=2))
+    def use_code(self, candidates: list[str]) -> None:
+        reply = self.store.execute(ConsumeBackupCode(self.uid, candidates))
+        hit = self.model.codes & set(candidates)
+        self.model.codes -= hit
+        if hit:
+            self.model.streak = 0
+        assert (reply.status, reply.remaining) == (Status.CONSUMED if hit else Status.NOT_FOUND,
+                                                   len(self.model.codes))
+
+    @rule(cred=credentials, n=st.integers(0, 4))
+    def passkey_assertion(self, cred: str, n: int) -> None:
+        if cred not in self.model.sign_counts:
+            passkey = Passkey(self._cred(cred), self.uid, "cose", n, (), "single_device", False, "", "", T)
+            assert self.store.execute(AddPasskey(passkey)) is Status.CREATED
+            self.model.sign_counts[cred] = n
+            return
+        reply = self.store.execute(AdvanceSignCount(self.uid, self._cred(cred), n, T))
+        stored = self.model.sign_counts[cred]
+        if n > stored or n == stored == 0:
+            assert reply is Status.ACCEPTED
+            self.model.sign_counts[cred] = n
+        else:
+            assert reply is Status.REGRESSED
+
+    @rule()
+    def failure(self) -> None:
+        self.model.streak += 1
+        assert self.store.execute(RecordFailure(self.uid, 100, T)).streak == self.model.streak
+
+    @rule()
+    def disable(self) -> None:
+        had = bool(self.model.factors or self.model.codes)
+        assert self.store.execute(RemoveSecondFactor(self.uid, T)) is (Status.OK if had else Status.NOT_FOUND)
+        self.model.factors.clear()
+        self.model.codes.clear()
+        self.model.streak = 0
+
+    @invariant()
+    def store_matches_model(self) -> None:
+        record = self.store.execute(LoadUser(self.uid))
+        assert {f.id: (f.secret, f.confirmed_at is not None, f.last_step) for f in record.totp} == {
+            fid: (f.secret, f.confirmed, f.last_step) for fid, f in self.model.factors.items()}
+        assert record.backup_codes == len(self.model.codes)
+        assert record.passkeys == len(self.model.sign_counts)
+        assert record.failure_streak == self.model.streak
+        assert record.two_factor_enabled == any(f.confirmed for f in self.model.factors.values())
+
+
+def test_factor_operations_match_the_model(store: RecordStore, backend: str) -> None:
+    class Machine(FactorMachine):
+        pass
+
+    Machine.store = store
+    # The logic is the same everywhere: explore widely on the local file, check the servers' SQL semantics.
+    run_state_machine_as_test(Machine, settings=settings(
+        max_examples=40 if backend == "sqlite" else 10, stateful_step_count=20, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow]))
