@@ -74,6 +74,9 @@ class Policies:
     max_body_bytes: int = 64 * 1024
     audit_stream_length: int = 1000
     password_min_length: int = 8
+    # Sign-up attempts per client address per window, counted before any password hashing.
+    sign_up_per_address: int = 20
+    sign_up_window: int = 10 * 60
 
 
 @dataclass(frozen=True)

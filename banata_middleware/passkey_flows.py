@@ -21,7 +21,7 @@ from .passkeys import (
     verify_authentication,
     verify_registration,
 )
-from .tokens import TokenSigner
+from .tokens import SealSigner
 
 __all__ = ["PasskeyFlows"]
 
@@ -49,26 +49,34 @@ class PasskeyFlows:
     def __init__(self, flows: Flows) -> None:
         self.f = flows
         self.config = flows.config.passkey
-        self.tokens = TokenSigner(flows.keyring.cookie_keys, "passkey")
+        self.seals = SealSigner(flows.keyring.cookie_keys, "passkey")
         self.cookie = ("__Secure-" if flows.config.secure_cookies else "") + "banata.passkey"
 
     # -- ceremonies --------------------------------------------------------------------------
+    # A ceremony (kind, challenge, user, name, expiry) travels in the signed banata.passkey cookie,
+    # not in the store: asking for options writes nothing, so anonymous callers cannot grow the store
+    # with them. The challenge is no secret from the browser that holds it (the options carry it);
+    # the signature binds it to its kind, user and expiry. Single use is a mark written when the
+    # ceremony is answered (``ceremony.lua``), living only as long as the ceremony could.
     def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:
-        token, ceremony_id = self.tokens.issue("_")
+        yield from ()  # a Flow like the others (it used to write the ceremony), so callers need not change
         ttl = self.f.policies.passkey_ceremony_ttl
-        record = json.dumps({"type": kind, "challenge": challenge, "uid": uid, "name": name,
-                             "exp": self.f.now_ms() + ttl * 1000})
-        yield Op("ceremony", (self.f.keys.ceremony(ceremony_id),), (self.f.now_ms(), "put", ttl * 1000, record))
+        token = self.seals.seal({"type": kind, "challenge": challenge, "uid": uid, "name": name,
+                                 "exp": self.f.now_ms() + ttl * 1000})
         return self.f._cookie(self.cookie, token, ttl)
 
     def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
-        """The browser's ceremony, consumed: a challenge answers once, and only in its own browser."""
-        read = self.tokens.read(req.cookies().get(self.cookie))
-        if read is None:
+        """The browser's ceremony, spent: a challenge answers once, and only in its own browser."""
+        record = self.seals.open(req.cookies().get(self.cookie))
+        now = self.f.now_ms()
+        if record is None or record.get("type") != kind or not isinstance(record.get("challenge"), str):
             raise _challenge_not_found()
-        raw = yield Op("ceremony", (self.f.keys.ceremony(read[1]),), (self.f.now_ms(), "take", 0, ""))
-        record: dict[str, Any] = json.loads(raw) if raw else {}
-        if record.get("type") != kind or int(record.get("exp", 0)) <= self.f.now_ms():
+        left = int(record.get("exp", 0)) - now
+        if left <= 0:
+            raise _challenge_not_found()
+        mark = self.f.keys.ceremony(hash_token(record["challenge"]))
+        first = yield Op("ceremony", (mark,), (now, "spend", left))
+        if not first:
             raise _challenge_not_found()
         return record
 
