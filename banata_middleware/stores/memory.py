@@ -121,10 +121,11 @@ class MemoryStore:
         self.clock = clock
         self.data: dict[str, Any] = {}
         self._expiry: dict[str, float] = {}
-        # Every expiry set, ordered by time: (when, key). An entry is stale when the key was deleted
-        # or given another expiry since; the sweep skips those. Each write pushes at most a few
-        # entries and each operation pops up to SWEEP_PER_OP due ones, so the heap and the data shrink
-        # back as soon as records expire, even those never read again (Redis's active expiry).
+        # Expiries ordered by time, (when, key): every key in _expiry has an entry no later than its
+        # expiry. A key given a later expiry keeps its entry (the sweep moves it on when it comes due),
+        # so re-expiring a key (a throttle counter on every hit) does not grow the heap. Each operation
+        # pops up to SWEEP_PER_OP due entries, so records leave when they expire, even those never
+        # read again (Redis's active expiry).
         self._expiry_heap: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
@@ -158,17 +159,22 @@ class MemoryStore:
 
     def expire(self, key: str, ttl_ms: int) -> None:
         when = self.clock.now() + ttl_ms / 1000
+        old = self._expiry.get(key)
         self._expiry[key] = when
-        heapq.heappush(self._expiry_heap, (when, key))
+        if old is None or when < old:
+            heapq.heappush(self._expiry_heap, (when, key))
 
     def _sweep(self, budget: int) -> None:
         """Drop up to ``budget`` keys whose expiry has passed on the store's clock."""
         now, heap = self.clock.now(), self._expiry_heap
         while budget > 0 and heap and heap[0][0] <= now:
             when, key = heapq.heappop(heap)
-            if self._expiry.get(key) == when:
+            exp = self._expiry.get(key)
+            if exp is not None and exp <= now:
                 self.data.pop(key, None)
                 del self._expiry[key]
+            elif exp is not None and exp > when:
+                heapq.heappush(heap, (exp, key))  # given a later expiry since: check again then
             budget -= 1
 
     def delete(self, *keys: str) -> int:
