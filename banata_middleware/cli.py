@@ -34,6 +34,19 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"banata-mfa demo: {exc}", file=sys.stderr)
         return 2
     store = RedisStore.from_url(args.redis_url) if args.redis_url else MemoryStore(config.clock)
+    if isinstance(store, RedisStore):
+        from redis.exceptions import RedisError
+
+        from .stores.redis import UnsafeRedisPolicy
+
+        try:
+            store.check()  # refuse an evicting Redis here, not on the first request
+        except UnsafeRedisPolicy as exc:
+            print(f"banata-mfa demo: {exc}", file=sys.stderr)
+            return 2
+        except (RedisError, OSError) as exc:
+            print(f"warning: Redis at {args.redis_url} is not reachable yet ({type(exc).__name__}); "
+                  "requests answer 503 until it is", file=sys.stderr)
     auth = BanataAuth(config, store=store)
     if args.framework == "werkzeug":
         from .demo.wsgi import serve as serve_wsgi
@@ -134,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--framework", choices=["starlette", "werkzeug"], default="starlette")
-    demo.add_argument("--redis-url", default=None, help="use Redis instead of the in-memory store")
+    demo.add_argument("--redis-url", default=None,
+                      help="use Redis instead of the in-memory store (maxmemory-policy noeviction or volatile-*, "
+                           "with persistence: it holds users' factors)")
     demo.add_argument("--secret", default=None, help="app secret, at least 32 characters")
     demo.add_argument("--site-url", default=None, help="default http://localhost:PORT")
     demo.add_argument("--challenge-status", type=int, choices=[403, 200], default=403,
