@@ -81,10 +81,23 @@ class Policies:
 
 @dataclass(frozen=True)
 class PasskeyConfig:
+    """WebAuthn relying party. ``origins``: the pages allowed to run a ceremony.
+    ``allowed_top_origins``: the sites allowed to embed those pages in a cross-origin iframe
+    (clientDataJSON ``crossOrigin``/``topOrigin``, WebAuthn L3); empty (the default) refuses
+    every ceremony run inside a cross-origin iframe."""
+
     rp_id: str = "localhost"
     rp_name: str = ""
     origins: tuple[str, ...] = ("http://localhost:3000",)
     user_verification: str = "preferred"
+    allowed_top_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A bare string would be matched as a substring ("in"): ask for the tuple it should be.
+        if isinstance(self.allowed_top_origins, str) or not all(
+                isinstance(o, str) and o for o in self.allowed_top_origins):
+            raise ValueError("PasskeyConfig.allowed_top_origins must be a tuple of origins, "
+                             "e.g. ('https://portal.example',)")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 from .crypto import hash_token
 from .effects import Flow, Op
 from .errors import AuthError
-from .flows import UNAUTHORIZED, Caller, Flows, SignInResult, _iso
+from .flows import UNAUTHORIZED, Caller, Flows, _iso
 from .http import Body, Request, Response, json_response
 from .passkeys import (
     authentication_options,
@@ -165,15 +165,14 @@ class PasskeyFlows:
         caller = yield from f.load(owner)
         p, k = f.policies, f.keys
         token, sid = f.session_tokens.issue(owner)
-        ctoken, new_cid = f.challenge_tokens.issue(owner)
         remember = body.data.get("rememberMe", True) is not False
         mode = "second_factor" if pending is not None else "passwordless"
         reply = yield from f._commit(
             "passkey_sign_in", owner,
             (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
-             k.sessions(owner), k.challenge(owner, new_cid)),
+             k.sessions(owner)),
             (cred_id, new_count, mode, "1" if user_verified else "0", sid, p.session_ttl * 1000,
-             p.pending_ttl * 1000, p.challenge_attempts, "1" if remember else "0"), req, sid)
+             "1" if remember else "0"), req, sid)
         status = reply[0]
         if status == "SESSION":
             headers = [f._cookie(f.session_cookie, token, p.session_ttl if remember else None),
@@ -181,9 +180,13 @@ class PasskeyFlows:
             if pending is not None:
                 headers.append(f._clear(f.challenge_cookie))
             return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
-        if status == "CHALLENGE":
-            cookie = f._cookie(f.challenge_cookie, ctoken, p.pending_ttl)
-            return f.sign_in_response(caller, SignInResult(True, f.methods(caller), None, [cookie[1]]))
+        if status == "UV_REQUIRED":
+            raise AuthError(401, "AUTHENTICATION_FAILED",
+                            "this passkey did not verify you with a PIN or biometric, so it cannot sign in on "
+                            "its own; sign in with your password and use it as the second factor")
+        if status == "SAME_FACTOR":
+            raise AuthError(401, "AUTHENTICATION_FAILED",
+                            "a passkey cannot answer this sign-in; use your authenticator app or a backup code")
         if status == "LOCKED":
             raise f.locked_error(int(reply[2]))
         if status == "CLONE":

@@ -113,6 +113,28 @@ def credential_id_of(response: Any) -> str:
         raise AuthError(400, "VALIDATION_ERROR", "'response.id' is not base64url") from None
 
 
+def _embedding_refusal(config: PasskeyConfig, response: dict[str, Any]) -> str | None:
+    """Why a ceremony run inside a cross-origin iframe is refused, or None. py_webauthn parses
+    ``crossOrigin`` and checks neither it nor ``topOrigin`` (WebAuthn L3 section 7.2 leaves that to
+    the relying party): a page of ours framed by another site must not sign anyone in unless the
+    config names that site in ``allowed_top_origins``. Called after py_webauthn accepted the
+    response, so clientDataJSON is well-formed and signed."""
+    try:
+        data = json.loads(unb64url(response["response"]["clientDataJSON"]))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return "clientDataJSON is not readable"
+    if not isinstance(data, dict):
+        return "clientDataJSON is not an object"
+    top = data.get("topOrigin")
+    if data.get("crossOrigin") in (None, False) and top is None:
+        return None
+    if not config.allowed_top_origins:
+        return "it was made in a cross-origin iframe, which this site does not allow"
+    if not isinstance(top, str) or top not in config.allowed_top_origins:
+        return f"it was made in an iframe on {str(top)[:100]!r}, which is not an allowed top origin"
+    return None
+
+
 def verify_registration(config: PasskeyConfig, response: dict[str, Any], challenge: str) -> RegisteredPasskey:
     try:
         verified = verify_registration_response(
@@ -126,6 +148,9 @@ def verify_registration(config: PasskeyConfig, response: dict[str, Any], challen
     # middleware's own parse fails py_webauthn's second parse, which runs deeper in the stack.
     except (WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise AuthError(400, "FAILED_TO_VERIFY_REGISTRATION", f"the passkey registration was refused: {exc}") from None
+    refusal = _embedding_refusal(config, response)
+    if refusal is not None:
+        raise AuthError(400, "FAILED_TO_VERIFY_REGISTRATION", f"the passkey registration was refused: {refusal}")
     return RegisteredPasskey(
         credential_id=b64url(verified.credential_id),
         public_key=b64url(verified.credential_public_key),
@@ -154,4 +179,7 @@ def verify_authentication(
         )
     except (WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise AuthError(401, "AUTHENTICATION_FAILED", f"the passkey was refused: {exc}") from None
+    refusal = _embedding_refusal(config, response)
+    if refusal is not None:
+        raise AuthError(401, "AUTHENTICATION_FAILED", f"the passkey was refused: {refusal}")
     return verified.new_sign_count, verified.user_verified

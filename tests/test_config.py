@@ -50,3 +50,11 @@ def test_https_site_gets_secure_prefixed_cookies() -> None:
     assert auth.flows.session_cookie == "__Secure-banata.session_token"
     name, value = auth.flows._cookie(auth.flows.session_cookie, "v", 10)
     assert name == "set-cookie" and "Secure" in value and "HttpOnly" in value
+
+
+def test_allowed_top_origins_must_be_a_tuple_not_a_string() -> None:
+    from banata_middleware import PasskeyConfig
+
+    assert PasskeyConfig(allowed_top_origins=("https://portal.example",)).allowed_top_origins
+    with pytest.raises(ValueError, match="allowed_top_origins"):
+        PasskeyConfig(allowed_top_origins="https://portal.example")  # type: ignore[arg-type]

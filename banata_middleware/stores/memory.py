@@ -67,6 +67,19 @@ class _Script:
         lock = int(u.get("lock_until", "0"))
         return lock if lock > self.now else 0
 
+    def challenge_refusal(self, ch: dict[str, str], u: dict[str, str], by: str) -> Reply:
+        """Twin of ``challenge_refusal`` in lua/_prelude.lua: the one liveness rule for answering a
+        pending sign-in challenge (None: ``by`` may answer it)."""
+        if (not self.live(ch) or int(ch.get("created", "0")) <= int(u.get("revoked_at", "0"))
+                or int(ch.get("attempts", "0")) <= 0):
+            return ["GONE", self.events]
+        lock = self.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", self.events, lock]
+        if ch.get("opened_by", "passkey").split(":", 1)[0] == by:
+            return ["SAME_FACTOR", self.events]
+        return None
+
     def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str) -> int:
         u = self.s.data.setdefault(self.keys[0], {})
         fails = int(u.get("fails", "0")) + 1
@@ -273,19 +286,16 @@ class MemoryStore:
     def _op_challenge_create(self, x: _Script) -> Reply:
         ttl = int(x.argv[5])
         self.data[x.keys[2]] = {"exp": str(x.now + ttl), "attempts": x.argv[6], "remember": x.argv[7],
-                                "created": str(x.now)}
+                                "created": str(x.now), "opened_by": "pwd"}
         self.expire(x.keys[2], ttl)
         return ["OK", x.events]
 
     def _op_challenge_answer(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
-        ch = x.hash(k[2])
-        if not x.live(ch):
-            return ["GONE", x.events]
-        u = x.hash(k[0])
-        lock = x.locked_until(u)
-        if lock > 0:
-            return ["LOCKED", x.events, lock]
+        ch, u = x.hash(k[2]), x.hash(k[0])
+        refusal = x.challenge_refusal(ch, u, a[5])
+        if refusal is not None:
+            return refusal
         if u.get("tfa") != "1":
             self.delete(k[2])
             return ["NOT_ENABLED", x.events]
@@ -438,18 +448,23 @@ class MemoryStore:
 
     def _op_passkey_sign_in(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
+        second_factor = a[7] == "second_factor"
+        if not second_factor and a[8] != "1":
+            return ["UV_REQUIRED", x.events]
         raw = x.hash(k[2]).get(a[5])
         if raw is None:
             return ["NOT_FOUND", x.events]
         u = x.hash(k[0])
         ch: dict[str, str] = {}
-        if a[7] == "second_factor":
+        if second_factor:
             ch = x.hash(k[3])
-            if not x.live(ch):
-                return ["GONE", x.events]
-        lock = x.locked_until(u)
-        if lock > 0:
-            return ["LOCKED", x.events, lock]
+            refusal = x.challenge_refusal(ch, u, "passkey")
+            if refusal is not None:
+                return refusal
+        else:
+            lock = x.locked_until(u)
+            if lock > 0:
+                return ["LOCKED", x.events, lock]
         record = json.loads(raw)
         stored, new = int(record.get("signCount", 0)), int(a[6])
         if (stored > 0 or new > 0) and new <= stored:
@@ -459,20 +474,12 @@ class MemoryStore:
         self.data[k[2]][a[5]] = json.dumps(record)
         x.audit("passkey.authenticated", a[9], a[5])
         ttl = int(a[10])
-        if a[7] == "second_factor":
+        if second_factor:
             self.delete(k[3])
             x.hset(k[0], fails=0, streak=0)
             x.new_session(k[4], k[5], a[9], ttl, 2, x.now, ch.get("remember", "0"))
             return ["SESSION", x.events]
-        if a[8] == "1":
-            x.new_session(k[4], k[5], a[9], ttl, 2, x.now, a[13])
-            return ["SESSION", x.events]
-        if u.get("tfa") == "1":
-            cttl = int(a[11])
-            self.data[k[6]] = {"exp": str(x.now + cttl), "attempts": a[12], "remember": a[13], "created": str(x.now)}
-            self.expire(k[6], cttl)
-            return ["CHALLENGE", x.events]
-        x.new_session(k[4], k[5], a[9], ttl, 1, 0, a[13])
+        x.new_session(k[4], k[5], a[9], ttl, 2, x.now, a[11])
         return ["SESSION", x.events]
 
     def _op_two_factor_import(self, x: _Script) -> Reply:

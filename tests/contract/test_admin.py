@@ -78,6 +78,44 @@ def test_revoke_sessions_ends_every_session_and_challenge(stack: Stack) -> None:
     assert c.get("/api/me").status_code == 200
 
 
+def revoke_right_before(stack: Stack, script: str, uid: str) -> None:
+    """Run revoke-sessions just before the next ``script`` op reaches the store: after the flow
+    read the caller, before the atomic answer (the window the script itself must close)."""
+    store: Any = stack.auth.store
+    execute, aexecute = store.execute, store.aexecute
+    armed = [True]
+
+    def revoke_first(op: Any) -> None:
+        if op.script == script and armed:
+            armed.clear()
+            stack.auth.revoke_sessions(uid)
+
+    def hooked(op: Any) -> Any:
+        revoke_first(op)
+        return execute(op)
+
+    async def ahooked(op: Any) -> Any:
+        revoke_first(op)
+        return await aexecute(op)
+
+    store.execute, store.aexecute = hooked, ahooked
+
+
+def test_revoke_sessions_between_the_check_and_the_answer_refuses_the_code(stack: Stack) -> None:
+    # The one liveness check lives in the store script, so a revocation landing after the flow
+    # loaded the (then live) challenge still refuses the answer.
+    owner = stack.client()
+    uid = owner.sign_up("race@example.com").json()["user"]["id"]
+    owner.enable_2fa()
+    api = stack.client()
+    assert api.sign_in("race@example.com").status_code == 403
+    stack.clock.advance(30)
+    revoke_right_before(stack, "challenge_answer", uid)
+    r = api.auth("/two-factor/verify-totp", {"code": owner.code()})
+    assert (r.status_code, r.json()["code"]) == (401, "UNAUTHORIZED"), r.text
+    assert api.get("/api/me").status_code == 401
+
+
 def test_hundred_consecutive_failures_lock_until_an_admin_resets(stack: Stack) -> None:
     owner = stack.client()
     uid = owner.sign_up("ceiling@example.com").json()["user"]["id"]

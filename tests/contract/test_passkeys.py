@@ -33,12 +33,12 @@ def sign_in(api: Api, key: VirtualPasskey, **knobs: Any) -> Any:
 
 
 def user_with_passkey(stack: Stack, email: str = "pk@example.com", algorithm: str = "ES256",
-                      two_factor: bool = False) -> tuple[Api, VirtualPasskey]:
+                      two_factor: bool = False, user_verified: bool = True) -> tuple[Api, VirtualPasskey]:
     api = stack.client()
     api.sign_up(email)
     if two_factor:
         api.enable_2fa()
-    key = VirtualPasskey(algorithm=algorithm)  # type: ignore[arg-type]
+    key = VirtualPasskey(algorithm=algorithm, user_verified=user_verified)  # type: ignore[arg-type]
     r = register(api, key)
     assert r.status_code == 200, r.text
     return api, key
@@ -57,30 +57,67 @@ def test_register_then_sign_in_passwordless(stack: Stack, algorithm: str) -> Non
     assert api.get("/api/me").json()["aal"] == 2  # user-verified passkey
 
 
-def test_passkey_without_user_verification_is_aal1(stack: Stack) -> None:
-    _, key = user_with_passkey(stack)
-    api = stack.client()
-    assert sign_in(api, key, user_verified=False).status_code == 200
-    assert api.get("/api/me").json()["aal"] == 1
+@pytest.mark.parametrize("two_factor", [True, False], ids=["with-2fa", "without-2fa"])
+def test_a_passkey_without_user_verification_cannot_sign_in_on_its_own(stack: Stack, two_factor: bool) -> None:
+    # Issue 17 section 1: a security key without a PIN is one factor, something you have. It once
+    # opened a pending sign-in by itself (403 listing "passkey") and then answered that same
+    # challenge: one possession factor counted twice, aal 2 without any password.
+    _, key = user_with_passkey(stack, two_factor=two_factor, user_verified=False)  # a key without a PIN
+    api = stack.client()  # a fresh browser, no password
+    for _ in range(2):
+        r = sign_in(api, key)
+        assert (r.status_code, r.json()["code"]) == (401, "AUTHENTICATION_FAILED"), r.text
+        assert "did not verify you" in r.json()["message"]
+        assert "banata.two_factor" not in api.http.cookies  # no pending challenge was opened
+        assert "banata.session_token" not in api.http.cookies
+    assert api.get("/api/me").json()["code"] == "UNAUTHORIZED"
 
 
-def test_passkey_without_user_verification_still_faces_the_second_factor(stack: Stack) -> None:
+def test_a_user_verified_passkey_signs_a_two_factor_user_in_at_aal2(stack: Stack) -> None:
     _, key = user_with_passkey(stack, two_factor=True)
     api = stack.client()
-    r = sign_in(api, key, user_verified=False)
-    assert (r.status_code, r.json()["code"]) == (403, "TWO_FACTOR_REQUIRED")
-    assert api.get("/api/me").json()["code"] == "TWO_FACTOR_REQUIRED"
+    r = sign_in(api, key)
+    assert r.status_code == 200, r.text
+    assert api.get("/api/me").json()["aal"] == 2
 
 
 def test_passkey_answers_the_sign_in_challenge(stack: Stack) -> None:
-    _owner, key = user_with_passkey(stack, two_factor=True)
+    _owner, key = user_with_passkey(stack, two_factor=True, user_verified=False)
     api = stack.client()
     r = api.sign_in("pk@example.com")
     assert r.status_code == 403 and "passkey" in r.json()["twoFactorMethods"]
-    r = sign_in(api, key, user_verified=False)  # possession is the second factor here
+    r = sign_in(api, key)  # without user verification: possession is the second factor here
     assert r.status_code == 200, r.text
     assert api.get("/api/me").json()["aal"] == 2
     assert "banata.two_factor" not in api.http.cookies
+
+
+def pending_challenge_key(stack: Stack, api: Api) -> str:
+    flows = stack.auth.flows
+    read = flows.challenge_tokens.read(api.http.cookies[flows.challenge_cookie])
+    assert read is not None
+    return flows.keys.challenge(read[0], read[1])
+
+
+def test_a_challenge_that_does_not_say_what_opened_it_is_not_answered_by_a_passkey(stack: Stack) -> None:
+    # Challenges from before 'opened_by' was recorded may have been opened by a passkey without
+    # user verification: one factor must not count twice, so a passkey cannot answer them.
+    owner, key = user_with_passkey(stack, two_factor=True)
+    api = stack.client()
+    assert api.sign_in("pk@example.com").status_code == 403
+    challenge = pending_challenge_key(stack, api)
+    if stack.redis is not None:
+        with stack.redis.client() as r:
+            assert r.hget(challenge, "opened_by") == "pwd"
+            r.hdel(challenge, "opened_by")
+    else:
+        assert stack.auth.store.data[challenge].pop("opened_by") == "pwd"
+    r = sign_in(api, key, user_verified=False)
+    assert (r.status_code, r.json()["code"]) == (401, "AUTHENTICATION_FAILED")
+    assert "cannot answer this sign-in" in r.json()["message"]
+    stack.clock.advance(30)  # the authenticator app still answers it
+    assert api.auth("/two-factor/verify-totp", {"code": owner.code()}).status_code == 200
+    assert api.get("/api/me").json()["aal"] == 2
 
 
 def test_someone_elses_passkey_cannot_answer_my_challenge(stack: Stack) -> None:
@@ -230,3 +267,65 @@ def test_passkey_endpoints_need_a_session_where_the_contract_says(stack: Stack) 
     assert api.get(f"{BASE}/generate-authenticate-options").status_code == 200
     r = api.post(f"{BASE}/verify-authentication", {"response": "nope"})
     assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR")
+
+
+def test_revoke_sessions_leaves_no_pending_challenge_answerable_by_a_passkey(stack: Stack) -> None:
+    # Issue 17 section 4: the passkey path checked only the challenge's expiry, never revoked_at.
+    owner, key = user_with_passkey(stack, two_factor=True)
+    uid = owner.get("/api/me").json()["userId"]
+    by_code, by_passkey = stack.client(), stack.client()
+    assert by_code.sign_in("pk@example.com").status_code == 403
+    assert by_passkey.sign_in("pk@example.com").status_code == 403
+    stack.clock.advance(1)
+    stack.auth.revoke_sessions(uid)
+    stack.clock.advance(30)
+    r = by_code.auth("/two-factor/verify-totp", {"code": owner.code()})
+    assert (r.status_code, r.json()["code"]) == (401, "UNAUTHORIZED")
+    r = sign_in(by_passkey, key, user_verified=False)
+    assert (r.status_code, r.json()["code"]) == (401, "UNAUTHORIZED"), r.text
+    assert by_passkey.get("/api/me").status_code == 401
+
+
+IFRAMES = [
+    {"cross_origin": True, "top_origin": "http://evil.example"},
+    {"cross_origin": True},  # a Level 2 browser: no topOrigin to check
+    {"top_origin": "http://evil.example"},  # only a hostile client sends one without crossOrigin
+]
+
+
+@pytest.mark.parametrize("iframe", IFRAMES, ids=["top-evil", "no-top", "top-only"])
+def test_an_assertion_made_in_a_cross_origin_iframe_is_refused(stack: Stack, iframe: dict[str, Any]) -> None:
+    # Issue 17 section 5: py_webauthn parses crossOrigin and checks neither it nor topOrigin.
+    _, key = user_with_passkey(stack)
+    api = stack.client()
+    r = sign_in(api, key, **iframe)
+    assert (r.status_code, r.json()["code"]) == (401, "AUTHENTICATION_FAILED"), r.text
+    assert "iframe" in r.json()["message"]
+    assert api.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize("iframe", IFRAMES, ids=["top-evil", "no-top", "top-only"])
+def test_a_registration_made_in_a_cross_origin_iframe_is_refused(stack: Stack, iframe: dict[str, Any]) -> None:
+    owner = stack.client()
+    owner.sign_up("framed@example.com")
+    r = register(owner, VirtualPasskey(), **iframe)
+    assert (r.status_code, r.json()["code"]) == (400, "FAILED_TO_VERIFY_REGISTRATION"), r.text
+    assert owner.get(f"{BASE}/list-user-passkeys").json() == []
+
+
+def test_cross_origin_iframes_pass_only_on_the_allowed_top_origins(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    from banata_middleware import PasskeyConfig
+
+    portal = "https://portal.example"
+    stack = stack_factory(passkey=PasskeyConfig(rp_id="testserver", origins=(SITE,), allowed_top_origins=(portal,)))
+    owner = stack.client()
+    owner.sign_up("embedded@example.com")
+    key = VirtualPasskey()
+    assert register(owner, key, cross_origin=True, top_origin="http://evil.example").status_code == 400
+    assert register(owner, key, cross_origin=True, top_origin=portal).status_code == 200
+    api = stack.client()
+    for refused in IFRAMES:
+        assert sign_in(api, key, **refused).status_code == 401
+    r = sign_in(api, key, cross_origin=True, top_origin=portal)
+    assert r.status_code == 200, r.text
+    assert sign_in(stack.client(), key).status_code == 200  # not framed at all: as ever

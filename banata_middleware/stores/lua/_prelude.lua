@@ -36,6 +36,27 @@ local function locked_until(u)
   return 0
 end
 
+-- The one liveness rule for answering a pending sign-in challenge, whatever answers it (TOTP or
+-- backup code: challenge_answer.lua; passkey: passkey_sign_in.lua). Returns nil when factor `by`
+-- ('totp', 'backup', 'passkey') may answer `ch` for user `u`, else the reply to give:
+-- GONE (absent, expired, created at or before revoke-sessions' 'revoked_at', no attempts left),
+-- LOCKED, or SAME_FACTOR when `by` is the kind of factor that opened the challenge ('opened_by',
+-- its kind before any ':detail'; only 'pwd' opens one today, challenge_create.lua): one factor
+-- never counts as two (NIST SP 800-63B-4). A challenge without 'opened_by' predates the field,
+-- when a passkey without user verification could open one: it counts as passkey-opened, so a
+-- passkey cannot answer it (TOTP and backup codes still can); such a challenge lives minutes.
+local function challenge_refusal(ch, u, by)
+  if not live(ch) or tonumber(ch.created or '0') <= tonumber(u.revoked_at or '0')
+      or tonumber(ch.attempts or '0') <= 0 then
+    return {'GONE', EVENTS}
+  end
+  local lock = locked_until(u)
+  if lock > 0 then return {'LOCKED', EVENTS, lock} end
+  local opener = string.match(ch.opened_by or 'passkey', '^[^:]*')
+  if opener == by then return {'SAME_FACTOR', EVENTS} end
+  return nil
+end
+
 -- The NIST SP 800-63B ceiling: after this many consecutive failures (locks do not reset the
 -- streak, only a success does) the account stays locked until an administrator resets it.
 local FAILURE_CEILING = 100

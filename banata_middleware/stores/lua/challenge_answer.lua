@@ -2,15 +2,15 @@
 -- closes the races "one code sent to many challenges at once gives many sessions" (the replay
 -- step and the backup code are consumed here), "one challenge answered twice gives two sessions"
 -- (the challenge is deleted here), "attempts counted by read-modify-write are lost under
--- parallel guesses" and "2FA disabled between the check and the session".
+-- parallel guesses", "2FA disabled between the check and the session" and "revoke-sessions
+-- between the check and the answer" (challenge_refusal, shared with passkey_sign_in.lua).
 -- KEYS: user, audit, challenge, backup codes, new session, session index, new trust record.
 -- ARGV[6..14]: method (totp|backup), proof, secret ciphertext checked against, new session id
 -- hash, session ttl ms, trust device (1|0), trust ttl ms, failures before lock, lock ms.
 local ch = hash(KEYS[3])
-if not live(ch) then return {'GONE', EVENTS} end
 local u = hash(KEYS[1])
-local lock = locked_until(u)
-if lock > 0 then return {'LOCKED', EVENTS, lock} end
+local refusal = challenge_refusal(ch, u, ARGV[6])
+if refusal then return refusal end
 if u.tfa ~= '1' then
   redis.call('DEL', KEYS[3])
   return {'NOT_ENABLED', EVENTS}
@@ -28,7 +28,7 @@ if proof_ok(u, ARGV[6], ARGV[7], ARGV[8], KEYS[4]) then
   end
   return {'OK', EVENTS, redis.call('SCARD', KEYS[4])}
 end
-lock = second_factor_failed(tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[6])
+local lock = second_factor_failed(tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[6])
 local attempts = redis.call('HINCRBY', KEYS[3], 'attempts', -1)
 if attempts <= 0 then redis.call('DEL', KEYS[3]) end
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
