@@ -57,7 +57,8 @@ class PasskeyFlows:
     # not in the store: asking for options writes nothing, so anonymous callers cannot grow the store
     # with them. The challenge is no secret from the browser that holds it (the options carry it);
     # the signature binds it to its kind, user and expiry. Single use is a mark written when the
-    # ceremony is answered (``ceremony.lua``), living only as long as the ceremony could.
+    # ceremony is answered (``ceremony.lua``; for sign-in, once the assertion verifies), living only
+    # as long as the ceremony could.
     def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:
         yield from ()  # a Flow like the others (it used to write the ceremony), so callers need not change
         ttl = self.f.policies.passkey_ceremony_ttl
@@ -65,20 +66,30 @@ class PasskeyFlows:
                                  "exp": self.f.now_ms() + ttl * 1000})
         return self.f._cookie(self.cookie, token, ttl)
 
-    def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
-        """The browser's ceremony, spent: a challenge answers once, and only in its own browser."""
+    def _ceremony(self, req: Request, kind: str) -> dict[str, Any]:
+        """The browser's live ceremony of ``kind`` from its cookie (nothing read from the store)."""
         record = self.seals.open(req.cookies().get(self.cookie))
-        now = self.f.now_ms()
-        if record is None or record.get("type") != kind or not isinstance(record.get("challenge"), str):
-            raise _challenge_not_found()
-        left = int(record.get("exp", 0)) - now
-        if left <= 0:
-            raise _challenge_not_found()
-        mark = self.f.keys.ceremony(hash_token(record["challenge"]))
-        first = yield Op("ceremony", (mark,), (now, "spend", left))
-        if not first:
+        if record is None or record.get("type") != kind or not isinstance(record.get("challenge"), str) \
+                or int(record.get("exp", 0)) <= self.f.now_ms():
             raise _challenge_not_found()
         return record
+
+    def _spend(self, ceremony: dict[str, Any]) -> Flow[None]:
+        """Mark the ceremony's challenge used (atomic set-if-absent, for as long as the ceremony
+        could live): a challenge answers once, even to parallel requests."""
+        now = self.f.now_ms()
+        left = int(ceremony["exp"]) - now
+        if left <= 0:
+            raise _challenge_not_found()
+        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),), (now, "spend", left))
+        if not first:
+            raise _challenge_not_found()
+
+    def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
+        """The browser's ceremony, spent: a challenge answers once, and only in its own browser."""
+        ceremony = self._ceremony(req, kind)
+        yield from self._spend(ceremony)
+        return ceremony
 
     def _list(self, uid: str) -> Flow[dict[str, dict[str, Any]]]:
         flat = yield Op("passkey_list", (self.f.keys.passkeys(uid),), (self.f.now_ms(),))
@@ -139,7 +150,9 @@ class PasskeyFlows:
         if not isinstance(response, dict):
             raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
         cred_id = credential_id_of(response)
-        ceremony = yield from self._take(req, "authentication")
+        # Spent only once the assertion verifies (below): an anonymous caller's cookie and junk
+        # answer write nothing.
+        ceremony = self._ceremony(req, "authentication")
         f = self.f
         owner = yield Op("index", (f.keys.credential(hash_token(cred_id)),), (f.now_ms(), "get", ""))
         if not owner:
@@ -162,6 +175,7 @@ class PasskeyFlows:
             raise _not_found()
         new_count, user_verified = verify_authentication(self.config, response, ceremony["challenge"],
                                                           stored["publicKey"])
+        yield from self._spend(ceremony)
         caller = yield from f.load(owner)
         p, k = f.policies, f.keys
         token, sid = f.session_tokens.issue(owner)

@@ -2,11 +2,13 @@
 
 10,000 anonymous requests, every kind interleaved: passkey authenticate options, sign-in with
 random emails, sign-up attempts (new and taken emails), verify-totp / verify-backup-code /
-verify-authentication with forged cookies (``BANATA_FLOOD_REQUESTS=70000`` sends 10,000 of each
-kind; it takes minutes). The store must stay within a stated bound:
+verify-authentication with forged cookies, verify-authentication with a real ceremony cookie and a
+junk answer (``BANATA_FLOOD_REQUESTS=80000`` sends 10,000 of each kind; it takes minutes). The store
+must stay within a stated bound:
 
 - passkey options write nothing (the ceremony travels in its signed cookie);
-- forged cookies write nothing (a cookie that fails its signature names nothing);
+- forged cookies write nothing (a cookie that fails its signature names nothing), and a real ceremony
+  cookie writes its single-use mark only once the assertion verifies;
 - sign-in failures write one counter per email, but only until the client address has failed
   ``sign_in_failures_per_address`` times in the window (then 429 before anything is read or written);
 - sign-ups from one address stop at ``sign_up_per_address`` per window (then 429 before hashing).
@@ -81,7 +83,18 @@ def kinds(taken_email: str) -> list[tuple[str, Callable[[httpx.Client, str], htt
         ("verify-authentication, forged cookie", lambda c, base: c.post(
             f"{base}{PK}/verify-authentication", json={"response": _assertion()},
             headers=cookie("banata.passkey", _forged("passkey"))), {400}),
+        ("verify-authentication, real cookie, junk answer", lambda c, base: c.post(
+            f"{base}{PK}/verify-authentication", json={"response": _assertion()},
+            headers=cookie("banata.passkey", _real_ceremony(c, base))), {401}),
     ]
+
+
+def _real_ceremony(c: httpx.Client, base: str) -> str:
+    """A genuine banata.passkey cookie value, as anyone gets one (without keeping it in ``c``)."""
+    r = c.get(f"{base}{PK}/generate-authenticate-options")
+    value = r.cookies["banata.passkey"]
+    c.cookies.clear()
+    return value
 
 
 class Meter:
@@ -133,9 +146,9 @@ def test_ten_thousand_anonymous_requests_of_every_kind_leave_the_store_bounded(s
         client.cookies.clear()  # an attacker's script keeps no cookies
         return call(client, "")
 
-    per_kind = -(-FLOOD_REQUESTS // 7)
+    per_kind = -(-FLOOD_REQUESTS // 8)
     keys, memory = flood(stack, send, per_kind)
-    print(f"\n{stack.adapter}-{stack.store_kind}: {per_kind} requests of each of 7 kinds "
+    print(f"\n{stack.adapter}-{stack.store_kind}: {per_kind} requests of each of 8 kinds "
           f"added {keys} keys, {memory} bytes of Redis memory")
     assert keys <= MAX_KEYS
     assert memory <= MAX_REDIS_BYTES

@@ -90,3 +90,23 @@ def test_one_challenge_answered_in_parallel_gives_one_session(stack: Stack) -> N
         statuses = list(pool.map(lambda c: c.post(f"{BASE}/verify-authentication", {"response": response}).status_code,
                                  clients))
     assert sorted(statuses) == [200] + [400] * 5
+
+
+def test_a_refused_answer_writes_nothing_and_leaves_the_challenge_open(stack: Stack) -> None:
+    """The mark is written only once the assertion verifies: a junk or forged answer to a real
+    ceremony costs the store nothing (anyone can get a ceremony cookie)."""
+    _, key = user_with_passkey(stack)
+    api = stack.client()
+    options = api.get(f"{BASE}/generate-authenticate-options").json()
+    before = key_count(stack)
+    bad = key.get(options, origin=SITE, tamper_signature=True)
+    r = api.post(f"{BASE}/verify-authentication", {"response": bad})
+    assert (r.status_code, r.json()["code"]) == (401, "AUTHENTICATION_FAILED")
+    assert key_count(stack) == before
+    good = key.get(options, origin=SITE)
+    cookie = api.http.cookies["banata.passkey"]
+    assert api.post(f"{BASE}/verify-authentication", {"response": good}).status_code == 200
+    replay = stack.client()  # the success cleared the cookie; a replayer keeps a copy
+    replay.http.cookies.set("banata.passkey", cookie)
+    r = replay.post(f"{BASE}/verify-authentication", {"response": key.get(options, origin=SITE)})
+    assert (r.status_code, r.json()["code"]) == (400, "CHALLENGE_NOT_FOUND")
