@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from .crypto import UnreadableSecret
 from .effects import Flow, Op
 from .service import BanataAuth
 
@@ -22,11 +23,19 @@ class RotationReport:
     current: int = 0
     changed_meanwhile: int = 0
     emails_reindexed: int = 0
+    #: users whose backup codes are hashed under an older key: hashes cannot be re-keyed, so these
+    #: codes stop matching when that key's secret is dropped; ask these users to regenerate first
+    backup_codes_old_key: int = 0
+    #: (user id, field, why) for each stored secret that could not be decrypted, left as it is
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[None]:
     caller = yield from auth.flows.load(uid)
     keyring, keys, now = auth.keyring, auth.flows.keys, auth.flows.now_ms()
+    codes_kid = caller.user.get("codes_kid")
+    if caller.backup_codes and codes_kid and codes_kid != keyring.current_code_key_id:
+        report.backup_codes_old_key += 1
     email = caller.user.get("email")
     if email:
         current, *older = keyring.index_candidates(email)
@@ -35,15 +44,22 @@ def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[Non
             report.emails_reindexed += 1
         for idx in older:
             yield Op("index", (keys.email(idx),), (now, "release", uid))
-    for field in ("secret", "pending_secret"):
-        old = caller.user.get(field)
+    for name in ("secret", "pending_secret"):
+        old = caller.user.get(name)
         if not old:
             continue
         if keyring.key_id_of(old) == keyring.current_key_id:
             report.current += 1
             continue
-        new = keyring.encrypt(keyring.decrypt(old, context=uid), context=uid)
-        swapped = yield Op("secret_reencrypt", (auth.flows.keys.user(uid),), (auth.flows.now_ms(), field, old, new))
+        try:
+            plain = keyring.decrypt(old, context=uid)
+        except UnreadableSecret as exc:
+            # One bad record (copied between users, corrupted, or made with a key no longer
+            # configured) must not leave every record after it unrotated: note it and go on.
+            report.skipped.append((uid, name, str(exc)))
+            continue
+        new = keyring.encrypt(plain, context=uid)
+        swapped = yield Op("secret_reencrypt", (auth.flows.keys.user(uid),), (auth.flows.now_ms(), name, old, new))
         if swapped:
             report.reencrypted += 1
         else:
@@ -53,7 +69,8 @@ def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[Non
 def rotate_keys(auth: BanataAuth) -> RotationReport:
     """Re-encrypt every stored TOTP secret made with an older key (``previous_secrets``) under the
     current one. Safe to run while serving: each swap is compare-and-set. Afterwards the old
-    secret can be dropped from ``previous_secrets`` (cookies signed with it then stop working)."""
+    secret can be dropped from ``previous_secrets`` (cookies signed with it then stop working).
+    A secret that cannot be decrypted is skipped and listed in ``report.skipped``."""
     store = auth.store
     if not hasattr(store, "user_ids"):
         raise TypeError("this store cannot list its users")

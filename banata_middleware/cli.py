@@ -1,17 +1,23 @@
-"""``banata-mfa``: the demo server, a TOTP code generator for people without a phone, the audit log."""
+"""banata-mfa: the demo server, a TOTP code generator for people without a phone, the audit log and
+administrator commands."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
+import os
 import secrets
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
+
+from ._extras import MissingExtraError, missing_extra
 
 __all__ = ["main"]
 
@@ -19,22 +25,31 @@ __all__ = ["main"]
 def _demo(args: argparse.Namespace) -> int:
     from .demo.pages import demo_config
     from .service import BanataAuth
-    from .stores import MemoryStore, RedisStore
+    from .stores.memory import MemoryStore
 
+    # Everything the demo needs comes with the 'demo' extra: say so once, before anything starts.
+    for module in ("segno", "webauthn", "uvicorn", "starlette", "werkzeug"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            raise missing_extra("this command", "demo", exc) from exc
     secret = args.secret
     if not secret:
         secret = secrets.token_urlsafe(48)
         print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
     site_url = args.site_url or f"http://localhost:{args.port}"
-    # The origin check and passkeys (rpId) are tied to the site URL, not to the address listened on.
-    print(f"open {site_url} in a browser (the site URL; other host names fail the origin check)", file=sys.stderr)
     try:
         config = demo_config(secret=secret, site_url=site_url, challenge_status=args.challenge_status)
     except ValueError as exc:
         print(f"banata-mfa demo: {exc}", file=sys.stderr)
         return 2
-    store = RedisStore.from_url(args.redis_url) if args.redis_url else MemoryStore(config.clock)
-    if isinstance(store, RedisStore):
+    if args.redis_url:
+        from .stores.redis import RedisStore  # the 'redis' extra, needed only here
+
+        store: Any = RedisStore.from_url(args.redis_url)
+    else:
+        store = MemoryStore(config.clock)
+    if args.redis_url:
         from redis.exceptions import RedisError
 
         from .stores.redis import UnsafeRedisPolicy
@@ -44,10 +59,16 @@ def _demo(args: argparse.Namespace) -> int:
         except UnsafeRedisPolicy as exc:
             print(f"banata-mfa demo: {exc}", file=sys.stderr)
             return 2
-        except (RedisError, OSError) as exc:
-            print(f"warning: Redis at {args.redis_url} is not reachable yet ({type(exc).__name__}); "
-                  "requests answer 503 until it is", file=sys.stderr)
+        except (RedisError, OSError):
+            pass  # unreachable: auth.check() below says so in one line
     auth = BanataAuth(config, store=store)
+    try:
+        auth.check()  # a wrong --redis-url fails here, in one line, not on the first request
+    except ConnectionError as exc:
+        print(f"banata-mfa demo: {exc}", file=sys.stderr)
+        return 1
+    # The origin check and passkeys (rpId) are tied to the site URL, not to the address listened on.
+    print(f"open {site_url} in a browser (the site URL; other host names fail the origin check)", file=sys.stderr)
     if args.framework == "werkzeug":
         from .demo.wsgi import serve as serve_wsgi
         from .demo.wsgi import werkzeug_app
@@ -86,7 +107,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    import redis
+    try:
+        import redis
+    except ModuleNotFoundError as exc:
+        raise missing_extra("this command", "redis", exc) from exc
 
     client: Any = redis.Redis.from_url(args.redis_url, decode_responses=True)
     prefix = args.key_prefix
@@ -103,18 +127,32 @@ def _audit(args: argparse.Namespace) -> int:
                 events.append((entry_id, fields))
                 last[stream] = entry_id
         for _, fields in sorted(events, key=lambda e: (int(e[1].get("at", "0")), e[0])):
-            print(json.dumps({k: v for k, v in fields.items() if v != ""}), flush=True)
+            print(json.dumps(_audit_line(fields)), flush=True)
         if not args.follow:
             return 0
         time.sleep(1)
 
 
+def _audit_line(fields: dict[str, str]) -> dict[str, Any]:
+    """A stream entry as printed: ``at`` in ISO 8601 with milliseconds (as the HTTP API writes
+    dates), the stored milliseconds kept as ``atMs`` for machines; empty fields left out."""
+    line: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
+    if line.get("at", "").isdigit():
+        ms = int(line["at"])
+        line["at"] = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        line["atMs"] = ms
+    return line
+
+
 def _admin_auth(args: argparse.Namespace) -> Any:
     from .config import BanataAuthConfig
     from .service import BanataAuth
-    from .stores import RedisStore
+    from .stores.redis import RedisStore  # the 'redis' extra (its ImportError names it)
 
-    config = BanataAuthConfig.from_env(key_prefix=args.key_prefix)
+    # Administration sets no cookies and checks no origin: the site URL does not matter here, so
+    # from_env's warning about an unset SITE_URL would only be noise.
+    config = BanataAuthConfig.from_env(key_prefix=args.key_prefix,
+                                       site_url=os.environ.get("SITE_URL") or "http://localhost")
     return BanataAuth(config, store=RedisStore.from_url(args.redis_url))
 
 
@@ -122,14 +160,26 @@ def _rotate_keys(args: argparse.Namespace) -> int:
     from .admin import rotate_keys
 
     report = rotate_keys(_admin_auth(args))
+    for uid, name, why in report.skipped:
+        print(f"skipped: user {uid}, {name}: cannot be decrypted ({why})", file=sys.stderr)
     print(f"users: {report.users}, re-encrypted: {report.reencrypted}, already current: {report.current}, "
           f"emails re-indexed: {report.emails_reindexed}, "
-          f"changed meanwhile (left as is): {report.changed_meanwhile}")
-    return 0
+          f"changed meanwhile (left as is): {report.changed_meanwhile}, skipped: {len(report.skipped)}, "
+          f"users with backup codes under an older key (regenerate before dropping it): "
+          f"{report.backup_codes_old_key}")
+    # Non-zero when a record was skipped: scripts must not drop the old secret on a partial rotation.
+    return 1 if report.skipped else 0
 
 
 def _admin(args: argparse.Namespace) -> int:
     auth = _admin_auth(args)
+    keys = auth.flows.keys
+    # A typo must not "succeed" (and write a record and an audit event for a user who never was):
+    # a known user has a record, a session index or audit events (own-users apps' users may have
+    # only the last two).
+    if not auth.store.sync.exists(keys.user(args.user), keys.sessions(args.user), keys.audit(args.user)):
+        print(f"banata-mfa admin: no such user: {args.user!r} (nothing stored under this id)", file=sys.stderr)
+        return 1
     if args.admin_command == "reset-2fa":
         auth.reset_two_factor(args.user)
         print(f"second factor removed and sessions ended for user {args.user}")
@@ -144,48 +194,64 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the demo app with the middleware")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--framework", choices=["starlette", "werkzeug"], default="starlette")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    demo.add_argument("--port", type=int, default=8000,
+                      help="port to listen on, 0 for any free one (default: %(default)s)")
+    demo.add_argument("--framework", choices=["starlette", "werkzeug"], default="starlette",
+                      help="ASGI (Starlette + uvicorn) or WSGI (Werkzeug) (default: %(default)s)")
     demo.add_argument("--redis-url", default=None,
-                      help="use Redis instead of the in-memory store (maxmemory-policy noeviction or volatile-*, "
-                           "with persistence: it holds users' factors)")
-    demo.add_argument("--secret", default=None, help="app secret, at least 32 characters")
-    demo.add_argument("--site-url", default=None, help="default http://localhost:PORT")
+                      help="use Redis instead of the in-memory store (default: the in-memory store); it needs "
+                           "maxmemory-policy noeviction or volatile-*, and persistence: it holds users' factors")
+    demo.add_argument("--secret", default=None,
+                      help="app secret, at least 32 characters (default: a random one for this run)")
+    demo.add_argument("--site-url", default=None,
+                      help="the URL browsers open; the origin check and passkeys use it "
+                           "(default: http://localhost:PORT)")
     demo.add_argument("--challenge-status", type=int, choices=[403, 200], default=403,
                       help="a sign-in that needs a second factor answers 403 (contract) or 200 "
-                           "(better-auth's {twoFactorRedirect: true}, for onTwoFactorRedirect)")
+                           "(better-auth's {twoFactorRedirect: true}, for onTwoFactorRedirect; default: %(default)s)")
 
     from .simulator import cli_code
 
     cli_code.add_arguments(sub.add_parser("code", help="print the TOTP code for an otpauth:// URI"))
 
-    audit = sub.add_parser("audit", help="print audit events from Redis")
-    audit.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    audit.add_argument("--user", default=None, help="user id (write --user=ID when it starts with '-')")
-    audit.add_argument("--follow", action="store_true")
-    audit.add_argument("--key-prefix", default="banata")
+    audit = sub.add_parser("audit", help="print audit events from Redis, one JSON object a line")
+    audit.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                       help="the Redis the app uses (default: %(default)s)")
+    audit.add_argument("--user", default=None,
+                       help="only this user's events (write --user=ID when it starts with '-'); default: every user")
+    audit.add_argument("--follow", action="store_true", help="keep printing new events as they come (Ctrl-C stops)")
+    audit.add_argument("--key-prefix", default="banata",
+                       help="the app's BanataAuthConfig.key_prefix (default: %(default)s)")
 
     for name, help_text in (("rotate-keys", "re-encrypt TOTP secrets under the newest key"),
                             ("admin", "administrator recovery")):
         env_note = "reads BANATA_AUTH_SECRET (and BANATA_AUTH_PREVIOUS_SECRETS) from the environment"
         cmd = sub.add_parser(name, help=help_text, description=env_note)
-        cmd.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-        cmd.add_argument("--key-prefix", default="banata")
+        cmd.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                         help="the Redis the app uses (default: %(default)s)")
+        cmd.add_argument("--key-prefix", default="banata",
+                         help="the app's BanataAuthConfig.key_prefix (default: %(default)s)")
         if name == "admin":
-            cmd.add_argument("admin_command", choices=["reset-2fa", "revoke-sessions"])
+            cmd.add_argument("admin_command", choices=["reset-2fa", "revoke-sessions"],
+                             help="reset-2fa: remove the second factor, clear locks, end sessions; "
+                                  "revoke-sessions: end every session and pending sign-in")
             cmd.add_argument("--user", required=True, help="user id (write --user=ID when it starts with '-')")
 
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return _demo(args)
-    if args.command == "code":
-        return cli_code.run(args)
-    if args.command == "rotate-keys":
-        return _rotate_keys(args)
-    if args.command == "admin":
-        return _admin(args)
-    return _audit(args)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "code":
+            return cli_code.run(args)
+        if args.command == "rotate-keys":
+            return _rotate_keys(args)
+        if args.command == "admin":
+            return _admin(args)
+        return _audit(args)
+    except MissingExtraError as exc:  # the message names the extra to install
+        print(f"banata-mfa {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

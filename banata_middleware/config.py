@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,12 @@ MIN_SECRET_LENGTH = 32
 
 @dataclass(frozen=True)
 class AuthMethods:
-    email_password: bool = True
+    """Which endpoints are served. ``email_password`` (built-in sign-up and sign-in) left as None
+    means on, unless the app brings its own users (``verify_password`` given to ``BanataAuth``):
+    then anyone could create an account there and enrol their own second factor. Set it to True
+    explicitly to serve both kinds of users."""
+
+    email_password: bool | None = None
     two_factor: bool = True
     passkey: bool = False
 
@@ -42,7 +48,7 @@ class TotpPolicy:
             raise ValueError("TotpPolicy.digits must be 6, 7 or 8")
         if self.algorithm not in ("SHA1", "SHA256", "SHA512"):
             raise ValueError("TotpPolicy.algorithm must be SHA1, SHA256 or SHA512")
-        # pyotp (which computes the codes) refuses periods over 120 s.
+        # The periods authenticator apps offer; a longer one would stretch every code's life.
         if not 15 <= self.period <= 120 or not 0 <= self.window <= 3:
             raise ValueError("TotpPolicy.period must be 15..120 s and window 0..3 steps")
 
@@ -70,10 +76,20 @@ class Policies:
     sign_in_window: int = 15 * 60
     sign_in_failures_per_account: int = 10
     sign_in_failures_per_address: int = 50
+    ipv6_throttle_prefix: int = 64  # per-address throttles count an IPv6 client by its /64 network
     backup_code_count: int = 10
     max_body_bytes: int = 64 * 1024
     audit_stream_length: int = 1000
     password_min_length: int = 8
+    # Sign-in throttle: ``sign_in_failures_per_account`` counts per (account, client address); past
+    # this many failures per account from all addresses together, only addresses that signed in to
+    # the account within ``known_address_ttl`` may still try (the account is slowed, never locked).
+    sign_in_failures_per_account_all_addresses: int = 100
+    known_address_ttl: int = 30 * 24 * 3600
+    # Server-side lifetime of a session made with ``rememberMe: false`` (better-auth: 1 day).
+    session_ttl_not_remembered: int = 24 * 3600
+    # Live sessions per user; a new one past this revokes the oldest.
+    max_sessions_per_user: int = 50
     # Sign-up attempts per client address per window, counted before any password hashing.
     sign_up_per_address: int = 20
     sign_up_window: int = 10 * 60
@@ -93,11 +109,29 @@ class PasskeyConfig:
     allowed_top_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _not_a_str("PasskeyConfig.origins", self.origins)
         # A bare string would be matched as a substring ("in"): ask for the tuple it should be.
         if isinstance(self.allowed_top_origins, str) or not all(
                 isinstance(o, str) and o for o in self.allowed_top_origins):
             raise ValueError("PasskeyConfig.allowed_top_origins must be a tuple of origins, "
                              "e.g. ('https://portal.example',)")
+
+
+def _not_a_str(name: str, value: object) -> None:
+    """``public_paths=("/health")`` is a str, not a tuple (the missing comma), and iterating it per
+    character would make ``/`` public. Refuse it, showing the fix."""
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a tuple of strings, not a str: write {name.split('.')[1]}=({value!r},) "
+                         "(note the comma)")
+
+
+def _check_pattern(name: str, pattern: object) -> None:
+    """Path patterns are exact paths or prefixes ending in ``*``: ``/about``, ``/static/*``."""
+    if not isinstance(pattern, str) or not pattern.startswith("/"):
+        raise ValueError(f"{name}: {pattern!r} is not a path pattern; patterns start with '/' "
+                         "(to make every path public, set protect_by_default=False)")
+    if "*" in pattern[:-1]:
+        raise ValueError(f"{name}: {pattern!r}: '*' is allowed only at the end (a prefix, as in '/static/*')")
 
 
 @dataclass(frozen=True)
@@ -139,6 +173,8 @@ class BanataAuthConfig:
     clock: Clock = SYSTEM_CLOCK
 
     def __post_init__(self) -> None:
+        for name in ("public_paths", "trusted_origins", "previous_secrets"):
+            _not_a_str(f"BanataAuthConfig.{name}", getattr(self, name))
         for name, value in [("secret", self.secret), *[("previous_secrets", s) for s in self.previous_secrets]]:
             if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(
@@ -152,8 +188,13 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.base_path must start with '/' and not end with '/'")
         if self.challenge_status not in (200, 403):
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
+        if not 32 <= self.policies.ipv6_throttle_prefix <= 128:
+            raise ValueError("Policies.ipv6_throttle_prefix must be 32..128 (an IPv6 prefix length; 64 is usual)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
+        for name, patterns in (("public_paths", self.public_paths), ("fresh_paths", list(self.fresh_paths))):
+            for pattern in patterns:
+                _check_pattern(f"BanataAuthConfig.{name}", pattern)
 
     @property
     def site_origin(self) -> str:
@@ -170,12 +211,21 @@ class BanataAuthConfig:
     ) -> BanataAuthConfig:
         """Read ``SITE_URL``, ``BANATA_AUTH_SECRET`` (or ``BETTER_AUTH_SECRET``),
         ``BANATA_AUTH_PREVIOUS_SECRETS`` (comma-separated, for rotation), ``PASSKEY_RP_ID``,
-        ``PASSKEY_ORIGIN`` (comma-separated for several) and ``APP_NAME``."""
+        ``PASSKEY_ORIGIN`` (comma-separated for several) and ``APP_NAME``.
+
+        Defaults: ``SITE_URL`` ``http://localhost:3000`` (logged as a warning when neither the
+        variable nor a ``site_url=`` override is given: anywhere but local development it is wrong),
+        ``APP_NAME`` "Banata", ``PASSKEY_RP_ID`` "localhost", ``PASSKEY_ORIGIN`` the site URL.
+        Keyword ``overrides`` win over the environment."""
         env = os.environ if environ is None else environ
         secret = env.get("BANATA_AUTH_SECRET") or env.get("BETTER_AUTH_SECRET")
         if not secret:
             raise ValueError("set BANATA_AUTH_SECRET (or BETTER_AUTH_SECRET) to at least 32 random characters")
         site_url = env.get("SITE_URL", "http://localhost:3000")
+        if "SITE_URL" not in env and "site_url" not in overrides:
+            logging.getLogger("banata_middleware.config").warning(
+                "SITE_URL is not set: using http://localhost:3000, right for local development only (the origin "
+                "check refuses every other site and cookies are not Secure); set SITE_URL to the app's URL")
         passkey = PasskeyConfig(
             rp_id=env.get("PASSKEY_RP_ID", "localhost"),
             rp_name=app_name or env.get("APP_NAME", "Banata"),

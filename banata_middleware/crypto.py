@@ -12,13 +12,14 @@ import hashlib
 import hmac
 import secrets
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .config import PasswordHashing
 
-__all__ = ["Keyring", "PasswordHasher", "hash_token", "new_token"]
+__all__ = ["Keyring", "PasswordHasher", "UnreadableSecret", "hash_token", "new_token"]
 
 
 def _derive(secret: str, label: str) -> bytes:
@@ -45,6 +46,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class UnreadableSecret(ValueError):
+    """A ciphertext that does not decrypt here; the message says why (never any of its content)."""
+
+
 class Keyring:
     """Keys derived from the app secret (first) and previous secrets (decrypt/verify only)."""
 
@@ -60,6 +65,10 @@ class Keyring:
         # Keyed hashes cannot be re-keyed without the plaintext, so every configured secret's key
         # stays usable for matching; the current one is tried first and used for new values.
         self._code_keys = [_derive(s, "backup-code-hash/v1") for s in (secret, *previous)]
+        # Stored next to a user's codes: once that key is no longer configured the codes can never
+        # match, and the flows stop offering them instead of counting every try as a failure.
+        self.code_key_ids = [hashlib.sha256(k).hexdigest()[:8] for k in self._code_keys]
+        self.current_code_key_id = self.code_key_ids[0]
         self._index_keys = [_derive(s, "lookup-index/v1") for s in (secret, *previous)]
         self.cookie_keys = [_derive(s, "cookie-signing/v1") for s in (secret, *previous)]
 
@@ -71,11 +80,20 @@ class Keyring:
         return f"v1.{self.current_key_id}.{_b64(nonce + ct)}"
 
     def decrypt(self, blob: str, *, context: str) -> bytes:
-        version, kid, payload = blob.split(".", 2)
-        if version != "v1" or kid not in self._enc:
-            raise ValueError("ciphertext made with an unknown key")
-        raw = _unb64(payload)
-        return self._enc[kid].decrypt(raw[:12], raw[12:], context.encode())
+        """Raises ``UnreadableSecret`` for a ciphertext made with a key that is not configured, a
+        malformed one, or one that fails authentication: bound to another user id (a record copied
+        onto another user) or corrupted."""
+        version, kid, payload = [*blob.split(".", 2), "", ""][:3]
+        if version != "v1" or not payload:
+            raise UnreadableSecret("not a ciphertext of this library")
+        if kid not in self._enc:
+            raise UnreadableSecret(f"made with key {kid}, which is not configured")
+        try:
+            raw = _unb64(payload)
+            return self._enc[kid].decrypt(raw[:12], raw[12:], context.encode())
+        except (InvalidTag, ValueError):
+            raise UnreadableSecret("fails authentication for this user: copied from another user, or corrupted") \
+                from None
 
     def key_id_of(self, blob: str) -> str:
         return blob.split(".", 2)[1]

@@ -6,26 +6,32 @@ Each flow is a generator (see ``effects``): it yields store operations and retur
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from .addresses import throttle_group
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, new_token
+from .crypto import Keyring, PasswordHasher, UnreadableSecret, new_token
 from .effects import Compute, Flow, Op
+from .emails import canonical_email
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
 from .keys import Keys
+from .passwords import normalize_password
 from .tokens import TokenSigner
 from .totp import matched_step, new_secret, totp_uri
 
 __all__ = ["Caller", "Flows", "Guarded", "SignInResult"]
 
 PasswordVerifier = Callable[[str, str], bool]
+
+log = logging.getLogger("banata_middleware.flows")
 
 
 def _iso(ms: int | float | str | None) -> str | None:
@@ -48,6 +54,17 @@ def _retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
 
 
 UNAUTHORIZED = ("UNAUTHORIZED", "sign in first")
+
+
+def _ask_hook(hook: PasswordVerifier, uid: str, password: str) -> bool | None:
+    """The app's ``verify_password``; None when it raised. A broken hook (its database down, a bug)
+    must fail closed with a clear error, never a 500 traceback page. Only the exception's type is
+    logged: its message could quote what the hook was given."""
+    try:
+        return bool(hook(uid, password))
+    except Exception as exc:
+        log.error("verify_password hook raised %s for user %s; answered 503", type(exc).__name__, uid)
+        return None
 
 
 @dataclass(slots=True)
@@ -108,6 +125,7 @@ class Flows:
         hasher: PasswordHasher,
         audit: AuditLog,
         verify_password: PasswordVerifier | None = None,
+        account_name: Callable[[str], str | None] | None = None,
     ) -> None:
         self.config = config
         self.policies = config.policies
@@ -116,11 +134,13 @@ class Flows:
         self.hasher = hasher
         self.audit = audit
         self.verify_password_hook = verify_password
+        self.account_name_hook = account_name
         signing_keys = keyring.cookie_keys
         self.session_tokens = TokenSigner(signing_keys, "session")
         self.challenge_tokens = TokenSigner(signing_keys, "two_factor")
         self.trust_tokens = TokenSigner(signing_keys, "trust_device")
-        prefix = "__Secure-" if config.secure_cookies else ""
+        # __Host-: Secure, Path=/, no Domain (as all ours are), so a sibling subdomain cannot plant one.
+        prefix = "__Host-" if config.secure_cookies else ""
         self.session_cookie = prefix + "banata.session_token"
         self.challenge_cookie = prefix + "banata.two_factor"
         self.trust_cookie = prefix + "banata.trust_device"
@@ -174,7 +194,7 @@ class Flows:
 
     def methods(self, caller: Caller) -> list[str]:
         methods = ["totp"]
-        if caller.backup_codes:
+        if caller.backup_codes and not self.backup_codes_stale(caller):
             methods.append("backup_code")
         if caller.passkeys and self.config.auth_methods.passkey:
             methods.append("passkey")
@@ -245,23 +265,96 @@ class Flows:
             raise AuthError(401, *UNAUTHORIZED)
         return caller
 
-    def check_password(self, caller: Caller, password: str) -> Flow[None]:
+    def account_label(self, caller: Caller) -> Flow[str]:
+        """The account name in the otpauth label (what the authenticator app shows): the built-in
+        user's email, else the host's ``account_name(user_id)`` (apps with their own users), else the id."""
+        email: str | None = caller.user.get("email")
+        hook = self.account_name_hook
+        if email or hook is None:
+            return email or caller.uid
+        name = yield Compute(lambda: hook(caller.uid))  # the host may look it up in its database
+        return str(name or caller.uid)
+
+    def check_password(self, caller: Caller, password: str, req: Request | None = None) -> Flow[None]:
+        # Re-checks count with sign-in's account throttle (checked before any hashing).
+        account_idx = self.keyring.index(caller.user.get("email") or caller.uid)
+        address_idx = self.keyring.index(throttle_group(req.client if req else "", self.policies) or "-")
+        retry, _ = yield from self._password_gate(account_idx, address_idx, "peek")
+        if retry:
+            raise self._too_many(retry)
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
         if stored is None and hook is not None:
-            ok = yield Compute(lambda: hook(caller.uid, password))
+            ok = yield Compute(lambda: _ask_hook(hook, caller.uid, password))
+            if ok is None:
+                raise AuthError(503, "PASSWORD_CHECK_UNAVAILABLE",
+                                "the password cannot be checked right now; try again shortly")
         else:
-            ok = yield Compute(lambda: self.hasher.verify(password, stored))
+            ok = yield from self._password_matches(caller.uid, stored, password, req)
         if not ok:
+            # Counted in the account's slot, then audited in the user's (two slots: two ops).
+            yield from self._password_gate(account_idx, address_idx, "hit")
+            yield from self._commit("password_failed", caller.uid, (), (caller.sid,), req, caller.sid)
             raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
 
+    def _decrypt_secret(self, req: Request, caller: Caller, ct: str) -> Flow[str]:
+        """The user's TOTP secret in the clear. One that does not decrypt (a record copied onto
+        another user, corrupted, or made with a key no longer configured) is a factor that cannot
+        be used: a clear refusal and an audit event, never a 500, and not counted as a failed
+        attempt, since the user typed nothing wrong."""
+        try:
+            return self.keyring.decrypt(ct, context=caller.uid).decode()
+        except (UnreadableSecret, UnicodeDecodeError) as exc:
+            reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
+        log.error("TOTP secret of user %s cannot be read: %s", caller.uid, reason)
+        yield from self._commit("audit_record", caller.uid, (),
+                                ("two_factor.secret_unreadable", caller.sid, reason), req, caller.sid)
+        raise AuthError(409, "TWO_FACTOR_SECRET_UNREADABLE",
+                        "the stored authenticator secret cannot be read; use a backup code or a passkey, "
+                        "or ask an administrator to reset two-factor authentication")
+
+    def _password_matches(self, uid: str, stored: str | None, password: str, req: Request | None) -> Flow[bool]:
+        """The password against a stored hash, NFKC-normalized (``passwords``). A hash made before
+        normalization matches the raw form: tried once, then replaced by the normalized hash."""
+        normalized = normalize_password(password)
+        if (yield Compute(lambda: self.hasher.verify(normalized, stored))):
+            return True
+        if normalized == password:
+            return False
+        # Runs for unknown users too (against the dummy hash): the same cost either way.
+        if not (yield Compute(lambda: self.hasher.verify(password, stored))) or stored is None:
+            return False
+        new_hash = yield Compute(lambda: self.hasher.hash(normalized))
+        yield from self._commit("password_rehash", uid, (), (stored, new_hash), req)
+        return True
+
+    def _password_gate(self, account_idx: str, address_idx: str, mode: str) -> Flow[tuple[int, bool]]:
+        """``lua/password_gate.lua``: (ms until this account may be tried from this address, whether
+        the address signed in to the account before)."""
+        p, k = self.policies, self.keys
+        reply = yield Op("password_gate", (k.account_address_failures(account_idx, address_idx),
+                                           k.account_failures(account_idx), k.known_addresses(account_idx)),
+                         (self.now_ms(), mode, p.sign_in_window * 1000, p.sign_in_failures_per_account,
+                          p.sign_in_failures_per_account_all_addresses, address_idx, p.known_address_ttl * 1000))
+        return int(reply[0]), int(reply[1]) == 1
+
+    def _too_many(self, retry_ms: int) -> AuthError:
+        return AuthError(429, "TOO_MANY_REQUESTS", "too many failed passwords; try again later",
+                         headers=_retry_after(self.now_ms() + retry_ms, self.now_ms()))
+
     # -- sessions and challenges -------------------------------------------------------------
+    def session_spec(self) -> str:
+        """How the store makes a session (``new_session`` in ``lua/_prelude.lua``): its lifetime in
+        ms with and without rememberMe, and the cap of live sessions per user."""
+        p = self.policies
+        short = min(p.session_ttl, p.session_ttl_not_remembered)
+        return f"{p.session_ttl * 1000},{short * 1000},{p.max_sessions_per_user}"
+
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
         token, sid = self.session_tokens.issue(uid)
-        ttl_ms = self.policies.session_ttl * 1000
         yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, ttl_ms, aal, mfa_ms, "1" if remember else "0"), req, sid)
+                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0"), req, sid)
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -284,14 +377,15 @@ class Flows:
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
                  k.sessions(uid)),
-                (self.policies.trust_device_ttl * 1000, sid, self.policies.session_ttl * 1000,
-                 "1" if remember else "0"), req, sid)
+                (sid, self.session_spec(), "1" if remember else "0"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
             if reply[0] == "OK":
+                # The rotated trust keeps its original expiry (reply[2]): the cookie lasts as long.
+                trust_left = max(1, math.ceil((int(reply[2]) - self.now_ms()) / 1000))
                 return SignInResult(False, [], token, [
                     self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)[1],
-                    self._cookie(self.trust_cookie, new_trust, self.policies.trust_device_ttl)[1],
+                    self._cookie(self.trust_cookie, new_trust, trust_left)[1],
                 ])
         ctoken, cid = self.challenge_tokens.issue(uid)
         yield from self._commit(
@@ -310,11 +404,8 @@ class Flows:
 
     # -- primary authentication --------------------------------------------------------------
     def _email(self, body: Body) -> str:
-        email = body.text("email", max_len=254).strip().lower()
-        local, at, domain = email.partition("@")
-        if not at or not local or "." not in domain or any(c.isspace() for c in email):
-            raise AuthError(400, "VALIDATION_ERROR", "'email' must be an email address")
-        return email
+        """The canonical address (``emails``): one account per address a person reads as one."""
+        return canonical_email(body.text("email", max_len=254))
 
     def _find_email(self, email: str, *, skip_current: bool = False) -> Flow[str]:
         """The user id for an email; entries indexed under a previous secret are found too."""
@@ -330,13 +421,16 @@ class Flows:
         # Every attempt counts, whatever its outcome, and is counted before any hashing: the cost one
         # address can cause is at most sign_up_per_address scrypt runs per sign_up_window (plus the
         # cheap refusals). Hit-and-decide is one script, so parallel attempts cannot slip past the limit.
-        retry: int = yield Op("throttle", (self.keys.address_sign_ups(self.keyring.index(req.client or "-")),),
+        # The address as the sign-in throttle groups it (an IPv6 client by its network), so that
+        # rotating through a /64 does not reset the count.
+        address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
+        retry: int = yield Op("throttle", (self.keys.address_sign_ups(address_idx),),
                               (self.now_ms(), "hit", p.sign_up_window * 1000, p.sign_up_per_address + 1))
         if retry:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups from this address; try again later",
                             headers=_retry_after(self.now_ms() + retry, self.now_ms()))
         email = self._email(body)
-        password = body.text("password", max_len=128)
+        password = normalize_password(body.text("password", max_len=128))
         name = body.text("name", max_len=128, required=False)
         if len(password) < self.policies.password_min_length:
             raise AuthError(400, "PASSWORD_TOO_SHORT",
@@ -360,8 +454,7 @@ class Flows:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
         token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True)
-        caller = Caller(uid, {"email": email, "name": name, "created": str(self.now_ms())}, None, "", token,
-                        None, "", 0, 0)
+        caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 
     def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
@@ -374,21 +467,22 @@ class Flows:
         remember = body.data.get("rememberMe", True) is not False
         p = self.policies
         email_idx = self.keyring.index(email)
-        account_key = self.keys.account_failures(email_idx)
-        address_key = self.keys.address_failures(self.keyring.index(req.client or "-"))
-        retry = max((yield from self._throttle(account_key, "peek", p.sign_in_failures_per_account)),
-                    (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
+        address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
+        address_key = self.keys.address_failures(address_idx)
+        retry, known = yield from self._password_gate(email_idx, address_idx, "peek")
+        retry = max(retry, (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
         if retry:
-            raise AuthError(429, "TOO_MANY_REQUESTS", "too many failed sign-ins; try again later",
-                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
+            raise self._too_many(retry)
         uid = yield from self._find_email(email)
         caller = (yield from self.load(uid)) if uid else None
         stored = caller.user.get("pw") if caller else None
-        ok = yield Compute(lambda: self.hasher.verify(password, stored))
+        ok = yield from self._password_matches(uid, stored, password, req)
         if not ok or caller is None:
-            yield from self._throttle(account_key, "hit", p.sign_in_failures_per_account)
+            yield from self._password_gate(email_idx, address_idx, "hit")
             yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
             raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
+        if not known:  # raises the bar for the account's guessers, never for this address
+            yield from self._password_gate(email_idx, address_idx, "known")
         result = yield from self.start_sign_in(req, caller, remember=remember)
         return self.sign_in_response(caller, result)
 
@@ -415,12 +509,23 @@ class Flows:
         session = {"id": caller.sid, "userId": caller.uid, "expiresAt": _iso(s.get("exp")),
                    "createdAt": _iso(s.get("created")), "mfaVerifiedAt": _iso(s.get("mfa")),
                    "aal": int(s.get("aal", "1"))}
-        return json_response(200, {"session": session, "user": self.user_json(caller)})
+        user = self.user_json(caller)
+        user["backupCodesNeedRegeneration"] = self.backup_codes_stale(caller)
+        return json_response(200, {"session": session, "user": user})
 
     # -- two-factor management ---------------------------------------------------------------
-    def _new_backup_codes(self) -> tuple[list[str], list[str]]:
-        codes = generate_codes(self.policies.backup_code_count)
-        return codes, [self.keyring.hash_code(c) for c in codes]
+    def _new_backup_codes(self, count: int | None = None) -> tuple[list[str], list[str]]:
+        """New codes, and what the scripts store for them: the id of the key they are hashed under
+        (``codes_kid``), then their keyed hashes."""
+        codes = generate_codes(self.policies.backup_code_count if count is None else count)
+        return codes, [self.keyring.current_code_key_id, *(self.keyring.hash_code(c) for c in codes)]
+
+    def backup_codes_stale(self, caller: Caller) -> bool:
+        """The user's backup codes were hashed under a secret no longer configured (dropped from
+        ``previous_secrets``): they can never match again and must be regenerated. Codes stored
+        before key ids were recorded have none, and are assumed usable."""
+        kid = caller.user.get("codes_kid")
+        return bool(caller.backup_codes and kid and kid not in self.keyring.code_key_ids)
 
     def enable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
@@ -428,7 +533,7 @@ class Flows:
         issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
         if body.data.get("method", "totp") != "totp":
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
-        yield from self.check_password(caller, password)
+        yield from self.check_password(caller, password, req)
         if caller.two_factor_enabled:
             raise self._already_enabled()
         secret = new_secret()
@@ -438,7 +543,7 @@ class Flows:
                                         (ct, *hashes), req, caller.sid)
         if reply[0] == "ALREADY":
             raise self._already_enabled()
-        uri = totp_uri(secret, issuer=issuer, account=caller.user.get("email") or caller.uid, policy=self.config.totp)
+        uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
         return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
 
     @staticmethod
@@ -451,7 +556,7 @@ class Flows:
 
     def disable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        yield from self.check_password(caller, body.text("password", max_len=128), req)
         k = self.keys
         reply = yield from self._commit("two_factor_disable", caller.uid,
                                         (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
@@ -462,18 +567,18 @@ class Flows:
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        yield from self.check_password(caller, body.text("password", max_len=128), req)
         ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
         if not ct:
             raise self._not_enabled()
-        secret = self.keyring.decrypt(ct, context=caller.uid).decode()
-        uri = totp_uri(secret, issuer=self.config.app_name, account=caller.user.get("email") or caller.uid,
+        secret = yield from self._decrypt_secret(req, caller, ct)
+        uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
 
     def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128))
+        yield from self.check_password(caller, body.text("password", max_len=128), req)
         codes, hashes = self._new_backup_codes()
         k = self.keys
         reply = yield from self._commit("backup_codes_replace", caller.uid,
@@ -499,9 +604,14 @@ class Flows:
         enrolling = caller.challenge is None and not caller.two_factor_enabled
         if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
             raise self._not_enabled()
+        if method == "backup" and self.backup_codes_stale(caller):
+            # Not a failed attempt: no code of this set can match, so trying one proves nothing.
+            raise AuthError(409, "BACKUP_CODES_NEED_REGENERATION",
+                            "these backup codes were issued under a key that is no longer configured and "
+                            "can no longer be used; sign in another way and generate new ones")
         if method == "totp":
             ct = user["pending_secret"] if enrolling else user["secret"]
-            secret = self.keyring.decrypt(ct, context=caller.uid).decode()
+            secret = yield from self._decrypt_secret(req, caller, ct)
             step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
             proof = "" if step is None else str(step)
         else:
@@ -521,7 +631,7 @@ class Flows:
             "challenge_answer", uid,
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id)),
-            (method, proof, ct, sid, p.session_ttl * 1000, "1" if trust else "0", p.trust_device_ttl * 1000,
+            (method, proof, ct, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
              p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
         status = reply[0]
         if status == "OK":
@@ -577,7 +687,7 @@ class Flows:
     def import_totp(self, uid: str, secret: str, *, email: str | None,
                     backup_codes: bool) -> Flow[tuple[str, list[str]]]:
         """2FA on with a known base32 secret; returns (totpURI, new backup codes or [])."""
-        codes, hashes = self._new_backup_codes() if backup_codes else ([], [])
+        codes, hashes = self._new_backup_codes(None if backup_codes else 0)
         ct = self.keyring.encrypt(secret.encode(), context=uid)
         yield from self._commit("two_factor_import", uid,
                                 (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)),

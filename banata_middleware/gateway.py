@@ -3,8 +3,6 @@ request through with an ``Identity``. Adapters call ``Gateway.handle`` and rende
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -13,22 +11,12 @@ from .effects import Flow
 from .errors import AuthError
 from .flows import Flows
 from .http import Body, Identity, Request, Response, error_response, read_json
-from .policy import PathPolicy
+from .policy import PathPolicy, ambiguous_path
 
 __all__ = ["PUBLIC_PASS", "Gateway"]
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_UNUSUAL_PATH = re.compile(r"/\.|//|\\")
 
-
-def normalized_path(path: str) -> str:
-    """The path with dot segments, repeated slashes and backslashes resolved, as a framework that
-    normalizes would route it. Policy is decided on this form, so ``/static/../api/me`` is judged
-    as ``/api/me`` and not as a public ``/static/*`` path."""
-    if not _UNUSUAL_PATH.search(path):
-        return path
-    clean = posixpath.normpath("/" + re.sub(r"/+", "/", path.replace("\\", "/")).lstrip("/"))
-    return clean + "/" if path.endswith("/") and clean != "/" else clean
 
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
 
@@ -92,8 +80,12 @@ class Gateway:
 
     def handle(self, request: Request) -> Flow[Response | Identity | None]:
         try:
+            # Before any policy decision, on every path (public, protected, auth endpoints): the
+            # path judged must be the path the app routes, and these may route as another one.
+            if ambiguous_path(request.path) or ambiguous_path(request.raw_path):
+                raise AuthError(400, "INVALID_PATH",
+                                "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
             request.client = self.client_address(request)
-            request.path = normalized_path(request.path)
             # WSGI frameworks route "post" as POST: decide on the method as they will see it.
             request.method = request.method.upper()
             if self.is_endpoint(request.path):
@@ -144,11 +136,16 @@ class Gateway:
         return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled)
 
     def _check_origin(self, request: Request) -> None:
-        """CSRF: a state-changing request that carries one of our cookies must come from the site."""
-        if request.method not in _STATE_CHANGING:
-            return
-        cookie_header = request.headers.get("cookie", "")
-        if not any(name + "=" in cookie_header for name in self.flows.cookie_names):
+        """CSRF: a state-changing request that carries one of our cookies must come from the site.
+        So must a WebSocket handshake: it is a GET, but it opens a socket that acts as the user, and
+        SameSite=Lax sends the cookie from any same-site page (a sibling subdomain, another port).
+        A handshake with Authorization and an Origin is held to the same rule; one without Origin
+        (browsers always send it on handshakes) is a non-browser client and passes."""
+        if request.websocket:
+            if not self._carries_cookie(request) and not (
+                    "authorization" in request.headers and "origin" in request.headers):
+                return
+        elif request.method not in _STATE_CHANGING or not self._carries_cookie(request):
             return
         origin = request.headers.get("origin")
         if not origin or origin == "null":
@@ -161,3 +158,6 @@ class Gateway:
         if origin.rstrip("/") not in self.trusted_origins:
             raise AuthError(403, "INVALID_ORIGIN", "this request must come from the site's own pages")
 
+    def _carries_cookie(self, request: Request) -> bool:
+        cookie_header = request.headers.get("cookie", "")
+        return any(name + "=" in cookie_header for name in self.flows.cookie_names)

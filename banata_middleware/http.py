@@ -17,7 +17,9 @@ class Request:
     """What the flows see of a request. ``headers`` has lower-case names.
 
     ``body`` is None when the adapter did not read it (pass-through paths); ``body_too_large``
-    says the adapter stopped reading at the cap.
+    says the adapter stopped reading at the cap. ``path`` is percent-decoded; ``raw_path`` is the
+    path as the client sent it, percent-encoded, when the server tells (ASGI ``raw_path``, WSGI
+    ``REQUEST_URI``/``RAW_URI``), else empty. ``websocket`` marks a WebSocket handshake.
     """
 
     method: str
@@ -27,6 +29,8 @@ class Request:
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     body_too_large: bool = False
+    raw_path: str = ""
+    websocket: bool = False
     _cookies: dict[str, str] | None = None
 
     def cookies(self) -> dict[str, str]:

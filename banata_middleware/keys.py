@@ -40,6 +40,11 @@ class Keys:
         """Set of the user's session hashes (for revocation)."""
         return self._u(uid) + ":sessions"
 
+    def sessions_by_age(self, uid: str) -> str:
+        """Sorted set: session hash -> creation time, for the cap of sessions per user. Built inside
+        ``new_session`` (``lua/_prelude.lua``) as the index key + ``:age``; named here for tests and tools."""
+        return self.sessions(uid) + ":age"
+
     def challenge(self, uid: str, cid_hash: str) -> str:
         return self._u(uid) + ":ch:" + cid_hash
 
@@ -70,6 +75,14 @@ class Keys:
 
     def account_failures(self, email_index: str) -> str:
         return f"{self.prefix}:{{e:{email_index}}}:fails"
+
+    def account_address_failures(self, email_index: str, address_index: str) -> str:
+        """Failed passwords for one account from one client address."""
+        return f"{self.prefix}:{{e:{email_index}}}:fails:{address_index}"
+
+    def known_addresses(self, email_index: str) -> str:
+        """Sorted set: client addresses (hashed) that signed in to the account -> when they last did."""
+        return f"{self.prefix}:{{e:{email_index}}}:known"
 
     def address_failures(self, address_index: str) -> str:
         return f"{self.prefix}:{{a:{address_index}}}:fails"

@@ -50,7 +50,7 @@ class PasskeyFlows:
         self.f = flows
         self.config = flows.config.passkey
         self.seals = SealSigner(flows.keyring.cookie_keys, "passkey")
-        self.cookie = ("__Secure-" if flows.config.secure_cookies else "") + "banata.passkey"
+        self.cookie = ("__Host-" if flows.config.secure_cookies else "") + "banata.passkey"
 
     # -- ceremonies --------------------------------------------------------------------------
     # A ceremony (kind, challenge, user, name, expiry) travels in the signed banata.passkey cookie,
@@ -185,11 +185,13 @@ class PasskeyFlows:
             "passkey_sign_in", owner,
             (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
              k.sessions(owner)),
-            (cred_id, new_count, mode, "1" if user_verified else "0", sid, p.session_ttl * 1000,
+            (cred_id, new_count, mode, "1" if user_verified else "0", sid, f.session_spec(),
              "1" if remember else "0"), req, sid)
         status = reply[0]
         if status == "SESSION":
-            headers = [f._cookie(f.session_cookie, token, p.session_ttl if remember else None),
+            # A pending sign-in keeps the rememberMe its password step chose (the script says which).
+            remembered = reply[2] == "1"
+            headers = [f._cookie(f.session_cookie, token, p.session_ttl if remembered else None),
                        f._clear(self.cookie)]
             if pending is not None:
                 headers.append(f._clear(f.challenge_cookie))

@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
-__all__ = ["PathPolicy", "Rule"]
+__all__ = ["PathPolicy", "Rule", "ambiguous_path"]
+
+_ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c|00)", re.IGNORECASE)
+
+
+def ambiguous_path(path: str) -> bool:
+    """True for a path that an app may route as another path than the one it reads as: one with a
+    ``.``, ``..`` or empty (``//``) segment, a backslash, a NUL or an encoded slash (``%2f``,
+    ``%5c``), as given or in any percent-decoded form (``%2e%2e``, ``.%2E``, ``%252e%252e``).
+
+    The gateway refuses these (400) instead of resolving them: Starlette, FastAPI, Flask and
+    Django route ``/api/files/../../static/x`` to ``/api/files/{p:path}`` with ``p="../../static/x"``,
+    so judging the resolved ``/static/x`` would judge a path the app never routes. Refusing makes
+    the judged path and the routed path the same string."""
+    # The fast path, for every request: a path without any of these is never ambiguous (five
+    # substring tests cost less than one regex search).
+    if not ("%" in path or "/." in path or "//" in path or "\\" in path or "\x00" in path or path[:1] == "."):
+        return False
+    for _ in range(4):
+        if "\\" in path or "\x00" in path or _ENCODED_SEPARATOR.search(path):
+            return True
+        segments = path.split("/")
+        if "." in segments or ".." in segments or "" in segments[1:-1]:
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still percent-encoded after four decodings: no real client sends that
 
 
 @dataclass(frozen=True, slots=True)

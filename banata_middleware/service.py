@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
-from .effects import Flow, OpStore, T, run_async, run_sync
+from .effects import Flow, Op, OpStore, T, run_async, run_sync
+from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
@@ -22,7 +24,10 @@ class BanataAuth:
     """``BanataAuth(config, store=RedisStore.from_url(...))``; the store defaults to an in-memory one.
 
     ``verify_password(user_id, password) -> bool`` lets apps with their own users re-authenticate
-    for enable/disable (used when the user has no built-in password). ``on_event`` callbacks
+    for enable/disable (used when the user has no built-in password). Given it, the built-in email
+    sign-up and sign-in are off unless ``AuthMethods(email_password=True)`` says otherwise.
+    ``account_name(user_id)`` gives such users the name their authenticator app shows
+    (``otpauth://totp/App:alice@example.com``; default: the user id). ``on_event`` callbacks
     receive every audit event.
     """
 
@@ -32,14 +37,20 @@ class BanataAuth:
         *,
         store: OpStore | None = None,
         verify_password: Callable[[str, str], bool] | None = None,
+        account_name: Callable[[str], str | None] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
     ) -> None:
+        methods = config.auth_methods
+        if methods.email_password is None:
+            # An app with its own users (verify_password given) gets no public sign-up by default.
+            config = dataclasses.replace(
+                config, auth_methods=dataclasses.replace(methods, email_password=verify_password is None))
         self.config = config
         self.store: OpStore = store if store is not None else MemoryStore(config.clock)
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
-                           audit=self.audit, verify_password=verify_password)
+                           audit=self.audit, verify_password=verify_password, account_name=account_name)
         self.gateway = Gateway(config, self.flows)
 
     # -- what adapters call -----------------------------------------------------------------
@@ -58,6 +69,26 @@ class BanataAuth:
 
     async def arun(self, flow: Flow[T]) -> T:
         return await run_async(flow, self.store)
+
+    # -- startup ----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast at startup when the store cannot be reached, instead of a 503 on the first
+        request: one round trip (a read of a key that never exists). Raises ``ConnectionError``
+        naming the server and the error, e.g. ``Redis at localhost:6379: ConnectionError: Error 111
+        connecting to localhost:6379. Connection refused.``"""
+        try:
+            self.run(self._probe())
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+
+    async def acheck(self) -> None:
+        try:
+            await self.arun(self._probe())
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+
+    def _probe(self) -> Flow[None]:
+        yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
 
     # -- host-app API -----------------------------------------------------------------------
     def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:
@@ -111,13 +142,18 @@ class BanataAuth:
         await self.arun(self.flows.reset_user(user_id, "reset"))
 
     def revoke_sessions(self, user_id: str) -> None:
-        """End every session of ``user_id`` (and every pending challenge) at once."""
+        """End every session of ``user_id``, every pending challenge and every remembered (trusted)
+        device at once."""
         self._check_id(user_id)
         self.run(self.flows.reset_user(user_id, "revoke"))
 
     async def arevoke_sessions(self, user_id: str) -> None:
         self._check_id(user_id)
         await self.arun(self.flows.reset_user(user_id, "revoke"))
+
+
+def _unreachable(exc: AuthError) -> str:
+    return "the authentication store is unreachable: " + "; ".join(getattr(exc, "__notes__", None) or [exc.message])
 
 
 def _base32(secret: str) -> str:

@@ -5,12 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System packages the suite needs, each with why; installed through apt (with sudo when not root)
+# only when missing, and said before it happens.
 need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v oathtool >/dev/null || need+=(oathtool)          # an independent TOTP for the simulator's cross-check
-command -v chromium >/dev/null || need+=(chromium)          # Debian's chromium for tests/browser (Playwright)
-command -v node >/dev/null || need+=(nodejs npm)            # the better-auth client in tests/interop
+why=()
+want() {  # want COMMAND "why" PACKAGE...
+  command -v "$1" >/dev/null || { need+=("${@:3}"); why+=("  ${*:3}: $2"); }
+}
+want redis-server "the Redis tests start their own redis-server on a free port" redis-server
+want oathtool "an independent TOTP implementation for the simulator's cross-check" oathtool
+want chromium "Debian's Chromium, driven by Playwright in tests/browser (never 'playwright install')" chromium
+want node "runs the better-auth client in tests/interop" nodejs npm
 if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing with apt-get (missing from this machine):"
+  printf '%s\n' "${why[@]}"
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
@@ -20,6 +28,7 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+echo "== installing this package with its dev extra into .venv (pytest, ruff, mypy, the frameworks tested, playwright)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 

@@ -38,12 +38,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _uvicorn(app: Any) -> Iterator[str]:
+def _uvicorn(app: Any, root_path: str = "") -> Iterator[str]:
     import uvicorn
 
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-                            access_log=False)
+                            access_log=False, root_path=root_path)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -81,10 +81,11 @@ def _werkzeug(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def serve(app: Any, kind: str) -> Iterator[str]:
-    """Serve ``app`` (an ASGI app for ``"asgi"``, a WSGI app for ``"wsgi"``); yields the base URL."""
+def serve(app: Any, kind: str, *, root_path: str = "") -> Iterator[str]:
+    """Serve ``app`` (an ASGI app for ``"asgi"``, a WSGI app for ``"wsgi"``); yields the base URL.
+    ``root_path`` (ASGI only) is uvicorn's ``--root-path``: the prefix a proxy in front stripped."""
     if kind == "asgi":
-        with _uvicorn(app) as url:
+        with _uvicorn(app, root_path) as url:
             yield url
     elif kind == "wsgi":
         with _werkzeug(app) as url:

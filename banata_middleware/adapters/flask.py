@@ -17,7 +17,12 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec
 
-from flask import request
+from .._extras import missing_extra
+
+try:
+    from flask import request
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "flask", exc) from exc
 
 from ..http import Identity
 from .werkzeug import fresh_second_factor_refusal

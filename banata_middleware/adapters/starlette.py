@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from .._extras import missing_extra
+
+try:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "starlette", exc) from exc
 
 from ..http import Request, Response
 from ..service import BanataAuth
@@ -35,16 +40,26 @@ class BanataMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path != root_path and not path.startswith(root_path + "/"):
+            # Servers differ on whether path includes the mount prefix (uvicorn's does); judge the
+            # path the browser sees, as Starlette's own routing reads both forms.
+            path = root_path + path
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
             if k in _WANTED:
                 name = k.decode("latin-1")
-                if name in headers and name == "cookie":  # HTTP/2 may split Cookie into several lines
-                    headers[name] += "; " + v.decode("latin-1")
-                else:
+                if name not in headers:
                     headers[name] = v.decode("latin-1")
+                elif name == "cookie":  # HTTP/2 may split Cookie into several lines
+                    headers[name] += "; " + v.decode("latin-1")
+                else:  # RFC 9110 5.3: repeated lines are one comma-separated list (X-Forwarded-For);
+                    # Set-Cookie, never to be joined, is a response header and not read here.
+                    headers[name] += ", " + v.decode("latin-1")
         client = scope.get("client")
-        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "")
+        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
+                          raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
+                          websocket=scope["type"] == "websocket")
         if scope["type"] == "http" and self.auth.is_endpoint(path):
             request.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             request.body, request.body_too_large = await self._read_body(receive, headers)

@@ -28,8 +28,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import parse_qsl
 
-from werkzeug.wrappers import Response as WsgiResponse
-from werkzeug.wsgi import get_content_length
+from .._extras import missing_extra
+
+try:
+    from werkzeug.wrappers import Response as WsgiResponse
+    from werkzeug.wsgi import get_content_length
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "werkzeug", exc) from exc
 
 from ..errors import AuthError
 from ..http import Identity, Request, Response, error_response
@@ -95,7 +100,8 @@ class BanataMiddleware:
             # PEP 3333 hands the path over as latin-1; decode it as UTF-8 like ASGI servers do.
             path = path.encode("latin-1").decode("utf-8", "replace")
         request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
-                          environ.get("REMOTE_ADDR") or "")
+                          environ.get("REMOTE_ADDR") or "", raw_path=_raw_path(environ),
+                          websocket="websocket" in environ.get("HTTP_UPGRADE", "").lower())
         if self.auth.is_endpoint(path):
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
@@ -131,6 +137,18 @@ class BanataMiddleware:
         if size > self.max_body:
             return b"", True
         return b"".join(chunks), False
+
+
+def _raw_path(environ: WSGIEnvironment) -> str:
+    """The path as the client sent it, still percent-encoded, when the server says
+    (``REQUEST_URI``: mod_wsgi, uWSGI, Werkzeug; ``RAW_URI``: gunicorn, Werkzeug); else empty.
+    PATH_INFO is already decoded, so ``%2f`` in it can no longer be told from ``/``."""
+    raw: str = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
+    raw = raw.partition("?")[0].partition("#")[0]
+    if raw and not raw.startswith("/"):  # absolute form: GET http://host/path HTTP/1.1
+        scheme, sep, rest = raw.partition("://")
+        raw = "/" + rest.partition("/")[2] if sep and scheme.isalpha() else raw
+    return raw
 
 
 def _render(response: Response, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

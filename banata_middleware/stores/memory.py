@@ -54,14 +54,48 @@ class _Script:
         self.events.append(kind)
 
     def new_session(
-        self, skey: str, index: str, sid: str, ttl_ms: int, aal: object, mfa: object, remember: str
+        self, skey: str, index: str, sid: str, spec: int | str, aal: object, mfa: object, remember: str
     ) -> None:
+        parts = str(spec).split(",")
+        long, short, cap = (int(p) for p in parts) if len(parts) == 3 else (int(spec), int(spec), 0)
+        ttl_ms = long if remember == "1" else short
         self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
                              "mfa": _num(mfa), "remember": remember}
         self.s.expire(skey, ttl_ms)
         self.s.data.setdefault(index, set()).add(sid)
-        self.s.expire(index, ttl_ms)
+        self.s.expire(index, long)
         self.audit("session.created", sid)
+        self.cap_sessions(skey, index, sid, cap, long)
+
+    def cap_sessions(self, skey: str, index: str, sid: str, cap: int, ttl_ms: int) -> None:
+        if cap <= 0:
+            return
+        by_age = self.s.get(index + ":age")
+        if not isinstance(by_age, dict):
+            by_age = self.s.data[index + ":age"] = {}
+        by_age[sid] = self.now
+        self.s.expire(index + ":age", ttl_ms)
+        if len(by_age) <= cap:
+            return
+        prefix = skey[: len(skey) - len(sid)]
+        revoked = int(self.hash(self.keys[0]).get("revoked_at", "0"))
+        index_set = self.s.get(index)
+        ids = index_set if isinstance(index_set, set) else set()
+        alive = []
+        for other in sorted(by_age, key=lambda m: (by_age[m], m)):  # ZRANGE's order: score, then member
+            if other == sid:
+                continue
+            rec = self.s.get(prefix + other) or {}
+            if "exp" in rec and int(rec["exp"]) > self.now and int(rec["created"]) > revoked:
+                alive.append(other)
+            else:
+                del by_age[other]
+                ids.discard(other)
+        for old in alive[: len(alive) - (cap - 1)]:
+            self.s.delete(prefix + old)
+            del by_age[old]
+            ids.discard(old)
+            self.audit("session.revoked", old, "cap")
 
     def locked_until(self, u: dict[str, str]) -> int:
         lock = int(u.get("lock_until", "0"))
@@ -258,6 +292,51 @@ class MemoryStore:
             self.expire(x.keys[0], start + window - x.now)
         return start + window - x.now if n >= limit else 0
 
+    def _op_password_gate(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        window, addr, known_ttl = int(a[2]), a[5], int(a[6])
+        known_set = self.get(k[2])
+        if not isinstance(known_set, dict):
+            known_set = {}
+        if a[1] == "known":
+            known_set[addr] = x.now
+            recent = sorted(((t, m) for m, t in known_set.items() if t > x.now - known_ttl), reverse=True)[:100]
+            self.data[k[2]] = {m: t for t, m in recent}
+            self.expire(k[2], known_ttl)
+            return [0, 1]
+
+        def count(key: str, hit: bool) -> tuple[int, int]:
+            rec = x.hash(key)
+            n, start = int(rec.get("n", "0")), int(rec.get("start", "0"))
+            if start + window <= x.now:
+                n, start = 0, x.now
+            if hit:
+                n += 1
+                self.data[key] = {"n": str(n), "start": str(start)}
+                self.expire(key, start + window - x.now)
+            return n, start + window - x.now
+
+        hit = a[1] == "hit"
+        seen = int(known_set.get(addr, 0))
+        known = seen > 0 and seen + known_ttl > x.now
+        pair_n, pair_left = count(k[0], hit)
+        all_n, all_left = count(k[1], hit)
+        retry = pair_left if pair_n >= int(a[3]) else 0
+        if not known and all_n >= int(a[4]) and all_left > retry:
+            retry = all_left
+        return [retry, 1 if known else 0]
+
+    def _op_password_failed(self, x: _Script) -> Reply:
+        x.audit("password.check_failed", x.argv[5])
+        return ["OK", x.events]
+
+    def _op_password_rehash(self, x: _Script) -> Reply:
+        if x.hash(x.keys[0]).get("pw") != x.argv[5]:
+            return ["CHANGED", x.events]
+        x.hset(x.keys[0], pw=x.argv[6])
+        x.audit("password.rehashed")
+        return ["OK", x.events]
+
     def _op_user_create(self, x: _Script) -> Reply:
         if self.get(x.keys[0]) is not None:
             return ["EXISTS", x.events]
@@ -270,7 +349,7 @@ class MemoryStore:
 
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
-        x.new_session(x.keys[2], x.keys[3], a[5], int(a[6]), a[7], a[8], a[9])
+        x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9])
         return ["OK", x.events]
 
     def _op_session_revoke(self, x: _Script) -> Reply:
@@ -305,7 +384,7 @@ class MemoryStore:
             x.audit("two_factor.verified", a[8], a[5])
             if a[5] == "backup":
                 x.audit("two_factor.backup_code_used", a[8])
-            x.new_session(k[4], k[5], a[8], int(a[9]), 2, x.now, ch.get("remember", "0"))
+            x.new_session(k[4], k[5], a[8], a[9], 2, x.now, ch.get("remember", "0"))
             if a[10] == "1":
                 ttl = int(a[11])
                 self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now)}
@@ -371,18 +450,18 @@ class MemoryStore:
         if lock > 0:
             return ["LOCKED", x.events, lock]
         self.delete(k[2])
-        ttl = int(a[5])
-        self.data[k[3]] = {"exp": str(x.now + ttl), "gen": t["gen"], "mfa": t["mfa"]}
-        self.expire(k[3], ttl)
-        x.new_session(k[4], k[5], a[6], int(a[7]), 2, t["mfa"], a[8])
-        return ["OK", x.events]
+        exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
+        self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"]}
+        self.expire(k[3], exp - x.now)
+        x.new_session(k[4], k[5], a[5], a[6], 2, t["mfa"], a[7])
+        return ["OK", x.events, exp]
 
     def _op_two_factor_begin(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         if x.hash(k[0]).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5])
-        self.data[k[2]] = set(a[6:])
+        x.hset(k[0], pending_secret=a[5], codes_kid=a[6])
+        self.data[k[2]] = set(a[7:])
         return ["OK", x.events]
 
     def _op_two_factor_disable(self, x: _Script) -> Reply:
@@ -408,7 +487,8 @@ class MemoryStore:
         else:
             return ["NOT_ENABLED", x.events]
         self.delete(target)
-        self.data[target] = set(a[6:])
+        x.hset(k[0], codes_kid=a[6])
+        self.data[target] = set(a[7:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
 
@@ -473,37 +553,40 @@ class MemoryStore:
         record["signCount"] = new
         self.data[k[2]][a[5]] = json.dumps(record)
         x.audit("passkey.authenticated", a[9], a[5])
-        ttl = int(a[10])
         if second_factor:
             self.delete(k[3])
             x.hset(k[0], fails=0, streak=0)
-            x.new_session(k[4], k[5], a[9], ttl, 2, x.now, ch.get("remember", "0"))
-            return ["SESSION", x.events]
-        x.new_session(k[4], k[5], a[9], ttl, 2, x.now, a[11])
-        return ["SESSION", x.events]
+            x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"))
+            return ["SESSION", x.events, ch.get("remember", "0")]
+        x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11])
+        return ["SESSION", x.events, a[11]]
 
     def _op_two_factor_import(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
-        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1)
+        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1, codes_kid=a[6])
         for field in ("pending_secret", "last_step"):
             self.data[k[0]].pop(field, None)
         self.delete(k[2], k[3])
-        self.data[k[2]] = set(a[6:])
+        self.data[k[2]] = set(a[7:])
         x.audit("two_factor.enabled", "", "import")
         return ["OK", x.events]
 
     def _op_user_reset(self, x: _Script) -> Reply:
         k = x.keys
         u = x.hash(k[0])
-        x.hset(k[0], revoked_at=x.now)
+        x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if x.argv[5] == "reset":
             for field in ("secret", "pending_secret", "last_step", "lock_until"):
                 self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1, fails=0, streak=0)
+            x.hset(k[0], tfa="0", fails=0, streak=0)
             self.delete(k[2], k[3])
             x.audit("two_factor.reset_by_admin")
+        return ["OK", x.events]
+
+    def _op_audit_record(self, x: _Script) -> Reply:
+        x.audit(x.argv[5], x.argv[6], x.argv[7])
         return ["OK", x.events]
 
     def _op_secret_reencrypt(self, x: _Script) -> Reply:

@@ -12,13 +12,18 @@ import logging
 from importlib import resources
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
-from redis.retry import Retry
+from .._extras import missing_extra
+
+try:
+    import redis
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+    from redis.retry import Retry
+except ModuleNotFoundError as exc:
+    raise missing_extra(__name__, "redis", exc) from exc
 
 from ..effects import Op
 from ..errors import AuthError
@@ -42,10 +47,23 @@ def load_scripts() -> dict[str, str]:
 _STORE_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
-def _unavailable(exc: Exception) -> AuthError:
-    # The exception text can hold a host name but never a secret; the type is what operators need.
-    log.warning("store unavailable: %s", type(exc).__name__)
-    return AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+def _unavailable(exc: Exception, where: str) -> AuthError:
+    # Operators need where and why ("Redis at localhost:6379: ConnectionError: Error 111 connecting
+    # ... Connection refused."). redis-py's texts name hosts and reasons, never a password. The
+    # client gets neither; the note carries them to ``BanataAuth.check()``.
+    detail = f"Redis at {where}: {type(exc).__name__}: {exc}"
+    log.warning("store unavailable: %s", detail)
+    err = AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+    err.add_note(detail)
+    return err
+
+
+def _where(client: Any) -> str:
+    """host:port (or the socket path) of a client's pool, for log lines; cluster clients have no one pool."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "host" in kwargs:
+        return f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+    return str(kwargs.get("path") or type(client).__name__)
 
 
 class UnsafeRedisPolicy(RuntimeError):
@@ -90,6 +108,7 @@ class RedisStore:
         self._refusal_logged = False
         self._scripts = load_scripts()
         self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
+        self.where = _where(sync_client)
 
     # -- the server's eviction policy ---------------------------------------------------------
     def check(self) -> str | None:
@@ -134,9 +153,12 @@ class RedisStore:
         return policy
 
     @staticmethod
-    def _refused() -> AuthError:
+    def _refused(exc: UnsafeRedisPolicy) -> AuthError:
         # Still unchecked: the next operation asks again, so fixing the policy brings the service back.
-        return AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+        # The note carries the reason to ``BanataAuth.check()``; the client gets none of it.
+        err = AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+        err.add_note(str(exc))
+        return err
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 1.0, max_connections: int = 64,
@@ -170,10 +192,10 @@ class RedisStore:
                 return self.sync.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
             except NoScriptError:
                 return self.sync.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
-        except UnsafeRedisPolicy:
-            raise self._refused() from None
+        except UnsafeRedisPolicy as exc:
+            raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.where) from None
 
     async def aexecute(self, op: Op) -> Any:
         try:
@@ -183,10 +205,10 @@ class RedisStore:
                 return await self.aio.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
             except NoScriptError:
                 return await self.aio.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
-        except UnsafeRedisPolicy:
-            raise self._refused() from None
+        except UnsafeRedisPolicy as exc:
+            raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.where) from None
 
     def user_ids(self, prefix: str) -> list[str]:
         """Every user id with a record (administration: key rotation). SCAN, so it does not block
@@ -195,7 +217,7 @@ class RedisStore:
         try:
             return [k[len(head):-len(tail)] for k in self.sync.scan_iter(match=f"{head}*{tail}", count=1000)]
         except _STORE_ERRORS as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.where) from None
 
     def close(self) -> None:
         self.sync.close()

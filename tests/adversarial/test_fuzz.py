@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 from banata_middleware.backup_codes import CODE_LENGTH, generate_codes, normalize_code
 from banata_middleware.config import TotpPolicy
 from banata_middleware.crypto import Keyring
-from banata_middleware.gateway import normalized_path
 from banata_middleware.http import parse_cookies
+from banata_middleware.policy import ambiguous_path
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.tokens import TokenSigner
 from banata_middleware.totp import matched_step, new_secret
@@ -87,8 +87,8 @@ def b64(data: bytes) -> str:
 
 class Pep3333Transport(httpx.BaseTransport):
     """Calls a WSGI app the way a real server does (PEP 3333): the path percent-decoded to bytes and
-    handed over as latin-1, header values as latin-1 (httpx's WSGITransport decodes both as
-    UTF-8/ASCII and raises on other bytes), repeated headers joined."""
+    handed over as latin-1 (and as sent, in ``RAW_URI`` as gunicorn does), header values as latin-1
+    (httpx's WSGITransport decodes both as UTF-8/ASCII and raises on other bytes), repeated headers joined."""
 
     def __init__(self, app: Any, remote_addr: str) -> None:
         self.app = app
@@ -103,7 +103,7 @@ class Pep3333Transport(httpx.BaseTransport):
             "wsgi.run_once": False, "REQUEST_METHOD": request.method, "SCRIPT_NAME": "",
             "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"), "QUERY_STRING": query.decode("latin-1"),
             "SERVER_NAME": "testserver", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": self.remote_addr,
+            "REMOTE_ADDR": self.remote_addr, "RAW_URI": request.url.raw_path.decode("latin-1"),
         }
         for name, value in request.headers.raw:
             key = name.decode("latin-1").upper().replace("-", "_")
@@ -256,22 +256,29 @@ def endpoints(stack: Stack) -> list[tuple[str, str]]:
 # -- the checks ------------------------------------------------------------------------------------
 
 
-def is_middleware_answer(stack: Stack, method: str, path: str) -> bool:
+def sent_paths(r: httpx.Response) -> tuple[str, str]:
+    """The path of the request as sent: percent-decoded (ASGI ``path``, WSGI ``PATH_INFO``) and raw."""
+    return r.request.url.path, r.request.url.raw_path.partition(b"?")[0].decode("latin-1")
+
+
+def is_middleware_answer(stack: Stack, r: httpx.Response) -> bool:
     """True unless the path is public (then the wrapped app answers, in its own format)."""
     gateway = stack.auth.gateway
-    path = normalized_path(path)
+    path, raw = sent_paths(r)
+    if ambiguous_path(path) or ambiguous_path(raw):
+        return True  # 400 INVALID_PATH
     return gateway.is_endpoint(path) or not gateway.policy.rule(path).public
 
 
 def check_answer(stack: Stack, method: str, path: str, r: httpx.Response) -> None:
     assert r.status_code < 500, f"{method} {path} -> {r.status_code} {r.text[:300]}"
-    if r.status_code >= 300 and method != "HEAD" and is_middleware_answer(stack, method, path):
+    if r.status_code >= 300 and method != "HEAD" and is_middleware_answer(stack, r):
         assert r.headers.get("content-type", "").startswith("application/json"), (r.status_code, r.headers)
         body = r.json()
         assert isinstance(body, dict), body
         assert isinstance(body.get("code"), str) and UPPER_SNAKE.fullmatch(body["code"]), body
         assert isinstance(body.get("message"), str) and body["message"], body
-    if r.status_code == 303 and is_middleware_answer(stack, method, path):
+    if r.status_code == 303 and is_middleware_answer(stack, r):
         config = stack.auth.config
         assert r.headers["location"] in (config.sign_in_page, config.two_factor_page), r.headers
 
@@ -623,11 +630,12 @@ def test_every_scanner_path_with_get_head_options_trace(world: World) -> None:
 def _scan(world: World, method: str, path: str, query: str | None, cookies: str | None,
           headers: list[tuple[str, bytes | str]] | None = None) -> None:
     r = send(world, method, path, params=query, headers=headers or [], content=b"x=1" if method == "POST" else None)
-    seen = r.request.url.path  # as sent (httpx removes dot segments) and percent-decoded, as the middleware sees it
+    seen, raw = sent_paths(r)  # as sent (httpx removes plain dot segments), as the middleware sees it
     check_answer(world.stack, method, seen, r)
-    judged = normalized_path(seen)
-    if r.status_code < 300 and not world.stack.auth.gateway.is_endpoint(judged):
-        assert world.stack.auth.gateway.policy.rule(judged).public, (method, path, r.status_code)
+    if ambiguous_path(seen) or ambiguous_path(raw):
+        assert r.status_code == 400 and (method == "HEAD" or r.json()["code"] == "INVALID_PATH"), (method, path)
+    elif r.status_code < 300 and not world.stack.auth.gateway.is_endpoint(seen):
+        assert world.stack.auth.gateway.policy.rule(seen).public, (method, path, r.status_code)
         assert "userId" not in r.text and "Signed in as" not in r.text
     auth = next((v.decode("latin-1") if isinstance(v, bytes) else v for k, v in headers or [] if k == "authorization"),
                 None)

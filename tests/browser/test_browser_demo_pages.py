@@ -36,9 +36,9 @@ def test_public_pages_and_static_files_need_no_session(http: httpx.Client) -> No
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
     for bad in ("/static/nope.js", "/static/.hidden", "/static/pages.py"):
         assert http.get(bad).status_code == 404, bad
-    # a traversal is judged on its normalized path (/pages.py: protected), so it is refused before the app
+    # a traversal (dot segments, an encoded slash) is refused before any policy decision or the app
     traversal = http.get("/static/%2e%2e%2fpages.py")
-    assert traversal.status_code == 401 and "import" not in traversal.text
+    assert traversal.status_code == 400 and traversal.json()["code"] == "INVALID_PATH"
 
 
 def test_protected_pages_send_a_browser_to_sign_in(http: httpx.Client) -> None:
@@ -111,3 +111,21 @@ def test_werkzeug_demo_needs_no_starlette() -> None:
             "werkzeug_app(BanataAuth(demo_config(secret='s' * 40, site_url='http://localhost:1')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_navigation_offers_sign_in_and_create_account_only_without_a_session(person: Person) -> None:
+    nav = person.page.get_by_role("navigation", name="Main")
+    offers = (nav.get_by_role("link", name="Sign in"), nav.get_by_role("link", name="Create account"))
+    person.goto("/")
+    for link in offers:
+        expect(link).to_be_visible()
+    person.sign_up()
+    for path in ("/dashboard", "/", "/sign-in", "/settings"):
+        person.goto(path)
+        expect(nav.get_by_role("link", name="Dashboard")).to_be_visible()
+        for link in offers:
+            expect(link).to_be_hidden()
+    person.goto("/dashboard")
+    person.sign_out()
+    for link in offers:
+        expect(link).to_be_visible()

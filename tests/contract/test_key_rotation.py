@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from harness import SECRET, RedisServer, Stack
 
 from banata_middleware import BanataAuth
@@ -65,3 +66,32 @@ def test_cli_rotate_keys_and_admin_reset(redis_server: RedisServer, redis_url: s
     assert api.get("/api/me").status_code == 401
     rotated = stack_factory(secret=NEW_SECRET, previous_secrets=(SECRET,))  # the app after the rotation
     assert rotated.client().sign_in("cli@example.com").json()["user"]["twoFactorEnabled"] is False
+
+
+def test_cli_rotate_keys_skips_an_unreadable_record_reports_it_and_exits_non_zero(
+        redis_server: RedisServer, redis_url: str, stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory()
+    if stack.store_kind != "redis" or stack.adapter != "asgi":
+        pytest.skip("the CLI works on Redis; one adapter is enough")
+    stack.clock.set(int(time.time()) - 60)  # the CLI process reads the real clock
+    uids = []
+    for n in range(6):
+        api = stack.client()
+        uids.append(api.sign_up(f"user{n}@example.com").json()["user"]["id"])
+        api.enable_2fa()
+    bad = uids[3]
+    user_key = stack.auth.flows.keys.user
+    with redis_server.client() as c:  # one record copied onto another user: it no longer decrypts
+        c.hset(user_key(bad), "secret", c.hget(user_key(uids[0]), "secret"))
+    env = {"BANATA_AUTH_SECRET": NEW_SECRET, "BANATA_AUTH_PREVIOUS_SECRETS": SECRET, "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "banata_middleware.cli", "rotate-keys", "--redis-url", redis_url],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "re-encrypted: 5" in run.stdout and "skipped: 1" in run.stdout
+    assert f"skipped: user {bad}, secret: cannot be decrypted" in run.stderr
+    assert "copied from another user" in run.stderr
+    rotated = stack_factory(secret=NEW_SECRET, previous_secrets=(SECRET,))
+    current = rotated.auth.keyring.current_key_id
+    for uid in uids:
+        key_id = _secret_key_id(rotated, rotated.auth, uid)
+        assert (key_id == current) == (uid != bad), uid

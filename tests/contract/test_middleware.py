@@ -162,12 +162,15 @@ def test_duplicate_json_keys_and_extra_fields_do_not_break_the_endpoint(stack: S
 
 
 @pytest.mark.parametrize("path", ["/static/../api/me", "//api/me", "/./api/me", "/static/./../dashboard",
-                                  "/static\\..\\api/me", "/sign-in/../api/sensitive"])
-def test_dot_segments_cannot_dress_a_protected_path_as_public(stack: Stack, path: str) -> None:
+                                  "/static\\..\\api/me", "/sign-in/../api/sensitive", "/api/auth/../sign-in"])
+def test_dot_segments_are_refused_before_any_policy_decision(stack: Stack, path: str) -> None:
+    """Frameworks route '..' literally (into path parameters), so no resolved form is the routed
+    one: the path is refused, whether it reads as public, protected or an auth endpoint."""
     from banata_middleware.http import Request, Response
 
     result = stack.auth.handle(Request("GET", path, {}, "127.0.0.1"))
-    assert isinstance(result, Response) and result.status == 401, path
+    assert isinstance(result, Response) and result.status == 400, path
+    assert json.loads(result.body)["code"] == "INVALID_PATH"
 
 
 def test_html_navigation_of_a_pending_user_goes_to_the_two_factor_page(stack: Stack) -> None:

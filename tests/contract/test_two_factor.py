@@ -333,6 +333,41 @@ def test_disabling_2fa_voids_trusted_devices(stack: Stack) -> None:
     assert api.sign_in("mfa@example.com").status_code == 403
 
 
+def test_revoke_sessions_also_ends_remembered_devices(stack: Stack) -> None:
+    """"End every session" leaves no browser that signs in with the password alone at aal 2."""
+    owner = with_2fa(stack)
+    stack.clock.advance(30)
+    api = pending(stack, owner)
+    r = api.auth("/two-factor/verify-totp", {"code": owner.code(), "trustDevice": True})
+    assert r.status_code == 200 and "banata.trust_device" in api.http.cookies
+    stack.auth.revoke_sessions(r.json()["user"]["id"])
+    assert api.get("/api/me").status_code == 401
+    r = api.sign_in("mfa@example.com")
+    assert r.status_code == 403 and r.json()["code"] == "TWO_FACTOR_REQUIRED", r.text
+
+
+def test_trusted_device_expires_30_days_after_its_verification_however_often_used(stack: Stack) -> None:
+    owner = with_2fa(stack)
+    stack.clock.advance(30)
+    api = pending(stack, owner)
+    r = api.auth("/two-factor/verify-totp", {"code": owner.code(), "trustDevice": True})
+    assert r.status_code == 200
+    verified_at, ttl = stack.clock.now(), stack.auth.config.policies.trust_device_ttl
+    assert ttl == 30 * 86_400
+    for _ in range(4):  # a regular user: signs in every week, and the trust rotates each time
+        stack.clock.advance(7 * 86_400)
+        api.auth("/sign-out")
+        r = api.sign_in("mfa@example.com")
+        assert r.status_code == 200, r.text
+        trust_cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("banata.trust_device="))
+        # the rotated cookie lasts only as long as the trust has left, not another 30 days
+        assert f"Max-Age={int(verified_at + ttl - stack.clock.now())};" in trust_cookie
+    stack.clock.advance(verified_at + ttl - stack.clock.now() + 1)  # 30 days and a second after verifying
+    api.auth("/sign-out")
+    r = api.sign_in("mfa@example.com")
+    assert r.status_code == 403 and r.json()["code"] == "TWO_FACTOR_REQUIRED", r.text
+
+
 def test_audit_events_reach_callbacks_without_secrets(stack: Stack) -> None:
     events: list[dict[str, object]] = []
     stack.auth.audit.subscribe(events.append)

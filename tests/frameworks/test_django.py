@@ -13,6 +13,7 @@ import httpx
 import pytest
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test.utils import override_settings
 from django.urls import path
 from harness import SECRET, SITE
 
@@ -36,7 +37,7 @@ urlpatterns = [path("", home), path("me", me)]
 
 
 @pytest.fixture(scope="module")
-def django_wsgi() -> Any:
+def django_wsgi() -> Iterator[Any]:
     if not settings.configured:
         settings.configure(
             DEBUG=False, SECRET_KEY="django-insecure-" + "k" * 40, ROOT_URLCONF=__name__,
@@ -45,7 +46,9 @@ def django_wsgi() -> Any:
     django.setup()
     from django.core.wsgi import get_wsgi_application
 
-    return get_wsgi_application()
+    # Settings are configured once per process: another module (test_raw_paths) may have done it.
+    with override_settings(ROOT_URLCONF=__name__):
+        yield get_wsgi_application()
 
 
 @pytest.fixture

@@ -280,7 +280,7 @@ def test_site_url_and_base_path_overrides(pytester: pytest.Pytester) -> None:
 
     def test_user(mfa_user, mfa_client):
         assert mfa_user.base_path == "/auth" and mfa_user.origin == "https://shop.example"
-        assert "__Secure-banata.session_token" in mfa_client.cookies
+        assert "__Host-banata.session_token" in mfa_client.cookies
         assert mfa_client.get("/me").json()["aal"] == 2
     ''')
     result.assert_outcomes(passed=1)

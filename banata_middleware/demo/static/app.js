@@ -669,6 +669,13 @@
   // For the browser tests and the curious: window.BanataDemo.describeError({code, ...}).
   window.BanataDemo = { authClient, describeError, describeWebAuthnError, b64urlToBuffer, bufferToB64url };
 
+  // The navigation offers "Sign in" and "Create account" only to a visitor without a session.
+  async function navForSession() {
+    const links = document.querySelectorAll("[data-signed-out]");
+    if (links.length && (await authClient.getSession()).data) links.forEach(hide);
+  }
+
+  navForSession();
   const start = pages[document.body.dataset.page];
   if (start) start();
 })();

@@ -22,12 +22,52 @@ local function audit(kind, sid, detail)
   EVENTS[#EVENTS + 1] = kind
 end
 
-local function new_session(skey, index, sid, ttl_ms, aal, mfa, remember)
+-- Past the cap of live sessions per user, the oldest are revoked (closes "a password holder piles
+-- up thousands of sessions"). Besides the index (a set), a sorted set by creation time, the index's
+-- key + ':age' (Keys.sessions_by_age; same hash tag, same slot), orders them. Only when it is over
+-- the cap are the sessions that already ended (expired, signed out, revoked) dropped from it, so
+-- that they never cost a live one its place; it holds at most cap + 1 entries.
+local function cap_sessions(skey, index, sid, cap, ttl_ms)
+  if cap <= 0 then return end
+  local by_age = index .. ':age'
+  redis.call('ZADD', by_age, NOW, sid)
+  redis.call('PEXPIRE', by_age, ttl_ms)
+  if redis.call('ZCARD', by_age) <= cap then return end
+  local prefix = string.sub(skey, 1, #skey - #sid)
+  local revoked = tonumber(redis.call('HGET', KEYS[1], 'revoked_at') or '0')
+  local alive = {}
+  for _, other in ipairs(redis.call('ZRANGE', by_age, 0, -1)) do
+    if other ~= sid then
+      local rec = redis.call('HMGET', prefix .. other, 'exp', 'created')
+      if rec[1] and tonumber(rec[1]) > NOW and tonumber(rec[2]) > revoked then
+        alive[#alive + 1] = other
+      else
+        redis.call('ZREM', by_age, other)
+        redis.call('SREM', index, other)
+      end
+    end
+  end
+  for i = 1, #alive - (cap - 1) do
+    redis.call('DEL', prefix .. alive[i])
+    redis.call('ZREM', by_age, alive[i])
+    redis.call('SREM', index, alive[i])
+    audit('session.revoked', alive[i], 'cap')
+  end
+end
+
+-- spec: "<ttl ms if remembered>,<ttl ms if not>,<cap of live sessions per user>" (Flows.session_spec),
+-- or a plain ttl in ms (the same for both, no cap).
+local function new_session(skey, index, sid, spec, aal, mfa, remember)
+  local long, short, cap = string.match(tostring(spec), '^(%d+),(%d+),(%d+)$')
+  if not long then long, short, cap = spec, spec, 0 end
+  local ttl_ms = tonumber(long)
+  if remember ~= '1' then ttl_ms = tonumber(short) end
   redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember)
   redis.call('PEXPIRE', skey, ttl_ms)
   redis.call('SADD', index, sid)
-  redis.call('PEXPIRE', index, ttl_ms)
+  redis.call('PEXPIRE', index, tonumber(long))
   audit('session.created', sid)
+  cap_sessions(skey, index, sid, tonumber(cap), tonumber(long))
 end
 
 local function locked_until(u)

@@ -8,7 +8,8 @@
 -- A count that does not grow, when either side is non-zero, is a suspected clone: refused.
 -- KEYS: user, audit, passkeys, pending challenge, new session, session index.
 -- ARGV[6..12]: credential id, new sign count, mode (second_factor|passwordless), user verified,
--- new session id hash, session ttl ms, remember me.
+-- new session id hash, session spec (see new_session), remember me.
+-- Reply: status, events, and with SESSION the remember-me flag the session was made with.
 local second_factor = ARGV[8] == 'second_factor'
 if not second_factor and ARGV[9] ~= '1' then return {'UV_REQUIRED', EVENTS} end
 local raw = redis.call('HGET', KEYS[3], ARGV[6])
@@ -32,12 +33,11 @@ end
 p.signCount = new
 redis.call('HSET', KEYS[3], ARGV[6], cjson.encode(p))
 audit('passkey.authenticated', ARGV[10], ARGV[6])
-local ttl = tonumber(ARGV[11])
 if second_factor then
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
-  new_session(KEYS[5], KEYS[6], ARGV[10], ttl, 2, NOW, ch.remember)
-  return {'SESSION', EVENTS}
+  new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ch.remember)
+  return {'SESSION', EVENTS, ch.remember or '0'}
 end
-new_session(KEYS[5], KEYS[6], ARGV[10], ttl, 2, NOW, ARGV[12])
-return {'SESSION', EVENTS}
+new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ARGV[12])
+return {'SESSION', EVENTS, ARGV[12]}
