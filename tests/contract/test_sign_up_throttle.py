@@ -72,3 +72,15 @@ def test_the_limit_and_window_are_policies(stack_factory: Callable[..., Stack]) 
     assert api.auth("/sign-up/email", {"email": "b@example.com", "password": PASSWORD}).status_code == 200
     r = api.auth("/sign-up/email", {"email": "c@example.com", "password": PASSWORD})
     assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_an_ipv6_client_cannot_rotate_through_its_network(stack: Stack, hashes: HashCounter) -> None:
+    for i in range(20):
+        r = stack.client(ip=f"2001:db8:1:2::{i + 1:x}").auth(
+            "/sign-up/email", {"email": f"v6-{i}@example.com", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+    r = stack.client(ip="2001:db8:1:2:ffff::9").auth("/sign-up/email", {"email": "v6-x@example.com",
+                                                                         "password": PASSWORD})
+    assert r.status_code == 429 and hashes.calls == 20
+    assert stack.client(ip="2001:db8:1:3::1").auth(
+        "/sign-up/email", {"email": "v6-y@example.com", "password": PASSWORD}).status_code == 200
