@@ -90,6 +90,9 @@ class Policies:
     session_ttl_not_remembered: int = 24 * 3600
     # Live sessions per user; a new one past this revokes the oldest.
     max_sessions_per_user: int = 50
+    # How old the session's last second factor (for a user with 2FA on) or password (without)
+    # may be for a factor change: TOTP URI, backup codes, enable/disable, passkey register/delete/rename.
+    factor_change_max_age: int = 10 * 60
     # Sign-up attempts per client address per window, counted before any password hashing.
     sign_up_per_address: int = 20
     sign_up_window: int = 10 * 60
@@ -190,6 +193,15 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
         if not 32 <= self.policies.ipv6_throttle_prefix <= 128:
             raise ValueError("Policies.ipv6_throttle_prefix must be 32..128 (an IPv6 prefix length; 64 is usual)")
+        for pattern in self.fresh_paths:
+            # The auth endpoints are answered by the middleware before any path rule is read, so
+            # a rule on them would be silently ignored: refuse it (they have their own rule).
+            head = pattern[:-1] if pattern.endswith("*") else pattern
+            if head == self.base_path or head.startswith(self.base_path + "/"):
+                raise ValueError(
+                    f"BanataAuthConfig.fresh_paths: {pattern!r} lies under base_path {self.base_path!r}, where the "
+                    "middleware answers itself; factor changes there need a fresh second factor anyway "
+                    "(Policies.factor_change_max_age)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
         for name, patterns in (("public_paths", self.public_paths), ("fresh_paths", list(self.fresh_paths))):

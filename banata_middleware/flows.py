@@ -17,7 +17,7 @@ from .addresses import throttle_group
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, UnreadableSecret, new_token
+from .crypto import Keyring, PasswordHasher, UnreadableSecret, hash_token, new_token
 from .effects import Compute, Flow, Op
 from .emails import canonical_email
 from .errors import AuthError
@@ -275,6 +275,44 @@ class Flows:
         name = yield Compute(lambda: hook(caller.uid))  # the host may look it up in its database
         return str(name or caller.uid)
 
+    def require_factor_change(self, req: Request, password: str | None = None) -> Flow[Caller]:
+        """The caller of an endpoint that reads, adds, replaces or removes a factor (OWASP: changing
+        a factor needs an existing factor). With 2FA on: an aal 2 session whose second factor is
+        at most ``factor_change_max_age`` old, whatever else the endpoint asks. Without: the
+        ``password`` the contract asks for, or (passkey endpoints, which take none) a session whose
+        password or user-verified passkey is that recent. Every such endpoint calls this first;
+        the script that then makes the change checks the same rule again, atomically
+        (``factor_change_refused`` in lua/_prelude.lua, given ``factor_change_args``), since
+        2FA may be confirmed, or the session ended, while this request is under way."""
+        caller = yield from self.require_session(req)
+        session = caller.session or {}
+        oldest = self.now_ms() - self.policies.factor_change_max_age * 1000
+        if caller.two_factor_enabled:
+            if int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0) < oldest:
+                raise self.factor_change_error("FRESH_TWO_FACTOR")
+        elif password is None and max(int(session.get("pwd") or 0), int(session.get("mfa") or 0)) < oldest:
+            raise self.factor_change_error("FRESH_PASSWORD")
+        if password is not None:
+            yield from self.check_password(caller, password, req)
+        return caller
+
+    def factor_change_args(self, caller: Caller) -> tuple[tuple[str], int]:
+        """(session key, max age ms): what a factor-changing script re-checks the rule with."""
+        return (self.keys.session(caller.uid, caller.sid),), self.policies.factor_change_max_age * 1000
+
+    def factor_change_error(self, status: str) -> AuthError:
+        """The answer to a refused factor change (statuses of ``factor_change_refused``)."""
+        max_age = self.policies.factor_change_max_age
+        if status == "FRESH_TWO_FACTOR":
+            return AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                             f"step up first: confirm a second factor (verify-totp, a backup code or a passkey);"
+                             f" changing a factor needs one from the last {max_age} s")
+        if status == "FRESH_PASSWORD":
+            return AuthError(403, "FRESH_PASSWORD_REQUIRED",
+                             f"sign in again with your password first; adding or changing a passkey needs a"
+                             f" password check from the last {max_age} s")
+        return AuthError(401, *UNAUTHORIZED)
+
     def check_password(self, caller: Caller, password: str, req: Request | None = None) -> Flow[None]:
         # Re-checks count with sign-in's account throttle (checked before any hashing).
         account_idx = self.keyring.index(caller.user.get("email") or caller.uid)
@@ -307,7 +345,7 @@ class Flows:
         except (UnreadableSecret, UnicodeDecodeError) as exc:
             reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
         log.error("TOTP secret of user %s cannot be read: %s", caller.uid, reason)
-        yield from self._commit("audit_record", caller.uid, (),
+        yield from self._commit("audit_event", caller.uid, (),
                                 ("two_factor.secret_unreadable", caller.sid, reason), req, caller.sid)
         raise AuthError(409, "TWO_FACTOR_SECRET_UNREADABLE",
                         "the stored authenticator secret cannot be read; use a backup code or a passkey, "
@@ -351,10 +389,12 @@ class Flows:
         return f"{p.session_ttl * 1000},{short * 1000},{p.max_sessions_per_user}"
 
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
-                    remember: bool) -> Flow[tuple[str, tuple[str, str]]]:
+                    remember: bool,
+                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]]]:
         token, sid = self.session_tokens.issue(uid)
         yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0"), req, sid)
+                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
+                                 "1" if password_checked else "0"), req, sid)
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -366,7 +406,9 @@ class Flows:
             raise self.locked_error(lock)
         uid = caller.uid
         if not caller.two_factor_enabled:
-            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember)
+            # After the app's password check (sign-in, or the host's own via begin_second_factor).
+            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember,
+                                                        password_checked=True)
             return SignInResult(False, [], token, [cookie[1]])
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
@@ -453,7 +495,7 @@ class Flows:
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
-        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True)
+        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
         caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 
@@ -528,19 +570,18 @@ class Flows:
         return bool(caller.backup_codes and kid and kid not in self.keyring.code_key_ids)
 
     def enable(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
         password = body.text("password", max_len=128)
         issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
         if body.data.get("method", "totp") != "totp":
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
-        yield from self.check_password(caller, password, req)
+        caller = yield from self.require_factor_change(req, password)
         if caller.two_factor_enabled:
             raise self._already_enabled()
         secret = new_secret()
         codes, hashes = self._new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
         reply = yield from self._commit("two_factor_begin", caller.uid, (self.keys.pending_backup_codes(caller.uid),),
-                                        (ct, *hashes), req, caller.sid)
+                                        (ct, caller.sid, *hashes), req, caller.sid)
         if reply[0] == "ALREADY":
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
@@ -555,37 +596,47 @@ class Flows:
         return AuthError(400, "TWO_FACTOR_NOT_ENABLED", "two-factor authentication is not set up for this user")
 
     def disable(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128), req)
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         k = self.keys
+        session_key, max_age_ms = self.factor_change_args(caller)
         reply = yield from self._commit("two_factor_disable", caller.uid,
-                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
-                                        (caller.sid,), req, caller.sid)
+                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid), *session_key),
+                                        (caller.sid, max_age_ms), req, caller.sid)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
+        if reply[0] != "OK":
+            raise self.factor_change_error(reply[0])
         return json_response(200, {"status": True})
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128), req)
-        ct = caller.user.get("secret") if caller.two_factor_enabled else caller.user.get("pending_secret")
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
+        user = caller.user
+        # A pending setup's secret is shown only to the session that started it (two_factor_begin.lua).
+        ct = user.get("secret") if caller.two_factor_enabled else (
+            user.get("pending_secret") if user.get("pending_sid") == caller.sid else None)
         if not ct:
             raise self._not_enabled()
         secret = yield from self._decrypt_secret(req, caller, ct)
+        # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
+        detail = "" if caller.two_factor_enabled else "pending"
+        yield from self._commit("audit_event", caller.uid, (), ("two_factor.secret_viewed", caller.sid, detail),
+                                req, caller.sid)
         uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
 
     def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_session(req)
-        yield from self.check_password(caller, body.text("password", max_len=128), req)
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         codes, hashes = self._new_backup_codes()
         k = self.keys
+        session_key, max_age_ms = self.factor_change_args(caller)
         reply = yield from self._commit("backup_codes_replace", caller.uid,
-                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid)),
-                                        (caller.sid, *hashes), req, caller.sid)
+                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid), *session_key),
+                                        (caller.sid, max_age_ms, *hashes), req, caller.sid)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
+        if reply[0] != "OK":
+            raise self.factor_change_error(reply[0])
         return json_response(200, {"status": True, "backupCodes": codes})
 
     # -- verification ------------------------------------------------------------------------
@@ -650,19 +701,24 @@ class Flows:
     def _answer_in_session(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
                            enrolling: bool) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
+        # The session is rotated (new id, old one ended) in the script that accepts the proof.
+        token, sid = self.session_tokens.issue(uid)
         reply = yield from self._commit(
             "session_answer", uid,
-            (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid)),
+            (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
+             k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000), req, caller.sid)
+             p.user_lock_seconds * 1000, sid, p.session_ttl * 1000), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"
+        remember = caller.session is not None and caller.session.get("remember") == "1"
+        cookie = self._cookie(self.session_cookie, token, p.session_ttl if remember else None)
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
-        payload: dict[str, Any] = {"status": True, "token": caller.token, "user": self.user_json(caller)}
+        payload: dict[str, Any] = {"status": True, "token": token, "user": self.user_json(caller)}
         if method == "backup":
             payload["backupCodesRemaining"] = int(reply[2])
-        return json_response(200, payload)
+        return json_response(200, payload, headers=[cookie])
 
     def _answer_error(self, reply: list[Any]) -> AuthError:
         status = reply[0]
@@ -696,6 +752,13 @@ class Flows:
         return uri, codes
 
     def reset_user(self, uid: str, mode: str) -> Flow[None]:
-        """'revoke': end every session of the user; 'reset': that, and remove their second factor."""
-        yield from self._commit("user_reset", uid,
-                                (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)), (mode,), None)
+        """'revoke': end every session of the user; 'reset': that, and remove their second factor
+        and passkeys."""
+        k = self.keys
+        reply = yield from self._commit("user_reset", uid,
+                                        (k.backup_codes(uid), k.pending_backup_codes(uid), k.passkeys(uid)),
+                                        (mode,), None)
+        # The passkeys are gone above; their index entries live in other slots and go after. A
+        # crash between leaves an entry naming a passkey that no longer exists: it signs nobody in.
+        for credential_id in reply[2]:
+            yield Op("index", (k.credential(hash_token(str(credential_id))),), (self.now_ms(), "release", uid))

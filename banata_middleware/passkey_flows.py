@@ -97,7 +97,7 @@ class PasskeyFlows:
 
     # -- registration ------------------------------------------------------------------------
     def register_options(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.f.require_session(req)
+        caller = yield from self.f.require_factor_change(req)
         existing = yield from self._list(caller.uid)
         account = caller.user.get("email") or caller.uid
         options, challenge = registration_options(
@@ -109,7 +109,7 @@ class PasskeyFlows:
                                                 cookie])
 
     def verify_registration(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.f.require_session(req)
+        caller = yield from self.f.require_factor_change(req)
         response = body.data.get("response")
         if not isinstance(response, dict):
             raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
@@ -128,10 +128,15 @@ class PasskeyFlows:
             "publicKey": passkey.public_key, "signCount": passkey.sign_count, "createdAt": self.f.now_ms(),
             "deviceType": passkey.device_type, "backedUp": passkey.backed_up, "aaguid": passkey.aaguid,
         }
-        reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid),),
-                                          (passkey.credential_id, json.dumps(record)), req, caller.sid)
+        session_key, max_age_ms = self.f.factor_change_args(caller)
+        reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid), *session_key),
+                                          (passkey.credential_id, json.dumps(record), max_age_ms), req, caller.sid)
         if reply[0] == "EXISTS":
             raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
+        if reply[0] != "OK":
+            # Refused by the factor-change re-check, nothing stored: free the id claimed above.
+            yield Op("index", (index_key,), (self.f.now_ms(), "release", uid))
+            raise self.f.factor_change_error(reply[0])
         return json_response(200, _public(record), headers=[self.f._clear(self.cookie)])
 
     # -- authentication ----------------------------------------------------------------------
@@ -220,13 +225,17 @@ class PasskeyFlows:
         return json_response(200, [_public(r) for r in items])
 
     def _update(self, req: Request, body: Body, mode: str) -> Flow[tuple[Caller, dict[str, Any]]]:
-        caller = yield from self.f.require_session(req)
+        caller = yield from self.f.require_factor_change(req)
         cred_id = body.text("id", max_len=1400)
         name = body.text("name", max_len=64) if mode == "rename" else ""
-        reply = yield from self.f._commit("passkey_update", caller.uid, (self.f.keys.passkeys(caller.uid),),
-                                          (mode, cred_id, name), req, caller.sid)
-        if reply[0] != "OK":
+        session_key, max_age_ms = self.f.factor_change_args(caller)
+        reply = yield from self.f._commit("passkey_update", caller.uid,
+                                          (self.f.keys.passkeys(caller.uid), *session_key),
+                                          (mode, cred_id, name, max_age_ms), req, caller.sid)
+        if reply[0] == "GONE":
             raise _not_found()
+        if reply[0] != "OK":
+            raise self.f.factor_change_error(reply[0])
         return caller, json.loads(reply[2])
 
     def delete(self, req: Request, body: Body) -> Flow[Response]:

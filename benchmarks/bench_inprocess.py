@@ -268,8 +268,10 @@ class Setup:
         assert status == 200, out
         self.device = VirtualAuthenticator.from_uri(json.loads(out)["totpURI"], clock=self.clock)
         scope, body = json_post("/api/auth/two-factor/verify-totp", {"code": self.device.code()}, self.session_cookie)
-        status, _, out = await asgi_call(self.asgi, scope, body)
+        status, headers, out = await asgi_call(self.asgi, scope, body)
         assert status == 200, out
+        # Enrolment rotates the session: keep the new cookie.
+        self.session_cookie = "banata.session_token=" + cookie_value(headers, "banata.session_token")
 
     def authenticated_headers(self) -> list[tuple[bytes, bytes]]:
         return [*BROWSER_HEADERS, (b"cookie", f"theme=dark; {self.session_cookie}; _ga=GA1.1.123".encode())]

@@ -112,3 +112,18 @@ def test_from_env_is_quiet_when_site_url_is_given(caplog: pytest.LogCaptureFixtu
         BanataAuthConfig.from_env({"BANATA_AUTH_SECRET": GOOD, "SITE_URL": "http://localhost:3000"})
         BanataAuthConfig.from_env({"BANATA_AUTH_SECRET": GOOD}, site_url="https://a.example")
     assert not caplog.records
+
+
+@pytest.mark.parametrize("pattern", ["/api/auth/two-factor/get-totp-uri", "/api/auth/*", "/api/auth/passkey/*",
+                                     "/api/auth"])
+def test_a_fresh_paths_rule_under_base_path_is_refused(pattern: str) -> None:
+    # The auth endpoints are answered by the middleware, never judged by the path policy: such a
+    # rule would be silently ignored, so it is refused (factor changes have their own rule).
+    with pytest.raises(ValueError, match="factor_change_max_age"):
+        BanataAuthConfig(app_name="A", site_url="https://a.example", secret=GOOD, fresh_paths={pattern: 60})
+
+
+def test_fresh_paths_beside_base_path_are_accepted() -> None:
+    config = BanataAuthConfig(app_name="A", site_url="https://a.example", secret=GOOD,
+                              fresh_paths={"/api/billing/*": 300, "/api/authors": 60, "/api/auth-log": 60})
+    assert config.fresh_paths["/api/billing/*"] == 300

@@ -402,7 +402,10 @@ class MfaUser:
         return self.verify_totp(client=client, **extra)
 
     def step_up(self, *, client: httpx.Client | None = None) -> httpx.Response:
-        """Refresh the session's second factor (``mfaVerifiedAt``) with a fresh code."""
+        """Refresh the session's second factor (``mfaVerifiedAt``) with a fresh code. The server
+        rotates the session on success: the client's cookie is replaced (a bearer client must
+        switch to the ``token`` of the answer). Factor changes (backup codes, disable, passkeys)
+        need a step-up within ``Policies.factor_change_max_age`` (default 600 s)."""
         return self.verify_totp(client=client)
 
     def sign_out(self, *, client: httpx.Client | None = None) -> httpx.Response:

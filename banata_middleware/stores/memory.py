@@ -147,6 +147,18 @@ class _Script:
                 return True
         return False
 
+    def factor_change_refused(self, u: dict[str, str], skey: str, max_age_ms: str, password_given: str) -> str | None:
+        s = self.hash(skey)
+        if not self.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return "NO_SESSION"
+        oldest = self.now - int(max_age_ms)
+        if u.get("tfa") == "1":
+            if int(s.get("aal", "1")) < 2 or int(s.get("mfa", "0")) < oldest:
+                return "FRESH_TWO_FACTOR"
+        elif password_given != "1" and max(int(s.get("pwd", "0")), int(s.get("mfa", "0"))) < oldest:
+            return "FRESH_PASSWORD"
+        return None
+
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
@@ -350,6 +362,8 @@ class MemoryStore:
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
         x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9])
+        if a[10] == "1":
+            x.hset(x.keys[2], pwd=x.now)
         return ["OK", x.events]
 
     def _op_session_revoke(self, x: _Script) -> Reply:
@@ -403,9 +417,10 @@ class MemoryStore:
 
     def _op_session_answer(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
-        if not x.live(x.hash(k[2])):
-            return ["GONE", x.events]
+        s = x.hash(k[2])
         u = x.hash(k[0])
+        if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
@@ -413,12 +428,13 @@ class MemoryStore:
         if a[5] == "enrol":
             if u.get("tfa") == "1":
                 return ["ALREADY", x.events]
-            if "pending_secret" not in u:
+            if "pending_secret" not in u or u.get("pending_sid") != a[9]:
                 return ["NOT_ENABLED", x.events]
             if a[7] != "" and u["pending_secret"] == a[8] and int(a[7]) > int(u.get("last_step", "-1")):
                 ok = True
                 x.hset(k[0], tfa="1", secret=u["pending_secret"], last_step=a[7], gen=int(u.get("gen", "0")) + 1)
                 self.data[k[0]].pop("pending_secret", None)
+                self.data[k[0]].pop("pending_sid", None)
                 pending = self.get(k[4])
                 self.delete(k[3], k[4])
                 if pending is not None:
@@ -434,7 +450,18 @@ class MemoryStore:
                     x.audit("two_factor.backup_code_used", a[9])
         if ok:
             x.hset(k[0], fails=0, streak=0)
-            x.hset(k[2], mfa=x.now, aal=2)
+            index = self.get(k[6])
+            ended = [*index] if a[5] == "enrol" and isinstance(index, set) else []
+            ended.append(a[9])
+            base = k[2][: len(k[2]) - len(a[9])]
+            for sid in ended:
+                if self.delete(base + sid) == 1:
+                    x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
+                if isinstance(index, set):
+                    index.discard(sid)
+            x.new_session(k[5], k[6], a[12], int(a[13]), 2, x.now, s.get("remember", "0"))
+            if "pwd" in s:
+                x.hset(k[5], pwd=s["pwd"])
             return ["OK", x.events, x.scard(k[3])]
         lock = x.second_factor_failed(int(a[10]), int(a[11]), a[6])
         if lock > 0:
@@ -460,13 +487,16 @@ class MemoryStore:
         k, a = x.keys, x.argv
         if x.hash(k[0]).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5], codes_kid=a[6])
-        self.data[k[2]] = set(a[7:])
+        x.hset(k[0], pending_secret=a[5], pending_sid=a[6], codes_kid=a[7])
+        self.data[k[2]] = set(a[8:])
         return ["OK", x.events]
 
     def _op_two_factor_disable(self, x: _Script) -> Reply:
         k = x.keys
         u = x.hash(k[0])
+        refused = x.factor_change_refused(u, k[4], x.argv[6], "1")
+        if refused:
+            return [refused, x.events]
         if u.get("tfa") != "1" and "pending_secret" not in u:
             return ["NOT_ENABLED", x.events]
         for field in ("secret", "pending_secret", "last_step"):
@@ -480,15 +510,18 @@ class MemoryStore:
     def _op_backup_codes_replace(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
+        refused = x.factor_change_refused(u, k[4], a[6], "1")
+        if refused:
+            return [refused, x.events]
         if u.get("tfa") == "1":
             target = k[2]
-        elif "pending_secret" in u:
+        elif "pending_secret" in u and u.get("pending_sid") == a[5]:
             target = k[3]
         else:
             return ["NOT_ENABLED", x.events]
         self.delete(target)
-        x.hset(k[0], codes_kid=a[6])
-        self.data[target] = set(a[7:])
+        x.hset(k[0], codes_kid=a[7])
+        self.data[target] = set(a[8:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
 
@@ -505,6 +538,9 @@ class MemoryStore:
 
     def _op_passkey_add(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
+        refused = x.factor_change_refused(x.hash(k[0]), k[3], a[7], "0")
+        if refused:
+            return [refused, x.events]
         if a[5] in x.hash(k[2]):
             return ["EXISTS", x.events]
         x.hset(k[2], **{a[5]: a[6]})
@@ -513,6 +549,9 @@ class MemoryStore:
 
     def _op_passkey_update(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
+        refused = x.factor_change_refused(x.hash(k[0]), k[3], a[8], "0")
+        if refused:
+            return [refused, x.events]
         raw = x.hash(k[2]).get(a[6])
         if raw is None:
             return ["GONE", x.events]
@@ -583,9 +622,14 @@ class MemoryStore:
             x.hset(k[0], tfa="0", fails=0, streak=0)
             self.delete(k[2], k[3])
             x.audit("two_factor.reset_by_admin")
-        return ["OK", x.events]
+            removed = list(x.hash(k[4]))
+            self.delete(k[4])
+            for cred in removed:
+                x.audit("passkey.deleted", "", cred)
+            return ["OK", x.events, removed]
+        return ["OK", x.events, []]
 
-    def _op_audit_record(self, x: _Script) -> Reply:
+    def _op_audit_event(self, x: _Script) -> Reply:
         x.audit(x.argv[5], x.argv[6], x.argv[7])
         return ["OK", x.events]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import PASSWORD, Person, demo_server, free_port
+from browser_support import PASSWORD, Person, demo_server
+from harness import RedisServer
 from playwright.sync_api import Browser, expect
 
 PUBLIC_PAGES = ["/", "/sign-in", "/sign-up", "/two-factor"]
@@ -88,19 +89,29 @@ def test_better_auth_style_200_two_factor_redirect_reaches_the_code_page(browser
 
 
 def test_a_store_that_is_down_is_explained(browser: Browser, tmp_path: Path) -> None:
-    nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    with demo_server("starlette", "--redis-url", nobody) as base:
-        context = browser.new_context()
-        context.set_default_timeout(10_000)
-        try:
-            page = context.new_page()
-            page.goto(base + "/sign-in")
-            page.get_by_label("Email").fill("down@example.com")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in", exact=True).click()
-            expect(page.locator("#sign-in-error")).to_contain_text("unavailable right now")
-        finally:
-            context.close()
+    # The demo checks its store at start (and refuses to start without it), so the store goes
+    # down while the demo runs.
+    redis_server = RedisServer()
+    try:
+        with demo_server("starlette", "--redis-url", redis_server.url) as base:
+            redis_server.stop()
+            _sign_in_shows_the_store_is_down(browser, base)
+    finally:
+        redis_server.stop()
+
+
+def _sign_in_shows_the_store_is_down(browser: Browser, base: str) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(base + "/sign-in")
+        page.get_by_label("Email").fill("down@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page.locator("#sign-in-error")).to_contain_text("unavailable right now")
+    finally:
+        context.close()
 
 
 def test_werkzeug_demo_needs_no_starlette() -> None:

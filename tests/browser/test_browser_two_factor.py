@@ -11,7 +11,7 @@ import re
 import shutil
 
 from browser_support import DOCS_SCREENSHOT, PASSWORD, Person
-from playwright.sync_api import BrowserContext, Request, expect
+from playwright.sync_api import BrowserContext, Dialog, Request, Route, expect
 
 
 def test_sign_up_enable_two_factor_sign_in_with_totp_and_backup_code_then_disable(person: Person) -> None:
@@ -116,6 +116,42 @@ def test_sign_up_enable_two_factor_sign_in_with_totp_and_backup_code_then_disabl
     assert all(p.stat().st_size > 0 for p in person.taken)
 
 
+def test_settings_asks_for_a_code_when_a_factor_change_needs_a_fresh_second_factor(person: Person) -> None:
+    """The settings page meets 403 FRESH_TWO_FACTOR_REQUIRED (issue 12) by asking for a code,
+    stepping up with it and trying again. A real server says so only after 10 minutes, so the first
+    refusal is played by the browser; the step-up and the retry reach the real server."""
+    page = person.page
+    person.sign_up()
+    person.enable_two_factor()
+    refused: list[str] = []
+
+    def refuse_once(route: Route) -> None:
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        route.fulfill(status=403, json={"code": "FRESH_TWO_FACTOR_REQUIRED", "message": "step up first"})
+
+    page.route("**/api/auth/two-factor/generate-backup-codes", refuse_once)
+    asked: list[str] = []
+    assert person.phone is not None
+    next_code = person.phone.code(steps=1)  # enrolment used this step's code
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept(next_code)
+
+    page.once("dialog", answer)
+    with page.expect_request("**/two-factor/verify-totp") as step_up:
+        page.locator("#regenerate-form").get_by_label("Your password").fill(PASSWORD)
+        page.get_by_role("button", name="Regenerate backup codes").click()
+    assert step_up.value.post_data_json == {"code": next_code}
+    codes = page.locator("#backup-codes li")
+    expect(codes).to_have_count(10)
+    assert set(codes.all_inner_texts()).isdisjoint(person.backup_codes)
+    assert len(refused) == 1 and "code" in asked[0]
+
+
 def test_qr_code_is_drawn_by_the_demo_and_nothing_leaves_the_site(context: BrowserContext, person: Person) -> None:
     requests: list[Request] = []
     context.on("request", lambda r: requests.append(r))
@@ -148,6 +184,7 @@ def test_every_contract_error_has_its_own_message(person: Person) -> None:
         "TWO_FACTOR_ALREADY_ENABLED": {"status": 409},
         "TWO_FACTOR_REQUIRED": {"status": 403},
         "FRESH_TWO_FACTOR_REQUIRED": {"status": 403},
+        "FRESH_PASSWORD_REQUIRED": {"status": 403},
         "TWO_FACTOR_ENROLLMENT_REQUIRED": {"status": 403},
         "UNAUTHORIZED": {"status": 401},
         "INVALID_ORIGIN": {"status": 403},

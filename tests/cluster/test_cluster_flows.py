@@ -197,8 +197,12 @@ def test_every_flow_runs_on_a_cluster_with_each_script_in_one_slot(on_cluster: C
         assert intruder.sign_in("nobody@example.com", "wrong password!").status_code == 401
     assert intruder.sign_in("nobody@example.com", "wrong password!").status_code == 429
 
-    # Enrolment: enable + confirm, the management endpoints.
+    # Enrolment: enable + confirm (which ends alice's other sessions, keys built in the script), the
+    # management endpoints.
+    elsewhere = cs.client()
+    assert elsewhere.sign_in(alice_email).status_code == 200
     device = alice.enable_2fa()
+    assert elsewhere.get("/api/me").status_code == 401
     assert alice.auth("/two-factor/get-totp-uri", {"password": PASSWORD}).status_code == 200
     r = alice.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
     assert r.status_code == 200
@@ -273,10 +277,20 @@ def test_every_flow_runs_on_a_cluster_with_each_script_in_one_slot(on_cluster: C
     assert bob2.auth("/two-factor/verify-totp", {"code": code}).status_code == 200
     assert bob2.get("/api/me").json() == {"userId": bob_id, "aal": 2}
     carol.enable_2fa()
-    cs.auth.reset_two_factor(carol_id)
+    carol_key = VirtualPasskey()
+    options = carol.get(f"{PK}/generate-register-options").json()
+    r = carol.post(f"{PK}/verify-registration", {"response": carol_key.create(options, origin=SITE)})
+    assert r.status_code == 200, r.text
+    cs.auth.reset_two_factor(carol_id)  # passkeys too, and their index entries (other slots)
     assert carol.get("/api/me").status_code == 401
-    r = cs.client().sign_in(carol_email)
+    cs.clock.advance(1)  # a session made in the very millisecond of a reset counts as revoked
+    carol = cs.client()
+    r = carol.sign_in(carol_email)
     assert r.status_code == 200 and r.json()["user"]["twoFactorEnabled"] is False, r.text
+    assert carol.get(f"{PK}/list-user-passkeys").json() == []
+    options = carol.get(f"{PK}/generate-register-options").json()
+    again = carol_key.create(options, origin=SITE, credential_id=carol_key.credential_id)
+    assert carol.post(f"{PK}/verify-registration", {"response": again}).status_code == 200
     cs.auth.revoke_sessions(dave_id)
     assert dave.get("/api/me").status_code == 401
     cs.clock.advance(1)  # a session made in the very millisecond of a revocation counts as revoked
@@ -291,7 +305,7 @@ def test_every_flow_runs_on_a_cluster_with_each_script_in_one_slot(on_cluster: C
     expected = {"load", "guard", "index", "throttle", "user_create", "session_create", "challenge_create",
                 "challenge_answer", "session_answer", "trust_use", "two_factor_begin", "backup_codes_replace",
                 "two_factor_disable", "two_factor_import", "user_reset", "session_revoke", "ceremony",
-                "passkey_add", "passkey_list", "passkey_update", "passkey_sign_in"}
+                "passkey_add", "passkey_list", "passkey_update", "passkey_sign_in", "audit_event"}
     assert expected <= used, expected - used
     assert expected & set(load_scripts()) == expected
     assert_keys_live_with_their_owner(cluster, [alice_id, bob_id, carol_id, dave_id])

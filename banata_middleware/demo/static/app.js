@@ -99,6 +99,8 @@
     TWO_FACTOR_ALREADY_ENABLED: () => "Two-factor authentication is on already. Turn it off first to set it up again.",
     TWO_FACTOR_REQUIRED: () => "Finish signing in with your second factor first.",
     FRESH_TWO_FACTOR_REQUIRED: () => "This action needs a recent second factor: confirm with a code.",
+    FRESH_PASSWORD_REQUIRED: () =>
+      "Adding or changing a passkey needs a recent password check: sign out, sign in again, then retry.",
     TWO_FACTOR_ENROLLMENT_REQUIRED: () => "Set up two-factor authentication first.",
     UNAUTHORIZED: () => "You are not signed in (or your sign-in expired). Sign in again.",
     INVALID_ORIGIN: () =>
@@ -310,6 +312,21 @@
     if (webauthnAvailable()) return;
     document.querySelectorAll("[data-needs-webauthn]").forEach(hide);
     show($("#webauthn-missing"));
+  }
+
+  // Changing a factor needs a second factor from the last few minutes: on 403
+  // FRESH_TWO_FACTOR_REQUIRED, ask for a code, step up (verify-totp or verify-backup-code with the
+  // session, which rotates it) and try once more.
+  async function withFreshFactor(call) {
+    const first = await call();
+    if (!first.error || first.error.code !== "FRESH_TWO_FACTOR_REQUIRED") return first;
+    const typed = window.prompt("Confirm it is you: enter the 6-digit code from your authenticator app (or a backup code).");
+    const code = digits(typed);
+    if (!code) return first;
+    const stepUp = /^\d{6}$/.test(code)
+      ? await authClient.twoFactor.verifyTotp({ code })
+      : await authClient.twoFactor.verifyBackupCode({ code });
+    return stepUp.error ? stepUp : call();
   }
 
   // -- pages ----------------------------------------------------------------------------------
@@ -548,7 +565,8 @@
     });
     onSubmit($("#regenerate-form"), async (form) => {
       setError($("#regenerate-error"), null);
-      const result = await authClient.twoFactor.generateBackupCodes({ password: form.get("password") });
+      const result = await withFreshFactor(
+        () => authClient.twoFactor.generateBackupCodes({ password: form.get("password") }));
       if (result.error) { setError($("#regenerate-error"), result.error); return; }
       $("#regenerate-form").reset();
       afterCodes = () => only("#tfa-on");
@@ -556,7 +574,7 @@
     });
     onSubmit($("#disable-form"), async (form) => {
       setError($("#disable-error"), null);
-      const result = await authClient.twoFactor.disable({ password: form.get("password") });
+      const result = await withFreshFactor(() => authClient.twoFactor.disable({ password: form.get("password") }));
       if (result.error) { setError($("#disable-error"), result.error); return; }
       $("#disable-form").reset();
       only("#tfa-off");
@@ -628,7 +646,8 @@
         input.select();
         cancel.addEventListener("click", () => loadPasskeys());
         onSubmit(form, async (data) => {
-          const result = await authClient.passkey.updatePasskey({ id: passkey.id, name: data.get("name") });
+          const result = await withFreshFactor(
+            () => authClient.passkey.updatePasskey({ id: passkey.id, name: data.get("name") }));
           if (result.error) { setError(error, result.error); return; }
           await loadPasskeys();
         });
@@ -648,7 +667,7 @@
         yes.focus();
         no.addEventListener("click", () => loadPasskeys());
         onClick(yes, async () => {
-          const result = await authClient.passkey.deletePasskey({ id: passkey.id });
+          const result = await withFreshFactor(() => authClient.passkey.deletePasskey({ id: passkey.id }));
           if (result.error) { setError(error, result.error); return; }
           await loadPasskeys();
         });
@@ -657,7 +676,8 @@
     }
     onSubmit($("#add-passkey-form"), async (form) => {
       setError($("#add-passkey-error"), null);
-      const result = await authClient.passkey.addPasskey({ name: String(form.get("name") || "").trim() });
+      const name = String(form.get("name") || "").trim();
+      const result = await withFreshFactor(() => authClient.passkey.addPasskey({ name }));
       if (result.error) { setError($("#add-passkey-error"), result.error); return; }
       $("#add-passkey-form").reset();
       await loadPasskeys();

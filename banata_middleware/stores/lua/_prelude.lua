@@ -138,3 +138,19 @@ local function proof_ok(u, method, proof, secret, backup_key)
   end
   return false
 end
+
+-- A factor change (Flows.require_factor_change) re-checked in the script that makes it: the
+-- request may have been loaded before the user confirmed 2FA (which ended its session) or before
+-- its second factor grew stale. Closes "a password-only request in flight commits after enrolment".
+-- Returns nil when allowed, else NO_SESSION | FRESH_TWO_FACTOR | FRESH_PASSWORD.
+local function factor_change_refused(u, skey, max_age_ms, password_given)
+  local s = hash(skey)
+  if not live(s) or tonumber(s.created or '0') <= tonumber(u.revoked_at or '0') then return 'NO_SESSION' end
+  local oldest = NOW - tonumber(max_age_ms)
+  if u.tfa == '1' then
+    if tonumber(s.aal or '1') < 2 or tonumber(s.mfa or '0') < oldest then return 'FRESH_TWO_FACTOR' end
+  elseif password_given ~= '1' and math.max(tonumber(s.pwd or '0'), tonumber(s.mfa or '0')) < oldest then
+    return 'FRESH_PASSWORD'
+  end
+  return nil
+end
