@@ -44,15 +44,10 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"banata-mfa demo: {exc}", file=sys.stderr)
         return 2
     if args.redis_url:
-        from .stores.redis import RedisStore  # the 'redis' extra, needed only here
+        from .stores.redis import RedisStore, UnsafeRedisPolicy  # the 'redis' extra, needed only here
 
         store: Any = RedisStore.from_url(args.redis_url)
-    else:
-        store = MemoryStore(config.clock)
-    if args.redis_url:
-        from redis.exceptions import RedisError
-
-        from .stores.redis import UnsafeRedisPolicy
+        from redis.exceptions import RedisError  # after .stores.redis, which names a missing extra clearly
 
         try:
             store.check()  # refuse an evicting Redis here, not on the first request
@@ -61,6 +56,8 @@ def _demo(args: argparse.Namespace) -> int:
             return 2
         except (RedisError, OSError):
             pass  # unreachable: auth.check() below says so in one line
+    else:
+        store = MemoryStore(config.clock)
     auth = BanataAuth(config, store=store)
     try:
         auth.check()  # a wrong --redis-url fails here, in one line, not on the first request
