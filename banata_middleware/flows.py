@@ -683,14 +683,15 @@ class Flows:
     def _answer_in_session(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
                            enrolling: bool) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
-        # The session is rotated (new id, old one ended) in the script that accepts the proof.
+        # The session is rotated (new id, old one ended) in the script that accepts the proof; made
+        # by the session spec, so it keeps rememberMe:false's short lifetime and counts toward the cap.
         token, sid = self.session_tokens.issue(uid)
         reply = yield from self._commit(
             "session_answer", uid,
             (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
              k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000, sid, p.session_ttl * 1000), req, sid)
+             p.user_lock_seconds * 1000, sid, self.session_spec()), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"
