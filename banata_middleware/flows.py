@@ -376,6 +376,17 @@ class Flows:
                           p.sign_in_failures_per_account_all_addresses, address_idx, p.known_address_ttl * 1000))
         return int(reply[0]), int(reply[1]) == 1
 
+    def address_signed_in(self, req: Request | None, caller: Caller) -> Flow[None]:
+        """After a complete sign-in (the password and, when on, a second factor; or a passkey):
+        the client's address is known to the account (``password_gate.lua``), so the bar raised by
+        a guesser spread over many addresses never stops it. Recorded at every sign-in, so an
+        address in daily use stays known; never after the password alone, or a thief with the
+        password but not the second factor could push the owner's addresses out of the list."""
+        if req is not None:
+            account_idx = self.keyring.index(caller.user.get("email") or caller.uid)
+            address_idx = self.keyring.index(throttle_group(req.client, self.policies) or "-")
+            yield from self._password_gate(account_idx, address_idx, "known")
+
     def _too_many(self, retry_ms: int) -> AuthError:
         return AuthError(429, "TOO_MANY_REQUESTS", "too many failed passwords; try again later",
                          headers=_retry_after(self.now_ms() + retry_ms, self.now_ms()))
@@ -493,7 +504,7 @@ class Flows:
         email_idx = self.keyring.index(email)
         address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
         address_key = self.keys.address_failures(address_idx)
-        retry, known = yield from self._password_gate(email_idx, address_idx, "peek")
+        retry, _ = yield from self._password_gate(email_idx, address_idx, "peek")
         retry = max(retry, (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
         if retry:
             raise self._too_many(retry)
@@ -505,9 +516,9 @@ class Flows:
             yield from self._password_gate(email_idx, address_idx, "hit")
             yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
             raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
-        if not known:  # raises the bar for the account's guessers, never for this address
-            yield from self._password_gate(email_idx, address_idx, "known")
         result = yield from self.start_sign_in(req, caller, remember=remember)
+        if not result.two_factor_required:
+            yield from self.address_signed_in(req, caller)
         return self.sign_in_response(caller, result)
 
     def sign_out(self, req: Request) -> Flow[Response]:
@@ -674,6 +685,7 @@ class Flows:
             if trust:
                 headers.append(self._cookie(self.trust_cookie, trust_token, p.trust_device_ttl))
             caller.user["tfa"] = "1"
+            yield from self.address_signed_in(req, caller)
             payload: dict[str, Any] = {"token": token, "user": self.user_json(caller)}
             if method == "backup":
                 payload["backupCodesRemaining"] = int(reply[2])
