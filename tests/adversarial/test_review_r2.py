@@ -181,3 +181,40 @@ def test_sign_up_of_a_taken_email_is_throttled_before_hashing(stack: Stack) -> N
                 for _ in range(60)]
     assert 429 in statuses, statuses
     assert calls[0] <= 20, f"{calls[0]} scrypt runs for 60 refused sign-ups of a taken email"
+
+
+def _count_scrypt(stack: Stack) -> list[int]:
+    hasher = stack.auth.flows.hasher
+    calls = [0]
+    inner = hasher._scrypt
+
+    def counting(*args: Any) -> bytes:
+        calls[0] += 1
+        return inner(*args)
+
+    hasher._scrypt = counting  # type: ignore[method-assign]
+    return calls
+
+
+# -- R2-6: a password that NFKC changes costs two scrypt runs, known account or not ---------------------------
+
+@pytest.mark.xfail(strict=True, reason="R2-6 open: the raw form is tried against hashes made after normalization")
+def test_a_wrong_password_costs_one_hash_whatever_its_form(stack: Stack) -> None:
+    """_password_matches tries the raw form whenever NFKC changed the password, also against hashes
+    made after normalization (and the dummy hash of unknown emails), where the raw form can never
+    match: any guess containing e.g. U+FB01 doubles the server's cost of every throttled attempt."""
+    stack.client().sign_up("cost@example.com")
+    scrypt = _count_scrypt(stack)
+    for email in ("cost@example.com", "nobody@example.com"):
+        assert stack.client().sign_in(email, "\ufb01-wrong-password").status_code == 401
+    assert scrypt[0] == 2
+
+
+# -- R2-7: the minimum length is counted after NFKC expansion ------------------------------------------------
+
+@pytest.mark.parametrize("password", ["\ufdfa", "\u3392\u3392\u3392", "\ufb03\ufb03\ufb03"])
+def test_a_one_character_password_is_too_short(stack: Stack, password: str) -> None:
+    """NFKC turns U+FDFA into 18 characters and U+3392 (a 'MHz' square) into 3: a password the user
+    typed as 1-3 characters passed the 8-character minimum."""
+    r = stack.client().auth("/sign-up/email", {"email": "short-pw@example.com", "password": password})
+    assert (r.status_code, r.json()["code"]) == (400, "PASSWORD_TOO_SHORT"), r.text
