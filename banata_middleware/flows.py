@@ -471,9 +471,12 @@ class Flows:
 
     def sign_up(self, req: Request, body: Body) -> Flow[Response]:
         email = self._email(body)
-        password = normalize_password(body.text("password", max_len=128))
+        typed = body.text("password", max_len=128)
+        password = normalize_password(typed)
         name = body.text("name", max_len=128, required=False)
-        if len(password) < self.policies.password_min_length:
+        # Counted as typed too: NFKC expands some characters (U+FDFA is 18), none of which makes a
+        # one-character password long.
+        if min(len(typed), len(password)) < self.policies.password_min_length:
             raise AuthError(400, "PASSWORD_TOO_SHORT",
                             f"the password must have at least {self.policies.password_min_length} characters")
         pw = yield Compute(lambda: self.hasher.hash(password))
