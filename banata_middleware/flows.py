@@ -376,17 +376,6 @@ class Flows:
                           p.sign_in_failures_per_account_all_addresses, address_idx, p.known_address_ttl * 1000))
         return int(reply[0]), int(reply[1]) == 1
 
-    def address_signed_in(self, req: Request | None, caller: Caller) -> Flow[None]:
-        """After a complete sign-in (the password and, when on, a second factor; or a passkey):
-        the client's address is known to the account (``password_gate.lua``), so the bar raised by
-        a guesser spread over many addresses never stops it. Recorded at every sign-in, so an
-        address in daily use stays known; never after the password alone, or a thief with the
-        password but not the second factor could push the owner's addresses out of the list."""
-        if req is not None:
-            account_idx = self.keyring.index(caller.user.get("email") or caller.uid)
-            address_idx = self.keyring.index(throttle_group(req.client, self.policies) or "-")
-            yield from self._password_gate(account_idx, address_idx, "known")
-
     def _too_many(self, retry_ms: int) -> AuthError:
         return AuthError(429, "TOO_MANY_REQUESTS", "too many failed passwords; try again later",
                          headers=_retry_after(self.now_ms() + retry_ms, self.now_ms()))
@@ -519,9 +508,11 @@ class Flows:
             yield from self._password_gate(email_idx, address_idx, "hit")
             yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
             raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
+        # Renewed at every right password (not only the first), so an address in daily use stays known.
+        # Recorded before the second factor: after it would cost a verification a third round trip
+        # (DESIGN rule 3; the known list lives in the account's slot, the challenge in the user's).
+        yield from self._password_gate(email_idx, address_idx, "known")
         result = yield from self.start_sign_in(req, caller, remember=remember)
-        if not result.two_factor_required:
-            yield from self.address_signed_in(req, caller)
         return self.sign_in_response(caller, result)
 
     def sign_out(self, req: Request) -> Flow[Response]:
@@ -688,7 +679,6 @@ class Flows:
             if trust:
                 headers.append(self._cookie(self.trust_cookie, trust_token, p.trust_device_ttl))
             caller.user["tfa"] = "1"
-            yield from self.address_signed_in(req, caller)
             payload: dict[str, Any] = {"token": token, "user": self.user_json(caller)}
             if method == "backup":
                 payload["backupCodesRemaining"] = int(reply[2])

@@ -178,7 +178,6 @@ class PasskeyFlows:
                        f._clear(self.cookie)]
             if pending is not None:
                 headers.append(f._clear(f.challenge_cookie))
-            yield from f.address_signed_in(req, caller)
             return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
         if status == "UV_REQUIRED":
             raise AuthError(401, "AUTHENTICATION_FAILED",
