@@ -468,6 +468,10 @@ class Flows:
         if min(len(typed), len(password)) < self.policies.password_min_length:
             raise AuthError(400, "PASSWORD_TOO_SHORT",
                             f"the password must have at least {self.policies.password_min_length} characters")
+        # A taken address is refused before hashing (the 422 says so anyway): a client repeating one
+        # cost a scrypt per request. Two sign-ups racing for a new address are settled by the claim below.
+        if (yield from self._find_email(email)):
+            raise self._email_taken()
         pw = yield Compute(lambda: self.hasher.hash(password))
         uid = new_token(16)
         yield from self._commit("user_create", uid, (), (email, name, pw), req)
@@ -479,10 +483,14 @@ class Flows:
                 yield Op("index", (email_key,), (self.now_ms(), "release", uid))
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
-            raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
+            raise self._email_taken()
         token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
         caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
+
+    @staticmethod
+    def _email_taken() -> AuthError:
+        return AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
 
     def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
         retry: int = yield Op("throttle", (key,), (self.now_ms(), mode, self.policies.sign_in_window * 1000, limit))
