@@ -223,3 +223,17 @@ def test_a_one_character_password_is_too_short(stack: Stack, password: str) -> N
     typed as 1-3 characters passed the 8-character minimum."""
     r = stack.client().auth("/sign-up/email", {"email": "short-pw@example.com", "password": password})
     assert (r.status_code, r.json()["code"]) == (400, "PASSWORD_TOO_SHORT"), r.text
+
+
+# -- R2-8: right passwords are never throttled, so one's own account is an unbounded hashing oracle ----------
+
+@pytest.mark.xfail(strict=True, reason="R2-8 open: issue 19 §1 'bound the total cost any one client can cause'")
+def test_one_client_cannot_make_the_server_hash_without_bound(stack: Stack) -> None:
+    """Failures are throttled before hashing, successes never are: an attacker signs up once and then
+    signs in to their own account back to back (or re-checks its password on get-totp-uri), one
+    scrypt each, from one address. Measured here: 60 sign-ins, 60 scrypt runs, no 429."""
+    attacker = stack.client(ip="203.0.113.99")
+    attacker.sign_up("mine@example.com")
+    scrypt = _count_scrypt(stack)
+    statuses = [attacker.sign_in("mine@example.com").status_code for _ in range(60)]
+    assert 429 in statuses, f"{scrypt[0]} scrypt runs, statuses {set(statuses)}"
