@@ -98,8 +98,8 @@ def test_sessions_rotated_by_a_step_up_still_count_toward_the_cap(stack_factory:
 # -- R2-2: a known address is never refreshed, so the owner's everyday address expires -----------------------
 
 def test_an_address_in_daily_use_stays_known(stack_factory: Callable[..., Stack]) -> None:
-    """password_gate.lua records an address as known only when it is not known yet, so its time is
-    that of the FIRST sign-in. ``known_address_ttl`` (30 days) after it, the owner's everyday
+    """sign_in recorded an address as known only when it was not known yet, so its time was that of
+    the FIRST sign-in. ``known_address_ttl`` (30 days) after it, the owner's everyday
     address is unknown again, and a guesser who keeps the account's all-addresses limit tripped
     (100 failures per 15 min from 10 addresses) then shuts the owner out everywhere, with no
     way to become known again (the 429 comes before the password is checked)."""
@@ -153,6 +153,8 @@ def test_a_password_holder_cannot_push_the_owner_out_of_the_known_addresses(
 EMBEDDED = [
     ("64:ff9b::c000:20a", "64:ff9b::cb00:7142", "192.0.2.10", "203.0.113.66"),  # NAT64/SIIT well-known prefix
     ("2002:c000:20a::1", "2002:cb00:7142::1", "192.0.2.10", "203.0.113.66"),   # 6to4: the /48 is the IPv4
+    # Teredo (RFC 4380's example, and the same server for another client): one /64 per Teredo server
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:4136:e378:8000:63bf:34ff:8ebd", "192.0.2.45", "203.0.113.66"),
 ]
 
 
