@@ -282,9 +282,10 @@ class MemoryStore:
         if not isinstance(known_set, dict):
             known_set = {}
         if a[1] == "known":
-            known_set[addr] = x.now
-            recent = sorted(((t, m) for m, t in known_set.items() if t > x.now - known_ttl), reverse=True)[:100]
-            self.data[k[2]] = {m: t for t, m in recent}
+            fresh = {m: t for m, t in known_set.items() if t > x.now - known_ttl}
+            if addr in fresh or len(fresh) < 100:  # a full list keeps its addresses (see the script)
+                fresh[addr] = x.now
+            self.data[k[2]] = fresh
             self.expire(k[2], known_ttl)
             return [0, 1]
 

@@ -119,8 +119,6 @@ def test_an_address_in_daily_use_stays_known(stack_factory: Callable[..., Stack]
 
 # -- R2-3: whoever knows the password (2FA protects the account) can evict the owner's known addresses ------
 
-@pytest.mark.xfail(strict=True, reason="R2-3 open: an address becomes known after the password alone; recording "
-                                       "it after the second factor costs verification a third round trip")
 def test_a_password_holder_cannot_push_the_owner_out_of_the_known_addresses(
         stack_factory: Callable[..., Stack]) -> None:
     """An address becomes known after the password alone, before the second factor. A thief with
