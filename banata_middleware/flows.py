@@ -690,7 +690,7 @@ class Flows:
             (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
              k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000, sid, p.session_ttl * 1000), req, sid)
+             p.user_lock_seconds * 1000, sid, self.session_spec()), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"

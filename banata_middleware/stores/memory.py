@@ -430,7 +430,7 @@ class MemoryStore:
                     x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
                 if isinstance(index, set):
                     index.discard(sid)
-            x.new_session(k[5], k[6], a[12], int(a[13]), 2, x.now, s.get("remember", "0"))
+            x.new_session(k[5], k[6], a[12], a[13], 2, x.now, s.get("remember", "0"))
             if "pwd" in s:
                 x.hset(k[5], pwd=s["pwd"])
             return ["OK", x.events, x.scard(k[3])]
