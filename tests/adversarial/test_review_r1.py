@@ -80,3 +80,41 @@ def test_a_rotated_session_still_counts_toward_the_cap(stack_factory: Any) -> No
     # two newer sessions under a cap of two: the rotated one, the oldest, is revoked
     assert owner.get("/api/me").status_code == 401
     assert [api.get("/api/me").status_code for api in others] == [200, 200]
+
+
+# -- a passkey registered without user verification stays one factor --------------------------------
+# Issue 17 section 1 refuses a passwordless sign-in whose assertion lacks UV. But UV was judged per
+# assertion only: a security key registered without a PIN (user_verification="preferred" allows it)
+# that is stolen gets a PIN from the thief (CTAP2 setPIN on a key without one keeps its credentials),
+# and then asserts with UV=1: a passwordless sign-in at aal 2 with nothing the user knows. The
+# credential was registered as one factor, something you have, and must stay that.
+
+@pytest.mark.parametrize("two_factor", [True, False], ids=["with-2fa", "without-2fa"])
+def test_a_passkey_registered_without_user_verification_never_signs_in_on_its_own(stack: Stack,
+                                                                                  two_factor: bool) -> None:
+    owner = stack.client()
+    owner.sign_up("nopin@example.com")
+    if two_factor:
+        owner.enable_2fa()
+    key = VirtualPasskey(user_verified=False)  # a security key without a PIN
+    assert register(owner, key).status_code == 200
+    thief = stack.client()  # has the key and has set a PIN on it: assertions now report UV
+    r = passkey_sign_in(thief, key, user_verified=True)
+    assert (r.status_code, r.json().get("code")) == (401, "AUTHENTICATION_FAILED"), r.text
+    assert "banata.session_token" not in thief.http.cookies
+    assert thief.get("/api/me").status_code == 401
+    if two_factor:  # it still is the second factor after the password
+        api = stack.client()
+        assert api.sign_in("nopin@example.com").status_code == 403
+        assert passkey_sign_in(api, key, user_verified=True).status_code == 200
+        assert api.get("/api/me").json()["aal"] == 2
+
+
+def test_a_passkey_registered_with_user_verification_still_signs_in(stack: Stack) -> None:
+    owner = stack.client()
+    owner.sign_up("pin@example.com")
+    key = VirtualPasskey(user_verified=True)
+    assert register(owner, key).status_code == 200
+    api = stack.client()
+    assert passkey_sign_in(api, key).status_code == 200
+    assert api.get("/api/me").json()["aal"] == 2
