@@ -108,6 +108,9 @@ class PasskeyFlows:
             "id": passkey.credential_id, "name": name or ceremony.get("name") or "Passkey",
             "publicKey": passkey.public_key, "signCount": passkey.sign_count, "createdAt": self.f.now_ms(),
             "deviceType": passkey.device_type, "backedUp": passkey.backed_up, "aaguid": passkey.aaguid,
+            # Registered without user verification: one factor for good (passkey_sign_in.lua), even
+            # if its later assertions report UV (a thief can set a PIN on a stolen key that had none).
+            "uv": passkey.user_verified,
         }
         session_key, max_age_ms = self.f.factor_change_args(caller)
         reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid), *session_key),
@@ -181,8 +184,9 @@ class PasskeyFlows:
             return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
         if status == "UV_REQUIRED":
             raise AuthError(401, "AUTHENTICATION_FAILED",
-                            "this passkey did not verify you with a PIN or biometric, so it cannot sign in on "
-                            "its own; sign in with your password and use it as the second factor")
+                            "this passkey did not verify you with a PIN or biometric (or was registered without "
+                            "one), so it cannot sign in on its own; sign in with your password and use it as the "
+                            "second factor, or register it again with its PIN")
         if status == "SAME_FACTOR":
             raise AuthError(401, "AUTHENTICATION_FAILED",
                             "a passkey cannot answer this sign-in; use your authenticator app or a backup code")

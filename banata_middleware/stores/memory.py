@@ -558,6 +558,8 @@ class MemoryStore:
             if lock > 0:
                 return ["LOCKED", x.events, lock]
         record = json.loads(raw)
+        if not second_factor and record.get("uv") is False:
+            return ["UV_REQUIRED", x.events]
         stored, new = int(record.get("signCount", 0)), int(a[6])
         if (stored > 0 or new > 0) and new <= stored:
             x.audit("passkey.clone_suspected", "", a[5])

@@ -1,7 +1,10 @@
 -- A verified passkey assertion becomes a session: passwordless, only with user verification
 -- (a PIN or biometric makes the passkey two factors in one: AAL2), or as the second factor of a
 -- pending sign-in that a password opened. A passkey without user verification is one factor,
--- something you have (NIST SP 800-63B-4): it never opens a sign-in by itself (UV_REQUIRED).
+-- something you have (NIST SP 800-63B-4): it never opens a sign-in by itself (UV_REQUIRED). Nor does
+-- one registered without user verification ('uv' false in its record), whatever a later assertion
+-- reports: a thief may set a PIN on a stolen key that had none. Records from before 'uv' was
+-- stored have none and are judged by the assertion alone.
 -- Closes the races "two assertions with the same sign count both pass" (the count is compared
 -- and raised here), "the pending challenge is answered twice" and "revoke-sessions between the
 -- check and the answer" (challenge_refusal, shared with challenge_answer.lua).
@@ -25,6 +28,7 @@ else
   if lock > 0 then return {'LOCKED', EVENTS, lock} end
 end
 local p = cjson.decode(raw)
+if not second_factor and p.uv == false then return {'UV_REQUIRED', EVENTS} end
 local stored, new = tonumber(p.signCount or 0), tonumber(ARGV[7])
 if (stored > 0 or new > 0) and new <= stored then
   audit('passkey.clone_suspected', '', ARGV[6])
