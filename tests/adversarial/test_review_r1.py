@@ -118,3 +118,46 @@ def test_a_passkey_registered_with_user_verification_still_signs_in(stack: Stack
     api = stack.client()
     assert passkey_sign_in(api, key).status_code == 200
     assert api.get("/api/me").json()["aal"] == 2
+
+
+# -- a pending challenge left over from before 2FA was turned off ----------------------------------
+# verify-totp chose "challenge mode" whenever a live challenge cookie came along, and then read the
+# user's confirmed secret: with 2FA turned off meanwhile (and a setup pending) that was a KeyError,
+# a 500. The owner meets it by re-enrolling within 5 minutes of an abandoned sign-in (its challenge
+# cookie is still in the browser; a password sign-in without 2FA does not clear it); anyone holding
+# such a cookie can trigger it.
+
+def test_re_enrolling_with_an_abandoned_challenge_cookie_in_the_browser(stack: Stack) -> None:
+    from harness import PASSWORD
+
+    other = stack.client()
+    other.sign_up("again@example.com")
+    device = other.enable_2fa()
+    browser = stack.client()
+    assert browser.sign_in("again@example.com").status_code == 403  # abandoned: no code typed
+    stack.clock.advance(30)
+    assert other.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200  # step up
+    assert other.auth("/two-factor/disable", {"password": PASSWORD}).status_code == 200
+    assert browser.sign_in("again@example.com").status_code == 200  # 2FA off: a session
+    assert "banata.two_factor" in browser.http.cookies  # the abandoned challenge's cookie is still there
+    stack.clock.advance(30)
+    browser.enable_2fa()  # asserts 200 on enable and on the confirmation
+    assert browser.get("/api/me").json()["aal"] == 2
+
+
+def test_a_stale_challenge_after_2fa_was_turned_off_is_a_clear_refusal(stack: Stack) -> None:
+    from harness import PASSWORD
+
+    owner = stack.client()
+    owner.sign_up("gone@example.com")
+    device = owner.enable_2fa()
+    holder = stack.client()
+    assert holder.sign_in("gone@example.com").status_code == 403
+    stack.clock.advance(30)
+    assert owner.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+    assert owner.auth("/two-factor/disable", {"password": PASSWORD}).status_code == 200
+    assert owner.auth("/two-factor/enable", {"password": PASSWORD}).status_code == 200  # a setup pending
+    for path in ("/two-factor/verify-totp", "/two-factor/verify-backup-code"):
+        r = holder.auth(path, {"code": "123456"})
+        assert (r.status_code, r.json()["code"]) == (400, "TWO_FACTOR_NOT_ENABLED"), (path, r.text)
+    assert holder.get("/api/me").status_code in (401, 403)
