@@ -634,8 +634,10 @@ class Flows:
         if lock:
             raise self.locked_error(lock)
         user = caller.user
-        enrolling = caller.challenge is None and not caller.two_factor_enabled
-        if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
+        # Without 2FA on, only enrolment is left: in the session that set it up. A challenge cookie
+        # still in the browser (a sign-in abandoned before 2FA was turned off) plays no part.
+        enrolling = not caller.two_factor_enabled
+        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -651,7 +653,7 @@ class Flows:
             ct = ""
             normalized = normalize_code(code)
             proof = " ".join(self.keyring.code_candidates(normalized)) if normalized else ""
-        if caller.challenge is not None:
+        if caller.challenge is not None and not enrolling:
             return (yield from self._answer_challenge(req, caller, method, proof, ct, trust))
         return (yield from self._answer_in_session(req, caller, method, proof, ct, enrolling))
 
