@@ -161,3 +161,57 @@ def test_a_stale_challenge_after_2fa_was_turned_off_is_a_clear_refusal(stack: St
         r = holder.auth(path, {"code": "123456"})
         assert (r.status_code, r.json()["code"]) == (400, "TWO_FACTOR_NOT_ENABLED"), (path, r.text)
     assert holder.get("/api/me").status_code in (401, 403)
+
+
+# -- a password sign-in in flight while the owner confirms 2FA ----------------------------------------
+# Confirming enrolment ends every other session (issue 12). A password sign-in that loaded the user
+# just before (2FA off: no challenge due) and committed its session just after got an aal 1 session
+# that the enrolment never saw: a password holder who keeps signing in (each in flight for the
+# password hash's ~0.1 s) keeps a session past the owner's enrolment.
+
+class PausingStore:
+    """The stack's store, running ``before`` once just ahead of the first op of script ``name``."""
+
+    in_process = True
+
+    def __init__(self, store: Any, name: str, before: Any) -> None:
+        self.store, self.name, self.before = store, name, before
+
+    def execute(self, op: Any) -> Any:
+        if op.script == self.name and self.before is not None:
+            before, self.before = self.before, None
+            before()
+        return self.store.execute(op)
+
+
+def test_a_password_sign_in_overtaken_by_the_enrolment_gets_no_aal1_session(stack: Stack) -> None:
+    import json
+
+    from harness import PASSWORD
+
+    from banata_middleware.effects import run_sync
+    from banata_middleware.http import Request
+    from banata_middleware.simulator import VirtualAuthenticator
+
+    owner = stack.client()
+    owner.sign_up("race@example.com")
+    setup = owner.auth("/two-factor/enable", {"password": PASSWORD}).json()
+    device = VirtualAuthenticator.from_uri(setup["totpURI"], clock=stack.clock)
+
+    def confirm() -> None:
+        assert owner.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+
+    body = json.dumps({"email": "race@example.com", "password": PASSWORD}).encode()
+    request = Request("POST", "/api/auth/sign-in/email", {"origin": SITE, "content-type": "application/json"},
+                      "127.0.0.1", {}, body)
+    response = run_sync(stack.auth.gateway.handle(request), PausingStore(stack.auth.store, "session_create", confirm))
+    token = next((v.split(";")[0].split("=", 1)[1] for k, v in response.headers
+                  if k == "set-cookie" and v.startswith("banata.session_token=") and "Max-Age=0" not in v), None)
+    if token is not None:  # on main: a live aal 1 session of a user with 2FA on
+        me = stack.client(origin=None).get("/api/me", headers={"authorization": f"Bearer {token}"})
+        assert me.status_code != 200, me.text
+    # 2FA is on by the time the session would be made: the second factor is due after all
+    assert response.status == 403 and json.loads(response.body)["code"] == "TWO_FACTOR_REQUIRED", response.body
+    assert any(k == "set-cookie" and v.startswith("banata.two_factor=") for k, v in response.headers)
+    # the owner's account is 2FA-protected: a new password sign-in gets a challenge
+    assert stack.client().sign_in("race@example.com").status_code == 403
