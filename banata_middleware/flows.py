@@ -390,11 +390,15 @@ class Flows:
 
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool,
-                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]]]:
+                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]] | None]:
+        """(token, Set-Cookie) of a new session, or None when an aal 1 session is refused because
+        2FA was turned on after the caller was loaded (``session_create.lua``)."""
         token, sid = self.session_tokens.issue(uid)
-        yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
-                                 "1" if password_checked else "0"), req, sid)
+        reply = yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
+                                        (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
+                                         "1" if password_checked else "0"), req, sid)
+        if reply[0] != "OK":
+            return None
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -407,9 +411,12 @@ class Flows:
         uid = caller.uid
         if not caller.two_factor_enabled:
             # After the app's password check (sign-in, or the host's own via begin_second_factor).
-            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember,
-                                                        password_checked=True)
-            return SignInResult(False, [], token, [cookie[1]])
+            made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember, password_checked=True)
+            if made is not None:
+                return SignInResult(False, [], made[0], [made[1][1]])
+            # 2FA was confirmed while this sign-in was under way (the enrolment ended every other
+            # session; this one must not slip past it): the second factor is due after all.
+            caller = yield from self.load(uid)
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
             new_trust, new_tid = self.trust_tokens.issue(uid)
@@ -477,7 +484,10 @@ class Flows:
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
             raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
-        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
+        made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
+        if made is None:  # 2FA on an account created an instant ago: only an administrator's import does that
+            raise AuthError(409, "TWO_FACTOR_REQUIRED", "two-factor authentication was turned on; sign in")
+        token, cookie = made
         caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 

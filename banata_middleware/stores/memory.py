@@ -332,6 +332,8 @@ class MemoryStore:
 
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
+        if int(a[7]) < 2 and x.hash(x.keys[0]).get("tfa") == "1":
+            return ["TWO_FACTOR_ON", x.events]
         x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9])
         if a[10] == "1":
             x.hset(x.keys[2], pwd=x.now)
