@@ -215,3 +215,37 @@ def test_a_password_sign_in_overtaken_by_the_enrolment_gets_no_aal1_session(stac
     assert any(k == "set-cookie" and v.startswith("banata.two_factor=") for k, v in response.headers)
     # the owner's account is 2FA-protected: a new password sign-in gets a challenge
     assert stack.client().sign_in("race@example.com").status_code == 403
+
+
+# -- a passkey step-up rotates the session too -------------------------------------------------------
+# Step-up rotates the session (issue 12: a new id, the old one, which a thief may hold, ends). A
+# step-up with a passkey (the documented third way, after verify-totp and a backup code) is a
+# passwordless sign-in in the same browser: it made a new session and left the old one live.
+
+def test_a_passkey_step_up_ends_the_session_it_replaces(stack: Stack) -> None:
+    owner = stack.client()
+    owner.sign_up("pkstep@example.com")
+    owner.enable_2fa()
+    key = VirtualPasskey()
+    assert register(owner, key).status_code == 200
+    old = owner.http.cookies["banata.session_token"]
+    stack.clock.advance(601)  # past the factor-change window: the owner steps up with the passkey
+    r = passkey_sign_in(owner, key)
+    assert r.status_code == 200, r.text
+    assert r.json()["token"] == owner.http.cookies["banata.session_token"] != old
+    assert owner.get("/api/me").json()["aal"] == 2
+    bearer = stack.client(origin=None)
+    assert bearer.get("/api/me", headers={"authorization": f"Bearer {old}"}).status_code == 401
+
+
+def test_a_passkey_sign_in_leaves_another_users_session_alone(stack: Stack) -> None:
+    owner = stack.client()
+    owner.sign_up("pkowner@example.com")
+    key = VirtualPasskey()
+    assert register(owner, key).status_code == 200
+    other = stack.client()
+    other.sign_up("someone@example.com")  # this browser holds another user's session
+    theirs = other.http.cookies["banata.session_token"]
+    assert passkey_sign_in(other, key).status_code == 200
+    bearer = stack.client(origin=None)
+    assert bearer.get("/api/me", headers={"authorization": f"Bearer {theirs}"}).status_code == 200
