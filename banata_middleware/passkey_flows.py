@@ -167,12 +167,16 @@ class PasskeyFlows:
         token, sid = f.session_tokens.issue(owner)
         remember = body.data.get("rememberMe", True) is not False
         mode = "second_factor" if pending is not None else "passwordless"
+        # A passwordless sign-in in a browser already signed in as the owner is a step-up: like
+        # verify-totp's, it rotates the session (the old one, which a thief may hold, ends).
+        current = f.session_tokens.read(f._session_token(req)) if mode == "passwordless" else None
+        replaced = current[1] if current is not None and current[0] == owner else ""
         reply = yield from f._commit(
             "passkey_sign_in", owner,
             (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
-             k.sessions(owner)),
+             k.sessions(owner), k.session(owner, replaced or "-")),
             (cred_id, new_count, mode, "1" if user_verified else "0", sid, f.session_spec(),
-             "1" if remember else "0"), req, sid)
+             "1" if remember else "0", replaced), req, sid)
         status = reply[0]
         if status == "SESSION":
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).

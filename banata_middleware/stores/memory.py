@@ -574,6 +574,12 @@ class MemoryStore:
             x.hset(k[0], fails=0, streak=0)
             x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"))
             return ["SESSION", x.events, ch.get("remember", "0")]
+        if a[12] != "":
+            if self.delete(k[6]) == 1:
+                x.audit("session.revoked", a[12], "rotated")
+            index = self.get(k[5])
+            if isinstance(index, set):
+                index.discard(a[12])
         x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11])
         return ["SESSION", x.events, a[11]]
 

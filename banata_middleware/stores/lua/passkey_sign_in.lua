@@ -9,9 +9,11 @@
 -- and raised here), "the pending challenge is answered twice" and "revoke-sessions between the
 -- check and the answer" (challenge_refusal, shared with challenge_answer.lua).
 -- A count that does not grow, when either side is non-zero, is a suspected clone: refused.
--- KEYS: user, audit, passkeys, pending challenge, new session, session index.
--- ARGV[6..12]: credential id, new sign count, mode (second_factor|passwordless), user verified,
--- new session id hash, session spec (see new_session), remember me.
+-- A passwordless sign-in in a browser signed in as the same user is a step-up: the session it
+-- replaces ends here (rotation, as in session_answer.lua).
+-- KEYS: user, audit, passkeys, pending challenge, new session, session index, replaced session.
+-- ARGV[6..13]: credential id, new sign count, mode (second_factor|passwordless), user verified,
+-- new session id hash, session spec (see new_session), remember me, replaced session id hash ('' if none).
 -- Reply: status, events, and with SESSION the remember-me flag the session was made with.
 local second_factor = ARGV[8] == 'second_factor'
 if not second_factor and ARGV[9] ~= '1' then return {'UV_REQUIRED', EVENTS} end
@@ -42,6 +44,10 @@ if second_factor then
   redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
   new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ch.remember)
   return {'SESSION', EVENTS, ch.remember or '0'}
+end
+if ARGV[13] ~= '' then
+  if redis.call('DEL', KEYS[7]) == 1 then audit('session.revoked', ARGV[13], 'rotated') end
+  redis.call('SREM', KEYS[6], ARGV[13])
 end
 new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ARGV[12])
 return {'SESSION', EVENTS, ARGV[12]}
