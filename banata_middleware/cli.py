@@ -45,9 +45,18 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"banata-mfa demo: {exc}", file=sys.stderr)
         return 2
     if args.redis_url:
-        from .stores.redis import RedisStore  # the 'redis' extra, needed only here
+        from .stores.redis import RedisStore, UnsafeRedisPolicy  # the 'redis' extra, needed only here
 
         store: Any = RedisStore.from_url(args.redis_url)
+        from redis.exceptions import RedisError  # after .stores.redis, which names a missing extra clearly
+
+        try:
+            store.check()  # refuse an evicting Redis here, not on the first request
+        except UnsafeRedisPolicy as exc:
+            print(f"banata-mfa demo: {exc}", file=sys.stderr)
+            return 2
+        except (RedisError, OSError):
+            pass  # unreachable: auth.check() below says so in one line
     else:
         store = MemoryStore(config.clock)
     auth = BanataAuth(config, store=store)
@@ -189,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--framework", choices=["starlette", "werkzeug"], default="starlette",
                       help="ASGI (Starlette + uvicorn) or WSGI (Werkzeug) (default: %(default)s)")
     demo.add_argument("--redis-url", default=None,
-                      help="use Redis instead of the in-memory store (default: the in-memory store)")
+                      help="use Redis instead of the in-memory store (default: the in-memory store); it needs "
+                           "maxmemory-policy noeviction or volatile-*, and persistence: it holds users' factors")
     demo.add_argument("--secret", default=None,
                       help="app secret, at least 32 characters (default: a random one for this run)")
     demo.add_argument("--site-url", default=None,

@@ -93,6 +93,9 @@ class Policies:
     # How old the session's last second factor (for a user with 2FA on) or password (without)
     # may be for a factor change: TOTP URI, backup codes, enable/disable, passkey register/delete/rename.
     factor_change_max_age: int = 10 * 60
+    # Sign-up attempts per client address per window, counted before any password hashing.
+    sign_up_per_address: int = 20
+    sign_up_window: int = 10 * 60
 
 
 @dataclass(frozen=True)

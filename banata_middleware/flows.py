@@ -466,12 +466,30 @@ class Flows:
         return ""
 
     def sign_up(self, req: Request, body: Body) -> Flow[Response]:
+        p = self.policies
+        # Every attempt counts, whatever its outcome, and is counted before any hashing: the cost one
+        # address can cause is at most sign_up_per_address scrypt runs per sign_up_window (plus the
+        # cheap refusals). Hit-and-decide is one script, so parallel attempts cannot slip past the limit.
+        # The address as the sign-in throttle groups it (an IPv6 client by its network), so that
+        # rotating through a /64 does not reset the count.
+        address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
+        retry: int = yield Op("throttle", (self.keys.address_sign_ups(address_idx),),
+                              (self.now_ms(), "hit", p.sign_up_window * 1000, p.sign_up_per_address + 1))
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups from this address; try again later",
+                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
         email = self._email(body)
         password = normalize_password(body.text("password", max_len=128))
         name = body.text("name", max_len=128, required=False)
         if len(password) < self.policies.password_min_length:
             raise AuthError(400, "PASSWORD_TOO_SHORT",
                             f"the password must have at least {self.policies.password_min_length} characters")
+        # A taken email is refused before hashing. The 422 itself already tells that the address has
+        # an account (the documented contract), so answering it early reveals nothing more; an
+        # address that is free still costs one hash, as before. The claim below stays the authority
+        # (two sign-ups racing for one address).
+        if (yield from self._find_email(email)):
+            raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
         pw = yield Compute(lambda: self.hasher.hash(password))
         uid = new_token(16)
         yield from self._commit("user_create", uid, (), (email, name, pw), req)

@@ -62,7 +62,8 @@ class Keys:
         return self._u(uid) + ":pk"
 
     def ceremony(self, rid_hash: str) -> str:
-        """A WebAuthn ceremony; its own slot, since sign-in ceremonies start before a user is known."""
+        """The single-use mark of a WebAuthn challenge (the ceremony itself is in its cookie); its
+        own slot, since sign-in ceremonies start before a user is known."""
         return f"{self.prefix}:{{pc:{rid_hash}}}:ceremony"
 
     def credential(self, credential_hash: str) -> str:
@@ -85,3 +86,7 @@ class Keys:
 
     def address_failures(self, address_index: str) -> str:
         return f"{self.prefix}:{{a:{address_index}}}:fails"
+
+    def address_sign_ups(self, address_index: str) -> str:
+        """Sign-up attempts from one client address (counted whatever their outcome)."""
+        return f"{self.prefix}:{{a:{address_index}}}:signups"

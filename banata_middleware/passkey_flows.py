@@ -21,7 +21,7 @@ from .passkeys import (
     verify_authentication,
     verify_registration,
 )
-from .tokens import TokenSigner
+from .tokens import SealSigner
 
 __all__ = ["PasskeyFlows"]
 
@@ -49,28 +49,47 @@ class PasskeyFlows:
     def __init__(self, flows: Flows) -> None:
         self.f = flows
         self.config = flows.config.passkey
-        self.tokens = TokenSigner(flows.keyring.cookie_keys, "passkey")
+        self.seals = SealSigner(flows.keyring.cookie_keys, "passkey")
         self.cookie = ("__Host-" if flows.config.secure_cookies else "") + "banata.passkey"
 
     # -- ceremonies --------------------------------------------------------------------------
+    # A ceremony (kind, challenge, user, name, expiry) travels in the signed banata.passkey cookie,
+    # not in the store: asking for options writes nothing, so anonymous callers cannot grow the store
+    # with them. The challenge is no secret from the browser that holds it (the options carry it);
+    # the signature binds it to its kind, user and expiry. Single use is a mark written when the
+    # ceremony is answered (``ceremony.lua``; for sign-in, once the assertion verifies), living only
+    # as long as the ceremony could.
     def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:
-        token, ceremony_id = self.tokens.issue("_")
+        yield from ()  # a Flow like the others (it used to write the ceremony), so callers need not change
         ttl = self.f.policies.passkey_ceremony_ttl
-        record = json.dumps({"type": kind, "challenge": challenge, "uid": uid, "name": name,
-                             "exp": self.f.now_ms() + ttl * 1000})
-        yield Op("ceremony", (self.f.keys.ceremony(ceremony_id),), (self.f.now_ms(), "put", ttl * 1000, record))
+        token = self.seals.seal({"type": kind, "challenge": challenge, "uid": uid, "name": name,
+                                 "exp": self.f.now_ms() + ttl * 1000})
         return self.f._cookie(self.cookie, token, ttl)
 
-    def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
-        """The browser's ceremony, consumed: a challenge answers once, and only in its own browser."""
-        read = self.tokens.read(req.cookies().get(self.cookie))
-        if read is None:
-            raise _challenge_not_found()
-        raw = yield Op("ceremony", (self.f.keys.ceremony(read[1]),), (self.f.now_ms(), "take", 0, ""))
-        record: dict[str, Any] = json.loads(raw) if raw else {}
-        if record.get("type") != kind or int(record.get("exp", 0)) <= self.f.now_ms():
+    def _ceremony(self, req: Request, kind: str) -> dict[str, Any]:
+        """The browser's live ceremony of ``kind`` from its cookie (nothing read from the store)."""
+        record = self.seals.open(req.cookies().get(self.cookie))
+        if record is None or record.get("type") != kind or not isinstance(record.get("challenge"), str) \
+                or int(record.get("exp", 0)) <= self.f.now_ms():
             raise _challenge_not_found()
         return record
+
+    def _spend(self, ceremony: dict[str, Any]) -> Flow[None]:
+        """Mark the ceremony's challenge used (atomic set-if-absent, for as long as the ceremony
+        could live): a challenge answers once, even to parallel requests."""
+        now = self.f.now_ms()
+        left = int(ceremony["exp"]) - now
+        if left <= 0:
+            raise _challenge_not_found()
+        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),), (now, "spend", left))
+        if not first:
+            raise _challenge_not_found()
+
+    def _take(self, req: Request, kind: str) -> Flow[dict[str, Any]]:
+        """The browser's ceremony, spent: a challenge answers once, and only in its own browser."""
+        ceremony = self._ceremony(req, kind)
+        yield from self._spend(ceremony)
+        return ceremony
 
     def _list(self, uid: str) -> Flow[dict[str, dict[str, Any]]]:
         flat = yield Op("passkey_list", (self.f.keys.passkeys(uid),), (self.f.now_ms(),))
@@ -139,7 +158,9 @@ class PasskeyFlows:
         if not isinstance(response, dict):
             raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
         cred_id = credential_id_of(response)
-        ceremony = yield from self._take(req, "authentication")
+        # Spent only once the assertion verifies (below): an anonymous caller's cookie and junk
+        # answer write nothing.
+        ceremony = self._ceremony(req, "authentication")
         f = self.f
         owner = yield Op("index", (f.keys.credential(hash_token(cred_id)),), (f.now_ms(), "get", ""))
         if not owner:
@@ -162,6 +183,7 @@ class PasskeyFlows:
             raise _not_found()
         new_count, user_verified = verify_authentication(self.config, response, ceremony["challenge"],
                                                           stored["publicKey"])
+        yield from self._spend(ceremony)
         caller = yield from f.load(owner)
         p, k = f.policies, f.keys
         token, sid = f.session_tokens.issue(owner)

@@ -8,15 +8,18 @@ as a session cookie.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import re
+from typing import Any
 
 from itsdangerous import BadSignature, Signer
 
 from .crypto import hash_token, new_token
 
-__all__ = ["TokenSigner", "valid_user_id"]
+__all__ = ["SealSigner", "TokenSigner", "valid_user_id"]
 
 _USER_ID = re.compile(r"[A-Za-z0-9_.@:+\-]{1,128}")
 
@@ -71,3 +74,32 @@ class TokenSigner:
         ids = (user_id, hash_token(rid))
         self._verified[token] = ids
         return ids
+
+
+class SealSigner:
+    """A small JSON record carried, signed, in a cookie instead of the store (nothing written per
+    request). Not encrypted: use it only for values the browser may read. ``kind`` gets its own
+    key, as with ``TokenSigner``, so no other cookie verifies as a seal and vice versa."""
+
+    MAX_LENGTH = 2048
+
+    def __init__(self, keys: list[bytes], kind: str) -> None:
+        salt = f"banata.seal.{kind}".encode()
+        kind_keys = [hmac.new(key, salt, hashlib.sha256).digest() for key in keys]
+        self._signer = Signer(list(reversed(kind_keys)), salt=salt, key_derivation="none",
+                              digest_method=hashlib.sha256)
+
+    def seal(self, record: dict[str, Any]) -> str:
+        payload = base64.urlsafe_b64encode(json.dumps(record, separators=(",", ":")).encode()).rstrip(b"=")
+        return self._signer.sign(payload).decode()
+
+    def open(self, token: str | None) -> dict[str, Any] | None:
+        """The record, or None if the token is absent, too long, malformed or forged."""
+        if not token or len(token) > self.MAX_LENGTH:
+            return None
+        try:
+            payload = self._signer.unsign(token)
+            record = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        except (BadSignature, ValueError, UnicodeError):
+            return None
+        return record if isinstance(record, dict) else None

@@ -42,12 +42,13 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server for the test session (never the machine's shared one)."""
 
-    def __init__(self, *, appendonly: bool = False) -> None:
+    def __init__(self, *, appendonly: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is not on PATH: the Redis tests need a real Redis (apt-get install redis-server)")
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="banata-redis-")
         self.appendonly = appendonly
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -57,7 +58,8 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir, "--daemonize", "no"]
+                "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir, "--daemonize", "no",
+                *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10

@@ -7,6 +7,7 @@ against both stores so the twins cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import heapq
 import json
 import threading
 from collections import deque
@@ -172,10 +173,19 @@ class MemoryStore:
 
     in_process = True
 
+    #: Expired keys removed per operation at most (the sweep's bounded work per call).
+    SWEEP_PER_OP = 8
+
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self.data: dict[str, Any] = {}
         self._expiry: dict[str, float] = {}
+        # Expiries ordered by time, (when, key): every key in _expiry has an entry no later than its
+        # expiry. A key given a later expiry keeps its entry (the sweep moves it on when it comes due),
+        # so re-expiring a key (a throttle counter on every hit) does not grow the heap. Each operation
+        # pops up to SWEEP_PER_OP due entries, so records leave when they expire, even those never
+        # read again (Redis's active expiry).
+        self._expiry_heap: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
@@ -188,6 +198,8 @@ class MemoryStore:
     # -- plumbing ---------------------------------------------------------------------------
     def execute(self, op: Op) -> Reply:
         with self._lock:
+            if self._expiry_heap and self._expiry_heap[0][0] <= self.clock.now():
+                self._sweep(self.SWEEP_PER_OP)
             read = self._reads.get(op.script)
             if read is not None:
                 return read(op.keys, op.args)
@@ -205,7 +217,24 @@ class MemoryStore:
         return self.data.get(key)
 
     def expire(self, key: str, ttl_ms: int) -> None:
-        self._expiry[key] = self.clock.now() + ttl_ms / 1000
+        when = self.clock.now() + ttl_ms / 1000
+        old = self._expiry.get(key)
+        self._expiry[key] = when
+        if old is None or when < old:
+            heapq.heappush(self._expiry_heap, (when, key))
+
+    def _sweep(self, budget: int) -> None:
+        """Drop up to ``budget`` keys whose expiry has passed on the store's clock."""
+        now, heap = self.clock.now(), self._expiry_heap
+        while budget > 0 and heap and heap[0][0] <= now:
+            when, key = heapq.heappop(heap)
+            exp = self._expiry.get(key)
+            if exp is not None and exp <= now:
+                self.data.pop(key, None)
+                del self._expiry[key]
+            elif exp is not None and exp > when:
+                heapq.heappush(heap, (exp, key))  # given a later expiry since: check again then
+            budget -= 1
 
     def delete(self, *keys: str) -> int:
         n = 0
@@ -500,13 +529,11 @@ class MemoryStore:
 
     def _op_ceremony(self, x: _Script) -> Reply:
         key = x.keys[0]
-        if x.argv[1] == "put":
-            self.data[key] = x.argv[3]
-            self.expire(key, int(x.argv[2]))
-            return ""
-        value = self.get(key)
-        self.delete(key)
-        return value or ""
+        if self.get(key) is not None:
+            return 0
+        self.data[key] = "1"
+        self.expire(key, int(x.argv[2]))
+        return 1
 
     def _op_passkey_list(self, x: _Script) -> Reply:
         return [v for kv in x.hash(x.keys[0]).items() for v in kv]

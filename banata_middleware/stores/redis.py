@@ -20,7 +20,7 @@ try:
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
     from redis.retry import Retry
 except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "redis", exc) from exc
@@ -28,7 +28,7 @@ except ModuleNotFoundError as exc:
 from ..effects import Op
 from ..errors import AuthError
 
-__all__ = ["RedisStore", "load_scripts"]
+__all__ = ["RedisStore", "UnsafeRedisPolicy", "load_scripts"]
 
 log = logging.getLogger("banata_middleware.store")
 
@@ -66,6 +66,23 @@ def _where(client: Any) -> str:
     return str(kwargs.get("path") or type(client).__name__)
 
 
+class UnsafeRedisPolicy(RuntimeError):
+    """The Redis server may evict any key (``maxmemory-policy allkeys-*``): a user's second factor
+    could vanish under memory pressure and a password alone would then sign in."""
+
+
+def _policy_of(reply: Any) -> str:
+    """``maxmemory-policy`` from a CONFIG GET reply (a cluster client may answer per node: the
+    first node's answer that names it)."""
+    if isinstance(reply, dict):
+        if "maxmemory-policy" in reply:
+            return str(reply["maxmemory-policy"])
+        for value in reply.values():
+            if isinstance(value, dict) and "maxmemory-policy" in value:
+                return str(value["maxmemory-policy"])
+    return ""
+
+
 class RedisStore:
     """``RedisStore.from_url("redis://localhost:6379/0")``. Timeouts are bounded so that a slow or
     paused Redis turns into 503 within ``timeout`` seconds, never a hung request.
@@ -74,19 +91,78 @@ class RedisStore:
     made as ``from_url`` makes its clients: ``decode_responses=True``, bounded socket timeouts, and a
     retry on connection errors only (redis-py's default also retries timeouts, which can run a
     failure-counting script twice and stretches a slow Redis into a long hang).
+
+    The server's ``maxmemory-policy`` is read on first use (or by ``check()`` at startup): an
+    ``allkeys-*`` policy can evict a user's two-factor record, so it is refused (every operation
+    answers 503 and the log says why) unless ``allow_eviction=True``. When the policy cannot be read
+    (``CONFIG`` disabled, as on some managed services) a warning is logged and the store works.
     """
 
     in_process = False
 
-    def __init__(self, sync_client: Any, async_client: Any) -> None:
+    def __init__(self, sync_client: Any, async_client: Any, *, allow_eviction: bool = False) -> None:
         self.sync = sync_client
         self.aio = async_client
+        self.allow_eviction = allow_eviction
+        self._checked = False
+        self._refusal_logged = False
         self._scripts = load_scripts()
         self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
         self.where = _where(sync_client)
 
+    # -- the server's eviction policy ---------------------------------------------------------
+    def check(self) -> str | None:
+        """Read the server's ``maxmemory-policy``; raise ``UnsafeRedisPolicy`` for ``allkeys-*``
+        (unless ``allow_eviction``). Returns the policy, or None when the server would not say.
+        Call it at startup to fail there instead of on the first request."""
+        try:
+            reply = self.sync.config_get("maxmemory-policy")
+        except ResponseError as exc:  # CONFIG renamed away or denied by an ACL
+            return self._unreadable(exc)
+        return self._judge(_policy_of(reply))
+
+    async def acheck(self) -> str | None:
+        """``check`` with the asyncio client."""
+        try:
+            reply = await self.aio.config_get("maxmemory-policy")
+        except ResponseError as exc:
+            return self._unreadable(exc)
+        return self._judge(_policy_of(reply))
+
+    def _unreadable(self, exc: Exception) -> str | None:
+        log.warning("could not read the Redis maxmemory-policy (%s); make sure it is noeviction or volatile-*: "
+                    "an allkeys-* policy can evict users' two-factor records", type(exc).__name__)
+        self._checked = True
+        return None
+
+    def _judge(self, policy: str) -> str | None:
+        if not policy:
+            return self._unreadable(ValueError("no maxmemory-policy in the reply"))
+        if policy.startswith("allkeys-") and not self.allow_eviction:
+            message = (f"Redis maxmemory-policy is {policy}: Redis may evict any key, including a user's "
+                       "two-factor record, and a password alone would then sign in. Set maxmemory-policy to "
+                       "noeviction (or volatile-*), or pass allow_eviction=True to RedisStore if you accept that.")
+            if not self._refusal_logged:
+                log.error(message)
+                self._refusal_logged = True
+            raise UnsafeRedisPolicy(message)
+        if policy.startswith("volatile-"):
+            log.warning("Redis maxmemory-policy is %s: under memory pressure Redis may drop sign-in throttles, "
+                        "pending challenges and sessions (never factors); noeviction is safer", policy)
+        self._checked = True
+        return policy
+
+    @staticmethod
+    def _refused(exc: UnsafeRedisPolicy) -> AuthError:
+        # Still unchecked: the next operation asks again, so fixing the policy brings the service back.
+        # The note carries the reason to ``BanataAuth.check()``; the client gets none of it.
+        err = AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+        err.add_note(str(exc))
+        return err
+
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 1.0, max_connections: int = 64) -> RedisStore:
+    def from_url(cls, url: str, *, timeout: float = 1.0, max_connections: int = 64,
+                 allow_eviction: bool = False) -> RedisStore:
         # Blocking pools: past ``max_connections`` commands in flight a request waits for a
         # connection (up to ``timeout``, then 503) instead of failing at once, as the default
         # pool does under load. One immediate retry, on a broken connection only (a pooled socket
@@ -105,23 +181,32 @@ class RedisStore:
                                                           **opts)
         async_pool = aioredis.BlockingConnectionPool.from_url(
             url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=errors), **opts)
-        return cls(redis.Redis(connection_pool=sync_pool), aioredis.Redis(connection_pool=async_pool))
+        return cls(redis.Redis(connection_pool=sync_pool), aioredis.Redis(connection_pool=async_pool),
+                   allow_eviction=allow_eviction)
 
     def execute(self, op: Op) -> Any:
         try:
+            if not self._checked:
+                self.check()
             try:
                 return self.sync.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
             except NoScriptError:
                 return self.sync.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
+        except UnsafeRedisPolicy as exc:
+            raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
             raise _unavailable(exc, self.where) from None
 
     async def aexecute(self, op: Op) -> Any:
         try:
+            if not self._checked:
+                await self.acheck()
             try:
                 return await self.aio.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
             except NoScriptError:
                 return await self.aio.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
+        except UnsafeRedisPolicy as exc:
+            raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
             raise _unavailable(exc, self.where) from None
 

@@ -1,11 +1,7 @@
--- A WebAuthn ceremony (challenge + type + user), bound to one browser by the banata.passkey cookie.
--- 'take' reads and deletes in one step: a challenge can be answered once, even by parallel requests.
--- KEYS: ceremony key. ARGV: now, mode (put|take), ttl ms, record JSON.
-if ARGV[2] == 'put' then
-  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
-  return ''
-end
-local value = redis.call('GET', KEYS[1])
-if not value then return '' end
-redis.call('DEL', KEYS[1])
-return value
+-- A WebAuthn ceremony travels in the signed banata.passkey cookie; the store keeps only this mark,
+-- written when the ceremony is answered. Set-if-absent in one step: of parallel requests answering
+-- one challenge, exactly one finds the mark absent. It lives as long as the ceremony could (PX).
+-- KEYS: mark key (the challenge's hash). ARGV: now, 'spend', ms the ceremony has left.
+-- Returns 1 for the first answer, 0 when the challenge was already answered.
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
