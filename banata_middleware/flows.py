@@ -405,11 +405,15 @@ class Flows:
 
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool,
-                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]]]:
+                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]] | None]:
+        """(token, Set-Cookie) of a new session, or None when an aal 1 session is refused because
+        2FA was turned on after the caller was loaded (``session_create.lua``)."""
         token, sid = self.session_tokens.issue(uid)
-        yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
-                                 "1" if password_checked else "0"), req, sid)
+        reply = yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
+                                        (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
+                                         "1" if password_checked else "0"), req, sid)
+        if reply[0] != "OK":
+            return None
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -422,9 +426,12 @@ class Flows:
         uid = caller.uid
         if not caller.two_factor_enabled:
             # After the app's password check (sign-in, or the host's own via begin_second_factor).
-            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember,
-                                                        password_checked=True)
-            return SignInResult(False, [], token, [cookie[1]])
+            made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember, password_checked=True)
+            if made is not None:
+                return SignInResult(False, [], made[0], [made[1][1]])
+            # 2FA was confirmed while this sign-in was under way (the enrolment ended every other
+            # session; this one must not slip past it): the second factor is due after all.
+            caller = yield from self.load(uid)
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
             new_trust, new_tid = self.trust_tokens.issue(uid)
@@ -513,7 +520,10 @@ class Flows:
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
             raise self._email_taken()
-        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
+        made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
+        if made is None:  # 2FA on an account created an instant ago: only an administrator's import does that
+            raise AuthError(409, "TWO_FACTOR_REQUIRED", "two-factor authentication was turned on; sign in")
+        token, cookie = made
         caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 
@@ -676,8 +686,10 @@ class Flows:
         if lock:
             raise self.locked_error(lock)
         user = caller.user
-        enrolling = caller.challenge is None and not caller.two_factor_enabled
-        if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
+        # Without 2FA on, only enrolment is left: in the session that set it up. A challenge cookie
+        # still in the browser (a sign-in abandoned before 2FA was turned off) plays no part.
+        enrolling = not caller.two_factor_enabled
+        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -693,7 +705,7 @@ class Flows:
             ct = ""
             normalized = normalize_code(code)
             proof = " ".join(self.keyring.code_candidates(normalized)) if normalized else ""
-        if caller.challenge is not None:
+        if caller.challenge is not None and not enrolling:
             return (yield from self._answer_challenge(req, caller, method, proof, ct, trust))
         return (yield from self._answer_in_session(req, caller, method, proof, ct, enrolling))
 

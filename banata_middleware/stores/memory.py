@@ -362,6 +362,8 @@ class MemoryStore:
 
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
+        if int(a[7]) < 2 and x.hash(x.keys[0]).get("tfa") == "1":
+            return ["TWO_FACTOR_ON", x.events]
         x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9])
         if a[10] == "1":
             x.hset(x.keys[2], pwd=x.now)
@@ -586,6 +588,8 @@ class MemoryStore:
             if lock > 0:
                 return ["LOCKED", x.events, lock]
         record = json.loads(raw)
+        if not second_factor and record.get("uv") is False:
+            return ["UV_REQUIRED", x.events]
         stored, new = int(record.get("signCount", 0)), int(a[6])
         if (stored > 0 or new > 0) and new <= stored:
             x.audit("passkey.clone_suspected", "", a[5])
@@ -598,6 +602,12 @@ class MemoryStore:
             x.hset(k[0], fails=0, streak=0)
             x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"))
             return ["SESSION", x.events, ch.get("remember", "0")]
+        if a[12] != "":
+            if self.delete(k[6]) == 1:
+                x.audit("session.revoked", a[12], "rotated")
+            index = self.get(k[5])
+            if isinstance(index, set):
+                index.discard(a[12])
         x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11])
         return ["SESSION", x.events, a[11]]
 
