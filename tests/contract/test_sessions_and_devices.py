@@ -100,7 +100,7 @@ def test_revoking_ones_own_session_clears_its_cookie(stack: Stack) -> None:
 
 
 def test_another_users_session_is_never_ended(stack: Stack) -> None:
-    a, b = two_browsers(stack)
+    _, b = two_browsers(stack)
     stranger = stack.client()
     stranger.sign_up("stranger@example.com")
     for token in (session_id(b), b.http.cookies["banata.session_token"]):
@@ -143,6 +143,7 @@ def test_ended_sessions_leave_an_audit_trail(stack: Stack) -> None:
     a.post("/api/auth/revoke-other-sessions")
     revoked = [e for e in events if e["type"] == "session.revoked"]
     assert len(revoked) == 1 and revoked[0]["ip"] == "10.0.0.1"
+    assert b.get("/api/me").status_code == 401
 
 
 # -- a fresh second factor for users with 2FA ---------------------------------------------------
@@ -206,6 +207,7 @@ def test_without_2fa_a_stale_session_signs_in_again_first(stack: Stack) -> None:
     stack.clock.advance(WINDOW + 1)
     r = a.post("/api/auth/revoke-other-sessions")
     assert (r.status_code, r.json()["code"]) == (403, "FRESH_PASSWORD_REQUIRED")
+    assert b.get("/api/me").status_code == 200
 
 
 # -- trusted devices ---------------------------------------------------------------------------------
