@@ -440,7 +440,7 @@ class Flows:
             reply = yield from self._commit(
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
-                 k.sessions(uid)),
+                 k.sessions(uid), k.trusted_devices(uid)),
                 (sid, self.session_spec(), "1" if remember else "0"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
@@ -717,7 +717,7 @@ class Flows:
         reply = yield from self._commit(
             "challenge_answer", uid,
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
-             k.trust(uid, trust_id)),
+             k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, proof, ct, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
              p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
         status = reply[0]

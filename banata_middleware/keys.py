@@ -51,6 +51,11 @@ class Keys:
     def trust(self, uid: str, tid_hash: str) -> str:
         return self._u(uid) + ":td:" + tid_hash
 
+    def trusted_devices(self, uid: str) -> str:
+        """Sorted set: the user's trust record ids -> last use, for their list of trusted devices
+        (bounded: ``index_device`` in ``lua/_prelude.lua``)."""
+        return self._u(uid) + ":tds"
+
     def backup_codes(self, uid: str) -> str:
         return self._u(uid) + ":bc"
 
