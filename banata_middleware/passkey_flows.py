@@ -11,7 +11,7 @@ from typing import Any
 from .crypto import hash_token
 from .effects import Flow, Op
 from .errors import AuthError
-from .flows import UNAUTHORIZED, Caller, Flows, _iso
+from .flows import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Flows, _iso
 from .http import Body, Request, Response, json_response
 from .passkeys import (
     authentication_options,
@@ -186,12 +186,15 @@ class PasskeyFlows:
         token, sid = f.session_tokens.issue(owner)
         remember = body.data.get("rememberMe", True) is not False
         mode = "second_factor" if pending is not None else "passwordless"
+        amr = AMR_PASSKEY_VERIFIED if user_verified else AMR_PASSKEY
+        if pending is not None:  # a password opened every pending sign-in (challenge_create.lua)
+            amr = f"{AMR_PASSWORD} {amr}"
         reply = yield from f._commit(
             "passkey_sign_in", owner,
             (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
              k.sessions(owner)),
             (cred_id, new_count, mode, "1" if user_verified else "0", sid, f.session_spec(),
-             "1" if remember else "0"), req, sid)
+             "1" if remember else "0", amr), req, sid)
         status = reply[0]
         if status == "SESSION":
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).

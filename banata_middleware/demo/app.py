@@ -46,7 +46,7 @@ async def dashboard(request: StarletteRequest) -> HTMLResponse:
 
 async def me(request: StarletteRequest) -> JSONResponse:
     ident = _identity(request)
-    return JSONResponse({"userId": ident.user_id, "aal": ident.aal})
+    return JSONResponse({"userId": ident.user_id, "aal": ident.aal, "amr": list(ident.amr)})
 
 
 async def sensitive(request: StarletteRequest) -> JSONResponse:

@@ -53,7 +53,7 @@ def dashboard(request: Request) -> Response:
 
 def me(request: Request) -> Response:
     ident = _identity(request)
-    return _json({"userId": ident.user_id, "aal": ident.aal})
+    return _json({"userId": ident.user_id, "aal": ident.aal, "amr": list(ident.amr)})
 
 
 def sensitive(request: Request) -> Response:

@@ -7,8 +7,8 @@
 -- check and the answer" (challenge_refusal, shared with challenge_answer.lua).
 -- A count that does not grow, when either side is non-zero, is a suspected clone: refused.
 -- KEYS: user, audit, passkeys, pending challenge, new session, session index.
--- ARGV[6..12]: credential id, new sign count, mode (second_factor|passwordless), user verified,
--- new session id hash, session spec (see new_session), remember me.
+-- ARGV[6..13]: credential id, new sign count, mode (second_factor|passwordless), user verified,
+-- new session id hash, session spec (see new_session), remember me, amr (see new_session).
 -- Reply: status, events, and with SESSION the remember-me flag the session was made with.
 local second_factor = ARGV[8] == 'second_factor'
 if not second_factor and ARGV[9] ~= '1' then return {'UV_REQUIRED', EVENTS} end
@@ -36,8 +36,8 @@ audit('passkey.authenticated', ARGV[10], ARGV[6])
 if second_factor then
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
-  new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ch.remember)
+  new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ch.remember, ARGV[13])
   return {'SESSION', EVENTS, ch.remember or '0'}
 end
-new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ARGV[12])
+new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ARGV[12], ARGV[13])
 return {'SESSION', EVENTS, ARGV[12]}

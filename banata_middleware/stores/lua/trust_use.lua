@@ -3,7 +3,7 @@
 -- the old one's expiry: trust lasts trust_device_ttl from the verification that created it, however
 -- often it is used (renewing it on each use meant it never ended for a regular user).
 -- KEYS: user, audit, old trust record, new trust record, new session, session index.
--- ARGV[6..8]: new session id hash, session spec (see new_session), remember me.
+-- ARGV[6..9]: new session id hash, session spec (see new_session), remember me, amr (see new_session).
 -- Reply: status, events, trust expiry ms.
 local t = hash(KEYS[3])
 local u = hash(KEYS[1])
@@ -13,5 +13,5 @@ if lock > 0 then return {'LOCKED', EVENTS, lock} end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[4], 'exp', t.exp, 'gen', t.gen, 'mfa', t.mfa)
 redis.call('PEXPIRE', KEYS[4], tonumber(t.exp) - NOW)
-new_session(KEYS[5], KEYS[6], ARGV[6], ARGV[7], 2, t.mfa, ARGV[8])
+new_session(KEYS[5], KEYS[6], ARGV[6], ARGV[7], 2, t.mfa, ARGV[8], ARGV[9])
 return {'OK', EVENTS, tonumber(t.exp)}
