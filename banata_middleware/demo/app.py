@@ -46,7 +46,12 @@ async def dashboard(request: StarletteRequest) -> HTMLResponse:
 
 async def me(request: StarletteRequest) -> JSONResponse:
     ident = _identity(request)
-    return JSONResponse({"userId": ident.user_id, "aal": ident.aal, "amr": list(ident.amr)})
+    return JSONResponse({"userId": ident.user_id, "aal": ident.aal})
+
+
+async def sign_in_methods(request: StarletteRequest) -> JSONResponse:
+    """How the caller signed in (``Identity.amr``: RFC 8176 values)."""
+    return JSONResponse({"amr": list(_identity(request).amr)})
 
 
 async def sensitive(request: StarletteRequest) -> JSONResponse:
@@ -75,6 +80,7 @@ def starlette_app(auth: BanataAuth) -> BanataMiddleware:
         *(Route(path, _page(path), methods=["GET"]) for path in pages.PAGES),
         Route("/dashboard", dashboard, methods=["GET"]),
         Route("/api/me", me, methods=["GET"]),
+        Route("/api/amr", sign_in_methods, methods=["GET"]),
         Route("/api/sensitive", sensitive, methods=["POST"]),
         Route("/demo/qr", qr, methods=["POST"]),
         Route("/static/{name}", static, methods=["GET"]),
