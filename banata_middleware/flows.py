@@ -162,6 +162,7 @@ class Flows:
         self.challenge_cookie = prefix + "banata.two_factor"
         self.trust_cookie = prefix + "banata.trust_device"
         self.cookie_names: tuple[str, ...] = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
+        self.aal2_limits = bool(self.policies.aal2_max_lifetime or self.policies.aal2_idle_timeout)
 
     # -- small pieces ----------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -234,7 +235,7 @@ class Flows:
         challenge = _pairs(reply[2]) or None
         revoked_at = int(user.get("revoked_at", "0"))
         if session is not None and (int(session.get("exp", "0")) <= now or int(session["created"]) <= revoked_at
-                                    or self.aal2_expired(session, now)):
+                                    or (self.aal2_limits and self.aal2_expired(session, now))):
             session = None
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
@@ -272,8 +273,9 @@ class Flows:
                       self.policies.aal2_idle_timeout * 1000))
         now = self.now_ms()
         revoked_at = int(r[1] or 0)
-        session_live = (r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at
-                        and not self.aal2_expired({"created": r[3], "aal": r[4], "auth": r[9], "seen": r[10]}, now))
+        session_live = r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at
+        if session_live and self.aal2_limits:
+            session_live = not self.aal2_expired({"created": r[3], "aal": r[4], "auth": r[9], "seen": r[10]}, now)
         pending_live = r[6] is not None and int(r[6]) > now and int(r[7]) > revoked_at
         if not session_live:
             return Guarded(uid, "", 0, 0, r[0] == "1", pending_live)

@@ -78,7 +78,8 @@ def qr(request: Request) -> Response:
 
 
 _VIEWS: dict[str, Callable[..., Response]] = {
-    "page": page, "dashboard": dashboard, "me": me, "amr": sign_in_methods, "sensitive": sensitive, "static": static, "qr": qr,
+    "page": page, "dashboard": dashboard, "me": me, "amr": sign_in_methods, "sensitive": sensitive,
+    "static": static, "qr": qr,
 }
 _URLS = Map([
     *(Rule(path, endpoint="page", methods=["GET"], defaults={"path": path}) for path in pages.PAGES),

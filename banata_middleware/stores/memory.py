@@ -194,7 +194,7 @@ class MemoryStore:
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
         }
-        # Read-only operations on the per-request path skip the script machinery.
+        # The per-request guard skips the script machinery (it writes at most a session's last use).
         self._reads: dict[str, Callable[[tuple[str, ...], tuple[str | int, ...]], Reply]] = {
             "guard": self._read_guard,
         }
@@ -281,12 +281,13 @@ class MemoryStore:
         c = (data.get(k[2]) or {}) if args[2] == "1" else {}
         reply = [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
                  c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), s.get("seen")]
-        now = int(args[0])
-        if "exp" in s and int(s["exp"]) > now:
-            idle, last = int(args[4]), int(s.get("seen") or s["created"])
-            idled = idle > 0 and int(s.get("aal") or 1) >= 2 and now - last > idle
-            if not idled and now - last >= int(args[3]):
-                s["seen"] = str(now)
+        if s:
+            now = int(args[0])
+            since = now - int(s.get("seen") or s.get("created") or now)
+            if since >= int(args[3]) and int(s.get("exp") or 0) > now:
+                idle = int(args[4])
+                if not (idle > 0 and int(s.get("aal") or 1) >= 2 and since > idle):
+                    s["seen"] = str(now)
         return reply
 
     def _op_index(self, x: _Script) -> Reply:
