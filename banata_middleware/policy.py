@@ -53,6 +53,7 @@ class Rule:
 
 PUBLIC = Rule(public=True)
 PROTECTED = Rule()
+PHISHING_RESISTANT = Rule(phishing_resistant=True)
 
 
 class PathPolicy:
@@ -77,16 +78,19 @@ class PathPolicy:
 
     def rule(self, path: str) -> Rule:
         rule = self._match(path)
-        if (self._pr_exact or self._pr_prefixes) and not rule.public and (
-                path in self._pr_exact or path.startswith(self._pr_prefixes)):
-            return replace(rule, phishing_resistant=True)
-        return rule
+        if (self._pr_exact or self._pr_prefixes) and (path in self._pr_exact or path.startswith(self._pr_prefixes)):
+            # Protected even with protect_by_default off; an explicit public pattern stays public.
+            if rule is None:
+                return PHISHING_RESISTANT
+            if not rule.public:
+                return replace(rule, phishing_resistant=True)
+        return self._default if rule is None else rule
 
-    def _match(self, path: str) -> Rule:
+    def _match(self, path: str) -> Rule | None:
         rule = self._exact.get(path)
         if rule is not None:
             return rule
         for prefix, rule in self._prefixes:
             if path.startswith(prefix):
                 return rule
-        return self._default
+        return None

@@ -141,6 +141,9 @@ def test_a_longer_fresh_rule_does_not_drop_the_phishing_resistant_one() -> None:
     assert policy.rule("/admin").phishing_resistant is False and policy.rule("/admin/x").phishing_resistant
     assert not PathPolicy(("/admin/health",), {}, protect_by_default=True,
                           phishing_resistant=("/admin/*",)).rule("/admin/health").phishing_resistant  # public
+    opt_in = PathPolicy((), {}, protect_by_default=False, phishing_resistant=("/admin/*",))
+    assert opt_in.rule("/admin/x").phishing_resistant and not opt_in.rule("/admin/x").public  # protected too
+    assert opt_in.rule("/blog").public
 
 
 @pytest.mark.parametrize(("value", "message"), [
