@@ -134,6 +134,11 @@ class Policies:
     # Sign-up attempts per client address per window, counted before any password hashing.
     sign_up_per_address: int = 20
     sign_up_window: int = 10 * 60
+    # Password hashes (scrypt) one client address may cause per window on sign-in and password
+    # re-checks, right passwords included: failures are throttled above, but a client signing in to
+    # its own account back to back made the server hash without bound (about 0.1 CPU-s each).
+    password_hashes_per_address: int = 60
+    password_hash_window: int = 60
     # Lifetimes of aal 2 sessions (after a second factor), 0 = none beyond ``session_ttl`` (7 days,
     # as better-auth). NIST SP 800-63B-4 AAL2: an overall timeout of at most 24 h (from sign-in; a
     # step-up does not restart it) and an inactivity timeout of at most 1 h SHOULD apply: see

@@ -87,6 +87,10 @@ class Keys:
     def address_failures(self, address_index: str) -> str:
         return f"{self.prefix}:{{a:{address_index}}}:fails"
 
+    def address_hashes(self, address_index: str) -> str:
+        """Password hashes one client address caused in the current window (sign-in, re-checks)."""
+        return f"{self.prefix}:{{a:{address_index}}}:hashes"
+
     def address_sign_ups(self, address_index: str) -> str:
         """Sign-up attempts from one client address (counted whatever their outcome)."""
         return f"{self.prefix}:{{a:{address_index}}}:signups"

@@ -323,9 +323,10 @@ class MemoryStore:
         if not isinstance(known_set, dict):
             known_set = {}
         if a[1] == "known":
-            known_set[addr] = x.now
-            recent = sorted(((t, m) for m, t in known_set.items() if t > x.now - known_ttl), reverse=True)[:100]
-            self.data[k[2]] = {m: t for t, m in recent}
+            fresh = {m: t for m, t in known_set.items() if t > x.now - known_ttl}
+            if addr in fresh or len(fresh) < 100:  # a full list keeps its addresses (see the script)
+                fresh[addr] = x.now
+            self.data[k[2]] = fresh
             self.expire(k[2], known_ttl)
             return [0, 1]
 
@@ -357,14 +358,14 @@ class MemoryStore:
     def _op_password_rehash(self, x: _Script) -> Reply:
         if x.hash(x.keys[0]).get("pw") != x.argv[5]:
             return ["CHANGED", x.events]
-        x.hset(x.keys[0], pw=x.argv[6])
+        x.hset(x.keys[0], pw=x.argv[6], pwnf="1")
         x.audit("password.rehashed")
         return ["OK", x.events]
 
     def _op_user_create(self, x: _Script) -> Reply:
         if self.get(x.keys[0]) is not None:
             return ["EXISTS", x.events]
-        x.hset(x.keys[0], email=x.argv[5], name=x.argv[6], pw=x.argv[7], created=x.now)
+        x.hset(x.keys[0], email=x.argv[5], name=x.argv[6], pw=x.argv[7], pwnf="1", created=x.now)
         return ["OK", x.events]
 
     def _op_user_delete(self, x: _Script) -> Reply:
@@ -471,7 +472,7 @@ class MemoryStore:
                     x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
                 if isinstance(index, set):
                     index.discard(sid)
-            x.new_session(k[5], k[6], a[12], int(a[13]), 2, x.now, s.get("remember", "0"),
+            x.new_session(k[5], k[6], a[12], a[13], 2, x.now, s.get("remember", "0"),
                           x.merge_amr(s.get("amr", ""), a[14]))
             x.hset(k[5], auth=s.get("auth") or s["created"])
             if "pwd" in s:
