@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from .clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "AuthMethods",
+    "BackupCodePolicy",
     "BanataAuthConfig",
     "PasskeyConfig",
     "PasswordHashing",
@@ -62,6 +65,41 @@ class PasswordHashing:
     p: int = 1
 
 
+_CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+@dataclass(frozen=True)
+class BackupCodePolicy:
+    """Backup (recovery) codes: ``length`` characters drawn from ``alphabet``, shown in groups of
+    ``group`` characters joined by '-' (0: ungrouped); how many is ``Policies.backup_code_count``.
+    Input is read case-insensitively with spaces and dashes ignored, so the alphabet is upper-case
+    letters and digits only. The default is the product docs' 8 of A-Z0-9 (about 41 bits a code);
+    ``BackupCodePolicy.nist()`` gives 13 (about 67 bits, NIST SP 800-63B-4's 64 for saved recovery
+    codes), shown as ``XXXXX-XXXXX-XXX``."""
+
+    length: int = 8
+    alphabet: str = _CODE_ALPHABET
+    group: int = 0
+
+    def __post_init__(self) -> None:
+        if not 6 <= self.length <= 32 or not 0 <= self.group <= self.length:
+            raise ValueError("BackupCodePolicy: length must be 6..32 and group 0..length")
+        if (len(set(self.alphabet)) != len(self.alphabet) or len(self.alphabet) < 10
+                or any(c not in _CODE_ALPHABET for c in self.alphabet)):
+            raise ValueError("BackupCodePolicy.alphabet must be at least 10 distinct characters of A-Z0-9 "
+                             "(input is upper-cased, so lower-case letters would never match)")
+
+    @property
+    def bits(self) -> float:
+        """Entropy of one code in bits."""
+        return self.length * math.log2(len(self.alphabet))
+
+    @classmethod
+    def nist(cls) -> BackupCodePolicy:
+        """At least 64 bits a code (NIST SP 800-63B-4): 13 of A-Z0-9 (about 67 bits), in fives."""
+        return cls(length=13, group=5)
+
+
 @dataclass(frozen=True)
 class Policies:
     """Limits from the contract's 'exact rules'. Times are in seconds."""
@@ -101,6 +139,28 @@ class Policies:
     # its own account back to back made the server hash without bound (about 0.1 CPU-s each).
     password_hashes_per_address: int = 60
     password_hash_window: int = 60
+    # Lifetimes of aal 2 sessions (after a second factor), 0 = none beyond ``session_ttl`` (7 days,
+    # as better-auth). NIST SP 800-63B-4 AAL2: an overall timeout of at most 24 h (from sign-in; a
+    # step-up does not restart it) and an inactivity timeout of at most 1 h SHOULD apply: see
+    # ``Policies.nist_aal2()``. Inactivity counts protected requests, recorded about once a minute.
+    aal2_max_lifetime: int = 0
+    aal2_idle_timeout: int = 0
+    # Backup (recovery) codes: how many, how long, which characters (``BackupCodePolicy``).
+    backup_codes: BackupCodePolicy = field(default_factory=lambda: BackupCodePolicy())
+
+    def __post_init__(self) -> None:
+        if self.aal2_max_lifetime < 0 or self.aal2_idle_timeout < 0:
+            raise ValueError("Policies.aal2_max_lifetime and aal2_idle_timeout are seconds, 0 (none) or more")
+
+    @classmethod
+    def nist_aal2(cls, **overrides: Any) -> Policies:
+        """Policies meeting NIST SP 800-63B-4 AAL2's SHOULDs: aal 2 sessions end 24 h after sign-in
+        and after 1 h without a request; backup codes of 13 characters (``BackupCodePolicy.nist()``,
+        about 67 bits; the SP asks at least 64 for saved recovery codes). ``overrides`` win."""
+        settings: dict[str, Any] = {"aal2_max_lifetime": 24 * 3600, "aal2_idle_timeout": 3600,
+                                    "backup_codes": BackupCodePolicy.nist()}
+        settings.update(overrides)
+        return cls(**settings)
 
 
 @dataclass(frozen=True)
@@ -154,7 +214,9 @@ class BanataAuthConfig:
     (303) when there is no session / only a pending second factor; JSON callers get 401 / 403.
 
     Paths: ``public_paths`` pass through untouched; ``fresh_paths`` maps a path to the maximum
-    age in seconds of the session's last second factor; everything else is protected unless
+    age in seconds of the session's last second factor; ``phishing_resistant_paths`` need a
+    session whose sign-in used a passkey (its ``amr`` has ``pop``; 403
+    PHISHING_RESISTANT_FACTOR_REQUIRED otherwise); everything else is protected unless
     ``protect_by_default`` is off. A pattern ending in ``*`` is a prefix, otherwise exact.
     """
 
@@ -166,6 +228,7 @@ class BanataAuthConfig:
     base_path: str = "/api/auth"
     public_paths: tuple[str, ...] = ()
     fresh_paths: Mapping[str, int] = field(default_factory=dict)
+    phishing_resistant_paths: tuple[str, ...] = ()
     protect_by_default: bool = True
     require_two_factor: bool = False
     sign_in_page: str | None = None
@@ -181,7 +244,7 @@ class BanataAuthConfig:
     clock: Clock = SYSTEM_CLOCK
 
     def __post_init__(self) -> None:
-        for name in ("public_paths", "trusted_origins", "previous_secrets"):
+        for name in ("public_paths", "phishing_resistant_paths", "trusted_origins", "previous_secrets"):
             _not_a_str(f"BanataAuthConfig.{name}", getattr(self, name))
         for name, value in [("secret", self.secret), *[("previous_secrets", s) for s in self.previous_secrets]]:
             if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
@@ -198,18 +261,22 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
         if not 32 <= self.policies.ipv6_throttle_prefix <= 128:
             raise ValueError("Policies.ipv6_throttle_prefix must be 32..128 (an IPv6 prefix length; 64 is usual)")
-        for pattern in self.fresh_paths:
+        for name, pattern in [*(("fresh_paths", p) for p in self.fresh_paths),
+                              *(("phishing_resistant_paths", p) for p in self.phishing_resistant_paths)]:
             # The auth endpoints are answered by the middleware before any path rule is read, so
             # a rule on them would be silently ignored: refuse it (they have their own rule).
+            if not isinstance(pattern, str):
+                continue  # refused with the reason below (_check_pattern)
             head = pattern[:-1] if pattern.endswith("*") else pattern
             if head == self.base_path or head.startswith(self.base_path + "/"):
                 raise ValueError(
-                    f"BanataAuthConfig.fresh_paths: {pattern!r} lies under base_path {self.base_path!r}, where the "
+                    f"BanataAuthConfig.{name}: {pattern!r} lies under base_path {self.base_path!r}, where the "
                     "middleware answers itself; factor changes there need a fresh second factor anyway "
                     "(Policies.factor_change_max_age)")
         if any("{" in c or "}" in c for c in self.key_prefix):
             raise ValueError("BanataAuthConfig.key_prefix must not contain braces (they make hash tags)")
-        for name, patterns in (("public_paths", self.public_paths), ("fresh_paths", list(self.fresh_paths))):
+        for name, patterns in (("public_paths", self.public_paths), ("fresh_paths", list(self.fresh_paths)),
+                               ("phishing_resistant_paths", self.phishing_resistant_paths)):
             for pattern in patterns:
                 _check_pattern(f"BanataAuthConfig.{name}", pattern)
 

@@ -55,6 +55,22 @@ def _retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
 
 UNAUTHORIZED = ("UNAUTHORIZED", "sign in first")
 
+# How the user authenticated, as RFC 8176 'amr' values (stored space-separated on the session).
+# A backup code is a NIST look-up secret: single use, something you have. RFC 8176 has no value of
+# its own for it; 'otp' (one-time password) is the nearest, while 'kba' means knowledge-based
+# authentication (security questions), which NIST SP 800-63B-4 does not allow as an authenticator.
+# The audit event two_factor.verified still names the method ('totp' or 'backup').
+AMR_PASSWORD = "pwd"
+AMR_OTP = "otp"
+# A passkey: 'pop', proof of possession of a key (RFC 8176: unlike 'hwk'/'swk', it leaves open
+# whether the key is hardware- or software-secured, which we cannot tell without attestation), and
+# 'user', the user-presence test every assertion passes. With user verification (a PIN or
+# biometric, modality unknown) the passkey is two factors in one: 'mfa' as well.
+AMR_PASSKEY = "pop user"
+AMR_PASSKEY_VERIFIED = "pop user mfa"
+# The last-use time ('seen') of a session is written at most this often (guard.lua).
+SEEN_GRANULARITY_MS = 60_000
+
 
 def _ask_hook(hook: PasswordVerifier, uid: str, password: str) -> bool | None:
     """The app's ``verify_password``; None when it raised. A broken hook (its database down, a bug)
@@ -101,6 +117,7 @@ class Guarded(NamedTuple):
     mfa_ms: int
     two_factor_enabled: bool
     pending: bool
+    amr: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +162,7 @@ class Flows:
         self.challenge_cookie = prefix + "banata.two_factor"
         self.trust_cookie = prefix + "banata.trust_device"
         self.cookie_names: tuple[str, ...] = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
+        self.aal2_limits = bool(self.policies.aal2_max_lifetime or self.policies.aal2_idle_timeout)
 
     # -- small pieces ----------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -216,7 +234,8 @@ class Flows:
         session = _pairs(reply[1]) or None
         challenge = _pairs(reply[2]) or None
         revoked_at = int(user.get("revoked_at", "0"))
-        if session is not None and (int(session.get("exp", "0")) <= now or int(session["created"]) <= revoked_at):
+        if session is not None and (int(session.get("exp", "0")) <= now or int(session["created"]) <= revoked_at
+                                    or (self.aal2_limits and self.aal2_expired(session, now))):
             session = None
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
@@ -250,14 +269,31 @@ class Flows:
             return None
         uid, sid, cid, _ = ids
         r = yield Op("guard", self.keys.for_guard(uid, sid or "-", cid or "-"),
-                     (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
+                     (self.now_ms(), "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
+                      self.policies.aal2_idle_timeout * 1000))
         now = self.now_ms()
         revoked_at = int(r[1] or 0)
         session_live = r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at
+        if session_live and self.aal2_limits:
+            session_live = not self.aal2_expired({"created": r[3], "aal": r[4], "auth": r[9], "seen": r[10]}, now)
         pending_live = r[6] is not None and int(r[6]) > now and int(r[7]) > revoked_at
         if not session_live:
             return Guarded(uid, "", 0, 0, r[0] == "1", pending_live)
-        return Guarded(uid, sid, int(r[4] or 1), int(r[5] or 0), r[0] == "1", pending_live)
+        return Guarded(uid, sid, int(r[4] or 1), int(r[5] or 0), r[0] == "1", pending_live, tuple((r[8] or "").split()))
+
+    def aal2_expired(self, session: dict[str, Any], now: int) -> bool:
+        """An aal 2 session past ``Policies.aal2_max_lifetime`` since its sign-in ('auth', kept
+        across step-up rotations, else 'created') or idle past ``aal2_idle_timeout`` since its last
+        use ('seen', written coarsely by guard.lua, else 'created'). The same rule for the guard
+        (pass-through requests) and ``load`` (endpoints); guard.lua never refreshes 'seen' on a
+        session idle past the timeout, so once over, it stays over."""
+        p = self.policies
+        if int(session.get("aal") or 1) < 2:
+            return False
+        created = int(session.get("created") or 0)
+        if p.aal2_max_lifetime and now - int(session.get("auth") or created) > p.aal2_max_lifetime * 1000:
+            return True
+        return bool(p.aal2_idle_timeout) and now - int(session.get("seen") or created) > p.aal2_idle_timeout * 1000
 
     def require_session(self, req: Request) -> Flow[Caller]:
         caller = yield from self.load_caller(req)
@@ -405,13 +441,13 @@ class Flows:
 
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool,
-                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]] | None]:
+                    password_checked: bool, amr: str = AMR_PASSWORD) -> Flow[tuple[str, tuple[str, str]] | None]:
         """(token, Set-Cookie) of a new session, or None when an aal 1 session is refused because
         2FA was turned on after the caller was loaded (``session_create.lua``)."""
         token, sid = self.session_tokens.issue(uid)
         reply = yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
                                         (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
-                                         "1" if password_checked else "0"), req, sid)
+                                         "1" if password_checked else "0", amr), req, sid)
         if reply[0] != "OK":
             return None
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
@@ -441,7 +477,9 @@ class Flows:
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
                  k.sessions(uid), k.trusted_devices(uid)),
-                (sid, self.session_spec(), "1" if remember else "0"), req, sid)
+                # The trust was made by a TOTP or backup code answer (challenge_answer.lua), which the
+                # session inherits like its mfa time.
+                (sid, self.session_spec(), "1" if remember else "0", f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
             if reply[0] == "OK":
@@ -582,9 +620,12 @@ class Flows:
         if caller is None or caller.session is None:
             return json_response(200, None)
         s = caller.session
-        session = {"id": caller.sid, "userId": caller.uid, "expiresAt": _iso(s.get("exp")),
+        exp, aal = int(s.get("exp", "0")), int(s.get("aal", "1"))
+        if aal >= 2 and self.policies.aal2_max_lifetime:
+            exp = min(exp, int(s.get("auth") or s["created"]) + self.policies.aal2_max_lifetime * 1000)
+        session = {"id": caller.sid, "userId": caller.uid, "expiresAt": _iso(exp),
                    "createdAt": _iso(s.get("created")), "mfaVerifiedAt": _iso(s.get("mfa")),
-                   "aal": int(s.get("aal", "1"))}
+                   "aal": aal, "amr": s.get("amr", "").split()}
         user = self.user_json(caller)
         user["backupCodesNeedRegeneration"] = self.backup_codes_stale(caller)
         return json_response(200, {"session": session, "user": user})
@@ -593,8 +634,10 @@ class Flows:
     def _new_backup_codes(self, count: int | None = None) -> tuple[list[str], list[str]]:
         """New codes, and what the scripts store for them: the id of the key they are hashed under
         (``codes_kid``), then their keyed hashes."""
-        codes = generate_codes(self.policies.backup_code_count if count is None else count)
-        return codes, [self.keyring.current_code_key_id, *(self.keyring.hash_code(c) for c in codes)]
+        codes = generate_codes(self.policies.backup_code_count if count is None else count, self.policies.backup_codes)
+        # Hashed as typed back (normalize_code: no group dashes), shown as generated.
+        return codes, [self.keyring.current_code_key_id,
+                       *(self.keyring.hash_code(normalize_code(c) or c) for c in codes)]
 
     def backup_codes_stale(self, caller: Caller) -> bool:
         """The user's backup codes were hashed under a secret no longer configured (dropped from
@@ -719,7 +762,7 @@ class Flows:
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, proof, ct, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
+             p.user_lock_failures, p.user_lock_seconds * 1000, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
         status = reply[0]
         if status == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
@@ -745,7 +788,7 @@ class Flows:
             (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
              k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000, sid, self.session_spec()), req, sid)
+             p.user_lock_seconds * 1000, sid, self.session_spec(), AMR_OTP), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"

@@ -11,7 +11,7 @@ from .effects import Flow
 from .errors import AuthError
 from .flows import Flows
 from .http import Body, Identity, Request, Response, error_response, read_json
-from .policy import PathPolicy, ambiguous_path
+from .policy import PHISHING_RESISTANT_AMR, PathPolicy, ambiguous_path
 from .session_flows import SessionFlows
 
 __all__ = ["PUBLIC_PASS", "Gateway"]
@@ -29,7 +29,8 @@ class Gateway:
         self.config = config
         self.flows = flows
         self.base = config.base_path
-        self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default)
+        self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
+                                 phishing_resistant=config.phishing_resistant_paths)
         self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
         f = flows
         routes: dict[tuple[str, str], Handler] = {
@@ -144,7 +145,11 @@ class Gateway:
         if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
             raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
                             f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
-        return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled)
+        if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
+            raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
+                            "sign in with a passkey to open this page (a password with a code is not enough here)")
+        return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
+                        g.amr)
 
     def _check_origin(self, request: Request) -> None:
         """CSRF: a state-changing request that carries one of our cookies must come from the site.

@@ -50,6 +50,8 @@ class Identity(NamedTuple):
     """Who the caller is, handed to the wrapped app as ``scope["banata"]`` / ``environ["banata"]``.
 
     ``session_id`` is the stored (hashed) id, safe to log; the token itself is never exposed.
+    ``amr``: how the user authenticated, RFC 8176 values (``pwd``, ``otp``, ``pop``, ``user``,
+    ``mfa``; see README), empty for sessions made before it was recorded.
     Immutable; a NamedTuple because one is made per authenticated request.
     """
 
@@ -58,6 +60,7 @@ class Identity(NamedTuple):
     aal: int
     mfa_verified_at: float | None
     two_factor_enabled: bool
+    amr: tuple[str, ...] = ()
 
 
 _JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]

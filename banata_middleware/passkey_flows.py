@@ -11,7 +11,7 @@ from typing import Any
 from .crypto import hash_token
 from .effects import Flow, Op
 from .errors import AuthError
-from .flows import UNAUTHORIZED, Caller, Flows, _iso
+from .flows import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Flows, _iso
 from .http import Body, Request, Response, json_response
 from .passkeys import (
     authentication_options,
@@ -193,12 +193,15 @@ class PasskeyFlows:
         # verify-totp's, it rotates the session (the old one, which a thief may hold, ends).
         current = f.session_tokens.read(f._session_token(req)) if mode == "passwordless" else None
         replaced = current[1] if current is not None and current[0] == owner else ""
+        amr = AMR_PASSKEY_VERIFIED if user_verified else AMR_PASSKEY
+        if pending is not None:  # a password opened every pending sign-in (challenge_create.lua)
+            amr = f"{AMR_PASSWORD} {amr}"
         reply = yield from f._commit(
             "passkey_sign_in", owner,
             (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
              k.sessions(owner), k.session(owner, replaced or "-")),
             (cred_id, new_count, mode, "1" if user_verified else "0", sid, f.session_spec(),
-             "1" if remember else "0", replaced), req, sid)
+             "1" if remember else "0", replaced, amr), req, sid)
         status = reply[0]
         if status == "SESSION":
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).

@@ -486,7 +486,7 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     read = flows.session_tokens.read(token)
     assert read is not None
     uid, sid = read
-    op = Op("guard", flows.keys.for_guard(uid, sid, "-"), (flows.now_ms(), "1", "0"))
+    op = Op("guard", flows.keys.for_guard(uid, sid, "-"), (flows.now_ms(), "1", "0", 60_000, 0))
     reply = auth.store.execute(op)
 
     class Canned:  # answers the guard op with the reply the memory store gave: the flow's own cost
@@ -528,7 +528,7 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
         ("        parse_cookies (3 cookies)", timed_loop(lambda: parse_cookies(headers["cookie"]))),
         ("        TokenSigner.read (cached)", timed_loop(lambda: flows.session_tokens.read(token))),
         ("      Op(...) with keys.for_guard and now_ms", timed_loop(
-            lambda: Op("guard", flows.keys.for_guard(uid, sid, "-"), (flows.now_ms(), "1", "0")))),
+            lambda: Op("guard", flows.keys.for_guard(uid, sid, "-"), (flows.now_ms(), "1", "0", 60_000, 0)))),
         ("      reading the reply into Guarded", timed_loop(
             lambda: (int(reply[1] or 0), int(reply[2]) > 0, int(reply[3]) > 0,
                      Guarded(uid, sid, int(reply[4] or 1), int(reply[5] or 0), reply[0] == "1", False)))),

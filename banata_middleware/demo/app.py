@@ -49,6 +49,11 @@ async def me(request: StarletteRequest) -> JSONResponse:
     return JSONResponse({"userId": ident.user_id, "aal": ident.aal})
 
 
+async def sign_in_methods(request: StarletteRequest) -> JSONResponse:
+    """How the caller signed in (``Identity.amr``: RFC 8176 values)."""
+    return JSONResponse({"amr": list(_identity(request).amr)})
+
+
 async def sensitive(request: StarletteRequest) -> JSONResponse:
     return JSONResponse({"ok": True})
 
@@ -75,6 +80,7 @@ def starlette_app(auth: BanataAuth) -> BanataMiddleware:
         *(Route(path, _page(path), methods=["GET"]) for path in pages.PAGES),
         Route("/dashboard", dashboard, methods=["GET"]),
         Route("/api/me", me, methods=["GET"]),
+        Route("/api/amr", sign_in_methods, methods=["GET"]),
         Route("/api/sensitive", sensitive, methods=["POST"]),
         Route("/demo/qr", qr, methods=["POST"]),
         Route("/static/{name}", static, methods=["GET"]),

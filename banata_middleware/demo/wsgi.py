@@ -56,6 +56,10 @@ def me(request: Request) -> Response:
     return _json({"userId": ident.user_id, "aal": ident.aal})
 
 
+def sign_in_methods(request: Request) -> Response:
+    return _json({"amr": list(_identity(request).amr)})
+
+
 def sensitive(request: Request) -> Response:
     return _json({"ok": True})
 
@@ -74,12 +78,14 @@ def qr(request: Request) -> Response:
 
 
 _VIEWS: dict[str, Callable[..., Response]] = {
-    "page": page, "dashboard": dashboard, "me": me, "sensitive": sensitive, "static": static, "qr": qr,
+    "page": page, "dashboard": dashboard, "me": me, "amr": sign_in_methods, "sensitive": sensitive,
+    "static": static, "qr": qr,
 }
 _URLS = Map([
     *(Rule(path, endpoint="page", methods=["GET"], defaults={"path": path}) for path in pages.PAGES),
     Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
     Rule("/api/me", endpoint="me", methods=["GET"]),
+    Rule("/api/amr", endpoint="amr", methods=["GET"]),
     Rule("/api/sensitive", endpoint="sensitive", methods=["POST"]),
     Rule("/demo/qr", endpoint="qr", methods=["POST"]),
     Rule("/static/<name>", endpoint="static", methods=["GET"]),

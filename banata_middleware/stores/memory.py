@@ -55,18 +55,18 @@ class _Script:
         self.events.append(kind)
 
     def new_session(
-        self, skey: str, index: str, sid: str, spec: int | str, aal: object, mfa: object, remember: str
+        self, skey: str, index: str, sid: str, spec: int | str, aal: object, mfa: object, remember: str, amr: str
     ) -> None:
         parts = str(spec).split(",")
         long, short, cap = (int(p) for p in parts) if len(parts) == 3 else (int(spec), int(spec), 0)
         ttl_ms = long if remember == "1" else short
         self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
-                             "mfa": _num(mfa), "remember": remember}
+                             "mfa": _num(mfa), "remember": remember, "amr": amr}
         self.s.expire(skey, ttl_ms)
         self.hset(skey, ip=self.argv[1], ua=self.argv[2], seen=self.now)
         self.s.data.setdefault(index, set()).add(sid)
         self.s.expire(index, long)
-        self.audit("session.created", sid)
+        self.audit("session.created", sid, amr)
         self.cap_sessions(skey, index, sid, cap, long)
 
     def cap_sessions(self, skey: str, index: str, sid: str, cap: int, ttl_ms: int) -> None:
@@ -120,6 +120,10 @@ class _Script:
             self.s.delete(prefix + old)
             del devices[old]
             self.audit("trusted_device.revoked", "", "cap")
+
+    @staticmethod
+    def merge_amr(a: str, b: str) -> str:
+        return " ".join(dict.fromkeys(f"{a} {b}".split()))
 
     def locked_until(self, u: dict[str, str]) -> int:
         lock = int(u.get("lock_until", "0"))
@@ -224,7 +228,7 @@ class MemoryStore:
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
         }
-        # Read-only operations on the per-request path skip the script machinery.
+        # The per-request guard skips the script machinery (it writes at most a session's last use).
         self._reads: dict[str, Callable[[tuple[str, ...], tuple[str | int, ...]], Reply]] = {
             "guard": self._read_guard,
         }
@@ -303,17 +307,22 @@ class MemoryStore:
         return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
 
     def _read_guard(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
-        """Twin of guard.lua. Records carry their own ``exp`` (checked by the caller), so the
-        garbage-collection expiry is not consulted here."""
+        """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
+        (checked by the caller), so the garbage-collection expiry is not consulted here."""
         data = self.data
         u = data.get(k[0]) or {}
         s = (data.get(k[1]) or {}) if args[1] == "1" else {}
-        now = int(args[0])
-        if "exp" in s and int(s["exp"]) > now and now - int(s.get("seen", "0")) >= 60000:
-            s["seen"] = str(now)  # last use, to the minute (guard.lua)
         c = (data.get(k[2]) or {}) if args[2] == "1" else {}
-        return [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
-                c.get("exp"), c.get("created")]
+        reply = [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
+                 c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), s.get("seen")]
+        if s:
+            now = int(args[0])
+            since = now - int(s.get("seen") or s.get("created") or now)
+            if since >= int(args[3]) and int(s.get("exp") or 0) > now:
+                idle = int(args[4])
+                if not (idle > 0 and int(s.get("aal") or 1) >= 2 and since > idle):
+                    s["seen"] = str(now)
+        return reply
 
     def _op_index(self, x: _Script) -> Reply:
         key, mode, uid = x.keys[0], x.argv[1], x.argv[2]
@@ -401,7 +410,7 @@ class MemoryStore:
         a = x.argv
         if int(a[7]) < 2 and x.hash(x.keys[0]).get("tfa") == "1":
             return ["TWO_FACTOR_ON", x.events]
-        x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9])
+        x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9], a[11])
         if a[10] == "1":
             x.hset(x.keys[2], pwd=x.now)
         return ["OK", x.events]
@@ -438,7 +447,7 @@ class MemoryStore:
             x.audit("two_factor.verified", a[8], a[5])
             if a[5] == "backup":
                 x.audit("two_factor.backup_code_used", a[8])
-            x.new_session(k[4], k[5], a[8], a[9], 2, x.now, ch.get("remember", "0"))
+            x.new_session(k[4], k[5], a[8], a[9], 2, x.now, ch.get("remember", "0"), a[14])
             if a[10] == "1":
                 ttl = int(a[11])
                 self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now),
@@ -501,7 +510,9 @@ class MemoryStore:
                     x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
                 if isinstance(index, set):
                     index.discard(sid)
-            x.new_session(k[5], k[6], a[12], a[13], 2, x.now, s.get("remember", "0"))
+            x.new_session(k[5], k[6], a[12], a[13], 2, x.now, s.get("remember", "0"),
+                          x.merge_amr(s.get("amr", ""), a[14]))
+            x.hset(k[5], auth=s.get("auth") or s["created"])
             if "pwd" in s:
                 x.hset(k[5], pwd=s["pwd"])
             return ["OK", x.events, x.scard(k[3])]
@@ -527,7 +538,7 @@ class MemoryStore:
         if isinstance(devices, dict):
             devices.pop(_key_id(k[2]), None)
         x.index_device(k[6], k[3], exp - x.now, t["gen"])
-        x.new_session(k[4], k[5], a[5], a[6], 2, t["mfa"], a[7])
+        x.new_session(k[4], k[5], a[5], a[6], 2, t["mfa"], a[7], a[8])
         return ["OK", x.events, exp]
 
     def _op_two_factor_begin(self, x: _Script) -> Reply:
@@ -644,7 +655,7 @@ class MemoryStore:
         if second_factor:
             self.delete(k[3])
             x.hset(k[0], fails=0, streak=0)
-            x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"))
+            x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"), a[13])
             return ["SESSION", x.events, ch.get("remember", "0")]
         if a[12] != "":
             if self.delete(k[6]) == 1:
@@ -652,7 +663,7 @@ class MemoryStore:
             index = self.get(k[5])
             if isinstance(index, set):
                 index.discard(a[12])
-        x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11])
+        x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11], a[13])
         return ["SESSION", x.events, a[11]]
 
     def _op_two_factor_import(self, x: _Script) -> Reply:

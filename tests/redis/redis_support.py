@@ -97,7 +97,7 @@ def build_app(kind: str, *, redis_url: str, clock: FrozenClock, timeout: float =
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     # Every browser of these suites signs up from 127.0.0.1 on one Redis under a frozen clock: lift
     # the per-address sign-up throttle (tests/contract/test_sign_up_throttle.py tests it).
-    overrides.setdefault("policies", Policies(sign_up_per_address=100_000))
+    overrides.setdefault("policies", Policies(sign_up_per_address=100_000, password_hashes_per_address=100_000))
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, **overrides)
     fresh = RedisStore.from_url(redis_url, timeout=timeout)
     store = RecordingRedisStore(fresh.sync, fresh.aio)

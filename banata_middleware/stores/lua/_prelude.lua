@@ -55,20 +55,31 @@ local function cap_sessions(skey, index, sid, cap, ttl_ms)
   end
 end
 
+-- The RFC 8176 methods of two 'amr' fields (space-separated) together, each once, in order.
+local function merge_amr(a, b)
+  local out, seen = {}, {}
+  for m in string.gmatch((a or '') .. ' ' .. (b or ''), '%S+') do
+    if not seen[m] then seen[m] = true; out[#out + 1] = m end
+  end
+  return table.concat(out, ' ')
+end
+
 -- spec: "<ttl ms if remembered>,<ttl ms if not>,<cap of live sessions per user>" (Flows.session_spec),
--- or a plain ttl in ms (the same for both, no cap).
-local function new_session(skey, index, sid, spec, aal, mfa, remember)
+-- or a plain ttl in ms (the same for both, no cap). amr: how the user authenticated, RFC 8176
+-- values space-separated ('pwd otp'; Flows.AMR_*), also the session.created event's detail.
+local function new_session(skey, index, sid, spec, aal, mfa, remember, amr)
   local long, short, cap = string.match(tostring(spec), '^(%d+),(%d+),(%d+)$')
   if not long then long, short, cap = spec, spec, 0 end
   local ttl_ms = tonumber(long)
   if remember ~= '1' then ttl_ms = tonumber(short) end
-  redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember)
+  redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember,
+    'amr', amr)
   redis.call('PEXPIRE', skey, ttl_ms)
   -- For the user's list of sessions (session_list.lua); 'seen' (last use) is refreshed by guard.lua.
   redis.call('HSET', skey, 'ip', ARGV[2], 'ua', ARGV[3], 'seen', NOW)
   redis.call('SADD', index, sid)
   redis.call('PEXPIRE', index, tonumber(long))
-  audit('session.created', sid)
+  audit('session.created', sid, amr)
   cap_sessions(skey, index, sid, tonumber(cap), tonumber(long))
 end
 

@@ -7,7 +7,8 @@
 -- KEYS: user, audit, challenge, backup codes, new session, session index, new trust record,
 -- trusted devices index.
 -- ARGV[6..14]: method (totp|backup), proof, secret ciphertext checked against, new session id
--- hash, session spec (see new_session), trust device (1|0), trust ttl ms, failures before lock, lock ms.
+-- hash, session spec (see new_session), trust device (1|0), trust ttl ms, failures before lock, lock ms,
+-- amr of the new session (see new_session).
 local ch = hash(KEYS[3])
 local u = hash(KEYS[1])
 local refusal = challenge_refusal(ch, u, ARGV[6])
@@ -21,7 +22,7 @@ if proof_ok(u, ARGV[6], ARGV[7], ARGV[8], KEYS[4]) then
   redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
   audit('two_factor.verified', ARGV[9], ARGV[6])
   if ARGV[6] == 'backup' then audit('two_factor.backup_code_used', ARGV[9]) end
-  new_session(KEYS[5], KEYS[6], ARGV[9], ARGV[10], 2, NOW, ch.remember)
+  new_session(KEYS[5], KEYS[6], ARGV[9], ARGV[10], 2, NOW, ch.remember, ARGV[15])
   if ARGV[11] == '1' then
     local ttl = tonumber(ARGV[12])
     redis.call('HSET', KEYS[7], 'exp', NOW + ttl, 'gen', u.gen or '0', 'mfa', NOW, 'created', NOW,

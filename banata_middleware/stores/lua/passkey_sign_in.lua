@@ -12,8 +12,9 @@
 -- A passwordless sign-in in a browser signed in as the same user is a step-up: the session it
 -- replaces ends here (rotation, as in session_answer.lua).
 -- KEYS: user, audit, passkeys, pending challenge, new session, session index, replaced session.
--- ARGV[6..13]: credential id, new sign count, mode (second_factor|passwordless), user verified,
--- new session id hash, session spec (see new_session), remember me, replaced session id hash ('' if none).
+-- ARGV[6..14]: credential id, new sign count, mode (second_factor|passwordless), user verified,
+-- new session id hash, session spec (see new_session), remember me, replaced session id hash
+-- ('' if none), amr (see new_session).
 -- Reply: status, events, and with SESSION the remember-me flag the session was made with.
 local second_factor = ARGV[8] == 'second_factor'
 if not second_factor and ARGV[9] ~= '1' then return {'UV_REQUIRED', EVENTS} end
@@ -42,12 +43,12 @@ audit('passkey.authenticated', ARGV[10], ARGV[6])
 if second_factor then
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[1], 'fails', 0, 'streak', 0)
-  new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ch.remember)
+  new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ch.remember, ARGV[14])
   return {'SESSION', EVENTS, ch.remember or '0'}
 end
 if ARGV[13] ~= '' then
   if redis.call('DEL', KEYS[7]) == 1 then audit('session.revoked', ARGV[13], 'rotated') end
   redis.call('SREM', KEYS[6], ARGV[13])
 end
-new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ARGV[12])
+new_session(KEYS[5], KEYS[6], ARGV[10], ARGV[11], 2, NOW, ARGV[12], ARGV[14])
 return {'SESSION', EVENTS, ARGV[12]}

@@ -5,9 +5,12 @@
 -- On success the session is rotated (a new id; the old one, which a thief may hold, ends here)
 -- and enrolment ends every other session of the user: none of them passed the new factor.
 -- KEYS: user, audit, session, backup codes, pending backup codes, new session, session index.
--- ARGV[6..14]: mode (enrol|stepup), method, proof, secret ciphertext checked against,
+-- ARGV[6..15]: mode (enrol|stepup), method, proof, secret ciphertext checked against,
 -- session id hash, failures before lock, lock ms, new session id hash, session spec (see new_session:
--- the rotated session keeps rememberMe's lifetime and counts toward the cap of sessions per user).
+-- the rotated session keeps rememberMe's lifetime and counts toward the cap of sessions per user),
+-- amr of the factor given (added to the session's: see new_session).
+-- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
+-- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
 local s = hash(KEYS[3])
 local u = hash(KEYS[1])
 -- revoked_at: an administrator's "end every session" that ran after the caller was loaded.
@@ -51,7 +54,8 @@ if ok then
     end
     redis.call('SREM', KEYS[7], sid)
   end
-  new_session(KEYS[6], KEYS[7], ARGV[13], ARGV[14], 2, NOW, s.remember or '0')
+  new_session(KEYS[6], KEYS[7], ARGV[13], ARGV[14], 2, NOW, s.remember or '0', merge_amr(s.amr, ARGV[15]))
+  redis.call('HSET', KEYS[6], 'auth', s.auth or s.created)
   if s.pwd then redis.call('HSET', KEYS[6], 'pwd', s.pwd) end
   return {'OK', EVENTS, redis.call('SCARD', KEYS[4])}
 end

@@ -4,7 +4,7 @@
 -- often it is used (renewing it on each use meant it never ended for a regular user).
 -- KEYS: user, audit, old trust record, new trust record, new session, session index, trusted
 -- devices index (the device keeps its place in it under the new id).
--- ARGV[6..8]: new session id hash, session spec (see new_session), remember me.
+-- ARGV[6..9]: new session id hash, session spec (see new_session), remember me, amr (see new_session).
 -- Reply: status, events, trust expiry ms.
 local t = hash(KEYS[3])
 local u = hash(KEYS[1])
@@ -17,5 +17,5 @@ redis.call('HSET', KEYS[4], 'exp', t.exp, 'gen', t.gen, 'mfa', t.mfa, 'created',
 redis.call('PEXPIRE', KEYS[4], tonumber(t.exp) - NOW)
 redis.call('ZREM', KEYS[7], key_id(KEYS[3]))
 index_device(KEYS[7], KEYS[4], tonumber(t.exp) - NOW, t.gen)
-new_session(KEYS[5], KEYS[6], ARGV[6], ARGV[7], 2, t.mfa, ARGV[8])
+new_session(KEYS[5], KEYS[6], ARGV[6], ARGV[7], 2, t.mfa, ARGV[8], ARGV[9])
 return {'OK', EVENTS, tonumber(t.exp)}
