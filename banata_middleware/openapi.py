@@ -118,10 +118,11 @@ _POST: dict[int, tuple[str, ...]] = {400: ("VALIDATION_ERROR",), 415: ("VALIDATI
                                      403: ("INVALID_ORIGIN",)}
 
 # Security requirements: who may call. Names are keys of components.securitySchemes.
-SESSION = ({"sessionCookie": []}, {"bearerToken": []})
-PENDING_OR_SESSION = ({"twoFactorCookie": []}, *SESSION)
-OPTIONAL_SESSION = ({}, *SESSION)  # {} = anonymous callers too
-ANYONE: tuple[dict[str, list[str]], ...] = ()
+Security = tuple[dict[str, list[str]], ...]
+SESSION: Security = ({"sessionCookie": []}, {"bearerToken": []})
+PENDING_OR_SESSION: Security = ({"twoFactorCookie": []}, *SESSION)
+OPTIONAL_SESSION: Security = ({}, *SESSION)  # {} = anonymous callers too
+ANYONE: Security = ()
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Success:
 class Endpoint:
     summary: str
     tag: str
-    security: tuple[dict[str, list[str]], ...]
+    security: Security
     success: Success
     body: Schema | None = None
     query: Mapping[str, Schema] = field(default_factory=dict)
@@ -167,6 +168,9 @@ def _status_and(*fields: tuple[str, Schema], required: tuple[str, ...] = ()) -> 
     return _object({"status": _TRUE, **dict(fields)}, ("status", *required))
 
 
+# credential_id_of: an assertion names its credential in ``id`` (base64url).
+_ASSERTION = _object({"id": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 1400}}, ("id",)) | {
+    "description": "the browser's assertion as JSON (PublicKeyCredential, binary fields base64url)"}
 _BACKUP_LEFT = ("backupCodesRemaining", {"type": "integer", "minimum": 0})
 _VERIFY_MODES = ("With the `two_factor` cookie (sign-in challenge): `{token, user}`, a new session cookie, "
                  "the challenge cookie cleared. With a session: enrolment (2FA set up, not yet confirmed) "
@@ -220,8 +224,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                 409: ("TWO_FACTOR_SECRET_UNREADABLE",), 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
     ("POST", "/two-factor/verify-backup-code"): Endpoint(
         "Answer a sign-in challenge or step up with a backup code", "two-factor", PENDING_OR_SESSION,
-        Success({"anyOf": [_object({"token": {"type": "string"}, "user": _ref("User"), _BACKUP_LEFT[0]: _BACKUP_LEFT[1]},
-                                   ("token", "user", "backupCodesRemaining")),
+        Success({"anyOf": [_object({"token": {"type": "string"}, "user": _ref("User"),
+                                    _BACKUP_LEFT[0]: _BACKUP_LEFT[1]}, ("token", "user", "backupCodesRemaining")),
                            _status_and(("token", {"type": "string"}), ("user", _ref("User")), _BACKUP_LEFT,
                                        required=("token", "user", "backupCodesRemaining"))]},
                 _VERIFY_MODES, ("session", "two_factor", "trust_device")),
@@ -260,15 +264,14 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         errors={400: ("CHALLENGE_NOT_FOUND", "FAILED_TO_VERIFY_REGISTRATION"), 401: ("UNAUTHORIZED",),
                 403: _PASSKEY_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED",)}),
     ("GET", "/passkey/generate-authenticate-options"): Endpoint(
-        "Options to sign in with a passkey", "passkey", OPTIONAL_SESSION + ({"twoFactorCookie": []},),
+        "Options to sign in with a passkey", "passkey", (*OPTIONAL_SESSION, {"twoFactorCookie": []}),
         Success(_ref("RequestOptions"), "the options; the ceremony travels in the `passkey` cookie",
                 ("passkey",))),
     ("POST", "/passkey/verify-authentication"): Endpoint(
         "Sign in with a passkey (or answer a sign-in challenge with one)", "passkey",
         ({}, {"twoFactorCookie": []}),
         Success(_ref("TokenAndUser"), "signed in", ("session", "passkey", "two_factor")),
-        body=_object({"response": _object({"id": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 1400}}, ("id",)) | {
-            "description": "the browser's assertion as JSON (PublicKeyCredential, binary fields base64url)"},
+        body=_object({"response": _ASSERTION,
                       "rememberMe": {"type": "boolean"}}, ("response",)),
         reads=("passkey",),
         errors={400: ("CHALLENGE_NOT_FOUND",), 401: ("AUTHENTICATION_FAILED", "PASSKEY_NOT_FOUND", "UNAUTHORIZED"),

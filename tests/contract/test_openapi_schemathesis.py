@@ -14,17 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from harness import SITE
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from servers import SERVER_KINDS, serve
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
-from servers import SERVER_KINDS, serve  # noqa: E402
-
-from banata_middleware import BanataAuth, PasswordHashing, Policies  # noqa: E402
-from banata_middleware.demo.pages import demo_config  # noqa: E402
-from banata_middleware.openapi import openapi_document  # noqa: E402
+from banata_middleware import BanataAuth, PasswordHashing, Policies
+from banata_middleware.demo.pages import demo_config
+from banata_middleware.openapi import openapi_document
 
 SECRET = "schemathesis-secret-" + "x" * 32
 PASSWORD = "correct horse battery staple"
