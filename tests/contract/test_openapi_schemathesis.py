@@ -14,15 +14,25 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
-from harness import SITE
+from harness import SITE, T0
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    positive_data_acceptance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from servers import SERVER_KINDS, serve
 
 from banata_middleware import BanataAuth, PasswordHashing, Policies
 from banata_middleware.demo.pages import demo_config
 from banata_middleware.openapi import openapi_document
+from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
+from banata_middleware.simulator.clocks import FrozenClock
 
 SECRET = "schemathesis-secret-" + "x" * 32
 PASSWORD = "correct horse battery staple"
@@ -35,7 +45,10 @@ def _config(**overrides: Any) -> Any:
 
 
 def _app(kind: str) -> Any:
-    auth = BanataAuth(_config())
+    return _wrap(BanataAuth(_config()), kind)
+
+
+def _wrap(auth: BanataAuth, kind: str) -> Any:
     if kind == "asgi":
         from banata_middleware.demo.app import starlette_app
 
@@ -75,3 +88,84 @@ def test_every_answer_matches_the_document(case: Any, server: tuple[str, str]) -
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
     case._has_explicit_auth = True  # what schemathesis's own auth providers mark (auths.py)
     case.call_and_validate(base_url=base_url, headers={"origin": SITE}, excluded_checks=EXCLUDED)
+
+
+# -- every mode's success answer, walked like a browser -------------------------------------------
+# Random data rarely gets past a password or a TOTP code, so the success shapes (and the modes of
+# verify-totp / verify-backup-code) are walked here with real values, each answer checked against
+# the document by schemathesis's conformance checks.
+CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
+               response_headers_conformance, response_schema_conformance]
+BASE = "/api/auth"
+
+
+class Walker:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()  # the cookie jar a browser keeps
+
+    def call(self, method: str, path: str, body: Any = None, *, expect: int = 200,
+             query: dict[str, str] | None = None) -> Any:
+        operation = schema[BASE + path][method]
+        kwargs: dict[str, Any] = {"headers": {"origin": SITE}, "query": query}
+        if method == "POST":
+            kwargs.update(body={} if body is None else body, media_type="application/json")
+        r = operation.Case(**kwargs).call_and_validate(base_url=self.base_url, session=self.session,
+                                                       checks=CONFORMANCE)
+        assert r.status_code == expect, (method, path, r.status_code, r.text)
+        return r.json()
+
+
+def _other_code(device: VirtualAuthenticator) -> str:
+    """A code no step of the window accepts now."""
+    taken = {device.code(steps=s) for s in (-1, 0, 1)}
+    return next(c for c in (f"{n:06d}" for n in range(1_000_000)) if c not in taken)
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_every_mode_answers_as_documented(kind: str) -> None:
+    clock = FrozenClock(T0)
+    auth = BanataAuth(_config(clock=clock))
+    email = "walker@example.com"
+    with serve(_wrap(auth, kind), kind) as base_url:
+        w = Walker(base_url)
+        w.call("GET", "/openapi.json")
+        w.call("POST", "/sign-up/email", {"email": email, "password": PASSWORD, "name": "W"})
+        w.call("GET", "/get-session")
+        enabled = w.call("POST", "/two-factor/enable", {"password": PASSWORD, "issuer": "Walk"})
+        codes = enabled["backupCodes"]
+        device = VirtualAuthenticator.from_uri(enabled["totpURI"], clock=clock)
+        w.call("POST", "/two-factor/get-totp-uri", {"password": PASSWORD})
+        assert w.call("POST", "/two-factor/verify-totp", {"code": device.code()})["status"] is True  # enrolment
+        clock.advance(30)
+        w.call("POST", "/two-factor/verify-totp", {"code": device.code()})  # step-up
+        codes = w.call("POST", "/two-factor/generate-backup-codes", {"password": PASSWORD})["backupCodes"]
+        key = VirtualPasskey()
+        options = w.call("GET", "/passkey/generate-register-options", query={"name": "Laptop"})
+        passkey = w.call("POST", "/passkey/verify-registration", {"response": key.create(options, origin=SITE)})
+        assert w.call("GET", "/passkey/list-user-passkeys")[0]["id"] == passkey["id"]
+        w.call("POST", "/passkey/update-passkey", {"id": passkey["id"], "name": "Phone"})
+        w.call("POST", "/sign-out")
+        # sign-in challenge answered with a backup code, then a backup-code step-up in the session
+        assert w.call("POST", "/sign-in/email", {"email": email, "password": PASSWORD}, expect=403)[
+            "twoFactorRedirect"] is True
+        w.call("POST", "/two-factor/verify-backup-code", {"code": codes[0]})
+        w.call("POST", "/two-factor/verify-backup-code", {"code": codes[1]})
+        w.call("POST", "/sign-out")
+        # a wrong code on the challenge (attemptsRemaining), then the right one trusting the device
+        w.call("POST", "/sign-in/email", {"email": email, "password": PASSWORD, "rememberMe": False}, expect=403)
+        clock.advance(30)
+        assert w.call("POST", "/two-factor/verify-totp", {"code": _other_code(device)}, expect=401)[
+            "attemptsRemaining"] == 4
+        w.call("POST", "/two-factor/verify-totp", {"code": device.code(), "trustDevice": True})
+        w.call("POST", "/sign-out")
+        w.call("POST", "/sign-in/email", {"email": email, "password": PASSWORD})  # trusted: no challenge
+        w.call("POST", "/sign-out")
+        # passwordless passkey sign-in, then factor changes it makes fresh
+        options = w.call("GET", "/passkey/generate-authenticate-options")
+        w.call("POST", "/passkey/verify-authentication", {"response": key.get(options, origin=SITE)})
+        w.call("POST", "/passkey/delete-passkey", {"id": passkey["id"]})
+        w.call("POST", "/two-factor/disable", {"password": PASSWORD})
+        assert w.call("GET", "/get-session")["user"]["twoFactorEnabled"] is False
+        w.call("POST", "/sign-out")
+        assert w.call("GET", "/get-session") is None
