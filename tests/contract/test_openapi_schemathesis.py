@@ -1,5 +1,5 @@
-"""schemathesis against real servers: uvicorn running the Starlette demo app, and a threaded Werkzeug
-server running the WSGI demo app, both on the in-memory store. Every answer must match the OpenAPI
+"""schemathesis against real servers: uvicorn running the Starlette demo app on Redis, and a threaded
+Werkzeug server running the WSGI demo app on the in-memory store. Every answer must match the OpenAPI
 document (status, content type, body schema, headers) and none may be a 5xx.
 
 Each operation is called anonymously and with a live session (a bearer token, and the site's
@@ -9,6 +9,7 @@ operation, no deadline (CI machines are slow).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,8 +34,13 @@ from banata_middleware.demo.pages import demo_config
 from banata_middleware.openapi import openapi_document
 from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 from banata_middleware.simulator.clocks import FrozenClock
+from banata_middleware.stores.redis import RedisStore
+
+pytestmark = pytest.mark.redis
 
 SECRET = "schemathesis-secret-" + "x" * 32
+# Examples per operation and pass: few in CI (bounded time); raise it for a deeper local hunt.
+EXAMPLES = int(os.environ.get("BANATA_SCHEMATHESIS_EXAMPLES", "25"))
 PASSWORD = "correct horse battery staple"
 
 
@@ -42,10 +48,6 @@ def _config(**overrides: Any) -> Any:
     # A cheap hash; a sign-up throttle high enough that the fuzzer's sign-ups mostly reach the flow.
     return demo_config(secret=SECRET, site_url=SITE, password_hashing=PasswordHashing(n=2**8),
                        policies=Policies(sign_up_per_address=10_000), serve_openapi=True, **overrides)
-
-
-def _app(kind: str) -> Any:
-    return _wrap(BanataAuth(_config()), kind)
 
 
 def _wrap(auth: BanataAuth, kind: str) -> Any:
@@ -61,10 +63,21 @@ def _wrap(auth: BanataAuth, kind: str) -> Any:
 schema = schemathesis.openapi.from_dict(openapi_document(BanataAuth(_config()).gateway))
 
 
-@pytest.fixture(scope="module", params=SERVER_KINDS)
+# Both adapters; production's uvicorn + Redis (the Lua scripts), Werkzeug on the in-memory twin.
+SERVERS = [("asgi", "redis"), *(("wsgi", "memory") for kind in SERVER_KINDS if kind == "wsgi")]
+
+
+@pytest.fixture(scope="module", params=SERVERS, ids=[f"{k}-{s}" for k, s in SERVERS])
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(base URL, a session's bearer token) of a fresh server of each kind."""
-    with serve(_app(request.param), request.param) as base_url:
+    kind, store_kind = request.param
+    store: Any = None
+    if store_kind == "redis":
+        redis_server = request.getfixturevalue("redis_server")
+        with redis_server.client() as c:
+            c.flushall()
+        store = RedisStore.from_url(redis_server.url)
+    with serve(_wrap(BanataAuth(_config(), store=store), kind), kind) as base_url:
         r = httpx.post(f"{base_url}/api/auth/sign-up/email", json={"email": "fuzz@example.com", "password": PASSWORD})
         assert r.status_code == 200, r.text
         yield base_url, r.json()["token"]
@@ -77,7 +90,7 @@ EXCLUDED = [positive_data_acceptance]
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_answer_matches_the_document(case: Any, server: tuple[str, str]) -> None:
     base_url, token = server
     case.call_and_validate(base_url=base_url, headers={"origin": SITE}, excluded_checks=EXCLUDED)
