@@ -11,6 +11,7 @@ docs/http-api.md is the human contract this mirrors.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,7 @@ class Endpoint:
     reads: tuple[str, ...] = ()  # optional cookies read besides the security ones (logical names)
     errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
+    links: Mapping[str, Schema] = field(default_factory=dict)  # OpenAPI links of the success answer
 
 
 _PASSWORD_BODY = _object({"password": _text(128)}, ("password",))
@@ -178,6 +180,14 @@ _VERIFY_MODES = ("With the `two_factor` cookie (sign-in challenge): `{token, use
                  "the challenge cookie cleared. With a session: enrolment (2FA set up, not yet confirmed) "
                  "or step-up; `{status: true, token, user}` and the session rotated (new cookie and token).")
 
+# Where a signed-in answer leads (schemathesis follows these in its stateful run): the session
+# cookie it sets authenticates the next call, and the password just typed is the re-check's.
+_SIGNED_IN_LINKS: dict[str, Schema] = {
+    "getSession": {"operationId": "get_session", "description": "the session just made"},
+    "enable": {"operationId": "two_factor_enable", "description": "set up TOTP in the new session",
+               "requestBody": {"password": "$request.body#/password"}},
+}
+
 # Keys as in ``Gateway.routes``: (method, path under base_path).
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/sign-up/email"): Endpoint(
@@ -185,14 +195,17 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_ref("TokenAndUser"), "signed up and signed in", ("session",)),
         body=_object({"email": _EMAIL, "password": _text(128), "name": _text(128, optional=True)},
                      ("email", "password")),
-        errors={400: ("PASSWORD_TOO_SHORT",), 422: ("USER_ALREADY_EXISTS",), 429: ("TOO_MANY_REQUESTS",)}),
+        errors={400: ("PASSWORD_TOO_SHORT",), 422: ("USER_ALREADY_EXISTS",), 429: ("TOO_MANY_REQUESTS",)},
+        links=_SIGNED_IN_LINKS | {"signIn": {
+            "operationId": "sign_in_email", "description": "sign in again with the same email and password",
+            "requestBody": {"email": "$request.body#/email", "password": "$request.body#/password"}}}),
     ("POST", "/sign-in/email"): Endpoint(
         "Sign in with email and password", "primary", ANYONE,
         Success(_ref("TokenAndUser"), "signed in (no second factor due, or a trusted device)",
                 ("session", "trust_device")),
         body=_object({"email": _EMAIL, "password": _text(128), "rememberMe": {"type": "boolean"}},
                      ("email", "password")),
-        reads=("trust_device",),
+        reads=("trust_device",), links=_SIGNED_IN_LINKS,
         errors={401: ("INVALID_EMAIL_OR_PASSWORD",), 403: ("TWO_FACTOR_REQUIRED",),
                 429: ("TOO_MANY_REQUESTS", "ACCOUNT_TEMPORARILY_LOCKED")},
         description="When the user has 2FA on, the answer is the challenge (`TWO_FACTOR_REQUIRED`, "
@@ -318,7 +331,12 @@ def _error_schema(codes: tuple[str, ...]) -> Schema:
     return variants[0] if len(variants) == 1 else {"oneOf": variants}
 
 
-def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], challenge_status: int) -> Schema:
+def _operation_id(key: tuple[str, str]) -> str:
+    return key[1].strip("/").replace("/", "_").replace("-", "_").replace(".", "_")
+
+
+def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], challenge_status: int,
+               operation_ids: set[str]) -> Schema:
     method = key[0]
     errors = _merge(_EVERY, _POST if method == "POST" else {}, ep.errors)
     success: Schema = ep.success.schema
@@ -328,6 +346,8 @@ def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], c
         success = {"anyOf": [success, _CHALLENGE_BODY]}
     ok: Schema = {"description": ep.success.description,
                   "content": {"application/json": {"schema": success}}}
+    if ep.links:
+        ok["links"] = {name: dict(link) for name, link in ep.links.items() if link["operationId"] in operation_ids}
     if ep.success.sets:
         names = ", ".join(f"`{cookies[c]}`" for c in ep.success.sets if c in cookies)
         ok["headers"] = {"Set-Cookie": {"description": f"sets or clears (when the mode calls for it): {names}",
@@ -343,7 +363,7 @@ def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], c
             resp["headers"] = {"Retry-After": {"description": "seconds to wait",
                                                "schema": {"type": "integer", "minimum": 1}}}
         responses[str(status)] = resp
-    op: Schema = {"operationId": key[1].strip("/").replace("/", "_").replace("-", "_").replace(".", "_"),
+    op: Schema = {"operationId": _operation_id(key),
                   "summary": ep.summary, "tags": [ep.tag], "responses": responses,
                   "security": [dict(s) for s in ep.security]}
     if ep.description:
@@ -355,7 +375,7 @@ def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], c
     if params:
         op["parameters"] = params
     if ep.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": copy.deepcopy(ep.body)}}}
     return op
 
 
@@ -368,10 +388,15 @@ def openapi_document(gateway: Gateway) -> dict[str, Any]:
     by_role = {name.removeprefix("__Host-"): name for name in gateway.flows.cookie_names}
     cookies = {role: by_role[plain] for role, plain in _COOKIE_ROLES.items() if plain in by_role}
     paths: dict[str, dict[str, Any]] = {}
+    operation_ids = {_operation_id(key) for key in gateway.routes}
     for key in sorted(gateway.routes, key=lambda k: (k[1], k[0])):
         ep = ENDPOINTS[key]  # a route without an entry must not ship undocumented
         paths.setdefault(gateway.base + key[1], {})[key[0].lower()] = _operation(
-            key, ep, cookies, config.challenge_status)
+            key, ep, cookies, config.challenge_status, operation_ids)
+    if ("POST", "/sign-up/email") in gateway.routes:
+        # Shorter (after NFKC normalization) answers 400 PASSWORD_TOO_SHORT.
+        body = paths[gateway.base + "/sign-up/email"]["post"]["requestBody"]["content"]["application/json"]
+        body["schema"]["properties"]["password"]["minLength"] = config.policies.password_min_length
     schemes: dict[str, Schema] = {
         "bearerToken": {"type": "http", "scheme": "bearer",
                         "description": "the `token` of a sign-in answer (same value as the session cookie)"},
@@ -393,5 +418,5 @@ def openapi_document(gateway: Gateway) -> dict[str, Any]:
                 "See docs/http-api.md."),
         },
         "paths": paths,
-        "components": {"schemas": COMPONENTS, "securitySchemes": schemes},
+        "components": {"schemas": copy.deepcopy(COMPONENTS), "securitySchemes": schemes},
     }

@@ -182,3 +182,41 @@ def test_every_mode_answers_as_documented(kind: str) -> None:
         assert w.call("GET", "/get-session")["user"]["twoFactorEnabled"] is False
         w.call("POST", "/sign-out")
         assert w.call("GET", "/get-session") is None
+
+
+# -- schemathesis's stateful run, following the document's links ----------------------------------
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_stateful_links_sign_up_then_enable(kind: str) -> None:
+    """sign-up → get-session / enable / sign-in as the links say: each scenario keeps one cookie jar
+    (a browser), so the session sign-up sets authenticates the calls its links lead to. Each scenario
+    gets a fresh app (an empty store): hypothesis replays scenarios and needs the same answers."""
+    current: list[Any] = []
+
+    def fresh() -> None:
+        current[:] = [_wrap(BanataAuth(_config()), kind)]
+
+    if kind == "asgi":
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await current[0](scope, receive, send)
+    else:
+        def app(environ: Any, start_response: Any) -> Any:  # type: ignore[misc]
+            return current[0](environ, start_response)
+
+    fresh()
+    linked = schemathesis.openapi.from_dict(schema.raw_schema)
+    linked.config.generation.update(with_security_parameters=False)  # the jar's cookie, not a made-up one
+    with serve(app, kind) as base_url:
+
+        class Browser(linked.as_state_machine()):  # type: ignore[misc]
+            def setup(self) -> None:
+                fresh()
+                self.jar = requests.Session()
+
+            def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+                return {"base_url": base_url, "session": self.jar, "headers": {"origin": SITE}}
+
+            def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kw: Any) -> None:
+                case.validate_response(response, checks=CONFORMANCE)
+
+        Browser.run(settings=settings(max_examples=EXAMPLES, stateful_step_count=4, deadline=None,
+                                      suppress_health_check=list(HealthCheck)))
