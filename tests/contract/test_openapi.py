@@ -14,7 +14,7 @@ import pytest
 from harness import SECRET, SITE, Stack
 from openapi_spec_validator import validate
 
-from banata_middleware import AuthMethods, BanataAuth, PasskeyConfig
+from banata_middleware import AuthMethods, BanataAuth, PasskeyConfig, Policies
 from banata_middleware.cli import main
 from banata_middleware.config import BanataAuthConfig
 from banata_middleware.openapi import ENDPOINTS, openapi_document
@@ -52,6 +52,18 @@ def test_the_document_lists_only_what_the_configuration_serves() -> None:
     paths = set(openapi_document(gateway)["paths"])
     assert "/auth/two-factor/enable" in paths and "/auth/get-session" in paths
     assert not any("sign-up" in p or "passkey" in p or "openapi.json" in p for p in paths)
+
+
+def test_links_lead_only_to_served_operations_and_limits_follow_the_policies() -> None:
+    doc = openapi_document(_auth(auth_methods=AuthMethods(email_password=True, two_factor=False),
+                                 policies=Policies(password_min_length=12)).gateway)
+    sign_up = doc["paths"]["/api/auth/sign-up/email"]["post"]
+    assert set(sign_up["responses"]["200"]["links"]) == {"getSession", "signIn"}  # no enable without 2FA
+    body = sign_up["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["password"]["minLength"] == 12
+    # the table itself is untouched (each document gets its own copy)
+    assert openapi_document(_auth().gateway)["paths"]["/api/auth/sign-up/email"]["post"]["requestBody"][
+        "content"]["application/json"]["schema"]["properties"]["password"]["minLength"] == 8
 
 
 @pytest.mark.parametrize("site_url", ["http://localhost:3000", "https://app.example"])
