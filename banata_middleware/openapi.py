@@ -233,7 +233,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                            _status_and(("token", {"type": "string"}), ("user", _ref("User")),
                                        required=("token", "user"))]},
                 _VERIFY_MODES, ("session", "two_factor", "trust_device")),
-        body=_VERIFY_BODY, reads=("trust_device",),
+        body=_VERIFY_BODY,
         errors={400: ("TWO_FACTOR_NOT_ENABLED",),
                 401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"),
                 409: ("TWO_FACTOR_SECRET_UNREADABLE",), 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
@@ -244,7 +244,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                            _status_and(("token", {"type": "string"}), ("user", _ref("User")), _BACKUP_LEFT,
                                        required=("token", "user", "backupCodesRemaining"))]},
                 _VERIFY_MODES, ("session", "two_factor", "trust_device")),
-        body=_VERIFY_BODY, reads=("trust_device",),
+        body=_VERIFY_BODY,
         errors={400: ("TWO_FACTOR_NOT_ENABLED",),
                 401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"),
                 409: ("BACKUP_CODES_NEED_REGENERATION",), 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
@@ -360,7 +360,7 @@ def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], c
         resp: Schema = {"description": ", ".join(codes),
                         "content": {"application/json": {"schema": _error_schema(codes)}}}
         if _RETRY_AFTER_CODES & set(codes):
-            resp["headers"] = {"Retry-After": {"description": "seconds to wait",
+            resp["headers"] = {"Retry-After": {"description": "seconds to wait", "required": True,
                                                "schema": {"type": "integer", "minimum": 1}}}
         responses[str(status)] = resp
     op: Schema = {"operationId": _operation_id(key),
