@@ -96,6 +96,11 @@ class Policies:
     # Sign-up attempts per client address per window, counted before any password hashing.
     sign_up_per_address: int = 20
     sign_up_window: int = 10 * 60
+    # Password hashes (scrypt) one client address may cause per window on sign-in and password
+    # re-checks, right passwords included: failures are throttled above, but a client signing in to
+    # its own account back to back made the server hash without bound (about 0.1 CPU-s each).
+    password_hashes_per_address: int = 60
+    password_hash_window: int = 60
 
 
 @dataclass(frozen=True)

@@ -320,6 +320,7 @@ class Flows:
         retry, _ = yield from self._password_gate(account_idx, address_idx, "peek")
         if retry:
             raise self._too_many(retry)
+        yield from self._hash_budget(address_idx)
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
         if stored is None and hook is not None:
@@ -328,7 +329,7 @@ class Flows:
                 raise AuthError(503, "PASSWORD_CHECK_UNAVAILABLE",
                                 "the password cannot be checked right now; try again shortly")
         else:
-            ok = yield from self._password_matches(caller.uid, stored, password, req)
+            ok = yield from self._password_matches(caller.uid, caller.user, password, req)
         if not ok:
             # Counted in the account's slot, then audited in the user's (two slots: two ops).
             yield from self._password_gate(account_idx, address_idx, "hit")
@@ -351,20 +352,34 @@ class Flows:
                         "the stored authenticator secret cannot be read; use a backup code or a passkey, "
                         "or ask an administrator to reset two-factor authentication")
 
-    def _password_matches(self, uid: str, stored: str | None, password: str, req: Request | None) -> Flow[bool]:
-        """The password against a stored hash, NFKC-normalized (``passwords``). A hash made before
-        normalization matches the raw form: tried once, then replaced by the normalized hash."""
+    def _password_matches(self, uid: str, user: dict[str, str] | None, password: str,
+                          req: Request | None) -> Flow[bool]:
+        """The password against the user's stored hash (None: an unknown user, checked against the
+        dummy hash), NFKC-normalized (``passwords``). A hash made before normalization (a record
+        without ``pwnf``) matches the raw form: tried once, then replaced by the normalized hash.
+        Only those records pay a second hash, so a guess that NFKC changes costs one hash elsewhere."""
+        stored = user.get("pw") if user else None
         normalized = normalize_password(password)
         if (yield Compute(lambda: self.hasher.verify(normalized, stored))):
             return True
-        if normalized == password:
+        if normalized == password or stored is None or user is None or user.get("pwnf") == "1":
             return False
-        # Runs for unknown users too (against the dummy hash): the same cost either way.
-        if not (yield Compute(lambda: self.hasher.verify(password, stored))) or stored is None:
+        if not (yield Compute(lambda: self.hasher.verify(password, stored))):
             return False
         new_hash = yield Compute(lambda: self.hasher.hash(normalized))
         yield from self._commit("password_rehash", uid, (), (stored, new_hash), req)
         return True
+
+    def _hash_budget(self, address_idx: str) -> Flow[None]:
+        """Counts one password hash for the client address (group), before it runs: past
+        ``password_hashes_per_address`` per ``password_hash_window`` the answer is 429, right
+        password or not, so one client can make the server hash only so much."""
+        p = self.policies
+        retry: int = yield Op("throttle", (self.keys.address_hashes(address_idx),),
+                              (self.now_ms(), "hit", p.password_hash_window * 1000, p.password_hashes_per_address + 1))
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many password checks from this address; try again later",
+                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
 
     def _password_gate(self, account_idx: str, address_idx: str, mode: str) -> Flow[tuple[int, bool]]:
         """``lua/password_gate.lua``: (ms until this account may be tried from this address, whether
@@ -390,11 +405,15 @@ class Flows:
 
     def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
                     remember: bool,
-                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]]]:
+                    password_checked: bool) -> Flow[tuple[str, tuple[str, str]] | None]:
+        """(token, Set-Cookie) of a new session, or None when an aal 1 session is refused because
+        2FA was turned on after the caller was loaded (``session_create.lua``)."""
         token, sid = self.session_tokens.issue(uid)
-        yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
-                                 "1" if password_checked else "0"), req, sid)
+        reply = yield from self._commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
+                                        (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
+                                         "1" if password_checked else "0"), req, sid)
+        if reply[0] != "OK":
+            return None
         return token, self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)
 
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
@@ -407,9 +426,12 @@ class Flows:
         uid = caller.uid
         if not caller.two_factor_enabled:
             # After the app's password check (sign-in, or the host's own via begin_second_factor).
-            token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember,
-                                                        password_checked=True)
-            return SignInResult(False, [], token, [cookie[1]])
+            made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember, password_checked=True)
+            if made is not None:
+                return SignInResult(False, [], made[0], [made[1][1]])
+            # 2FA was confirmed while this sign-in was under way (the enrolment ended every other
+            # session; this one must not slip past it): the second factor is due after all.
+            caller = yield from self.load(uid)
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
             new_trust, new_tid = self.trust_tokens.issue(uid)
@@ -418,7 +440,7 @@ class Flows:
             reply = yield from self._commit(
                 "trust_use", uid,
                 (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
-                 k.sessions(uid)),
+                 k.sessions(uid), k.trusted_devices(uid)),
                 (sid, self.session_spec(), "1" if remember else "0"), req, sid)
             if reply[0] == "LOCKED":
                 raise self.locked_error(int(reply[2]))
@@ -472,9 +494,12 @@ class Flows:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups from this address; try again later",
                             headers=_retry_after(self.now_ms() + retry, self.now_ms()))
         email = self._email(body)
-        password = normalize_password(body.text("password", max_len=128))
+        typed = body.text("password", max_len=128)
+        password = normalize_password(typed)
         name = body.text("name", max_len=128, required=False)
-        if len(password) < self.policies.password_min_length:
+        # Counted as typed too: NFKC expands some characters (U+FDFA is 18), none of which makes a
+        # one-character password long.
+        if min(len(typed), len(password)) < self.policies.password_min_length:
             raise AuthError(400, "PASSWORD_TOO_SHORT",
                             f"the password must have at least {self.policies.password_min_length} characters")
         # A taken email is refused before hashing. The 422 itself already tells that the address has
@@ -482,7 +507,7 @@ class Flows:
         # address that is free still costs one hash, as before. The claim below stays the authority
         # (two sign-ups racing for one address).
         if (yield from self._find_email(email)):
-            raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
+            raise self._email_taken()
         pw = yield Compute(lambda: self.hasher.hash(password))
         uid = new_token(16)
         yield from self._commit("user_create", uid, (), (email, name, pw), req)
@@ -494,10 +519,17 @@ class Flows:
                 yield Op("index", (email_key,), (self.now_ms(), "release", uid))
         if taken:
             yield from self._commit("user_delete", uid, (), (), req)
-            raise AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
-        token, cookie = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
+            raise self._email_taken()
+        made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
+        if made is None:  # 2FA on an account created an instant ago: only an administrator's import does that
+            raise AuthError(409, "TWO_FACTOR_REQUIRED", "two-factor authentication was turned on; sign in")
+        token, cookie = made
         caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
+
+    @staticmethod
+    def _email_taken() -> AuthError:
+        return AuthError(422, "USER_ALREADY_EXISTS", "a user with this email already exists")
 
     def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
         retry: int = yield Op("throttle", (key,), (self.now_ms(), mode, self.policies.sign_in_window * 1000, limit))
@@ -511,20 +543,22 @@ class Flows:
         email_idx = self.keyring.index(email)
         address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
         address_key = self.keys.address_failures(address_idx)
-        retry, known = yield from self._password_gate(email_idx, address_idx, "peek")
+        retry, _ = yield from self._password_gate(email_idx, address_idx, "peek")
         retry = max(retry, (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
         if retry:
             raise self._too_many(retry)
+        yield from self._hash_budget(address_idx)
         uid = yield from self._find_email(email)
         caller = (yield from self.load(uid)) if uid else None
-        stored = caller.user.get("pw") if caller else None
-        ok = yield from self._password_matches(uid, stored, password, req)
+        ok = yield from self._password_matches(uid, caller.user if caller else None, password, req)
         if not ok or caller is None:
             yield from self._password_gate(email_idx, address_idx, "hit")
             yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
             raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
-        if not known:  # raises the bar for the account's guessers, never for this address
-            yield from self._password_gate(email_idx, address_idx, "known")
+        # Renewed at every right password (not only the first), so an address in daily use stays known.
+        # Recorded before the second factor: after it would cost a verification a third round trip
+        # (DESIGN rule 3; the known list lives in the account's slot, the challenge in the user's).
+        yield from self._password_gate(email_idx, address_idx, "known")
         result = yield from self.start_sign_in(req, caller, remember=remember)
         return self.sign_in_response(caller, result)
 
@@ -652,8 +686,10 @@ class Flows:
         if lock:
             raise self.locked_error(lock)
         user = caller.user
-        enrolling = caller.challenge is None and not caller.two_factor_enabled
-        if not caller.two_factor_enabled and (method == "backup" or "pending_secret" not in user):
+        # Without 2FA on, only enrolment is left: in the session that set it up. A challenge cookie
+        # still in the browser (a sign-in abandoned before 2FA was turned off) plays no part.
+        enrolling = not caller.two_factor_enabled
+        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -669,7 +705,7 @@ class Flows:
             ct = ""
             normalized = normalize_code(code)
             proof = " ".join(self.keyring.code_candidates(normalized)) if normalized else ""
-        if caller.challenge is not None:
+        if caller.challenge is not None and not enrolling:
             return (yield from self._answer_challenge(req, caller, method, proof, ct, trust))
         return (yield from self._answer_in_session(req, caller, method, proof, ct, enrolling))
 
@@ -681,7 +717,7 @@ class Flows:
         reply = yield from self._commit(
             "challenge_answer", uid,
             (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
-             k.trust(uid, trust_id)),
+             k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, proof, ct, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
              p.user_lock_failures, p.user_lock_seconds * 1000), req, sid)
         status = reply[0]
@@ -701,14 +737,15 @@ class Flows:
     def _answer_in_session(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
                            enrolling: bool) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
-        # The session is rotated (new id, old one ended) in the script that accepts the proof.
+        # The session is rotated (new id, old one ended) in the script that accepts the proof; made
+        # by the session spec, so it keeps rememberMe:false's short lifetime and counts toward the cap.
         token, sid = self.session_tokens.issue(uid)
         reply = yield from self._commit(
             "session_answer", uid,
             (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
              k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000, sid, p.session_ttl * 1000), req, sid)
+             p.user_lock_seconds * 1000, sid, self.session_spec()), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"

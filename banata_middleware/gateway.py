@@ -13,6 +13,7 @@ from .errors import AuthError
 from .flows import Flows
 from .http import Body, Identity, Request, Response, error_response, read_json
 from .policy import PathPolicy, ambiguous_path
+from .session_flows import SessionFlows
 
 __all__ = ["PUBLIC_PASS", "Gateway"]
 
@@ -36,6 +37,13 @@ class Gateway:
             ("POST", "/sign-out"): lambda r, b: f.sign_out(r),
             ("GET", "/get-session"): lambda r, b: f.get_session(r),
         }
+        sf = SessionFlows(flows)
+        routes.update({
+            ("GET", "/list-sessions"): sf.list_sessions,
+            ("POST", "/revoke-session"): sf.revoke_session,
+            ("POST", "/revoke-other-sessions"): sf.revoke_other_sessions,
+            ("POST", "/revoke-sessions"): sf.revoke_sessions,
+        })
         if config.auth_methods.email_password:
             routes[("POST", "/sign-up/email")] = f.sign_up
             routes[("POST", "/sign-in/email")] = f.sign_in
@@ -47,6 +55,9 @@ class Gateway:
                 ("POST", "/two-factor/disable"): f.disable,
                 ("POST", "/two-factor/get-totp-uri"): f.get_totp_uri,
                 ("POST", "/two-factor/generate-backup-codes"): f.generate_backup_codes,
+                ("GET", "/two-factor/list-trusted-devices"): sf.list_trusted_devices,
+                ("POST", "/two-factor/revoke-trusted-device"): sf.revoke_trusted_device,
+                ("POST", "/two-factor/revoke-trusted-devices"): sf.revoke_trusted_devices,
             })
         if config.auth_methods.passkey:
             from .passkey_flows import PasskeyFlows  # py_webauthn is the 'passkeys' extra

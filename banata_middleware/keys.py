@@ -51,6 +51,11 @@ class Keys:
     def trust(self, uid: str, tid_hash: str) -> str:
         return self._u(uid) + ":td:" + tid_hash
 
+    def trusted_devices(self, uid: str) -> str:
+        """Sorted set: the user's trust record ids -> last use, for their list of trusted devices
+        (bounded: ``index_device`` in ``lua/_prelude.lua``)."""
+        return self._u(uid) + ":tds"
+
     def backup_codes(self, uid: str) -> str:
         return self._u(uid) + ":bc"
 
@@ -86,6 +91,10 @@ class Keys:
 
     def address_failures(self, address_index: str) -> str:
         return f"{self.prefix}:{{a:{address_index}}}:fails"
+
+    def address_hashes(self, address_index: str) -> str:
+        """Password hashes one client address caused in the current window (sign-in, re-checks)."""
+        return f"{self.prefix}:{{a:{address_index}}}:hashes"
 
     def address_sign_ups(self, address_index: str) -> str:
         """Sign-up attempts from one client address (counted whatever their outcome)."""

@@ -127,6 +127,9 @@ class PasskeyFlows:
             "id": passkey.credential_id, "name": name or ceremony.get("name") or "Passkey",
             "publicKey": passkey.public_key, "signCount": passkey.sign_count, "createdAt": self.f.now_ms(),
             "deviceType": passkey.device_type, "backedUp": passkey.backed_up, "aaguid": passkey.aaguid,
+            # Registered without user verification: one factor for good (passkey_sign_in.lua), even
+            # if its later assertions report UV (a thief can set a PIN on a stolen key that had none).
+            "uv": passkey.user_verified,
         }
         session_key, max_age_ms = self.f.factor_change_args(caller)
         reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid), *session_key),
@@ -186,12 +189,16 @@ class PasskeyFlows:
         token, sid = f.session_tokens.issue(owner)
         remember = body.data.get("rememberMe", True) is not False
         mode = "second_factor" if pending is not None else "passwordless"
+        # A passwordless sign-in in a browser already signed in as the owner is a step-up: like
+        # verify-totp's, it rotates the session (the old one, which a thief may hold, ends).
+        current = f.session_tokens.read(f._session_token(req)) if mode == "passwordless" else None
+        replaced = current[1] if current is not None and current[0] == owner else ""
         reply = yield from f._commit(
             "passkey_sign_in", owner,
             (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
-             k.sessions(owner)),
+             k.sessions(owner), k.session(owner, replaced or "-")),
             (cred_id, new_count, mode, "1" if user_verified else "0", sid, f.session_spec(),
-             "1" if remember else "0"), req, sid)
+             "1" if remember else "0", replaced), req, sid)
         status = reply[0]
         if status == "SESSION":
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).
@@ -203,8 +210,9 @@ class PasskeyFlows:
             return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
         if status == "UV_REQUIRED":
             raise AuthError(401, "AUTHENTICATION_FAILED",
-                            "this passkey did not verify you with a PIN or biometric, so it cannot sign in on "
-                            "its own; sign in with your password and use it as the second factor")
+                            "this passkey did not verify you with a PIN or biometric (or was registered without "
+                            "one), so it cannot sign in on its own; sign in with your password and use it as the "
+                            "second factor, or register it again with its PIN")
         if status == "SAME_FACTOR":
             raise AuthError(401, "AUTHENTICATION_FAILED",
                             "a passkey cannot answer this sign-in; use your authenticator app or a backup code")

@@ -23,6 +23,7 @@ __all__ = ["MemoryStore"]
 Reply = Any
 FAILURE_CEILING = 100  # as lua/_prelude.lua
 FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
+TRUSTED_DEVICES_CAP = 20  # as lua/_prelude.lua
 
 
 class _Script:
@@ -62,6 +63,7 @@ class _Script:
         self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
                              "mfa": _num(mfa), "remember": remember}
         self.s.expire(skey, ttl_ms)
+        self.hset(skey, ip=self.argv[1], ua=self.argv[2], seen=self.now)
         self.s.data.setdefault(index, set()).add(sid)
         self.s.expire(index, long)
         self.audit("session.created", sid)
@@ -96,6 +98,28 @@ class _Script:
             del by_age[old]
             ids.discard(old)
             self.audit("session.revoked", old, "cap")
+
+    def index_device(self, index: str, tkey: str, ttl_ms: int, gen: str) -> None:
+        """Twin of ``index_device`` in lua/_prelude.lua: the bounded index of trusted devices."""
+        tid = _key_id(tkey)
+        devices = self.s.get(index)
+        if not isinstance(devices, dict):
+            devices = self.s.data[index] = {}
+        devices[tid] = self.now
+        left = self.s._expiry.get(index)
+        if left is None or (left - self.s.clock.now()) * 1000 < ttl_ms:
+            self.s.expire(index, ttl_ms)
+        if len(devices) <= TRUSTED_DEVICES_CAP:
+            return
+        prefix = tkey[: len(tkey) - len(tid)]
+        for other in _by_score(devices):
+            rec = self.hash(prefix + other)
+            if not self.live(rec) or rec.get("gen") != gen:
+                del devices[other]
+        for old in _by_score(devices)[: len(devices) - TRUSTED_DEVICES_CAP]:
+            self.s.delete(prefix + old)
+            del devices[old]
+            self.audit("trusted_device.revoked", "", "cap")
 
     def locked_until(self, u: dict[str, str]) -> int:
         lock = int(u.get("lock_until", "0"))
@@ -162,6 +186,16 @@ class _Script:
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
+
+
+def _key_id(key: str) -> str:
+    """Twin of ``key_id`` in lua/_prelude.lua: the id (hash) at the end of a key."""
+    return key.rpartition(":")[2]
+
+
+def _by_score(members: dict[str, int]) -> list[str]:
+    """A sorted set's members in ZRANGE's order: score, then member."""
+    return sorted(members, key=lambda m: (members[m], m))
 
 
 def _num(v: object) -> str:
@@ -274,6 +308,9 @@ class MemoryStore:
         data = self.data
         u = data.get(k[0]) or {}
         s = (data.get(k[1]) or {}) if args[1] == "1" else {}
+        now = int(args[0])
+        if "exp" in s and int(s["exp"]) > now and now - int(s.get("seen", "0")) >= 60000:
+            s["seen"] = str(now)  # last use, to the minute (guard.lua)
         c = (data.get(k[2]) or {}) if args[2] == "1" else {}
         return [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
                 c.get("exp"), c.get("created")]
@@ -311,9 +348,10 @@ class MemoryStore:
         if not isinstance(known_set, dict):
             known_set = {}
         if a[1] == "known":
-            known_set[addr] = x.now
-            recent = sorted(((t, m) for m, t in known_set.items() if t > x.now - known_ttl), reverse=True)[:100]
-            self.data[k[2]] = {m: t for t, m in recent}
+            fresh = {m: t for m, t in known_set.items() if t > x.now - known_ttl}
+            if addr in fresh or len(fresh) < 100:  # a full list keeps its addresses (see the script)
+                fresh[addr] = x.now
+            self.data[k[2]] = fresh
             self.expire(k[2], known_ttl)
             return [0, 1]
 
@@ -345,14 +383,14 @@ class MemoryStore:
     def _op_password_rehash(self, x: _Script) -> Reply:
         if x.hash(x.keys[0]).get("pw") != x.argv[5]:
             return ["CHANGED", x.events]
-        x.hset(x.keys[0], pw=x.argv[6])
+        x.hset(x.keys[0], pw=x.argv[6], pwnf="1")
         x.audit("password.rehashed")
         return ["OK", x.events]
 
     def _op_user_create(self, x: _Script) -> Reply:
         if self.get(x.keys[0]) is not None:
             return ["EXISTS", x.events]
-        x.hset(x.keys[0], email=x.argv[5], name=x.argv[6], pw=x.argv[7], created=x.now)
+        x.hset(x.keys[0], email=x.argv[5], name=x.argv[6], pw=x.argv[7], pwnf="1", created=x.now)
         return ["OK", x.events]
 
     def _op_user_delete(self, x: _Script) -> Reply:
@@ -361,6 +399,8 @@ class MemoryStore:
 
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
+        if int(a[7]) < 2 and x.hash(x.keys[0]).get("tfa") == "1":
+            return ["TWO_FACTOR_ON", x.events]
         x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9])
         if a[10] == "1":
             x.hset(x.keys[2], pwd=x.now)
@@ -401,8 +441,10 @@ class MemoryStore:
             x.new_session(k[4], k[5], a[8], a[9], 2, x.now, ch.get("remember", "0"))
             if a[10] == "1":
                 ttl = int(a[11])
-                self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now)}
+                self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now),
+                                   "created": str(x.now), "ip": a[1], "ua": a[2]}
                 self.expire(k[6], ttl)
+                x.index_device(k[7], k[6], ttl, u.get("gen", "0"))
             return ["OK", x.events, x.scard(k[3])]
         lock = x.second_factor_failed(int(a[12]), int(a[13]), a[5])
         attempts = int(ch.get("attempts", "0")) - 1
@@ -459,7 +501,7 @@ class MemoryStore:
                     x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
                 if isinstance(index, set):
                     index.discard(sid)
-            x.new_session(k[5], k[6], a[12], int(a[13]), 2, x.now, s.get("remember", "0"))
+            x.new_session(k[5], k[6], a[12], a[13], 2, x.now, s.get("remember", "0"))
             if "pwd" in s:
                 x.hset(k[5], pwd=s["pwd"])
             return ["OK", x.events, x.scard(k[3])]
@@ -478,8 +520,13 @@ class MemoryStore:
             return ["LOCKED", x.events, lock]
         self.delete(k[2])
         exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
-        self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"]}
+        self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"], "created": t.get("created", t["mfa"]),
+                           "ip": a[1], "ua": a[2], "seen": str(x.now)}
         self.expire(k[3], exp - x.now)
+        devices = self.get(k[6])
+        if isinstance(devices, dict):
+            devices.pop(_key_id(k[2]), None)
+        x.index_device(k[6], k[3], exp - x.now, t["gen"])
         x.new_session(k[4], k[5], a[5], a[6], 2, t["mfa"], a[7])
         return ["OK", x.events, exp]
 
@@ -585,6 +632,8 @@ class MemoryStore:
             if lock > 0:
                 return ["LOCKED", x.events, lock]
         record = json.loads(raw)
+        if not second_factor and record.get("uv") is False:
+            return ["UV_REQUIRED", x.events]
         stored, new = int(record.get("signCount", 0)), int(a[6])
         if (stored > 0 or new > 0) and new <= stored:
             x.audit("passkey.clone_suspected", "", a[5])
@@ -597,6 +646,12 @@ class MemoryStore:
             x.hset(k[0], fails=0, streak=0)
             x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"))
             return ["SESSION", x.events, ch.get("remember", "0")]
+        if a[12] != "":
+            if self.delete(k[6]) == 1:
+                x.audit("session.revoked", a[12], "rotated")
+            index = self.get(k[5])
+            if isinstance(index, set):
+                index.discard(a[12])
         x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11])
         return ["SESSION", x.events, a[11]]
 
@@ -639,6 +694,84 @@ class MemoryStore:
             return 0
         user[x.argv[1]] = x.argv[3]
         return 1
+
+    def _op_session_list(self, x: _Script) -> Reply:
+        k = x.keys
+        revoked = int(x.hash(k[0]).get("revoked_at", "0"))
+        prefix = k[2][: len(k[2]) - len(_key_id(k[2]))]
+        index = self.get(k[1])
+        by_age = self.get(k[1] + ":age")
+        out: list[Any] = []
+        for sid in list(index) if isinstance(index, set) else []:
+            s = x.hash(prefix + sid)
+            if x.live(s) and int(s.get("created", "0")) > revoked:
+                out += [sid, list(chain.from_iterable(s.items()))]
+            else:
+                index.discard(sid)
+                if isinstance(by_age, dict):
+                    by_age.pop(sid, None)
+        return out
+
+    def _op_trust_list(self, x: _Script) -> Reply:
+        k = x.keys
+        gen = x.hash(k[0]).get("gen", "0")
+        prefix = k[2][: len(k[2]) - len(_key_id(k[2]))]
+        devices = self.get(k[1])
+        out: list[Any] = []
+        for tid in _by_score(devices) if isinstance(devices, dict) else []:
+            t = x.hash(prefix + tid)
+            if x.live(t) and t.get("gen") == gen:
+                out += [tid, list(chain.from_iterable(t.items()))]
+            else:
+                del devices[tid]
+        return out
+
+    def _op_session_end(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        refused = x.factor_change_refused(x.hash(k[0]), k[2], a[7], "0")
+        if refused:
+            return [refused, x.events]
+        mode, own = a[5], a[6]
+        index = self.get(k[3])
+        members = index if isinstance(index, set) else set()
+        targets = [a[8]] if mode == "one" else list(members)
+        by_age = self.get(k[3] + ":age")
+        prefix = k[2][: len(k[2]) - len(own)]
+        ended = current = 0
+        for sid in targets:
+            if (mode == "others" and sid == own) or sid not in members:
+                continue
+            members.discard(sid)
+            if isinstance(by_age, dict):
+                by_age.pop(sid, None)
+            if self.delete(prefix + sid) == 1:
+                x.audit("session.revoked", sid, "user")
+                ended += 1
+            if sid == own:
+                current = 1
+        return ["OK", x.events, ended, current]
+
+    def _op_trust_end(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        u = x.hash(k[0])
+        refused = x.factor_change_refused(u, k[2], a[7], "0")
+        if refused:
+            return [refused, x.events]
+        devices = self.get(k[3])
+        devices = devices if isinstance(devices, dict) else {}
+        if a[5] == "one":
+            tid = _key_id(k[4])
+            if devices.pop(tid, None) is None:
+                return ["OK", x.events, 0]
+            self.delete(k[4])
+            x.audit("trusted_device.revoked", a[6], tid)
+            return ["OK", x.events, 1]
+        prefix = k[4][: len(k[4]) - len(_key_id(k[4]))]
+        forgotten = self.delete(*(prefix + tid for tid in devices))
+        self.delete(k[3])
+        x.hset(k[0], gen=int(u.get("gen", "0")) + 1)
+        x.audit("trusted_device.revoked", a[6], "all")
+        return ["OK", x.events, forgotten]
 
     def user_ids(self, prefix: str) -> list[str]:
         """Every user id with a record (administration: key rotation)."""

@@ -124,7 +124,7 @@ class Person:
         self.confirm_codes_saved()
 
     def sign_out(self) -> None:
-        self.page.get_by_role("button", name="Sign out").click()
+        self.page.get_by_role("button", name="Sign out", exact=True).click()  # not a session list's
         self.page.wait_for_url("**/sign-in")
 
     def sign_in_with_password(self) -> None:

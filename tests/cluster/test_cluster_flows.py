@@ -236,6 +236,15 @@ def test_every_flow_runs_on_a_cluster_with_each_script_in_one_slot(on_cluster: C
     assert r.status_code == 200 and r.json()["status"] is True
     assert browser.post("/api/sensitive").status_code == 200
 
+    # The user's own sessions and trusted devices: listed and ended (other keys built in the scripts).
+    replay_id = replay.get("/api/auth/get-session").json()["session"]["id"]
+    assert replay_id in [s["id"] for s in browser.get("/api/auth/list-sessions").json()]
+    assert browser.auth("/revoke-session", {"token": replay_id}).json() == {"status": True}
+    assert replay.get("/api/me").status_code == 401
+    [trusted] = browser.get("/api/auth/two-factor/list-trusted-devices").json()
+    assert browser.auth("/two-factor/revoke-trusted-device", {"id": trusted["id"]}).json() == {"status": True}
+    assert browser.get("/api/auth/two-factor/list-trusted-devices").json() == []
+
     # Passkeys: registration, rename, passwordless sign-in, second factor, delete.
     key = VirtualPasskey()
     options = alice.get(f"{PK}/generate-register-options").json()
@@ -305,7 +314,8 @@ def test_every_flow_runs_on_a_cluster_with_each_script_in_one_slot(on_cluster: C
     expected = {"load", "guard", "index", "throttle", "user_create", "session_create", "challenge_create",
                 "challenge_answer", "session_answer", "trust_use", "two_factor_begin", "backup_codes_replace",
                 "two_factor_disable", "two_factor_import", "user_reset", "session_revoke", "ceremony",
-                "passkey_add", "passkey_list", "passkey_update", "passkey_sign_in", "audit_event"}
+                "passkey_add", "passkey_list", "passkey_update", "passkey_sign_in", "audit_event",
+                "session_list", "session_end", "trust_list", "trust_end"}
     assert expected <= used, expected - used
     assert expected & set(load_scripts()) == expected
     assert_keys_live_with_their_owner(cluster, [alice_id, bob_id, carol_id, dave_id])

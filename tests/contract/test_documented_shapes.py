@@ -104,7 +104,13 @@ def answered(stack: Stack) -> tuple[Shapes, dict[str, Any]]:
     c = stack.client()
     assert c.sign_in("shapes@example.com").status_code == 403
     note("/two-factor/verify-backup-code", "sign-in", c.auth("/two-factor/verify-backup-code", {"code": codes[1]}))
+    c_session = c.http.get("/api/auth/get-session").json()["session"]["id"]
+    note("/two-factor/revoke-trusted-device", None, a.auth("/two-factor/revoke-trusted-device", {"id": "0" * 64}))
+    note("/two-factor/revoke-trusted-devices", None, a.auth("/two-factor/revoke-trusted-devices"))
+    note("/revoke-session", None, a.auth("/revoke-session", {"token": c_session}))
+    note("/revoke-other-sessions", None, a.auth("/revoke-other-sessions"))
     note("/two-factor/disable", None, a.auth("/two-factor/disable", {"password": PASSWORD}))
+    note("/revoke-sessions", None, a.auth("/revoke-sessions"))
     return seen, body
 
 

@@ -28,12 +28,15 @@ def _user(stack: Stack, uid: str) -> dict[str, str]:
 
 
 def _set_password_hash(stack: Stack, uid: str, pw_hash: str) -> None:
+    """The record as stored before passwords were normalized: the hash, and no ``pwnf`` mark."""
     key = stack.auth.flows.keys.user(uid)
     if stack.redis is not None:
         with stack.redis.client() as c:
             c.hset(key, "pw", pw_hash)
+            c.hdel(key, "pwnf")
     else:
         stack.auth.store.data[key]["pw"] = pw_hash
+        stack.auth.store.data[key].pop("pwnf", None)
 
 
 def _count_scrypt(stack: Stack) -> list[int]:

@@ -345,6 +345,68 @@ async function disable() {
   });
 }
 
+// Another browser's session, signed in with plain fetch (its own cookie jar: none); its token is
+// used as a bearer token to see whether it is still alive.
+async function signInElsewhere() {
+  const response = await fetch(new URL("/api/auth/sign-in/email", BASE_URL), {
+    method: "POST", headers: { "content-type": "application/json", "user-agent": "elsewhere/1.0" },
+    body: JSON.stringify({ email, password: PASSWORD }),
+  });
+  const body = await response.json();
+  check(response.status === 200 && typeof body.token === "string", "sign-in elsewhere", body);
+  return body.token;
+}
+
+async function aliveElsewhere(token) {
+  const response = await fetch(new URL("/api/auth/get-session", BASE_URL),
+    { headers: { authorization: `Bearer ${token}` } });
+  return (await response.json()) !== null;
+}
+
+async function sessions() {
+  await step("listSessions", async () => {
+    const other = await signInElsewhere();
+    const list = ok(await authClient.listSessions(), "listSessions");
+    check(Array.isArray(list) && list.length === 2, "listSessions: this session and the other", list);
+    const own = ok(await authClient.getSession(), "getSession").session;
+    check(list[0].id === own.id && list[0].current === true, "listSessions: the caller's own first", list);
+    const elsewhere = list[1];
+    check(elsewhere.userAgent === "elsewhere/1.0" && typeof elsewhere.ipAddress === "string",
+      "listSessions: user agent and address", elsewhere);
+    check(elsewhere.token === elsewhere.id && elsewhere.token !== other, "listSessions: token is the id", elsewhere);
+    checkDate(elsewhere.createdAt, "session.createdAt");
+    checkDate(elsewhere.updatedAt, "session.updatedAt");
+    checkDate(elsewhere.expiresAt, "session.expiresAt", { near: Date.now() + 7 * 86_400_000 });
+    check(elsewhere.aal === 1, "listSessions: aal", elsewhere);
+    state.other = other;
+    return { sessions: list.length };
+  });
+  await step("revokeSession (a listed session's token)", async () => {
+    const list = ok(await authClient.listSessions(), "listSessions");
+    const data = ok(await authClient.revokeSession({ token: list[1].token }), "revokeSession");
+    check(data.status === true, "revokeSession: status", data);
+    check(!(await aliveElsewhere(state.other)), "the revoked session still answers get-session");
+    check(ok(await authClient.getSession(), "getSession") !== null, "revokeSession ended the caller's session");
+  });
+  await step("revokeOtherSessions", async () => {
+    const others = [await signInElsewhere(), await signInElsewhere()];
+    check(ok(await authClient.listSessions(), "listSessions").length === 3, "three sessions before");
+    const data = ok(await authClient.revokeOtherSessions(), "revokeOtherSessions");
+    check(data.status === true, "revokeOtherSessions: status", data);
+    for (const token of others) check(!(await aliveElsewhere(token)), "another session survived revokeOtherSessions");
+    const list = ok(await authClient.listSessions(), "listSessions");
+    check(list.length === 1 && list[0].current === true, "only this session is left", list);
+  });
+  await step("revokeSessions", async () => {
+    const other = await signInElsewhere();
+    const data = ok(await authClient.revokeSessions(), "revokeSessions");
+    check(data.status === true, "revokeSessions: status", data);
+    check(!(await aliveElsewhere(other)), "another session survived revokeSessions");
+    check(!hasCookie(SESSION_COOKIE), "revokeSessions should clear this session's cookie", [...jar.keys()]);
+    check(ok(await authClient.getSession(), "getSession") === null, "getSession after revokeSessions");
+  });
+}
+
 async function signInWithRedirect200() {
   await step("signIn.email -> 200 twoFactorRedirect, onTwoFactorRedirect fires", async () => {
     const res = await authClient.signIn.email({ email, password: PASSWORD });
@@ -378,6 +440,7 @@ async function main() {
   await backupCodesAndManagement();
   if (!args["no-passkey"]) await passkeys(authenticator);
   await disable();
+  await sessions();
 }
 
 let success = false;

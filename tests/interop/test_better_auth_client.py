@@ -58,6 +58,7 @@ STEPS_403 = [
     "twoFactor.generateBackupCodes", "twoFactor.getTotpUri",
     "passkey.addPasskey", "signIn.passkey (passwordless)", "signIn.email -> 403, signIn.passkey as the second factor",
     "passkey.deletePasskey", "twoFactor.disable", "signIn.email (2FA off again)",
+    "listSessions", "revokeSession (a listed session's token)", "revokeOtherSessions", "revokeSessions",
 ]
 STEPS_200 = [
     "signUp.email", "getSession (after sign-up)", "signOut", "signIn.email (no 2FA)",
@@ -233,7 +234,8 @@ def test_dates_are_javascript_iso_strings() -> None:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_better_auth_client_against_demo(node_bin: str, framework: str) -> None:
     """sign-up, sign-in, enable + verifyTotp, the docs' 403 check, verifyTotp, getSession,
-    verifyBackupCode, generateBackupCodes, getTotpUri, passkeys, disable: all through the client."""
+    verifyBackupCode, generateBackupCodes, getTotpUri, passkeys, disable, listSessions,
+    revokeSession, revokeOtherSessions, revokeSessions: all through the client."""
     with demo_cli(framework) as site:
         summary = run_client(node_bin, site, "403")
     steps = check_summary(summary, STEPS_403)
@@ -244,9 +246,11 @@ def test_better_auth_client_against_demo(node_bin: str, framework: str) -> None:
     assert steps["twoFactor.verifyTotp (replayed enrolment code) -> 401"]["attemptsRemaining"] == 4
     assert steps["getSession (aal 2)"]["aal"] == 2
     assert steps["twoFactor.verifyBackupCode (sign-in)"]["backupCodesRemaining"] == 9
+    assert steps["listSessions"]["sessions"] == 2
     paths = {r["path"] for r in summary["requests"]}
     assert {"/api/auth/two-factor/verify-totp", "/api/auth/two-factor/verify-backup-code",
-            "/api/auth/passkey/verify-authentication"} <= paths
+            "/api/auth/passkey/verify-authentication", "/api/auth/list-sessions", "/api/auth/revoke-session",
+            "/api/auth/revoke-other-sessions", "/api/auth/revoke-sessions"} <= paths
 
 
 @pytest.mark.slow

@@ -87,6 +87,10 @@ def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -
     clock.advance(30)
     meter("verify-totp (sign-in challenge, trustDevice)", lambda: a.verify_totp(a.code(), trustDevice=True), 200)
     meter("authenticated pass-through GET /api/me (AAL2)", lambda: a.get("/api/me"), 200)
+    clock.advance(61)
+    meter("pass-through a minute later (records the last use)", lambda: a.get("/api/me"), 200)
+    meter("list-sessions", lambda: a.get("/api/auth/list-sessions"), 200)
+    meter("list-trusted-devices", lambda: a.get("/api/auth/two-factor/list-trusted-devices"), 200)
     clock.advance(30)
     meter("verify-totp (step-up)", lambda: a.verify_totp(a.code()), 200)
     meter("fresh-second-factor POST /api/sensitive", lambda: a.http.post("/api/sensitive"), 200)
@@ -135,5 +139,6 @@ def test_round_trips_per_request_kind_stay_within_the_budget(metered: tuple[Mete
     assert all(wire == scripts for _, wire, scripts in meter.rows), "a round trip that was not one script"
     assert meter.cost("authenticated pass-through GET /api/me (AAL1)") == 1
     assert meter.cost("authenticated pass-through GET /api/me (AAL2)") == 1
+    assert meter.cost("pass-through a minute later (records the last use)") == 1
     assert meter.cost("verify-totp (sign-in challenge, trustDevice)") <= 2
     assert meter.cost("verify-totp (step-up)") <= 2

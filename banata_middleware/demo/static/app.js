@@ -51,6 +51,10 @@
     },
     signOut: () => post("/sign-out"),
     getSession: () => get("/get-session"),
+    listSessions: () => get("/list-sessions"),
+    revokeSession: (body) => post("/revoke-session", body),
+    revokeOtherSessions: () => post("/revoke-other-sessions"),
+    revokeSessions: () => post("/revoke-sessions"),
     twoFactor: {
       enable: (body) => post("/two-factor/enable", body),
       verifyTotp: (body) => post("/two-factor/verify-totp", body),
@@ -58,6 +62,10 @@
       disable: (body) => post("/two-factor/disable", body),
       getTotpUri: (body) => post("/two-factor/get-totp-uri", body),
       generateBackupCodes: (body) => post("/two-factor/generate-backup-codes", body),
+      // Ours (better-auth has no trusted-device endpoints).
+      listTrustedDevices: () => get("/two-factor/list-trusted-devices"),
+      revokeTrustedDevice: (body) => post("/two-factor/revoke-trusted-device", body),
+      revokeTrustedDevices: () => post("/two-factor/revoke-trusted-devices"),
     },
     passkey: {
       addPasskey: (body) => addPasskey(body || {}),
@@ -100,7 +108,7 @@
     TWO_FACTOR_REQUIRED: () => "Finish signing in with your second factor first.",
     FRESH_TWO_FACTOR_REQUIRED: () => "This action needs a recent second factor: confirm with a code.",
     FRESH_PASSWORD_REQUIRED: () =>
-      "Adding or changing a passkey needs a recent password check: sign out, sign in again, then retry.",
+      "This change needs a recent password check: sign out, sign in again, then retry.",
     TWO_FACTOR_ENROLLMENT_REQUIRED: () => "Set up two-factor authentication first.",
     UNAUTHORIZED: () => "You are not signed in (or your sign-in expired). Sign in again.",
     INVALID_ORIGIN: () =>
@@ -683,6 +691,95 @@
       await loadPasskeys();
     });
     await loadPasskeys();
+
+    // Sessions and trusted devices: list them, end one or all (each end asks for a fresh factor).
+    function describeAgent(agent) {
+      const text = agent || "Unknown browser";
+      return text.length > 80 ? `${text.slice(0, 77)}…` : text;
+    }
+    const when = (iso) => (iso ? new Date(iso).toLocaleString() : "?");
+    function listItem(label, meta, button) {
+      const li = document.createElement("li");
+      const info = document.createElement("div");
+      info.className = "info";
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = label;
+      const details = document.createElement("span");
+      details.className = "meta";
+      details.textContent = meta;
+      info.append(name, details);
+      const error = document.createElement("p");
+      error.className = "error";
+      error.setAttribute("role", "alert");
+      li.append(info);
+      if (button) li.append(button);
+      li.append(error);
+      return { li, error };
+    }
+    function actionButton(text, label, className) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = className;
+      button.textContent = text;
+      button.setAttribute("aria-label", label);
+      return button;
+    }
+    async function loadSessions() {
+      const result = await authClient.listSessions();
+      setError($("#session-list-error"), result.error);
+      const items = (result.data || []).map((s) => {
+        const agent = describeAgent(s.userAgent);
+        const meta = `${s.current ? "this browser · " : ""}${s.ipAddress || "unknown address"} · signed in ` +
+          `${when(s.createdAt)} · last active ${when(s.lastUsedAt)} · ${s.aal >= 2 ? "AAL2" : "AAL1"}` +
+          (s.amr ? ` (${s.amr.join(", ")})` : "");
+        const button = s.current ? null
+          : actionButton("Sign out", `Sign out ${agent} (${s.ipAddress || "unknown address"})`, "danger");
+        const { li, error } = listItem(agent, meta, button);
+        li.dataset.id = s.id;
+        if (button) {
+          onClick(button, async () => {
+            const ended = await withFreshFactor(() => authClient.revokeSession({ token: s.token }));
+            if (ended.error) { setError(error, ended.error); return; }
+            await loadSessions();
+          });
+        }
+        return li;
+      });
+      $("#session-list").replaceChildren(...items);
+    }
+    onClick($("#sign-out-others"), async () => {
+      const ended = await withFreshFactor(() => authClient.revokeOtherSessions());
+      setError($("#session-list-error"), ended.error);
+      await loadSessions();
+    });
+    async function loadDevices() {
+      const result = await authClient.twoFactor.listTrustedDevices();
+      setError($("#device-list-error"), result.error);
+      const items = (result.data || []).map((d) => {
+        const agent = describeAgent(d.userAgent);
+        const meta = `${d.current ? "this browser · " : ""}${d.ipAddress || "unknown address"} · trusted ` +
+          `${when(d.createdAt)} · last used ${when(d.lastUsedAt)} · until ${when(d.expiresAt)}`;
+        const button = actionButton("Forget", `Forget ${agent} (${d.ipAddress || "unknown address"})`, "danger");
+        const { li, error } = listItem(agent, meta, button);
+        li.dataset.id = d.id;
+        onClick(button, async () => {
+          const forgotten = await withFreshFactor(() => authClient.twoFactor.revokeTrustedDevice({ id: d.id }));
+          if (forgotten.error) { setError(error, forgotten.error); return; }
+          await loadDevices();
+        });
+        return li;
+      });
+      $("#device-list").replaceChildren(...items);
+      $("#device-empty").hidden = items.length > 0;
+      $("#forget-devices").hidden = items.length === 0;
+    }
+    onClick($("#forget-devices"), async () => {
+      const forgotten = await withFreshFactor(() => authClient.twoFactor.revokeTrustedDevices());
+      setError($("#device-list-error"), forgotten.error);
+      await loadDevices();
+    });
+    await Promise.all([loadSessions(), loadDevices()]);
     if (window.location.hash === "#two-factor") focusSoon($("#enable-password"));
   };
 

@@ -64,6 +64,8 @@ local function new_session(skey, index, sid, spec, aal, mfa, remember)
   if remember ~= '1' then ttl_ms = tonumber(short) end
   redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember)
   redis.call('PEXPIRE', skey, ttl_ms)
+  -- For the user's list of sessions (session_list.lua); 'seen' (last use) is refreshed by guard.lua.
+  redis.call('HSET', skey, 'ip', ARGV[2], 'ua', ARGV[3], 'seen', NOW)
   redis.call('SADD', index, sid)
   redis.call('PEXPIRE', index, tonumber(long))
   audit('session.created', sid)
@@ -153,4 +155,33 @@ local function factor_change_refused(u, skey, max_age_ms, password_given)
     return 'FRESH_PASSWORD'
   end
   return nil
+end
+
+-- The last ':'-separated part of a key: the id (a hash) of a session or trust record key.
+local function key_id(key)
+  return string.match(key, '([^:]+)$')
+end
+
+-- The index of a user's trusted devices (Keys.trusted_devices, a sorted set: trust id -> last use),
+-- so that the user can list and forget them (trust_list.lua, trust_end.lua). Bounded: past the cap,
+-- entries whose record ended (expired, forgotten, voided by a 'gen' bump) are dropped, then the
+-- least recently used devices are forgotten (their browsers ask for the second factor again).
+local TRUSTED_DEVICES_CAP = 20
+local function index_device(index, tkey, ttl_ms, gen)
+  local tid = key_id(tkey)
+  redis.call('ZADD', index, NOW, tid)
+  if redis.call('PTTL', index) < ttl_ms then redis.call('PEXPIRE', index, ttl_ms) end
+  if redis.call('ZCARD', index) <= TRUSTED_DEVICES_CAP then return end
+  local prefix = string.sub(tkey, 1, #tkey - #tid)
+  for _, other in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local rec = redis.call('HMGET', prefix .. other, 'exp', 'gen')
+    if not rec[1] or tonumber(rec[1]) <= NOW or rec[2] ~= gen then redis.call('ZREM', index, other) end
+  end
+  local over = redis.call('ZCARD', index) - TRUSTED_DEVICES_CAP
+  if over <= 0 then return end
+  for _, old in ipairs(redis.call('ZRANGE', index, 0, over - 1)) do
+    redis.call('DEL', prefix .. old)
+    redis.call('ZREM', index, old)
+    audit('trusted_device.revoked', '', 'cap')
+  end
 end

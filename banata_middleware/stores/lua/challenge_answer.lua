@@ -4,7 +4,8 @@
 -- (the challenge is deleted here), "attempts counted by read-modify-write are lost under
 -- parallel guesses", "2FA disabled between the check and the session" and "revoke-sessions
 -- between the check and the answer" (challenge_refusal, shared with passkey_sign_in.lua).
--- KEYS: user, audit, challenge, backup codes, new session, session index, new trust record.
+-- KEYS: user, audit, challenge, backup codes, new session, session index, new trust record,
+-- trusted devices index.
 -- ARGV[6..14]: method (totp|backup), proof, secret ciphertext checked against, new session id
 -- hash, session spec (see new_session), trust device (1|0), trust ttl ms, failures before lock, lock ms.
 local ch = hash(KEYS[3])
@@ -23,8 +24,10 @@ if proof_ok(u, ARGV[6], ARGV[7], ARGV[8], KEYS[4]) then
   new_session(KEYS[5], KEYS[6], ARGV[9], ARGV[10], 2, NOW, ch.remember)
   if ARGV[11] == '1' then
     local ttl = tonumber(ARGV[12])
-    redis.call('HSET', KEYS[7], 'exp', NOW + ttl, 'gen', u.gen or '0', 'mfa', NOW)
+    redis.call('HSET', KEYS[7], 'exp', NOW + ttl, 'gen', u.gen or '0', 'mfa', NOW, 'created', NOW,
+      'ip', ARGV[2], 'ua', ARGV[3])
     redis.call('PEXPIRE', KEYS[7], ttl)
+    index_device(KEYS[8], KEYS[7], ttl, u.gen or '0')
   end
   return {'OK', EVENTS, redis.call('SCARD', KEYS[4])}
 end

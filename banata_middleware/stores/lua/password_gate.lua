@@ -10,9 +10,13 @@
 -- Returns {ms until allowed or 0, 1 if the address is known else 0}.
 local window, addr, known_ttl = tonumber(ARGV[3]), ARGV[6], tonumber(ARGV[7])
 if ARGV[2] == 'known' then
-  redis.call('ZADD', KEYS[3], NOW, addr)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', NOW - known_ttl)
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -101)  -- the 100 most recent addresses are enough
+  -- At most 100 addresses; a full list keeps the ones it has (each renewed at its next sign-in) and
+  -- takes no new one until one expires. Evicting the oldest instead let whoever has the password
+  -- alone (2FA on: recorded before the second factor) push the owner's addresses out.
+  if redis.call('ZSCORE', KEYS[3], addr) or redis.call('ZCARD', KEYS[3]) < 100 then
+    redis.call('ZADD', KEYS[3], NOW, addr)
+  end
   redis.call('PEXPIRE', KEYS[3], known_ttl)
   return {0, 1}
 end

@@ -6,7 +6,8 @@
 -- and enrolment ends every other session of the user: none of them passed the new factor.
 -- KEYS: user, audit, session, backup codes, pending backup codes, new session, session index.
 -- ARGV[6..14]: mode (enrol|stepup), method, proof, secret ciphertext checked against,
--- session id hash, failures before lock, lock ms, new session id hash, session ttl ms.
+-- session id hash, failures before lock, lock ms, new session id hash, session spec (see new_session:
+-- the rotated session keeps rememberMe's lifetime and counts toward the cap of sessions per user).
 local s = hash(KEYS[3])
 local u = hash(KEYS[1])
 -- revoked_at: an administrator's "end every session" that ran after the caller was loaded.
@@ -50,7 +51,7 @@ if ok then
     end
     redis.call('SREM', KEYS[7], sid)
   end
-  new_session(KEYS[6], KEYS[7], ARGV[13], tonumber(ARGV[14]), 2, NOW, s.remember or '0')
+  new_session(KEYS[6], KEYS[7], ARGV[13], ARGV[14], 2, NOW, s.remember or '0')
   if s.pwd then redis.call('HSET', KEYS[6], 'pwd', s.pwd) end
   return {'OK', EVENTS, redis.call('SCARD', KEYS[4])}
 end
