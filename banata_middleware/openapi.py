@@ -84,6 +84,31 @@ COMPONENTS: dict[str, Schema] = {
         "backedUp": {"type": "boolean"},
         "aaguid": {"type": ["string", "null"]},
     }, ("id", "name", "createdAt", "deviceType", "backedUp")),
+    "ListedSession": _object({
+        "id": {"type": "string", "description": "the stored hash of the session id"},
+        "token": {"type": "string", "description": "the id again (tokens are never stored); revoke-session takes it"},
+        "userId": {"type": "string"},
+        "createdAt": _DATE_OR_NULL,
+        "updatedAt": _DATE_OR_NULL,
+        "lastUsedAt": _DATE_OR_NULL,
+        "expiresAt": _DATE_OR_NULL,
+        "ipAddress": {"type": ["string", "null"]},
+        "userAgent": {"type": ["string", "null"]},
+        "aal": {"enum": [1, 2]},
+        "mfaVerifiedAt": _DATE_OR_NULL,
+        "current": {"type": "boolean"},
+        "amr": {"type": "array", "items": {"type": "string"}},
+    }, ("id", "token", "userId", "createdAt", "updatedAt", "lastUsedAt", "expiresAt", "ipAddress", "userAgent",
+        "aal", "mfaVerifiedAt", "current")),
+    "TrustedDevice": _object({
+        "id": {"type": "string"},
+        "createdAt": _DATE_OR_NULL,
+        "lastUsedAt": _DATE_OR_NULL,
+        "expiresAt": _DATE_OR_NULL,
+        "ipAddress": {"type": ["string", "null"]},
+        "userAgent": {"type": ["string", "null"]},
+        "current": {"type": "boolean", "description": "the device of this request"},
+    }, ("id", "createdAt", "lastUsedAt", "expiresAt", "ipAddress", "userAgent", "current")),
     "CreationOptions": {
         **_object({"rp": {"type": "object"}, "user": {"type": "object"}, "challenge": {"type": "string"},
                    "pubKeyCredParams": {"type": "array"}, "timeout": {"type": "integer"},
@@ -157,7 +182,8 @@ _VERIFY_BODY = _object({"code": _text(64), "trustDevice": _FLAG}, ("code",))
 _REAUTH: dict[int, tuple[str, ...]] = {400: ("INVALID_PASSWORD",), 429: ("TOO_MANY_REQUESTS",),
                                        503: ("PASSWORD_CHECK_UNAVAILABLE",)}
 _FACTOR_CHANGE = ("FRESH_TWO_FACTOR_REQUIRED",)
-_PASSKEY_CHANGE = ("FRESH_TWO_FACTOR_REQUIRED", "FRESH_PASSWORD_REQUIRED")
+# A factor change without a password (passkeys, ending sessions and devices): see require_factor_change.
+_NO_PASSWORD_CHANGE = ("FRESH_TWO_FACTOR_REQUIRED", "FRESH_PASSWORD_REQUIRED")
 
 
 def _merge(*tables: Mapping[int, tuple[str, ...]]) -> dict[int, tuple[str, ...]]:
@@ -195,7 +221,10 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_ref("TokenAndUser"), "signed up and signed in", ("session",)),
         body=_object({"email": _EMAIL, "password": _text(128), "name": _text(128, optional=True)},
                      ("email", "password")),
-        errors={400: ("PASSWORD_TOO_SHORT",), 422: ("USER_ALREADY_EXISTS",), 429: ("TOO_MANY_REQUESTS",)},
+        # 409 TWO_FACTOR_REQUIRED: an administrator imported a second factor for the account an
+        # instant after it was made (no session then; sign in).
+        errors={400: ("PASSWORD_TOO_SHORT",), 409: ("TWO_FACTOR_REQUIRED",), 422: ("USER_ALREADY_EXISTS",),
+                429: ("TOO_MANY_REQUESTS",)},
         links=_SIGNED_IN_LINKS | {"signIn": {
             "operationId": "sign_in_email", "description": "sign in again with the same email and password",
             "requestBody": {"email": "$request.body#/email", "password": "$request.body#/password"}}}),
@@ -218,6 +247,35 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "The caller's session and user, or null", "primary", OPTIONAL_SESSION,
         Success({"anyOf": [_object({"session": _ref("Session"), "user": _ref("User")}, ("session", "user")),
                            {"type": "null"}]}, "the session, or null without one")),
+    ("GET", "/list-sessions"): Endpoint(
+        "The user's live sessions, the caller's first", "sessions", SESSION,
+        Success({"type": "array", "items": _ref("ListedSession")}, "the caller's own first, then the latest used"),
+        errors={401: ("UNAUTHORIZED",)}),
+    ("POST", "/revoke-session"): Endpoint(
+        "End one session of the user", "sessions", SESSION,
+        Success(_status_and(), "ended (anything not the user's ends nothing and answers the same)", ("session",)),
+        body=_object({"token": _text(512)}, ("token",)),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
+    ("POST", "/revoke-other-sessions"): Endpoint(
+        "End every other session of the user", "sessions", SESSION, Success(_status_and(), "ended"),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
+    ("POST", "/revoke-sessions"): Endpoint(
+        "End every session of the user, this one too", "sessions", SESSION,
+        Success(_status_and(), "ended; the session cookie is cleared", ("session",)),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
+    ("GET", "/two-factor/list-trusted-devices"): Endpoint(
+        "The browsers that skip the second factor", "sessions", SESSION,
+        Success({"type": "array", "items": _ref("TrustedDevice")}, "this one first, then the latest used"),
+        reads=("trust_device",), errors={401: ("UNAUTHORIZED",)}),
+    ("POST", "/two-factor/revoke-trusted-device"): Endpoint(
+        "Forget one trusted device", "sessions", SESSION,
+        Success(_status_and(), "forgotten (its cookie cleared when it is this browser)", ("trust_device",)),
+        body=_object({"id": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}, ("id",)), reads=("trust_device",),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
+    ("POST", "/two-factor/revoke-trusted-devices"): Endpoint(
+        "Forget every trusted device", "sessions", SESSION,
+        Success(_status_and(), "forgotten; this browser's cookie cleared", ("trust_device",)),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/two-factor/enable"): Endpoint(
         "Start TOTP setup (confirmed by verify-totp)", "two-factor", SESSION,
         Success(_object({"method": {"const": "totp"}, "totpURI": {"type": "string"},
@@ -269,7 +327,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_ref("CreationOptions"), "the options; the ceremony travels in the `passkey` cookie",
                 ("passkey",)),
         query={"name": {"type": "string", "description": "the passkey's name (first 64 characters kept)"}},
-        errors={401: ("UNAUTHORIZED",), 403: _PASSKEY_CHANGE}),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/passkey/verify-registration"): Endpoint(
         "Register a passkey", "passkey", SESSION,
         Success(_ref("Passkey"), "registered", ("passkey",)),
@@ -277,7 +335,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                       "name": _text(64, optional=True)}, ("response",)),
         reads=("passkey",),
         errors={400: ("CHALLENGE_NOT_FOUND", "FAILED_TO_VERIFY_REGISTRATION"), 401: ("UNAUTHORIZED",),
-                403: _PASSKEY_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED",)}),
+                403: _NO_PASSWORD_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED",)}),
     ("GET", "/passkey/generate-authenticate-options"): Endpoint(
         "Options to sign in with a passkey", "passkey", (*OPTIONAL_SESSION, {"twoFactorCookie": []}),
         Success(_ref("RequestOptions"), "the options; the ceremony travels in the `passkey` cookie",
@@ -298,12 +356,12 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/passkey/delete-passkey"): Endpoint(
         "Delete a passkey", "passkey", SESSION, Success(_status_and(), "deleted"),
         body=_object({"id": _text(1400)}, ("id",)),
-        errors={401: ("UNAUTHORIZED", "PASSKEY_NOT_FOUND"), 403: _PASSKEY_CHANGE}),
+        errors={401: ("UNAUTHORIZED", "PASSKEY_NOT_FOUND"), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/passkey/update-passkey"): Endpoint(
         "Rename a passkey", "passkey", SESSION,
         Success(_object({"passkey": _ref("Passkey")}, ("passkey",)), "renamed"),
         body=_object({"id": _text(1400), "name": _text(64)}, ("id", "name")),
-        errors={401: ("UNAUTHORIZED", "PASSKEY_NOT_FOUND"), 403: _PASSKEY_CHANGE}),
+        errors={401: ("UNAUTHORIZED", "PASSKEY_NOT_FOUND"), 403: _NO_PASSWORD_CHANGE}),
     ("GET", "/openapi.json"): Endpoint(
         "This document (served when `serve_openapi` is on)", "meta", ANYONE,
         Success({"type": "object", "required": ["openapi", "paths"]}, "the OpenAPI document")),
@@ -319,10 +377,10 @@ _COOKIE_NOTES = {
 }
 
 
-def _error_schema(codes: tuple[str, ...]) -> Schema:
+def _error_schema(status: int, codes: tuple[str, ...]) -> Schema:
     variants = []
     for code in codes:
-        if code == "TWO_FACTOR_REQUIRED":
+        if code == "TWO_FACTOR_REQUIRED" and status == 403:  # the sign-in challenge
             variants.append(_CHALLENGE_BODY)
             continue
         props, required = _ERROR_EXTRAS.get(code, ({}, ()))
@@ -358,7 +416,7 @@ def _operation(key: tuple[str, str], ep: Endpoint, cookies: Mapping[str, str], c
             continue
         codes = errors[status]
         resp: Schema = {"description": ", ".join(codes),
-                        "content": {"application/json": {"schema": _error_schema(codes)}}}
+                        "content": {"application/json": {"schema": _error_schema(status, codes)}}}
         if _RETRY_AFTER_CODES & set(codes):
             resp["headers"] = {"Retry-After": {"description": "seconds to wait", "required": True,
                                                "schema": {"type": "integer", "minimum": 1}}}

@@ -178,9 +178,17 @@ def test_every_mode_answers_as_documented(kind: str) -> None:
         options = w.call("GET", "/passkey/generate-authenticate-options")
         w.call("POST", "/passkey/verify-authentication", {"response": key.get(options, origin=SITE)})
         w.call("POST", "/passkey/delete-passkey", {"id": passkey["id"]})
+        # sessions and trusted devices: listed, then ended
+        assert [s["current"] for s in w.call("GET", "/list-sessions")] == [True]
+        devices = w.call("GET", "/two-factor/list-trusted-devices")
+        assert [d["current"] for d in devices] == [True]
+        w.call("POST", "/two-factor/revoke-trusted-device", {"id": devices[0]["id"]})
+        w.call("POST", "/two-factor/revoke-trusted-devices")
+        w.call("POST", "/revoke-session", {"token": "0" * 64})  # not the user's: ends nothing
+        w.call("POST", "/revoke-other-sessions")
         w.call("POST", "/two-factor/disable", {"password": PASSWORD})
         assert w.call("GET", "/get-session")["user"]["twoFactorEnabled"] is False
-        w.call("POST", "/sign-out")
+        w.call("POST", "/revoke-sessions")
         assert w.call("GET", "/get-session") is None
 
 
