@@ -104,6 +104,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    from .config import AuthMethods, BanataAuthConfig
+    from .openapi import openapi_document
+    from .service import BanataAuth
+
+    # The document depends on the routes, base path, cookie names and challenge status; not on the secret.
+    methods = {m: m not in args.without for m in ("email_password", "two_factor", "passkey")}
+    config = BanataAuthConfig(app_name=args.app_name, site_url=args.site_url, secret=secrets.token_urlsafe(48),
+                              base_path=args.base_path, challenge_status=args.challenge_status,
+                              auth_methods=AuthMethods(**methods), serve_openapi=args.served)
+    print(json.dumps(openapi_document(BanataAuth(config).gateway), indent=2))
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     try:
         import redis
@@ -236,6 +250,17 @@ def main(argv: list[str] | None = None) -> int:
                                   "revoke-sessions: end every session and pending sign-in")
             cmd.add_argument("--user", required=True, help="user id (write --user=ID when it starts with '-')")
 
+    spec = sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the auth endpoints (JSON)")
+    spec.add_argument("--base-path", default="/api/auth", help="BanataAuthConfig.base_path (default: %(default)s)")
+    spec.add_argument("--site-url", default="http://localhost:3000",
+                      help="the site URL; https gives the cookies their __Host- prefix (default: %(default)s)")
+    spec.add_argument("--app-name", default="Banata", help="the title's app name (default: %(default)s)")
+    spec.add_argument("--challenge-status", type=int, choices=[403, 200], default=403,
+                      help="BanataAuthConfig.challenge_status (default: %(default)s)")
+    spec.add_argument("--without", action="append", default=[], choices=["email_password", "two_factor", "passkey"],
+                      help="leave out the endpoints of an auth method (repeatable)")
+    spec.add_argument("--served", action="store_true", help="include {base_path}/openapi.json (serve_openapi)")
+
     add_db_commands(sub)
 
     args = parser.parse_args(argv)
@@ -250,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             return _rotate_keys(args)
         if args.command == "admin":
             return _admin(args)
+        if args.command == "openapi":
+            return _openapi(args)
         return _audit(args)
     except MissingExtraError as exc:  # the message names the extra to install
         print(f"banata-mfa {args.command}: {exc}", file=sys.stderr)

@@ -242,6 +242,9 @@ class BanataAuthConfig:
     passkey: PasskeyConfig = field(default_factory=PasskeyConfig)
     key_prefix: str = "banata"
     clock: Clock = SYSTEM_CLOCK
+    # Serve the OpenAPI document of the auth endpoints at {base_path}/openapi.json (off: it tells
+    # which endpoints are on, which an app may not want to publish).
+    serve_openapi: bool = False
 
     def __post_init__(self) -> None:
         for name in ("public_paths", "phishing_resistant_paths", "trusted_origins", "previous_secrets"):

@@ -3,6 +3,7 @@ request through with an ``Identity``. Adapters call ``Gateway.handle`` and rende
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -73,8 +74,20 @@ class Gateway:
                 ("POST", "/passkey/delete-passkey"): pk.delete,
                 ("POST", "/passkey/update-passkey"): pk.rename,
             })
+        if config.serve_openapi:
+            routes[("GET", "/openapi.json")] = self._openapi
         self.routes = routes
         self.paths = {path for _, path in routes}
+        self._openapi_body: bytes | None = None
+
+    def _openapi(self, request: Request, body: Body) -> Flow[Response]:
+        """``{base_path}/openapi.json``: the document of these routes, made once (``openapi``)."""
+        yield from ()
+        if self._openapi_body is None:
+            from .openapi import openapi_document
+
+            self._openapi_body = json.dumps(openapi_document(self), separators=(",", ":")).encode()
+        return Response(200, self._openapi_body, [("content-type", "application/json")])
 
     def is_endpoint(self, path: str) -> bool:
         """Adapters read the body only for these paths."""
@@ -111,8 +124,10 @@ class Gateway:
         sub = request.path[len(self.base):]
         handler = self.routes.get((request.method, sub))
         if handler is None:
-            if sub in self.paths:
-                raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+            if sub in self.paths:  # RFC 9110 15.5.6: a 405 lists the methods that are allowed
+                allowed = ", ".join(sorted(m for m, p in self.routes if p == sub))
+                raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
+                                headers={"Allow": allowed})
             raise AuthError(404, "NOT_FOUND", "no such endpoint")
         cap = self.config.policies.max_body_bytes
         if request.body_too_large or len(request.body or b"") > cap:
