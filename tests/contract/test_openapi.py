@@ -95,7 +95,7 @@ def test_cookie_names_are_the_ones_the_flows_set(site_url: str) -> None:
 # endpoints and methods (404, 405), and by the guard of the app's own paths.
 NOT_ENDPOINT_ANSWERS = {
     (400, "INVALID_PATH"), (404, "NOT_FOUND"), (405, "METHOD_NOT_ALLOWED"), (303, "SIGN_IN_REQUIRED"),
-    (303, "TWO_FACTOR_REQUIRED"), (403, "TWO_FACTOR_ENROLLMENT_REQUIRED"),
+    (303, "TWO_FACTOR_REQUIRED"), (403, "TWO_FACTOR_ENROLLMENT_REQUIRED"), (403, "PHISHING_RESISTANT_FACTOR_REQUIRED"),
 }
 
 
