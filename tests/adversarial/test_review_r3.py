@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import pytest
-from harness import ADAPTERS, PASSWORD, T0, make_stack
+from harness import ADAPTERS, PASSWORD, T0, Stack, make_stack
 
 from banata_middleware.config import Policies
 from banata_middleware.stores import MemoryStore
@@ -54,3 +54,39 @@ def test_refused_sign_ups_from_one_address_do_not_grow_the_memory_store_heap(ada
         print(f"\n{adapter}: heap after each window of 400 refused sign-ups: {heaps}")
         assert max(heaps) <= 4
 
+
+
+# -- password hashing: successful sign-ins ----------------------------------------------------
+def test_correct_passwords_from_one_address_cannot_hash_without_bound(stack: Stack,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19 item 1 asks to bound the password-hashing cost any one client can cause. Failed
+    sign-ins stop at ``sign_in_failures_per_address``, sign-ups at ``sign_up_per_address``, but a
+    sign-in with the right password was never counted: anyone signs up once (free) and then signs
+    in back to back, one scrypt each (plus a session), as the issue measured for sign-up (1 CPU-s
+    per client-second). The same holds for a signed-in user's password re-checks."""
+    hashes = 0
+    hasher = stack.auth.flows.hasher
+    real_verify = hasher.verify
+
+    def counted(*args: object) -> object:
+        nonlocal hashes
+        hashes += 1
+        return real_verify(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hasher, "verify", counted)
+    stack.client(ip="203.0.113.90").sign_up("mine@example.com")
+    statuses = []
+    for _ in range(150):
+        statuses.append(stack.client(ip="203.0.113.90").sign_in("mine@example.com").status_code)
+    print(f"\n{stack.adapter}-{stack.store_kind}: 150 correct sign-ins from one address: {hashes} password "
+          f"hashes, {statuses.count(429)} refused")
+    assert 429 in statuses
+    assert hashes <= Policies().password_checks_per_address
+    # Re-checks by a signed-in user count too (get-totp-uri takes the password).
+    stack.clock.advance(Policies().sign_in_window + 1)
+    api = stack.client(ip="203.0.113.91")
+    api.sign_in("mine@example.com")
+    before = hashes
+    for _ in range(150):
+        api.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
+    assert hashes - before <= Policies().password_checks_per_address
