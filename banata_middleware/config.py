@@ -96,6 +96,9 @@ class Policies:
     # Sign-up attempts per client address per window, counted before any password hashing.
     sign_up_per_address: int = 20
     sign_up_window: int = 10 * 60
+    # Password checks (each one scrypt run) per client address per ``sign_in_window``, right or wrong:
+    # sign-ins and a signed-in user's re-checks. Bounds the hashing cost one address can cause.
+    password_checks_per_address: int = 100
 
 
 @dataclass(frozen=True)

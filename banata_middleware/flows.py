@@ -320,6 +320,7 @@ class Flows:
         retry, _ = yield from self._password_gate(account_idx, address_idx, "peek")
         if retry:
             raise self._too_many(retry)
+        yield from self._count_password_check(address_idx)
         stored = caller.user.get("pw")
         hook = self.verify_password_hook
         if stored is None and hook is not None:
@@ -499,6 +500,17 @@ class Flows:
         caller = yield from self.load(uid)  # the stored record: createdAt is the instant sign-in reports too
         return json_response(200, {"token": token, "user": self.user_json(caller)}, headers=[cookie])
 
+    def _count_password_check(self, address_idx: str) -> Flow[None]:
+        """Counts one password check from the address before it hashes, right or wrong (failures
+        alone are counted by the sign-in throttles): a right password costs a scrypt run too, and
+        anyone can sign up once and sign in back to back. 429 past ``password_checks_per_address``."""
+        p = self.policies
+        retry = yield from self._throttle(self.keys.address_password_checks(address_idx), "hit",
+                                          p.password_checks_per_address + 1)
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many password checks from this address; try again later",
+                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
+
     def _throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
         retry: int = yield Op("throttle", (key,), (self.now_ms(), mode, self.policies.sign_in_window * 1000, limit))
         return retry
@@ -515,6 +527,7 @@ class Flows:
         retry = max(retry, (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
         if retry:
             raise self._too_many(retry)
+        yield from self._count_password_check(address_idx)
         uid = yield from self._find_email(email)
         caller = (yield from self.load(uid)) if uid else None
         stored = caller.user.get("pw") if caller else None

@@ -90,3 +90,7 @@ class Keys:
     def address_sign_ups(self, address_index: str) -> str:
         """Sign-up attempts from one client address (counted whatever their outcome)."""
         return f"{self.prefix}:{{a:{address_index}}}:signups"
+
+    def address_password_checks(self, address_index: str) -> str:
+        """Password checks (scrypt runs) from one client address, right or wrong."""
+        return f"{self.prefix}:{{a:{address_index}}}:pwchecks"
