@@ -4,13 +4,15 @@ reproduces a finding; see the report on branch r3-review."""
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 
 import pytest
-from harness import ADAPTERS, PASSWORD, T0, Stack, make_stack
+from harness import ADAPTERS, PASSWORD, T0, RedisServer, Stack, make_stack
 
 from banata_middleware.config import Policies
-from banata_middleware.stores import MemoryStore
+from banata_middleware.simulator.clocks import FrozenClock
+from banata_middleware.stores import MemoryStore, RedisStore
 
 
 class TickingClock:
@@ -90,3 +92,33 @@ def test_correct_passwords_from_one_address_cannot_hash_without_bound(stack: Sta
     for _ in range(150):
         api.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
     assert hashes - before <= Policies().password_checks_per_address
+
+
+# -- Redis: the eviction-policy check -----------------------------------------------------------
+@pytest.mark.redis
+@pytest.mark.parametrize("adapter", sorted(ADAPTERS))
+def test_an_eviction_policy_changed_after_the_first_check_is_refused(adapter: str) -> None:
+    """The policy was read once per process: a Redis switched to allkeys-lru afterwards (CONFIG SET,
+    a restart with another config, a failover to a differently configured replica) kept serving,
+    and could then evict two-factor records. It is read again every ``POLICY_RECHECK_SECONDS``."""
+    server = RedisServer(extra_args=("--maxmemory", "64mb", "--maxmemory-policy", "noeviction"))
+    try:
+        with ExitStack() as exits:
+            stack = make_stack(adapter, "redis", FrozenClock(T0), server, exits)
+            store = stack.auth.store
+            assert isinstance(store, RedisStore)
+            store.POLICY_RECHECK_SECONDS = 0.2
+            api = stack.client()
+            api.sign_up("a@example.com")
+            with server.client() as admin:
+                admin.config_set("maxmemory-policy", "allkeys-lru")
+            time.sleep(0.3)
+            r = stack.client().sign_in("a@example.com")
+            assert (r.status_code, (r.json() or {}).get("code")) == (503, "STORE_UNAVAILABLE")
+            with server.client() as admin:
+                admin.config_set("maxmemory-policy", "noeviction")
+            assert stack.client().sign_in("a@example.com").status_code == 200
+            for c in stack.clients:
+                c.close()
+    finally:
+        server.stop()
