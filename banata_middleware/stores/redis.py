@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from importlib import resources
 from typing import Any
 
@@ -92,7 +93,8 @@ class RedisStore:
     retry on connection errors only (redis-py's default also retries timeouts, which can run a
     failure-counting script twice and stretches a slow Redis into a long hang).
 
-    The server's ``maxmemory-policy`` is read on first use (or by ``check()`` at startup): an
+    The server's ``maxmemory-policy`` is read on first use (or by ``check()`` at startup), and again
+    every ``POLICY_RECHECK_SECONDS`` (60) on use: an
     ``allkeys-*`` policy can evict a user's two-factor record, so it is refused (every operation
     answers 503 and the log says why) unless ``allow_eviction=True``. When the policy cannot be read
     (``CONFIG`` disabled, as on some managed services) a warning is logged and the store works.
@@ -100,11 +102,16 @@ class RedisStore:
 
     in_process = False
 
+    #: How often the policy is read again: a server switched to ``allkeys-*`` later (CONFIG SET, a
+    #: restart with another config, a failover to another node) is refused within this many seconds.
+    POLICY_RECHECK_SECONDS = 60.0
+
     def __init__(self, sync_client: Any, async_client: Any, *, allow_eviction: bool = False) -> None:
         self.sync = sync_client
         self.aio = async_client
         self.allow_eviction = allow_eviction
         self._checked = False
+        self._checked_at = 0.0  # time.monotonic() of the last check that passed
         self._refusal_logged = False
         self._scripts = load_scripts()
         self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
@@ -130,9 +137,10 @@ class RedisStore:
         return self._judge(_policy_of(reply))
 
     def _unreadable(self, exc: Exception) -> str | None:
-        log.warning("could not read the Redis maxmemory-policy (%s); make sure it is noeviction or volatile-*: "
-                    "an allkeys-* policy can evict users' two-factor records", type(exc).__name__)
-        self._checked = True
+        if not self._checked:  # once, not at every re-check
+            log.warning("could not read the Redis maxmemory-policy (%s); make sure it is noeviction or volatile-*: "
+                        "an allkeys-* policy can evict users' two-factor records", type(exc).__name__)
+        self._passed()
         return None
 
     def _judge(self, policy: str) -> str | None:
@@ -145,12 +153,21 @@ class RedisStore:
             if not self._refusal_logged:
                 log.error(message)
                 self._refusal_logged = True
+            self._checked = False
             raise UnsafeRedisPolicy(message)
-        if policy.startswith("volatile-"):
+        if policy.startswith("volatile-") and not self._checked:
             log.warning("Redis maxmemory-policy is %s: under memory pressure Redis may drop sign-in throttles, "
                         "pending challenges and sessions (never factors); noeviction is safer", policy)
-        self._checked = True
+        self._passed()
         return policy
+
+    def _passed(self) -> None:
+        self._checked = True
+        self._checked_at = time.monotonic()
+        self._refusal_logged = False  # a later switch to allkeys-* is logged again
+
+    def _due(self) -> bool:
+        return not self._checked or time.monotonic() - self._checked_at >= self.POLICY_RECHECK_SECONDS
 
     @staticmethod
     def _refused(exc: UnsafeRedisPolicy) -> AuthError:
@@ -186,7 +203,7 @@ class RedisStore:
 
     def execute(self, op: Op) -> Any:
         try:
-            if not self._checked:
+            if self._due():
                 self.check()
             try:
                 return self.sync.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
@@ -199,7 +216,7 @@ class RedisStore:
 
     async def aexecute(self, op: Op) -> Any:
         try:
-            if not self._checked:
+            if self._due():
                 await self.acheck()
             try:
                 return await self.aio.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
