@@ -8,7 +8,7 @@ import time
 from contextlib import ExitStack
 
 import pytest
-from harness import ADAPTERS, PASSWORD, T0, RedisServer, Stack, make_stack
+from harness import ADAPTERS, PASSWORD, SITE, T0, RedisServer, Stack, make_stack
 
 from banata_middleware.config import Policies
 from banata_middleware.simulator.clocks import FrozenClock
@@ -122,3 +122,40 @@ def test_an_eviction_policy_changed_after_the_first_check_is_refused(adapter: st
                 c.close()
     finally:
         server.stop()
+
+
+# -- passkey ceremony cookie: the single-use mark -------------------------------------------------
+PK = "/api/auth/passkey"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("adapter", sorted(ADAPTERS))
+def test_a_ceremony_cannot_be_replayed_once_redis_drops_its_mark_before_the_app_clock_ends_it(
+        adapter: str, redis_server: RedisServer, redis_url: str) -> None:
+    """The cookie's expiry is judged by the app's Clock, the single-use mark's by Redis's own (PX).
+    An app clock behind Redis's (skewed servers, a second app host that lags) lets the mark expire
+    while the cookie is still live, and the same assertion then signs in again: a synced passkey
+    reports signCount 0, so the clone check does not catch it. A 1 s ceremony stands for the skew."""
+    from banata_middleware.simulator import VirtualPasskey
+
+    with ExitStack() as exits:  # the suite's redis-server, flushed (redis_url)
+        stack = make_stack(adapter, "redis", FrozenClock(T0), redis_server, exits,
+                           policies=Policies(passkey_ceremony_ttl=1))
+        owner = stack.client()
+        owner.sign_up("synced@example.com")
+        key = VirtualPasskey(sign_count_increment=0)  # a synced passkey
+        options = owner.get(f"{PK}/generate-register-options").json()
+        r = owner.post(f"{PK}/verify-registration", {"response": key.create(options, origin=SITE)})
+        assert r.status_code == 200, r.text
+        victim = stack.client()
+        options = victim.get(f"{PK}/generate-authenticate-options").json()
+        cookie = victim.http.cookies["banata.passkey"]
+        answer = key.get(options, origin=SITE)
+        assert victim.post(f"{PK}/verify-authentication", {"response": answer}).status_code == 200
+        time.sleep(1.2)  # Redis's clock passes the ceremony's end; the app's has not
+        replayer = stack.client()
+        replayer.http.cookies.set("banata.passkey", cookie)
+        r = replayer.post(f"{PK}/verify-authentication", {"response": answer})
+        assert (r.status_code, r.json().get("code")) == (400, "CHALLENGE_NOT_FOUND"), r.text
+        for c in stack.clients:
+            c.close()
