@@ -52,7 +52,8 @@ def test_a_simulated_day_of_churn_leaves_the_memory_store_bounded(adapter: str) 
             sizes.append(len(store.data))
 
         # Live at any time: challenges of the last 300 s, counters of the last 15 min, sessions of
-        # the last hour (two a round), marks of the last 300 s: a few dozen keys over the permanent ones.
+        # the last hour (two a round), marks of the last 360 s (300 s and PasskeyFlows.MARK_MARGIN_MS): a few
+        # dozen keys over the permanent ones.
         bound = permanent + 3 * 2 + 4 * (900 // TICK + 1) + 2 * (3600 // TICK + 1) + 2 * 1
         print(f"\n{adapter}: {written} records written over a simulated day; permanent {permanent}, "
               f"peak {max(sizes)}, at the end {sizes[-1]}, bound {bound}")
