@@ -4,8 +4,11 @@ reproduces a finding; see the report on branch r3-review."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from harness import ADAPTERS, PASSWORD, SITE, T0, RedisServer, Stack, make_stack
@@ -13,6 +16,7 @@ from harness import ADAPTERS, PASSWORD, SITE, T0, RedisServer, Stack, make_stack
 from banata_middleware.config import Policies
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
+from banata_middleware.stores.redis import UnsafeRedisPolicy
 
 
 class TickingClock:
@@ -159,3 +163,34 @@ def test_a_ceremony_cannot_be_replayed_once_redis_drops_its_mark_before_the_app_
         assert (r.status_code, r.json().get("code")) == (400, "CHALLENGE_NOT_FOUND"), r.text
         for c in stack.clients:
             c.close()
+
+
+# -- Redis Cluster: the eviction-policy check asks one node -------------------------------------------
+@pytest.mark.redis
+def test_a_cluster_with_one_allkeys_node_is_refused() -> None:
+    """redis-py sends CONFIG GET to one node of a cluster (its default node), so a cluster whose
+    other primaries are allkeys-lru passed the check, and the users whose slots live there could lose
+    their second factor to eviction. Every primary must be asked."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
+    from cluster_support import RedisClusterNodes, cluster_store
+
+    nodes = RedisClusterNodes().start()
+    try:
+        store = cluster_store(nodes.url)
+        default = store.sync.get_default_node().port
+        for port in nodes.ports:
+            if port != default:
+                with nodes.node(port) as admin:
+                    admin.config_set("maxmemory-policy", "allkeys-lru")
+        with pytest.raises(UnsafeRedisPolicy, match="allkeys-lru"):
+            store.check()
+
+        async def acheck() -> None:
+            with pytest.raises(UnsafeRedisPolicy, match="allkeys-lru"):
+                await store.acheck()
+            await store.aclose()
+
+        asyncio.run(acheck())
+        store.close()
+    finally:
+        nodes.stop()
