@@ -73,15 +73,21 @@ class UnsafeRedisPolicy(RuntimeError):
 
 
 def _policy_of(reply: Any) -> str:
-    """``maxmemory-policy`` from a CONFIG GET reply (a cluster client may answer per node: the
-    first node's answer that names it)."""
+    """``maxmemory-policy`` from a CONFIG GET reply. A cluster answers per node: the first
+    ``allkeys-*`` among them (any node that may evict is one too many), else the first named."""
     if isinstance(reply, dict):
         if "maxmemory-policy" in reply:
             return str(reply["maxmemory-policy"])
-        for value in reply.values():
-            if isinstance(value, dict) and "maxmemory-policy" in value:
-                return str(value["maxmemory-policy"])
+        policies = [str(v["maxmemory-policy"]) for v in reply.values()
+                    if isinstance(v, dict) and "maxmemory-policy" in v]
+        return next((p for p in policies if p.startswith("allkeys-")), policies[0] if policies else "")
     return ""
+
+
+def _every_node(client: Any) -> dict[str, Any]:
+    """CONFIG GET's arguments to ask every node of a cluster (redis-py asks only its default node
+    otherwise: the other nodes' slots, and their users, would go unchecked); nothing for one Redis."""
+    return {"target_nodes": "all"} if hasattr(client, "get_default_node") else {}
 
 
 class RedisStore:
@@ -123,7 +129,7 @@ class RedisStore:
         (unless ``allow_eviction``). Returns the policy, or None when the server would not say.
         Call it at startup to fail there instead of on the first request."""
         try:
-            reply = self.sync.config_get("maxmemory-policy")
+            reply = self.sync.config_get("maxmemory-policy", **_every_node(self.sync))
         except ResponseError as exc:  # CONFIG renamed away or denied by an ACL
             return self._unreadable(exc)
         return self._judge(_policy_of(reply))
@@ -131,7 +137,7 @@ class RedisStore:
     async def acheck(self) -> str | None:
         """``check`` with the asyncio client."""
         try:
-            reply = await self.aio.config_get("maxmemory-policy")
+            reply = await self.aio.config_get("maxmemory-policy", **_every_node(self.aio))
         except ResponseError as exc:
             return self._unreadable(exc)
         return self._judge(_policy_of(reply))
