@@ -86,7 +86,8 @@ class PasskeyFlows:
         left = int(ceremony["exp"]) - now
         if left <= 0:
             raise _challenge_not_found()
-        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),), (now, "spend", left + self.MARK_MARGIN_MS))
+        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),),
+                         (now, "spend", left + self.MARK_MARGIN_MS))
         if not first:
             raise _challenge_not_found()
 
