@@ -221,3 +221,32 @@ def test_one_ipv6_site_rotating_its_networks_cannot_grow_the_store_past_one_clie
     added = _key_count(stack) - before
     print(f"\n{stack.adapter}-{stack.store_kind}: 32 /64 networks of one /48 added {added} keys")
     assert added <= (2 * p.sign_in_failures_per_address + 1) + 1 + 1 + p.sign_up_per_address * 5
+
+
+# -- anonymous growth: passwordless passkey sign-ins ----------------------------------------------
+def test_passkey_sign_ins_from_one_address_cannot_grow_the_store_without_bound(stack: Stack) -> None:
+    """Anyone can sign up and register a software passkey. Each passwordless sign-in with it (no
+    session needed, no throttle) wrote a single-use mark living the ceremony's 300 s, plus a session
+    (capped per user) and audit events (capped): measured on Redis, 3,000 sign-ins from one address
+    added 3,049 keys and 912 KB, at ~650 sign-ins a second from one in-process client, i.e. a steady
+    ~200,000 marks per attacking core, the Redis-filling flood of issue 12 item 4 by another route."""
+    from banata_middleware.simulator import VirtualPasskey
+
+    owner = stack.client(ip="203.0.113.60")
+    owner.sign_up("mine@example.com")
+    key = VirtualPasskey()
+    options = owner.get(f"{PK}/generate-register-options").json()
+    assert owner.post(f"{PK}/verify-registration", {"response": key.create(options, origin=SITE)}).status_code == 200
+    before = _key_count(stack)
+    api = stack.client(ip="203.0.113.60")
+    statuses = []
+    for _ in range(300):
+        api.http.cookies.clear()
+        options = api.get(f"{PK}/generate-authenticate-options").json()
+        statuses.append(api.post(f"{PK}/verify-authentication", {"response": key.get(options, origin=SITE)}).status_code)
+    added = _key_count(stack) - before
+    print(f"\n{stack.adapter}-{stack.store_kind}: 300 passkey sign-ins from one address: {statuses.count(429)} "
+          f"refused, {added} keys added")
+    assert 429 in statuses
+    p = Policies()
+    assert added <= p.passkey_sign_ins_per_address + p.max_sessions_per_user + 2
