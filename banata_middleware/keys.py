@@ -94,3 +94,7 @@ class Keys:
     def address_password_checks(self, address_index: str) -> str:
         """Password checks (scrypt runs) from one client address, right or wrong."""
         return f"{self.prefix}:{{a:{address_index}}}:pwchecks"
+
+    def address_passkey_sign_ins(self, address_index: str) -> str:
+        """Passkey sign-ins that verified, from one client address."""
+        return f"{self.prefix}:{{a:{address_index}}}:pksignins"

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .addresses import throttle_group
 from .crypto import hash_token
 from .effects import Flow, Op
 from .errors import AuthError
-from .flows import UNAUTHORIZED, Caller, Flows, _iso
+from .flows import UNAUTHORIZED, Caller, Flows, _iso, _retry_after
 from .http import Body, Request, Response, json_response
 from .passkeys import (
     authentication_options,
@@ -186,6 +187,15 @@ class PasskeyFlows:
             raise _not_found()
         new_count, user_verified = verify_authentication(self.config, response, ceremony["challenge"],
                                                           stored["publicKey"])
+        # Counted per address before anything is written: anyone can register a software passkey on
+        # an account of their own, and each sign-in writes a mark and a session (junk answers, refused
+        # above, write nothing and are not counted).
+        address_idx = f.keyring.index(throttle_group(req.client, f.policies) or "-")
+        retry = yield from f._throttle(f.keys.address_passkey_sign_ins(address_idx), "hit",
+                                       f.policies.passkey_sign_ins_per_address + 1)
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many passkey sign-ins from this address; try again later",
+                            headers=_retry_after(f.now_ms() + retry, f.now_ms()))
         yield from self._spend(ceremony)
         caller = yield from f.load(owner)
         p, k = f.policies, f.keys
