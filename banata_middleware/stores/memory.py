@@ -61,9 +61,9 @@ class _Script:
         ttl_ms = long if remember == "1" else short
         self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
                              "mfa": _num(mfa), "remember": remember}
-        self.s.expire(skey, ttl_ms, self.now)
+        self.s.expire(skey, ttl_ms)
         self.s.data.setdefault(index, set()).add(sid)
-        self.s.expire(index, long, self.now)
+        self.s.expire(index, long)
         self.audit("session.created", sid)
         self.cap_sessions(skey, index, sid, cap, long)
 
@@ -74,7 +74,7 @@ class _Script:
         if not isinstance(by_age, dict):
             by_age = self.s.data[index + ":age"] = {}
         by_age[sid] = self.now
-        self.s.expire(index + ":age", ttl_ms, self.now)
+        self.s.expire(index + ":age", ttl_ms)
         if len(by_age) <= cap:
             return
         prefix = skey[: len(skey) - len(sid)]
@@ -175,6 +175,8 @@ class MemoryStore:
 
     #: Expired keys removed per operation at most (the sweep's bounded work per call).
     SWEEP_PER_OP = 8
+    #: Seconds a key may be swept after its expiry (see ``expire``).
+    SWEEP_SLACK = 1.0
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
@@ -220,14 +222,15 @@ class MemoryStore:
             self._expiry.pop(key, None)
         return self.data.get(key)
 
-    def expire(self, key: str, ttl_ms: int, now_ms: int | None = None) -> None:
-        """Expire ``key`` ``ttl_ms`` after ``now_ms``, the script's NOW (default: the clock now).
-        Scripts pass their NOW, as they computed ``ttl_ms`` from it: a throttle counter re-expired on
-        every hit (start + window - NOW) then keeps exactly one expiry, however the clock moved."""
-        when = (self.clock.now() if now_ms is None else now_ms / 1000) + ttl_ms / 1000
+    def expire(self, key: str, ttl_ms: int) -> None:
+        when = self.clock.now() + ttl_ms / 1000
         self._expiry[key] = when
         queued = self._queued.get(key)
-        if queued is None or when < queued:
+        # An expiry brought forward by less than SWEEP_SLACK keeps its entry: the key is swept that
+        # much late at most (a read still sees it expired on time). A throttle counter, re-expired to
+        # the same instant on every hit, lands a fraction of a millisecond earlier whenever the clock
+        # moved between the script's NOW and this read: no new entry for that.
+        if queued is None or when < queued - self.SWEEP_SLACK:
             self._queued[key] = when
             heapq.heappush(self._expiry_heap, (when, key))
 
@@ -313,7 +316,7 @@ class MemoryStore:
         if x.argv[1] == "hit":
             n += 1
             self.data[x.keys[0]] = {"n": str(n), "start": str(start)}
-            self.expire(x.keys[0], start + window - x.now, x.now)
+            self.expire(x.keys[0], start + window - x.now)
         return start + window - x.now if n >= limit else 0
 
     def _op_password_gate(self, x: _Script) -> Reply:
@@ -326,7 +329,7 @@ class MemoryStore:
             known_set[addr] = x.now
             recent = sorted(((t, m) for m, t in known_set.items() if t > x.now - known_ttl), reverse=True)[:100]
             self.data[k[2]] = {m: t for t, m in recent}
-            self.expire(k[2], known_ttl, x.now)
+            self.expire(k[2], known_ttl)
             return [0, 1]
 
         def count(key: str, hit: bool) -> tuple[int, int]:
@@ -337,7 +340,7 @@ class MemoryStore:
             if hit:
                 n += 1
                 self.data[key] = {"n": str(n), "start": str(start)}
-                self.expire(key, start + window - x.now, x.now)
+                self.expire(key, start + window - x.now)
             return n, start + window - x.now
 
         hit = a[1] == "hit"
@@ -392,7 +395,7 @@ class MemoryStore:
         ttl = int(x.argv[5])
         self.data[x.keys[2]] = {"exp": str(x.now + ttl), "attempts": x.argv[6], "remember": x.argv[7],
                                 "created": str(x.now), "opened_by": "pwd"}
-        self.expire(x.keys[2], ttl, x.now)
+        self.expire(x.keys[2], ttl)
         return ["OK", x.events]
 
     def _op_challenge_answer(self, x: _Script) -> Reply:
@@ -414,7 +417,7 @@ class MemoryStore:
             if a[10] == "1":
                 ttl = int(a[11])
                 self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now)}
-                self.expire(k[6], ttl, x.now)
+                self.expire(k[6], ttl)
             return ["OK", x.events, x.scard(k[3])]
         lock = x.second_factor_failed(int(a[12]), int(a[13]), a[5])
         attempts = int(ch.get("attempts", "0")) - 1
@@ -491,7 +494,7 @@ class MemoryStore:
         self.delete(k[2])
         exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
         self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"]}
-        self.expire(k[3], exp - x.now, x.now)
+        self.expire(k[3], exp - x.now)
         x.new_session(k[4], k[5], a[5], a[6], 2, t["mfa"], a[7])
         return ["OK", x.events, exp]
 
@@ -542,7 +545,7 @@ class MemoryStore:
         if self.get(key) is not None:
             return 0
         self.data[key] = "1"
-        self.expire(key, int(x.argv[2]), x.now)
+        self.expire(key, int(x.argv[2]))
         return 1
 
     def _op_passkey_list(self, x: _Script) -> Reply:
