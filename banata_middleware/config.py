@@ -98,10 +98,10 @@ class Policies:
     sign_up_window: int = 10 * 60
     # Password checks (each one scrypt run) per client address per ``sign_in_window``, right or wrong:
     # sign-ins and a signed-in user's re-checks. Bounds the hashing cost one address can cause.
-    password_checks_per_address: int = 100
+    password_checks_per_address: int = 300
     # Passkey sign-ins that verify, per client address per ``sign_in_window``: each writes a single-use
     # mark and a session, and anyone can register a software passkey on an account of their own.
-    passkey_sign_ins_per_address: int = 100
+    passkey_sign_ins_per_address: int = 300
 
 
 @dataclass(frozen=True)
