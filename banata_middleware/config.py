@@ -139,6 +139,9 @@ class Policies:
     # its own account back to back made the server hash without bound (about 0.1 CPU-s each).
     password_hashes_per_address: int = 60
     password_hash_window: int = 60
+    # Passkey sign-ins that verify, per client address per ``sign_in_window``: each writes a single-use
+    # mark and a session, and anyone can register a software passkey on an account of their own.
+    passkey_sign_ins_per_address: int = 300
     # Lifetimes of aal 2 sessions (after a second factor), 0 = none beyond ``session_ttl`` (7 days,
     # as better-auth). NIST SP 800-63B-4 AAL2: an overall timeout of at most 24 h (from sign-in; a
     # step-up does not restart it) and an inactivity timeout of at most 1 h SHOULD apply: see

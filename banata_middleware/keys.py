@@ -99,3 +99,7 @@ class Keys:
     def address_sign_ups(self, address_index: str) -> str:
         """Sign-up attempts from one client address (counted whatever their outcome)."""
         return f"{self.prefix}:{{a:{address_index}}}:signups"
+
+    def address_passkey_sign_ins(self, address_index: str) -> str:
+        """Passkey sign-ins that verified, from one client address."""
+        return f"{self.prefix}:{{a:{address_index}}}:pksignins"

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .addresses import throttle_group
 from .crypto import hash_token
 from .effects import Flow, Op
 from .errors import AuthError
-from .flows import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Flows, _iso
+from .flows import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Flows, _iso, _retry_after
 from .http import Body, Request, Response, json_response
 from .passkeys import (
     authentication_options,
@@ -46,6 +47,11 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class PasskeyFlows:
+    #: How long a single-use mark outlives its ceremony (ms). The cookie's end is judged by the app's
+    #: Clock, the mark's by the store's (Redis counts PX on its own clock): an app host whose clock is
+    #: up to this much behind Redis's must still find the mark, or an answered ceremony would answer again.
+    MARK_MARGIN_MS = 60_000
+
     def __init__(self, flows: Flows) -> None:
         self.f = flows
         self.config = flows.config.passkey
@@ -57,8 +63,8 @@ class PasskeyFlows:
     # not in the store: asking for options writes nothing, so anonymous callers cannot grow the store
     # with them. The challenge is no secret from the browser that holds it (the options carry it);
     # the signature binds it to its kind, user and expiry. Single use is a mark written when the
-    # ceremony is answered (``ceremony.lua``; for sign-in, once the assertion verifies), living only
-    # as long as the ceremony could.
+    # ceremony is answered (``ceremony.lua``; for sign-in, once the assertion verifies), living as
+    # long as the ceremony could, plus a margin for clocks (``MARK_MARGIN_MS``).
     def _begin(self, kind: str, challenge: str, uid: str = "", name: str = "") -> Flow[tuple[str, str]]:
         yield from ()  # a Flow like the others (it used to write the ceremony), so callers need not change
         ttl = self.f.policies.passkey_ceremony_ttl
@@ -76,12 +82,13 @@ class PasskeyFlows:
 
     def _spend(self, ceremony: dict[str, Any]) -> Flow[None]:
         """Mark the ceremony's challenge used (atomic set-if-absent, for as long as the ceremony
-        could live): a challenge answers once, even to parallel requests."""
+        could live, plus ``MARK_MARGIN_MS``): a challenge answers once, even to parallel requests."""
         now = self.f.now_ms()
         left = int(ceremony["exp"]) - now
         if left <= 0:
             raise _challenge_not_found()
-        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),), (now, "spend", left))
+        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),),
+                         (now, "spend", left + self.MARK_MARGIN_MS))
         if not first:
             raise _challenge_not_found()
 
@@ -183,6 +190,15 @@ class PasskeyFlows:
             raise _not_found()
         new_count, user_verified = verify_authentication(self.config, response, ceremony["challenge"],
                                                           stored["publicKey"])
+        # Counted per address before anything is written: anyone can register a software passkey on
+        # an account of their own, and each sign-in writes a mark and a session (junk answers, refused
+        # above, write nothing and are not counted).
+        address_idx = f.keyring.index(throttle_group(req.client, f.policies) or "-")
+        retry = yield from f._throttle(f.keys.address_passkey_sign_ins(address_idx), "hit",
+                                       f.policies.passkey_sign_ins_per_address + 1)
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many passkey sign-ins from this address; try again later",
+                            headers=_retry_after(f.now_ms() + retry, f.now_ms()))
         yield from self._spend(ceremony)
         caller = yield from f.load(owner)
         p, k = f.policies, f.keys

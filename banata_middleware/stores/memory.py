@@ -213,6 +213,8 @@ class MemoryStore:
 
     #: Expired keys removed per operation at most (the sweep's bounded work per call).
     SWEEP_PER_OP = 8
+    #: Seconds a key may be swept after its expiry (see ``expire``).
+    SWEEP_SLACK = 1.0
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
@@ -224,6 +226,10 @@ class MemoryStore:
         # pops up to SWEEP_PER_OP due entries, so records leave when they expire, even those never
         # read again (Redis's active expiry).
         self._expiry_heap: list[tuple[float, str]] = []
+        # The time of each key's one live heap entry. A key re-expired a little earlier than before (a
+        # clock that moved between two reads) gets a new entry, and the older one goes stale: popped,
+        # it is dropped, never moved on, so one key cannot pile up entries (one address's sign-ups did).
+        self._queued: dict[str, float] = {}
         self._lock = threading.Lock()
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
@@ -256,9 +262,14 @@ class MemoryStore:
 
     def expire(self, key: str, ttl_ms: int) -> None:
         when = self.clock.now() + ttl_ms / 1000
-        old = self._expiry.get(key)
         self._expiry[key] = when
-        if old is None or when < old:
+        queued = self._queued.get(key)
+        # An expiry brought forward by less than SWEEP_SLACK keeps its entry: the key is swept that
+        # much late at most (a read still sees it expired on time). A throttle counter, re-expired to
+        # the same instant on every hit, lands a fraction of a millisecond earlier whenever the clock
+        # moved between the script's NOW and this read: no new entry for that.
+        if queued is None or when < queued - self.SWEEP_SLACK:
+            self._queued[key] = when
             heapq.heappush(self._expiry_heap, (when, key))
 
     def _sweep(self, budget: int) -> None:
@@ -266,13 +277,17 @@ class MemoryStore:
         now, heap = self.clock.now(), self._expiry_heap
         while budget > 0 and heap and heap[0][0] <= now:
             when, key = heapq.heappop(heap)
+            budget -= 1
+            if self._queued.get(key) != when:
+                continue  # stale: the key has an earlier entry of its own
+            del self._queued[key]
             exp = self._expiry.get(key)
             if exp is not None and exp <= now:
                 self.data.pop(key, None)
                 del self._expiry[key]
-            elif exp is not None and exp > when:
+            elif exp is not None:
+                self._queued[key] = exp
                 heapq.heappush(heap, (exp, key))  # given a later expiry since: check again then
-            budget -= 1
 
     def delete(self, *keys: str) -> int:
         n = 0

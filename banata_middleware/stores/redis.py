@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from importlib import resources
 from typing import Any
 
@@ -72,15 +73,21 @@ class UnsafeRedisPolicy(RuntimeError):
 
 
 def _policy_of(reply: Any) -> str:
-    """``maxmemory-policy`` from a CONFIG GET reply (a cluster client may answer per node: the
-    first node's answer that names it)."""
+    """``maxmemory-policy`` from a CONFIG GET reply. A cluster answers per node: the first
+    ``allkeys-*`` among them (any node that may evict is one too many), else the first named."""
     if isinstance(reply, dict):
         if "maxmemory-policy" in reply:
             return str(reply["maxmemory-policy"])
-        for value in reply.values():
-            if isinstance(value, dict) and "maxmemory-policy" in value:
-                return str(value["maxmemory-policy"])
+        policies = [str(v["maxmemory-policy"]) for v in reply.values()
+                    if isinstance(v, dict) and "maxmemory-policy" in v]
+        return next((p for p in policies if p.startswith("allkeys-")), policies[0] if policies else "")
     return ""
+
+
+def _every_node(client: Any) -> dict[str, Any]:
+    """CONFIG GET's arguments to ask every node of a cluster (redis-py asks only its default node
+    otherwise: the other nodes' slots, and their users, would go unchecked); nothing for one Redis."""
+    return {"target_nodes": "all"} if hasattr(client, "get_default_node") else {}
 
 
 class RedisStore:
@@ -92,7 +99,8 @@ class RedisStore:
     retry on connection errors only (redis-py's default also retries timeouts, which can run a
     failure-counting script twice and stretches a slow Redis into a long hang).
 
-    The server's ``maxmemory-policy`` is read on first use (or by ``check()`` at startup): an
+    The server's ``maxmemory-policy`` is read on first use (or by ``check()`` at startup), and again
+    every ``POLICY_RECHECK_SECONDS`` (60) on use: an
     ``allkeys-*`` policy can evict a user's two-factor record, so it is refused (every operation
     answers 503 and the log says why) unless ``allow_eviction=True``. When the policy cannot be read
     (``CONFIG`` disabled, as on some managed services) a warning is logged and the store works.
@@ -100,11 +108,16 @@ class RedisStore:
 
     in_process = False
 
+    #: How often the policy is read again: a server switched to ``allkeys-*`` later (CONFIG SET, a
+    #: restart with another config, a failover to another node) is refused within this many seconds.
+    POLICY_RECHECK_SECONDS = 60.0
+
     def __init__(self, sync_client: Any, async_client: Any, *, allow_eviction: bool = False) -> None:
         self.sync = sync_client
         self.aio = async_client
         self.allow_eviction = allow_eviction
         self._checked = False
+        self._checked_at = 0.0  # time.monotonic() of the last check that passed
         self._refusal_logged = False
         self._scripts = load_scripts()
         self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
@@ -116,7 +129,7 @@ class RedisStore:
         (unless ``allow_eviction``). Returns the policy, or None when the server would not say.
         Call it at startup to fail there instead of on the first request."""
         try:
-            reply = self.sync.config_get("maxmemory-policy")
+            reply = self.sync.config_get("maxmemory-policy", **_every_node(self.sync))
         except ResponseError as exc:  # CONFIG renamed away or denied by an ACL
             return self._unreadable(exc)
         return self._judge(_policy_of(reply))
@@ -124,15 +137,16 @@ class RedisStore:
     async def acheck(self) -> str | None:
         """``check`` with the asyncio client."""
         try:
-            reply = await self.aio.config_get("maxmemory-policy")
+            reply = await self.aio.config_get("maxmemory-policy", **_every_node(self.aio))
         except ResponseError as exc:
             return self._unreadable(exc)
         return self._judge(_policy_of(reply))
 
     def _unreadable(self, exc: Exception) -> str | None:
-        log.warning("could not read the Redis maxmemory-policy (%s); make sure it is noeviction or volatile-*: "
-                    "an allkeys-* policy can evict users' two-factor records", type(exc).__name__)
-        self._checked = True
+        if not self._checked:  # once, not at every re-check
+            log.warning("could not read the Redis maxmemory-policy (%s); make sure it is noeviction or volatile-*: "
+                        "an allkeys-* policy can evict users' two-factor records", type(exc).__name__)
+        self._passed()
         return None
 
     def _judge(self, policy: str) -> str | None:
@@ -145,12 +159,21 @@ class RedisStore:
             if not self._refusal_logged:
                 log.error(message)
                 self._refusal_logged = True
+            self._checked = False
             raise UnsafeRedisPolicy(message)
-        if policy.startswith("volatile-"):
+        if policy.startswith("volatile-") and not self._checked:
             log.warning("Redis maxmemory-policy is %s: under memory pressure Redis may drop sign-in throttles, "
                         "pending challenges and sessions (never factors); noeviction is safer", policy)
-        self._checked = True
+        self._passed()
         return policy
+
+    def _passed(self) -> None:
+        self._checked = True
+        self._checked_at = time.monotonic()
+        self._refusal_logged = False  # a later switch to allkeys-* is logged again
+
+    def _due(self) -> bool:
+        return not self._checked or time.monotonic() - self._checked_at >= self.POLICY_RECHECK_SECONDS
 
     @staticmethod
     def _refused(exc: UnsafeRedisPolicy) -> AuthError:
@@ -186,7 +209,7 @@ class RedisStore:
 
     def execute(self, op: Op) -> Any:
         try:
-            if not self._checked:
+            if self._due():
                 self.check()
             try:
                 return self.sync.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
@@ -199,7 +222,7 @@ class RedisStore:
 
     async def aexecute(self, op: Op) -> Any:
         try:
-            if not self._checked:
+            if self._due():
                 await self.acheck()
             try:
                 return await self.aio.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)

@@ -15,7 +15,8 @@ must stay within a stated bound:
 - sign-ups from one address stop at ``sign_up_per_address`` per window (then 429 before hashing).
 
 So one address can leave at most: 2 x 50 account-failure counters + 1 address-failure counter + 1
-sign-up counter + 20 accounts of 5 keys (user, email index, session, session set, audit stream) = 202 keys.
+password-check counter + 1 sign-up counter + 20 accounts of 5 keys (user, email index, session,
+session set, audit stream) = 203 keys.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from banata_middleware.config import Policies
 
 FLOOD_REQUESTS = int(os.environ.get("BANATA_FLOOD_REQUESTS", "10000"))
 P = Policies()
-MAX_KEYS = (2 * P.sign_in_failures_per_address + 1) + 1 + P.sign_up_per_address * 5  # 202, see above
-# Redis's own bookkeeping moves used_memory by some KB (client buffers, the script cache); 202 small
+MAX_KEYS = (2 * P.sign_in_failures_per_address + 1) + 1 + 1 + P.sign_up_per_address * 5  # 203, see above
+# Redis's own bookkeeping moves used_memory by some KB (client buffers, the script cache); 203 small
 # keys and 20 audit streams stay far below 1 MiB. 10,000 ceremonies of ~700 bytes each do not.
 MAX_REDIS_BYTES = 1024 * 1024
 

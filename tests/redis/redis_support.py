@@ -95,9 +95,11 @@ def build_app(kind: str, *, redis_url: str, clock: FrozenClock, timeout: float =
     """The demo app for ``kind`` ("asgi" Starlette, "wsgi" Werkzeug) on a RedisStore at ``redis_url``
     (clients made by ``RedisStore.from_url``)."""
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
-    # Every browser of these suites signs up from 127.0.0.1 on one Redis under a frozen clock: lift
-    # the per-address sign-up throttle (tests/contract/test_sign_up_throttle.py tests it).
-    overrides.setdefault("policies", Policies(sign_up_per_address=100_000, password_hashes_per_address=100_000))
+    # Every browser of these suites signs up and signs in from 127.0.0.1 on one Redis under a frozen
+    # clock: lift the per-address sign-up and password-check/passkey sign-in counts
+    # (tests/contract/test_sign_up_throttle.py and tests/adversarial/test_review_r3.py test them).
+    overrides.setdefault("policies", Policies(sign_up_per_address=100_000, password_hashes_per_address=100_000,
+                                              passkey_sign_ins_per_address=100_000))
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, **overrides)
     fresh = RedisStore.from_url(redis_url, timeout=timeout)
     store = RecordingRedisStore(fresh.sync, fresh.aio)

@@ -164,8 +164,10 @@ def test_the_step_accepted_at_a_boundary_is_spent_for_the_next_one(stack: Stack)
 
 @pytest.mark.parametrize("window", [0, 2])
 def test_the_window_follows_the_policy(stack_factory: Callable[..., Stack], window: int) -> None:
-    # 48 sign-ups from the test client's one address under a frozen clock: past the sign-up throttle.
-    stack = stack_factory(totp=TotpPolicy(window=window), policies=Policies(sign_up_per_address=1000))
+    # 48 sign-ups and sign-ins from the test client's one address under a frozen clock: past the sign-up
+    # throttle and the password-hash budget.
+    stack = stack_factory(totp=TotpPolicy(window=window), policies=Policies(sign_up_per_address=1000,
+                                                                            password_hashes_per_address=1000))
     verdicts = []
     for at in BOUNDARY_INSTANTS.values():
         for offset in (-61, -60, -31, -30, -1, 0, 1, 30, 31, 60, 61, 90):
