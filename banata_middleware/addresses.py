@@ -6,7 +6,7 @@ import ipaddress
 
 from .config import Policies
 
-__all__ = ["throttle_group"]
+__all__ = ["throttle_group", "throttle_site"]
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: the IPv4 in the low 32 bits
 
@@ -46,3 +46,14 @@ def throttle_group(address: str, policies: Policies) -> str:
             return str(embedded)
         return str(ipaddress.IPv6Network((ip, policies.ipv6_throttle_prefix), strict=False))
     return str(ip)
+
+
+def throttle_site(address: str, policies: Policies) -> str | None:
+    """The wider group an IPv6 client's network belongs to (``policies.ipv6_site_prefix``, default
+    /48, what one site is given: RFC 6177), or None for IPv4. The per-address limits apply to it
+    too, so a client rotating through its site's 65,536 /64 networks gets one network's allowance."""
+    group = throttle_group(address, policies)
+    if "/" not in group:
+        return None
+    network = ipaddress.IPv6Network(group)
+    return str(network.supernet(new_prefix=min(network.prefixlen, policies.ipv6_site_prefix)))

@@ -115,6 +115,12 @@ class Policies:
     sign_in_failures_per_account: int = 10
     sign_in_failures_per_address: int = 50
     ipv6_throttle_prefix: int = 64  # per-address throttles count an IPv6 client by its /64 network
+    # ... and the same limits again for its /48 (one site's allocation), so rotating networks gains nothing.
+    ipv6_site_prefix: int = 48
+    # Records anonymous requests may add (failed sign-ins' counters, sign-ups), all addresses together,
+    # per ``sign_in_window``: past it, sign-up answers 429 and sign-in is open only to addresses that
+    # signed in to the account before, so a flood from many addresses cannot fill the store.
+    anonymous_records_per_window: int = 50_000
     backup_code_count: int = 10
     max_body_bytes: int = 64 * 1024
     audit_stream_length: int = 1000
@@ -267,6 +273,8 @@ class BanataAuthConfig:
             raise ValueError("BanataAuthConfig.challenge_status must be 403 (contract) or 200 (better-auth)")
         if not 32 <= self.policies.ipv6_throttle_prefix <= 128:
             raise ValueError("Policies.ipv6_throttle_prefix must be 32..128 (an IPv6 prefix length; 64 is usual)")
+        if not 16 <= self.policies.ipv6_site_prefix <= 128:
+            raise ValueError("Policies.ipv6_site_prefix must be 16..128 (an IPv6 prefix length; 48 is usual)")
         for name, pattern in [*(("fresh_paths", p) for p in self.fresh_paths),
                               *(("phishing_resistant_paths", p) for p in self.phishing_resistant_paths)]:
             # The auth endpoints are answered by the middleware before any path rule is read, so

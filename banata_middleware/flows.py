@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from .addresses import throttle_group
+from .addresses import throttle_group, throttle_site
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
@@ -406,6 +406,12 @@ class Flows:
         yield from self._commit("password_rehash", uid, (), (stored, new_hash), req)
         return True
 
+    def _with_site(self, req: Request, address_idx: str) -> list[str]:
+        """The throttle indexes of a client: its address group, and for IPv6 also its site."""
+        site = throttle_site(req.client, self.policies)
+        site_idx = self.keyring.index(site) if site else address_idx
+        return [address_idx] if site_idx == address_idx else [address_idx, site_idx]
+
     def _hash_budget(self, address_idx: str) -> Flow[None]:
         """Counts one password hash for the client address (group), before it runs: past
         ``password_hashes_per_address`` per ``password_hash_window`` the answer is 429, right
@@ -526,11 +532,12 @@ class Flows:
         # The address as the sign-in throttle groups it (an IPv6 client by its network), so that
         # rotating through a /64 does not reset the count.
         address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
-        retry: int = yield Op("throttle", (self.keys.address_sign_ups(address_idx),),
-                              (self.now_ms(), "hit", p.sign_up_window * 1000, p.sign_up_per_address + 1))
-        if retry:
-            raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups from this address; try again later",
-                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
+        for idx in self._with_site(req, address_idx):
+            retry: int = yield Op("throttle", (self.keys.address_sign_ups(idx),),
+                                  (self.now_ms(), "hit", p.sign_up_window * 1000, p.sign_up_per_address + 1))
+            if retry:
+                raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups from this address; try again later",
+                                headers=_retry_after(self.now_ms() + retry, self.now_ms()))
         email = self._email(body)
         typed = body.text("password", max_len=128)
         password = normalize_password(typed)
@@ -546,6 +553,11 @@ class Flows:
         # (two sign-ups racing for one address).
         if (yield from self._find_email(email)):
             raise self._email_taken()
+        # An account is a record an anonymous request adds: counted under the global cap.
+        retry = yield from self._throttle(self.keys.anonymous_records(), "hit", p.anonymous_records_per_window + 1)
+        if retry:
+            raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups right now; try again later",
+                            headers=_retry_after(self.now_ms() + retry, self.now_ms()))
         pw = yield Compute(lambda: self.hasher.hash(password))
         uid = new_token(16)
         yield from self._commit("user_create", uid, (), (email, name, pw), req)
@@ -580,9 +592,14 @@ class Flows:
         p = self.policies
         email_idx = self.keyring.index(email)
         address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
-        address_key = self.keys.address_failures(address_idx)
-        retry, _ = yield from self._password_gate(email_idx, address_idx, "peek")
-        retry = max(retry, (yield from self._throttle(address_key, "peek", p.sign_in_failures_per_address)))
+        # The address's failures, and for IPv6 its site's (the same limit: rotating networks gains nothing).
+        address_keys = [self.keys.address_failures(idx) for idx in self._with_site(req, address_idx)]
+        anonymous = self.keys.anonymous_records()
+        retry, known = yield from self._password_gate(email_idx, address_idx, "peek")
+        for key in address_keys:
+            retry = max(retry, (yield from self._throttle(key, "peek", p.sign_in_failures_per_address)))
+        if not known:  # past the global cap of anonymous records, only addresses known to the account
+            retry = max(retry, (yield from self._throttle(anonymous, "peek", p.anonymous_records_per_window)))
         if retry:
             raise self._too_many(retry)
         yield from self._hash_budget(address_idx)
@@ -591,7 +608,9 @@ class Flows:
         ok = yield from self._password_matches(uid, caller.user if caller else None, password, req)
         if not ok or caller is None:
             yield from self._password_gate(email_idx, address_idx, "hit")
-            yield from self._throttle(address_key, "hit", p.sign_in_failures_per_address)
+            for key in address_keys:
+                yield from self._throttle(key, "hit", p.sign_in_failures_per_address)
+            yield from self._throttle(anonymous, "hit", p.anonymous_records_per_window)
             raise AuthError(401, "INVALID_EMAIL_OR_PASSWORD", "invalid email or password")
         # Renewed at every right password (not only the first), so an address in daily use stays known.
         # Recorded before the second factor: after it would cost a verification a third round trip

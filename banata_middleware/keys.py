@@ -96,6 +96,10 @@ class Keys:
         """Password hashes one client address caused in the current window (sign-in, re-checks)."""
         return f"{self.prefix}:{{a:{address_index}}}:hashes"
 
+    def anonymous_records(self) -> str:
+        """How many records anonymous requests added in the current window, all addresses together."""
+        return f"{self.prefix}:{{anon}}:records"
+
     def address_sign_ups(self, address_index: str) -> str:
         """Sign-up attempts from one client address (counted whatever their outcome)."""
         return f"{self.prefix}:{{a:{address_index}}}:signups"

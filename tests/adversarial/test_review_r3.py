@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -205,8 +206,6 @@ def _key_count(stack: Stack) -> int:
     return len(stack.auth.store.data)
 
 
-@pytest.mark.xfail(strict=True, reason="open finding (r3-review): anonymous records have a per-address bound "
-                   "but no global cap (issue 12 item 4 asks for one); one IPv6 /48 holds 65,536 /64 networks")
 def test_one_ipv6_site_rotating_its_networks_cannot_grow_the_store_past_one_clients_bound(stack: Stack) -> None:
     """Each /64 may leave ~203 keys per window (2 failure counters per random email, up to 50;
     test_anonymous_flood.MAX_KEYS). A site holds a /48 (RFC 6177), so one client rotating its /64s
@@ -251,3 +250,27 @@ def test_passkey_sign_ins_from_one_address_cannot_grow_the_store_without_bound(s
     assert 429 in statuses
     p = Policies()
     assert added <= p.passkey_sign_ins_per_address + p.max_sessions_per_user + 2
+
+
+# -- anonymous growth: the global cap ---------------------------------------------------------------
+def test_past_the_global_cap_of_anonymous_records_only_known_addresses_may_sign_in(
+        stack_factory: Callable[..., Stack]) -> None:
+    """Many addresses (a botnet) each within its own limits still add records: past
+    ``anonymous_records_per_window`` (all addresses together) failed sign-ins and sign-ups stop adding
+    any, sign-up answers 429, and only addresses that signed in to an account before may try it."""
+    stack = stack_factory(policies=Policies(anonymous_records_per_window=30))
+    owner = stack.client(ip="198.51.100.7")
+    owner.sign_up("owner@example.com")
+    assert owner.sign_in("owner@example.com").status_code == 200  # the owner's address is known
+    for n in range(40):
+        stack.client(ip=f"203.0.113.{n}").sign_in(f"bot{n}@example.com", "wrong password 1")
+    before = _key_count(stack)
+    statuses = {stack.client(ip=f"192.0.2.{n}").sign_in(f"late{n}@example.com", "wrong password 1").status_code
+                for n in range(20)}
+    assert statuses == {429} and _key_count(stack) == before  # nothing more is written
+    r = stack.client(ip="192.0.2.200").auth("/sign-up/email", {"email": "new@example.com", "password": PASSWORD})
+    assert r.status_code == 429
+    assert stack.client(ip="192.0.2.201").sign_in("owner@example.com").status_code == 429  # an unknown address
+    assert stack.client(ip="198.51.100.7").sign_in("owner@example.com").status_code == 200  # the owner's
+    stack.clock.advance(Policies().sign_in_window + 1)
+    assert stack.client(ip="192.0.2.201").sign_in("owner@example.com").status_code == 200  # the next window

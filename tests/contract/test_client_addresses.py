@@ -36,7 +36,9 @@ def test_sixty_failed_sign_ins_from_one_ipv6_64_are_throttled(stack_factory: Cal
     stack = stack_factory(trusted_proxies=1)
     statuses = fail_sign_ins(stack, [f"2001:db8:7:42:{i:x}:{i * 7:x}::1" for i in range(60)])
     assert statuses == [401] * 50 + [429] * 10
-    assert fail_sign_ins(stack, ["2001:db8:7:43::1"]) == [401]  # the next /64 is another client
+    # Another /64 of the same /48 (one site) shares the limit too; another site is another client.
+    assert fail_sign_ins(stack, ["2001:db8:7:43::1"]) == [429]
+    assert fail_sign_ins(stack, ["2001:db8:8:43::1"]) == [401]
 
 
 def test_the_ipv6_prefix_is_configurable(stack_factory: Callable[..., Stack]) -> None:

@@ -82,5 +82,8 @@ def test_an_ipv6_client_cannot_rotate_through_its_network(stack: Stack, hashes: 
     r = stack.client(ip="2001:db8:1:2:ffff::9").auth("/sign-up/email", {"email": "v6-x@example.com",
                                                                          "password": PASSWORD})
     assert r.status_code == 429 and hashes.calls == 20
+    # Another /64 of the same /48 (one site) shares the limit; another site does not.
     assert stack.client(ip="2001:db8:1:3::1").auth(
+        "/sign-up/email", {"email": "v6-y@example.com", "password": PASSWORD}).status_code == 429
+    assert stack.client(ip="2001:db8:2:3::1").auth(
         "/sign-up/email", {"email": "v6-y@example.com", "password": PASSWORD}).status_code == 200
