@@ -178,6 +178,21 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
     return Stack(adapter, store_kind, auth, app, clock, factory, redis_server)
 
 
+
+def count_scrypt(stack: Stack) -> list[int]:
+    """Counts every scrypt the app runs from now on (``[n]``, read after the requests)."""
+    hasher = stack.auth.flows.hasher
+    calls = [0]
+    inner = hasher._scrypt
+
+    def counting(*args: Any) -> bytes:
+        calls[0] += 1
+        return inner(*args)
+
+    hasher._scrypt = counting  # type: ignore[method-assign]
+    return calls
+
+
 STACK_PARAMS = [(a, s) for a in ADAPTERS for s in ("memory", "redis")]
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from harness import PASSWORD, Stack
+from harness import PASSWORD, Stack, count_scrypt
 
 from banata_middleware import Policies
 from banata_middleware.addresses import throttle_group
@@ -25,19 +25,6 @@ def _expires_in(api: Any, stack: Stack) -> float:
     session = api.get("/api/auth/get-session").json()["session"]
     expires = datetime.fromisoformat(session["expiresAt"].replace("Z", "+00:00")).timestamp()
     return expires - stack.clock.now()
-
-
-def _count_scrypt(stack: Stack) -> list[int]:
-    hasher = stack.auth.flows.hasher
-    calls = [0]
-    inner = hasher._scrypt
-
-    def counting(*args: Any) -> bytes:
-        calls[0] += 1
-        return inner(*args)
-
-    hasher._scrypt = counting  # type: ignore[method-assign]
-    return calls
 
 
 # -- R2-1: a step-up or an enrolment turns a rememberMe:false session into a 7-day one ---------------------
@@ -183,7 +170,7 @@ def test_sign_up_of_a_taken_email_is_refused_before_hashing(stack: Stack) -> Non
     """Every 422 USER_ALREADY_EXISTS cost one scrypt (about 0.1 CPU-s at the default cost), so one
     client posting a taken email back to back kept a core busy."""
     stack.client().sign_up("taken@example.com")
-    scrypt = _count_scrypt(stack)
+    scrypt = count_scrypt(stack)
     api = stack.client(ip="203.0.113.99")
     for email in ("taken@example.com", "TAKEN@example.com."):
         r = api.auth("/sign-up/email", {"email": email, "password": PASSWORD})
@@ -207,7 +194,7 @@ def test_a_wrong_password_costs_one_hash_whatever_its_form(stack: Stack) -> None
     made after normalization (and the dummy hash of unknown emails), where the raw form can never
     match: any guess containing e.g. U+FB01 doubles the server's cost of every throttled attempt."""
     stack.client().sign_up("cost@example.com")
-    scrypt = _count_scrypt(stack)
+    scrypt = count_scrypt(stack)
     for email in ("cost@example.com", "nobody@example.com"):
         assert stack.client().sign_in(email, "\ufb01-wrong-password").status_code == 401
     assert scrypt[0] == 2
@@ -231,7 +218,7 @@ def test_one_client_cannot_make_the_server_hash_without_bound(stack: Stack) -> N
     scrypt each, from one address. Measured here: 60 sign-ins, 60 scrypt runs, no 429."""
     attacker = stack.client(ip="203.0.113.99")
     attacker.sign_up("mine@example.com")
-    scrypt = _count_scrypt(stack)
+    scrypt = count_scrypt(stack)
     statuses = [attacker.sign_in("mine@example.com").status_code for _ in range(100)]
     assert 429 in statuses, f"{scrypt[0]} scrypt runs, statuses {set(statuses)}"
     limit = stack.auth.config.policies.password_hashes_per_address

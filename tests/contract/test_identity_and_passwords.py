@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from harness import PASSWORD, Stack
+from harness import PASSWORD, Stack, count_scrypt
 
 from banata_middleware import Policies
 
@@ -39,20 +39,6 @@ def _set_password_hash(stack: Stack, uid: str, pw_hash: str) -> None:
         stack.auth.store.data[key].pop("pwnf", None)
 
 
-def _count_scrypt(stack: Stack) -> list[int]:
-    """Counts every scrypt the app runs from now on."""
-    hasher = stack.auth.flows.hasher
-    calls = [0]
-    inner = hasher._scrypt
-
-    def counting(*args: Any) -> bytes:
-        calls[0] += 1
-        return inner(*args)
-
-    hasher._scrypt = counting  # type: ignore[method-assign]
-    return calls
-
-
 # -- issue 19 §2: password re-checks on a session are throttled -----------------------------------------
 
 @pytest.mark.parametrize("path", RECHECKS)
@@ -64,7 +50,7 @@ def test_ten_wrong_password_rechecks_make_the_eleventh_429_without_hashing(stack
     for _ in range(10):
         r = api.auth(path, {"password": "wrong password"})
         assert (r.status_code, r.json()["code"]) == (400, "INVALID_PASSWORD"), r.text
-    scrypt = _count_scrypt(stack)
+    scrypt = count_scrypt(stack)
     r = api.auth(path, {"password": PASSWORD})
     assert (r.status_code, r.json()["code"]) == (429, "TOO_MANY_REQUESTS")
     assert 0 < int(r.headers["retry-after"]) <= 900
@@ -94,7 +80,7 @@ def test_failures_from_many_addresses_raise_the_bar_for_unknown_addresses_only(
     assert stack.client(ip="192.0.2.10").sign_in("owner@example.com").status_code == 200  # a known address
     for i in range(20):  # a guesser spread over many addresses
         assert stack.client(ip=f"203.0.113.{i}").sign_in("owner@example.com", "guess").status_code == 401
-    scrypt = _count_scrypt(stack)
+    scrypt = count_scrypt(stack)
     r = stack.client(ip="203.0.113.200").sign_in("owner@example.com")
     assert (r.status_code, r.json()["code"]) == (429, "TOO_MANY_REQUESTS")
     assert scrypt[0] == 0

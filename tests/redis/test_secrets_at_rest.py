@@ -27,7 +27,7 @@ from banata_middleware.simulator.otpauth import parse_otpauth_uri
 pytestmark = pytest.mark.redis
 
 # Every key: the prefix, one hash tag (a user id, or a keyed hash of an email or address), hashed ids.
-KEY_NAME = re.compile(r"banata:\{(u:[A-Za-z0-9_.@:+\-]+|e:[0-9a-f]{32}|a:[0-9a-f]{32})\}(:[A-Za-z0-9_:]+)?")
+KEY_NAME = re.compile(r"banata:\{(u:[A-Za-z0-9_.@:+\-]+|e:[0-9a-f]{32}|a:[0-9a-f]{32}|anon)\}(:[A-Za-z0-9_:]+)?")
 
 IN_PROCESS = [pytest.param((kind, "redis"), id=f"{kind}-redis") for kind in SERVER_KINDS]
 
