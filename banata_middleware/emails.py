@@ -17,11 +17,12 @@ Two strings that a person reads as one address must give one account (or one ref
 
 from __future__ import annotations
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import AuthError
 
-__all__ = ["canonical_email"]
+__all__ = ["canonical_email", "legacy_spellings"]
 
 MAX_LENGTH = 254  # RFC 5321's path limit, less the angle brackets
 
@@ -47,3 +48,19 @@ def canonical_email(raw: str) -> str:
     if not email or len(email) > MAX_LENGTH:
         raise _invalid("too long")
     return email.lower()
+
+
+def legacy_spellings(canonical: str) -> list[str]:
+    """The other forms an account with this canonical address may be stored under: before this
+    module, addresses were only trimmed and lower-cased, so ``x@bücher.example`` (the U-label) and
+    ``x@example.com.`` (a trailing dot) were kept as typed. Looked up when the canonical form is not
+    found, so those accounts still sign in and their address cannot be signed up again."""
+    local, _, domain = canonical.rpartition("@")
+    try:
+        unicode_domain = ".".join(idna.decode(label) if label.startswith("xn--") else label
+                                  for label in domain.split("."))
+    except idna.IDNAError:
+        unicode_domain = domain
+    forms = dict.fromkeys(f"{local}@{d}{dot}" for d in (unicode_domain, domain) for dot in ("", "."))
+    forms.pop(canonical, None)
+    return list(forms)

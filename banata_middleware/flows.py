@@ -19,7 +19,7 @@ from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher, UnreadableSecret, hash_token, new_token
 from .effects import Compute, Flow, Op
-from .emails import canonical_email
+from .emails import canonical_email, legacy_spellings
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
 from .keys import Keys
@@ -516,11 +516,18 @@ class Flows:
         return canonical_email(body.text("email", max_len=254))
 
     def _find_email(self, email: str, *, skip_current: bool = False) -> Flow[str]:
-        """The user id for an email; entries indexed under a previous secret are found too."""
+        """The user id for an email; entries indexed under a previous secret are found too, and so
+        are accounts indexed before emails were canonical (``legacy_spellings``): such an entry is
+        then indexed under the canonical form as well, so that the next look-up finds it at once."""
         candidates = self.keyring.index_candidates(email)
         for idx in candidates[1:] if skip_current else candidates:
             uid: str = yield Op("index", (self.keys.email(idx),), (self.now_ms(), "get", ""))
             if uid:
+                return uid
+        for legacy in legacy_spellings(email):
+            uid = yield Op("index", (self.keys.email(self.keyring.index(legacy)),), (self.now_ms(), "get", ""))
+            if uid:
+                yield Op("index", (self.keys.email(self.keyring.index(email)),), (self.now_ms(), "claim", uid))
                 return uid
         return ""
 

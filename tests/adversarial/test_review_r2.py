@@ -229,7 +229,6 @@ def test_one_client_cannot_make_the_server_hash_without_bound(stack: Stack) -> N
 
 # -- R2-9: accounts made before the canonical-email rule ------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="R2-9 open: no migration of emails stored before canonicalization")
 def test_an_account_made_before_canonical_emails_still_signs_in_and_keeps_its_address(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before the rule, an email was stored and indexed trimmed and lower-cased: ``x@bücher.example``

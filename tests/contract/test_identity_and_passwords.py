@@ -233,3 +233,11 @@ def test_ended_sessions_do_not_count_toward_the_cap(stack_factory: Callable[...,
         stack.clock.advance(1)
         assert api.sign_in("ended@example.com").status_code == 200
     assert [api.get("/api/me").status_code for api in (keeper, *live)] == [200, 200, 200]
+
+
+def test_legacy_spellings_are_the_forms_stored_before_canonical_emails() -> None:
+    from banata_middleware.emails import legacy_spellings
+
+    assert legacy_spellings("owner@xn--bcher-kva.example") == [
+        "owner@bücher.example", "owner@bücher.example.", "owner@xn--bcher-kva.example."]
+    assert legacy_spellings("x@example.com") == ["x@example.com."]
