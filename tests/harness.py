@@ -157,6 +157,7 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     overrides.setdefault("secret", SECRET)
     verify_password = overrides.pop("verify_password", None)  # BanataAuth's, for apps with their own users
+    metrics = overrides.pop("metrics", None)  # BanataAuth's too: a banata_middleware.metrics.Metrics
     config = demo_config(site_url=SITE, clock=clock, **overrides)
     if store_kind == "redis":
         assert redis_server is not None
@@ -164,7 +165,7 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
     else:
         store = MemoryStore(clock)
-    auth = BanataAuth(config, store=store, verify_password=verify_password)
+    auth = BanataAuth(config, store=store, verify_password=verify_password, metrics=metrics)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
         portal = exits.enter_context(start_blocking_portal())
