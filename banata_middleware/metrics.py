@@ -16,7 +16,7 @@ app exposes it the way it exposes its own metrics (``prometheus_client.make_asgi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._extras import missing_extra
 
@@ -83,18 +83,34 @@ class Metrics:
         self.store_latency = Histogram("store_seconds", "Time of one store operation, by operation (script name)",
                                        ["op"], namespace=namespace, registry=r, buckets=_STORE_BUCKETS)
 
+        # The labelled children, kept here: ``labels()`` checks and locks on every call, and these
+        # two calls are on every request. Bounded like the labels they are keyed by.
+        self._store_children: dict[str, Any] = {}
+        self._latency_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, int, str], Any] = {}
+
     def observe_store(self, op: str, seconds: float, failed: bool) -> None:
         """Called by ``effects.MeasuredStore`` once a store operation."""
-        self.store_latency.labels(op).observe(seconds)
+        child = self._store_children.get(op)
+        if child is None:
+            child = self._store_children[op] = self.store_latency.labels(op)
+        child.observe(seconds)
         if failed:
             self.store_errors.labels(op).inc()
 
     def observe_answer(self, route: str, response: Response | None, code: str, seconds: float) -> None:
         """Called by ``Gateway.handle`` once a request: ``response`` is None when the request passes
         through to the app, ``code`` the ``AuthError`` code when it was refused ("" otherwise)."""
-        self.latency.labels(route).observe(seconds)
+        child = self._latency_children.get(route)
+        if child is None:
+            child = self._latency_children[route] = self.latency.labels(route)
+        child.observe(seconds)
         status = 200 if response is None else response.status
-        self.requests.labels(route, str(status), code).inc()
+        key = (route, status, code)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(route, str(status), code)
+        counter.inc()
         if code == "ACCOUNT_TEMPORARILY_LOCKED":
             self.locked.labels(route).inc()
         elif code == "TOO_MANY_REQUESTS":

@@ -13,12 +13,12 @@ from harness import Stack
 
 pytest.importorskip("prometheus_client")
 
-from prometheus_client import REGISTRY, CollectorRegistry  # noqa: E402
+from prometheus_client import REGISTRY, CollectorRegistry
 
-from banata_middleware.config import Policies  # noqa: E402
-from banata_middleware.effects import Op  # noqa: E402
-from banata_middleware.errors import AuthError  # noqa: E402
-from banata_middleware.metrics import Metrics  # noqa: E402
+from banata_middleware.config import Policies
+from banata_middleware.effects import Op
+from banata_middleware.errors import AuthError
+from banata_middleware.metrics import Metrics
 
 VERIFY_TOTP = "POST /two-factor/verify-totp"
 SIGN_IN = "POST /sign-in/email"
@@ -98,7 +98,7 @@ def test_a_right_and_a_wrong_code_count_once_each(stack_factory: Callable[..., S
 
 def test_a_lock_counts_as_a_locked_verification_and_a_locked_refusal(stack_factory: Callable[..., Stack]) -> None:
     stack, reader = build(stack_factory, policies=Policies(user_lock_failures=2))
-    api, device = with_pending_sign_in(stack, reader)
+    api, _ = with_pending_sign_in(stack, reader)
     api.auth("/two-factor/verify-totp", {"code": "000000"})
     reader.mark()
     r = api.auth("/two-factor/verify-totp", {"code": "000000"})
