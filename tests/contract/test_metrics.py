@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import Stack
+from harness import SITE, Stack
 
 pytest.importorskip("prometheus_client")
 
@@ -19,6 +19,7 @@ from banata_middleware.config import Policies
 from banata_middleware.effects import Op
 from banata_middleware.errors import AuthError
 from banata_middleware.metrics import Metrics
+from banata_middleware.simulator import VirtualPasskey
 
 VERIFY_TOTP = "POST /two-factor/verify-totp"
 SIGN_IN = "POST /sign-in/email"
@@ -182,3 +183,26 @@ def test_metrics_off_registers_nothing(stack: Stack) -> None:
     assert stack.auth.metrics is None and stack.auth.gateway.metrics is None
     assert stack.auth._ops() is stack.auth.store
     assert not [m for m in REGISTRY.collect() if m.name.startswith("banata")]
+
+
+def test_a_passkey_sign_in_and_its_replay_count_as_ok_then_expired(stack_factory: Callable[..., Stack]) -> None:
+    stack, reader = build(stack_factory)
+    owner = stack.client()
+    owner.sign_up("pk@example.com")
+    passkey = VirtualPasskey()
+    options = owner.get("/api/auth/passkey/generate-register-options").json()
+    r = owner.post("/api/auth/passkey/verify-registration", {"response": passkey.create(options, origin=SITE)})
+    assert r.status_code == 200, r.text
+    api = stack.client()
+    response = passkey.get(api.get("/api/auth/passkey/generate-authenticate-options").json(), origin=SITE)
+    route = "POST /passkey/verify-authentication"
+    reader.mark()
+    assert api.post("/api/auth/passkey/verify-authentication", {"response": response}).status_code == 200
+    assert reader.changes() == {answer(route, 200): 1,
+                                key("banata_verifications_total", method="passkey", outcome="ok"): 1}
+    reader.mark()
+    r = api.post("/api/auth/passkey/verify-authentication", {"response": response})
+    assert (r.status_code, r.json()["code"]) == (400, "CHALLENGE_NOT_FOUND")
+    assert reader.changes() == {answer(route, 400, "CHALLENGE_NOT_FOUND"): 1,
+                                key("banata_verifications_total", method="passkey", outcome="expired"): 1}
+
