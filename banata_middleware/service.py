@@ -54,6 +54,7 @@ class BanataAuth:
         self.config = config
         self.store: OpStore = store if store is not None else MemoryStore(config.clock)
         self.metrics = metrics
+        self._measured: MeasuredStore | None = None
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
@@ -62,8 +63,13 @@ class BanataAuth:
 
     def _ops(self) -> OpStore:
         """What the drivers run on: the store, or with metrics on the store timed per operation (made
-        per call, so that a store swapped on this object is the one used)."""
-        return self.store if self.metrics is None else MeasuredStore(self.store, self.metrics)
+        again when ``self.store`` is swapped, so that the store set here is the one used)."""
+        if self.metrics is None:
+            return self.store
+        measured = self._measured
+        if measured is None or measured.store is not self.store:
+            measured = self._measured = MeasuredStore(self.store, self.metrics)
+        return measured
 
     # -- what adapters call -----------------------------------------------------------------
     def is_endpoint(self, path: str) -> bool:
