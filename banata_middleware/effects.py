@@ -10,6 +10,7 @@ so the flow's own error handling renders it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from contextlib import nullcontext
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -19,6 +20,7 @@ from .errors import AuthError
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .tracing import Tracing
 
 __all__ = ["Compute", "Flow", "MeasuredStore", "Op", "OpStore", "run_async", "run_sync"]
 
@@ -88,31 +90,39 @@ async def run_async(flow: Flow[T], store: OpStore) -> T:
 
 
 class MeasuredStore:
-    """``store`` with each operation timed into ``metrics`` (by script name) and each failure (the
-    store's ``AuthError``, a 503) counted. Only made when metrics are on: the drivers above stay as
-    they are, and with metrics off nothing on the store path changes."""
+    """``store`` with each operation timed into ``metrics`` (by script name), each failure (the
+    store's ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when
+    metrics or tracing are on: the drivers above stay as they are, and with both off nothing on the
+    store path changes."""
 
-    def __init__(self, store: OpStore, metrics: Metrics) -> None:
+    def __init__(self, store: OpStore, metrics: Metrics | None, tracing: Tracing | None = None) -> None:
         self.store = store
         self.metrics = metrics
+        self.tracing = tracing
         self.in_process = store.in_process
 
+    def _done(self, op: Op, start: float, failed: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_store(op.script, perf_counter() - start, failed)
+
     def execute(self, op: Op) -> Any:
-        start = perf_counter()
-        try:
-            result = self.store.execute(op)
-        except AuthError:
-            self.metrics.observe_store(op.script, perf_counter() - start, True)
-            raise
-        self.metrics.observe_store(op.script, perf_counter() - start, False)
-        return result
+        with nullcontext() if self.tracing is None else self.tracing.store(op.script):
+            start = perf_counter()
+            try:
+                result = self.store.execute(op)
+            except AuthError:
+                self._done(op, start, True)
+                raise
+            self._done(op, start, False)
+            return result
 
     async def aexecute(self, op: Op) -> Any:
-        start = perf_counter()
-        try:
-            result = await self.store.aexecute(op)
-        except AuthError:
-            self.metrics.observe_store(op.script, perf_counter() - start, True)
-            raise
-        self.metrics.observe_store(op.script, perf_counter() - start, False)
-        return result
+        with nullcontext() if self.tracing is None else self.tracing.store(op.script):
+            start = perf_counter()
+            try:
+                result = await self.store.aexecute(op)
+            except AuthError:
+                self._done(op, start, True)
+                raise
+            self._done(op, start, False)
+            return result

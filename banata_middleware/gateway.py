@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from time import perf_counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from .session_flows import SessionFlows
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .tracing import Tracing
 
 __all__ = ["PUBLIC_PASS", "Gateway"]
 
@@ -31,9 +33,12 @@ Handler = Callable[[Request, Body], Flow[Response]]
 
 
 class Gateway:
-    def __init__(self, config: BanataAuthConfig, flows: Flows, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: BanataAuthConfig, flows: Flows, metrics: Metrics | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.config = config
         self.metrics = metrics
+        self.tracing = tracing
+        self.observed = metrics is not None or tracing is not None
         self.flows = flows
         self.base = config.base_path
         self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
@@ -110,8 +115,9 @@ class Gateway:
         return request.client
 
     def handle(self, request: Request) -> Flow[Response | Identity | None]:
-        # Not itself a generator: it hands the driver one of two, so metrics off costs this `if` alone.
-        return self._plain(request) if self.metrics is None else self._measured(request)
+        # Not itself a generator: it hands the driver one of two, so metrics and tracing off cost
+        # this `if` alone.
+        return self._measured(request) if self.observed else self._plain(request)
 
     def _plain(self, request: Request) -> Flow[Response | Identity | None]:
         try:
@@ -120,17 +126,24 @@ class Gateway:
             return error_response(error)
 
     def _measured(self, request: Request) -> Flow[Response | Identity | None]:
-        """``handle`` with metrics on: the answer, its time and its route reported once (``metrics``)."""
+        """``handle`` with metrics or tracing on: one span around the flow, and the answer, its time
+        and its route reported once (``metrics``, ``tracing``)."""
+        route = self.route_label(request)
         start = perf_counter()
         code = ""
-        try:
-            result = yield from self._decide(request)
-        except AuthError as error:
-            code = error.code
-            result = error_response(error)
-        assert self.metrics is not None
-        self.metrics.observe_answer(self.route_label(request), result if type(result) is Response else None,
-                                    code, perf_counter() - start)
+        with nullcontext() if self.tracing is None else self.tracing.flow(route) as span:
+            try:
+                result = yield from self._decide(request)
+            except AuthError as error:
+                code = error.code
+                result = error_response(error)
+            response = result if type(result) is Response else None
+            if span is not None:
+                span.set_attribute("http.response.status_code", 200 if response is None else response.status)
+                if code:
+                    span.set_attribute("banata.code", code)
+        if self.metrics is not None:
+            self.metrics.observe_answer(route, response, code, perf_counter() - start)
         return result
 
     def route_label(self, request: Request) -> str:

@@ -20,6 +20,7 @@ from .tokens import valid_user_id
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .tracing import Tracing
 
 __all__ = ["BanataAuth"]
 
@@ -33,7 +34,8 @@ class BanataAuth:
     ``account_name(user_id)`` gives such users the name their authenticator app shows
     (``otpauth://totp/App:alice@example.com``; default: the user id). ``on_event`` callbacks
     receive every audit event. ``metrics=Metrics(registry)`` (``banata_middleware.metrics``, the
-    'metrics' extra) turns on Prometheus metrics; off by default.
+    'metrics' extra) turns on Prometheus metrics, ``tracing=Tracing()`` (``banata_middleware.tracing``,
+    the 'otel' extra) OpenTelemetry spans; both off by default.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class BanataAuth:
         account_name: Callable[[str], str | None] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         methods = config.auth_methods
         if methods.email_password is None:
@@ -54,21 +57,22 @@ class BanataAuth:
         self.config = config
         self.store: OpStore = store if store is not None else MemoryStore(config.clock)
         self.metrics = metrics
+        self.tracing = tracing
         self._measured: MeasuredStore | None = None
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
                            audit=self.audit, verify_password=verify_password, account_name=account_name)
-        self.gateway = Gateway(config, self.flows, metrics)
+        self.gateway = Gateway(config, self.flows, metrics, tracing)
 
     def _ops(self) -> OpStore:
-        """What the drivers run on: the store, or with metrics on the store timed per operation (made
-        again when ``self.store`` is swapped, so that the store set here is the one used)."""
-        if self.metrics is None:
+        """What the drivers run on: the store, or with metrics or tracing on the store timed and traced
+        per operation (made again when ``self.store`` is swapped, so that the store set here is used)."""
+        if self.metrics is None and self.tracing is None:
             return self.store
         measured = self._measured
         if measured is None or measured.store is not self.store:
-            measured = self._measured = MeasuredStore(self.store, self.metrics)
+            measured = self._measured = MeasuredStore(self.store, self.metrics, self.tracing)
         return measured
 
     # -- what adapters call -----------------------------------------------------------------

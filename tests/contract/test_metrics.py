@@ -9,15 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import SITE, Stack
+from harness import SITE, FailingStore, Stack
 
 pytest.importorskip("prometheus_client")
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from banata_middleware.config import Policies
-from banata_middleware.effects import Op
-from banata_middleware.errors import AuthError
 from banata_middleware.metrics import Metrics
 from banata_middleware.simulator import VirtualPasskey
 
@@ -120,18 +118,6 @@ def test_a_throttled_sign_in_counts_as_one_throttle(stack_factory: Callable[...,
     assert (r.status_code, r.json()["code"]) == (429, "TOO_MANY_REQUESTS")
     assert reader.changes() == {answer(SIGN_IN, 429, "TOO_MANY_REQUESTS"): 1,
                                 key("banata_throttled_total", route=SIGN_IN): 1}
-
-
-class FailingStore:
-    """A store that cannot be reached: every operation raises what RedisStore raises then."""
-
-    in_process = True
-
-    def execute(self, op: Op) -> Any:
-        raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
-
-    async def aexecute(self, op: Op) -> Any:
-        return self.execute(op)
 
 
 def test_a_store_failure_counts_a_store_error_and_a_503(stack_factory: Callable[..., Stack]) -> None:
