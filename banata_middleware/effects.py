@@ -10,7 +10,6 @@ so the flow's own error handling renders it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from contextlib import nullcontext
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -106,23 +105,33 @@ class MeasuredStore:
             self.metrics.observe_store(op.script, perf_counter() - start, failed)
 
     def execute(self, op: Op) -> Any:
-        with nullcontext() if self.tracing is None else self.tracing.store(op.script):
-            start = perf_counter()
-            try:
-                result = self.store.execute(op)
-            except AuthError:
-                self._done(op, start, True)
-                raise
-            self._done(op, start, False)
-            return result
+        if self.tracing is None:
+            return self._execute(op)
+        with self.tracing.store(op.script):
+            return self._execute(op)
+
+    def _execute(self, op: Op) -> Any:
+        start = perf_counter()
+        try:
+            result = self.store.execute(op)
+        except AuthError:
+            self._done(op, start, True)
+            raise
+        self._done(op, start, False)
+        return result
 
     async def aexecute(self, op: Op) -> Any:
-        with nullcontext() if self.tracing is None else self.tracing.store(op.script):
-            start = perf_counter()
-            try:
-                result = await self.store.aexecute(op)
-            except AuthError:
-                self._done(op, start, True)
-                raise
-            self._done(op, start, False)
-            return result
+        if self.tracing is None:
+            return await self._aexecute(op)
+        with self.tracing.store(op.script):
+            return await self._aexecute(op)
+
+    async def _aexecute(self, op: Op) -> Any:
+        start = perf_counter()
+        try:
+            result = await self.store.aexecute(op)
+        except AuthError:
+            self._done(op, start, True)
+            raise
+        self._done(op, start, False)
+        return result

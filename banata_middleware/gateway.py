@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import nullcontext
 from time import perf_counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -131,17 +130,23 @@ class Gateway:
         route = self.route_label(request)
         start = perf_counter()
         code = ""
-        with nullcontext() if self.tracing is None else self.tracing.flow(route) as span:
+        if self.tracing is None:  # the try below, without a span (a nullcontext costs ~0.4 µs)
             try:
                 result = yield from self._decide(request)
             except AuthError as error:
                 code = error.code
                 result = error_response(error)
-            response = result if type(result) is Response else None
-            if span is not None:
-                span.set_attribute("http.response.status_code", 200 if response is None else response.status)
+        else:
+            with self.tracing.flow(route) as span:
+                try:
+                    result = yield from self._decide(request)
+                except AuthError as error:
+                    code = error.code
+                    result = error_response(error)
+                span.set_attribute("http.response.status_code", result.status if type(result) is Response else 200)
                 if code:
                     span.set_attribute("banata.code", code)
+        response = result if type(result) is Response else None
         if self.metrics is not None:
             self.metrics.observe_answer(route, response, code, perf_counter() - start)
         return result
