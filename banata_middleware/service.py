@@ -5,17 +5,22 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
-from .effects import Flow, Op, OpStore, T, run_async, run_sync
+from .effects import Flow, MeasuredStore, Op, OpStore, T, run_async, run_sync
 from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
 from .stores.memory import MemoryStore
 from .tokens import valid_user_id
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+    from .tracing import Tracing
 
 __all__ = ["BanataAuth"]
 
@@ -28,7 +33,9 @@ class BanataAuth:
     sign-up and sign-in are off unless ``AuthMethods(email_password=True)`` says otherwise.
     ``account_name(user_id)`` gives such users the name their authenticator app shows
     (``otpauth://totp/App:alice@example.com``; default: the user id). ``on_event`` callbacks
-    receive every audit event.
+    receive every audit event. ``metrics=Metrics(registry)`` (``banata_middleware.metrics``, the
+    'metrics' extra) turns on Prometheus metrics, ``tracing=Tracing()`` (``banata_middleware.tracing``,
+    the 'otel' extra) OpenTelemetry spans; both off by default.
     """
 
     def __init__(
@@ -39,6 +46,8 @@ class BanataAuth:
         verify_password: Callable[[str, str], bool] | None = None,
         account_name: Callable[[str], str | None] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         methods = config.auth_methods
         if methods.email_password is None:
@@ -47,11 +56,24 @@ class BanataAuth:
                 config, auth_methods=dataclasses.replace(methods, email_password=verify_password is None))
         self.config = config
         self.store: OpStore = store if store is not None else MemoryStore(config.clock)
+        self.metrics = metrics
+        self.tracing = tracing
+        self._measured: MeasuredStore | None = None
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
                            audit=self.audit, verify_password=verify_password, account_name=account_name)
-        self.gateway = Gateway(config, self.flows)
+        self.gateway = Gateway(config, self.flows, metrics, tracing)
+
+    def _ops(self) -> OpStore:
+        """What the drivers run on: the store, or with metrics or tracing on the store timed and traced
+        per operation (made again when ``self.store`` is swapped, so that the store set here is used)."""
+        if self.metrics is None and self.tracing is None:
+            return self.store
+        measured = self._measured
+        if measured is None or measured.store is not self.store:
+            measured = self._measured = MeasuredStore(self.store, self.metrics, self.tracing)
+        return measured
 
     # -- what adapters call -----------------------------------------------------------------
     def is_endpoint(self, path: str) -> bool:
@@ -59,16 +81,16 @@ class BanataAuth:
 
     def handle(self, request: Request) -> Response | Identity | None:
         """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
-        return run_sync(self.gateway.handle(request), self.store)
+        return run_sync(self.gateway.handle(request), self._ops())
 
     async def ahandle(self, request: Request) -> Response | Identity | None:
-        return await run_async(self.gateway.handle(request), self.store)
+        return await run_async(self.gateway.handle(request), self._ops())
 
     def run(self, flow: Flow[T]) -> T:
-        return run_sync(flow, self.store)
+        return run_sync(flow, self._ops())
 
     async def arun(self, flow: Flow[T]) -> T:
-        return await run_async(flow, self.store)
+        return await run_async(flow, self._ops())
 
     # -- startup ----------------------------------------------------------------------------
     def check(self) -> None:

@@ -69,6 +69,12 @@ try:
     from banata_middleware.adapters.werkzeug import BanataMiddleware as WsgiMiddleware
 except ImportError:  # the WSGI adapter is optional
     WsgiMiddleware = None  # type: ignore[assignment,misc]
+try:
+    from prometheus_client import CollectorRegistry
+
+    from banata_middleware.metrics import Metrics
+except ImportError:  # metrics are the optional 'metrics' extra
+    Metrics = None  # type: ignore[assignment,misc]
 
 
 # -- the apps ----------------------------------------------------------------------------------
@@ -92,6 +98,14 @@ def make_auth(clock: FrozenClock) -> BanataAuth:
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, public_paths=(),
                          password_hashing=PasswordHashing(n=2**8))
     return BanataAuth(config, store=MemoryStore(clock))
+
+
+def with_metrics(auth: BanataAuth) -> BanataAuth | None:
+    """The same app (config and store: the same sessions) with Prometheus metrics on, in a private
+    registry; None without the 'metrics' extra."""
+    if Metrics is None:
+        return None
+    return BanataAuth(auth.config, store=auth.store, metrics=Metrics(CollectorRegistry()))
 
 
 # -- ASGI plumbing -----------------------------------------------------------------------------
@@ -303,6 +317,11 @@ async def bench_asgi(setup: Setup, rounds: int, n: int) -> dict[str, Timing]:
 
     variants = {"harness (no-op ASGI app)": noop, "bare Starlette endpoint": bare,
                 "BanataMiddleware + endpoint": banata, "no-op BaseHTTPMiddleware + endpoint": basehttp}
+    measured = with_metrics(setup.auth)
+    if measured is not None:
+        banata_metrics = BanataMiddleware(starlette_bare(), measured)
+        assert (await asgi_call(banata_metrics, scope))[0] == 200
+        variants["BanataMiddleware, metrics on + endpoint"] = banata_metrics
     samples: dict[str, list[Timing]] = {name: [] for name in variants}
     for app in variants.values():  # warm-up round, not counted
         await asgi_batch(app, scope, n)
@@ -358,11 +377,17 @@ def bench_wsgi(setup: Setup, rounds: int, n: int) -> dict[str, Timing]:
 
     wsgi_call(WsgiMiddleware(spy, setup.auth), environ)
     assert seen and seen[0] is not None and seen[0].aal == 2, seen
-    return interleaved({
+    variants = {
         "harness (no-op WSGI app)": lambda: wsgi_batch(noop, environ, n),
         "bare Werkzeug app": lambda: wsgi_batch(bare, environ, n),
         "WSGI BanataMiddleware + app": lambda: wsgi_batch(banata, environ, n),
-    }, rounds)
+    }
+    measured = with_metrics(setup.auth)
+    if measured is not None:
+        banata_metrics = WsgiMiddleware(werkzeug_bare(), measured)
+        assert wsgi_call(banata_metrics, environ) == (200, b'{"ok":true}')
+        variants["WSGI BanataMiddleware, metrics on + app"] = lambda: wsgi_batch(banata_metrics, environ, n)
+    return interleaved(variants, rounds)
 
 
 def bench_wsgi_verify(setup: Setup, count: int) -> dict[str, Timing]:
@@ -425,8 +450,9 @@ def report_pass_through(title: str, results: dict[str, Timing], bare_name: str, 
         if not name.startswith("harness"):
             line += f"  {cpu / bare_cpu:.2f}x bare, +{cpu - bare_cpu:.2f} µs (wall {wall / bare_wall:.2f}x)"
         print(line)
-    ratio = results[middleware_name][0] / bare_cpu
-    print(f"  => middleware / bare = {ratio:.2f}x CPU (target <= 2x): {'OK' if ratio <= 2 else 'OVER'}")
+    for name in (middleware_name, *(n for n in results if "metrics on" in n)):
+        ratio = results[name][0] / bare_cpu
+        print(f"  => {name} / bare = {ratio:.2f}x CPU (target <= 2x): {'OK' if ratio <= 2 else 'OVER'}")
 
 
 def report_verify(title: str, results: dict[str, Timing], count: int) -> None:

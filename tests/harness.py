@@ -22,6 +22,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from banata_middleware import BanataAuth, PasswordHashing
 from banata_middleware.demo.app import demo_config
+from banata_middleware.effects import Op
+from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
@@ -157,6 +159,8 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     overrides.setdefault("secret", SECRET)
     verify_password = overrides.pop("verify_password", None)  # BanataAuth's, for apps with their own users
+    metrics = overrides.pop("metrics", None)  # BanataAuth's too: a banata_middleware.metrics.Metrics
+    tracing = overrides.pop("tracing", None)  # and a banata_middleware.tracing.Tracing
     config = demo_config(site_url=SITE, clock=clock, **overrides)
     if store_kind == "redis":
         assert redis_server is not None
@@ -164,7 +168,8 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
     else:
         store = MemoryStore(clock)
-    auth = BanataAuth(config, store=store, verify_password=verify_password)
+    auth = BanataAuth(config, store=store, verify_password=verify_password, metrics=metrics,
+                      tracing=tracing)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
         portal = exits.enter_context(start_blocking_portal())
@@ -177,6 +182,18 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
             return httpx.WSGITransport(app=app, remote_addr=ip)
     return Stack(adapter, store_kind, auth, app, clock, factory, redis_server)
 
+
+
+class FailingStore:
+    """A store that cannot be reached: every operation raises what RedisStore raises then."""
+
+    in_process = True
+
+    def execute(self, op: Op) -> Any:
+        raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+
+    async def aexecute(self, op: Op) -> Any:
+        return self.execute(op)
 
 
 def count_scrypt(stack: Stack) -> list[int]:
