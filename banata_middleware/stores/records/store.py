@@ -56,6 +56,17 @@ def _is_deadlock(exc: BaseException) -> bool:
     return bool(args) and args[0] == 1213  # MySQL/MariaDB ER_LOCK_DEADLOCK
 
 
+def _settle(op: RecordOp[R], exc: Exception, attempt: int) -> R | None:
+    """What a failed attempt of ``op`` gives, for both engines: its conflict answer (a unique index
+    said no), None to run it again (a deadlock victim, up to ``_DEADLOCK_RETRIES``), or a 503."""
+    if isinstance(exc, IntegrityError):
+        if op.on_conflict is not None:
+            return op.on_conflict  # type: ignore[no-any-return]
+    elif attempt < _DEADLOCK_RETRIES and _is_deadlock(exc):
+        return None
+    raise _unavailable(exc) from exc
+
+
 def _urls(url: str | URL) -> tuple[URL, URL]:
     """The sync and async URLs for one database (``postgres://`` and bare dialects included)."""
     u = make_url(url)
@@ -151,14 +162,10 @@ class RecordStore:
                         conn.execution_options(banata_writes=True)
                     with conn.begin():
                         return _run_sync(op.run(self.schema), conn.execute)
-            except IntegrityError as exc:
-                if op.on_conflict is not None:
-                    return op.on_conflict  # type: ignore[no-any-return]
-                raise _unavailable(exc) from exc
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                if attempt < _DEADLOCK_RETRIES and _is_deadlock(exc):
-                    continue
-                raise _unavailable(exc) from exc
+                settled = _settle(op, exc, attempt)
+                if settled is not None:
+                    return settled
         raise AssertionError("unreachable")
 
     async def aexecute(self, op: RecordOp[R]) -> R:
@@ -176,14 +183,10 @@ class RecordStore:
                                 statement = gen.send(await conn.execute(statement))
                         except StopIteration as done:
                             return done.value  # type: ignore[no-any-return]
-            except IntegrityError as exc:
-                if op.on_conflict is not None:
-                    return op.on_conflict  # type: ignore[no-any-return]
-                raise _unavailable(exc) from exc
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                if attempt < _DEADLOCK_RETRIES and _is_deadlock(exc):
-                    continue
-                raise _unavailable(exc) from exc
+                settled = _settle(op, exc, attempt)
+                if settled is not None:
+                    return settled
         raise AssertionError("unreachable")
 
     # -- schema ------------------------------------------------------------------------------
