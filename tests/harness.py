@@ -196,6 +196,22 @@ class FailingStore:
         return self.execute(op)
 
 
+class PausingStore:
+    """The stack's store, running ``before`` once just ahead of the first op of script ``name``: a
+    request that was loaded and checked, overtaken by another one before it commits."""
+
+    in_process = True
+
+    def __init__(self, store: Any, name: str, before: Any) -> None:
+        self.store, self.name, self.before = store, name, before
+
+    def execute(self, op: Any) -> Any:
+        if op.script == self.name and self.before is not None:
+            before, self.before = self.before, None
+            before()
+        return self.store.execute(op)
+
+
 def count_scrypt(stack: Stack) -> list[int]:
     """Counts every scrypt the app runs from now on (``[n]``, read after the requests)."""
     hasher = stack.auth.flows.hasher

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import SITE, Api, Stack
+from harness import SITE, Api, PausingStore, Stack
 
 from banata_middleware.simulator import VirtualPasskey
 
@@ -168,21 +168,6 @@ def test_a_stale_challenge_after_2fa_was_turned_off_is_a_clear_refusal(stack: St
 # just before (2FA off: no challenge due) and committed its session just after got an aal 1 session
 # that the enrolment never saw: a password holder who keeps signing in (each in flight for the
 # password hash's ~0.1 s) keeps a session past the owner's enrolment.
-
-class PausingStore:
-    """The stack's store, running ``before`` once just ahead of the first op of script ``name``."""
-
-    in_process = True
-
-    def __init__(self, store: Any, name: str, before: Any) -> None:
-        self.store, self.name, self.before = store, name, before
-
-    def execute(self, op: Any) -> Any:
-        if op.script == self.name and self.before is not None:
-            before, self.before = self.before, None
-            before()
-        return self.store.execute(op)
-
 
 def test_a_password_sign_in_overtaken_by_the_enrolment_gets_no_aal1_session(stack: Stack) -> None:
     import json

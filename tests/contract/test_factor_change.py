@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import PASSWORD, SITE, Api, Stack
+from harness import PASSWORD, SITE, Api, PausingStore, Stack
 
 from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 
@@ -308,20 +308,6 @@ def test_get_totp_uri_is_audited_without_the_secret(stack: Stack) -> None:
 
 # -- the check holds at the moment of the change, not only when the request was loaded -----------
 
-class PausingStore:
-    """The stack's store, running ``before`` once just ahead of the first op of script ``name``: a
-    request that was loaded and checked, overtaken by another one before it commits."""
-
-    in_process = True
-
-    def __init__(self, store: Any, name: str, before: Any) -> None:
-        self.store, self.name, self.before = store, name, before
-
-    def execute(self, op: Any) -> Any:
-        if op.script == self.name and self.before is not None:
-            before, self.before = self.before, None
-            before()
-        return self.store.execute(op)
 
 
 def request_of(api: Api, method: str, path: str, body: Any = None) -> Any:
