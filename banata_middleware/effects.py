@@ -1,10 +1,11 @@
 """How one flow serves both WSGI and ASGI: flows are generators that yield effects.
 
-A flow never touches I/O. It yields an ``Op`` (one atomic store operation, a Lua script in Redis)
-or a ``Compute`` (CPU-heavy work such as password hashing), receives the result, and finally
-returns its answer. ``run_sync`` drives it with a blocking store, ``run_async`` with an asyncio one;
-there is no second copy of any flow. A store failure is thrown *into* the flow as an ``AuthError``
-so the flow's own error handling renders it.
+A flow never touches I/O. It yields an ``Op`` (one atomic operation on the hot store: a Lua script
+in Redis, its twin in memory), a ``Rec`` (one transaction on the record store: a typed
+``RecordOp`` run in SQL) or a ``Compute`` (CPU-heavy work such as password hashing), receives the
+result, and finally returns its answer. ``run_sync`` drives it with blocking stores, ``run_async``
+with asyncio ones; there is no second copy of any flow. A store failure is thrown *into* the flow
+as an ``AuthError`` so the flow's own error handling renders it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from .errors import AuthError
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .stores.records import RecordOp
     from .tracing import Tracing
 
-__all__ = ["Compute", "Flow", "MeasuredStore", "Op", "OpStore", "run_async", "run_sync"]
+__all__ = ["Compute", "Flow", "MeasuredStore", "Op", "OpStore", "Rec", "RecordRunner", "run_async", "run_sync"]
 
 T = TypeVar("T")
 
@@ -36,13 +38,21 @@ class Op(NamedTuple):
     args: tuple[str | int, ...]
 
 
+class Rec(NamedTuple):
+    """Run the record operation ``op`` (``stores.records``) in one SQL transaction; its typed reply
+    is sent back. Durable records (accounts, factors, backup codes, passkeys, the permanent lock,
+    the audit trail) are only ever read and written this way."""
+
+    op: RecordOp[Any]
+
+
 class Compute(NamedTuple):
     """CPU-bound work the async driver moves off the event loop (only password hashing uses it)."""
 
     fn: Callable[[], Any]
 
 
-Effect = Op | Compute
+Effect = Op | Rec | Compute
 Flow = Generator[Effect, Any, T]
 
 
@@ -55,7 +65,21 @@ class OpStore(Protocol):
     async def aexecute(self, op: Op) -> Any: ...
 
 
-def run_sync(flow: Flow[T], store: OpStore) -> T:
+class RecordRunner(Protocol):
+    """What runs ``Rec`` effects: ``stores.records.RecordStore`` (sync engine for WSGI and admin,
+    async engine for ASGI)."""
+
+    def execute(self, op: RecordOp[T]) -> T: ...
+
+    async def aexecute(self, op: RecordOp[T]) -> T: ...
+
+
+def _no_records(effect: Rec) -> AuthError:
+    # A flow asked for a durable record with no record store configured: fail closed, loudly.
+    return AuthError(503, "STORE_UNAVAILABLE", f"no record store to run {type(effect.op).__name__}")
+
+
+def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None) -> T:
     result: Any = None
     error: BaseException | None = None
     while True:
@@ -65,12 +89,20 @@ def run_sync(flow: Flow[T], store: OpStore) -> T:
             return done.value  # type: ignore[no-any-return]
         result, error = None, None
         try:
-            result = store.execute(effect) if type(effect) is Op else effect.fn()  # type: ignore[union-attr]
+            kind = type(effect)
+            if kind is Op:
+                result = store.execute(effect)  # type: ignore[arg-type]
+            elif kind is Rec:
+                if records is None:
+                    raise _no_records(effect)  # type: ignore[arg-type]
+                result = records.execute(effect.op)  # type: ignore[union-attr]
+            else:
+                result = effect.fn()  # type: ignore[union-attr]
         except AuthError as exc:
             error = exc
 
 
-async def run_async(flow: Flow[T], store: OpStore) -> T:
+async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None = None) -> T:
     result: Any = None
     error: BaseException | None = None
     while True:
@@ -80,8 +112,13 @@ async def run_async(flow: Flow[T], store: OpStore) -> T:
             return done.value  # type: ignore[no-any-return]
         result, error = None, None
         try:
-            if type(effect) is Op:
-                result = store.execute(effect) if store.in_process else await store.aexecute(effect)
+            kind = type(effect)
+            if kind is Op:
+                result = store.execute(effect) if store.in_process else await store.aexecute(effect)  # type: ignore[arg-type]
+            elif kind is Rec:
+                if records is None:
+                    raise _no_records(effect)  # type: ignore[arg-type]
+                result = await records.aexecute(effect.op)  # type: ignore[union-attr]
             else:
                 result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
         except AuthError as exc:
@@ -89,49 +126,56 @@ async def run_async(flow: Flow[T], store: OpStore) -> T:
 
 
 class MeasuredStore:
-    """``store`` with each operation timed into ``metrics`` (by script name), each failure (the
-    store's ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when
-    metrics or tracing are on: the drivers above stay as they are, and with both off nothing on the
-    store path changes."""
+    """A store (``Op``s, named by script) or a record store (``RecordOp``s, named by class: SQL ops
+    are ``sql.<ClassName>``) with each operation timed into ``metrics``, each failure (the store's
+    ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when metrics or
+    tracing are on: the drivers above stay as they are, and with both off nothing on the store path
+    changes. Names come from the code, never from a request: the labels stay bounded."""
 
-    def __init__(self, store: OpStore, metrics: Metrics | None, tracing: Tracing | None = None) -> None:
+    def __init__(self, store: Any, metrics: Metrics | None, tracing: Tracing | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.tracing = tracing
-        self.in_process = store.in_process
+        self.in_process = getattr(store, "in_process", False)
 
-    def _done(self, op: Op, start: float, failed: bool) -> None:
+    @staticmethod
+    def _name(op: Any) -> str:
+        return op.script if type(op) is Op else f"sql.{type(op).__name__}"
+
+    def _done(self, name: str, start: float, failed: bool) -> None:
         if self.metrics is not None:
-            self.metrics.observe_store(op.script, perf_counter() - start, failed)
+            self.metrics.observe_store(name, perf_counter() - start, failed)
 
-    def execute(self, op: Op) -> Any:
+    def execute(self, op: Any) -> Any:
+        name = self._name(op)
         if self.tracing is None:
-            return self._execute(op)
-        with self.tracing.store(op.script):
-            return self._execute(op)
+            return self._execute(op, name)
+        with self.tracing.store(name):
+            return self._execute(op, name)
 
-    def _execute(self, op: Op) -> Any:
+    def _execute(self, op: Any, name: str) -> Any:
         start = perf_counter()
         try:
             result = self.store.execute(op)
         except AuthError:
-            self._done(op, start, True)
+            self._done(name, start, True)
             raise
-        self._done(op, start, False)
+        self._done(name, start, False)
         return result
 
-    async def aexecute(self, op: Op) -> Any:
+    async def aexecute(self, op: Any) -> Any:
+        name = self._name(op)
         if self.tracing is None:
-            return await self._aexecute(op)
-        with self.tracing.store(op.script):
-            return await self._aexecute(op)
+            return await self._aexecute(op, name)
+        with self.tracing.store(name):
+            return await self._aexecute(op, name)
 
-    async def _aexecute(self, op: Op) -> Any:
+    async def _aexecute(self, op: Any, name: str) -> Any:
         start = perf_counter()
         try:
             result = await self.store.aexecute(op)
         except AuthError:
-            self._done(op, start, True)
+            self._done(name, start, True)
             raise
-        self._done(op, start, False)
+        self._done(name, start, False)
         return result

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
-from .effects import Flow, MeasuredStore, Op, OpStore, T, run_async, run_sync
+from .effects import Flow, MeasuredStore, Op, OpStore, RecordRunner, T, run_async, run_sync
 from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
 from .stores.memory import MemoryStore
+from .stores.records import RecordStore
 from .tokens import valid_user_id
 
 if TYPE_CHECKING:
@@ -26,7 +29,21 @@ __all__ = ["BanataAuth"]
 
 
 class BanataAuth:
-    """``BanataAuth(config, store=RedisStore.from_url(...))``; the store defaults to an in-memory one.
+    """The library, configured. Two stores, two jobs (docs/storage.md):
+
+    - ``records``: the durable record store (``RecordStore``: accounts, factors, backup codes,
+      passkeys, the permanent lock, the audit trail), or a database URL for one;
+    - ``store``: the hot store (sessions, challenges, ceremonies, counters): ``RedisStore`` or
+      ``RedisClusterStore``; by default the in-process ``MemoryStore``.
+
+    One line per deployment shape:
+
+    - ``BanataAuth(config)``: embedded, for tests: memory + a SQLite file in a new temporary
+      directory (gone with the process; pass ``records=RecordStore.embedded("records.db")`` to keep it);
+    - ``BanataAuth(config, store=RedisStore.from_url(REDIS_URL), records=DATABASE_URL)``: production.
+
+    A Redis store without ``records`` is refused: several processes must share one record store,
+    never keep records in separate local files.
 
     ``verify_password(user_id, password) -> bool`` lets apps with their own users re-authenticate
     for enable/disable (used when the user has no built-in password). Given it, the built-in email
@@ -43,6 +60,7 @@ class BanataAuth:
         config: BanataAuthConfig,
         *,
         store: OpStore | None = None,
+        records: RecordStore | str | None = None,
         verify_password: Callable[[str, str], bool] | None = None,
         account_name: Callable[[str], str | None] | None = None,
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
@@ -56,9 +74,11 @@ class BanataAuth:
                 config, auth_methods=dataclasses.replace(methods, email_password=verify_password is None))
         self.config = config
         self.store: OpStore = store if store is not None else MemoryStore(config.clock)
+        self.records: RecordStore = _record_store(records, self.store)
         self.metrics = metrics
         self.tracing = tracing
         self._measured: MeasuredStore | None = None
+        self._measured_records: MeasuredStore | None = None
         self.keyring = Keyring(config.secret, config.previous_secrets)
         self.audit = AuditLog(on_event)
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
@@ -75,22 +95,31 @@ class BanataAuth:
             measured = self._measured = MeasuredStore(self.store, self.metrics, self.tracing)
         return measured
 
+    def _records(self) -> RecordRunner:
+        """The record store, measured like ``_ops`` when metrics or tracing are on."""
+        if self.metrics is None and self.tracing is None:
+            return self.records
+        measured = self._measured_records
+        if measured is None or measured.store is not self.records:
+            measured = self._measured_records = MeasuredStore(self.records, self.metrics, self.tracing)
+        return measured
+
     # -- what adapters call -----------------------------------------------------------------
     def is_endpoint(self, path: str) -> bool:
         return self.gateway.is_endpoint(path)
 
     def handle(self, request: Request) -> Response | Identity | None:
         """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
-        return run_sync(self.gateway.handle(request), self._ops())
+        return run_sync(self.gateway.handle(request), self._ops(), self._records())
 
     async def ahandle(self, request: Request) -> Response | Identity | None:
-        return await run_async(self.gateway.handle(request), self._ops())
+        return await run_async(self.gateway.handle(request), self._ops(), self._records())
 
     def run(self, flow: Flow[T]) -> T:
-        return run_sync(flow, self._ops())
+        return run_sync(flow, self._ops(), self._records())
 
     async def arun(self, flow: Flow[T]) -> T:
-        return await run_async(flow, self._ops())
+        return await run_async(flow, self._ops(), self._records())
 
     # -- startup ----------------------------------------------------------------------------
     def check(self) -> None:
@@ -172,6 +201,27 @@ class BanataAuth:
     async def arevoke_sessions(self, user_id: str) -> None:
         self._check_id(user_id)
         await self.arun(self.flows.reset_user(user_id, "revoke"))
+
+
+def _record_store(records: RecordStore | str | None, store: OpStore) -> RecordStore:
+    """The record store for ``records`` (a URL gets one whose schema must be current), or the
+    embedded default, which only an in-process hot store may have."""
+    if isinstance(records, RecordStore):
+        return records
+    if isinstance(records, str):
+        made = RecordStore(records)
+        if made.backend == "sqlite":
+            made.upgrade()  # an embedded file brings its own schema
+        else:
+            made.check_schema()  # a server's schema is the deploy's job: refuse one that is behind
+        return made
+    if not getattr(store, "in_process", False):
+        raise ValueError(
+            "a shared hot store (Redis) needs a shared record store: pass records=DATABASE_URL, e.g. "
+            "BanataAuth(config, store=RedisStore.from_url(REDIS_URL), "
+            "records='postgresql://user@host/db'), after `banata-mfa db upgrade --database-url URL`. "
+            "Processes must never keep accounts and factors in separate local files.")
+    return RecordStore.embedded(os.path.join(tempfile.mkdtemp(prefix="banata-records-"), "records.db"))
 
 
 def _unreachable(exc: AuthError) -> str:
