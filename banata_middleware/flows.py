@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +19,13 @@ from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher, UnreadableSecret, hash_token, new_token
-from .effects import Compute, Flow, Op
+from .effects import Compute, Flow, Op, Rec
 from .emails import canonical_email, legacy_spellings
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
 from .keys import Keys
 from .passwords import normalize_password
+from .stores.records import AuditEntry, LoadUser, UserRecord
 from .tokens import TokenSigner
 from .totp import matched_step, new_secret, totp_uri
 
@@ -97,6 +99,9 @@ class Caller:
     cid: str
     backup_codes: int
     passkeys: int
+    #: The durable record (SQL), once a flow loaded it (``Flows.load_record``): the truth for every
+    #: decision about factors. ``user`` is the hot store's copy of part of it, for the pass-through.
+    record: UserRecord | None = None
 
     @property
     def two_factor_enabled(self) -> bool:
@@ -186,6 +191,24 @@ class Flows:
                             user_agent=str(op.args[2]), session_id=sid)
         return reply
 
+    def entries(self, req: Request | None, sid: str, *events: str | tuple[str, str]) -> tuple[AuditEntry, ...]:
+        """Audit rows for a record operation (written in its transaction): each event a type, or a
+        (type, detail) pair. Who and where come from the request; never a code or a secret."""
+        ip = req.client if req else ""
+        ua = (req.headers.get("user-agent", "")[:256]) if req else ""
+        now = self.now_ms()
+        return tuple(AuditEntry(e, now, ip, ua, sid) if isinstance(e, str)
+                     else AuditEntry(e[0], now, ip, ua, sid, {"detail": e[1]}) for e in events)
+
+    def emit_entries(self, uid: str, entries: tuple[AuditEntry, ...]) -> None:
+        """Hand the audit rows a record operation committed to the in-process sinks (callbacks,
+        logging), as ``_commit`` does for the hot store's scripts. Call it only when the op's
+        reply says the change (and so its rows) happened."""
+        if entries:
+            first = entries[0]
+            self.audit.emit([e.type for e in entries], user_id=uid, at_ms=first.at, ip=first.ip,
+                            user_agent=first.user_agent, session_id=first.session_id)
+
     def _cookie(self, name: str, value: str, max_age: int | None) -> tuple[str, str]:
         return set_cookie(name, value, max_age=max_age, secure=self.config.secure_cookies)
 
@@ -226,11 +249,37 @@ class Flows:
         )
 
     # -- loading the caller ------------------------------------------------------------------
+    def copy_fields(self, record: UserRecord) -> list[str]:
+        """What the hot store keeps of the durable record (``user_fill.lua``), as field/value pairs:
+        enough for the pass-through and get-session, never a secret or a hash."""
+        a = record.account
+        return ["tfa", "1" if record.two_factor_enabled else "0", "revoked_at", str(record.revoked_at or 0),
+                "codes_kid", record.codes_key_id, "email", a.email if a else "", "name", a.name if a else "",
+                "created", str(a.created_at) if a else ""]
+
+    def fill_copy(self, uid: str) -> Flow[tuple[UserRecord, dict[str, str]]]:
+        """Read the user's record from SQL and put its copy in the hot store (read-through): after
+        a flush or an eviction the copy is rebuilt from the truth, so the loss ends sessions and
+        nothing else. Returns the record and the user hash after the fill."""
+        record: UserRecord = yield Rec(LoadUser(uid))
+        flat = yield Op("user_fill", (self.keys.user(uid),),
+                        (self.now_ms(), secrets.randbelow(2**40) + 1, *self.copy_fields(record)))
+        return record, _pairs(flat)
+
+    def load_record(self, caller: Caller) -> Flow[UserRecord]:
+        """The caller's durable record: read once per request, from SQL."""
+        if caller.record is None:
+            caller.record = yield Rec(LoadUser(caller.uid))
+        return caller.record
+
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
         reply = yield Op("load", self.keys.for_load(uid, sid or "-", cid or "-"),
                          (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
-        now = self.now_ms()
         user = _pairs(reply[0])
+        record = None
+        if "rec" not in user:
+            record, user = yield from self.fill_copy(uid)
+        now = self.now_ms()
         session = _pairs(reply[1]) or None
         challenge = _pairs(reply[2]) or None
         revoked_at = int(user.get("revoked_at", "0"))
@@ -239,7 +288,7 @@ class Flows:
             session = None
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
-        return Caller(uid, user, session, sid, token, challenge, cid, int(reply[3]), int(reply[4]))
+        return Caller(uid, user, session, sid, token, challenge, cid, int(reply[3]), int(reply[4]), record)
 
     def _cookie_ids(self, req: Request, want_challenge: bool) -> tuple[str, str, str, str] | None:
         """(user id, session id hash, challenge id hash, session token) named by the request's
@@ -268,9 +317,15 @@ class Flows:
         if ids is None:
             return None
         uid, sid, cid, _ = ids
-        r = yield Op("guard", self.keys.for_guard(uid, sid or "-", cid or "-"),
-                     (self.now_ms(), "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
-                      self.policies.aal2_idle_timeout * 1000))
+        op = Op("guard", self.keys.for_guard(uid, sid or "-", cid or "-"),
+                (self.now_ms(), "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
+                 self.policies.aal2_idle_timeout * 1000))
+        r = yield op
+        if r[11] is None and (r[2] is not None or r[6] is not None):
+            # The copy is gone (an eviction) while a session or challenge is still there: rebuilt
+            # from SQL before deciding, so that a revocation recorded there still counts.
+            yield from self.fill_copy(uid)
+            r = yield op
         now = self.now_ms()
         revoked_at = int(r[1] or 0)
         session_live = r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at

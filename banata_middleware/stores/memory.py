@@ -321,6 +321,17 @@ class MemoryStore:
         passkeys = self.get(k[4])
         return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
 
+    def _op_user_fill(self, x: _Script) -> Reply:
+        key = x.keys[0]
+        user = self.data.setdefault(key, {})
+        if "rec" not in user:
+            pairs = x.argv[2:]
+            for field, value in zip(pairs[::2], pairs[1::2], strict=True):
+                user.setdefault(field, value)
+            user.setdefault("gen", x.argv[1])
+            user["rec"] = "1"
+        return list(chain.from_iterable(user.items()))
+
     def _read_guard(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
         """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
         (checked by the caller), so the garbage-collection expiry is not consulted here."""
@@ -329,7 +340,7 @@ class MemoryStore:
         s = (data.get(k[1]) or {}) if args[1] == "1" else {}
         c = (data.get(k[2]) or {}) if args[2] == "1" else {}
         reply = [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
-                 c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), s.get("seen")]
+                 c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), s.get("seen"), u.get("rec")]
         if s:
             now = int(args[0])
             since = now - int(s.get("seen") or s.get("created") or now)

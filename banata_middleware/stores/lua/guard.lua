@@ -3,11 +3,12 @@
 -- KEYS: user, session, challenge. ARGV: now, want session, want challenge, last-use granularity ms,
 -- aal 2 idle timeout ms (0 = none).
 -- Returns: tfa, revoked_at, session exp, created, aal, mfa, challenge exp, created, session amr,
--- auth (sign-in time, if rotated since), seen (last use) (nil = absent).
+-- auth (sign-in time, if rotated since), seen (last use), rec (the user's copy is filled: user_fill.lua)
+-- (nil = absent).
 -- Last use ('seen') is written here, coarsely (at most once per granularity), so that the idle
 -- timeout costs no extra round trip; never for a session already idle past the aal 2 timeout (a
 -- request must not revive it: Flows.guard refuses it from the 'seen' returned, the one before).
-local u = redis.call('HMGET', KEYS[1], 'tfa', 'revoked_at')
+local u = redis.call('HMGET', KEYS[1], 'tfa', 'revoked_at', 'rec')
 local s = {false, false, false, false, false, false, false}
 local c = {false, false}
 if ARGV[2] == '1' then
@@ -19,4 +20,4 @@ if ARGV[2] == '1' then
   end
 end
 if ARGV[3] == '1' then c = redis.call('HMGET', KEYS[3], 'exp', 'created') end
-return {u[1], u[2], s[1], s[2], s[3], s[4], c[1], c[2], s[5], s[6], s[7]}
+return {u[1], u[2], s[1], s[2], s[3], s[4], c[1], c[2], s[5], s[6], s[7], u[3]}

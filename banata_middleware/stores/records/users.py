@@ -13,6 +13,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from .ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 
 if TYPE_CHECKING:
+    from .accounts import Account
     from .factors.totp import TotpFactor
     from .schema import Schema
 
@@ -50,6 +51,8 @@ class UserRecord:
     locked_at: int | None = None  # the permanent lock (the failure ceiling); None: not locked
     generation: int = 0
     revoked_at: int | None = None
+    account: Account | None = None  # the built-in account; None for an app's own users
+    codes_key_id: str = ""  # the key the backup codes are hashed under ("" without codes)
 
     @property
     def two_factor_enabled(self) -> bool:
@@ -58,28 +61,33 @@ class UserRecord:
 
 @dataclass(frozen=True, slots=True)
 class LoadUser(RecordOp[UserRecord]):
-    """The lookup a verification starts with: factors, backup-code count, lock, generation."""
+    """The lookup a verification starts with: factors, backup-code count and key, lock,
+    generation, and the built-in account (if any). Three statements, one read transaction."""
 
     user_id: str
     writes: ClassVar[bool] = False
 
     def run(self, schema: Schema) -> SqlGen[UserRecord]:
+        from .accounts import Account
         from .factors.totp import TotpFactor
 
         s, f, b, p = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys
         u = self.user_id
-        # Two round trips: the factors, then one row of scalar subqueries (each an index lookup) for
+        # The factors, the account, then one row of scalar subqueries (each an index lookup) for
         # the counts and the state, which may not exist yet (then NULLs: no lock, generation 0).
         factors = (yield select(f).where(f.c.user_id == u).order_by(f.c.created_at, f.c.id)).all()
+        account = (yield select(schema.accounts).where(schema.accounts.c.id == u)).first()
         counts = select(
             select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
+            select(func.min(b.c.key_id)).where(b.c.user_id == u).scalar_subquery().label("codes_kid"),
             select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
             *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
               for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
         )
         row = (yield counts).one()
         return UserRecord(u, tuple(TotpFactor.from_row(r) for r in factors), int(row.codes), int(row.keys),
-                          int(row.failure_streak or 0), row.locked_at, int(row.generation or 0), row.revoked_at)
+                          int(row.failure_streak or 0), row.locked_at, int(row.generation or 0), row.revoked_at,
+                          Account.from_row(account) if account is not None else None, row.codes_kid or "")
 
 
 @dataclass(frozen=True, slots=True)
