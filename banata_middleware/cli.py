@@ -22,22 +22,63 @@ from .db_cli import add_db_commands, run_db
 
 __all__ = ["main"]
 
+#: The demo's record store when no --database-url is given: a file in the current directory, so
+#: that accounts and second factors outlive a restart (scripts/demo.sh keeps one in the repository).
+DEMO_DATABASE = "sqlite:///banata-demo.db"
+
+
+class _Refused(Exception):
+    """A setup the command cannot run with, said in one line; exits with ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _database_url(args: argparse.Namespace) -> str | None:
+    return args.database_url or os.environ.get("BANATA_DATABASE_URL") or None
+
+
+def _auth_on(config: Any, store: Any, database_url: str) -> Any:
+    """``BanataAuth`` on ``store`` and the record store at ``database_url``, both checked now: a
+    missing, behind or unreachable database (or Redis) is one line naming it, not a 503 later."""
+    from .service import BanataAuth
+    from .stores.records import SchemaOutOfDate
+
+    try:
+        auth = BanataAuth(config, store=store, records=database_url)
+    except ValueError as exc:  # an unsupported or malformed database URL
+        raise _Refused(f"--database-url: {exc}", 2) from None
+    except (ConnectionError, SchemaOutOfDate) as exc:
+        raise _Refused(str(exc)) from None
+    try:
+        auth.check()
+    except ConnectionError as exc:
+        raise _Refused(str(exc)) from None
+    return auth
+
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo.pages import demo_config
-    from .service import BanataAuth
     from .stores.memory import MemoryStore
 
+    database_url = _database_url(args)
+    if args.redis_url and not database_url:
+        # Redis is for several processes: they must share one record store, never a local file each.
+        raise _Refused("--redis-url needs --database-url URL too (the record store every process shares, e.g. "
+                       "postgresql://user@host/db after banata-mfa db upgrade)", 2)
+    database_url = database_url or DEMO_DATABASE
     # Everything the demo needs comes with the 'demo' extra: say so once, before anything starts.
     for module in ("segno", "webauthn", "uvicorn", "starlette", "werkzeug"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             raise missing_extra("this command", "demo", exc) from exc
-    secret = args.secret
+    secret = args.secret or os.environ.get("BANATA_AUTH_SECRET")
     if not secret:
         secret = secrets.token_urlsafe(48)
-        print("warning: no --secret given; using a random one (sessions end when the demo stops)", file=sys.stderr)
+        print("warning: no --secret given; using a random one (sessions end, and second factors saved in the "
+              "database cannot be read, once the demo stops)", file=sys.stderr)
     site_url = args.site_url or f"http://localhost:{args.port}"
     try:
         config = demo_config(secret=secret, site_url=site_url, challenge_status=args.challenge_status)
@@ -59,12 +100,9 @@ def _demo(args: argparse.Namespace) -> int:
             pass  # unreachable: auth.check() below says so in one line
     else:
         store = MemoryStore(config.clock)
-    auth = BanataAuth(config, store=store)
-    try:
-        auth.check()  # a wrong --redis-url fails here, in one line, not on the first request
-    except ConnectionError as exc:
-        print(f"banata-mfa demo: {exc}", file=sys.stderr)
-        return 1
+    auth = _auth_on(config, store, database_url)  # a wrong --redis-url or --database-url fails here
+    print(f"records: {auth.records.url.set(drivername=auth.records.backend).render_as_string(hide_password=True)}",
+          file=sys.stderr)
     # The origin check and passkeys (rpId) are tied to the site URL, not to the address listened on.
     print(f"open {site_url} in a browser (the site URL; other host names fail the origin check)", file=sys.stderr)
     if args.framework == "werkzeug":
@@ -158,14 +196,16 @@ def _audit_line(fields: dict[str, str]) -> dict[str, Any]:
 
 def _admin_auth(args: argparse.Namespace) -> Any:
     from .config import BanataAuthConfig
-    from .service import BanataAuth
     from .stores.redis import RedisStore  # the 'redis' extra (its ImportError names it)
 
+    database_url = _database_url(args)
+    if not database_url:
+        raise _Refused("give --database-url URL (or set BANATA_DATABASE_URL): the app's record store", 2)
     # Administration sets no cookies and checks no origin: the site URL does not matter here, so
     # from_env's warning about an unset SITE_URL would only be noise.
     config = BanataAuthConfig.from_env(key_prefix=args.key_prefix,
                                        site_url=os.environ.get("SITE_URL") or "http://localhost")
-    return BanataAuth(config, store=RedisStore.from_url(args.redis_url))
+    return _auth_on(config, RedisStore.from_url(args.redis_url), database_url)
 
 
 def _rotate_keys(args: argparse.Namespace) -> int:
@@ -184,12 +224,19 @@ def _rotate_keys(args: argparse.Namespace) -> int:
 
 
 def _admin(args: argparse.Namespace) -> int:
+    from .stores.records import GetAccount, LoadUser
+
     auth = _admin_auth(args)
     keys = auth.flows.keys
     # A typo must not "succeed" (and write a record and an audit event for a user who never was):
-    # a known user has a record, a session index or audit events (own-users apps' users may have
-    # only the last two).
-    if not auth.store.sync.exists(keys.user(args.user), keys.sessions(args.user), keys.audit(args.user)):
+    # a known user has an account or factors in the record store, or a user copy, a session index or
+    # audit events in Redis (own-users apps' users may have only the last two; after a lost Redis,
+    # only the first).
+    record = auth.records.execute(LoadUser(args.user))
+    in_sql = bool(record.totp or record.backup_codes or record.passkeys or record.locked_at is not None
+                  or auth.records.execute(GetAccount(args.user)) is not None)
+    if not in_sql and not auth.store.sync.exists(keys.user(args.user), keys.sessions(args.user),
+                                                 keys.audit(args.user)):
         print(f"banata-mfa admin: no such user: {args.user!r} (nothing stored under this id)", file=sys.stderr)
         return 1
     if args.admin_command == "reset-2fa":
@@ -213,9 +260,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="ASGI (Starlette + uvicorn) or WSGI (Werkzeug) (default: %(default)s)")
     demo.add_argument("--redis-url", default=None,
                       help="use Redis instead of the in-memory store (default: the in-memory store); it needs "
-                           "maxmemory-policy noeviction or volatile-*, and persistence: it holds users' factors")
+                           "maxmemory-policy noeviction or volatile-*; give --database-url with it")
+    demo.add_argument("--database-url", default=None,
+                      help="the record store: accounts, second factors, passkeys (default: BANATA_DATABASE_URL, "
+                           f"else {DEMO_DATABASE}, a file in the current directory, so accounts outlive a "
+                           "restart); with --redis-url a shared server, e.g. postgresql://user@host/db, after "
+                           "banata-mfa db upgrade")
     demo.add_argument("--secret", default=None,
-                      help="app secret, at least 32 characters (default: a random one for this run)")
+                      help="app secret, at least 32 characters (default: BANATA_AUTH_SECRET, else a random one "
+                           "for this run)")
     demo.add_argument("--site-url", default=None,
                       help="the URL browsers open; the origin check and passkeys use it "
                            "(default: http://localhost:PORT)")
@@ -238,10 +291,13 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, help_text in (("rotate-keys", "re-encrypt TOTP secrets under the newest key"),
                             ("admin", "administrator recovery")):
-        env_note = "reads BANATA_AUTH_SECRET (and BANATA_AUTH_PREVIOUS_SECRETS) from the environment"
+        env_note = ("reads BANATA_AUTH_SECRET (and BANATA_AUTH_PREVIOUS_SECRETS), and BANATA_DATABASE_URL unless "
+                    "--database-url is given, from the environment")
         cmd = sub.add_parser(name, help=help_text, description=env_note)
         cmd.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                          help="the Redis the app uses (default: %(default)s)")
+        cmd.add_argument("--database-url", default=None,
+                         help="the app's record store, e.g. postgresql://user@host/db (default: BANATA_DATABASE_URL)")
         cmd.add_argument("--key-prefix", default="banata",
                          help="the app's BanataAuthConfig.key_prefix (default: %(default)s)")
         if name == "admin":
@@ -281,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     except MissingExtraError as exc:  # the message names the extra to install
         print(f"banata-mfa {args.command}: {exc}", file=sys.stderr)
         return 2
+    except _Refused as exc:
+        print(f"banata-mfa {args.command}: {exc}", file=sys.stderr)
+        return exc.status
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
-from .effects import Flow, MeasuredStore, Op, OpStore, RecordRunner, T, run_async, run_sync
+from .effects import Flow, MeasuredStore, Op, OpStore, Rec, RecordRunner, T, run_async, run_sync
 from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
 from .stores.memory import MemoryStore
-from .stores.records import RecordStore
+from .stores.records import GetAccount, RecordStore
 from .tokens import valid_user_id
 
 if TYPE_CHECKING:
@@ -123,23 +123,26 @@ class BanataAuth:
 
     # -- startup ----------------------------------------------------------------------------
     def check(self) -> None:
-        """Fail fast at startup when the store cannot be reached, instead of a 503 on the first
-        request: one round trip (a read of a key that never exists). Raises ``ConnectionError``
-        naming the server and the error, e.g. ``Redis at localhost:6379: ConnectionError: Error 111
-        connecting to localhost:6379. Connection refused.``"""
-        try:
-            self.run(self._probe())
-        except AuthError as exc:
-            raise ConnectionError(_unreachable(exc)) from None
+        """Fail fast at startup when a store cannot be reached, instead of a 503 on the first
+        request: one read on each store (a key and an account that never exist). Raises
+        ``ConnectionError`` naming the store, the server and the error, e.g. ``the authentication
+        store is unreachable: Redis at localhost:6379: ConnectionError: Error 111 connecting to
+        localhost:6379. Connection refused.`` or ``the record store is unreachable:
+        postgresql+psycopg://app@db:5432/app: OperationalError: connection failed: ...``"""
+        self.run(self._probe())
 
     async def acheck(self) -> None:
-        try:
-            await self.arun(self._probe())
-        except AuthError as exc:
-            raise ConnectionError(_unreachable(exc)) from None
+        await self.arun(self._probe())
 
     def _probe(self) -> Flow[None]:
-        yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
+        try:
+            yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
+        except AuthError as exc:
+            raise ConnectionError(_unreachable(exc)) from None
+        try:
+            yield Rec(GetAccount("startup-check"))
+        except AuthError as exc:
+            raise ConnectionError(_records_unreachable(self.records, exc)) from None
 
     # -- host-app API -----------------------------------------------------------------------
     def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:
@@ -212,8 +215,12 @@ def _record_store(records: RecordStore | str | None, store: OpStore) -> RecordSt
         made = RecordStore(records)
         if made.backend == "sqlite":
             made.upgrade()  # an embedded file brings its own schema
-        else:
+            return made
+        try:
             made.check_schema()  # a server's schema is the deploy's job: refuse one that is behind
+        except AuthError as exc:  # at construction, i.e. startup: say which database, as check() does
+            made.dispose()
+            raise ConnectionError(_records_unreachable(made, exc)) from None
         return made
     if not getattr(store, "in_process", False):
         raise ValueError(
@@ -226,6 +233,15 @@ def _record_store(records: RecordStore | str | None, store: OpStore) -> RecordSt
 
 def _unreachable(exc: AuthError) -> str:
     return "the authentication store is unreachable: " + "; ".join(getattr(exc, "__notes__", None) or [exc.message])
+
+
+def _records_unreachable(records: RecordStore, exc: AuthError) -> str:
+    """The database (password hidden) and the driver's error. Only for the startup probes: their
+    statements carry no secret, so the driver's first line may be shown (the store itself logs
+    class names only, as a statement's parameters can be hashes)."""
+    cause = getattr(exc.__cause__, "orig", None) or exc.__cause__
+    why = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}" if cause else exc.message
+    return f"the record store is unreachable: {records.url.render_as_string(hide_password=True)}: {why}"
 
 
 def _base32(secret: str) -> str:

@@ -101,15 +101,15 @@ def make_auth(clock: FrozenClock) -> BanataAuth:
                          password_hashing=PasswordHashing(n=2**8),
                          policies=Policies(max_sessions_per_user=0, password_hashes_per_address=100_000,
                                            sign_up_per_address=100_000))
-    return BanataAuth(config, store=MemoryStore(clock))
+    return BanataAuth(config, store=MemoryStore(clock))  # the embedded shape: memory + a SQLite file
 
 
 def with_metrics(auth: BanataAuth) -> BanataAuth | None:
-    """The same app (config and store: the same sessions) with Prometheus metrics on, in a private
-    registry; None without the 'metrics' extra."""
+    """The same app (config and stores: the same sessions and records) with Prometheus metrics on,
+    in a private registry; None without the 'metrics' extra."""
     if Metrics is None:
         return None
-    return BanataAuth(auth.config, store=auth.store, metrics=Metrics(CollectorRegistry()))
+    return BanataAuth(auth.config, store=auth.store, records=auth.records, metrics=Metrics(CollectorRegistry()))
 
 
 # -- ASGI plumbing -----------------------------------------------------------------------------

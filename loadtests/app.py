@@ -5,8 +5,9 @@ Built from environment variables so that a production server can import them in 
 - ``uvicorn --factory loadtests.app:asgi_app`` (ASGI, Starlette adapter)
 - ``python -m loadtests.wsgi_server`` or any WSGI server calling ``loadtests.app:wsgi_app()`` (Werkzeug adapter)
 
-``REDIS_URL``, ``BANATA_AUTH_SECRET`` and ``SITE_URL`` say where the store is, the app secret and the
-site's origin; the runner seeds users against the same Redis with the same secret.
+``REDIS_URL``, ``DATABASE_URL``, ``BANATA_AUTH_SECRET`` and ``SITE_URL`` say where the hot store and
+the record store are, the app secret and the site's origin; the runner seeds users against the same
+Redis and database with the same secret.
 
 The reference endpoints live outside the middleware, on the same server, same process, same Redis
 client settings (they use the store's own client and pool):
@@ -56,7 +57,8 @@ def blocking_store(url: str, *, timeout: float = 1.0, max_connections: int = 64)
 
 
 def build_auth(env: Mapping[str, str] | None = None) -> BanataAuth:
-    """The demo's configuration on a Redis store, from ``REDIS_URL``, ``BANATA_AUTH_SECRET``, ``SITE_URL``.
+    """The demo's configuration on a Redis store and a record store, from ``REDIS_URL``, ``DATABASE_URL``
+    (migrated), ``BANATA_AUTH_SECRET`` and ``SITE_URL``.
 
     ``LOADTEST_REDIS_POOL=blocking`` swaps the library's store (``RedisStore.from_url``) for
     :func:`blocking_store`, to compare the two under many concurrent requests per worker."""
@@ -64,7 +66,7 @@ def build_auth(env: Mapping[str, str] | None = None) -> BanataAuth:
     config = demo_config(secret=e["BANATA_AUTH_SECRET"], site_url=e["SITE_URL"])
     url = e["REDIS_URL"]
     store = blocking_store(url) if e.get("LOADTEST_REDIS_POOL") == "blocking" else RedisStore.from_url(url)
-    return BanataAuth(config, store=store)
+    return BanataAuth(config, store=store, records=e["DATABASE_URL"])
 
 
 def asgi_app() -> Any:

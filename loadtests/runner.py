@@ -1,6 +1,7 @@
 """``python -m loadtests``: a whole load test on one machine, started and stopped by itself.
 
-It starts a private ``redis-server`` on a free port, the demo app under a production server (uvicorn
+It starts a private ``redis-server`` on a free port, creates a PostgreSQL database of its own (on
+``--postgres``, dropped at the end) for the record store, the demo app under a production server (uvicorn
 with N workers for ASGI, a pre-forked threaded Werkzeug server for WSGI), seeds users with 2FA and
 their pending sign-in challenges through the library (no HTTP, no password hashing), runs Locust
 headless for a bounded time, prints a table per endpoint and writes Locust's CSV and HTML reports to
@@ -37,6 +38,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from banata_middleware.stores.records import RecordStore
 
 from .cpu import CpuSampler
 from .seed import PoolPlan, seed_pool
@@ -145,6 +152,38 @@ def start_redis(procs: Processes, log: Path) -> tuple[str, int]:
                 time.sleep(0.02)
     finally:
         client.close()
+
+
+def create_database(server: str) -> str:
+    """A new database on the PostgreSQL ``server`` (a URL of its maintenance database), migrated:
+    the record store the server's workers and the seeding share, as production's processes do."""
+    name = "banata_loadtest_" + secrets.token_hex(4)
+    _admin_sql(server, f"CREATE DATABASE {name}")
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    store = RecordStore(url)
+    try:
+        store.upgrade()
+    finally:
+        store.dispose()
+    return url
+
+
+def drop_database(server: str, url: str) -> None:
+    _admin_sql(server, f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
+
+
+def _admin_sql(server: str, sql: str) -> None:
+    engine = create_engine(make_url(server).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT",
+                           connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise SetupError(f"PostgreSQL at {make_url(server).render_as_string(hide_password=True)}: "
+                         f"{type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
 
 
 def server_argv(args: argparse.Namespace, port: int) -> list[str]:
@@ -296,11 +335,11 @@ def steady_cpu(prefix: Path, sampler: CpuSampler) -> tuple[dict[str, float], int
 
 
 def run_phase(args: argparse.Namespace, procs: Processes, *, label: str, kinds: tuple[str, ...], users: int,
-              seconds: int, server_pid: int, redis_pid: int, host: str, redis_url: str, secret: str,
-              site_url: str, out: Path, tmp: Path) -> PhaseResult:
+              seconds: int, server_pid: int, redis_pid: int, host: str, redis_url: str, database_url: str,
+              secret: str, site_url: str, out: Path, tmp: Path) -> PhaseResult:
     plan = plan_for(kinds, users, seconds, args.pool_rate, tag=label)
     started = time.monotonic()
-    pool = seed_pool(redis_url, secret, site_url, plan, processes=args.seed_processes)
+    pool = seed_pool(redis_url, database_url, secret, site_url, plan, processes=args.seed_processes)
     pool_file = tmp / f"{label}.pool.json"
     with open(pool_file, "w", encoding="utf-8") as fh:
         json.dump(pool, fh, separators=(",", ":"))
@@ -556,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-pool", choices=["library", "blocking"], default="library",
                    help="the server's store: RedisStore.from_url as shipped (default), or the same settings on "
                         "redis-py's blocking connection pools")
+    p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                   help="a PostgreSQL server (URL of a database to connect to) on which the run creates, then "
+                        "drops, a database of its own for the record store (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=1,
                    help="with --compare: repeat the four phases this many times and report medians (default 1)")
     p.add_argument("--pool-rate", type=float, default=2500,
@@ -600,14 +642,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="banata-loadtest-"))
     report: list[str] = []
     status = 0
+    database_url: str | None = None
     with _sigterm_as_interrupt():
         try:
             redis_url, redis_pid = start_redis(procs, out / "redis.log")
+            database_url = create_database(args.postgres)
             port = free_port()
             site_url = f"http://localhost:{port}"
             host = f"http://127.0.0.1:{port}"
             secret = secrets.token_urlsafe(48)
-            env = {**os.environ, "REDIS_URL": redis_url, "BANATA_AUTH_SECRET": secret, "SITE_URL": site_url,
+            env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+                   "BANATA_AUTH_SECRET": secret, "SITE_URL": site_url,
                    "LOADTEST_REDIS_POOL": args.redis_pool,
                    "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
             server_desc = (f"uvicorn, {args.workers} worker(s)" if args.adapter == "asgi"
@@ -615,13 +660,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.redis_pool == "blocking":
                 server_desc += ", blocking Redis pool"
             header = (f"banata-middleware load test: {args.adapter} ({server_desc}), Redis {redis_url}, "
+                      f"PostgreSQL {make_url(database_url).render_as_string()}, "
                       f"{os.cpu_count()} CPUs, results in {out}")
             print(header, flush=True)
             report.append(header)
             server = procs.start("server", server_argv(args, port), env=env, log=out / "server.log")
             wait_ready(server, host, out / "server.log")
-            common = dict(server_pid=server.pid, redis_pid=redis_pid, host=host, redis_url=redis_url, secret=secret,
-                          site_url=site_url, out=out, tmp=tmp)
+            common = dict(server_pid=server.pid, redis_pid=redis_pid, host=host, redis_url=redis_url,
+                          database_url=database_url, secret=secret, site_url=site_url, out=out, tmp=tmp)
             dry = False
             if args.compare:
                 rounds: list[dict[str, PhaseResult]] = []
@@ -675,6 +721,9 @@ def main(argv: list[str] | None = None) -> int:
             status = 130
         finally:
             procs.stop_all()
+            if database_url is not None:  # after the server: its workers hold connections to it
+                with suppress(SetupError):
+                    drop_database(args.postgres, database_url)
             shutil.rmtree(tmp, ignore_errors=True)
     (out / "report.txt").write_text("\n\n".join(report) + "\n")
     print(f"results: {out} (exit {status})", flush=True)

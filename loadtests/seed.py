@@ -127,11 +127,11 @@ async def _bounded(items: Iterable[T], fn: Callable[[T], Awaitable[Any]]) -> lis
     return out
 
 
-async def _seed(redis_url: str, secret: str, site_url: str, plan: PoolPlan) -> dict[str, Any]:
+async def _seed(redis_url: str, database_url: str, secret: str, site_url: str, plan: PoolPlan) -> dict[str, Any]:
     store = PipelinedStore(redis_url)
     await store.prepare()
     await store.client.set(BARE_KEY, BARE_VALUE)
-    auth = BanataAuth(demo_config(secret=secret, site_url=site_url), store=store)
+    auth = BanataAuth(demo_config(secret=secret, site_url=site_url), store=store, records=database_url)
     try:
         async def enrol(item: tuple[str, bool]) -> tuple[str, str, list[str]]:
             uid, codes = item
@@ -172,9 +172,10 @@ async def _seed(redis_url: str, secret: str, site_url: str, plan: PoolPlan) -> d
         return pool
     finally:
         await store.aclose()
+        await auth.records.adispose()
 
 
-def _run(args: tuple[str, str, str, PoolPlan]) -> dict[str, Any]:
+def _run(args: tuple[str, str, str, str, PoolPlan]) -> dict[str, Any]:
     try:
         import uvloop
     except ImportError:
@@ -191,13 +192,15 @@ def _share(total: int, shards: int, index: int) -> int:
     return total // shards + (1 if index < total % shards else 0)
 
 
-def seed_pool(redis_url: str, secret: str, site_url: str, plan: PoolPlan, *, processes: int = 1) -> dict[str, Any]:
-    """Seed ``plan`` and return the pool the locustfile reads (cookie strings, otpauth URIs, codes).
+def seed_pool(redis_url: str, database_url: str, secret: str, site_url: str, plan: PoolPlan, *,
+              processes: int = 1) -> dict[str, Any]:
+    """Seed ``plan`` into the server's Redis and record store and return the pool the locustfile
+    reads (cookie strings, otpauth URIs, codes).
 
     With ``processes`` > 1 the plan is split between that many forked processes (the Python side of
     redis-py, not Redis, is what limits one process)."""
     if processes <= 1 or plan.challenges + plan.sessions < 20_000:
-        return _run((redis_url, secret, site_url, plan))
+        return _run((redis_url, database_url, secret, site_url, plan))
     shards = [
         replace(plan, tag=f"{plan.tag}{i}", totp_users=_share(plan.totp_users, processes, i),
                 backup_users=_share(plan.backup_users, processes, i),
@@ -205,7 +208,7 @@ def seed_pool(redis_url: str, secret: str, site_url: str, plan: PoolPlan, *, pro
         for i in range(processes)
     ]
     with multiprocessing.get_context("fork").Pool(processes, initializer=_worker_signals) as workers:
-        parts = workers.map(_run, [(redis_url, secret, site_url, shard) for shard in shards])
+        parts = workers.map(_run, [(redis_url, database_url, secret, site_url, shard) for shard in shards])
     merged: dict[str, Any] = {"site_url": site_url}
     for key in ("totp", "backup", "attack", "sessions"):
         merged[key] = [item for part in parts for item in part[key]]

@@ -1,4 +1,5 @@
-"""Fixtures: the suite's own redis-server, a controllable clock, and app stacks (adapter x store)."""
+"""Fixtures: the suite's own redis-server and PostgreSQL database, a controllable clock, and app
+stacks (adapter x store: memory + embedded SQLite, Redis + PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from harness import STACK_PARAMS, T0, RedisServer, Stack, make_stack
+from harness import STACK_PARAMS, T0, PostgresDatabase, RedisServer, Stack, make_stack, scratch_database
 
 from banata_middleware.simulator.clocks import FrozenClock
 
@@ -28,6 +29,21 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def postgres_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresDatabase]:
+    """The session's PostgreSQL database (a random name on 127.0.0.1:5432, dropped at the end)."""
+    with scratch_database("postgresql", str(tmp_path_factory.getbasetemp())) as url:
+        db = PostgresDatabase(url)
+        yield db
+        db.close()  # before the DROP DATABASE
+
+
+@pytest.fixture
+def database_url(postgres_db: PostgresDatabase) -> str:
+    """The session's PostgreSQL database, emptied: the record store beside ``redis_url``."""
+    return postgres_db.empty()
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(T0)
@@ -38,13 +54,15 @@ def stack_factory(request: pytest.FixtureRequest, clock: FrozenClock) -> Iterato
     """Builds stacks for the parametrized adapter x store; ``stack_factory(**config overrides)``."""
     adapter, store_kind = request.param
     server = request.getfixturevalue("redis_server") if store_kind == "redis" else None
+    database_url = None
     if server is not None:
         request.getfixturevalue("redis_url")  # flushed
+        database_url = request.getfixturevalue("database_url")  # emptied
     with ExitStack() as exits:
         stacks: list[Stack] = []
 
         def build(**overrides: Any) -> Stack:
-            s = make_stack(adapter, store_kind, clock, server, exits, **overrides)
+            s = make_stack(adapter, store_kind, clock, server, exits, database_url, **overrides)
             stacks.append(s)
             return s
 

@@ -1,17 +1,18 @@
-"""What the tests share: the suite's own redis-server, app stacks (adapter x store) driven through
-a plain synchronous httpx client, and a browser-like API client. Fixtures live in conftest.py;
-tests import helpers from here (``from harness import ...``), never from conftest."""
+"""What the tests share: the suite's own redis-server and PostgreSQL database, app stacks (adapter
+x store) driven through a plain synchronous httpx client, and a browser-like API client. Fixtures
+live in conftest.py; tests import helpers from here (``from harness import ...``), never from conftest."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import redis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from sqlalchemy import create_engine, text
 
 from banata_middleware import BanataAuth, PasswordHashing
 from banata_middleware.demo.app import demo_config
@@ -27,6 +29,7 @@ from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
+from banata_middleware.stores.records import RecordStore
 
 SITE = "http://testserver"
 SECRET = "test-secret-" + "x" * 40
@@ -85,6 +88,64 @@ class RedisServer:
         return redis.Redis(port=self.port, decode_responses=True)
 
 
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306"
+
+
+def _admin_execute(server_url: str, default_db: str, sql: str) -> None:
+    engine = create_engine(f"{server_url}/{default_db}", isolation_level="AUTOCOMMIT",
+                           connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def scratch_database(backend: str, tmp_dir: str) -> Iterator[str]:
+    """A new, empty database with a random name on ``backend``'s server ("sqlite": a file in
+    ``tmp_dir``); dropped afterwards. A server that is not running FAILS the test, as a missing
+    redis-server does: CI and this machine always run PostgreSQL and MariaDB."""
+    name = "banata_test_" + secrets.token_hex(5)
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_dir}/{name}.db"
+        return
+    server, default_db = (PG_SERVER, "postgres") if backend == "postgresql" else (MARIADB_SERVER, "mysql")
+    create = f"CREATE DATABASE {name}" + (" CHARACTER SET utf8mb4" if backend == "mariadb" else "")
+    try:
+        _admin_execute(server, default_db, create)
+    except Exception as exc:
+        pytest.fail(f"the {backend} server at {server} is needed by the tests and is not usable: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    try:
+        yield f"{server.replace('+psycopg', '').replace('mysql+pymysql', 'mariadb')}/{name}"
+    finally:
+        _admin_execute(server, default_db, f"DROP DATABASE IF EXISTS {name}"
+                       + (" WITH (FORCE)" if backend == "postgresql" else ""))
+
+
+class PostgresDatabase:
+    """The test session's record store for the Redis setups, as production has it: one PostgreSQL
+    database (``url``, made by ``scratch_database``) migrated once, shared by every process of a
+    test, emptied between tests (``empty``, as ``redis_url`` flushes Redis)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.records = RecordStore(url)
+        self.records.upgrade()
+
+    def empty(self) -> str:
+        """Delete every row of every banata table (children first), in one transaction; the URL."""
+        with self.records.engine.begin() as conn:
+            for table in reversed(self.records.schema.metadata.sorted_tables):
+                conn.execute(table.delete())
+        return self.url
+
+    def close(self) -> None:
+        self.records.dispose()
+
+
 class SyncASGITransport(httpx.BaseTransport):
     """Drives an ASGI app from a synchronous httpx client through one event loop (a portal)."""
 
@@ -116,6 +177,10 @@ class Stack:
     transport_factory: Callable[[str], httpx.BaseTransport]
     redis: RedisServer | None = None
     clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def records(self) -> RecordStore:
+        return self.auth.records
 
     def client(self, *, ip: str = "127.0.0.1", origin: str | None = SITE) -> Api:
         headers = {"origin": origin} if origin else {}
@@ -155,7 +220,9 @@ if _wsgi_available():
 
 
 def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: RedisServer | None,
-               exits: ExitStack, **overrides: Any) -> Stack:
+               exits: ExitStack, database_url: str | None = None, **overrides: Any) -> Stack:
+    """A stack on memory + an embedded SQLite file of its own, or on ``redis_server`` + the
+    PostgreSQL database at ``database_url`` (the ``database_url`` fixture: emptied per test)."""
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     overrides.setdefault("secret", SECRET)
     verify_password = overrides.pop("verify_password", None)  # BanataAuth's, for apps with their own users
@@ -166,13 +233,19 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         assert redis_server is not None
         timeout = float(os.environ.get("BANATA_TEST_REDIS_TIMEOUT", "1"))
         store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
+        assert database_url is not None, "a Redis stack needs the database_url fixture"
+        records = RecordStore(database_url)  # the session's database, migrated once
     else:
         store = MemoryStore(clock)
-    auth = BanataAuth(config, store=store, verify_password=verify_password, metrics=metrics,
+        records = RecordStore.embedded(os.path.join(exits.enter_context(tempfile.TemporaryDirectory()), "records.db"))
+    exits.callback(records.dispose)
+    auth = BanataAuth(config, store=store, records=records, verify_password=verify_password, metrics=metrics,
                       tracing=tracing)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
         portal = exits.enter_context(start_blocking_portal())
+        # The async engine lives in the portal's event loop: close its connections before the loop ends.
+        exits.callback(portal.call, records.adispose)
 
         def factory(ip: str) -> httpx.BaseTransport:
             return SyncASGITransport(app, portal, (ip, 50000))

@@ -101,7 +101,8 @@ DEMO_SECRET = "test-secret-" + "x" * 40
 @contextmanager
 def demo_cli(framework: str, *extra: str) -> Iterator[str]:
     """``banata-mfa demo --framework F`` as a subprocess on a free port, site URL
-    ``http://localhost:PORT`` (the rpId passkeys need); yields that URL once the demo says it listens."""
+    ``http://localhost:PORT`` (the rpId passkeys need), records in a SQLite file of its own unless
+    ``extra`` gives ``--database-url``; yields that URL once the demo says it listens."""
     import queue
     import subprocess
     import sys
@@ -113,7 +114,9 @@ def demo_cli(framework: str, *extra: str) -> Iterator[str]:
     site = f"http://localhost:{port}"
     args = [sys.executable, "-m", "banata_middleware.cli", "demo", "--framework", framework, "--host", "127.0.0.1",
             "--port", str(port), "--site-url", site, "--secret", DEMO_SECRET, *extra]
-    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe nobody drains
+    with tempfile.TemporaryDirectory() as records, tempfile.TemporaryFile("w+") as stderr:  # not a pipe nobody drains
+        if "--database-url" not in extra:  # never the default ./banata-demo.db, shared with other runs
+            args += ["--database-url", f"sqlite:///{records}/records.db"]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
         lines: queue.Queue[str | None] = queue.Queue()
 

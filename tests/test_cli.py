@@ -39,6 +39,7 @@ def test_help_has_no_rst_backticks(capsys: pytest.CaptureFixture[str], command: 
 
 @pytest.mark.parametrize(("command", "option"), [
     (["demo"], "--host"), (["demo"], "--port"), (["demo"], "--redis-url"), (["demo"], "--framework"),
+    (["demo"], "--database-url"), (["admin"], "--database-url"), (["rotate-keys"], "--database-url"),
     (["audit"], "--user"), (["audit"], "--follow"), (["audit"], "--redis-url"), (["admin"], "--user"),
 ])
 def test_every_option_has_help_text(capsys: pytest.CaptureFixture[str], command: list[str], option: str) -> None:
@@ -60,10 +61,11 @@ def test_demo_validates_its_options_before_saying_where_to_open_it(argv: list[st
     assert "in a browser" not in out.stderr  # not "open ... in a browser" before failing
 
 
-def test_demo_with_an_unreachable_redis_fails_fast_naming_the_server_and_the_error() -> None:
+def test_demo_with_an_unreachable_redis_fails_fast_naming_the_server_and_the_error(database_url: str) -> None:
     port = free_port()  # nothing listens there
     out = subprocess.run([*CLI, "demo", "--port", "0", "--secret", SECRET, "--redis-url",
-                          f"redis://127.0.0.1:{port}/0"], capture_output=True, text=True, timeout=30)
+                          f"redis://127.0.0.1:{port}/0", "--database-url", database_url],
+                         capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert f"banata-mfa demo: the authentication store is unreachable: Redis at 127.0.0.1:{port}: " \
            "ConnectionError:" in out.stderr
@@ -80,8 +82,8 @@ def test_audit_line_writes_at_in_iso_8601_and_keeps_the_milliseconds() -> None:
 @pytest.mark.redis
 @pytest.mark.parametrize("command", ["revoke-sessions", "reset-2fa"])
 def test_admin_commands_refuse_an_unknown_user_and_write_nothing(redis_server: RedisServer, redis_url: str,
-                                                                 command: str) -> None:
-    env = {**os.environ, "BANATA_AUTH_SECRET": SECRET}
+                                                                 database_url: str, command: str) -> None:
+    env = {**os.environ, "BANATA_AUTH_SECRET": SECRET, "BANATA_DATABASE_URL": database_url}
     out = subprocess.run([*CLI, "admin", command, "--user=nobody", "--redis-url", redis_url], env=env,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
@@ -93,15 +95,16 @@ def test_admin_commands_refuse_an_unknown_user_and_write_nothing(redis_server: R
 
 @pytest.mark.redis
 def test_admin_revoke_sessions_of_a_signed_up_user_succeeds_and_audit_prints_iso_times(
-        redis_server: RedisServer, redis_url: str) -> None:
+        redis_server: RedisServer, redis_url: str, database_url: str) -> None:
     from banata_middleware import BanataAuth, BanataAuthConfig
     from banata_middleware.stores.redis import RedisStore
 
     auth = BanataAuth(BanataAuthConfig(app_name="A", site_url="http://localhost", secret=SECRET),
-                      store=RedisStore.from_url(redis_url))
+                      store=RedisStore.from_url(redis_url), records=database_url)
     auth.begin_second_factor("alice")  # an own-users app's user: a session, no record of ours
     env = {**os.environ, "BANATA_AUTH_SECRET": SECRET}
-    out = subprocess.run([*CLI, "admin", "revoke-sessions", "--user=alice", "--redis-url", redis_url], env=env,
+    out = subprocess.run([*CLI, "admin", "revoke-sessions", "--user=alice", "--redis-url", redis_url,
+                          "--database-url", database_url], env=env,
                          capture_output=True, text=True, timeout=30)
     assert (out.returncode, out.stdout) == (0, "sessions ended for user alice\n"), out.stderr
     audit = subprocess.run([*CLI, "audit", "--user=alice", "--redis-url", redis_url], capture_output=True,

@@ -43,7 +43,8 @@ def project(tmp_path: Path, framework: str) -> Path:
 
 
 def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("SITE_URL", "REDIS_URL", "BANATA_AUTH_SECRET")}
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("SITE_URL", "REDIS_URL", "DATABASE_URL", "BANATA_AUTH_SECRET")}
     return {**base, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
                                                                  os.environ.get("PYTHONPATH", "")])), **extra}
 

@@ -102,14 +102,14 @@ def test_correct_passwords_from_one_address_cannot_hash_without_bound(stack: Sta
 # -- Redis: the eviction-policy check -----------------------------------------------------------
 @pytest.mark.redis
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
-def test_an_eviction_policy_changed_after_the_first_check_is_refused(adapter: str) -> None:
+def test_an_eviction_policy_changed_after_the_first_check_is_refused(adapter: str, database_url: str) -> None:
     """The policy was read once per process: a Redis switched to allkeys-lru afterwards (CONFIG SET,
     a restart with another config, a failover to a differently configured replica) kept serving,
     and could then evict two-factor records. It is read again every ``POLICY_RECHECK_SECONDS``."""
     server = RedisServer(extra_args=("--maxmemory", "64mb", "--maxmemory-policy", "noeviction"))
     try:
         with ExitStack() as exits:
-            stack = make_stack(adapter, "redis", FrozenClock(T0), server, exits)
+            stack = make_stack(adapter, "redis", FrozenClock(T0), server, exits, database_url)
             store = stack.auth.store
             assert isinstance(store, RedisStore)
             store.POLICY_RECHECK_SECONDS = 0.2
@@ -136,7 +136,7 @@ PK = "/api/auth/passkey"
 @pytest.mark.redis
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 def test_a_ceremony_cannot_be_replayed_once_redis_drops_its_mark_before_the_app_clock_ends_it(
-        adapter: str, redis_server: RedisServer, redis_url: str) -> None:
+        adapter: str, redis_server: RedisServer, redis_url: str, database_url: str) -> None:
     """The cookie's expiry is judged by the app's Clock, the single-use mark's by Redis's own (PX).
     An app clock behind Redis's (skewed servers, a second app host that lags) lets the mark expire
     while the cookie is still live, and the same assertion then signs in again: a synced passkey
@@ -144,7 +144,7 @@ def test_a_ceremony_cannot_be_replayed_once_redis_drops_its_mark_before_the_app_
     from banata_middleware.simulator import VirtualPasskey
 
     with ExitStack() as exits:  # the suite's redis-server, flushed (redis_url)
-        stack = make_stack(adapter, "redis", FrozenClock(T0), redis_server, exits,
+        stack = make_stack(adapter, "redis", FrozenClock(T0), redis_server, exits, database_url,
                            policies=Policies(passkey_ceremony_ttl=1))
         owner = stack.client()
         owner.sign_up("synced@example.com")

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import free_port
+from harness import PostgresDatabase, free_port
 
 from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 
@@ -34,9 +34,10 @@ AUTH = "/api/auth"
 APP = Path(__file__).with_name("two_process_app.py")
 
 
-def _start(kind: str, redis_url: str) -> tuple[subprocess.Popen[str], str]:
+def _start(kind: str, redis_url: str, database_url: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(APP), kind, str(port), redis_url], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(APP), kind, str(port), redis_url, database_url],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc, f"http://127.0.0.1:{port}"
 
@@ -62,9 +63,11 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_apps(redis_server: Any) -> Iterator[tuple[str, str]]:
-    """(ASGI base URL, WSGI base URL): two processes on the suite's Redis."""
-    started = [_start("asgi", redis_server.url), _start("wsgi", redis_server.url)]
+def two_apps(redis_server: Any, postgres_db: PostgresDatabase) -> Iterator[tuple[str, str]]:
+    """(ASGI base URL, WSGI base URL): two processes on the suite's Redis and its PostgreSQL
+    database: one record store for both, as in production."""
+    url = postgres_db.empty()
+    started = [_start("asgi", redis_server.url, url), _start("wsgi", redis_server.url, url)]
     try:
         for proc, _ in started:
             _wait_ready(proc)

@@ -1,9 +1,10 @@
 """One app process for the scale-out tests: the demo app on a RedisStore, served by uvicorn (ASGI) or
 Werkzeug's threaded server (WSGI), on the real clock.
 
-``python two_process_app.py asgi|wsgi PORT REDIS_URL``; it prints ``READY`` once it accepts connections
-and runs until killed. Every process started with the same arguments' secret shares sessions, pending
-challenges and replay state through Redis and nothing else.
+``python two_process_app.py asgi|wsgi PORT REDIS_URL DATABASE_URL``; it prints ``READY`` once it
+accepts connections and runs until killed. Every process started with the same arguments shares
+sessions, pending challenges and replay state through Redis, and accounts and factors through the
+one record store at DATABASE_URL, as production's processes do; nothing else.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ SITE = "http://testserver"
 SECRET = "two-process-secret-" + "p" * 40
 
 
-def build(kind: str, redis_url: str) -> object:
+def build(kind: str, redis_url: str, database_url: str) -> object:
     config = demo_config(secret=SECRET, site_url=SITE, password_hashing=PasswordHashing(n=2**8))
-    auth = BanataAuth(config, store=RedisStore.from_url(redis_url, timeout=2.0))
+    auth = BanataAuth(config, store=RedisStore.from_url(redis_url, timeout=2.0), records=database_url)
     if kind == "asgi":
         from banata_middleware.demo.app import starlette_app
 
@@ -45,8 +46,8 @@ def _announce_when_listening(port: int) -> None:
 
 
 def main() -> None:
-    kind, port, redis_url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    app = build(kind, redis_url)
+    kind, port, redis_url, database_url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    app = build(kind, redis_url, database_url)
     threading.Thread(target=_announce_when_listening, args=(port,), daemon=True).start()
     if kind == "asgi":
         import uvicorn

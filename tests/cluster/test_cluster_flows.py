@@ -103,13 +103,14 @@ class ClusterStack:
 
 
 @contextmanager
-def cluster_stack(adapter: str, store: RedisStore) -> Iterator[ClusterStack]:
-    """The demo app on ``store`` behind ``adapter``, driven in-process like the contract suite's stacks."""
+def cluster_stack(adapter: str, store: RedisStore, database_url: str) -> Iterator[ClusterStack]:
+    """The demo app on ``store`` and the record store at ``database_url`` (the ``database_url``
+    fixture) behind ``adapter``, driven in-process like the contract suite's stacks."""
     clock = FrozenClock(T0)
     # sign_up_spread signs up until every master holds a user, all from one address: lift its throttle.
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, password_hashing=PasswordHashing(n=2**8),
                          policies=Policies(sign_up_per_address=1000))
-    auth = BanataAuth(config, store=store)
+    auth = BanataAuth(config, store=store, records=database_url)
     app = ADAPTERS[adapter](auth)
     with ExitStack() as exits:
         if adapter == "asgi":
@@ -135,9 +136,11 @@ def cluster_stack(adapter: str, store: RedisStore) -> Iterator[ClusterStack]:
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def on_cluster(request: pytest.FixtureRequest, cluster: RedisClusterNodes) -> Iterator[ClusterStack]:
+def on_cluster(request: pytest.FixtureRequest, cluster: RedisClusterNodes,
+               database_url: str) -> Iterator[ClusterStack]:
     cluster.flush_all()
-    with cluster_stack(request.param, cluster_store(cluster.url, timeout=1.0, store_class=SlotCheckingStore)) as cs:
+    with cluster_stack(request.param, cluster_store(cluster.url, timeout=1.0, store_class=SlotCheckingStore),
+                       database_url) as cs:
         yield cs
 
 
@@ -382,7 +385,7 @@ def test_a_cross_slot_operation_is_refused_by_the_client(cluster: RedisClusterNo
         store.close()
 
 
-def test_an_asgi_app_whose_cluster_is_unreachable_answers_503(cluster: RedisClusterNodes) -> None:
+def test_an_asgi_app_whose_cluster_is_unreachable_answers_503(cluster: RedisClusterNodes, database_url: str) -> None:
     """The asyncio cluster client connects lazily: an app started while no node answers meets
     RedisClusterException ('Redis Cluster cannot be connected') on its first request, which is not
     a RedisError: the store must still answer 503 STORE_UNAVAILABLE, not let it escape as a 500."""
@@ -391,21 +394,22 @@ def test_an_asgi_app_whose_cluster_is_unreachable_answers_503(cluster: RedisClus
     store = SlotCheckingStore(sync_client=None, async_client=aio)
     clock = FrozenClock(T0)
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, password_hashing=PasswordHashing(n=2**8))
-    app = ADAPTERS["asgi"](BanataAuth(config, store=store))
+    app = ADAPTERS["asgi"](BanataAuth(config, store=store, records=database_url))
     with start_blocking_portal() as portal, httpx.Client(transport=SyncASGITransport(app, portal),
                                                          base_url=SITE) as client:
         r = client.post("/api/auth/sign-up/email", json={"email": "x@example.com", "password": PASSWORD})
         assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE")
 
 
-def test_a_node_down_fails_closed_with_503_then_recovers(cluster: RedisClusterNodes) -> None:
+def test_a_node_down_fails_closed_with_503_then_recovers(cluster: RedisClusterNodes, database_url: str) -> None:
     """One master killed: its users get 503 at once on both adapters (sync and asyncio cluster
     clients), other users are served until the cluster declares itself failed (then 503 too), and
     after the node returns (empty: no persistence) nothing crashes."""
     cluster.flush_all()
     with ExitStack() as exits:
         stacks = [exits.enter_context(cluster_stack(adapter, cluster_store(cluster.url, timeout=1.0,
-                                                                           store_class=SlotCheckingStore)))
+                                                                           store_class=SlotCheckingStore),
+                                                    database_url))
                   for adapter in sorted(ADAPTERS)]
         spread = {cs.stack.adapter: sign_up_spread(cs, cluster, 3) for cs in stacks}
         port = cluster.owner_port(user_key(spread[stacks[0].stack.adapter][0][1]))
@@ -446,12 +450,12 @@ def test_a_node_down_fails_closed_with_503_then_recovers(cluster: RedisClusterNo
         "script that ran but answered late runs again: one wrong code counts as two failures. Build the "
         "clients as cluster_support.cluster_clients does (proposed RedisStore.from_cluster_url)."))),
 ])
-def test_a_script_whose_answer_is_late_runs_once(cluster: RedisClusterNodes, clients: str) -> None:
+def test_a_script_whose_answer_is_late_runs_once(cluster: RedisClusterNodes, database_url: str, clients: str) -> None:
     """A wrong code's commit runs on the user's node but its answer comes after the store timeout:
     the caller gets 503, and the failure is counted once, not once per retry."""
     cluster.flush_all()
     # Find the user's node first: the proxy goes in front of it.
-    with cluster_stack("wsgi", cluster_store(cluster.url, store_class=SlotCheckingStore)) as setup:
+    with cluster_stack("wsgi", cluster_store(cluster.url, store_class=SlotCheckingStore), database_url) as setup:
         api = setup.client()
         uid = api.sign_up("late@example.com").json()["user"]["id"]
         secret_uri = api.auth("/two-factor/enable", {"password": PASSWORD}).json()["totpURI"]
@@ -464,7 +468,7 @@ def test_a_script_whose_answer_is_late_runs_once(cluster: RedisClusterNodes, cli
     store = cluster_store(cluster.url, timeout=0.3, store_class=SlotCheckingStore,
                           retry_on_timeout=clients == "stock", address_remap=proxy.remap)
     try:
-        with cluster_stack("wsgi", store) as cs:
+        with cluster_stack("wsgi", store, database_url) as cs:
             cs.clock.advance(30)
             browser = cs.client()
             assert browser.sign_in("late@example.com").status_code == 403

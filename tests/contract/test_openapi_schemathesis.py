@@ -72,12 +72,14 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(base URL, a session's bearer token) of a fresh server of each kind."""
     kind, store_kind = request.param
     store: Any = None
+    records: str | None = None
     if store_kind == "redis":
         redis_server = request.getfixturevalue("redis_server")
         with redis_server.client() as c:
             c.flushall()
         store = RedisStore.from_url(redis_server.url)
-    with serve(_wrap(BanataAuth(_config(), store=store), kind), kind) as base_url:
+        records = request.getfixturevalue("postgres_db").empty()
+    with serve(_wrap(BanataAuth(_config(), store=store, records=records), kind), kind) as base_url:
         r = httpx.post(f"{base_url}/api/auth/sign-up/email", json={"email": "fuzz@example.com", "password": PASSWORD})
         assert r.status_code == 200, r.text
         yield base_url, r.json()["token"]

@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,10 +19,10 @@ LISTENING = re.compile(r"banata-mfa demo listening on (http://127\.0\.0\.1:\d+)\
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["starlette", "werkzeug"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_demo_serves_and_exits_cleanly_on_a_signal(framework: str, sig: signal.Signals) -> None:
+def test_demo_serves_and_exits_cleanly_on_a_signal(framework: str, sig: signal.Signals, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "banata_middleware.cli", "demo", "--framework", framework, "--port", "0",
-         "--secret", SECRET],
+         "--secret", SECRET, "--database-url", f"sqlite:///{tmp_path}/records.db"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

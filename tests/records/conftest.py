@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
-from records_support import BACKENDS, MODES, scratch_database
+from harness import scratch_database
+from records_support import BACKENDS, MODES
 
 from banata_middleware.stores.records import RecordStore
 

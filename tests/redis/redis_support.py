@@ -90,10 +90,11 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
-def build_app(kind: str, *, redis_url: str, clock: FrozenClock, timeout: float = STORE_TIMEOUT,
+def build_app(kind: str, *, redis_url: str, database_url: str, clock: FrozenClock, timeout: float = STORE_TIMEOUT,
               **overrides: Any) -> tuple[BanataAuth, RecordingRedisStore, Any]:
     """The demo app for ``kind`` ("asgi" Starlette, "wsgi" Werkzeug) on a RedisStore at ``redis_url``
-    (clients made by ``RedisStore.from_url``)."""
+    (clients made by ``RedisStore.from_url``) and the record store at ``database_url`` (the
+    ``database_url`` fixture)."""
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     # Every browser of these suites signs up and signs in from 127.0.0.1 on one Redis under a frozen
     # clock: lift the per-address sign-up and password-check/passkey sign-in counts
@@ -103,7 +104,7 @@ def build_app(kind: str, *, redis_url: str, clock: FrozenClock, timeout: float =
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, **overrides)
     fresh = RedisStore.from_url(redis_url, timeout=timeout)
     store = RecordingRedisStore(fresh.sync, fresh.aio)
-    auth = BanataAuth(config, store=store)
+    auth = BanataAuth(config, store=store, records=database_url)
     if kind == "asgi":
         app = starlette_app(auth)
     else:

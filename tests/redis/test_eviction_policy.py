@@ -37,9 +37,9 @@ LRU = ("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
 NO_CONFIG = ("--rename-command", "CONFIG", "")
 
 
-def sign_up_status(adapter: str, server: RedisServer, **store_options: bool) -> tuple[int, str]:
+def sign_up_status(adapter: str, server: RedisServer, database_url: str, **store_options: bool) -> tuple[int, str]:
     with ExitStack() as exits:
-        stack = make_stack(adapter, "redis", FrozenClock(T0), server, exits)
+        stack = make_stack(adapter, "redis", FrozenClock(T0), server, exits, database_url)
         if store_options:
             stack.auth.store = RedisStore.from_url(server.url, **store_options)
         r = stack.client().auth("/sign-up/email", {"email": f"u-{adapter}-{len(store_options)}@example.com",
@@ -57,25 +57,29 @@ def test_an_allkeys_policy_is_refused_with_a_clear_error(servers: Callable[..., 
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 def test_an_app_on_an_allkeys_redis_answers_503_and_logs_why(
-        adapter: str, servers: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture) -> None:
+        adapter: str, servers: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture,
+        database_url: str) -> None:
     caplog.set_level(logging.WARNING, "banata_middleware.store")
-    assert sign_up_status(adapter, servers(*LRU)) == (503, "STORE_UNAVAILABLE")
+    assert sign_up_status(adapter, servers(*LRU), database_url) == (503, "STORE_UNAVAILABLE")
     assert any(r.levelno == logging.ERROR and "allkeys-lru" in r.getMessage() for r in caplog.records)
     with servers(*LRU).client() as admin:
         assert admin.dbsize() == 0  # nothing written
 
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
-def test_allow_eviction_is_the_explicit_override(adapter: str, servers: Callable[..., RedisServer]) -> None:
+def test_allow_eviction_is_the_explicit_override(adapter: str, servers: Callable[..., RedisServer],
+                                                  database_url: str) -> None:
     assert RedisStore.from_url(servers(*LRU).url, allow_eviction=True).check() == "allkeys-lru"
-    assert sign_up_status(adapter, servers(*LRU), allow_eviction=True) == (200, "")
+    assert sign_up_status(adapter, servers(*LRU), database_url, allow_eviction=True) == (200, "")
 
 
-def test_fixing_the_policy_brings_the_store_back_without_a_restart(servers: Callable[..., RedisServer]) -> None:
+def test_fixing_the_policy_brings_the_store_back_without_a_restart(servers: Callable[..., RedisServer],
+                                                                   database_url: str) -> None:
     server = RedisServer(extra_args=LRU)
     try:
         with ExitStack() as exits:
-            stack = make_stack("wsgi" if "wsgi" in ADAPTERS else "asgi", "redis", FrozenClock(T0), server, exits)
+            stack = make_stack("wsgi" if "wsgi" in ADAPTERS else "asgi", "redis", FrozenClock(T0), server, exits,
+                               database_url)
             api = stack.client()
             assert api.auth("/sign-up/email", {"email": "a@example.com", "password": PASSWORD}).status_code == 503
             with server.client() as admin:
@@ -87,11 +91,11 @@ def test_fixing_the_policy_brings_the_store_back_without_a_restart(servers: Call
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 def test_noeviction_passes_without_a_warning(adapter: str, servers: Callable[..., RedisServer],
-                                             caplog: pytest.LogCaptureFixture) -> None:
+                                             caplog: pytest.LogCaptureFixture, database_url: str) -> None:
     server = servers("--maxmemory-policy", "noeviction")
     caplog.set_level(logging.WARNING, "banata_middleware.store")
     assert RedisStore.from_url(server.url).check() == "noeviction"
-    assert sign_up_status(adapter, server) == (200, "")
+    assert sign_up_status(adapter, server, database_url) == (200, "")
     assert [r.getMessage() for r in caplog.records] == []
 
 
@@ -104,22 +108,23 @@ def test_a_volatile_policy_passes_with_a_warning(servers: Callable[..., RedisSer
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 def test_a_redis_that_hides_its_config_works_with_a_warning(
-        adapter: str, servers: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture) -> None:
+        adapter: str, servers: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture,
+        database_url: str) -> None:
     server = servers(*NO_CONFIG)
     caplog.set_level(logging.WARNING, "banata_middleware.store")
     assert RedisStore.from_url(server.url).check() is None
     assert any("could not read the Redis maxmemory-policy" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    assert sign_up_status(adapter, server) == (200, "")
+    assert sign_up_status(adapter, server, database_url) == (200, "")
     assert any("could not read" in r.getMessage() for r in caplog.records)  # the app's store warned too
 
 
-def test_the_demo_refuses_an_allkeys_redis_at_startup(servers: Callable[..., RedisServer]) -> None:
+def test_the_demo_refuses_an_allkeys_redis_at_startup(servers: Callable[..., RedisServer], database_url: str) -> None:
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-m", "banata_middleware.cli", "demo", "--port", "1",
-                           "--secret", "s" * 40, "--redis-url", servers(*LRU).url],
+                           "--secret", "s" * 40, "--redis-url", servers(*LRU).url, "--database-url", database_url],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "maxmemory-policy is allkeys-lru" in done.stderr and "allow_eviction=True" in done.stderr

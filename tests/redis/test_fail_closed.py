@@ -124,11 +124,11 @@ def _refused_while_paused(scene: Scene, pause: Callable[[], None]) -> dict[str, 
 # -- through a real server ---------------------------------------------------------------------
 
 @pytest.fixture(params=SERVER_KINDS)
-def served(request: pytest.FixtureRequest, aof_redis: Any) -> Iterator[tuple[Scene, Any]]:
+def served(request: pytest.FixtureRequest, aof_redis: Any, database_url: str) -> Iterator[tuple[Scene, Any]]:
     if aof_redis.proc is None:
         aof_redis.start()
     clock = FrozenClock(T0)
-    _, store, app = build_app(request.param, redis_url=aof_redis.url, clock=clock)
+    _, store, app = build_app(request.param, redis_url=aof_redis.url, database_url=database_url, clock=clock)
     browsers: list[Browser] = []
 
     def new_browser() -> Browser:

@@ -28,9 +28,9 @@ def aof_redis(redis_server: Any) -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
-def test_redis_killed_mid_load_fails_closed_and_recovers(aof_redis: Any, kind: str) -> None:
+def test_redis_killed_mid_load_fails_closed_and_recovers(aof_redis: Any, database_url: str, kind: str) -> None:
     clock = FrozenClock(T0)
-    _, _, app = build_app(kind, redis_url=aof_redis.url, clock=clock)
+    _, _, app = build_app(kind, redis_url=aof_redis.url, database_url=database_url, clock=clock)
     with serve(app, kind) as base_url:
         owner = Browser.at(base_url, clock)
         email = "load-fault@example.com"

@@ -83,9 +83,9 @@ class Live:
 
 
 @pytest.fixture(params=SERVER_KINDS)
-def live(request: pytest.FixtureRequest, redis_url: str, redis_server: Any) -> Iterator[Live]:
+def live(request: pytest.FixtureRequest, redis_url: str, database_url: str, redis_server: Any) -> Iterator[Live]:
     clock = FrozenClock(T0)
-    _, store, app = build_app(request.param, redis_url=redis_url, clock=clock)
+    _, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
     with serve(app, request.param) as base_url, redis_server.client() as client:
         state = Live(base_url, clock, store, client)
         yield state

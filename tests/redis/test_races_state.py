@@ -40,9 +40,9 @@ class Live:
 
 
 @pytest.fixture(params=SERVER_KINDS)
-def live(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Live]:
+def live(request: pytest.FixtureRequest, redis_url: str, database_url: str) -> Iterator[Live]:
     clock = FrozenClock(T0)
-    _, store, app = build_app(request.param, redis_url=redis_url, clock=clock)
+    _, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     with serve(app, request.param) as base_url:
         yield Live(base_url, clock, store, client)

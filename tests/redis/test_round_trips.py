@@ -106,9 +106,10 @@ def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -
 
 
 @pytest.fixture(params=SERVER_KINDS)
-def metered(request: pytest.FixtureRequest, redis_url: str, redis_server: Any) -> Iterator[tuple[Meter, Any]]:
+def metered(request: pytest.FixtureRequest, redis_url: str, database_url: str,
+            redis_server: Any) -> Iterator[tuple[Meter, Any]]:
     clock = FrozenClock(T0)
-    _, store, app = build_app(request.param, redis_url=redis_url, clock=clock)
+    _, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
     sent = [0]
     sync_class, async_class = counting_connections(sent)
     # Before the first connection is made: the pools build every connection from these classes.

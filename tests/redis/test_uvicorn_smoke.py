@@ -20,10 +20,10 @@ from banata_middleware.simulator.clocks import FrozenClock
 pytestmark = pytest.mark.redis
 
 
-def test_setup_and_sign_in_flows_of_the_product_docs_work_through_uvicorn_on_redis(redis_url: str,
+def test_setup_and_sign_in_flows_of_the_product_docs_work_through_uvicorn_on_redis(redis_url: str, database_url: str,
                                                                                    redis_server: Any) -> None:
     clock = FrozenClock(T0)
-    _, store, app = build_app("asgi", redis_url=redis_url, clock=clock)
+    _, store, app = build_app("asgi", redis_url=redis_url, database_url=database_url, clock=clock)
     email = "docs-flow@example.com"
     with serve(app, "asgi") as base_url:
         browser, phone = Browser.at(base_url, clock), Browser.at(base_url, clock)
