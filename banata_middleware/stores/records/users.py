@@ -62,7 +62,7 @@ class UserRecord:
 @dataclass(frozen=True, slots=True)
 class LoadUser(RecordOp[UserRecord]):
     """The lookup a verification starts with: factors, backup-code count and key, lock,
-    generation, and the built-in account (if any). Three statements, one read transaction."""
+    generation, and the built-in account (if any). Two statements, one read transaction."""
 
     user_id: str
     writes: ClassVar[bool] = False
@@ -73,21 +73,26 @@ class LoadUser(RecordOp[UserRecord]):
 
         s, f, b, p = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys
         u = self.user_id
-        # The factors, the account, then one row of scalar subqueries (each an index lookup) for
-        # the counts and the state, which may not exist yet (then NULLs: no lock, generation 0).
+        # Two round trips: the factors, then one row of scalar subqueries (each an index lookup) for
+        # the counts, the state and the account, which may not exist (then NULLs: no lock,
+        # generation 0, no built-in account).
         factors = (yield select(f).where(f.c.user_id == u).order_by(f.c.created_at, f.c.id)).all()
-        account = (yield select(schema.accounts).where(schema.accounts.c.id == u)).first()
+        a = schema.accounts
         counts = select(
             select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
             select(func.min(b.c.key_id)).where(b.c.user_id == u).scalar_subquery().label("codes_kid"),
             select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
             *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
               for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
+            *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
+              for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
         )
         row = (yield counts).one()
+        account = None if row.account_email is None else Account(
+            u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
         return UserRecord(u, tuple(TotpFactor.from_row(r) for r in factors), int(row.codes), int(row.keys),
                           int(row.failure_streak or 0), row.locked_at, int(row.generation or 0), row.revoked_at,
-                          Account.from_row(account) if account is not None else None, row.codes_kid or "")
+                          account, row.codes_kid or "")
 
 
 @dataclass(frozen=True, slots=True)
