@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
@@ -213,12 +215,12 @@ def _record_store(records: RecordStore | str | None, store: OpStore) -> RecordSt
         return records
     if isinstance(records, str):
         made = RecordStore(records)
-        if made.backend == "sqlite":
-            made.upgrade()  # an embedded file brings its own schema
-            return made
         try:
-            made.check_schema()  # a server's schema is the deploy's job: refuse one that is behind
-        except AuthError as exc:  # at construction, i.e. startup: say which database, as check() does
+            if made.backend == "sqlite":
+                made.upgrade()  # an embedded file brings its own schema
+            else:
+                made.check_schema()  # a server's schema is the deploy's job: refuse one that is behind
+        except (AuthError, SQLAlchemyError, OSError) as exc:  # at startup: say which database, as check() does
             made.dispose()
             raise ConnectionError(_records_unreachable(made, exc)) from None
         return made
@@ -235,12 +237,13 @@ def _unreachable(exc: AuthError) -> str:
     return "the authentication store is unreachable: " + "; ".join(getattr(exc, "__notes__", None) or [exc.message])
 
 
-def _records_unreachable(records: RecordStore, exc: AuthError) -> str:
-    """The database (password hidden) and the driver's error. Only for the startup probes: their
-    statements carry no secret, so the driver's first line may be shown (the store itself logs
-    class names only, as a statement's parameters can be hashes)."""
-    cause = getattr(exc.__cause__, "orig", None) or exc.__cause__
-    why = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}" if cause else exc.message
+def _records_unreachable(records: RecordStore, exc: BaseException) -> str:
+    """The database (password hidden) and the driver's error. Only for the startup probes and
+    migrations: their statements carry no secret, so the driver's first line may be shown (the
+    store itself logs class names only, as a statement's parameters can be hashes)."""
+    error = exc.__cause__ if isinstance(exc, AuthError) else exc
+    cause = getattr(error, "orig", None) or error
+    why = f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}" if cause else str(exc)
     return f"the record store is unreachable: {records.url.render_as_string(hide_password=True)}: {why}"
 
 

@@ -61,6 +61,11 @@ def test_a_sqlite_url_is_upgraded_by_itself(tmp_path: Path) -> None:
     assert auth.records.current_revision() == migrate.head()
 
 
+def test_a_sqlite_file_that_cannot_be_made_fails_as_a_connection_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConnectionError, match=rf"record store is unreachable: sqlite\+pysqlite:///{tmp_path}/no/x\.db"):
+        BanataAuth(CONFIG, records=f"sqlite:///{tmp_path}/no/x.db")  # no such directory
+
+
 def test_check_names_an_unreachable_database() -> None:
     port = free_port()  # nothing listens there
     auth = BanataAuth(CONFIG, records=RecordStore(f"postgresql://postgres@127.0.0.1:{port}/banata", connect_timeout=1))
