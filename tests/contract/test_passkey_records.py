@@ -10,8 +10,11 @@ from typing import Any
 
 import redis
 from harness import SITE, Api, Stack
+from test_factor_change import request_of
 from test_passkeys import BASE, cid, register, sign_in, user_with_passkey
 
+from banata_middleware.effects import Op, run_sync
+from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.stores import MemoryStore
 
@@ -85,3 +88,32 @@ def test_a_deleted_passkey_can_be_registered_again(stack: Stack) -> None:
     assert owner.post(f"{BASE}/delete-passkey", {"id": cid(key)}).json() == {"status": True}
     assert sign_in(stack.client(), key).json()["code"] == "PASSKEY_NOT_FOUND"
     assert register(owner, key, credential_id=key.credential_id).status_code == 200
+
+
+class _FailsAt:
+    """The stack's hot store, unreachable for script ``name`` (what RedisStore raises then)."""
+
+    in_process = True
+
+    def __init__(self, store: Any, name: str) -> None:
+        self.store, self.name = store, name
+
+    def execute(self, op: Op) -> Any:
+        if op.script == self.name:
+            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+        return self.store.execute(op)
+
+
+def test_a_registration_whose_re_check_cannot_run_is_undone(stack: Stack) -> None:
+    """The factor-change re-check follows the SQL add; a hot store that fails it leaves no passkey."""
+    owner = stack.client()
+    owner.sign_up("undo@example.com")
+    key = VirtualPasskey()
+    options = owner.get(f"{BASE}/generate-register-options").json()
+    request = request_of(owner, "POST", f"{BASE}/verify-registration", {"response": key.create(options, origin=SITE)})
+    response = run_sync(stack.auth.gateway.handle(request), _FailsAt(stack.auth.store, "factor_change"),
+                        stack.auth.records)
+    assert response.status == 503
+    assert owner.get(f"{BASE}/list-user-passkeys").json() == []
+    assert sign_in(stack.client(), key).json()["code"] == "PASSKEY_NOT_FOUND"
+    assert register(owner, key, credential_id=key.credential_id).status_code == 200  # its id is free again
