@@ -237,7 +237,8 @@ class Flows:
         methods = ["totp"]
         if caller.backup_codes and not self.backup_codes_stale(caller):
             methods.append("backup_code")
-        if caller.passkeys and self.config.auth_methods.passkey:
+        # Passkeys live in the record store only: their count comes from the record.
+        if caller.record is not None and caller.record.passkeys and self.config.auth_methods.passkey:
             methods.append("passkey")
         return methods
 
@@ -550,6 +551,7 @@ class Flows:
                     self._cookie(self.session_cookie, token, self.policies.session_ttl if remember else None)[1],
                     self._cookie(self.trust_cookie, new_trust, trust_left)[1],
                 ])
+        yield from self.load_record(caller)  # for methods(): the passkeys are counted in the record
         ctoken, cid = self.challenge_tokens.issue(uid)
         yield from self._commit(
             "challenge_create", uid, (self.keys.challenge(uid, cid),),

@@ -5,12 +5,12 @@ Same shape as ``flows``: generators yielding store operations, one implementatio
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from typing import Any
 
 from .addresses import throttle_group
 from .crypto import hash_token
-from .effects import Flow, Op
+from .effects import Flow, Op, Rec
 from .errors import AuthError
 from .flows import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Flows, _iso, _retry_after
 from .http import Body, Request, Response, json_response
@@ -21,6 +21,16 @@ from .passkeys import (
     unb64url,
     verify_authentication,
     verify_registration,
+)
+from .stores.records import (
+    AddPasskey,
+    AdvanceSignCount,
+    GetPasskey,
+    ListPasskeys,
+    Passkey,
+    RemovePasskey,
+    RenamePasskey,
+    Status,
 )
 from .tokens import SealSigner
 
@@ -35,14 +45,14 @@ def _challenge_not_found() -> AuthError:
     return AuthError(400, "CHALLENGE_NOT_FOUND", "the passkey challenge is missing, expired or already used")
 
 
-def _public(record: dict[str, Any]) -> dict[str, Any]:
+def _public(passkey: Passkey) -> dict[str, Any]:
     return {
-        "id": record["id"],
-        "name": record.get("name", ""),
-        "createdAt": _iso(record.get("createdAt")),
-        "deviceType": record.get("deviceType"),
-        "backedUp": bool(record.get("backedUp")),
-        "aaguid": record.get("aaguid"),
+        "id": passkey.credential_id,
+        "name": passkey.name,
+        "createdAt": _iso(passkey.created_at),
+        "deviceType": passkey.device_type,
+        "backedUp": passkey.backed_up,
+        "aaguid": passkey.aaguid,
     }
 
 
@@ -98,9 +108,18 @@ class PasskeyFlows:
         yield from self._spend(ceremony)
         return ceremony
 
-    def _list(self, uid: str) -> Flow[dict[str, dict[str, Any]]]:
-        flat = yield Op("passkey_list", (self.f.keys.passkeys(uid),), (self.f.now_ms(),))
-        return {str(flat[i]): json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+    def _list(self, uid: str) -> Flow[tuple[Passkey, ...]]:
+        """The user's passkeys (the record store is their only home), oldest first."""
+        passkeys: tuple[Passkey, ...] = yield Rec(ListPasskeys(uid))
+        return passkeys
+
+    def _factor_change_allowed(self, req: Request, caller: Caller) -> Flow[str]:
+        """The factor-change rule re-checked in the hot store now (``factor_change.lua``): OK,
+        or the refusal for ``Flows.factor_change_error``."""
+        session_key, max_age_ms = self.f.factor_change_args(caller)
+        reply = yield from self.f._commit("factor_change", caller.uid, session_key, (max_age_ms, "0"), req,
+                                          caller.sid)
+        return str(reply[0])
 
     # -- registration ------------------------------------------------------------------------
     def register_options(self, req: Request, body: Body) -> Flow[Response]:
@@ -109,7 +128,8 @@ class PasskeyFlows:
         account = caller.user.get("email") or caller.uid
         options, challenge = registration_options(
             self.config, rp_name=self.config.rp_name or self.f.config.app_name, user_id=caller.uid,
-            user_name=account, display_name=caller.user.get("name") or account, exclude=list(existing))
+            user_name=account, display_name=caller.user.get("name") or account,
+            exclude=[p.credential_id for p in existing])
         name = req.query.get("name", "")[:64]
         cookie = yield from self._begin("registration", challenge, caller.uid, name)
         return Response(200, options.encode(), [("content-type", "application/json"), ("cache-control", "no-store"),
@@ -124,37 +144,45 @@ class PasskeyFlows:
         ceremony = yield from self._take(req, "registration")
         if ceremony.get("uid") != caller.uid:
             raise _challenge_not_found()
-        passkey = verify_registration(self.config, response, ceremony["challenge"])
-        uid = caller.uid
-        index_key = self.f.keys.credential(hash_token(passkey.credential_id))
-        taken = yield Op("index", (index_key,), (self.f.now_ms(), "claim", uid))
-        if taken:
+        verified = verify_registration(self.config, response, ceremony["challenge"])
+        uid, f = caller.uid, self.f
+        passkey = Passkey(verified.credential_id, uid, verified.public_key, verified.sign_count, (),
+                          verified.device_type, verified.backed_up, name or ceremony.get("name") or "Passkey",
+                          verified.aaguid, f.now_ms(), user_verified=verified.user_verified)
+        # Write order: the record store first, then the factor-change re-check in the hot store,
+        # undoing the add when that refuses. The unique credential key decides duplicates (two
+        # registrations of one credential: one wins). The re-check runs AFTER the commit so that
+        # it is not a stale answer: whatever ended this session, or turned 2FA on, before the check
+        # is seen by it (and the passkey removed again); whatever comes after the check came after
+        # the add, as if the request had been a moment quicker. Checking first would leave a gap,
+        # check -> commit, in which such a change goes unseen. A crash between the commit and the
+        # re-check keeps the passkey: the request had passed the rule when loaded, an instant before.
+        added = f.entries(req, caller.sid, ("passkey.registered", passkey.credential_id))
+        if (yield Rec(AddPasskey(passkey, audit=added))) is Status.TAKEN:
             raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
-        record = {
-            "id": passkey.credential_id, "name": name or ceremony.get("name") or "Passkey",
-            "publicKey": passkey.public_key, "signCount": passkey.sign_count, "createdAt": self.f.now_ms(),
-            "deviceType": passkey.device_type, "backedUp": passkey.backed_up, "aaguid": passkey.aaguid,
-            # Registered without user verification: one factor for good (passkey_sign_in.lua), even
-            # if its later assertions report UV (a thief can set a PIN on a stolen key that had none).
-            "uv": passkey.user_verified,
-        }
-        session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f._commit("passkey_add", uid, (self.f.keys.passkeys(uid), *session_key),
-                                          (passkey.credential_id, json.dumps(record), max_age_ms), req, caller.sid)
-        if reply[0] == "EXISTS":
-            raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
-        if reply[0] != "OK":
-            # Refused by the factor-change re-check, nothing stored: free the id claimed above.
-            yield Op("index", (index_key,), (self.f.now_ms(), "release", uid))
-            raise self.f.factor_change_error(reply[0])
-        return json_response(200, _public(record), headers=[self.f._clear(self.cookie)])
+        f.emit_entries(uid, added)
+        try:
+            status = yield from self._factor_change_allowed(req, caller)
+        except AuthError:  # the hot store is down: the rule cannot be checked, so the add is undone
+            yield from self._undo_add(req, caller, passkey.credential_id)
+            raise
+        if status != "OK":
+            yield from self._undo_add(req, caller, passkey.credential_id)
+            raise f.factor_change_error(status)
+        return json_response(200, _public(passkey), headers=[f._clear(self.cookie)])
+
+    def _undo_add(self, req: Request, caller: Caller, credential_id: str) -> Flow[None]:
+        """Remove a passkey whose registration the re-check refused (audited like any removal)."""
+        removed = self.f.entries(req, caller.sid, ("passkey.deleted", credential_id))
+        if (yield Rec(RemovePasskey(caller.uid, credential_id, audit=removed))) is Status.OK:
+            self.f.emit_entries(caller.uid, removed)
 
     # -- authentication ----------------------------------------------------------------------
     def authenticate_options(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.f.load_caller(req, want_challenge=True)
         allow: list[str] = []
         if caller is not None and (caller.challenge is not None or caller.session is not None):
-            allow = list((yield from self._list(caller.uid)))
+            allow = [p.credential_id for p in (yield from self._list(caller.uid))]
         options, challenge = authentication_options(self.config, allow=allow)
         cookie = yield from self._begin("authentication", challenge)
         return Response(200, options.encode(), [("content-type", "application/json"), ("cache-control", "no-store"),
@@ -169,9 +197,10 @@ class PasskeyFlows:
         # answer write nothing.
         ceremony = self._ceremony(req, "authentication")
         f = self.f
-        owner = yield Op("index", (f.keys.credential(hash_token(cred_id)),), (f.now_ms(), "get", ""))
-        if not owner:
+        stored: Passkey | None = yield Rec(GetPasskey(cred_id))
+        if stored is None:
             raise _not_found()
+        owner = stored.user_id
         pending = f.challenge_tokens.read(req.cookies().get(f.challenge_cookie))
         if pending is not None and pending[0] != owner:
             raise AuthError(401, "AUTHENTICATION_FAILED", "this passkey belongs to another account")
@@ -184,12 +213,8 @@ class PasskeyFlows:
                 claimed = ""
             if claimed != owner:
                 raise AuthError(401, "AUTHENTICATION_FAILED", "the passkey's user handle does not match its owner")
-        passkeys = yield from self._list(owner)
-        stored = passkeys.get(cred_id)
-        if stored is None:
-            raise _not_found()
         new_count, user_verified = verify_authentication(self.config, response, ceremony["challenge"],
-                                                          stored["publicKey"])
+                                                          stored.public_key)
         # Counted per address before anything is written: anyone can register a software passkey on
         # an account of their own, and each sign-in writes a mark and a session (junk answers, refused
         # above, write nothing and are not counted).
@@ -200,11 +225,42 @@ class PasskeyFlows:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many passkey sign-ins from this address; try again later",
                             headers=_retry_after(f.now_ms() + retry, f.now_ms()))
         yield from self._spend(ceremony)
-        caller = yield from f.load(owner)
+        mode = "second_factor" if pending is not None else "passwordless"
+        # A passkey without user verification is one factor, something you have (NIST SP 800-63B-4):
+        # it never opens a sign-in by itself. Nor does one registered without it, whatever this
+        # assertion reports: a thief may set a PIN on a stolen key that had none.
+        if mode == "passwordless" and not (user_verified and stored.user_verified):
+            raise AuthError(401, "AUTHENTICATION_FAILED",
+                            "this passkey did not verify you with a PIN or biometric (or was registered without "
+                            "one), so it cannot sign in on its own; sign in with your password and use it as the "
+                            "second factor, or register it again with its PIN")
+        caller = yield from f.load(owner, cid=pending[1] if pending else "")
+        # Refusals already certain are given before the sign count moves (passkey_sign_in.lua
+        # decides them again, atomically, below).
+        if pending is not None and caller.challenge is None:
+            raise AuthError(401, *UNAUTHORIZED)
+        lock = caller.locked_until(f.now_ms())
+        if lock:
+            raise f.locked_error(lock)
         p, k = f.policies, f.keys
         token, sid = f.session_tokens.issue(owner)
+        # Write order: the sign count in the record store first (the clone check: one conditional
+        # UPDATE, audited in its transaction), then the session in the hot store. A crash, or a
+        # refusal of passkey_sign_in.lua, in between leaves the count advanced without a session:
+        # safe (the next assertion counts higher still). The reverse could make a session from an
+        # assertion whose count a racing twin (a clone) had already used.
+        used = f.entries(req, sid, ("passkey.authenticated", cred_id))
+        cloned = f.entries(req, "", ("passkey.clone_suspected", cred_id))
+        advanced = yield Rec(AdvanceSignCount(owner, cred_id, new_count, f.now_ms(), audit=used,
+                                              audit_on_regress=cloned))
+        if advanced is Status.REGRESSED:
+            f.emit_entries(owner, cloned)
+            raise AuthError(401, "AUTHENTICATION_FAILED",
+                            "the passkey's signature counter went backwards; it may have been cloned")
+        if advanced is not Status.ACCEPTED:  # removed since it was read
+            raise _not_found()
+        f.emit_entries(owner, used)
         remember = body.data.get("rememberMe", True) is not False
-        mode = "second_factor" if pending is not None else "passwordless"
         # A passwordless sign-in in a browser already signed in as the owner is a step-up: like
         # verify-totp's, it rotates the session (the old one, which a thief may hold, ends).
         current = f.session_tokens.read(f._session_token(req)) if mode == "passwordless" else None
@@ -214,10 +270,9 @@ class PasskeyFlows:
             amr = f"{AMR_PASSWORD} {amr}"
         reply = yield from f._commit(
             "passkey_sign_in", owner,
-            (k.passkeys(owner), k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid),
-             k.sessions(owner), k.session(owner, replaced or "-")),
-            (cred_id, new_count, mode, "1" if user_verified else "0", sid, f.session_spec(),
-             "1" if remember else "0", replaced, amr), req, sid)
+            (k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid), k.sessions(owner),
+             k.session(owner, replaced or "-")),
+            (mode, sid, f.session_spec(), "1" if remember else "0", replaced, amr), req, sid)
         status = reply[0]
         if status == "SESSION":
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).
@@ -227,51 +282,45 @@ class PasskeyFlows:
             if pending is not None:
                 headers.append(f._clear(f.challenge_cookie))
             return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
-        if status == "UV_REQUIRED":
-            raise AuthError(401, "AUTHENTICATION_FAILED",
-                            "this passkey did not verify you with a PIN or biometric (or was registered without "
-                            "one), so it cannot sign in on its own; sign in with your password and use it as the "
-                            "second factor, or register it again with its PIN")
         if status == "SAME_FACTOR":
             raise AuthError(401, "AUTHENTICATION_FAILED",
                             "a passkey cannot answer this sign-in; use your authenticator app or a backup code")
         if status == "LOCKED":
             raise f.locked_error(int(reply[2]))
-        if status == "CLONE":
-            raise AuthError(401, "AUTHENTICATION_FAILED",
-                            "the passkey's signature counter went backwards; it may have been cloned")
-        if status == "GONE":
-            raise AuthError(401, *UNAUTHORIZED)
-        raise _not_found()
+        raise AuthError(401, *UNAUTHORIZED)
 
     # -- management --------------------------------------------------------------------------
     def list(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.f.require_session(req)
         passkeys = yield from self._list(caller.uid)
-        items = sorted(passkeys.values(), key=lambda r: int(r.get("createdAt", 0)))
-        return json_response(200, [_public(r) for r in items])
+        return json_response(200, [_public(p) for p in passkeys])
 
-    def _update(self, req: Request, body: Body, mode: str) -> Flow[tuple[Caller, dict[str, Any]]]:
+    def _change(self, req: Request) -> Flow[Caller]:
+        """The caller of a rename or delete, with the factor-change rule checked when loaded and
+        again just before the change. Here the re-check comes first (unlike registration): neither
+        change lets anyone in, and one that commits an instant after a revocation changes what the
+        session could still change an instant before."""
         caller = yield from self.f.require_factor_change(req)
-        cred_id = body.text("id", max_len=1400)
-        name = body.text("name", max_len=64) if mode == "rename" else ""
-        session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f._commit("passkey_update", caller.uid,
-                                          (self.f.keys.passkeys(caller.uid), *session_key),
-                                          (mode, cred_id, name, max_age_ms), req, caller.sid)
-        if reply[0] == "GONE":
-            raise _not_found()
-        if reply[0] != "OK":
-            raise self.f.factor_change_error(reply[0])
-        return caller, json.loads(reply[2])
+        status = yield from self._factor_change_allowed(req, caller)
+        if status != "OK":
+            raise self.f.factor_change_error(status)
+        return caller
 
     def delete(self, req: Request, body: Body) -> Flow[Response]:
-        caller, record = yield from self._update(req, body, "delete")
-        yield Op("index", (self.f.keys.credential(hash_token(record["id"])),),
-                 (self.f.now_ms(), "release", caller.uid))
+        cred_id = body.text("id", max_len=1400)
+        caller = yield from self._change(req)
+        removed = self.f.entries(req, caller.sid, ("passkey.deleted", cred_id))
+        if (yield Rec(RemovePasskey(caller.uid, cred_id, audit=removed))) is not Status.OK:
+            raise _not_found()
+        self.f.emit_entries(caller.uid, removed)
         return json_response(200, {"status": True})
 
     def rename(self, req: Request, body: Body) -> Flow[Response]:
-        _, record = yield from self._update(req, body, "rename")
-        return json_response(200, {"passkey": _public(record)})
-
+        cred_id = body.text("id", max_len=1400)
+        name = body.text("name", max_len=64)
+        caller = yield from self._change(req)
+        stored: Passkey | None = yield Rec(GetPasskey(cred_id))
+        # The UPDATE decides (it matches the owner too); the read above only shapes the answer.
+        if stored is None or (yield Rec(RenamePasskey(caller.uid, cred_id, name))) is not Status.OK:
+            raise _not_found()
+        return json_response(200, {"passkey": _public(replace(stored, name=name))})

@@ -8,7 +8,6 @@ against both stores so the twins cannot drift apart unnoticed.
 from __future__ import annotations
 
 import heapq
-import json
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -617,80 +616,33 @@ class MemoryStore:
         self.expire(key, int(x.argv[2]))
         return 1
 
-    def _op_passkey_list(self, x: _Script) -> Reply:
-        return [v for kv in x.hash(x.keys[0]).items() for v in kv]
-
-    def _op_passkey_add(self, x: _Script) -> Reply:
+    def _op_factor_change(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
-        refused = x.factor_change_refused(x.hash(k[0]), k[3], a[7], "0")
-        if refused:
-            return [refused, x.events]
-        if a[5] in x.hash(k[2]):
-            return ["EXISTS", x.events]
-        x.hset(k[2], **{a[5]: a[6]})
-        x.audit("passkey.registered", "", a[5])
-        return ["OK", x.events]
-
-    def _op_passkey_update(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        refused = x.factor_change_refused(x.hash(k[0]), k[3], a[8], "0")
-        if refused:
-            return [refused, x.events]
-        raw = x.hash(k[2]).get(a[6])
-        if raw is None:
-            return ["GONE", x.events]
-        if a[5] == "delete":
-            self.data[k[2]].pop(a[6])
-            x.audit("passkey.deleted", "", a[6])
-            return ["OK", x.events, raw]
-        record = json.loads(raw)
-        record["name"] = a[7]
-        raw = json.dumps(record)
-        self.data[k[2]][a[6]] = raw
-        return ["OK", x.events, raw]
+        return [x.factor_change_refused(x.hash(k[0]), k[2], a[5], a[6]) or "OK", x.events]
 
     def _op_passkey_sign_in(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
-        second_factor = a[7] == "second_factor"
-        if not second_factor and a[8] != "1":
-            return ["UV_REQUIRED", x.events]
-        raw = x.hash(k[2]).get(a[5])
-        if raw is None:
-            return ["NOT_FOUND", x.events]
         u = x.hash(k[0])
-        ch: dict[str, str] = {}
-        if second_factor:
-            ch = x.hash(k[3])
+        if a[5] == "second_factor":
+            ch = x.hash(k[2])
             refusal = x.challenge_refusal(ch, u, "passkey")
             if refusal is not None:
                 return refusal
-        else:
-            lock = x.locked_until(u)
-            if lock > 0:
-                return ["LOCKED", x.events, lock]
-        record = json.loads(raw)
-        if not second_factor and record.get("uv") is False:
-            return ["UV_REQUIRED", x.events]
-        stored, new = int(record.get("signCount", 0)), int(a[6])
-        if (stored > 0 or new > 0) and new <= stored:
-            x.audit("passkey.clone_suspected", "", a[5])
-            return ["CLONE", x.events]
-        record["signCount"] = new
-        self.data[k[2]][a[5]] = json.dumps(record)
-        x.audit("passkey.authenticated", a[9], a[5])
-        if second_factor:
-            self.delete(k[3])
+            self.delete(k[2])
             x.hset(k[0], fails=0, streak=0)
-            x.new_session(k[4], k[5], a[9], a[10], 2, x.now, ch.get("remember", "0"), a[13])
+            x.new_session(k[3], k[4], a[6], a[7], 2, x.now, ch.get("remember", "0"), a[10])
             return ["SESSION", x.events, ch.get("remember", "0")]
-        if a[12] != "":
-            if self.delete(k[6]) == 1:
-                x.audit("session.revoked", a[12], "rotated")
-            index = self.get(k[5])
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        if a[9] != "":
+            if self.delete(k[5]) == 1:
+                x.audit("session.revoked", a[9], "rotated")
+            index = self.get(k[4])
             if isinstance(index, set):
-                index.discard(a[12])
-        x.new_session(k[4], k[5], a[9], a[10], 2, x.now, a[11], a[13])
-        return ["SESSION", x.events, a[11]]
+                index.discard(a[9])
+        x.new_session(k[3], k[4], a[6], a[7], 2, x.now, a[8], a[10])
+        return ["SESSION", x.events, a[8]]
 
     def _op_two_factor_import(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv

@@ -345,7 +345,7 @@ def test_a_password_only_request_overtaken_by_the_enrolment_changes_nothing(stac
     if attack == "verify-registration":
         options = intruder.get(f"{PK}/generate-register-options").json()
         body = {"response": key.create(options, origin=SITE)}
-        status, answer = overtaken(stack, intruder, "passkey_add", confirm, "POST", f"{PK}/verify-registration", body)
+        status, answer = overtaken(stack, intruder, "factor_change", confirm, "POST", f"{PK}/verify-registration", body)
     else:
         script = "backup_codes_replace" if attack == "generate-backup-codes" else "two_factor_disable"
         status, answer = overtaken(stack, intruder, script, confirm, "POST", f"/api/auth/two-factor/{attack}",

@@ -5,6 +5,8 @@ Each sequence is a generator: it yields a record operation, receives the reply, 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from records_support import Sequence, new_id, run_sequence
 
@@ -197,13 +199,15 @@ def test_passkeys_register_once_and_the_sign_count_only_moves_forward(store: Rec
     def sequence() -> Sequence:
         assert (yield AddPasskey(_passkey(uid, long_id), audit=[AuditEntry("passkey.added", T)])) is Status.CREATED
         assert (yield AddPasskey(_passkey(other, long_id), audit=[AuditEntry("passkey.added", T)])) is Status.TAKEN
-        assert (yield AddPasskey(_passkey(uid, cred2, 7))) is Status.CREATED
+        assert (yield AddPasskey(replace(_passkey(uid, cred2, 7), user_verified=True))) is Status.CREATED
         assert (yield GetPasskey(long_id)) == _passkey(uid, long_id)
+        assert (yield GetPasskey(cred2)).user_verified is True
         assert (yield GetPasskey("unknown")) is None
         # A counter-less authenticator (always 0) is accepted; once it counts, it must count up.
         assert (yield AdvanceSignCount(uid, long_id, 0, T + 1)) is Status.ACCEPTED
-        assert (yield AdvanceSignCount(uid, long_id, 5, T + 2)) is Status.ACCEPTED
-        assert (yield AdvanceSignCount(uid, long_id, 5, T + 3)) is Status.REGRESSED
+        used, cloned = [AuditEntry("passkey.authenticated", T)], [AuditEntry("passkey.clone_suspected", T)]
+        assert (yield AdvanceSignCount(uid, long_id, 5, T + 2, used, cloned)) is Status.ACCEPTED
+        assert (yield AdvanceSignCount(uid, long_id, 5, T + 3, used, cloned)) is Status.REGRESSED
         assert (yield AdvanceSignCount(uid, long_id, 0, T + 3)) is Status.REGRESSED
         assert (yield AdvanceSignCount(other, long_id, 9, T + 3)) is Status.NOT_FOUND  # not theirs
         stored = yield GetPasskey(long_id)
@@ -214,7 +218,8 @@ def test_passkeys_register_once_and_the_sign_count_only_moves_forward(store: Rec
         assert (yield RemovePasskey(other, cred2)) is Status.NOT_FOUND
         assert (yield RemovePasskey(uid, cred2, audit=[AuditEntry("passkey.removed", T)])) is Status.OK
         assert (yield LoadUser(uid)).passkeys == 1
-        assert [e.type for e in (yield ListAudit(uid))] == ["passkey.added", "passkey.removed"]
+        assert [e.type for e in (yield ListAudit(uid))] == ["passkey.added", "passkey.authenticated",
+                                                            "passkey.clone_suspected", "passkey.removed"]
         assert (yield ListAudit(other)) == ()
 
     run_sequence(store, mode, sequence)

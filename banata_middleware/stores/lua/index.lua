@@ -1,6 +1,6 @@
--- A lookup index (email keyed-hash -> user id, credential id hash -> user id). 'claim' is
--- SET-if-absent, so two sign-ups with one email (or two registrations of one credential id)
--- cannot both win; 'release' frees a claim only if it is still ours.
+-- A lookup index (email keyed-hash -> user id). 'claim' is SET-if-absent, so two sign-ups with
+-- one email cannot both win; 'release' frees a claim only if it is still ours. (Passkeys need no
+-- index: the record store's unique credential key decides.)
 -- KEYS: index key. ARGV: now, mode (get|claim|release), user id.
 local cur = redis.call('GET', KEYS[1])
 if ARGV[2] == 'get' then return cur or '' end

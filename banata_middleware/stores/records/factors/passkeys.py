@@ -1,4 +1,5 @@
-"""Passkeys (WebAuthn credentials): public key, sign count, transports, backup flags, name, AAGUID.
+"""Passkeys (WebAuthn credentials): public key, sign count, transports, backup flags, name, AAGUID,
+and whether the user was verified (PIN, biometric) at registration.
 
 Credential ids can be up to 1023 bytes, longer than MariaDB can index, so the unique key is
 ``credential_key`` = SHA-256 of the id (hex); the id itself is kept beside it. One credential
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Boolean, Column, MetaData, Row, String, Table, Text, delete, insert, select, update
+from sqlalchemy import Boolean, Column, MetaData, Row, String, Table, Text, delete, false, insert, select, update
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
@@ -41,6 +42,9 @@ def define_table(metadata: MetaData, prefix: str) -> Table:
         Column("aaguid", String(36), nullable=False, server_default=""),
         Column("created_at", Millis, nullable=False),
         Column("last_used_at", Millis, nullable=True),
+        # Registered without user verification: one factor for good (it never signs in on its own),
+        # even if later assertions report UV: a thief can set a PIN on a stolen key that had none.
+        Column("user_verified", Boolean, nullable=False, server_default=false()),
     )
 
 
@@ -61,12 +65,13 @@ class Passkey:
     aaguid: str
     created_at: int
     last_used_at: int | None = None
+    user_verified: bool = False  # at registration (see the column)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Passkey:
         return cls(row.credential_id, row.user_id, row.public_key, row.sign_count,
                    tuple(t for t in row.transports.split(",") if t), row.device_type, bool(row.backed_up),
-                   row.name, row.aaguid, row.created_at, row.last_used_at)
+                   row.name, row.aaguid, row.created_at, row.last_used_at, bool(row.user_verified))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ class AddPasskey(RecordOp[Status]):
             credential_key=credential_key(p.credential_id), credential_id=p.credential_id, user_id=p.user_id,
             public_key=p.public_key, sign_count=p.sign_count, transports=",".join(p.transports),
             device_type=p.device_type, backed_up=p.backed_up, name=p.name, aaguid=p.aaguid,
-            created_at=p.created_at, last_used_at=p.last_used_at)
+            created_at=p.created_at, last_used_at=p.last_used_at, user_verified=p.user_verified)
         if self.audit:
             yield audit_insert(schema, p.user_id, self.audit)
         return Status.CREATED
@@ -120,12 +125,15 @@ class ListPasskeys(RecordOp[tuple[Passkey, ...]]):
 class AdvanceSignCount(RecordOp[Status]):
     """After a verified assertion: store ``sign_count`` if it moved forward (or both are 0: an
     authenticator without a counter). ACCEPTED, REGRESSED (possible clone: refuse the sign-in),
-    or NOT_FOUND when the passkey is gone or belongs to someone else."""
+    or NOT_FOUND when the passkey is gone or belongs to someone else. ``audit`` is written with an
+    accepted count, ``audit_on_regress`` with a refused one (a suspected clone is worth a record)."""
 
     user_id: str
     credential_id: str
     sign_count: int
     at: int
+    audit: Sequence[AuditEntry] = ()
+    audit_on_regress: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t = schema.passkeys
@@ -137,9 +145,15 @@ class AdvanceSignCount(RecordOp[Status]):
             t.c.sign_count < n if n > 0 else t.c.sign_count == 0,
         ).values(sign_count=n, last_used_at=self.at)).rowcount
         if moved == 1:
+            if self.audit:
+                yield audit_insert(schema, self.user_id, self.audit)
             return Status.ACCEPTED
         row = (yield select(t.c.credential_key).where(t.c.credential_key == key, t.c.user_id == self.user_id)).first()
-        return Status.NOT_FOUND if row is None else Status.REGRESSED
+        if row is None:
+            return Status.NOT_FOUND
+        if self.audit_on_regress:
+            yield audit_insert(schema, self.user_id, self.audit_on_regress)
+        return Status.REGRESSED
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,2 +1,0 @@
--- A user's passkeys: credential id -> JSON record. KEYS: passkeys hash. ARGV: now.
-return redis.call('HGETALL', KEYS[1])
