@@ -19,6 +19,7 @@ from typing import Any
 
 from ._extras import MissingExtraError, missing_extra
 from .db_cli import add_db_commands, run_db
+from .delivery.cli import add_webhooks_commands, run_webhooks
 
 __all__ = ["main"]
 
@@ -262,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     spec.add_argument("--served", action="store_true", help="include {base_path}/openapi.json (serve_openapi)")
 
     add_db_commands(sub)
+    add_webhooks_commands(sub)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "db":
             return run_db(args)
+        if args.command == "webhooks":
+            return run_webhooks(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "code":
