@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo.pages import demo_config
+    from .demo.pages import DEMO_OUTBOX, demo_config
     from .service import BanataAuth
     from .stores.memory import MemoryStore
 
@@ -60,7 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
             pass  # unreachable: auth.check() below says so in one line
     else:
         store = MemoryStore(config.clock)
-    auth = BanataAuth(config, store=store)
+    auth = BanataAuth(config, store=store, notifier=DEMO_OUTBOX)  # the outbox page lists the notices
     try:
         auth.check()  # a wrong --redis-url fails here, in one line, not on the first request
     except ConnectionError as exc:
