@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from harness import free_port
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "records"))  # the storage suite's databases
+from records_support import BACKENDS, scratch_database
 
 from banata_middleware import BanataAuth, BanataAuthConfig
 from banata_middleware.delivery import DeliveryPolicy, Notifier, WebhookEndpoint
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores.records import AppendAudit, AuditEntry, RecordStore
+
+__all__ = ["BACKENDS", "POLICY", "SECRET", "Delivery", "Receiver", "commit", "make_auth", "scratch_database"]
 
 SECRET = "test-secret-" + "x" * 40
 #: Short, deterministic delivery for tests: no thread, 3 attempts, 1 s then 2 s of (frozen) backoff.

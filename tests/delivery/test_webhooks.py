@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import standardwebhooks
-from delivery_support import SECRET, Receiver, commit, make_auth
+from delivery_support import BACKENDS, SECRET, Receiver, commit, make_auth, scratch_database
 
 from banata_middleware.cli import main as cli
 from banata_middleware.delivery import (
@@ -32,14 +32,18 @@ from banata_middleware.stores.records import ListAudit, RecordStore
 from banata_middleware.stores.records.delivery import ListConsumers, ListDeadLetters
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "records.db"
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database on each backend: ids that commit out of order and leases between
+    processes are what PostgreSQL and MariaDB do differently from SQLite."""
+    with scratch_database(str(request.param), str(tmp_path)) as url:
+        yield url
 
 
 @pytest.fixture
-def records(db_path: Path) -> Iterator[RecordStore]:
-    store = RecordStore.embedded(db_path)
+def records(database: str) -> Iterator[RecordStore]:
+    store = RecordStore(database)
+    store.upgrade()
     yield store
     store.dispose()
 
@@ -133,7 +137,7 @@ def test_a_failing_or_slow_receiver_is_retried_with_the_same_webhook_id(
 
 
 def test_after_the_last_attempt_an_event_is_a_dead_letter_and_can_be_replayed(
-        records: RecordStore, clock: FrozenClock, receiver: Receiver, db_path: Path,
+        records: RecordStore, clock: FrozenClock, receiver: Receiver, database: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     receiver.status = 500
     endpoint = WebhookEndpoint(receiver.start().url, new_webhook_secret(), name="dead")
@@ -151,7 +155,7 @@ def test_after_the_last_attempt_an_event_is_a_dead_letter_and_can_be_replayed(
     clock.advance(1)
     assert auth.deliver_pending() == 1
     assert [json.loads(d.body)["data"]["userId"] for d in receiver.received] == ["bob"]
-    url = f"sqlite:///{db_path}"
+    url = database
     assert cli(["webhooks", "list", "--database-url", url]) == 0
     listed = capsys.readouterr().out
     assert "webhook:dead: delivered up to event" in listed and "1 dead letter(s)" in listed
@@ -208,10 +212,10 @@ def test_a_missing_id_is_waited_for_then_passed(records: RecordStore, clock: Fro
 
 
 def test_two_processes_deliver_each_event_once(records: RecordStore, clock: FrozenClock,
-                                               receiver: Receiver, db_path: Path) -> None:
+                                               receiver: Receiver, database: str) -> None:
     endpoint = WebhookEndpoint(receiver.start().url, new_webhook_secret(), name="shared")
     first = make_auth(records, clock, webhooks=(endpoint,))
-    other = RecordStore.embedded(db_path)
+    other = RecordStore(database)
     second = make_auth(other, clock, webhooks=(endpoint,))
     try:
         for i in range(30):
@@ -237,7 +241,7 @@ _CHILD = textwrap.dedent("""
     from banata_middleware.simulator.clocks import FrozenClock
     from banata_middleware.stores.records import ListAudit, RecordStore
 
-    records = RecordStore.embedded({db!r})
+    records = RecordStore({db!r})
     clock = FrozenClock()
     make_auth(records, clock, webhooks=(WebhookEndpoint({url!r}, {secret!r}, name="kill"),),
               policy=DeliveryPolicy(background=False))
@@ -248,11 +252,11 @@ _CHILD = textwrap.dedent("""
 
 
 def test_an_event_committed_by_a_process_killed_before_delivery_is_delivered_after_restart(
-        db_path: Path, clock: FrozenClock, receiver: Receiver) -> None:
+        records: RecordStore, database: str, clock: FrozenClock, receiver: Receiver) -> None:
     secret = new_webhook_secret()
     tests = str(Path(__file__).resolve().parents[1])
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD.format(tests=tests, db=str(db_path), url=receiver.start().url, secret=secret)],
+        [sys.executable, "-c", _CHILD.format(tests=tests, db=database, url=receiver.start().url, secret=secret)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "committed"
@@ -260,18 +264,15 @@ def test_an_event_committed_by_a_process_killed_before_delivery_is_delivered_aft
         child.send_signal(signal.SIGKILL)
         child.wait()
     assert receiver.attempts == 0
-    records = RecordStore.embedded(db_path)
-    try:  # the restarted app: same database, same endpoint, its delivery thread on
-        auth = make_auth(records, clock, webhooks=(WebhookEndpoint(receiver.url, secret, name="kill"),),
-                         policy=DeliveryPolicy(poll_interval=0.05))
-        try:
-            for _ in range(100):
-                if receiver.received:
-                    break
-                time.sleep(0.05)
-        finally:
-            auth.close()
-        [hit] = receiver.received
-        assert standardwebhooks.Webhook(secret).verify(hit.body, hit.headers)["data"]["userId"] == "ann"
+    # The restarted app: same database, same endpoint, its delivery thread on.
+    auth = make_auth(records, clock, webhooks=(WebhookEndpoint(receiver.url, secret, name="kill"),),
+                     policy=DeliveryPolicy(poll_interval=0.05))
+    try:
+        for _ in range(100):
+            if receiver.received:
+                break
+            time.sleep(0.05)
     finally:
-        records.dispose()
+        auth.close()
+    [hit] = receiver.received
+    assert standardwebhooks.Webhook(secret).verify(hit.body, hit.headers)["data"]["userId"] == "ann"
