@@ -56,3 +56,18 @@ def test_the_outbox_page_needs_a_session(demo: tuple[BanataAuth, object, FrozenC
     _, app, _ = demo
     with app_client(app, base_url=SITE) as browser:
         assert browser.get("/outbox", headers={"accept": "application/json"}).status_code in (401, 403)
+
+
+@pytest.mark.xfail(strict=True, reason="the flows write their SQL audit rows on the helpers' branches being "
+                                       "merged now; drop this marker when they land")
+def test_factor_changes_through_the_api_reach_the_outbox(demo: tuple[BanataAuth, object, FrozenClock]) -> None:
+    """End to end: each change, committed by its flow with its audit row, gives its notice."""
+    auth, app, clock = demo
+    with app_client(app, base_url=SITE) as browser:
+        user = enroll(browser, authenticator=VirtualAuthenticator(clock=clock), clock=clock)
+        assert user.post("/two-factor/generate-backup-codes", {"password": user.password}).status_code == 200
+        assert user.post("/two-factor/disable", {"password": user.password}).status_code == 200
+        auth.reset_two_factor(user.user_id)
+        auth.deliver_pending()
+    assert pages.DEMO_OUTBOX.kinds(user.user_id) == [
+        "two_factor.enabled", "backup_codes.regenerated", "two_factor.disabled", "two_factor.reset_by_admin"]
