@@ -19,6 +19,7 @@ from typing import Any
 
 from ._extras import MissingExtraError, missing_extra
 from .db_cli import add_db_commands, run_db
+from .delivery.cli import add_webhooks_commands, run_webhooks
 
 __all__ = ["main"]
 
@@ -39,14 +40,14 @@ def _database_url(args: argparse.Namespace) -> str | None:
     return args.database_url or os.environ.get("BANATA_DATABASE_URL") or None
 
 
-def _auth_on(config: Any, store: Any, database_url: str) -> Any:
+def _auth_on(config: Any, store: Any, database_url: str, **options: Any) -> Any:
     """``BanataAuth`` on ``store`` and the record store at ``database_url``, both checked now: a
     missing, behind or unreachable database (or Redis) is one line naming it, not a 503 later."""
     from .service import BanataAuth
     from .stores.records import SchemaOutOfDate
 
     try:
-        auth = BanataAuth(config, store=store, records=database_url)
+        auth = BanataAuth(config, store=store, records=database_url, **options)
     except ValueError as exc:  # an unsupported or malformed database URL
         raise _Refused(f"--database-url: {exc}", 2) from None
     except (ConnectionError, SchemaOutOfDate) as exc:
@@ -59,7 +60,7 @@ def _auth_on(config: Any, store: Any, database_url: str) -> Any:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo.pages import demo_config
+    from .demo.pages import DEMO_OUTBOX, demo_config
     from .stores.memory import MemoryStore
 
     database_url = _database_url(args)
@@ -100,7 +101,8 @@ def _demo(args: argparse.Namespace) -> int:
             pass  # unreachable: auth.check() below says so in one line
     else:
         store = MemoryStore(config.clock)
-    auth = _auth_on(config, store, database_url)  # a wrong --redis-url or --database-url fails here
+    # A wrong --redis-url or --database-url fails here; the outbox page lists the notices.
+    auth = _auth_on(config, store, database_url, notifier=DEMO_OUTBOX)
     print(f"records: {auth.records.url.set(drivername=auth.records.backend).render_as_string(hide_password=True)}",
           file=sys.stderr)
     # The origin check and passkeys (rpId) are tied to the site URL, not to the address listened on.
@@ -318,11 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     spec.add_argument("--served", action="store_true", help="include {base_path}/openapi.json (serve_openapi)")
 
     add_db_commands(sub)
+    add_webhooks_commands(sub)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "db":
             return run_db(args)
+        if args.command == "webhooks":
+            return run_webhooks(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "code":

@@ -9,11 +9,13 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
 
 from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
+from .delivery import DeliveryPolicy, Drainer, NoticeConsumer, Notifier, WebhookConsumer, WebhookEndpoint
 from .effects import Flow, MeasuredStore, Op, OpStore, Rec, RecordRunner, T, run_async, run_sync
 from .errors import AuthError
 from .flows import Flows, SignInResult
@@ -31,7 +33,7 @@ __all__ = ["BanataAuth"]
 
 
 class BanataAuth:
-    """The library, configured. Two stores, two jobs (docs/storage.md):
+    r"""The library, configured. Two stores, two jobs (docs/storage.md):
 
     - ``records``: the durable record store (``RecordStore``: accounts, factors, backup codes,
       passkeys, the permanent lock, the audit trail), or a database URL for one;
@@ -55,6 +57,12 @@ class BanataAuth:
     receive every audit event. ``metrics=Metrics(registry)`` (``banata_middleware.metrics``, the
     'metrics' extra) turns on Prometheus metrics, ``tracing=Tracing()`` (``banata_middleware.tracing``,
     the 'otel' extra) OpenTelemetry spans; both off by default.
+
+    Delivery after commit (``banata_middleware.delivery``, docs/delivery.md): ``notifier`` (sync or
+    async) receives a ``Notice`` for each factor change the user must hear about; ``webhooks``
+    (``WebhookEndpoint``\ s) get audit events as signed POSTs. Both read the audit table as an
+    outbox from a background thread (``delivery=DeliveryPolicy(...)`` tunes it), at least once,
+    with retries; ``deliver_pending()`` drains once; ``close()`` stops the thread.
     """
 
     def __init__(
@@ -68,6 +76,9 @@ class BanataAuth:
         on_event: Iterable[Callable[[AuditEvent], None]] = (),
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        notifier: Notifier | None = None,
+        webhooks: Iterable[WebhookEndpoint] = (),
+        delivery: DeliveryPolicy | None = None,
     ) -> None:
         methods = config.auth_methods
         if methods.email_password is None:
@@ -86,6 +97,7 @@ class BanataAuth:
         self.flows = Flows(config, keyring=self.keyring, hasher=PasswordHasher(config.password_hashing),
                            audit=self.audit, verify_password=verify_password, account_name=account_name)
         self.gateway = Gateway(config, self.flows, metrics, tracing)
+        self.delivery = _drainer(self, notifier, webhooks, delivery or DeliveryPolicy())
 
     def _ops(self) -> OpStore:
         """What the drivers run on: the store, or with metrics or tracing on the store timed and traced
@@ -167,6 +179,20 @@ class BanataAuth:
 
 
 
+    # -- delivery (notices, webhooks) --------------------------------------------------------
+    def deliver_pending(self) -> int:
+        """Deliver now what is due to the notifier and the webhooks (blocking); returns how many
+        deliveries succeeded. For tests, the CLI, and apps that run delivery in a worker."""
+        return self.delivery.drain() if self.delivery is not None else 0
+
+    async def adeliver_pending(self) -> int:
+        return await anyio.to_thread.run_sync(self.deliver_pending)
+
+    def close(self) -> None:
+        """Stop the delivery thread (what is not delivered yet stays in the outbox for the next start)."""
+        if self.delivery is not None:
+            self.delivery.stop()
+
     # -- administration ---------------------------------------------------------------------
     @staticmethod
     def _check_id(user_id: str) -> None:
@@ -206,6 +232,23 @@ class BanataAuth:
     async def arevoke_sessions(self, user_id: str) -> None:
         self._check_id(user_id)
         await self.arun(self.flows.reset_user(user_id, "revoke"))
+
+
+def _drainer(auth: BanataAuth, notifier: Notifier | None, webhooks: Iterable[WebhookEndpoint],
+             policy: DeliveryPolicy) -> Drainer | None:
+    """The delivery loop when anything is to be delivered, woken after each request whose flow
+    reported audit events (a cheap flag; the request never waits for delivery)."""
+    clock = auth.config.clock
+    consumers: list[NoticeConsumer | WebhookConsumer] = [WebhookConsumer(w, clock) for w in webhooks]
+    if notifier is not None:
+        consumers.insert(0, NoticeConsumer(notifier))
+    if not consumers:
+        return None
+    drainer = Drainer(auth.records, consumers, clock, policy)
+    auth.audit.subscribe(lambda _event: drainer.poke())
+    if policy.background:
+        drainer.start()
+    return drainer
 
 
 def _record_store(records: RecordStore | str | None, store: OpStore) -> RecordStore:

@@ -44,6 +44,10 @@ async def dashboard(request: StarletteRequest) -> HTMLResponse:
     return _html(pages.dashboard_page(_identity(request)))
 
 
+async def outbox(request: StarletteRequest) -> HTMLResponse:
+    return _html(pages.outbox_page(_identity(request)))
+
+
 async def me(request: StarletteRequest) -> JSONResponse:
     ident = _identity(request)
     return JSONResponse({"userId": ident.user_id, "aal": ident.aal})
@@ -79,6 +83,7 @@ def starlette_app(auth: BanataAuth) -> BanataMiddleware:
     inner = Starlette(routes=[
         *(Route(path, _page(path), methods=["GET"]) for path in pages.PAGES),
         Route("/dashboard", dashboard, methods=["GET"]),
+        Route("/outbox", outbox, methods=["GET"]),
         Route("/api/me", me, methods=["GET"]),
         Route("/api/amr", sign_in_methods, methods=["GET"]),
         Route("/api/sensitive", sensitive, methods=["POST"]),

@@ -21,9 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import AuthMethods, BanataAuthConfig, PasskeyConfig
+from ..delivery.notices import Outbox
 from ..http import Identity
 
 __all__ = [
+    "DEMO_OUTBOX",
     "FRESH_MAX_AGE",
     "PAGES",
     "PAGE_HEADERS",
@@ -32,6 +34,7 @@ __all__ = [
     "StaticAsset",
     "dashboard_page",
     "demo_config",
+    "outbox_page",
     "page",
     "qr_reply",
     "qr_svg_data_uri",
@@ -39,6 +42,9 @@ __all__ = [
 ]
 
 FRESH_MAX_AGE = 300
+
+#: The notices the demo "sent" (``banata-mfa demo`` passes it as the notifier): the outbox page lists them.
+DEMO_OUTBOX = Outbox()
 
 # path -> (template under templates/, title). Every one of them is public except /settings.
 PAGES: dict[str, tuple[str, str]] = {
@@ -128,6 +134,30 @@ def dashboard_page(identity: Identity) -> str:
         fresh_max_age=FRESH_MAX_AGE,
     )
     return _layout("dashboard", "Dashboard", main)
+
+
+_NOTICE_TEXT = {
+    "two_factor.enabled": "Two-factor authentication was turned on",
+    "two_factor.disabled": "Two-factor authentication was turned off",
+    "passkey.added": "A passkey was added",
+    "passkey.removed": "A passkey was removed",
+    "backup_codes.regenerated": "New backup codes were generated",
+    "backup_codes.low": "You have 2 or fewer backup codes left",
+    "trusted_device.added": "A new device was remembered",
+    "two_factor.reset_by_admin": "An administrator reset your two-factor authentication",
+    "two_factor.locked": "Sign-in was locked after repeated wrong codes",
+}
+
+
+def outbox_page(identity: Identity, outbox: Outbox = DEMO_OUTBOX) -> str:
+    """The demo outbox: the signed-in user's notices, newest first (only theirs: it is their mail)."""
+    rows = "\n".join(
+        f'      <tr data-kind="{html.escape(n.kind)}"><td><time datetime="{n.at.isoformat()}">'
+        f'{n.at.strftime("%Y-%m-%d %H:%M:%S")}</time></td><td>{html.escape(_NOTICE_TEXT.get(n.kind, n.kind))}</td>'
+        f"<td>{html.escape(n.ip)}</td><td>{html.escape(n.user_agent[:80])}</td></tr>"
+        for n in reversed(outbox.notices) if n.user_id == identity.user_id)
+    empty = '      <tr><td colspan="4" class="muted">No notices yet: turn two-factor on in Security settings.</td></tr>'
+    return _layout("outbox", "Outbox", _template("outbox").substitute(rows=rows or empty))
 
 
 # -- static files ----------------------------------------------------------------------------

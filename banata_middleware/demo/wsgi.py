@@ -51,6 +51,10 @@ def dashboard(request: Request) -> Response:
     return _html(pages.dashboard_page(_identity(request)))
 
 
+def outbox(request: Request) -> Response:
+    return _html(pages.outbox_page(_identity(request)))
+
+
 def me(request: Request) -> Response:
     ident = _identity(request)
     return _json({"userId": ident.user_id, "aal": ident.aal})
@@ -78,12 +82,13 @@ def qr(request: Request) -> Response:
 
 
 _VIEWS: dict[str, Callable[..., Response]] = {
-    "page": page, "dashboard": dashboard, "me": me, "amr": sign_in_methods, "sensitive": sensitive,
+    "page": page, "dashboard": dashboard, "outbox": outbox, "me": me, "amr": sign_in_methods, "sensitive": sensitive,
     "static": static, "qr": qr,
 }
 _URLS = Map([
     *(Rule(path, endpoint="page", methods=["GET"], defaults={"path": path}) for path in pages.PAGES),
     Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
+    Rule("/outbox", endpoint="outbox", methods=["GET"]),
     Rule("/api/me", endpoint="me", methods=["GET"]),
     Rule("/api/amr", endpoint="amr", methods=["GET"]),
     Rule("/api/sensitive", endpoint="sensitive", methods=["POST"]),

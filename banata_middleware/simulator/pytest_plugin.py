@@ -13,6 +13,9 @@ project that installs the package (``-p no:banata_mfa`` turns them off). Time is
 - ``mfa_freeze`` -- ``mfa_clock`` with ``time.time()``/``datetime.now()`` following it (freezegun).
 - ``mfa_authenticator`` -- a :class:`~banata_middleware.simulator.VirtualAuthenticator` on the device clock.
 - ``mfa_passkey`` / ``mfa_passkey_factory`` -- :class:`~banata_middleware.simulator.VirtualPasskey`\\ s.
+- ``mfa_outbox`` -- an in-memory notifier (:class:`~banata_middleware.delivery.Outbox`), emptied for
+  each test: ``BanataAuth(config, notifier=mfa_outbox)`` (or ``notifier=outbox.shared_outbox()`` for
+  an app built at import), then ``mfa_outbox.wait_for("two_factor.enabled", user_id=...)``.
 
 Talking to the app (a synchronous ``httpx.Client``, in-process):
 
@@ -48,6 +51,7 @@ from .testing import DEFAULT_BASE_PATH, DEFAULT_PASSWORD, SITE_URL, MfaEnroll, M
 if TYPE_CHECKING:
     import httpx
 
+    from ..delivery import Outbox
     from .passkey import VirtualPasskey
 
 __all__ = [
@@ -59,6 +63,7 @@ __all__ = [
     "mfa_device_clock",
     "mfa_enroll",
     "mfa_freeze",
+    "mfa_outbox",
     "mfa_passkey",
     "mfa_passkey_factory",
     "mfa_site_url",
@@ -110,6 +115,18 @@ def mfa_freeze(mfa_clock: clocks.FrozenClock) -> Iterator[clocks.FrozenClock]:
         pytest.fail(f"mfa_freeze needs freezegun ({exc}): pip install 'banata-middleware[simulator]'", pytrace=False)
     with clocks.freeze(mfa_clock):
         yield mfa_clock
+
+
+@pytest.fixture
+def mfa_outbox() -> Outbox:
+    """The notices the app "sent" (``Notice``\\ s, in order): pass it as ``BanataAuth(...,
+    notifier=mfa_outbox)``. Delivery runs after commit on a background thread: assert with
+    ``mfa_outbox.wait_for(kind, user_id=...)``, or call ``auth.deliver_pending()`` first."""
+    from .outbox import shared_outbox
+
+    outbox = shared_outbox()
+    outbox.clear()
+    return outbox
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import delete, select
 
@@ -15,7 +15,7 @@ from .ops import AuditEntry, RecordOp, SqlGen, audit_insert
 if TYPE_CHECKING:
     from .schema import Schema
 
-__all__ = ["AppendAudit", "AuditRecord", "ListAudit", "PruneAudit"]
+__all__ = ["AppendAudit", "AuditRecord", "ListAudit", "PruneAudit", "audit_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,12 @@ class AuditRecord:
     user_agent: str
     session_id: str
     detail: dict[str, str]
+
+
+def audit_record(row: Any) -> AuditRecord:
+    """An ``audit_events`` row as read by any query that selects its columns."""
+    return AuditRecord(int(row.id), row.user_id, row.type, int(row.at), row.ip, row.user_agent, row.session_id,
+                       json.loads(row.detail) if row.detail else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +63,7 @@ class ListAudit(RecordOp[tuple[AuditRecord, ...]]):
         query = select(t).where(t.c.id > self.after).order_by(t.c.id).limit(self.limit)
         if self.user_id is not None:
             query = query.where(t.c.user_id == self.user_id)
-        rows = (yield query).all()
-        return tuple(AuditRecord(int(r.id), r.user_id, r.type, int(r.at), r.ip, r.user_agent, r.session_id,
-                                 json.loads(r.detail) if r.detail else {}) for r in rows)
+        return tuple(audit_record(r) for r in (yield query).all())
 
 
 @dataclass(frozen=True, slots=True)

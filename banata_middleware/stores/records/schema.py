@@ -13,6 +13,7 @@ import re
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
+from . import delivery
 from .factors import backup_codes, passkeys, totp
 from .types import Ident, Millis, RowId
 
@@ -69,3 +70,5 @@ class Schema:
         self.totp_factors = totp.define_table(m, prefix)
         self.backup_codes = backup_codes.define_table(m, prefix)
         self.passkeys = passkeys.define_table(m, prefix)
+        # Each consumer's place in audit_events (the outbox of notices and webhooks) and its dead letters.
+        self.delivery_cursors, self.dead_letters = delivery.define_tables(m, prefix)

@@ -1,0 +1,232 @@
+"""The drainer: delivers the audit events past each consumer's cursor, in id order, at least once.
+
+One loop serves every consumer (the notifier, each webhook endpoint). For a consumer it takes the
+lease (``ClaimBatch``: one conditional UPDATE, so two processes never deliver for it at once), then
+walks the events after the cursor: an event the consumer does not take is passed over, one it takes
+is delivered, and the cursor moves past it only after the delivery succeeded. A failure is counted
+on the cursor and retried after an exponential backoff; after ``max_attempts`` the event becomes a
+dead letter and the cursor moves on. A crash anywhere leaves the cursor at or before the last
+delivered event: the event is delivered again (at least once, never lost).
+
+Ids are taken when a row is inserted, not when it commits: on PostgreSQL and MariaDB a transaction
+that started first may commit a smaller id after a larger one is visible. So the drainer never
+steps over a missing id at once: it waits ``gap_grace`` (by the Clock) for it to appear, then
+treats it as rolled back (a failed transaction, or rows pruned by retention).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import AuthError
+from ..stores.records.delivery import (
+    AdvanceCursor,
+    ClaimBatch,
+    DeadLetter,
+    FinishReplay,
+    PostponeHead,
+    RegisterConsumer,
+)
+
+if TYPE_CHECKING:
+    from ..clock import Clock
+    from ..stores.records import AuditRecord, RecordStore
+
+__all__ = ["Consumer", "DeliveryFailed", "DeliveryPolicy", "Drainer"]
+
+log = logging.getLogger("banata_middleware.delivery")
+
+
+class DeliveryFailed(Exception):
+    """A delivery did not succeed. The message is short and holds no secret (it is logged and stored)."""
+
+
+class Consumer(Protocol):
+    #: The cursor's name: stable across restarts, unique per consumer, no secret in it.
+    name: str
+
+    def accepts(self, event: AuditRecord) -> bool: ...
+
+    def deliver(self, event: AuditRecord, timeout: float) -> None:
+        """Deliver ``event`` within ``timeout`` seconds or raise ``DeliveryFailed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How notices and webhooks are delivered (``BanataAuth(..., delivery=DeliveryPolicy(...))``).
+
+    ``timeout``: seconds one delivery may take. ``max_attempts``: tries of one event before it is
+    a dead letter. ``backoff``/``max_backoff``: seconds before the 2nd attempt, doubled each time,
+    capped. ``lease``: seconds a process holds a consumer before another may take over (longer than
+    ``timeout``). ``gap_grace``: seconds a missing id is waited for. ``poll_interval``: seconds the
+    background thread sleeps when nothing woke it. ``background=False``: no thread; call
+    ``BanataAuth.deliver_pending()`` yourself (tests, a separate worker process)."""
+
+    timeout: float = 5.0
+    max_attempts: int = 8
+    backoff: float = 2.0
+    max_backoff: float = 3600.0
+    lease: float = 60.0
+    gap_grace: float = 5.0
+    poll_interval: float = 1.0
+    batch: int = 100
+    background: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.batch < 1:
+            raise ValueError("max_attempts and batch must be at least 1")
+        if self.lease <= self.timeout:
+            raise ValueError("the lease must be longer than one delivery's timeout")
+
+    def delay_ms(self, failures: int) -> int:
+        """Backoff after the ``failures``-th failure of the head event."""
+        return int(min(self.backoff * 2 ** (failures - 1), self.max_backoff) * 1000)
+
+
+class Drainer:
+    def __init__(self, records: RecordStore, consumers: Sequence[Consumer], clock: Clock,
+                 policy: DeliveryPolicy) -> None:
+        if len({c.name for c in consumers}) != len(consumers):
+            raise ValueError("two delivery consumers share a name: give each webhook endpoint its own name")
+        self.records = records
+        self.consumers = tuple(consumers)
+        self.clock = clock
+        self.policy = policy
+        self.owner = secrets.token_hex(8)  # this process's lease owner
+        self._registered: set[str] = set()
+        self._gaps: dict[tuple[str, int, int], int] = {}  # (consumer, before, after) -> first seen (ms)
+        self._lock = threading.Lock()  # one drain at a time in this process (thread vs deliver_pending)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Register now, before this process commits anything: a new consumer starts at the newest
+        # event, so an event committed before its registration would never be delivered to it.
+        self._register()
+
+    def _now(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    def _register(self) -> None:
+        for consumer in self.consumers:
+            if consumer.name not in self._registered:
+                try:
+                    self.records.execute(RegisterConsumer(consumer.name))
+                except AuthError:
+                    continue  # the store is down: nothing commits meanwhile; the next drain registers it
+                self._registered.add(consumer.name)
+
+    # -- the background thread ---------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="banata-delivery", daemon=True)
+            self._thread.start()
+
+    def poke(self) -> None:
+        """Something committed: drain soon (cheap; never blocks the caller)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.drain()
+            except Exception:  # the thread must outlive any bug in one round; the cursor keeps the work
+                log.exception("delivery round failed")
+            self._wake.wait(self.policy.poll_interval)
+
+    # -- one round ---------------------------------------------------------------------------
+    def drain(self) -> int:
+        """Deliver what is due for every consumer; returns the number of deliveries that succeeded.
+        A store outage ends the round quietly (logged by the store): the next round resumes."""
+        with self._lock:
+            self._register()
+            delivered = 0
+            for consumer in self.consumers:
+                if consumer.name in self._registered:
+                    try:
+                        delivered += self._drain(consumer)
+                    except AuthError:
+                        continue
+            return delivered
+
+    def _drain(self, consumer: Consumer) -> int:
+        p, name = self.policy, consumer.name
+        lease_ms = int(p.lease * 1000)
+        delivered = 0
+        while True:
+            now = self._now()
+            claim = self.records.execute(ClaimBatch(name, self.owner, now, lease_ms, p.batch))
+            if claim is None:
+                return delivered  # another process holds this consumer
+            for replay in claim.replays:
+                error = self._attempt(consumer, replay.event, 0)
+                self.records.execute(FinishReplay(name, replay.event.id, replay.replay_at, error is None,
+                                                  self._now(), error or ""))
+                delivered += error is None
+            if claim.next_at > now:
+                return delivered  # the head event is backing off
+            stored, attempts = claim.last_id, claim.attempts  # where the cursor is in SQL
+            seen = stored  # the last id looked at (passed over events are advanced lazily)
+            for event in claim.events:
+                if event.id != seen + 1 and not self._gap_settled(name, seen, event.id, now):
+                    break
+                if not consumer.accepts(event):
+                    seen = event.id
+                    continue
+                error = self._attempt(consumer, event, attempts)
+                now = self._now()
+                if error is None:
+                    op: AdvanceCursor | DeadLetter | PostponeHead = AdvanceCursor(
+                        name, self.owner, stored, attempts, event.id, now + lease_ms)
+                    delivered += 1
+                elif attempts + 1 >= p.max_attempts:
+                    log.warning("delivery to %s gave up event %d after %d attempts: a dead letter",
+                                name, event.id, attempts + 1)
+                    op = DeadLetter(name, self.owner, stored, attempts, event.id, now, error)
+                else:
+                    op = PostponeHead(name, self.owner, stored, attempts, now + p.delay_ms(attempts + 1), error)
+                if not self.records.execute(op):
+                    return delivered  # our lease ran out and another process moved on: stop
+                if isinstance(op, PostponeHead):
+                    return delivered
+                stored = seen = event.id
+                attempts = 0
+            if seen > stored and not self.records.execute(
+                    AdvanceCursor(name, self.owner, stored, attempts, seen, self._now() + lease_ms)):
+                return delivered
+            if len(claim.events) < p.batch or seen != claim.events[-1].id:
+                return delivered  # drained, or stopped at a gap still within its grace
+
+    def _gap_settled(self, name: str, before: int, after: int, now: int) -> bool:
+        key = (name, before, after)
+        first = self._gaps.setdefault(key, now)
+        if now - first < self.policy.gap_grace * 1000:
+            return False
+        del self._gaps[key]
+        return True
+
+    def _attempt(self, consumer: Consumer, event: AuditRecord, failures: int) -> str | None:
+        """Deliver once; None on success, else the short reason (logged, stored on the cursor)."""
+        try:
+            consumer.deliver(event, self.policy.timeout)
+        except DeliveryFailed as exc:
+            error = str(exc)
+        except Exception as exc:  # a consumer's bug must not stop the others; its message may hold anything
+            error = type(exc).__name__
+        else:
+            return None
+        log.warning("delivery to %s failed for event %d (attempt %d): %s", consumer.name, event.id,
+                    failures + 1, error)
+        return error
