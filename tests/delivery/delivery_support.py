@@ -13,7 +13,8 @@ from typing import Any
 from harness import free_port
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "records"))  # the storage suite's databases
-from records_support import BACKENDS, scratch_database
+from harness import scratch_database
+from records_support import BACKENDS
 
 from banata_middleware import BanataAuth, BanataAuthConfig
 from banata_middleware.delivery import DeliveryPolicy, Notifier, WebhookEndpoint
