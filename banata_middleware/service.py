@@ -139,7 +139,8 @@ class BanataAuth:
             raise ConnectionError(_unreachable(exc)) from None
 
     def _probe(self) -> Flow[None]:
-        yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
+        # A throttle peek (a read, never a write) of a counter that never exists.
+        yield Op("throttle", (self.flows.keys.account_failures("startup-check"),), (self.flows.now_ms(), "peek", 1, 1))
 
     # -- host-app API -----------------------------------------------------------------------
     def _begin(self, user_id: str, remember_me: bool, request: Request | None) -> Flow[SignInResult]:

@@ -27,6 +27,7 @@ from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
+from banata_middleware.stores.records import RecordStore
 
 SITE = "http://testserver"
 SECRET = "test-secret-" + "x" * 40
@@ -166,9 +167,12 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         assert redis_server is not None
         timeout = float(os.environ.get("BANATA_TEST_REDIS_TIMEOUT", "1"))
         store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
+        # Stopgap until the harness gives redis stacks PostgreSQL: an embedded SQLite file.
+        records: Any = RecordStore.embedded(os.path.join(tempfile.mkdtemp(prefix="banata-records-"), "r.db"))
     else:
         store = MemoryStore(clock)
-    auth = BanataAuth(config, store=store, verify_password=verify_password, metrics=metrics,
+        records = None
+    auth = BanataAuth(config, store=store, records=records, verify_password=verify_password, metrics=metrics,
                       tracing=tracing)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
