@@ -83,6 +83,7 @@ def test_no_password_hash_reaches_the_hot_store(stack: Stack) -> None:
     api = stack.client()
     uid = api.sign_up("nohash@example.com").json()["user"]["id"]
     assert api.auth("/two-factor/get-totp-uri", {"password": "wrong password"}).status_code == 400
+    assert api.auth("/two-factor/enable", {"password": PASSWORD}).status_code == 200  # re-checked against SQL
     assert stack.client().sign_in("nohash@example.com").status_code == 200
     stored = stack.auth.records.execute(GetAccount(uid))
     assert stored is not None and stored.password_hash.startswith("scrypt$")
