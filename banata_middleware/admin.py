@@ -22,7 +22,6 @@ class RotationReport:
     reencrypted: int = 0
     current: int = 0
     changed_meanwhile: int = 0
-    emails_reindexed: int = 0
     #: users whose backup codes are hashed under an older key: hashes cannot be re-keyed, so these
     #: codes stop matching when that key's secret is dropped; ask these users to regenerate first
     backup_codes_old_key: int = 0
@@ -32,18 +31,10 @@ class RotationReport:
 
 def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[None]:
     caller = yield from auth.flows.load(uid)
-    keyring, keys, now = auth.keyring, auth.flows.keys, auth.flows.now_ms()
+    keyring = auth.keyring
     codes_kid = caller.user.get("codes_kid")
     if caller.backup_codes and codes_kid and codes_kid != keyring.current_code_key_id:
         report.backup_codes_old_key += 1
-    email = caller.user.get("email")
-    if email:
-        current, *older = keyring.index_candidates(email)
-        taken = yield Op("index", (keys.email(current),), (now, "claim", uid))
-        if not taken:
-            report.emails_reindexed += 1
-        for idx in older:
-            yield Op("index", (keys.email(idx),), (now, "release", uid))
     for name in ("secret", "pending_secret"):
         old = caller.user.get(name)
         if not old:

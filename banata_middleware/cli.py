@@ -217,7 +217,6 @@ def _rotate_keys(args: argparse.Namespace) -> int:
     for uid, name, why in report.skipped:
         print(f"skipped: user {uid}, {name}: cannot be decrypted ({why})", file=sys.stderr)
     print(f"users: {report.users}, re-encrypted: {report.reencrypted}, already current: {report.current}, "
-          f"emails re-indexed: {report.emails_reindexed}, "
           f"changed meanwhile (left as is): {report.changed_meanwhile}, skipped: {len(report.skipped)}, "
           f"users with backup codes under an older key (regenerate before dropping it): "
           f"{report.backup_codes_old_key}")

@@ -1,4 +1,4 @@
-"""One canonical form per email address: what is stored, looked up, indexed and put in the otpauth label.
+"""One canonical form per email address: what is stored, looked up and put in the otpauth label.
 
 Two strings that a person reads as one address must give one account (or one refusal), so:
 
@@ -11,18 +11,19 @@ Two strings that a person reads as one address must give one account (or one ref
 - the domain is put in its IDNA 2008 A-label form (``bücher.example`` -> ``xn--bcher-kva.example``,
   via the ``idna`` package, inside email-validator), after NFC; one trailing dot (the DNS root) is
   dropped;
-- the whole address is lower-cased (local parts are case-insensitive in practice; this was already
-  the rule, so existing accounts keep their index).
+- the whole address is lower-cased (local parts are case-insensitive in practice).
+
+The canonical form is the account's key: the record store's ``accounts.email`` is unique, so two
+spellings of one address can never make two accounts, even when their sign-ups race.
 """
 
 from __future__ import annotations
 
-import idna
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import AuthError
 
-__all__ = ["canonical_email", "legacy_spellings"]
+__all__ = ["canonical_email"]
 
 MAX_LENGTH = 254  # RFC 5321's path limit, less the angle brackets
 
@@ -49,18 +50,3 @@ def canonical_email(raw: str) -> str:
         raise _invalid("too long")
     return email.lower()
 
-
-def legacy_spellings(canonical: str) -> list[str]:
-    """The other forms an account with this canonical address may be stored under: before this
-    module, addresses were only trimmed and lower-cased, so ``x@bücher.example`` (the U-label) and
-    ``x@example.com.`` (a trailing dot) were kept as typed. Looked up when the canonical form is not
-    found, so those accounts still sign in and their address cannot be signed up again."""
-    local, _, domain = canonical.rpartition("@")
-    try:
-        unicode_domain = ".".join(idna.decode(label) if label.startswith("xn--") else label
-                                  for label in domain.split("."))
-    except idna.IDNAError:
-        unicode_domain = domain
-    forms = dict.fromkeys(f"{local}@{d}{dot}" for d in (unicode_domain, domain) for dot in ("", "."))
-    forms.pop(canonical, None)
-    return list(forms)

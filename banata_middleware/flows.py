@@ -20,12 +20,12 @@ from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher, UnreadableSecret, hash_token, new_token
 from .effects import Compute, Flow, Op, Rec
-from .emails import canonical_email, legacy_spellings
+from .emails import canonical_email
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
 from .keys import Keys
 from .passwords import normalize_password
-from .stores.records import AuditEntry, LoadUser, UserRecord
+from .stores.records import Account, AuditEntry, CreateAccount, GetAccountByEmail, LoadUser, Status, UserRecord
 from .tokens import TokenSigner
 from .totp import matched_step, new_secret, totp_uri
 
@@ -413,15 +413,16 @@ class Flows:
         if retry:
             raise self._too_many(retry)
         yield from self._hash_budget(address_idx)
-        stored = caller.user.get("pw")
+        # The hash is read from SQL (the hot store never holds it); an app's own user has no account.
+        account = (yield from self.load_record(caller)).account
         hook = self.verify_password_hook
-        if stored is None and hook is not None:
+        if account is None and hook is not None:
             ok = yield Compute(lambda: _ask_hook(hook, caller.uid, password))
             if ok is None:
                 raise AuthError(503, "PASSWORD_CHECK_UNAVAILABLE",
                                 "the password cannot be checked right now; try again shortly")
         else:
-            ok = yield from self._password_matches(caller.uid, caller.user, password, req)
+            ok = yield from self._password_matches(account, password)
         if not ok:
             # Counted in the account's slot, then audited in the user's (two slots: two ops).
             yield from self._password_gate(account_idx, address_idx, "hit")
@@ -444,23 +445,14 @@ class Flows:
                         "the stored authenticator secret cannot be read; use a backup code or a passkey, "
                         "or ask an administrator to reset two-factor authentication")
 
-    def _password_matches(self, uid: str, user: dict[str, str] | None, password: str,
-                          req: Request | None) -> Flow[bool]:
-        """The password against the user's stored hash (None: an unknown user, checked against the
-        dummy hash), NFKC-normalized (``passwords``). A hash made before normalization (a record
-        without ``pwnf``) matches the raw form: tried once, then replaced by the normalized hash.
-        Only those records pay a second hash, so a guess that NFKC changes costs one hash elsewhere."""
-        stored = user.get("pw") if user else None
+    def _password_matches(self, account: Account | None, password: str) -> Flow[bool]:
+        """The password, NFKC-normalized (``passwords``), against the account's hash; an unknown
+        account (None) is checked against the dummy hash, so it costs the same one hash. Every hash
+        in SQL was made of a normalized password (sign-up is the only writer), so one is enough."""
+        stored = account.password_hash if account is not None else None
         normalized = normalize_password(password)
-        if (yield Compute(lambda: self.hasher.verify(normalized, stored))):
-            return True
-        if normalized == password or stored is None or user is None or user.get("pwnf") == "1":
-            return False
-        if not (yield Compute(lambda: self.hasher.verify(password, stored))):
-            return False
-        new_hash = yield Compute(lambda: self.hasher.hash(normalized))
-        yield from self._commit("password_rehash", uid, (), (stored, new_hash), req)
-        return True
+        matched: bool = yield Compute(lambda: self.hasher.verify(normalized, stored))
+        return matched
 
     def _with_site(self, req: Request, address_idx: str) -> list[str]:
         """The throttle indexes of a client: its address group, and for IPv6 also its site."""
@@ -572,22 +564,6 @@ class Flows:
         """The canonical address (``emails``): one account per address a person reads as one."""
         return canonical_email(body.text("email", max_len=254))
 
-    def _find_email(self, email: str, *, skip_current: bool = False) -> Flow[str]:
-        """The user id for an email; entries indexed under a previous secret are found too, and so
-        are accounts indexed before emails were canonical (``legacy_spellings``): such an entry is
-        then indexed under the canonical form as well, so that the next look-up finds it at once."""
-        candidates = self.keyring.index_candidates(email)
-        for idx in candidates[1:] if skip_current else candidates:
-            uid: str = yield Op("index", (self.keys.email(idx),), (self.now_ms(), "get", ""))
-            if uid:
-                return uid
-        for legacy in legacy_spellings(email):
-            uid = yield Op("index", (self.keys.email(self.keyring.index(legacy)),), (self.now_ms(), "get", ""))
-            if uid:
-                yield Op("index", (self.keys.email(self.keyring.index(email)),), (self.now_ms(), "claim", uid))
-                return uid
-        return ""
-
     def sign_up(self, req: Request, body: Body) -> Flow[Response]:
         p = self.policies
         # Every attempt counts, whatever its outcome, and is counted before any hashing: the cost one
@@ -613,9 +589,9 @@ class Flows:
                             f"the password must have at least {self.policies.password_min_length} characters")
         # A taken email is refused before hashing. The 422 itself already tells that the address has
         # an account (the documented contract), so answering it early reveals nothing more; an
-        # address that is free still costs one hash, as before. The claim below stays the authority
-        # (two sign-ups racing for one address).
-        if (yield from self._find_email(email)):
+        # address that is free still costs one hash, as before. This read only saves the hash:
+        # CreateAccount's unique email index below decides two sign-ups racing for one address.
+        if (yield Rec(GetAccountByEmail(email))) is not None:
             raise self._email_taken()
         # An account is a record an anonymous request adds: counted under the global cap.
         retry = yield from self._throttle(self.keys.anonymous_records(), "hit", p.anonymous_records_per_window + 1)
@@ -624,15 +600,12 @@ class Flows:
                             headers=_retry_after(self.now_ms() + retry, self.now_ms()))
         pw = yield Compute(lambda: self.hasher.hash(password))
         uid = new_token(16)
-        yield from self._commit("user_create", uid, (), (email, name, pw), req)
-        email_key = self.keys.email(self.keyring.index(email))
-        taken = yield Op("index", (email_key,), (self.now_ms(), "claim", uid))
-        if not taken:
-            taken = yield from self._find_email(email, skip_current=True)
-            if taken:
-                yield Op("index", (email_key,), (self.now_ms(), "release", uid))
-        if taken:
-            yield from self._commit("user_delete", uid, (), (), req)
+        # Write order: the account commits in SQL first (the unique email decides a race: TAKEN
+        # wrote nothing); the session in Redis comes after. A crash between leaves an account
+        # without a session, and the user signs in. Nothing of the account is written to Redis: its
+        # copy (email, name, created) is filled from SQL by the load below (``fill_copy``).
+        created = yield Rec(CreateAccount(Account(uid, email, pw, name, self.now_ms())))
+        if created is Status.TAKEN:
             raise self._email_taken()
         made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=True, password_checked=True)
         if made is None:  # 2FA on an account created an instant ago: only an administrator's import does that
@@ -667,10 +640,10 @@ class Flows:
         if retry:
             raise self._too_many(retry)
         yield from self._hash_budget(address_idx)
-        uid = yield from self._find_email(email)
-        caller = (yield from self.load(uid)) if uid else None
-        ok = yield from self._password_matches(uid, caller.user if caller else None, password, req)
-        if not ok or caller is None:
+        # The account by its canonical email, from SQL (the authority; Redis keeps no email index).
+        account: Account | None = yield Rec(GetAccountByEmail(email))
+        ok = yield from self._password_matches(account, password)
+        if not ok or account is None:
             yield from self._password_gate(email_idx, address_idx, "hit")
             for key in address_keys:
                 yield from self._throttle(key, "hit", p.sign_in_failures_per_address)
@@ -680,6 +653,7 @@ class Flows:
         # Recorded before the second factor: after it would cost a verification a third round trip
         # (DESIGN rule 3; the known list lives in the account's slot, the challenge in the user's).
         yield from self._password_gate(email_idx, address_idx, "known")
+        caller = yield from self.load(account.id)
         result = yield from self.start_sign_in(req, caller, remember=remember)
         return self.sign_in_response(caller, result)
 

@@ -27,7 +27,8 @@ class Keys:
         return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash
 
     def user(self, uid: str) -> str:
-        """Hash: profile, password hash, 2FA state, failure count and lock."""
+        """Hash: the read-through copy of the durable record (profile, 2FA on, generation), and hot
+        fields (failure count, temporary lock, pending enrolment). Never a password hash."""
         return self._u(uid) + ":user"
 
     def audit(self, uid: str) -> str:
@@ -74,9 +75,6 @@ class Keys:
     def credential(self, credential_hash: str) -> str:
         """Credential id -> user id, for discoverable sign-in and one-registration-per-credential."""
         return f"{self.prefix}:{{c:{credential_hash}}}:uid"
-
-    def email(self, email_index: str) -> str:
-        return f"{self.prefix}:{{e:{email_index}}}:uid"
 
     def account_failures(self, email_index: str) -> str:
         return f"{self.prefix}:{{e:{email_index}}}:fails"

@@ -150,7 +150,9 @@ class BanataAuth:
 
     def _probe(self) -> Flow[None]:
         try:
-            yield Op("index", (self.flows.keys.email("startup-check"),), (self.flows.now_ms(), "get", ""))
+            # A throttle peek (a read, never a write) of a counter that never exists.
+            yield Op("throttle", (self.flows.keys.account_failures("startup-check"),),
+                     (self.flows.now_ms(), "peek", 1, 1))
         except AuthError as exc:
             raise ConnectionError(_unreachable(exc)) from None
         try:

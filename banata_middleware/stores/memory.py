@@ -414,23 +414,6 @@ class MemoryStore:
         x.audit("password.check_failed", x.argv[5])
         return ["OK", x.events]
 
-    def _op_password_rehash(self, x: _Script) -> Reply:
-        if x.hash(x.keys[0]).get("pw") != x.argv[5]:
-            return ["CHANGED", x.events]
-        x.hset(x.keys[0], pw=x.argv[6], pwnf="1")
-        x.audit("password.rehashed")
-        return ["OK", x.events]
-
-    def _op_user_create(self, x: _Script) -> Reply:
-        if self.get(x.keys[0]) is not None:
-            return ["EXISTS", x.events]
-        x.hset(x.keys[0], email=x.argv[5], name=x.argv[6], pw=x.argv[7], pwnf="1", created=x.now)
-        return ["OK", x.events]
-
-    def _op_user_delete(self, x: _Script) -> Reply:
-        self.delete(x.keys[0])
-        return ["OK", x.events]
-
     def _op_session_create(self, x: _Script) -> Reply:
         a = x.argv
         if int(a[7]) < 2 and x.hash(x.keys[0]).get("tfa") == "1":

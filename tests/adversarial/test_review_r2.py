@@ -225,20 +225,3 @@ def test_one_client_cannot_make_the_server_hash_without_bound(stack: Stack) -> N
     assert scrypt[0] == limit and statuses.count(200) == limit  # the budget, then 429 before any hash
     r = attacker.auth("/sign-in/email", {"email": "mine@example.com", "password": PASSWORD})
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
-
-
-# -- R2-9: accounts made before the canonical-email rule ------------------------------------------------------
-
-def test_an_account_made_before_canonical_emails_still_signs_in_and_keeps_its_address(
-        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before the rule, an email was stored and indexed trimmed and lower-cased: ``x@bücher.example``
-    (U-label) or ``x@example.com.``. Today both are looked up in their canonical form only, so the
-    owner's sign-in answers 401, and anyone can sign up the same address again: a second account."""
-    import banata_middleware.flows as flows_module
-
-    with monkeypatch.context() as m:  # sign-up as the code before a5fb599 did it
-        m.setattr(flows_module, "canonical_email", lambda raw: raw.strip().lower())
-        stack.client().sign_up("Owner@Bücher.example")
-    assert stack.client().sign_in("owner@bücher.example").status_code == 200
-    r = stack.client().auth("/sign-up/email", {"email": "owner@xn--bcher-kva.example", "password": PASSWORD})
-    assert (r.status_code, r.json()["code"]) == (422, "USER_ALREADY_EXISTS"), r.text

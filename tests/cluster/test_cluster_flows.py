@@ -314,7 +314,7 @@ def test_every_flow_runs_on_a_cluster_with_each_script_in_one_slot(on_cluster: C
     assert cs.server_errors() == []
     assert cs.store.cross_slot() == []
     used = cs.store.scripts()
-    expected = {"load", "guard", "index", "throttle", "user_create", "session_create", "challenge_create",
+    expected = {"load", "guard", "index", "throttle", "user_fill", "session_create", "challenge_create",
                 "challenge_answer", "session_answer", "trust_use", "two_factor_begin", "backup_codes_replace",
                 "two_factor_disable", "two_factor_import", "user_reset", "session_revoke", "ceremony",
                 "factor_change", "passkey_sign_in", "audit_event",

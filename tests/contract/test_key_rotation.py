@@ -26,6 +26,7 @@ def test_new_key_encrypts_old_key_still_decrypts_and_rotation_moves_secrets(stac
     uid = api.sign_up("rot@example.com").json()["user"]["id"]
     device = api.enable_2fa()
     new = stack_factory(secret=NEW_SECRET, previous_secrets=(SECRET,))
+    new.auth.records = old.auth.records  # one record store (SQL) behind both configurations
     if old.store_kind == "memory":  # the memory store lives in the app: share it
         new.auth.store = old.auth.store
     assert _secret_key_id(new, new.auth, uid) != new.auth.keyring.current_key_id
@@ -39,6 +40,7 @@ def test_new_key_encrypts_old_key_still_decrypts_and_rotation_moves_secrets(stac
     assert rotate_keys(new.auth).reencrypted == 0
     # after rotation the old secret can go: a config with only the new one still verifies
     only_new = stack_factory(secret=NEW_SECRET)
+    only_new.auth.records = old.auth.records
     if old.store_kind == "memory":
         only_new.auth.store = old.auth.store
     old.clock.advance(30)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness import PASSWORD, Api, Stack
+
+from banata_middleware.stores.records import GetAccount
 
 
 def test_sign_up_gives_user_and_session_cookie(stack: Stack) -> None:
@@ -33,6 +37,61 @@ def test_sign_up_twice_with_one_email_is_refused(stack: Stack) -> None:
     stack.client().sign_up("dup@example.com")
     r = stack.client().auth("/sign-up/email", {"email": "DUP@example.com", "password": PASSWORD})
     assert (r.status_code, r.json()["code"]) == (422, "USER_ALREADY_EXISTS")
+
+
+def _hot_store_values(stack: Stack) -> list[str]:
+    """Every key and value the hot store holds, as text (hashes, sets and lists flattened)."""
+    if stack.redis is not None:
+        out: list[str] = []
+        with stack.redis.client() as c:
+            for key in c.scan_iter():
+                kind = c.type(key)
+                value: Any = {"hash": c.hgetall, "set": c.smembers, "zset": lambda k: c.zrange(k, 0, -1),
+                              "list": lambda k: c.lrange(k, 0, -1), "string": c.get,
+                              "stream": lambda k: c.xrange(k)}[kind](key)
+                out += [key, repr(value)]
+        return out
+    return [repr(stack.auth.store.data)]
+
+
+def _lose_the_hot_store(stack: Stack) -> None:
+    """Every key of Redis (or the memory store) gone: a FLUSHALL, or a failover to an empty replica."""
+    if stack.redis is not None:
+        with stack.redis.client() as c:
+            c.flushall()
+    else:
+        stack.auth.store.data.clear()
+        stack.auth.store._expiry.clear()
+
+
+def test_an_account_survives_the_loss_of_the_hot_store(stack: Stack) -> None:
+    """Accounts live in SQL: a flushed Redis ends sessions, never an account or its password."""
+    api = stack.client()
+    user = api.sign_up("durable@example.com", name="Dee").json()["user"]
+    stack.clock.advance(5)
+    _lose_the_hot_store(stack)
+    assert api.get("/api/me").status_code == 401  # the session was hot state
+    r = stack.client().sign_in("durable@example.com")
+    assert r.status_code == 200, r.text
+    assert r.json()["user"] == user  # the same id, name and createdAt, read back from SQL
+    again = stack.client().auth("/sign-up/email", {"email": "Durable@Example.com", "password": PASSWORD})
+    assert (again.status_code, again.json()["code"]) == (422, "USER_ALREADY_EXISTS")
+    assert stack.client().sign_in("durable@example.com", "wrong password").status_code == 401
+
+
+def test_no_password_hash_reaches_the_hot_store(stack: Stack) -> None:
+    api = stack.client()
+    uid = api.sign_up("nohash@example.com").json()["user"]["id"]
+    assert api.auth("/two-factor/get-totp-uri", {"password": "wrong password"}).status_code == 400
+    assert api.auth("/two-factor/enable", {"password": PASSWORD}).status_code == 200  # re-checked against SQL
+    assert stack.client().sign_in("nohash@example.com").status_code == 200
+    stored = stack.auth.records.execute(GetAccount(uid))
+    assert stored is not None and stored.password_hash.startswith("scrypt$")
+    dump = "\n".join(_hot_store_values(stack))
+    assert "scrypt$" not in dump and stored.password_hash not in dump
+    user = stack.auth.flows.keys.user(uid)
+    fields = (stack.redis.client().hgetall(user) if stack.redis is not None else stack.auth.store.data[user])
+    assert not {"pw", "pwnf"} & set(fields)
 
 
 def test_sign_in_without_2fa_gives_token_user_and_cookie(stack: Stack) -> None:

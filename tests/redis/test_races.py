@@ -1,6 +1,6 @@
 """Races on a real Redis through a real HTTP server (uvicorn; Werkzeug's threaded server when the WSGI
 adapter exists): one code sent to many sign-in challenges at once, and one challenge answered twice at
-once, give exactly one session.
+once, give exactly one session; two sign-ups with one email at once give one account.
 
 Each race runs for several rounds with a fresh user. Even rounds take whatever schedule the server
 gives; odd rounds force the worst one (every request reads before any commits, see
@@ -11,6 +11,8 @@ Lua script would have let more than one through.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,10 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from redis_support import T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions
+from redis_support import PASSWORD, T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions
 from servers import SERVER_KINDS, serve
+from sqlalchemy import func, select
 
+from banata_middleware import BanataAuth
 from banata_middleware.simulator.clocks import FrozenClock
+from banata_middleware.stores.records import GetAccountByEmail, RecordOp
 
 pytestmark = pytest.mark.redis
 
@@ -40,6 +45,7 @@ class Live:
     clock: FrozenClock
     store: RecordingRedisStore
     redis: redis.Redis
+    auth: BanataAuth
     browsers: list[Browser] = field(default_factory=list)
 
     def browser(self) -> Browser:
@@ -85,9 +91,9 @@ class Live:
 @pytest.fixture(params=SERVER_KINDS)
 def live(request: pytest.FixtureRequest, redis_url: str, database_url: str, redis_server: Any) -> Iterator[Live]:
     clock = FrozenClock(T0)
-    _, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
+    auth, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
     with serve(app, request.param) as base_url, redis_server.client() as client:
-        state = Live(base_url, clock, store, client)
+        state = Live(base_url, clock, store, client, auth)
         yield state
         for b in state.browsers:
             b.close()
@@ -191,3 +197,74 @@ def test_one_pending_challenge_answered_at_once_with_a_totp_and_a_backup_code_gi
         backup_won = statuses[1] == 200
         assert live.redis.scard(f"banata:{{u:{uid}}}:bc") == (9 if backup_won else 10)
     _check_window(saw_unused, 2)
+
+
+def _hold_email_lookups(live: Live) -> Callable[[int], list[Any]]:
+    """Records every sign-up's look-up of its email (``GetAccountByEmail``) in SQL; ``race(n)`` then
+    answers each one only once ``n`` have been made (or after 2 s), so every sign-up has found the
+    address free before any of them inserts: only the unique index can refuse all but one."""
+    records, seen, held = live.auth.records, [], [0]
+    sync_execute, async_execute = records.execute, records.aexecute
+
+    def holding(deadline: float) -> bool:
+        return len(seen) < held[0] and time.monotonic() < deadline
+
+    def execute(op: RecordOp[Any]) -> Any:
+        reply = sync_execute(op)
+        if isinstance(op, GetAccountByEmail):
+            seen.append(reply)
+            deadline = time.monotonic() + 2
+            while holding(deadline):
+                time.sleep(0.001)
+        return reply
+
+    async def aexecute(op: RecordOp[Any]) -> Any:
+        reply = await async_execute(op)
+        if isinstance(op, GetAccountByEmail):
+            seen.append(reply)
+            deadline = time.monotonic() + 2
+            while holding(deadline):
+                await asyncio.sleep(0.001)
+        return reply
+
+    records.execute, records.aexecute = execute, aexecute  # type: ignore[method-assign]
+
+    def race(n: int) -> list[Any]:
+        seen.clear()
+        held[0] = n
+        return seen
+
+    return race
+
+
+def test_two_sign_ups_with_one_email_at_once_make_one_account(live: Live) -> None:
+    """The unique email index in SQL decides between sign-ups racing for one address (there is no
+    index in Redis any more): exactly one 200, the other 422, one account in SQL, and a session only
+    for the winner. Odd rounds force both to find the address free first."""
+    race = _hold_email_lookups(live)
+    saw_free = []
+    for round_no in range(PAIR_ROUNDS):
+        email = f"twin-{uuid.uuid4().hex[:12]}@example.com"
+        pair = [live.browser(), live.browser()]
+        for b in pair:
+            assert b.get("/").status_code == 200  # connections open before the race
+        seen = race(2 if round_no % 2 else 0)
+        body = {"email": email, "password": PASSWORD}
+        answers = at_once([partial(b.auth, "/sign-up/email", body) for b in pair])
+        saw_free.append(sum(1 for reply in seen if reply is None))
+        race(0)
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses == [200, 422], [r.text for r in answers]
+        loser = answers[[r.status_code for r in answers].index(422)]
+        assert loser.json()["code"] == "USER_ALREADY_EXISTS"
+        assert not any(c.startswith("banata.session_token=") for c in loser.headers.get_list("set-cookie"))
+        winner = answers[[r.status_code for r in answers].index(200)].json()["user"]["id"]
+        account = live.auth.records.execute(GetAccountByEmail(email))
+        assert account is not None and account.id == winner
+        # One session per round in all of Redis: the loser's sign-up made none.
+        assert len(list(live.redis.scan_iter("banata:{u:*}:s:*"))) == round_no + 1
+    print(f"\nsign-ups that found the address free, per round (odd rounds forced): {saw_free}")
+    assert saw_free[1::2] == [2] * len(saw_free[1::2]), "a forced round did not look up before inserting"
+    with live.auth.records.engine.connect() as conn:
+        accounts = conn.execute(select(func.count()).select_from(live.auth.records.schema.accounts)).scalar_one()
+    assert accounts == PAIR_ROUNDS
