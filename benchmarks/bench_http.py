@@ -87,16 +87,19 @@ def free_port() -> int:
 
 
 # -- processes and their CPU time -----------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu(pid: int) -> float:
-    """CPU seconds the threads of ``pid`` have run, in ns resolution (``/proc/.../schedstat``; the clock
-    ticks of ``/proc/pid/stat`` are 10 ms, too coarse for one round). A thread that ended is no longer
-    counted: the servers' threads live as long as the benchmark's keep-alive connections."""
-    total = 0
-    with suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with suppress(OSError):
-                total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+    """User + system CPU seconds of ``pid``, ended threads included (Werkzeug's server starts a thread
+    per connection, and closes every connection). In clock ticks (10 ms): summed over a variant's
+    rounds, the error per request is small."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 @contextmanager
@@ -183,10 +186,12 @@ class Connection:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.opened = 0
 
     async def request(self, raw: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.opened += 1
         assert self.reader is not None
         self.writer.write(raw)
         try:
@@ -226,6 +231,7 @@ class Stats:
     wall: float = 0.0
     server_cpu: float = 0.0
     client_cpu: float = 0.0
+    connections: int = 0
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -244,7 +250,8 @@ class Server:
         self.args = args
         self.totp_users = [f"{tag}-t{i}" for i in range(args.users)]
         self.last_step: dict[str, int] = {}
-        self.bare_users = [f"{tag}-b{i}" for i in range(max(64, 2 * args.concurrency))]
+        # Enough that one bare user's requests never overlap, even when one waits long for SQLite's write lock.
+        self.bare_users = [f"{tag}-b{i}" for i in range(max(400, 50 * args.concurrency))]
         self.sessions: list[str] = []
         self.waits = 0
 
@@ -335,9 +342,11 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, Stats]:
             for variant in VARIANTS:
                 builders = server.requests(variant, args.requests)  # seeding: before the clock starts
                 s = stats[variant]
+                opened = sum(c.opened for c in conns)
                 cpu0, client0, t0 = process_cpu(server.proc.pid), time.process_time(), time.perf_counter()
                 await run_round(conns, builders, s)
                 wall = time.perf_counter() - t0
+                s.connections += sum(c.opened for c in conns) - opened
                 s.client_cpu += time.process_time() - client0
                 s.server_cpu += process_cpu(server.proc.pid) - cpu0
                 s.wall += wall
@@ -385,7 +394,7 @@ def server_argv(adapter: str, port: int) -> list[str]:
 
 
 SERVER_NAMES = {"asgi": "ASGI, uvicorn (1 process, uvloop, httptools)",
-                "wsgi": "WSGI, Werkzeug threaded server (1 process, a thread per connection)"}
+                "wsgi": "WSGI, Werkzeug threaded server (1 process, a thread per connection; it closes each one)"}
 SETUP_NAMES = {"pg-redis": "PostgreSQL + Redis", "sqlite-memory": "SQLite + memory"}
 
 
@@ -414,7 +423,7 @@ def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, se
     print(f"  concurrency {args.concurrency}, {args.rounds} interleaved rounds x {args.requests} requests per variant;"
           f" seeding {seeded:.1f} s, pool waits for a new TOTP step: {server.waits}")
     print(f"  {'variant':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'srv CPU µs/req':>16}"
-          f"{'client CPU µs/req':>19}{'srv busy':>10}  errors")
+          f"{'client CPU µs/req':>19}{'srv busy':>10}{'conns':>6}  errors")
     good = True
     for name, s in stats.items():
         p50, p99 = s.percentile(0.50), s.percentile(0.99)
@@ -422,7 +431,7 @@ def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, se
         good = good and not s.errors
         print(f"  {name:<14}{statistics.median(s.rps):>9.0f}{p50:>9.2f}{p99:>9.2f}{p99 / p50:>9.2f}"
               f"{s.server_cpu / s.requests * 1e6:>16.0f}{s.client_cpu / s.requests * 1e6:>19.0f}"
-              f"{s.server_cpu / s.wall:>10.0%}  {errors}")
+              f"{s.server_cpu / s.wall:>10.0%}{s.connections:>6}  {errors}")
     for variant, reference, target in TARGETS:
         ratios = [a / b for a, b in zip(stats[variant].rps, stats[reference].rps, strict=True)]
         ratio = statistics.median(ratios)
