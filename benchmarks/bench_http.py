@@ -3,8 +3,10 @@
 It starts everything itself: a private ``redis-server`` on a free port, a new PostgreSQL database
 (created on 127.0.0.1:5432 as user postgres, schema applied with ``RecordStore(url).upgrade()``,
 dropped at the end), SQLite files in a temporary directory, and real servers serving
-``benchmarks/http_apps.py``: uvicorn (one process, uvloop + httptools) for ASGI and Werkzeug's
-threaded server for WSGI. Two setups, PostgreSQL + Redis and SQLite + memory, each on both.
+``benchmarks/http_apps.py``: uvicorn (one process, uvloop + httptools) for ASGI and waitress (one
+process, keep-alive, worker threads) for WSGI; ``--wsgi-server werkzeug`` takes Werkzeug's threaded
+server instead (no keep-alive: it closes every connection). Two setups, PostgreSQL + Redis and
+SQLite + memory, each on both.
 
     python benchmarks/bench_http.py            # the run recorded in RESULTS.md
     python benchmarks/bench_http.py --quick    # a smoke run (< 60 s)
@@ -385,16 +387,18 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
         time.sleep(0.1)
 
 
-def server_argv(adapter: str, port: int) -> list[str]:
+def server_argv(adapter: str, port: int, args: argparse.Namespace) -> list[str]:
     if adapter == "asgi":
         return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http_apps:asgi_app", "--host", "127.0.0.1",
                 "--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log",
                 "--loop", "uvloop", "--http", "httptools", "--backlog", "4096"]
-    return [sys.executable, "-m", "benchmarks.http_apps", "--host", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, "-m", "benchmarks.http_apps", "--host", "127.0.0.1", "--port", str(port),
+            "--server", args.wsgi_server, "--threads", str(args.concurrency)]
 
 
 SERVER_NAMES = {"asgi": "ASGI, uvicorn (1 process, uvloop, httptools)",
-                "wsgi": "WSGI, Werkzeug threaded server (1 process, a thread per connection; it closes each one)"}
+                "waitress": "WSGI, waitress (1 process, keep-alive, worker threads = concurrency)",
+                "werkzeug": "WSGI, Werkzeug threaded server (1 process, a thread per connection; it closes each one)"}
 SETUP_NAMES = {"pg-redis": "PostgreSQL + Redis", "sqlite-memory": "SQLite + memory"}
 
 
@@ -403,7 +407,7 @@ def run_config(setup: str, adapter: str, stores: dict[str, str], tmp: Path, args
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_SECRET": SECRET, "BENCH_SITE_URL": f"http://127.0.0.1:{port}",
            "BENCH_REDIS_URL": stores.get("redis", ""), "BENCH_DATABASE_URL": stores["database"]}
     log = tmp / f"{setup}-{adapter}.log"
-    with started(server_argv(adapter, port), log, env) as proc:
+    with started(server_argv(adapter, port, args), log, env) as proc:
         wait_ready(proc, port, log)
         server = Server(proc, port, adapter, args)
         t0 = time.monotonic()
@@ -419,7 +423,7 @@ def run_config(setup: str, adapter: str, stores: dict[str, str], tmp: Path, args
 
 def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, seeded: float,
            args: argparse.Namespace) -> bool:
-    print(f"\n{SETUP_NAMES[setup]}, {SERVER_NAMES[adapter]}")
+    print(f"\n{SETUP_NAMES[setup]}, {SERVER_NAMES[adapter if adapter == 'asgi' else args.wsgi_server]}")
     print(f"  concurrency {args.concurrency}, {args.rounds} interleaved rounds x {args.requests} requests per variant;"
           f" seeding {seeded:.1f} s, pool waits for a new TOTP step: {server.waits}")
     print(f"  {'variant':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'srv CPU µs/req':>16}"
@@ -465,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per variant per round")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
     parser.add_argument("--users", type=int, default=2000, help="TOTP users per server (each answers once a step)")
+    parser.add_argument("--wsgi-server", choices=["waitress", "werkzeug"], default="waitress")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds x 60 requests, 300 users")
     args = parser.parse_args(argv)
     if args.quick:

@@ -10,7 +10,9 @@ their connection pools; only ``/bench/*`` bypasses the middleware. Configured by
 - ``BENCH_SECRET``, ``BENCH_SITE_URL``: the app secret and the site's origin.
 
 ASGI: ``uvicorn --factory benchmarks.http_apps:asgi_app``. WSGI: ``python -m benchmarks.http_apps
---port N`` (Werkzeug's threaded server: a thread per keep-alive connection).
+--port N``: waitress (a production WSGI server: keep-alive, a pool of worker threads), or with
+``--server werkzeug`` Werkzeug's threaded server, which answers ``Connection: close`` to every request
+(so each request also costs a TCP connect and a thread start, on every variant alike).
 
 The bare endpoints (no middleware, no cookie parsing, no crypto):
 
@@ -294,25 +296,41 @@ def wsgi_app() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve ``wsgi_app()`` on Werkzeug's threaded server until SIGTERM."""
+    """Serve ``wsgi_app()`` until SIGTERM: on waitress (keep-alive, a pool of ``--threads`` worker
+    threads), or on Werkzeug's threaded server (a thread per connection, and it closes every one)."""
     import signal
-
-    from werkzeug.serving import WSGIRequestHandler, make_server
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http_apps")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server", choices=["waitress", "werkzeug"], default="waitress")
+    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
     args = parser.parse_args(argv)
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            pass
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    server = make_server(args.host, args.port, wsgi_app(), threaded=True, request_handler=QuietHandler)
+    app = wsgi_app()
+    if args.server == "waitress":
+        import waitress.server
+
+        served = waitress.server.create_server(app, host=args.host, port=args.port, threads=args.threads,
+                                               backlog=4096, connection_limit=1000)
+        try:
+            served.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            served.close()
+        return 0
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
