@@ -13,10 +13,11 @@ SQLite + memory, each on both.
     python benchmarks/bench_http.py --setup pg-redis --adapter asgi --rounds 30
 
 Per server, five variants take turns in rounds (A, B, C, D, E, A, B, ...), so machine noise hits
-them alike; each round sends ``--requests`` requests of one variant over ``--concurrency`` keep-alive
-connections. Reported per variant: requests/s (median of the rounds), p50 and p99 latency (all its
-requests), the server's and this client's CPU time per request and how busy the server was. The
-ratios are medians of the per-round ratios (each round's pair measured back to back):
+them alike; each round sends ``--verifies`` (verify variants) or ``--requests`` (GET variants)
+requests of one variant over ``--concurrency`` keep-alive connections. Reported per variant:
+requests/s (median of the rounds), p50 and p99 latency (all its requests), the server's and this
+client's CPU time per request, how busy the server was and the connections the client had to open
+again (0 with keep-alive). The ratios are medians of the per-round ratios (each round's pair measured back to back):
 
 - verify-totp (a pending sign-in challenge answered with the current code) / the bare verify
   (``POST /bench/verify``: the same Redis and SQL calls by hand): target >= 0.60;
@@ -342,7 +343,8 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, Stats]:
                 await run_round(conns, server.requests(variant, args.concurrency * 4), Stats())
         for _ in range(args.rounds):
             for variant in VARIANTS:
-                builders = server.requests(variant, args.requests)  # seeding: before the clock starts
+                count = args.verifies if "verify" in variant else args.requests
+                builders = server.requests(variant, count)  # seeding: before the clock starts
                 s = stats[variant]
                 opened = sum(c.opened for c in conns)
                 cpu0, client0, t0 = process_cpu(server.proc.pid), time.process_time(), time.perf_counter()
@@ -391,7 +393,7 @@ def server_argv(adapter: str, port: int, args: argparse.Namespace) -> list[str]:
     if adapter == "asgi":
         return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http_apps:asgi_app", "--host", "127.0.0.1",
                 "--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log",
-                "--loop", "uvloop", "--http", "httptools", "--backlog", "4096"]
+                "--loop", "uvloop", "--http", "httptools", "--backlog", "4096", "--timeout-keep-alive", "75"]
     return [sys.executable, "-m", "benchmarks.http_apps", "--host", "127.0.0.1", "--port", str(port),
             "--server", args.wsgi_server, "--threads", str(args.concurrency)]
 
@@ -424,7 +426,8 @@ def run_config(setup: str, adapter: str, stores: dict[str, str], tmp: Path, args
 def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, seeded: float,
            args: argparse.Namespace) -> bool:
     print(f"\n{SETUP_NAMES[setup]}, {SERVER_NAMES[adapter if adapter == 'asgi' else args.wsgi_server]}")
-    print(f"  concurrency {args.concurrency}, {args.rounds} interleaved rounds x {args.requests} requests per variant;"
+    print(f"  concurrency {args.concurrency}, {args.rounds} interleaved rounds of {args.verifies} verifies or "
+          f"{args.requests} GETs per variant;"
           f" seeding {seeded:.1f} s, pool waits for a new TOTP step: {server.waits}")
     print(f"  {'variant':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'srv CPU µs/req':>16}"
           f"{'client CPU µs/req':>19}{'srv busy':>10}{'conns':>6}  errors")
@@ -466,14 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup", choices=["pg-redis", "sqlite-memory", "all"], default="all")
     parser.add_argument("--adapter", choices=["asgi", "wsgi", "all"], default="all")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=200, help="requests per variant per round")
+    parser.add_argument("--requests", type=int, default=600, help="GET requests per variant per round")
+    parser.add_argument("--verifies", type=int, default=100, help="verify requests per variant per round")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
-    parser.add_argument("--users", type=int, default=2000, help="TOTP users per server (each answers once a step)")
+    parser.add_argument("--users", type=int, default=1000, help="TOTP users per server (each answers once a step)")
     parser.add_argument("--wsgi-server", choices=["waitress", "werkzeug"], default="waitress")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds x 60 requests, 300 users")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 2 rounds, 150 GETs and 30 verifies a round, 200 users")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.requests, args.users = 2, 60, 300
+        args.rounds, args.requests, args.verifies, args.users = 2, 150, 30, 200
     setups = ["pg-redis", "sqlite-memory"] if args.setup == "all" else [args.setup]
     adapters = ["asgi", "wsgi"] if args.adapter == "all" else [args.adapter]
 
