@@ -253,8 +253,10 @@ class Server:
         self.args = args
         self.totp_users = [f"{tag}-t{i}" for i in range(args.users)]
         self.last_step: dict[str, int] = {}
-        # Enough that one bare user's requests never overlap, even when one waits long for SQLite's write lock.
-        self.bare_users = [f"{tag}-b{i}" for i in range(max(400, 50 * args.concurrency))]
+        # Enough that one bare user's requests never overlap, even when one waits long for SQLite's write
+        # lock (or one each, when the run is that short).
+        bare = min(max(400, 50 * args.concurrency), args.rounds * args.verifies + 8 * args.concurrency)
+        self.bare_users = [f"{tag}-b{i}" for i in range(bare)]
         self.sessions: list[str] = []
         self.waits = 0
 
