@@ -1,0 +1,344 @@
+"""The servers ``bench_http.py`` measures: the demo app behind the middleware, plus bare endpoints.
+
+One process serves both, so the middleware and its references share the server, the stores and
+their connection pools; only ``/bench/*`` bypasses the middleware. Configured by the environment
+(the benchmark starts the servers itself):
+
+- ``BENCH_REDIS_URL``: the Redis hot store (``RedisStore.from_url``); empty: the in-process memory store;
+- ``BENCH_DATABASE_URL``: the record store (a PostgreSQL database whose schema is current, or a SQLite
+  file, which creates its own schema);
+- ``BENCH_SECRET``, ``BENCH_SITE_URL``: the app secret and the site's origin.
+
+ASGI: ``uvicorn --factory benchmarks.http_apps:asgi_app``. WSGI: ``python -m benchmarks.http_apps
+--port N``: waitress (a production WSGI server: keep-alive, a pool of worker threads), or with
+``--server werkzeug`` Werkzeug's threaded server, which answers ``Connection: close`` to every request
+(so each request also costs a TCP connect and a thread start, on every variant alike).
+
+The bare endpoints (no middleware, no cookie parsing, no crypto):
+
+- ``GET /bench/one-get``: one Redis GET (memory setup: nothing), a small JSON reply: the reference
+  for the pass-through and get-session;
+- ``POST /bench/verify?u=UID``: the store work of a verify-totp by hand, in the same order: one Redis
+  round trip reading the user's hash and a challenge hash (the middleware's ``load``), the SQL lookup
+  (``LoadUser``), the conditional update of the replay guard with its audit row in one transaction
+  (``AcceptTotpStep``), one Redis round trip deleting a challenge and writing a session hash with its
+  expiry. Same ``RecordStore`` and Redis clients as the middleware's. The step it accepts is the
+  stored one + 1 (read-then-write: fine here, as the client never sends one bare user twice at once);
+- ``POST /bench/seed-totp``, ``/bench/seed-bare``, ``/bench/challenges``, ``/bench/sessions``: seeding,
+  through the public API (``import_totp``, ``begin_second_factor``) or the record operations, never
+  timed. They exist because the memory store lives in the server process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from banata_middleware import BanataAuth
+from banata_middleware.demo.app import demo_config
+from banata_middleware.stores import MemoryStore, RedisStore
+from banata_middleware.stores.records import (
+    AcceptTotpStep,
+    AddTotpFactor,
+    AuditEntry,
+    ConfirmTotpFactor,
+    LoadUser,
+    RecordStore,
+    Status,
+)
+
+__all__ = ["asgi_app", "build_auth", "wsgi_app"]
+
+PREFIX = "/bench/"
+ONE_GET_KEY = "bench:{u:bare}:one"
+# What the bare endpoints keep per user: a hash like the middleware's read-through copy, a pending
+# challenge, and sessions; the values are of the same size as the real ones.
+USER_FIELDS = {"rec": "1", "tfa": "1", "email": "", "name": "", "created": "", "gen": "0", "revoked_at": "0",
+               "codes_kid": "k1"}
+CHALLENGE_FIELDS = {"created": "1800000000000", "exp": "1800000300000", "remember": "1", "attempts": "0",
+                    "methods": "totp backup"}
+SESSION_TTL = 7 * 24 * 3600
+_OK = b'{"ok":true}'
+
+
+def user_key(uid: str) -> str:
+    return f"bench:{{u:{uid}}}:user"
+
+
+def challenge_key(uid: str, cid: str = "c") -> str:
+    return f"bench:{{u:{uid}}}:ch:{cid}"
+
+
+def session_key(uid: str, sid: str) -> str:
+    return f"bench:{{u:{uid}}}:s:{sid}"
+
+
+def build_auth(env: dict[str, str] | None = None) -> BanataAuth:
+    e = os.environ if env is None else env
+    config = demo_config(secret=e["BENCH_SECRET"], site_url=e["BENCH_SITE_URL"])
+    redis_url = e.get("BENCH_REDIS_URL", "")
+    store = RedisStore.from_url(redis_url) if redis_url else MemoryStore(config.clock)
+    # Always both stores: a Redis hot store without a record store is refused.
+    return BanataAuth(config, store=store, records=e["BENCH_DATABASE_URL"])
+
+
+def _session_fields(uid: str, now: int) -> dict[str, str]:
+    return {"uid": uid, "created": str(now), "exp": str(now + SESSION_TTL * 1000), "aal": "2", "mfa": str(now),
+            "remember": "1", "amr": "pwd otp", "seen": str(now)}
+
+
+def _audit(now: int, user_agent: str, ip: str, sid: str) -> tuple[AuditEntry, ...]:
+    return (AuditEntry("two_factor.verified", now, ip, user_agent[:256], sid, {"detail": "totp"}),)
+
+
+def _bare_factor_ops(uid: str, now: int) -> tuple[AddTotpFactor, ConfirmTotpFactor]:
+    # A factor row like a real one (the secret is ciphertext-sized; the bare endpoint never decrypts it).
+    ct = secrets.token_urlsafe(60)
+    return (AddTotpFactor(uid, "totp", ct, "k1", now), ConfirmTotpFactor(uid, "totp", ct, 1, now))
+
+
+def _verify_reply(uid: str, token: str) -> bytes:
+    return json.dumps({"token": token, "user": {"id": uid, "email": "", "name": "", "twoFactorEnabled": True}}
+                      ).encode()
+
+
+# -- ASGI -----------------------------------------------------------------------------------------
+def asgi_app() -> Any:
+    """uvicorn ``--factory`` entry: the demo behind the ASGI middleware, ``/bench/*`` beside it."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
+
+    from banata_middleware.demo.app import starlette_app
+
+    auth = build_auth()
+    records: RecordStore = auth.records
+    hot = auth.store
+    client = hot.aio if isinstance(hot, RedisStore) else None
+    memory: dict[str, dict[str, str]] = {}  # the memory setup's bare hot state
+    demo = starlette_app(auth)
+
+    async def one_get(request: Request) -> Response:
+        if client is not None:
+            await client.get(ONE_GET_KEY)
+        return Response(_OK, media_type="application/json")
+
+    async def verify(request: Request) -> Response:
+        await request.json()
+        uid = request.query_params["u"]
+        if client is not None:
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall(user_key(uid))
+            pipe.hgetall(challenge_key(uid))
+            await pipe.execute()
+        else:
+            memory.get(user_key(uid)), memory.get(challenge_key(uid))
+        record = await records.aexecute(LoadUser(uid))
+        factor = record.totp[0]
+        now = int(time.time() * 1000)
+        token, sid = secrets.token_urlsafe(32), secrets.token_hex(16)
+        ip = request.client.host if request.client else ""
+        audit = _audit(now, request.headers.get("user-agent", ""), ip, sid)
+        status = await records.aexecute(AcceptTotpStep(uid, factor.id, factor.secret, factor.last_step + 1, audit))
+        if status is not Status.ACCEPTED:
+            return JSONResponse({"code": status.value}, status_code=409)
+        # SQL first, then the hot store, as the middleware orders it.
+        if client is not None:
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(challenge_key(uid, sid))
+            pipe.hset(session_key(uid, sid), mapping=_session_fields(uid, now))
+            pipe.expire(session_key(uid, sid), SESSION_TTL)
+            await pipe.execute()
+        else:
+            memory.pop(challenge_key(uid, sid), None)
+            memory[session_key(uid, sid)] = _session_fields(uid, now)
+        return Response(_verify_reply(uid, token), media_type="application/json")
+
+    async def seed_totp(request: Request) -> Response:
+        for uid, secret in (await request.json())["users"]:
+            await auth.aimport_totp(uid, secret)
+        return Response(_OK, media_type="application/json")
+
+    async def seed_bare(request: Request) -> Response:
+        now = int(time.time() * 1000)
+        for uid in (await request.json())["users"]:
+            for op in _bare_factor_ops(uid, now):
+                await records.aexecute(op)
+            if client is not None:
+                await client.hset(user_key(uid), mapping=USER_FIELDS)
+                await client.hset(challenge_key(uid), mapping=CHALLENGE_FIELDS)
+            else:
+                memory[user_key(uid)], memory[challenge_key(uid)] = dict(USER_FIELDS), dict(CHALLENGE_FIELDS)
+        if client is not None:
+            await client.set(ONE_GET_KEY, "x" * 200)
+        return Response(_OK, media_type="application/json")
+
+    async def begin(request: Request) -> Response:
+        cookies = []
+        for uid in (await request.json())["users"]:
+            result = await auth.abegin_second_factor(uid)
+            cookies.append(result.set_cookies[0].split(";", 1)[0])
+        return JSONResponse({"cookies": cookies})
+
+    bare = Starlette(routes=[
+        Route(PREFIX + "one-get", one_get, methods=["GET"]),
+        Route(PREFIX + "verify", verify, methods=["POST"]),
+        Route(PREFIX + "seed-totp", seed_totp, methods=["POST"]),
+        Route(PREFIX + "seed-bare", seed_bare, methods=["POST"]),
+        Route(PREFIX + "challenges", begin, methods=["POST"]),
+        Route(PREFIX + "sessions", begin, methods=["POST"]),
+    ])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await bare(scope, receive, send)
+        else:
+            await demo(scope, receive, send)
+
+    return app
+
+
+# -- WSGI -----------------------------------------------------------------------------------------
+def wsgi_app() -> Any:
+    """The demo behind the WSGI (Werkzeug) middleware, ``/bench/*`` beside it."""
+    from werkzeug.wrappers import Request, Response
+
+    from banata_middleware.demo.wsgi import werkzeug_app
+
+    auth = build_auth()
+    records: RecordStore = auth.records
+    hot = auth.store
+    client = hot.sync if isinstance(hot, RedisStore) else None
+    memory: dict[str, dict[str, str]] = {}
+    demo = werkzeug_app(auth)
+
+    def ok(body: bytes = _OK, status: int = 200) -> Response:
+        return Response(body, status=status, mimetype="application/json")
+
+    def one_get(request: Request) -> Response:
+        if client is not None:
+            client.get(ONE_GET_KEY)
+        return ok()
+
+    def verify(request: Request) -> Response:
+        json.loads(request.get_data())
+        uid = request.args["u"]
+        if client is not None:
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall(user_key(uid))
+            pipe.hgetall(challenge_key(uid))
+            pipe.execute()
+        else:
+            memory.get(user_key(uid)), memory.get(challenge_key(uid))
+        record = records.execute(LoadUser(uid))
+        factor = record.totp[0]
+        now = int(time.time() * 1000)
+        token, sid = secrets.token_urlsafe(32), secrets.token_hex(16)
+        audit = _audit(now, request.headers.get("user-agent", ""), request.remote_addr or "", sid)
+        status = records.execute(AcceptTotpStep(uid, factor.id, factor.secret, factor.last_step + 1, audit))
+        if status is not Status.ACCEPTED:
+            return ok(json.dumps({"code": status.value}).encode(), 409)
+        # SQL first, then the hot store, as the middleware orders it.
+        if client is not None:
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(challenge_key(uid, sid))
+            pipe.hset(session_key(uid, sid), mapping=_session_fields(uid, now))
+            pipe.expire(session_key(uid, sid), SESSION_TTL)
+            pipe.execute()
+        else:
+            memory.pop(challenge_key(uid, sid), None)
+            memory[session_key(uid, sid)] = _session_fields(uid, now)
+        return ok(_verify_reply(uid, token))
+
+    def seed_totp(request: Request) -> Response:
+        for uid, secret in json.loads(request.get_data())["users"]:
+            auth.import_totp(uid, secret)
+        return ok()
+
+    def seed_bare(request: Request) -> Response:
+        now = int(time.time() * 1000)
+        for uid in json.loads(request.get_data())["users"]:
+            for op in _bare_factor_ops(uid, now):
+                records.execute(op)
+            if client is not None:
+                client.hset(user_key(uid), mapping=USER_FIELDS)
+                client.hset(challenge_key(uid), mapping=CHALLENGE_FIELDS)
+            else:
+                memory[user_key(uid)], memory[challenge_key(uid)] = dict(USER_FIELDS), dict(CHALLENGE_FIELDS)
+        if client is not None:
+            client.set(ONE_GET_KEY, "x" * 200)
+        return ok()
+
+    def begin(request: Request) -> Response:
+        cookies = [auth.begin_second_factor(uid).set_cookies[0].split(";", 1)[0]
+                   for uid in json.loads(request.get_data())["users"]]
+        return ok(json.dumps({"cookies": cookies}).encode())
+
+    views = {("GET", "one-get"): one_get, ("POST", "verify"): verify, ("POST", "seed-totp"): seed_totp,
+             ("POST", "seed-bare"): seed_bare, ("POST", "challenges"): begin, ("POST", "sessions"): begin}
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith(PREFIX):
+            view = views.get((environ.get("REQUEST_METHOD", "GET"), path[len(PREFIX):]))
+            response = view(Request(environ)) if view else ok(b'{"code":"NOT_FOUND"}', 404)
+            return response(environ, start_response)
+        return demo(environ, start_response)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve ``wsgi_app()`` until SIGTERM: on waitress (keep-alive, a pool of ``--threads`` worker
+    threads), or on Werkzeug's threaded server (a thread per connection, and it closes every one)."""
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.http_apps")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server", choices=["waitress", "werkzeug"], default="waitress")
+    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    args = parser.parse_args(argv)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    app = wsgi_app()
+    if args.server == "waitress":
+        import waitress.server
+
+        served = waitress.server.create_server(app, host=args.host, port=args.port, threads=args.threads,
+                                               backlog=4096, connection_limit=1000)
+        try:
+            served.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            served.close()
+        return 0
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
