@@ -27,6 +27,7 @@ from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
+from banata_middleware.stores.records import RecordStore
 
 SITE = "http://testserver"
 SECRET = "test-secret-" + "x" * 40
@@ -154,6 +155,24 @@ if _wsgi_available():
     ADAPTERS["wsgi"] = _werkzeug
 
 
+_RECORDS: dict[int, str] = {}
+
+
+def _test_records(exits: ExitStack) -> RecordStore:
+    """Stopgap (H-H's harness replaces it): one embedded SQLite file per test, shared by its stacks
+    as they share the hot store, for memory and redis stacks alike; a store object per stack (an
+    async engine belongs to the event loop of its stack's portal)."""
+    key = id(exits)
+    if key not in _RECORDS:
+        directory = tempfile.mkdtemp(prefix="banata-test-records-")
+        _RECORDS[key] = os.path.join(directory, "records.db")
+        exits.callback(shutil.rmtree, directory, True)
+        exits.callback(_RECORDS.pop, key)
+    records = RecordStore.embedded(_RECORDS[key])
+    exits.callback(records.dispose)
+    return records
+
+
 def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: RedisServer | None,
                exits: ExitStack, **overrides: Any) -> Stack:
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
@@ -169,10 +188,11 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
     else:
         store = MemoryStore(clock)
     auth = BanataAuth(config, store=store, verify_password=verify_password, metrics=metrics,
-                      tracing=tracing)
+                      tracing=tracing, records=_test_records(exits))
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
         portal = exits.enter_context(start_blocking_portal())
+        exits.callback(portal.call, auth.records.adispose)
 
         def factory(ip: str) -> httpx.BaseTransport:
             return SyncASGITransport(app, portal, (ip, 50000))
@@ -182,6 +202,24 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
             return httpx.WSGITransport(app=app, remote_addr=ip)
     return Stack(adapter, store_kind, auth, app, clock, factory, redis_server)
 
+
+
+def totp_secret(stack: Stack, uid: str) -> str:
+    """The stored (encrypted) secret of the user's confirmed TOTP factor, read from the record store."""
+    from sqlalchemy import select
+
+    t = stack.auth.records.schema.totp_factors
+    with stack.auth.records.engine.connect() as conn:
+        return str(conn.execute(select(t.c.secret).where(t.c.user_id == uid)).scalar_one())
+
+
+def set_totp_secret(stack: Stack, uid: str, ciphertext: str) -> None:
+    """Someone with write access to the record store replaces the user's stored secret."""
+    from sqlalchemy import update
+
+    t = stack.auth.records.schema.totp_factors
+    with stack.auth.records.engine.begin() as conn:
+        conn.execute(update(t).where(t.c.user_id == uid).values(secret=ciphertext))
 
 
 class FailingStore:

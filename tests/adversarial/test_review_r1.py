@@ -189,7 +189,8 @@ def test_a_password_sign_in_overtaken_by_the_enrolment_gets_no_aal1_session(stac
     body = json.dumps({"email": "race@example.com", "password": PASSWORD}).encode()
     request = Request("POST", "/api/auth/sign-in/email", {"origin": SITE, "content-type": "application/json"},
                       "127.0.0.1", {}, body)
-    response = run_sync(stack.auth.gateway.handle(request), PausingStore(stack.auth.store, "session_create", confirm))
+    response = run_sync(stack.auth.gateway.handle(request), PausingStore(stack.auth.store, "session_create", confirm),
+                        stack.auth.records)
     token = next((v.split(";")[0].split("=", 1)[1] for k, v in response.headers
                   if k == "set-cookie" and v.startswith("banata.session_token=") and "Max-Age=0" not in v), None)
     if token is not None:  # on main: a live aal 1 session of a user with 2FA on

@@ -323,7 +323,7 @@ def overtaken(stack: Stack, api: Api, script: str, before: Any, method: str, pat
     from banata_middleware.effects import run_sync
 
     response = run_sync(stack.auth.gateway.handle(request_of(api, method, path, body)),
-                        PausingStore(stack.auth.store, script, before))
+                        PausingStore(stack.auth.store, script, before), stack.auth.records)
     return response.status, json.loads(response.body)
 
 

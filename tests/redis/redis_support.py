@@ -9,7 +9,9 @@ for the name ``conftest``. Test modules import this module by name.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from banata_middleware.effects import Op
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import RedisStore
+from banata_middleware.stores.records import RecordStore
 
 # The app is configured for this site; clients send it as Origin (the CSRF check on cookie-carrying POSTs).
 SITE = "http://testserver"
@@ -103,7 +106,9 @@ def build_app(kind: str, *, redis_url: str, clock: FrozenClock, timeout: float =
     config = demo_config(secret=SECRET, site_url=SITE, clock=clock, **overrides)
     fresh = RedisStore.from_url(redis_url, timeout=timeout)
     store = RecordingRedisStore(fresh.sync, fresh.aio)
-    auth = BanataAuth(config, store=store)
+    # Stopgap (H-H's harness replaces it): an embedded SQLite record store per app.
+    records = RecordStore.embedded(os.path.join(tempfile.mkdtemp(prefix="banata-test-records-"), "records.db"))
+    auth = BanataAuth(config, store=store, records=records)
     if kind == "asgi":
         app = starlette_app(auth)
     else:
