@@ -293,9 +293,12 @@ class Flows:
         """What the hot store keeps of the durable record (``user_fill.lua``), as field/value pairs:
         enough for the pass-through and get-session, never a secret or a hash."""
         a = record.account
+        # The permanent lock is copied as a hot lock without end, so that the scripts that check the
+        # hot lock (challenge_refusal, trust_use.lua, passkey_sign_in.lua) honour it after a loss too.
+        lock = ["lock_until", str(self.now_ms() + PERMANENT_LOCK_MS)] if record.locked_at is not None else []
         return ["tfa", "1" if record.two_factor_enabled else "0", "revoked_at", str(record.revoked_at or 0),
                 "codes_kid", record.codes_key_id, "email", a.email if a else "", "name", a.name if a else "",
-                "created", str(a.created_at) if a else ""]
+                "created", str(a.created_at) if a else "", *lock]
 
     def fill_copy(self, uid: str) -> Flow[tuple[UserRecord, dict[str, str]]]:
         """Read the user's record from SQL and put its copy in the hot store (read-through): after
@@ -958,19 +961,19 @@ class Flows:
             locked = proof.failure is not None and proof.failure.locked
             if locked:
                 self.emit_entries(uid, failure.audit_on_lock)
+        # A failure that reached the ceiling locks the hot copy too, without end (R2 counts it with
+        # a lock of one failure): every script that checks the hot lock then refuses.
+        lock = (1, PERMANENT_LOCK_MS) if locked else (self.policies.user_lock_failures,
+                                                      self.policies.user_lock_seconds * 1000)
         outcome = "ok" if ok else "wrong"
-        try:  # R2
-            if caller.challenge is not None and not enrolling:
-                return (yield from self._answer_challenge(req, caller, method, outcome, trust, token, sid, remaining))
-            return (yield from self._answer_in_session(req, caller, method, outcome, enrolling, token, sid,
-                                                       remaining))
-        except AuthError:
-            if locked:  # this failure reached the ceiling: the permanent lock is the answer
-                raise self.locked_error(self.now_ms() + PERMANENT_LOCK_MS) from None
-            raise
+        if caller.challenge is not None and not enrolling:
+            return (yield from self._answer_challenge(req, caller, method, outcome, lock, trust, token, sid,
+                                                      remaining))
+        return (yield from self._answer_in_session(req, caller, method, outcome, lock, enrolling, token, sid,
+                                                   remaining))
 
-    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, trust: bool,
-                          token: str, sid: str, remaining: int) -> Flow[Response]:
+    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+                          trust: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
         trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
         reply = yield from self._commit(  # R2
@@ -978,7 +981,7 @@ class Flows:
             (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             p.user_lock_failures, p.user_lock_seconds * 1000, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
+             *lock, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
         if reply[0] == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             headers = [self._cookie(self.session_cookie, token, p.session_ttl if remember else None),
@@ -992,8 +995,8 @@ class Flows:
             return json_response(200, payload, headers=headers)
         raise self._answer_error(reply)
 
-    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, enrolling: bool,
-                           token: str, sid: str, remaining: int) -> Flow[Response]:
+    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+                           enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
         # The session is rotated (new id, old one ended) in the script that takes the verdict; made
         # by the session spec, so it keeps rememberMe:false's short lifetime and counts toward the cap.
@@ -1001,8 +1004,8 @@ class Flows:
         reply = yield from self._commit(  # R2
             "session_answer", uid,
             (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
-            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000, sid, self.session_spec(), AMR_OTP, kid), req, sid)
+            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, *lock, sid, self.session_spec(),
+             AMR_OTP, kid), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"
