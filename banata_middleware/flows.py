@@ -132,10 +132,6 @@ class Caller:
     #: decision about factors. ``user`` is the hot store's copy of part of it, for the pass-through.
     record: UserRecord | None = None
 
-    @property
-    def two_factor_enabled(self) -> bool:
-        return self.user.get("tfa") == "1"
-
     def locked_until(self, now_ms: int) -> int:
         lock = int(self.user.get("lock_until", "0"))
         return lock if lock > now_ms else 0
