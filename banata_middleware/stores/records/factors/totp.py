@@ -122,9 +122,9 @@ class ConfirmTotpFactor(RecordOp[Status]):
 class EnableTotp(RecordOp[Status]):
     """Turn two-factor on in one transaction: a CONFIRMED factor whose ``last_step`` is the step of
     the code that confirmed it (so that code cannot be used again) and the backup codes, replacing
-    any earlier set. CREATED, or TAKEN when a confirmed factor of that id exists already (a
-    concurrent enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first
-    (an administrator's import of a known secret)."""
+    any earlier set. CREATED, or TAKEN when a factor of that id exists already (a concurrent
+    enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
+    administrator's import of a known secret)."""
 
     user_id: str
     factor_id: str
@@ -140,9 +140,11 @@ class EnableTotp(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.totp_factors, self.user_id
-        # An unconfirmed factor is an abandoned enrolment; a confirmed one stays unless replacing,
-        # and then the INSERT below meets the primary key: TAKEN, the whole transaction undone.
-        yield delete(t).where(t.c.user_id == u, *(() if self.replace else (t.c.confirmed_at.is_(None),)))
+        # Without ``replace`` the INSERT alone decides: a factor of that id makes it meet the primary
+        # key (TAKEN, the whole transaction undone). No DELETE first: on MariaDB its gap lock would
+        # turn racing enrolments into deadlocks.
+        if self.replace:
+            yield delete(t).where(t.c.user_id == u)
         yield insert(t).values(id=self.factor_id, user_id=u, name="", secret=self.secret, key_id=self.key_id,
                                created_at=self.at, confirmed_at=self.at, last_step=self.step)
         yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
