@@ -1,4 +1,5 @@
-"""Administration: re-encrypting TOTP secrets under the newest key (rotation)."""
+"""Administration: re-encrypting TOTP secrets under the newest key (rotation): the confirmed ones in
+the record store, a pending setup's in the hot store."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .crypto import UnreadableSecret
-from .effects import Flow, Op
+from .effects import Flow, Op, Rec
 from .service import BanataAuth
+from .stores.records import ListTotpSecrets, RewrapTotpSecret, Status, TotpFactor
 
 __all__ = ["RotationReport", "rotate_keys"]
 
@@ -30,31 +32,60 @@ class RotationReport:
 
 
 def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[None]:
+    """The hot store's part of one user: a pending setup's secret."""
     caller = yield from auth.flows.load(uid)
     keyring = auth.keyring
     codes_kid = caller.user.get("codes_kid")
-    if caller.backup_codes and codes_kid and codes_kid != keyring.current_code_key_id:
+    if codes_kid and codes_kid != keyring.current_code_key_id:
         report.backup_codes_old_key += 1
-    for name in ("secret", "pending_secret"):
-        old = caller.user.get(name)
-        if not old:
-            continue
-        if keyring.key_id_of(old) == keyring.current_key_id:
-            report.current += 1
-            continue
-        try:
-            plain = keyring.decrypt(old, context=uid)
-        except UnreadableSecret as exc:
-            # One bad record (copied between users, corrupted, or made with a key no longer
-            # configured) must not leave every record after it unrotated: note it and go on.
-            report.skipped.append((uid, name, str(exc)))
-            continue
-        new = keyring.encrypt(plain, context=uid)
-        swapped = yield Op("secret_reencrypt", (auth.flows.keys.user(uid),), (auth.flows.now_ms(), name, old, new))
-        if swapped:
-            report.reencrypted += 1
-        else:
-            report.changed_meanwhile += 1
+    old = caller.user.get("pending_secret")
+    if not old:
+        return
+    new = _reencrypt(auth, uid, "pending_secret", old, report)
+    if new is not None:
+        swapped = yield Op("secret_reencrypt", (auth.flows.keys.user(uid),), (auth.flows.now_ms(), old, new))
+        _count(report, bool(swapped))
+
+
+def _reencrypt(auth: BanataAuth, uid: str, name: str, old: str, report: RotationReport) -> str | None:
+    """``old`` under the newest key, or None (already current, or unreadable: noted in ``report``)."""
+    keyring = auth.keyring
+    if keyring.key_id_of(old) == keyring.current_key_id:
+        report.current += 1
+        return None
+    try:
+        plain = keyring.decrypt(old, context=uid)
+    except UnreadableSecret as exc:
+        # One bad record (copied between users, corrupted, or made with a key no longer
+        # configured) must not leave every record after it unrotated: note it and go on.
+        report.skipped.append((uid, name, str(exc)))
+        return None
+    return keyring.encrypt(plain, context=uid)
+
+
+def _count(report: RotationReport, swapped: bool) -> None:
+    if swapped:
+        report.reencrypted += 1
+    else:
+        report.changed_meanwhile += 1
+
+
+def _rotate_factors(auth: BanataAuth, report: RotationReport) -> Flow[None]:
+    """The record store's TOTP secrets not under the newest key, page by page: each swap is
+    compare-and-set (``RewrapTotpSecret``), so a factor re-enrolled or removed meanwhile is left as is."""
+    keyring = auth.keyring
+    after = ("", "")
+    while True:
+        page: tuple[TotpFactor, ...] = yield Rec(ListTotpSecrets(keyring.current_key_id, after))
+        if not page:
+            return
+        for factor in page:
+            after = (factor.user_id, factor.id)
+            new = _reencrypt(auth, factor.user_id, "secret", factor.secret, report)
+            if new is not None:
+                status = yield Rec(RewrapTotpSecret(factor.user_id, factor.id, factor.secret, new,
+                                                    keyring.key_id_of(new)))
+                _count(report, status is Status.OK)
 
 
 def rotate_keys(auth: BanataAuth) -> RotationReport:
@@ -70,4 +101,5 @@ def rotate_keys(auth: BanataAuth) -> RotationReport:
     for uid in lister.user_ids(auth.config.key_prefix):
         report.users += 1
         auth.run(_rotate_user(auth, uid, report))
+    auth.run(_rotate_factors(auth, report))
     return report

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -18,14 +18,33 @@ from .addresses import throttle_group, throttle_site
 from .audit import AuditLog
 from .backup_codes import generate_codes, normalize_code
 from .config import BanataAuthConfig
-from .crypto import Keyring, PasswordHasher, UnreadableSecret, hash_token, new_token
+from .crypto import Keyring, PasswordHasher, UnreadableSecret, new_token
 from .effects import Compute, Flow, Op, Rec
 from .emails import canonical_email
 from .errors import AuthError
 from .http import Body, Request, Response, json_response, set_cookie
 from .keys import Keys
 from .passwords import normalize_password
-from .stores.records import Account, AuditEntry, CreateAccount, GetAccountByEmail, LoadUser, Status, UserRecord
+from .stores.records import (
+    AcceptTotpStep,
+    Account,
+    AuditEntry,
+    ConsumeBackupCode,
+    CreateAccount,
+    EnableTotp,
+    GetAccountByEmail,
+    ListPasskeys,
+    LoadUser,
+    Passkey,
+    ProveSecondFactor,
+    RecordFailure,
+    RemoveSecondFactor,
+    ReplaceBackupCodes,
+    RevokeSessions,
+    Status,
+    TotpFactor,
+    UserRecord,
+)
 from .tokens import TokenSigner
 from .totp import matched_step, new_secret, totp_uri
 
@@ -72,6 +91,18 @@ AMR_PASSKEY = "pop user"
 AMR_PASSKEY_VERIFIED = "pop user mfa"
 # The last-use time ('seen') of a session is written at most this often (guard.lua).
 SEEN_GRANULARITY_MS = 60_000
+# The NIST SP 800-63B ceiling: after this many consecutive failed second-factor proofs (temporary
+# locks do not end the streak, only a success does) the account stays locked until an
+# administrator resets it. Counted in the record store (RecordFailure), so no Redis loss forgets it.
+FAILURE_CEILING = 100
+# What Retry-After says of the permanent lock: it has no end.
+PERMANENT_LOCK_MS = 100 * 365 * 24 * 3600 * 1000
+# The id of a user's one authenticator app (the record store allows several).
+TOTP_FACTOR_ID = "totp"
+
+
+def confirmed_totp(record: UserRecord) -> TotpFactor | None:
+    return next((f for f in record.totp if f.confirmed_at is not None), None)
 
 
 def _ask_hook(hook: PasswordVerifier, uid: str, password: str) -> bool | None:
@@ -97,15 +128,12 @@ class Caller:
     token: str
     challenge: dict[str, str] | None
     cid: str
-    backup_codes: int
+    #: The hashes of a pending setup's backup codes (what its confirmation writes to SQL).
+    pending_codes: list[str]
     passkeys: int
     #: The durable record (SQL), once a flow loaded it (``Flows.load_record``): the truth for every
     #: decision about factors. ``user`` is the hot store's copy of part of it, for the pass-through.
     record: UserRecord | None = None
-
-    @property
-    def two_factor_enabled(self) -> bool:
-        return self.user.get("tfa") == "1"
 
     def locked_until(self, now_ms: int) -> int:
         lock = int(self.user.get("lock_until", "0"))
@@ -200,7 +228,7 @@ class Flows:
         return tuple(AuditEntry(e, now, ip, ua, sid) if isinstance(e, str)
                      else AuditEntry(e[0], now, ip, ua, sid, {"detail": e[1]}) for e in events)
 
-    def emit_entries(self, uid: str, entries: tuple[AuditEntry, ...]) -> None:
+    def emit_entries(self, uid: str, entries: Sequence[AuditEntry]) -> None:
         """Hand the audit rows a record operation committed to the in-process sinks (callbacks,
         logging), as ``_commit`` does for the hot store's scripts. Call it only when the op's
         reply says the change (and so its rows) happened."""
@@ -233,12 +261,12 @@ class Flows:
             "createdAt": _iso(u.get("created")),
         }
 
-    def methods(self, caller: Caller) -> list[str]:
+    def methods(self, record: UserRecord) -> list[str]:
+        """The second factors a pending sign-in may be answered with, from the durable record."""
         methods = ["totp"]
-        if caller.backup_codes and not self.backup_codes_stale(caller):
+        if record.backup_codes and not self.codes_key_gone(record.codes_key_id):
             methods.append("backup_code")
-        # Passkeys live in the record store only: their count comes from the record.
-        if caller.record is not None and caller.record.passkeys and self.config.auth_methods.passkey:
+        if record.passkeys and self.config.auth_methods.passkey:
             methods.append("passkey")
         return methods
 
@@ -249,14 +277,27 @@ class Flows:
             headers=_retry_after(until_ms, self.now_ms()),
         )
 
+    def refuse_locked(self, caller: Caller, record: UserRecord) -> None:
+        """The permanent lock (the record store's, at the failure ceiling; only an administrator's
+        reset lifts it), then the temporary one (the hot store's). The same answer for both."""
+        now = self.now_ms()
+        if record.locked_at is not None:
+            raise self.locked_error(now + PERMANENT_LOCK_MS)
+        lock = caller.locked_until(now)
+        if lock:
+            raise self.locked_error(lock)
+
     # -- loading the caller ------------------------------------------------------------------
     def copy_fields(self, record: UserRecord) -> list[str]:
         """What the hot store keeps of the durable record (``user_fill.lua``), as field/value pairs:
         enough for the pass-through and get-session, never a secret or a hash."""
         a = record.account
+        # The permanent lock is copied as a hot lock without end, so that the scripts that check the
+        # hot lock (challenge_refusal, trust_use.lua, passkey_sign_in.lua) honour it after a loss too.
+        lock = ["lock_until", str(self.now_ms() + PERMANENT_LOCK_MS)] if record.locked_at is not None else []
         return ["tfa", "1" if record.two_factor_enabled else "0", "revoked_at", str(record.revoked_at or 0),
                 "codes_kid", record.codes_key_id, "email", a.email if a else "", "name", a.name if a else "",
-                "created", str(a.created_at) if a else ""]
+                "created", str(a.created_at) if a else "", *lock]
 
     def fill_copy(self, uid: str) -> Flow[tuple[UserRecord, dict[str, str]]]:
         """Read the user's record from SQL and put its copy in the hot store (read-through): after
@@ -264,14 +305,28 @@ class Flows:
         nothing else. Returns the record and the user hash after the fill."""
         record: UserRecord = yield Rec(LoadUser(uid))
         flat = yield Op("user_fill", (self.keys.user(uid),),
-                        (self.now_ms(), secrets.randbelow(2**40) + 1, *self.copy_fields(record)))
+                        (self.now_ms(), secrets.randbelow(2**40) + 1, "fill", *self.copy_fields(record)))
         return record, _pairs(flat)
 
     def load_record(self, caller: Caller) -> Flow[UserRecord]:
-        """The caller's durable record: read once per request, from SQL."""
+        """The caller's durable record: read once per request, from SQL. When the copy disagrees
+        with it on 2FA or on the backup codes' key (a crash between a record change, written
+        first, and its copy's update), the copy is repaired here, before anything decides on it
+        (the scripts that follow read it: session_create.lua, factor_change_refused, trust_use.lua)."""
         if caller.record is None:
             caller.record = yield Rec(LoadUser(caller.uid))
+            yield from self._repair_copy(caller, caller.record)
         return caller.record
+
+    def _repair_copy(self, caller: Caller, record: UserRecord) -> Flow[None]:
+        tfa = "1" if record.two_factor_enabled else "0"
+        # A copy's key of codes all used up since is left alone: it only marks them stale.
+        if caller.user.get("tfa") == tfa and (not record.codes_key_id
+                                             or caller.user.get("codes_kid") == record.codes_key_id):
+            return
+        flat = yield Op("user_fill", (self.keys.user(caller.uid),),
+                        (self.now_ms(), 0, "repair", "tfa", tfa, "codes_kid", record.codes_key_id))
+        caller.user = _pairs(flat)
 
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
         reply = yield Op("load", self.keys.for_load(uid, sid or "-", cid or "-"),
@@ -289,7 +344,10 @@ class Flows:
             session = None
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
-        return Caller(uid, user, session, sid, token, challenge, cid, int(reply[3]), int(reply[4]), record)
+        caller = Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), int(reply[4]), record)
+        if record is not None:  # read for the fill: fields a flow wrote before it stay, so compare
+            yield from self._repair_copy(caller, record)
+        return caller
 
     def _cookie_ids(self, req: Request, want_challenge: bool) -> tuple[str, str, str, str] | None:
         """(user id, session id hash, challenge id hash, session token) named by the request's
@@ -377,9 +435,11 @@ class Flows:
         (``factor_change_refused`` in lua/_prelude.lua, given ``factor_change_args``), since
         2FA may be confirmed, or the session ended, while this request is under way."""
         caller = yield from self.require_session(req)
+        # Whether 2FA is on comes from the record (and the copy, repaired if need be, says so too).
+        record = yield from self.load_record(caller)
         session = caller.session or {}
         oldest = self.now_ms() - self.policies.factor_change_max_age * 1000
-        if caller.two_factor_enabled:
+        if record.two_factor_enabled:
             if int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0) < oldest:
                 raise self.factor_change_error("FRESH_TWO_FACTOR")
         elif password is None and max(int(session.get("pwd") or 0), int(session.get("mfa") or 0)) < oldest:
@@ -509,19 +569,21 @@ class Flows:
     def start_sign_in(self, req: Request | None, caller: Caller, *, remember: bool) -> Flow[SignInResult]:
         """After a first factor: a session when no second factor is due, else a pending challenge
         (or, from a trusted device, a session with the device's trust rotated)."""
-        now = self.now_ms()
-        lock = caller.locked_until(now)
-        if lock:
-            raise self.locked_error(lock)
+        # "No second factor due" is decided from the record store, never from the hot store's copy
+        # alone: losing every Redis key must not let a password alone through.
+        record = yield from self.load_record(caller)
+        self.refuse_locked(caller, record)
         uid = caller.uid
-        if not caller.two_factor_enabled:
+        if not record.two_factor_enabled:
             # After the app's password check (sign-in, or the host's own via begin_second_factor).
             made = yield from self.new_session(req, uid, aal=1, mfa_ms=0, remember=remember, password_checked=True)
             if made is not None:
                 return SignInResult(False, [], made[0], [made[1][1]])
-            # 2FA was confirmed while this sign-in was under way (the enrolment ended every other
-            # session; this one must not slip past it): the second factor is due after all.
+            # 2FA was confirmed while this sign-in was under way (the enrolment wrote the factor,
+            # then the copy, and ended every other session; this one must not slip past it): the
+            # second factor is due after all, with the methods the record has by now.
             caller = yield from self.load(uid)
+            record = yield from self.load_record(caller)
         trusted = self.trust_tokens.read(req.cookies().get(self.trust_cookie)) if req else None
         if trusted and trusted[0] == uid:
             new_trust, new_tid = self.trust_tokens.issue(uid)
@@ -549,7 +611,7 @@ class Flows:
             "challenge_create", uid, (self.keys.challenge(uid, cid),),
             (self.policies.pending_ttl * 1000, self.policies.challenge_attempts, "1" if remember else "0"), req)
         cookie = self._cookie(self.challenge_cookie, ctoken, self.policies.pending_ttl)
-        return SignInResult(True, self.methods(caller), None, [cookie[1]])
+        return SignInResult(True, self.methods(record), None, [cookie[1]])
 
     def sign_in_response(self, caller: Caller, result: SignInResult) -> Response:
         cookies = [("set-cookie", c) for c in result.set_cookies]
@@ -698,10 +760,14 @@ class Flows:
 
     def backup_codes_stale(self, caller: Caller) -> bool:
         """The user's backup codes were hashed under a secret no longer configured (dropped from
-        ``previous_secrets``): they can never match again and must be regenerated. Codes stored
-        before key ids were recorded have none, and are assumed usable."""
-        kid = caller.user.get("codes_kid")
-        return bool(caller.backup_codes and kid and kid not in self.keyring.code_key_ids)
+        ``previous_secrets``): they can never match again and must be regenerated. From the
+        record once a flow loaded it, else from the copy (get-session must not touch SQL)."""
+        kid = caller.record.codes_key_id if caller.record is not None else caller.user.get("codes_kid", "")
+        return self.codes_key_gone(kid)
+
+    def codes_key_gone(self, kid: str) -> bool:
+        """Codes stored before key ids were recorded have none, and are assumed usable."""
+        return bool(kid) and kid not in self.keyring.code_key_ids
 
     def enable(self, req: Request, body: Body) -> Flow[Response]:
         password = body.text("password", max_len=128)
@@ -709,11 +775,12 @@ class Flows:
         if body.data.get("method", "totp") != "totp":
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
         caller = yield from self.require_factor_change(req, password)
-        if caller.two_factor_enabled:
+        if caller.record is not None and caller.record.two_factor_enabled:
             raise self._already_enabled()
         secret = new_secret()
         codes, hashes = self._new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
+        # Pending (hot store) until a first code confirms it: the factor reaches the record store then.
         reply = yield from self._commit("two_factor_begin", caller.uid, (self.keys.pending_backup_codes(caller.uid),),
                                         (ct, caller.sid, *hashes), req, caller.sid)
         if reply[0] == "ALREADY":
@@ -731,11 +798,24 @@ class Flows:
 
     def disable(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
-        k = self.keys
+        uid, record = caller.uid, caller.record
+        enabled = record is not None and record.two_factor_enabled
+        if not enabled and "pending_secret" not in caller.user:
+            raise self._not_enabled()
+        if enabled:
+            # The factor and codes go from the record store first: a crash before the copy's
+            # update leaves a copy that still says 2FA is on for a user without a factor (the next
+            # flow that reads the record repairs it), never a factor the copy no longer shows.
+            # The factor-change rule was checked at load (require_factor_change) against the record.
+            entries = self.entries(req, caller.sid, "two_factor.disabled")
+            status = yield Rec(RemoveSecondFactor(uid, self.now_ms(), audit=entries, end_sessions=False))
+            if status is Status.OK:
+                self.emit_entries(uid, entries)
         session_key, max_age_ms = self.factor_change_args(caller)
-        reply = yield from self._commit("two_factor_disable", caller.uid,
-                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid), *session_key),
-                                        (caller.sid, max_age_ms), req, caller.sid)
+        keys = (self.keys.pending_backup_codes(uid), *session_key)
+        mode = "confirmed" if enabled else "pending"
+        reply = yield from self._commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, mode), req,
+                                        caller.sid)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
         if reply[0] != "OK":
@@ -745,14 +825,15 @@ class Flows:
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         user = caller.user
+        factor = confirmed_totp(caller.record) if caller.record is not None else None
         # A pending setup's secret is shown only to the session that started it (two_factor_begin.lua).
-        ct = user.get("secret") if caller.two_factor_enabled else (
+        ct = factor.secret if factor is not None else (
             user.get("pending_secret") if user.get("pending_sid") == caller.sid else None)
         if not ct:
             raise self._not_enabled()
         secret = yield from self._decrypt_secret(req, caller, ct)
         # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
-        detail = "" if caller.two_factor_enabled else "pending"
+        detail = "" if factor is not None else "pending"
         yield from self._commit("audit_event", caller.uid, (), ("two_factor.secret_viewed", caller.sid, detail),
                                 req, caller.sid)
         uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
@@ -762,10 +843,18 @@ class Flows:
     def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         codes, hashes = self._new_backup_codes()
-        k = self.keys
+        uid = caller.uid
+        if caller.record is not None and caller.record.two_factor_enabled:
+            # The confirmed set is replaced in the record store, then the copy's key follows (a
+            # crash between leaves the copy's key stale: the next flow reading the record repairs it).
+            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
+            yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
+            self.emit_entries(uid, entries)
+            yield Op("user_fill", (self.keys.user(uid),), (self.now_ms(), 0, "repair", "codes_kid", hashes[0]))
+            return json_response(200, {"status": True, "backupCodes": codes})
         session_key, max_age_ms = self.factor_change_args(caller)
-        reply = yield from self._commit("backup_codes_replace", caller.uid,
-                                        (k.backup_codes(caller.uid), k.pending_backup_codes(caller.uid), *session_key),
+        reply = yield from self._commit("backup_codes_replace", uid,
+                                        (self.keys.pending_backup_codes(uid), *session_key),
                                         (caller.sid, max_age_ms, *hashes), req, caller.sid)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
@@ -776,52 +865,98 @@ class Flows:
     # -- verification ------------------------------------------------------------------------
     def verify(self, req: Request, body: Body, method: str) -> Flow[Response]:
         """verify-totp and verify-backup-code: one flow, three modes (contract: sign-in challenge,
-        enrolment, step-up), decided by the caller's cookies."""
+        enrolment, step-up), decided by the caller's cookies.
+
+        Two stores, four steps: R1 the hot state (``load``: the challenge or session, the
+        temporary lock, a pending setup); S1 the record (``LoadUser``: factors, backup codes, the
+        permanent lock); the proof is checked here; S2 ONE write transaction decides it: the step
+        accepted or the code consumed by one conditional statement (the replay guard, across
+        processes and across a Redis flush), or the enrolment's factor and codes written, or the
+        failure counted toward the permanent lock, with the audit rows; R2 the hot store's script,
+        told S2's verdict, atomically checks the challenge or session is still live, counts the
+        attempt and the temporary lock, and makes the session. The proof is used up in S2 BEFORE
+        the session exists in R2: a crash between leaves a code consumed without a session (sign
+        in again), never a session without the code consumed."""
         code = body.text("code", max_len=64).strip()
         trust = body.flag("trustDevice")
-        caller = yield from self.load_caller(req, want_challenge=True)
+        caller = yield from self.load_caller(req, want_challenge=True)  # R1
         if caller is None or (caller.challenge is None and caller.session is None):
             raise AuthError(401, *UNAUTHORIZED)
-        lock = caller.locked_until(self.now_ms())
-        if lock:
-            raise self.locked_error(lock)
-        user = caller.user
-        # Without 2FA on, only enrolment is left: in the session that set it up. A challenge cookie
-        # still in the browser (a sign-in abandoned before 2FA was turned off) plays no part.
-        enrolling = not caller.two_factor_enabled
-        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user):
+        record = yield from self.load_record(caller)  # S1
+        self.refuse_locked(caller, record)
+        user, uid = caller.user, caller.uid
+        # Without 2FA on, only enrolment is left: in the session that set it up (two_factor_begin.lua;
+        # the setup and its owner were read together, in R1). A challenge cookie still in the
+        # browser (a sign-in abandoned before 2FA was turned off) plays no part.
+        factor = confirmed_totp(record)
+        enrolling = factor is None
+        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user
+                          or user.get("pending_sid") != caller.sid):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
             raise AuthError(409, "BACKUP_CODES_NEED_REGENERATION",
                             "these backup codes were issued under a key that is no longer configured and "
                             "can no longer be used; sign in another way and generate new ones")
+        token, sid = self.session_tokens.issue(uid)
+        now = self.now_ms()
+        step: int | None = None
         if method == "totp":
-            ct = user["pending_secret"] if enrolling else user["secret"]
+            ct = user["pending_secret"] if factor is None else factor.secret
             secret = yield from self._decrypt_secret(req, caller, ct)
             step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
-            proof = "" if step is None else str(step)
-        else:
-            ct = ""
-            normalized = normalize_code(code)
-            proof = " ".join(self.keyring.code_candidates(normalized)) if normalized else ""
+        normalized = normalize_code(code) if method == "backup" else ""
+        failure = RecordFailure(uid, FAILURE_CEILING, now, self.entries(req, "", ("two_factor.locked", "ceiling")))
+        ok, remaining, locked = False, 0, False
+        if factor is None and step is not None:  # S2: enrolment confirmed
+            kid = user.get("pending_kid", "") if caller.pending_codes else ""
+            entries = self.entries(req, caller.sid, "two_factor.enabled")
+            status = yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), now, step,
+                                          caller.pending_codes, kid, audit=entries))
+            if status is not Status.CREATED:
+                raise self._already_enabled()
+            self.emit_entries(uid, entries)
+            ok = True
+        else:  # S2: the step accepted, the code consumed, or the failure counted
+            attempt: AcceptTotpStep | ConsumeBackupCode | None = None
+            if factor is not None and step is not None:
+                attempt = AcceptTotpStep(uid, factor.id, factor.secret, step,
+                                         self.entries(req, sid, ("two_factor.verified", "totp")))
+            elif normalized:
+                attempt = ConsumeBackupCode(uid, self.keyring.code_candidates(normalized),
+                                            self.entries(req, sid, ("two_factor.verified", "backup"),
+                                                         "two_factor.backup_code_used"))
+            proof = yield Rec(ProveSecondFactor(attempt, failure))
+            if proof.status in (Status.CHANGED, Status.NOT_FOUND) and isinstance(attempt, AcceptTotpStep):
+                raise self._not_enabled()  # the factor was removed or replaced meanwhile
+            ok, remaining = proof.ok, proof.remaining
+            if ok and attempt is not None:
+                self.emit_entries(uid, attempt.audit)
+            locked = proof.failure is not None and proof.failure.locked
+            if locked:
+                self.emit_entries(uid, failure.audit_on_lock)
+        # A failure that reached the ceiling locks the hot copy too, without end (R2 counts it with
+        # a lock of one failure): every script that checks the hot lock then refuses.
+        lock = (1, PERMANENT_LOCK_MS) if locked else (self.policies.user_lock_failures,
+                                                      self.policies.user_lock_seconds * 1000)
+        outcome = "ok" if ok else "wrong"
         if caller.challenge is not None and not enrolling:
-            return (yield from self._answer_challenge(req, caller, method, proof, ct, trust))
-        return (yield from self._answer_in_session(req, caller, method, proof, ct, enrolling))
+            return (yield from self._answer_challenge(req, caller, method, outcome, lock, trust, token, sid,
+                                                      remaining))
+        return (yield from self._answer_in_session(req, caller, method, outcome, lock, enrolling, token, sid,
+                                                   remaining))
 
-    def _answer_challenge(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
-                          trust: bool) -> Flow[Response]:
+    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+                          trust: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
-        token, sid = self.session_tokens.issue(uid)
         trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
-        reply = yield from self._commit(
+        reply = yield from self._commit(  # R2
             "challenge_answer", uid,
-            (k.challenge(uid, caller.cid), k.backup_codes(uid), k.session(uid, sid), k.sessions(uid),
+            (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
-            (method, proof, ct, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             p.user_lock_failures, p.user_lock_seconds * 1000, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
-        status = reply[0]
-        if status == "OK":
+            (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
+             *lock, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
+        if reply[0] == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             headers = [self._cookie(self.session_cookie, token, p.session_ttl if remember else None),
                        self._clear(self.challenge_cookie)]
@@ -830,22 +965,21 @@ class Flows:
             caller.user["tfa"] = "1"
             payload: dict[str, Any] = {"token": token, "user": self.user_json(caller)}
             if method == "backup":
-                payload["backupCodesRemaining"] = int(reply[2])
+                payload["backupCodesRemaining"] = remaining
             return json_response(200, payload, headers=headers)
         raise self._answer_error(reply)
 
-    def _answer_in_session(self, req: Request, caller: Caller, method: str, proof: str, ct: str,
-                           enrolling: bool) -> Flow[Response]:
+    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+                           enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
-        # The session is rotated (new id, old one ended) in the script that accepts the proof; made
+        # The session is rotated (new id, old one ended) in the script that takes the verdict; made
         # by the session spec, so it keeps rememberMe:false's short lifetime and counts toward the cap.
-        token, sid = self.session_tokens.issue(uid)
-        reply = yield from self._commit(
+        kid = caller.user.get("pending_kid", "") if caller.pending_codes else ""
+        reply = yield from self._commit(  # R2
             "session_answer", uid,
-            (k.session(uid, caller.sid), k.backup_codes(uid), k.pending_backup_codes(uid), k.session(uid, sid),
-             k.sessions(uid)),
-            ("enrol" if enrolling else "stepup", method, proof, ct, caller.sid, p.user_lock_failures,
-             p.user_lock_seconds * 1000, sid, self.session_spec(), AMR_OTP), req, sid)
+            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
+            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, *lock, sid, self.session_spec(),
+             AMR_OTP, kid), req, sid)
         if reply[0] != "OK":
             raise self._answer_error(reply)
         caller.user["tfa"] = "1"
@@ -854,7 +988,7 @@ class Flows:
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
         payload: dict[str, Any] = {"status": True, "token": token, "user": self.user_json(caller)}
         if method == "backup":
-            payload["backupCodesRemaining"] = int(reply[2])
+            payload["backupCodesRemaining"] = remaining
         return json_response(200, payload, headers=[cookie])
 
     def _answer_error(self, reply: list[Any]) -> AuthError:
@@ -879,23 +1013,34 @@ class Flows:
     # -- host and administrator operations -----------------------------------------------------
     def import_totp(self, uid: str, secret: str, *, email: str | None,
                     backup_codes: bool) -> Flow[tuple[str, list[str]]]:
-        """2FA on with a known base32 secret; returns (totpURI, new backup codes or [])."""
+        """2FA on with a known base32 secret, replacing any earlier one and its backup codes;
+        returns (totpURI, new backup codes or []). The record store first, then the copy."""
         codes, hashes = self._new_backup_codes(None if backup_codes else 0)
+        kid = hashes[0] if codes else ""
         ct = self.keyring.encrypt(secret.encode(), context=uid)
-        yield from self._commit("two_factor_import", uid,
-                                (self.keys.backup_codes(uid), self.keys.pending_backup_codes(uid)),
-                                (ct, *hashes), None)
+        entries = self.entries(None, "", ("two_factor.enabled", "import"))
+        yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), self.now_ms(), 0, hashes[1:], kid,
+                             replace=True, audit=entries))
+        self.emit_entries(uid, entries)
+        yield from self._commit("two_factor_import", uid, (self.keys.pending_backup_codes(uid),), (kid,), None)
         uri = totp_uri(secret, issuer=self.config.app_name, account=email or uid, policy=self.config.totp)
         return uri, codes
 
     def reset_user(self, uid: str, mode: str) -> Flow[None]:
         """'revoke': end every session of the user; 'reset': that, and remove their second factor
-        and passkeys."""
+        and passkeys and lift the permanent lock. The durable part first (the record store:
+        revoked_at, the factors), then the hot store's: a crash between leaves sessions that the
+        copy, rebuilt from the record after any loss, still ends, and never a factor left behind."""
+        now = self.now_ms()
+        if mode == "reset":
+            # Each passkey's removal is audited by its id (a passkey added between this read and
+            # the removal goes too, unnamed in the trail: the reset's own row still records it).
+            passkeys: tuple[Passkey, ...] = yield Rec(ListPasskeys(uid))
+            entries = self.entries(None, "", "two_factor.reset_by_admin",
+                                   *(("passkey.deleted", p.credential_id) for p in passkeys))
+            yield Rec(RemoveSecondFactor(uid, now, passkeys=True, audit=entries))
+            self.emit_entries(uid, entries)
+        else:
+            yield Rec(RevokeSessions(uid, now))
         k = self.keys
-        reply = yield from self._commit("user_reset", uid,
-                                        (k.backup_codes(uid), k.pending_backup_codes(uid), k.passkeys(uid)),
-                                        (mode,), None)
-        # The passkeys are gone above; their index entries live in other slots and go after. A
-        # crash between leaves an entry naming a passkey that no longer exists: it signs nobody in.
-        for credential_id in reply[2]:
-            yield Op("index", (k.credential(hash_token(str(credential_id))),), (self.now_ms(), "release", uid))
+        yield from self._commit("user_reset", uid, (k.pending_backup_codes(uid), k.passkeys(uid)), (mode,), None)

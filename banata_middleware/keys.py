@@ -19,7 +19,7 @@ class Keys:
     def for_load(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str, str, str]:
         """The keys ``load.lua`` reads, built from one prefix (this runs on every request)."""
         u = f"{self.prefix}:{{u:{uid}}}"
-        return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash, u + ":bc", u + ":pk"
+        return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash, u + ":bcp", u + ":pk"
 
     def for_guard(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str]:
         """The keys ``guard.lua`` reads (every protected request)."""
@@ -57,11 +57,9 @@ class Keys:
         (bounded: ``index_device`` in ``lua/_prelude.lua``)."""
         return self._u(uid) + ":tds"
 
-    def backup_codes(self, uid: str) -> str:
-        return self._u(uid) + ":bc"
-
     def pending_backup_codes(self, uid: str) -> str:
-        """Codes handed out by ``enable``; they become ``backup_codes`` when enrolment is confirmed."""
+        """Set: the hashes of the codes handed out by ``enable``; they go to the record store (SQL)
+        with the factor when enrolment is confirmed. Confirmed codes live only there."""
         return self._u(uid) + ":bcp"
 
     def passkeys(self, uid: str) -> str:

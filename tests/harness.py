@@ -257,6 +257,24 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
 
 
 
+def totp_secret(stack: Stack, uid: str) -> str:
+    """The stored (encrypted) secret of the user's confirmed TOTP factor, read from the record store."""
+    from sqlalchemy import select
+
+    t = stack.auth.records.schema.totp_factors
+    with stack.auth.records.engine.connect() as conn:
+        return str(conn.execute(select(t.c.secret).where(t.c.user_id == uid)).scalar_one())
+
+
+def set_totp_secret(stack: Stack, uid: str, ciphertext: str) -> None:
+    """Someone with write access to the record store replaces the user's stored secret."""
+    from sqlalchemy import update
+
+    t = stack.auth.records.schema.totp_factors
+    with stack.auth.records.engine.begin() as conn:
+        conn.execute(update(t).where(t.c.user_id == uid).values(secret=ciphertext))
+
+
 class FailingStore:
     """A store that cannot be reached: every operation raises what RedisStore raises then."""
 

@@ -20,8 +20,6 @@ from ..effects import Op
 __all__ = ["MemoryStore"]
 
 Reply = Any
-FAILURE_CEILING = 100  # as lua/_prelude.lua
-FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
 TRUSTED_DEVICES_CAP = 20  # as lua/_prelude.lua
 
 
@@ -144,35 +142,14 @@ class _Script:
     def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str) -> int:
         u = self.s.data.setdefault(self.keys[0], {})
         fails = int(u.get("fails", "0")) + 1
-        streak = int(u.get("streak", "0")) + 1
-        u.update(fails=str(fails), streak=str(streak))
+        u["fails"] = str(fails)
         self.audit("two_factor.failed", "", detail)
-        if streak >= FAILURE_CEILING:
-            lock = self.now + FOREVER_MS
-            u.update(lock_until=str(lock), fails="0")
-            self.audit("two_factor.locked", "", "ceiling")
-            return lock
         if fails >= lock_failures:
             lock = self.now + lock_ms
             u.update(lock_until=str(lock), fails="0")
             self.audit("two_factor.locked", "", detail)
             return lock
         return 0
-
-    def proof_ok(self, u: dict[str, str], method: str, proof: str, secret: str, backup_key: str) -> bool:
-        if proof == "":
-            return False
-        if method == "totp":
-            if u.get("secret") != secret or int(proof) <= int(u.get("last_step", "-1")):
-                return False
-            self.hset(self.keys[0], last_step=proof)
-            return True
-        codes = self.s.get(backup_key)
-        for candidate in proof.split():
-            if isinstance(codes, set) and candidate in codes:
-                codes.discard(candidate)
-                return True
-        return False
 
     def factor_change_refused(self, u: dict[str, str], skey: str, max_age_ms: str, password_given: str) -> str | None:
         s = self.hash(skey)
@@ -318,13 +295,17 @@ class MemoryStore:
         s = flat(k[1]) if x.argv[1] == "1" else []
         c = flat(k[2]) if x.argv[2] == "1" else []
         passkeys = self.get(k[4])
-        return [flat(k[0]), s, c, x.scard(k[3]), len(passkeys) if isinstance(passkeys, dict) else 0]
+        pending = self.get(k[3])
+        return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else [],
+                len(passkeys) if isinstance(passkeys, dict) else 0]
 
     def _op_user_fill(self, x: _Script) -> Reply:
         key = x.keys[0]
         user = self.data.setdefault(key, {})
-        if "rec" not in user:
-            pairs = x.argv[2:]
+        pairs = x.argv[3:]
+        if x.argv[2] == "repair":
+            user.update(zip(pairs[::2], pairs[1::2], strict=True))
+        elif "rec" not in user:
             for field, value in zip(pairs[::2], pairs[1::2], strict=True):
                 user.setdefault(field, value)
             user.setdefault("gen", x.argv[1])
@@ -446,24 +427,18 @@ class MemoryStore:
         refusal = x.challenge_refusal(ch, u, a[5])
         if refusal is not None:
             return refusal
-        if u.get("tfa") != "1":
+        if a[6] == "ok":
             self.delete(k[2])
-            return ["NOT_ENABLED", x.events]
-        if x.proof_ok(u, a[5], a[6], a[7], k[3]):
-            self.delete(k[2])
-            x.hset(k[0], fails=0, streak=0)
-            x.audit("two_factor.verified", a[8], a[5])
-            if a[5] == "backup":
-                x.audit("two_factor.backup_code_used", a[8])
-            x.new_session(k[4], k[5], a[8], a[9], 2, x.now, ch.get("remember", "0"), a[14])
-            if a[10] == "1":
-                ttl = int(a[11])
-                self.data[k[6]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now),
+            x.hset(k[0], fails=0)
+            x.new_session(k[3], k[4], a[7], a[8], 2, x.now, ch.get("remember", "0"), a[13])
+            if a[9] == "1":
+                ttl = int(a[10])
+                self.data[k[5]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now),
                                    "created": str(x.now), "ip": a[1], "ua": a[2]}
-                self.expire(k[6], ttl)
-                x.index_device(k[7], k[6], ttl, u.get("gen", "0"))
-            return ["OK", x.events, x.scard(k[3])]
-        lock = x.second_factor_failed(int(a[12]), int(a[13]), a[5])
+                self.expire(k[5], ttl)
+                x.index_device(k[6], k[5], ttl, u.get("gen", "0"))
+            return ["OK", x.events]
+        lock = x.second_factor_failed(int(a[11]), int(a[12]), a[5])
         attempts = int(ch.get("attempts", "0")) - 1
         self.data[k[2]]["attempts"] = str(attempts)
         if attempts <= 0:
@@ -478,53 +453,35 @@ class MemoryStore:
         k, a = x.keys, x.argv
         s = x.hash(k[2])
         u = x.hash(k[0])
+        ok = a[7] == "ok"
+        if ok and a[5] == "enrol":
+            x.hset(k[0], tfa="1", codes_kid=a[14], gen=int(u.get("gen", "0")) + 1)
+            for field in ("pending_secret", "pending_sid", "pending_kid"):
+                self.data[k[0]].pop(field, None)
+            self.delete(k[3])
         if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
             return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
-        ok = False
-        if a[5] == "enrol":
-            if u.get("tfa") == "1":
-                return ["ALREADY", x.events]
-            if "pending_secret" not in u or u.get("pending_sid") != a[9]:
-                return ["NOT_ENABLED", x.events]
-            if a[7] != "" and u["pending_secret"] == a[8] and int(a[7]) > int(u.get("last_step", "-1")):
-                ok = True
-                x.hset(k[0], tfa="1", secret=u["pending_secret"], last_step=a[7], gen=int(u.get("gen", "0")) + 1)
-                self.data[k[0]].pop("pending_secret", None)
-                self.data[k[0]].pop("pending_sid", None)
-                pending = self.get(k[4])
-                self.delete(k[3], k[4])
-                if pending is not None:
-                    self.data[k[3]] = pending
-                x.audit("two_factor.enabled", a[9])
-        else:
-            if u.get("tfa") != "1":
-                return ["NOT_ENABLED", x.events]
-            ok = x.proof_ok(u, a[6], a[7], a[8], k[3])
-            if ok:
-                x.audit("two_factor.verified", a[9], a[6])
-                if a[6] == "backup":
-                    x.audit("two_factor.backup_code_used", a[9])
         if ok:
-            x.hset(k[0], fails=0, streak=0)
-            index = self.get(k[6])
+            x.hset(k[0], fails=0)
+            index = self.get(k[5])
             ended = [*index] if a[5] == "enrol" and isinstance(index, set) else []
-            ended.append(a[9])
-            base = k[2][: len(k[2]) - len(a[9])]
+            ended.append(a[8])
+            base = k[2][: len(k[2]) - len(a[8])]
             for sid in ended:
                 if self.delete(base + sid) == 1:
-                    x.audit("session.revoked", sid, "rotated" if sid == a[9] else "enrolment")
+                    x.audit("session.revoked", sid, "rotated" if sid == a[8] else "enrolment")
                 if isinstance(index, set):
                     index.discard(sid)
-            x.new_session(k[5], k[6], a[12], a[13], 2, x.now, s.get("remember", "0"),
-                          x.merge_amr(s.get("amr", ""), a[14]))
-            x.hset(k[5], auth=s.get("auth") or s["created"])
+            x.new_session(k[4], k[5], a[11], a[12], 2, x.now, s.get("remember", "0"),
+                          x.merge_amr(s.get("amr", ""), a[13]))
+            x.hset(k[4], auth=s.get("auth") or s["created"])
             if "pwd" in s:
-                x.hset(k[5], pwd=s["pwd"])
-            return ["OK", x.events, x.scard(k[3])]
-        lock = x.second_factor_failed(int(a[10]), int(a[11]), a[6])
+                x.hset(k[4], pwd=s["pwd"])
+            return ["OK", x.events]
+        lock = x.second_factor_failed(int(a[9]), int(a[10]), a[6])
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
@@ -553,41 +510,35 @@ class MemoryStore:
         k, a = x.keys, x.argv
         if x.hash(k[0]).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5], pending_sid=a[6], codes_kid=a[7])
+        x.hset(k[0], pending_secret=a[5], pending_sid=a[6], pending_kid=a[7])
         self.data[k[2]] = set(a[8:])
         return ["OK", x.events]
 
     def _op_two_factor_disable(self, x: _Script) -> Reply:
-        k = x.keys
+        k, a = x.keys, x.argv
         u = x.hash(k[0])
-        refused = x.factor_change_refused(u, k[4], x.argv[6], "1")
-        if refused:
-            return [refused, x.events]
-        if u.get("tfa") != "1" and "pending_secret" not in u:
-            return ["NOT_ENABLED", x.events]
-        for field in ("secret", "pending_secret", "last_step"):
-            self.data[k[0]].pop(field, None)
-        x.hset(k[0], tfa="0", gen=int(u.get("gen", "0")) + 1)
-        self.delete(k[2], k[3])
-        if u.get("tfa") == "1":
-            x.audit("two_factor.disabled", x.argv[5])
+        if a[7] == "pending":
+            refused = x.factor_change_refused(u, k[3], a[6], "1")
+            if refused:
+                return [refused, x.events]
+            if u.get("tfa") == "1" or "pending_secret" not in u:
+                return ["NOT_ENABLED", x.events]
+        for field in ("pending_secret", "pending_sid", "pending_kid"):
+            self.data.setdefault(k[0], {}).pop(field, None)
+        x.hset(k[0], tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
+        self.delete(k[2])
         return ["OK", x.events]
 
     def _op_backup_codes_replace(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
-        refused = x.factor_change_refused(u, k[4], a[6], "1")
+        refused = x.factor_change_refused(u, k[3], a[6], "1")
         if refused:
             return [refused, x.events]
-        if u.get("tfa") == "1":
-            target = k[2]
-        elif "pending_secret" in u and u.get("pending_sid") == a[5]:
-            target = k[3]
-        else:
+        if u.get("tfa") == "1" or "pending_secret" not in u or u.get("pending_sid") != a[5]:
             return ["NOT_ENABLED", x.events]
-        self.delete(target)
-        x.hset(k[0], codes_kid=a[7])
-        self.data[target] = set(a[8:])
+        x.hset(k[0], pending_kid=a[7])
+        self.data[k[2]] = set(a[8:])
         x.audit("two_factor.backup_codes_regenerated", a[5])
         return ["OK", x.events]
 
@@ -630,12 +581,10 @@ class MemoryStore:
     def _op_two_factor_import(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
-        x.hset(k[0], tfa="1", secret=a[5], gen=int(u.get("gen", "0")) + 1, codes_kid=a[6])
-        for field in ("pending_secret", "last_step"):
+        x.hset(k[0], tfa="1", gen=int(u.get("gen", "0")) + 1, codes_kid=a[5])
+        for field in ("pending_secret", "pending_sid", "pending_kid"):
             self.data[k[0]].pop(field, None)
-        self.delete(k[2], k[3])
-        self.data[k[2]] = set(a[7:])
-        x.audit("two_factor.enabled", "", "import")
+        self.delete(k[2])
         return ["OK", x.events]
 
     def _op_user_reset(self, x: _Script) -> Reply:
@@ -644,17 +593,11 @@ class MemoryStore:
         x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if x.argv[5] == "reset":
-            for field in ("secret", "pending_secret", "last_step", "lock_until"):
+            for field in ("pending_secret", "pending_sid", "pending_kid", "lock_until"):
                 self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", fails=0, streak=0)
+            x.hset(k[0], tfa="0", codes_kid="", fails=0)
             self.delete(k[2], k[3])
-            x.audit("two_factor.reset_by_admin")
-            removed = list(x.hash(k[4]))
-            self.delete(k[4])
-            for cred in removed:
-                x.audit("passkey.deleted", "", cred)
-            return ["OK", x.events, removed]
-        return ["OK", x.events, []]
+        return ["OK", x.events]
 
     def _op_audit_event(self, x: _Script) -> Reply:
         x.audit(x.argv[5], x.argv[6], x.argv[7])
@@ -662,9 +605,9 @@ class MemoryStore:
 
     def _op_secret_reencrypt(self, x: _Script) -> Reply:
         user = self.get(x.keys[0])
-        if not isinstance(user, dict) or user.get(x.argv[1]) != x.argv[2]:
+        if not isinstance(user, dict) or user.get("pending_secret") != x.argv[1]:
             return 0
-        user[x.argv[1]] = x.argv[3]
+        user["pending_secret"] = x.argv[2]
         return 1
 
     def _op_session_list(self, x: _Script) -> Reply:

@@ -376,7 +376,7 @@ def test_a_cross_slot_operation_is_refused_by_the_client(cluster: RedisClusterNo
     store must fail closed with a 503 like any other store error."""
     store = cluster_store(cluster.url, timeout=1.0)
     op = Op("load", (user_key("a"), f"{PREFIX}:{{u:b}}:s:-", f"{PREFIX}:{{u:a}}:ch:-",
-                     f"{PREFIX}:{{u:a}}:bc", f"{PREFIX}:{{u:a}}:pk"), (T0 * 1000, "1", "0"))
+                     f"{PREFIX}:{{u:a}}:bcp", f"{PREFIX}:{{u:a}}:pk"), (T0 * 1000, "1", "0"))
     try:
         with pytest.raises(AuthError) as refused:
             store.execute(op)

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from harness import SECRET, RedisServer, Stack
+from harness import SECRET, RedisServer, Stack, set_totp_secret, totp_secret
 
 from banata_middleware import BanataAuth
 from banata_middleware.admin import rotate_keys
@@ -16,8 +16,7 @@ NEW_SECRET = "rotated-secret-" + "y" * 40
 
 
 def _secret_key_id(stack: Stack, auth: BanataAuth, uid: str) -> str:
-    caller = auth.run(auth.flows.load(uid))
-    return auth.keyring.key_id_of(caller.user["secret"])
+    return auth.keyring.key_id_of(totp_secret(stack, uid))
 
 
 def test_new_key_encrypts_old_key_still_decrypts_and_rotation_moves_secrets(stack_factory) -> None:  # type: ignore[no-untyped-def]
@@ -82,9 +81,8 @@ def test_cli_rotate_keys_skips_an_unreadable_record_reports_it_and_exits_non_zer
         uids.append(api.sign_up(f"user{n}@example.com").json()["user"]["id"])
         api.enable_2fa()
     bad = uids[3]
-    user_key = stack.auth.flows.keys.user
-    with redis_server.client() as c:  # one record copied onto another user: it no longer decrypts
-        c.hset(user_key(bad), "secret", c.hget(user_key(uids[0]), "secret"))
+    # one record copied onto another user: it no longer decrypts
+    set_totp_secret(stack, bad, totp_secret(stack, uids[0]))
     env = {"BANATA_AUTH_SECRET": NEW_SECRET, "BANATA_AUTH_PREVIOUS_SECRETS": SECRET, "PATH": "/usr/bin:/bin"}
     run = subprocess.run([sys.executable, "-m", "banata_middleware.cli", "rotate-keys", "--redis-url", redis_url],
                          env=env, capture_output=True, text=True)

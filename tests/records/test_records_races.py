@@ -23,6 +23,7 @@ from banata_middleware.stores.records import (
     ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
+    EnableTotp,
     GetPasskey,
     ListAudit,
     LoadUser,
@@ -104,6 +105,19 @@ def test_enable_confirms_once_under_20_callers(store: RecordStore, concurrency: 
                                                           audit=[AuditEntry("two_factor.enabled", T)])
                                         for i in range(CALLERS)])
     assert Counter(replies) == {Status.ACCEPTED: 1, Status.CHANGED: CALLERS - 1}
+    assert len(store.execute(ListAudit(uid))) == 1
+
+
+def test_one_enrolment_of_20_racing_ones_is_written_whole(store: RecordStore, concurrency: str) -> None:
+    uid = new_id()
+    replies = race(store, concurrency, [EnableTotp(uid, "totp", f"ct-{i}", "k1", T, STEP, [f"h{i}", f"g{i}"], "c1",
+                                                   audit=[AuditEntry("two_factor.enabled", T)])
+                                        for i in range(CALLERS)])
+    assert Counter(replies) == {Status.CREATED: 1, Status.TAKEN: CALLERS - 1}
+    record = store.execute(LoadUser(uid))
+    winner = record.totp[0].secret.removeprefix("ct-")
+    assert len(record.totp) == 1 and record.backup_codes == 2  # the winner's codes, none of a loser's
+    assert store.execute(ConsumeBackupCode(uid, [f"h{winner}"])).status is Status.CONSUMED
     assert len(store.execute(ListAudit(uid))) == 1
 
 

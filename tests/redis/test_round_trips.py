@@ -1,6 +1,9 @@
-"""Redis round trips per request, the budget of DESIGN rule 3: an authenticated pass-through costs one,
-a second-factor verification (sign-in challenge or step-up) at most two. Other request kinds are
-measured and printed, not asserted (``pytest tests/redis/test_round_trips.py -s`` shows the table).
+"""Redis round trips and SQL transactions per request, the budget of DESIGN rule 3: an authenticated
+pass-through and get-session cost one round trip and no SQL, a second-factor verification (sign-in
+challenge or step-up) at most two round trips and two SQL transactions (the record's lookup and one
+write). Other request kinds are measured and printed, not asserted (``pytest
+tests/redis/test_round_trips.py -s`` shows the table). SQL transactions are counted by wrapping the
+app's record store (``execute``/``aexecute``: one call, one transaction).
 
 Two independent counts must agree: commands written to the app's Redis sockets (a counting redis-py
 connection class, which also sees handshakes, health-check PINGs and any direct command), and the
@@ -26,6 +29,7 @@ from servers import SERVER_KINDS, serve
 
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
+from banata_middleware.stores.records import RecordStore
 
 pytestmark = pytest.mark.redis
 
@@ -48,25 +52,45 @@ def counting_connections(sent: list[int]) -> tuple[type, type]:
     return Counting, AsyncCounting
 
 
+def count_transactions(records: RecordStore, ran: list[int]) -> None:
+    """Counts every transaction the record store runs (sync and async engines)."""
+    execute, aexecute = records.execute, records.aexecute
+
+    def counted(op: Any) -> Any:
+        ran[0] += 1
+        return execute(op)
+
+    async def acounted(op: Any) -> Any:
+        ran[0] += 1
+        return await aexecute(op)
+
+    records.execute = counted  # type: ignore[method-assign]
+    records.aexecute = acounted  # type: ignore[method-assign]
+
+
 @dataclass
 class Meter:
     admin: redis.Redis
     sent: list[int]
-    rows: list[tuple[str, int, int]] = field(default_factory=list)
+    sql: list[int]
+    rows: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     def _scripts_run(self) -> int:
         stats = self.admin.info("commandstats")
         return sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_COMMANDS)
 
     def __call__(self, name: str, call: Callable[[], httpx.Response], status: int) -> httpx.Response:
-        wire, scripts = self.sent[0], self._scripts_run()
+        wire, scripts, sql = self.sent[0], self._scripts_run(), self.sql[0]
         r = call()
         assert r.status_code == status, f"{name}: {r.status_code} {r.text}"
-        self.rows.append((name, self.sent[0] - wire, self._scripts_run() - scripts))
+        self.rows.append((name, self.sent[0] - wire, self._scripts_run() - scripts, self.sql[0] - sql))
         return r
 
     def cost(self, name: str) -> int:
-        return next(wire for row, wire, _ in self.rows if row == name)
+        return next(wire for row, wire, _, _ in self.rows if row == name)
+
+    def sql_cost(self, name: str) -> int:
+        return next(sql for row, _, _, sql in self.rows if row == name)
 
 
 def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -> None:
@@ -109,8 +133,9 @@ def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -
 def metered(request: pytest.FixtureRequest, redis_url: str, database_url: str,
             redis_server: Any) -> Iterator[tuple[Meter, Any]]:
     clock = FrozenClock(T0)
-    _, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
-    sent = [0]
+    auth, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
+    sent, ran = [0], [0]
+    count_transactions(auth.records, ran)
     sync_class, async_class = counting_connections(sent)
     # Before the first connection is made: the pools build every connection from these classes.
     store.sync.connection_pool.connection_class = sync_class
@@ -122,7 +147,7 @@ def metered(request: pytest.FixtureRequest, redis_url: str, database_url: str,
         return browsers[-1]
 
     with serve(app, request.param) as base_url, redis_server.client() as admin:
-        yield Meter(admin, sent), (browser, clock, request.param)
+        yield Meter(admin, sent, ran), (browser, clock, request.param)
     for b in browsers:
         b.close()
     store.close()
@@ -134,12 +159,15 @@ def test_round_trips_per_request_kind_stay_within_the_budget(metered: tuple[Mete
     meter.rows.clear()
     scenario(meter, browser, clock)
 
-    print(f"\nRedis round trips per request ({kind}; wire count / EVALSHA+EVAL in INFO commandstats):")
-    for name, wire, scripts in meter.rows:
-        print(f"  {wire} / {scripts}  {name}")
-    assert all(wire == scripts for _, wire, scripts in meter.rows), "a round trip that was not one script"
-    assert meter.cost("authenticated pass-through GET /api/me (AAL1)") == 1
-    assert meter.cost("authenticated pass-through GET /api/me (AAL2)") == 1
-    assert meter.cost("pass-through a minute later (records the last use)") == 1
-    assert meter.cost("verify-totp (sign-in challenge, trustDevice)") <= 2
-    assert meter.cost("verify-totp (step-up)") <= 2
+    print(f"\nRedis round trips per request ({kind}; wire count / EVALSHA+EVAL in INFO commandstats"
+          " / SQL transactions):")
+    for name, wire, scripts, sql in meter.rows:
+        print(f"  {wire} / {scripts} / {sql}  {name}")
+    assert all(wire == scripts for _, wire, scripts, _ in meter.rows), "a round trip that was not one script"
+    for warm in ("authenticated pass-through GET /api/me (AAL1)", "authenticated pass-through GET /api/me (AAL2)",
+                 "pass-through a minute later (records the last use)", "get-session"):
+        assert (meter.cost(warm), meter.sql_cost(warm)) == (1, 0), warm
+    for verify in ("verify-totp (sign-in challenge, trustDevice)", "verify-backup-code (sign-in challenge)"):
+        assert (meter.cost(verify), meter.sql_cost(verify)) == (2, 2), verify
+    for verify in ("verify-totp (step-up)", "verify-backup-code (step-up)"):
+        assert meter.cost(verify) <= 2 and meter.sql_cost(verify) <= 2, verify

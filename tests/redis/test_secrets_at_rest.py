@@ -1,7 +1,7 @@
 """Secrets at rest (DESIGN rule 7): after every flow has run, no Redis key name and no value of any type
-(strings, hash fields and values, set members, stream entries) holds the TOTP secret (base32, raw,
-hex, base64), a backup code (used, unused or voided), the password, or a cookie token or its random part
-(session, pending challenge, trusted device).
+(strings, hash fields and values, set members, stream entries), and no row of any table of the record
+store (SQL), holds the TOTP secret (base32, raw, hex, base64), a backup code (used, unused or voided),
+the password, or a cookie token or its random part (session, pending challenge, trusted device).
 
 Positive controls keep the scan honest: it must find what *is* stored (the email, the SHA-256 of a live
 session id, the TOTP secret's ciphertext). One-time TOTP codes are not searched: six digits turn up in
@@ -115,12 +115,16 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     assert dump, "the scan found no keys"
     blobs = {key: b"\x00".join([key, *parts]) for key, parts in dump.items()}
 
+    tables = _dump_tables(stack.auth.records)
+    assert tables["totp_factors"] and tables["backup_codes"], "the scan found no factor rows"
+    blobs.update({f"sql:{name}".encode(): blob for name, blob in tables.items()})
+
     found = [(label, key) for label, needle in needles.items() for key, blob in blobs.items()
              if needle.encode("latin-1") in blob]
     assert not found, f"secrets at rest: {found}"
 
     # Key names: no email, no address, nothing but the hash tag's user id and hashes.
-    for key in dump:
+    for key in dump:  # the Redis keys
         name = key.decode()
         assert email not in name and "127.0.0.1" not in name, name
         assert KEY_NAME.fullmatch(name), name
@@ -131,6 +135,20 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     assert uid.encode() in everything
     session_rids = [_token_parts(t)[1] for t in a.seen_tokens if t.startswith(uid + ".")]
     assert any(hashlib.sha256(rid.encode()).hexdigest().encode() in everything for rid in session_rids)
-    assert re.search(rb"v1\.[0-9a-f]{8}\.", everything), "no encrypted TOTP secret found"
+    assert re.search(rb"v1\.[0-9a-f]{8}\.", tables["totp_factors"]), "no encrypted TOTP secret found"
     values = sum(len(p) for p in dump.values())
-    print(f"\nscanned {len(dump)} keys, {values} values, {len(needles)} secrets: none found")
+    print(f"\nscanned {len(dump)} keys, {values} values, {len(tables)} tables, {len(needles)} secrets: none found")
+
+
+def _dump_tables(records: Any) -> dict[str, bytes]:
+    """Every row of every table of the record store, as bytes (by table name, without the prefix)."""
+    from sqlalchemy import select
+
+    schema = records.schema
+    out: dict[str, bytes] = {}
+    with records.engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            rows = conn.execute(select(table)).all()
+            cells = [v if isinstance(v, bytes) else str(v).encode("utf-8", "replace") for row in rows for v in row]
+            out[table.name.removeprefix(schema.prefix)] = b"\x00".join(cells)
+    return out

@@ -110,22 +110,12 @@ local function challenge_refusal(ch, u, by)
   return nil
 end
 
--- The NIST SP 800-63B ceiling: after this many consecutive failures (locks do not reset the
--- streak, only a success does) the account stays locked until an administrator resets it.
-local FAILURE_CEILING = 100
-local FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
-
--- Counts one second-factor failure for the user; returns the lock's end when this one locks.
+-- Counts one second-factor failure for the user; returns the lock's end when this one locks it
+-- for a while. The consecutive-failure streak and the permanent lock at its ceiling (NIST SP
+-- 800-63B's 100) are durable: the record store counts them (RecordFailure), before this runs.
 local function second_factor_failed(lock_failures, lock_ms, detail)
   local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
-  local streak = redis.call('HINCRBY', KEYS[1], 'streak', 1)
   audit('two_factor.failed', nil, detail)
-  if streak >= FAILURE_CEILING then
-    local lock = NOW + FOREVER_MS
-    redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)
-    audit('two_factor.locked', nil, 'ceiling')
-    return lock
-  end
   if fails >= lock_failures then
     local lock = NOW + lock_ms
     redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)
@@ -133,23 +123,6 @@ local function second_factor_failed(lock_failures, lock_ms, detail)
     return lock
   end
   return 0
-end
-
--- The proof check shared by sign-in challenges and sessions. A TOTP proof is the matched time
--- step: accepted only for the secret the caller verified against and only if later than the
--- last accepted step (replay). A backup proof is the code's keyed hashes (one per configured key,
--- space-separated), the first one present removed in the same step.
-local function proof_ok(u, method, proof, secret, backup_key)
-  if proof == '' then return false end
-  if method == 'totp' then
-    if u.secret ~= secret or tonumber(proof) <= tonumber(u.last_step or '-1') then return false end
-    redis.call('HSET', KEYS[1], 'last_step', proof)
-    return true
-  end
-  for candidate in string.gmatch(proof, '%S+') do
-    if redis.call('SREM', backup_key, candidate) == 1 then return true end
-  end
-  return false
 end
 
 -- A factor change (Flows.require_factor_change) re-checked in the script that makes it: the

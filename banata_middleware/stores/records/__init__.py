@@ -23,20 +23,24 @@ from .factors.totp import (
     AcceptTotpStep,
     AddTotpFactor,
     ConfirmTotpFactor,
+    EnableTotp,
+    ListTotpSecrets,
     RemoveTotpFactor,
     RewrapTotpSecret,
     TotpFactor,
 )
 from .ops import AuditEntry, RecordOp, Status
+from .proof import Proof, ProveSecondFactor
 from .schema import Schema
 from .store import RecordStore, SchemaOutOfDate
 from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, RevokeSessions, Unlock, UserRecord
 
 __all__ = [
     "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
-    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "FailureCount",
-    "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "LoadUser", "Passkey",
-    "PruneAudit", "RecordFailure", "RecordOp", "RecordStore", "RemovePasskey", "RemoveSecondFactor",
-    "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema",
-    "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor", "Unlock", "UserRecord",
+    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableTotp",
+    "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets",
+    "LoadUser", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordStore",
+    "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes",
+    "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor",
+    "Unlock", "UserRecord",
 ]

@@ -162,13 +162,16 @@ class RevokeSessions(RecordOp[int]):
 @dataclass(frozen=True, slots=True)
 class RemoveSecondFactor(RecordOp[Status]):
     """Disable two-factor (the user) or reset it (an administrator): every TOTP factor and backup
-    code, optionally the passkeys, and the lock go in one transaction; the generation is bumped so
-    every session ends. A verify racing it finds its factor gone (NOT_FOUND)."""
+    code, optionally the passkeys, and the lock go in one transaction; with ``end_sessions`` (an
+    administrator's reset) the generation is bumped and ``revoked_at`` stamped so every session
+    ends. A verify racing it finds its factor gone (NOT_FOUND). OK, or NOT_FOUND when nothing was
+    removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
     passkeys: bool = False
     audit: Sequence[AuditEntry] = ()
+    end_sessions: bool = True
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         u = self.user_id
@@ -177,8 +180,8 @@ class RemoveSecondFactor(RecordOp[Status]):
             removed += (yield delete(table).where(table.c.user_id == u)).rowcount
         t = schema.user_state
         yield ensure_user_state(schema, u)
-        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None,
-                                                        generation=t.c.generation + 1, revoked_at=self.at)
+        revoke = {"generation": t.c.generation + 1, "revoked_at": self.at} if self.end_sessions else {}
+        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None, **revoke)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if removed else Status.NOT_FOUND

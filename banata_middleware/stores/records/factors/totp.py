@@ -17,12 +17,13 @@ from sqlalchemy import Column, MetaData, Row, String, Table, UniqueConstraint, d
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
 from ..users import clear_failures, ensure_user_state
+from .backup_codes import ReplaceBackupCodes
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["AcceptTotpStep", "AddTotpFactor", "ConfirmTotpFactor", "RemoveTotpFactor", "RewrapTotpSecret",
-           "TotpFactor", "define_table"]
+__all__ = ["AcceptTotpStep", "AddTotpFactor", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets",
+           "RemoveTotpFactor", "RewrapTotpSecret", "TotpFactor", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -115,6 +116,61 @@ class ConfirmTotpFactor(RecordOp[Status]):
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class EnableTotp(RecordOp[Status]):
+    """Turn two-factor on in one transaction: a CONFIRMED factor whose ``last_step`` is the step of
+    the code that confirmed it (so that code cannot be used again) and the backup codes, replacing
+    any earlier set. CREATED, or TAKEN when a factor of that id exists already (a concurrent
+    enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
+    administrator's import of a known secret)."""
+
+    user_id: str
+    factor_id: str
+    secret: str
+    key_id: str
+    at: int
+    step: int
+    code_hashes: Sequence[str]
+    codes_key_id: str
+    replace: bool = False
+    audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t, u = schema.totp_factors, self.user_id
+        # Without ``replace`` the INSERT alone decides: a factor of that id makes it meet the primary
+        # key (TAKEN, the whole transaction undone). No DELETE first: on MariaDB its gap lock would
+        # turn racing enrolments into deadlocks.
+        if self.replace:
+            yield delete(t).where(t.c.user_id == u)
+        yield insert(t).values(id=self.factor_id, user_id=u, name="", secret=self.secret, key_id=self.key_id,
+                               created_at=self.at, confirmed_at=self.at, last_step=self.step)
+        yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
+        yield ensure_user_state(schema, u)
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return Status.CREATED
+
+
+@dataclass(frozen=True, slots=True)
+class ListTotpSecrets(RecordOp[tuple[TotpFactor, ...]]):
+    """Key rotation: up to ``limit`` factors whose secret is not under ``key_id``, in (user, id)
+    order after ``after`` (a (user_id, factor_id) pair; ``("", "")`` from the start)."""
+
+    key_id: str
+    after: tuple[str, str] = ("", "")
+    limit: int = 500
+    writes: ClassVar[bool] = False
+
+    def run(self, schema: Schema) -> SqlGen[tuple[TotpFactor, ...]]:
+        t = schema.totp_factors
+        user, factor = self.after
+        rows = (yield select(t).where(t.c.key_id != self.key_id,
+                                      (t.c.user_id > user) | ((t.c.user_id == user) & (t.c.id > factor)))
+                .order_by(t.c.user_id, t.c.id).limit(self.limit)).all()
+        return tuple(TotpFactor.from_row(r) for r in rows)
 
 
 @dataclass(frozen=True, slots=True)
