@@ -130,7 +130,6 @@ class Caller:
     cid: str
     #: The hashes of a pending setup's backup codes (what its confirmation writes to SQL).
     pending_codes: list[str]
-    passkeys: int
     #: The durable record (SQL), once a flow loaded it (``Flows.load_record``): the truth for every
     #: decision about factors. ``user`` is the hot store's copy of part of it, for the pass-through.
     record: UserRecord | None = None
@@ -344,7 +343,7 @@ class Flows:
             session = None
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
-        caller = Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), int(reply[4]), record)
+        caller = Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), record)
         if record is not None:  # read for the fill: fields a flow wrote before it stay, so compare
             yield from self._repair_copy(caller, record)
         return caller
@@ -1043,4 +1042,4 @@ class Flows:
         else:
             yield Rec(RevokeSessions(uid, now))
         k = self.keys
-        yield from self._commit("user_reset", uid, (k.pending_backup_codes(uid), k.passkeys(uid)), (mode,), None)
+        yield from self._commit("user_reset", uid, (k.pending_backup_codes(uid),), (mode,), None)

@@ -16,10 +16,10 @@ class Keys:
     def _u(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}"
 
-    def for_load(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str, str, str]:
+    def for_load(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str, str]:
         """The keys ``load.lua`` reads, built from one prefix (this runs on every request)."""
         u = f"{self.prefix}:{{u:{uid}}}"
-        return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash, u + ":bcp", u + ":pk"
+        return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash, u + ":bcp"
 
     def for_guard(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str]:
         """The keys ``guard.lua`` reads (every protected request)."""
@@ -62,17 +62,10 @@ class Keys:
         with the factor when enrolment is confirmed. Confirmed codes live only there."""
         return self._u(uid) + ":bcp"
 
-    def passkeys(self, uid: str) -> str:
-        return self._u(uid) + ":pk"
-
     def ceremony(self, rid_hash: str) -> str:
         """The single-use mark of a WebAuthn challenge (the ceremony itself is in its cookie); its
         own slot, since sign-in ceremonies start before a user is known."""
         return f"{self.prefix}:{{pc:{rid_hash}}}:ceremony"
-
-    def credential(self, credential_hash: str) -> str:
-        """Credential id -> user id, for discoverable sign-in and one-registration-per-credential."""
-        return f"{self.prefix}:{{c:{credential_hash}}}:uid"
 
     def account_failures(self, email_index: str) -> str:
         return f"{self.prefix}:{{e:{email_index}}}:fails"

@@ -294,10 +294,8 @@ class MemoryStore:
 
         s = flat(k[1]) if x.argv[1] == "1" else []
         c = flat(k[2]) if x.argv[2] == "1" else []
-        passkeys = self.get(k[4])
         pending = self.get(k[3])
-        return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else [],
-                len(passkeys) if isinstance(passkeys, dict) else 0]
+        return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else []]
 
     def _op_user_fill(self, x: _Script) -> Reply:
         key = x.keys[0]
@@ -329,20 +327,6 @@ class MemoryStore:
                 if not (idle > 0 and int(s.get("aal") or 1) >= 2 and since > idle):
                     s["seen"] = str(now)
         return reply
-
-    def _op_index(self, x: _Script) -> Reply:
-        key, mode, uid = x.keys[0], x.argv[1], x.argv[2]
-        cur = self.get(key)
-        if mode == "get":
-            return cur or ""
-        if mode == "claim":
-            if cur:
-                return cur
-            self.data[key] = uid
-            return ""
-        if cur == uid:
-            self.delete(key)
-        return ""
 
     def _op_throttle(self, x: _Script) -> Reply:
         rec = x.hash(x.keys[0])
@@ -596,7 +580,7 @@ class MemoryStore:
             for field in ("pending_secret", "pending_sid", "pending_kid", "lock_until"):
                 self.data[k[0]].pop(field, None)
             x.hset(k[0], tfa="0", codes_kid="", fails=0)
-            self.delete(k[2], k[3])
+            self.delete(k[2])
         return ["OK", x.events]
 
     def _op_audit_event(self, x: _Script) -> Reply:

@@ -3,7 +3,6 @@ turning two-factor on (delivered by the demo's delivery thread after the change 
 
 from __future__ import annotations
 
-import pytest
 from browser_support import Person
 from playwright.sync_api import expect
 
@@ -17,8 +16,6 @@ def test_a_new_account_has_an_empty_demo_outbox(person: Person) -> None:
     expect(person.page.locator("#outbox tbody")).to_contain_text("No notices yet")
 
 
-@pytest.mark.xfail(strict=True, reason="the enable flow writes its SQL audit row on a helper's branch being "
-                                       "merged now; drop this marker when it lands")
 def test_turning_two_factor_on_shows_a_notice_in_the_outbox(person: Person) -> None:
     person.sign_up()
     person.enable_two_factor()

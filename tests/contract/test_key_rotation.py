@@ -48,7 +48,8 @@ def test_new_key_encrypts_old_key_still_decrypts_and_rotation_moves_secrets(stac
     assert c.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
 
 
-def test_cli_rotate_keys_and_admin_reset(redis_server: RedisServer, redis_url: str, stack_factory) -> None:  # type: ignore[no-untyped-def]
+def test_cli_rotate_keys_and_admin_reset(redis_server: RedisServer, redis_url: str, database_url: str,
+                                        stack_factory) -> None:  # type: ignore[no-untyped-def]
     stack = stack_factory()
     if stack.store_kind != "redis":
         return
@@ -56,7 +57,8 @@ def test_cli_rotate_keys_and_admin_reset(redis_server: RedisServer, redis_url: s
     api = stack.client()
     uid = api.sign_up("cli@example.com").json()["user"]["id"]
     api.enable_2fa()
-    env = {"BANATA_AUTH_SECRET": NEW_SECRET, "BANATA_AUTH_PREVIOUS_SECRETS": SECRET, "PATH": "/usr/bin:/bin"}
+    env = {"BANATA_AUTH_SECRET": NEW_SECRET, "BANATA_AUTH_PREVIOUS_SECRETS": SECRET, "PATH": "/usr/bin:/bin",
+           "BANATA_DATABASE_URL": database_url}
     run = [sys.executable, "-m", "banata_middleware.cli"]
     out = subprocess.run([*run, "rotate-keys", "--redis-url", redis_url], env=env, capture_output=True, text=True,
                          check=True).stdout
@@ -70,7 +72,7 @@ def test_cli_rotate_keys_and_admin_reset(redis_server: RedisServer, redis_url: s
 
 
 def test_cli_rotate_keys_skips_an_unreadable_record_reports_it_and_exits_non_zero(
-        redis_server: RedisServer, redis_url: str, stack_factory) -> None:  # type: ignore[no-untyped-def]
+        redis_server: RedisServer, redis_url: str, database_url: str, stack_factory) -> None:  # type: ignore[no-untyped-def]
     stack = stack_factory()
     if stack.store_kind != "redis" or stack.adapter != "asgi":
         pytest.skip("the CLI works on Redis; one adapter is enough")
@@ -83,7 +85,8 @@ def test_cli_rotate_keys_skips_an_unreadable_record_reports_it_and_exits_non_zer
     bad = uids[3]
     # one record copied onto another user: it no longer decrypts
     set_totp_secret(stack, bad, totp_secret(stack, uids[0]))
-    env = {"BANATA_AUTH_SECRET": NEW_SECRET, "BANATA_AUTH_PREVIOUS_SECRETS": SECRET, "PATH": "/usr/bin:/bin"}
+    env = {"BANATA_AUTH_SECRET": NEW_SECRET, "BANATA_AUTH_PREVIOUS_SECRETS": SECRET, "PATH": "/usr/bin:/bin",
+           "BANATA_DATABASE_URL": database_url}
     run = subprocess.run([sys.executable, "-m", "banata_middleware.cli", "rotate-keys", "--redis-url", redis_url],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 1, run.stdout + run.stderr

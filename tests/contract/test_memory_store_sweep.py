@@ -70,7 +70,7 @@ def test_each_operation_sweeps_a_bounded_number_of_keys() -> None:
         store.expire(f"k{i}", 1000)
     store.data["durable"] = "1"
     clock.advance(2)
-    probe = Op("index", ("nothing",), (int(clock.now() * 1000), "get", ""))
+    probe = Op("throttle", ("nothing",), (int(clock.now() * 1000), "peek", 1000, 1))  # reads, writes nothing
     store.execute(probe)
     assert len(store.data) == 1001 - MemoryStore.SWEEP_PER_OP
     for _ in range(1000 // MemoryStore.SWEEP_PER_OP):
@@ -86,7 +86,7 @@ def test_a_key_given_a_later_expiry_survives_its_first_one() -> None:
     for _ in range(100):
         store.expire("counter", 5000)  # as a throttle re-expires its counter on every hit
     assert len(store._expiry_heap) == 1
-    probe = Op("index", ("nothing",), (0, "get", ""))
+    probe = Op("throttle", ("nothing",), (0, "peek", 1000, 1))
     clock.advance(2)
     store.execute(probe)
     assert store.data == {"counter": "1"}

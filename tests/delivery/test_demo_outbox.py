@@ -58,8 +58,6 @@ def test_the_outbox_page_needs_a_session(demo: tuple[BanataAuth, object, FrozenC
         assert browser.get("/outbox", headers={"accept": "application/json"}).status_code in (401, 403)
 
 
-@pytest.mark.xfail(strict=True, reason="the flows write their SQL audit rows on the helpers' branches being "
-                                       "merged now; drop this marker when they land")
 def test_factor_changes_through_the_api_reach_the_outbox(demo: tuple[BanataAuth, object, FrozenClock]) -> None:
     """End to end: each change, committed by its flow with its audit row, gives its notice."""
     auth, app, clock = demo
