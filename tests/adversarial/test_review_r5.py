@@ -536,3 +536,83 @@ def test_a_gap_that_fills_in_leaves_nothing_behind_in_the_drainer(records: Recor
         assert auth.deliver_pending() == 2
     assert len(hook.received) == 6
     assert auth.delivery is not None and auth.delivery._gaps == {}
+
+
+@pytest.mark.xfail(strict=True, reason="R5-7: each retry of a hung sync notifier starts one more thread that "
+                                       "never ends: threads grow with attempts x events, without bound")
+def test_a_hung_notifier_does_not_pile_up_threads(records: RecordStore, fclock: FrozenClock) -> None:
+    """A notifier stuck on a dead SMTP connection (no socket timeout) is abandoned after the timeout
+    and retried: right. But the abandoned call keeps its thread, and the retry starts another one;
+    every event gets ``max_attempts`` stuck threads before it is dead-lettered, and the next event
+    starts over. A mail server that hangs for a day leaves thousands of threads in the app."""
+    release = threading.Event()
+
+    def hang(notice: object) -> None:
+        release.wait(30)
+
+    policy = DeliveryPolicy(timeout=0.1, max_attempts=3, backoff=1.0, lease=5.0, gap_grace=2.0, background=False)
+    auth = make_auth(records, fclock, notifier=hang, policy=policy)
+    try:
+        commit(records, fclock, "ann", "two_factor.enabled", "two_factor.disabled", "passkey.added")
+        for _ in range(12):
+            auth.deliver_pending()
+            fclock.advance(10)
+        stuck = [t for t in threading.enumerate() if t.name == "banata-notifier"]
+        assert len(stuck) <= 1, f"{len(stuck)} notifier threads are still running"
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("kind", [
+    "events",  # held: each cursor move renews the lease
+    pytest.param("replays", marks=pytest.mark.xfail(
+        strict=True, reason="R5-8: replays are delivered without renewing the lease: a run of slow replays "
+                            "outlives it and a second process delivers the same replays too")),
+])
+def test_slow_deliveries_are_made_by_one_process_at_a_time(records: RecordStore, fclock: FrozenClock,
+                                                           kind: str) -> None:
+    """Every cursor move renews the lease, so regular events keep their one holder; the replay
+    loop in ``Drainer._drain`` renews nothing. Three replays that each take 0.6 s (by the clock) of
+    a 1 s lease: during the second, another process finds the lease expired, claims the consumer
+    and delivers the replays still due, while the first goes on delivering them as well."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[str] = []
+    other: list[BanataAuth] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            got.append(self.headers["webhook-id"])
+            fclock.advance(0.6)  # a slow answer, within the timeout
+            if len(got) == 2 and other:
+                other.pop().deliver_pending()  # the other process's drain round, meanwhile
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        secret = new_webhook_secret()
+        policy = DeliveryPolicy(timeout=0.9, max_attempts=3, backoff=1.0, lease=1.0, gap_grace=2.0, background=False)
+        first = make_auth(records, fclock, policy=policy, webhooks=(WebhookEndpoint(url, secret, name="r"),))
+        second = make_auth(records, fclock, policy=policy, webhooks=(WebhookEndpoint(url, secret, name="r"),))
+        commit(records, fclock, "ann", "two_factor.enabled", "two_factor.disabled", "passkey.added")
+        if kind == "replays":
+            assert first.deliver_pending() == 3
+            fclock.advance(5)  # the lease is free again
+            got.clear()
+            for event in records.execute(ListAudit()):
+                assert records.execute(RequestReplay(event.id, int(fclock.now() * 1000))) == 1
+        other.append(second)
+        first.deliver_pending()
+        assert len(got) == len(set(got)) == 3, f"delivered: {got}"
+    finally:
+        server.shutdown()
+        server.server_close()
