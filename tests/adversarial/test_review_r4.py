@@ -568,3 +568,53 @@ def test_r4_9_a_records_repr_shows_no_password_hash_or_secret(stack: Stack) -> N
     shown = repr(record)
     assert record.account.password_hash not in shown
     assert record.totp[0].secret not in shown
+
+
+# -- R4-10: an import whose hot half failed ---------------------------------------------------------------
+def _trusted_device(stack: Stack, owner: Api) -> Api:
+    device = stack.client(ip="198.51.100.40")
+    assert device.sign_in(EMAIL).status_code == 403
+    stack.clock.advance(30)
+    device.device = owner.device
+    r = device.auth("/two-factor/verify-totp", {"code": device.code(), "trustDevice": True})
+    assert r.status_code == 200, r.text
+    assert device.auth("/sign-out").status_code == 200
+    return device
+
+
+def test_r4_an_imported_secret_voids_the_old_trusted_devices(stack: Stack) -> None:
+    owner, uid = two_factor_owner(stack)
+    device = _trusted_device(stack, owner)
+    stack.auth.import_totp(uid, "JBSWY3DPEHPK3PXP")
+    assert device.sign_in(EMAIL).status_code == 403
+
+
+@pytest.mark.xfail(strict=True, reason="R4-10: import_totp replaces the secret in SQL, then two_factor_import.lua "
+                   "(which bumps gen) fails: the host gets 503 but every device trusted under the replaced "
+                   "secret still skips the second factor; nothing repairs gen (SQL's generation is not compared)")
+def test_r4_10_an_import_whose_hot_half_failed_still_voids_trusted_devices(stack: Stack) -> None:
+    owner, uid = two_factor_owner(stack)
+    device = _trusted_device(stack, owner)
+    inner = stack.auth.store
+    stack.auth.store = FailOn(inner, "two_factor_import")
+    with pytest.raises(AuthError):
+        stack.auth.import_totp(uid, "JBSWY3DPEHPK3PXP")
+    stack.auth.store = inner
+    assert device.sign_in(EMAIL).status_code == 403
+
+
+@pytest.mark.xfail(strict=True, reason="R4-1: reset_user writes SQL first, so with PostgreSQL down an administrator "
+                   "cannot end a thief's sessions at all, while the warm copy keeps them passing (Redis first, "
+                   "as docs/storage.md rule 5 says, would end them and leave only the durable stamp to retry)")
+def test_r4_1_with_postgres_down_a_revoke_still_ends_the_sessions(stack: Stack) -> None:
+    owner, uid = two_factor_owner(stack)
+    good = stack.records
+    down = RecordStore(f"postgresql://postgres@127.0.0.1:{_closed_port()}/nowhere")
+    stack.auth.records = down
+    try:
+        with pytest.raises(AuthError):
+            stack.auth.revoke_sessions(uid)
+        assert owner.get("/api/me").status_code == 401
+    finally:
+        stack.auth.records = good
+        down.dispose()
