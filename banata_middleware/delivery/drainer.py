@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,13 +38,57 @@ if TYPE_CHECKING:
     from ..clock import Clock
     from ..stores.records import AuditRecord, RecordStore
 
-__all__ = ["Consumer", "DeliveryFailed", "DeliveryPolicy", "Drainer"]
+__all__ = ["Consumer", "DeliveryFailed", "DeliveryPolicy", "Drainer", "OneCallAtATime"]
 
 log = logging.getLogger("banata_middleware.delivery")
 
 
 class DeliveryFailed(Exception):
     """A delivery did not succeed. The message is short and holds no secret (it is logged and stored)."""
+
+
+class OneCallAtATime:
+    """Runs a consumer's calls in a thread of their own, each with a hard deadline, so the drainer
+    never waits longer than the timeout (a sync callee cannot be interrupted). A call still running
+    at its deadline is abandoned: ``abort`` (if given) is asked to end it, e.g. by closing its
+    connection. No new call starts while an abandoned one runs on: the next attempt waits for it
+    within its own timeout, then fails without starting another thread. A callee that hangs for a
+    day holds ONE thread, never one per attempt, and its events still go their way of retries and
+    dead letters."""
+
+    def __init__(self, thread_name: str) -> None:
+        self.thread_name = thread_name
+        self._running: threading.Thread | None = None
+
+    def run(self, call: Callable[[], None], timeout: float, abort: Callable[[], None] | None = None) -> None:
+        """``call()`` within ``timeout`` seconds; its exceptions are re-raised. ``TimeoutError``
+        when it is still running then; ``DeliveryFailed`` when the previous call still is."""
+        deadline = time.monotonic() + timeout
+        if self._running is not None:
+            self._running.join(timeout)
+            if self._running.is_alive():
+                raise DeliveryFailed("still busy with the previous call")
+            self._running = None
+        failure: list[BaseException] = []
+
+        def guarded() -> None:
+            try:
+                call()
+            except BaseException as exc:  # handed to the drainer's thread below
+                failure.append(exc)
+
+        worker = threading.Thread(target=guarded, name=self.thread_name, daemon=True)
+        worker.start()
+        worker.join(max(deadline - time.monotonic(), 0.0))
+        if worker.is_alive():
+            self._running = worker
+            if abort is not None:
+                abort()
+            raise TimeoutError
+        if failure:
+            if isinstance(failure[0], Exception):
+                raise failure[0]
+            raise DeliveryFailed(f"raised {type(failure[0]).__name__}")  # SystemExit &c. end only that thread
 
 
 class Consumer(Protocol):

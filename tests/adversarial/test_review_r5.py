@@ -536,8 +536,6 @@ def test_a_gap_that_fills_in_leaves_nothing_behind_in_the_drainer(records: Recor
     assert auth.delivery is not None and auth.delivery._gaps == {}
 
 
-@pytest.mark.xfail(strict=True, reason="R5-7: each retry of a hung sync notifier starts one more thread that "
-                                       "never ends: threads grow with attempts x events, without bound")
 def test_a_hung_notifier_does_not_pile_up_threads(records: RecordStore, fclock: FrozenClock) -> None:
     """A notifier stuck on a dead SMTP connection (no socket timeout) is abandoned after the timeout
     and retried: right. But the abandoned call keeps its thread, and the retry starts another one;
