@@ -10,20 +10,23 @@ Each delivery is an HTTP POST of ``{"type", "timestamp", "data"}`` (JSON) with t
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import re
 import secrets
-import urllib.error
-import urllib.request
+import socket
+import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
-from .drainer import DeliveryFailed
+from .drainer import DeliveryFailed, OneCallAtATime
 
 if TYPE_CHECKING:
     from ..stores.records import AuditRecord
@@ -129,22 +132,45 @@ def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes | str, *
     return payload
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect is a failure: following it would POST the event somewhere nobody configured.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+class _HTTP(http.client.HTTPConnection):
+    """A connection another thread can end at the delivery's deadline (``abort``): a receiver that
+    answers a byte at a time never trips a per-read socket timeout. The lock makes the race with
+    ``connect`` safe: either the socket exists and is shut down (a blocked read or write returns at
+    once), or ``connect`` sees the abort and nothing is sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._abort_lock = threading.Lock()
+        self._aborted = False
+
+    def connect(self) -> None:
+        super().connect()  # TCP (and TLS, in _HTTPS): each step bounded by the socket timeout
+        with self._abort_lock:
+            if self._aborted:
+                self.close()
+                raise TimeoutError
+
+    def abort(self) -> None:
+        with self._abort_lock:
+            self._aborted = True
+            if self.sock is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    self.sock.shutdown(socket.SHUT_RDWR)
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects())
+class _HTTPS(_HTTP, http.client.HTTPSConnection):
+    pass
 
 
 class WebhookConsumer:
-    """One endpoint as a delivery consumer: a 2xx answer within the timeout is a delivery."""
+    """One endpoint as a delivery consumer: a 2xx answer within the timeout is a delivery. A 3xx is
+    a failure, never followed: that would POST the event somewhere nobody configured."""
 
     def __init__(self, endpoint: WebhookEndpoint, clock: Clock = SYSTEM_CLOCK) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
         self.clock = clock
+        self._calls = OneCallAtATime("banata-webhook")
 
     def accepts(self, event: AuditRecord) -> bool:
         kinds = self.endpoint.kinds
@@ -153,18 +179,34 @@ class WebhookConsumer:
     def deliver(self, event: AuditRecord, timeout: float) -> None:
         body = json.dumps(event_payload(event), separators=(",", ":")).encode()
         msg_id, stamp = webhook_id(event), int(self.clock.now())
-        request = urllib.request.Request(self.endpoint.url, data=body, method="POST", headers={
-            "content-type": "application/json", "user-agent": "banata-middleware-webhooks",
-            "webhook-id": msg_id, "webhook-timestamp": str(stamp),
-            "webhook-signature": sign_webhook(self.endpoint._key, msg_id, stamp, body)})
+        headers = {"content-type": "application/json", "user-agent": "banata-middleware-webhooks",
+                   "webhook-id": msg_id, "webhook-timestamp": str(stamp),
+                   "webhook-signature": sign_webhook(self.endpoint._key, msg_id, stamp, body)}
+        parts = urlsplit(self.endpoint.url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        host = parts.hostname or ""  # WebhookEndpoint checked there is one
+        if parts.scheme == "https":
+            conn: _HTTP = _HTTPS(host, parts.port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            conn = _HTTP(host, parts.port, timeout=timeout)
+        status: list[int] = []
+
+        def post() -> None:
+            try:
+                conn.request("POST", target, body, headers)
+                with conn.getresponse() as response:
+                    status.append(response.status)
+            finally:
+                conn.close()
+
         try:
-            with _OPENER.open(request, timeout=timeout) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (OSError, ValueError) as exc:  # refused, timed out, reset (urllib wraps them as URLError)
+            # The timeout is a deadline for the whole delivery (name lookup, connect, TLS, request,
+            # answer), not per socket read: at the deadline the connection is shut down.
+            self._calls.run(post, timeout, abort=conn.abort)
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset, timed out, bad answer
             # The class name only: a message may carry the URL, whose query may hold a token.
-            reason = getattr(exc, "reason", exc)
-            raise DeliveryFailed(type(reason if isinstance(reason, BaseException) else exc).__name__) from None
-        if not 200 <= status < 300:
-            raise DeliveryFailed(f"HTTP {status}")
+            raise DeliveryFailed(type(exc).__name__) from None
+        if not 200 <= status[0] < 300:
+            raise DeliveryFailed(f"HTTP {status[0]}")

@@ -172,8 +172,6 @@ class Trickler:
         self.sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R5-3: the delivery timeout is urllib's per-read socket timeout, not a "
-                                       "deadline: a trickling receiver holds the drainer past timeout and lease")
 def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_timeout(fclock: FrozenClock) -> None:
     """``DeliveryPolicy.timeout`` promises 'seconds one delivery may take', and the lease is only
     required to exceed it. urlopen's timeout bounds each socket read: a receiver sending its answer a
