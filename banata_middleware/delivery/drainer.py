@@ -217,9 +217,11 @@ class Drainer:
                 return delivered  # another process holds this consumer
             for replay in claim.replays:
                 error = self._attempt(consumer, replay.event, 0)
-                self.records.execute(FinishReplay(name, replay.event.id, replay.replay_at, error is None,
-                                                  self._now(), error or ""))
                 delivered += error is None
+                done = self._now()
+                if not self.records.execute(FinishReplay(name, self.owner, replay.event.id, replay.replay_at,
+                                                         error is None, done, done + lease_ms, error or "")):
+                    return delivered  # our lease ran out (another process took over), or a new request came
             if claim.next_at > now:
                 return delivered  # the head event is backing off
             stored, attempts = claim.last_id, claim.attempts  # where the cursor is in SQL

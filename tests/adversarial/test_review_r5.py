@@ -559,9 +559,7 @@ def test_a_hung_notifier_does_not_pile_up_threads(records: RecordStore, fclock: 
 
 @pytest.mark.parametrize("kind", [
     "events",  # held: each cursor move renews the lease
-    pytest.param("replays", marks=pytest.mark.xfail(
-        strict=True, reason="R5-8: replays are delivered without renewing the lease: a run of slow replays "
-                            "outlives it and a second process delivers the same replays too")),
+    "replays",  # R5-8: each settled replay renews the lease too
 ])
 def test_slow_deliveries_are_made_by_one_process_at_a_time(records: RecordStore, fclock: FrozenClock,
                                                            kind: str) -> None:

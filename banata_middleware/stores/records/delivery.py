@@ -228,17 +228,25 @@ class DeadLetter(RecordOp[bool]):
 @dataclass(frozen=True, slots=True)
 class FinishReplay(RecordOp[bool]):
     """A replay was tried: delivered, the dead letter goes; failed, it stays dead with one more
-    attempt. Only the replay request that was claimed (``replay_at``) is settled."""
+    attempt. Only the replay request that was claimed (``replay_at``) is settled, and only by the
+    lease holder, whose lease is renewed until ``lease_until`` in the same transaction (a run of
+    slow replays keeps it, as cursor moves do). False: the lease or the request changed meanwhile."""
 
     consumer: str
+    owner: str
     event_id: int
     replay_at: int
     delivered: bool
     at: int
+    lease_until: int
     error: str = ""
 
     def run(self, schema: Schema) -> SqlGen[bool]:
-        d = schema.dead_letters
+        c, d = schema.delivery_cursors, schema.dead_letters
+        held = (yield update(c).where(c.c.consumer == self.consumer, c.c.lease_owner == self.owner)
+                .values(lease_until=self.lease_until)).rowcount
+        if held != 1:
+            return False
         where = (d.c.consumer == self.consumer, d.c.event_id == self.event_id, d.c.replay_at == self.replay_at)
         if self.delivered:
             return bool((yield delete(d).where(*where)).rowcount == 1)
