@@ -144,7 +144,9 @@ class Drainer:
         self.policy = policy
         self.owner = secrets.token_hex(8)  # this process's lease owner
         self._registered: set[str] = set()
-        self._gaps: dict[tuple[str, int, int], int] = {}  # (consumer, before, after) -> first seen (ms)
+        # consumer -> (before, after, first seen ms): the missing ids its last walk stopped at. One
+        # per consumer, forgotten once the walk gets past it (the id came, or its grace ran out).
+        self._gaps: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()  # one drain at a time in this process (thread vs deliver_pending)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -226,9 +228,13 @@ class Drainer:
                 return delivered  # the head event is backing off
             stored, attempts = claim.last_id, claim.attempts  # where the cursor is in SQL
             seen = stored  # the last id looked at (passed over events are advanced lazily)
+            waiting = self._gaps.pop(name, None)
             for event in claim.events:
-                if event.id != seen + 1 and not self._gap_settled(name, seen, event.id, now):
-                    break
+                if event.id != seen + 1:  # missing ids: committed late, or rolled back or pruned
+                    first = waiting[2] if waiting is not None and waiting[:2] == (seen, event.id) else now
+                    if now - first < p.gap_grace * 1000:
+                        self._gaps[name] = (seen, event.id, first)
+                        break
                 if not consumer.accepts(event):
                     seen = event.id
                     continue
@@ -255,14 +261,6 @@ class Drainer:
                 return delivered
             if len(claim.events) < p.batch or seen != claim.events[-1].id:
                 return delivered  # drained, or stopped at a gap still within its grace
-
-    def _gap_settled(self, name: str, before: int, after: int, now: int) -> bool:
-        key = (name, before, after)
-        first = self._gaps.setdefault(key, now)
-        if now - first < self.policy.gap_grace * 1000:
-            return False
-        del self._gaps[key]
-        return True
 
     def _attempt(self, consumer: Consumer, event: AuditRecord, failures: int) -> str | None:
         """Deliver once; None on success, else the short reason (logged, stored on the cursor)."""

@@ -510,8 +510,6 @@ def test_the_outbox_is_closed_to_a_password_only_sign_in_of_a_2fa_account(
         assert thief.get("/outbox", headers={"accept": "application/json"}).status_code in (401, 403)
 
 
-@pytest.mark.xfail(strict=True, reason="R5-6: Drainer._gaps keeps an entry for every gap that filled in within "
-                                       "its grace (out-of-order commits): it grows for the life of the process")
 def test_a_gap_that_fills_in_leaves_nothing_behind_in_the_drainer(records: RecordStore, fclock: FrozenClock,
                                                                   receivers: list[Receiver]) -> None:
     """On PostgreSQL and MariaDB concurrent flows commit ids out of order all the time: each such
