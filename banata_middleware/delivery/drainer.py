@@ -1,9 +1,10 @@
 """The drainer: delivers the audit events past each consumer's cursor, in id order, at least once.
 
-One loop serves every consumer (the notifier, each webhook endpoint). For a consumer it takes the
-lease (``ClaimBatch``: one conditional UPDATE, so two processes never deliver for it at once), then
-walks the events after the cursor: an event the consumer does not take is passed over, one it takes
-is delivered, and the cursor moves past it only after the delivery succeeded. A failure is counted
+Each consumer (the notifier, each webhook endpoint) is drained by a thread of its own, so a slow
+one holds back no other. The thread takes its consumer's lease (``ClaimBatch``: one conditional
+UPDATE, so two processes never deliver for it at once), then walks the events after the cursor: an
+event the consumer does not take is passed over, one it takes is delivered, and the cursor moves
+past it only after the delivery succeeded. A failure is counted
 on the cursor and retried after an exponential backoff; after ``max_attempts`` the event becomes a
 dead letter and the cursor moves on. A crash anywhere leaves the cursor at or before the last
 delivered event: the event is delivered again (at least once, never lost).
@@ -21,6 +22,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -147,66 +149,76 @@ class Drainer:
         # consumer -> (before, after, first seen ms): the missing ids its last walk stopped at. One
         # per consumer, forgotten once the walk gets past it (the id came, or its grace ran out).
         self._gaps: dict[str, tuple[int, int, int]] = {}
-        self._lock = threading.Lock()  # one drain at a time in this process (thread vs deliver_pending)
-        self._wake = threading.Event()
+        # Consumers do not wait for each other: each has its own background thread and its own lock
+        # (one drain of a consumer at a time in this process: its thread vs deliver_pending).
+        self._locks = {c.name: threading.Lock() for c in self.consumers}
+        self._wakes = {c.name: threading.Event() for c in self.consumers}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # Register now, before this process commits anything: a new consumer starts at the newest
         # event, so an event committed before its registration would never be delivered to it.
-        self._register()
+        for consumer in self.consumers:
+            self._register(consumer)
 
     def _now(self) -> int:
         return int(self.clock.now() * 1000)
 
-    def _register(self) -> None:
-        for consumer in self.consumers:
-            if consumer.name not in self._registered:
-                try:
-                    self.records.execute(RegisterConsumer(consumer.name))
-                except AuthError:
-                    continue  # the store is down: nothing commits meanwhile; the next drain registers it
-                self._registered.add(consumer.name)
+    def _register(self, consumer: Consumer) -> bool:
+        if consumer.name not in self._registered:
+            try:
+                self.records.execute(RegisterConsumer(consumer.name))
+            except AuthError:
+                return False  # the store is down: nothing commits meanwhile; the next round registers it
+            self._registered.add(consumer.name)
+        return True
 
-    # -- the background thread ---------------------------------------------------------------
+    # -- the background threads, one per consumer ----------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="banata-delivery", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._loop, args=(c,), name=f"banata-delivery {c.name}",
+                                              daemon=True) for c in self.consumers]
+            for thread in self._threads:
+                thread.start()
 
     def poke(self) -> None:
         """Something committed: drain soon (cheap; never blocks the caller)."""
-        self._wake.set()
+        for wake in self._wakes.values():
+            wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.poke()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        self._threads = []
 
-    def _loop(self) -> None:
+    def _loop(self, consumer: Consumer) -> None:
+        wake = self._wakes[consumer.name]
         while not self._stop.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
-                self.drain()
+                self._round(consumer)
             except Exception:  # the thread must outlive any bug in one round; the cursor keeps the work
-                log.exception("delivery round failed")
-            self._wake.wait(self.policy.poll_interval)
+                log.exception("delivery round for %s failed", consumer.name)
+            wake.wait(self.policy.poll_interval)
 
-    # -- one round ---------------------------------------------------------------------------
+    # -- one round -----------------------------------------------------------------------------
     def drain(self) -> int:
-        """Deliver what is due for every consumer; returns the number of deliveries that succeeded.
-        A store outage ends the round quietly (logged by the store): the next round resumes."""
-        with self._lock:
-            self._register()
-            delivered = 0
-            for consumer in self.consumers:
-                if consumer.name in self._registered:
-                    try:
-                        delivered += self._drain(consumer)
-                    except AuthError:
-                        continue
-            return delivered
+        """Deliver what is due for every consumer, each in a thread of its own (a slow endpoint
+        holds back no other consumer); returns the number of deliveries that succeeded."""
+        if len(self.consumers) == 1:
+            return self._round(self.consumers[0])
+        with ThreadPoolExecutor(len(self.consumers), thread_name_prefix="banata-delivery") as pool:
+            return sum(pool.map(self._round, self.consumers))
+
+    def _round(self, consumer: Consumer) -> int:
+        """One consumer's round. A store outage ends it quietly (logged by the store): the next resumes."""
+        with self._locks[consumer.name]:
+            try:
+                return self._drain(consumer) if self._register(consumer) else 0
+            except AuthError:
+                return 0
 
     def _drain(self, consumer: Consumer) -> int:
         p, name = self.policy, consumer.name

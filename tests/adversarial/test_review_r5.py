@@ -107,8 +107,6 @@ def test_a_replay_goes_only_to_consumers_that_take_the_event(records: RecordStor
     assert records.execute(ListDeadLetters()) == ()
 
 
-@pytest.mark.xfail(strict=True, reason="R5-2: one drain loop serves every consumer in turn: a slow endpoint "
-                                       "holds back the notifier's and the other endpoints' deliveries")
 def test_a_slow_endpoint_does_not_hold_back_another_consumer(records: RecordStore, fclock: FrozenClock,
                                                             receivers: list[Receiver]) -> None:
     """docs/delivery.md: 'Consumers do not wait for each other.' A receiver that answers each POST
