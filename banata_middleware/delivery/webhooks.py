@@ -81,7 +81,7 @@ class WebhookEndpoint:
 
 def webhook_id(event: AuditRecord) -> str:
     """Stable for one event, so receivers dedupe retries and replays. The event's time is in it
-    too: SQLite may reuse an id once every older row was pruned; the pair is never reused."""
+    too: SQLite before migration 0004 reused an id once every older row was pruned."""
     return f"evt_{event.id}_{event.at}"
 
 

@@ -201,8 +201,6 @@ def test_verify_webhook_refuses_any_malformed_timestamp_with_its_own_error(stamp
         verify_webhook(new_webhook_secret(), headers, b"{}")
 
 
-@pytest.mark.xfail(strict=True, reason="R5-5: SQLite reuses audit ids once every row is pruned; an event "
-                                       "committed before the next claim is skipped (cursor set to the newest id)")
 def test_an_event_after_retention_emptied_the_sqlite_outbox_is_delivered(records: RecordStore, fclock: FrozenClock,
                                                                         receivers: list[Receiver]) -> None:
     """A quiet app: its only events age out (PruneAudit), then a user turns 2FA on. The new row gets

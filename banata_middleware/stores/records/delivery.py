@@ -142,14 +142,6 @@ class ClaimBatch(RecordOp["Claim | None"]):
         last_id = int(row.last_id)
         events = tuple(audit_record(r) for r in (yield select(a).where(a.c.id > last_id)
                                                  .order_by(a.c.id).limit(self.limit)).all())
-        if not events:
-            # SQLite reuses ids once every row is gone (all events pruned): a cursor past the newest
-            # id would skip the new ones, so it moves back to it. Only the lease holder moves it.
-            newest = int((yield select(func.coalesce(func.max(a.c.id), 0))).scalar_one())
-            if newest < last_id:
-                yield update(c).where(c.c.consumer == self.consumer, c.c.lease_owner == self.owner,
-                                      c.c.last_id == last_id).values(last_id=newest, attempts=0, next_at=0)
-                last_id = newest
         due = (yield select(a, d.c.replay_at).join(d, d.c.event_id == a.c.id).where(
             d.c.consumer == self.consumer, d.c.replay_at.is_not(None), d.c.replay_at <= self.now,
         ).order_by(a.c.id).limit(self.limit)).all()
