@@ -96,8 +96,9 @@ class OneCallAtATime:
 class Consumer(Protocol):
     #: The cursor's name: stable across restarts, unique per consumer, no secret in it.
     name: str
-
-    def accepts(self, event: AuditRecord) -> bool: ...
+    #: The audit event types it takes (``None``: every type). Stored on its cursor at registration,
+    #: so a replay request (``banata-mfa webhooks replay``) marks only consumers that take the type.
+    kinds: frozenset[str] | None
 
     def deliver(self, event: AuditRecord, timeout: float) -> None:
         """Deliver ``event`` within ``timeout`` seconds or raise ``DeliveryFailed``."""
@@ -135,6 +136,10 @@ class DeliveryPolicy:
         return int(min(self.backoff * 2 ** (failures - 1), self.max_backoff) * 1000)
 
 
+def takes(consumer: Consumer, event: AuditRecord) -> bool:
+    return consumer.kinds is None or event.type in consumer.kinds
+
+
 class Drainer:
     def __init__(self, records: RecordStore, consumers: Sequence[Consumer], clock: Clock,
                  policy: DeliveryPolicy) -> None:
@@ -166,7 +171,7 @@ class Drainer:
     def _register(self, consumer: Consumer) -> bool:
         if consumer.name not in self._registered:
             try:
-                self.records.execute(RegisterConsumer(consumer.name))
+                self.records.execute(RegisterConsumer(consumer.name, consumer.kinds))
             except AuthError:
                 return False  # the store is down: nothing commits meanwhile; the next round registers it
             self._registered.add(consumer.name)
@@ -230,8 +235,11 @@ class Drainer:
             if claim is None:
                 return delivered  # another process holds this consumer
             for replay in claim.replays:
-                error = self._attempt(consumer, replay.event, 0)
-                delivered += error is None
+                # A type the consumer does not take (its kinds changed since the request) is passed
+                # over, as the walk passes such events: settled without a delivery.
+                taken = takes(consumer, replay.event)
+                error = self._attempt(consumer, replay.event, 0) if taken else None
+                delivered += taken and error is None
                 done = self._now()
                 if not self.records.execute(FinishReplay(name, self.owner, replay.event.id, replay.replay_at,
                                                          error is None, done, done + lease_ms, error or "")):
@@ -247,7 +255,7 @@ class Drainer:
                     if now - first < p.gap_grace * 1000:
                         self._gaps[name] = (seen, event.id, first)
                         break
-                if not consumer.accepts(event):
+                if not takes(consumer, event):
                     seen = event.id
                     continue
                 error = self._attempt(consumer, event, attempts)

@@ -70,13 +70,11 @@ class NoticeConsumer:
     hangs (``OneCallAtATime``: the attempts meanwhile fail without starting another call)."""
 
     name = "notifier"
+    kinds: frozenset[str] | None = frozenset(NOTICE_KINDS)
 
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
         self._calls = OneCallAtATime("banata-notifier")
-
-    def accepts(self, event: AuditRecord) -> bool:
-        return event.type in NOTICE_KINDS
 
     def deliver(self, event: AuditRecord, timeout: float) -> None:
         notice = notice_of(event)

@@ -117,13 +117,13 @@ def test_0004_makes_sqlite_audit_ids_never_reused_even_after_retention_emptied_t
     """An existing SQLite database whose events were all pruned: after the upgrade the next event's
     id is past every delivery cursor (R5-5), and the rows kept their ids."""
     from banata_middleware.stores.records import AppendAudit, AuditEntry, ListAudit, PruneAudit
-    from banata_middleware.stores.records.delivery import RegisterConsumer
 
     store = RecordStore(f"sqlite:///{os.path.join(tmp_path, 'old.db')}")
     try:
         migrate.upgrade(store.engine, store.schema, "0003")
         store.execute(AppendAudit("u", [AuditEntry("a", 1), AuditEntry("b", 1), AuditEntry("c", 1)]))
-        assert store.execute(RegisterConsumer("notifier")) == 3
+        with store.engine.begin() as conn:  # a cursor as revision 0003 has it (RegisterConsumer is newer)
+            conn.execute(text("INSERT INTO banata_delivery_cursors (consumer, last_id) VALUES ('notifier', 3)"))
         store.execute(PruneAudit(10))
         store.execute(AppendAudit("u", [AuditEntry("d", 20)]))  # before 0004: id 1 again
         migrate.upgrade(store.engine, store.schema)
