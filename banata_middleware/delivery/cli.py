@@ -2,8 +2,9 @@
 
 ``list`` prints each consumer (the notifier, each webhook endpoint): its cursor, the events past it,
 the head's failed attempts and backoff, and its dead letters. ``replay ID`` asks for event ``ID`` to
-be delivered again (to every consumer that has it behind its cursor or dead, or to ``--consumer``);
-the running app's delivery thread sends it with the endpoint's secret, which this command never needs.
+be delivered again (to every consumer that takes its type and has it behind its cursor or dead, or
+to ``--consumer``); the running app's delivery thread sends it with the endpoint's secret, which
+this command never needs.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def run_webhooks(args: argparse.Namespace) -> int:
         if args.webhooks_command == "replay":
             marked = store.execute(RequestReplay(args.event_id, int(SYSTEM_CLOCK.now() * 1000), args.consumer))
             if not marked:
-                print(f"banata-mfa webhooks: nothing to replay for event {args.event_id} (no such event, or "
-                      "not delivered yet: it is still ahead of the cursor)", file=sys.stderr)
+                print(f"banata-mfa webhooks: nothing to replay for event {args.event_id} (no such event, not "
+                      "a type the consumers take, or not delivered yet: still ahead of the cursor)", file=sys.stderr)
                 return 1
             print(f"event {args.event_id}: replay requested for {marked} consumer(s); "
                   "the app's delivery thread sends it")

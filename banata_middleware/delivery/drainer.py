@@ -1,9 +1,10 @@
 """The drainer: delivers the audit events past each consumer's cursor, in id order, at least once.
 
-One loop serves every consumer (the notifier, each webhook endpoint). For a consumer it takes the
-lease (``ClaimBatch``: one conditional UPDATE, so two processes never deliver for it at once), then
-walks the events after the cursor: an event the consumer does not take is passed over, one it takes
-is delivered, and the cursor moves past it only after the delivery succeeded. A failure is counted
+Each consumer (the notifier, each webhook endpoint) is drained by a thread of its own, so a slow
+one holds back no other. The thread takes its consumer's lease (``ClaimBatch``: one conditional
+UPDATE, so two processes never deliver for it at once), then walks the events after the cursor: an
+event the consumer does not take is passed over, one it takes is delivered, and the cursor moves
+past it only after the delivery succeeded. A failure is counted
 on the cursor and retried after an exponential backoff; after ``max_attempts`` the event becomes a
 dead letter and the cursor moves on. A crash anywhere leaves the cursor at or before the last
 delivered event: the event is delivered again (at least once, never lost).
@@ -19,7 +20,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from ..clock import Clock
     from ..stores.records import AuditRecord, RecordStore
 
-__all__ = ["Consumer", "DeliveryFailed", "DeliveryPolicy", "Drainer"]
+__all__ = ["Consumer", "DeliveryFailed", "DeliveryPolicy", "Drainer", "OneCallAtATime"]
 
 log = logging.getLogger("banata_middleware.delivery")
 
@@ -46,11 +49,56 @@ class DeliveryFailed(Exception):
     """A delivery did not succeed. The message is short and holds no secret (it is logged and stored)."""
 
 
+class OneCallAtATime:
+    """Runs a consumer's calls in a thread of their own, each with a hard deadline, so the drainer
+    never waits longer than the timeout (a sync callee cannot be interrupted). A call still running
+    at its deadline is abandoned: ``abort`` (if given) is asked to end it, e.g. by closing its
+    connection. No new call starts while an abandoned one runs on: the next attempt waits for it
+    within its own timeout, then fails without starting another thread. A callee that hangs for a
+    day holds ONE thread, never one per attempt, and its events still go their way of retries and
+    dead letters."""
+
+    def __init__(self, thread_name: str) -> None:
+        self.thread_name = thread_name
+        self._running: threading.Thread | None = None
+
+    def run(self, call: Callable[[], None], timeout: float, abort: Callable[[], None] | None = None) -> None:
+        """``call()`` within ``timeout`` seconds; its exceptions are re-raised. ``TimeoutError``
+        when it is still running then; ``DeliveryFailed`` when the previous call still is."""
+        deadline = time.monotonic() + timeout
+        if self._running is not None:
+            self._running.join(timeout)
+            if self._running.is_alive():
+                raise DeliveryFailed("still busy with the previous call")
+            self._running = None
+        failure: list[BaseException] = []
+
+        def guarded() -> None:
+            try:
+                call()
+            except BaseException as exc:  # handed to the drainer's thread below
+                failure.append(exc)
+
+        worker = threading.Thread(target=guarded, name=self.thread_name, daemon=True)
+        worker.start()
+        worker.join(max(deadline - time.monotonic(), 0.0))
+        if worker.is_alive():
+            self._running = worker
+            if abort is not None:
+                abort()
+            raise TimeoutError
+        if failure:
+            if isinstance(failure[0], Exception):
+                raise failure[0]
+            raise DeliveryFailed(f"raised {type(failure[0]).__name__}")  # SystemExit &c. end only that thread
+
+
 class Consumer(Protocol):
     #: The cursor's name: stable across restarts, unique per consumer, no secret in it.
     name: str
-
-    def accepts(self, event: AuditRecord) -> bool: ...
+    #: The audit event types it takes (``None``: every type). Stored on its cursor at registration,
+    #: so a replay request (``banata-mfa webhooks replay``) marks only consumers that take the type.
+    kinds: frozenset[str] | None
 
     def deliver(self, event: AuditRecord, timeout: float) -> None:
         """Deliver ``event`` within ``timeout`` seconds or raise ``DeliveryFailed``."""
@@ -88,6 +136,10 @@ class DeliveryPolicy:
         return int(min(self.backoff * 2 ** (failures - 1), self.max_backoff) * 1000)
 
 
+def takes(consumer: Consumer, event: AuditRecord) -> bool:
+    return consumer.kinds is None or event.type in consumer.kinds
+
+
 class Drainer:
     def __init__(self, records: RecordStore, consumers: Sequence[Consumer], clock: Clock,
                  policy: DeliveryPolicy) -> None:
@@ -99,67 +151,79 @@ class Drainer:
         self.policy = policy
         self.owner = secrets.token_hex(8)  # this process's lease owner
         self._registered: set[str] = set()
-        self._gaps: dict[tuple[str, int, int], int] = {}  # (consumer, before, after) -> first seen (ms)
-        self._lock = threading.Lock()  # one drain at a time in this process (thread vs deliver_pending)
-        self._wake = threading.Event()
+        # consumer -> (before, after, first seen ms): the missing ids its last walk stopped at. One
+        # per consumer, forgotten once the walk gets past it (the id came, or its grace ran out).
+        self._gaps: dict[str, tuple[int, int, int]] = {}
+        # Consumers do not wait for each other: each has its own background thread and its own lock
+        # (one drain of a consumer at a time in this process: its thread vs deliver_pending).
+        self._locks = {c.name: threading.Lock() for c in self.consumers}
+        self._wakes = {c.name: threading.Event() for c in self.consumers}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # Register now, before this process commits anything: a new consumer starts at the newest
         # event, so an event committed before its registration would never be delivered to it.
-        self._register()
+        for consumer in self.consumers:
+            self._register(consumer)
 
     def _now(self) -> int:
         return int(self.clock.now() * 1000)
 
-    def _register(self) -> None:
-        for consumer in self.consumers:
-            if consumer.name not in self._registered:
-                try:
-                    self.records.execute(RegisterConsumer(consumer.name))
-                except AuthError:
-                    continue  # the store is down: nothing commits meanwhile; the next drain registers it
-                self._registered.add(consumer.name)
+    def _register(self, consumer: Consumer) -> bool:
+        if consumer.name not in self._registered:
+            try:
+                self.records.execute(RegisterConsumer(consumer.name, consumer.kinds))
+            except AuthError:
+                return False  # the store is down: nothing commits meanwhile; the next round registers it
+            self._registered.add(consumer.name)
+        return True
 
-    # -- the background thread ---------------------------------------------------------------
+    # -- the background threads, one per consumer ----------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="banata-delivery", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._loop, args=(c,), name=f"banata-delivery {c.name}",
+                                              daemon=True) for c in self.consumers]
+            for thread in self._threads:
+                thread.start()
 
     def poke(self) -> None:
         """Something committed: drain soon (cheap; never blocks the caller)."""
-        self._wake.set()
+        for wake in self._wakes.values():
+            wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.poke()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        self._threads = []
 
-    def _loop(self) -> None:
+    def _loop(self, consumer: Consumer) -> None:
+        wake = self._wakes[consumer.name]
         while not self._stop.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
-                self.drain()
+                self._round(consumer)
             except Exception:  # the thread must outlive any bug in one round; the cursor keeps the work
-                log.exception("delivery round failed")
-            self._wake.wait(self.policy.poll_interval)
+                log.exception("delivery round for %s failed", consumer.name)
+            wake.wait(self.policy.poll_interval)
 
-    # -- one round ---------------------------------------------------------------------------
+    # -- one round -----------------------------------------------------------------------------
     def drain(self) -> int:
-        """Deliver what is due for every consumer; returns the number of deliveries that succeeded.
-        A store outage ends the round quietly (logged by the store): the next round resumes."""
-        with self._lock:
-            self._register()
-            delivered = 0
-            for consumer in self.consumers:
-                if consumer.name in self._registered:
-                    try:
-                        delivered += self._drain(consumer)
-                    except AuthError:
-                        continue
-            return delivered
+        """Deliver what is due for every consumer, each in a thread of its own (a slow endpoint
+        holds back no other consumer); returns the number of deliveries that succeeded."""
+        if len(self.consumers) == 1:
+            return self._round(self.consumers[0])
+        with ThreadPoolExecutor(len(self.consumers), thread_name_prefix="banata-delivery") as pool:
+            return sum(pool.map(self._round, self.consumers))
+
+    def _round(self, consumer: Consumer) -> int:
+        """One consumer's round. A store outage ends it quietly (logged by the store): the next resumes."""
+        with self._locks[consumer.name]:
+            try:
+                return self._drain(consumer) if self._register(consumer) else 0
+            except AuthError:
+                return 0
 
     def _drain(self, consumer: Consumer) -> int:
         p, name = self.policy, consumer.name
@@ -171,18 +235,27 @@ class Drainer:
             if claim is None:
                 return delivered  # another process holds this consumer
             for replay in claim.replays:
-                error = self._attempt(consumer, replay.event, 0)
-                self.records.execute(FinishReplay(name, replay.event.id, replay.replay_at, error is None,
-                                                  self._now(), error or ""))
-                delivered += error is None
+                # A type the consumer does not take (its kinds changed since the request) is passed
+                # over, as the walk passes such events: settled without a delivery.
+                taken = takes(consumer, replay.event)
+                error = self._attempt(consumer, replay.event, 0) if taken else None
+                delivered += taken and error is None
+                done = self._now()
+                if not self.records.execute(FinishReplay(name, self.owner, replay.event.id, replay.replay_at,
+                                                         error is None, done, done + lease_ms, error or "")):
+                    return delivered  # our lease ran out (another process took over), or a new request came
             if claim.next_at > now:
                 return delivered  # the head event is backing off
             stored, attempts = claim.last_id, claim.attempts  # where the cursor is in SQL
             seen = stored  # the last id looked at (passed over events are advanced lazily)
+            waiting = self._gaps.pop(name, None)
             for event in claim.events:
-                if event.id != seen + 1 and not self._gap_settled(name, seen, event.id, now):
-                    break
-                if not consumer.accepts(event):
+                if event.id != seen + 1:  # missing ids: committed late, or rolled back or pruned
+                    first = waiting[2] if waiting is not None and waiting[:2] == (seen, event.id) else now
+                    if now - first < p.gap_grace * 1000:
+                        self._gaps[name] = (seen, event.id, first)
+                        break
+                if not takes(consumer, event):
                     seen = event.id
                     continue
                 error = self._attempt(consumer, event, attempts)
@@ -208,14 +281,6 @@ class Drainer:
                 return delivered
             if len(claim.events) < p.batch or seen != claim.events[-1].id:
                 return delivered  # drained, or stopped at a gap still within its grace
-
-    def _gap_settled(self, name: str, before: int, after: int, now: int) -> bool:
-        key = (name, before, after)
-        first = self._gaps.setdefault(key, now)
-        if now - first < self.policy.gap_grace * 1000:
-            return False
-        del self._gaps[key]
-        return True
 
     def _attempt(self, consumer: Consumer, event: AuditRecord, failures: int) -> str | None:
         """Deliver once; None on success, else the short reason (logged, stored on the cursor)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .drainer import DeliveryFailed
+from .drainer import DeliveryFailed, OneCallAtATime
 
 if TYPE_CHECKING:
     from ..stores.records import AuditRecord
@@ -66,35 +66,32 @@ def notice_of(event: AuditRecord) -> Notice:
 class NoticeConsumer:
     """The notifier as a delivery consumer. Each call runs in a thread of its own that the drainer
     waits for at most the timeout (a sync callable cannot be interrupted; an async one is
-    cancelled): a hung notifier delays nothing but its own notices."""
+    cancelled): a hung notifier delays nothing but its own notices, and holds one thread while it
+    hangs (``OneCallAtATime``: the attempts meanwhile fail without starting another call)."""
 
     name = "notifier"
+    kinds: frozenset[str] | None = frozenset(NOTICE_KINDS)
 
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
-
-    def accepts(self, event: AuditRecord) -> bool:
-        return event.type in NOTICE_KINDS
+        self._calls = OneCallAtATime("banata-notifier")
 
     def deliver(self, event: AuditRecord, timeout: float) -> None:
         notice = notice_of(event)
-        failure: list[BaseException] = []
 
         def call() -> None:
-            try:
-                result = self.notifier(notice)
-                if inspect.isawaitable(result):
-                    asyncio.run(asyncio.wait_for(_awaited(result), timeout))
-            except BaseException as exc:  # reported to the drainer below, by type only
-                failure.append(exc)
+            result = self.notifier(notice)
+            if inspect.isawaitable(result):
+                asyncio.run(asyncio.wait_for(_awaited(result), timeout))
 
-        worker = threading.Thread(target=call, name="banata-notifier", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            raise DeliveryFailed(f"notifier timed out after {timeout:g} s")
-        if failure:
-            raise DeliveryFailed(f"notifier raised {type(failure[0]).__name__}")
+        try:
+            self._calls.run(call, timeout)
+        except TimeoutError:
+            raise DeliveryFailed(f"notifier timed out after {timeout:g} s") from None
+        except DeliveryFailed as exc:
+            raise DeliveryFailed(f"notifier {exc}") from None
+        except Exception as exc:  # by type only: the message may hold anything
+            raise DeliveryFailed(f"notifier raised {type(exc).__name__}") from None
 
 
 async def _awaited(result: Awaitable[None]) -> None:

@@ -10,19 +10,23 @@ Each delivery is an HTTP POST of ``{"type", "timestamp", "data"}`` (JSON) with t
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
+import re
 import secrets
-import urllib.error
-import urllib.request
+import socket
+import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
-from .drainer import DeliveryFailed
+from .drainer import DeliveryFailed, OneCallAtATime
 
 if TYPE_CHECKING:
     from ..stores.records import AuditRecord
@@ -31,6 +35,8 @@ __all__ = ["WebhookConsumer", "WebhookEndpoint", "WebhookVerificationError", "ev
            "new_webhook_secret", "sign_webhook", "verify_webhook", "webhook_id"]
 
 _PREFIX = "whsec_"
+# Unix seconds, ASCII digits only: str.isdigit() also takes '²' and numbers int() refuses (4300+ digits).
+_STAMP = re.compile(r"[0-9]{1,12}\Z")
 
 
 def _key(secret: str) -> bytes:
@@ -63,6 +69,8 @@ class WebhookEndpoint:
         self.url = url
         self._key = _key(secret)
         self.kinds = None if kinds is None else frozenset(kinds)
+        if self.kinds is not None and any(k.split() != [k] for k in self.kinds):
+            raise ValueError("an event type is a non-empty name without spaces, e.g. 'two_factor.enabled'")
         # Not the URL itself: its query may carry a token, and the name is printed and stored.
         digest = hashlib.sha256(url.encode()).hexdigest()[:10]
         self.name = f"webhook:{name or f'{parts.hostname}-{digest}'}"
@@ -75,7 +83,7 @@ class WebhookEndpoint:
 
 def webhook_id(event: AuditRecord) -> str:
     """Stable for one event, so receivers dedupe retries and replays. The event's time is in it
-    too: SQLite may reuse an id once every older row was pruned; the pair is never reused."""
+    too: SQLite before migration 0004 reused an id once every older row was pruned."""
     return f"evt_{event.id}_{event.at}"
 
 
@@ -113,7 +121,7 @@ def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes | str, *
     Dedupe by ``headers["webhook-id"]``: a delivery may come more than once."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, stamp, signatures = (lower.get(h, "") for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
-    if not (msg_id and stamp.isdigit() and signatures):
+    if not (msg_id and _STAMP.match(stamp) and signatures):
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
     if abs(clock.now() - int(stamp)) > tolerance:
         raise WebhookVerificationError("the webhook timestamp is outside the tolerance")
@@ -126,42 +134,78 @@ def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes | str, *
     return payload
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect is a failure: following it would POST the event somewhere nobody configured.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+class _HTTP(http.client.HTTPConnection):
+    """A connection another thread can end at the delivery's deadline (``abort``): a receiver that
+    answers a byte at a time never trips a per-read socket timeout. The lock makes the race with
+    ``connect`` safe: either the socket exists and is shut down (a blocked read or write returns at
+    once), or ``connect`` sees the abort and nothing is sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._abort_lock = threading.Lock()
+        self._aborted = False
+
+    def connect(self) -> None:
+        super().connect()  # TCP (and TLS, in _HTTPS): each step bounded by the socket timeout
+        with self._abort_lock:
+            if self._aborted:
+                self.close()
+                raise TimeoutError
+
+    def abort(self) -> None:
+        with self._abort_lock:
+            self._aborted = True
+            if self.sock is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    self.sock.shutdown(socket.SHUT_RDWR)
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects())
+class _HTTPS(_HTTP, http.client.HTTPSConnection):
+    pass
 
 
 class WebhookConsumer:
-    """One endpoint as a delivery consumer: a 2xx answer within the timeout is a delivery."""
+    """One endpoint as a delivery consumer: a 2xx answer within the timeout is a delivery. A 3xx is
+    a failure, never followed: that would POST the event somewhere nobody configured."""
 
     def __init__(self, endpoint: WebhookEndpoint, clock: Clock = SYSTEM_CLOCK) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
+        self.kinds = endpoint.kinds
         self.clock = clock
-
-    def accepts(self, event: AuditRecord) -> bool:
-        kinds = self.endpoint.kinds
-        return kinds is None or event.type in kinds
+        self._calls = OneCallAtATime("banata-webhook")
 
     def deliver(self, event: AuditRecord, timeout: float) -> None:
         body = json.dumps(event_payload(event), separators=(",", ":")).encode()
         msg_id, stamp = webhook_id(event), int(self.clock.now())
-        request = urllib.request.Request(self.endpoint.url, data=body, method="POST", headers={
-            "content-type": "application/json", "user-agent": "banata-middleware-webhooks",
-            "webhook-id": msg_id, "webhook-timestamp": str(stamp),
-            "webhook-signature": sign_webhook(self.endpoint._key, msg_id, stamp, body)})
+        headers = {"content-type": "application/json", "user-agent": "banata-middleware-webhooks",
+                   "webhook-id": msg_id, "webhook-timestamp": str(stamp),
+                   "webhook-signature": sign_webhook(self.endpoint._key, msg_id, stamp, body)}
+        parts = urlsplit(self.endpoint.url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        host = parts.hostname or ""  # WebhookEndpoint checked there is one
+        if parts.scheme == "https":
+            conn: _HTTP = _HTTPS(host, parts.port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            conn = _HTTP(host, parts.port, timeout=timeout)
+        status: list[int] = []
+
+        def post() -> None:
+            try:
+                conn.request("POST", target, body, headers)
+                with conn.getresponse() as response:
+                    status.append(response.status)
+            finally:
+                conn.close()
+
         try:
-            with _OPENER.open(request, timeout=timeout) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (OSError, ValueError) as exc:  # refused, timed out, reset (urllib wraps them as URLError)
+            # The timeout is a deadline for the whole delivery (name lookup, connect, TLS, request,
+            # answer), not per socket read: at the deadline the connection is shut down.
+            self._calls.run(post, timeout, abort=conn.abort)
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset, timed out, bad answer
             # The class name only: a message may carry the URL, whose query may hold a token.
-            reason = getattr(exc, "reason", exc)
-            raise DeliveryFailed(type(reason if isinstance(reason, BaseException) else exc).__name__) from None
-        if not 200 <= status < 300:
-            raise DeliveryFailed(f"HTTP {status}")
+            raise DeliveryFailed(type(exc).__name__) from None
+        if not 200 <= status[0] < 300:
+            raise DeliveryFailed(f"HTTP {status[0]}")

@@ -84,8 +84,6 @@ def _receiver(made: list[Receiver], **options: Any) -> Receiver:
 
 # == 1. Delivery after commit ===================================================================
 # -- findings ----------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R5-1: a replay skips the consumer's accepts(): an endpoint subscribed "
-                                       "to some kinds is POSTed others; the notifier dead-letters with KeyError")
 def test_a_replay_goes_only_to_consumers_that_take_the_event(records: RecordStore, fclock: FrozenClock,
                                                             receivers: list[Receiver]) -> None:
     """``banata-mfa webhooks replay ID`` (no --consumer) marks every consumer whose cursor is past the
@@ -101,14 +99,12 @@ def test_a_replay_goes_only_to_consumers_that_take_the_event(records: RecordStor
     auth.deliver_pending()
     assert narrow.received == [] and outbox.notices == []  # passed over by both: not their kind
     [event] = records.execute(ListAudit())
-    records.execute(RequestReplay(event.id, int(fclock.now() * 1000)))
+    assert records.execute(RequestReplay(event.id, int(fclock.now() * 1000))) == 0  # nobody takes its type
     auth.deliver_pending()
     assert [json.loads(d.body)["type"] for d in narrow.received] == []
     assert records.execute(ListDeadLetters()) == ()
 
 
-@pytest.mark.xfail(strict=True, reason="R5-2: one drain loop serves every consumer in turn: a slow endpoint "
-                                       "holds back the notifier's and the other endpoints' deliveries")
 def test_a_slow_endpoint_does_not_hold_back_another_consumer(records: RecordStore, fclock: FrozenClock,
                                                             receivers: list[Receiver]) -> None:
     """docs/delivery.md: 'Consumers do not wait for each other.' A receiver that answers each POST
@@ -172,8 +168,6 @@ class Trickler:
         self.sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R5-3: the delivery timeout is urllib's per-read socket timeout, not a "
-                                       "deadline: a trickling receiver holds the drainer past timeout and lease")
 def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_timeout(fclock: FrozenClock) -> None:
     """``DeliveryPolicy.timeout`` promises 'seconds one delivery may take', and the lease is only
     required to exceed it. urlopen's timeout bounds each socket read: a receiver sending its answer a
@@ -194,8 +188,6 @@ def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_timeout(fclock: Fr
     assert took < 1.5, f"one delivery with a 0.5 s timeout took {took:.1f} s"
 
 
-@pytest.mark.xfail(strict=True, reason="R5-4: verify_webhook lets ValueError escape for a webhook-timestamp "
-                                       "that str.isdigit() accepts but int() refuses (a 500 at the receiver)")
 @pytest.mark.parametrize("stamp", ["\u00b2", "9" * 5000], ids=["superscript-two", "5000-digits"])
 def test_verify_webhook_refuses_any_malformed_timestamp_with_its_own_error(stamp: str) -> None:
     """The receiver's documented contract: ``WebhookVerificationError`` (answer 400). '²' (U+00B2,
@@ -207,8 +199,6 @@ def test_verify_webhook_refuses_any_malformed_timestamp_with_its_own_error(stamp
         verify_webhook(new_webhook_secret(), headers, b"{}")
 
 
-@pytest.mark.xfail(strict=True, reason="R5-5: SQLite reuses audit ids once every row is pruned; an event "
-                                       "committed before the next claim is skipped (cursor set to the newest id)")
 def test_an_event_after_retention_emptied_the_sqlite_outbox_is_delivered(records: RecordStore, fclock: FrozenClock,
                                                                         receivers: list[Receiver]) -> None:
     """A quiet app: its only events age out (PruneAudit), then a user turns 2FA on. The new row gets
@@ -514,8 +504,6 @@ def test_the_outbox_is_closed_to_a_password_only_sign_in_of_a_2fa_account(
         assert thief.get("/outbox", headers={"accept": "application/json"}).status_code in (401, 403)
 
 
-@pytest.mark.xfail(strict=True, reason="R5-6: Drainer._gaps keeps an entry for every gap that filled in within "
-                                       "its grace (out-of-order commits): it grows for the life of the process")
 def test_a_gap_that_fills_in_leaves_nothing_behind_in_the_drainer(records: RecordStore, fclock: FrozenClock,
                                                                   receivers: list[Receiver]) -> None:
     """On PostgreSQL and MariaDB concurrent flows commit ids out of order all the time: each such
@@ -538,8 +526,6 @@ def test_a_gap_that_fills_in_leaves_nothing_behind_in_the_drainer(records: Recor
     assert auth.delivery is not None and auth.delivery._gaps == {}
 
 
-@pytest.mark.xfail(strict=True, reason="R5-7: each retry of a hung sync notifier starts one more thread that "
-                                       "never ends: threads grow with attempts x events, without bound")
 def test_a_hung_notifier_does_not_pile_up_threads(records: RecordStore, fclock: FrozenClock) -> None:
     """A notifier stuck on a dead SMTP connection (no socket timeout) is abandoned after the timeout
     and retried: right. But the abandoned call keeps its thread, and the retry starts another one;
@@ -565,9 +551,7 @@ def test_a_hung_notifier_does_not_pile_up_threads(records: RecordStore, fclock: 
 
 @pytest.mark.parametrize("kind", [
     "events",  # held: each cursor move renews the lease
-    pytest.param("replays", marks=pytest.mark.xfail(
-        strict=True, reason="R5-8: replays are delivered without renewing the lease: a run of slow replays "
-                            "outlives it and a second process delivers the same replays too")),
+    "replays",  # R5-8: each settled replay renews the lease too
 ])
 def test_slow_deliveries_are_made_by_one_process_at_a_time(records: RecordStore, fclock: FrozenClock,
                                                            kind: str) -> None:

@@ -276,3 +276,21 @@ def test_an_event_committed_by_a_process_killed_before_delivery_is_delivered_aft
         auth.close()
     [hit] = receiver.received
     assert standardwebhooks.Webhook(secret).verify(hit.body, hit.headers)["data"]["userId"] == "ann"
+
+
+def test_a_replay_of_a_type_the_endpoint_no_longer_takes_is_settled_without_a_post(
+        records: RecordStore, clock: FrozenClock, receiver: Receiver) -> None:
+    """R5-1, the drainer's side: the endpoint's kinds changed between the request and the replay."""
+    from banata_middleware.stores.records.delivery import RequestReplay
+
+    secret = new_webhook_secret()
+    auth = make_auth(records, clock, webhooks=(WebhookEndpoint(receiver.start().url, secret, name="k"),))
+    commit(records, clock, "ann", "two_factor.enabled")
+    assert auth.deliver_pending() == 1
+    [event] = [e for e in records.execute(ListAudit()) if e.user_id == "ann"]
+    assert records.execute(RequestReplay(event.id, int(clock.now() * 1000), "webhook:k")) == 1
+    restarted = make_auth(records, clock, webhooks=(
+        WebhookEndpoint(receiver.url, secret, kinds={"passkey.added"}, name="k"),))
+    clock.advance(10)  # the first process's lease ran out
+    assert restarted.deliver_pending() == 0
+    assert len(receiver.received) == 1 and records.execute(ListDeadLetters("webhook:k")) == ()

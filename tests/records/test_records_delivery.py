@@ -97,7 +97,9 @@ def test_a_dead_letter_moves_the_cursor_and_a_replay_delivers_it_again(store: Re
         assert (yield RequestReplay(second.id, NOW + 5, consumer)) == 0  # still ahead: nothing to ask
         claim = yield ClaimBatch(consumer, "p1", NOW + 5, LEASE)
         assert [r.event.id for r in claim.replays] == [first.id] and claim.events[0].id == second.id
-        assert (yield FinishReplay(consumer, first.id, NOW + 5, False, NOW + 6, "HTTP 502"))
+        assert not (yield FinishReplay(consumer, "p2", first.id, NOW + 5, True, NOW + 6, NOW + LEASE))  # not its lease
+        assert (yield FinishReplay(consumer, "p1", first.id, NOW + 5, False, NOW + 6, NOW + 6 + LEASE, "HTTP 502"))
+        assert (yield ClaimBatch(consumer, "p2", NOW + 5 + LEASE, LEASE)) is None  # the replay renewed the lease
         assert [(d.attempts, d.replay_at) for d in (yield ListDeadLetters(consumer))] == [(2, None)]
         assert (yield AdvanceCursor(consumer, "p1", first.id, 0, second.id, NOW + LEASE))
         # An event already delivered may be replayed too: it gets a row marked due.
@@ -106,7 +108,29 @@ def test_a_dead_letter_moves_the_cursor_and_a_replay_delivers_it_again(store: Re
         claim = yield ClaimBatch(consumer, "p1", NOW + 7, LEASE)
         assert [r.event.id for r in claim.replays] == [first.id, second.id]
         for replay in claim.replays:
-            assert (yield FinishReplay(consumer, replay.event.id, replay.replay_at, True, NOW + 8))
+            assert (yield FinishReplay(consumer, "p1", replay.event.id, replay.replay_at, True, NOW + 8, NOW + 8))
         assert (yield ListDeadLetters(consumer)) == ()
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_replay_marks_only_consumers_that_take_the_events_type(store: RecordStore, mode: str) -> None:
+    """R5-1: a consumer that passed an event over (not its type) is not asked to deliver it again.
+    The types are matched exactly ('_' is no wildcard), and a restart with other kinds updates them."""
+    wide, narrow, user = new_id("w"), new_id("n"), new_id()
+
+    def sequence() -> Sequence:
+        yield RegisterConsumer(wide)
+        yield RegisterConsumer(narrow, frozenset({"x_b", "two_factor.enabled"}))
+        yield AppendAudit(user, [AuditEntry("xab", NOW), AuditEntry("x_b", NOW)])
+        for consumer in (wide, narrow):
+            claim = yield ClaimBatch(consumer, "p1", NOW, LEASE)
+            assert (yield AdvanceCursor(consumer, "p1", claim.last_id, 0, claim.events[-1].id, NOW + LEASE))
+        xab, x_b = claim.events[-2:]
+        assert (yield RequestReplay(xab.id, NOW + 1, narrow)) == 0
+        assert (yield RequestReplay(x_b.id, NOW + 1, narrow)) == 1
+        assert (yield RequestReplay(xab.id, NOW + 2, wide)) == 1
+        yield RegisterConsumer(narrow, frozenset({"xab"}))  # restarted with other kinds
+        assert (yield RequestReplay(xab.id, NOW + 3, narrow)) == 1
 
     run_sequence(store, mode, sequence)

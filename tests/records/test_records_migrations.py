@@ -110,3 +110,26 @@ def test_db_commands_explain_a_missing_url_or_server(capsys: pytest.CaptureFixtu
     assert "cannot use postgresql+psycopg://postgres@127.0.0.1:1/none" in capsys.readouterr().err
     assert db("upgrade", "--database-url", "oracle://x@y/z") == 2
     assert "unsupported database" in capsys.readouterr().err
+
+
+def test_0004_makes_sqlite_audit_ids_never_reused_even_after_retention_emptied_the_table(
+        tmp_path: os.PathLike[str]) -> None:
+    """An existing SQLite database whose events were all pruned: after the upgrade the next event's
+    id is past every delivery cursor (R5-5), and the rows kept their ids."""
+    from banata_middleware.stores.records import AppendAudit, AuditEntry, ListAudit, PruneAudit
+
+    store = RecordStore(f"sqlite:///{os.path.join(tmp_path, 'old.db')}")
+    try:
+        migrate.upgrade(store.engine, store.schema, "0003")
+        store.execute(AppendAudit("u", [AuditEntry("a", 1), AuditEntry("b", 1), AuditEntry("c", 1)]))
+        with store.engine.begin() as conn:  # a cursor as revision 0003 has it (RegisterConsumer is newer)
+            conn.execute(text("INSERT INTO banata_delivery_cursors (consumer, last_id) VALUES ('notifier', 3)"))
+        store.execute(PruneAudit(10))
+        store.execute(AppendAudit("u", [AuditEntry("d", 20)]))  # before 0004: id 1 again
+        migrate.upgrade(store.engine, store.schema)
+        assert [e.id for e in store.execute(ListAudit())] == [1]  # the rebuild keeps the ids
+        store.execute(PruneAudit(30))
+        store.execute(AppendAudit("u", [AuditEntry("e", 40)]))
+        assert [e.id for e in store.execute(ListAudit())] == [4]  # past the cursor, though no row is left
+    finally:
+        store.dispose()

@@ -24,12 +24,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     delete,
     exists,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -61,6 +63,9 @@ def define_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         Column("attempts", Integer, nullable=False, server_default="0"),  # failed attempts of the head event
         Column("next_at", Millis, nullable=False, server_default="0"),  # no attempt before (backoff)
         Column("last_error", String(ERROR_LENGTH), nullable=False, server_default=""),
+        # The event types the consumer takes, each with a space either side (NULL: every type), as
+        # its process registered it: a replay request marks only consumers that take the type.
+        Column("kinds", Text, nullable=True),
     )
     dead = Table(
         f"{prefix}dead_letters", metadata,
@@ -86,17 +91,25 @@ def _insert_absent(schema: Schema, table: Table, values: dict[str, object]) -> E
     raise ValueError(f"unsupported SQL dialect {schema.dialect!r}")
 
 
+def _kinds(kinds: frozenset[str] | None) -> str | None:
+    return None if kinds is None else "".join(f" {k} " for k in sorted(kinds))
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterConsumer(RecordOp[int]):
     """Create the consumer's cursor at the newest event unless it exists (a new consumer gets what
-    happens from now on, not the whole history; a known one keeps its place). Replies with the cursor."""
+    happens from now on, not the whole history; a known one keeps its place), and record the event
+    types it takes (``kinds``, ``None``: every type; configuration, so the last process to start
+    says). Replies with the cursor."""
 
     consumer: str
+    kinds: frozenset[str] | None = None
 
     def run(self, schema: Schema) -> SqlGen[int]:
         c = schema.delivery_cursors
         newest = (yield select(func.coalesce(func.max(schema.audit_events.c.id), 0))).scalar_one()
         yield _insert_absent(schema, c, {"consumer": self.consumer, "last_id": int(newest)})
+        yield update(c).where(c.c.consumer == self.consumer).values(kinds=_kinds(self.kinds))
         return int((yield select(c.c.last_id).where(c.c.consumer == self.consumer)).scalar_one())
 
 
@@ -142,14 +155,6 @@ class ClaimBatch(RecordOp["Claim | None"]):
         last_id = int(row.last_id)
         events = tuple(audit_record(r) for r in (yield select(a).where(a.c.id > last_id)
                                                  .order_by(a.c.id).limit(self.limit)).all())
-        if not events:
-            # SQLite reuses ids once every row is gone (all events pruned): a cursor past the newest
-            # id would skip the new ones, so it moves back to it. Only the lease holder moves it.
-            newest = int((yield select(func.coalesce(func.max(a.c.id), 0))).scalar_one())
-            if newest < last_id:
-                yield update(c).where(c.c.consumer == self.consumer, c.c.lease_owner == self.owner,
-                                      c.c.last_id == last_id).values(last_id=newest, attempts=0, next_at=0)
-                last_id = newest
         due = (yield select(a, d.c.replay_at).join(d, d.c.event_id == a.c.id).where(
             d.c.consumer == self.consumer, d.c.replay_at.is_not(None), d.c.replay_at <= self.now,
         ).order_by(a.c.id).limit(self.limit)).all()
@@ -228,17 +233,25 @@ class DeadLetter(RecordOp[bool]):
 @dataclass(frozen=True, slots=True)
 class FinishReplay(RecordOp[bool]):
     """A replay was tried: delivered, the dead letter goes; failed, it stays dead with one more
-    attempt. Only the replay request that was claimed (``replay_at``) is settled."""
+    attempt. Only the replay request that was claimed (``replay_at``) is settled, and only by the
+    lease holder, whose lease is renewed until ``lease_until`` in the same transaction (a run of
+    slow replays keeps it, as cursor moves do). False: the lease or the request changed meanwhile."""
 
     consumer: str
+    owner: str
     event_id: int
     replay_at: int
     delivered: bool
     at: int
+    lease_until: int
     error: str = ""
 
     def run(self, schema: Schema) -> SqlGen[bool]:
-        d = schema.dead_letters
+        c, d = schema.delivery_cursors, schema.dead_letters
+        held = (yield update(c).where(c.c.consumer == self.consumer, c.c.lease_owner == self.owner)
+                .values(lease_until=self.lease_until)).rowcount
+        if held != 1:
+            return False
         where = (d.c.consumer == self.consumer, d.c.event_id == self.event_id, d.c.replay_at == self.replay_at)
         if self.delivered:
             return bool((yield delete(d).where(*where)).rowcount == 1)
@@ -249,9 +262,10 @@ class FinishReplay(RecordOp[bool]):
 
 @dataclass(frozen=True, slots=True)
 class RequestReplay(RecordOp[int]):
-    """Deliver event ``event_id`` again to ``consumer`` (every consumer: ``None``): a dead letter is
-    marked due; an event a consumer already delivered gets a dead letter row marked due. Events
-    still ahead of a cursor need nothing (they will be delivered). Replies with the rows marked."""
+    """Deliver event ``event_id`` again to ``consumer`` (every consumer: ``None``) if it takes the
+    event's type: a dead letter is marked due; an event a consumer already delivered gets a dead
+    letter row marked due. Events still ahead of a cursor need nothing (they will be delivered), and
+    a consumer that passed the event over (not its type) gets nothing. Replies with the rows marked."""
 
     event_id: int
     at: int
@@ -260,12 +274,15 @@ class RequestReplay(RecordOp[int]):
 
     def run(self, schema: Schema) -> SqlGen[int]:
         c, d, a = schema.delivery_cursors, schema.dead_letters, schema.audit_events
-        if not (yield select(a.c.id).where(a.c.id == self.event_id)).first():
+        event = (yield select(a.c.type).where(a.c.id == self.event_id)).first()
+        if event is None:
             return 0
-        mark = update(d).where(d.c.event_id == self.event_id).values(replay_at=self.at)
+        takes = or_(c.c.kinds.is_(None), c.c.kinds.contains(f" {event.type} ", autoescape=True))
+        mark = update(d).where(d.c.event_id == self.event_id, d.c.consumer.in_(select(c.c.consumer).where(takes))
+                               ).values(replay_at=self.at)
         behind = select(c.c.consumer, literal(self.event_id), literal(0), literal(self.at),
                         literal("replay requested"), literal(self.at)).where(
-            c.c.last_id >= self.event_id,
+            c.c.last_id >= self.event_id, takes,
             ~exists().where(d.c.consumer == c.c.consumer, d.c.event_id == self.event_id))
         if self.consumer is not None:
             mark = mark.where(d.c.consumer == self.consumer)

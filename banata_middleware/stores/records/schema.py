@@ -66,6 +66,9 @@ class Schema:
             Column("detail", Text, nullable=True),  # JSON object of strings
             Index(f"{prefix}audit_events_user_ix", "user_id", "id"),
             Index(f"{prefix}audit_events_at_ix", "at"),  # retention deletes by age
+            # SQLite: never reuse an id, even once retention pruned every row (delivery cursors
+            # and dead letters name events by id). Servers never do.
+            sqlite_autoincrement=True,
         )
         self.totp_factors = totp.define_table(m, prefix)
         self.backup_codes = backup_codes.define_table(m, prefix)
