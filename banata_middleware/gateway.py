@@ -4,7 +4,6 @@ request through with an ``Identity``. Adapters call ``Gateway.handle`` and rende
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -12,10 +11,9 @@ from urllib.parse import urlsplit
 from .config import BanataAuthConfig
 from .effects import Flow
 from .errors import AuthError
-from .flows import Flows
+from .flows import Flows, Handler
 from .http import Body, Identity, Request, Response, error_response, read_json
 from .policy import PHISHING_RESISTANT_AMR, PathPolicy, ambiguous_path
-from .session_flows import SessionFlows
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -27,8 +25,6 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
-
-Handler = Callable[[Request, Body], Flow[Response]]
 
 
 class Gateway:
@@ -43,47 +39,9 @@ class Gateway:
         self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
                                  phishing_resistant=config.phishing_resistant_paths)
         self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
-        f = flows
+        # Each flows module declares its routes (path -> (method, handler)) and its cookies.
         routes: dict[tuple[str, str], Handler] = {
-            ("POST", "/sign-out"): lambda r, b: f.sign_out(r),
-            ("GET", "/get-session"): lambda r, b: f.get_session(r),
-        }
-        sf = SessionFlows(flows)
-        routes.update({
-            ("GET", "/list-sessions"): sf.list_sessions,
-            ("POST", "/revoke-session"): sf.revoke_session,
-            ("POST", "/revoke-other-sessions"): sf.revoke_other_sessions,
-            ("POST", "/revoke-sessions"): sf.revoke_sessions,
-        })
-        if config.auth_methods.email_password:
-            routes[("POST", "/sign-up/email")] = f.sign_up
-            routes[("POST", "/sign-in/email")] = f.sign_in
-        if config.auth_methods.two_factor:
-            routes.update({
-                ("POST", "/two-factor/enable"): f.enable,
-                ("POST", "/two-factor/verify-totp"): lambda r, b: f.verify(r, b, "totp"),
-                ("POST", "/two-factor/verify-backup-code"): lambda r, b: f.verify(r, b, "backup"),
-                ("POST", "/two-factor/disable"): f.disable,
-                ("POST", "/two-factor/get-totp-uri"): f.get_totp_uri,
-                ("POST", "/two-factor/generate-backup-codes"): f.generate_backup_codes,
-                ("GET", "/two-factor/list-trusted-devices"): sf.list_trusted_devices,
-                ("POST", "/two-factor/revoke-trusted-device"): sf.revoke_trusted_device,
-                ("POST", "/two-factor/revoke-trusted-devices"): sf.revoke_trusted_devices,
-            })
-        if config.auth_methods.passkey:
-            from .passkey_flows import PasskeyFlows  # py_webauthn is the 'passkeys' extra
-
-            pk = PasskeyFlows(flows)
-            flows.cookie_names = (*flows.cookie_names, pk.cookie)
-            routes.update({
-                ("GET", "/passkey/generate-register-options"): pk.register_options,
-                ("POST", "/passkey/verify-registration"): pk.verify_registration,
-                ("GET", "/passkey/generate-authenticate-options"): pk.authenticate_options,
-                ("POST", "/passkey/verify-authentication"): pk.verify_authentication,
-                ("GET", "/passkey/list-user-passkeys"): pk.list,
-                ("POST", "/passkey/delete-passkey"): pk.delete,
-                ("POST", "/passkey/update-passkey"): pk.rename,
-            })
+            (method, path): handler for path, (method, handler) in flows.routes().items()}
         if config.serve_openapi:
             routes[("GET", "/openapi.json")] = self._openapi
         self.routes = routes

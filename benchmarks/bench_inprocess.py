@@ -512,7 +512,7 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     def request() -> Request:
         return Request("GET", "/api/ping", headers, "127.0.0.1")
 
-    token = flows._session_token(request()) or ""
+    token = flows.session_token(request()) or ""
     read = flows.session_tokens.read(token)
     assert read is not None
     uid, sid = read

@@ -45,14 +45,14 @@ def test_from_env_accepts_better_auths_secret_name_and_refuses_none() -> None:
 
 def test_https_site_gets_host_prefixed_cookies() -> None:
     from banata_middleware import BanataAuth
-    from banata_middleware.passkey_flows import PasskeyFlows
+    from banata_middleware.flows.passkeys import PasskeyFlows
 
     auth = BanataAuth(BanataAuthConfig(app_name="A", site_url="https://a.example", secret=GOOD))
     # __Host- (not __Secure-): a sibling subdomain cannot plant a cookie that shadows ours
     assert (auth.flows.session_cookie, auth.flows.challenge_cookie, auth.flows.trust_cookie) == (
         "__Host-banata.session_token", "__Host-banata.two_factor", "__Host-banata.trust_device")
     assert PasskeyFlows(auth.flows).cookie == "__Host-banata.passkey"
-    name, value = auth.flows._cookie(auth.flows.session_cookie, "v", 10)
+    name, value = auth.flows.cookie_header(auth.flows.session_cookie, "v", 10)
     assert name == "set-cookie" and "Secure" in value and "HttpOnly" in value
     assert "Path=/" in value and "Domain" not in value  # what browsers require of a __Host- cookie
 

@@ -77,7 +77,7 @@ def test_enrolment_adds_otp_and_a_totp_or_backup_code_sign_in_says_pwd_otp(stack
     api.sign_in(EMAIL)
     r = api.auth("/two-factor/verify-backup-code", {"code": owner.backup_codes[0]})
     assert r.status_code == 200, r.text
-    assert amr(api) == ["pwd", "otp"]  # a look-up secret is a one-time secret (see flows.AMR_OTP)
+    assert amr(api) == ["pwd", "otp"]  # a look-up secret is a one-time secret (see flows.session.AMR_OTP)
 
 
 def test_a_trusted_device_sign_in_says_pwd_otp(stack: Stack) -> None:

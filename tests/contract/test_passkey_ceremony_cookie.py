@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from harness import SITE, Stack
 from test_passkeys import BASE, assertion, user_with_passkey
 
-from banata_middleware.passkey_flows import PasskeyFlows
+from banata_middleware.flows.passkeys import PasskeyFlows
 from banata_middleware.stores import MemoryStore
 
 

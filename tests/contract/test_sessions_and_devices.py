@@ -9,7 +9,7 @@ import pytest
 from harness import Api, Stack
 
 from banata_middleware.effects import Op
-from banata_middleware.flows import _iso
+from banata_middleware.flows import iso
 
 EMAIL = "sessions@example.com"
 WINDOW = 600  # Policies.factor_change_max_age, the default
@@ -48,7 +48,7 @@ def test_list_sessions_shows_each_browser_with_where_when_and_how(stack: Stack) 
     assert own["current"] is True and other["current"] is False
     assert own["id"] == session_id(a) and other["id"] == session_id(b)
     assert (own["ipAddress"], other["ipAddress"]) == ("10.0.0.1", "10.0.0.2")
-    assert own["aal"] == 1 and own["createdAt"] == _iso(stack.clock.now() * 1000)
+    assert own["aal"] == 1 and own["createdAt"] == iso(stack.clock.now() * 1000)
     assert own["lastUsedAt"] == own["updatedAt"] == own["createdAt"]
     # the listed "token" is the id: the session token itself is never stored, so never listed
     cookies = {a.http.cookies["banata.session_token"], b.http.cookies["banata.session_token"]}
@@ -66,11 +66,11 @@ def test_last_use_is_recorded_to_the_minute_by_the_guard(stack: Stack) -> None:
     created = stack.clock.now()
     stack.clock.advance(30)
     assert b.get("/api/me").status_code == 200  # within the minute: not written again
-    assert listed(a)[1]["lastUsedAt"] == _iso(created * 1000)
+    assert listed(a)[1]["lastUsedAt"] == iso(created * 1000)
     stack.clock.advance(31)
     assert b.get("/api/me").status_code == 200
-    assert listed(a)[1]["lastUsedAt"] == _iso(stack.clock.now() * 1000)
-    assert listed(a)[1]["createdAt"] == _iso(created * 1000)
+    assert listed(a)[1]["lastUsedAt"] == iso(stack.clock.now() * 1000)
+    assert listed(a)[1]["createdAt"] == iso(created * 1000)
 
 
 def test_revoke_session_by_its_listed_id_ends_that_browser(stack: Stack) -> None:
@@ -247,8 +247,8 @@ def test_trusted_devices_are_listed_and_keep_their_place_when_rotated(stack: Sta
     assert sign_in_again(d).status_code == 200  # the trust rotates: a new id, the same device
     mine = devices(d)[0]
     assert (mine["userAgent"], mine["current"]) == ("Browser D 2", True)
-    assert mine["id"] != items[1]["id"] and mine["createdAt"] == _iso(trusted_at * 1000)
-    assert mine["lastUsedAt"] == _iso(stack.clock.now() * 1000)
+    assert mine["id"] != items[1]["id"] and mine["createdAt"] == iso(trusted_at * 1000)
+    assert mine["lastUsedAt"] == iso(stack.clock.now() * 1000)
     assert len(devices(d)) == 2
 
 

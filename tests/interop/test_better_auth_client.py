@@ -222,12 +222,12 @@ def demo_in_process(framework: str, **overrides: Any) -> Iterator[str]:
 def test_dates_are_javascript_iso_strings() -> None:
     """better-auth's client turns ISO strings into Dates, reading the fraction digits as
     milliseconds: every date on the wire must have exactly three (``Date.toISOString()``)."""
-    from banata_middleware.flows import _iso
+    from banata_middleware.flows import iso
 
-    assert _iso(1764301820699) == "2025-11-28T03:50:20.699Z"
-    assert _iso("1764301820007") == "2025-11-28T03:50:20.007Z"
-    assert _iso(1764301820000) == "2025-11-28T03:50:20.000Z"
-    assert _iso(0) is None and _iso(None) is None
+    assert iso(1764301820699) == "2025-11-28T03:50:20.699Z"
+    assert iso("1764301820007") == "2025-11-28T03:50:20.007Z"
+    assert iso(1764301820000) == "2025-11-28T03:50:20.000Z"
+    assert iso(0) is None and iso(None) is None
 
 
 @pytest.mark.slow

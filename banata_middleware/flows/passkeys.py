@@ -1,6 +1,8 @@
 """Passkey flows: registration, passwordless sign-in, passkey as the second factor, management.
 
-Same shape as ``flows``: generators yielding store operations, one implementation for both adapters.
+Same shape as the other flows: generators yielding store operations, one implementation for both
+adapters. Composed on the flows (``Flows.passkeys``) when passkeys are on: py_webauthn is the
+'passkeys' extra, so this module is imported only then.
 """
 
 from __future__ import annotations
@@ -8,13 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .addresses import throttle_group
-from .crypto import hash_token
-from .effects import Flow, Op, Rec
-from .errors import AuthError
-from .flows import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Flows, _iso, _retry_after
-from .http import Body, Request, Response, json_response
-from .passkeys import (
+from ..addresses import throttle_group
+from ..crypto import hash_token
+from ..effects import Flow, Op, Rec
+from ..errors import AuthError
+from ..http import Body, Request, Response, json_response
+from ..passkeys import (
     authentication_options,
     credential_id_of,
     registration_options,
@@ -22,7 +23,7 @@ from .passkeys import (
     verify_authentication,
     verify_registration,
 )
-from .stores.records import (
+from ..stores.records import (
     AddPasskey,
     AdvanceSignCount,
     GetPasskey,
@@ -32,7 +33,9 @@ from .stores.records import (
     RenamePasskey,
     Status,
 )
-from .tokens import SealSigner
+from ..tokens import SealSigner
+from .primary import PrimaryFlows
+from .session import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Routes, iso, retry_after
 
 __all__ = ["PasskeyFlows"]
 
@@ -49,7 +52,7 @@ def _public(passkey: Passkey) -> dict[str, Any]:
     return {
         "id": passkey.credential_id,
         "name": passkey.name,
-        "createdAt": _iso(passkey.created_at),
+        "createdAt": iso(passkey.created_at),
         "deviceType": passkey.device_type,
         "backedUp": passkey.backed_up,
         "aaguid": passkey.aaguid,
@@ -62,11 +65,25 @@ class PasskeyFlows:
     #: up to this much behind Redis's must still find the mark, or an answered ceremony would answer again.
     MARK_MARGIN_MS = 60_000
 
-    def __init__(self, flows: Flows) -> None:
+    def __init__(self, flows: PrimaryFlows) -> None:
         self.f = flows
         self.config = flows.config.passkey
         self.seals = SealSigner(flows.keyring.cookie_keys, "passkey")
         self.cookie = ("__Host-" if flows.config.secure_cookies else "") + "banata.passkey"
+        #: The cookies this module owns: the ceremony's.
+        self.cookies: tuple[str, ...] = (self.cookie,)
+
+    def routes(self) -> Routes:
+        """The passkey endpoints (better-auth's passkey plugin)."""
+        return {
+            "/passkey/generate-register-options": ("GET", self.register_options),
+            "/passkey/verify-registration": ("POST", self.verify_registration),
+            "/passkey/generate-authenticate-options": ("GET", self.authenticate_options),
+            "/passkey/verify-authentication": ("POST", self.verify_authentication),
+            "/passkey/list-user-passkeys": ("GET", self.list),
+            "/passkey/delete-passkey": ("POST", self.delete),
+            "/passkey/update-passkey": ("POST", self.rename),
+        }
 
     # -- ceremonies --------------------------------------------------------------------------
     # A ceremony (kind, challenge, user, name, expiry) travels in the signed banata.passkey cookie,
@@ -80,7 +97,7 @@ class PasskeyFlows:
         ttl = self.f.policies.passkey_ceremony_ttl
         token = self.seals.seal({"type": kind, "challenge": challenge, "uid": uid, "name": name,
                                  "exp": self.f.now_ms() + ttl * 1000})
-        return self.f._cookie(self.cookie, token, ttl)
+        return self.f.cookie_header(self.cookie, token, ttl)
 
     def _ceremony(self, req: Request, kind: str) -> dict[str, Any]:
         """The browser's live ceremony of ``kind`` from its cookie (nothing read from the store)."""
@@ -117,8 +134,8 @@ class PasskeyFlows:
         """The factor-change rule re-checked in the hot store now (``factor_change.lua``): OK,
         or the refusal for ``Flows.factor_change_error``."""
         session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f._commit("factor_change", caller.uid, session_key, (max_age_ms, "0"), req,
-                                          caller.sid)
+        reply = yield from self.f.commit("factor_change", caller.uid, session_key, (max_age_ms, "0"), req,
+                                         caller.sid)
         return str(reply[0])
 
     # -- registration ------------------------------------------------------------------------
@@ -169,7 +186,7 @@ class PasskeyFlows:
         if status != "OK":
             yield from self._undo_add(req, caller, passkey.credential_id)
             raise f.factor_change_error(status)
-        return json_response(200, _public(passkey), headers=[f._clear(self.cookie)])
+        return json_response(200, _public(passkey), headers=[f.clear_cookie(self.cookie)])
 
     def _undo_add(self, req: Request, caller: Caller, credential_id: str) -> Flow[None]:
         """Remove a passkey whose registration the re-check refused (audited like any removal)."""
@@ -219,11 +236,11 @@ class PasskeyFlows:
         # an account of their own, and each sign-in writes a mark and a session (junk answers, refused
         # above, write nothing and are not counted).
         address_idx = f.keyring.index(throttle_group(req.client, f.policies) or "-")
-        retry = yield from f._throttle(f.keys.address_passkey_sign_ins(address_idx), "hit",
-                                       f.policies.passkey_sign_ins_per_address + 1)
+        retry = yield from f.throttle(f.keys.address_passkey_sign_ins(address_idx), "hit",
+                                      f.policies.passkey_sign_ins_per_address + 1)
         if retry:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many passkey sign-ins from this address; try again later",
-                            headers=_retry_after(f.now_ms() + retry, f.now_ms()))
+                            headers=retry_after(f.now_ms() + retry, f.now_ms()))
         yield from self._spend(ceremony)
         mode = "second_factor" if pending is not None else "passwordless"
         # A passkey without user verification is one factor, something you have (NIST SP 800-63B-4):
@@ -242,7 +259,7 @@ class PasskeyFlows:
         lock = caller.locked_until(f.now_ms())
         if lock:
             raise f.locked_error(lock)
-        p, k = f.policies, f.keys
+        k = f.keys
         token, sid = f.session_tokens.issue(owner)
         # Write order: the sign count in the record store first (the clone check: one conditional
         # UPDATE, audited in its transaction), then the session in the hot store. A crash, or a
@@ -263,12 +280,12 @@ class PasskeyFlows:
         remember = body.data.get("rememberMe", True) is not False
         # A passwordless sign-in in a browser already signed in as the owner is a step-up: like
         # verify-totp's, it rotates the session (the old one, which a thief may hold, ends).
-        current = f.session_tokens.read(f._session_token(req)) if mode == "passwordless" else None
+        current = f.session_tokens.read(f.session_token(req)) if mode == "passwordless" else None
         replaced = current[1] if current is not None and current[0] == owner else ""
         amr = AMR_PASSKEY_VERIFIED if user_verified else AMR_PASSKEY
         if pending is not None:  # a password opened every pending sign-in (challenge_create.lua)
             amr = f"{AMR_PASSWORD} {amr}"
-        reply = yield from f._commit(
+        reply = yield from f.commit(
             "passkey_sign_in", owner,
             (k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid), k.sessions(owner),
              k.session(owner, replaced or "-")),
@@ -276,12 +293,8 @@ class PasskeyFlows:
         status = reply[0]
         if status == "SESSION":
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).
-            remembered = reply[2] == "1"
-            headers = [f._cookie(f.session_cookie, token, p.session_ttl if remembered else None),
-                       f._clear(self.cookie)]
-            if pending is not None:
-                headers.append(f._clear(f.challenge_cookie))
-            return json_response(200, {"token": token, "user": f.user_json(caller)}, headers=headers)
+            return f.signed_in(caller, token, remember=reply[2] == "1", clear_challenge=pending is not None,
+                               cookies=[f.clear_cookie(self.cookie)])
         if status == "SAME_FACTOR":
             raise AuthError(401, "AUTHENTICATION_FAILED",
                             "a passkey cannot answer this sign-in; use your authenticator app or a backup code")

@@ -8,9 +8,9 @@ session's ``token`` is its id (the stored hash), and ``revoke-session`` takes th
 token of the caller's, which is hashed to it). Trusted devices have endpoints of their own under
 ``/two-factor`` (better-auth has none).
 
-Ending sessions or devices needs what changing a factor needs (``Flows.require_factor_change``:
+Ending sessions or devices needs what changing a factor needs (``PrimaryFlows.require_factor_change``:
 with 2FA on, a second factor from the last ``factor_change_max_age``), checked again atomically in
-the script that ends them (``session_end.lua``, ``trust_end.lua``). Same shape as ``flows``:
+the script that ends them (``session_end.lua``, ``trust_end.lua``). Same shape as the other flows:
 generators yielding store operations, one implementation for both adapters.
 """
 
@@ -20,10 +20,11 @@ import json
 import re
 from typing import Any
 
-from .effects import Flow, Op
-from .errors import AuthError
-from .flows import Caller, Flows, _iso, _pairs
-from .http import Body, Request, Response, json_response
+from ..effects import Flow, Op
+from ..errors import AuthError
+from ..http import Body, Request, Response, json_response
+from .primary import PrimaryFlows
+from .session import Caller, Routes, iso, pairs
 
 __all__ = ["SessionFlows"]
 
@@ -46,12 +47,31 @@ def _amr(value: str | None) -> list[str] | None:
 
 def _records(flat: list[Any]) -> list[tuple[str, dict[str, str]]]:
     """A list script's reply ``[id, [field, value, ...], ...]`` as (id, record) pairs."""
-    return [(str(flat[i]), _pairs(flat[i + 1])) for i in range(0, len(flat), 2)]
+    return [(str(flat[i]), pairs(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 class SessionFlows:
-    def __init__(self, flows: Flows) -> None:
+    """Composed on the flows (``Flows.sessions``); owns no cookie of its own (it clears the core's)."""
+
+    def __init__(self, flows: PrimaryFlows) -> None:
         self.f = flows
+        self.cookies: tuple[str, ...] = ()
+
+    def routes(self) -> Routes:
+        """better-auth's session endpoints, and (with 2FA on) the trusted-device ones."""
+        routes: Routes = {
+            "/list-sessions": ("GET", self.list_sessions),
+            "/revoke-session": ("POST", self.revoke_session),
+            "/revoke-other-sessions": ("POST", self.revoke_other_sessions),
+            "/revoke-sessions": ("POST", self.revoke_sessions),
+        }
+        if self.f.config.auth_methods.two_factor:
+            routes.update({
+                "/two-factor/list-trusted-devices": ("GET", self.list_trusted_devices),
+                "/two-factor/revoke-trusted-device": ("POST", self.revoke_trusted_device),
+                "/two-factor/revoke-trusted-devices": ("POST", self.revoke_trusted_devices),
+            })
+        return routes
 
     # -- sessions (better-auth's endpoints) ------------------------------------------------------
     def list_sessions(self, req: Request, body: Body) -> Flow[Response]:
@@ -65,19 +85,19 @@ class SessionFlows:
         return json_response(200, items)
 
     def _session_json(self, caller: Caller, sid: str, s: dict[str, str]) -> dict[str, Any]:
-        seen = _iso(s.get("seen") or s.get("created"))
+        seen = iso(s.get("seen") or s.get("created"))
         item: dict[str, Any] = {
             "id": sid,
             "token": sid,  # not the token (never stored): the id, which revoke-session takes back
             "userId": caller.uid,
-            "createdAt": _iso(s.get("created")),
+            "createdAt": iso(s.get("created")),
             "updatedAt": seen,  # better-auth's name; here the last use, to the minute
             "lastUsedAt": seen,
-            "expiresAt": _iso(s.get("exp")),
+            "expiresAt": iso(s.get("exp")),
             "ipAddress": s.get("ip") or None,
             "userAgent": s.get("ua") or None,
             "aal": int(s.get("aal") or 1),
-            "mfaVerifiedAt": _iso(s.get("mfa")),
+            "mfaVerifiedAt": iso(s.get("mfa")),
             "current": sid == caller.sid,
         }
         amr = _amr(s.get("amr"))
@@ -89,12 +109,12 @@ class SessionFlows:
         caller = yield from self.f.require_factor_change(req)
         k = self.f.keys
         session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f._commit("session_end", caller.uid, (*session_key, k.sessions(caller.uid)),
-                                          (mode, caller.sid, max_age_ms, target), req, caller.sid)
+        reply = yield from self.f.commit("session_end", caller.uid, (*session_key, k.sessions(caller.uid)),
+                                         (mode, caller.sid, max_age_ms, target), req, caller.sid)
         if reply[0] != "OK":
             raise self.f.factor_change_error(reply[0])
         # As better-auth: ending the caller's own session (or all of them) clears its cookie.
-        headers = [self.f._clear(self.f.session_cookie)] if int(reply[3]) or mode == "all" else []
+        headers = [self.f.clear_cookie(self.f.session_cookie)] if int(reply[3]) or mode == "all" else []
         return json_response(200, {"status": True}, headers=headers)
 
     def revoke_session(self, req: Request, body: Body) -> Flow[Response]:
@@ -126,9 +146,9 @@ class SessionFlows:
         current = self._current_device(req, caller.uid)
         items = [{
             "id": tid,
-            "createdAt": _iso(t.get("created") or t.get("mfa")),
-            "lastUsedAt": _iso(t.get("seen") or t.get("created") or t.get("mfa")),
-            "expiresAt": _iso(t.get("exp")),
+            "createdAt": iso(t.get("created") or t.get("mfa")),
+            "lastUsedAt": iso(t.get("seen") or t.get("created") or t.get("mfa")),
+            "expiresAt": iso(t.get("exp")),
             "ipAddress": t.get("ip") or None,
             "userAgent": t.get("ua") or None,
             "current": tid == current,
@@ -141,13 +161,13 @@ class SessionFlows:
         caller = yield from self.f.require_factor_change(req)
         k = self.f.keys
         session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f._commit("trust_end", caller.uid,
-                                          (*session_key, k.trusted_devices(caller.uid), k.trust(caller.uid, tid)),
-                                          (mode, caller.sid, max_age_ms), req, caller.sid)
+        reply = yield from self.f.commit("trust_end", caller.uid,
+                                         (*session_key, k.trusted_devices(caller.uid), k.trust(caller.uid, tid)),
+                                         (mode, caller.sid, max_age_ms), req, caller.sid)
         if reply[0] != "OK":
             raise self.f.factor_change_error(reply[0])
         this_browser = mode == "all" or tid == self._current_device(req, caller.uid)
-        headers = [self.f._clear(self.f.trust_cookie)] if this_browser else []
+        headers = [self.f.clear_cookie(self.f.trust_cookie)] if this_browser else []
         return json_response(200, {"status": True}, headers=headers)
 
     def revoke_trusted_device(self, req: Request, body: Body) -> Flow[Response]:

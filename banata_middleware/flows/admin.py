@@ -1,0 +1,49 @@
+"""What the host app and its administrators call (``BanataAuth``, the CLI), not an endpoint: import
+a TOTP secret, reset a user's second factor, revoke a user's sessions."""
+
+from __future__ import annotations
+
+from ..effects import Flow, Rec
+from ..stores.records import EnableTotp, ListPasskeys, Passkey, RemoveSecondFactor, RevokeSessions
+from ..totp import totp_uri
+from .two_factor import TOTP_FACTOR_ID, TwoFactorFlows
+
+__all__ = ["AdminFlows"]
+
+
+class AdminFlows(TwoFactorFlows):
+    """Operations on a user by id, with no request: the record store first, then the hot store."""
+
+    def import_totp(self, uid: str, secret: str, *, email: str | None,
+                    backup_codes: bool) -> Flow[tuple[str, list[str]]]:
+        """2FA on with a known base32 secret, replacing any earlier one and its backup codes;
+        returns (totpURI, new backup codes or []). The record store first, then the copy."""
+        codes, hashes = self.new_backup_codes(None if backup_codes else 0)
+        kid = hashes[0] if codes else ""
+        ct = self.keyring.encrypt(secret.encode(), context=uid)
+        entries = self.entries(None, "", ("two_factor.enabled", "import"))
+        yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), self.now_ms(), 0, hashes[1:], kid,
+                             replace=True, audit=entries))
+        self.emit_entries(uid, entries)
+        yield from self.commit("two_factor_import", uid, (self.keys.pending_backup_codes(uid),), (kid,), None)
+        uri = totp_uri(secret, issuer=self.config.app_name, account=email or uid, policy=self.config.totp)
+        return uri, codes
+
+    def reset_user(self, uid: str, mode: str) -> Flow[None]:
+        """'revoke': end every session of the user; 'reset': that, and remove their second factor
+        and passkeys and lift the permanent lock. The durable part first (the record store:
+        revoked_at, the factors), then the hot store's: a crash between leaves sessions that the
+        copy, rebuilt from the record after any loss, still ends, and never a factor left behind."""
+        now = self.now_ms()
+        if mode == "reset":
+            # Each passkey's removal is audited by its id (a passkey added between this read and
+            # the removal goes too, unnamed in the trail: the reset's own row still records it).
+            passkeys: tuple[Passkey, ...] = yield Rec(ListPasskeys(uid))
+            entries = self.entries(None, "", "two_factor.reset_by_admin",
+                                   *(("passkey.deleted", p.credential_id) for p in passkeys))
+            yield Rec(RemoveSecondFactor(uid, now, passkeys=True, audit=entries))
+            self.emit_entries(uid, entries)
+        else:
+            yield Rec(RevokeSessions(uid, now))
+        k = self.keys
+        yield from self.commit("user_reset", uid, (k.pending_backup_codes(uid),), (mode,), None)

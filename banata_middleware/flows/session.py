@@ -1,0 +1,476 @@
+"""The session core every flow builds on: the caller and the guard, the hot store's copy of the
+durable record, the audit helpers, the cookies, and issuing a session (written once, ``signed_in``).
+
+Each flow is a generator (see ``effects``): it yields store operations and returns a ``Response``.
+Nothing here does I/O, so the same code serves WSGI and ASGI. The other modules of ``flows`` use
+only what is public here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from ..audit import AuditLog
+from ..config import BanataAuthConfig
+from ..crypto import Keyring, PasswordHasher
+from ..effects import Flow, Op, Rec
+from ..errors import AuthError
+from ..http import Body, Request, Response, json_response, set_cookie
+from ..keys import Keys
+from ..stores.records import AuditEntry, LoadUser, UserRecord
+from ..tokens import TokenSigner
+
+__all__ = ["Caller", "Guarded", "Handler", "Routes", "SessionCore", "SignInResult"]
+
+PasswordVerifier = Callable[[str, str], bool]
+#: An endpoint: the request and its parsed body in, a flow of the response out.
+Handler = Callable[[Request, Body], Flow[Response]]
+#: What a flows module serves: path under ``base_path`` -> (HTTP method, handler).
+Routes = dict[str, tuple[str, Handler]]
+
+log = logging.getLogger("banata_middleware.flows")
+
+
+def iso(ms: int | float | str | None) -> str | None:
+    """Unix milliseconds as JavaScript's ``Date.prototype.toISOString()`` writes them (exactly three
+    fraction digits, ``Z``): better-auth's client reads the fraction digits as milliseconds, so six
+    (microseconds) would put every date up to 999 s late."""
+    if ms in (None, "", "0", 0):
+        return None
+    seconds, millis = divmod(int(float(ms)), 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+def pairs(flat: list[Any]) -> dict[str, str]:
+    """A Redis HGETALL reply (flat list) as a dict; values arrive as str (decode_responses)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil((until_ms - now_ms) / 1000)))}
+
+
+UNAUTHORIZED = ("UNAUTHORIZED", "sign in first")
+
+# How the user authenticated, as RFC 8176 'amr' values (stored space-separated on the session).
+# A backup code is a NIST look-up secret: single use, something you have. RFC 8176 has no value of
+# its own for it; 'otp' (one-time password) is the nearest, while 'kba' means knowledge-based
+# authentication (security questions), which NIST SP 800-63B-4 does not allow as an authenticator.
+# The audit event two_factor.verified still names the method ('totp' or 'backup').
+AMR_PASSWORD = "pwd"
+AMR_OTP = "otp"
+# A passkey: 'pop', proof of possession of a key (RFC 8176: unlike 'hwk'/'swk', it leaves open
+# whether the key is hardware- or software-secured, which we cannot tell without attestation), and
+# 'user', the user-presence test every assertion passes. With user verification (a PIN or
+# biometric, modality unknown) the passkey is two factors in one: 'mfa' as well.
+AMR_PASSKEY = "pop user"
+AMR_PASSKEY_VERIFIED = "pop user mfa"
+# The last-use time ('seen') of a session is written at most this often (guard.lua).
+SEEN_GRANULARITY_MS = 60_000
+# What Retry-After says of the permanent lock: it has no end.
+PERMANENT_LOCK_MS = 100 * 365 * 24 * 3600 * 1000
+
+
+@dataclass(slots=True)
+class Caller:
+    """A user as loaded by ``load.lua``: the user hash plus the session and/or challenge named by
+    the request's cookies (None when absent, expired or not asked for)."""
+
+    uid: str
+    user: dict[str, str]
+    session: dict[str, str] | None
+    sid: str
+    token: str
+    challenge: dict[str, str] | None
+    cid: str
+    #: The hashes of a pending setup's backup codes (what its confirmation writes to SQL).
+    pending_codes: list[str]
+    #: The durable record (SQL), once a flow loaded it (``Flows.load_record``): the truth for every
+    #: decision about factors. ``user`` is the hot store's copy of part of it, for the pass-through.
+    record: UserRecord | None = None
+
+    def locked_until(self, now_ms: int) -> int:
+        lock = int(self.user.get("lock_until", "0"))
+        return lock if lock > now_ms else 0
+
+
+class Guarded(NamedTuple):
+    """The middleware's view of a caller: a live session (``session_id`` non-empty) or not, and
+    whether a live pending challenge exists."""
+
+    user_id: str
+    session_id: str
+    aal: int
+    mfa_ms: int
+    two_factor_enabled: bool
+    pending: bool
+    amr: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    """What ``begin_second_factor`` gives a host app that did its own first factor.
+
+    ``set_cookies`` are Set-Cookie header values to copy onto the app's response.
+    """
+
+    two_factor_required: bool
+    methods: list[str]
+    token: str | None
+    set_cookies: list[str]
+
+
+class SessionCore:
+    """State shared by every flow (config, keys, signers, cookie names) and what they share: loading
+    the caller, the guard, the audit helpers, and issuing a session. The layers above
+    (``primary``, ``two_factor``, ``admin``) and the composed ``passkeys`` and ``sessions`` use
+    only its public methods."""
+
+    def __init__(
+        self,
+        config: BanataAuthConfig,
+        *,
+        keyring: Keyring,
+        hasher: PasswordHasher,
+        audit: AuditLog,
+        verify_password: PasswordVerifier | None = None,
+        account_name: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.policies = config.policies
+        self.keys = Keys(config.key_prefix)
+        self.keyring = keyring
+        self.hasher = hasher
+        self.audit = audit
+        self.verify_password_hook = verify_password
+        self.account_name_hook = account_name
+        signing_keys = keyring.cookie_keys
+        self.session_tokens = TokenSigner(signing_keys, "session")
+        self.challenge_tokens = TokenSigner(signing_keys, "two_factor")
+        self.trust_tokens = TokenSigner(signing_keys, "trust_device")
+        # __Host-: Secure, Path=/, no Domain (as all ours are), so a sibling subdomain cannot plant one.
+        prefix = "__Host-" if config.secure_cookies else ""
+        self.session_cookie = prefix + "banata.session_token"
+        self.challenge_cookie = prefix + "banata.two_factor"
+        self.trust_cookie = prefix + "banata.trust_device"
+        #: The cookies this module owns (``Flows.cookie_names`` adds those of the others).
+        self.cookies: tuple[str, ...] = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
+        self.aal2_limits = bool(self.policies.aal2_max_lifetime or self.policies.aal2_idle_timeout)
+
+    def routes(self) -> Routes:
+        """The endpoints of this layer and the ones below it: each layer adds its own to its base's
+        (``Flows.routes`` adds the composed modules'). The session core serves none itself."""
+        return {}
+
+    # -- small pieces ----------------------------------------------------------------------
+    def now_ms(self) -> int:
+        """The configured clock's time, in ms (what the scripts are given as 'now')."""
+        return int(self.config.clock.now() * 1000)
+
+    def _user_op(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
+                 req: Request | None) -> Op:
+        """An op following the user-script layout of ``lua/_prelude.lua``."""
+        ip = req.client if req else ""
+        ua = (req.headers.get("user-agent", "")[:256]) if req else ""
+        return Op(script, (self.keys.user(uid), self.keys.audit(uid), *keys),
+                  (self.now_ms(), ip, ua, self.policies.audit_stream_length, uid, *args))
+
+    def commit(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
+               req: Request | None, sid: str = "") -> Flow[list[Any]]:
+        """Run a writing script and hand the events it recorded to the in-process sinks."""
+        op = self._user_op(script, uid, keys, args, req)
+        reply: list[Any] = yield op
+        if reply[1]:
+            self.audit.emit(reply[1], user_id=uid, at_ms=int(op.args[0]), ip=str(op.args[1]),
+                            user_agent=str(op.args[2]), session_id=sid)
+        return reply
+
+    def entries(self, req: Request | None, sid: str, *events: str | tuple[str, str]) -> tuple[AuditEntry, ...]:
+        """Audit rows for a record operation (written in its transaction): each event a type, or a
+        (type, detail) pair. Who and where come from the request; never a code or a secret."""
+        ip = req.client if req else ""
+        ua = (req.headers.get("user-agent", "")[:256]) if req else ""
+        now = self.now_ms()
+        return tuple(AuditEntry(e, now, ip, ua, sid) if isinstance(e, str)
+                     else AuditEntry(e[0], now, ip, ua, sid, {"detail": e[1]}) for e in events)
+
+    def emit_entries(self, uid: str, entries: Sequence[AuditEntry]) -> None:
+        """Hand the audit rows a record operation committed to the in-process sinks (callbacks,
+        logging), as ``_commit`` does for the hot store's scripts. Call it only when the op's
+        reply says the change (and so its rows) happened."""
+        if entries:
+            first = entries[0]
+            self.audit.emit([e.type for e in entries], user_id=uid, at_ms=first.at, ip=first.ip,
+                            user_agent=first.user_agent, session_id=first.session_id)
+
+    def cookie_header(self, name: str, value: str, max_age: int | None) -> tuple[str, str]:
+        """A Set-Cookie header for one of the flows' cookies (``Secure`` as the config says)."""
+        return set_cookie(name, value, max_age=max_age, secure=self.config.secure_cookies)
+
+    def clear_cookie(self, name: str) -> tuple[str, str]:
+        """The Set-Cookie header that deletes cookie ``name``."""
+        return self.cookie_header(name, "", 0)
+
+    def session_token(self, req: Request) -> str | None:
+        """The session token the request carries: its session cookie, else a bearer token."""
+        token = req.cookies().get(self.session_cookie)
+        if token is None:
+            auth = req.headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                token = auth[7:].strip()
+        return token
+
+    def user_json(self, caller: Caller) -> dict[str, Any]:
+        """The ``user`` of a reply (better-auth's shape), from the hot store's copy."""
+        u = caller.user
+        return {
+            "id": caller.uid,
+            "email": u.get("email") or None,
+            "name": u.get("name", ""),
+            "twoFactorEnabled": u.get("tfa") == "1",
+            "createdAt": iso(u.get("created")),
+        }
+
+    def methods(self, record: UserRecord) -> list[str]:
+        """The second factors a pending sign-in may be answered with, from the durable record."""
+        methods = ["totp"]
+        if record.backup_codes and not self.codes_key_gone(record.codes_key_id):
+            methods.append("backup_code")
+        if record.passkeys and self.config.auth_methods.passkey:
+            methods.append("passkey")
+        return methods
+
+    def locked_error(self, until_ms: int) -> AuthError:
+        """The answer to a locked account, whose Retry-After says when the lock ends."""
+        return AuthError(
+            429, "ACCOUNT_TEMPORARILY_LOCKED",
+            "too many failed second-factor attempts; try again later",
+            headers=retry_after(until_ms, self.now_ms()),
+        )
+
+    def refuse_locked(self, caller: Caller, record: UserRecord) -> None:
+        """The permanent lock (the record store's, at the failure ceiling; only an administrator's
+        reset lifts it), then the temporary one (the hot store's). The same answer for both."""
+        now = self.now_ms()
+        if record.locked_at is not None:
+            raise self.locked_error(now + PERMANENT_LOCK_MS)
+        lock = caller.locked_until(now)
+        if lock:
+            raise self.locked_error(lock)
+
+    # -- loading the caller ------------------------------------------------------------------
+    def copy_fields(self, record: UserRecord) -> list[str]:
+        """What the hot store keeps of the durable record (``user_fill.lua``), as field/value pairs:
+        enough for the pass-through and get-session, never a secret or a hash."""
+        a = record.account
+        # The permanent lock is copied as a hot lock without end, so that the scripts that check the
+        # hot lock (challenge_refusal, trust_use.lua, passkey_sign_in.lua) honour it after a loss too.
+        lock = ["lock_until", str(self.now_ms() + PERMANENT_LOCK_MS)] if record.locked_at is not None else []
+        return ["tfa", "1" if record.two_factor_enabled else "0", "revoked_at", str(record.revoked_at or 0),
+                "codes_kid", record.codes_key_id, "email", a.email if a else "", "name", a.name if a else "",
+                "created", str(a.created_at) if a else "", *lock]
+
+    def fill_copy(self, uid: str) -> Flow[tuple[UserRecord, dict[str, str]]]:
+        """Read the user's record from SQL and put its copy in the hot store (read-through): after
+        a flush or an eviction the copy is rebuilt from the truth, so the loss ends sessions and
+        nothing else. Returns the record and the user hash after the fill."""
+        record: UserRecord = yield Rec(LoadUser(uid))
+        flat = yield Op("user_fill", (self.keys.user(uid),),
+                        (self.now_ms(), secrets.randbelow(2**40) + 1, "fill", *self.copy_fields(record)))
+        return record, pairs(flat)
+
+    def load_record(self, caller: Caller) -> Flow[UserRecord]:
+        """The caller's durable record: read once per request, from SQL. When the copy disagrees
+        with it on 2FA or on the backup codes' key (a crash between a record change, written
+        first, and its copy's update), the copy is repaired here, before anything decides on it
+        (the scripts that follow read it: session_create.lua, factor_change_refused, trust_use.lua)."""
+        if caller.record is None:
+            caller.record = yield Rec(LoadUser(caller.uid))
+            yield from self._repair_copy(caller, caller.record)
+        return caller.record
+
+    def _repair_copy(self, caller: Caller, record: UserRecord) -> Flow[None]:
+        tfa = "1" if record.two_factor_enabled else "0"
+        # A copy's key of codes all used up since is left alone: it only marks them stale.
+        if caller.user.get("tfa") == tfa and (not record.codes_key_id
+                                             or caller.user.get("codes_kid") == record.codes_key_id):
+            return
+        flat = yield Op("user_fill", (self.keys.user(caller.uid),),
+                        (self.now_ms(), 0, "repair", "tfa", tfa, "codes_kid", record.codes_key_id))
+        caller.user = pairs(flat)
+
+    def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
+        reply = yield Op("load", self.keys.for_load(uid, sid or "-", cid or "-"),
+                         (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
+        user = pairs(reply[0])
+        record = None
+        if "rec" not in user:
+            record, user = yield from self.fill_copy(uid)
+        now = self.now_ms()
+        session = pairs(reply[1]) or None
+        challenge = pairs(reply[2]) or None
+        revoked_at = int(user.get("revoked_at", "0"))
+        if session is not None and (int(session.get("exp", "0")) <= now or int(session["created"]) <= revoked_at
+                                    or (self.aal2_limits and self.aal2_expired(session, now))):
+            session = None
+        if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
+            challenge = None
+        caller = Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), record)
+        if record is not None:  # read for the fill: fields a flow wrote before it stay, so compare
+            yield from self._repair_copy(caller, record)
+        return caller
+
+    def _cookie_ids(self, req: Request, want_challenge: bool) -> tuple[str, str, str, str] | None:
+        """(user id, session id hash, challenge id hash, session token) named by the request's
+        cookies or bearer token; a pending challenge of another user than the session's wins."""
+        token = self.session_token(req) or ""
+        session = self.session_tokens.read(token)
+        pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie)) if want_challenge else None
+        if pending:
+            same = session is not None and session[0] == pending[0]
+            return pending[0], session[1] if same and session else "", pending[1], token
+        if session:
+            return session[0], session[1], "", token
+        return None
+
+    def load_caller(self, req: Request, *, want_challenge: bool = False) -> Flow[Caller | None]:
+        """The caller by their cookies (or bearer token), in one round trip."""
+        ids = self._cookie_ids(req, want_challenge)
+        if ids is None:
+            return None
+        uid, sid, cid, token = ids
+        return (yield from self.load(uid, sid=sid, cid=cid, token=token))
+
+    def guard(self, req: Request) -> Flow[Guarded | None]:
+        """What the middleware needs to decide on a protected request, read lean (``guard.lua``)."""
+        ids = self._cookie_ids(req, True)
+        if ids is None:
+            return None
+        uid, sid, cid, _ = ids
+        op = Op("guard", self.keys.for_guard(uid, sid or "-", cid or "-"),
+                (self.now_ms(), "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
+                 self.policies.aal2_idle_timeout * 1000))
+        r = yield op
+        if r[11] is None and (r[2] is not None or r[6] is not None):
+            # The copy is gone (an eviction) while a session or challenge is still there: rebuilt
+            # from SQL before deciding, so that a revocation recorded there still counts.
+            yield from self.fill_copy(uid)
+            r = yield op
+        now = self.now_ms()
+        revoked_at = int(r[1] or 0)
+        session_live = r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at
+        if session_live and self.aal2_limits:
+            session_live = not self.aal2_expired({"created": r[3], "aal": r[4], "auth": r[9], "seen": r[10]}, now)
+        pending_live = r[6] is not None and int(r[6]) > now and int(r[7]) > revoked_at
+        if not session_live:
+            return Guarded(uid, "", 0, 0, r[0] == "1", pending_live)
+        return Guarded(uid, sid, int(r[4] or 1), int(r[5] or 0), r[0] == "1", pending_live, tuple((r[8] or "").split()))
+
+    def aal2_expired(self, session: dict[str, Any], now: int) -> bool:
+        """An aal 2 session past ``Policies.aal2_max_lifetime`` since its sign-in ('auth', kept
+        across step-up rotations, else 'created') or idle past ``aal2_idle_timeout`` since its last
+        use ('seen', written coarsely by guard.lua, else 'created'). The same rule for the guard
+        (pass-through requests) and ``load`` (endpoints); guard.lua never refreshes 'seen' on a
+        session idle past the timeout, so once over, it stays over."""
+        p = self.policies
+        if int(session.get("aal") or 1) < 2:
+            return False
+        created = int(session.get("created") or 0)
+        if p.aal2_max_lifetime and now - int(session.get("auth") or created) > p.aal2_max_lifetime * 1000:
+            return True
+        return bool(p.aal2_idle_timeout) and now - int(session.get("seen") or created) > p.aal2_idle_timeout * 1000
+
+    def require_session(self, req: Request) -> Flow[Caller]:
+        """The caller of an endpoint that needs a live session; 401 without one."""
+        caller = yield from self.load_caller(req)
+        if caller is None or caller.session is None:
+            raise AuthError(401, *UNAUTHORIZED)
+        return caller
+
+    def factor_change_args(self, caller: Caller) -> tuple[tuple[str], int]:
+        """(session key, max age ms): what a factor-changing script re-checks the rule with."""
+        return (self.keys.session(caller.uid, caller.sid),), self.policies.factor_change_max_age * 1000
+
+    def factor_change_error(self, status: str) -> AuthError:
+        """The answer to a refused factor change (statuses of ``factor_change_refused``)."""
+        max_age = self.policies.factor_change_max_age
+        if status == "FRESH_TWO_FACTOR":
+            return AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                             f"step up first: confirm a second factor (verify-totp, a backup code or a passkey);"
+                             f" changing a factor needs one from the last {max_age} s")
+        if status == "FRESH_PASSWORD":
+            return AuthError(403, "FRESH_PASSWORD_REQUIRED",
+                             f"sign in again with your password first; adding or changing a passkey needs a"
+                             f" password check from the last {max_age} s")
+        return AuthError(401, *UNAUTHORIZED)
+
+    # -- sessions and challenges -------------------------------------------------------------
+    def session_spec(self) -> str:
+        """How the store makes a session (``new_session`` in ``lua/_prelude.lua``): its lifetime in
+        ms with and without rememberMe, and the cap of live sessions per user."""
+        p = self.policies
+        short = min(p.session_ttl, p.session_ttl_not_remembered)
+        return f"{p.session_ttl * 1000},{short * 1000},{p.max_sessions_per_user}"
+
+    def new_session(self, req: Request | None, uid: str, *, aal: int, mfa_ms: int,
+                    remember: bool,
+                    password_checked: bool, amr: str = AMR_PASSWORD) -> Flow[tuple[str, tuple[str, str]] | None]:
+        """(token, Set-Cookie) of a new session, or None when an aal 1 session is refused because
+        2FA was turned on after the caller was loaded (``session_create.lua``)."""
+        token, sid = self.session_tokens.issue(uid)
+        reply = yield from self.commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
+                                       (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
+                                        "1" if password_checked else "0", amr), req, sid)
+        if reply[0] != "OK":
+            return None
+        return token, self.session_cookie_header(token, remember)
+
+    def session_cookie_header(self, token: str, remember: bool) -> tuple[str, str]:
+        """The session cookie: for ``session_ttl`` when remembered, else a browser-session cookie
+        (rememberMe: false)."""
+        return self.cookie_header(self.session_cookie, token, self.policies.session_ttl if remember else None)
+
+    def signed_in(self, caller: Caller, token: str, *, remember: bool, clear_challenge: bool = False,
+                  cookies: Sequence[tuple[str, str]] = (), status: bool = False,
+                  fields: dict[str, Any] | None = None) -> Response:
+        """The one ending of every flow that signs someone in, once its script made the session
+        (``new_session``, or atomically with the proof: challenge_answer, session_answer,
+        passkey_sign_in): the session cookie, the pending sign-in's challenge cookie cleared when
+        one was answered, the flow's own ``cookies``, and the reply ``{token, user}`` (with
+        better-auth's verifyTotp answer, the contract's ``status`` first; then any ``fields``)."""
+        headers = [self.session_cookie_header(token, remember)]
+        if clear_challenge:
+            headers.append(self.clear_cookie(self.challenge_cookie))
+        headers.extend(cookies)
+        return self.signed_in_reply(caller, token, headers, status=status, fields=fields)
+
+    def signed_in_reply(self, caller: Caller, token: str | None, headers: Sequence[tuple[str, str]], *,
+                        status: bool = False, fields: dict[str, Any] | None = None) -> Response:
+        """The reply of a sign-in whose cookies are made (``signed_in``, or a ``SignInResult``)."""
+        payload: dict[str, Any] = {"status": True} if status else {}
+        payload.update({"token": token, "user": self.user_json(caller)})
+        payload.update(fields or {})
+        return json_response(200, payload, headers=list(headers))
+
+    def backup_codes_stale(self, caller: Caller) -> bool:
+        """The user's backup codes were hashed under a secret no longer configured (dropped from
+        ``previous_secrets``): they can never match again and must be regenerated. From the
+        record once a flow loaded it, else from the copy (get-session must not touch SQL)."""
+        kid = caller.record.codes_key_id if caller.record is not None else caller.user.get("codes_kid", "")
+        return self.codes_key_gone(kid)
+
+    def codes_key_gone(self, kid: str) -> bool:
+        """Codes stored before key ids were recorded have none, and are assumed usable."""
+        return bool(kid) and kid not in self.keyring.code_key_ids
+
+    def throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
+        """``lua/throttle.lua`` on ``key`` over the sign-in window: ms until it allows again, 0 if now."""
+        retry: int = yield Op("throttle", (key,), (self.now_ms(), mode, self.policies.sign_in_window * 1000, limit))
+        return retry
+

@@ -1,0 +1,332 @@
+"""Two-factor authentication: enable, disable, the TOTP URI, backup codes, and verify-totp /
+verify-backup-code with their answers (a pending sign-in's challenge, or enrolment and step-up in
+a session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backup_codes import generate_codes, normalize_code
+from ..crypto import UnreadableSecret
+from ..effects import Compute, Flow, Op, Rec
+from ..errors import AuthError
+from ..http import Body, Request, Response, json_response
+from ..stores.records import (
+    AcceptTotpStep,
+    ConsumeBackupCode,
+    EnableTotp,
+    ProveSecondFactor,
+    RecordFailure,
+    RemoveSecondFactor,
+    ReplaceBackupCodes,
+    Status,
+    TotpFactor,
+    UserRecord,
+)
+from ..totp import matched_step, new_secret, totp_uri
+from .primary import PrimaryFlows
+from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log
+
+__all__ = ["FAILURE_CEILING", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_totp"]
+
+# The NIST SP 800-63B ceiling: after this many consecutive failed second-factor proofs (temporary
+# locks do not end the streak, only a success does) the account stays locked until an
+# administrator resets it. Counted in the record store (RecordFailure), so no Redis loss forgets it.
+FAILURE_CEILING = 100
+# The id of a user's one authenticator app (the record store allows several).
+TOTP_FACTOR_ID = "totp"
+
+
+def confirmed_totp(record: UserRecord) -> TotpFactor | None:
+    return next((f for f in record.totp if f.confirmed_at is not None), None)
+
+
+class TwoFactorFlows(PrimaryFlows):
+    """The TOTP factor and backup codes: enrolment, management, and the second step of a sign-in.
+    Built on ``PrimaryFlows``: changing a factor asks for the password (or a fresh second factor)."""
+
+    def routes(self) -> Routes:
+        routes = super().routes()
+        if self.config.auth_methods.two_factor:
+            routes.update({
+                "/two-factor/enable": ("POST", self.enable),
+                "/two-factor/verify-totp": ("POST", lambda r, b: self.verify(r, b, "totp")),
+                "/two-factor/verify-backup-code": ("POST", lambda r, b: self.verify(r, b, "backup")),
+                "/two-factor/disable": ("POST", self.disable),
+                "/two-factor/get-totp-uri": ("POST", self.get_totp_uri),
+                "/two-factor/generate-backup-codes": ("POST", self.generate_backup_codes),
+            })
+        return routes
+
+    def account_label(self, caller: Caller) -> Flow[str]:
+        """The account name in the otpauth label (what the authenticator app shows): the built-in
+        user's email, else the host's ``account_name(user_id)`` (apps with their own users), else the id."""
+        email: str | None = caller.user.get("email")
+        hook = self.account_name_hook
+        if email or hook is None:
+            return email or caller.uid
+        name = yield Compute(lambda: hook(caller.uid))  # the host may look it up in its database
+        return str(name or caller.uid)
+
+    def _decrypt_secret(self, req: Request, caller: Caller, ct: str) -> Flow[str]:
+        """The user's TOTP secret in the clear. One that does not decrypt (a record copied onto
+        another user, corrupted, or made with a key no longer configured) is a factor that cannot
+        be used: a clear refusal and an audit event, never a 500, and not counted as a failed
+        attempt, since the user typed nothing wrong."""
+        try:
+            return self.keyring.decrypt(ct, context=caller.uid).decode()
+        except (UnreadableSecret, UnicodeDecodeError) as exc:
+            reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
+        log.error("TOTP secret of user %s cannot be read: %s", caller.uid, reason)
+        yield from self.commit("audit_event", caller.uid, (),
+                               ("two_factor.secret_unreadable", caller.sid, reason), req, caller.sid)
+        raise AuthError(409, "TWO_FACTOR_SECRET_UNREADABLE",
+                        "the stored authenticator secret cannot be read; use a backup code or a passkey, "
+                        "or ask an administrator to reset two-factor authentication")
+
+    # -- two-factor management ---------------------------------------------------------------
+    def new_backup_codes(self, count: int | None = None) -> tuple[list[str], list[str]]:
+        """New codes, and what the scripts store for them: the id of the key they are hashed under
+        (``codes_kid``), then their keyed hashes."""
+        codes = generate_codes(self.policies.backup_code_count if count is None else count, self.policies.backup_codes)
+        # Hashed as typed back (normalize_code: no group dashes), shown as generated.
+        return codes, [self.keyring.current_code_key_id,
+                       *(self.keyring.hash_code(normalize_code(c) or c) for c in codes)]
+
+    def enable(self, req: Request, body: Body) -> Flow[Response]:
+        password = body.text("password", max_len=128)
+        issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
+        if body.data.get("method", "totp") != "totp":
+            raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
+        caller = yield from self.require_factor_change(req, password)
+        if caller.record is not None and caller.record.two_factor_enabled:
+            raise self._already_enabled()
+        secret = new_secret()
+        codes, hashes = self.new_backup_codes()
+        ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
+        # Pending (hot store) until a first code confirms it: the factor reaches the record store then.
+        reply = yield from self.commit("two_factor_begin", caller.uid, (self.keys.pending_backup_codes(caller.uid),),
+                                       (ct, caller.sid, *hashes), req, caller.sid)
+        if reply[0] == "ALREADY":
+            raise self._already_enabled()
+        uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
+        return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
+
+    @staticmethod
+    def _already_enabled() -> AuthError:
+        return AuthError(409, "TWO_FACTOR_ALREADY_ENABLED", "two-factor authentication is already on; disable it first")
+
+    @staticmethod
+    def _not_enabled() -> AuthError:
+        return AuthError(400, "TWO_FACTOR_NOT_ENABLED", "two-factor authentication is not set up for this user")
+
+    def disable(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
+        uid, record = caller.uid, caller.record
+        enabled = record is not None and record.two_factor_enabled
+        if not enabled and "pending_secret" not in caller.user:
+            raise self._not_enabled()
+        if enabled:
+            # The factor and codes go from the record store first: a crash before the copy's
+            # update leaves a copy that still says 2FA is on for a user without a factor (the next
+            # flow that reads the record repairs it), never a factor the copy no longer shows.
+            # The factor-change rule was checked at load (require_factor_change) against the record.
+            entries = self.entries(req, caller.sid, "two_factor.disabled")
+            status = yield Rec(RemoveSecondFactor(uid, self.now_ms(), audit=entries, end_sessions=False))
+            if status is Status.OK:
+                self.emit_entries(uid, entries)
+        session_key, max_age_ms = self.factor_change_args(caller)
+        keys = (self.keys.pending_backup_codes(uid), *session_key)
+        mode = "confirmed" if enabled else "pending"
+        reply = yield from self.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, mode), req,
+                                       caller.sid)
+        if reply[0] == "NOT_ENABLED":
+            raise self._not_enabled()
+        if reply[0] != "OK":
+            raise self.factor_change_error(reply[0])
+        return json_response(200, {"status": True})
+
+    def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
+        user = caller.user
+        factor = confirmed_totp(caller.record) if caller.record is not None else None
+        # A pending setup's secret is shown only to the session that started it (two_factor_begin.lua).
+        ct = factor.secret if factor is not None else (
+            user.get("pending_secret") if user.get("pending_sid") == caller.sid else None)
+        if not ct:
+            raise self._not_enabled()
+        secret = yield from self._decrypt_secret(req, caller, ct)
+        # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
+        detail = "" if factor is not None else "pending"
+        yield from self.commit("audit_event", caller.uid, (), ("two_factor.secret_viewed", caller.sid, detail),
+                               req, caller.sid)
+        uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
+                       policy=self.config.totp)
+        return json_response(200, {"totpURI": uri})
+
+    def generate_backup_codes(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
+        codes, hashes = self.new_backup_codes()
+        uid = caller.uid
+        if caller.record is not None and caller.record.two_factor_enabled:
+            # The confirmed set is replaced in the record store, then the copy's key follows (a
+            # crash between leaves the copy's key stale: the next flow reading the record repairs it).
+            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
+            yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
+            self.emit_entries(uid, entries)
+            yield Op("user_fill", (self.keys.user(uid),), (self.now_ms(), 0, "repair", "codes_kid", hashes[0]))
+            return json_response(200, {"status": True, "backupCodes": codes})
+        session_key, max_age_ms = self.factor_change_args(caller)
+        reply = yield from self.commit("backup_codes_replace", uid,
+                                       (self.keys.pending_backup_codes(uid), *session_key),
+                                       (caller.sid, max_age_ms, *hashes), req, caller.sid)
+        if reply[0] == "NOT_ENABLED":
+            raise self._not_enabled()
+        if reply[0] != "OK":
+            raise self.factor_change_error(reply[0])
+        return json_response(200, {"status": True, "backupCodes": codes})
+
+    # -- verification ------------------------------------------------------------------------
+    def verify(self, req: Request, body: Body, method: str) -> Flow[Response]:
+        """verify-totp and verify-backup-code: one flow, three modes (contract: sign-in challenge,
+        enrolment, step-up), decided by the caller's cookies.
+
+        Two stores, four steps: R1 the hot state (``load``: the challenge or session, the
+        temporary lock, a pending setup); S1 the record (``LoadUser``: factors, backup codes, the
+        permanent lock); the proof is checked here; S2 ONE write transaction decides it: the step
+        accepted or the code consumed by one conditional statement (the replay guard, across
+        processes and across a Redis flush), or the enrolment's factor and codes written, or the
+        failure counted toward the permanent lock, with the audit rows; R2 the hot store's script,
+        told S2's verdict, atomically checks the challenge or session is still live, counts the
+        attempt and the temporary lock, and makes the session. The proof is used up in S2 BEFORE
+        the session exists in R2: a crash between leaves a code consumed without a session (sign
+        in again), never a session without the code consumed."""
+        code = body.text("code", max_len=64).strip()
+        trust = body.flag("trustDevice")
+        caller = yield from self.load_caller(req, want_challenge=True)  # R1
+        if caller is None or (caller.challenge is None and caller.session is None):
+            raise AuthError(401, *UNAUTHORIZED)
+        record = yield from self.load_record(caller)  # S1
+        self.refuse_locked(caller, record)
+        user, uid = caller.user, caller.uid
+        # Without 2FA on, only enrolment is left: in the session that set it up (two_factor_begin.lua;
+        # the setup and its owner were read together, in R1). A challenge cookie still in the
+        # browser (a sign-in abandoned before 2FA was turned off) plays no part.
+        factor = confirmed_totp(record)
+        enrolling = factor is None
+        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user
+                          or user.get("pending_sid") != caller.sid):
+            raise self._not_enabled()
+        if method == "backup" and self.backup_codes_stale(caller):
+            # Not a failed attempt: no code of this set can match, so trying one proves nothing.
+            raise AuthError(409, "BACKUP_CODES_NEED_REGENERATION",
+                            "these backup codes were issued under a key that is no longer configured and "
+                            "can no longer be used; sign in another way and generate new ones")
+        token, sid = self.session_tokens.issue(uid)
+        now = self.now_ms()
+        step: int | None = None
+        if method == "totp":
+            ct = user["pending_secret"] if factor is None else factor.secret
+            secret = yield from self._decrypt_secret(req, caller, ct)
+            step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
+        normalized = normalize_code(code) if method == "backup" else ""
+        failure = RecordFailure(uid, FAILURE_CEILING, now, self.entries(req, "", ("two_factor.locked", "ceiling")))
+        ok, remaining, locked = False, 0, False
+        if factor is None and step is not None:  # S2: enrolment confirmed
+            kid = user.get("pending_kid", "") if caller.pending_codes else ""
+            entries = self.entries(req, caller.sid, "two_factor.enabled")
+            status = yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), now, step,
+                                          caller.pending_codes, kid, audit=entries))
+            if status is not Status.CREATED:
+                raise self._already_enabled()
+            self.emit_entries(uid, entries)
+            ok = True
+        else:  # S2: the step accepted, the code consumed, or the failure counted
+            attempt: AcceptTotpStep | ConsumeBackupCode | None = None
+            if factor is not None and step is not None:
+                attempt = AcceptTotpStep(uid, factor.id, factor.secret, step,
+                                         self.entries(req, sid, ("two_factor.verified", "totp")))
+            elif normalized:
+                attempt = ConsumeBackupCode(uid, self.keyring.code_candidates(normalized),
+                                            self.entries(req, sid, ("two_factor.verified", "backup"),
+                                                         "two_factor.backup_code_used"))
+            proof = yield Rec(ProveSecondFactor(attempt, failure))
+            if proof.status in (Status.CHANGED, Status.NOT_FOUND) and isinstance(attempt, AcceptTotpStep):
+                raise self._not_enabled()  # the factor was removed or replaced meanwhile
+            ok, remaining = proof.ok, proof.remaining
+            if ok and attempt is not None:
+                self.emit_entries(uid, attempt.audit)
+            locked = proof.failure is not None and proof.failure.locked
+            if locked:
+                self.emit_entries(uid, failure.audit_on_lock)
+        # A failure that reached the ceiling locks the hot copy too, without end (R2 counts it with
+        # a lock of one failure): every script that checks the hot lock then refuses.
+        lock = (1, PERMANENT_LOCK_MS) if locked else (self.policies.user_lock_failures,
+                                                      self.policies.user_lock_seconds * 1000)
+        outcome = "ok" if ok else "wrong"
+        if caller.challenge is not None and not enrolling:
+            return (yield from self._answer_challenge(req, caller, method, outcome, lock, trust, token, sid,
+                                                      remaining))
+        return (yield from self._answer_in_session(req, caller, method, outcome, lock, enrolling, token, sid,
+                                                   remaining))
+
+    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+                          trust: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
+        uid, p, k = caller.uid, self.policies, self.keys
+        trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
+        reply = yield from self.commit(  # R2
+            "challenge_answer", uid,
+            (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
+             k.trust(uid, trust_id), k.trusted_devices(uid)),
+            (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
+             *lock, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
+        if reply[0] == "OK":
+            remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
+            trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
+            caller.user["tfa"] = "1"
+            return self.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted,
+                                  fields=self._remaining(method, remaining))
+        raise self._answer_error(reply)
+
+    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+                           enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
+        uid, k = caller.uid, self.keys
+        # The session is rotated (new id, old one ended) in the script that takes the verdict; made
+        # by the session spec, so it keeps rememberMe:false's short lifetime and counts toward the cap.
+        kid = caller.user.get("pending_kid", "") if caller.pending_codes else ""
+        reply = yield from self.commit(  # R2
+            "session_answer", uid,
+            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
+            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, *lock, sid, self.session_spec(),
+             AMR_OTP, kid), req, sid)
+        if reply[0] != "OK":
+            raise self._answer_error(reply)
+        caller.user["tfa"] = "1"
+        remember = caller.session is not None and caller.session.get("remember") == "1"
+        # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
+        return self.signed_in(caller, token, remember=remember, status=True, fields=self._remaining(method, remaining))
+
+    @staticmethod
+    def _remaining(method: str, remaining: int) -> dict[str, Any]:
+        """What a verify answer adds to ``{token, user}``: the backup codes left, after one is used."""
+        return {"backupCodesRemaining": remaining} if method == "backup" else {}
+
+    def _answer_error(self, reply: list[Any]) -> AuthError:
+        status = reply[0]
+        if status == "LOCKED":
+            return self.locked_error(int(reply[2]))
+        if status == "WRONG" and len(reply) > 2:
+            return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used",
+                             extra={"attemptsRemaining": int(reply[2])})
+        if status == "WRONG":
+            return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
+        if status == "EXHAUSTED":
+            cleared = self.clear_cookie(self.challenge_cookie)
+            return AuthError(401, "TOO_MANY_ATTEMPTS", "too many wrong codes for this sign-in; sign in again",
+                             headers={cleared[0]: cleared[1]})
+        if status == "NOT_ENABLED":
+            return self._not_enabled()
+        if status == "ALREADY":
+            return self._already_enabled()
+        return AuthError(401, *UNAUTHORIZED)
+
