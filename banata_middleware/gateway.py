@@ -119,7 +119,8 @@ class Gateway:
     def _decide(self, request: Request) -> Flow[Response | Identity | None]:
         # Before any policy decision, on every path (public, protected, auth endpoints): the
         # path judged must be the path the app routes, and these may route as another one.
-        if ambiguous_path(request.path) or ambiguous_path(request.raw_path):
+        raw_path = request.raw_path
+        if ambiguous_path(request.path) or (raw_path != request.path and ambiguous_path(raw_path)):
             raise AuthError(400, "INVALID_PATH",
                             "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
         request.client = self.client_address(request)
@@ -154,8 +155,8 @@ class Gateway:
         self._check_origin(request)
         f = self.flows
         g = yield from f.guard(request)
-        html = "text/html" in request.headers.get("accept", "")
         if g is None or not g.session_id:
+            html = "text/html" in request.headers.get("accept", "")
             if g is not None and g.pending:
                 if self.config.two_factor_page and html:
                     raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",

@@ -56,6 +56,7 @@ __all__ = ["asgi_app", "build_auth", "wsgi_app"]
 
 PREFIX = "/bench/"
 ONE_GET_KEY = "bench:{u:bare}:one"
+PROTECTED_OK = "/protected/ok"  # a protected path (demo_config protects by default)
 # What the bare endpoints keep per user: a hash like the middleware's read-through copy, a pending
 # challenge, and sessions; the values are of the same size as the real ones.
 USER_FIELDS = {"rec": "1", "tfa": "1", "email": "", "name": "", "created": "", "gen": "0", "revoked_at": "0",
@@ -116,6 +117,7 @@ def asgi_app() -> Any:
     from starlette.routing import Route
     from starlette.types import Receive, Scope, Send
 
+    from banata_middleware.adapters.starlette import BanataMiddleware
     from banata_middleware.demo.app import starlette_app
 
     auth = build_auth()
@@ -196,9 +198,18 @@ def asgi_app() -> Any:
         Route(PREFIX + "sessions", begin, methods=["POST"]),
     ])
 
+    async def protected_ok(request: Request) -> Response:
+        return Response(_OK, media_type="application/json")
+
+    # The bare 1-GET's twin behind the middleware: the same reply, no store call of its own (the
+    # middleware's guard makes the one round trip), so the two differ by the middleware alone.
+    protected = BanataMiddleware(Starlette(routes=[Route(PROTECTED_OK, protected_ok, methods=["GET"])]), auth)
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await bare(scope, receive, send)
+        elif scope["path"] == PROTECTED_OK:
+            await protected(scope, receive, send)
         else:
             await demo(scope, receive, send)
 
@@ -210,6 +221,7 @@ def wsgi_app() -> Any:
     """The demo behind the WSGI (Werkzeug) middleware, ``/bench/*`` beside it."""
     from werkzeug.wrappers import Request, Response
 
+    from banata_middleware.adapters.werkzeug import BanataMiddleware as BanataWsgiMiddleware
     from banata_middleware.demo.wsgi import werkzeug_app
 
     auth = build_auth()
@@ -284,12 +296,20 @@ def wsgi_app() -> Any:
     views = {("GET", "one-get"): one_get, ("POST", "verify"): verify, ("POST", "seed-totp"): seed_totp,
              ("POST", "seed-bare"): seed_bare, ("POST", "challenges"): begin, ("POST", "sessions"): begin}
 
+    def protected_ok(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        return ok()(environ, start_response)
+
+    # The bare 1-GET's twin behind the middleware (see ``asgi_app``).
+    protected = BanataWsgiMiddleware(protected_ok, auth)
+
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         if path.startswith(PREFIX):
             view = views.get((environ.get("REQUEST_METHOD", "GET"), path[len(PREFIX):]))
             response = view(Request(environ)) if view else ok(b'{"code":"NOT_FOUND"}', 404)
             return response(environ, start_response)
+        if path == PROTECTED_OK:
+            return protected(environ, start_response)
         return demo(environ, start_response)
 
     return app

@@ -61,7 +61,9 @@ class BanataMiddleware:
                           raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
                           websocket=scope["type"] == "websocket")
         if scope["type"] == "http" and self.auth.is_endpoint(path):
-            request.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            query: bytes = scope.get("query_string", b"")
+            if query:
+                request.query = dict(parse_qsl(query.decode("latin-1")))
             request.body, request.body_too_large = await self._read_body(receive, headers)
         result = await self.auth.ahandle(request)
         if result is None:
@@ -71,8 +73,10 @@ class BanataMiddleware:
                 # Refused before accept: the server answers the handshake with 403.
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await send({"type": "http.response.start", "status": result.status,
-                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]})
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]
+            # Without a length, servers send the body chunked (uvicorn does): more bytes, more framing.
+            raw.append((b"content-length", b"%d" % len(result.body)))
+            await send({"type": "http.response.start", "status": result.status, "headers": raw})
             await send({"type": "http.response.body", "body": result.body})
         else:
             scope["banata"] = result

@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl
 from .._extras import missing_extra
 
 try:
+    from werkzeug.http import HTTP_STATUS_CODES
+    from werkzeug.urls import iri_to_uri
     from werkzeug.wrappers import Response as WsgiResponse
     from werkzeug.wsgi import get_content_length
 except ModuleNotFoundError as exc:
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["BanataMiddleware", "fresh_second_factor_refusal"]
 
 _CHUNK = 64 * 1024
+_STATUS_LINES = {code: f"{code} {reason.upper()}" for code, reason in HTTP_STATUS_CODES.items()}
 _UNPREFIXED = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 T = TypeVar("T")
 
@@ -152,8 +155,15 @@ def _raw_path(environ: WSGIEnvironment) -> str:
 
 
 def _render(response: Response, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    # Werkzeug's Response sets Content-Length, keeps repeated Set-Cookie headers and drops the body for HEAD.
-    return WsgiResponse(response.body, response.status, response.headers)(environ, start_response)
+    """What Werkzeug's ``Response(body, status, headers)`` sends for our replies (each has a
+    Content-Type; none is a 1xx, 204 or 304), without building one: the headers as they are
+    (repeated Set-Cookie kept; a redirect's target as Werkzeug writes it), Content-Length last,
+    no body for HEAD."""
+    body = response.body
+    headers = [("Location", iri_to_uri(v)) if k.lower() == "location" else (k, v) for k, v in response.headers]
+    headers.append(("Content-Length", str(len(body))))
+    start_response(_STATUS_LINES.get(response.status) or f"{response.status} UNKNOWN", headers)
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def fresh_second_factor_refusal(environ: WSGIEnvironment, max_age: int) -> WsgiResponse | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -29,6 +30,12 @@ except ModuleNotFoundError as exc:
 from ..effects import Op
 from ..errors import AuthError
 
+hiredis_pack: Callable[..., Any] | None
+try:
+    from hiredis import pack_command as hiredis_pack
+except ModuleNotFoundError:  # the C parser is part of the 'redis' extra, but a bare redis-py works too
+    hiredis_pack = None
+
 __all__ = ["RedisStore", "UnsafeRedisPolicy", "load_scripts"]
 
 log = logging.getLogger("banata_middleware.store")
@@ -42,6 +49,23 @@ def load_scripts() -> dict[str, str]:
         for entry in folder.iterdir()
         if entry.name.endswith(".lua") and not entry.name.startswith("_")
     }
+
+
+def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` packing commands with hiredis. redis-py's asyncio connections pack in
+    Python (11 µs for the guard's EVALSHA of 3 keys and 5 arguments, 1 µs with hiredis), its sync
+    ones already use hiredis. Only for commands of str and int arguments (all the scripts send); any
+    other command (a multi-word name such as ``CONFIG GET``, bytes, floats) is packed as before."""
+    pack = hiredis_pack
+    if pack is None:
+        return connection_class
+
+    def pack_command(self: Any, *args: Any) -> list[bytes]:
+        if " " not in args[0] and all(type(a) is str or type(a) is int for a in args):
+            return [pack(args)]
+        return connection_class.pack_command(self, *args)  # type: ignore[no-any-return]
+
+    return type(connection_class.__name__, (connection_class,), {"pack_command": pack_command})
 
 
 # RedisClusterException is not a RedisError: a cluster that cannot route must fail closed too.
@@ -204,6 +228,7 @@ class RedisStore:
                                                           **opts)
         async_pool = aioredis.BlockingConnectionPool.from_url(
             url, retry=AsyncRetry(NoBackoff(), 1, supported_errors=errors), **opts)
+        async_pool.connection_class = _hiredis_packing(async_pool.connection_class)
         return cls(redis.Redis(connection_pool=sync_pool), aioredis.Redis(connection_pool=async_pool),
                    allow_eviction=allow_eviction)
 

@@ -46,7 +46,7 @@ def test_a_totp_verification_costs_one_read_and_one_write_transaction(store: Rec
     store.execute(ConfirmTotpFactor(uid, "totp", "ct", 10, T))
     with counted(store) as lookup:
         assert store.execute(LoadUser(uid)).two_factor_enabled
-    assert lookup == ["SELECT", "SELECT"]
+    assert lookup == ["SELECT"]  # factors, counts, state and account in one statement
     with counted(store) as write:
         assert store.execute(AcceptTotpStep(uid, "totp", "ct", 11, audit=[AuditEntry("t", T)])) is Status.ACCEPTED
     # the conditional update (the decision), ending the failure streak, the audit row

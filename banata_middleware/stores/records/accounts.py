@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Executable, Row, bindparam, insert, select, update
 
 from .ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 
@@ -64,9 +64,13 @@ class GetAccountByEmail(RecordOp["Account | None"]):
     writes: ClassVar[bool] = False
 
     def run(self, schema: Schema) -> SqlGen[Account | None]:
-        t = schema.accounts
-        row = (yield select(t).where(t.c.email == self.email)).first()
+        row = (yield schema.prepared(_by_email), {"e": self.email}).first()
         return Account.from_row(row) if row is not None else None
+
+
+def _by_email(schema: Schema) -> Executable:
+    t = schema.accounts
+    return select(t).where(t.c.email == bindparam("e"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,12 +29,18 @@ from sqlalchemy import CursorResult, Executable, insert
 if TYPE_CHECKING:
     from .schema import Schema
 
-__all__ = ["AuditEntry", "RecordOp", "SqlGen", "Status", "audit_insert"]
+__all__ = ["AuditEntry", "Params", "RecordOp", "SqlGen", "Statement", "Status", "audit_insert"]
 
 R = TypeVar("R")
 
+#: Bound values for a prepared statement: one row, or several (then executed as a batch).
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+#: What an operation yields: a statement, or a prepared one (``Schema.prepared``) with its values.
+#: The hot paths use the second form: building a SQLAlchemy statement and its cache key costs
+#: more CPU than running it, and a prepared one is built once per schema.
+Statement = Executable | tuple[Executable, Params]
 #: What ``RecordOp.run`` returns: yields statements, is sent their results, returns the reply.
-SqlGen = Generator[Executable, CursorResult[Any], R]
+SqlGen = Generator[Statement, CursorResult[Any], R]
 
 
 class Status(enum.Enum):
@@ -63,13 +69,17 @@ class AuditEntry:
     detail: Mapping[str, str] = field(default_factory=dict)
 
 
-def audit_insert(schema: Schema, user_id: str, entries: Sequence[AuditEntry]) -> Executable:
-    """The INSERT for ``entries`` (one multi-row statement)."""
-    return insert(schema.audit_events).values([
-        {"user_id": user_id, "type": e.type, "at": e.at, "ip": e.ip[:64], "user_agent": e.user_agent[:512],
-         "session_id": e.session_id, "detail": json.dumps(dict(e.detail), sort_keys=True) if e.detail else None}
-        for e in entries
-    ])
+def _audit_insert(schema: Schema) -> Executable:
+    return insert(schema.audit_events)
+
+
+def audit_insert(schema: Schema, user_id: str, entries: Sequence[AuditEntry]) -> Statement:
+    """The INSERT for ``entries`` (prepared; several entries run as one batch). A multi-row
+    ``VALUES`` would be a new statement, compiled anew, at every call."""
+    rows = [{"user_id": user_id, "type": e.type, "at": e.at, "ip": e.ip[:64], "user_agent": e.user_agent[:512],
+             "session_id": e.session_id, "detail": json.dumps(dict(e.detail), sort_keys=True) if e.detail else None}
+            for e in entries]
+    return schema.prepared(_audit_insert), rows[0] if len(rows) == 1 else rows
 
 
 class RecordOp(Generic[R]):

@@ -10,8 +10,9 @@ and a migration. ``user_id`` is a string everywhere so an app with its own users
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Executable, Index, Integer, MetaData, String, Table, Text
 
 from . import delivery
 from .factors import backup_codes, passkeys, totp
@@ -75,3 +76,13 @@ class Schema:
         self.passkeys = passkeys.define_table(m, prefix)
         # Each consumer's place in audit_events (the outbox of notices and webhooks) and its dead letters.
         self.delivery_cursors, self.dead_letters = delivery.define_tables(m, prefix)
+        self._prepared: dict[Callable[[Schema], Executable], Executable] = {}
+
+    def prepared(self, build: Callable[[Schema], Executable]) -> Executable:
+        """``build(self)``, made once: a statement whose values are ``bindparam``s, executed with
+        them (``ops.Statement``). Reusing the object also reuses its cache key, which SQLAlchemy
+        memoizes on it; ``build`` must be a module-level function (it is the cache's key)."""
+        statement = self._prepared.get(build)
+        if statement is None:
+            statement = self._prepared[build] = build(self)
+        return statement

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ...errors import AuthError
 from . import migrate
-from .ops import RecordOp, SqlGen
+from .ops import RecordOp, SqlGen, Statement
 from .schema import Schema
 
 __all__ = ["RecordStore", "SchemaOutOfDate"]
@@ -108,11 +108,12 @@ def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("banata_writes") else "BEGIN")
 
 
-def _run_sync(gen: SqlGen[R], execute: Callable[[Executable], CursorResult[Any]]) -> R:
+def _run_sync(gen: SqlGen[R], conn: Connection) -> R:
     try:
         statement = next(gen)
         while True:
-            statement = gen.send(execute(statement))
+            statement = gen.send(conn.execute(*statement) if isinstance(statement, tuple)
+                                 else conn.execute(statement))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -161,7 +162,7 @@ class RecordStore:
                     if op.writes:
                         conn.execution_options(banata_writes=True)
                     with conn.begin():
-                        return _run_sync(op.run(self.schema), conn.execute)
+                        return _run_sync(op.run(self.schema), conn)
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 settled = _settle(op, exc, attempt)
                 if settled is not None:
@@ -169,7 +170,13 @@ class RecordStore:
         raise AssertionError("unreachable")
 
     async def aexecute(self, op: RecordOp[R]) -> R:
-        """Run ``op`` in one transaction on the async engine (the same statements as ``execute``)."""
+        """Run ``op`` in one transaction on the async engine (the same statements as ``execute``).
+        SQLite: ``execute`` in a worker thread instead. aiosqlite hands every step (BEGIN, each
+        statement, each fetch, COMMIT) to its connection's thread and back; one hop for the whole
+        transaction costs less than half the CPU (measured side by side: LoadUser 1032 -> 402 µs,
+        AcceptTotpStep 2157 -> 901 µs), and the transaction is the same."""
+        if self._sqlite:
+            return await anyio.to_thread.run_sync(self.execute, op)
         for attempt in range(_DEADLOCK_RETRIES + 1):
             try:
                 async with self.async_engine.connect() as conn:
@@ -178,9 +185,10 @@ class RecordStore:
                     async with conn.begin():
                         gen = op.run(self.schema)
                         try:
-                            statement = next(gen)
+                            statement: Statement = next(gen)
                             while True:
-                                statement = gen.send(await conn.execute(statement))
+                                statement = gen.send(await (conn.execute(*statement) if isinstance(statement, tuple)
+                                                            else conn.execute(statement)))
                         except StopIteration as done:
                             return done.value  # type: ignore[no-any-return]
             except (SQLAlchemyError, OSError, TimeoutError) as exc:

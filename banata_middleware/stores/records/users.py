@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import Executable, delete, func, select, update
+from sqlalchemy import BindParameter, Executable, bindparam, delete, func, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from .ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
+from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 
 if TYPE_CHECKING:
     from .accounts import Account
@@ -21,22 +21,30 @@ __all__ = ["FailureCount", "LoadUser", "RecordFailure", "RemoveSecondFactor", "R
            "UserRecord", "clear_failures", "ensure_user_state"]
 
 
-def ensure_user_state(schema: Schema, user_id: str) -> Executable:
-    """INSERT the user's state row unless it exists: one statement, safe under concurrency."""
+def _ensure_user_state(schema: Schema) -> Executable:
     t = schema.user_state
     if schema.dialect == "postgresql":
-        return postgresql.insert(t).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+        return postgresql.insert(t).values(user_id=bindparam("u")).on_conflict_do_nothing(index_elements=["user_id"])
     if schema.dialect in ("mysql", "mariadb"):
-        return mysql.insert(t).values(user_id=user_id).on_duplicate_key_update(user_id=t.c.user_id)
+        return mysql.insert(t).values(user_id=bindparam("u")).on_duplicate_key_update(user_id=t.c.user_id)
     if schema.dialect == "sqlite":
-        return sqlite.insert(t).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+        return sqlite.insert(t).values(user_id=bindparam("u")).on_conflict_do_nothing(index_elements=["user_id"])
     raise ValueError(f"unsupported SQL dialect {schema.dialect!r}")
 
 
-def clear_failures(schema: Schema, user_id: str) -> Executable:
-    """End the failure streak (a proof succeeded). A permanent lock stays: only an admin lifts it."""
+def ensure_user_state(schema: Schema, user_id: str) -> Statement:
+    """INSERT the user's state row unless it exists: one statement, safe under concurrency."""
+    return schema.prepared(_ensure_user_state), {"u": user_id}
+
+
+def _clear_failures(schema: Schema) -> Executable:
     t = schema.user_state
-    return update(t).where(t.c.user_id == user_id, t.c.failure_streak > 0).values(failure_streak=0)
+    return update(t).where(t.c.user_id == bindparam("u"), t.c.failure_streak > 0).values(failure_streak=0)
+
+
+def clear_failures(schema: Schema, user_id: str) -> Statement:
+    """End the failure streak (a proof succeeded). A permanent lock stays: only an admin lifts it."""
+    return schema.prepared(_clear_failures), {"u": user_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +70,7 @@ class UserRecord:
 @dataclass(frozen=True, slots=True)
 class LoadUser(RecordOp[UserRecord]):
     """The lookup a verification starts with: factors, backup-code count and key, lock,
-    generation, and the built-in account (if any). Two statements, one read transaction."""
+    generation, and the built-in account (if any). One prepared statement (``_load_user``)."""
 
     user_id: str
     writes: ClassVar[bool] = False
@@ -71,28 +79,33 @@ class LoadUser(RecordOp[UserRecord]):
         from .accounts import Account
         from .factors.totp import TotpFactor
 
-        s, f, b, p = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys
-        u = self.user_id
-        # Two round trips: the factors, then one row of scalar subqueries (each an index lookup) for
-        # the counts, the state and the account, which may not exist (then NULLs: no lock,
-        # generation 0, no built-in account).
-        factors = (yield select(f).where(f.c.user_id == u).order_by(f.c.created_at, f.c.id)).all()
-        a = schema.accounts
-        counts = select(
-            select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
-            select(func.min(b.c.key_id)).where(b.c.user_id == u).scalar_subquery().label("codes_kid"),
-            select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
-            *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
-              for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
-            *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
-              for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
-        )
-        row = (yield counts).one()
+        rows = (yield schema.prepared(_load_user), {"u": self.user_id}).all()
+        row, u = rows[0], self.user_id
         account = None if row.account_email is None else Account(
             u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
-        return UserRecord(u, tuple(TotpFactor.from_row(r) for r in factors), int(row.codes), int(row.keys),
-                          int(row.failure_streak or 0), row.locked_at, int(row.generation or 0), row.revoked_at,
-                          account, row.codes_kid or "")
+        return UserRecord(u, tuple(TotpFactor.from_row(r) for r in rows if r.id is not None), int(row.codes),
+                          int(row.keys), int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
+                          row.revoked_at, account, row.codes_kid or "")
+
+
+def _load_user(schema: Schema) -> Executable:
+    """``LoadUser``'s one statement: a row of scalar subqueries (each an index lookup) for the
+    counts, the state and the account, which may not exist (then NULLs: no lock, generation 0, no
+    built-in account), outer-joined with the factors: one row per factor, or one row of NULL
+    factor columns for a user without any. One round trip."""
+    s, f, b, p, a = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys, schema.accounts
+    u: BindParameter[str] = bindparam("u")
+    scalars = select(
+        select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
+        select(func.min(b.c.key_id)).where(b.c.user_id == u).scalar_subquery().label("codes_kid"),
+        select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
+        *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
+          for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
+        *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
+          for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
+    ).subquery("scalars")
+    return (select(scalars, f).select_from(scalars.outerjoin(f, f.c.user_id == u))
+            .order_by(f.c.created_at, f.c.id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, MetaData, String, Table, delete, func, insert, select
+from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, select
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
@@ -35,9 +35,18 @@ def define_table(metadata: MetaData, prefix: str) -> Table:
     )
 
 
-def remaining(schema: Schema, user_id: str) -> SqlGen[int]:
+def _remaining(schema: Schema) -> Executable:
     t = schema.backup_codes
-    return int((yield select(func.count()).select_from(t).where(t.c.user_id == user_id)).scalar_one())
+    return select(func.count()).select_from(t).where(t.c.user_id == bindparam("u"))
+
+
+def remaining(schema: Schema, user_id: str) -> SqlGen[int]:
+    return int((yield schema.prepared(_remaining), {"u": user_id}).scalar_one())
+
+
+def _consume(schema: Schema) -> Executable:
+    t = schema.backup_codes
+    return delete(t).where(t.c.user_id == bindparam("u"), t.c.code_hash.in_(bindparam("c", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +88,9 @@ class ConsumeBackupCode(RecordOp[BackupCodeUse]):
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[BackupCodeUse]:
-        t = schema.backup_codes
         if not self.candidates:
             return BackupCodeUse(Status.NOT_FOUND, (yield from remaining(schema, self.user_id)))
-        used = (yield delete(t).where(t.c.user_id == self.user_id,
-                                      t.c.code_hash.in_(list(self.candidates)))).rowcount
+        used = (yield schema.prepared(_consume), {"u": self.user_id, "c": list(self.candidates)}).rowcount
         if used:
             yield clear_failures(schema, self.user_id)
             if self.audit:

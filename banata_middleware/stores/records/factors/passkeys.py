@@ -15,7 +15,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Boolean, Column, MetaData, Row, String, Table, Text, delete, false, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Executable,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    false,
+    insert,
+    select,
+    update,
+)
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
@@ -136,24 +151,38 @@ class AdvanceSignCount(RecordOp[Status]):
     audit_on_regress: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        t = schema.passkeys
-        key = credential_key(self.credential_id)
-        n = self.sign_count
-        moved = (yield update(t).where(
-            t.c.credential_key == key, t.c.user_id == self.user_id,
-            # (sign_count < :n OR (sign_count = 0 AND :n = 0)), with :n known while building the statement
-            t.c.sign_count < n if n > 0 else t.c.sign_count == 0,
-        ).values(sign_count=n, last_used_at=self.at)).rowcount
+        key = {"k": credential_key(self.credential_id), "u": self.user_id}
+        # (sign_count < :n OR (sign_count = 0 AND :n = 0)), with :n known while choosing the statement
+        advance = _advance_count if self.sign_count > 0 else _keep_zero_count
+        moved = (yield schema.prepared(advance), {**key, "n": self.sign_count, "at": self.at}).rowcount
         if moved == 1:
             if self.audit:
                 yield audit_insert(schema, self.user_id, self.audit)
             return Status.ACCEPTED
-        row = (yield select(t.c.credential_key).where(t.c.credential_key == key, t.c.user_id == self.user_id)).first()
+        row = (yield schema.prepared(_passkey_exists), key).first()
         if row is None:
             return Status.NOT_FOUND
         if self.audit_on_regress:
             yield audit_insert(schema, self.user_id, self.audit_on_regress)
         return Status.REGRESSED
+
+
+def _advance_count(schema: Schema) -> Executable:
+    t = schema.passkeys
+    return update(t).where(t.c.credential_key == bindparam("k"), t.c.user_id == bindparam("u"),
+                           t.c.sign_count < bindparam("n")).values(sign_count=bindparam("n"),
+                                                                  last_used_at=bindparam("at"))
+
+
+def _keep_zero_count(schema: Schema) -> Executable:
+    t = schema.passkeys
+    return update(t).where(t.c.credential_key == bindparam("k"), t.c.user_id == bindparam("u"),
+                           t.c.sign_count == 0).values(sign_count=bindparam("n"), last_used_at=bindparam("at"))
+
+
+def _passkey_exists(schema: Schema) -> Executable:
+    t = schema.passkeys
+    return select(t.c.credential_key).where(t.c.credential_key == bindparam("k"), t.c.user_id == bindparam("u"))
 
 
 @dataclass(frozen=True, slots=True)

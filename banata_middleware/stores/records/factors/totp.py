@@ -12,7 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Column, MetaData, Row, String, Table, UniqueConstraint, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Executable,
+    MetaData,
+    Row,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
@@ -60,10 +73,14 @@ class TotpFactor:
                    row.last_step)
 
 
+def _factor_state(schema: Schema) -> Executable:
+    t = schema.totp_factors
+    return select(t.c.secret, t.c.confirmed_at).where(t.c.user_id == bindparam("u"), t.c.id == bindparam("f"))
+
+
 def _classify(schema: Schema, user_id: str, factor_id: str, secret: str) -> SqlGen[Status]:
     """Why a conditional update on a factor matched nothing (classifies; never decides)."""
-    t = schema.totp_factors
-    row = (yield select(t.c.secret, t.c.confirmed_at).where(t.c.user_id == user_id, t.c.id == factor_id)).first()
+    row = (yield schema.prepared(_factor_state), {"u": user_id, "f": factor_id}).first()
     if row is None:
         return Status.NOT_FOUND
     return Status.CHANGED if row.secret != secret or row.confirmed_at is None else Status.REPLAYED
@@ -188,17 +205,22 @@ class AcceptTotpStep(RecordOp[Status]):
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        t = schema.totp_factors
-        won = (yield update(t).where(
-            t.c.user_id == self.user_id, t.c.id == self.factor_id, t.c.secret == self.secret,
-            t.c.confirmed_at.is_not(None), t.c.last_step < self.step,
-        ).values(last_step=self.step)).rowcount
+        won = (yield schema.prepared(_accept_step), {"u": self.user_id, "f": self.factor_id, "s": self.secret,
+                                                     "step": self.step}).rowcount
         if won != 1:
             return (yield from _classify(schema, self.user_id, self.factor_id, self.secret))
         yield clear_failures(schema, self.user_id)
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.ACCEPTED
+
+
+def _accept_step(schema: Schema) -> Executable:
+    t = schema.totp_factors
+    return update(t).where(
+        t.c.user_id == bindparam("u"), t.c.id == bindparam("f"), t.c.secret == bindparam("s"),
+        t.c.confirmed_at.is_not(None), t.c.last_step < bindparam("step"),
+    ).values(last_step=bindparam("step"))
 
 
 @dataclass(frozen=True, slots=True)
