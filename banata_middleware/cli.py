@@ -20,6 +20,7 @@ from typing import Any
 from ._extras import MissingExtraError, missing_extra
 from .db_cli import add_db_commands, run_db
 from .delivery.cli import add_webhooks_commands, run_webhooks
+from .errors import AuthError
 
 __all__ = ["main"]
 
@@ -171,6 +172,9 @@ def _audit(args: argparse.Namespace) -> int:
     else:
         streams = sorted(client.scan_iter(match=f"{prefix}:{{u:*}}:audit", count=500))
     last: dict[str, str] = {s: "-" for s in streams}
+    database_url = _database_url(args)
+    records = _audit_records(database_url) if database_url else None
+    after = 0
     while True:
         events: list[tuple[str, dict[str, str]]] = []
         for stream in streams:
@@ -178,11 +182,36 @@ def _audit(args: argparse.Namespace) -> int:
             for entry_id, fields in client.xrange(stream, min=start, max="+"):
                 events.append((entry_id, fields))
                 last[stream] = entry_id
+        if records is not None:
+            # Record changes (2FA on and off, factors, backup codes, resets) are written to SQL with
+            # the change: read them beside the hot store's stream, in one time order.
+            from .stores.records import ListAudit
+
+            while page := records.execute(ListAudit(args.user, after)):
+                for e in page:
+                    events.append((f"sql-{e.id:020d}", {
+                        "type": e.type, "userId": e.user_id, "at": str(e.at), "ip": e.ip,
+                        "userAgent": e.user_agent, "sessionId": e.session_id,
+                        "detail": " ".join(e.detail.values())}))
+                after = page[-1].id
         for _, fields in sorted(events, key=lambda e: (int(e[1].get("at", "0")), e[0])):
             print(json.dumps(_audit_line(fields)), flush=True)
         if not args.follow:
             return 0
         time.sleep(1)
+
+
+def _audit_records(url: str) -> Any:
+    from .stores.records import RecordStore, SchemaOutOfDate
+
+    try:
+        records = RecordStore(url)
+        records.check_schema()
+    except (ValueError, SchemaOutOfDate, ConnectionError) as exc:
+        raise _Refused(f"--database-url: {exc}", 2) from None
+    except AuthError as exc:
+        raise _Refused(f"the record store is unreachable: {exc.message}") from None
+    return records
 
 
 def _audit_line(fields: dict[str, str]) -> dict[str, Any]:
@@ -281,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cli_code.add_arguments(sub.add_parser("code", help="print the TOTP code for an otpauth:// URI"))
 
-    audit = sub.add_parser("audit", help="print audit events from Redis, one JSON object a line")
+    audit = sub.add_parser("audit", help="print audit events, one JSON object a line: the hot store's (sessions, "
+                                         "challenges) and, with --database-url, the record store's (factor changes)")
+    audit.add_argument("--database-url", default=None,
+                       help="the record store, whose audit table holds every record change (default: "
+                            "$BANATA_DATABASE_URL; without either, only the hot store's events)")
     audit.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                        help="the Redis the app uses (default: %(default)s)")
     audit.add_argument("--user", default=None,

@@ -53,9 +53,13 @@ def test_a_verification_is_one_flow_span_with_its_store_operations_inside(stack_
     assert right.attributes["http.response.status_code"] == 200 and "banata.code" not in right.attributes
     for flow in flows:
         assert flow.parent is None
-        assert children(spans, flow) == ["banata.store load", "banata.store challenge_answer"]
+        # Both stores, in the order of the write rule: the hot state, the record, the SQL decision
+        # (the step accepted, or the failure counted), then the challenge's answer in the hot store.
+        assert children(spans, flow) == ["banata.store load", "banata.store sql.LoadUser",
+                                         "banata.store sql.ProveSecondFactor", "banata.store challenge_answer"]
     # Every span is a flow or one of its store operations: no raw path, no user id in any name.
     assert {s.name for s in spans} == {"banata POST /two-factor/verify-totp", "banata.store load",
+                                        "banata.store sql.LoadUser", "banata.store sql.ProveSecondFactor",
                                         "banata.store challenge_answer"}
 
 

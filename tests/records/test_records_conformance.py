@@ -293,7 +293,8 @@ def test_tables_carry_the_configured_prefix(backend: str, scratch_url: str, pref
         store.upgrade()
         names = set(inspect(store.engine).get_table_names())
         assert names == {f"{prefix}{n}" for n in ("accounts", "user_state", "audit_events", "totp_factors",
-                                                  "backup_codes", "passkeys", "alembic_version")}
+                                                  "backup_codes", "passkeys", "delivery_cursors", "dead_letters",
+                                                  "alembic_version")}
         assert store.execute(RevokeSessions("u", T)) == 1
     finally:
         store.dispose()
