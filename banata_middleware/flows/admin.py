@@ -31,10 +31,13 @@ class AdminFlows(TwoFactorFlows):
 
     def reset_user(self, uid: str, mode: str) -> Flow[None]:
         """'revoke': end every session of the user; 'reset': that, and remove their second factor
-        and passkeys and lift the permanent lock. The durable part first (the record store:
-        revoked_at, the factors), then the hot store's: a crash between leaves sessions that the
-        copy, rebuilt from the record after any loss, still ends, and never a factor left behind."""
+        and passkeys and lift the permanent lock. Access is taken away first, where it is enforced
+        (the hot store: sessions, challenges, remembered devices end), then the record store keeps
+        it durable (revoked_at, the factors' removal). A failure or crash between them leaves the
+        user signed out with the factor still in place (safe; the administrator repeats the
+        command); the other order would leave a thief's session alive behind a 503 (review R4-1)."""
         now = self.now_ms()
+        yield from self.commit("user_reset", uid, (self.keys.pending_backup_codes(uid),), (mode,), None)
         if mode == "reset":
             # Each passkey's removal is audited by its id (a passkey added between this read and
             # the removal goes too, unnamed in the trail: the reset's own row still records it).
@@ -44,6 +47,5 @@ class AdminFlows(TwoFactorFlows):
             yield Rec(RemoveSecondFactor(uid, now, passkeys=True, audit=entries))
             self.emit_entries(uid, entries)
         else:
-            yield Rec(RevokeSessions(uid, now))
-        k = self.keys
-        yield from self.commit("user_reset", uid, (k.pending_backup_codes(uid),), (mode,), None)
+            # The durable trail records the revocation too (the sinks heard it from user_reset above).
+            yield Rec(RevokeSessions(uid, now, audit=self.entries(None, "", ("session.revoked", "all"))))

@@ -82,9 +82,6 @@ def two_factor_owner(stack: Stack) -> tuple[Api, str]:
 
 
 # -- R4-1: an administrator's revoke / reset whose hot half failed --------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-1: reset_user commits revoked_at in SQL, then Redis; when the hot "
-                   "half fails (503) every session keeps working from the warm copy, and _repair_copy never "
-                   "repairs revoked_at (docs/storage.md rule 5 says Redis first)")
 @pytest.mark.parametrize("mode", ["revoke", "reset"])
 def test_r4_1_sessions_end_even_when_the_revokes_hot_half_failed(stack: Stack, mode: str) -> None:
     owner, uid = two_factor_owner(stack)
@@ -96,8 +93,12 @@ def test_r4_1_sessions_end_even_when_the_revokes_hot_half_failed(stack: Stack, m
         (stack.auth.revoke_sessions if mode == "revoke" else stack.auth.reset_two_factor)(uid)
     assert err.value.status == 503
     stack.auth.store = inner
-    # The operator was told it failed; the thief's session must not outlive a revocation the
-    # record store already holds (any later flush or eviction would end it: only the copy keeps it).
+    # Access is taken away in the hot store first (the fix of R4-1): its failure wrote nothing
+    # anywhere, so the record store holds no revocation that a warm copy contradicts...
+    record = stack.auth.records.execute(LoadUser(uid))
+    assert record.revoked_at is None and record.two_factor_enabled
+    # ...and the operator, told it failed, repeats it: the thief is out.
+    (stack.auth.revoke_sessions if mode == "revoke" else stack.auth.reset_two_factor)(uid)
     stack.clock.advance(1)
     assert session_of(thief) is None
     assert thief.get("/api/me").status_code == 401
@@ -333,9 +334,6 @@ def _audit_types(stack: Stack, uid: str) -> list[str]:
         return [str(x) for x in conn.execute(select(t.c.type).where(t.c.user_id == uid).order_by(t.c.id)).scalars()]
 
 
-@pytest.mark.xfail(strict=True, reason="R4-4: Flows.reset_user('revoke') yields RevokeSessions(uid, now) without "
-                   "audit entries: the change of user_state (generation, revoked_at) leaves no row in "
-                   "audit_events (only the hot store's stream and the callbacks hear of it)")
 def test_r4_4_an_administrators_revoke_is_audited_in_the_record_store(stack: Stack) -> None:
     _, uid = two_factor_owner(stack)
     before = _audit_types(stack, uid)
@@ -603,9 +601,6 @@ def test_r4_10_an_import_whose_hot_half_failed_still_voids_trusted_devices(stack
     assert device.sign_in(EMAIL).status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="R4-1: reset_user writes SQL first, so with PostgreSQL down an administrator "
-                   "cannot end a thief's sessions at all, while the warm copy keeps them passing (Redis first, "
-                   "as docs/storage.md rule 5 says, would end them and leave only the durable stamp to retry)")
 def test_r4_1_with_postgres_down_a_revoke_still_ends_the_sessions(stack: Stack) -> None:
     owner, uid = two_factor_owner(stack)
     good = stack.records
