@@ -1,11 +1,12 @@
 """How one flow serves both WSGI and ASGI: flows are generators that yield effects.
 
-A flow never touches I/O. It yields an ``Op`` (one atomic operation on the hot store: a Lua script
-in Redis, its twin in memory), a ``Rec`` (one transaction on the record store: a typed
-``RecordOp`` run in SQL) or a ``Compute`` (CPU-heavy work such as password hashing), receives the
-result, and finally returns its answer. ``run_sync`` drives it with blocking stores, ``run_async``
-with asyncio ones; there is no second copy of any flow. A store failure is thrown *into* the flow
-as an ``AuthError`` so the flow's own error handling renders it.
+A flow never touches I/O. It yields an ``Op`` (one atomic operation on the hot store, a typed value
+declared in ``stores.hot_ops``: a Lua script in Redis, its twin in memory), a ``Rec`` (one
+transaction on the record store: a typed ``RecordOp`` run in SQL) or a ``Compute`` (CPU-heavy work
+such as password hashing), receives the result, and finally returns its answer. ``run_sync`` drives
+it with blocking stores, ``run_async`` with asyncio ones; there is no second copy of any flow. A
+store failure is thrown *into* the flow as an ``AuthError`` so the flow's own error handling renders
+it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import anyio.to_thread
 
 from .errors import AuthError
+from .stores.hot_ops import OPS, HotOp
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -28,14 +30,9 @@ __all__ = ["Compute", "Flow", "MeasuredStore", "Op", "OpStore", "Rec", "RecordRu
 T = TypeVar("T")
 
 
-class Op(NamedTuple):
-    """Run the store script ``script`` on ``keys`` (all in one user's hash slot) with ``args``.
-
-    A NamedTuple rather than a frozen dataclass: one is built per request, and it is cheaper."""
-
-    script: str
-    keys: tuple[str, ...]
-    args: tuple[str | int, ...]
+#: One hot-store operation (``stores.hot_ops``: ``Guard(...)``, ``ChallengeAnswer(...)``...): run as
+#: its Lua script in Redis, its twin in memory; its typed reply is sent back.
+Op = HotOp
 
 
 class Rec(NamedTuple):
@@ -90,14 +87,14 @@ def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None)
         result, error = None, None
         try:
             kind = type(effect)
-            if kind is Op:
-                result = store.execute(effect)  # type: ignore[arg-type]
-            elif kind is Rec:
+            if kind is Rec:
                 if records is None:
                     raise _no_records(effect)  # type: ignore[arg-type]
                 result = records.execute(effect.op)  # type: ignore[union-attr]
-            else:
+            elif kind is Compute:
                 result = effect.fn()  # type: ignore[union-attr]
+            else:
+                result = store.execute(effect)  # type: ignore[arg-type]
         except AuthError as exc:
             error = exc
 
@@ -113,20 +110,20 @@ async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None 
         result, error = None, None
         try:
             kind = type(effect)
-            if kind is Op:
-                result = store.execute(effect) if store.in_process else await store.aexecute(effect)  # type: ignore[arg-type]
-            elif kind is Rec:
+            if kind is Rec:
                 if records is None:
                     raise _no_records(effect)  # type: ignore[arg-type]
                 result = await records.aexecute(effect.op)  # type: ignore[union-attr]
-            else:
+            elif kind is Compute:
                 result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
+            else:
+                result = store.execute(effect) if store.in_process else await store.aexecute(effect)  # type: ignore[arg-type]
         except AuthError as exc:
             error = exc
 
 
 class MeasuredStore:
-    """A store (``Op``s, named by script) or a record store (``RecordOp``s, named by class: SQL ops
+    """A store (``Op``s, named by their script) or a record store (``RecordOp``s, named by class: SQL ops
     are ``sql.<ClassName>``) with each operation timed into ``metrics``, each failure (the store's
     ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when metrics or
     tracing are on: the drivers above stay as they are, and with both off nothing on the store path
@@ -140,7 +137,8 @@ class MeasuredStore:
 
     @staticmethod
     def _name(op: Any) -> str:
-        return op.script if type(op) is Op else f"sql.{type(op).__name__}"
+        spec = OPS.get(type(op))
+        return spec.name if spec is not None else f"sql.{type(op).__name__}"
 
     def _done(self, name: str, start: float, failed: bool) -> None:
         if self.metrics is not None:

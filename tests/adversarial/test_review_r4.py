@@ -16,6 +16,7 @@ from harness import PASSWORD, SITE, Api, PausingStore, Stack
 from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.stores import MemoryStore
+from banata_middleware.stores.hot_ops import UserFill, name_of
 from banata_middleware.stores.records import LoadUser, RecordStore
 
 EMAIL = "r4@example.com"
@@ -30,7 +31,7 @@ class FailOn:
         self.in_process = getattr(store, "in_process", False)
 
     def _check(self, op: Any) -> None:
-        if op.script == self.name and not self.failed:
+        if name_of(op) == self.name and not self.failed:
             self.failed += 1
             raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
 
@@ -185,10 +186,8 @@ def test_r4_a_factor_disabled_in_sql_stops_working_though_the_copys_update_faile
 def test_r4_a_stale_copy_saying_2fa_is_off_lets_no_password_alone_through(stack: Stack) -> None:
     _owner, uid = two_factor_owner(stack)
     stack.auth.run(stack.auth.flows.load(uid))  # warm
-    from banata_middleware.effects import Op
-
-    stack.auth.run(_op(stack, Op("user_fill", (stack.auth.flows.keys.user(uid),),
-                                 (stack.auth.flows.now_ms(), 0, "repair", "tfa", "0", "gen", "77"))))
+    stack.auth.run(_op(stack, UserFill(stack.auth.flows.keys.user(uid), now_ms=stack.auth.flows.now_ms(),
+                                       generation=0, mode="repair", fields=("tfa", "0", "gen", "77"))))
     other = stack.client()
     r = other.sign_in(EMAIL)
     assert r.status_code == 403 and r.json()["twoFactorRedirect"] is True, r.text

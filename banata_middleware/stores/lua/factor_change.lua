@@ -3,6 +3,6 @@
 -- nothing. Closes "a password-only request in flight commits after enrolment (or after its session
 -- ended)": whatever ended the session or turned 2FA on before this check is seen here; whatever
 -- comes after it came after the change too.
--- KEYS: user, audit, session. ARGV[6..7]: factor change max age ms, password given ('1'|'0').
+-- Fields: hot_ops.FactorChange.
 -- Reply: OK or the refusal (NO_SESSION | FRESH_TWO_FACTOR | FRESH_PASSWORD), events.
-return {factor_change_refused(hash(KEYS[1]), KEYS[3], ARGV[6], ARGV[7]) or 'OK', EVENTS}
+return {factor_change_refused(hash(user_key), session_key, max_age_ms, password_given) or 'OK', EVENTS}

@@ -5,44 +5,42 @@
 -- may hold, ends here) and enrolment ends every other session of the user: none of them passed
 -- the new factor. An enrolment's copy is written even when the session ended meanwhile: the
 -- record store has the factor, and the copy must say so.
--- KEYS: user, audit, session, pending backup codes, new session, session index.
--- ARGV[6..14]: mode (enrol|stepup), method, outcome (ok|wrong), session id hash, failures before
--- lock, lock ms, new session id hash, session spec (see new_session: the rotated session keeps
--- rememberMe's lifetime and counts toward the cap of sessions per user), amr of the factor given
--- (added to the session's: see new_session). Enrolment: ARGV[15], the id of the key the codes are
--- hashed under (the copy's codes_kid).
+-- Fields: hot_ops.SessionAnswer. The session spec (see new_session): the rotated session keeps
+-- rememberMe's lifetime and counts toward the cap of sessions per user; amr: the factor given,
+-- added to the session's. Enrolment: codes_kid, the id of the key the codes are hashed under (the
+-- copy's codes_kid).
 -- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
 -- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
-local s = hash(KEYS[3])
-local u = hash(KEYS[1])
-local ok = ARGV[8] == 'ok'
-if ok and ARGV[6] == 'enrol' then
-  redis.call('HSET', KEYS[1], 'tfa', '1', 'codes_kid', ARGV[15], 'gen', tonumber(u.gen or '0') + 1)
-  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
-  redis.call('DEL', KEYS[4])
+local s = hash(session_key)
+local u = hash(user_key)
+local ok = outcome == 'ok'
+if ok and mode == 'enrol' then
+  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('DEL', pending_codes_key)
 end
 -- revoked_at: an administrator's "end every session" that ran after the caller was loaded.
 if not live(s) or tonumber(s.created or '0') <= tonumber(u.revoked_at or '0') then return {'GONE', EVENTS} end
 local lock = locked_until(u)
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 if ok then
-  redis.call('HSET', KEYS[1], 'fails', 0)
+  redis.call('HSET', user_key, 'fails', 0)
   local ended = {}
-  if ARGV[6] == 'enrol' then ended = redis.call('SMEMBERS', KEYS[6]) end
-  ended[#ended + 1] = ARGV[9]
+  if mode == 'enrol' then ended = redis.call('SMEMBERS', sessions_key) end
+  ended[#ended + 1] = sid
   -- The other sessions' keys are built here from the caller's: same user, same hash tag, same slot.
-  local base = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[9])
-  for _, sid in ipairs(ended) do
-    if redis.call('DEL', base .. sid) == 1 then
-      audit('session.revoked', sid, sid == ARGV[9] and 'rotated' or 'enrolment')
+  local base = string.sub(session_key, 1, #session_key - #sid)
+  for _, other in ipairs(ended) do
+    if redis.call('DEL', base .. other) == 1 then
+      audit('session.revoked', other, other == sid and 'rotated' or 'enrolment')
     end
-    redis.call('SREM', KEYS[6], sid)
+    redis.call('SREM', sessions_key, other)
   end
-  new_session(KEYS[5], KEYS[6], ARGV[12], ARGV[13], 2, NOW, s.remember or '0', merge_amr(s.amr, ARGV[14]))
-  redis.call('HSET', KEYS[5], 'auth', s.auth or s.created)
-  if s.pwd then redis.call('HSET', KEYS[5], 'pwd', s.pwd) end
+  new_session(new_session_key, sessions_key, new_sid, session_spec, 2, NOW, s.remember or '0', merge_amr(s.amr, amr))
+  redis.call('HSET', new_session_key, 'auth', s.auth or s.created)
+  if s.pwd then redis.call('HSET', new_session_key, 'pwd', s.pwd) end
   return {'OK', EVENTS}
 end
-lock = second_factor_failed(tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[7])
+lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method)
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 return {'WRONG', EVENTS}

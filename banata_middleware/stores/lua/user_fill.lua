@@ -5,15 +5,15 @@
 -- record found the copy disagreeing, after a crash between a record change and its copy's
 -- update) overwrites the fields given.
 -- 'gen' voids trusted-device records made under another one. A copy filled after a loss (a
--- flush, an eviction) starts at a random generation (ARGV[2]), so that no record of an earlier
--- generation can count again by coincidence of numbers.
--- KEYS: user. ARGV: now, generation if absent, mode (fill|repair), then field/value pairs of the copy.
--- Returns the user hash after the fill (flat).
-if ARGV[3] == 'repair' then
-  for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-elseif redis.call('HEXISTS', KEYS[1], 'rec') == 0 then
-  for i = 4, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  redis.call('HSETNX', KEYS[1], 'gen', ARGV[2])
-  redis.call('HSET', KEYS[1], 'rec', '1')
+-- flush, an eviction) starts at a random generation (the generation field), so that no record of
+-- an earlier generation can count again by coincidence of numbers.
+-- Fields: hot_ops.UserFill (fields: the copy's field/value pairs). Returns the user hash after the
+-- fill (flat).
+if mode == 'repair' then
+  for i = 1, #fields, 2 do redis.call('HSET', user_key, fields[i], fields[i + 1]) end
+elseif redis.call('HEXISTS', user_key, 'rec') == 0 then
+  for i = 1, #fields, 2 do redis.call('HSETNX', user_key, fields[i], fields[i + 1]) end
+  redis.call('HSETNX', user_key, 'gen', generation)
+  redis.call('HSET', user_key, 'rec', '1')
 end
-return redis.call('HGETALL', KEYS[1])
+return redis.call('HGETALL', user_key)
