@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
 from . import hot_ops as h
@@ -23,6 +23,7 @@ from .hot_ops import OPS_BY_NAME, GuardReply, Head, HotOp, OpSpec
 __all__ = ["MemoryStore"]
 
 Reply = Any
+T = TypeVar("T", set[str], dict[str, int])
 TRUSTED_DEVICES_CAP = 20  # as lua/_prelude.lua
 
 
@@ -49,7 +50,12 @@ class _Script:
         return "exp" in rec and int(float(rec["exp"])) > self.now
 
     def hset(self, key: str, **fields: object) -> None:
-        self.s.data.setdefault(key, {}).update({k: _num(v) for k, v in fields.items()})
+        """HSET: the fields are added to the hash (a live one: an expired key is gone first, as in
+        Redis); the fields it had stay."""
+        rec = self.s.get(key)
+        if not isinstance(rec, dict):
+            rec = self.s.data[key] = {}
+        rec.update({k: _num(v) for k, v in fields.items()})
 
     def audit(self, kind: str, sid: str = "", detail: str = "") -> None:
         head = self.head
@@ -67,12 +73,11 @@ class _Script:
         parts = str(spec).split(",")
         long, short, cap = (int(p) for p in parts) if len(parts) == 3 else (int(spec), int(spec), 0)
         ttl_ms = long if remember == "1" else short
-        self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
-                             "mfa": _num(mfa), "remember": remember, "amr": amr}
+        self.hset(skey, exp=self.now + ttl_ms, created=self.now, aal=aal, mfa=mfa, remember=remember, amr=amr)
         self.s.expire(skey, ttl_ms)
         assert self.head is not None
         self.hset(skey, ip=self.head.ip, ua=self.head.user_agent, seen=self.now)
-        self.s.data.setdefault(index, set()).add(sid)
+        self.s.container(index, set).add(sid)
         self.s.expire(index, long)
         self.audit("session.created", sid, amr)
         self.cap_sessions(skey, index, sid, cap, long)
@@ -110,9 +115,7 @@ class _Script:
     def index_device(self, index: str, tkey: str, ttl_ms: int, gen: str) -> None:
         """Twin of ``index_device`` in lua/_prelude.lua: the bounded index of trusted devices."""
         tid = _key_id(tkey)
-        devices = self.s.get(index)
-        if not isinstance(devices, dict):
-            devices = self.s.data[index] = {}
+        devices = self.s.container(index, dict)
         devices[tid] = self.now
         left = self.s._expiry.get(index)
         if left is None or (left - self.s.clock.now()) * 1000 < ttl_ms:
@@ -286,6 +289,16 @@ class MemoryStore:
                 self._queued[key] = exp
                 heapq.heappush(heap, (exp, key))  # given a later expiry since: check again then
 
+    def container(self, key: str, kind: type[T]) -> T:
+        """The live set (or sorted set: a dict) at ``key``, or a new empty one. An emptied one counts
+        as absent, expiry included: Redis deletes a set when its last member goes."""
+        value = self.get(key)
+        if isinstance(value, kind) and value:
+            return value
+        self._expiry.pop(key, None)
+        value = self.data[key] = kind()
+        return value
+
     def delete(self, *keys: str) -> int:
         n = 0
         for key in keys:
@@ -417,8 +430,8 @@ class MemoryStore:
 
     def _op_challenge_create(self, x: _Script, op: h.ChallengeCreate) -> Reply:
         ttl = int(op.ttl_ms)
-        self.data[op.challenge_key] = {"exp": str(x.now + ttl), "attempts": _num(op.attempts),
-                                       "remember": op.remember, "created": str(x.now), "opened_by": "pwd"}
+        x.hset(op.challenge_key, exp=x.now + ttl, attempts=op.attempts, remember=op.remember, created=x.now,
+               opened_by="pwd")
         self.expire(op.challenge_key, ttl)
         return ["OK", x.events]
 
@@ -435,8 +448,8 @@ class MemoryStore:
                           ch.get("remember", "0"), op.amr)
             if op.trust == "1":
                 ttl = int(op.trust_ttl_ms)
-                self.data[op.trust_key] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now),
-                                           "created": str(x.now), "ip": op.head.ip, "ua": op.head.user_agent}
+                x.hset(op.trust_key, exp=x.now + ttl, gen=u.get("gen", "0"), mfa=x.now, created=x.now, ip=op.head.ip,
+                       ua=op.head.user_agent)
                 self.expire(op.trust_key, ttl)
                 x.index_device(op.devices_key, op.trust_key, ttl, u.get("gen", "0"))
             return ["OK", x.events]
@@ -497,9 +510,8 @@ class MemoryStore:
             return ["LOCKED", x.events, lock]
         self.delete(op.trust_key)
         exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
-        self.data[op.new_trust_key] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"],
-                                       "created": t.get("created", t["mfa"]), "ip": op.head.ip,
-                                       "ua": op.head.user_agent, "seen": str(x.now)}
+        x.hset(op.new_trust_key, exp=exp, gen=t["gen"], mfa=t["mfa"], created=t.get("created", t["mfa"]),
+               ip=op.head.ip, ua=op.head.user_agent, seen=x.now)
         self.expire(op.new_trust_key, exp - x.now)
         devices = self.get(op.devices_key)
         if isinstance(devices, dict):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import typing
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 import banata_middleware.stores as stores_pkg
-from banata_middleware.stores.hot_ops import OPS, OPS_BY_NAME, Head, OpSpec, lua_header
+from banata_middleware.stores.hot_ops import OPS, OPS_BY_NAME, Head, Key, OpSpec, Rest, hot_op, lua_header
 from banata_middleware.stores.memory import MemoryStore
 
 LUA = Path(stores_pkg.__file__).parent / "lua"
@@ -167,3 +168,45 @@ def test_every_operation_starts_with_now() -> None:
     """The prelude's NOW is now_ms: the first argument (the head's, for a user operation)."""
     for spec in OPS_BY_NAME.values():
         assert spec.args[0] == "now_ms", spec.name
+
+
+def test_a_declaration_that_would_misplace_a_field_is_refused() -> None:
+    """What the stores rely on, checked when an operation is declared: keys first and named
+    ``*_key``, a variadic argument only last, ``now_ms`` first among the arguments, one name each.
+    (The classes' annotations are read in this module's globals: Key and Rest are imported above.)"""
+    def declare(name: str, cls: type) -> None:
+        hot_op(name, list)(cls)
+
+    class KeyAfterArgument(NamedTuple):
+        now_ms: int
+        user_key: Key
+
+    class KeyNotSoNamed(NamedTuple):
+        user: Key
+        now_ms: int
+
+    class ArgumentNamedLikeAKey(NamedTuple):
+        user_key: Key
+        now_ms: int
+        other_key: str
+
+    class RestNotLast(NamedTuple):
+        now_ms: int
+        hashes: Rest
+        sid: str
+
+    class NowNotFirst(NamedTuple):
+        user_key: Key
+        sid: str
+        now_ms: int
+
+    class Fine(NamedTuple):
+        user_key: Key
+        now_ms: int
+
+    for cls in (KeyAfterArgument, KeyNotSoNamed, ArgumentNamedLikeAKey, RestNotLast, NowNotFirst):
+        with pytest.raises(TypeError):
+            declare(f"test_{cls.__name__}", cls)
+    with pytest.raises(TypeError, match="two operations named guard"):
+        declare("guard", Fine)
+    assert not any(spec.name.startswith("test_") for spec in OPS.values())
