@@ -517,10 +517,9 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     read = flows.session_tokens.read(token)
     assert read is not None
     uid, sid = read
+
     def guard_op() -> Guard:  # as Flows.guard builds it
-        user_key, session_key, challenge_key = flows.keys.for_guard(uid, sid, "-")
-        return Guard(user_key=user_key, session_key=session_key, challenge_key=challenge_key, now_ms=flows.now_ms(),
-                     want_session="1", want_challenge="0", seen_every_ms=60_000, idle_timeout_ms=0)
+        return Guard(*flows.keys.for_guard(uid, sid, "-"), flows.now_ms(), "1", "0", 60_000, 0)
 
     op = guard_op()
     reply = auth.store.execute(op)

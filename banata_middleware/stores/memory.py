@@ -23,6 +23,7 @@ from .hot_ops import OPS_BY_NAME, GuardReply, Head, HotOp, OpSpec
 __all__ = ["MemoryStore"]
 
 Reply = Any
+_new_tuple = tuple.__new__
 T = TypeVar("T", set[str], dict[str, int])
 TRUSTED_DEVICES_CAP = 20  # as lua/_prelude.lua
 
@@ -348,9 +349,11 @@ class MemoryStore:
         u = data.get(op.user_key) or {}
         s = (data.get(op.session_key) or {}) if op.want_session == "1" else {}
         c = (data.get(op.challenge_key) or {}) if op.want_challenge == "1" else {}
-        reply = GuardReply(u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"),
-                           s.get("mfa"), c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), s.get("seen"),
-                           u.get("rec"))
+        # GuardReply's fields, in its order; tuple.__new__ skips the NamedTuple's Python-level
+        # __new__ (this runs on every request).
+        reply = _new_tuple(GuardReply, (u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"),
+                                        s.get("aal"), s.get("mfa"), c.get("exp"), c.get("created"), s.get("amr"),
+                                        s.get("auth"), s.get("seen"), u.get("rec")))
         if s:
             now = int(op.now_ms)
             since = now - int(s.get("seen") or s.get("created") or now)
