@@ -186,8 +186,8 @@ class RemoveSecondFactor(RecordOp[Status]):
     """Disable two-factor (the user) or reset it (an administrator): every TOTP factor, backup
     code and address for codes by message, optionally the passkeys, and the lock go in one
     transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
-    ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone (NOT_FOUND). OK, or NOT_FOUND when nothing was
-    removed (the lock is lifted either way)."""
+    ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
+    (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
