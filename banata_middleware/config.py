@@ -221,9 +221,10 @@ class OtpConfig:
     ``send_timeout`` seconds; a plain function is called in a worker thread under ASGI and should
     bound its own time); when it raises, the request answers 503 ``OTP_DELIVERY_FAILED`` and
     nothing else changes. ``channels``: which of "email" and "sms" users may enrol. A code has
-    ``digits`` digits (6..8) and lives ``ttl`` seconds; a user may ask for one every
-    ``resend_interval`` seconds and ``sends_per_window`` times per ``send_window`` seconds
-    (``Retry-After`` says when again)."""
+    ``digits`` digits (6..8) and lives ``ttl`` seconds. Each user has one live code: a new one
+    voids the last. Asking again while the last code is live and unused waits ``resend_interval``
+    seconds, and a user gets at most ``sends_per_window`` codes per ``send_window`` seconds
+    (429 with ``Retry-After`` saying when again)."""
 
     sender: OtpSender
     channels: tuple[str, ...] = ("email",)

@@ -502,7 +502,7 @@ class MemoryStore:
         sends = {m: t for m, t in sends.items() if t > x.now - window}
         self.data[k[3]] = sends
         ordered = _by_score(sends)
-        if ordered and x.now - sends[ordered[-1]] < interval:
+        if ordered and x.now - sends[ordered[-1]] < interval and self.get(k[2]) is not None:
             return ["THROTTLED", x.events, sends[ordered[-1]] + interval]
         if len(ordered) >= limit:
             return ["THROTTLED", x.events, sends[ordered[0]] + window]

@@ -20,7 +20,9 @@ if lock > 0 then return {'LOCKED', EVENTS, lock} end
 local interval, limit, window = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', NOW - window)
 local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
-if last[2] and NOW - tonumber(last[2]) < interval then
+-- The interval holds back a RESEND: while the last code is live and unused. Once it was used (an
+-- enrolment confirmed, a sign-in answered), the next code may follow at once; the cap still counts it.
+if last[2] and NOW - tonumber(last[2]) < interval and redis.call('EXISTS', KEYS[3]) == 1 then
   return {'THROTTLED', EVENTS, tonumber(last[2]) + interval}
 end
 if redis.call('ZCARD', KEYS[4]) >= limit then
