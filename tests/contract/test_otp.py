@@ -235,7 +235,7 @@ def test_an_async_sender_that_times_out_answers_503(stack_factory: Callable[...,
 
 
 def test_wrong_codes_count_toward_the_user_lock_with_totp(otp_stack: Stack, inbox: Inbox) -> None:
-    _, uid = enrolled(otp_stack, inbox)
+    enrolled(otp_stack, inbox)
     for _ in range(3):
         api = pending(otp_stack)
         for _ in range(3):
