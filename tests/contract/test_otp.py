@@ -234,14 +234,26 @@ def test_an_async_sender_that_times_out_answers_503(stack_factory: Callable[...,
     assert (r.status_code, r.json()["code"]) == (503, "OTP_DELIVERY_FAILED")
 
 
-def test_wrong_codes_count_toward_the_user_lock_with_totp(otp_stack: Stack, inbox: Inbox) -> None:
-    enrolled(otp_stack, inbox)
-    for _ in range(3):
-        api = pending(otp_stack)
-        for _ in range(3):
-            assert api.auth("/two-factor/verify-otp", {"code": "00000a"}).status_code == 401
-    api = pending(otp_stack)
-    r = api.auth("/two-factor/verify-otp", {"code": "00000a"})
+def test_wrong_codes_share_the_challenge_attempts_and_the_user_lock_with_totp(otp_stack: Stack, inbox: Inbox) -> None:
+    api = otp_stack.client()
+    api.sign_up(EMAIL)
+    api.enable_2fa()  # TOTP, then codes by email too
+    assert api.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"}).status_code == 200
+    assert api.auth("/two-factor/verify-otp", {"code": inbox.latest().code}).status_code == 200
+    challenge = otp_stack.client().sign_in(EMAIL).json()
+    assert challenge["twoFactorMethods"] == ["totp", "otp", "backup_code"]
+    remaining = []
+    for _ in range(2):
+        b = otp_stack.client()
+        assert b.sign_in(EMAIL).status_code == 403
+        for path in ("/two-factor/verify-totp", "/two-factor/verify-otp", "/two-factor/verify-totp",
+                     "/two-factor/verify-otp"):
+            remaining.append(b.auth(path, {"code": "00000a"}).json()["attemptsRemaining"])
+    assert remaining == [4, 3, 2, 1] * 2  # one count per challenge, whichever factor
+    b = otp_stack.client()
+    assert b.sign_in(EMAIL).status_code == 403
+    assert b.auth("/two-factor/verify-totp", {"code": "00000a"}).status_code == 401
+    r = b.auth("/two-factor/verify-otp", {"code": "00000a"})  # the 10th failure, across factors
     assert (r.status_code, r.json()["code"]) == (429, "ACCOUNT_TEMPORARILY_LOCKED")
     assert int(r.headers["retry-after"]) == 900
     r = otp_stack.client().sign_in(EMAIL)
