@@ -82,18 +82,7 @@ async function cookieFetch(input, init = {}) {
   const headers = new Headers(init.headers);
   if (jar.size) headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "));
   headers.set("origin", ORIGIN);
-  let response;
-  try {
-    response = await fetch(input, { ...init, headers });
-  } catch (error) {
-    // The servers close a keep-alive connection after 5 s idle (uvicorn's default); on a busy machine
-    // the simulator CLI can take that long between two requests, and undici may send the next one on
-    // the connection as it closes: "other side closed" before any answer. Sent again once, on a new
-    // connection; any other failure, or a second one, is the test's.
-    if (error?.cause?.code !== "UND_ERR_SOCKET") throw error;
-    console.error(`retrying ${init.method ?? "GET"} ${input} after ${error.cause.message}`);
-    response = await fetch(input, { ...init, headers });
-  }
+  const response = await fetch(input, { ...init, headers });
   const setCookies = response.headers.getSetCookie();
   setCookies.forEach(storeCookie);
   const url = new URL(input instanceof Request ? input.url : String(input));
