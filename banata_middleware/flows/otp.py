@@ -28,7 +28,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from ..config import OtpConfig
-from ..effects import Call, Flow, Op, Rec
+from ..effects import Call, Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..otp import OtpMessage, canonical_address, mask_address, new_code, normalize_code, sending
@@ -208,11 +208,11 @@ class OtpFlows:
             failure = RecordFailure(uid, FAILURE_CEILING, f.now_ms(),
                                     f.entries(req, "", ("two_factor.locked", "ceiling")))
             counted = yield Rec(failure)
-            if counted.locked:
+            if counted.locked and caller.record is not None:
                 f.emit_entries(uid, failure.audit_on_lock)
-                yield Op("user_fill", (f.keys.user(uid),),
-                         (f.now_ms(), 0, "repair", "lock_until", f.now_ms() + PERMANENT_LOCK_MS))
-                raise f.locked_error(f.now_ms() + PERMANENT_LOCK_MS)
+                until = f.now_ms() + PERMANENT_LOCK_MS
+                yield from f.write_copy(uid, "repair", caller.record, ("lock_until", str(until), "!"))
+                raise f.locked_error(until)
         raise f.answer_error(reply)
 
     def _confirm(self, req: Request, caller: Caller, record: UserRecord, code: str) -> Flow[Response]:
@@ -282,7 +282,9 @@ class OtpFlows:
         if status is Status.TAKEN:
             raise self._conflict()
         f.emit_entries(uid, entries)
-        yield Op("user_fill", (f.keys.user(uid),), (f.now_ms(), 0, "repair", "tfa", "1"))
+        # The copy follows as after an import (two_factor_import.lua): 2FA on, trusted devices void;
+        # the sessions stay (the app vouched for the address, as an import vouches for a secret).
+        yield from f.commit("two_factor_import", uid, (f.keys.pending_backup_codes(uid),), (record.codes_key_id,), None)
 
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
