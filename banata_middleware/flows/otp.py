@@ -226,7 +226,9 @@ class OtpFlows:
         reply = yield from f.commit("otp_enrol", uid, (k.otp(uid), k.session(uid, caller.sid)),
                                     (binding, self._hash(caller, binding, code), *lock), req, caller.sid)
         if reply[0] != "OK":
-            yield from self._settle(req, caller, reply, caller.sid)
+            # A typo while confirming an address counts toward the temporary lock (otp_enrol.lua),
+            # not toward the permanent ceiling of an account that may have no second factor yet (R4-8).
+            raise f.answer_error(reply)
         channel, address = str(reply[2]), str(reply[3])
         was_on = record.two_factor_enabled
         entries = f.entries(req, caller.sid, ("otp.enabled" if was_on else "two_factor.enabled", f"otp:{channel}"))

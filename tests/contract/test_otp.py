@@ -305,6 +305,10 @@ def test_enrolment_needs_the_code_sent_to_the_address(otp_stack: Stack, inbox: I
     assert api.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"}).status_code == 200
     r = api.auth("/two-factor/verify-otp", {"code": "00000x"})
     assert (r.status_code, r.json()["code"]) == (401, "INVALID_CODE")
+    # a typo while confirming is no failure toward the permanent lock (R4-8's rule)
+    from banata_middleware.stores.records import LoadUser
+
+    assert otp_stack.records.execute(LoadUser(uid)).failure_streak == 0
     # not on until confirmed: sign-in asks nothing
     assert otp_stack.client().sign_in(EMAIL).status_code == 200
     other = otp_stack.client()
