@@ -17,10 +17,10 @@ from ..stores.hot_ops import (
     BackupCodesReplace,
     ChallengeAnswer,
     HotStatus,
+    OtpEnrolled,
     SessionAnswer,
     TwoFactorBegin,
     TwoFactorDisable,
-    UserFill,
     Verdict,
 )
 from ..stores.records import (
@@ -186,8 +186,7 @@ class TwoFactorFlows(PrimaryFlows):
             entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
             yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
             self.emit_entries(uid, entries)
-            yield UserFill(self.keys.user(uid), now_ms=self.now_ms(), generation=0, mode="repair",
-                           fields=("codes_kid", hashes[0]))
+            yield from self.write_copy(uid, "repair", caller.record, ("codes_kid", hashes[0], "!"))
             return json_response(200, {"status": True, "backupCodes": codes})
         session_key, max_age_ms = self.factor_change_args(caller)
         reply: Verdict = yield from self.commit(BackupCodesReplace(
@@ -226,9 +225,11 @@ class TwoFactorFlows(PrimaryFlows):
         # the setup and its owner were read together, in R1). A challenge cookie still in the
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
         factor = confirmed_totp(record)
-        enrolling = factor is None
-        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user
-                          or user.get("pending_sid") != caller.sid):
+        # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
+        # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
+        enrolling = factor is None and method == "totp"
+        if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
+                caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -291,7 +292,7 @@ class TwoFactorFlows(PrimaryFlows):
         reply: Answer = yield from self.commit(ChallengeAnswer(  # R2
             self.head(uid, req), challenge_key=k.challenge(uid, caller.cid), new_session_key=k.session(uid, sid),
             sessions_key=k.sessions(uid), trust_key=k.trust(uid, trust_id), devices_key=k.trusted_devices(uid),
-            method=method, outcome=outcome, new_sid=sid, session_spec=self.session_spec(),
+            otp_key=k.otp(uid), method=method, outcome=outcome, new_sid=sid, session_spec=self.session_spec(),
             trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
             lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}"), sid)
         if reply.status == HotStatus.OK:
@@ -300,7 +301,7 @@ class TwoFactorFlows(PrimaryFlows):
             caller.user["tfa"] = "1"
             return self.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted,
                                   fields=self._remaining(method, remaining))
-        raise self._answer_error(reply)
+        raise self.answer_error(reply)
 
     def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
                            lock: tuple[int, int],
@@ -311,11 +312,12 @@ class TwoFactorFlows(PrimaryFlows):
         kid = caller.user.get("pending_kid", "") if caller.pending_codes else ""
         reply: Answer = yield from self.commit(SessionAnswer(  # R2
             self.head(uid, req), session_key=k.session(uid, caller.sid), pending_codes_key=k.pending_backup_codes(uid),
-            new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), mode="enrol" if enrolling else "stepup",
-            method=method, outcome=outcome, sid=caller.sid, lock_failures=lock[0], lock_ms=lock[1], new_sid=sid,
-            session_spec=self.session_spec(), amr=AMR_OTP, codes_kid=kid), sid)
+            new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid),
+            mode="enrol" if enrolling else "stepup", method=method, outcome=outcome, sid=caller.sid,
+            lock_failures=lock[0], lock_ms=lock[1], new_sid=sid, session_spec=self.session_spec(), amr=AMR_OTP,
+            codes_kid=kid), sid)
         if reply.status != HotStatus.OK:
-            raise self._answer_error(reply)
+            raise self.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
@@ -326,11 +328,12 @@ class TwoFactorFlows(PrimaryFlows):
         """What a verify answer adds to ``{token, user}``: the backup codes left, after one is used."""
         return {"backupCodesRemaining": remaining} if method == "backup" else {}
 
-    def _answer_error(self, reply: Answer) -> AuthError:
+    def answer_error(self, reply: Answer | OtpEnrolled) -> AuthError:
+        """The refusal a verifying script's reply names (challenge_answer, session_answer, otp_enrol)."""
         status = reply.status
         if status == HotStatus.LOCKED:
             return self.locked_error(int(reply.lock_until))
-        if status == HotStatus.WRONG and reply.attempts_left is not None:
+        if status == HotStatus.WRONG and isinstance(reply, Answer) and reply.attempts_left is not None:
             return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used",
                              extra={"attemptsRemaining": int(reply.attempts_left)})
         if status == HotStatus.WRONG:

@@ -33,12 +33,12 @@ from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_type_hints
 
 __all__ = [
     "OPS", "OPS_BY_NAME", "Answer", "AuditEvent", "BackupCodesReplace", "Ceremony", "ChallengeAnswer",
-    "ChallengeCreate", "DevicesForgotten", "FactorChange", "Flag", "GateReply", "Guard", "GuardReply", "Head",
-    "HotOp", "HotStatus", "Key", "Load", "LoadReply", "OpSpec", "PasskeySession", "PasskeySignIn", "PasswordFailed",
-    "PasswordGate", "Rest", "SecretReencrypt", "SessionAnswer", "SessionCreate", "SessionEnd", "SessionList",
-    "SessionRevoke", "SessionsEnded", "Throttle", "TrustEnd", "TrustList", "TrustRotated", "TrustUse",
-    "TwoFactorBegin", "TwoFactorDisable", "TwoFactorImport", "UserFill", "UserOp", "UserReset", "Verdict",
-    "keys_of", "lua_header", "name_of", "records",
+    "ChallengeCreate", "Copied", "DevicesForgotten", "FactorChange", "Flag", "GateReply", "Guard", "GuardReply",
+    "Head", "HotOp", "HotStatus", "Key", "Load", "LoadReply", "OpSpec", "OtpEnrol", "OtpEnrolled", "OtpIssue",
+    "OtpIssued", "PasskeySession", "PasskeySignIn", "PasswordFailed", "PasswordGate", "Rest", "SecretReencrypt",
+    "SessionAnswer", "SessionCreate", "SessionEnd", "SessionList", "SessionRevoke", "SessionsEnded", "Throttle",
+    "TrustEnd", "TrustList", "TrustRotated", "TrustUse", "TwoFactorBegin", "TwoFactorDisable", "TwoFactorImport",
+    "UserFill", "UserOp", "UserReset", "Verdict", "keys_of", "lua_header", "name_of", "records",
 ]
 
 T = TypeVar("T")
@@ -80,6 +80,7 @@ class HotStatus(StrEnum):
     NO_SESSION = "NO_SESSION"  # factor_change_refused: the caller's session has ended
     FRESH_TWO_FACTOR = "FRESH_TWO_FACTOR"  # factor_change_refused: a recent second factor is needed
     FRESH_PASSWORD = "FRESH_PASSWORD"  # factor_change_refused: a recent password check is needed
+    THROTTLED = "THROTTLED"  # otp_issue: a code was sent a moment ago, or too many in the window
 
 
 _STATUS = {s.value: s for s in HotStatus}  # a dict look-up: cheaper than HotStatus(value)
@@ -136,6 +137,33 @@ class DevicesForgotten(NamedTuple):
     status: HotStatus
     events: list[str]
     forgotten: int = 0  # OK: trust records removed
+
+
+class Copied(NamedTuple):
+    """``user_fill``."""
+
+    status: HotStatus
+    events: list[str]  # sessions a repair ended (an enrolment whose hot half failed)
+    user: dict[str, str]  # the user hash after the write
+
+
+class OtpIssued(NamedTuple):
+    """``otp_issue``."""
+
+    status: HotStatus
+    events: list[str]
+    lock_until: int = 0  # LOCKED
+    retry_at: int = 0  # THROTTLED: when a send is allowed again (ms)
+
+
+class OtpEnrolled(NamedTuple):
+    """``otp_enrol``."""
+
+    status: HotStatus
+    events: list[str]
+    lock_until: int = 0  # LOCKED
+    channel: str = ""  # OK: the code's channel
+    address: str = ""  # OK: where it was sent
 
 
 class GuardReply(NamedTuple):
@@ -205,6 +233,10 @@ def _guard_reply(raw: list[Any]) -> GuardReply:
 
 def _load_reply(raw: list[Any]) -> LoadReply:
     return LoadReply(_pairs(raw[0]), _pairs(raw[1]), _pairs(raw[2]), list(raw[3]))
+
+
+def _copied(raw: list[Any]) -> Copied:
+    return Copied(_STATUS[raw[0]], raw[1], _pairs(raw[2]))
 
 
 def _gate_reply(raw: list[Any]) -> GateReply:
@@ -343,17 +375,6 @@ class Load(NamedTuple):
     want_challenge: Flag
 
 
-@hot_op("user_fill", _pairs)
-class UserFill(NamedTuple):
-    """The read-through copy of the durable record; replies with the user hash after it."""
-
-    user_key: Key
-    now_ms: int
-    generation: int  # 'gen' when the copy has none (a random one after a loss)
-    mode: Literal["fill", "repair"]
-    fields: Rest  # field, value, field, value...
-
-
 @hot_op("throttle", int)
 class Throttle(NamedTuple):
     """A fixed-window counter; replies with the ms until allowed (0: now)."""
@@ -422,6 +443,20 @@ class TrustList(NamedTuple):
 
 
 # -- one user's writing operations (head first) ------------------------------------------------
+@hot_op("user_fill", _copied, HotStatus.OK)
+class UserFill(NamedTuple):
+    """The read-through copy of the durable record (SessionCore.copy_op)."""
+
+    head: Head
+    sessions_key: Key
+    pending_codes_key: Key
+    session_prefix_key: Key  # the key of the empty session id: the others' keys are built from it
+    generation: int  # 'gen' for a copy that has none (a random one: after a loss)
+    mode: Literal["fill", "repair"]
+    sql_generation: int  # the record's generation, as read
+    fields: Rest  # field, value, seen; field, value, seen... (see user_fill.lua)
+
+
 @hot_op("audit_event", _verdict, HotStatus.OK)
 class AuditEvent(NamedTuple):
     head: Head
@@ -477,8 +512,9 @@ class ChallengeAnswer(NamedTuple):
     sessions_key: Key
     trust_key: Key  # the new trust record (when trust is "1")
     devices_key: Key  # the trusted devices index
-    method: str  # totp | backup: the factor given
-    outcome: Literal["ok", "wrong"]  # the record store's verdict on the proof
+    otp_key: Key  # the user's code sent by message (Keys.otp)
+    method: str  # totp | backup | otp: the factor given
+    outcome: Literal["ok", "wrong", "otp"]  # the record store's verdict on the proof; otp: decided here
     new_sid: str
     session_spec: str
     trust: Flag  # remember this device
@@ -486,6 +522,8 @@ class ChallengeAnswer(NamedTuple):
     lock_failures: int  # failures before the temporary lock
     lock_ms: int
     amr: str  # of the new session
+    binding: str = ""  # outcome otp: what the code was sent for ('ch:' + challenge id hash)
+    code_hash: str = ""  # outcome otp: the code's keyed hash
 
 
 @hot_op("session_answer", _statused(Answer, LOCKED="lock_until"),
@@ -496,9 +534,10 @@ class SessionAnswer(NamedTuple):
     pending_codes_key: Key
     new_session_key: Key
     sessions_key: Key
+    otp_key: Key  # the user's code sent by message (Keys.otp)
     mode: Literal["enrol", "stepup"]
-    method: str  # totp | backup
-    outcome: Literal["ok", "wrong"]
+    method: str  # totp | backup | otp
+    outcome: Literal["ok", "wrong", "otp"]  # otp (step-up only): decided here
     sid: str  # the caller's session id hash
     lock_failures: int
     lock_ms: int
@@ -506,6 +545,39 @@ class SessionAnswer(NamedTuple):
     session_spec: str
     amr: str  # of the factor given (merged into the session's)
     codes_kid: str  # enrolment: the key id the pending codes were hashed under
+    binding: str = ""  # outcome otp: what the code was sent for ('s:' + session id hash)
+    code_hash: str = ""  # outcome otp: the code's keyed hash
+
+
+@hot_op("otp_issue", _statused(OtpIssued, LOCKED="lock_until", THROTTLED="retry_at"),
+        HotStatus.OK, HotStatus.LOCKED, HotStatus.THROTTLED)
+class OtpIssue(NamedTuple):
+    head: Head
+    otp_key: Key  # the user's one live code (Keys.otp)
+    sends_key: Key  # the user's sends: send id -> time (Keys.otp_sends)
+    mode: Literal["issue", "void"]  # void: take back an issue whose sending failed
+    send_id: str
+    code_hash: str  # the code's keyed hash
+    binding: str  # what the code is for: 'ch:' + challenge id hash, or 's:' + session id hash
+    purpose: Literal["sign_in", "step_up", "enrol"]
+    ttl_ms: int
+    channel: str
+    address: str  # where it is sent
+    resend_interval_ms: int
+    sends_per_window: int
+    window_ms: int
+
+
+@hot_op("otp_enrol", _statused(OtpEnrolled, LOCKED="lock_until", OK="channel address"),
+        HotStatus.OK, HotStatus.GONE, HotStatus.LOCKED, HotStatus.WRONG)
+class OtpEnrol(NamedTuple):
+    head: Head
+    otp_key: Key
+    session_key: Key  # the caller's
+    binding: str
+    code_hash: str
+    lock_failures: int
+    lock_ms: int
 
 
 @hot_op("trust_use", _statused(TrustRotated, LOCKED="lock_until", OK="expires_ms"),
@@ -615,12 +687,12 @@ class TrustEnd(NamedTuple):
 
 
 #: A writing operation of one user (it has a ``head``).
-UserOp = (AuditEvent | PasswordFailed | SessionCreate | SessionRevoke | ChallengeCreate | ChallengeAnswer
-          | SessionAnswer | TrustUse | PasskeySignIn | FactorChange | TwoFactorBegin | BackupCodesReplace
-          | TwoFactorDisable | TwoFactorImport | UserReset | SessionEnd | TrustEnd)
+UserOp = (UserFill | AuditEvent | PasswordFailed | SessionCreate | SessionRevoke | ChallengeCreate
+          | ChallengeAnswer | SessionAnswer | OtpIssue | OtpEnrol | TrustUse | PasskeySignIn | FactorChange
+          | TwoFactorBegin | BackupCodesReplace | TwoFactorDisable | TwoFactorImport | UserReset | SessionEnd
+          | TrustEnd)
 #: Any hot-store operation: what ``effects.Op`` names.
-HotOp = (Guard | Load | UserFill | Throttle | PasswordGate | Ceremony | SecretReencrypt | SessionList | TrustList
-         | UserOp)
+HotOp = Guard | Load | Throttle | PasswordGate | Ceremony | SecretReencrypt | SessionList | TrustList | UserOp
 
 
 def name_of(op: HotOp) -> str:

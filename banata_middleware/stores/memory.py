@@ -178,6 +178,14 @@ class _Script:
             return "FRESH_PASSWORD"
         return None
 
+    def otp_take(self, key: str, bind: str, purpose: str, h: str) -> dict[str, str] | None:
+        """Twin of ``otp_take`` in lua/_prelude.lua: the user's live code, used up, when it matches."""
+        c = self.hash(key)
+        if c.get("bind") != bind or c.get("purpose") != purpose or not self.live(c) or c.get("h") != h:
+            return None
+        self.s.delete(key)
+        return c
+
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
@@ -331,16 +339,40 @@ class MemoryStore:
         return [flat(op.user_key), s, c, sorted(pending) if isinstance(pending, set) else []]
 
     def _op_user_fill(self, x: _Script, op: h.UserFill) -> Reply:
-        user = self.data.setdefault(op.user_key, {})
-        pairs = op.fields
-        if op.mode == "repair":
-            user.update(zip(pairs[::2], pairs[1::2], strict=True))
-        elif "rec" not in user:
-            for field, value in zip(pairs[::2], pairs[1::2], strict=True):
-                user.setdefault(field, value)
-            user.setdefault("gen", str(op.generation))
+        user_key = op.head.user_key
+        user = self.data.setdefault(user_key, {})
+        u = dict(user)
+        filling = op.mode == "fill"
+        if filling and "rec" in u:
+            return ["OK", x.events, list(chain.from_iterable(user.items()))]
+        sql_gen = int(op.sql_generation)
+        newer = "sgen" not in u or int(u["sgen"]) < sql_gen
+        bump = newer and not filling
+        f = op.fields
+        for field, value, seen in zip(f[0::3], f[1::3], f[2::3], strict=True):
+            held = u.get(field)
+            if held is None or seen == "!" or seen == "=" + held:
+                if field == "tfa" and value == "1" and held == "0":  # an enrolment whose hot half failed
+                    index = self.get(op.sessions_key)
+                    for sid in list(index) if isinstance(index, set) else []:
+                        if sid != u.get("pending_sid"):
+                            if self.delete(op.session_prefix_key + sid) == 1:
+                                x.audit("session.revoked", sid, "enrolment")
+                            index.discard(sid)
+                    for pending in ("pending_secret", "pending_sid", "pending_kid"):
+                        user.pop(pending, None)
+                    self.delete(op.pending_codes_key)
+                    bump = True
+                user[field] = value
+        if bump:
+            user["gen"] = str(int(u.get("gen", op.generation)) + 1)
+        elif filling and "gen" not in u:
+            user["gen"] = str(op.generation)
+        if newer:
+            user["sgen"] = str(sql_gen)
+        if filling:
             user["rec"] = "1"
-        return list(chain.from_iterable(user.items()))
+        return ["OK", x.events, list(chain.from_iterable(user.items()))]
 
     def _read_guard(self, op: h.Guard) -> GuardReply:
         """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
@@ -444,7 +476,10 @@ class MemoryStore:
         refusal = x.challenge_refusal(ch, u, op.method)
         if refusal is not None:
             return refusal
-        if op.outcome == "ok":
+        verdict = op.outcome
+        if verdict == "otp":
+            verdict = "ok" if x.otp_take(op.otp_key, op.binding, "sign_in", op.code_hash) is not None else "wrong"
+        if verdict == "ok":
             self.delete(op.challenge_key)
             x.hset(user_key, fails=0)
             x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now,
@@ -472,27 +507,31 @@ class MemoryStore:
         s = x.hash(op.session_key)
         u = x.hash(user_key)
         ok = op.outcome == "ok"
+        index = self.get(op.sessions_key)
         if ok and op.mode == "enrol":
             x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
             for field in ("pending_secret", "pending_sid", "pending_kid"):
                 self.data[user_key].pop(field, None)
             self.delete(op.pending_codes_key)
+            base = op.session_key[: len(op.session_key) - len(op.sid)]
+            for sid in list(index) if isinstance(index, set) else []:
+                if sid != op.sid:
+                    if self.delete(base + sid) == 1:
+                        x.audit("session.revoked", sid, "enrolment")
+                    index.discard(sid)
         if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
             return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
+        if op.outcome == "otp":
+            ok = x.otp_take(op.otp_key, op.binding, "step_up", op.code_hash) is not None
         if ok:
             x.hset(user_key, fails=0)
-            index = self.get(op.sessions_key)
-            ended = [*index] if op.mode == "enrol" and isinstance(index, set) else []
-            ended.append(op.sid)
-            base = op.session_key[: len(op.session_key) - len(op.sid)]
-            for sid in ended:
-                if self.delete(base + sid) == 1:
-                    x.audit("session.revoked", sid, "rotated" if sid == op.sid else "enrolment")
-                if isinstance(index, set):
-                    index.discard(sid)
+            if self.delete(op.session_key) == 1:
+                x.audit("session.revoked", op.sid, "rotated")
+            if isinstance(index, set):
+                index.discard(op.sid)
             x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now,
                           s.get("remember", "0"), x.merge_amr(s.get("amr", ""), op.amr))
             x.hset(op.new_session_key, auth=s.get("auth") or s["created"])
@@ -500,6 +539,58 @@ class MemoryStore:
                 x.hset(op.new_session_key, pwd=s["pwd"])
             return ["OK", x.events]
         lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        return ["WRONG", x.events]
+
+    def _op_otp_issue(self, x: _Script, op: h.OtpIssue) -> Reply:
+        sends = self.get(op.sends_key)
+        if op.mode == "void":
+            if x.hash(op.otp_key).get("h") == op.code_hash:
+                self.delete(op.otp_key)
+            if isinstance(sends, dict):
+                sends.pop(op.send_id, None)
+            return ["OK", x.events]
+        u = x.hash(op.head.user_key)
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        interval, limit, window = int(op.resend_interval_ms), int(op.sends_per_window), int(op.window_ms)
+        if not isinstance(sends, dict):
+            sends = {}
+        sends = {m: t for m, t in sends.items() if t > x.now - window}
+        self.data[op.sends_key] = sends
+        ordered = _by_score(sends)
+        if ordered and x.now - sends[ordered[-1]] < interval and self.get(op.otp_key) is not None:
+            return ["THROTTLED", x.events, sends[ordered[-1]] + interval]
+        if len(ordered) >= limit:
+            return ["THROTTLED", x.events, sends[ordered[0]] + window]
+        ttl = int(op.ttl_ms)
+        self.data[op.otp_key] = {"h": op.code_hash, "bind": op.binding, "purpose": op.purpose,
+                                 "exp": str(x.now + ttl), "channel": op.channel, "to": op.address}
+        self.expire(op.otp_key, ttl)
+        sends[op.send_id] = x.now
+        self.expire(op.sends_key, window)
+        user = self.data.setdefault(op.head.user_key, {})
+        if op.purpose == "enrol":
+            user["otp_enrol"] = op.binding[2:]
+        else:
+            user.pop("otp_enrol", None)
+        x.audit("two_factor.otp_sent", "", f"{op.channel}:{op.purpose}")
+        return ["OK", x.events]
+
+    def _op_otp_enrol(self, x: _Script, op: h.OtpEnrol) -> Reply:
+        u, s = x.hash(op.head.user_key), x.hash(op.session_key)
+        if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return ["GONE", x.events]
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        c = x.otp_take(op.otp_key, op.binding, "enrol", op.code_hash)
+        if c is not None:
+            self.data.setdefault(op.head.user_key, {}).pop("otp_enrol", None)
+            return ["OK", x.events, c["channel"], c["to"]]
+        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), "otp")
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
@@ -611,9 +702,9 @@ class MemoryStore:
         x.hset(user_key, revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if op.mode == "reset":
-            for field in ("pending_secret", "pending_sid", "pending_kid", "lock_until"):
+            for field in ("pending_secret", "pending_sid", "pending_kid"):
                 self.data[user_key].pop(field, None)
-            x.hset(user_key, tfa="0", codes_kid="", fails=0)
+            x.hset(user_key, tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
             self.delete(op.pending_codes_key)
         return ["OK", x.events]
 

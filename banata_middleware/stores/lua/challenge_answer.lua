@@ -5,12 +5,17 @@
 -- "revoke-sessions between the check and the answer" (challenge_refusal, shared with
 -- passkey_sign_in.lua). A refusal here after an accepted proof leaves the code used up and no
 -- session: the safe side of the crash ordering.
--- Fields: hot_ops.ChallengeAnswer (the new session's spec and amr: see new_session).
+-- A code sent by message (method 'otp') is decided here instead, by its keyed hash against the
+-- user's one live code (otp_take): taken and answered in one step, so there is no window between.
+-- Fields: hot_ops.ChallengeAnswer (the new session's spec and amr: see new_session; outcome 'otp':
+-- decided here, by the code's binding and hash against otp_key, the user's code).
 local ch = hash(challenge_key)
 local u = hash(user_key)
 local refusal = challenge_refusal(ch, u, method)
 if refusal then return refusal end
-if outcome == 'ok' then
+local verdict = outcome
+if verdict == 'otp' then verdict = otp_take(otp_key, binding, 'sign_in', code_hash) and 'ok' or 'wrong' end
+if verdict == 'ok' then
   redis.call('DEL', challenge_key)
   redis.call('HSET', user_key, 'fails', 0)
   new_session(new_session_key, sessions_key, new_sid, session_spec, 2, NOW, ch.remember, amr)
