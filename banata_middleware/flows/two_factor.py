@@ -8,7 +8,7 @@ from typing import Any
 
 from ..backup_codes import generate_codes, normalize_code
 from ..crypto import UnreadableSecret
-from ..effects import Compute, Flow, Op, Rec
+from ..effects import Compute, Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..stores.records import (
@@ -176,7 +176,7 @@ class TwoFactorFlows(PrimaryFlows):
             entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
             yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
             self.emit_entries(uid, entries)
-            yield Op("user_fill", (self.keys.user(uid),), (self.now_ms(), 0, "repair", "codes_kid", hashes[0]))
+            yield from self.write_copy(uid, "repair", caller.record, ("codes_kid", hashes[0], "!"))
             return json_response(200, {"status": True, "backupCodes": codes})
         session_key, max_age_ms = self.factor_change_args(caller)
         reply = yield from self.commit("backup_codes_replace", uid,
@@ -215,9 +215,11 @@ class TwoFactorFlows(PrimaryFlows):
         # the setup and its owner were read together, in R1). A challenge cookie still in the
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
         factor = confirmed_totp(record)
-        enrolling = factor is None
-        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user
-                          or user.get("pending_sid") != caller.sid):
+        # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
+        # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
+        enrolling = factor is None and method == "totp"
+        if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
+                caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -298,7 +300,7 @@ class TwoFactorFlows(PrimaryFlows):
             caller.user["tfa"] = "1"
             return self.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted,
                                   fields=self._remaining(method, remaining))
-        raise self._answer_error(reply)
+        raise self.answer_error(reply)
 
     def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
                            enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
@@ -312,7 +314,7 @@ class TwoFactorFlows(PrimaryFlows):
             ("enrol" if enrolling else "stepup", method, outcome, caller.sid, *lock, sid, self.session_spec(),
              AMR_OTP, kid), req, sid, durable=self._durable_lock(lock))
         if reply[0] != "OK":
-            raise self._answer_error(reply)
+            raise self.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
@@ -331,7 +333,8 @@ class TwoFactorFlows(PrimaryFlows):
         """What a verify answer adds to ``{token, user}``: the backup codes left, after one is used."""
         return {"backupCodesRemaining": remaining} if method == "backup" else {}
 
-    def _answer_error(self, reply: list[Any]) -> AuthError:
+    def answer_error(self, reply: list[Any]) -> AuthError:
+        """The refusal a verifying script's reply names (challenge_answer, session_answer, otp_enrol)."""
         status = reply[0]
         if status == "LOCKED":
             return self.locked_error(int(reply[2]))

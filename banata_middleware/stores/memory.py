@@ -163,6 +163,14 @@ class _Script:
             return "FRESH_PASSWORD"
         return None
 
+    def otp_take(self, key: str, bind: str, purpose: str, h: str) -> dict[str, str] | None:
+        """Twin of ``otp_take`` in lua/_prelude.lua: the user's live code, used up, when it matches."""
+        c = self.hash(key)
+        if c.get("bind") != bind or c.get("purpose") != purpose or not self.live(c) or c.get("h") != h:
+            return None
+        self.s.delete(key)
+        return c
+
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
@@ -298,17 +306,39 @@ class MemoryStore:
         return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else []]
 
     def _op_user_fill(self, x: _Script) -> Reply:
-        key = x.keys[0]
-        user = self.data.setdefault(key, {})
-        pairs = x.argv[3:]
-        if x.argv[2] == "repair":
-            user.update(zip(pairs[::2], pairs[1::2], strict=True))
-        elif "rec" not in user:
-            for field, value in zip(pairs[::2], pairs[1::2], strict=True):
-                user.setdefault(field, value)
-            user.setdefault("gen", x.argv[1])
+        k, a = x.keys, x.argv
+        user = self.data.setdefault(k[0], {})
+        u = dict(user)
+        filling = a[6] == "fill"
+        if filling and "rec" in u:
+            return ["OK", x.events, list(chain.from_iterable(user.items()))]
+        sql_gen = int(a[7])
+        newer = "sgen" not in u or int(u["sgen"]) < sql_gen
+        bump = newer and not filling
+        for field, value, seen in zip(a[8::3], a[9::3], a[10::3], strict=True):
+            held = u.get(field)
+            if held is None or seen == "!" or seen == "=" + held:
+                if field == "tfa" and value == "1" and held == "0":  # an enrolment whose hot half failed
+                    index = self.get(k[2])
+                    for sid in list(index) if isinstance(index, set) else []:
+                        if sid != u.get("pending_sid"):
+                            if self.delete(k[4] + sid) == 1:
+                                x.audit("session.revoked", sid, "enrolment")
+                            index.discard(sid)
+                    for pending in ("pending_secret", "pending_sid", "pending_kid"):
+                        user.pop(pending, None)
+                    self.delete(k[3])
+                    bump = True
+                user[field] = value
+        if bump:
+            user["gen"] = str(int(u.get("gen", a[5])) + 1)
+        elif filling and "gen" not in u:
+            user["gen"] = a[5]
+        if newer:
+            user["sgen"] = str(sql_gen)
+        if filling:
             user["rec"] = "1"
-        return list(chain.from_iterable(user.items()))
+        return ["OK", x.events, list(chain.from_iterable(user.items()))]
 
     def _read_guard(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
         """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
@@ -411,7 +441,10 @@ class MemoryStore:
         refusal = x.challenge_refusal(ch, u, a[5])
         if refusal is not None:
             return refusal
-        if a[6] == "ok":
+        outcome = a[6]
+        if outcome == "otp":
+            outcome = "ok" if x.otp_take(k[7], a[14], "sign_in", a[15]) is not None else "wrong"
+        if outcome == "ok":
             self.delete(k[2])
             x.hset(k[0], fails=0)
             x.new_session(k[3], k[4], a[7], a[8], 2, x.now, ch.get("remember", "0"), a[13])
@@ -438,27 +471,31 @@ class MemoryStore:
         s = x.hash(k[2])
         u = x.hash(k[0])
         ok = a[7] == "ok"
+        index = self.get(k[5])
         if ok and a[5] == "enrol":
             x.hset(k[0], tfa="1", codes_kid=a[14], gen=int(u.get("gen", "0")) + 1)
             for field in ("pending_secret", "pending_sid", "pending_kid"):
                 self.data[k[0]].pop(field, None)
             self.delete(k[3])
+            base = k[2][: len(k[2]) - len(a[8])]
+            for sid in list(index) if isinstance(index, set) else []:
+                if sid != a[8]:
+                    if self.delete(base + sid) == 1:
+                        x.audit("session.revoked", sid, "enrolment")
+                    index.discard(sid)
         if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
             return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
+        if a[7] == "otp":
+            ok = x.otp_take(k[6], a[15], "step_up", a[16]) is not None
         if ok:
             x.hset(k[0], fails=0)
-            index = self.get(k[5])
-            ended = [*index] if a[5] == "enrol" and isinstance(index, set) else []
-            ended.append(a[8])
-            base = k[2][: len(k[2]) - len(a[8])]
-            for sid in ended:
-                if self.delete(base + sid) == 1:
-                    x.audit("session.revoked", sid, "rotated" if sid == a[8] else "enrolment")
-                if isinstance(index, set):
-                    index.discard(sid)
+            if self.delete(k[2]) == 1:
+                x.audit("session.revoked", a[8], "rotated")
+            if isinstance(index, set):
+                index.discard(a[8])
             x.new_session(k[4], k[5], a[11], a[12], 2, x.now, s.get("remember", "0"),
                           x.merge_amr(s.get("amr", ""), a[13]))
             x.hset(k[4], auth=s.get("auth") or s["created"])
@@ -466,6 +503,60 @@ class MemoryStore:
                 x.hset(k[4], pwd=s["pwd"])
             return ["OK", x.events]
         lock = x.second_factor_failed(int(a[9]), int(a[10]), a[6])
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        return ["WRONG", x.events]
+
+    def _op_otp_issue(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        sends = self.get(k[3])
+        if a[5] == "void":
+            if x.hash(k[2]).get("h") == a[7]:
+                self.delete(k[2])
+            if isinstance(sends, dict):
+                sends.pop(a[6], None)
+            return ["OK", x.events]
+        u = x.hash(k[0])
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        interval, limit, window = int(a[13]), int(a[14]), int(a[15])
+        if not isinstance(sends, dict):
+            sends = {}
+        sends = {m: t for m, t in sends.items() if t > x.now - window}
+        self.data[k[3]] = sends
+        ordered = _by_score(sends)
+        if ordered and x.now - sends[ordered[-1]] < interval and self.get(k[2]) is not None:
+            return ["THROTTLED", x.events, sends[ordered[-1]] + interval]
+        if len(ordered) >= limit:
+            return ["THROTTLED", x.events, sends[ordered[0]] + window]
+        ttl = int(a[10])
+        self.data[k[2]] = {"h": a[7], "bind": a[8], "purpose": a[9], "exp": str(x.now + ttl), "channel": a[11],
+                           "to": a[12]}
+        self.expire(k[2], ttl)
+        sends[a[6]] = x.now
+        self.expire(k[3], window)
+        user = self.data.setdefault(k[0], {})
+        if a[9] == "enrol":
+            user["otp_enrol"] = a[8][2:]
+        else:
+            user.pop("otp_enrol", None)
+        x.audit("two_factor.otp_sent", "", f"{a[11]}:{a[9]}")
+        return ["OK", x.events]
+
+    def _op_otp_enrol(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        u, s = x.hash(k[0]), x.hash(k[3])
+        if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return ["GONE", x.events]
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        c = x.otp_take(k[2], a[5], "enrol", a[6])
+        if c is not None:
+            self.data.setdefault(k[0], {}).pop("otp_enrol", None)
+            return ["OK", x.events, c["channel"], c["to"]]
+        lock = x.second_factor_failed(int(a[7]), int(a[8]), "otp")
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
@@ -577,9 +668,9 @@ class MemoryStore:
         x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if x.argv[5] == "reset":
-            for field in ("pending_secret", "pending_sid", "pending_kid", "lock_until"):
+            for field in ("pending_secret", "pending_sid", "pending_kid"):
                 self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", codes_kid="", fails=0)
+            x.hset(k[0], tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
             self.delete(k[2])
         return ["OK", x.events]
 

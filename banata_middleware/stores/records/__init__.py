@@ -10,6 +10,7 @@ from __future__ import annotations
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
 from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode, ReplaceBackupCodes
+from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -37,10 +38,10 @@ from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, Re
 
 __all__ = [
     "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
-    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableTotp",
-    "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets",
-    "LoadUser", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordStore",
-    "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes",
-    "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor",
-    "Unlock", "UserRecord",
+    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableOtp",
+    "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys",
+    "ListTotpSecrets", "LoadUser", "OtpFactor", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit",
+    "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor",
+    "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema",
+    "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor", "Unlock", "UserRecord",
 ]

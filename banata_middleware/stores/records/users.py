@@ -14,6 +14,7 @@ from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 
 if TYPE_CHECKING:
     from .accounts import Account
+    from .factors.otp import OtpFactor
     from .factors.totp import TotpFactor
     from .schema import Schema
 
@@ -61,10 +62,12 @@ class UserRecord:
     revoked_at: int | None = None
     account: Account | None = None  # the built-in account; None for an app's own users
     codes_key_id: str = ""  # the key the backup codes are hashed under ("" without codes)
+    otp: tuple[OtpFactor, ...] = ()  # confirmed addresses for codes by message (email, then SMS)
 
     @property
     def two_factor_enabled(self) -> bool:
-        return any(f.confirmed_at is not None for f in self.totp)
+        """A second factor is due at sign-in: a confirmed authenticator app, or codes by message."""
+        return bool(self.otp) or any(f.confirmed_at is not None for f in self.totp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +80,18 @@ class LoadUser(RecordOp[UserRecord]):
 
     def run(self, schema: Schema) -> SqlGen[UserRecord]:
         from .accounts import Account
+        from .factors.otp import OtpFactor
         from .factors.totp import TotpFactor
 
         rows = (yield schema.prepared(_load_user), {"u": self.user_id}).all()
         row, u = rows[0], self.user_id
         account = None if row.account_email is None else Account(
             u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
+        otp = tuple(OtpFactor(channel, address) for channel, address in
+                    (("email", row.otp_email), ("sms", row.otp_sms)) if address is not None)
         return UserRecord(u, tuple(TotpFactor.from_row(r) for r in rows if r.id is not None), int(row.codes),
                           int(row.keys), int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
-                          row.revoked_at, account, row.codes_kid or "")
+                          row.revoked_at, account, row.codes_kid or "", otp)
 
 
 def _load_user(schema: Schema) -> Executable:
@@ -94,6 +100,7 @@ def _load_user(schema: Schema) -> Executable:
     built-in account), outer-joined with the factors: one row per factor, or one row of NULL
     factor columns for a user without any. One round trip."""
     s, f, b, p, a = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys, schema.accounts
+    o = schema.otp_factors
     u: BindParameter[str] = bindparam("u")
     scalars = select(
         select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
@@ -103,6 +110,8 @@ def _load_user(schema: Schema) -> Executable:
           for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
         *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
           for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
+        *(select(o.c.address).where(o.c.user_id == u, o.c.channel == channel).scalar_subquery()
+          .label(f"otp_{channel}") for channel in ("email", "sms")),
     ).subquery("scalars")
     return (select(scalars, f).select_from(scalars.outerjoin(f, f.c.user_id == u))
             .order_by(f.c.created_at, f.c.id))
@@ -174,11 +183,11 @@ class RevokeSessions(RecordOp[int]):
 
 @dataclass(frozen=True, slots=True)
 class RemoveSecondFactor(RecordOp[Status]):
-    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor and backup
-    code, optionally the passkeys, and the lock go in one transaction; with ``end_sessions`` (an
-    administrator's reset) the generation is bumped and ``revoked_at`` stamped so every session
-    ends. A verify racing it finds its factor gone (NOT_FOUND). OK, or NOT_FOUND when nothing was
-    removed (the lock is lifted either way)."""
+    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor, backup
+    code and address for codes by message, optionally the passkeys, and the lock go in one
+    transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
+    ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
+    (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
@@ -189,7 +198,8 @@ class RemoveSecondFactor(RecordOp[Status]):
     def run(self, schema: Schema) -> SqlGen[Status]:
         u = self.user_id
         removed = 0
-        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ())):
+        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
+                      schema.otp_factors):
             removed += (yield delete(table).where(table.c.user_id == u)).rowcount
         t = schema.user_state
         yield ensure_user_state(schema, u)
