@@ -229,17 +229,20 @@ class BanataAuth:
             raise ValueError("codes by message are off: configure BanataAuthConfig(otp=OtpConfig(sender=...))")
         return self.flows.otp
 
-    def enable_otp(self, user_id: str, *, to: str, channel: str = "email") -> None:
+    def enable_otp(self, user_id: str, *, to: str, channel: str = "email", ip: str = "",
+                   user_agent: str = "") -> None:
         """Apps with their own users: turn on one-time codes by message for ``user_id``, sent to
         ``to`` (an email address, or an E.164 phone number for ``channel="sms"``) that the app has
         verified itself, with no confirmation code. Replaces the channel's earlier address.
-        Raises ``AuthError`` (400) for an address that is not one."""
+        Raises ``AuthError`` (400) for an address that is not one. ``ip``, ``user_agent``: as
+        for ``import_totp``."""
         self._check_id(user_id)
-        self.run(self._otp().enable_verified(user_id, channel, to))
+        self.run(self._otp().enable_verified(user_id, channel, to, self._origin(ip, user_agent)))
 
-    async def aenable_otp(self, user_id: str, *, to: str, channel: str = "email") -> None:
+    async def aenable_otp(self, user_id: str, *, to: str, channel: str = "email", ip: str = "",
+                          user_agent: str = "") -> None:
         self._check_id(user_id)
-        await self.arun(self._otp().enable_verified(user_id, channel, to))
+        await self.arun(self._otp().enable_verified(user_id, channel, to, self._origin(ip, user_agent)))
 
     def reset_two_factor(self, user_id: str, *, ip: str = "", user_agent: str = "") -> None:
         """Administrator recovery for a locked-out user: remove their second factor, clear locks,

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from harness import PASSWORD, SITE, Api, Stack
 
+from banata_middleware import OtpConfig
 from banata_middleware.config import Policies
 from banata_middleware.delivery import NOTICE_KINDS, DeliveryPolicy, Notice, Outbox
 from banata_middleware.errors import AuthError
 from banata_middleware.flows.two_factor import FAILURE_CEILING
+from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.stores.records import AppendAudit, ListAudit, RecordFailure
 
@@ -208,3 +210,45 @@ def test_a_lock_whose_row_cannot_be_written_still_locks_and_logs_the_lost_notice
     assert f"two_factor.locked of user {ann_id} is not in the audit table" in caplog.text
     stack.auth.deliver_pending()
     assert mfa_outbox.kinds(ann_id) == ["two_factor.enabled"]
+
+
+def test_codes_by_message_give_the_same_notices(stack_factory: Callable[..., Stack], mfa_outbox: Outbox) -> None:
+    """Codes by message (the hot store answers first, then S2): the remembered device is written
+    with the success, the temporary lock with the failure that set it; a typo while confirming an
+    address (no S2 there) appends the lock's row after the script."""
+    inbox = Inbox()
+    stack = stack_factory(policies=POLICIES, notifier=mfa_outbox, delivery=NO_THREAD, otp=OtpConfig(sender=inbox))
+    clock = stack.clock
+    ann = client(stack, ANN)
+    ann_id = ann.sign_up("ann@example.com").json()["user"]["id"]
+    assert ann.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"}).status_code == 200
+    assert ann.auth("/two-factor/verify-otp", {"code": inbox.latest(user_id=ann_id).code}).status_code == 200
+
+    laptop = client(stack, ANN_LAPTOP)
+    assert laptop.sign_in("ann@example.com").status_code == 403
+    assert laptop.auth("/two-factor/send-otp", {}).status_code == 200
+    r = laptop.auth("/two-factor/verify-otp", {"code": inbox.latest(user_id=ann_id).code, "trustDevice": True})
+    assert r.status_code == 200, r.text
+    clock.advance(60)  # past the resend throttle
+
+    thief = client(stack, THIEF)
+    assert thief.sign_in("ann@example.com").status_code == 403
+    assert thief.auth("/two-factor/send-otp", {}).status_code == 200
+    wrong = next(c for c in ("000000", "111111") if c != inbox.latest(user_id=ann_id).code)
+    answers = [thief.auth("/two-factor/verify-otp", {"code": wrong}) for _ in range(POLICIES.user_lock_failures)]
+    assert [a.status_code for a in answers] == [401] * (POLICIES.user_lock_failures - 1) + [429]
+
+    bob = client(stack, BOB)
+    bob_id = bob.sign_up("bob@example.com").json()["user"]["id"]
+    assert bob.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"}).status_code == 200
+    wrong = next(c for c in ("000000", "111111") if c != inbox.latest(user_id=bob_id).code)
+    answers = [bob.auth("/two-factor/verify-otp", {"code": wrong}) for _ in range(POLICIES.user_lock_failures)]
+    assert [a.status_code for a in answers] == [401] * (POLICIES.user_lock_failures - 1) + [429]
+
+    stack.auth.deliver_pending()
+    assert [(n.kind, n.ip, n.user_agent) for n in mfa_outbox.notices if n.user_id == ann_id] == [
+        ("two_factor.enabled", *ANN), ("trusted_device.added", *ANN_LAPTOP), ("two_factor.locked", *THIEF)]
+    assert [(n.kind, n.ip, n.user_agent) for n in mfa_outbox.notices if n.user_id == bob_id] == [
+        ("two_factor.locked", *BOB)]
+    details = {e.id: e.detail.get("detail") for e in stack.records.execute(ListAudit())}
+    assert [details[n.event_id] for n in mfa_outbox.notices if n.kind == "two_factor.locked"] == ["temporary"] * 2

@@ -135,6 +135,25 @@ def test_a_backup_code_that_leaves_few_writes_the_low_codes_event_with_it(store:
     run_sequence(store, mode, sequence)
 
 
+def test_a_failure_writes_its_own_rows_unless_it_reaches_the_ceiling(store: RecordStore, mode: str) -> None:
+    """Codes by message: the hot store's temporary lock comes with the failure S2 counts; at the
+    ceiling only the permanent lock's row is written (one notice, the one that says more)."""
+    uid = new_id()
+    temporary = [AuditEntry("two_factor.locked", T, detail={"detail": "temporary"})]
+
+    def failure() -> RecordFailure:
+        return RecordFailure(uid, 2, T, [AuditEntry("two_factor.locked", T, detail={"detail": "ceiling"})], temporary)
+
+    def sequence() -> Sequence:
+        assert not (yield failure()).locked
+        assert (yield failure()).locked
+        events = yield ListAudit(uid)
+        assert [(e.type, e.detail) for e in events] == [("two_factor.locked", {"detail": "temporary"}),
+                                                        ("two_factor.locked", {"detail": "ceiling"})]
+
+    run_sequence(store, mode, sequence)
+
+
 def test_rotation_lists_the_secrets_under_older_keys_page_by_page(store: RecordStore, mode: str) -> None:
     users = sorted(new_id() for _ in range(3))
 
