@@ -12,7 +12,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -37,7 +37,7 @@ from ..stores.hot_ops import (
     UserOp,
     Verdict,
 )
-from ..stores.records import AuditEntry, LoadUser, UserRecord
+from ..stores.records import AppendAudit, AuditEntry, LoadUser, UserRecord
 from ..tokens import TokenSigner
 
 __all__ = ["Caller", "Guarded", "Handler", "Routes", "SessionCore", "SignInResult"]
@@ -202,14 +202,30 @@ class SessionCore:
         return Head(self.keys.user(uid), self.keys.audit(uid), self.now_ms(), ip, ua,
                     self.policies.audit_stream_length, uid)
 
-    def commit(self, op: UserOp, sid: str = "") -> Flow[Any]:
+    def commit(self, op: UserOp, sid: str = "", *, durable: Mapping[str, str] | None = None) -> Flow[Any]:
         """Run a writing operation and hand the events it recorded to the in-process sinks; returns
-        its typed reply (``hot_ops``: a ``Verdict`` or a richer one, all with ``status`` and ``events``)."""
+        its typed reply (``hot_ops``: a ``Verdict`` or a richer one, all with ``status`` and ``events``).
+
+        ``durable`` (event type -> detail) names events the script decides that must also reach the
+        record store's audit table, the outbox of notices and webhooks (``delivery``): those it
+        recorded are appended there after the script, with who and where, and only then are the
+        sinks told (they wake the delivery thread, which must find the row). The script's change
+        stands whatever SQL answers: a failed append is logged, and that event is not delivered;
+        so is a crash between the two stores. Costs a SQL transaction only when such an event
+        happened."""
         reply: Verdict = yield op
         if reply.events:
             head = op.head
-            self.audit.emit(reply.events, user_id=head.user_id, at_ms=head.now_ms, ip=head.ip,
-                            user_agent=head.user_agent, session_id=sid)
+            at, ip, ua, uid = head.now_ms, head.ip, head.user_agent, head.user_id
+            rows = [AuditEntry(e, at, ip, ua, "", {"detail": durable[e]} if durable[e] else {})
+                    for e in reply.events if e in durable] if durable else []
+            if rows:
+                try:
+                    yield Rec(AppendAudit(uid, rows))
+                except AuthError as exc:
+                    log.warning("%s of user %s is not in the audit table, so not delivered: %s",
+                                ", ".join(r.type for r in rows), uid, exc.code)
+            self.audit.emit(reply.events, user_id=uid, at_ms=at, ip=ip, user_agent=ua, session_id=sid)
         return reply
 
     def entries(self, req: Request | None, sid: str, *events: str | tuple[str, str]) -> tuple[AuditEntry, ...]:
