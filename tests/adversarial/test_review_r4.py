@@ -409,9 +409,6 @@ def test_r4_the_permanent_lock_holds_for_a_passkey_when_the_hot_half_went_throug
 
 
 # -- R4-6: SQL parameters reach the host through the 503's cause -----------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-6: RecordStore raises AuthError(503) `from exc`: the SQLAlchemy "
-                   "error, whose message quotes the statement's parameters (ciphertext, key id, backup-code "
-                   "hashes, password hash), rides along as __cause__ and any log.exception of the host prints it")
 def test_r4_6_a_503_from_the_record_store_carries_no_statement_parameters(stack: Stack, tmp_path: Any) -> None:
     """A database error at the factor's INSERT (here a trigger that reads a table gone since): the
     host's ``import_totp`` gets a 503 whose traceback must not quote the secret's ciphertext."""
@@ -556,9 +553,6 @@ def test_r4_8_enrolment_typos_do_not_count_toward_the_permanent_lock(stack: Stac
 
 
 # -- R4-9: the records' repr ------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-9: Account, TotpFactor and UserRecord are dataclasses whose repr "
-                   "prints password_hash and the secret's ciphertext: any log line, assertion message or error "
-                   "report that formats a record (a Caller, a UserRecord) carries them")
 def test_r4_9_a_records_repr_shows_no_password_hash_or_secret(stack: Stack) -> None:
     _, uid = two_factor_owner(stack)
     record = stack.records.execute(LoadUser(uid))

@@ -9,7 +9,7 @@ has ``DELETE ... RETURNING`` but no ``UPDATE ... RETURNING``: the rowcount is al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, select
@@ -55,7 +55,7 @@ class ReplaceBackupCodes(RecordOp[int]):
     working exactly when the new ones start. Replies with the number of codes stored."""
 
     user_id: str
-    code_hashes: Sequence[str]
+    code_hashes: Sequence[str] = field(repr=False)  # out of every repr, like every hash and secret
     key_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
@@ -84,7 +84,7 @@ class ConsumeBackupCode(RecordOp[BackupCodeUse]):
     failure streak ends in the same transaction); NOT_FOUND for a wrong or already used code."""
 
     user_id: str
-    candidates: Sequence[str]
+    candidates: Sequence[str] = field(repr=False)
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[BackupCodeUse]:

@@ -9,7 +9,7 @@ Redis flush and under any number of concurrent callers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -61,7 +61,7 @@ class TotpFactor:
     id: str
     user_id: str
     name: str
-    secret: str
+    secret: str = field(repr=False)  # ciphertext; out of every repr, like every hash and secret
     key_id: str
     created_at: int
     confirmed_at: int | None
@@ -94,7 +94,7 @@ class AddTotpFactor(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     key_id: str
     at: int
     name: str = ""
@@ -115,7 +115,7 @@ class ConfirmTotpFactor(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     step: int
     at: int
     audit: Sequence[AuditEntry] = ()
@@ -145,11 +145,11 @@ class EnableTotp(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     key_id: str
     at: int
     step: int
-    code_hashes: Sequence[str]
+    code_hashes: Sequence[str] = field(repr=False)
     codes_key_id: str
     replace: bool = False
     audit: Sequence[AuditEntry] = ()
@@ -200,7 +200,7 @@ class AcceptTotpStep(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     step: int
     audit: Sequence[AuditEntry] = ()
 
@@ -248,8 +248,8 @@ class RewrapTotpSecret(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    old_secret: str
-    new_secret: str
+    old_secret: str = field(repr=False)
+    new_secret: str = field(repr=False)
     new_key_id: str
 
     def run(self, schema: Schema) -> SqlGen[Status]:
