@@ -241,6 +241,12 @@ class TwoFactorFlows(PrimaryFlows):
                 raise self._already_enabled()
             self.emit_entries(uid, entries)
             ok = True
+        elif enrolling:
+            # A typo while enrolling guesses at no factor that guards anything (the secret is the
+            # user's own, shown a moment ago): no S2. R2 still counts it (the session's attempts,
+            # the temporary lock), but not the permanent lock's streak, which would otherwise
+            # lock out for good, at 100 typos, an account that has no second factor (R4-8).
+            pass
         else:  # S2: the step accepted, the code consumed, or the failure counted
             attempt: AcceptTotpStep | ConsumeBackupCode | None = None
             if factor is not None and step is not None:

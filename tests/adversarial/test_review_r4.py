@@ -370,10 +370,6 @@ def _streak_to(stack: Stack, uid: str, n: int) -> None:
         conn.execute(update(t).where(t.c.user_id == uid).values(failure_streak=n))
 
 
-@pytest.mark.xfail(strict=True, reason="R4-5: the 100th failure locks SQL (locked_at), and only R2 "
-                   "(challenge_answer.lua) copies it to the hot lock; when R2 fails or finds the challenge "
-                   "gone, passkey sign-in (which checks only the hot lock, never the record) still signs in "
-                   "a permanently locked account")
 def test_r4_5_a_permanently_locked_account_cannot_sign_in_with_a_passkey(stack: Stack) -> None:
     owner, uid = two_factor_owner(stack)
     stack.clock.advance(30)
@@ -536,9 +532,6 @@ def test_r4_one_totp_code_to_challenges_and_step_ups_on_two_processes_is_accepte
 
 
 # -- R4-8: enrolment typos and the permanent lock ---------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-8: a wrong first code while enrolling goes through ProveSecondFactor("
-                   "None, RecordFailure) and counts toward the NIST ceiling of an account with no second factor "
-                   "(at 100 its password sign-in is refused for good), and EnableTotp does not end the streak")
 def test_r4_8_enrolment_typos_do_not_count_toward_the_permanent_lock(stack: Stack) -> None:
     from banata_middleware.simulator import VirtualAuthenticator
 

@@ -225,6 +225,28 @@ def test_passkeys_register_once_and_the_sign_count_only_moves_forward(store: Rec
     run_sequence(store, mode, sequence)
 
 
+def test_a_passkey_signs_in_nobody_under_the_permanent_lock(store: RecordStore, mode: str) -> None:
+    """R4-5: the lock is part of AdvanceSignCount's conditional UPDATE (the hot store's copy of the
+    lock may be missing): LOCKED, the count not moved, no audit row; after an unlock it counts again."""
+    uid, cred, zero = new_id(), new_id("cred"), new_id("zero")
+
+    def sequence() -> Sequence:
+        assert (yield AddPasskey(_passkey(uid, cred, 3))) is Status.CREATED
+        assert (yield AddPasskey(_passkey(uid, zero, 0))) is Status.CREATED
+        assert (yield RecordFailure(uid, 1, T)).locked is True
+        used = [AuditEntry("passkey.authenticated", T)]
+        assert (yield AdvanceSignCount(uid, cred, 4, T + 1, used)) is Status.LOCKED
+        assert (yield AdvanceSignCount(uid, zero, 0, T + 1, used)) is Status.LOCKED  # a counter-less one too
+        assert (yield AdvanceSignCount(uid, new_id("gone"), 4, T + 1, used)) is Status.NOT_FOUND
+        stored = yield GetPasskey(cred)
+        assert (stored.sign_count, stored.last_used_at) == (3, None)
+        assert (yield ListAudit(uid)) == ()
+        assert (yield Unlock(uid)) is Status.OK
+        assert (yield AdvanceSignCount(uid, cred, 4, T + 2, used)) is Status.ACCEPTED
+
+    run_sequence(store, mode, sequence)
+
+
 def test_the_failure_ceiling_locks_until_an_admin_unlocks(store: RecordStore, mode: str) -> None:
     uid = new_id()
 

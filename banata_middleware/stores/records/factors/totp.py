@@ -141,7 +141,7 @@ class EnableTotp(RecordOp[Status]):
     the code that confirmed it (so that code cannot be used again) and the backup codes, replacing
     any earlier set. CREATED, or TAKEN when a factor of that id exists already (a concurrent
     enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
-    administrator's import of a known secret)."""
+    administrator's import of a known secret). The failure streak ends (the permanent lock stays)."""
 
     user_id: str
     factor_id: str
@@ -166,6 +166,9 @@ class EnableTotp(RecordOp[Status]):
                                created_at=self.at, confirmed_at=self.at, last_step=self.step)
         yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
         yield ensure_user_state(schema, u)
+        # The new factor's first code was proven (or an administrator set it): a streak from before
+        # (enrolment typos counted by earlier versions, R4-8) ends; a permanent lock stays.
+        yield clear_failures(schema, u)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.CREATED
