@@ -8,7 +8,7 @@
 -- KEYS: user, audit, challenge, new session, session index, new trust record, trusted devices index.
 -- ARGV[6..14]: method (totp|backup), outcome (ok|wrong), new session id hash, session spec (see
 -- new_session), trust device (1|0), trust ttl ms, failures before lock, lock ms, amr of the new
--- session (see new_session).
+-- session (see new_session), lock audited already (1|0: see second_factor_failed).
 local ch = hash(KEYS[3])
 local u = hash(KEYS[1])
 local refusal = challenge_refusal(ch, u, ARGV[6])
@@ -26,7 +26,7 @@ if ARGV[7] == 'ok' then
   end
   return {'OK', EVENTS}
 end
-local lock = second_factor_failed(tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[6])
+local lock = second_factor_failed(tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[6], ARGV[15])
 local attempts = redis.call('HINCRBY', KEYS[3], 'attempts', -1)
 if attempts <= 0 then redis.call('DEL', KEYS[3]) end
 if lock > 0 then return {'LOCKED', EVENTS, lock} end

@@ -9,8 +9,8 @@
 -- ARGV[6..14]: mode (enrol|stepup), method, outcome (ok|wrong), session id hash, failures before
 -- lock, lock ms, new session id hash, session spec (see new_session: the rotated session keeps
 -- rememberMe's lifetime and counts toward the cap of sessions per user), amr of the factor given
--- (added to the session's: see new_session). Enrolment: ARGV[15], the id of the key the codes are
--- hashed under (the copy's codes_kid).
+-- (added to the session's: see new_session), the id of the key the codes are hashed under (the
+-- copy's codes_kid; enrolment only, else ''), lock audited already (1|0: see second_factor_failed).
 -- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
 -- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
 local s = hash(KEYS[3])
@@ -43,6 +43,6 @@ if ok then
   if s.pwd then redis.call('HSET', KEYS[5], 'pwd', s.pwd) end
   return {'OK', EVENTS}
 end
-lock = second_factor_failed(tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[7])
+lock = second_factor_failed(tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[7], ARGV[16])
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 return {'WRONG', EVENTS}

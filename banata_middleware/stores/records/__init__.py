@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
-from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode, ReplaceBackupCodes
+from .factors.backup_codes import (
+    BackupCode,
+    BackupCodeUse,
+    ConsumeBackupCode,
+    RegenerateBackupCodes,
+    ReplaceBackupCodes,
+    RestoreBackupCodes,
+)
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -33,14 +40,26 @@ from .ops import AuditEntry, RecordOp, Status
 from .proof import Proof, ProveSecondFactor
 from .schema import Schema
 from .store import RecordStore, SchemaOutOfDate
-from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, RevokeSessions, Unlock, UserRecord
+from .users import (
+    DisabledSecondFactor,
+    DisableSecondFactor,
+    FailureCount,
+    LoadUser,
+    RecordFailure,
+    RemoveSecondFactor,
+    RestoreSecondFactor,
+    RevokeSessions,
+    Unlock,
+    UserRecord,
+)
 
 __all__ = [
     "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
-    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableTotp",
-    "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets",
-    "LoadUser", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordStore",
-    "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes",
-    "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor",
-    "Unlock", "UserRecord",
+    "AuditRecord", "BackupCode", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount",
+    "DisableSecondFactor", "DisabledSecondFactor", "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail",
+    "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "Passkey", "Proof", "ProveSecondFactor",
+    "PruneAudit", "RecordFailure", "RecordOp", "RecordStore", "RegenerateBackupCodes", "RemovePasskey",
+    "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes", "RestoreBackupCodes",
+    "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "Status",
+    "TotpFactor", "Unlock", "UserRecord",
 ]
