@@ -22,6 +22,7 @@ from banata_middleware.stores.records import (
     ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
+    DisableSecondFactor,
     GetAccount,
     GetAccountByEmail,
     GetPasskey,
@@ -32,11 +33,14 @@ from banata_middleware.stores.records import (
     PruneAudit,
     RecordFailure,
     RecordStore,
+    RegenerateBackupCodes,
     RemovePasskey,
     RemoveSecondFactor,
     RemoveTotpFactor,
     RenamePasskey,
     ReplaceBackupCodes,
+    RestoreBackupCodes,
+    RestoreSecondFactor,
     RevokeSessions,
     RewrapTotpSecret,
     SetPassword,
@@ -144,6 +148,64 @@ def test_disable_removes_factors_and_codes_and_a_racing_verify_finds_nothing(sto
         assert (record.totp, record.backup_codes, record.failure_streak, record.generation) == ((), 0, 0, 1)
         assert (yield RemoveSecondFactor(uid, T)) is Status.NOT_FOUND
         assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.disabled"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_disable_is_undone_exactly_unless_a_factor_was_enrolled_meanwhile(store: RecordStore, mode: str) -> None:
+    """DisableSecondFactor replies with what it removed; RestoreSecondFactor puts exactly that back
+    (last step, codes, streak, lock), or nothing when a factor is there again (TAKEN)."""
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
+        assert (yield RecordFailure(uid, 100, T)).streak == 1
+        assert (yield DisableSecondFactor(other, T)) is None  # nothing to remove
+        removed = yield DisableSecondFactor(uid, T, audit=[AuditEntry("two_factor.disabled", T)])
+        assert [(f.id, f.secret, f.last_step) for f in removed.totp] == [("f1", "ct-1", STEP)]
+        assert sorted(c.code_hash for c in removed.codes) == ["h1", "h2"]
+        assert (removed.failure_streak, removed.locked_at) == (1, None)
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.failure_streak, record.generation) == ((), 0, 0, 0)
+        assert (yield RestoreSecondFactor(uid, removed, audit=[AuditEntry("two_factor.enabled", T)])) is Status.OK
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.codes_key_id, record.failure_streak) == \
+            (removed.totp, 2, "k1", 1)
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.REPLAYED  # the replay guard came back too
+        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.CONSUMED
+        # Removed again, then a factor enrolled before the undo: the enrolment stands.
+        removed = yield DisableSecondFactor(uid, T)
+        yield from _enrolled(uid, secret="ct-new")
+        assert (yield RestoreSecondFactor(uid, removed, audit=[AuditEntry("two_factor.enabled", T)])) is Status.TAKEN
+        record = yield LoadUser(uid)
+        assert ([f.secret for f in record.totp], record.backup_codes) == (["ct-new"], 0)
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.disabled", "two_factor.enabled"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_regeneration_is_undone_only_while_its_set_is_the_stored_one(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2", "h3"], "k1", T)) == 3
+        assert (yield ConsumeBackupCode(uid, ["h3"])).status is Status.CONSUMED
+        previous = yield RegenerateBackupCodes(uid, ["n1", "n2"], "k2", T + 1,
+                                               audit=[AuditEntry("two_factor.backup_codes_regenerated", T)])
+        assert [(c.code_hash, c.key_id, c.created_at) for c in previous] == [("h1", "k1", T), ("h2", "k1", T)]
+        assert "h1" not in repr(previous)
+        assert (yield RestoreBackupCodes(uid, ["n1", "n2"], previous)) is Status.OK
+        assert ((yield LoadUser(uid)).backup_codes, (yield LoadUser(uid)).codes_key_id) == (2, "k1")
+        assert (yield ConsumeBackupCode(uid, ["n1"])).status is Status.NOT_FOUND
+        assert (yield ConsumeBackupCode(uid, ["h3"])).status is Status.NOT_FOUND  # a used code stays used
+        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.CONSUMED
+        # A later regeneration replaced the set: the undo writes nothing.
+        previous = yield RegenerateBackupCodes(uid, ["m1"], "k2", T + 2)
+        assert (yield ReplaceBackupCodes(uid, ["z1"], "k3", T + 3)) == 1
+        assert (yield RestoreBackupCodes(uid, ["m1"], previous)) is Status.CHANGED
+        assert (yield ConsumeBackupCode(uid, ["z1"])).status is Status.CONSUMED
+        assert (yield ConsumeBackupCode(uid, ["h2"])).status is Status.NOT_FOUND
 
     run_sequence(store, mode, sequence)
 
