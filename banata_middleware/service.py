@@ -26,6 +26,7 @@ from .stores.records import GetAccount, RecordStore
 from .tokens import valid_user_id
 
 if TYPE_CHECKING:
+    from .flows.otp import OtpFlows
     from .metrics import Metrics
     from .tracing import Tracing
 
@@ -214,6 +215,23 @@ class BanataAuth:
         self._check_id(user_id)
         return await self.arun(self.flows.import_totp(user_id, _base32(secret), email=email,
                                                       backup_codes=backup_codes))
+
+    def _otp(self) -> OtpFlows:
+        if self.flows.otp is None:
+            raise ValueError("codes by message are off: configure BanataAuthConfig(otp=OtpConfig(sender=...))")
+        return self.flows.otp
+
+    def enable_otp(self, user_id: str, *, to: str, channel: str = "email") -> None:
+        """Apps with their own users: turn on one-time codes by message for ``user_id``, sent to
+        ``to`` (an email address, or an E.164 phone number for ``channel="sms"``) that the app has
+        verified itself, with no confirmation code. Replaces the channel's earlier address.
+        Raises ``AuthError`` (400) for an address that is not one."""
+        self._check_id(user_id)
+        self.run(self._otp().enable_verified(user_id, channel, to))
+
+    async def aenable_otp(self, user_id: str, *, to: str, channel: str = "email") -> None:
+        self._check_id(user_id)
+        await self.arun(self._otp().enable_verified(user_id, channel, to))
 
     def reset_two_factor(self, user_id: str) -> None:
         """Administrator recovery for a locked-out user: remove their second factor, clear locks,

@@ -249,7 +249,10 @@ class SessionCore:
 
     def methods(self, record: UserRecord) -> list[str]:
         """The second factors a pending sign-in may be answered with, from the durable record."""
-        methods = ["totp"]
+        methods = ["totp"] if any(f.confirmed_at is not None for f in record.totp) else []
+        if record.otp and self.config.otp is not None and any(o.channel in self.config.otp.channels
+                                                               for o in record.otp):
+            methods.append("otp")
         if record.backup_codes and not self.codes_key_gone(record.codes_key_id):
             methods.append("backup_code")
         if record.passkeys and self.config.auth_methods.passkey:

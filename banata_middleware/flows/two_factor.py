@@ -260,9 +260,11 @@ class TwoFactorFlows(PrimaryFlows):
         # the setup and its owner were read together, in R1). A challenge cookie still in the
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
         factor = confirmed_totp(record)
-        enrolling = factor is None
-        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user
-                          or user.get("pending_sid") != caller.sid):
+        # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
+        # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
+        enrolling = factor is None and method == "totp"
+        if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
+                caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -333,14 +335,14 @@ class TwoFactorFlows(PrimaryFlows):
             (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             lock[0], lock[1], f"{AMR_PASSWORD} {AMR_OTP}", lock[2]), req, sid)
+             lock[0], lock[1], f"{AMR_PASSWORD} {AMR_OTP}", "", "", lock[2]), req, sid)  # '', '': no code by message
         if reply[0] == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
             caller.user["tfa"] = "1"
             return self.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted,
                                   fields=self._remaining(method, remaining))
-        raise self._answer_error(reply)
+        raise self.answer_error(reply)
 
     def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int, str],
                            enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
@@ -352,9 +354,9 @@ class TwoFactorFlows(PrimaryFlows):
             "session_answer", uid,
             (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, outcome, caller.sid, lock[0], lock[1], sid,
-             self.session_spec(), AMR_OTP, kid, lock[2]), req, sid)
+             self.session_spec(), AMR_OTP, kid, "", "", lock[2]), req, sid)  # '', '': no code by message
         if reply[0] != "OK":
-            raise self._answer_error(reply)
+            raise self.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
@@ -365,7 +367,8 @@ class TwoFactorFlows(PrimaryFlows):
         """What a verify answer adds to ``{token, user}``: the backup codes left, after one is used."""
         return {"backupCodesRemaining": remaining} if method == "backup" else {}
 
-    def _answer_error(self, reply: list[Any]) -> AuthError:
+    def answer_error(self, reply: list[Any]) -> AuthError:
+        """The refusal a verifying script's reply names (challenge_answer, session_answer, otp_enrol)."""
         status = reply[0]
         if status == "LOCKED":
             return self.locked_error(int(reply[2]))

@@ -17,6 +17,7 @@ from .factors.backup_codes import (
     ReplaceBackupCodes,
     RestoreBackupCodes,
 )
+from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -56,10 +57,10 @@ from .users import (
 __all__ = [
     "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
     "AuditRecord", "BackupCode", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount",
-    "DisableSecondFactor", "DisabledSecondFactor", "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail",
-    "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "Passkey", "Proof", "ProveSecondFactor",
-    "PruneAudit", "RecordFailure", "RecordOp", "RecordStore", "RegenerateBackupCodes", "RemovePasskey",
-    "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes", "RestoreBackupCodes",
-    "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "Status",
-    "TotpFactor", "Unlock", "UserRecord",
+    "DisableSecondFactor", "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount",
+    "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor",
+    "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
+    "RegenerateBackupCodes", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey",
+    "ReplaceBackupCodes", "RestoreBackupCodes", "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema",
+    "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor", "Unlock", "UserRecord",
 ]

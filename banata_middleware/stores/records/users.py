@@ -15,6 +15,7 @@ from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 if TYPE_CHECKING:
     from .accounts import Account
     from .factors.backup_codes import BackupCode
+    from .factors.otp import OtpFactor
     from .factors.totp import TotpFactor
     from .schema import Schema
 
@@ -63,10 +64,12 @@ class UserRecord:
     revoked_at: int | None = None
     account: Account | None = None  # the built-in account; None for an app's own users
     codes_key_id: str = ""  # the key the backup codes are hashed under ("" without codes)
+    otp: tuple[OtpFactor, ...] = ()  # confirmed addresses for codes by message (email, then SMS)
 
     @property
     def two_factor_enabled(self) -> bool:
-        return any(f.confirmed_at is not None for f in self.totp)
+        """A second factor is due at sign-in: a confirmed authenticator app, or codes by message."""
+        return bool(self.otp) or any(f.confirmed_at is not None for f in self.totp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +82,18 @@ class LoadUser(RecordOp[UserRecord]):
 
     def run(self, schema: Schema) -> SqlGen[UserRecord]:
         from .accounts import Account
+        from .factors.otp import OtpFactor
         from .factors.totp import TotpFactor
 
         rows = (yield schema.prepared(_load_user), {"u": self.user_id}).all()
         row, u = rows[0], self.user_id
         account = None if row.account_email is None else Account(
             u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
+        otp = tuple(OtpFactor(channel, address) for channel, address in
+                    (("email", row.otp_email), ("sms", row.otp_sms)) if address is not None)
         return UserRecord(u, tuple(TotpFactor.from_row(r) for r in rows if r.id is not None), int(row.codes),
                           int(row.keys), int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
-                          row.revoked_at, account, row.codes_kid or "")
+                          row.revoked_at, account, row.codes_kid or "", otp)
 
 
 def _load_user(schema: Schema) -> Executable:
@@ -96,6 +102,7 @@ def _load_user(schema: Schema) -> Executable:
     built-in account), outer-joined with the factors: one row per factor, or one row of NULL
     factor columns for a user without any. One round trip."""
     s, f, b, p, a = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys, schema.accounts
+    o = schema.otp_factors
     u: BindParameter[str] = bindparam("u")
     scalars = select(
         select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
@@ -105,6 +112,8 @@ def _load_user(schema: Schema) -> Executable:
           for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
         *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
           for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
+        *(select(o.c.address).where(o.c.user_id == u, o.c.channel == channel).scalar_subquery()
+          .label(f"otp_{channel}") for channel in ("email", "sms")),
     ).subquery("scalars")
     return (select(scalars, f).select_from(scalars.outerjoin(f, f.c.user_id == u))
             .order_by(f.c.created_at, f.c.id))
@@ -177,11 +186,11 @@ class RevokeSessions(RecordOp[int]):
 
 @dataclass(frozen=True, slots=True)
 class RemoveSecondFactor(RecordOp[Status]):
-    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor and backup
-    code, optionally the passkeys, and the lock go in one transaction; with ``end_sessions`` (an
-    administrator's reset) the generation is bumped and ``revoked_at`` stamped so every session
-    ends. A verify racing it finds its factor gone (NOT_FOUND). OK, or NOT_FOUND when nothing was
-    removed (the lock is lifted either way)."""
+    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor, backup
+    code and address for codes by message, optionally the passkeys, and the lock go in one
+    transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
+    ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
+    (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
@@ -192,7 +201,8 @@ class RemoveSecondFactor(RecordOp[Status]):
     def run(self, schema: Schema) -> SqlGen[Status]:
         u = self.user_id
         removed = 0
-        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ())):
+        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
+                      schema.otp_factors):
             removed += (yield delete(table).where(table.c.user_id == u)).rowcount
         t = schema.user_state
         yield ensure_user_state(schema, u)
@@ -214,12 +224,14 @@ class DisabledSecondFactor:
     codes: tuple[BackupCode, ...]
     failure_streak: int
     locked_at: int | None
+    otp: tuple[tuple[str, str, int], ...] = ()  # addresses for codes by message: (channel, address, created_at)
 
 
 @dataclass(frozen=True, slots=True)
 class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
-    """The user's disable: every TOTP factor and backup code go, the streak and the lock with them
-    (as ``RemoveSecondFactor`` without ``end_sessions``), in one transaction. Replies with what was
+    """The user's disable: every TOTP factor, backup code and address for codes by message go, the
+    streak and the lock with them (as ``RemoveSecondFactor`` without ``end_sessions``), in one
+    transaction. Replies with what was
     removed, read under the same row locks (FOR UPDATE) as the deletes, so that the flow can undo
     it exactly (``RestoreSecondFactor``) when the factor-change rule, re-checked after this commit,
     refuses; None when there was no factor or code."""
@@ -236,21 +248,26 @@ class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
         totp = tuple(TotpFactor.from_row(r) for r in (yield select(f).where(f.c.user_id == u)
                                                         .order_by(f.c.id).with_for_update()).all())
         codes = yield from take_codes(schema, u)
-        if not totp and not codes:
+        o = schema.otp_factors
+        otp = tuple((r.channel, r.address, r.created_at) for r in (
+            yield select(o.c.channel, o.c.address, o.c.created_at).where(o.c.user_id == u)
+            .order_by(o.c.channel).with_for_update()).all())
+        if not totp and not codes and not otp:
             return None
         yield delete(f).where(f.c.user_id == u)
         yield delete(schema.backup_codes).where(schema.backup_codes.c.user_id == u)
+        yield delete(o).where(o.c.user_id == u)
         yield ensure_user_state(schema, u)
         state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
         yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return DisabledSecondFactor(totp, codes, int(state.failure_streak or 0), state.locked_at)
+        return DisabledSecondFactor(totp, codes, int(state.failure_streak or 0), state.locked_at, otp)
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreSecondFactor(RecordOp[Status]):
-    """Undo a ``DisableSecondFactor``: the factors and codes it removed come back as they were
+    """Undo a ``DisableSecondFactor``: the factors, codes and addresses it removed come back as they were
     (``last_step`` too: nothing could be accepted while they were gone), and so do its streak and
     lock (added to whatever was counted since). OK; or TAKEN when a factor was enrolled meanwhile
     (that enrolment stands: the unique key refuses the put-back, and nothing is written)."""
@@ -271,6 +288,9 @@ class RestoreSecondFactor(RecordOp[Status]):
         back = put_back_codes(schema, u, r.codes)
         if back is not None:
             yield back
+        if r.otp:
+            yield insert(schema.otp_factors).values([{"user_id": u, "channel": channel, "address": address,
+                                                      "created_at": at} for channel, address, at in r.otp])
         yield ensure_user_state(schema, u)
         yield update(s).where(s.c.user_id == u).values(failure_streak=s.c.failure_streak + r.failure_streak,
                                                         locked_at=func.coalesce(s.c.locked_at, r.locked_at))
