@@ -277,11 +277,13 @@ def _admin(args: argparse.Namespace) -> int:
                                                  keys.audit(args.user)):
         print(f"banata-mfa admin: no such user: {args.user!r} (nothing stored under this id)", file=sys.stderr)
         return 1
+    # No address: the operator is at a shell, not a browser. The user agent says where it came from.
+    origin = {"user_agent": f"banata-mfa admin {args.admin_command} (command line)"}
     if args.admin_command == "reset-2fa":
-        auth.reset_two_factor(args.user)
+        auth.reset_two_factor(args.user, **origin)
         print(f"second factor removed and sessions ended for user {args.user}")
     else:
-        auth.revoke_sessions(args.user)
+        auth.revoke_sessions(args.user, **origin)
         print(f"sessions ended for user {args.user}")
     return 0
 

@@ -177,7 +177,7 @@ class OtpFlows:
                  k.trusted_devices(uid), k.otp(uid)),
                 ("otp", "otp", sid, f.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000, *lock,
                  f"{AMR_PASSWORD} {AMR_OTP}", binding, self._hash(caller, binding, code)), req, sid)
-            yield from self._settle(req, caller, reply, sid)  # S2
+            yield from self._settle(req, caller, reply, sid, trusted=trust)  # S2
             remember = caller.challenge.get("remember") == "1"
             trusted = [f.cookie_header(f.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
             caller.user["tfa"] = "1"
@@ -193,20 +193,26 @@ class OtpFlows:
         remember = caller.session is not None and caller.session.get("remember") == "1"
         return f.signed_in(caller, token, remember=remember, status=True)
 
-    def _settle(self, req: Request, caller: Caller, reply: list[Any], sid: str) -> Flow[None]:
+    def _settle(self, req: Request, caller: Caller, reply: list[Any], sid: str, *,
+                trusted: bool = False) -> Flow[None]:
         """S2, after the hot store's verdict: a success ends the failure streak (with its audit
-        row); a wrong code counts toward the permanent lock, which, once reached, the hot copy
-        gets too. Then a refusal is raised."""
+        rows: a browser the answer remembered is a new trusted device); a wrong code counts toward
+        the permanent lock, which, once reached, the hot copy gets too. The hot store decided
+        first, so its temporary lock reaches the audit table (and the user's notice) here, with
+        the failure. Then a refusal is raised."""
         f, uid = self.f, caller.uid
         status = reply[0]
         if status == "OK":
-            entries = f.entries(req, sid, ("two_factor.verified", "otp"))
+            device = ("trusted_device.added",) if trusted else ()
+            entries = f.entries(req, sid, ("two_factor.verified", "otp"), *device)
             yield Rec(RecordOtpUse(uid, entries))
             f.emit_entries(uid, entries)
             return
         if status in ("WRONG", "EXHAUSTED", "LOCKED"):
+            locked_now = "two_factor.locked" in reply[1]  # this answer set the temporary lock
+            temporary = f.entries(req, "", ("two_factor.locked", "temporary")) if locked_now else ()
             failure = RecordFailure(uid, FAILURE_CEILING, f.now_ms(),
-                                    f.entries(req, "", ("two_factor.locked", "ceiling")))
+                                    f.entries(req, "", ("two_factor.locked", "ceiling")), temporary)
             counted = yield Rec(failure)
             if counted.locked and caller.record is not None:
                 if counted.locked_now:  # the lock's one two_factor.locked, audited with it
@@ -224,8 +230,11 @@ class OtpFlows:
         f, k, uid = self.f, self.f.keys, caller.uid
         binding = "s:" + caller.sid
         lock = self._lock()
+        # A typo here counts toward the temporary lock only (no S2 follows), so the lock's row for
+        # the outbox is appended after the script, on the failure that locks (SessionCore.commit).
         reply = yield from f.commit("otp_enrol", uid, (k.otp(uid), k.session(uid, caller.sid)),
-                                    (binding, self._hash(caller, binding, code), *lock), req, caller.sid)
+                                    (binding, self._hash(caller, binding, code), *lock), req, caller.sid,
+                                    durable={"two_factor.locked": "temporary"})
         if reply[0] != "OK":
             # A typo while confirming an address counts toward the temporary lock (otp_enrol.lua),
             # not toward the permanent ceiling of an account that may have no second factor yet (R4-8).
@@ -271,7 +280,7 @@ class OtpFlows:
         return json_response(200, {"method": "otp", "status": True, "channel": channel,
                                    "to": mask_address(channel, address)})
 
-    def enable_verified(self, uid: str, channel: str, to: str) -> Flow[None]:
+    def enable_verified(self, uid: str, channel: str, to: str, origin: Request | None = None) -> Flow[None]:
         """``BanataAuth.enable_otp``: codes by message to an address the app verified itself (its
         own users), with no confirmation code. The record store first, then the copy says 2FA is on."""
         if channel not in self.otp.channels:
@@ -280,14 +289,15 @@ class OtpFlows:
         address = canonical_address(channel, to)
         record: UserRecord = yield Rec(LoadUser(uid))
         kind = "otp.enabled" if record.two_factor_enabled else "two_factor.enabled"
-        entries = f.entries(None, "", (kind, f"otp:{channel}"))
+        entries = f.entries(origin, "", (kind, f"otp:{channel}"))
         status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
         if status is Status.TAKEN:
             raise self._conflict()
         f.emit_entries(uid, entries)
         # The copy follows as after an import (two_factor_import.lua): 2FA on, trusted devices void;
         # the sessions stay (the app vouched for the address, as an import vouches for a secret).
-        yield from f.commit("two_factor_import", uid, (f.keys.pending_backup_codes(uid),), (record.codes_key_id,), None)
+        yield from f.commit("two_factor_import", uid, (f.keys.pending_backup_codes(uid),), (record.codes_key_id,),
+                            origin)
 
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is

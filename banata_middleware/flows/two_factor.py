@@ -31,7 +31,7 @@ from ..totp import matched_step, new_secret, totp_uri
 from .primary import PrimaryFlows
 from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log
 
-__all__ = ["FAILURE_CEILING", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_totp"]
+__all__ = ["FAILURE_CEILING", "LOW_BACKUP_CODES", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_totp"]
 
 # The NIST SP 800-63B ceiling: after this many consecutive failed second-factor proofs (temporary
 # locks do not end the streak, only a success does) the account stays locked until an
@@ -39,6 +39,8 @@ __all__ = ["FAILURE_CEILING", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_tot
 FAILURE_CEILING = 100
 # The id of a user's one authenticator app (the record store allows several).
 TOTP_FACTOR_ID = "totp"
+# A backup code used that leaves this many or fewer notifies the user ("backup_codes.low").
+LOW_BACKUP_CODES = 2
 
 
 def confirmed_totp(record: UserRecord) -> TotpFactor | None:
@@ -297,20 +299,30 @@ class TwoFactorFlows(PrimaryFlows):
             # lock out for good, at 100 typos, an account that has no second factor (R4-8).
             pass
         else:  # S2: the step accepted, the code consumed, or the failure counted
+            # A sign-in that asks to remember its browser records the new trusted device with its
+            # proof, in S2: R2 makes the trust record, and a row after it would be a third SQL
+            # transaction on every such sign-in. When R2 then refuses (the challenge ended or a
+            # lock began meanwhile, or Redis failed) the user is told of a device that was not
+            # remembered: a notice too many, never one too few.
+            trusted = ("trusted_device.added",) if trust and caller.challenge is not None else ()
             attempt: AcceptTotpStep | ConsumeBackupCode | None = None
             if factor is not None and step is not None:
                 attempt = AcceptTotpStep(uid, factor.id, factor.secret, step,
-                                         self.entries(req, sid, ("two_factor.verified", "totp")))
+                                         self.entries(req, sid, ("two_factor.verified", "totp"), *trusted))
             elif normalized:
                 attempt = ConsumeBackupCode(uid, self.keyring.code_candidates(normalized),
                                             self.entries(req, sid, ("two_factor.verified", "backup"),
-                                                         "two_factor.backup_code_used"))
+                                                         "two_factor.backup_code_used", *trusted),
+                                            LOW_BACKUP_CODES, self.entries(req, sid, "backup_codes.low"))
             proof = yield Rec(ProveSecondFactor(attempt, failure))
             if proof.status in (Status.CHANGED, Status.NOT_FOUND) and isinstance(attempt, AcceptTotpStep):
                 raise self._not_enabled()  # the factor was removed or replaced meanwhile
             ok, remaining = proof.ok, proof.remaining
             if ok and attempt is not None:
-                self.emit_entries(uid, attempt.audit)
+                rows = [*attempt.audit]
+                if isinstance(attempt, ConsumeBackupCode) and remaining <= attempt.low_at:
+                    rows += attempt.audit_when_low  # written with them, in S2
+                self.emit_entries(uid, rows)
             locked = proof.failure is not None and proof.failure.locked
             if proof.failure is not None and proof.failure.locked_now:  # audited with the lock, in S2
                 self.emit_entries(uid, failure.audit_on_lock)
@@ -335,7 +347,8 @@ class TwoFactorFlows(PrimaryFlows):
             (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             lock[0], lock[1], f"{AMR_PASSWORD} {AMR_OTP}", "", "", lock[2]), req, sid)  # '', '': no code by message
+             lock[0], lock[1], f"{AMR_PASSWORD} {AMR_OTP}", "", "", lock[2]), req, sid,
+             durable=self._durable_lock(lock))  # '', '': no code by message
         if reply[0] == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
@@ -354,13 +367,22 @@ class TwoFactorFlows(PrimaryFlows):
             "session_answer", uid,
             (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, outcome, caller.sid, lock[0], lock[1], sid,
-             self.session_spec(), AMR_OTP, kid, "", "", lock[2]), req, sid)  # '', '': no code by message
+             self.session_spec(), AMR_OTP, kid, "", "", lock[2]), req, sid,
+             durable=self._durable_lock(lock))  # '', '': no code by message
         if reply[0] != "OK":
             raise self.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
         return self.signed_in(caller, token, remember=remember, status=True, fields=self._remaining(method, remaining))
+
+    @staticmethod
+    def _durable_lock(lock: tuple[int, int, str]) -> dict[str, str] | None:
+        """The temporary lock R2 may set is decided in the hot store, so it reaches the audit table
+        (and the user's notice) by a row appended after R2: one more SQL transaction, only on the
+        failure that locks (while locked, a verification is refused before S2). The permanent lock
+        is there already, written with the failure that reached the ceiling (S2)."""
+        return None if lock[1] == PERMANENT_LOCK_MS else {"two_factor.locked": "temporary"}
 
     @staticmethod
     def _remaining(method: str, remaining: int) -> dict[str, Any]:

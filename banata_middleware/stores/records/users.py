@@ -129,12 +129,15 @@ class FailureCount:
 @dataclass(frozen=True, slots=True)
 class RecordFailure(RecordOp[FailureCount]):
     """Count one failed second-factor proof; at ``ceiling`` consecutive failures (NIST's 100) the
-    account locks until an administrator resets it. The lock is audited in the same transaction."""
+    account locks until an administrator resets it. The lock is audited in the same transaction
+    (``audit_on_lock``); ``audit``, what else the failure brought (the hot store's temporary lock,
+    when that store decided first), is written when it does not lock: the permanent lock says more."""
 
     user_id: str
     ceiling: int
     at: int
     audit_on_lock: Sequence[AuditEntry] = ()
+    audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[FailureCount]:
         t, u = schema.user_state, self.user_id
@@ -144,8 +147,9 @@ class RecordFailure(RecordOp[FailureCount]):
         yield update(t).where(t.c.user_id == u).values(failure_streak=t.c.failure_streak + 1)
         locked_now = (yield update(t).where(t.c.user_id == u, t.c.locked_at.is_(None),
                                             t.c.failure_streak >= self.ceiling).values(locked_at=self.at)).rowcount
-        if locked_now and self.audit_on_lock:
-            yield audit_insert(schema, u, self.audit_on_lock)
+        rows = self.audit_on_lock if locked_now else self.audit
+        if rows:
+            yield audit_insert(schema, u, rows)
         row = (yield select(t.c.failure_streak, t.c.locked_at).where(t.c.user_id == u)).one()
         return FailureCount(int(row.failure_streak), row.locked_at is not None, bool(locked_now))
 
