@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 #: One hot-store operation (``stores.hot_ops``: ``Guard(...)``, ``ChallengeAnswer(...)``...): run as
 #: its Lua script in Redis, its twin in memory; its typed reply is sent back.
+#: Its repr names its keys, never its arguments (hot_ops: a secret's ciphertext, code hashes).
 Op = HotOp
 
 

@@ -233,7 +233,8 @@ class OtpFlows:
                                     f.entries(req, "", ("two_factor.locked", "ceiling")), temporary)
             counted = yield Rec(failure)
             if counted.locked and caller.record is not None:
-                f.emit_entries(uid, failure.audit_on_lock)
+                if counted.locked_now:  # the lock's one two_factor.locked, audited with it
+                    f.emit_entries(uid, failure.audit_on_lock)
                 until = f.now_ms() + PERMANENT_LOCK_MS
                 yield from f.write_copy(uid, "repair", caller.record, ("lock_until", str(until), "!"))
                 raise f.locked_error(until)
@@ -343,5 +344,6 @@ class OtpFlows:
             session_key, max_age_ms = f.factor_change_args(caller)
             yield from f.commit(TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
-                sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed"), caller.sid)
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed"),
+                caller.sid)
         return json_response(200, {"status": True, "twoFactorEnabled": still_on})

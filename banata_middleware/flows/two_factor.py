@@ -16,6 +16,8 @@ from ..stores.hot_ops import (
     AuditEvent,
     BackupCodesReplace,
     ChallengeAnswer,
+    FactorChange,
+    Flag,
     HotStatus,
     OtpEnrolled,
     SessionAnswer,
@@ -25,12 +27,16 @@ from ..stores.hot_ops import (
 )
 from ..stores.records import (
     AcceptTotpStep,
+    BackupCode,
     ConsumeBackupCode,
+    DisabledSecondFactor,
+    DisableSecondFactor,
     EnableTotp,
     ProveSecondFactor,
     RecordFailure,
-    RemoveSecondFactor,
-    ReplaceBackupCodes,
+    RegenerateBackupCodes,
+    RestoreBackupCodes,
+    RestoreSecondFactor,
     Status,
     TotpFactor,
     UserRecord,
@@ -141,24 +147,48 @@ class TwoFactorFlows(PrimaryFlows):
         enabled = record is not None and record.two_factor_enabled
         if not enabled and "pending_secret" not in caller.user:
             raise self._not_enabled()
-        if enabled:
-            # The factor and codes go from the record store first: a crash before the copy's
-            # update leaves a copy that still says 2FA is on for a user without a factor (the next
-            # flow that reads the record repairs it), never a factor the copy no longer shows.
-            # The factor-change rule was checked at load (require_factor_change) against the record.
-            entries = self.entries(req, caller.sid, "two_factor.disabled")
-            status = yield Rec(RemoveSecondFactor(uid, self.now_ms(), audit=entries, end_sessions=False))
-            if status is Status.OK:
-                self.emit_entries(uid, entries)
         session_key, max_age_ms = self.factor_change_args(caller)
-        reply: Verdict = yield from self.commit(TwoFactorDisable(
+        removed: DisabledSecondFactor | None = None
+        since = self.now_ms()
+        if enabled:
+            # Write order: the factor and codes go from the record store first, then
+            # two_factor_disable.lua re-checks the factor-change rule and, when it holds, updates the
+            # copy. The re-check runs AFTER the commit (as passkey registration's does), so that the
+            # rule holds at the moment of the change: a session revoked, signed out, rotated or gone
+            # stale while this request was under way is refused, and the removal undone below.
+            # A crash, or a hot store that fails, between the commit and the re-check keeps the
+            # removal (the request had passed the rule when loaded, an instant before) behind a
+            # copy that still says 2FA is on: the next flow that reads the record repairs it.
+            entries = self.entries(req, caller.sid, "two_factor.disabled")
+            removed = yield Rec(DisableSecondFactor(uid, since, audit=entries))
+            if removed is not None:
+                self.emit_entries(uid, entries)
+        disable = TwoFactorDisable(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
-            sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed" if enabled else "pending"), caller.sid)
+            sessions_key=self.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms,
+            mode="confirmed" if enabled else "pending")
+        reply: Verdict = yield from self.commit(disable, caller.sid)
+        if reply.status == HotStatus.OK:
+            return json_response(200, {"status": True})
+        if removed is not None:
+            yield from self._undo_disable(req, caller, removed, disable, since)
         if reply.status == HotStatus.NOT_ENABLED:
             raise self._not_enabled()
-        if reply.status != HotStatus.OK:
-            raise self.factor_change_error(reply.status)
-        return json_response(200, {"status": True})
+        raise self.factor_change_error(reply.status)
+
+    def _undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
+                      since: int) -> Flow[None]:
+        """Put back what a refused disable removed: the record first (unless a factor was enrolled
+        meanwhile: that one stands), then the copy, which also ends the password-only sessions
+        a sign-in made from the record while the factor was gone (two_factor_disable.lua 'undo')."""
+        uid = caller.uid
+        entries = self.entries(req, caller.sid, ("two_factor.enabled", "restored"))
+        if (yield Rec(RestoreSecondFactor(uid, removed, audit=entries))) is not Status.OK:
+            return
+        self.emit_entries(uid, entries)
+        kid = min((c.key_id for c in removed.codes), default="")
+        yield from self.commit(disable._replace(head=self.head(uid, req), mode="undo", codes_kid=kid, since_ms=since),
+                               caller.sid)
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
@@ -182,15 +212,29 @@ class TwoFactorFlows(PrimaryFlows):
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         codes, hashes = self.new_backup_codes()
         uid = caller.uid
-        if caller.record is not None and caller.record.two_factor_enabled:
-            # The confirmed set is replaced in the record store, then the copy's key follows (a
-            # crash between leaves the copy's key stale: the next flow reading the record repairs it).
-            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
-            yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
-            self.emit_entries(uid, entries)
-            yield from self.write_copy(uid, "repair", caller.record, ("codes_kid", hashes[0], "!"))
-            return json_response(200, {"status": True, "backupCodes": codes})
         session_key, max_age_ms = self.factor_change_args(caller)
+        if caller.record is not None and caller.record.two_factor_enabled:
+            # Write order: the confirmed set is replaced in the record store first; then
+            # factor_change.lua re-checks the factor-change rule and, when it holds, moves the copy's
+            # codes_kid, in one step. Checked after the commit, so it holds at the moment of the
+            # change (see disable). When it refuses, or the hot store fails so that it cannot be
+            # checked, the new codes are never shown: the old set is put back, so that the user,
+            # told the regeneration failed, still holds working codes (R4-3). A crash between
+            # leaves the new set, which nobody saw: the user regenerates again.
+            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
+            previous = yield Rec(RegenerateBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
+            self.emit_entries(uid, entries)
+            try:
+                allowed: Verdict = yield from self.commit(FactorChange(
+                    self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on",
+                    fields=("codes_kid", hashes[0])), caller.sid)
+            except AuthError:
+                yield from self._undo_regeneration(req, caller, hashes[1:], previous)
+                raise
+            if allowed.status != HotStatus.OK:
+                yield from self._undo_regeneration(req, caller, hashes[1:], previous)
+                raise self.factor_change_error(allowed.status)
+            return json_response(200, {"status": True, "backupCodes": codes})
         reply: Verdict = yield from self.commit(BackupCodesReplace(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
             sid=caller.sid, max_age_ms=max_age_ms, codes_kid=hashes[0], hashes=tuple(hashes[1:])), caller.sid)
@@ -199,6 +243,14 @@ class TwoFactorFlows(PrimaryFlows):
         if reply.status != HotStatus.OK:
             raise self.factor_change_error(reply.status)
         return json_response(200, {"status": True, "backupCodes": codes})
+
+    def _undo_regeneration(self, req: Request, caller: Caller, hashes: list[str],
+                           previous: tuple[BackupCode, ...]) -> Flow[None]:
+        """The old backup codes back in place of a set that is never shown (audited like the
+        regeneration; the copy's codes_kid was not moved)."""
+        entries = self.entries(req, caller.sid, ("two_factor.backup_codes_regenerated", "restored"))
+        if (yield Rec(RestoreBackupCodes(caller.uid, hashes, previous, audit=entries))) is Status.OK:
+            self.emit_entries(caller.uid, entries)
 
     # -- verification ------------------------------------------------------------------------
     def verify(self, req: Request, body: Body, method: str) -> Flow[Response]:
@@ -257,6 +309,12 @@ class TwoFactorFlows(PrimaryFlows):
                 raise self._already_enabled()
             self.emit_entries(uid, entries)
             ok = True
+        elif enrolling:
+            # A typo while enrolling guesses at no factor that guards anything (the secret is the
+            # user's own, shown a moment ago): no S2. R2 still counts it (the session's attempts,
+            # the temporary lock), but not the permanent lock's streak, which would otherwise
+            # lock out for good, at 100 typos, an account that has no second factor (R4-8).
+            pass
         else:  # S2: the step accepted, the code consumed, or the failure counted
             # A sign-in that asks to remember its browser records the new trusted device with its
             # proof, in S2: R2 makes the trust record, and a row after it would be a third SQL
@@ -283,12 +341,13 @@ class TwoFactorFlows(PrimaryFlows):
                     rows += attempt.audit_when_low  # written with them, in S2
                 self.emit_entries(uid, rows)
             locked = proof.failure is not None and proof.failure.locked
-            if locked:
+            if proof.failure is not None and proof.failure.locked_now:  # audited with the lock, in S2
                 self.emit_entries(uid, failure.audit_on_lock)
         # A failure that reached the ceiling locks the hot copy too, without end (R2 counts it with
-        # a lock of one failure): every script that checks the hot lock then refuses.
-        lock = (1, PERMANENT_LOCK_MS) if locked else (self.policies.user_lock_failures,
-                                                      self.policies.user_lock_seconds * 1000)
+        # a lock of one failure): every script that checks the hot lock then refuses. Its
+        # two_factor.locked event is S2's, so R2 writes none (one event per lock, not two).
+        lock: tuple[int, int, Flag] = (1, PERMANENT_LOCK_MS, "1") if locked else (
+            self.policies.user_lock_failures, self.policies.user_lock_seconds * 1000, "0")
         outcome: Literal["ok", "wrong"] = "ok" if ok else "wrong"
         if caller.challenge is not None and not enrolling:
             return (yield from self._answer_challenge(req, caller, method, outcome, lock, trust, token, sid,
@@ -297,7 +356,7 @@ class TwoFactorFlows(PrimaryFlows):
                                                    remaining))
 
     def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
-                          lock: tuple[int, int],
+                          lock: tuple[int, int, Flag],
                           trust: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
         trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
@@ -306,7 +365,8 @@ class TwoFactorFlows(PrimaryFlows):
             sessions_key=k.sessions(uid), trust_key=k.trust(uid, trust_id), devices_key=k.trusted_devices(uid),
             otp_key=k.otp(uid), method=method, outcome=outcome, new_sid=sid, session_spec=self.session_spec(),
             trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
-            lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}"), sid, durable=self._durable_lock(lock))
+            lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", lock_audited=lock[2]), sid,
+            durable=self._durable_lock(lock))
         if reply.status == HotStatus.OK:
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
@@ -316,7 +376,7 @@ class TwoFactorFlows(PrimaryFlows):
         raise self.answer_error(reply)
 
     def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
-                           lock: tuple[int, int],
+                           lock: tuple[int, int, Flag],
                            enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, k = caller.uid, self.keys
         # The session is rotated (new id, old one ended) in the script that takes the verdict; made
@@ -327,7 +387,7 @@ class TwoFactorFlows(PrimaryFlows):
             new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid),
             mode="enrol" if enrolling else "stepup", method=method, outcome=outcome, sid=caller.sid,
             lock_failures=lock[0], lock_ms=lock[1], new_sid=sid, session_spec=self.session_spec(), amr=AMR_OTP,
-            codes_kid=kid), sid, durable=self._durable_lock(lock))
+            codes_kid=kid, lock_audited=lock[2]), sid, durable=self._durable_lock(lock))
         if reply.status != HotStatus.OK:
             raise self.answer_error(reply)
         caller.user["tfa"] = "1"
@@ -336,7 +396,7 @@ class TwoFactorFlows(PrimaryFlows):
         return self.signed_in(caller, token, remember=remember, status=True, fields=self._remaining(method, remaining))
 
     @staticmethod
-    def _durable_lock(lock: tuple[int, int]) -> dict[str, str] | None:
+    def _durable_lock(lock: tuple[int, int, str]) -> dict[str, str] | None:
         """The temporary lock R2 may set is decided in the hot store, so it reaches the audit table
         (and the user's notice) by a row appended after R2: one more SQL transaction, only on the
         failure that locks (while locked, a verification is refused before S2). The permanent lock

@@ -313,9 +313,18 @@ def hot_op(name: str, reply: Callable[[Any], Any], *statuses: HotStatus) -> Call
         if name in OPS_BY_NAME:
             raise TypeError(f"two operations named {name}")
         OPS[cls] = OPS_BY_NAME[name] = spec
+        cls.__repr__ = _repr  # type: ignore[method-assign]
         return cls
 
     return register
+
+
+def _repr(op: Any) -> str:
+    """An operation's repr names its keys, never its arguments: they may hold a secret's ciphertext,
+    code hashes or a client's address, and logs and error reports print reprs."""
+    spec = OPS[type(op)]
+    keys = spec.flat(op)[:len(spec.keys)]
+    return f"{type(op).__name__}(keys={tuple(keys)!r}, <{len(spec.args)} arguments>)"
 
 
 def lua_header(spec: OpSpec) -> str:
@@ -524,6 +533,7 @@ class ChallengeAnswer(NamedTuple):
     amr: str  # of the new session
     binding: str = ""  # outcome otp: what the code was sent for ('ch:' + challenge id hash)
     code_hash: str = ""  # outcome otp: the code's keyed hash
+    lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
 
 
 @hot_op("session_answer", _statused(Answer, LOCKED="lock_until"),
@@ -547,6 +557,7 @@ class SessionAnswer(NamedTuple):
     codes_kid: str  # enrolment: the key id the pending codes were hashed under
     binding: str = ""  # outcome otp: what the code was sent for ('s:' + session id hash)
     code_hash: str = ""  # outcome otp: the code's keyed hash
+    lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
 
 
 @hot_op("otp_issue", _statused(OtpIssued, LOCKED="lock_until", THROTTLED="retry_at"),
@@ -616,7 +627,8 @@ class FactorChange(NamedTuple):
     head: Head
     session_key: Key
     max_age_ms: int  # Policies.factor_change_max_age
-    password_given: Flag
+    password_given: Literal["0", "1", "on"]  # on: judged as with 2FA on, whatever the copy says
+    fields: Rest = ()  # field, value...: written into the copy when the change is allowed
 
 
 @hot_op("two_factor_begin", _verdict, HotStatus.ALREADY, HotStatus.OK)
@@ -644,10 +656,13 @@ class BackupCodesReplace(NamedTuple):
 class TwoFactorDisable(NamedTuple):
     head: Head
     pending_codes_key: Key
-    session_key: Key
+    session_key: Key  # the caller's
+    sessions_key: Key
     sid: str
     max_age_ms: int
-    mode: Literal["confirmed", "pending"]
+    mode: Literal["confirmed", "pending", "undo"]
+    codes_kid: str = ""  # undo: the restored codes' key id
+    since_ms: int = 0  # undo: when the factor was removed (password-only sessions since then end)
 
 
 @hot_op("two_factor_import", _verdict, HotStatus.OK)

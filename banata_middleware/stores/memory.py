@@ -154,7 +154,7 @@ class _Script:
             return ["SAME_FACTOR", self.events]
         return None
 
-    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str) -> int:
+    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str, audited: str = "") -> int:
         u = self.s.data.setdefault(self.user_key, {})
         fails = int(u.get("fails", "0")) + 1
         u["fails"] = str(fails)
@@ -162,7 +162,8 @@ class _Script:
         if fails >= lock_failures:
             lock = self.now + lock_ms
             u.update(lock_until=str(lock), fails="0")
-            self.audit("two_factor.locked", "", detail)
+            if audited != "1":
+                self.audit("two_factor.locked", "", detail)
             return lock
         return 0
 
@@ -491,7 +492,7 @@ class MemoryStore:
                 self.expire(op.trust_key, ttl)
                 x.index_device(op.devices_key, op.trust_key, ttl, u.get("gen", "0"))
             return ["OK", x.events]
-        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method)
+        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method, op.lock_audited)
         attempts = int(ch.get("attempts", "0")) - 1
         self.data[op.challenge_key]["attempts"] = str(attempts)
         if attempts <= 0:
@@ -538,7 +539,7 @@ class MemoryStore:
             if "pwd" in s:
                 x.hset(op.new_session_key, pwd=s["pwd"])
             return ["OK", x.events]
-        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method)
+        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method, op.lock_audited)
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
@@ -626,12 +627,28 @@ class MemoryStore:
     def _op_two_factor_disable(self, x: _Script, op: h.TwoFactorDisable) -> Reply:
         user_key = op.head.user_key
         u = x.hash(user_key)
+        if op.mode == "undo":
+            x.hset(user_key, tfa="1", codes_kid=op.codes_kid)
+            base = op.session_key[: len(op.session_key) - len(op.sid)]
+            index = self.get(op.sessions_key)
+            for sid in sorted(index) if isinstance(index, set) else []:
+                s = x.hash(base + sid)
+                if "aal" in s and int(s["aal"]) < 2 and int(s.get("created", "0")) >= int(op.since_ms):
+                    self.delete(base + sid)
+                    index.discard(sid)
+                    x.audit("session.revoked", sid, "two_factor_restored")
+            return ["OK", x.events]
         if op.mode == "pending":
             refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, "1")
             if refused:
                 return [refused, x.events]
             if u.get("tfa") == "1" or "pending_secret" not in u:
                 return ["NOT_ENABLED", x.events]
+        else:
+            refused = x.factor_change_refused({"tfa": "1", "revoked_at": u.get("revoked_at", "0")}, op.session_key,
+                                              op.max_age_ms, "1")
+            if refused:
+                return [refused, x.events]
         for field in ("pending_secret", "pending_sid", "pending_kid"):
             self.data.setdefault(user_key, {}).pop(field, None)
         x.hset(user_key, tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
@@ -659,8 +676,16 @@ class MemoryStore:
         return 1
 
     def _op_factor_change(self, x: _Script, op: h.FactorChange) -> Reply:
-        return [x.factor_change_refused(x.hash(op.head.user_key), op.session_key, op.max_age_ms, op.password_given)
-                or "OK", x.events]
+        u = x.hash(op.head.user_key)
+        if op.password_given == "on":
+            u = {"tfa": "1", "revoked_at": u.get("revoked_at", "0")}
+        refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, op.password_given)
+        if refused:
+            return [refused, x.events]
+        f = op.fields
+        if f:
+            x.hset(op.head.user_key, **dict(zip(f[0::2], f[1::2], strict=True)))
+        return ["OK", x.events]
 
     def _op_passkey_sign_in(self, x: _Script, op: h.PasskeySignIn) -> Reply:
         user_key = op.head.user_key

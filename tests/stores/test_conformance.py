@@ -88,6 +88,13 @@ def copy_triplets(draw: st.DrawFn) -> tuple[str, ...]:
 
 
 @st.composite
+def copy_pairs(draw: st.DrawFn) -> tuple[str, ...]:
+    """(field, value) pairs of the copy (factor_change writes them when the change is allowed)."""
+    names = draw(st.lists(st.sampled_from(("codes_kid", "tfa")), unique=True, max_size=2))
+    return tuple(x for name in names for x in (name, draw(copy_values[name])))
+
+
+@st.composite
 def session_specs(draw: st.DrawFn) -> str:
     short = draw(st.sampled_from((30, 5))) * MINUTE
     if draw(st.booleans()):
@@ -123,7 +130,9 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "remember": flags,
     "password_checked": flags,
     "trust": st.sampled_from(("1", "0")),
-    "password_given": flags,
+    "password_given": None,
+    "lock_audited": flags,
+    "since_ms": st.sampled_from((T0 * 1000, T0 * 1000 + 60 * MINUTE)),
     "amr": st.sampled_from(("pwd", "pwd otp", "pop user")),
     "attempts": st.sampled_from((3, 1, 2)),
     "method": st.sampled_from(("totp", "backup", "otp")),
@@ -191,8 +200,14 @@ ID_ARGS: dict[str, Callable[[Ids], str]] = {
 }
 
 
+#: Fields of one name whose values differ by operation.
+ARGS_OF: dict[tuple[str, str], st.SearchStrategy[Any]] = {
+    ("factor_change", "fields"): copy_pairs(),
+}
+
+
 def values_of(spec: OpSpec, field: str) -> st.SearchStrategy[Any]:
-    strategy = ARGS[field]
+    strategy = ARGS_OF.get((spec.name, field), ARGS[field])
     if strategy is None:  # a Literal: its values
         strategy = st.sampled_from(get_args(get_type_hints(spec.type)[field]))
     return strategy
@@ -456,7 +471,7 @@ def test_redis_and_memory_stores_answer_alike(redis_server: RedisServer) -> None
         reached: ClassVar[Counter[str]] = Counter()
 
     run_state_machine_as_test(Machine, settings=settings(
-        max_examples=deep or 25, stateful_step_count=50 if deep else 30, deadline=None, database=None,
+        max_examples=deep or 40, stateful_step_count=50 if deep else 30, deadline=None, database=None,
         print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     print("\n".join(f"{n:6d}  {what}" for what, n in sorted(Machine.reached.items())))
     reached = {"challenge_answer OK", "challenge_answer LOCKED", "session_answer OK", "trust_use OK",

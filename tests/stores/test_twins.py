@@ -210,3 +210,14 @@ def test_a_declaration_that_would_misplace_a_field_is_refused() -> None:
     with pytest.raises(TypeError, match="two operations named guard"):
         declare("guard", Fine)
     assert not any(spec.name.startswith("test_") for spec in OPS.values())
+
+
+@pytest.mark.parametrize("name", sorted(OPS_BY_NAME))
+def test_an_operations_repr_names_its_keys_never_its_arguments(name: str) -> None:
+    """Arguments may be a secret's ciphertext, code hashes or a client's address: logs and error
+    reports print reprs, so an operation's shows whose keys it touches and how many arguments."""
+    spec = OPS_BY_NAME[name]
+    sent = spec.flat(sample(spec))
+    shown = repr(sample(spec))
+    assert all(repr(key) in shown for key in sent[:len(spec.keys)])
+    assert not [arg for arg in sent[len(spec.keys):] if repr(arg) in shown], shown

@@ -8,7 +8,8 @@
 -- A code sent by message (method 'otp') is decided here instead, by its keyed hash against the
 -- user's one live code (otp_take): taken and answered in one step, so there is no window between.
 -- Fields: hot_ops.ChallengeAnswer (the new session's spec and amr: see new_session; outcome 'otp':
--- decided here, by the code's binding and hash against otp_key, the user's code).
+-- decided here, by the code's binding and hash against otp_key, the user's code; lock_audited: see
+-- second_factor_failed).
 local ch = hash(challenge_key)
 local u = hash(user_key)
 local refusal = challenge_refusal(ch, u, method)
@@ -28,7 +29,7 @@ if verdict == 'ok' then
   end
   return {'OK', EVENTS}
 end
-local lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method)
+local lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method, lock_audited)
 local attempts = redis.call('HINCRBY', challenge_key, 'attempts', -1)
 if attempts <= 0 then redis.call('DEL', challenge_key) end
 if lock > 0 then return {'LOCKED', EVENTS, lock} end

@@ -1,8 +1,17 @@
 -- The factor-change rule (factor_change_refused) re-checked after a change to a factor committed
--- in the record store (SQL): the caller undoes the change when this refuses. Checks only, writes
--- nothing. Closes "a password-only request in flight commits after enrolment (or after its session
--- ended)": whatever ended the session or turned 2FA on before this check is seen here; whatever
--- comes after it came after the change too.
--- Fields: hot_ops.FactorChange.
+-- in the record store (SQL): the caller undoes the change when this refuses. Closes "a
+-- password-only request in flight commits after enrolment (or after its session ended)":
+-- whatever ended the session or turned 2FA on before this check is seen here; whatever comes
+-- after it came after the change too. When allowed, the copy's fields that follow the change
+-- (fields, field/value pairs: a regeneration's codes_kid) are written in the same step, so the
+-- copy never follows a change that is about to be undone.
+-- Fields: hot_ops.FactorChange (password_given '1'|'0', or 'on': judged as with 2FA on; the record
+-- had it when the request was loaded; the copy may say otherwise by now, after a disable racing
+-- this change).
 -- Reply: OK or the refusal (NO_SESSION | FRESH_TWO_FACTOR | FRESH_PASSWORD), events.
-return {factor_change_refused(hash(user_key), session_key, max_age_ms, password_given) or 'OK', EVENTS}
+local u = hash(user_key)
+if password_given == 'on' then u = {tfa = '1', revoked_at = u.revoked_at} end
+local refused = factor_change_refused(u, session_key, max_age_ms, password_given)
+if refused then return {refused, EVENTS} end
+for i = 1, #fields, 2 do redis.call('HSET', user_key, fields[i], fields[i + 1]) end
+return {'OK', EVENTS}

@@ -12,6 +12,7 @@
 -- rememberMe's lifetime and counts toward the cap of sessions per user; amr: the factor given,
 -- added to the session's. Enrolment: codes_kid, the id of the key the codes are hashed under (the
 -- copy's codes_kid). Outcome 'otp': binding and code_hash, against otp_key (the user's code).
+-- lock_audited: see second_factor_failed.
 -- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
 -- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
 local s = hash(session_key)
@@ -44,6 +45,6 @@ if ok then
   if s.pwd then redis.call('HSET', new_session_key, 'pwd', s.pwd) end
   return {'OK', EVENTS}
 end
-lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method)
+lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method, lock_audited)
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 return {'WRONG', EVENTS}

@@ -1,15 +1,39 @@
 -- 'disable'. Mode 'confirmed': after the record store removed the factor and codes (Flows.disable:
 -- removal is written there first, so a crash between leaves no factor behind a copy that says 2FA
--- is off). Mode 'pending' (no factor yet: a setup is cancelled): the factor-change rule is
--- re-checked here, since the owner may have confirmed the setup (which ends every other session)
--- after this request was loaded. Either way the copy says 2FA is off, a pending setup ends, and
--- bumping 'gen' voids trusted devices.
--- Fields: hot_ops.TwoFactorDisable.
+-- is off), the factor-change rule is re-checked here, as with 2FA on (the record had it when the
+-- request was loaded; the copy may say off already, repaired by a sign-in that read the record
+-- after the removal): a session that ended, was revoked or went stale while the request was under
+-- way is refused, and the flow puts the factor back (RestoreSecondFactor, then mode 'undo').
+-- Closes "a stale session disables 2FA": the rule holds at the moment of the change. Mode
+-- 'pending' (no factor yet: a setup is cancelled): the rule is re-checked too, since the owner may
+-- have confirmed the setup (which ends every other session) after this request was loaded. Either
+-- way the copy says 2FA is off, a pending setup ends, and bumping 'gen' voids trusted devices.
+-- Mode 'undo' (after RestoreSecondFactor): the copy says 2FA is on again, with codes_kid, and
+-- every password-only session made since since_ms (the removal) ends: a sign-in that read the
+-- record while the factor was gone must not keep what the undo takes back.
+-- Fields: hot_ops.TwoFactorDisable (session_key and sid: the caller's).
 local u = hash(user_key)
+if mode == 'undo' then
+  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid)
+  -- The other sessions' keys are built from the caller's: same user, same hash tag, same slot.
+  local base = string.sub(session_key, 1, #session_key - #sid)
+  for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
+    local s = redis.call('HMGET', base .. other, 'aal', 'created')
+    if s[1] and tonumber(s[1]) < 2 and tonumber(s[2] or '0') >= tonumber(since_ms) then
+      redis.call('DEL', base .. other)
+      redis.call('SREM', sessions_key, other)
+      audit('session.revoked', other, 'two_factor_restored')
+    end
+  end
+  return {'OK', EVENTS}
+end
 if mode == 'pending' then
   local refused = factor_change_refused(u, session_key, max_age_ms, '1')
   if refused then return {refused, EVENTS} end
   if u.tfa == '1' or not u.pending_secret then return {'NOT_ENABLED', EVENTS} end
+else
+  local refused = factor_change_refused({tfa = '1', revoked_at = u.revoked_at}, session_key, max_age_ms, '1')
+  if refused then return {refused, EVENTS} end
 end
 redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
 redis.call('HSET', user_key, 'tfa', '0', 'codes_kid', '', 'gen', tonumber(u.gen or '0') + 1)

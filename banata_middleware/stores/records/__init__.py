@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
-from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode, ReplaceBackupCodes
+from .factors.backup_codes import (
+    BackupCode,
+    BackupCodeUse,
+    ConsumeBackupCode,
+    RegenerateBackupCodes,
+    ReplaceBackupCodes,
+    RestoreBackupCodes,
+)
 from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
 from .factors.passkeys import (
     AddPasskey,
@@ -34,14 +41,26 @@ from .ops import AuditEntry, RecordOp, Status
 from .proof import Proof, ProveSecondFactor
 from .schema import Schema
 from .store import RecordStore, SchemaOutOfDate
-from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, RevokeSessions, Unlock, UserRecord
+from .users import (
+    DisabledSecondFactor,
+    DisableSecondFactor,
+    FailureCount,
+    LoadUser,
+    RecordFailure,
+    RemoveSecondFactor,
+    RestoreSecondFactor,
+    RevokeSessions,
+    Unlock,
+    UserRecord,
+)
 
 __all__ = [
     "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
-    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableOtp",
-    "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys",
-    "ListTotpSecrets", "LoadUser", "OtpFactor", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit",
-    "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor",
-    "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema",
+    "AuditRecord", "BackupCode", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount",
+    "DisableSecondFactor", "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount",
+    "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor",
+    "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
+    "RegenerateBackupCodes", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey",
+    "ReplaceBackupCodes", "RestoreBackupCodes", "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema",
     "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor", "Unlock", "UserRecord",
 ]

@@ -9,7 +9,7 @@ Redis flush and under any number of concurrent callers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -61,7 +61,7 @@ class TotpFactor:
     id: str
     user_id: str
     name: str
-    secret: str
+    secret: str = field(repr=False)  # ciphertext; out of every repr, like every hash and secret
     key_id: str
     created_at: int
     confirmed_at: int | None
@@ -94,7 +94,7 @@ class AddTotpFactor(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     key_id: str
     at: int
     name: str = ""
@@ -115,7 +115,7 @@ class ConfirmTotpFactor(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     step: int
     at: int
     audit: Sequence[AuditEntry] = ()
@@ -143,15 +143,16 @@ class EnableTotp(RecordOp[Status]):
     enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
     administrator's import of a known secret), and the generation moves on: a device trusted under
     the replaced secret must ask for the new one, even when the hot store's half of the import
-    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10)."""
+    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10). The failure streak
+    ends (the permanent lock stays)."""
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     key_id: str
     at: int
     step: int
-    code_hashes: Sequence[str]
+    code_hashes: Sequence[str] = field(repr=False)
     codes_key_id: str
     replace: bool = False
     audit: Sequence[AuditEntry] = ()
@@ -168,6 +169,9 @@ class EnableTotp(RecordOp[Status]):
                                created_at=self.at, confirmed_at=self.at, last_step=self.step)
         yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
         yield ensure_user_state(schema, u)
+        # The new factor's first code was proven (or an administrator set it): a streak from before
+        # (enrolment typos counted by earlier versions, R4-8) ends; a permanent lock stays.
+        yield clear_failures(schema, u)
         if self.replace:
             state = schema.user_state
             yield update(state).where(state.c.user_id == u).values(generation=state.c.generation + 1)
@@ -205,7 +209,7 @@ class AcceptTotpStep(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     step: int
     audit: Sequence[AuditEntry] = ()
 
@@ -253,8 +257,8 @@ class RewrapTotpSecret(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    old_secret: str
-    new_secret: str
+    old_secret: str = field(repr=False)
+    new_secret: str = field(repr=False)
     new_key_id: str
 
     def run(self, schema: Schema) -> SqlGen[Status]:
