@@ -36,6 +36,7 @@ class Gateway:
         self.observed = metrics is not None or tracing is not None
         self.flows = flows
         self.base = config.base_path
+        self._base_slash = config.base_path + "/"
         self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
                                  phishing_resistant=config.phishing_resistant_paths)
         self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
@@ -59,7 +60,7 @@ class Gateway:
 
     def is_endpoint(self, path: str) -> bool:
         """Adapters read the body only for these paths."""
-        return path.startswith(self.base + "/") or path == self.base
+        return path.startswith(self._base_slash) or path == self.base
 
     def client_address(self, request: Request) -> str:
         """The peer address, or with ``trusted_proxies=N`` the N-th address from the right of
@@ -117,18 +118,22 @@ class Gateway:
         return f"{key[0]} {key[1]}" if key in self.routes else "(unmatched)"
 
     def _decide(self, request: Request) -> Flow[Response | Identity | None]:
+        """The checks of every request, then the flow that answers it. Not a generator itself (it
+        raises its refusal at once, inside the caller's ``try``): one level less to pass each
+        effect through on every request."""
         # Before any policy decision, on every path (public, protected, auth endpoints): the
         # path judged must be the path the app routes, and these may route as another one.
         raw_path = request.raw_path
         if ambiguous_path(request.path) or (raw_path != request.path and ambiguous_path(raw_path)):
             raise AuthError(400, "INVALID_PATH",
                             "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
-        request.client = self.client_address(request)
+        if self.config.trusted_proxies:
+            request.client = self.client_address(request)
         # WSGI frameworks route "post" as POST: decide on the method as they will see it.
         request.method = request.method.upper()
         if self.is_endpoint(request.path):
-            return (yield from self._endpoint(request))
-        return (yield from self._guard(request))
+            return self._endpoint(request)
+        return self._guard(request)
 
     # -- auth endpoints ----------------------------------------------------------------------
     def _endpoint(self, request: Request) -> Flow[Response]:

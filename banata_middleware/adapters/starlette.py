@@ -22,11 +22,12 @@ from ..service import BanataAuth
 
 __all__ = ["BanataMiddleware"]
 
-# The only request headers the flows read; decoding just these keeps pass-through cheap.
-_WANTED = frozenset({
+# The only request headers the flows read, with their names as str; decoding just these keeps
+# pass-through cheap.
+_WANTED = {name: name.decode("latin-1") for name in (
     b"cookie", b"authorization", b"accept", b"origin", b"referer", b"content-type", b"content-length",
     b"user-agent", b"x-forwarded-for",
-})
+)}
 
 
 class BanataMiddleware:
@@ -36,7 +37,8 @@ class BanataMiddleware:
         self.max_body = auth.config.policies.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
@@ -46,21 +48,23 @@ class BanataMiddleware:
             # path the browser sees, as Starlette's own routing reads both forms.
             path = root_path + path
         headers: dict[str, str] = {}
+        wanted = _WANTED
         for k, v in scope["headers"]:
-            if k in _WANTED:
-                name = k.decode("latin-1")
-                if name not in headers:
-                    headers[name] = v.decode("latin-1")
-                elif name == "cookie":  # HTTP/2 may split Cookie into several lines
-                    headers[name] += "; " + v.decode("latin-1")
-                else:  # RFC 9110 5.3: repeated lines are one comma-separated list (X-Forwarded-For);
-                    # Set-Cookie, never to be joined, is a response header and not read here.
-                    headers[name] += ", " + v.decode("latin-1")
+            name = wanted.get(k)
+            if name is None:
+                continue
+            if name not in headers:
+                headers[name] = v.decode("latin-1")
+            elif name == "cookie":  # HTTP/2 may split Cookie into several lines
+                headers[name] += "; " + v.decode("latin-1")
+            else:  # RFC 9110 5.3: repeated lines are one comma-separated list (X-Forwarded-For);
+                # Set-Cookie, never to be joined, is a response header and not read here.
+                headers[name] += ", " + v.decode("latin-1")
         client = scope.get("client")
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
                           raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
-                          websocket=scope["type"] == "websocket")
-        if scope["type"] == "http" and self.auth.is_endpoint(path):
+                          websocket=kind == "websocket")
+        if kind == "http" and self.auth.gateway.is_endpoint(path):
             query: bytes = scope.get("query_string", b"")
             if query:
                 request.query = dict(parse_qsl(query.decode("latin-1")))
@@ -68,8 +72,8 @@ class BanataMiddleware:
         result = await self.auth.ahandle(request)
         if result is None:
             await self.app(scope, receive, send)
-        elif isinstance(result, Response):
-            if scope["type"] == "websocket":
+        elif type(result) is Response:
+            if kind == "websocket":
                 # Refused before accept: the server answers the handshake with 403.
                 await send({"type": "websocket.close", "code": 1008})
                 return

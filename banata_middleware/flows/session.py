@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog
@@ -37,6 +38,7 @@ Routes = dict[str, tuple[str, Handler]]
 log = logging.getLogger("banata_middleware.flows")
 
 
+@lru_cache(maxsize=4096)  # get-session writes four of a session's few fixed times at every call
 def iso(ms: int | float | str | None) -> str | None:
     """Unix milliseconds as JavaScript's ``Date.prototype.toISOString()`` writes them (exactly three
     fraction digits, ``Z``): better-auth's client reads the fraction digits as milliseconds, so six

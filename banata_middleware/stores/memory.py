@@ -178,6 +178,11 @@ def _by_score(members: dict[str, int]) -> list[str]:
     return sorted(members, key=lambda m: (members[m], m))
 
 
+def _flat(value: Any) -> list[str]:
+    """A hash as HGETALL answers it (field, value, field, value ...); [] for a missing key."""
+    return list(chain.from_iterable(value.items())) if isinstance(value, dict) else []
+
+
 def _num(v: object) -> str:
     return str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
@@ -210,9 +215,11 @@ class MemoryStore:
         self._scripts: dict[str, Callable[[_Script], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
         }
-        # The per-request guard skips the script machinery (it writes at most a session's last use).
+        # The per-request reads skip the script machinery: the guard (it writes at most a session's
+        # last use) and load (every endpoint's caller, get-session's only op).
         self._reads: dict[str, Callable[[tuple[str, ...], tuple[str | int, ...]], Reply]] = {
             "guard": self._read_guard,
+            "load": self._read_load,
         }
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -285,17 +292,13 @@ class MemoryStore:
         pass
 
     # -- twins of lua/*.lua -----------------------------------------------------------------
-    def _op_load(self, x: _Script) -> Reply:
-        k = x.keys
-
-        def flat(key: str) -> list[str]:
-            value = self.get(key)
-            return list(chain.from_iterable(value.items())) if isinstance(value, dict) else []
-
-        s = flat(k[1]) if x.argv[1] == "1" else []
-        c = flat(k[2]) if x.argv[2] == "1" else []
-        pending = self.get(k[3])
-        return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else []]
+    def _read_load(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
+        """Twin of load.lua; a read, so without the script machinery (get-session runs it)."""
+        get = self.get
+        s = _flat(get(k[1])) if str(args[1]) == "1" else []
+        c = _flat(get(k[2])) if str(args[2]) == "1" else []
+        pending = get(k[3])
+        return [_flat(get(k[0])), s, c, sorted(pending) if isinstance(pending, set) else []]
 
     def _op_user_fill(self, x: _Script) -> Reply:
         key = x.keys[0]
