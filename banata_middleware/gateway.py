@@ -131,7 +131,8 @@ class Gateway:
             request.client = self.client_address(request)
         # WSGI frameworks route "post" as POST: decide on the method as they will see it.
         request.method = request.method.upper()
-        if self.is_endpoint(request.path):
+        path = request.path
+        if path.startswith(self._base_slash) or path == self.base:  # is_endpoint, inlined: every request
             return self._endpoint(request)
         return self._guard(request)
 
@@ -157,7 +158,8 @@ class Gateway:
         rule = self.policy.rule(request.path)
         if rule.public:
             return PUBLIC_PASS
-        self._check_origin(request)
+        if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
+            self._check_origin(request)
         f = self.flows
         g = yield from f.guard(request)
         if g is None or not g.session_id:

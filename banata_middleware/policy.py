@@ -80,7 +80,9 @@ class PathPolicy:
         self._default = PROTECTED if protect_by_default else PUBLIC
 
     def rule(self, path: str) -> Rule:
-        rule = self._match(path)
+        rule = self._exact.get(path)
+        if rule is None and path.startswith(self._any_prefix):
+            rule = self._match(path)
         if self._phishing_resistant and (path in self._pr_exact or path.startswith(self._pr_prefixes)):
             # Protected even with protect_by_default off; an explicit public pattern stays public.
             if rule is None:
@@ -91,7 +93,7 @@ class PathPolicy:
 
     def _match(self, path: str) -> Rule | None:
         rule = self._exact.get(path)
-        if rule is not None or not path.startswith(self._any_prefix):
+        if rule is not None:
             return rule
         for prefix, rule in self._prefixes:
             if path.startswith(prefix):

@@ -124,9 +124,13 @@ class BanataAuth:
 
     def handle(self, request: Request) -> Response | Identity | None:
         """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
+        if self.metrics is None and self.tracing is None:  # _ops() and _records(), without two calls
+            return run_sync(self.gateway.handle(request), self.store, self.records)
         return run_sync(self.gateway.handle(request), self._ops(), self._records())
 
     async def ahandle(self, request: Request) -> Response | Identity | None:
+        if self.metrics is None and self.tracing is None:
+            return await run_async(self.gateway.handle(request), self.store, self.records)
         return await run_async(self.gateway.handle(request), self._ops(), self._records())
 
     def run(self, flow: Flow[T]) -> T:

@@ -334,7 +334,11 @@ class SessionCore:
         cookies or bearer token; a pending challenge of another user than the session's wins."""
         token = self.session_token(req) or ""
         session = self.session_tokens.read(token)
-        pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie)) if want_challenge else None
+        pending = None
+        if want_challenge:
+            challenge = req.cookies().get(self.challenge_cookie)
+            if challenge:  # read() refuses an absent or empty one too: the call is saved on most requests
+                pending = self.challenge_tokens.read(challenge)
         if pending:
             same = session is not None and session[0] == pending[0]
             return pending[0], session[1] if same and session else "", pending[1], token
