@@ -143,10 +143,18 @@ class MeasuredStore:
         return op.script if type(op) is Op else f"sql.{type(op).__name__}"
 
     def execute(self, op: Any) -> Any:
-        if self.tracing is None:
-            return self._execute(op)
-        with self.tracing.store(self._name(op)):
-            return self._execute(op)
+        if self.tracing is not None:
+            with self.tracing.store(self._name(op)):
+                return self._execute(op)
+        # _execute inlined: with metrics alone (the usual case) this runs for every store operation.
+        start = perf_counter()
+        try:
+            result = self.store.execute(op)
+        except AuthError:
+            self._done(op, start, True)
+            raise
+        self._done(op, start, False)
+        return result
 
     def _execute(self, op: Any) -> Any:
         start = perf_counter()

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["APP_ROUTE", "UNMATCHED_ROUTE", "Metrics"]
 
-APP_ROUTE = "(app)"
+APP_ROUTE = "(app)"  # as gateway.APP_ROUTE
 UNMATCHED_ROUTE = "(unmatched)"
 
 # The endpoints that verify a second factor, and the method each verifies.

@@ -126,12 +126,20 @@ class BanataAuth:
         """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
         if self.metrics is None and self.tracing is None:  # _ops() and _records(), without two calls
             return run_sync(self.gateway.handle(request), self.store, self.records)
-        return run_sync(self.gateway.handle(request), self._ops(), self._records())
+        return run_sync(self.gateway.handle(request), *self._measured_stores())
 
     async def ahandle(self, request: Request) -> Response | Identity | None:
         if self.metrics is None and self.tracing is None:
             return await run_async(self.gateway.handle(request), self.store, self.records)
-        return await run_async(self.gateway.handle(request), self._ops(), self._records())
+        return await run_async(self.gateway.handle(request), *self._measured_stores())
+
+    def _measured_stores(self) -> tuple[OpStore, RecordRunner]:
+        """``_ops()`` and ``_records()`` with metrics or tracing on, in one call while neither store
+        was swapped since the last."""
+        ops, records = self._measured, self._measured_records
+        if ops is not None and records is not None and ops.store is self.store and records.store is self.records:
+            return ops, records
+        return self._ops(), self._records()
 
     def run(self, flow: Flow[T]) -> T:
         return run_sync(flow, self._ops(), self._records())
