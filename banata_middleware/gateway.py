@@ -74,15 +74,17 @@ class Gateway:
         return request.client
 
     def handle(self, request: Request) -> Flow[Response | Identity | None]:
-        # Not itself a generator: it hands the driver one of two, so metrics and tracing off cost
-        # this `if` alone.
-        return self._measured(request) if self.observed else self._plain(request)
-
-    def _plain(self, request: Request) -> Flow[Response | Identity | None]:
+        """The flow that answers ``request``: a refusal or an endpoint's reply (``Response``), an
+        ``Identity`` to pass through with, or None (public path). It raises no ``AuthError``: each
+        is rendered with ``error_response``. Not itself a generator: with metrics and tracing off it
+        hands the driver ``_guard``'s or ``_endpoint``'s own flow, the fewest levels to pass each
+        effect through."""
+        if self.observed:
+            return self._measured(request)
         try:
-            return (yield from self._decide(request))
-        except AuthError as error:
-            return error_response(error)
+            return self._decide(request)
+        except AuthError as error:  # refused before any flow (INVALID_PATH)
+            return _answered(error_response(error))
 
     def _measured(self, request: Request) -> Flow[Response | Identity | None]:
         """``handle`` with metrics or tracing on: one span around the flow, and the answer, its time
@@ -91,26 +93,25 @@ class Gateway:
         # route_label's answer for the app's own paths (every pass-through), without its two calls.
         route = self.route_label(request) if path.startswith(self._base_slash) or path == self.base else APP_ROUTE
         start = perf_counter()
-        code = ""
         if self.tracing is None:  # the try below, without a span (a nullcontext costs ~0.4 µs)
             try:
                 result = yield from self._decide(request)
             except AuthError as error:
-                code = error.code
                 result = error_response(error)
+            response = result if type(result) is Response else None
         else:
             with self.tracing.flow(route) as span:
                 try:
                     result = yield from self._decide(request)
                 except AuthError as error:
-                    code = error.code
                     result = error_response(error)
-                span.set_attribute("http.response.status_code", result.status if type(result) is Response else 200)
-                if code:
-                    span.set_attribute("banata.code", code)
-        response = result if type(result) is Response else None
+                response = result if type(result) is Response else None
+                span.set_attribute("http.response.status_code", response.status if response is not None else 200)
+                if response is not None and response.code:
+                    span.set_attribute("banata.code", response.code)
         if self.metrics is not None:
-            self.metrics.observe_answer(route, response, code, perf_counter() - start)
+            self.metrics.observe_answer(route, response, response.code if response is not None else "",
+                                        perf_counter() - start)
         return result
 
     def route_label(self, request: Request) -> str:
@@ -121,9 +122,8 @@ class Gateway:
         return f"{key[0]} {key[1]}" if key in self.routes else "(unmatched)"
 
     def _decide(self, request: Request) -> Flow[Response | Identity | None]:
-        """The checks of every request, then the flow that answers it. Not a generator itself (it
-        raises its refusal at once, inside the caller's ``try``): one level less to pass each
-        effect through on every request."""
+        """The checks of every request, then the flow that answers it (which renders its own
+        refusals). Not a generator itself: it raises its own refusal at once, to the caller."""
         # Before any policy decision, on every path (public, protected, auth endpoints): the
         # path judged must be the path the app routes, and these may route as another one.
         raw_path = request.raw_path
@@ -141,51 +141,58 @@ class Gateway:
 
     # -- auth endpoints ----------------------------------------------------------------------
     def _endpoint(self, request: Request) -> Flow[Response]:
-        sub = request.path[len(self.base):]
-        handler = self.routes.get((request.method, sub))
-        if handler is None:
-            if sub in self.paths:  # RFC 9110 15.5.6: a 405 lists the methods that are allowed
-                allowed = ", ".join(sorted(m for m, p in self.routes if p == sub))
-                raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
-                                headers={"Allow": allowed})
-            raise AuthError(404, "NOT_FOUND", "no such endpoint")
-        cap = self.config.policies.max_body_bytes
-        if request.body_too_large or len(request.body or b"") > cap:
-            raise AuthError(413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {cap} bytes")
-        self._check_origin(request)
-        data = read_json(request, cap) if request.method != "GET" else {}
-        return (yield from handler(request, Body(data)))
+        try:
+            sub = request.path[len(self.base):]
+            handler = self.routes.get((request.method, sub))
+            if handler is None:
+                if sub in self.paths:  # RFC 9110 15.5.6: a 405 lists the methods that are allowed
+                    allowed = ", ".join(sorted(m for m, p in self.routes if p == sub))
+                    raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
+                                    headers={"Allow": allowed})
+                raise AuthError(404, "NOT_FOUND", "no such endpoint")
+            cap = self.config.policies.max_body_bytes
+            if request.body_too_large or len(request.body or b"") > cap:
+                raise AuthError(413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {cap} bytes")
+            self._check_origin(request)
+            data = read_json(request, cap) if request.method != "GET" else {}
+            return (yield from handler(request, Body(data)))
+        except AuthError as error:
+            return error_response(error)
 
     # -- every other path --------------------------------------------------------------------
-    def _guard(self, request: Request) -> Flow[Identity | None]:
-        rule = self.policy.rule(request.path)
-        if rule.public:
-            return PUBLIC_PASS
-        if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
-            self._check_origin(request)
-        f = self.flows
-        g = yield from f.guard(request)
-        if g is None or not g.session_id:
-            html = "text/html" in request.headers.get("accept", "")
-            if g is not None and g.pending:
-                if self.config.two_factor_page and html:
-                    raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",
-                                    headers={"location": self.config.two_factor_page})
-                raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
-            if self.config.sign_in_page and html:
-                raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
-                                headers={"location": self.config.sign_in_page})
-            raise AuthError(401, "UNAUTHORIZED", "sign in first")
-        if self.config.require_two_factor and not g.two_factor_enabled:
-            raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
-        if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
-            raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
-                            f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
-        if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
-            raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
-                            "sign in with a passkey to open this page (a password with a code is not enough here)")
-        return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
-                        g.amr)
+    def _guard(self, request: Request) -> Flow[Response | Identity | None]:
+        """Every path outside ``base_path``: public, or the caller's ``Identity``, or a refusal."""
+        try:
+            rule = self.policy.rule(request.path)
+            if rule.public:
+                return PUBLIC_PASS
+            if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
+                self._check_origin(request)
+            f = self.flows
+            g = yield from f.guard(request)
+            if g is None or not g.session_id:
+                html = "text/html" in request.headers.get("accept", "")
+                if g is not None and g.pending:
+                    if self.config.two_factor_page and html:
+                        raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",
+                                        headers={"location": self.config.two_factor_page})
+                    raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
+                if self.config.sign_in_page and html:
+                    raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
+                                    headers={"location": self.config.sign_in_page})
+                raise AuthError(401, "UNAUTHORIZED", "sign in first")
+            if self.config.require_two_factor and not g.two_factor_enabled:
+                raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
+            if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
+                raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                                f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
+            if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
+                raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
+                                "sign in with a passkey to open this page (a password with a code is not enough here)")
+            return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
+                            g.amr)
+        except AuthError as error:
+            return error_response(error)
 
     def _check_origin(self, request: Request) -> None:
         """CSRF: a state-changing request that carries one of our cookies must come from the site.
@@ -213,3 +220,9 @@ class Gateway:
     def _carries_cookie(self, request: Request) -> bool:
         cookie_header = request.headers.get("cookie", "")
         return any(name + "=" in cookie_header for name in self.flows.cookie_names)
+
+
+def _answered(response: Response) -> Flow[Response]:
+    """A flow that yields nothing and answers ``response``."""
+    yield from ()
+    return response

@@ -63,6 +63,8 @@ class Response:
     status: int
     body: bytes
     headers: list[tuple[str, str]]
+    #: The error code of a refusal (``error_response``), "" otherwise: what metrics and spans report.
+    code: str = ""
 
 
 class Identity(NamedTuple):
@@ -93,7 +95,9 @@ def json_response(status: int, payload: Any, *, headers: list[tuple[str, str]] |
 
 
 def error_response(error: AuthError, *, headers: list[tuple[str, str]] | None = None) -> Response:
-    return json_response(error.status, error.body(), headers=[*error.headers.items(), *(headers or [])])
+    response = json_response(error.status, error.body(), headers=[*error.headers.items(), *(headers or [])])
+    response.code = error.code
+    return response
 
 
 def parse_cookies(header: str) -> dict[str, str]:

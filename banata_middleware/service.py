@@ -6,8 +6,8 @@ import base64
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
@@ -128,10 +128,12 @@ class BanataAuth:
             return run_sync(self.gateway.handle(request), self.store, self.records)
         return run_sync(self.gateway.handle(request), *self._measured_stores())
 
-    async def ahandle(self, request: Request) -> Response | Identity | None:
+    def ahandle(self, request: Request) -> Coroutine[Any, Any, Response | Identity | None]:
+        """``await auth.ahandle(request)``: ``handle`` for ASGI. Not a coroutine function itself: it
+        hands over the driver's coroutine, one coroutine less on every request."""
         if self.metrics is None and self.tracing is None:
-            return await run_async(self.gateway.handle(request), self.store, self.records)
-        return await run_async(self.gateway.handle(request), *self._measured_stores())
+            return run_async(self.gateway.handle(request), self.store, self.records)
+        return run_async(self.gateway.handle(request), *self._measured_stores())
 
     def _measured_stores(self) -> tuple[OpStore, RecordRunner]:
         """``_ops()`` and ``_records()`` with metrics or tracing on, in one call while neither store
