@@ -25,6 +25,7 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
+APP_ROUTE = "(app)"  # the metrics' and spans' route of every path outside base_path
 
 
 class Gateway:
@@ -36,6 +37,7 @@ class Gateway:
         self.observed = metrics is not None or tracing is not None
         self.flows = flows
         self.base = config.base_path
+        self._base_slash = config.base_path + "/"
         self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
                                  phishing_resistant=config.phishing_resistant_paths)
         self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
@@ -59,7 +61,7 @@ class Gateway:
 
     def is_endpoint(self, path: str) -> bool:
         """Adapters read the body only for these paths."""
-        return path.startswith(self.base + "/") or path == self.base
+        return path.startswith(self._base_slash) or path == self.base
 
     def client_address(self, request: Request) -> str:
         """The peer address, or with ``trusted_proxies=N`` the N-th address from the right of
@@ -72,110 +74,125 @@ class Gateway:
         return request.client
 
     def handle(self, request: Request) -> Flow[Response | Identity | None]:
-        # Not itself a generator: it hands the driver one of two, so metrics and tracing off cost
-        # this `if` alone.
-        return self._measured(request) if self.observed else self._plain(request)
-
-    def _plain(self, request: Request) -> Flow[Response | Identity | None]:
+        """The flow that answers ``request``: a refusal or an endpoint's reply (``Response``), an
+        ``Identity`` to pass through with, or None (public path). It raises no ``AuthError``: each
+        is rendered with ``error_response``. Not itself a generator: with metrics and tracing off it
+        hands the driver ``_guard``'s or ``_endpoint``'s own flow, the fewest levels to pass each
+        effect through."""
+        if self.observed:
+            return self._measured(request)
         try:
-            return (yield from self._decide(request))
-        except AuthError as error:
-            return error_response(error)
+            return self._decide(request)
+        except AuthError as error:  # refused before any flow (INVALID_PATH)
+            return _answered(error_response(error))
 
     def _measured(self, request: Request) -> Flow[Response | Identity | None]:
         """``handle`` with metrics or tracing on: one span around the flow, and the answer, its time
         and its route reported once (``metrics``, ``tracing``)."""
-        route = self.route_label(request)
+        path = request.path
+        # route_label's answer for the app's own paths (every pass-through), without its two calls.
+        route = self.route_label(request) if path.startswith(self._base_slash) or path == self.base else APP_ROUTE
         start = perf_counter()
-        code = ""
         if self.tracing is None:  # the try below, without a span (a nullcontext costs ~0.4 µs)
             try:
                 result = yield from self._decide(request)
             except AuthError as error:
-                code = error.code
                 result = error_response(error)
+            response = result if type(result) is Response else None
         else:
             with self.tracing.flow(route) as span:
                 try:
                     result = yield from self._decide(request)
                 except AuthError as error:
-                    code = error.code
                     result = error_response(error)
-                span.set_attribute("http.response.status_code", result.status if type(result) is Response else 200)
-                if code:
-                    span.set_attribute("banata.code", code)
-        response = result if type(result) is Response else None
+                response = result if type(result) is Response else None
+                span.set_attribute("http.response.status_code", response.status if response is not None else 200)
+                if response is not None and response.code:
+                    span.set_attribute("banata.code", response.code)
         if self.metrics is not None:
-            self.metrics.observe_answer(route, response, code, perf_counter() - start)
+            self.metrics.observe_answer(route, response, response.code if response is not None else "",
+                                        perf_counter() - start)
         return result
 
     def route_label(self, request: Request) -> str:
         """The request's route for metrics: ``"METHOD /path"`` from the route table, never the raw path."""
         if not self.is_endpoint(request.path):
-            return "(app)"
+            return APP_ROUTE
         key = (request.method.upper(), request.path[len(self.base):])
         return f"{key[0]} {key[1]}" if key in self.routes else "(unmatched)"
 
     def _decide(self, request: Request) -> Flow[Response | Identity | None]:
+        """The checks of every request, then the flow that answers it (which renders its own
+        refusals). Not a generator itself: it raises its own refusal at once, to the caller."""
         # Before any policy decision, on every path (public, protected, auth endpoints): the
         # path judged must be the path the app routes, and these may route as another one.
         raw_path = request.raw_path
         if ambiguous_path(request.path) or (raw_path != request.path and ambiguous_path(raw_path)):
             raise AuthError(400, "INVALID_PATH",
                             "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
-        request.client = self.client_address(request)
+        if self.config.trusted_proxies:
+            request.client = self.client_address(request)
         # WSGI frameworks route "post" as POST: decide on the method as they will see it.
         request.method = request.method.upper()
-        if self.is_endpoint(request.path):
-            return (yield from self._endpoint(request))
-        return (yield from self._guard(request))
+        path = request.path
+        if path.startswith(self._base_slash) or path == self.base:  # is_endpoint, inlined: every request
+            return self._endpoint(request)
+        return self._guard(request)
 
     # -- auth endpoints ----------------------------------------------------------------------
     def _endpoint(self, request: Request) -> Flow[Response]:
-        sub = request.path[len(self.base):]
-        handler = self.routes.get((request.method, sub))
-        if handler is None:
-            if sub in self.paths:  # RFC 9110 15.5.6: a 405 lists the methods that are allowed
-                allowed = ", ".join(sorted(m for m, p in self.routes if p == sub))
-                raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
-                                headers={"Allow": allowed})
-            raise AuthError(404, "NOT_FOUND", "no such endpoint")
-        cap = self.config.policies.max_body_bytes
-        if request.body_too_large or len(request.body or b"") > cap:
-            raise AuthError(413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {cap} bytes")
-        self._check_origin(request)
-        data = read_json(request, cap) if request.method != "GET" else {}
-        return (yield from handler(request, Body(data)))
+        try:
+            sub = request.path[len(self.base):]
+            handler = self.routes.get((request.method, sub))
+            if handler is None:
+                if sub in self.paths:  # RFC 9110 15.5.6: a 405 lists the methods that are allowed
+                    allowed = ", ".join(sorted(m for m, p in self.routes if p == sub))
+                    raise AuthError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
+                                    headers={"Allow": allowed})
+                raise AuthError(404, "NOT_FOUND", "no such endpoint")
+            cap = self.config.policies.max_body_bytes
+            if request.body_too_large or len(request.body or b"") > cap:
+                raise AuthError(413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {cap} bytes")
+            self._check_origin(request)
+            data = read_json(request, cap) if request.method != "GET" else {}
+            return (yield from handler(request, Body(data)))
+        except AuthError as error:
+            return error_response(error)
 
     # -- every other path --------------------------------------------------------------------
-    def _guard(self, request: Request) -> Flow[Identity | None]:
-        rule = self.policy.rule(request.path)
-        if rule.public:
-            return PUBLIC_PASS
-        self._check_origin(request)
-        f = self.flows
-        g = yield from f.guard(request)
-        if g is None or not g.session_id:
-            html = "text/html" in request.headers.get("accept", "")
-            if g is not None and g.pending:
-                if self.config.two_factor_page and html:
-                    raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",
-                                    headers={"location": self.config.two_factor_page})
-                raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
-            if self.config.sign_in_page and html:
-                raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
-                                headers={"location": self.config.sign_in_page})
-            raise AuthError(401, "UNAUTHORIZED", "sign in first")
-        if self.config.require_two_factor and not g.two_factor_enabled:
-            raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
-        if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
-            raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
-                            f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
-        if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
-            raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
-                            "sign in with a passkey to open this page (a password with a code is not enough here)")
-        return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
-                        g.amr)
+    def _guard(self, request: Request) -> Flow[Response | Identity | None]:
+        """Every path outside ``base_path``: public, or the caller's ``Identity``, or a refusal."""
+        try:
+            rule = self.policy.rule(request.path)
+            if rule.public:
+                return PUBLIC_PASS
+            if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
+                self._check_origin(request)
+            f = self.flows
+            g = yield from f.guard(request)
+            if g is None or not g.session_id:
+                html = "text/html" in request.headers.get("accept", "")
+                if g is not None and g.pending:
+                    if self.config.two_factor_page and html:
+                        raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",
+                                        headers={"location": self.config.two_factor_page})
+                    raise AuthError(403, "TWO_FACTOR_REQUIRED", "two-factor authentication required")
+                if self.config.sign_in_page and html:
+                    raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
+                                    headers={"location": self.config.sign_in_page})
+                raise AuthError(401, "UNAUTHORIZED", "sign in first")
+            if self.config.require_two_factor and not g.two_factor_enabled:
+                raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
+            if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
+                raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
+                                f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
+            if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
+                raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
+                                "sign in with a passkey to open this page (a password with a code is not enough here)")
+            return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
+                            g.amr)
+        except AuthError as error:
+            return error_response(error)
 
     def _check_origin(self, request: Request) -> None:
         """CSRF: a state-changing request that carries one of our cookies must come from the site.
@@ -203,3 +220,9 @@ class Gateway:
     def _carries_cookie(self, request: Request) -> bool:
         cookie_header = request.headers.get("cookie", "")
         return any(name + "=" in cookie_header for name in self.flows.cookie_names)
+
+
+def _answered(response: Response) -> Flow[Response]:
+    """A flow that yields nothing and answers ``response``."""
+    yield from ()
+    return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .errors import AuthError
@@ -31,12 +32,30 @@ class Request:
     body_too_large: bool = False
     raw_path: str = ""
     websocket: bool = False
-    _cookies: dict[str, str] | None = None
+    _cookies: Mapping[str, str] | None = None
 
-    def cookies(self) -> dict[str, str]:
+    def cookies(self) -> Mapping[str, str]:
+        """The Cookie header's pairs (``parse_cookies``), read-only: parsed once per distinct header
+        and shared by the requests that carry the same one (a browser sends the same header again
+        and again; parsing it was a tenth of a pass-through's cost)."""
         if self._cookies is None:
-            self._cookies = parse_cookies(self.headers.get("cookie", ""))
+            header = self.headers.get("cookie", "")
+            cookies = _parsed_cookies.get(header)
+            if cookies is None:
+                cookies = MappingProxyType(parse_cookies(header))
+                if len(header) <= _COOKIE_CACHE_HEADER:
+                    if len(_parsed_cookies) >= _COOKIE_CACHE_SIZE:
+                        _parsed_cookies.clear()  # as TokenSigner's cache: bounded, and no pop racing threads
+                    _parsed_cookies[header] = cookies
+            self._cookies = cookies
         return self._cookies
+
+
+# Cookie header -> its parsed pairs. Bounded in entries and in the size of a header kept, so that
+# headers made up to fill it cost at most a clear now and then (a few MiB at most).
+_parsed_cookies: dict[str, Mapping[str, str]] = {}
+_COOKIE_CACHE_SIZE = 4096
+_COOKIE_CACHE_HEADER = 1024
 
 
 @dataclass(slots=True)
@@ -44,6 +63,8 @@ class Response:
     status: int
     body: bytes
     headers: list[tuple[str, str]]
+    #: The error code of a refusal (``error_response``), "" otherwise: what metrics and spans report.
+    code: str = ""
 
 
 class Identity(NamedTuple):
@@ -64,15 +85,19 @@ class Identity(NamedTuple):
 
 
 _JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]
+# json.dumps makes a new encoder at every call given separators: one, made once, writes the same.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def json_response(status: int, payload: Any, *, headers: list[tuple[str, str]] | None = None) -> Response:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = _COMPACT_JSON.encode(payload).encode()
     return Response(status, body, [*_JSON_HEADERS, *(headers or [])])
 
 
 def error_response(error: AuthError, *, headers: list[tuple[str, str]] | None = None) -> Response:
-    return json_response(error.status, error.body(), headers=[*error.headers.items(), *(headers or [])])
+    response = json_response(error.status, error.body(), headers=[*error.headers.items(), *(headers or [])])
+    response.code = error.code
+    return response
 
 
 def parse_cookies(header: str) -> dict[str, str]:

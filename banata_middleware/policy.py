@@ -74,11 +74,16 @@ class PathPolicy:
         self._pr_exact = frozenset(p for p in phishing_resistant if not p.endswith("*"))
         self._pr_prefixes = tuple(p[:-1] for p in phishing_resistant if p.endswith("*"))
         self._prefixes.sort(key=lambda item: len(item[0]), reverse=True)
+        # Every prefix at once: most paths match none, and one C-level test tells so.
+        self._any_prefix = tuple(prefix for prefix, _ in self._prefixes)
+        self._phishing_resistant = bool(self._pr_exact or self._pr_prefixes)
         self._default = PROTECTED if protect_by_default else PUBLIC
 
     def rule(self, path: str) -> Rule:
-        rule = self._match(path)
-        if (self._pr_exact or self._pr_prefixes) and (path in self._pr_exact or path.startswith(self._pr_prefixes)):
+        rule = self._exact.get(path)
+        if rule is None and path.startswith(self._any_prefix):
+            rule = self._match(path)
+        if self._phishing_resistant and (path in self._pr_exact or path.startswith(self._pr_prefixes)):
             # Protected even with protect_by_default off; an explicit public pattern stays public.
             if rule is None:
                 return PHISHING_RESISTANT

@@ -396,7 +396,9 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
 
 def server_argv(adapter: str, port: int, args: argparse.Namespace) -> list[str]:
     if adapter == "asgi":
-        return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.http_apps:asgi_app", "--host", "127.0.0.1",
+        # BENCH_ASGI_FACTORY: another factory, e.g. one that wraps asgi_app() to profile the server.
+        factory = os.environ.get("BENCH_ASGI_FACTORY", "benchmarks.http_apps:asgi_app")
+        return [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
                 "--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log",
                 "--loop", "uvloop", "--http", "httptools", "--backlog", "4096", "--timeout-keep-alive", "75"]
     return [sys.executable, "-m", "benchmarks.http_apps", "--host", "127.0.0.1", "--port", str(port),

@@ -8,6 +8,8 @@ Bodies are read only for the auth endpoints, and never past the size cap.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TypeVar, overload
 from urllib.parse import parse_qsl
 
 from .._extras import missing_extra
@@ -22,11 +24,49 @@ from ..service import BanataAuth
 
 __all__ = ["BanataMiddleware"]
 
-# The only request headers the flows read; decoding just these keeps pass-through cheap.
-_WANTED = frozenset({
-    b"cookie", b"authorization", b"accept", b"origin", b"referer", b"content-type", b"content-length",
-    b"user-agent", b"x-forwarded-for",
-})
+T = TypeVar("T")
+
+class _ScopeHeaders(Mapping[str, str]):
+    """The request headers as the flows want them (lower-case names, str values), read from the
+    scope's list on demand: a pass-through looks at one or two (Cookie, Authorization), so no dict
+    of all of them is decoded for it. Repeated lines are one value: Cookie joined with "; " (HTTP/2
+    may split it over several lines), any other with ", " (RFC 9110 5.3: X-Forwarded-For); Set-Cookie,
+    never to be joined, is a response header and not read here."""
+
+    __slots__ = ("one", "raw", "repeated")
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+        self.one = dict(raw)  # built in C; right for every name unless a line is repeated
+        self.repeated = len(self.one) != len(raw)
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, /, default: str | T) -> str | T: ...
+    def get(self, name: str, /, default: object = None) -> object:
+        key = name.encode("latin-1")
+        if not self.repeated:
+            one = self.one.get(key)
+            return default if one is None else one.decode("latin-1")
+        found: str | None = None
+        for k, v in self.raw:
+            if k == key:
+                line = v.decode("latin-1")
+                found = line if found is None else found + ("; " if key == b"cookie" else ", ") + line
+        return default if found is None else found
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(k.decode("latin-1") for k, _ in self.raw))
+
+    def __len__(self) -> int:
+        return len({k for k, _ in self.raw})
 
 
 class BanataMiddleware:
@@ -36,7 +76,8 @@ class BanataMiddleware:
         self.max_body = auth.config.policies.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
@@ -45,22 +86,14 @@ class BanataMiddleware:
             # Servers differ on whether path includes the mount prefix (uvicorn's does); judge the
             # path the browser sees, as Starlette's own routing reads both forms.
             path = root_path + path
-        headers: dict[str, str] = {}
-        for k, v in scope["headers"]:
-            if k in _WANTED:
-                name = k.decode("latin-1")
-                if name not in headers:
-                    headers[name] = v.decode("latin-1")
-                elif name == "cookie":  # HTTP/2 may split Cookie into several lines
-                    headers[name] += "; " + v.decode("latin-1")
-                else:  # RFC 9110 5.3: repeated lines are one comma-separated list (X-Forwarded-For);
-                    # Set-Cookie, never to be joined, is a response header and not read here.
-                    headers[name] += ", " + v.decode("latin-1")
+        raw = scope["headers"]
+        # ASGI allows any iterable; a list or tuple, as servers send, can be read more than once.
+        headers = _ScopeHeaders(raw if type(raw) is list or type(raw) is tuple else list(raw))
         client = scope.get("client")
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
                           raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
-                          websocket=scope["type"] == "websocket")
-        if scope["type"] == "http" and self.auth.is_endpoint(path):
+                          websocket=kind == "websocket")
+        if kind == "http" and self.auth.gateway.is_endpoint(path):
             query: bytes = scope.get("query_string", b"")
             if query:
                 request.query = dict(parse_qsl(query.decode("latin-1")))
@@ -68,8 +101,8 @@ class BanataMiddleware:
         result = await self.auth.ahandle(request)
         if result is None:
             await self.app(scope, receive, send)
-        elif isinstance(result, Response):
-            if scope["type"] == "websocket":
+        elif type(result) is Response:
+            if kind == "websocket":
                 # Refused before accept: the server answers the handshake with 403.
                 await send({"type": "websocket.close", "code": 1008})
                 return
@@ -82,7 +115,7 @@ class BanataMiddleware:
             scope["banata"] = result
             await self.app(scope, receive, send)
 
-    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> tuple[bytes, bool]:
+    async def _read_body(self, receive: Receive, headers: Mapping[str, str]) -> tuple[bytes, bool]:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             return b"", True

@@ -50,6 +50,9 @@ __all__ = ["BanataMiddleware", "fresh_second_factor_refusal"]
 _CHUNK = 64 * 1024
 _STATUS_LINES = {code: f"{code} {reason.upper()}" for code, reason in HTTP_STATUS_CODES.items()}
 _UNPREFIXED = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+# The environ keys of the headers the flows read, made once (the rest are made when asked for).
+_ENVIRON_KEYS = {**{name: "HTTP_" + name.upper().replace("-", "_") for name in (
+    "cookie", "authorization", "accept", "origin", "referer", "user-agent", "x-forwarded-for")}, **_UNPREFIXED}
 T = TypeVar("T")
 
 
@@ -64,7 +67,7 @@ class _EnvironHeaders(Mapping[str, str]):
 
     @staticmethod
     def _key(name: str) -> str:
-        return _UNPREFIXED.get(name) or "HTTP_" + name.upper().replace("-", "_")
+        return _ENVIRON_KEYS.get(name) or "HTTP_" + name.upper().replace("-", "_")
 
     def __getitem__(self, name: str) -> str:
         value: str = self.environ[self._key(name)]
@@ -105,7 +108,7 @@ class BanataMiddleware:
         request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
                           environ.get("REMOTE_ADDR") or "", raw_path=_raw_path(environ),
                           websocket="websocket" in environ.get("HTTP_UPGRADE", "").lower())
-        if self.auth.is_endpoint(path):
+        if self.auth.gateway.is_endpoint(path):
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
         result = self.auth.handle(request)

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from ..audit import AuditLog
@@ -51,6 +52,7 @@ Routes = dict[str, tuple[str, Handler]]
 log = logging.getLogger("banata_middleware.flows")
 
 
+@lru_cache(maxsize=4096)  # get-session writes four of a session's few fixed times at every call
 def iso(ms: int | float | str | None) -> str | None:
     """Unix milliseconds as JavaScript's ``Date.prototype.toISOString()`` writes them (exactly three
     fraction digits, ``Z``): better-auth's client reads the fraction digits as milliseconds, so six
@@ -395,7 +397,11 @@ class SessionCore:
         cookies or bearer token; a pending challenge of another user than the session's wins."""
         token = self.session_token(req) or ""
         session = self.session_tokens.read(token)
-        pending = self.challenge_tokens.read(req.cookies().get(self.challenge_cookie)) if want_challenge else None
+        pending = None
+        if want_challenge:
+            challenge = req.cookies().get(self.challenge_cookie)
+            if challenge:  # read() refuses an absent or empty one too: the call is saved on most requests
+                pending = self.challenge_tokens.read(challenge)
         if pending:
             same = session is not None and session[0] == pending[0]
             return pending[0], session[1] if same and session else "", pending[1], token
