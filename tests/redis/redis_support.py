@@ -9,6 +9,7 @@ for the name ``conftest``. Test modules import this module by name.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import threading
 import time
@@ -34,6 +35,11 @@ PASSWORD = "correct horse battery staple"
 # 10 s into a TOTP step, as in tests/conftest.py.
 T0 = 1_800_000_010
 STORE_TIMEOUT = 1.0
+# Rounds of each race (tests/redis/test_races*.py). Odd rounds force the worst schedule (every
+# request reads before any commits: RecordingRedisStore.race), so a few rounds already show an
+# atomic commit is what stops all but one; even rounds add whatever schedule the server gives.
+# CI runs 10; BANATA_RACE_ROUNDS=50 (or more) hunts longer for an unlucky natural schedule.
+RACE_ROUNDS = max(2, int(os.environ.get("BANATA_RACE_ROUNDS", "10")))
 # The test servers speak plain HTTP; sharing one TLS context saves the ~45 ms httpx spends building
 # one (with the CA bundle) for every new client.
 _TLS = ssl.create_default_context()
