@@ -37,6 +37,15 @@ SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
 # A fixed instant 10 s into a TOTP step, so a test never straddles a step boundary by accident.
 T0 = 1_800_000_010
+# How hard the randomised and repeated tests push: bounded by default (CI: 2 cores, the whole suite
+# in a few minutes), about ten times harder with BANATA_TEST_DEPTH=deep (a hunt before a release).
+# Each knob can also be set on its own; docs/testing.md lists them.
+DEEP = os.environ.get("BANATA_TEST_DEPTH", "ci") == "deep"
+
+
+def knob(variable: str, ci: int, deep: int) -> int:
+    """The environment's ``variable`` when set, else ``deep`` under BANATA_TEST_DEPTH=deep, else ``ci``."""
+    return int(os.environ.get(variable) or (deep if DEEP else ci))
 
 
 def free_port() -> int:
@@ -116,6 +125,12 @@ def scratch_database(backend: str, tmp_dir: str) -> Iterator[str]:
     create = f"CREATE DATABASE {name}" + (" CHARACTER SET utf8mb4" if backend == "mariadb" else "")
     try:
         _admin_execute(server, default_db, create)
+        if backend == "postgresql":
+            # A throw-away database need not wait for each commit's WAL flush (2-4 ms on this disk, on
+            # every one of the suite's tens of thousands of commits). What a transaction does, and what
+            # others see once it commits, is the same; only a crash of the server could lose the last
+            # commits, and nothing survives the test run anyway.
+            _admin_execute(server, default_db, f"ALTER DATABASE {name} SET synchronous_commit = off")
     except Exception as exc:
         pytest.fail(f"the {backend} server at {server} is needed by the tests and is not usable: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
