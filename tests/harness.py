@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from banata_middleware import BanataAuth, PasswordHashing
 from banata_middleware.demo.app import demo_config
@@ -254,10 +254,33 @@ def embedded_records(directory: str) -> RecordStore:
     return RecordStore(f"sqlite:///{path}")
 
 
+class SharedLoop:
+    """One event loop (an anyio blocking portal) for every ASGI stack of the session, as a server
+    has one per worker: the session's record store then keeps its async engine, its pooled
+    connections and its compiled statements from test to test instead of making them again in a
+    new loop for each stack. ``close`` disposes of the engines it kept, then stops the loop."""
+
+    def __init__(self, portal: BlockingPortal) -> None:
+        self.portal = portal
+        self.records: list[RecordStore] = []
+
+    def keep(self, records: RecordStore) -> None:
+        if all(r is not records for r in self.records):
+            self.records.append(records)
+
+    def close(self) -> None:
+        for records in self.records:
+            self.portal.call(records.adispose)
+
+
 def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: RedisServer | None,
-               exits: ExitStack, database_url: str | None = None, **overrides: Any) -> Stack:
+               exits: ExitStack, database_url: str | None = None, *, loop: SharedLoop | None = None,
+               records: RecordStore | None = None, **overrides: Any) -> Stack:
     """A stack on memory + an embedded SQLite file of its own, or on ``redis_server`` + the
-    PostgreSQL database at ``database_url`` (the ``database_url`` fixture: emptied per test)."""
+    PostgreSQL database at ``database_url`` (the ``database_url`` fixture: emptied per test).
+    ``records``: the session's store for that database (``PostgresDatabase.records``), shared
+    instead of a store of the stack's own; ``loop``: the session's loop for an ASGI stack, instead
+    of one of its own (needed to share ``records`` with an ASGI stack: its async engine is the loop's)."""
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     overrides.setdefault("secret", SECRET)
     verify_password = overrides.pop("verify_password", None)  # BanataAuth's, for apps with their own users
@@ -269,18 +292,30 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         timeout = float(os.environ.get("BANATA_TEST_REDIS_TIMEOUT", "1"))
         store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
         assert database_url is not None, "a Redis stack needs the database_url fixture"
-        records = RecordStore(database_url)  # the session's database, migrated once
+        if records is None or (adapter == "asgi" and loop is None):
+            records = RecordStore(database_url)  # the session's database, migrated once
+            exits.callback(records.dispose)
+        else:
+            assert records.url.database == make_url(database_url).database, "records of another database"
     else:
         store = MemoryStore(clock)
         records = embedded_records(exits.enter_context(tempfile.TemporaryDirectory()))
-    exits.callback(records.dispose)
+        exits.callback(records.dispose)
     auth = BanataAuth(config, store=store, records=records, verify_password=verify_password, metrics=metrics,
                       tracing=tracing)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
-        portal = exits.enter_context(start_blocking_portal())
-        # The async engine lives in the portal's event loop: close its connections before the loop ends.
-        exits.callback(portal.call, records.adispose)
+        if loop is None:
+            portal = exits.enter_context(start_blocking_portal())
+            # The async engine lives in the portal's event loop: close its connections before the loop ends.
+            exits.callback(portal.call, records.adispose)
+        else:
+            portal = loop.portal
+            if store_kind == "redis":
+                exits.callback(portal.call, store.aclose)  # this stack's connections; the loop goes on
+                loop.keep(records)
+            else:
+                exits.callback(portal.call, records.adispose)
 
         def factory(ip: str) -> httpx.BaseTransport:
             return SyncASGITransport(app, portal, (ip, 50000))
@@ -289,7 +324,6 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         def factory(ip: str) -> httpx.BaseTransport:
             return httpx.WSGITransport(app=app, remote_addr=ip)
     return Stack(adapter, store_kind, auth, app, clock, factory, redis_server)
-
 
 
 def totp_secret(stack: Stack, uid: str) -> str:
