@@ -34,4 +34,7 @@ echo "== installing this package with its dev extra into .venv (pytest, ruff, my
 
 echo "== ruff"; .venv/bin/ruff check banata_middleware tests benchmarks loadtests
 echo "== mypy (strict, package)"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/python -m pytest "$@"
+# pytest keeps the modules it rewrites for assertions as bytecode in __pycache__ (git-ignored). A
+# PYTHONDONTWRITEBYTECODE inherited from the machine would have the suite and each of the Python and
+# pytest processes it starts compile and rewrite them all again (~500 modules per pytest process).
+echo "== pytest"; env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m pytest "$@"

@@ -8,7 +8,17 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from harness import STACK_PARAMS, T0, PostgresDatabase, RedisServer, Stack, make_stack, scratch_database
+from anyio.from_thread import start_blocking_portal
+from harness import (
+    STACK_PARAMS,
+    T0,
+    PostgresDatabase,
+    RedisServer,
+    SharedLoop,
+    Stack,
+    make_stack,
+    scratch_database,
+)
 
 from banata_middleware.simulator.clocks import FrozenClock
 
@@ -44,6 +54,15 @@ def database_url(postgres_db: PostgresDatabase) -> str:
     return postgres_db.empty()
 
 
+@pytest.fixture(scope="session")
+def asgi_loop() -> Iterator[SharedLoop]:
+    """The event loop every ASGI stack of the session runs in (a server's, one per worker)."""
+    with start_blocking_portal() as portal:
+        loop = SharedLoop(portal)
+        yield loop
+        loop.close()
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(T0)
@@ -55,14 +74,18 @@ def stack_factory(request: pytest.FixtureRequest, clock: FrozenClock) -> Iterato
     adapter, store_kind = request.param
     server = request.getfixturevalue("redis_server") if store_kind == "redis" else None
     database_url = None
+    records = None
     if server is not None:
         request.getfixturevalue("redis_url")  # flushed
         database_url = request.getfixturevalue("database_url")  # emptied
+        records = request.getfixturevalue("postgres_db").records  # its engine and pool, as a server keeps them
+    loop = request.getfixturevalue("asgi_loop") if adapter == "asgi" else None
     with ExitStack() as exits:
         stacks: list[Stack] = []
 
         def build(**overrides: Any) -> Stack:
-            s = make_stack(adapter, store_kind, clock, server, exits, database_url, **overrides)
+            s = make_stack(adapter, store_kind, clock, server, exits, database_url, loop=loop, records=records,
+                           **overrides)
             stacks.append(s)
             return s
 

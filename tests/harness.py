@@ -4,6 +4,7 @@ live in conftest.py; tests import helpers from here (``from harness import ...``
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -20,7 +21,7 @@ import httpx
 import pytest
 import redis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from banata_middleware import BanataAuth, PasswordHashing
 from banata_middleware.demo.app import demo_config
@@ -37,6 +38,15 @@ SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
 # A fixed instant 10 s into a TOTP step, so a test never straddles a step boundary by accident.
 T0 = 1_800_000_010
+# How hard the randomised and repeated tests push: bounded by default (CI: 2 cores, the whole suite
+# in a few minutes), about ten times harder with BANATA_TEST_DEPTH=deep (a hunt before a release).
+# Each knob can also be set on its own; docs/testing.md lists them.
+DEEP = os.environ.get("BANATA_TEST_DEPTH", "ci") == "deep"
+
+
+def knob(variable: str, ci: int, deep: int) -> int:
+    """The environment's ``variable`` when set, else ``deep`` under BANATA_TEST_DEPTH=deep, else ``ci``."""
+    return int(os.environ.get(variable) or (deep if DEEP else ci))
 
 
 def free_port() -> int:
@@ -116,6 +126,12 @@ def scratch_database(backend: str, tmp_dir: str) -> Iterator[str]:
     create = f"CREATE DATABASE {name}" + (" CHARACTER SET utf8mb4" if backend == "mariadb" else "")
     try:
         _admin_execute(server, default_db, create)
+        if backend == "postgresql":
+            # A throw-away database need not wait for each commit's WAL flush (2-4 ms on this disk, on
+            # every one of the suite's tens of thousands of commits). What a transaction does, and what
+            # others see once it commits, is the same; only a crash of the server could lose the last
+            # commits, and nothing survives the test run anyway.
+            _admin_execute(server, default_db, f"ALTER DATABASE {name} SET synchronous_commit = off")
     except Exception as exc:
         pytest.fail(f"the {backend} server at {server} is needed by the tests and is not usable: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
@@ -225,10 +241,52 @@ if _wsgi_available():
     ADAPTERS["wsgi"] = _werkzeug
 
 
+_TEMPLATE_DIR: str | None = None
+
+
+def embedded_records(directory: str) -> RecordStore:
+    """What ``RecordStore.embedded(directory/records.db)`` gives, a fresh SQLite file at the newest
+    revision, without running every migration again for each of the suite's ~900 memory stacks
+    (~0.15 s each): they run once per process into a template file, copied here. The migrations
+    themselves are tested in tests/records/test_records_migrations.py."""
+    global _TEMPLATE_DIR
+    if _TEMPLATE_DIR is None:
+        made = tempfile.mkdtemp(prefix="banata-records-template-")
+        atexit.register(shutil.rmtree, made, True)
+        RecordStore.embedded(os.path.join(made, "records.db")).dispose()  # the last close checkpoints the WAL
+        _TEMPLATE_DIR = made
+    path = os.path.join(directory, "records.db")
+    shutil.copyfile(os.path.join(_TEMPLATE_DIR, "records.db"), path)
+    return RecordStore(f"sqlite:///{path}")
+
+
+class SharedLoop:
+    """One event loop (an anyio blocking portal) for every ASGI stack of the session, as a server
+    has one per worker: the session's record store then keeps its async engine, its pooled
+    connections and its compiled statements from test to test instead of making them again in a
+    new loop for each stack. ``close`` disposes of the engines it kept, then stops the loop."""
+
+    def __init__(self, portal: BlockingPortal) -> None:
+        self.portal = portal
+        self.records: list[RecordStore] = []
+
+    def keep(self, records: RecordStore) -> None:
+        if all(r is not records for r in self.records):
+            self.records.append(records)
+
+    def close(self) -> None:
+        for records in self.records:
+            self.portal.call(records.adispose)
+
+
 def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: RedisServer | None,
-               exits: ExitStack, database_url: str | None = None, **overrides: Any) -> Stack:
+               exits: ExitStack, database_url: str | None = None, *, loop: SharedLoop | None = None,
+               records: RecordStore | None = None, **overrides: Any) -> Stack:
     """A stack on memory + an embedded SQLite file of its own, or on ``redis_server`` + the
-    PostgreSQL database at ``database_url`` (the ``database_url`` fixture: emptied per test)."""
+    PostgreSQL database at ``database_url`` (the ``database_url`` fixture: emptied per test).
+    ``records``: the session's store for that database (``PostgresDatabase.records``), shared
+    instead of a store of the stack's own; ``loop``: the session's loop for an ASGI stack, instead
+    of one of its own (needed to share ``records`` with an ASGI stack: its async engine is the loop's)."""
     overrides.setdefault("password_hashing", PasswordHashing(n=2**8))
     overrides.setdefault("secret", SECRET)
     verify_password = overrides.pop("verify_password", None)  # BanataAuth's, for apps with their own users
@@ -242,19 +300,31 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         timeout = float(os.environ.get("BANATA_TEST_REDIS_TIMEOUT", "1"))
         store: Any = RedisStore.from_url(redis_server.url, timeout=timeout)
         assert database_url is not None, "a Redis stack needs the database_url fixture"
-        records = RecordStore(database_url)  # the session's database, migrated once
+        if records is None or (adapter == "asgi" and loop is None):
+            records = RecordStore(database_url)  # the session's database, migrated once
+            exits.callback(records.dispose)
+        else:
+            assert records.url.database == make_url(database_url).database, "records of another database"
     else:
         store = MemoryStore(clock)
-        records = RecordStore.embedded(os.path.join(exits.enter_context(tempfile.TemporaryDirectory()), "records.db"))
-    exits.callback(records.dispose)
+        records = embedded_records(exits.enter_context(tempfile.TemporaryDirectory()))
+        exits.callback(records.dispose)
     auth = BanataAuth(config, store=store, records=records, verify_password=verify_password, metrics=metrics,
                       tracing=tracing, notifier=notifier, delivery=delivery)
     exits.callback(auth.close)  # the delivery thread, if any (before the record store is disposed)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
-        portal = exits.enter_context(start_blocking_portal())
-        # The async engine lives in the portal's event loop: close its connections before the loop ends.
-        exits.callback(portal.call, records.adispose)
+        if loop is None:
+            portal = exits.enter_context(start_blocking_portal())
+            # The async engine lives in the portal's event loop: close its connections before the loop ends.
+            exits.callback(portal.call, records.adispose)
+        else:
+            portal = loop.portal
+            if store_kind == "redis":
+                exits.callback(portal.call, store.aclose)  # this stack's connections; the loop goes on
+                loop.keep(records)
+            else:
+                exits.callback(portal.call, records.adispose)
 
         def factory(ip: str) -> httpx.BaseTransport:
             return SyncASGITransport(app, portal, (ip, 50000))
@@ -263,7 +333,6 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         def factory(ip: str) -> httpx.BaseTransport:
             return httpx.WSGITransport(app=app, remote_addr=ip)
     return Stack(adapter, store_kind, auth, app, clock, factory, redis_server)
-
 
 
 def totp_secret(stack: Stack, uid: str) -> str:

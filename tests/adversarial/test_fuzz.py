@@ -29,7 +29,7 @@ from urllib.parse import unquote_to_bytes
 import httpx
 import pyotp
 import pytest
-from harness import PASSWORD, SITE, Api, Stack
+from harness import PASSWORD, SITE, Api, Stack, knob
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -77,8 +77,12 @@ BASE_SETTINGS = settings(
 )
 
 
+# Examples per stack: as written in CI; BANATA_FUZZ_SCALE times as many (BANATA_TEST_DEPTH=deep: 10).
+FUZZ_SCALE = knob("BANATA_FUZZ_SCALE", 1, 10)
+
+
 def fuzz(examples: int) -> settings:
-    return settings(BASE_SETTINGS, max_examples=examples)
+    return settings(BASE_SETTINGS, max_examples=examples * FUZZ_SCALE)
 
 
 def b64(data: bytes) -> str:
@@ -495,7 +499,7 @@ def request_headers(draw: st.DrawFn, world: World, *, cookies: str | None, auth:
 # -- 1. JSON bodies of every endpoint --------------------------------------------------------------
 
 
-@fuzz(100)
+@fuzz(50)
 @given(data=st.data())
 def test_json_bodies_of_every_endpoint(world: World, data: st.DataObject) -> None:
     """Field-aware JSON bodies (wrong types, huge/empty strings, unicode, lone surrogates, NUL,
@@ -525,7 +529,7 @@ def test_json_bodies_of_every_endpoint(world: World, data: st.DataObject) -> Non
 # -- 2. raw bodies, content types, sizes -------------------------------------------------------------
 
 
-@fuzz(100)
+@fuzz(50)
 @given(data=st.data())
 def test_raw_bodies_content_types_and_sizes(world: World, data: st.DataObject) -> None:
     """Bytes that are not JSON, invalid UTF-8, UTF-16/32 JSON, a BOM, deep nesting (inside and past the
@@ -558,7 +562,7 @@ def test_raw_bodies_content_types_and_sizes(world: World, data: st.DataObject) -
 # -- 3. cookies, Authorization, Origin/Referer ---------------------------------------------------------
 
 
-@fuzz(150)
+@fuzz(75)
 @given(data=st.data())
 def test_hostile_cookies_and_authorization_headers(world: World, data: st.DataObject) -> None:
     """Forged, expired, signed-out, admin-revoked, re-signed (another app's secret), tampered and
@@ -607,7 +611,7 @@ SCANNER_METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND", "PUT", "DELETE
                    "MKCOL", "DEBUG", "TRACK", "SEARCH", "FOO"]
 
 
-@fuzz(120)
+@fuzz(60)
 @given(data=st.data())
 def test_scanner_requests_to_pass_through_paths(world: World, data: st.DataObject) -> None:
     """Path traversal (plain and percent-encoded), odd methods, very long paths, percent-encoding,
@@ -734,7 +738,7 @@ def mutate(response: dict[str, Any], plan: list[tuple[int, str, Any, int, str, s
     return obj
 
 
-@fuzz(60)
+@fuzz(30)
 @given(data=st.data())
 def test_hostile_webauthn_responses(world: World, data: st.DataObject) -> None:
     """A live ceremony (the right cookie) answered with a mutated credential: fields deleted, wrong
@@ -770,7 +774,7 @@ def test_hostile_webauthn_responses(world: World, data: st.DataObject) -> None:
 # -- 6. a signed-in attacker against another user's objects ---------------------------------------------
 
 
-@fuzz(60)
+@fuzz(30)
 @given(data=st.data())
 def test_signed_in_attacker_cannot_reach_the_victim(world: World, data: st.DataObject) -> None:
     """Eve (a valid aal1 session, no 2FA) sends fuzzed bodies naming the victim's ids and e-mail to

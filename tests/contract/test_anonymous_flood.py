@@ -3,8 +3,8 @@
 10,000 anonymous requests, every kind interleaved: passkey authenticate options, sign-in with
 random emails, sign-up attempts (new and taken emails), verify-totp / verify-backup-code /
 verify-authentication with forged cookies, verify-authentication with a real ceremony cookie and a
-junk answer (``BANATA_FLOOD_REQUESTS=80000`` sends 10,000 of each kind; it takes minutes). The store
-must stay within a stated bound:
+junk answer (``BANATA_FLOOD_REQUESTS=80000``, or ``BANATA_TEST_DEPTH=deep``, sends 10,000 of each
+kind; it takes minutes). The store must stay within a stated bound:
 
 - passkey options write nothing (the ceremony travels in its signed cookie);
 - forged cookies write nothing (a cookie that fails its signature names nothing), and a real ceremony
@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from harness import PASSWORD, SITE, Stack
+from harness import PASSWORD, SITE, Stack, knob
 from servers import SERVER_KINDS, serve
 
 from banata_middleware.config import Policies
 
-FLOOD_REQUESTS = int(os.environ.get("BANATA_FLOOD_REQUESTS", "10000"))
+FLOOD_REQUESTS = knob("BANATA_FLOOD_REQUESTS", 10_000, 80_000)
 P = Policies()
 MAX_KEYS = (2 * P.sign_in_failures_per_address + 1) + 1 + 1 + P.sign_up_per_address * 5  # 203, see above
 # Redis's own bookkeeping moves used_memory by some KB (client buffers, the script cache); 203 small

@@ -9,7 +9,6 @@ operation, no deadline (CI machines are slow).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from harness import SITE, T0
+from harness import SITE, T0, knob
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -40,8 +39,9 @@ from banata_middleware.stores.redis import RedisStore
 pytestmark = pytest.mark.redis
 
 SECRET = "schemathesis-secret-" + "x" * 32
-# Examples per operation and pass: few in CI (bounded time); raise it for a deeper local hunt.
-EXAMPLES = int(os.environ.get("BANATA_SCHEMATHESIS_EXAMPLES", "25"))
+# Examples per operation and pass: few in CI (bounded time); BANATA_SCHEMATHESIS_EXAMPLES (or
+# BANATA_TEST_DEPTH=deep: 300) for a deeper hunt.
+EXAMPLES = knob("BANATA_SCHEMATHESIS_EXAMPLES", 25, 300)
 PASSWORD = "correct horse battery staple"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from harness import knob
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -179,6 +180,7 @@ def test_factor_operations_match_the_model(store: RecordStore, backend: str) -> 
 
     Machine.store = store
     # The logic is the same everywhere: explore widely on the local file, check the servers' SQL semantics.
+    examples = (40 if backend == "sqlite" else 10) * knob("BANATA_FUZZ_SCALE", 1, 10)
     run_state_machine_as_test(Machine, settings=settings(
-        max_examples=40 if backend == "sqlite" else 10, stateful_step_count=20, deadline=None, database=None,
+        max_examples=examples, stateful_step_count=20, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow]))

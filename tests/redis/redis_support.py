@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import redis
+from harness import knob
 
 from banata_middleware import BanataAuth, PasswordHashing, Policies
 from banata_middleware.demo.app import demo_config, starlette_app
@@ -35,6 +36,12 @@ PASSWORD = "correct horse battery staple"
 # 10 s into a TOTP step, as in tests/conftest.py.
 T0 = 1_800_000_010
 STORE_TIMEOUT = 1.0
+# Rounds of each race (tests/redis/test_races*.py). Odd rounds force the worst schedule (every
+# request reads before any commits: RecordingRedisStore.race), so a few rounds already show an
+# atomic commit is what stops all but one; even rounds add whatever schedule the server gives.
+# CI runs 10; BANATA_RACE_ROUNDS (or BANATA_TEST_DEPTH=deep: 100) hunts longer for an unlucky
+# natural schedule.
+RACE_ROUNDS = max(2, knob("BANATA_RACE_ROUNDS", 10, 100))
 # The test servers speak plain HTTP; sharing one TLS context saves the ~45 ms httpx spends building
 # one (with the CA bundle) for every new client.
 _TLS = ssl.create_default_context()

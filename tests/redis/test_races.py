@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from redis_support import PASSWORD, T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions
+from redis_support import PASSWORD, RACE_ROUNDS, T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions
 from servers import SERVER_KINDS, serve
 from sqlalchemy import func, select
 
@@ -33,8 +33,8 @@ from banata_middleware.stores.records import GetAccountByEmail, LoadUser, Record
 pytestmark = pytest.mark.redis
 
 CROWD = 25  # pending challenges of one user answered at once
-ROUNDS = 50  # rounds of each many-challenge race
-PAIR_ROUNDS = 50  # rounds of each one-challenge-twice race
+ROUNDS = RACE_ROUNDS  # rounds of each many-challenge race
+PAIR_ROUNDS = RACE_ROUNDS  # rounds of each one-challenge-twice race
 
 LOSER_CODES = {"INVALID_CODE", "ACCOUNT_TEMPORARILY_LOCKED", "UNAUTHORIZED"}
 

@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 import redis
-from redis_support import PASSWORD, T0, Browser, RecordingRedisStore, at_once, build_app
+from redis_support import PASSWORD, RACE_ROUNDS, T0, Browser, RecordingRedisStore, at_once, build_app
 from servers import SERVER_KINDS, serve
 
 from banata_middleware.simulator import VirtualAuthenticator
@@ -20,7 +20,7 @@ from banata_middleware.stores.records import ListAudit, LoadUser, RecordStore
 
 pytestmark = pytest.mark.redis
 
-ROUNDS = 50
+ROUNDS = RACE_ROUNDS
 
 
 @dataclass
