@@ -214,4 +214,4 @@ class MeasuredStore:
     def _done(self, op: Any, start: float, failed: bool) -> None:
         seconds = perf_counter() - start
         if self.metrics is not None:
-            self.metrics.observe_store(op.script if type(op) is Op else f"sql.{type(op).__name__}", seconds, failed)
+            self.metrics.observe_store(self._name(op), seconds, failed)
