@@ -8,10 +8,11 @@ same code serves WSGI and ASGI.
 - ``two_factor``: TOTP and backup codes: enable, disable, URI, codes, verify;
 - ``admin``: what the host and its administrators call: import a secret, reset, revoke;
 - ``passkeys``: registration, passwordless sign-in, passkey as the second factor;
-- ``sessions``: list and end sessions and trusted devices.
+- ``sessions``: list and end sessions and trusted devices;
+- ``authenticators``: list, rename and remove a user's authenticator apps.
 
 The first four are layers of one object (each builds on the public methods of the one below); the
-last two are composed on it. Each module declares its routes (``routes()``: path -> (method,
+last three are composed on it. Each module declares its routes (``routes()``: path -> (method,
 handler)) and the cookies it owns (``cookies``); ``Flows`` gathers both for the gateway.
 """
 
@@ -24,6 +25,7 @@ from ..audit import AuditLog
 from ..config import BanataAuthConfig
 from ..crypto import Keyring, PasswordHasher
 from .admin import AdminFlows
+from .authenticators import AuthenticatorFlows
 from .session import Caller, Guarded, Handler, PasswordVerifier, Routes, SignInResult, iso
 from .sessions import SessionFlows
 
@@ -34,8 +36,9 @@ __all__ = ["Caller", "Flows", "Guarded", "Handler", "Routes", "SignInResult", "i
 
 
 class Flows(AdminFlows):
-    """Every flow of one configured ``BanataAuth``: the layered core, plus the sessions module and
-    (when passkeys are on) the passkeys module composed on it."""
+    """Every flow of one configured ``BanataAuth``: the layered core, plus the sessions module,
+    (when two-factor is on) the authenticator apps module and (when passkeys are on) the passkeys
+    module composed on it."""
 
     def __init__(
         self,
@@ -50,12 +53,13 @@ class Flows(AdminFlows):
         super().__init__(config, keyring=keyring, hasher=hasher, audit=audit, verify_password=verify_password,
                          account_name=account_name)
         self.sessions = SessionFlows(self)
+        self.authenticators = AuthenticatorFlows(self) if config.auth_methods.two_factor else None
         self.passkeys: PasskeyFlows | None = None
         if config.auth_methods.passkey:
             from .passkeys import PasskeyFlows  # py_webauthn is the 'passkeys' extra
 
             self.passkeys = PasskeyFlows(self)
-        composed = (self.sessions, *((self.passkeys,) if self.passkeys is not None else ()))
+        composed = (self.sessions, *(m for m in (self.authenticators, self.passkeys) if m is not None))
         #: Every cookie the flows set (the gateway's and the OpenAPI document's list).
         self.cookie_names: tuple[str, ...] = (*self.cookies, *(n for m in composed for n in m.cookies))
         self._composed_routes: Routes = {path: route for m in composed for path, route in m.routes().items()}

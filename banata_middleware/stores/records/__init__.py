@@ -20,13 +20,19 @@ from .factors.passkeys import (
     RenamePasskey,
 )
 from .factors.totp import (
+    AcceptAnyTotpStep,
     AcceptTotpStep,
+    AddAuthenticator,
     AddTotpFactor,
+    AuthenticatorRemoval,
     ConfirmTotpFactor,
     EnableTotp,
     ListTotpSecrets,
+    RemoveAuthenticator,
     RemoveTotpFactor,
+    RenameTotpFactor,
     RewrapTotpSecret,
+    TotpCandidate,
     TotpFactor,
 )
 from .ops import AuditEntry, RecordOp, Status
@@ -36,11 +42,12 @@ from .store import RecordStore, SchemaOutOfDate
 from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, RevokeSessions, Unlock, UserRecord
 
 __all__ = [
-    "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
-    "AuditRecord", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableTotp",
+    "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
+    "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCodeUse",
+    "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableTotp",
     "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets",
     "LoadUser", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordStore",
-    "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey", "ReplaceBackupCodes",
-    "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor",
-    "Unlock", "UserRecord",
+    "RemoveAuthenticator", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey",
+    "RenameTotpFactor", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate",
+    "SetPassword", "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
 ]

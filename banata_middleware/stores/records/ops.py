@@ -55,6 +55,7 @@ class Status(enum.Enum):
     CHANGED = "changed"  # the row changed meanwhile (secret replaced, factor unconfirmed/confirmed)
     CONSUMED = "consumed"  # a backup code was used up by this call
     REGRESSED = "regressed"  # a passkey sign count did not increase (a cloned authenticator?)
+    FULL = "full"  # a per-user cap (authenticator apps) is reached
 
 
 @dataclass(frozen=True, slots=True)

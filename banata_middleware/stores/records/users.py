@@ -187,7 +187,14 @@ class RemoveSecondFactor(RecordOp[Status]):
     end_sessions: bool = True
 
     def run(self, schema: Schema) -> SqlGen[Status]:
+        from .factors.totp import lock_user_factors  # that module imports this one
+
         u = self.user_id
+        # The user's authenticator rows are locked first: an authenticator added at the same time
+        # (AddAuthenticator, which locks them too) is then either refused, or committed before
+        # the DELETE below starts and so deleted by it (on PostgreSQL a DELETE that waited for a
+        # row lock would not see a row inserted meanwhile, and would leave it behind).
+        yield lock_user_factors(schema, u)
         removed = 0
         for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ())):
             removed += (yield delete(table).where(table.c.user_id == u)).rowcount
