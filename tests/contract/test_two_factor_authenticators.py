@@ -106,7 +106,7 @@ def test_apps_get_default_names_and_names_are_unique_without_regard_to_case(stac
 
 def test_a_new_qr_code_for_an_unfinished_app_of_that_name_replaces_it(stack: Stack) -> None:
     api, _ = with_2fa(stack)
-    first, old = add_app(api, "Tablet")
+    _, old = add_app(api, "Tablet")
     again, new = add_app(api, "tablet")
     assert [a["id"] for a in apps(api) if not a["confirmed"]] == [again["id"]]
     r = confirm(api, old)
@@ -139,7 +139,7 @@ def test_an_unfinished_app_expires_and_goes_at_the_next_add(stack: Stack) -> Non
 
 def test_confirming_an_app_needs_a_recent_second_factor(stack: Stack) -> None:
     api, _ = with_2fa(stack)
-    added, tablet = add_app(api, "Tablet")
+    _, tablet = add_app(api, "Tablet")
     stack.clock.advance(stack.auth.config.policies.factor_change_max_age + 1)
     r = confirm(api, tablet)
     assert (r.status_code, r.json()["code"]) == (403, "FRESH_TWO_FACTOR_REQUIRED")
