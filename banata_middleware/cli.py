@@ -130,7 +130,11 @@ def _demo(args: argparse.Namespace) -> int:
             yield
 
     server = DemoServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                       access_log=False, lifespan="off"))
+                                       access_log=False, lifespan="off",
+                                       # Above clients' own idle timeouts (undici 4 s, browsers about
+                                       # a minute): uvicorn's 5 s let a busy machine close a connection
+                                       # just as the client reused it ("fetch failed" in interop).
+                                       timeout_keep_alive=75))
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve())
