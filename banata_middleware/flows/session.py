@@ -53,6 +53,13 @@ def pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _seen(user: dict[str, str], field: str) -> str:
+    """How ``user_fill.lua`` may write ``field`` of a copy read as ``user`` before the record was:
+    over the value seen then ('=' + value), or only where absent ('')."""
+    value = user.get(field)
+    return "" if value is None else "=" + value
+
+
 def retry_after(until_ms: int, now_ms: int) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil((until_ms - now_ms) / 1000)))}
 
@@ -266,31 +273,52 @@ class SessionCore:
             raise self.locked_error(lock)
 
     # -- loading the caller ------------------------------------------------------------------
-    def copy_fields(self, record: UserRecord) -> list[str]:
-        """What the hot store keeps of the durable record (``user_fill.lua``), as field/value pairs:
-        enough for the pass-through and get-session, never a secret or a hash."""
+    def copy_fields(self, record: UserRecord, seen: dict[str, str]) -> list[str]:
+        """What the hot store keeps of the durable record (``user_fill.lua``), as (field, value,
+        seen) triplets: enough for the pass-through and get-session, never a secret or a hash.
+        ``seen`` is the copy as read before the record: '2FA on' and the codes' key, which every
+        later read of the record compares, are written over a value seen there (older than the
+        read); the other fields only where absent (a script that wrote them meanwhile wins)."""
         a = record.account
         # The permanent lock is copied as a hot lock without end, so that the scripts that check the
         # hot lock (challenge_refusal, trust_use.lua, passkey_sign_in.lua) honour it after a loss too.
-        lock = ["lock_until", str(self.now_ms() + PERMANENT_LOCK_MS)] if record.locked_at is not None else []
-        return ["tfa", "1" if record.two_factor_enabled else "0", "revoked_at", str(record.revoked_at or 0),
-                "codes_kid", record.codes_key_id, "email", a.email if a else "", "name", a.name if a else "",
-                "created", str(a.created_at) if a else "", *lock]
+        lock = ["lock_until", str(self.now_ms() + PERMANENT_LOCK_MS), ""] if record.locked_at is not None else []
+        return ["tfa", "1" if record.two_factor_enabled else "0", _seen(seen, "tfa"),
+                "codes_kid", record.codes_key_id, _seen(seen, "codes_kid"),
+                "revoked_at", str(record.revoked_at or 0), "", "email", a.email if a else "", "",
+                "name", a.name if a else "", "", "created", str(a.created_at) if a else "", "", *lock]
 
-    def fill_copy(self, uid: str) -> Flow[tuple[UserRecord, dict[str, str]]]:
+    def _copy_args(self, uid: str, mode: str, record: UserRecord,
+                   fields: Sequence[str]) -> tuple[tuple[str, ...], tuple[str | int, ...]]:
+        k = self.keys
+        return ((k.sessions(uid), k.pending_backup_codes(uid), k.session(uid, "")),
+                (secrets.randbelow(2**40) + 1, mode, record.generation, *fields))
+
+    def copy_op(self, uid: str, mode: str, record: UserRecord, fields: Sequence[str]) -> Op:
+        """``user_fill.lua`` on the user's copy: ``mode`` 'fill' (only while the copy is absent) or
+        'repair', ``fields`` as (field, value, seen) triplets, given the SQL generation of
+        ``record``, the read they come from."""
+        return self._user_op("user_fill", uid, *self._copy_args(uid, mode, record, fields), None)
+
+    def write_copy(self, uid: str, mode: str, record: UserRecord, fields: Sequence[str]) -> Flow[dict[str, str]]:
+        """Run ``copy_op`` (its events, sessions a repair ended, go to the sinks); the user hash after."""
+        reply = yield from self.commit("user_fill", uid, *self._copy_args(uid, mode, record, fields), None)
+        return pairs(reply[2])
+
+    def fill_copy(self, uid: str, seen: dict[str, str]) -> Flow[tuple[UserRecord, dict[str, str]]]:
         """Read the user's record from SQL and put its copy in the hot store (read-through): after
         a flush or an eviction the copy is rebuilt from the truth, so the loss ends sessions and
-        nothing else. Returns the record and the user hash after the fill."""
+        nothing else. ``seen``: the user hash as loaded before (a part left by a script, or
+        nothing). Returns the record and the user hash after the fill."""
         record: UserRecord = yield Rec(LoadUser(uid))
-        flat = yield Op("user_fill", (self.keys.user(uid),),
-                        (self.now_ms(), secrets.randbelow(2**40) + 1, "fill", *self.copy_fields(record)))
-        return record, pairs(flat)
+        return record, (yield from self.write_copy(uid, "fill", record, self.copy_fields(record, seen)))
 
     def load_record(self, caller: Caller) -> Flow[UserRecord]:
         """The caller's durable record: read once per request, from SQL. When the copy disagrees
-        with it on 2FA or on the backup codes' key (a crash between a record change, written
-        first, and its copy's update), the copy is repaired here, before anything decides on it
-        (the scripts that follow read it: session_create.lua, factor_change_refused, trust_use.lua)."""
+        with it on 2FA, on the backup codes' key or on the generation (a crash between a record
+        change, written first, and its copy's update), the copy is repaired here, before anything
+        decides on it (the scripts that follow read it: session_create.lua, factor_change_refused,
+        trust_use.lua)."""
         if caller.record is None:
             caller.record = yield Rec(LoadUser(caller.uid))
             yield from self._repair_copy(caller, caller.record)
@@ -298,13 +326,14 @@ class SessionCore:
 
     def _repair_copy(self, caller: Caller, record: UserRecord) -> Flow[None]:
         tfa = "1" if record.two_factor_enabled else "0"
-        # A copy's key of codes all used up since is left alone: it only marks them stale.
-        if caller.user.get("tfa") == tfa and (not record.codes_key_id
-                                             or caller.user.get("codes_kid") == record.codes_key_id):
+        user = caller.user
+        # A copy's key of codes all used up since is left alone: it only marks them stale. A copy
+        # whose 'sgen' is ahead of the record read here (a read older than the copy's) needs nothing.
+        if (user.get("tfa") == tfa and (not record.codes_key_id or user.get("codes_kid") == record.codes_key_id)
+                and int(user.get("sgen") or -1) >= record.generation):
             return
-        flat = yield Op("user_fill", (self.keys.user(caller.uid),),
-                        (self.now_ms(), 0, "repair", "tfa", tfa, "codes_kid", record.codes_key_id))
-        caller.user = pairs(flat)
+        caller.user = yield from self.write_copy(caller.uid, "repair", record, (
+            "tfa", tfa, _seen(user, "tfa"), "codes_kid", record.codes_key_id, _seen(user, "codes_kid")))
 
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
         reply = yield Op("load", self.keys.for_load(uid, sid or "-", cid or "-"),
@@ -312,7 +341,7 @@ class SessionCore:
         user = pairs(reply[0])
         record = None
         if "rec" not in user:
-            record, user = yield from self.fill_copy(uid)
+            record, user = yield from self.fill_copy(uid, user)
         now = self.now_ms()
         session = pairs(reply[1]) or None
         challenge = pairs(reply[2]) or None
@@ -322,10 +351,8 @@ class SessionCore:
             session = None
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
-        caller = Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), record)
-        if record is not None:  # read for the fill: fields a flow wrote before it stay, so compare
-            yield from self._repair_copy(caller, record)
-        return caller
+        # The fill compared its record with the copy already (what it saw of it, as 'seen').
+        return Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), record)
 
     def _cookie_ids(self, req: Request, want_challenge: bool) -> tuple[str, str, str, str] | None:
         """(user id, session id hash, challenge id hash, session token) named by the request's
@@ -361,7 +388,7 @@ class SessionCore:
         if r[11] is None and (r[2] is not None or r[6] is not None):
             # The copy is gone (an eviction) while a session or challenge is still there: rebuilt
             # from SQL before deciding, so that a revocation recorded there still counts.
-            yield from self.fill_copy(uid)
+            yield from self.fill_copy(uid, {} if r[0] is None else {"tfa": r[0]})
             r = yield op
         now = self.now_ms()
         revoked_at = int(r[1] or 0)

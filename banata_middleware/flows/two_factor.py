@@ -10,7 +10,7 @@ from typing import Any
 
 from ..backup_codes import generate_codes, normalize_code
 from ..crypto import UnreadableSecret
-from ..effects import Compute, Flow, Op, Rec
+from ..effects import Compute, Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..stores.records import (
@@ -248,7 +248,7 @@ class TwoFactorFlows(PrimaryFlows):
             entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
             yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
             self.emit_entries(uid, entries)
-            yield Op("user_fill", (self.keys.user(uid),), (self.now_ms(), 0, "repair", "codes_kid", hashes[0]))
+            yield from self.write_copy(uid, "repair", caller.record, ("codes_kid", hashes[0], "!"))
             return json_response(200, {"status": True, "backupCodes": codes})
         session_key, max_age_ms = self.factor_change_args(caller)
         reply = yield from self.commit("backup_codes_replace", uid,

@@ -298,17 +298,39 @@ class MemoryStore:
         return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else []]
 
     def _op_user_fill(self, x: _Script) -> Reply:
-        key = x.keys[0]
-        user = self.data.setdefault(key, {})
-        pairs = x.argv[3:]
-        if x.argv[2] == "repair":
-            user.update(zip(pairs[::2], pairs[1::2], strict=True))
-        elif "rec" not in user:
-            for field, value in zip(pairs[::2], pairs[1::2], strict=True):
-                user.setdefault(field, value)
-            user.setdefault("gen", x.argv[1])
+        k, a = x.keys, x.argv
+        user = self.data.setdefault(k[0], {})
+        u = dict(user)
+        filling = a[6] == "fill"
+        if filling and "rec" in u:
+            return ["OK", x.events, list(chain.from_iterable(user.items()))]
+        sql_gen = int(a[7])
+        newer = "sgen" not in u or int(u["sgen"]) < sql_gen
+        bump = newer and not filling
+        for field, value, seen in zip(a[8::3], a[9::3], a[10::3], strict=True):
+            held = u.get(field)
+            if held is None or seen == "!" or seen == "=" + held:
+                if field == "tfa" and value == "1" and held == "0":  # an enrolment whose hot half failed
+                    index = self.get(k[2])
+                    for sid in list(index) if isinstance(index, set) else []:
+                        if sid != u.get("pending_sid"):
+                            if self.delete(k[4] + sid) == 1:
+                                x.audit("session.revoked", sid, "enrolment")
+                            index.discard(sid)
+                    for pending in ("pending_secret", "pending_sid", "pending_kid"):
+                        user.pop(pending, None)
+                    self.delete(k[3])
+                    bump = True
+                user[field] = value
+        if bump:
+            user["gen"] = str(int(u.get("gen", a[5])) + 1)
+        elif filling and "gen" not in u:
+            user["gen"] = a[5]
+        if newer:
+            user["sgen"] = str(sql_gen)
+        if filling:
             user["rec"] = "1"
-        return list(chain.from_iterable(user.items()))
+        return ["OK", x.events, list(chain.from_iterable(user.items()))]
 
     def _read_guard(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
         """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
@@ -438,11 +460,18 @@ class MemoryStore:
         s = x.hash(k[2])
         u = x.hash(k[0])
         ok = a[7] == "ok"
+        index = self.get(k[5])
         if ok and a[5] == "enrol":
             x.hset(k[0], tfa="1", codes_kid=a[14], gen=int(u.get("gen", "0")) + 1)
             for field in ("pending_secret", "pending_sid", "pending_kid"):
                 self.data[k[0]].pop(field, None)
             self.delete(k[3])
+            base = k[2][: len(k[2]) - len(a[8])]
+            for sid in list(index) if isinstance(index, set) else []:
+                if sid != a[8]:
+                    if self.delete(base + sid) == 1:
+                        x.audit("session.revoked", sid, "enrolment")
+                    index.discard(sid)
         if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
             return ["GONE", x.events]
         lock = x.locked_until(u)
@@ -450,15 +479,10 @@ class MemoryStore:
             return ["LOCKED", x.events, lock]
         if ok:
             x.hset(k[0], fails=0)
-            index = self.get(k[5])
-            ended = [*index] if a[5] == "enrol" and isinstance(index, set) else []
-            ended.append(a[8])
-            base = k[2][: len(k[2]) - len(a[8])]
-            for sid in ended:
-                if self.delete(base + sid) == 1:
-                    x.audit("session.revoked", sid, "rotated" if sid == a[8] else "enrolment")
-                if isinstance(index, set):
-                    index.discard(sid)
+            if self.delete(k[2]) == 1:
+                x.audit("session.revoked", a[8], "rotated")
+            if isinstance(index, set):
+                index.discard(a[8])
             x.new_session(k[4], k[5], a[11], a[12], 2, x.now, s.get("remember", "0"),
                           x.merge_amr(s.get("amr", ""), a[13]))
             x.hset(k[4], auth=s.get("auth") or s["created"])
@@ -577,9 +601,9 @@ class MemoryStore:
         x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if x.argv[5] == "reset":
-            for field in ("pending_secret", "pending_sid", "pending_kid", "lock_until"):
+            for field in ("pending_secret", "pending_sid", "pending_kid"):
                 self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", codes_kid="", fails=0)
+            x.hset(k[0], tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
             self.delete(k[2])
         return ["OK", x.events]
 

@@ -113,9 +113,6 @@ def test_r4_a_revoked_session_stays_revoked_when_the_copy_is_evicted(stack: Stac
 
 
 # -- R4-2: an enrolment whose hot half failed -------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-2: EnableTotp commits, then session_answer.lua fails: the copy "
-                   "says tfa=0, no other session is ended and gen is not bumped; _repair_copy later sets "
-                   "tfa=1 only, so a password-only session from before the enrolment survives it for good")
 def test_r4_2_an_enrolment_whose_hot_half_failed_still_ends_older_password_sessions(stack: Stack) -> None:
     owner = stack.client()
     owner.sign_up(EMAIL)
@@ -138,6 +135,33 @@ def test_r4_2_an_enrolment_whose_hot_half_failed_still_ends_older_password_sessi
     assert session_of(owner)["user"]["twoFactorEnabled"] is True
     # The point of the enrolment: no session that did not pass the new factor lives on.
     assert session_of(thief) is None
+    assert thief.get("/api/me").status_code == 401
+
+
+def test_r4_2_an_enrolment_ends_older_sessions_even_when_the_enrollers_own_session_ended_meanwhile(
+        stack: Stack) -> None:
+    import json
+
+    from banata_middleware.effects import run_sync
+    from banata_middleware.http import Request
+    from banata_middleware.simulator import VirtualAuthenticator
+
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    thief = stack.client(ip="198.51.100.8")
+    assert thief.sign_in(EMAIL).status_code == 200
+    r = owner.auth("/two-factor/enable", {"password": PASSWORD})
+    device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+    cookie = "; ".join(f"{n}={v}" for n, v in owner.http.cookies.items())
+    req = Request("POST", "/api/auth/two-factor/verify-totp",
+                  {"cookie": cookie, "origin": SITE, "content-type": "application/json"},
+                  "127.0.0.1", {}, json.dumps({"code": device.code()}).encode())
+    # The owner signs out in another tab after this verification was loaded, before its hot half.
+    response = run_sync(stack.auth.gateway.handle(req),
+                        PausingStore(stack.auth.store, "session_answer", lambda: owner.auth("/sign-out")),
+                        stack.auth.records)
+    assert response.status == 401, response.body  # no session to rotate: sign in again (with the code)
+    assert session_of(thief) is None  # but the factor is on, and no session that skipped it lives on
     assert thief.get("/api/me").status_code == 401
 
 
@@ -185,10 +209,9 @@ def test_r4_a_factor_disabled_in_sql_stops_working_though_the_copys_update_faile
 def test_r4_a_stale_copy_saying_2fa_is_off_lets_no_password_alone_through(stack: Stack) -> None:
     _owner, uid = two_factor_owner(stack)
     stack.auth.run(stack.auth.flows.load(uid))  # warm
-    from banata_middleware.effects import Op
-
-    stack.auth.run(_op(stack, Op("user_fill", (stack.auth.flows.keys.user(uid),),
-                                 (stack.auth.flows.now_ms(), 0, "repair", "tfa", "0", "gen", "77"))))
+    flows = stack.auth.flows
+    stack.auth.run(_op(stack, flows.copy_op(uid, "repair", stack.records.execute(LoadUser(uid)),
+                                            ("tfa", "0", "!", "gen", "77", "!"))))
     other = stack.client()
     r = other.sign_in(EMAIL)
     assert r.status_code == 403 and r.json()["twoFactorRedirect"] is True, r.text
@@ -449,9 +472,6 @@ def _request(api: Api, method: str, path: str, body: Any = None) -> Any:
     return Request(method, path, headers, "127.0.0.1", {}, b"" if body is None else json.dumps(body).encode())
 
 
-@pytest.mark.xfail(strict=True, reason="R4-7: user_fill.lua writes the copy with HSETNX, so a fill whose LoadUser "
-                   "ran before an admin reset re-adds the permanent hot lock (lock_until, 100 years) that "
-                   "user_reset.lua had just HDEL'd: the reset user stays locked out until the copy is evicted")
 def test_r4_7_a_stale_fill_does_not_bring_back_a_lock_the_reset_lifted(stack: Stack) -> None:
     from banata_middleware.effects import run_sync
 
@@ -468,6 +488,56 @@ def test_r4_7_a_stale_fill_does_not_bring_back_a_lock_the_reset_lifted(stack: St
              PausingStore(stack.auth.store, "user_fill", lambda: stack.auth.reset_two_factor(uid)), stack.auth.records)
     r = stack.client().sign_in(EMAIL)  # reset: no factor, no lock
     assert r.status_code == 200, r.text
+
+
+def test_r4_7_a_fill_read_between_the_resets_two_halves_does_not_bring_back_the_lock(stack: Stack) -> None:
+    """The reset takes access away in the hot store, then records it in SQL; a sign-in that reads
+    the record between the two (still locked, still with a factor) fills the copy: the lock the
+    reset cleared stays cleared, and 2FA, which the copy then says is on, is repaired by the next
+    read of the record."""
+    from banata_middleware.effects import run_sync
+    from banata_middleware.stores.records import RemoveSecondFactor
+
+    _owner, uid = two_factor_owner(stack)
+    _streak_to(stack, uid, 99)
+    attacker = stack.client(ip="198.51.100.31")
+    assert attacker.sign_in(EMAIL).status_code == 403
+    assert attacker.auth("/two-factor/verify-totp", {"code": "000000"}).status_code == 429  # locked for good
+    evict_copy(stack, uid)
+    between: list[int] = []
+
+    class Between:
+        def execute(self, op: Any) -> Any:
+            if isinstance(op, RemoveSecondFactor) and not between:
+                between.append(stack.client().sign_in(EMAIL).status_code)
+            return stack.records.execute(op)
+
+    run_sync(stack.auth.flows.reset_user(uid, "reset"), stack.auth.store, Between())
+    assert between == [429]  # the record said locked when it was read
+    stack.clock.advance(1)  # past the reset's revoked_at (sessions made at that very ms end with it)
+    user = stack.client()
+    r = user.sign_in(EMAIL)  # reset: no factor, no lock
+    assert r.status_code == 200, r.text
+    assert session_of(user)["user"]["twoFactorEnabled"] is False
+
+
+def test_r4_7_a_stale_fill_does_not_undo_an_import_that_landed_meanwhile(stack: Stack) -> None:
+    """The fill's read (no factor) is older than the import's copy (2FA on) it finds: the copy keeps
+    the import's fields, so the password sign-in that read the record before the import gets a
+    challenge (session_create.lua refuses the aal 1 session), not a session."""
+    from banata_middleware.effects import run_sync
+
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    uid = uid_of(owner)
+    evict_copy(stack, uid)
+    response = run_sync(
+        stack.auth.gateway.handle(_request(stack.client(), "POST", "/api/auth/sign-in/email",
+                                           {"email": EMAIL, "password": PASSWORD})),
+        PausingStore(stack.auth.store, "user_fill", lambda: stack.auth.import_totp(uid, "JBSWY3DPEHPK3PXP")),
+        stack.auth.records)
+    assert response.status == 403, response.body
+    assert session_of(owner)["user"]["twoFactorEnabled"] is True
 
 
 @pytest.mark.parametrize("evicted", [False, True])
@@ -587,9 +657,6 @@ def test_r4_an_imported_secret_voids_the_old_trusted_devices(stack: Stack) -> No
     assert device.sign_in(EMAIL).status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="R4-10: import_totp replaces the secret in SQL, then two_factor_import.lua "
-                   "(which bumps gen) fails: the host gets 503 but every device trusted under the replaced "
-                   "secret still skips the second factor; nothing repairs gen (SQL's generation is not compared)")
 def test_r4_10_an_import_whose_hot_half_failed_still_voids_trusted_devices(stack: Stack) -> None:
     owner, uid = two_factor_owner(stack)
     device = _trusted_device(stack, owner)

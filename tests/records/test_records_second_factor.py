@@ -45,6 +45,7 @@ def test_enable_writes_a_confirmed_factor_and_its_codes_at_once(store: RecordSto
         assert (yield _enable(uid)) is Status.CREATED
         record = yield LoadUser(uid)
         assert record.two_factor_enabled and record.totp[0].last_step == STEP
+        assert record.generation == 0  # an enrolment's hot half ends the sessions; SQL's generation stays
         assert (record.backup_codes, record.codes_key_id) == (2, "c1")
         # the code that confirmed it cannot be used again
         assert (yield AcceptTotpStep(uid, "totp", "ct-1", STEP)) is Status.REPLAYED
@@ -52,10 +53,12 @@ def test_enable_writes_a_confirmed_factor_and_its_codes_at_once(store: RecordSto
         assert (yield _enable(uid, "ct-2", ("h3",))) is Status.TAKEN
         record = yield LoadUser(uid)
         assert ([f.secret for f in record.totp], record.backup_codes) == (["ct-1"], 2)
-        # an import replaces the factor, its replay state and the codes
+        # an import replaces the factor, its replay state and the codes, and moves the generation on
+        # (devices trusted under the old secret are void even if the copy's update fails: R4-10)
         assert (yield _enable(uid, "ct-3", (), replace=True)) is Status.CREATED
         record = yield LoadUser(uid)
         assert ([f.secret for f in record.totp], record.backup_codes, record.codes_key_id) == (["ct-3"], 0, "")
+        assert record.generation == 1
         assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.enabled", "two_factor.enabled"]
 
     run_sequence(store, mode, sequence)

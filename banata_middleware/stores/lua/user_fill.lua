@@ -1,19 +1,68 @@
 -- The read-through copy of a user's durable record (SQL) in the hot store, for the pass-through
--- and get-session, which must not touch SQL. Written only while the copy is absent (no 'rec'):
--- a flow that changed the record meanwhile wrote its own fields, which win. Hot fields (locks,
--- attempt counts, pending enrolment) are left as they are. Mode 'repair' (a flow that read the
--- record found the copy disagreeing, after a crash between a record change and its copy's
--- update) overwrites the fields given.
--- 'gen' voids trusted-device records made under another one. A copy filled after a loss (a
--- flush, an eviction) starts at a random generation (ARGV[2]), so that no record of an earlier
--- generation can count again by coincidence of numbers.
--- KEYS: user. ARGV: now, generation if absent, mode (fill|repair), then field/value pairs of the copy.
--- Returns the user hash after the fill (flat).
-if ARGV[3] == 'repair' then
-  for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-elseif redis.call('HEXISTS', KEYS[1], 'rec') == 0 then
-  for i = 4, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  redis.call('HSETNX', KEYS[1], 'gen', ARGV[2])
-  redis.call('HSET', KEYS[1], 'rec', '1')
+-- and get-session, which must not touch SQL (SessionCore.copy_op builds the call).
+-- Mode 'fill' writes the copy only while it is absent (no 'rec'); mode 'repair' (a flow that read
+-- the record found the copy disagreeing, after a crash between a record change and its copy's
+-- update) writes into the copy as it is.
+-- Closes "a write from a read of the record older than the copy brings back what a change undid"
+-- (R4-7: a fill that read the record before an administrator's reset restored the lock the reset
+-- had lifted). Each field comes with what the caller saw of it before it read the record
+-- ('seen'), and is written only where the copy's value is not newer than that read:
+--   ''          only where the field is absent (a script that wrote it meanwhile wins);
+--   '=' .. v    also where it still holds v, the value seen before the read (so older than it);
+--   '!'         always (the caller wrote the record itself, just before).
+-- No script deletes a copied field (HDEL): each writes its empty value ('lock_until' 0,
+-- 'codes_kid' ''), so that a field undone meanwhile is present, not absent, to this script.
+-- Hot-only fields (attempt counts, a pending setup) are left as they are.
+-- Two writes are more than a field's, because the hot half that failed did more:
+--   * 'tfa' from '0' to '1' (the hot half of an enrolment failed, R4-2): what session_answer.lua
+--     does on enrolment happens here: every session ends but the one that started the setup
+--     ('pending_sid': only it could confirm the factor, and it gave the password to begin), the
+--     setup ends, and 'gen' moves on;
+--   * a SQL generation newer than the copy's 'sgen' (an import, a revocation or a reset recorded
+--     there, whose hot half may have failed: R4-10): 'gen' moves on, so that no device trusted
+--     before it skips the second factor.
+-- 'gen' voids trusted-device records made under another one. A copy written after a loss (a
+-- flush, an eviction) starts at a random generation (ARGV[6]), so that no record of an earlier
+-- generation can count again by coincidence of numbers. 'sgen' is the SQL generation the copy
+-- has taken in (absent from copies older than the field: they are repaired once).
+-- KEYS: user, audit, session index, pending backup codes, session key prefix (the key of the
+-- empty session id: the ended sessions' keys are built from it; same hash tag, same slot).
+-- ARGV[6..]: a random generation (for a copy without 'gen'), mode (fill|repair), SQL generation,
+-- then triplets field, value, seen. Reply: status, events, the user hash after the write (flat).
+local sql_gen = tonumber(ARGV[8])
+local u = hash(KEYS[1])
+local filling = ARGV[7] == 'fill'
+if filling and u.rec then return {'OK', EVENTS, redis.call('HGETALL', KEYS[1])} end
+
+local function enrolled()
+  local keep = u.pending_sid
+  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    if sid ~= keep then
+      if redis.call('DEL', KEYS[5] .. sid) == 1 then audit('session.revoked', sid, 'enrolment') end
+      redis.call('SREM', KEYS[3], sid)
+    end
+  end
+  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('DEL', KEYS[4])
 end
-return redis.call('HGETALL', KEYS[1])
+
+local newer = u.sgen == nil or tonumber(u.sgen) < sql_gen
+local bump = newer and not filling
+for i = 9, #ARGV, 3 do
+  local field, value, seen, held = ARGV[i], ARGV[i + 1], ARGV[i + 2], u[ARGV[i]]
+  if held == nil or seen == '!' or seen == '=' .. held then
+    if field == 'tfa' and value == '1' and held == '0' then
+      enrolled()
+      bump = true
+    end
+    redis.call('HSET', KEYS[1], field, value)
+  end
+end
+if bump then
+  redis.call('HSET', KEYS[1], 'gen', tonumber(u.gen or ARGV[6]) + 1)
+elseif filling and u.gen == nil then
+  redis.call('HSET', KEYS[1], 'gen', ARGV[6])
+end
+if newer then redis.call('HSET', KEYS[1], 'sgen', sql_gen) end
+if filling then redis.call('HSET', KEYS[1], 'rec', '1') end
+return {'OK', EVENTS, redis.call('HGETALL', KEYS[1])}

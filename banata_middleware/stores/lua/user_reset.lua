@@ -1,16 +1,19 @@
--- Administrator actions on one user, after the record store made the durable part (Flows.reset_user:
--- revoked_at, or the factors' removal). 'revoke' ends every session (sessions created at or before
--- 'revoked_at' are refused when loaded, so no session can slip through a scan) and every remembered
--- device (bumping 'gen' voids trust records, as disable does: "end every session" must not leave a
--- browser that signs in with the password alone at aal 2); 'reset' also ends a pending setup and
--- clears the temporary lock and attempt count, and the copy says 2FA is off.
+-- Administrator actions on one user, before the record store makes the durable part
+-- (Flows.reset_user: revoked_at, or the factors' removal; access is taken away first, where it is
+-- enforced: R4-1). 'revoke' ends every session (sessions created at or before 'revoked_at' are
+-- refused when loaded, so no session can slip through a scan) and every remembered device (bumping
+-- 'gen' voids trust records, as disable does: "end every session" must not leave a browser that
+-- signs in with the password alone at aal 2); 'reset' also ends a pending setup and clears the
+-- temporary lock and attempt count, and the copy says 2FA is off. The lock is cleared by writing 0,
+-- never deleted: a read-through fill whose read of the record is older (still locked) then finds
+-- the field present and leaves it (user_fill.lua, R4-7).
 -- KEYS: user, audit, pending backup codes. ARGV[6]: mode (revoke|reset).
 local u = hash(KEYS[1])
 redis.call('HSET', KEYS[1], 'revoked_at', NOW, 'gen', tonumber(u.gen or '0') + 1)
 audit('session.revoked', '', 'all')
 if ARGV[6] == 'reset' then
-  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid', 'lock_until')
-  redis.call('HSET', KEYS[1], 'tfa', '0', 'codes_kid', '', 'fails', 0)
+  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('HSET', KEYS[1], 'tfa', '0', 'codes_kid', '', 'fails', 0, 'lock_until', 0)
   redis.call('DEL', KEYS[3])
 end
 return {'OK', EVENTS}

@@ -165,7 +165,9 @@ class EnableTotp(RecordOp[Status]):
     the code that confirmed it (so that code cannot be used again) and the backup codes, replacing
     any earlier set. CREATED, or TAKEN when a factor of that id exists already (a concurrent
     enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
-    administrator's import of a known secret)."""
+    administrator's import of a known secret), and the generation moves on: a device trusted under
+    the replaced secret must ask for the new one, even when the hot store's half of the import
+    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10)."""
 
     user_id: str
     factor_id: str
@@ -192,6 +194,9 @@ class EnableTotp(RecordOp[Status]):
                                last_used_at=self.at if self.step else None)
         yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
         yield ensure_user_state(schema, u)
+        if self.replace:
+            state = schema.user_state
+            yield update(state).where(state.c.user_id == u).values(generation=state.c.generation + 1)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.CREATED
