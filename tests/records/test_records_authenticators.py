@@ -185,3 +185,19 @@ def test_a_removal_racing_verifications_of_its_app(store: RecordStore, concurren
     events = [e.type for e in store.execute(ListAudit(uid))]
     assert "two_factor.verified" not in events[events.index("two_factor.authenticator_removed"):]
     assert [f.id for f in store.execute(LoadUser(uid)).totp] == ["totp"]
+
+
+def test_adds_racing_the_removal_of_the_last_app_leave_nothing_behind(
+        store: RecordStore, concurrency: str) -> None:  # noqa: F811
+    """An app added while the last one is removed is refused (two-factor is off by then), or was
+    added first and goes with the rest: never an unfinished app left behind for a user without 2FA."""
+    for round_ in range(5):
+        uid = new_id()
+        store.execute(EnableTotp(uid, "totp", "ct-0", "k1", T, STEP, ["h1"], "c1"))
+        ops: list[object] = [_add(uid, f"a{i}", f"App {i}") for i in range(5)]
+        ops.insert(round_, RemoveAuthenticator(uid, "totp", T))
+        replies = race(store, concurrency, ops)  # type: ignore[arg-type]
+        assert AuthenticatorRemoval(Status.OK, True) in replies, replies
+        assert {r for r in replies if isinstance(r, Status)} <= {Status.CREATED, Status.CHANGED}, replies
+        record = store.execute(LoadUser(uid))
+        assert (record.totp, record.backup_codes) == ((), 0), (round_, replies)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .schema import Schema
 
 __all__ = ["FailureCount", "LoadUser", "RecordFailure", "RemoveSecondFactor", "RevokeSessions", "Unlock",
-           "UserRecord", "clear_failures", "ensure_user_state"]
+           "UserRecord", "clear_failures", "ensure_user_state", "lock_user_state"]
 
 
 def _ensure_user_state(schema: Schema) -> Executable:
@@ -35,6 +35,18 @@ def _ensure_user_state(schema: Schema) -> Executable:
 def ensure_user_state(schema: Schema, user_id: str) -> Statement:
     """INSERT the user's state row unless it exists: one statement, safe under concurrency."""
     return schema.prepared(_ensure_user_state), {"u": user_id}
+
+
+def lock_user_state(schema: Schema, user_id: str) -> SqlGen[None]:
+    """The user's state row, made if missing, then locked until the transaction ends: the one lock
+    that serializes changes deciding from several of a user's authenticator rows. One row found by
+    its primary key: a record lock and no gap lock on MariaDB, so a transaction holding it inserts
+    authenticator rows without meeting another one's wait (range locks on ``totp_factors`` would:
+    an insert into a gap another transaction waits to lock is a deadlock there). SQLite needs no
+    lock: its writers run one at a time (``BEGIN IMMEDIATE``)."""
+    t = schema.user_state
+    yield ensure_user_state(schema, user_id)
+    yield select(t.c.user_id).where(t.c.user_id == user_id).with_for_update()
 
 
 def _clear_failures(schema: Schema) -> Executable:
@@ -190,11 +202,12 @@ class RemoveSecondFactor(RecordOp[Status]):
         from .factors.totp import lock_user_factors  # that module imports this one
 
         u = self.user_id
-        # The user's authenticator rows are locked first: an authenticator added at the same time
-        # (AddAuthenticator, which locks them too) is then either refused, or committed before
-        # the DELETE below starts and so deleted by it (on PostgreSQL a DELETE that waited for a
-        # row lock would not see a row inserted meanwhile, and would leave it behind).
+        # The user's authenticator rows, then the state row that adding one locks (lock order:
+        # factor rows before user_state): an app added at the same time (AddAuthenticator) is then
+        # either refused (no confirmed app left) or committed before the DELETE below starts, and
+        # deleted by it (on PostgreSQL a DELETE whose snapshot predates that commit would leave it).
         yield lock_user_factors(schema, u)
+        yield from lock_user_state(schema, u)
         removed = 0
         for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ())):
             removed += (yield delete(table).where(table.c.user_id == u)).rowcount

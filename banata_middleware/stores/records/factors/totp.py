@@ -6,8 +6,12 @@ accepted by ONE conditional UPDATE that only matches while that authenticator's 
 older, so it holds across processes, across a Redis flush and under any number of concurrent callers.
 
 Changes that decide from more than one row of a user (adding one under the per-user cap, removing
-one and finding whether any is left) first lock every row of the user (``lock_user_factors``), so
-two of them never decide on the same rows at once (django-otp's ``select_for_update``).
+one and finding whether any is left) take the user's locks first (django-otp's
+``select_for_update``), so two of them never decide from the same rows at once: a removal locks the
+user's authenticator rows, then the user's state row (``users.lock_user_state``); an addition,
+which only inserts (and drops unfinished rows by their key), locks the state row alone. Either way
+the rows decided from are read by a LATER statement: on PostgreSQL a statement that waited for a
+lock still sees the snapshot it started with, so a row committed meanwhile is seen only by the next.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sqlalchemy import (
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures, ensure_user_state
+from ..users import clear_failures, ensure_user_state, lock_user_state
 from .backup_codes import ReplaceBackupCodes
 
 if TYPE_CHECKING:
@@ -90,9 +94,7 @@ class TotpFactor:
 
 def lock_user_factors(schema: Schema, user_id: str) -> Executable:
     """Lock every TOTP row of the user until the transaction ends (SQLite: its writers are one at
-    a time already, ``BEGIN IMMEDIATE``). A decision about the user's rows is read by a LATER
-    statement: on PostgreSQL a statement that had to wait for the lock still returns the rows of
-    the snapshot it started with, so rows inserted meanwhile are seen only by the next one."""
+    a time already, ``BEGIN IMMEDIATE``): what a removal takes before the user's state row."""
     t = schema.totp_factors
     return select(t.c.id).where(t.c.user_id == user_id).with_for_update()
 
@@ -305,8 +307,9 @@ class AddAuthenticator(RecordOp[Status]):
     CREATED; CHANGED when the user has no confirmed factor (two-factor is off, or was turned off
     meanwhile: the first app is set up with its backup codes, ``EnableTotp``); FULL when the user
     has ``limit`` factors, confirmed or not; TAKEN when a confirmed factor has that name (or a
-    concurrent add of that name won the unique index). The checks are read after every row of the
-    user is locked, so two adds at once are decided one after the other."""
+    concurrent add of that name won the unique index). The checks are read after the user's state
+    row is locked (``lock_user_state``), so two adds at once, or an add and a removal, are decided
+    one after the other."""
 
     user_id: str
     factor_id: str
@@ -320,9 +323,10 @@ class AddAuthenticator(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.totp_factors, self.user_id
-        yield lock_user_factors(schema, u)
-        rows = (yield select(t.c.id, t.c.name, t.c.confirmed_at, t.c.created_at).where(t.c.user_id == u)
-                .with_for_update()).all()
+        yield from lock_user_state(schema, u)
+        # A plain read (no range lock: see lock_user_state), after the lock: on MariaDB the first
+        # plain read of a transaction takes its snapshot, on PostgreSQL each statement does.
+        rows = (yield select(t.c.id, t.c.name, t.c.confirmed_at, t.c.created_at).where(t.c.user_id == u)).all()
         if not any(r.confirmed_at is not None for r in rows):
             return Status.CHANGED
         # Names compare without case (MySQL's default collation does, so every backend agrees).
@@ -368,9 +372,10 @@ class AuthenticatorRemoval:
 class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     """The user removes one authenticator app. When it was the last confirmed one, two-factor
     authentication goes with it, as ``disable`` does (``RemoveSecondFactor``: every factor row and
-    backup code, the lock lifted; sessions kept), and ``audit_off`` is written too. Every row of
-    the user is locked first, so of two removals at once exactly one sees itself remove the last,
-    and a verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
+    backup code, the lock lifted; sessions kept), and ``audit_off`` is written too. The user's
+    authenticator rows and state row are locked first, so of two removals at once exactly one sees
+    itself remove the last, an app added at the same time is decided before or after it, and a
+    verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
 
     user_id: str
     factor_id: str
@@ -383,6 +388,7 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
 
         t, u = schema.totp_factors, self.user_id
         yield lock_user_factors(schema, u)
+        yield from lock_user_state(schema, u)
         rows = (yield select(t.c.id, t.c.confirmed_at).where(t.c.user_id == u).with_for_update()).all()
         target = next((r for r in rows if r.id == self.factor_id), None)
         if target is None:
