@@ -1,6 +1,6 @@
 """banata-middleware: a second-factor layer (TOTP, backup codes, passkeys) for any ASGI or WSGI app."""
 
-from .config import AuthMethods, BanataAuthConfig, PasskeyConfig, PasswordHashing, Policies, TotpPolicy
+from .config import AuthMethods, BanataAuthConfig, OtpConfig, PasskeyConfig, PasswordHashing, Policies, TotpPolicy
 from .errors import AuthError
 from .flows import SignInResult
 from .http import Identity
@@ -12,6 +12,7 @@ __all__ = [
     "BanataAuth",
     "BanataAuthConfig",
     "Identity",
+    "OtpConfig",
     "PasskeyConfig",
     "PasswordHashing",
     "Policies",

@@ -61,7 +61,7 @@ def _auth_on(config: Any, store: Any, database_url: str, **options: Any) -> Any:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo.pages import DEMO_OUTBOX, demo_config
+    from .demo.pages import DEMO_OUTBOX, DemoPost, demo_config, demo_otp
     from .stores.memory import MemoryStore
 
     database_url = _database_url(args)
@@ -83,7 +83,11 @@ def _demo(args: argparse.Namespace) -> int:
               "database cannot be read, once the demo stops)", file=sys.stderr)
     site_url = args.site_url or f"http://localhost:{args.port}"
     try:
-        config = demo_config(secret=secret, site_url=site_url, challenge_status=args.challenge_status)
+        if args.mail_dir and not os.path.isdir(args.mail_dir):
+            raise ValueError(f"--mail-dir {args.mail_dir}: not a folder")
+        # Codes by email and SMS are on in the demo only: they go to this terminal (and --mail-dir).
+        config = demo_config(secret=secret, site_url=site_url, challenge_status=args.challenge_status,
+                             otp=demo_otp(DemoPost(folder=args.mail_dir)))
     except ValueError as exc:
         print(f"banata-mfa demo: {exc}", file=sys.stderr)
         return 2
@@ -273,11 +277,13 @@ def _admin(args: argparse.Namespace) -> int:
                                                  keys.audit(args.user)):
         print(f"banata-mfa admin: no such user: {args.user!r} (nothing stored under this id)", file=sys.stderr)
         return 1
+    # No address: the operator is at a shell, not a browser. The user agent says where it came from.
+    origin = {"user_agent": f"banata-mfa admin {args.admin_command} (command line)"}
     if args.admin_command == "reset-2fa":
-        auth.reset_two_factor(args.user)
+        auth.reset_two_factor(args.user, **origin)
         print(f"second factor removed and sessions ended for user {args.user}")
     else:
-        auth.revoke_sessions(args.user)
+        auth.revoke_sessions(args.user, **origin)
         print(f"sessions ended for user {args.user}")
     return 0
 
@@ -309,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--challenge-status", type=int, choices=[403, 200], default=403,
                       help="a sign-in that needs a second factor answers 403 (contract) or 200 "
                            "(better-auth's {twoFactorRedirect: true}, for onTwoFactorRedirect; default: %(default)s)")
+    demo.add_argument("--mail-dir", default=None,
+                      help="also write each one-time code the demo sends by email or SMS to a JSON file in this "
+                           "folder (they are always printed here, on stderr)")
 
     from .simulator import cli_code
 

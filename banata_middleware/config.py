@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from .otp import OtpMessage
 
 __all__ = [
     "AuthMethods",
     "BackupCodePolicy",
     "BanataAuthConfig",
+    "OtpConfig",
+    "OtpSender",
     "PasskeyConfig",
     "PasswordHashing",
     "Policies",
@@ -194,6 +199,59 @@ class PasskeyConfig:
                              "e.g. ('https://portal.example',)")
 
 
+#: What delivers a one-time code: the app's email or SMS sending, sync or async. It gets the message
+#: (``otp.OtpMessage``: the user, the channel, the address and the code) and raises when it could
+#: not send; nothing in the library talks to a mail or SMS provider.
+OtpSender = Callable[["OtpMessage"], None] | Callable[["OtpMessage"], Awaitable[None]]
+
+OTP_CHANNELS = ("email", "sms")
+
+
+@dataclass(frozen=True)
+class OtpConfig:
+    """One-time codes by message (email or SMS) as a second factor: better-auth's ``send-otp`` and
+    ``verify-otp``. Off unless configured: ``BanataAuthConfig(otp=OtpConfig(sender=send))``.
+
+    NIST SP 800-63B-4 treats SMS (and voice) as a *restricted* authenticator, which an app may offer
+    only with an alternative and after telling the user of the risk, and does not accept email for
+    out-of-band authentication at all. Prefer TOTP or passkeys; offer these codes where the users
+    need them, knowing that they are weaker.
+
+    ``sender(message)`` is called on the request's path (a coroutine function is awaited, at most
+    ``send_timeout`` seconds; a plain function is called in a worker thread under ASGI and should
+    bound its own time); when it raises, the request answers 503 ``OTP_DELIVERY_FAILED`` and
+    nothing else changes. ``channels``: which of "email" and "sms" users may enrol. A code has
+    ``digits`` digits (6..8) and lives ``ttl`` seconds. Each user has one live code: a new one
+    voids the last. Asking again while the last code is live and unused waits ``resend_interval``
+    seconds, and a user gets at most ``sends_per_window`` codes per ``send_window`` seconds
+    (429 with ``Retry-After`` saying when again)."""
+
+    sender: OtpSender
+    channels: tuple[str, ...] = ("email",)
+    digits: int = 6
+    ttl: int = 300
+    resend_interval: int = 30
+    sends_per_window: int = 5
+    send_window: int = 3600
+    send_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not callable(self.sender):
+            raise ValueError("OtpConfig.sender must be a function that sends the message (sync or async)")
+        _not_a_str("OtpConfig.channels", self.channels)
+        if not self.channels or any(c not in OTP_CHANNELS for c in self.channels):
+            raise ValueError(f"OtpConfig.channels must be some of {OTP_CHANNELS}")
+        if not 6 <= self.digits <= 8:
+            raise ValueError("OtpConfig.digits must be 6, 7 or 8")
+        if not 60 <= self.ttl <= 900:
+            raise ValueError("OtpConfig.ttl must be 60..900 seconds (NIST: a few minutes)")
+        if self.resend_interval < 1 or self.sends_per_window < 1 or self.send_window < self.resend_interval:
+            raise ValueError("OtpConfig: resend_interval and sends_per_window must be at least 1, and "
+                             "send_window at least resend_interval")
+        if not 0 < self.send_timeout <= 60:
+            raise ValueError("OtpConfig.send_timeout must be more than 0 and at most 60 seconds")
+
+
 def _not_a_str(name: str, value: object) -> None:
     """``public_paths=("/health")`` is a str, not a tuple (the missing comma), and iterating it per
     character would make ``/`` public. Refuse it, showing the fix."""
@@ -249,6 +307,8 @@ class BanataAuthConfig:
     policies: Policies = field(default_factory=Policies)
     password_hashing: PasswordHashing = field(default_factory=PasswordHashing)
     passkey: PasskeyConfig = field(default_factory=PasskeyConfig)
+    # One-time codes by email or SMS (better-auth's send-otp / verify-otp): off unless given.
+    otp: OtpConfig | None = None
     key_prefix: str = "banata"
     clock: Clock = SYSTEM_CLOCK
     # Serve the OpenAPI document of the auth endpoints at {base_path}/openapi.json (off: it tells

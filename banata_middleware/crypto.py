@@ -70,6 +70,9 @@ class Keyring:
         self.code_key_ids = [hashlib.sha256(k).hexdigest()[:8] for k in self._code_keys]
         self.current_code_key_id = self.code_key_ids[0]
         self._index_keys = [_derive(s, "lookup-index/v1") for s in (secret, *previous)]
+        # One-time codes by message live minutes: only the current secret's key (a code sent just
+        # before a rotation fails, and the user asks for another).
+        self._otp_key = _derive(secret, "otp-code-hash/v1")
         self.cookie_keys = [_derive(s, "cookie-signing/v1") for s in (secret, *previous)]
 
     def encrypt(self, plaintext: bytes, *, context: str) -> str:
@@ -105,6 +108,13 @@ class Keyring:
     def code_candidates(self, code: str) -> list[str]:
         """The code's hash under every configured key (codes issued before a rotation still match)."""
         return [hmac.new(k, code.encode(), hashlib.sha256).hexdigest() for k in self._code_keys]
+
+    def hash_otp(self, code: str, *, user_id: str, binding: str) -> str:
+        """Keyed hash of a one-time code sent by message, bound to the user and to the challenge
+        or session that asked for it: a store dump cannot be brute-forced without the secret, and
+        a hash moved to another user or another challenge matches nothing."""
+        message = f"{user_id}\x00{binding}\x00{code}".encode()
+        return hmac.new(self._otp_key, message, hashlib.sha256).hexdigest()
 
     def index(self, value: str) -> str:
         """Keyed hash used to look up an email or a client address without storing it in a key name."""

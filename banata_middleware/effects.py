@@ -3,13 +3,16 @@
 A flow never touches I/O. It yields an ``Op`` (one atomic operation on the hot store: a Lua script
 in Redis, its twin in memory), a ``Rec`` (one transaction on the record store: a typed
 ``RecordOp`` run in SQL) or a ``Compute`` (CPU-heavy work such as password hashing), receives the
-result, and finally returns its answer. ``run_sync`` drives it with blocking stores, ``run_async``
+result, and finally returns its answer. A ``Call`` runs the app's own code on the request's path
+(an OTP sender). ``run_sync`` drives it with blocking stores, ``run_async``
 with asyncio ones; there is no second copy of any flow. A store failure is thrown *into* the flow
 as an ``AuthError`` so the flow's own error handling renders it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Generator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from .stores.records import RecordOp
     from .tracing import Tracing
 
-__all__ = ["Compute", "Flow", "MeasuredStore", "Op", "OpStore", "Rec", "RecordRunner", "run_async", "run_sync"]
+__all__ = ["Call", "Compute", "Flow", "MeasuredStore", "Op", "OpStore", "Rec", "RecordRunner", "run_async", "run_sync"]
 
 T = TypeVar("T")
 
@@ -52,7 +55,17 @@ class Compute(NamedTuple):
     fn: Callable[[], Any]
 
 
-Effect = Op | Rec | Compute
+class Call(NamedTuple):
+    """The app's own code, on the request's path: ``fn()``, which must not raise (wrap it). A plain
+    function is called directly under WSGI and in a worker thread under ASGI (it may block on a
+    network); with ``coroutine`` it is a coroutine function, awaited on the loop under ASGI and run
+    to completion on a loop of its own under WSGI (only apps that chose an async sender pay that)."""
+
+    fn: Callable[[], Any]
+    coroutine: bool = False
+
+
+Effect = Op | Rec | Compute | Call
 Flow = Generator[Effect, Any, T]
 
 
@@ -96,6 +109,8 @@ def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None)
                 if records is None:
                     raise _no_records(effect)  # type: ignore[arg-type]
                 result = records.execute(effect.op)  # type: ignore[union-attr]
+            elif kind is Call and effect.coroutine:  # type: ignore[union-attr]
+                result = _run_coroutine(effect.fn)  # type: ignore[union-attr]
             else:
                 result = effect.fn()  # type: ignore[union-attr]
         except AuthError as exc:
@@ -119,10 +134,26 @@ async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None 
                 if records is None:
                     raise _no_records(effect)  # type: ignore[arg-type]
                 result = await records.aexecute(effect.op)  # type: ignore[union-attr]
+            elif kind is Call and effect.coroutine:  # type: ignore[union-attr]
+                result = await effect.fn()  # type: ignore[union-attr]
             else:
                 result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
         except AuthError as exc:
             error = exc
+
+
+def _run_coroutine(fn: Callable[[], Any]) -> Any:
+    """A coroutine function's result from sync code: on a new loop here, or, when this thread
+    already runs one (a sync driver called from async code), on a new loop in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fn())
+    box: list[Any] = []
+    worker = threading.Thread(target=lambda: box.append(asyncio.run(fn())), name="banata-call")
+    worker.start()
+    worker.join()
+    return box[0] if box else None
 
 
 class MeasuredStore:

@@ -62,6 +62,15 @@ class Keys:
         with the factor when enrolment is confirmed. Confirmed codes live only there."""
         return self._u(uid) + ":bcp"
 
+    def otp(self, uid: str) -> str:
+        """Hash: the user's one live code sent by message (its keyed hash, what it is bound to and
+        for, its expiry, the channel and address): one per user, so a new one voids the last."""
+        return self._u(uid) + ":otp"
+
+    def otp_sends(self, uid: str) -> str:
+        """Sorted set: the user's recent code sends (id -> time), for the resend throttle."""
+        return self._u(uid) + ":otps"
+
     def ceremony(self, rid_hash: str) -> str:
         """The single-use mark of a WebAuthn challenge (the ceremony itself is in its cookie); its
         own slot, since sign-in ceremonies start before a user is known."""

@@ -37,6 +37,7 @@ UNMATCHED_ROUTE = "(unmatched)"
 _VERIFY_METHODS = {
     "POST /two-factor/verify-totp": "totp",
     "POST /two-factor/verify-backup-code": "backup_code",
+    "POST /two-factor/verify-otp": "otp",
     "POST /passkey/verify-authentication": "passkey",
 }
 # A refusal of a verification, by its error code. TOTP replays answer INVALID_CODE like a wrong code

@@ -133,7 +133,7 @@ COMPONENTS: dict[str, Schema] = {
 }
 
 _TRUE = {"const": True}
-_TWO_FACTOR_METHODS = {"type": "array", "items": {"enum": ["totp", "backup_code", "passkey"]}}
+_TWO_FACTOR_METHODS = {"type": "array", "items": {"enum": ["totp", "otp", "backup_code", "passkey"]}}
 _CHALLENGE_BODY = _object({
     "code": {"const": "TWO_FACTOR_REQUIRED"}, "message": {"type": "string"},
     "twoFactorRedirect": _TRUE, "twoFactorMethods": _TWO_FACTOR_METHODS,
@@ -219,6 +219,18 @@ _AUTHENTICATOR_ID = _text(64)
 _AUTHENTICATOR_NAME = _text(64) | {"description": "trimmed; no control characters; unique per user, "
                                                   "without regard to case"}
 
+_CHANNEL = {"enum": ["email", "sms", None], "description": "codes by message: \"email\" or \"sms\""}
+# What sending a code can answer: the resend throttle (Retry-After), a sender that failed.
+_OTP_SEND: dict[int, tuple[str, ...]] = {429: ("TOO_MANY_REQUESTS",), 503: ("OTP_DELIVERY_FAILED",)}
+_TOTP_ENABLED = _object({"method": {"const": "totp"}, "totpURI": {"type": "string"},
+                         "backupCodes": {"type": "array", "items": {"type": "string"}},
+                         "id": {"type": "string", "description": "the authenticator app added (2FA on)"},
+                         "name": {"type": "string", "description": "the authenticator app added (2FA on)"}},
+                        ("method", "totpURI", "backupCodes"))
+_OTP_ENABLED = _object({"method": {"const": "otp"}, "status": _TRUE, "channel": {"enum": ["email", "sms"]},
+                        "to": {"type": "string", "description": "the address, masked"}},
+                       ("method", "status", "channel", "to"))
+
 # Where a signed-in answer leads (schemathesis follows these in its stateful run): the session
 # cookie it sets authenticates the next call, and the password just typed is the re-check's.
 _SIGNED_IN_LINKS: dict[str, Schema] = {
@@ -290,20 +302,20 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_status_and(), "forgotten; this browser's cookie cleared", ("trust_device",)),
         errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/two-factor/enable"): Endpoint(
-        "Start TOTP setup, or add an authenticator app (confirmed by verify-totp)", "two-factor", SESSION,
-        Success(_object({"method": {"const": "totp"}, "totpURI": {"type": "string"},
-                         "backupCodes": {"type": "array", "items": {"type": "string"}},
-                         "id": {"type": "string", "description": "the app added (2FA on)"},
-                         "name": {"type": "string", "description": "the app added (2FA on)"}},
-                        ("method", "totpURI", "backupCodes")),
-                "the secret and backup codes, not yet active; with 2FA on, another authenticator app "
-                "(`id`, `name`) and no backup codes (the user's stay valid)"),
-        body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"const": "totp"},
-                      "name": _text(64, optional=True) | {"description": "the app's name (2FA on)"}},
+        "Start TOTP setup or add an authenticator app (confirmed by verify-totp), or codes by message "
+        "(confirmed by verify-otp)", "two-factor", SESSION,
+        Success({"anyOf": [_TOTP_ENABLED, _OTP_ENABLED]}, "TOTP: the secret and backup codes, not yet active; with "
+                "an authenticator app already, another one (`id`, `name`) and no backup codes (the user's stay "
+                "valid); `method: \"otp\"`: a code was sent to the address, not yet active"),
+        body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"enum": ["totp", "otp"]},
+                      "channel": _CHANNEL, "to": _text(254, optional=True),
+                      "name": _text(64, optional=True) | {"description": "the authenticator app's name"}},
                      ("password",)),
-        errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
-                                409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",
-                                      "TOO_MANY_AUTHENTICATORS")})),
+        errors=_merge(_REAUTH, _OTP_SEND, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
+                                           409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",
+                                                 "TOO_MANY_AUTHENTICATORS")}),
+        description="`method` \"otp\" (with `channel`, \"email\" by default, and `to`, the address; for email "
+                    "the account's by default) is served when codes by message are configured."),
     ("POST", "/two-factor/verify-totp"): Endpoint(
         "Answer a sign-in challenge, confirm enrolment or step up with a TOTP code", "two-factor",
         PENDING_OR_SESSION,
@@ -362,6 +374,29 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                             required=("backupCodes",)), "the new codes; the old set is void"),
         body=_PASSWORD_BODY,
         errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE})),
+    ("POST", "/two-factor/send-otp"): Endpoint(
+        "Send a one-time code by message, for the sign-in challenge or a step-up", "two-factor", PENDING_OR_SESSION,
+        Success(_status_and(), "sent to the user's address (one live code per user: an earlier one is void)"),
+        body=_object({"trustDevice": _FLAG, "channel": _CHANNEL}),
+        errors=_merge(_OTP_SEND, {400: ("OTP_NOT_ENABLED",), 401: ("UNAUTHORIZED",),
+                                  429: ("ACCOUNT_TEMPORARILY_LOCKED",)})),
+    ("POST", "/two-factor/verify-otp"): Endpoint(
+        "Answer a sign-in challenge, step up or confirm an enrolment with a code sent by message", "two-factor",
+        PENDING_OR_SESSION,
+        Success({"anyOf": [_ref("TokenAndUser"),
+                           _status_and(("token", {"type": "string"}), ("user", _ref("User")),
+                                       required=("token", "user"))]},
+                _VERIFY_MODES.replace("2FA set up, not yet confirmed", "the code `enable` sent"),
+                ("session", "two_factor", "trust_device")),
+        body=_VERIFY_BODY,
+        errors={400: ("OTP_NOT_ENABLED",), 401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"),
+                409: ("OTP_ENROLMENT_CONFLICT",), 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
+    ("POST", "/two-factor/disable-otp"): Endpoint(
+        "Stop codes by message (one channel, or all)", "two-factor", SESSION,
+        Success(_status_and(("twoFactorEnabled", {"type": "boolean"}), required=("twoFactorEnabled",)),
+                "stopped; two-factor is off when no other factor is left"),
+        body=_object({"password": _text(128), "channel": _CHANNEL}, ("password",)),
+        errors=_merge(_REAUTH, {400: ("OTP_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE})),
     ("GET", "/passkey/generate-register-options"): Endpoint(
         "Options to register a passkey", "passkey", SESSION,
         Success(_ref("CreationOptions"), "the options; the ceremony travels in the `passkey` cookie",
@@ -406,6 +441,18 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "This document (served when `serve_openapi` is on)", "meta", ANYONE,
         Success({"type": "object", "required": ["openapi", "paths"]}, "the OpenAPI document")),
 }
+
+# enable when codes by message are off: TOTP's alone.
+_ENABLE_TOTP_ONLY = Endpoint(
+    "Start TOTP setup, or add an authenticator app (confirmed by verify-totp)", "two-factor", SESSION,
+    Success(_TOTP_ENABLED, "the secret and backup codes, not yet active; with an authenticator app already, "
+            "another one (`id`, `name`) and no backup codes (the user's stay valid)"),
+    body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"const": "totp"},
+                  "name": _text(64, optional=True) | {"description": "the authenticator app's name"}},
+                 ("password",)),
+    errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
+                            409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",
+                                  "TOO_MANY_AUTHENTICATORS")}))
 
 _COOKIE_ROLES = {"session": "banata.session_token", "two_factor": "banata.two_factor",
                  "trust_device": "banata.trust_device", "passkey": "banata.passkey"}
@@ -487,8 +534,11 @@ def openapi_document(gateway: Gateway) -> dict[str, Any]:
     cookies = {role: by_role[plain] for role, plain in _COOKIE_ROLES.items() if plain in by_role}
     paths: dict[str, dict[str, Any]] = {}
     operation_ids = {_operation_id(key) for key in gateway.routes}
+    otp_off = ("POST", "/two-factor/send-otp") not in gateway.routes
     for key in sorted(gateway.routes, key=lambda k: (k[1], k[0])):
         ep = ENDPOINTS[key]  # a route without an entry must not ship undocumented
+        if otp_off and key == ("POST", "/two-factor/enable"):
+            ep = _ENABLE_TOTP_ONLY
         paths.setdefault(gateway.base + key[1], {})[key[0].lower()] = _operation(
             key, ep, cookies, config.challenge_status, operation_ids)
     if ("POST", "/sign-up/email") in gateway.routes:

@@ -26,6 +26,7 @@ from .stores.records import GetAccount, RecordStore
 from .tokens import valid_user_id
 
 if TYPE_CHECKING:
+    from .flows.otp import OtpFlows
     from .metrics import Metrics
     from .tracing import Tracing
 
@@ -201,41 +202,69 @@ class BanataAuth:
         if not valid_user_id(user_id):
             raise ValueError("user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
 
-    def import_totp(self, user_id: str, secret: str, *, email: str | None = None,
-                    backup_codes: bool = False) -> tuple[str, list[str]]:
+    @staticmethod
+    def _origin(ip: str, user_agent: str) -> Request | None:
+        """The administrator's request as the audit trail and the user's notice describe it."""
+        return Request("POST", "", {"user-agent": user_agent}, client=ip) if ip or user_agent else None
+
+    def import_totp(self, user_id: str, secret: str, *, email: str | None = None, backup_codes: bool = False,
+                    ip: str = "", user_agent: str = "") -> tuple[str, list[str]]:
         """Turn 2FA on for ``user_id`` with an existing base32 ``secret`` (a migration from another
         system, or seeding a load test), without any HTTP round. The secret becomes the user's one
         authenticator app (id ``"totp"``, named "Authenticator"): every earlier app and the backup
         codes are replaced. Returns the otpauth URI and, with ``backup_codes=True``, a new set of
-        backup codes."""
+        backup codes. ``ip`` and ``user_agent`` (here and in the other administrator operations):
+        where the operation was asked from, for the audit trail and the user's notice (empty: no
+        request, such as the command line)."""
         self._check_id(user_id)
-        return self.run(self.flows.import_totp(user_id, _base32(secret), email=email, backup_codes=backup_codes))
+        return self.run(self.flows.import_totp(user_id, _base32(secret), email=email, backup_codes=backup_codes,
+                                               origin=self._origin(ip, user_agent)))
 
-    async def aimport_totp(self, user_id: str, secret: str, *, email: str | None = None,
-                           backup_codes: bool = False) -> tuple[str, list[str]]:
+    async def aimport_totp(self, user_id: str, secret: str, *, email: str | None = None, backup_codes: bool = False,
+                           ip: str = "", user_agent: str = "") -> tuple[str, list[str]]:
         self._check_id(user_id)
         return await self.arun(self.flows.import_totp(user_id, _base32(secret), email=email,
-                                                      backup_codes=backup_codes))
+                                                      backup_codes=backup_codes, origin=self._origin(ip, user_agent)))
 
-    def reset_two_factor(self, user_id: str) -> None:
+    def _otp(self) -> OtpFlows:
+        if self.flows.otp is None:
+            raise ValueError("codes by message are off: configure BanataAuthConfig(otp=OtpConfig(sender=...))")
+        return self.flows.otp
+
+    def enable_otp(self, user_id: str, *, to: str, channel: str = "email", ip: str = "",
+                   user_agent: str = "") -> None:
+        """Apps with their own users: turn on one-time codes by message for ``user_id``, sent to
+        ``to`` (an email address, or an E.164 phone number for ``channel="sms"``) that the app has
+        verified itself, with no confirmation code. Replaces the channel's earlier address.
+        Raises ``AuthError`` (400) for an address that is not one. ``ip``, ``user_agent``: as
+        for ``import_totp``."""
+        self._check_id(user_id)
+        self.run(self._otp().enable_verified(user_id, channel, to, self._origin(ip, user_agent)))
+
+    async def aenable_otp(self, user_id: str, *, to: str, channel: str = "email", ip: str = "",
+                          user_agent: str = "") -> None:
+        self._check_id(user_id)
+        await self.arun(self._otp().enable_verified(user_id, channel, to, self._origin(ip, user_agent)))
+
+    def reset_two_factor(self, user_id: str, *, ip: str = "", user_agent: str = "") -> None:
         """Administrator recovery for a locked-out user: remove their second factor, clear locks,
-        end every session. Audited as ``two_factor.reset_by_admin``."""
+        end every session. Audited as ``two_factor.reset_by_admin`` (the user's notice)."""
         self._check_id(user_id)
-        self.run(self.flows.reset_user(user_id, "reset"))
+        self.run(self.flows.reset_user(user_id, "reset", self._origin(ip, user_agent)))
 
-    async def areset_two_factor(self, user_id: str) -> None:
+    async def areset_two_factor(self, user_id: str, *, ip: str = "", user_agent: str = "") -> None:
         self._check_id(user_id)
-        await self.arun(self.flows.reset_user(user_id, "reset"))
+        await self.arun(self.flows.reset_user(user_id, "reset", self._origin(ip, user_agent)))
 
-    def revoke_sessions(self, user_id: str) -> None:
+    def revoke_sessions(self, user_id: str, *, ip: str = "", user_agent: str = "") -> None:
         """End every session of ``user_id``, every pending challenge and every remembered (trusted)
         device at once."""
         self._check_id(user_id)
-        self.run(self.flows.reset_user(user_id, "revoke"))
+        self.run(self.flows.reset_user(user_id, "revoke", self._origin(ip, user_agent)))
 
-    async def arevoke_sessions(self, user_id: str) -> None:
+    async def arevoke_sessions(self, user_id: str, *, ip: str = "", user_agent: str = "") -> None:
         self._check_id(user_id)
-        await self.arun(self.flows.reset_user(user_id, "revoke"))
+        await self.arun(self.flows.reset_user(user_id, "revoke", self._origin(ip, user_agent)))
 
 
 def _drainer(auth: BanataAuth, notifier: Notifier | None, webhooks: Iterable[WebhookEndpoint],

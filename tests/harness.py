@@ -136,10 +136,15 @@ class PostgresDatabase:
         self.records.upgrade()
 
     def empty(self) -> str:
-        """Delete every row of every banata table (children first), in one transaction; the URL."""
+        """Delete every row of every banata table (children first), in one transaction, and start
+        the audit ids at 1 again, as in a new database (a delivery consumer registered on the empty
+        table starts at 0, and would otherwise wait out the id gap); the URL."""
+        schema = self.records.schema
         with self.records.engine.begin() as conn:
-            for table in reversed(self.records.schema.metadata.sorted_tables):
+            for table in reversed(schema.metadata.sorted_tables):
                 conn.execute(table.delete())
+            conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, 'id'), 1, false)"),
+                         {"t": schema.audit_events.name})
         return self.url
 
     def close(self) -> None:
@@ -228,6 +233,8 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
     verify_password = overrides.pop("verify_password", None)  # BanataAuth's, for apps with their own users
     metrics = overrides.pop("metrics", None)  # BanataAuth's too: a banata_middleware.metrics.Metrics
     tracing = overrides.pop("tracing", None)  # and a banata_middleware.tracing.Tracing
+    notifier = overrides.pop("notifier", None)  # and a delivery.Notifier (the mfa_outbox fixture),
+    delivery = overrides.pop("delivery", None)  # with its DeliveryPolicy
     config = demo_config(site_url=SITE, clock=clock, **overrides)
     if store_kind == "redis":
         assert redis_server is not None
@@ -240,7 +247,8 @@ def make_stack(adapter: str, store_kind: str, clock: FrozenClock, redis_server: 
         records = RecordStore.embedded(os.path.join(exits.enter_context(tempfile.TemporaryDirectory()), "records.db"))
     exits.callback(records.dispose)
     auth = BanataAuth(config, store=store, records=records, verify_password=verify_password, metrics=metrics,
-                      tracing=tracing)
+                      tracing=tracing, notifier=notifier, delivery=delivery)
+    exits.callback(auth.close)  # the delivery thread, if any (before the record store is disposed)
     app = ADAPTERS[adapter](auth)
     if adapter == "asgi":
         portal = exits.enter_context(start_blocking_portal())

@@ -114,3 +114,8 @@ def test_admin_revoke_sessions_of_a_signed_up_user_succeeds_and_audit_prints_iso
     for e in events:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["at"]), e
         assert isinstance(e["atMs"], int)
+    # The durable trail (and a notice of a reset) says it came from the command line, with no address.
+    from banata_middleware.stores.records import ListAudit
+
+    [row] = [e for e in auth.records.execute(ListAudit("alice")) if e.type == "session.revoked"]
+    assert (row.ip, row.user_agent) == ("", "banata-mfa admin revoke-sessions (command line)")

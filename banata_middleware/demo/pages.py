@@ -11,29 +11,36 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 from string import Template
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from ..config import AuthMethods, BanataAuthConfig, PasskeyConfig
+from ..config import AuthMethods, BanataAuthConfig, OtpConfig, PasskeyConfig
 from ..delivery.notices import Outbox
 from ..http import Identity
+from ..otp import Inbox, OtpMessage, mask_address
 
 __all__ = [
+    "DEMO_INBOX",
     "DEMO_OUTBOX",
     "FRESH_MAX_AGE",
     "PAGES",
     "PAGE_HEADERS",
     "PUBLIC_PATHS",
     "QR_MAX_BODY",
+    "DemoPost",
     "StaticAsset",
     "dashboard_page",
     "demo_config",
+    "demo_otp",
     "outbox_page",
     "page",
     "qr_reply",
@@ -45,6 +52,45 @@ FRESH_MAX_AGE = 300
 
 #: The notices the demo "sent" (``banata-mfa demo`` passes it as the notifier): the outbox page lists them.
 DEMO_OUTBOX = Outbox()
+#: The one-time codes the demo "sent" by email or SMS (``DemoPost``): the outbox page lists them, codes hidden.
+DEMO_INBOX = Inbox()
+
+
+class DemoPost:
+    """The demo's sender of one-time codes (``banata-mfa demo`` configures it): it keeps each message
+    for the outbox page (``inbox``), and delivers it to a stand-in for the user's mailbox or phone:
+    the terminal running the demo (``stream``, as Django's console email backend does) and, when
+    given, a folder where each message becomes a JSON file (as its file backend does; the
+    better-auth interop test reads its codes there). A page of the site never shows a live code:
+    whoever has only the password would read it there."""
+
+    def __init__(self, inbox: Inbox = DEMO_INBOX, *, folder: str | None = None,
+                 stream: TextIO | None = sys.stderr) -> None:
+        self.inbox = inbox
+        self.folder = folder
+        self.stream = stream
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, message: OtpMessage) -> None:
+        self.inbox(message)
+        if self.stream is not None:
+            print(f"demo mailbox: {message.channel} to {mask_address(message.channel, message.to)} "
+                  f"({message.purpose}): {message.text()}", file=self.stream, flush=True)
+        if self.folder is not None:
+            with self._lock:
+                self._count += 1
+                name = os.path.join(self.folder, f"{self._count:06d}.json")
+            record = {"userId": message.user_id, "channel": message.channel, "to": message.to,
+                      "purpose": message.purpose, "code": message.code, "text": message.text()}
+            with open(name + ".tmp", "w", encoding="utf-8") as out:
+                json.dump(record, out)
+            os.replace(name + ".tmp", name)  # readers never see half a file
+
+
+def demo_otp(sender: DemoPost | None = None) -> OtpConfig:
+    """The demo's codes by message: email and SMS, to ``sender`` (default: a ``DemoPost``)."""
+    return OtpConfig(sender=sender or DemoPost(), channels=("email", "sms"))
 
 # path -> (template under templates/, title). Every one of them is public except /settings.
 PAGES: dict[str, tuple[str, str]] = {
@@ -149,15 +195,27 @@ _NOTICE_TEXT = {
 }
 
 
-def outbox_page(identity: Identity, outbox: Outbox = DEMO_OUTBOX) -> str:
-    """The demo outbox: the signed-in user's notices, newest first (only theirs: it is their mail)."""
+_PURPOSE_TEXT = {"sign_in": "Sign-in code", "step_up": "Step-up code", "enrol": "Address confirmation code"}
+
+
+def outbox_page(identity: Identity, outbox: Outbox = DEMO_OUTBOX, inbox: Inbox = DEMO_INBOX) -> str:
+    """The demo outbox: the signed-in user's notices and one-time code messages, newest first (only
+    theirs: it is their mail). Codes are hidden: the demo delivers them to its terminal."""
+    messages = "\n".join(
+        f'      <tr data-channel="{html.escape(m.channel)}"><td>{html.escape(m.channel)}</td>'
+        f"<td>{html.escape(mask_address(m.channel, m.to))}</td>"
+        f"<td>{html.escape(_PURPOSE_TEXT.get(m.purpose, m.purpose))}</td>"
+        f"<td>{html.escape(m.text().replace(m.code, '•' * len(m.code)))}</td></tr>"
+        for m in reversed(inbox.for_user(identity.user_id)))
+    no_messages = '      <tr><td colspan="4" class="muted">No codes sent yet.</td></tr>'
     rows = "\n".join(
         f'      <tr data-kind="{html.escape(n.kind)}"><td><time datetime="{n.at.isoformat()}">'
         f'{n.at.strftime("%Y-%m-%d %H:%M:%S")}</time></td><td>{html.escape(_NOTICE_TEXT.get(n.kind, n.kind))}</td>'
         f"<td>{html.escape(n.ip)}</td><td>{html.escape(n.user_agent[:80])}</td></tr>"
         for n in reversed(outbox.notices) if n.user_id == identity.user_id)
     empty = '      <tr><td colspan="4" class="muted">No notices yet: turn two-factor on in Security settings.</td></tr>'
-    return _layout("outbox", "Outbox", _template("outbox").substitute(rows=rows or empty))
+    return _layout("outbox", "Outbox", _template("outbox").substitute(rows=rows or empty,
+                                                                      messages=messages or no_messages))
 
 
 # -- static files ----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ same code serves WSGI and ASGI.
 - ``admin``: what the host and its administrators call: import a secret, reset, revoke;
 - ``passkeys``: registration, passwordless sign-in, passkey as the second factor;
 - ``sessions``: list and end sessions and trusted devices;
-- ``authenticators``: list, rename and remove a user's authenticator apps.
+- ``authenticators``: list, rename and remove a user's authenticator apps;
+- ``otp``: one-time codes by message (email, SMS): send, verify, enrol (when configured).
 
 The first four are layers of one object (each builds on the public methods of the one below); the
 last three are composed on it. Each module declares its routes (``routes()``: path -> (method,
@@ -30,6 +31,7 @@ from .session import Caller, Guarded, Handler, PasswordVerifier, Routes, SignInR
 from .sessions import SessionFlows
 
 if TYPE_CHECKING:
+    from .otp import OtpFlows
     from .passkeys import PasskeyFlows
 
 __all__ = ["Caller", "Flows", "Guarded", "Handler", "Routes", "SignInResult", "iso"]
@@ -59,7 +61,12 @@ class Flows(AdminFlows):
             from .passkeys import PasskeyFlows  # py_webauthn is the 'passkeys' extra
 
             self.passkeys = PasskeyFlows(self)
-        composed = (self.sessions, *(m for m in (self.authenticators, self.passkeys) if m is not None))
+        self.otp: OtpFlows | None = None
+        if config.otp is not None and config.auth_methods.two_factor:
+            from .otp import OtpFlows
+
+            self.otp = OtpFlows(self, config.otp)
+        composed = (self.sessions, *(m for m in (self.authenticators, self.passkeys, self.otp) if m is not None))
         #: Every cookie the flows set (the gateway's and the OpenAPI document's list).
         self.cookie_names: tuple[str, ...] = (*self.cookies, *(n for m in composed for n in m.cookies))
         self._composed_routes: Routes = {path: route for m in composed for path, route in m.routes().items()}

@@ -12,7 +12,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,7 +23,7 @@ from ..effects import Flow, Op, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response, set_cookie
 from ..keys import Keys
-from ..stores.records import AuditEntry, LoadUser, UserRecord
+from ..stores.records import AppendAudit, AuditEntry, LoadUser, UserRecord
 from ..tokens import TokenSigner
 
 __all__ = ["Caller", "Guarded", "Handler", "Routes", "SessionCore", "SignInResult"]
@@ -190,13 +190,29 @@ class SessionCore:
                   (self.now_ms(), ip, ua, self.policies.audit_stream_length, uid, *args))
 
     def commit(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
-               req: Request | None, sid: str = "") -> Flow[list[Any]]:
-        """Run a writing script and hand the events it recorded to the in-process sinks."""
+               req: Request | None, sid: str = "", *, durable: Mapping[str, str] | None = None) -> Flow[list[Any]]:
+        """Run a writing script and hand the events it recorded to the in-process sinks.
+
+        ``durable`` (event type -> detail) names events the script decides that must also reach the
+        record store's audit table, the outbox of notices and webhooks (``delivery``): those it
+        recorded are appended there after the script, with who and where, and only then are the
+        sinks told (they wake the delivery thread, which must find the row). The script's change
+        stands whatever SQL answers: a failed append is logged, and that event is not delivered;
+        so is a crash between the two stores. Costs a SQL transaction only when such an event
+        happened."""
         op = self._user_op(script, uid, keys, args, req)
         reply: list[Any] = yield op
         if reply[1]:
-            self.audit.emit(reply[1], user_id=uid, at_ms=int(op.args[0]), ip=str(op.args[1]),
-                            user_agent=str(op.args[2]), session_id=sid)
+            at, ip, ua = int(op.args[0]), str(op.args[1]), str(op.args[2])
+            rows = [AuditEntry(e, at, ip, ua, "", {"detail": durable[e]} if durable[e] else {})
+                    for e in reply[1] if e in durable] if durable else []
+            if rows:
+                try:
+                    yield Rec(AppendAudit(uid, rows))
+                except AuthError as exc:
+                    log.warning("%s of user %s is not in the audit table, so not delivered: %s",
+                                ", ".join(r.type for r in rows), uid, exc.code)
+            self.audit.emit(reply[1], user_id=uid, at_ms=at, ip=ip, user_agent=ua, session_id=sid)
         return reply
 
     def entries(self, req: Request | None, sid: str, *events: str | tuple[str, str]) -> tuple[AuditEntry, ...]:
@@ -247,7 +263,10 @@ class SessionCore:
 
     def methods(self, record: UserRecord) -> list[str]:
         """The second factors a pending sign-in may be answered with, from the durable record."""
-        methods = ["totp"]
+        methods = ["totp"] if any(f.confirmed_at is not None for f in record.totp) else []
+        if record.otp and self.config.otp is not None and any(o.channel in self.config.otp.channels
+                                                               for o in record.otp):
+            methods.append("otp")
         if record.backup_codes and not self.codes_key_gone(record.codes_key_id):
             methods.append("backup_code")
         if record.passkeys and self.config.auth_methods.passkey:

@@ -43,7 +43,8 @@ from .authenticators import (
 from .primary import PrimaryFlows
 from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log
 
-__all__ = ["FAILURE_CEILING", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_factors", "confirmed_totp"]
+__all__ = ["FAILURE_CEILING", "LOW_BACKUP_CODES", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_factors",
+           "confirmed_totp"]
 
 # The NIST SP 800-63B ceiling: after this many consecutive failed second-factor proofs (temporary
 # locks do not end the streak, only a success does) the account stays locked until an
@@ -51,6 +52,8 @@ __all__ = ["FAILURE_CEILING", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_fac
 FAILURE_CEILING = 100
 # The id of a user's first authenticator app (the others get ids of their own: ``_add_authenticator``).
 TOTP_FACTOR_ID = "totp"
+# A backup code used that leaves this many or fewer notifies the user ("backup_codes.low").
+LOW_BACKUP_CODES = 2
 
 
 def confirmed_factors(record: UserRecord) -> list[TotpFactor]:
@@ -133,11 +136,15 @@ class TwoFactorFlows(PrimaryFlows):
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
         name = authenticator_name(body, required=False)
         caller = yield from self.require_factor_change(req, password)
-        if caller.record is not None and caller.record.two_factor_enabled:
-            added = yield from self._add_authenticator(caller, caller.record, issuer, name)
+        record = caller.record
+        if record is not None and confirmed_factors(record):
+            added = yield from self._add_authenticator(caller, record, issuer, name)
             if added is not None:
                 return added
-            # Two-factor was turned off meanwhile: this is a first setup after all.
+            # The user's apps were removed meanwhile: a first setup after all (two_factor_begin.lua
+            # refuses it while the copy still says 2FA is on).
+        elif record is not None and record.two_factor_enabled:
+            raise self._already_enabled()  # on through codes by message only (flows/otp.py)
         secret = new_secret()
         codes, hashes = self.new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
@@ -293,9 +300,11 @@ class TwoFactorFlows(PrimaryFlows):
         # the setup and its owner were read together, in R1). A challenge cookie still in the
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
         factors = confirmed_factors(record)
-        enrolling = not factors
-        if enrolling and (method == "backup" or caller.session is None or "pending_secret" not in user
-                          or user.get("pending_sid") != caller.sid):
+        # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
+        # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
+        enrolling = not factors and method == "totp"
+        if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
+                caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
         if method == "backup" and self.backup_codes_stale(caller):
             # Not a failed attempt: no code of this set can match, so trying one proves nothing.
@@ -328,14 +337,21 @@ class TwoFactorFlows(PrimaryFlows):
             self.emit_entries(uid, entries)
             ok = True
         else:  # S2: the step accepted, the code consumed, or the failure counted
+            # A sign-in that asks to remember its browser records the new trusted device with its
+            # proof, in S2: R2 makes the trust record, and a row after it would be a third SQL
+            # transaction on every such sign-in. When R2 then refuses (the challenge ended or a
+            # lock began meanwhile, or Redis failed) the user is told of a device that was not
+            # remembered: a notice too many, never one too few.
+            trusted = ("trusted_device.added",) if trust and caller.challenge is not None else ()
             attempt: AcceptAnyTotpStep | ConsumeBackupCode | None = None
             if candidates:
                 attempt = AcceptAnyTotpStep(uid, candidates, now,
-                                            self.entries(req, sid, ("two_factor.verified", "totp")))
+                                            self.entries(req, sid, ("two_factor.verified", "totp"), *trusted))
             elif normalized:
                 attempt = ConsumeBackupCode(uid, self.keyring.code_candidates(normalized),
                                             self.entries(req, sid, ("two_factor.verified", "backup"),
-                                                         "two_factor.backup_code_used"))
+                                                         "two_factor.backup_code_used", *trusted),
+                                            LOW_BACKUP_CODES, self.entries(req, sid, "backup_codes.low"))
             proof = yield Rec(ProveSecondFactor(attempt, failure))
             if proof.status in (Status.CHANGED, Status.NOT_FOUND) and isinstance(attempt, AcceptAnyTotpStep):
                 # The app the code belongs to was removed or replaced meanwhile: not a wrong guess.
@@ -344,7 +360,10 @@ class TwoFactorFlows(PrimaryFlows):
                 raise AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
             ok, remaining = proof.ok, proof.remaining
             if ok and attempt is not None:
-                self.emit_entries(uid, attempt.audit)
+                rows = [*attempt.audit]
+                if isinstance(attempt, ConsumeBackupCode) and remaining <= attempt.low_at:
+                    rows += attempt.audit_when_low  # written with them, in S2
+                self.emit_entries(uid, rows)
             locked = proof.failure is not None and proof.failure.locked
             if locked:
                 self.emit_entries(uid, failure.audit_on_lock)
@@ -432,14 +451,14 @@ class TwoFactorFlows(PrimaryFlows):
             (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             *lock, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
+             *lock, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid, durable=self._durable_lock(lock))
         if reply[0] == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
             caller.user["tfa"] = "1"
             return self.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted,
                                   fields=self._remaining(method, remaining))
-        raise self._answer_error(reply)
+        raise self.answer_error(reply)
 
     def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
                            enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
@@ -451,20 +470,29 @@ class TwoFactorFlows(PrimaryFlows):
             "session_answer", uid,
             (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
             ("enrol" if enrolling else "stepup", method, outcome, caller.sid, *lock, sid, self.session_spec(),
-             AMR_OTP, kid), req, sid)
+             AMR_OTP, kid), req, sid, durable=self._durable_lock(lock))
         if reply[0] != "OK":
-            raise self._answer_error(reply)
+            raise self.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
         # better-auth's verifyTotp always answers {token, user}; the contract's {status} is kept too.
         return self.signed_in(caller, token, remember=remember, status=True, fields=self._remaining(method, remaining))
 
     @staticmethod
+    def _durable_lock(lock: tuple[int, int]) -> dict[str, str] | None:
+        """The temporary lock R2 may set is decided in the hot store, so it reaches the audit table
+        (and the user's notice) by a row appended after R2: one more SQL transaction, only on the
+        failure that locks (while locked, a verification is refused before S2). The permanent lock
+        is there already, written with the failure that reached the ceiling (S2)."""
+        return None if lock[1] == PERMANENT_LOCK_MS else {"two_factor.locked": "temporary"}
+
+    @staticmethod
     def _remaining(method: str, remaining: int) -> dict[str, Any]:
         """What a verify answer adds to ``{token, user}``: the backup codes left, after one is used."""
         return {"backupCodesRemaining": remaining} if method == "backup" else {}
 
-    def _answer_error(self, reply: list[Any]) -> AuthError:
+    def answer_error(self, reply: list[Any]) -> AuthError:
+        """The refusal a verifying script's reply names (challenge_answer, session_answer, otp_enrol)."""
         status = reply[0]
         if status == "LOCKED":
             return self.locked_error(int(reply[2]))

@@ -13,6 +13,9 @@ project that installs the package (``-p no:banata_mfa`` turns them off). Time is
 - ``mfa_freeze`` -- ``mfa_clock`` with ``time.time()``/``datetime.now()`` following it (freezegun).
 - ``mfa_authenticator`` -- a :class:`~banata_middleware.simulator.VirtualAuthenticator` on the device clock.
 - ``mfa_passkey`` / ``mfa_passkey_factory`` -- :class:`~banata_middleware.simulator.VirtualPasskey`\\ s.
+- ``mfa_inbox`` -- an in-memory sender of one-time codes (:class:`~banata_middleware.otp.Inbox`),
+  emptied for each test: ``OtpConfig(sender=mfa_inbox)`` (or ``sender=outbox.shared_inbox()`` for an
+  app built at import), then ``mfa_inbox.latest_code(user_id=...)`` or ``MfaUser.latest_otp()``.
 - ``mfa_outbox`` -- an in-memory notifier (:class:`~banata_middleware.delivery.Outbox`), emptied for
   each test: ``BanataAuth(config, notifier=mfa_outbox)`` (or ``notifier=outbox.shared_outbox()`` for
   an app built at import), then ``mfa_outbox.wait_for("two_factor.enabled", user_id=...)``.
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ..delivery import Outbox
+    from ..otp import Inbox
     from .passkey import VirtualPasskey
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "mfa_device_clock",
     "mfa_enroll",
     "mfa_freeze",
+    "mfa_inbox",
     "mfa_outbox",
     "mfa_passkey",
     "mfa_passkey_factory",
@@ -127,6 +132,18 @@ def mfa_outbox() -> Outbox:
     outbox = shared_outbox()
     outbox.clear()
     return outbox
+
+
+@pytest.fixture
+def mfa_inbox() -> Inbox:
+    """The one-time codes the app "sent" by email or SMS (``OtpMessage``\\ s, in order): pass it as
+    ``OtpConfig(sender=mfa_inbox)``. Sending happens on the request's path, so a code is there as
+    soon as ``send-otp`` answers: ``mfa_inbox.latest_code(user_id=...)``. ``MfaUser`` reads it too."""
+    from .outbox import shared_inbox
+
+    inbox = shared_inbox()
+    inbox.clear()
+    return inbox
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import httpx
     from anyio.from_thread import BlockingPortal
 
+    from ..otp import Inbox, OtpMessage
+
 __all__ = [
     "DEFAULT_PASSWORD",
     "SITE_URL",
@@ -308,6 +310,9 @@ class MfaUser:
     """The latest TOTP step accepted for this user through these helpers (the server refuses it
     and every earlier one again: the replay guard)."""
     used_backup_codes: set[str] = field(default_factory=set)
+    inbox: Inbox | None = None
+    """Where the app's one-time codes by message land (``OtpConfig(sender=...)``); None: the
+    ``mfa_inbox`` fixture's (``outbox.shared_inbox()``)."""
 
     # -- codes ------------------------------------------------------------------------------
 
@@ -336,6 +341,26 @@ class MfaUser:
     def unused_backup_codes(self) -> list[str]:
         """The issued backup codes not yet accepted through these helpers."""
         return [c for c in self.backup_codes if c not in self.used_backup_codes]
+
+    def _inbox(self) -> Inbox:
+        if self.inbox is not None:
+            return self.inbox
+        from .outbox import shared_inbox
+
+        return shared_inbox()
+
+    def latest_message(self, purpose: str | None = None) -> OtpMessage:
+        """The newest one-time code message sent to this user (of ``purpose``: "sign_in",
+        "step_up" or "enrol"). Raises :class:`MfaFlowError` when there is none."""
+        for message in reversed(self._inbox().for_user(self.user_id)):
+            if purpose in (None, message.purpose):
+                return message
+        raise MfaFlowError(f"no one-time code{' for ' + purpose if purpose else ''} was sent to {self.email}; "
+                           "is the app's OtpConfig(sender=...) the mfa_inbox?")
+
+    def latest_otp(self, purpose: str | None = None) -> str:
+        """The code of :meth:`latest_message`: what the user reads in their mail or texts."""
+        return self.latest_message(purpose).code
 
     def _note_accepted(self, code: str) -> None:
         # Which step did the server take? The one near now whose code this is.
@@ -410,6 +435,43 @@ class MfaUser:
 
     def sign_out(self, *, client: httpx.Client | None = None) -> httpx.Response:
         return self.post("/sign-out", client=client)
+
+    # -- one-time codes by message (OtpConfig) ------------------------------------------------
+
+    def enable_otp(self, *, channel: str = "email", to: str | None = None,
+                   client: httpx.Client | None = None) -> httpx.Response:
+        """Turn codes by message on: ``enable`` with ``method: "otp"`` (``to`` defaults to the
+        account's email), then ``verify-otp`` with the code sent there. Needs a fresh second factor
+        when two-factor is on (the enrolment's session has one for 10 minutes; else
+        :meth:`step_up`). Returns the ``verify-otp`` answer; raises :class:`MfaFlowError` when the
+        first step fails."""
+        body: Json = {"password": self.password, "method": "otp", "channel": channel}
+        if to is not None:
+            body["to"] = to
+        _expect(self.post("/two-factor/enable", body, client=client), 200, "two-factor enable (otp)")
+        return self.verify_otp(self.latest_otp("enrol"), client=client)
+
+    def send_otp(self, *, client: httpx.Client | None = None, **extra: Any) -> httpx.Response:
+        """``POST /two-factor/send-otp``: a code for the pending sign-in, or for a step-up."""
+        return self.post("/two-factor/send-otp", extra, client=client)
+
+    def verify_otp(self, code: str | None = None, *, client: httpx.Client | None = None,
+                   **extra: Any) -> httpx.Response:
+        """``POST /two-factor/verify-otp`` with ``code`` (default: :meth:`latest_otp`)."""
+        code = self.latest_otp() if code is None else code
+        return self.post("/two-factor/verify-otp", {"code": code, **extra}, client=client)
+
+    def sign_in_with_otp(self, *, client: httpx.Client | None = None, **extra: Any) -> httpx.Response:
+        """Password, then the 403 challenge, then ``send-otp`` and the code it sent: the whole
+        sign-in by a code by message. Returns the ``verify-otp`` answer (``extra``: ``trustDevice``)."""
+        challenge = self.sign_in(client=client)
+        body = _json(challenge)
+        if not (isinstance(body, dict) and body.get("twoFactorRedirect")):
+            raise MfaFlowError(
+                f"sign-in answered {challenge.status_code} without a two-factor challenge: {challenge.text[:500]}"
+            )
+        _expect(self.send_otp(client=client), 200, "send-otp")
+        return self.verify_otp(self.latest_otp("sign_in"), client=client, **extra)
 
 
 def enroll(

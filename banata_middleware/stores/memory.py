@@ -163,6 +163,14 @@ class _Script:
             return "FRESH_PASSWORD"
         return None
 
+    def otp_take(self, key: str, bind: str, purpose: str, h: str) -> dict[str, str] | None:
+        """Twin of ``otp_take`` in lua/_prelude.lua: the user's live code, used up, when it matches."""
+        c = self.hash(key)
+        if c.get("bind") != bind or c.get("purpose") != purpose or not self.live(c) or c.get("h") != h:
+            return None
+        self.s.delete(key)
+        return c
+
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
@@ -433,7 +441,10 @@ class MemoryStore:
         refusal = x.challenge_refusal(ch, u, a[5])
         if refusal is not None:
             return refusal
-        if a[6] == "ok":
+        outcome = a[6]
+        if outcome == "otp":
+            outcome = "ok" if x.otp_take(k[7], a[14], "sign_in", a[15]) is not None else "wrong"
+        if outcome == "ok":
             self.delete(k[2])
             x.hset(k[0], fails=0)
             x.new_session(k[3], k[4], a[7], a[8], 2, x.now, ch.get("remember", "0"), a[13])
@@ -477,6 +488,8 @@ class MemoryStore:
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
+        if a[7] == "otp":
+            ok = x.otp_take(k[6], a[15], "step_up", a[16]) is not None
         if ok:
             x.hset(k[0], fails=0)
             if self.delete(k[2]) == 1:
@@ -490,6 +503,60 @@ class MemoryStore:
                 x.hset(k[4], pwd=s["pwd"])
             return ["OK", x.events]
         lock = x.second_factor_failed(int(a[9]), int(a[10]), a[6])
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        return ["WRONG", x.events]
+
+    def _op_otp_issue(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        sends = self.get(k[3])
+        if a[5] == "void":
+            if x.hash(k[2]).get("h") == a[7]:
+                self.delete(k[2])
+            if isinstance(sends, dict):
+                sends.pop(a[6], None)
+            return ["OK", x.events]
+        u = x.hash(k[0])
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        interval, limit, window = int(a[13]), int(a[14]), int(a[15])
+        if not isinstance(sends, dict):
+            sends = {}
+        sends = {m: t for m, t in sends.items() if t > x.now - window}
+        self.data[k[3]] = sends
+        ordered = _by_score(sends)
+        if ordered and x.now - sends[ordered[-1]] < interval and self.get(k[2]) is not None:
+            return ["THROTTLED", x.events, sends[ordered[-1]] + interval]
+        if len(ordered) >= limit:
+            return ["THROTTLED", x.events, sends[ordered[0]] + window]
+        ttl = int(a[10])
+        self.data[k[2]] = {"h": a[7], "bind": a[8], "purpose": a[9], "exp": str(x.now + ttl), "channel": a[11],
+                           "to": a[12]}
+        self.expire(k[2], ttl)
+        sends[a[6]] = x.now
+        self.expire(k[3], window)
+        user = self.data.setdefault(k[0], {})
+        if a[9] == "enrol":
+            user["otp_enrol"] = a[8][2:]
+        else:
+            user.pop("otp_enrol", None)
+        x.audit("two_factor.otp_sent", "", f"{a[11]}:{a[9]}")
+        return ["OK", x.events]
+
+    def _op_otp_enrol(self, x: _Script) -> Reply:
+        k, a = x.keys, x.argv
+        u, s = x.hash(k[0]), x.hash(k[3])
+        if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
+            return ["GONE", x.events]
+        lock = x.locked_until(u)
+        if lock > 0:
+            return ["LOCKED", x.events, lock]
+        c = x.otp_take(k[2], a[5], "enrol", a[6])
+        if c is not None:
+            self.data.setdefault(k[0], {}).pop("otp_enrol", None)
+            return ["OK", x.events, c["channel"], c["to"]]
+        lock = x.second_factor_failed(int(a[7]), int(a[8]), "otp")
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]

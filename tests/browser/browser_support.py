@@ -8,6 +8,7 @@ downloads a browser here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -74,6 +75,16 @@ class Person:
     phone: VirtualAuthenticator | None = None
     backup_codes: list[str] = field(default_factory=list)
     taken: list[Path] = field(default_factory=list)
+    mailbox: Path | None = None  # the demo's --mail-dir: the one-time codes it "sent"
+
+    def latest_message(self, purpose: str) -> dict[str, Any]:
+        """The newest one-time code message the demo "sent" to this person (email or SMS)."""
+        assert self.mailbox is not None, "the demo was started without --mail-dir"
+        for path in sorted(self.mailbox.glob("*.json"), reverse=True):
+            message: dict[str, Any] = json.loads(path.read_text())
+            if message["purpose"] == purpose and message["to"] in (self.email, "+15551234567"):
+                return message
+        raise AssertionError(f"no {purpose} code was sent to {self.email}")
 
     def goto(self, path: str) -> None:
         self.page.goto(self.base + path)

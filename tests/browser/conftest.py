@@ -4,6 +4,7 @@ a fresh browser context (cookies, storage) per test."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -39,10 +40,14 @@ class DemoServers:
     def __init__(self, stack: ExitStack) -> None:
         self.stack = stack
         self.urls: dict[str, str] = {}
+        #: Where each demo writes the one-time codes it "sends" by email or SMS (--mail-dir), by URL.
+        self.mail: dict[str, Path] = {}
 
     def __getitem__(self, framework: str) -> str:
         if framework not in self.urls:
-            self.urls[framework] = self.stack.enter_context(demo_server(framework))
+            mail = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="banata-mail-")))
+            url = self.urls[framework] = self.stack.enter_context(demo_server(framework, "--mail-dir", str(mail)))
+            self.mail[url] = mail
         return self.urls[framework]
 
 
@@ -67,7 +72,7 @@ def context(browser: Browser, demo: str) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def person(context: BrowserContext, demo: str, tmp_path_factory: pytest.TempPathFactory,
+def person(context: BrowserContext, demo: str, demo_servers: DemoServers, tmp_path_factory: pytest.TempPathFactory,
            request: pytest.FixtureRequest) -> Iterator[Person]:
     """Someone at the demo in a fresh browser; afterwards, the page must have thrown nothing and
     broken no Content-Security-Policy rule (answers 4xx by design are not errors of the page)."""
@@ -77,5 +82,5 @@ def person(context: BrowserContext, demo: str, tmp_path_factory: pytest.TempPath
     page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
     page.on("console", lambda msg: problems.append(f"console: {msg.text}")
             if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-    yield Person(page, demo, shots, f"user{next(_emails)}@example.com")
+    yield Person(page, demo, shots, f"user{next(_emails)}@example.com", mailbox=demo_servers.mail.get(demo))
     assert problems == []

@@ -5,14 +5,18 @@ verify-backup-code on its own), and the ``user`` and ``session`` objects are des
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import PASSWORD, Api, Stack
 
+from banata_middleware import OtpConfig
+from banata_middleware.otp import Inbox
+
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("sign-in", "enrolment", "step-up", "adding")
+MODES = ("sign-in", "enrolment", "step-up", "adding", "method otp")
 Shapes = dict[tuple[str, str | None], frozenset[str]]
 
 
@@ -111,6 +115,18 @@ def answered(stack: Stack) -> tuple[Shapes, dict[str, Any]]:
     c = stack.client()
     assert c.sign_in("shapes@example.com").status_code == 403
     note("/two-factor/verify-backup-code", "sign-in", c.auth("/two-factor/verify-backup-code", {"code": codes[1]}))
+    # codes by message (OtpConfig): enrolment, a sign-in, a step-up, then off again
+    inbox = stack.auth.config.otp.sender if stack.auth.config.otp else None
+    assert isinstance(inbox, Inbox), "answered() needs a stack with OtpConfig(sender=Inbox())"
+    note("/two-factor/enable", "method otp", a.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"}))
+    note("/two-factor/verify-otp", "enrolment", a.auth("/two-factor/verify-otp", {"code": inbox.latest().code}))
+    d = stack.client()
+    assert d.sign_in("shapes@example.com").status_code == 403
+    note("/two-factor/send-otp", None, d.auth("/two-factor/send-otp", {}))
+    note("/two-factor/verify-otp", "sign-in", d.auth("/two-factor/verify-otp", {"code": inbox.latest().code}))
+    assert a.auth("/two-factor/send-otp", {}).status_code == 200
+    note("/two-factor/verify-otp", "step-up", a.auth("/two-factor/verify-otp", {"code": inbox.latest().code}))
+    note("/two-factor/disable-otp", None, a.auth("/two-factor/disable-otp", {"password": PASSWORD}))
     c_session = c.http.get("/api/auth/get-session").json()["session"]["id"]
     note("/two-factor/revoke-trusted-device", None, a.auth("/two-factor/revoke-trusted-device", {"id": "0" * 64}))
     note("/two-factor/revoke-trusted-devices", None, a.auth("/two-factor/revoke-trusted-devices"))
@@ -119,6 +135,12 @@ def answered(stack: Stack) -> tuple[Shapes, dict[str, Any]]:
     note("/two-factor/disable", None, a.auth("/two-factor/disable", {"password": PASSWORD}))
     note("/revoke-sessions", None, a.auth("/revoke-sessions"))
     return seen, body
+
+
+@pytest.fixture
+def stack(stack_factory: Callable[..., Stack]) -> Stack:
+    """Every endpoint is served: codes by message too."""
+    return stack_factory(otp=OtpConfig(sender=Inbox()))
 
 
 @pytest.mark.parametrize("document", ["README.md", "docs/http-api.md"])

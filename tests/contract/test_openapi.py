@@ -14,10 +14,11 @@ import pytest
 from harness import SECRET, SITE, Stack
 from openapi_spec_validator import validate
 
-from banata_middleware import AuthMethods, BanataAuth, PasskeyConfig, Policies
+from banata_middleware import AuthMethods, BanataAuth, OtpConfig, PasskeyConfig, Policies
 from banata_middleware.cli import main
 from banata_middleware.config import BanataAuthConfig
 from banata_middleware.openapi import ENDPOINTS, openapi_document
+from banata_middleware.otp import Inbox
 
 PACKAGE = Path(__file__).resolve().parents[2] / "banata_middleware"
 ALL_ON = AuthMethods(email_password=True, two_factor=True, passkey=True)
@@ -25,6 +26,7 @@ ALL_ON = AuthMethods(email_password=True, two_factor=True, passkey=True)
 
 def _auth(site_url: str = SITE, **overrides: Any) -> BanataAuth:
     overrides.setdefault("auth_methods", ALL_ON)
+    overrides.setdefault("otp", OtpConfig(sender=Inbox(), channels=("email", "sms")))
     return BanataAuth(BanataAuthConfig(app_name="T", site_url=site_url, secret=SECRET, **overrides))
 
 
@@ -52,6 +54,16 @@ def test_the_document_lists_only_what_the_configuration_serves() -> None:
     paths = set(openapi_document(gateway)["paths"])
     assert "/auth/two-factor/enable" in paths and "/auth/get-session" in paths
     assert not any("sign-up" in p or "passkey" in p or "openapi.json" in p for p in paths)
+
+
+def test_without_codes_by_message_enable_is_totp_only() -> None:
+    doc = openapi_document(_auth(otp=None).gateway)
+    assert not any(p.endswith("-otp") for p in doc["paths"])
+    enable = doc["paths"]["/api/auth/two-factor/enable"]["post"]
+    body = enable["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["method"] == {"const": "totp"} and "to" not in body["properties"]
+    assert "OTP_DELIVERY_FAILED" not in json.dumps(enable["responses"])
+    validate(doc)
 
 
 def test_links_lead_only_to_served_operations_and_limits_follow_the_policies() -> None:

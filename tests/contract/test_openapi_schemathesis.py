@@ -29,9 +29,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from servers import SERVER_KINDS, serve
 
-from banata_middleware import BanataAuth, PasswordHashing, Policies
+from banata_middleware import BanataAuth, OtpConfig, PasswordHashing, Policies
 from banata_middleware.demo.pages import demo_config
 from banata_middleware.openapi import openapi_document
+from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores.redis import RedisStore
@@ -44,10 +45,15 @@ EXAMPLES = int(os.environ.get("BANATA_SCHEMATHESIS_EXAMPLES", "25"))
 PASSWORD = "correct horse battery staple"
 
 
+INBOX = Inbox()
+
+
 def _config(**overrides: Any) -> Any:
-    # A cheap hash; a sign-up throttle high enough that the fuzzer's sign-ups mostly reach the flow.
+    # A cheap hash; a sign-up throttle high enough that the fuzzer's sign-ups mostly reach the flow;
+    # codes by message on, so that their endpoints are fuzzed too.
     return demo_config(secret=SECRET, site_url=SITE, password_hashing=PasswordHashing(n=2**8),
-                       policies=Policies(sign_up_per_address=10_000), serve_openapi=True, **overrides)
+                       policies=Policies(sign_up_per_address=10_000), serve_openapi=True,
+                       otp=OtpConfig(sender=INBOX, channels=("email", "sms")), **overrides)
 
 
 def _wrap(auth: BanataAuth, kind: str) -> Any:
@@ -165,6 +171,19 @@ def test_every_mode_answers_as_documented(kind: str) -> None:
         assert w.call("POST", "/two-factor/remove-authenticator", {"id": added["id"]})["twoFactorEnabled"] is True
         w.call("POST", "/two-factor/remove-authenticator", {"id": added["id"]}, expect=404)
         codes = w.call("POST", "/two-factor/generate-backup-codes", {"password": PASSWORD})["backupCodes"]
+        # codes by message: enrolment, a sign-in (a wrong code first), a step-up, off again
+        w.call("POST", "/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",
+                                              "to": "+15551234567"})
+        w.call("POST", "/two-factor/verify-otp", {"code": INBOX.latest(to="+15551234567").code})  # enrolment
+        w.call("POST", "/sign-out")
+        w.call("POST", "/sign-in/email", {"email": email, "password": PASSWORD}, expect=403)
+        w.call("POST", "/two-factor/send-otp", {"channel": "sms"})
+        w.call("POST", "/two-factor/verify-otp", {"code": "abc"}, expect=401)
+        w.call("POST", "/two-factor/verify-otp", {"code": INBOX.latest(to="+15551234567").code})  # sign-in
+        w.call("POST", "/two-factor/send-otp")
+        w.call("POST", "/two-factor/send-otp", expect=429)  # a resend at once
+        w.call("POST", "/two-factor/verify-otp", {"code": INBOX.latest(to="+15551234567").code})  # step-up
+        assert w.call("POST", "/two-factor/disable-otp", {"password": PASSWORD})["twoFactorEnabled"] is True
         key = VirtualPasskey()
         options = w.call("GET", "/passkey/generate-register-options", query={"name": "Laptop"})
         passkey = w.call("POST", "/passkey/verify-registration", {"response": key.create(options, origin=SITE)})

@@ -10,7 +10,7 @@ import pytest
 from delivery_support import SECRET
 
 from banata_middleware import BanataAuth
-from banata_middleware.delivery import DeliveryPolicy
+from banata_middleware.delivery import NOTICE_KINDS, DeliveryPolicy
 from banata_middleware.demo import pages
 from banata_middleware.demo.app import starlette_app
 from banata_middleware.demo.wsgi import werkzeug_app
@@ -69,3 +69,17 @@ def test_factor_changes_through_the_api_reach_the_outbox(demo: tuple[BanataAuth,
         auth.deliver_pending()
     assert pages.DEMO_OUTBOX.kinds(user.user_id) == [
         "two_factor.enabled", "backup_codes.regenerated", "two_factor.disabled", "two_factor.reset_by_admin"]
+
+
+def test_the_outbox_page_says_each_kind_of_notice_in_words(demo: tuple[BanataAuth, object, FrozenClock]) -> None:
+    auth, app, clock = demo
+    with app_client(app, base_url=SITE) as browser:
+        user = enroll(browser, authenticator=VirtualAuthenticator(clock=clock), clock=clock)
+        at = int(clock.now() * 1000)
+        auth.records.execute(AppendAudit(user.user_id, [AuditEntry(t, at, "198.51.100.4", "Firefox")
+                                                        for t in NOTICE_KINDS]))
+        auth.deliver_pending()
+        page = browser.get("/outbox").text
+    for kind in set(NOTICE_KINDS.values()):
+        assert f'data-kind="{kind}"><td><time' in page, kind
+        assert pages._NOTICE_TEXT[kind] in page, kind

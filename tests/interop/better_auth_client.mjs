@@ -3,14 +3,19 @@
 // against a live banata-mfa server and checks every step's result.
 //
 //   node better_auth_client.mjs --base-url http://localhost:8000 [--mode 403|200] [--no-passkey]
+//                               [--mail-dir DIR]
 //
+// With --mail-dir (the folder given to `banata-mfa demo --mail-dir`, where the demo writes each
+// one-time code it "sends" by email), the 403 mode also runs codes by message: enable with method
+// "otp", verifyOtp, sendOtp.
 // TOTP codes come from the Python simulator: the command in BANATA_MFA_CMD (a JSON array,
 // default ["banata-mfa"]) is run as `<cmd> code '<otpauth-uri>' --at <unix>`.
 // stdout: one JSON summary {ok, mode, versions, steps:[...], requests:[...]}; exit 0 iff ok.
 // Progress and diagnostics go to stderr.
 
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 
@@ -26,6 +31,7 @@ const { values: args } = parseArgs({
     origin: { type: "string" },
     mode: { type: "string", default: "403" },
     "no-passkey": { type: "boolean", default: false },
+    "mail-dir": { type: "string" },
   },
 });
 const BASE_URL = args["base-url"];
@@ -142,6 +148,17 @@ function totpCode(uri, at = Date.now() / 1000) {
   const code = out.trim();
   check(/^\d{6}$/.test(code), "the simulator printed no 6-digit code", { out });
   return code;
+}
+
+/** The newest one-time code the demo wrote to --mail-dir for this user (and purpose). */
+function mailedCode(purpose) {
+  const dir = args["mail-dir"];
+  const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
+  for (const file of files.reverse()) {
+    const message = JSON.parse(readFileSync(join(dir, file), "utf8"));
+    if (message.userId === state.userId && message.purpose === purpose) return message;
+  }
+  throw new CheckFailed(`no ${purpose} code for ${state.userId} in ${dir}`);
 }
 
 const steps = [];
@@ -429,6 +446,59 @@ async function sessions() {
   });
 }
 
+async function codesByMessage() {
+  await step("twoFactor.enable (method otp)", async () => {
+    ok(await authClient.signIn.email({ email, password: PASSWORD }), "signIn.email");
+    const data = ok(await authClient.twoFactor.enable({ password: PASSWORD, method: "otp" }), "twoFactor.enable");
+    check(data.method === "otp" && data.status === true && data.channel === "email", "enable (otp): bad answer", data);
+    const message = mailedCode("enrol");
+    check(message.to === email && /^\d{6}$/.test(message.code), "the enrolment code went elsewhere", message);
+    const session = ok(await authClient.getSession(), "getSession");
+    check(session.user.twoFactorEnabled === false, "codes must not be on before the address is confirmed", session);
+    return { to: data.to };
+  });
+  await step("twoFactor.verifyOtp (enrolment)", async () => {
+    const data = ok(await authClient.twoFactor.verifyOtp({ code: mailedCode("enrol").code }), "verifyOtp");
+    check(data.status === true && data.user?.twoFactorEnabled === true, "verifyOtp (enrolment): 2FA not on", data);
+    ok(await authClient.signOut(), "signOut");
+  });
+  await step("signIn.email -> 403, twoFactorMethods otp", async () => {
+    const res = await authClient.signIn.email({ email, password: PASSWORD });
+    check(res.error?.status === 403 && res.error.code === "TWO_FACTOR_REQUIRED", "signIn.email: expected 403", res);
+    check(JSON.stringify(res.error.twoFactorMethods) === JSON.stringify(["otp"]), "twoFactorMethods", res.error);
+    return { twoFactorMethods: res.error.twoFactorMethods };
+  });
+  await step("twoFactor.sendOtp (sign-in)", async () => {
+    const data = ok(await authClient.twoFactor.sendOtp(), "twoFactor.sendOtp");
+    check(data.status === true, "sendOtp: status", data);
+    check(mailedCode("sign_in").to === email, "the sign-in code went elsewhere");
+  });
+  await step("twoFactor.verifyOtp (wrong code) -> 401", async () => {
+    const right = mailedCode("sign_in").code;
+    const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, "0");
+    const err = failed(await authClient.twoFactor.verifyOtp({ code: wrong }), 401, "INVALID_CODE", "verifyOtp");
+    check(err.attemptsRemaining === 4, "attemptsRemaining should be 4", err);
+    return { attemptsRemaining: err.attemptsRemaining };
+  });
+  await step("twoFactor.verifyOtp (sign-in)", async () => {
+    const data = ok(await authClient.twoFactor.verifyOtp({ code: mailedCode("sign_in").code }), "verifyOtp");
+    check(typeof data.token === "string" && data.user?.id === state.userId, "verifyOtp (sign-in): no session", data);
+    check(hasCookie(SESSION_COOKIE) && !hasCookie(CHALLENGE_COOKIE), "session set, pending cleared", [...jar.keys()]);
+    const session = ok(await authClient.getSession(), "getSession");
+    check(session?.session.aal === 2 && session.session.amr.includes("otp"), "getSession: aal 2 by otp", session);
+    return { aal: session.session.aal, amr: session.session.amr };
+  });
+  await step("twoFactor.sendOtp (step-up), again at once -> 429", async () => {
+    check(ok(await authClient.twoFactor.sendOtp(), "twoFactor.sendOtp").status === true, "sendOtp (step-up)");
+    const err = failed(await authClient.twoFactor.sendOtp(), 429, "TOO_MANY_REQUESTS", "sendOtp again at once");
+    return { code: err.code };
+  });
+  await step("twoFactor.verifyOtp (step-up)", async () => {
+    const data = ok(await authClient.twoFactor.verifyOtp({ code: mailedCode("step_up").code }), "verifyOtp");
+    check(data.status === true && typeof data.token === "string", "verifyOtp (step-up)", data);
+  });
+}
+
 async function signInWithRedirect200() {
   await step("signIn.email -> 200 twoFactorRedirect, onTwoFactorRedirect fires", async () => {
     const res = await authClient.signIn.email({ email, password: PASSWORD });
@@ -463,6 +533,7 @@ async function main() {
   if (!args["no-passkey"]) await passkeys(authenticator);
   await disable();
   await sessions();
+  if (args["mail-dir"]) await codesByMessage();
 }
 
 let success = false;

@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +61,9 @@ STEPS_403 = [
     "passkey.addPasskey", "signIn.passkey (passwordless)", "signIn.email -> 403, signIn.passkey as the second factor",
     "passkey.deletePasskey", "twoFactor.disable", "signIn.email (2FA off again)",
     "listSessions", "revokeSession (a listed session's token)", "revokeOtherSessions", "revokeSessions",
+    "twoFactor.enable (method otp)", "twoFactor.verifyOtp (enrolment)", "signIn.email -> 403, twoFactorMethods otp",
+    "twoFactor.sendOtp (sign-in)", "twoFactor.verifyOtp (wrong code) -> 401", "twoFactor.verifyOtp (sign-in)",
+    "twoFactor.sendOtp (step-up), again at once -> 429", "twoFactor.verifyOtp (step-up)",
 ]
 STEPS_200 = [
     "signUp.email", "getSession (after sign-up)", "signOut", "signIn.email (no 2FA)",
@@ -130,10 +134,10 @@ def node_bin() -> str:
     return node
 
 
-def run_client(node_bin: str, base_url: str, mode: str) -> dict[str, Any]:
+def run_client(node_bin: str, base_url: str, mode: str, *extra: str) -> dict[str, Any]:
     env = {**os.environ, "BANATA_MFA_CMD": json.dumps(PYTHON_CLI)}
     with _node_modules_lock(exclusive=False):
-        result = subprocess.run([node_bin, str(SCRIPT), "--base-url", base_url, "--mode", mode], cwd=HERE,
+        result = subprocess.run([node_bin, str(SCRIPT), "--base-url", base_url, "--mode", mode, *extra], cwd=HERE,
                                 env=env, capture_output=True, text=True, timeout=60)
     try:
         summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -238,9 +242,10 @@ def test_dates_are_javascript_iso_strings() -> None:
 def test_better_auth_client_against_demo(node_bin: str, framework: str) -> None:
     """sign-up, sign-in, enable + verifyTotp, the docs' 403 check, verifyTotp, getSession,
     verifyBackupCode, generateBackupCodes, getTotpUri, passkeys, disable, listSessions,
-    revokeSession, revokeOtherSessions, revokeSessions: all through the client."""
-    with demo_cli(framework) as site:
-        summary = run_client(node_bin, site, "403")
+    revokeSession, revokeOtherSessions, revokeSessions, then codes by email (enable with method
+    "otp", verifyOtp, sendOtp; the demo writes each code it "sends" to --mail-dir): all through the client."""
+    with tempfile.TemporaryDirectory() as mail, demo_cli(framework, "--mail-dir", mail) as site:
+        summary = run_client(node_bin, site, "403", "--mail-dir", mail)
     steps = check_summary(summary, STEPS_403)
     challenge = steps["signIn.email -> 403 two-factor"]
     assert challenge["status"] == 403 and "two-factor" in challenge["message"]
@@ -251,6 +256,10 @@ def test_better_auth_client_against_demo(node_bin: str, framework: str) -> None:
     assert steps["twoFactor.verifyBackupCode (sign-in)"]["backupCodesRemaining"] == 9
     assert steps["listSessions"]["sessions"] == 2
     paths = {r["path"] for r in summary["requests"]}
+    assert steps["signIn.email -> 403, twoFactorMethods otp"]["twoFactorMethods"] == ["otp"]
+    assert steps["twoFactor.verifyOtp (wrong code) -> 401"]["attemptsRemaining"] == 4
+    assert steps["twoFactor.verifyOtp (sign-in)"]["amr"] == ["pwd", "otp"]
+    assert {"/api/auth/two-factor/send-otp", "/api/auth/two-factor/verify-otp"} <= paths
     assert {"/api/auth/two-factor/verify-totp", "/api/auth/two-factor/verify-backup-code",
             "/api/auth/passkey/verify-authentication", "/api/auth/list-sessions", "/api/auth/revoke-session",
             "/api/auth/revoke-other-sessions", "/api/auth/revoke-sessions"} <= paths

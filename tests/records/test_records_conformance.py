@@ -22,16 +22,20 @@ from banata_middleware.stores.records import (
     ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
+    EnableOtp,
     GetAccount,
     GetAccountByEmail,
     GetPasskey,
     ListAudit,
     ListPasskeys,
     LoadUser,
+    OtpFactor,
     Passkey,
     PruneAudit,
     RecordFailure,
+    RecordOtpUse,
     RecordStore,
+    RemoveOtp,
     RemovePasskey,
     RemoveSecondFactor,
     RemoveTotpFactor,
@@ -160,6 +164,36 @@ def test_remove_one_factor_and_rewrap_a_secret(store: RecordStore, mode: str) ->
         assert (yield AcceptTotpStep(uid, "f1", "ct-1b", STEP + 1)) is Status.ACCEPTED
         assert (yield RemoveTotpFactor(uid, "f1")) is Status.OK
         assert (yield RemoveTotpFactor(uid, "f1")) is Status.NOT_FOUND
+
+    run_sequence(store, mode, sequence)
+
+
+def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert not (yield LoadUser(uid)).two_factor_enabled
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T,
+                                audit=[AuditEntry("two_factor.enabled", T)])) is Status.CREATED
+        record = yield LoadUser(uid)
+        assert record.otp == (OtpFactor("email", "ann@example.com"),) and record.two_factor_enabled
+        assert record.totp == ()
+        assert (yield EnableOtp(uid, "email", "ann@work.example", T)) is Status.OK  # replaces the channel's
+        assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"), OtpFactor("sms", "+15551234567"))
+        # A success ends the failure streak, with its audit row.
+        assert (yield RecordFailure(uid, 100, T)).streak == 1
+        assert (yield RecordOtpUse(uid, [AuditEntry("two_factor.verified", T)])) is Status.OK
+        assert (yield LoadUser(uid)).failure_streak == 0
+        assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) is Status.OK
+        assert (yield RemoveOtp(uid, "sms")) is Status.NOT_FOUND
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
+        # Disabling two-factor removes codes by message too.
+        assert (yield RemoveSecondFactor(uid, T, end_sessions=False)) is Status.OK
+        record = yield LoadUser(uid)
+        assert record.otp == () and not record.two_factor_enabled
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.enabled", "two_factor.verified",
+                                                            "otp.disabled"]
 
     run_sequence(store, mode, sequence)
 
@@ -293,8 +327,8 @@ def test_tables_carry_the_configured_prefix(backend: str, scratch_url: str, pref
         store.upgrade()
         names = set(inspect(store.engine).get_table_names())
         assert names == {f"{prefix}{n}" for n in ("accounts", "user_state", "audit_events", "totp_factors",
-                                                  "backup_codes", "passkeys", "delivery_cursors", "dead_letters",
-                                                  "alembic_version")}
+                                                  "backup_codes", "passkeys", "otp_factors", "delivery_cursors",
+                                                  "dead_letters", "alembic_version")}
         assert store.execute(RevokeSessions("u", T)) == 1
     finally:
         store.dispose()

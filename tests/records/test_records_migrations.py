@@ -135,7 +135,7 @@ def test_0004_makes_sqlite_audit_ids_never_reused_even_after_retention_emptied_t
         store.dispose()
 
 
-def test_0006_names_the_one_app_a_user_had_and_adds_its_last_use(scratch_url: str) -> None:
+def test_0007_names_the_one_app_a_user_had_and_adds_its_last_use(scratch_url: str) -> None:
     """A database from before several authenticator apps per user (issue 15): the unnamed app of
     each user gets the name a first enrolment gives now, so every listed app has one; its last
     use is unknown (NULL) until its next accepted code."""
@@ -143,8 +143,8 @@ def test_0006_names_the_one_app_a_user_had_and_adds_its_last_use(scratch_url: st
 
     store = RecordStore(scratch_url)
     try:
-        migrate.upgrade(store.engine, store.schema, "0005")
-        with store.engine.begin() as conn:  # the one app as revision 0005 stored it
+        migrate.upgrade(store.engine, store.schema, "0006")
+        with store.engine.begin() as conn:  # the one app as revision 0006 stored it
             conn.execute(text("INSERT INTO banata_totp_factors (user_id, id, name, secret, key_id, created_at, "
                               "confirmed_at, last_step) VALUES ('u', 'totp', '', 'ct', 'k1', 1, 1, 5)"))
         migrate.upgrade(store.engine, store.schema)

@@ -57,6 +57,8 @@ def test_a_backup_code_costs_one_write_transaction_after_the_lookup(store: Recor
     uid = new_id()
     store.execute(ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T))
     with counted(store) as write:
-        assert store.execute(ConsumeBackupCode(uid, ["h1"], audit=[AuditEntry("t", T)])).status is Status.CONSUMED
-    # the conditional delete (the decision), the streak, the audit row, the count the reply carries
-    assert write == ["DELETE", "UPDATE", "INSERT", "SELECT"]
+        assert store.execute(ConsumeBackupCode(uid, ["h1"], audit=[AuditEntry("t", T)], low_at=2,
+                                               audit_when_low=[AuditEntry("backup_codes.low", T)])).remaining == 1
+    # the conditional delete (the decision), the streak, the count the reply carries (it also decides
+    # the "few codes left" row), the audit rows (one batch, the low-codes row with them)
+    assert write == ["DELETE", "UPDATE", "SELECT", "INSERT"]

@@ -109,6 +109,51 @@ def test_the_ceiling_is_reached_through_proofs_and_audited_once(store: RecordSto
     run_sequence(store, mode, sequence)
 
 
+def test_a_backup_code_that_leaves_few_writes_the_low_codes_event_with_it(store: RecordStore, mode: str) -> None:
+    """The "2 or fewer backup codes left" notice is written in the consume's transaction, from the
+    count it reads anyway: only by a code that was used, and only once the set is that low."""
+    uid = new_id()
+    used = [AuditEntry("two_factor.backup_code_used", T)]
+    low = [AuditEntry("backup_codes.low", T, "203.0.113.7", "Browser/1.0")]
+
+    def consume(code: str) -> ConsumeBackupCode:
+        return ConsumeBackupCode(uid, [code], used, 2, low)
+
+    def sequence() -> Sequence:
+        assert (yield _enable(uid, codes=("h1", "h2", "h3", "h4"))) is Status.CREATED
+        assert (yield consume("h1")).remaining == 3  # 3 left: not low yet
+        assert (yield consume("h1")).status is Status.NOT_FOUND  # used already: no event at all
+        assert (yield consume("nope")).status is Status.NOT_FOUND
+        assert (yield consume("h2")).remaining == 2
+        assert (yield consume("h3")).remaining == 1
+        events = yield ListAudit(uid)
+        assert [e.type for e in events] == ["two_factor.enabled", "two_factor.backup_code_used",
+                                            "two_factor.backup_code_used", "backup_codes.low",
+                                            "two_factor.backup_code_used", "backup_codes.low"]
+        assert (events[3].ip, events[3].user_agent) == ("203.0.113.7", "Browser/1.0")
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_failure_writes_its_own_rows_unless_it_reaches_the_ceiling(store: RecordStore, mode: str) -> None:
+    """Codes by message: the hot store's temporary lock comes with the failure S2 counts; at the
+    ceiling only the permanent lock's row is written (one notice, the one that says more)."""
+    uid = new_id()
+    temporary = [AuditEntry("two_factor.locked", T, detail={"detail": "temporary"})]
+
+    def failure() -> RecordFailure:
+        return RecordFailure(uid, 2, T, [AuditEntry("two_factor.locked", T, detail={"detail": "ceiling"})], temporary)
+
+    def sequence() -> Sequence:
+        assert not (yield failure()).locked
+        assert (yield failure()).locked
+        events = yield ListAudit(uid)
+        assert [(e.type, e.detail) for e in events] == [("two_factor.locked", {"detail": "temporary"}),
+                                                        ("two_factor.locked", {"detail": "ceiling"})]
+
+    run_sequence(store, mode, sequence)
+
+
 def test_rotation_lists_the_secrets_under_older_keys_page_by_page(store: RecordStore, mode: str) -> None:
     users = sorted(new_id() for _ in range(3))
 

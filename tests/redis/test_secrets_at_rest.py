@@ -1,12 +1,13 @@
 """Secrets at rest (DESIGN rule 7): after every flow has run, no Redis key name and no value of any type
 (strings, hash fields and values, set members, stream entries), and no row of any table of the record
 store (SQL), holds a TOTP secret (base32, raw, hex, base64; of each of the user's authenticator apps,
-confirmed or still being added), a backup code (used, unused or voided),
-the password, or a cookie token or its random part (session, pending challenge, trusted device).
+confirmed or still being added), a backup code (used, unused or voided), the password, a cookie
+token or its random part (session, pending challenge, trusted device), or a one-time code sent by
+message (used, wrong, voided by a resend, or still live), in the clear or hashed without a key.
 
 Positive controls keep the scan honest: it must find what *is* stored (the email, the SHA-256 of a live
 session id, the TOTP secret's ciphertext). One-time TOTP codes are not searched: six digits turn up in
-any timestamp.
+any timestamp. Codes by message are searched with 8 digits (``OtpConfig(digits=8)``), which do not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import redis
 from redis_support import PASSWORD, Browser, dump_database
 from servers import SERVER_KINDS
 
+from banata_middleware import OtpConfig
+from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.otpauth import parse_otpauth_uri
 
@@ -36,8 +39,12 @@ IN_PROCESS = [pytest.param((kind, "redis"), id=f"{kind}-redis") for kind in SERV
 
 @pytest.fixture
 def browsers(stack_factory: Callable[..., Any], clock: Any) -> Iterator[tuple[Callable[[], Browser], Any]]:
-    stack = stack_factory()
+    stack = stack_factory(otp=OtpConfig(sender=INBOX, digits=8, channels=("email", "sms")))
+    INBOX.clear()
     yield (lambda: Browser.over(stack.client().http, clock)), stack
+
+
+INBOX = Inbox()
 
 
 def _b64_variants(raw: bytes) -> list[str]:
@@ -97,17 +104,34 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     tablet = VirtualAuthenticator.from_uri(added[0].json()["totpURI"], clock=clock)
     assert a.verify_totp(tablet.code()).status_code == 200
     clock.advance(30)
-    d = new_browser()
-    assert d.sign_in(email).status_code == 403
-    assert d.verify_totp(tablet.code()).status_code == 200
+    e = new_browser()
+    assert e.sign_in(email).status_code == 403
+    assert e.verify_totp(tablet.code()).status_code == 200
     listed = {x["name"]: x for x in a.get("/api/auth/two-factor/list-authenticators").json()}
     assert listed["Tablet"]["lastUsedAt"] and not listed["Spare"]["confirmed"]
     more_secrets = [parse_otpauth_uri(r.json()["totpURI"]) for r in added]
+    # codes by message: enrol a number (a wrong code, then the right one), sign in with a code
+    # after a wrong one and a resend, then leave a step-up code live
+    r = a.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",
+                                      "to": "+15551234567"})
+    assert r.status_code == 200, r.text
+    assert a.auth("/two-factor/verify-otp", {"code": "00000000"}).status_code == 401
+    assert a.auth("/two-factor/verify-otp", {"code": INBOX.latest_code(user_id=uid)}).status_code == 200
+    d = new_browser()
+    assert d.sign_in(email).status_code == 403
+    assert d.auth("/two-factor/send-otp", {}).status_code == 200
+    clock.advance(30)
+    assert d.auth("/two-factor/send-otp", {}).status_code == 200  # the resend voids the first code
+    assert d.auth("/two-factor/verify-otp", {"code": "12345678"}).status_code == 401
+    assert d.auth("/two-factor/verify-otp", {"code": INBOX.latest_code(user_id=uid)}).status_code == 200
+    assert d.auth("/two-factor/send-otp", {}).status_code == 200  # a step-up code, live at the scan
+    codes_sent = [m.code for m in INBOX.messages]
+    assert len(codes_sent) == 4 and all(len(c) == 8 for c in codes_sent)
     # a pending challenge left open, so one is at rest during the scan
     c = new_browser()
     assert c.sign_in(email).status_code == 403
 
-    tokens = a.seen_tokens | b.seen_tokens | c.seen_tokens | d.seen_tokens
+    tokens = a.seen_tokens | b.seen_tokens | c.seen_tokens | d.seen_tokens | e.seen_tokens
     assert len(tokens) >= 8, tokens  # sessions, pending challenges, trust records
     needles: dict[str, str] = {"password": PASSWORD}
     for n, (b32, raw) in enumerate([(secret, raw_secret), *((p.secret, p.key) for p in more_secrets)]):
@@ -123,6 +147,9 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     for code in first_codes + second_codes:
         for variant in (code, code.lower(), f"{code[:4]}-{code[4:]}"):
             needles[f"backup code {variant}"] = variant
+    for code in codes_sent:
+        needles[f"code by message {code}"] = code
+        needles[f"code by message {code}, SHA-256"] = hashlib.sha256(code.encode()).hexdigest()
     for token in tokens:
         for n, part in enumerate(_token_parts(token)):
             needles[f"token {token[:20]}… part {n}"] = part
@@ -154,6 +181,9 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     assert any(hashlib.sha256(rid.encode()).hexdigest().encode() in everything for rid in session_rids)
     assert len(re.findall(rb"v1\.[0-9a-f]{8}\.", tables["totp_factors"])) == 3, "not three encrypted TOTP secrets"
     assert b"Tablet" in tables["totp_factors"] and b"Spare" in tables["totp_factors"]  # the apps' names
+    assert b"+15551234567" in tables["otp_factors"], "no address for codes by message found"
+    live = dump[f"banata:{{u:{uid}}}:otp".encode()]
+    assert any(re.fullmatch(rb"[0-9a-f]{64}", part) for part in live), "no keyed hash of the live code found"
     values = sum(len(p) for p in dump.values())
     print(f"\nscanned {len(dump)} keys, {values} values, {len(tables)} tables, {len(needles)} secrets: none found")
 

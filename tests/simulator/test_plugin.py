@@ -211,6 +211,42 @@ def test_enrolled_user_and_its_flows(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=6)
 
 
+def test_codes_by_message_land_in_mfa_inbox(pytester: pytest.Pytester) -> None:
+    result = run(pytester, APP + """
+    from banata_middleware import OtpConfig
+    from banata_middleware.simulator.outbox import shared_inbox
+
+    @pytest.fixture
+    def mfa_app(mfa_clock):
+        return build(mfa_clock, otp=OtpConfig(sender=shared_inbox()))
+
+    def test_enable_then_sign_in_with_a_code(mfa_user, mfa_inbox, mfa_client_factory, mfa_clock):
+        assert mfa_inbox is shared_inbox() and mfa_inbox.messages == []
+        r = mfa_user.enable_otp()
+        assert r.status_code == 200 and r.json()["status"] is True
+        assert mfa_inbox.latest(user_id=mfa_user.user_id).to == mfa_user.email
+        browser = mfa_client_factory()
+        r = mfa_user.sign_in_with_otp(client=browser)
+        assert r.status_code == 200, r.text
+        assert mfa_user.latest_message().purpose == "sign_in"
+        assert browser.get("/me").json()["aal"] == 2
+        mfa_clock.advance(60)
+        assert mfa_user.send_otp(client=browser).status_code == 200
+        assert mfa_user.verify_otp(client=browser).json()["status"] is True  # a step-up, with the latest code
+        assert mfa_user.latest_otp() == mfa_inbox.latest_code(user_id=mfa_user.user_id)
+
+    def test_the_inbox_is_emptied_for_each_test(mfa_inbox, mfa_user):
+        assert mfa_inbox.messages == []
+        try:
+            mfa_user.latest_otp()
+        except AssertionError as exc:
+            assert "no one-time code" in str(exc)
+        else:
+            raise AssertionError("latest_otp() found a code nobody sent")
+    """)
+    result.assert_outcomes(passed=2)
+
+
 def test_enrol_options_and_failures(pytester: pytest.Pytester) -> None:
     result = run(pytester, APP + '''
     from banata_middleware.simulator import VirtualAuthenticator, clocks

@@ -62,6 +62,10 @@
       disable: (body) => post("/two-factor/disable", body),
       getTotpUri: (body) => post("/two-factor/get-totp-uri", body),
       generateBackupCodes: (body) => post("/two-factor/generate-backup-codes", body),
+      sendOtp: (body) => post("/two-factor/send-otp", body),
+      verifyOtp: (body) => post("/two-factor/verify-otp", body),
+      // Ours: stop codes by message (one channel or all).
+      disableOtp: (body) => post("/two-factor/disable-otp", body),
       // Ours (better-auth has no trusted-device endpoints).
       listTrustedDevices: () => get("/two-factor/list-trusted-devices"),
       revokeTrustedDevice: (body) => post("/two-factor/revoke-trusted-device", body),
@@ -99,7 +103,12 @@
     TOO_MANY_ATTEMPTS: () => "Too many wrong codes: this sign-in has ended. Sign in again with your password.",
     ACCOUNT_TEMPORARILY_LOCKED: (e) =>
       `Too many failed second-factor attempts: this account is locked for now. Try again in ${waitText(e.retryAfter)}.`,
-    TOO_MANY_REQUESTS: (e) => `Too many failed sign-ins. Try again in ${waitText(e.retryAfter)}.`,
+    TOO_MANY_REQUESTS: (e) => (e.message || "").includes("code was sent")
+      ? `A code was sent a moment ago: use it, or ask for another in ${waitText(e.retryAfter)}.`
+      : `Too many failed sign-ins. Try again in ${waitText(e.retryAfter)}.`,
+    OTP_NOT_ENABLED: () => "Codes by email or text message are not set up for this account.",
+    OTP_DELIVERY_FAILED: () => "The code could not be sent just now. Nothing was changed; try again in a moment.",
+    OTP_ENROLMENT_CONFLICT: () => "Another setup of codes by message finished first. Start again.",
     STORE_UNAVAILABLE: () =>
       "The sign-in service is unavailable right now (its data store cannot be reached). Nothing was changed; try again in a moment.",
     INVALID_PASSWORD: () => "That password is not correct.",
@@ -335,12 +344,22 @@
   async function withFreshFactor(call) {
     const first = await call();
     if (!first.error || first.error.code !== "FRESH_TWO_FACTOR_REQUIRED") return first;
-    const typed = window.prompt("Confirm it is you: enter the 6-digit code from your authenticator app (or a backup code).");
-    const code = digits(typed);
-    if (!code) return first;
-    const stepUp = /^\d{6}$/.test(code)
-      ? await authClient.twoFactor.verifyTotp({ code })
-      : await authClient.twoFactor.verifyBackupCode({ code });
+    const typed = window.prompt("Confirm it is you: enter the 6-digit code from your authenticator app (or a " +
+      "backup code). Leave it empty to get a code by email or text message instead.");
+    if (typed === null) return first;
+    let code = digits(typed);
+    let stepUp;
+    if (!code) {  // a code by message, if the account has them
+      const sent = await authClient.twoFactor.sendOtp();
+      if (sent.error) return sent;
+      code = digits(window.prompt("Enter the code we just sent you by email or text message."));
+      if (!code) return first;
+      stepUp = await authClient.twoFactor.verifyOtp({ code });
+    } else {
+      stepUp = /^\d{6}$/.test(code)
+        ? await authClient.twoFactor.verifyTotp({ code })
+        : await authClient.twoFactor.verifyBackupCode({ code });
+    }
     return stepUp.error ? stepUp : call();
   }
 
@@ -382,8 +401,15 @@
     const offers = (m) => !Array.isArray(methods) || methods.length === 0 || methods.includes(m);
     const totpStep = $("#totp-step");
     const backupStep = $("#backup-step");
-    if (!offers("backup_code")) hide($("#use-backup-code"));
+    const otpStep = $("#otp-step");
+    if (!offers("backup_code")) { hide($("#use-backup-code")); hide($("#otp-use-backup-code")); }
     if (offers("passkey") && webauthnAvailable()) show($("#passkey-option"));
+    const byMessage = Array.isArray(methods) && methods.includes("otp");
+    if (byMessage) show($("#use-otp"));
+    if (Array.isArray(methods) && !methods.includes("totp")) {
+      hide($("#otp-use-totp")); hide($("#use-totp"));
+      if (byMessage) { hide(totpStep); show(otpStep); }
+    }
 
     function done(result, errorEl) {
       if (result.error) {
@@ -420,6 +446,31 @@
     $("#use-backup-code").addEventListener("click", () => {
       hide(totpStep); show(backupStep); focusSoon($("#backup-code"));
     });
+    $("#otp-use-backup-code").addEventListener("click", () => {
+      hide(otpStep); show(backupStep); focusSoon($("#backup-code"));
+    });
+    $("#use-otp").addEventListener("click", () => {
+      hide(totpStep); show(otpStep); focusSoon($("#send-otp"));
+    });
+    $("#otp-use-totp").addEventListener("click", () => {
+      hide(otpStep); show(totpStep); focusSoon($("#totp-code"));
+    });
+    onClick($("#send-otp"), async () => {
+      setError($("#otp-error"), null);
+      $("#otp-sent").textContent = "";
+      const result = await authClient.twoFactor.sendOtp();
+      if (result.error) { setError($("#otp-error"), result.error); return; }
+      $("#otp-sent").textContent = "A code is on its way. It works once, for 5 minutes.";
+      focusSoon($("#otp-code"));
+    });
+    onSubmit($("#otp-form"), async (form) => {
+      setError($("#otp-error"), null);
+      const result = await authClient.twoFactor.verifyOtp({
+        code: digits(form.get("code")), trustDevice: form.get("trustDevice") === "on",
+      });
+      if (result.error) { $("#otp-code").select(); }
+      done(result, $("#otp-error"));
+    });
     $("#use-totp").addEventListener("click", () => {
       hide(backupStep); show(totpStep); focusSoon($("#totp-code"));
     });
@@ -427,7 +478,7 @@
       setError($("#passkey-error"), null);
       done(await authClient.signIn.passkey(), $("#passkey-error"));
     });
-    focusSoon($("#totp-code"));
+    focusSoon(otpStep.hidden ? $("#totp-code") : $("#send-otp"));
   };
 
   pages.dashboard = async () => {
@@ -468,6 +519,41 @@
     });
   };
 
+  // Settings: codes by email or text message (enable with method "otp", confirmed by verify-otp).
+  function wireCodesByMessage() {
+    const channel = $("#otp-channel");
+    channel.addEventListener("change", () => {
+      if (channel.value === "sms") show($("#otp-to-field")); else hide($("#otp-to-field"));
+    });
+    onSubmit($("#otp-enable-form"), async (form) => {
+      setError($("#otp-enable-error"), null);
+      const body = { password: form.get("password"), method: "otp", channel: form.get("channel") };
+      if (body.channel === "sms") body.to = form.get("to");
+      const result = await withFreshFactor(() => authClient.twoFactor.enable(body));
+      if (result.error) { setError($("#otp-enable-error"), result.error); return; }
+      $("#otp-enable-form").reset();
+      hide($("#otp-enable-form"));
+      $("#otp-confirm-note").textContent = `A code went to ${result.data.to}. Enter it to turn codes on.`;
+      show($("#otp-confirm-form"));
+      focusSoon($("#otp-confirm-code"));
+    });
+    onSubmit($("#otp-confirm-form"), async (form) => {
+      setError($("#otp-confirm-error"), null);
+      const result = await authClient.twoFactor.verifyOtp({ code: digits(form.get("code")) });
+      if (result.error) { setError($("#otp-confirm-error"), result.error); return; }
+      flash("Codes by message are on: signing in can now ask for a code sent to you.");
+      window.location.reload();
+    });
+    onSubmit($("#otp-disable-form"), async (form) => {
+      setError($("#otp-disable-error"), null);
+      const result = await withFreshFactor(() => authClient.twoFactor.disableOtp({ password: form.get("password") }));
+      if (result.error) { setError($("#otp-disable-error"), result.error); return; }
+      flash(result.data.twoFactorEnabled ? "Codes by message are off."
+        : "Codes by message are off, and with them two-factor authentication.");
+      window.location.reload();
+    });
+  }
+
   pages.settings = async () => {
     showFlash();
     wireSignOut();
@@ -482,6 +568,7 @@
       return;
     }
     only(session.data.user.twoFactorEnabled ? "#tfa-on" : "#tfa-off");
+    wireCodesByMessage();
 
     // Backup codes, shown once: here, then never again (the server keeps only keyed hashes).
     let shownCodes = [];

@@ -169,3 +169,15 @@ local function index_device(index, tkey, ttl_ms, gen)
     audit('trusted_device.revoked', '', 'cap')
   end
 end
+
+-- The user's one live code sent by message (Keys.otp, written by otp_issue.lua), when it is bound
+-- to `bind` (the challenge or session that asked for it), was sent for `purpose` (sign_in |
+-- step_up | enrol), is live and its keyed hash is `h`: then it is used up here, in the script that
+-- acts on it, so two verifies of one code cannot both see it unused. Returns the code's record, or
+-- nil. The hashes are HMACs under a key Redis never holds: how long '==' takes tells nothing of a code.
+local function otp_take(key, bind, purpose, h)
+  local c = hash(key)
+  if c.bind ~= bind or c.purpose ~= purpose or not live(c) or c.h ~= h then return nil end
+  redis.call('DEL', key)
+  return c
+end

@@ -5,15 +5,20 @@
 -- "revoke-sessions between the check and the answer" (challenge_refusal, shared with
 -- passkey_sign_in.lua). A refusal here after an accepted proof leaves the code used up and no
 -- session: the safe side of the crash ordering.
--- KEYS: user, audit, challenge, new session, session index, new trust record, trusted devices index.
--- ARGV[6..14]: method (totp|backup), outcome (ok|wrong), new session id hash, session spec (see
--- new_session), trust device (1|0), trust ttl ms, failures before lock, lock ms, amr of the new
--- session (see new_session).
+-- A code sent by message (method 'otp') is decided here instead, by its keyed hash against the
+-- user's one live code (otp_take): taken and answered in one step, so there is no window between.
+-- KEYS: user, audit, challenge, new session, session index, new trust record, trusted devices index,
+-- and for 'otp' the user's code (Keys.otp).
+-- ARGV[6..14]: method (totp|backup|otp), outcome (ok|wrong; 'otp': decide here), new session id
+-- hash, session spec (see new_session), trust device (1|0), trust ttl ms, failures before lock,
+-- lock ms, amr of the new session (see new_session). For 'otp', ARGV[15..16]: binding, code hash.
 local ch = hash(KEYS[3])
 local u = hash(KEYS[1])
 local refusal = challenge_refusal(ch, u, ARGV[6])
 if refusal then return refusal end
-if ARGV[7] == 'ok' then
+local outcome = ARGV[7]
+if outcome == 'otp' then outcome = otp_take(KEYS[8], ARGV[15], 'sign_in', ARGV[16]) and 'ok' or 'wrong' end
+if outcome == 'ok' then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[1], 'fails', 0)
   new_session(KEYS[4], KEYS[5], ARGV[8], ARGV[9], 2, NOW, ch.remember, ARGV[14])

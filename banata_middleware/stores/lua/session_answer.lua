@@ -6,12 +6,15 @@
 -- the new factor. An enrolment's copy is written, and the other sessions end, even when the
 -- caller's session ended meanwhile: the record store has the factor, and the copy must say so.
 -- (When this script never runs, the repair of the copy does the same: user_fill.lua, R4-2.)
--- KEYS: user, audit, session, pending backup codes, new session, session index.
+-- A code sent by message (outcome 'otp', step-up only) is decided here, after the session and the
+-- lock are checked, by its keyed hash against the user's one live code (otp_take).
+-- KEYS: user, audit, session, pending backup codes, new session, session index, and for 'otp' the
+-- user's code (Keys.otp).
 -- ARGV[6..14]: mode (enrol|stepup), method, outcome (ok|wrong), session id hash, failures before
 -- lock, lock ms, new session id hash, session spec (see new_session: the rotated session keeps
 -- rememberMe's lifetime and counts toward the cap of sessions per user), amr of the factor given
 -- (added to the session's: see new_session). Enrolment: ARGV[15], the id of the key the codes are
--- hashed under (the copy's codes_kid).
+-- hashed under (the copy's codes_kid). For 'otp', ARGV[16..17]: binding, code hash.
 -- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
 -- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
 local s = hash(KEYS[3])
@@ -34,6 +37,7 @@ end
 if not live(s) or tonumber(s.created or '0') <= tonumber(u.revoked_at or '0') then return {'GONE', EVENTS} end
 local lock = locked_until(u)
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
+if ARGV[8] == 'otp' then ok = otp_take(KEYS[7], ARGV[16], 'step_up', ARGV[17]) ~= nil end
 if ok then
   redis.call('HSET', KEYS[1], 'fails', 0)
   if redis.call('DEL', KEYS[3]) == 1 then audit('session.revoked', ARGV[9], 'rotated') end

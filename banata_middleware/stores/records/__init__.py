@@ -10,6 +10,7 @@ from __future__ import annotations
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
 from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode, ReplaceBackupCodes
+from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -44,10 +45,10 @@ from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, Re
 __all__ = [
     "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
     "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCodeUse",
-    "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableTotp",
-    "FailureCount", "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets",
-    "LoadUser", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordStore",
-    "RemoveAuthenticator", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey",
-    "RenameTotpFactor", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate",
-    "SetPassword", "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
+    "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableOtp", "EnableTotp", "FailureCount",
+    "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser",
+    "OtpFactor", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse",
+    "RecordStore", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor",
+    "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema",
+    "SchemaOutOfDate", "SetPassword", "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
 ]

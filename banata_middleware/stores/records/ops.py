@@ -12,10 +12,10 @@ rowcount says who won. A read after it may only *classify* a refusal (why rowcou
 decide. Audit rows are inserted in the same transaction, so an event exists exactly when its change does.
 
 Lock order, so two operations never wait on each other in a circle: a factor table (totp_factors,
-backup_codes, passkeys, in that order) before user_state, and audit_events (insert only) last.
-``AddAuthenticator`` is the exception: it locks user_state alone, then inserts (see its module). A
-deadlock the server still reports (MariaDB's gap locks, an add meeting a removal of the same user's
-app) makes the store run the operation again.
+backup_codes, passkeys, otp_factors, in that order) before user_state, and audit_events (insert only)
+last. ``AddAuthenticator`` is the exception: it locks user_state alone, then inserts (see its
+module). A deadlock the server still reports (MariaDB's gap locks, an add meeting a removal of the
+same user's app) makes the store run the operation again.
 """
 
 from __future__ import annotations

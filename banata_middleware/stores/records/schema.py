@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import BigInteger, Column, Executable, Index, Integer, MetaData, String, Table, Text
 
 from . import delivery
-from .factors import backup_codes, passkeys, totp
+from .factors import backup_codes, otp, passkeys, totp
 from .types import Ident, Millis, RowId
 
 __all__ = ["USER_ID_LENGTH", "Schema"]
@@ -74,6 +74,7 @@ class Schema:
         self.totp_factors = totp.define_table(m, prefix)
         self.backup_codes = backup_codes.define_table(m, prefix)
         self.passkeys = passkeys.define_table(m, prefix)
+        self.otp_factors = otp.define_table(m, prefix)
         # Each consumer's place in audit_events (the outbox of notices and webhooks) and its dead letters.
         self.delivery_cursors, self.dead_letters = delivery.define_tables(m, prefix)
         self._prepared: dict[Callable[[Schema], Executable], Executable] = {}

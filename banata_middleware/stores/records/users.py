@@ -14,6 +14,7 @@ from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 
 if TYPE_CHECKING:
     from .accounts import Account
+    from .factors.otp import OtpFactor
     from .factors.totp import TotpFactor
     from .schema import Schema
 
@@ -73,10 +74,12 @@ class UserRecord:
     revoked_at: int | None = None
     account: Account | None = None  # the built-in account; None for an app's own users
     codes_key_id: str = ""  # the key the backup codes are hashed under ("" without codes)
+    otp: tuple[OtpFactor, ...] = ()  # confirmed addresses for codes by message (email, then SMS)
 
     @property
     def two_factor_enabled(self) -> bool:
-        return any(f.confirmed_at is not None for f in self.totp)
+        """A second factor is due at sign-in: a confirmed authenticator app, or codes by message."""
+        return bool(self.otp) or any(f.confirmed_at is not None for f in self.totp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +92,18 @@ class LoadUser(RecordOp[UserRecord]):
 
     def run(self, schema: Schema) -> SqlGen[UserRecord]:
         from .accounts import Account
+        from .factors.otp import OtpFactor
         from .factors.totp import TotpFactor
 
         rows = (yield schema.prepared(_load_user), {"u": self.user_id}).all()
         row, u = rows[0], self.user_id
         account = None if row.account_email is None else Account(
             u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
+        otp = tuple(OtpFactor(channel, address) for channel, address in
+                    (("email", row.otp_email), ("sms", row.otp_sms)) if address is not None)
         return UserRecord(u, tuple(TotpFactor.from_row(r) for r in rows if r.id is not None), int(row.codes),
                           int(row.keys), int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
-                          row.revoked_at, account, row.codes_kid or "")
+                          row.revoked_at, account, row.codes_kid or "", otp)
 
 
 def _load_user(schema: Schema) -> Executable:
@@ -106,6 +112,7 @@ def _load_user(schema: Schema) -> Executable:
     built-in account), outer-joined with the factors: one row per factor, or one row of NULL
     factor columns for a user without any. One round trip."""
     s, f, b, p, a = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys, schema.accounts
+    o = schema.otp_factors
     u: BindParameter[str] = bindparam("u")
     scalars = select(
         select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
@@ -115,6 +122,8 @@ def _load_user(schema: Schema) -> Executable:
           for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
         *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
           for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
+        *(select(o.c.address).where(o.c.user_id == u, o.c.channel == channel).scalar_subquery()
+          .label(f"otp_{channel}") for channel in ("email", "sms")),
     ).subquery("scalars")
     return (select(scalars, f).select_from(scalars.outerjoin(f, f.c.user_id == u))
             .order_by(f.c.created_at, f.c.id))
@@ -129,12 +138,15 @@ class FailureCount:
 @dataclass(frozen=True, slots=True)
 class RecordFailure(RecordOp[FailureCount]):
     """Count one failed second-factor proof; at ``ceiling`` consecutive failures (NIST's 100) the
-    account locks until an administrator resets it. The lock is audited in the same transaction."""
+    account locks until an administrator resets it. The lock is audited in the same transaction
+    (``audit_on_lock``); ``audit``, what else the failure brought (the hot store's temporary lock,
+    when that store decided first), is written when it does not lock: the permanent lock says more."""
 
     user_id: str
     ceiling: int
     at: int
     audit_on_lock: Sequence[AuditEntry] = ()
+    audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[FailureCount]:
         t, u = schema.user_state, self.user_id
@@ -144,8 +156,9 @@ class RecordFailure(RecordOp[FailureCount]):
         yield update(t).where(t.c.user_id == u).values(failure_streak=t.c.failure_streak + 1)
         locked_now = (yield update(t).where(t.c.user_id == u, t.c.locked_at.is_(None),
                                             t.c.failure_streak >= self.ceiling).values(locked_at=self.at)).rowcount
-        if locked_now and self.audit_on_lock:
-            yield audit_insert(schema, u, self.audit_on_lock)
+        rows = self.audit_on_lock if locked_now else self.audit
+        if rows:
+            yield audit_insert(schema, u, rows)
         row = (yield select(t.c.failure_streak, t.c.locked_at).where(t.c.user_id == u)).one()
         return FailureCount(int(row.failure_streak), row.locked_at is not None)
 
@@ -186,11 +199,11 @@ class RevokeSessions(RecordOp[int]):
 
 @dataclass(frozen=True, slots=True)
 class RemoveSecondFactor(RecordOp[Status]):
-    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor and backup
-    code, optionally the passkeys, and the lock go in one transaction; with ``end_sessions`` (an
-    administrator's reset) the generation is bumped and ``revoked_at`` stamped so every session
-    ends. A verify racing it finds its factor gone (NOT_FOUND). OK, or NOT_FOUND when nothing was
-    removed (the lock is lifted either way)."""
+    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor, backup
+    code and address for codes by message, optionally the passkeys, and the lock go in one
+    transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
+    ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
+    (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
@@ -209,7 +222,8 @@ class RemoveSecondFactor(RecordOp[Status]):
         yield lock_user_factors(schema, u)
         yield from lock_user_state(schema, u)
         removed = 0
-        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ())):
+        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
+                      schema.otp_factors):
             removed += (yield delete(table).where(table.c.user_id == u)).rowcount
         t = schema.user_state
         yield ensure_user_state(schema, u)

@@ -81,11 +81,17 @@ class BackupCodeUse:
 @dataclass(frozen=True, slots=True)
 class ConsumeBackupCode(RecordOp[BackupCodeUse]):
     """Use up the code whose hash is one of ``candidates``. CONSUMED for exactly one caller (the
-    failure streak ends in the same transaction); NOT_FOUND for a wrong or already used code."""
+    failure streak ends in the same transaction); NOT_FOUND for a wrong or already used code.
+
+    ``audit`` is written when the code was used; ``audit_when_low`` too when the use leaves
+    ``low_at`` codes or fewer (the "running out of backup codes" notice). The count is read in
+    this transaction anyway, so the notice costs no statement of its own."""
 
     user_id: str
     candidates: Sequence[str]
     audit: Sequence[AuditEntry] = ()
+    low_at: int = -1
+    audit_when_low: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[BackupCodeUse]:
         if not self.candidates:
@@ -93,7 +99,9 @@ class ConsumeBackupCode(RecordOp[BackupCodeUse]):
         used = (yield schema.prepared(_consume), {"u": self.user_id, "c": list(self.candidates)}).rowcount
         if used:
             yield clear_failures(schema, self.user_id)
-            if self.audit:
-                yield audit_insert(schema, self.user_id, self.audit)
         left = yield from remaining(schema, self.user_id)
+        if used:
+            rows = [*self.audit, *(self.audit_when_low if left <= self.low_at else ())]
+            if rows:
+                yield audit_insert(schema, self.user_id, rows)
         return BackupCodeUse(Status.CONSUMED if used else Status.NOT_FOUND, left)

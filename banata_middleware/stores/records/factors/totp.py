@@ -65,7 +65,7 @@ def define_table(metadata: MetaData, prefix: str) -> Table:
         Column("created_at", Millis, nullable=False),
         Column("confirmed_at", Millis, nullable=True),  # NULL: enrolment started, first code not yet seen
         Column("last_step", Millis, nullable=False, server_default="0"),
-        Column("last_used_at", Millis, nullable=True),  # the last accepted code (0006); NULL: never used
+        Column("last_used_at", Millis, nullable=True),  # the last accepted code (0007); NULL: never used
         UniqueConstraint("user_id", "name", name=f"{prefix}totp_factors_user_name_key"),
     )
 
@@ -370,9 +370,10 @@ class AuthenticatorRemoval:
 
 @dataclass(frozen=True, slots=True)
 class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
-    """The user removes one authenticator app. When it was the last confirmed one, two-factor
-    authentication goes with it, as ``disable`` does (``RemoveSecondFactor``: every factor row and
-    backup code, the lock lifted; sessions kept), and ``audit_off`` is written too. The user's
+    """The user removes one authenticator app. When it was the user's last second factor (no other
+    confirmed app, no codes by message), two-factor authentication goes with it, as ``disable``
+    does (``RemoveSecondFactor``: every factor row and backup code, the lock lifted; sessions
+    kept), and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
     itself remove the last, an app added at the same time is decided before or after it, and a
     verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
@@ -393,7 +394,9 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
         target = next((r for r in rows if r.id == self.factor_id), None)
         if target is None:
             return AuthenticatorRemoval(Status.NOT_FOUND, False)
-        last = target.confirmed_at is not None and not any(
+        o = schema.otp_factors
+        by_message = (yield select(o.c.channel).where(o.c.user_id == u).limit(1)).first() is not None
+        last = target.confirmed_at is not None and not by_message and not any(
             r.confirmed_at is not None for r in rows if r.id != self.factor_id)
         if last:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the

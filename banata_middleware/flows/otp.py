@@ -1,0 +1,326 @@
+"""One-time codes by message (email or SMS) as a second factor (issue 15, section 1).
+
+better-auth's ``POST /two-factor/send-otp`` and ``POST /two-factor/verify-otp {code, trustDevice?}``,
+with its shapes, so ``authClient.twoFactor.sendOtp()`` and ``verifyOtp()`` work unchanged; and its
+``enable {method: "otp"}``, which here starts an enrolment that a code sent to the address confirms
+(better-auth turns codes on at once, unconfirmed). Composed on the flows when
+``BanataAuthConfig.otp`` is set; off otherwise.
+
+Where each part lives: the confirmed address is a record (``stores/records/factors/otp.py``); the
+code is hot state, ONE live code per user (``lua/otp_issue.lua``), stored as a keyed hash bound to
+the user and to the challenge or session that asked for it. A code is checked and used up in the
+same script that answers with it (``challenge_answer.lua``, ``session_answer.lua``: ``otp_take``),
+so two verifies of one code give one session, and a resend (which replaces the code in one step)
+never leaves two live codes. Wrong codes count against the challenge's attempts, the user's
+temporary lock and the permanent failure ceiling, as a wrong TOTP code does.
+
+The order across the two stores: at sign-in and step-up the hot store's script decides, uses the
+code up and makes the session in one step (R2); the record store then ends the failure streak or
+counts the failure (S2). A crash between loses at most that count or the success's audit row; it
+never makes a session without the code used up. An enrolment uses the code up first, then writes
+the factor, then updates the copy and rotates the session: a crash leaves a code used and no
+factor, or a factor the next request's record read repairs the copy for.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from ..config import OtpConfig
+from ..effects import Call, Flow, Rec
+from ..errors import AuthError
+from ..http import Body, Request, Response, json_response
+from ..otp import OtpMessage, canonical_address, mask_address, new_code, normalize_code, sending
+from ..stores.records import (
+    EnableOtp,
+    LoadUser,
+    OtpFactor,
+    RecordFailure,
+    RecordOtpUse,
+    RemoveOtp,
+    RemoveSecondFactor,
+    Status,
+    UserRecord,
+)
+from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, retry_after
+from .two_factor import FAILURE_CEILING
+
+if TYPE_CHECKING:
+    from .admin import AdminFlows
+
+__all__ = ["OtpFlows"]
+
+
+class OtpFlows:
+    """Composed on the flows (``Flows.otp``); owns no cookie of its own."""
+
+    def __init__(self, flows: AdminFlows, config: OtpConfig) -> None:
+        self.f = flows
+        self.otp = config
+        self.cookies: tuple[str, ...] = ()
+
+    def routes(self) -> Routes:
+        return {
+            "/two-factor/send-otp": ("POST", self.send_otp),
+            "/two-factor/verify-otp": ("POST", self.verify_otp),
+            # better-auth's enable takes method "otp" too: that one is ours, the rest the TOTP flow's.
+            "/two-factor/enable": ("POST", self.enable),
+            "/two-factor/disable-otp": ("POST", self.disable_otp),
+        }
+
+    # -- small pieces ----------------------------------------------------------------------
+    @staticmethod
+    def _not_enabled() -> AuthError:
+        return AuthError(400, "OTP_NOT_ENABLED", "codes by message are not set up for this user")
+
+    def _channel(self, body: Body, default: str | None) -> str | None:
+        value = body.data.get("channel", default)
+        if value is None:
+            return None
+        if value not in self.otp.channels:
+            raise AuthError(400, "VALIDATION_ERROR", f"'channel' must be one of {', '.join(self.otp.channels)}")
+        return str(value)
+
+    def _factor(self, record: UserRecord, channel: str | None) -> OtpFactor:
+        """The address to send to: the one of ``channel``, else the user's first (email before SMS)
+        of the channels still configured."""
+        for factor in record.otp:
+            if factor.channel in self.otp.channels and channel in (None, factor.channel):
+                return factor
+        raise self._not_enabled()
+
+    @staticmethod
+    def _conflict() -> AuthError:
+        return AuthError(409, "OTP_ENROLMENT_CONFLICT", "another enrolment of this channel finished first; try again")
+
+    def _lock(self) -> tuple[int, int]:
+        p = self.f.policies
+        return p.user_lock_failures, p.user_lock_seconds * 1000
+
+    def _hash(self, caller: Caller, binding: str, code: str) -> str:
+        return self.f.keyring.hash_otp(code, user_id=caller.uid, binding=binding)
+
+    def _send(self, req: Request, caller: Caller, channel: str, to: str, purpose: str, binding: str) -> Flow[None]:
+        """Make a code, store it as the user's one live code (the throttle counted in the same
+        step), then hand it to the app's sender. A sender that fails: the code and its send are
+        taken back (``void``), 503 ``OTP_DELIVERY_FAILED``; nothing else changed (the challenge
+        or session is as it was)."""
+        f, c, uid = self.f, self.otp, caller.uid
+        code = new_code(c.digits)
+        h = self._hash(caller, binding, code)
+        send_id = secrets.token_hex(8)
+        keys = (f.keys.otp(uid), f.keys.otp_sends(uid))
+        reply = yield from f.commit(
+            "otp_issue", uid, keys,
+            ("issue", send_id, h, binding, purpose, c.ttl * 1000, channel, to, c.resend_interval * 1000,
+             c.sends_per_window, c.send_window * 1000), req, caller.sid)
+        if reply[0] == "LOCKED":
+            raise f.locked_error(int(reply[2]))
+        if reply[0] == "THROTTLED":
+            raise AuthError(429, "TOO_MANY_REQUESTS", "a code was sent a moment ago; wait before asking for another",
+                            headers=retry_after(int(reply[2]), f.now_ms()))
+        message = OtpMessage(f.user_json(caller), channel, to, code, purpose, f.now_ms() / 1000 + c.ttl,
+                             f.config.app_name)
+        fn, coroutine = sending(c.sender, message, c.send_timeout)
+        delivered = yield Call(fn, coroutine)
+        if not delivered:
+            yield from f.commit("otp_issue", uid, keys, ("void", send_id, h), req, caller.sid)
+            raise AuthError(503, "OTP_DELIVERY_FAILED", "the code could not be sent; try again shortly")
+
+    def _caller(self, req: Request) -> Flow[tuple[Caller, UserRecord]]:
+        """The caller by their pending challenge or session, and their record; refused while locked."""
+        f = self.f
+        caller = yield from f.load_caller(req, want_challenge=True)
+        if caller is None or (caller.challenge is None and caller.session is None):
+            raise AuthError(401, *UNAUTHORIZED)
+        record = yield from f.load_record(caller)
+        f.refuse_locked(caller, record)
+        return caller, record
+
+    # -- endpoints -------------------------------------------------------------------------
+    def send_otp(self, req: Request, body: Body) -> Flow[Response]:
+        """A code for the pending sign-in (the ``two_factor`` cookie) or, in a session, for a
+        step-up. better-auth's body (``trustDevice?``, which counts at verify-otp); ``channel?``
+        is ours, for a user with both an email address and a number."""
+        body.flag("trustDevice")
+        channel = self._channel(body, None)
+        caller, record = yield from self._caller(req)
+        factor = self._factor(record, channel)
+        if caller.challenge is not None:
+            purpose, binding = "sign_in", "ch:" + caller.cid
+        else:
+            purpose, binding = "step_up", "s:" + caller.sid
+        yield from self._send(req, caller, factor.channel, factor.address, purpose, binding)
+        return json_response(200, {"status": True})
+
+    def verify_otp(self, req: Request, body: Body) -> Flow[Response]:
+        """Answer the pending sign-in (``{token, user}``), step a session up, or confirm an
+        enrolment (both ``{status: true, token, user}``, the session rotated), as verify-totp does."""
+        code = normalize_code(body.text("code", max_len=64))
+        trust = body.flag("trustDevice")
+        caller, record = yield from self._caller(req)
+        f, k, uid = self.f, self.f.keys, caller.uid
+        if caller.challenge is None and caller.user.get("otp_enrol") == caller.sid:
+            return (yield from self._confirm(req, caller, record, code))
+        if not any(o.channel in self.otp.channels for o in record.otp):
+            raise self._not_enabled()
+        token, sid = f.session_tokens.issue(uid)
+        lock = self._lock()
+        if caller.challenge is not None:
+            binding = "ch:" + caller.cid
+            p = f.policies
+            trust_token, trust_id = f.trust_tokens.issue(uid) if trust else ("", "-")
+            reply = yield from f.commit(  # R2: the code taken and the challenge answered, in one step
+                "challenge_answer", uid,
+                (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid), k.trust(uid, trust_id),
+                 k.trusted_devices(uid), k.otp(uid)),
+                ("otp", "otp", sid, f.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000, *lock,
+                 f"{AMR_PASSWORD} {AMR_OTP}", binding, self._hash(caller, binding, code)), req, sid)
+            yield from self._settle(req, caller, reply, sid, trusted=trust)  # S2
+            remember = caller.challenge.get("remember") == "1"
+            trusted = [f.cookie_header(f.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
+            caller.user["tfa"] = "1"
+            return f.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted)
+        binding = "s:" + caller.sid
+        reply = yield from f.commit(  # R2: the code taken and the session stepped up (rotated), in one step
+            "session_answer", uid,
+            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid), k.otp(uid)),
+            ("stepup", "otp", "otp", caller.sid, *lock, sid, f.session_spec(), AMR_OTP, "", binding,
+             self._hash(caller, binding, code)), req, sid)
+        yield from self._settle(req, caller, reply, sid)  # S2
+        caller.user["tfa"] = "1"
+        remember = caller.session is not None and caller.session.get("remember") == "1"
+        return f.signed_in(caller, token, remember=remember, status=True)
+
+    def _settle(self, req: Request, caller: Caller, reply: list[Any], sid: str, *,
+                trusted: bool = False) -> Flow[None]:
+        """S2, after the hot store's verdict: a success ends the failure streak (with its audit
+        rows: a browser the answer remembered is a new trusted device); a wrong code counts toward
+        the permanent lock, which, once reached, the hot copy gets too. The hot store decided
+        first, so its temporary lock reaches the audit table (and the user's notice) here, with
+        the failure. Then a refusal is raised."""
+        f, uid = self.f, caller.uid
+        status = reply[0]
+        if status == "OK":
+            device = ("trusted_device.added",) if trusted else ()
+            entries = f.entries(req, sid, ("two_factor.verified", "otp"), *device)
+            yield Rec(RecordOtpUse(uid, entries))
+            f.emit_entries(uid, entries)
+            return
+        if status in ("WRONG", "EXHAUSTED", "LOCKED"):
+            locked_now = "two_factor.locked" in reply[1]  # this answer set the temporary lock
+            temporary = f.entries(req, "", ("two_factor.locked", "temporary")) if locked_now else ()
+            failure = RecordFailure(uid, FAILURE_CEILING, f.now_ms(),
+                                    f.entries(req, "", ("two_factor.locked", "ceiling")), temporary)
+            counted = yield Rec(failure)
+            if counted.locked and caller.record is not None:
+                f.emit_entries(uid, failure.audit_on_lock)
+                until = f.now_ms() + PERMANENT_LOCK_MS
+                yield from f.write_copy(uid, "repair", caller.record, ("lock_until", str(until), "!"))
+                raise f.locked_error(until)
+        raise f.answer_error(reply)
+
+    def _confirm(self, req: Request, caller: Caller, record: UserRecord, code: str) -> Flow[Response]:
+        """Confirm an enrolment: the code sent to the new address is used up (R2), the address
+        becomes a factor (S2), then the copy says 2FA is on and the session is rotated, by
+        ``session_answer``: as an enrolment when 2FA was off (every other session ends: none of
+        them passed the new factor), as a step-up when it was on."""
+        f, k, uid = self.f, self.f.keys, caller.uid
+        binding = "s:" + caller.sid
+        lock = self._lock()
+        # A typo here counts toward the temporary lock only (no S2 follows), so the lock's row for
+        # the outbox is appended after the script, on the failure that locks (SessionCore.commit).
+        reply = yield from f.commit("otp_enrol", uid, (k.otp(uid), k.session(uid, caller.sid)),
+                                    (binding, self._hash(caller, binding, code), *lock), req, caller.sid,
+                                    durable={"two_factor.locked": "temporary"})
+        if reply[0] != "OK":
+            # A typo while confirming an address counts toward the temporary lock (otp_enrol.lua),
+            # not toward the permanent ceiling of an account that may have no second factor yet (R4-8).
+            raise f.answer_error(reply)
+        channel, address = str(reply[2]), str(reply[3])
+        was_on = record.two_factor_enabled
+        entries = f.entries(req, caller.sid, ("otp.enabled" if was_on else "two_factor.enabled", f"otp:{channel}"))
+        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
+        if status is Status.TAKEN:
+            raise self._conflict()
+        f.emit_entries(uid, entries)
+        token, sid = f.session_tokens.issue(uid)
+        # A pending TOTP setup ends with an enrolment (the script's 'enrol' mode clears it): set it up again.
+        reply = yield from f.commit(
+            "session_answer", uid,
+            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
+            ("stepup" if was_on else "enrol", "otp", "ok", caller.sid, *lock, sid, f.session_spec(), AMR_OTP,
+             record.codes_key_id), req, sid)
+        if reply[0] != "OK":
+            raise f.answer_error(reply)
+        caller.user["tfa"] = "1"
+        remember = caller.session is not None and caller.session.get("remember") == "1"
+        return f.signed_in(caller, token, remember=remember, status=True)
+
+    def enable(self, req: Request, body: Body) -> Flow[Response]:
+        """better-auth's ``enable``: ``method: "otp"`` starts an enrolment in codes by message (a
+        code goes to the address; ``verify-otp`` with it turns them on); any other method is TOTP's.
+        ``channel?`` ("email" by default) and ``to?`` (the address; default, for email, the
+        account's) are ours. Needs what every factor change needs (``require_factor_change``)."""
+        if body.data.get("method") != "otp":
+            return (yield from self.f.enable(req, body))
+        password = body.text("password", max_len=128)
+        channel = self._channel(body, "email") or "email"
+        raw = body.text("to", max_len=254, required=False)
+        caller = yield from self.f.require_factor_change(req, password)
+        if not raw and channel == "email":
+            record = caller.record
+            raw = caller.user.get("email") or (record.account.email if record and record.account else "")
+        if not raw:
+            raise AuthError(400, "VALIDATION_ERROR", f"'to' is needed: the address to send {channel} codes to")
+        address = canonical_address(channel, raw)
+        yield from self._send(req, caller, channel, address, "enrol", "s:" + caller.sid)
+        return json_response(200, {"method": "otp", "status": True, "channel": channel,
+                                   "to": mask_address(channel, address)})
+
+    def enable_verified(self, uid: str, channel: str, to: str, origin: Request | None = None) -> Flow[None]:
+        """``BanataAuth.enable_otp``: codes by message to an address the app verified itself (its
+        own users), with no confirmation code. The record store first, then the copy says 2FA is on."""
+        if channel not in self.otp.channels:
+            raise AuthError(400, "VALIDATION_ERROR", f"channel must be one of {', '.join(self.otp.channels)}")
+        f = self.f
+        address = canonical_address(channel, to)
+        record: UserRecord = yield Rec(LoadUser(uid))
+        kind = "otp.enabled" if record.two_factor_enabled else "two_factor.enabled"
+        entries = f.entries(origin, "", (kind, f"otp:{channel}"))
+        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
+        if status is Status.TAKEN:
+            raise self._conflict()
+        f.emit_entries(uid, entries)
+        # The copy follows as after an import (two_factor_import.lua): 2FA on, trusted devices void;
+        # the sessions stay (the app vouched for the address, as an import vouches for a secret).
+        yield from f.commit("two_factor_import", uid, (f.keys.pending_backup_codes(uid),), (record.codes_key_id,),
+                            origin)
+
+    def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
+        """Stop codes by message (``channel?``: one channel; default all). When no other factor is
+        left, two-factor goes off, as ``disable`` turns it off (the backup codes go too)."""
+        channel = self._channel(body, None)
+        f = self.f
+        caller = yield from f.require_factor_change(req, body.text("password", max_len=128))
+        record = caller.record
+        if record is None or not any(channel in (None, o.channel) for o in record.otp):
+            raise self._not_enabled()
+        uid, now = caller.uid, f.now_ms()
+        left = [o for o in record.otp if channel not in (None, o.channel)]
+        still_on = bool(left) or any(t.confirmed_at is not None for t in record.totp)
+        if still_on:
+            entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
+            yield Rec(RemoveOtp(uid, channel, entries))
+            f.emit_entries(uid, entries)
+        else:
+            # The last factor: the record store first (factor and codes), then the copy (as disable).
+            entries = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
+            status = yield Rec(RemoveSecondFactor(uid, now, audit=entries, end_sessions=False))
+            if status is Status.OK:
+                f.emit_entries(uid, entries)
+            session_key, max_age_ms = f.factor_change_args(caller)
+            yield from f.commit("two_factor_disable", uid, (f.keys.pending_backup_codes(uid), *session_key),
+                                (caller.sid, max_age_ms, "confirmed"), req, caller.sid)
+        return json_response(200, {"status": True, "twoFactorEnabled": still_on})

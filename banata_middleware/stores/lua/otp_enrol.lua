@@ -1,0 +1,20 @@
+-- Confirms an enrolment in codes by message (Flows.verify_otp): the code sent to the new address
+-- proves it reaches the user. The code is used up here, BEFORE the record store writes the
+-- factor: a crash between leaves a code used and no factor (the user asks for another), never a
+-- factor that nobody confirmed. A wrong code counts toward the user's temporary lock, as any
+-- wrong second factor does.
+-- KEYS: user, audit, code, session. ARGV[6..9]: binding, code hash, failures before lock, lock ms.
+-- Returns OK + channel + address, GONE (no live session), LOCKED + lock end, or WRONG.
+local u = hash(KEYS[1])
+local s = hash(KEYS[4])
+if not live(s) or tonumber(s.created or '0') <= tonumber(u.revoked_at or '0') then return {'GONE', EVENTS} end
+local lock = locked_until(u)
+if lock > 0 then return {'LOCKED', EVENTS, lock} end
+local c = otp_take(KEYS[3], ARGV[6], 'enrol', ARGV[7])
+if c then
+  redis.call('HDEL', KEYS[1], 'otp_enrol')
+  return {'OK', EVENTS, c.channel, c.to}
+end
+lock = second_factor_failed(tonumber(ARGV[8]), tonumber(ARGV[9]), 'otp')
+if lock > 0 then return {'LOCKED', EVENTS, lock} end
+return {'WRONG', EVENTS}
