@@ -5,6 +5,7 @@ listed, renamed and removed; removing the last one turns two-factor off and says
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -314,3 +315,22 @@ def test_removing_the_last_app_turns_2fa_off_and_says_so(stack: Stack) -> None:
     # and a first setup starts over, with backup codes
     api.enable_2fa()
     assert len(api.backup_codes) == 10 and [a["name"] for a in apps(api)] == ["Authenticator"]
+
+
+def test_removing_the_last_app_keeps_2fa_on_for_a_user_with_codes_by_message(
+        stack_factory: Callable[..., Stack]) -> None:
+    """Codes by message are another factor: with them on, the last app goes alone (the backup codes
+    stay, sign-in still asks for a second factor), and `twoFactorEnabled` says so."""
+    from banata_middleware import OtpConfig
+    from banata_middleware.otp import Inbox
+
+    stack = stack_factory(otp=OtpConfig(sender=Inbox()))
+    api, uid = with_2fa(stack)
+    stack.auth.enable_otp(uid, to=EMAIL)
+    r = api.auth(f"{TF}/remove-authenticator", {"id": "totp"})
+    assert r.status_code == 200 and r.json() == {"status": True, "twoFactorEnabled": True}, r.text
+    record = stack.records.execute(LoadUser(uid))
+    assert record.totp == () and record.backup_codes == 10 and record.two_factor_enabled
+    assert "two_factor.disabled" not in [t for t, _ in sql_events(stack, uid)]
+    r = stack.client().sign_in(EMAIL)
+    assert r.status_code == 403 and "otp" in r.json()["twoFactorMethods"]
