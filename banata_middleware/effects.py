@@ -40,6 +40,11 @@ class Op(NamedTuple):
     keys: tuple[str, ...]
     args: tuple[str | int, ...]
 
+    def __repr__(self) -> str:
+        # The args may hold a secret's ciphertext or backup-code hashes (two_factor_begin): never
+        # in a repr, which logs and error reports print.
+        return f"Op(script={self.script!r}, keys={self.keys!r}, args=<{len(self.args)} values>)"
+
 
 class Rec(NamedTuple):
     """Run the record operation ``op`` (``stores.records``) in one SQL transaction; its typed reply

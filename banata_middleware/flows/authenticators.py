@@ -11,14 +11,16 @@ Composed on the flows (``Flows.authenticators``) when two-factor is on.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..effects import Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..stores.records import AuthenticatorRemoval, RemoveAuthenticator, RenameTotpFactor, Status, TotpFactor, UserRecord
-from .primary import PrimaryFlows
 from .session import Caller, Routes, iso
+
+if TYPE_CHECKING:
+    from .two_factor import TwoFactorFlows
 
 __all__ = ["MAX_AUTHENTICATORS", "PENDING_TTL_MS", "AuthenticatorFlows", "authenticator_name", "default_name",
            "listed", "pending", "public"]
@@ -84,7 +86,7 @@ def name_taken() -> AuthError:
 
 
 class AuthenticatorFlows:
-    def __init__(self, flows: PrimaryFlows) -> None:
+    def __init__(self, flows: TwoFactorFlows) -> None:
         self.f = flows
         #: The cookies this module owns: none.
         self.cookies: tuple[str, ...] = ()
@@ -108,7 +110,9 @@ class AuthenticatorFlows:
         f = self.f
         caller = yield from f.require_factor_change(req)
         session_key, max_age_ms = f.factor_change_args(caller)
-        reply = yield from f.commit("factor_change", caller.uid, session_key, (max_age_ms, "0"), req, caller.sid)
+        # 'on': judged as with 2FA on when the record had it (the copy may say off by now).
+        on = "on" if caller.record is not None and caller.record.two_factor_enabled else "0"
+        reply = yield from f.commit("factor_change", caller.uid, session_key, (max_age_ms, on), req, caller.sid)
         if reply[0] != "OK":
             raise f.factor_change_error(str(reply[0]))
         return caller
@@ -134,21 +138,26 @@ class AuthenticatorFlows:
     def remove(self, req: Request, body: Body) -> Flow[Response]:
         factor_id = body.text("id", max_len=64)
         caller = yield from self._change(req)
-        f, uid = self.f, caller.uid
+        f, uid, since = self.f, caller.uid, self.f.now_ms()
         removed = f.entries(req, caller.sid, ("two_factor.authenticator_removed", factor_id))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
         # The record store decides, with every app of the user locked: of two removals at once,
         # exactly one removes the last, and turns two-factor off with it (its audit rows too).
-        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, f.now_ms(), removed, off))
+        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off))
         if result.status is not Status.OK:
             raise not_found()
         f.emit_entries(uid, (*removed, *off) if result.two_factor_off else removed)
-        if result.two_factor_off:
-            # Written after the record, as ``disable`` does: the copy says two-factor is off, a
-            # first setup under way ends, remembered devices are void ('gen'). A crash between
-            # leaves a copy saying on for a user without a factor, which the next flow that
-            # reads the record repairs; never the other way round.
+        if result.removed is not None:
+            # Two-factor went off: as ``disable``, the record first, then two_factor_disable.lua
+            # re-checks the factor-change rule at this moment and updates the copy (a session that
+            # ended or went stale meanwhile is refused, and the factor put back). A crash between
+            # leaves a copy saying on for a user without a factor, which the next flow that reads
+            # the record repairs; never the other way round.
             session_key, max_age_ms = f.factor_change_args(caller)
-            yield from f.commit("two_factor_disable", uid, (f.keys.pending_backup_codes(uid), *session_key),
-                                (caller.sid, max_age_ms, "confirmed"), req, caller.sid)
+            keys = (f.keys.pending_backup_codes(uid), *session_key, f.keys.sessions(uid))
+            reply = yield from f.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, "confirmed"), req,
+                                        caller.sid)
+            if reply[0] != "OK":
+                yield from f.undo_disable(req, caller, result.removed, keys, max_age_ms, since)
+                raise f.factor_change_error(str(reply[0]))
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

@@ -215,7 +215,8 @@ class OtpFlows:
                                     f.entries(req, "", ("two_factor.locked", "ceiling")), temporary)
             counted = yield Rec(failure)
             if counted.locked and caller.record is not None:
-                f.emit_entries(uid, failure.audit_on_lock)
+                if counted.locked_now:  # the lock's one two_factor.locked, audited with it
+                    f.emit_entries(uid, failure.audit_on_lock)
                 until = f.now_ms() + PERMANENT_LOCK_MS
                 yield from f.write_copy(uid, "repair", caller.record, ("lock_until", str(until), "!"))
                 raise f.locked_error(until)

@@ -35,7 +35,17 @@ from ..stores.records import (
 )
 from ..tokens import SealSigner
 from .primary import PrimaryFlows
-from .session import AMR_PASSKEY, AMR_PASSKEY_VERIFIED, AMR_PASSWORD, UNAUTHORIZED, Caller, Routes, iso, retry_after
+from .session import (
+    AMR_PASSKEY,
+    AMR_PASSKEY_VERIFIED,
+    AMR_PASSWORD,
+    PERMANENT_LOCK_MS,
+    UNAUTHORIZED,
+    Caller,
+    Routes,
+    iso,
+    retry_after,
+)
 
 __all__ = ["PasskeyFlows"]
 
@@ -261,8 +271,8 @@ class PasskeyFlows:
             raise f.locked_error(lock)
         k = f.keys
         token, sid = f.session_tokens.issue(owner)
-        # Write order: the sign count in the record store first (the clone check: one conditional
-        # UPDATE, audited in its transaction), then the session in the hot store. A crash, or a
+        # Write order: the sign count in the record store first (the clone check and the permanent
+        # lock: one conditional UPDATE, audited in its transaction), then the session in the hot store. A crash, or a
         # refusal of passkey_sign_in.lua, in between leaves the count advanced without a session:
         # safe (the next assertion counts higher still). The reverse could make a session from an
         # assertion whose count a racing twin (a clone) had already used.
@@ -270,6 +280,8 @@ class PasskeyFlows:
         cloned = f.entries(req, "", ("passkey.clone_suspected", cred_id))
         advanced = yield Rec(AdvanceSignCount(owner, cred_id, new_count, f.now_ms(), audit=used,
                                               audit_on_regress=cloned))
+        if advanced is Status.LOCKED:  # the permanent lock, read from the record (R4-5)
+            raise f.locked_error(f.now_ms() + PERMANENT_LOCK_MS)
         if advanced is Status.REGRESSED:
             f.emit_entries(owner, cloned)
             raise AuthError(401, "AUTHENTICATION_FAILED",

@@ -13,7 +13,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog
@@ -91,14 +91,16 @@ class Caller:
     the request's cookies (None when absent, expired or not asked for)."""
 
     uid: str
-    user: dict[str, str]
+    #: The hot store's user hash: a pending setup's secret (ciphertext) among its fields, so, like
+    #: the token and the codes' hashes, out of the repr (logs and error reports print reprs).
+    user: dict[str, str] = field(repr=False)
     session: dict[str, str] | None
     sid: str
-    token: str
+    token: str = field(repr=False)
     challenge: dict[str, str] | None
     cid: str
     #: The hashes of a pending setup's backup codes (what its confirmation writes to SQL).
-    pending_codes: list[str]
+    pending_codes: list[str] = field(repr=False)
     #: The durable record (SQL), once a flow loaded it (``Flows.load_record``): the truth for every
     #: decision about factors. ``user`` is the hot store's copy of part of it, for the pass-through.
     record: UserRecord | None = None

@@ -16,14 +16,18 @@ from ..http import Body, Request, Response, json_response
 from ..stores.records import (
     AcceptAnyTotpStep,
     AddAuthenticator,
+    BackupCode,
     ConfirmTotpFactor,
     ConsumeBackupCode,
+    DisabledSecondFactor,
+    DisableSecondFactor,
     EnableTotp,
     ProveSecondFactor,
     RecordFailure,
-    RemoveSecondFactor,
+    RegenerateBackupCodes,
     RemoveTotpFactor,
-    ReplaceBackupCodes,
+    RestoreBackupCodes,
+    RestoreSecondFactor,
     Status,
     TotpCandidate,
     TotpFactor,
@@ -195,25 +199,47 @@ class TwoFactorFlows(PrimaryFlows):
         enabled = record is not None and record.two_factor_enabled
         if not enabled and "pending_secret" not in caller.user:
             raise self._not_enabled()
-        if enabled:
-            # The factor and codes go from the record store first: a crash before the copy's
-            # update leaves a copy that still says 2FA is on for a user without a factor (the next
-            # flow that reads the record repairs it), never a factor the copy no longer shows.
-            # The factor-change rule was checked at load (require_factor_change) against the record.
-            entries = self.entries(req, caller.sid, "two_factor.disabled")
-            status = yield Rec(RemoveSecondFactor(uid, self.now_ms(), audit=entries, end_sessions=False))
-            if status is Status.OK:
-                self.emit_entries(uid, entries)
         session_key, max_age_ms = self.factor_change_args(caller)
-        keys = (self.keys.pending_backup_codes(uid), *session_key)
+        keys = (self.keys.pending_backup_codes(uid), *session_key, self.keys.sessions(uid))
+        removed: DisabledSecondFactor | None = None
+        since = self.now_ms()
+        if enabled:
+            # Write order: the factor and codes go from the record store first, then
+            # two_factor_disable.lua re-checks the factor-change rule and, when it holds, updates the
+            # copy. The re-check runs AFTER the commit (as passkey registration's does), so that the
+            # rule holds at the moment of the change: a session revoked, signed out, rotated or gone
+            # stale while this request was under way is refused, and the removal undone below.
+            # A crash, or a hot store that fails, between the commit and the re-check keeps the
+            # removal (the request had passed the rule when loaded, an instant before) behind a
+            # copy that still says 2FA is on: the next flow that reads the record repairs it.
+            entries = self.entries(req, caller.sid, "two_factor.disabled")
+            removed = yield Rec(DisableSecondFactor(uid, since, audit=entries))
+            if removed is not None:
+                self.emit_entries(uid, entries)
         mode = "confirmed" if enabled else "pending"
         reply = yield from self.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, mode), req,
                                        caller.sid)
+        if reply[0] == "OK":
+            return json_response(200, {"status": True})
+        if removed is not None:
+            yield from self.undo_disable(req, caller, removed, keys, max_age_ms, since)
         if reply[0] == "NOT_ENABLED":
             raise self._not_enabled()
-        if reply[0] != "OK":
-            raise self.factor_change_error(reply[0])
-        return json_response(200, {"status": True})
+        raise self.factor_change_error(reply[0])
+
+    def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, keys: tuple[str, ...],
+                      max_age_ms: int, since: int) -> Flow[None]:
+        """Put back what a refused disable removed: the record first (unless a factor was enrolled
+        meanwhile: that one stands), then the copy, which also ends the password-only sessions
+        a sign-in made from the record while the factor was gone (two_factor_disable.lua 'undo')."""
+        uid = caller.uid
+        entries = self.entries(req, caller.sid, ("two_factor.enabled", "restored"))
+        if (yield Rec(RestoreSecondFactor(uid, removed, audit=entries))) is not Status.OK:
+            return
+        self.emit_entries(uid, entries)
+        kid = min((c.key_id for c in removed.codes), default="")
+        yield from self.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, "undo", kid, since), req,
+                               caller.sid)
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         password = body.text("password", max_len=128)
@@ -249,15 +275,28 @@ class TwoFactorFlows(PrimaryFlows):
         caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
         codes, hashes = self.new_backup_codes()
         uid = caller.uid
-        if caller.record is not None and caller.record.two_factor_enabled:
-            # The confirmed set is replaced in the record store, then the copy's key follows (a
-            # crash between leaves the copy's key stale: the next flow reading the record repairs it).
-            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
-            yield Rec(ReplaceBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
-            self.emit_entries(uid, entries)
-            yield from self.write_copy(uid, "repair", caller.record, ("codes_kid", hashes[0], "!"))
-            return json_response(200, {"status": True, "backupCodes": codes})
         session_key, max_age_ms = self.factor_change_args(caller)
+        if caller.record is not None and caller.record.two_factor_enabled:
+            # Write order: the confirmed set is replaced in the record store first; then
+            # factor_change.lua re-checks the factor-change rule and, when it holds, moves the copy's
+            # codes_kid, in one step. Checked after the commit, so it holds at the moment of the
+            # change (see disable). When it refuses, or the hot store fails so that it cannot be
+            # checked, the new codes are never shown: the old set is put back, so that the user,
+            # told the regeneration failed, still holds working codes (R4-3). A crash between
+            # leaves the new set, which nobody saw: the user regenerates again.
+            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
+            previous = yield Rec(RegenerateBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
+            self.emit_entries(uid, entries)
+            try:
+                status = (yield from self.commit("factor_change", uid, session_key,
+                                                 (max_age_ms, "on", "codes_kid", hashes[0]), req, caller.sid))[0]
+            except AuthError:
+                yield from self._undo_regeneration(req, caller, hashes[1:], previous)
+                raise
+            if status != "OK":
+                yield from self._undo_regeneration(req, caller, hashes[1:], previous)
+                raise self.factor_change_error(status)
+            return json_response(200, {"status": True, "backupCodes": codes})
         reply = yield from self.commit("backup_codes_replace", uid,
                                        (self.keys.pending_backup_codes(uid), *session_key),
                                        (caller.sid, max_age_ms, *hashes), req, caller.sid)
@@ -266,6 +305,14 @@ class TwoFactorFlows(PrimaryFlows):
         if reply[0] != "OK":
             raise self.factor_change_error(reply[0])
         return json_response(200, {"status": True, "backupCodes": codes})
+
+    def _undo_regeneration(self, req: Request, caller: Caller, hashes: list[str],
+                           previous: tuple[BackupCode, ...]) -> Flow[None]:
+        """The old backup codes back in place of a set that is never shown (audited like the
+        regeneration; the copy's codes_kid was not moved)."""
+        entries = self.entries(req, caller.sid, ("two_factor.backup_codes_regenerated", "restored"))
+        if (yield Rec(RestoreBackupCodes(caller.uid, hashes, previous, audit=entries))) is Status.OK:
+            self.emit_entries(caller.uid, entries)
 
     # -- verification ------------------------------------------------------------------------
     def verify(self, req: Request, body: Body, method: str) -> Flow[Response]:
@@ -336,6 +383,12 @@ class TwoFactorFlows(PrimaryFlows):
                 raise self._already_enabled()
             self.emit_entries(uid, entries)
             ok = True
+        elif enrolling:
+            # A typo while enrolling guesses at no factor that guards anything (the secret is the
+            # user's own, shown a moment ago): no S2. R2 still counts it (the session's attempts,
+            # the temporary lock), but not the permanent lock's streak, which would otherwise
+            # lock out for good, at 100 typos, an account that has no second factor (R4-8).
+            pass
         else:  # S2: the step accepted, the code consumed, or the failure counted
             # A sign-in that asks to remember its browser records the new trusted device with its
             # proof, in S2: R2 makes the trust record, and a row after it would be a third SQL
@@ -365,12 +418,13 @@ class TwoFactorFlows(PrimaryFlows):
                     rows += attempt.audit_when_low  # written with them, in S2
                 self.emit_entries(uid, rows)
             locked = proof.failure is not None and proof.failure.locked
-            if locked:
+            if proof.failure is not None and proof.failure.locked_now:  # audited with the lock, in S2
                 self.emit_entries(uid, failure.audit_on_lock)
         # A failure that reached the ceiling locks the hot copy too, without end (R2 counts it with
-        # a lock of one failure): every script that checks the hot lock then refuses.
-        lock = (1, PERMANENT_LOCK_MS) if locked else (self.policies.user_lock_failures,
-                                                      self.policies.user_lock_seconds * 1000)
+        # a lock of one failure): every script that checks the hot lock then refuses. Its
+        # two_factor.locked event is S2's, so R2 writes none (one event per lock, not two).
+        lock = (1, PERMANENT_LOCK_MS, "1") if locked else (self.policies.user_lock_failures,
+                                                           self.policies.user_lock_seconds * 1000, "0")
         outcome = "ok" if ok else "wrong"
         if caller.challenge is not None and not enrolling:
             return (yield from self._answer_challenge(req, caller, method, outcome, lock, trust, token, sid,
@@ -426,7 +480,7 @@ class TwoFactorFlows(PrimaryFlows):
         self.emit_entries(uid, added)
         session_key, max_age_ms = self.factor_change_args(caller)
         try:
-            reply = yield from self.commit("factor_change", uid, session_key, (max_age_ms, "0"), req, caller.sid)
+            reply = yield from self.commit("factor_change", uid, session_key, (max_age_ms, "on"), req, caller.sid)
         except AuthError:  # the hot store is down: the rule cannot be checked, so the app goes again
             yield from self._undo_confirm(req, caller, factor)
             raise
@@ -442,7 +496,7 @@ class TwoFactorFlows(PrimaryFlows):
         if (yield Rec(RemoveTotpFactor(caller.uid, factor.id, audit=removed))) is Status.OK:
             self.emit_entries(caller.uid, removed)
 
-    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int, str],
                           trust: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
         trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
@@ -451,7 +505,8 @@ class TwoFactorFlows(PrimaryFlows):
             (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
              k.trust(uid, trust_id), k.trusted_devices(uid)),
             (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             *lock, f"{AMR_PASSWORD} {AMR_OTP}"), req, sid, durable=self._durable_lock(lock))
+             lock[0], lock[1], f"{AMR_PASSWORD} {AMR_OTP}", "", "", lock[2]), req, sid,
+             durable=self._durable_lock(lock))  # '', '': no code by message
         if reply[0] == "OK":
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
@@ -460,7 +515,7 @@ class TwoFactorFlows(PrimaryFlows):
                                   fields=self._remaining(method, remaining))
         raise self.answer_error(reply)
 
-    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int],
+    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int, str],
                            enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, k = caller.uid, self.keys
         # The session is rotated (new id, old one ended) in the script that takes the verdict; made
@@ -469,8 +524,9 @@ class TwoFactorFlows(PrimaryFlows):
         reply = yield from self.commit(  # R2
             "session_answer", uid,
             (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
-            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, *lock, sid, self.session_spec(),
-             AMR_OTP, kid), req, sid, durable=self._durable_lock(lock))
+            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, lock[0], lock[1], sid,
+             self.session_spec(), AMR_OTP, kid, "", "", lock[2]), req, sid,
+             durable=self._durable_lock(lock))  # '', '': no code by message
         if reply[0] != "OK":
             raise self.answer_error(reply)
         caller.user["tfa"] = "1"
@@ -479,7 +535,7 @@ class TwoFactorFlows(PrimaryFlows):
         return self.signed_in(caller, token, remember=remember, status=True, fields=self._remaining(method, remaining))
 
     @staticmethod
-    def _durable_lock(lock: tuple[int, int]) -> dict[str, str] | None:
+    def _durable_lock(lock: tuple[int, int, str]) -> dict[str, str] | None:
         """The temporary lock R2 may set is decided in the hot store, so it reaches the audit table
         (and the user's notice) by a row appended after R2: one more SQL transaction, only on the
         failure that locks (while locked, a verification is refused before S2). The permanent lock

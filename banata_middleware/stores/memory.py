@@ -139,7 +139,7 @@ class _Script:
             return ["SAME_FACTOR", self.events]
         return None
 
-    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str) -> int:
+    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str, audited: str) -> int:
         u = self.s.data.setdefault(self.keys[0], {})
         fails = int(u.get("fails", "0")) + 1
         u["fails"] = str(fails)
@@ -147,7 +147,8 @@ class _Script:
         if fails >= lock_failures:
             lock = self.now + lock_ms
             u.update(lock_until=str(lock), fails="0")
-            self.audit("two_factor.locked", "", detail)
+            if audited != "1":
+                self.audit("two_factor.locked", "", detail)
             return lock
         return 0
 
@@ -455,7 +456,7 @@ class MemoryStore:
                 self.expire(k[5], ttl)
                 x.index_device(k[6], k[5], ttl, u.get("gen", "0"))
             return ["OK", x.events]
-        lock = x.second_factor_failed(int(a[11]), int(a[12]), a[5])
+        lock = x.second_factor_failed(int(a[11]), int(a[12]), a[5], a[16] if len(a) > 16 else "")
         attempts = int(ch.get("attempts", "0")) - 1
         self.data[k[2]]["attempts"] = str(attempts)
         if attempts <= 0:
@@ -502,7 +503,7 @@ class MemoryStore:
             if "pwd" in s:
                 x.hset(k[4], pwd=s["pwd"])
             return ["OK", x.events]
-        lock = x.second_factor_failed(int(a[9]), int(a[10]), a[6])
+        lock = x.second_factor_failed(int(a[9]), int(a[10]), a[6], a[17] if len(a) > 17 else "")
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
@@ -556,7 +557,7 @@ class MemoryStore:
         if c is not None:
             self.data.setdefault(k[0], {}).pop("otp_enrol", None)
             return ["OK", x.events, c["channel"], c["to"]]
-        lock = x.second_factor_failed(int(a[7]), int(a[8]), "otp")
+        lock = x.second_factor_failed(int(a[7]), int(a[8]), "otp", "")
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
@@ -592,12 +593,27 @@ class MemoryStore:
     def _op_two_factor_disable(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
         u = x.hash(k[0])
+        if a[7] == "undo":
+            x.hset(k[0], tfa="1", codes_kid=a[8])
+            base = k[3][: len(k[3]) - len(a[5])]
+            index = self.get(k[4])
+            for sid in sorted(index) if isinstance(index, set) else []:
+                s = x.hash(base + sid)
+                if "aal" in s and int(s["aal"]) < 2 and int(s.get("created", "0")) >= int(a[9]):
+                    self.delete(base + sid)
+                    index.discard(sid)
+                    x.audit("session.revoked", sid, "two_factor_restored")
+            return ["OK", x.events]
         if a[7] == "pending":
             refused = x.factor_change_refused(u, k[3], a[6], "1")
             if refused:
                 return [refused, x.events]
             if u.get("tfa") == "1" or "pending_secret" not in u:
                 return ["NOT_ENABLED", x.events]
+        else:
+            refused = x.factor_change_refused({"tfa": "1", "revoked_at": u.get("revoked_at", "0")}, k[3], a[6], "1")
+            if refused:
+                return [refused, x.events]
         for field in ("pending_secret", "pending_sid", "pending_kid"):
             self.data.setdefault(k[0], {}).pop(field, None)
         x.hset(k[0], tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
@@ -627,7 +643,14 @@ class MemoryStore:
 
     def _op_factor_change(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv
-        return [x.factor_change_refused(x.hash(k[0]), k[2], a[5], a[6]) or "OK", x.events]
+        u = x.hash(k[0])
+        if a[6] == "on":
+            u = {"tfa": "1", "revoked_at": u.get("revoked_at", "0")}
+        refused = x.factor_change_refused(u, k[2], a[5], a[6])
+        if refused:
+            return [refused, x.events]
+        self.data.setdefault(k[0], {}).update(zip(a[7::2], a[8::2], strict=True))
+        return ["OK", x.events]
 
     def _op_passkey_sign_in(self, x: _Script) -> Reply:
         k, a = x.keys, x.argv

@@ -332,13 +332,14 @@ def test_r4_a_sign_in_between_the_enrolments_sql_commit_and_its_copy_is_ended(st
 
 
 # -- R4-3: regenerated backup codes whose hot half failed ----------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-3: generate-backup-codes commits ReplaceBackupCodes, then the "
-                   "copy's codes_kid update fails: the user is told 503 and never sees the new codes, yet the "
-                   "old ones are already deleted (a silent loss of the recovery codes)")
 def test_r4_3_a_failed_regeneration_leaves_the_old_backup_codes_working(stack: Stack) -> None:
+    """R4-3 (was: ReplaceBackupCodes committed, then the copy's codes_kid update failed, and the
+    user, told 503, never saw the new codes while the old ones were deleted). The copy's update is
+    now the post-commit factor-change re-check (factor_change.lua); when it fails, the old set is
+    put back."""
     owner, _ = two_factor_owner(stack)
     inner = stack.auth.store
-    stack.auth.store = FailOn(inner, "user_fill")
+    stack.auth.store = FailOn(inner, "factor_change")
     r = owner.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
     stack.auth.store = inner
     assert r.status_code == 503, r.text
@@ -393,10 +394,6 @@ def _streak_to(stack: Stack, uid: str, n: int) -> None:
         conn.execute(update(t).where(t.c.user_id == uid).values(failure_streak=n))
 
 
-@pytest.mark.xfail(strict=True, reason="R4-5: the 100th failure locks SQL (locked_at), and only R2 "
-                   "(challenge_answer.lua) copies it to the hot lock; when R2 fails or finds the challenge "
-                   "gone, passkey sign-in (which checks only the hot lock, never the record) still signs in "
-                   "a permanently locked account")
 def test_r4_5_a_permanently_locked_account_cannot_sign_in_with_a_passkey(stack: Stack) -> None:
     owner, uid = two_factor_owner(stack)
     stack.clock.advance(30)
@@ -431,10 +428,41 @@ def test_r4_the_permanent_lock_holds_for_a_passkey_when_the_hot_half_went_throug
     assert sign_in(stack.client(), key).status_code == 429
 
 
+@pytest.mark.parametrize("where", ["challenge", "step-up"])
+def test_the_ceiling_lock_is_one_two_factor_locked_event(stack: Stack, where: str) -> None:
+    """The failure that reaches the ceiling is audited once: by the record store's RecordFailure,
+    in the transaction that locks; the hot store's script that copies the lock writes no second
+    event (it used to: two to every subscriber, an audit row and a stream entry)."""
+    owner, uid = two_factor_owner(stack)
+    _streak_to(stack, uid, 99)
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
+    before = _audit_types(stack, uid).count("two_factor.locked")
+    if where == "challenge":
+        api = stack.client(ip="198.51.100.21")
+        assert api.sign_in(EMAIL).status_code == 403
+    else:
+        api = owner
+    r = api.auth("/two-factor/verify-totp", {"code": "000000"})
+    assert r.status_code == 429, r.text
+    assert [e["type"] for e in events].count("two_factor.locked") == 1, events
+    assert _audit_types(stack, uid).count("two_factor.locked") == before + 1
+    assert "two_factor.failed" in [e["type"] for e in events]  # the failure itself is still told
+
+
+def test_the_temporary_lock_is_still_one_two_factor_locked_event(stack: Stack) -> None:
+    _owner, _uid = two_factor_owner(stack)
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
+    for _ in range(2):  # challenges of 5 attempts: the 10th failure locks for 15 minutes
+        api = stack.client(ip="198.51.100.22")
+        assert api.sign_in(EMAIL).status_code == 403
+        answers = [api.auth("/two-factor/verify-totp", {"code": "000000"}).status_code for _ in range(5)]
+    assert answers[-1] == 429, answers
+    assert [e["type"] for e in events].count("two_factor.locked") == 1, events
+
+
 # -- R4-6: SQL parameters reach the host through the 503's cause -----------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-6: RecordStore raises AuthError(503) `from exc`: the SQLAlchemy "
-                   "error, whose message quotes the statement's parameters (ciphertext, key id, backup-code "
-                   "hashes, password hash), rides along as __cause__ and any log.exception of the host prints it")
 def test_r4_6_a_503_from_the_record_store_carries_no_statement_parameters(stack: Stack, tmp_path: Any) -> None:
     """A database error at the factor's INSERT (here a trigger that reads a table gone since): the
     host's ``import_totp`` gets a 503 whose traceback must not quote the secret's ciphertext."""
@@ -609,9 +637,6 @@ def test_r4_one_totp_code_to_challenges_and_step_ups_on_two_processes_is_accepte
 
 
 # -- R4-8: enrolment typos and the permanent lock ---------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-8: a wrong first code while enrolling goes through ProveSecondFactor("
-                   "None, RecordFailure) and counts toward the NIST ceiling of an account with no second factor "
-                   "(at 100 its password sign-in is refused for good), and EnableTotp does not end the streak")
 def test_r4_8_enrolment_typos_do_not_count_toward_the_permanent_lock(stack: Stack) -> None:
     from banata_middleware.simulator import VirtualAuthenticator
 
@@ -625,10 +650,24 @@ def test_r4_8_enrolment_typos_do_not_count_toward_the_permanent_lock(stack: Stac
     assert stack.records.execute(LoadUser(uid)).failure_streak == 0
 
 
+def test_r4_8_enrolment_typos_still_count_toward_the_temporary_lock(stack: Stack) -> None:
+    from banata_middleware.simulator import VirtualAuthenticator
+
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    uid = uid_of(owner)
+    r = owner.auth("/two-factor/enable", {"password": PASSWORD})
+    owner.device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+    answers = [owner.auth("/two-factor/verify-totp", {"code": "000000"}).status_code for _ in range(10)]
+    assert answers == [401] * 9 + [429], answers
+    r = owner.auth("/two-factor/verify-totp", {"code": owner.code()})
+    assert r.status_code == 429, r.text  # locked for a while, right code or not
+    assert stack.records.execute(LoadUser(uid)).failure_streak == 0
+    stack.clock.advance(15 * 60 + 30)
+    assert owner.auth("/two-factor/verify-totp", {"code": owner.code()}).status_code == 200
+
+
 # -- R4-9: the records' repr ------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R4-9: Account, TotpFactor and UserRecord are dataclasses whose repr "
-                   "prints password_hash and the secret's ciphertext: any log line, assertion message or error "
-                   "report that formats a record (a Caller, a UserRecord) carries them")
 def test_r4_9_a_records_repr_shows_no_password_hash_or_secret(stack: Stack) -> None:
     _, uid = two_factor_owner(stack)
     record = stack.records.execute(LoadUser(uid))
@@ -636,6 +675,23 @@ def test_r4_9_a_records_repr_shows_no_password_hash_or_secret(stack: Stack) -> N
     shown = repr(record)
     assert record.account.password_hash not in shown
     assert record.totp[0].secret not in shown
+
+
+def test_r4_9_a_callers_and_a_store_ops_repr_show_no_token_or_secret(stack: Stack) -> None:
+    from banata_middleware.effects import Op
+    from banata_middleware.flows.session import Caller
+
+    owner, uid = two_factor_owner(stack)
+    record = stack.records.execute(LoadUser(uid))
+    token = str(owner.http.cookies["banata.session_token"])
+    caller = Caller(uid, {"pending_secret": "ct-of-a-pending-secret", "tfa": "1"}, {"aal": "2"}, "sid-hash", token,
+                    None, "", ["pending-code-hash"], record)
+    shown = repr(caller)
+    for secret in (token, "ct-of-a-pending-secret", "pending-code-hash", record.totp[0].secret):
+        assert secret not in shown, shown
+    assert uid in shown  # still says whose it is
+    op = Op("two_factor_begin", ("k",), (1, "ct-of-a-pending-secret", "code-hash"))
+    assert "ct-of-a-pending-secret" not in repr(op) and "code-hash" not in repr(op)
 
 
 # -- R4-10: an import whose hot half failed ---------------------------------------------------------------

@@ -360,3 +360,78 @@ def test_a_password_only_request_overtaken_by_the_enrolment_changes_nothing(stac
         options = owner.get(f"{PK}/generate-register-options").json()
         again = key.create(options, origin=SITE, credential_id=key.credential_id)
         assert owner.post(f"{PK}/verify-registration", {"response": again}).status_code == 200
+
+
+# -- with 2FA on: the rule re-checked after the record store's commit, the change undone if refused --
+
+def _owner_uid(api: Api) -> str:
+    return str(api.get("/api/auth/get-session").json()["user"]["id"])
+
+
+@pytest.mark.parametrize("attack", ["disable", "generate-backup-codes"])
+@pytest.mark.parametrize("ending", ["revoked", "signed-out"])
+def test_a_session_that_ends_while_its_2fa_change_is_under_way_changes_nothing(
+        stack: Stack, attack: str, ending: str) -> None:
+    """The session passed every check when loaded (aal 2, fresh), then an administrator revoked
+    it, or it was signed out, before the change reached the hot store: the record store's removal
+    (or new set of codes) is undone, and the stale session is told so."""
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    owner.enable_2fa()
+    uid = _owner_uid(owner)
+    stale = stack.client()
+    stale.http.cookies.update(owner.http.cookies)
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
+
+    def end_it() -> None:
+        if ending == "revoked":
+            stack.auth.revoke_sessions(uid)
+        else:
+            assert owner.auth("/sign-out").status_code == 200
+
+    script = "two_factor_disable" if attack == "disable" else "factor_change"
+    status, answer = overtaken(stack, stale, script, end_it, "POST", f"/api/auth/two-factor/{attack}",
+                               {"password": PASSWORD})
+    assert (status, answer["code"]) == (401, "UNAUTHORIZED"), answer
+    assert "backupCodes" not in answer
+    # 2FA is still on, with the same factor and the same backup codes
+    stack.clock.advance(30)
+    api = stack.client()
+    r = api.sign_in(EMAIL)
+    assert r.status_code == 403 and "backup_code" in r.json()["twoFactorMethods"], r.text
+    assert api.auth("/two-factor/verify-backup-code", {"code": owner.backup_codes[0]}).status_code == 200
+    api = stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    assert api.auth("/two-factor/verify-totp", {"code": owner.code()}).status_code == 200
+    assert api.get("/api/auth/get-session").json()["user"]["twoFactorEnabled"] is True
+    # The change and its undo are both audited (the undo's row in SQL has the detail 'restored').
+    kinds = [e["type"] for e in events]
+    if attack == "disable":
+        assert (kinds.count("two_factor.disabled"), kinds.count("two_factor.enabled")) == (1, 1), kinds
+    else:
+        assert kinds.count("two_factor.backup_codes_regenerated") == 2, kinds
+
+
+def test_a_password_sign_in_while_a_refused_disable_had_the_factor_removed_is_ended(stack: Stack) -> None:
+    """Between the record store's removal and the refused re-check, a sign-in reads a record
+    without a factor and gets a password-only session: the undo ends it."""
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    owner.enable_2fa()
+    stale = stack.client()
+    stale.http.cookies.update(owner.http.cookies)
+    thief = stack.client(ip="198.51.100.23")
+    made: list[int] = []
+
+    def meanwhile() -> None:
+        assert owner.auth("/sign-out").status_code == 200  # the disabling session ends...
+        made.append(thief.sign_in(EMAIL).status_code)  # ...and a password alone finds no factor
+
+    status, answer = overtaken(stack, stale, "two_factor_disable", meanwhile, "POST", "/api/auth/two-factor/disable",
+                               {"password": PASSWORD})
+    assert (status, answer["code"]) == (401, "UNAUTHORIZED"), answer
+    assert made == [200]
+    assert thief.get("/api/me").status_code == 401
+    assert thief.get("/api/auth/get-session").json() is None
+    assert stack.client().sign_in(EMAIL).status_code == 403

@@ -22,6 +22,7 @@ from banata_middleware.stores.records import (
     ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
+    DisableSecondFactor,
     EnableOtp,
     GetAccount,
     GetAccountByEmail,
@@ -35,12 +36,15 @@ from banata_middleware.stores.records import (
     RecordFailure,
     RecordOtpUse,
     RecordStore,
+    RegenerateBackupCodes,
     RemoveOtp,
     RemovePasskey,
     RemoveSecondFactor,
     RemoveTotpFactor,
     RenamePasskey,
     ReplaceBackupCodes,
+    RestoreBackupCodes,
+    RestoreSecondFactor,
     RevokeSessions,
     RewrapTotpSecret,
     SetPassword,
@@ -152,6 +156,67 @@ def test_disable_removes_factors_and_codes_and_a_racing_verify_finds_nothing(sto
     run_sequence(store, mode, sequence)
 
 
+def test_a_disable_is_undone_exactly_unless_a_factor_was_enrolled_meanwhile(store: RecordStore, mode: str) -> None:
+    """DisableSecondFactor replies with what it removed; RestoreSecondFactor puts exactly that back
+    (last step, codes, streak, lock), or nothing when a factor is there again (TAKEN)."""
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
+        assert (yield RecordFailure(uid, 100, T)).streak == 1
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield DisableSecondFactor(other, T)) is None  # nothing to remove
+        removed = yield DisableSecondFactor(uid, T, audit=[AuditEntry("two_factor.disabled", T)])
+        assert [(f.id, f.secret, f.last_step) for f in removed.totp] == [("f1", "ct-1", STEP)]
+        assert sorted(c.code_hash for c in removed.codes) == ["h1", "h2"]
+        assert (removed.failure_streak, removed.locked_at, removed.otp) == (1, None, (("email", "ann@example.com", T),))
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.failure_streak, record.otp) == ((), 0, 0, ())
+        assert not record.two_factor_enabled
+        assert (yield RestoreSecondFactor(uid, removed, audit=[AuditEntry("two_factor.enabled", T)])) is Status.OK
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.codes_key_id, record.failure_streak) == \
+            (removed.totp, 2, "k1", 1)
+        assert [(o.channel, o.address) for o in record.otp] == [("email", "ann@example.com")]
+        assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.REPLAYED  # the replay guard came back too
+        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.CONSUMED
+        # Removed again, then a factor enrolled before the undo: the enrolment stands.
+        removed = yield DisableSecondFactor(uid, T)
+        yield from _enrolled(uid, secret="ct-new")
+        assert (yield RestoreSecondFactor(uid, removed, audit=[AuditEntry("two_factor.enabled", T)])) is Status.TAKEN
+        record = yield LoadUser(uid)
+        assert ([f.secret for f in record.totp], record.backup_codes) == (["ct-new"], 0)
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.disabled", "two_factor.enabled"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_regeneration_is_undone_only_while_its_set_is_the_stored_one(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2", "h3"], "k1", T)) == 3
+        assert (yield ConsumeBackupCode(uid, ["h3"])).status is Status.CONSUMED
+        previous = yield RegenerateBackupCodes(uid, ["n1", "n2"], "k2", T + 1,
+                                               audit=[AuditEntry("two_factor.backup_codes_regenerated", T)])
+        assert [(c.code_hash, c.key_id, c.created_at) for c in previous] == [("h1", "k1", T), ("h2", "k1", T)]
+        assert "h1" not in repr(previous)
+        assert (yield RestoreBackupCodes(uid, ["n1", "n2"], previous)) is Status.OK
+        assert ((yield LoadUser(uid)).backup_codes, (yield LoadUser(uid)).codes_key_id) == (2, "k1")
+        assert (yield ConsumeBackupCode(uid, ["n1"])).status is Status.NOT_FOUND
+        assert (yield ConsumeBackupCode(uid, ["h3"])).status is Status.NOT_FOUND  # a used code stays used
+        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.CONSUMED
+        # A later regeneration replaced the set: the undo writes nothing.
+        previous = yield RegenerateBackupCodes(uid, ["m1"], "k2", T + 2)
+        assert (yield ReplaceBackupCodes(uid, ["z1"], "k3", T + 3)) == 1
+        assert (yield RestoreBackupCodes(uid, ["m1"], previous)) is Status.CHANGED
+        assert (yield ConsumeBackupCode(uid, ["z1"])).status is Status.CONSUMED
+        assert (yield ConsumeBackupCode(uid, ["h2"])).status is Status.NOT_FOUND
+
+    run_sequence(store, mode, sequence)
+
+
 def test_remove_one_factor_and_rewrap_a_secret(store: RecordStore, mode: str) -> None:
     uid = new_id()
 
@@ -255,6 +320,28 @@ def test_passkeys_register_once_and_the_sign_count_only_moves_forward(store: Rec
         assert [e.type for e in (yield ListAudit(uid))] == ["passkey.added", "passkey.authenticated",
                                                             "passkey.clone_suspected", "passkey.removed"]
         assert (yield ListAudit(other)) == ()
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_passkey_signs_in_nobody_under_the_permanent_lock(store: RecordStore, mode: str) -> None:
+    """R4-5: the lock is part of AdvanceSignCount's conditional UPDATE (the hot store's copy of the
+    lock may be missing): LOCKED, the count not moved, no audit row; after an unlock it counts again."""
+    uid, cred, zero = new_id(), new_id("cred"), new_id("zero")
+
+    def sequence() -> Sequence:
+        assert (yield AddPasskey(_passkey(uid, cred, 3))) is Status.CREATED
+        assert (yield AddPasskey(_passkey(uid, zero, 0))) is Status.CREATED
+        assert (yield RecordFailure(uid, 1, T)).locked is True
+        used = [AuditEntry("passkey.authenticated", T)]
+        assert (yield AdvanceSignCount(uid, cred, 4, T + 1, used)) is Status.LOCKED
+        assert (yield AdvanceSignCount(uid, zero, 0, T + 1, used)) is Status.LOCKED  # a counter-less one too
+        assert (yield AdvanceSignCount(uid, new_id("gone"), 4, T + 1, used)) is Status.NOT_FOUND
+        stored = yield GetPasskey(cred)
+        assert (stored.sign_count, stored.last_used_at) == (3, None)
+        assert (yield ListAudit(uid)) == ()
+        assert (yield Unlock(uid)) is Status.OK
+        assert (yield AdvanceSignCount(uid, cred, 4, T + 2, used)) is Status.ACCEPTED
 
     run_sequence(store, mode, sequence)
 

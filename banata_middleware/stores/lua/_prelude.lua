@@ -113,13 +113,15 @@ end
 -- Counts one second-factor failure for the user; returns the lock's end when this one locks it
 -- for a while. The consecutive-failure streak and the permanent lock at its ceiling (NIST SP
 -- 800-63B's 100) are durable: the record store counts them (RecordFailure), before this runs.
-local function second_factor_failed(lock_failures, lock_ms, detail)
+-- audited = '1': this failure reached the ceiling, whose lock RecordFailure audited already in the
+-- record store; the hot copy of the lock is set here without a second two_factor.locked event.
+local function second_factor_failed(lock_failures, lock_ms, detail, audited)
   local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
   audit('two_factor.failed', nil, detail)
   if fails >= lock_failures then
     local lock = NOW + lock_ms
     redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)
-    audit('two_factor.locked', nil, detail)
+    if audited ~= '1' then audit('two_factor.locked', nil, detail) end
     return lock
   end
   return 0

@@ -12,6 +12,7 @@
 -- ARGV[6..14]: method (totp|backup|otp), outcome (ok|wrong; 'otp': decide here), new session id
 -- hash, session spec (see new_session), trust device (1|0), trust ttl ms, failures before lock,
 -- lock ms, amr of the new session (see new_session). For 'otp', ARGV[15..16]: binding, code hash.
+-- ARGV[17]: '1' when the lock was audited already (see second_factor_failed; '' for 'otp').
 local ch = hash(KEYS[3])
 local u = hash(KEYS[1])
 local refusal = challenge_refusal(ch, u, ARGV[6])
@@ -31,7 +32,7 @@ if outcome == 'ok' then
   end
   return {'OK', EVENTS}
 end
-local lock = second_factor_failed(tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[6])
+local lock = second_factor_failed(tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[6], ARGV[17])
 local attempts = redis.call('HINCRBY', KEYS[3], 'attempts', -1)
 if attempts <= 0 then redis.call('DEL', KEYS[3]) end
 if lock > 0 then return {'LOCKED', EVENTS, lock} end

@@ -1,8 +1,17 @@
 -- The factor-change rule (factor_change_refused) re-checked after a change to a factor committed
--- in the record store (SQL): the caller undoes the change when this refuses. Checks only, writes
--- nothing. Closes "a password-only request in flight commits after enrolment (or after its session
--- ended)": whatever ended the session or turned 2FA on before this check is seen here; whatever
--- comes after it came after the change too.
--- KEYS: user, audit, session. ARGV[6..7]: factor change max age ms, password given ('1'|'0').
+-- in the record store (SQL): the caller undoes the change when this refuses. Closes "a
+-- password-only request in flight commits after enrolment (or after its session ended)":
+-- whatever ended the session or turned 2FA on before this check is seen here; whatever comes
+-- after it came after the change too. When allowed, the copy's fields that follow the change
+-- (ARGV[8..], field/value pairs: a regeneration's codes_kid) are written in the same step, so the
+-- copy never follows a change that is about to be undone.
+-- KEYS: user, audit, session. ARGV[6]: factor change max age ms; ARGV[7]: password given ('1'|'0'),
+-- or 'on': judged as with 2FA on (the record had it when the request was loaded; the copy may say
+-- otherwise by now, after a disable racing this change).
 -- Reply: OK or the refusal (NO_SESSION | FRESH_TWO_FACTOR | FRESH_PASSWORD), events.
-return {factor_change_refused(hash(KEYS[1]), KEYS[3], ARGV[6], ARGV[7]) or 'OK', EVENTS}
+local u = hash(KEYS[1])
+if ARGV[7] == 'on' then u = {tfa = '1', revoked_at = u.revoked_at} end
+local refused = factor_change_refused(u, KEYS[3], ARGV[6], ARGV[7])
+if refused then return {refused, EVENTS} end
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return {'OK', EVENTS}

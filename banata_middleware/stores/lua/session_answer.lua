@@ -14,7 +14,8 @@
 -- lock, lock ms, new session id hash, session spec (see new_session: the rotated session keeps
 -- rememberMe's lifetime and counts toward the cap of sessions per user), amr of the factor given
 -- (added to the session's: see new_session). Enrolment: ARGV[15], the id of the key the codes are
--- hashed under (the copy's codes_kid). For 'otp', ARGV[16..17]: binding, code hash.
+-- hashed under (the copy's codes_kid). For 'otp', ARGV[16..17]: binding, code hash. ARGV[18]: '1'
+-- when the lock was audited already (see second_factor_failed).
 -- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
 -- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
 local s = hash(KEYS[3])
@@ -47,6 +48,6 @@ if ok then
   if s.pwd then redis.call('HSET', KEYS[5], 'pwd', s.pwd) end
   return {'OK', EVENTS}
 end
-lock = second_factor_failed(tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[7])
+lock = second_factor_failed(tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[7], ARGV[18])
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 return {'WRONG', EVENTS}

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
-from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode, ReplaceBackupCodes
+from .factors.backup_codes import (
+    BackupCode,
+    BackupCodeUse,
+    ConsumeBackupCode,
+    RegenerateBackupCodes,
+    ReplaceBackupCodes,
+    RestoreBackupCodes,
+)
 from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
 from .factors.passkeys import (
     AddPasskey,
@@ -40,15 +47,28 @@ from .ops import AuditEntry, RecordOp, Status
 from .proof import Proof, ProveSecondFactor
 from .schema import Schema
 from .store import RecordStore, SchemaOutOfDate
-from .users import FailureCount, LoadUser, RecordFailure, RemoveSecondFactor, RevokeSessions, Unlock, UserRecord
+from .users import (
+    DisabledSecondFactor,
+    DisableSecondFactor,
+    FailureCount,
+    LoadUser,
+    RecordFailure,
+    RemoveSecondFactor,
+    RestoreSecondFactor,
+    RevokeSessions,
+    Unlock,
+    UserRecord,
+)
 
 __all__ = [
     "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
-    "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCodeUse",
-    "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "EnableOtp", "EnableTotp", "FailureCount",
-    "GetAccount", "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser",
-    "OtpFactor", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse",
-    "RecordStore", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor",
-    "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RevokeSessions", "RewrapTotpSecret", "Schema",
-    "SchemaOutOfDate", "SetPassword", "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
+    "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCode",
+    "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "DisableSecondFactor",
+    "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail",
+    "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor", "Passkey", "Proof",
+    "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
+    "RegenerateBackupCodes", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor",
+    "RemoveTotpFactor", "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RestoreBackupCodes",
+    "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword",
+    "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Executable, Row, bindparam, insert, select, update
@@ -20,7 +20,9 @@ __all__ = ["Account", "CreateAccount", "GetAccount", "GetAccountByEmail", "SetPa
 class Account:
     id: str
     email: str
-    password_hash: str
+    # Out of every repr (logs, assertion messages and error reports print them), as in every record
+    # type and operation that carries a hash or a secret.
+    password_hash: str = field(repr=False)
     name: str
     created_at: int
 
@@ -78,7 +80,7 @@ class SetPassword(RecordOp[Status]):
     """Replace the password hash. OK, or NOT_FOUND."""
 
     user_id: str
-    password_hash: str
+    password_hash: str = field(repr=False)
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[Status]:

@@ -58,6 +58,7 @@ class Status(enum.Enum):
     CONSUMED = "consumed"  # a backup code was used up by this call
     REGRESSED = "regressed"  # a passkey sign count did not increase (a cloned authenticator?)
     FULL = "full"  # a per-user cap (authenticator apps) is reached
+    LOCKED = "locked"  # the account is under the permanent lock (the failure ceiling)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,15 +56,26 @@ def _is_deadlock(exc: BaseException) -> bool:
     return bool(args) and args[0] == 1213  # MySQL/MariaDB ER_LOCK_DEADLOCK
 
 
-def _settle(op: RecordOp[R], exc: Exception, attempt: int) -> R | None:
+class _Retry:
+    """``_settle``'s answer for a deadlock victim: run the operation again."""
+
+
+_RETRY = _Retry()
+
+
+def _settle(op: RecordOp[R], exc: Exception, attempt: int) -> R | _Retry | AuthError:
     """What a failed attempt of ``op`` gives, for both engines: its conflict answer (a unique index
-    said no), None to run it again (a deadlock victim, up to ``_DEADLOCK_RETRIES``), or a 503."""
+    said no), ``_RETRY`` to run it again (a deadlock victim, up to ``_DEADLOCK_RETRIES``), or the
+    503 to raise. The caller raises it AFTER its ``except`` block: raised inside, the 503 would
+    carry the SQLAlchemy error as ``__context__`` (even ``from None`` only hides it from the
+    traceback), and that error's message quotes the statement's parameters (password hashes,
+    ciphertexts, backup-code hashes) to whatever the host logs or reports (review finding R4-6)."""
     if isinstance(exc, IntegrityError):
         if op.on_conflict is not None:
             return op.on_conflict  # type: ignore[no-any-return]
     elif attempt < _DEADLOCK_RETRIES and _is_deadlock(exc):
-        return None
-    raise _unavailable(exc) from exc
+        return _RETRY
+    return _unavailable(exc)
 
 
 def _urls(url: str | URL) -> tuple[URL, URL]:
@@ -170,8 +181,10 @@ class RecordStore:
                         return _run_sync(op.run(self.schema), conn)
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 settled = _settle(op, exc, attempt)
-                if settled is not None:
-                    return settled
+            if isinstance(settled, AuthError):
+                raise settled
+            if not isinstance(settled, _Retry):
+                return settled
         raise AssertionError("unreachable")
 
     async def aexecute(self, op: RecordOp[R]) -> R:
@@ -198,8 +211,10 @@ class RecordStore:
                             return done.value  # type: ignore[no-any-return]
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 settled = _settle(op, exc, attempt)
-                if settled is not None:
-                    return settled
+            if isinstance(settled, AuthError):
+                raise settled
+            if not isinstance(settled, _Retry):
+                return settled
         raise AssertionError("unreachable")
 
     # -- schema ------------------------------------------------------------------------------
@@ -212,10 +227,13 @@ class RecordStore:
 
     def check_schema(self) -> None:
         """Refuse to start on a schema that is missing or behind (or ahead of) this library."""
+        failure: AuthError | None = None
         try:
             current = self.current_revision()
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise _unavailable(exc) from exc
+            failure = _unavailable(exc)
+        if failure is not None:  # raised outside the except block: no SQLAlchemy error as its context
+            raise failure
         head = migrate.head()
         if current != head:
             where = "has no banata tables yet" if current is None else f"is at revision {current}"

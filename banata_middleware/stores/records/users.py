@@ -5,21 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import BindParameter, Executable, bindparam, delete, func, select, update
+from sqlalchemy import BindParameter, Executable, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 
 if TYPE_CHECKING:
     from .accounts import Account
+    from .factors.backup_codes import BackupCode
     from .factors.otp import OtpFactor
     from .factors.totp import TotpFactor
     from .schema import Schema
 
-__all__ = ["FailureCount", "LoadUser", "RecordFailure", "RemoveSecondFactor", "RevokeSessions", "Unlock",
-           "UserRecord", "clear_failures", "ensure_user_state", "lock_user_state"]
+__all__ = ["DisableSecondFactor", "DisabledSecondFactor", "FailureCount", "LoadUser", "RecordFailure",
+           "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock", "UserRecord", "clear_failures",
+           "ensure_user_state", "lock_user_state"]
 
 
 def _ensure_user_state(schema: Schema) -> Executable:
@@ -133,6 +135,7 @@ def _load_user(schema: Schema) -> Executable:
 class FailureCount:
     streak: int
     locked: bool  # the permanent lock is (now) on
+    locked_now: bool = False  # this failure set it (and wrote ``audit_on_lock``): once, however many race
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,7 @@ class RecordFailure(RecordOp[FailureCount]):
         if rows:
             yield audit_insert(schema, u, rows)
         row = (yield select(t.c.failure_streak, t.c.locked_at).where(t.c.user_id == u)).one()
-        return FailureCount(int(row.failure_streak), row.locked_at is not None)
+        return FailureCount(int(row.failure_streak), row.locked_at is not None, bool(locked_now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +237,93 @@ class RemoveSecondFactor(RecordOp[Status]):
         return Status.OK if removed else Status.NOT_FOUND
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledSecondFactor:
+    """What ``DisableSecondFactor`` removed, exactly as it was: what ``RestoreSecondFactor`` puts
+    back. The factors' and codes' reprs show no secret or hash."""
+
+    totp: tuple[TotpFactor, ...]
+    codes: tuple[BackupCode, ...]
+    failure_streak: int
+    locked_at: int | None
+    otp: tuple[tuple[str, str, int], ...] = ()  # addresses for codes by message: (channel, address, created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
+    """The user's disable: every TOTP factor, backup code and address for codes by message go, the
+    streak and the lock with them (as ``RemoveSecondFactor`` without ``end_sessions``), in one
+    transaction. Replies with what was
+    removed, read under the same row locks (FOR UPDATE) as the deletes, so that the flow can undo
+    it exactly (``RestoreSecondFactor``) when the factor-change rule, re-checked after this commit,
+    refuses; None when there was no factor or code."""
+
+    user_id: str
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[DisabledSecondFactor | None]:
+        from .factors.backup_codes import take_codes
+        from .factors.totp import TotpFactor, lock_user_factors
+
+        f, s, u = schema.totp_factors, schema.user_state, self.user_id
+        # The user's authenticator rows, then the state row that adding one locks (as
+        # RemoveSecondFactor): an app added at the same time is refused, or committed before the
+        # reads below, and so removed (and put back by an undo) with the rest.
+        yield lock_user_factors(schema, u)
+        yield from lock_user_state(schema, u)
+        totp = tuple(TotpFactor.from_row(r) for r in (yield select(f).where(f.c.user_id == u)
+                                                        .order_by(f.c.id).with_for_update()).all())
+        codes = yield from take_codes(schema, u)
+        o = schema.otp_factors
+        otp = tuple((r.channel, r.address, r.created_at) for r in (
+            yield select(o.c.channel, o.c.address, o.c.created_at).where(o.c.user_id == u)
+            .order_by(o.c.channel).with_for_update()).all())
+        if not totp and not codes and not otp:
+            return None
+        yield delete(f).where(f.c.user_id == u)
+        yield delete(schema.backup_codes).where(schema.backup_codes.c.user_id == u)
+        yield delete(o).where(o.c.user_id == u)
+        yield ensure_user_state(schema, u)
+        state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
+        yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return DisabledSecondFactor(totp, codes, int(state.failure_streak or 0), state.locked_at, otp)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSecondFactor(RecordOp[Status]):
+    """Undo a ``DisableSecondFactor``: the factors, codes and addresses it removed come back as they were
+    (``last_step`` too: nothing could be accepted while they were gone), and so do its streak and
+    lock (added to whatever was counted since). OK; or TAKEN when a factor was enrolled meanwhile
+    (that enrolment stands: the unique key refuses the put-back, and nothing is written)."""
+
+    user_id: str
+    removed: DisabledSecondFactor
+    audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        from .factors.backup_codes import put_back_codes
+
+        f, s, u, r = schema.totp_factors, schema.user_state, self.user_id, self.removed
+        if r.totp:
+            yield insert(f).values([{"user_id": u, "id": t.id, "name": t.name, "secret": t.secret,
+                                     "key_id": t.key_id, "created_at": t.created_at,
+                                     "confirmed_at": t.confirmed_at, "last_step": t.last_step,
+                                     "last_used_at": t.last_used_at} for t in r.totp])
+        back = put_back_codes(schema, u, r.codes)
+        if back is not None:
+            yield back
+        if r.otp:
+            yield insert(schema.otp_factors).values([{"user_id": u, "channel": channel, "address": address,
+                                                      "created_at": at} for channel, address, at in r.otp])
+        yield ensure_user_state(schema, u)
+        yield update(s).where(s.c.user_id == u).values(failure_streak=s.c.failure_streak + r.failure_streak,
+                                                        locked_at=func.coalesce(s.c.locked_at, r.locked_at))
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return Status.OK

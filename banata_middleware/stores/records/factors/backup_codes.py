@@ -9,19 +9,20 @@ has ``DELETE ... RETURNING`` but no ``UPDATE ... RETURNING``: the rowcount is al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, select
 
-from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
+from ..ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 from ..types import Ident, Millis
 from ..users import clear_failures
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["BackupCodeUse", "ConsumeBackupCode", "ReplaceBackupCodes", "define_table"]
+__all__ = ["BackupCode", "BackupCodeUse", "ConsumeBackupCode", "RegenerateBackupCodes", "ReplaceBackupCodes",
+           "RestoreBackupCodes", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -55,7 +56,7 @@ class ReplaceBackupCodes(RecordOp[int]):
     working exactly when the new ones start. Replies with the number of codes stored."""
 
     user_id: str
-    code_hashes: Sequence[str]
+    code_hashes: Sequence[str] = field(repr=False)  # out of every repr, like every hash and secret
     key_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
@@ -70,6 +71,83 @@ class ReplaceBackupCodes(RecordOp[int]):
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return len(hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCode:
+    """One stored code: its keyed hash (out of every repr), the id of the key, when it was made."""
+
+    code_hash: str = field(repr=False)
+    key_id: str
+    created_at: int
+
+
+def _codes_for_update(schema: Schema) -> Executable:
+    t = schema.backup_codes
+    return (select(t.c.code_hash, t.c.key_id, t.c.created_at).where(t.c.user_id == bindparam("u"))
+            .order_by(t.c.code_hash).with_for_update())
+
+
+def take_codes(schema: Schema, user_id: str) -> SqlGen[tuple[BackupCode, ...]]:
+    """The user's codes, locked until the transaction ends (FOR UPDATE: a consume racing the change
+    that deletes them waits, then finds them gone), so the set read is exactly the set deleted
+    after it, and putting it back can never revive a code used meanwhile."""
+    rows = (yield schema.prepared(_codes_for_update), {"u": user_id}).all()
+    return tuple(BackupCode(r.code_hash, r.key_id, r.created_at) for r in rows)
+
+
+def put_back_codes(schema: Schema, user_id: str, codes: Sequence[BackupCode]) -> Statement | None:
+    """The INSERT that puts ``codes`` back (None when there are none)."""
+    if not codes:
+        return None
+    return insert(schema.backup_codes).values([{"user_id": user_id, "code_hash": c.code_hash, "key_id": c.key_id,
+                                                "created_at": c.created_at} for c in codes])
+
+
+@dataclass(frozen=True, slots=True)
+class RegenerateBackupCodes(RecordOp[tuple[BackupCode, ...]]):
+    """``ReplaceBackupCodes`` that replies with the set it replaced, so that the flow can put it back
+    (``RestoreBackupCodes``) when the factor-change rule, re-checked after the commit, refuses, or
+    cannot be checked: the new codes are then never shown, and the old ones must keep working
+    (review finding R4-3)."""
+
+    user_id: str
+    code_hashes: Sequence[str] = field(repr=False)
+    key_id: str
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[tuple[BackupCode, ...]]:
+        previous = yield from take_codes(schema, self.user_id)
+        yield from ReplaceBackupCodes(self.user_id, self.code_hashes, self.key_id, self.at, self.audit).run(schema)
+        return previous
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreBackupCodes(RecordOp[Status]):
+    """Undo a ``RegenerateBackupCodes``: its set (``code_hashes``) goes, ``previous`` comes back.
+    OK; or CHANGED when none of that set is stored any more (a later regeneration, a disable, a
+    reset replaced it: that change stands, and nothing is written)."""
+
+    user_id: str
+    code_hashes: Sequence[str] = field(repr=False)
+    previous: Sequence[BackupCode]
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.backup_codes
+        # The set's codes were never shown to anyone, so none was used: all of them are there, or
+        # (replaced since) none. The DELETE's rowcount decides which.
+        gone = (yield delete(t).where(t.c.user_id == self.user_id,
+                                      t.c.code_hash.in_(sorted(set(self.code_hashes))))).rowcount
+        if not gone:
+            return Status.CHANGED
+        back = put_back_codes(schema, self.user_id, self.previous)
+        if back is not None:
+            yield back
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return Status.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +166,7 @@ class ConsumeBackupCode(RecordOp[BackupCodeUse]):
     this transaction anyway, so the notice costs no statement of its own."""
 
     user_id: str
-    candidates: Sequence[str]
+    candidates: Sequence[str] = field(repr=False)
     audit: Sequence[AuditEntry] = ()
     low_at: int = -1
     audit_when_low: Sequence[AuditEntry] = ()

@@ -21,11 +21,13 @@ from sqlalchemy import (
     Executable,
     MetaData,
     Row,
+    Select,
     String,
     Table,
     Text,
     bindparam,
     delete,
+    exists,
     false,
     insert,
     select,
@@ -139,9 +141,13 @@ class ListPasskeys(RecordOp[tuple[Passkey, ...]]):
 @dataclass(frozen=True, slots=True)
 class AdvanceSignCount(RecordOp[Status]):
     """After a verified assertion: store ``sign_count`` if it moved forward (or both are 0: an
-    authenticator without a counter). ACCEPTED, REGRESSED (possible clone: refuse the sign-in),
-    or NOT_FOUND when the passkey is gone or belongs to someone else. ``audit`` is written with an
-    accepted count, ``audit_on_regress`` with a refused one (a suspected clone is worth a record)."""
+    authenticator without a counter) and the account is not under the permanent lock. ACCEPTED,
+    REGRESSED (possible clone: refuse the sign-in), LOCKED (refuse it too: the failure ceiling
+    locks every way in, a passkey's included), or NOT_FOUND when the passkey is gone or belongs to
+    someone else. The lock is part of the one conditional UPDATE, so a lock that committed first
+    is always seen (review finding R4-5: the hot store's copy of the lock may be missing).
+    ``audit`` is written with an accepted count, ``audit_on_regress`` with a refused one (a
+    suspected clone is worth a record)."""
 
     user_id: str
     credential_id: str
@@ -162,22 +168,31 @@ class AdvanceSignCount(RecordOp[Status]):
         row = (yield schema.prepared(_passkey_exists), key).first()
         if row is None:
             return Status.NOT_FOUND
+        if (yield schema.prepared(_locked), {"u": self.user_id}).first() is not None:
+            return Status.LOCKED
         if self.audit_on_regress:
             yield audit_insert(schema, self.user_id, self.audit_on_regress)
         return Status.REGRESSED
 
 
+def _locked(schema: Schema) -> Select[Any]:
+    """The user's permanent lock, if on (user_state is read after the passkey: the lock order)."""
+    s = schema.user_state
+    return select(s.c.locked_at).where(s.c.user_id == bindparam("u"), s.c.locked_at.is_not(None))
+
+
 def _advance_count(schema: Schema) -> Executable:
     t = schema.passkeys
     return update(t).where(t.c.credential_key == bindparam("k"), t.c.user_id == bindparam("u"),
-                           t.c.sign_count < bindparam("n")).values(sign_count=bindparam("n"),
-                                                                  last_used_at=bindparam("at"))
+                           t.c.sign_count < bindparam("n"), ~exists(_locked(schema))
+                           ).values(sign_count=bindparam("n"), last_used_at=bindparam("at"))
 
 
 def _keep_zero_count(schema: Schema) -> Executable:
     t = schema.passkeys
     return update(t).where(t.c.credential_key == bindparam("k"), t.c.user_id == bindparam("u"),
-                           t.c.sign_count == 0).values(sign_count=bindparam("n"), last_used_at=bindparam("at"))
+                           t.c.sign_count == 0, ~exists(_locked(schema))
+                           ).values(sign_count=bindparam("n"), last_used_at=bindparam("at"))
 
 
 def _passkey_exists(schema: Schema) -> Executable:

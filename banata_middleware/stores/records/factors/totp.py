@@ -17,7 +17,7 @@ lock still sees the snapshot it started with, so a row committed meanwhile is se
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -42,6 +42,7 @@ from .backup_codes import ReplaceBackupCodes
 
 if TYPE_CHECKING:
     from ..schema import Schema
+    from ..users import DisabledSecondFactor
 
 __all__ = ["DEFAULT_NAME", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
            "AuthenticatorRemoval", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets", "RemoveAuthenticator",
@@ -75,7 +76,7 @@ class TotpFactor:
     id: str
     user_id: str
     name: str
-    secret: str
+    secret: str = field(repr=False)  # ciphertext; out of every repr, like every hash and secret
     key_id: str
     created_at: int
     confirmed_at: int | None
@@ -120,7 +121,7 @@ class AddTotpFactor(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     key_id: str
     at: int
     name: str = ""
@@ -141,7 +142,7 @@ class ConfirmTotpFactor(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     step: int
     at: int
     audit: Sequence[AuditEntry] = ()
@@ -169,15 +170,16 @@ class EnableTotp(RecordOp[Status]):
     enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
     administrator's import of a known secret), and the generation moves on: a device trusted under
     the replaced secret must ask for the new one, even when the hot store's half of the import
-    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10)."""
+    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10). The failure streak
+    ends (the permanent lock stays)."""
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     key_id: str
     at: int
     step: int
-    code_hashes: Sequence[str]
+    code_hashes: Sequence[str] = field(repr=False)
     codes_key_id: str
     replace: bool = False
     audit: Sequence[AuditEntry] = ()
@@ -196,6 +198,9 @@ class EnableTotp(RecordOp[Status]):
                                last_used_at=self.at if self.step else None)
         yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
         yield ensure_user_state(schema, u)
+        # The new factor's first code was proven (or an administrator set it): a streak from before
+        # (enrolment typos counted by earlier versions, R4-8) ends; a permanent lock stays.
+        yield clear_failures(schema, u)
         if self.replace:
             state = schema.user_state
             yield update(state).where(state.c.user_id == u).values(generation=state.c.generation + 1)
@@ -233,7 +238,7 @@ class AcceptTotpStep(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)
     step: int
     audit: Sequence[AuditEntry] = ()
     at: int = 0
@@ -365,15 +370,17 @@ class RemoveTotpFactor(RecordOp[Status]):
 @dataclass(frozen=True, slots=True)
 class AuthenticatorRemoval:
     status: Status  # OK, or NOT_FOUND (no such authenticator of this user)
-    two_factor_off: bool  # it was the user's last confirmed one: two-factor is off now
+    two_factor_off: bool  # it was the user's last second factor: two-factor is off now
+    #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
+    removed: DisabledSecondFactor | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     """The user removes one authenticator app. When it was the user's last second factor (no other
     confirmed app, no codes by message), two-factor authentication goes with it, as ``disable``
-    does (``RemoveSecondFactor``: every factor row and backup code, the lock lifted; sessions
-    kept), and ``audit_off`` is written too. The user's
+    does (``DisableSecondFactor``: every factor row and backup code, the lock lifted; sessions
+    kept; what it removed is replied, for an undo), and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
     itself remove the last, an app added at the same time is decided before or after it, and a
     verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
@@ -385,7 +392,7 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     audit_off: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[AuthenticatorRemoval]:
-        from ..users import RemoveSecondFactor  # users imports this module's record type
+        from ..users import DisableSecondFactor  # users imports this module's record type
 
         t, u = schema.totp_factors, self.user_id
         yield lock_user_factors(schema, u)
@@ -401,9 +408,8 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
         if last:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the
             # unfinished setups and the backup codes too, as ``disable`` removes them.
-            yield from RemoveSecondFactor(u, self.at, audit=(*self.audit, *self.audit_off),
-                                          end_sessions=False).run(schema)
-            return AuthenticatorRemoval(Status.OK, True)
+            removed = yield from DisableSecondFactor(u, self.at, audit=(*self.audit, *self.audit_off)).run(schema)
+            return AuthenticatorRemoval(Status.OK, True, removed)
         yield delete(t).where(t.c.user_id == u, t.c.id == self.factor_id)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
@@ -433,8 +439,8 @@ class RewrapTotpSecret(RecordOp[Status]):
 
     user_id: str
     factor_id: str
-    old_secret: str
-    new_secret: str
+    old_secret: str = field(repr=False)
+    new_secret: str = field(repr=False)
     new_key_id: str
 
     def run(self, schema: Schema) -> SqlGen[Status]:
