@@ -334,3 +334,35 @@ def test_removing_the_last_app_keeps_2fa_on_for_a_user_with_codes_by_message(
     assert "two_factor.disabled" not in [t for t, _ in sql_events(stack, uid)]
     r = stack.client().sign_in(EMAIL)
     assert r.status_code == 403 and "otp" in r.json()["twoFactorMethods"]
+
+
+@pytest.mark.parametrize("ending", ["revoked", "signed-out"])
+def test_a_session_that_ends_while_removing_the_last_app_changes_nothing(stack: Stack, ending: str) -> None:
+    """The session passed every check when loaded and when re-checked before the removal, then
+    ended before the hot store followed the record (two_factor_disable.lua re-checks the rule after
+    the commit, as for ``disable``): the removal is put back whole, the app as it was."""
+    from test_factor_change import overtaken
+
+    api, uid = with_2fa(stack)
+    before = stack.records.execute(LoadUser(uid))
+    stale = stack.client()
+    stale.http.cookies.update(api.http.cookies)
+
+    def end_it() -> None:
+        if ending == "revoked":
+            stack.auth.revoke_sessions(uid)
+        else:
+            assert api.auth("/sign-out").status_code == 200
+
+    status, answer = overtaken(stack, stale, "two_factor_disable", end_it, "POST",
+                               f"/api/auth{TF}/remove-authenticator", {"id": "totp"})
+    assert (status, answer["code"]) == (401, "UNAUTHORIZED"), answer
+    after = stack.records.execute(LoadUser(uid))
+    assert after.totp == before.totp and after.backup_codes == before.backup_codes == 10
+    stack.clock.advance(30)
+    other = challenged(stack)
+    assert other.auth(f"{TF}/verify-totp", {"code": api.code()}).status_code == 200
+    kinds = [t for t, _ in sql_events(stack, uid)]
+    undone = [k for k in kinds if k in ("two_factor.authenticator_removed", "two_factor.disabled",
+                                        "two_factor.enabled")]
+    assert undone[-3:] == ["two_factor.authenticator_removed", "two_factor.disabled", "two_factor.enabled"], kinds
