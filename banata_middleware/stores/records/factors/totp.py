@@ -88,10 +88,6 @@ class TotpFactor:
         return cls(row.id, row.user_id, row.name, row.secret, row.key_id, row.created_at, row.confirmed_at,
                    row.last_step, row.last_used_at)
 
-    def __repr__(self) -> str:  # the ciphertext stays out of logs and tracebacks
-        return (f"TotpFactor(id={self.id!r}, user_id={self.user_id!r}, name={self.name!r}, "
-                f"confirmed_at={self.confirmed_at!r}, last_step={self.last_step!r})")
-
 
 def lock_user_factors(schema: Schema, user_id: str) -> Executable:
     """Lock every TOTP row of the user until the transaction ends (SQLite: its writers are one at
@@ -267,11 +263,8 @@ class TotpCandidate:
     """An authenticator whose code matched: its id, its secret's ciphertext as read, the step."""
 
     factor_id: str
-    secret: str
+    secret: str = field(repr=False)  # ciphertext, as TotpFactor's
     step: int
-
-    def __repr__(self) -> str:
-        return f"TotpCandidate(factor_id={self.factor_id!r}, step={self.step!r})"
 
 
 #: How a refusal of several candidates is reported: the first of these any candidate gave.
