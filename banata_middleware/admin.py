@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .crypto import UnreadableSecret
-from .effects import Flow, Op, Rec
+from .effects import Flow, Rec
 from .service import BanataAuth
+from .stores.hot_ops import SecretReencrypt
 from .stores.records import ListTotpSecrets, RewrapTotpSecret, Status, TotpFactor
 
 __all__ = ["RotationReport", "rotate_keys"]
@@ -43,7 +44,8 @@ def _rotate_user(auth: BanataAuth, uid: str, report: RotationReport) -> Flow[Non
         return
     new = _reencrypt(auth, uid, "pending_secret", old, report)
     if new is not None:
-        swapped = yield Op("secret_reencrypt", (auth.flows.keys.user(uid),), (auth.flows.now_ms(), old, new))
+        swapped = yield SecretReencrypt(user_key=auth.flows.keys.user(uid), now_ms=auth.flows.now_ms(), old_secret=old,
+                                        new_secret=new)
         _count(report, bool(swapped))
 
 

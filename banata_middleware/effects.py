@@ -1,12 +1,12 @@
 """How one flow serves both WSGI and ASGI: flows are generators that yield effects.
 
-A flow never touches I/O. It yields an ``Op`` (one atomic operation on the hot store: a Lua script
-in Redis, its twin in memory), a ``Rec`` (one transaction on the record store: a typed
-``RecordOp`` run in SQL) or a ``Compute`` (CPU-heavy work such as password hashing), receives the
-result, and finally returns its answer. A ``Call`` runs the app's own code on the request's path
-(an OTP sender). ``run_sync`` drives it with blocking stores, ``run_async``
-with asyncio ones; there is no second copy of any flow. A store failure is thrown *into* the flow
-as an ``AuthError`` so the flow's own error handling renders it.
+A flow never touches I/O. It yields an ``Op`` (one atomic operation on the hot store, a typed value
+declared in ``stores.hot_ops``: a Lua script in Redis, its twin in memory), a ``Rec`` (one
+transaction on the record store: a typed ``RecordOp`` run in SQL) or a ``Compute`` (CPU-heavy work
+such as password hashing), receives the result, and finally returns its answer. A ``Call`` runs
+the app's own code on the request's path (an OTP sender). ``run_sync`` drives it with blocking
+stores, ``run_async`` with asyncio ones; there is no second copy of any flow. A store failure is
+thrown *into* the flow as an ``AuthError`` so the flow's own error handling renders it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import anyio.to_thread
 
 from .errors import AuthError
+from .stores.hot_ops import OPS, HotOp
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -31,19 +32,10 @@ __all__ = ["Call", "Compute", "Flow", "MeasuredStore", "Op", "OpStore", "Rec", "
 T = TypeVar("T")
 
 
-class Op(NamedTuple):
-    """Run the store script ``script`` on ``keys`` (all in one user's hash slot) with ``args``.
-
-    A NamedTuple rather than a frozen dataclass: one is built per request, and it is cheaper."""
-
-    script: str
-    keys: tuple[str, ...]
-    args: tuple[str | int, ...]
-
-    def __repr__(self) -> str:
-        # The args may hold a secret's ciphertext or backup-code hashes (two_factor_begin): never
-        # in a repr, which logs and error reports print.
-        return f"Op(script={self.script!r}, keys={self.keys!r}, args=<{len(self.args)} values>)"
+#: One hot-store operation (``stores.hot_ops``: ``Guard(...)``, ``ChallengeAnswer(...)``...): run as
+#: its Lua script in Redis, its twin in memory; its typed reply is sent back.
+#: Its repr names its keys, never its arguments (hot_ops: a secret's ciphertext, code hashes).
+Op = HotOp
 
 
 class Rec(NamedTuple):
@@ -108,16 +100,16 @@ def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None)
         result, error = None, None
         try:
             kind = type(effect)
-            if kind is Op:
-                result = store.execute(effect)  # type: ignore[arg-type]
-            elif kind is Rec:
+            if kind is Rec:
                 if records is None:
                     raise _no_records(effect)  # type: ignore[arg-type]
                 result = records.execute(effect.op)  # type: ignore[union-attr]
             elif kind is Call and effect.coroutine:  # type: ignore[union-attr]
                 result = _run_coroutine(effect.fn)  # type: ignore[union-attr]
-            else:
+            elif kind is Compute or kind is Call:
                 result = effect.fn()  # type: ignore[union-attr]
+            else:
+                result = store.execute(effect)  # type: ignore[arg-type]
         except AuthError as exc:
             error = exc
 
@@ -133,16 +125,16 @@ async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None 
         result, error = None, None
         try:
             kind = type(effect)
-            if kind is Op:
-                result = store.execute(effect) if store.in_process else await store.aexecute(effect)  # type: ignore[arg-type]
-            elif kind is Rec:
+            if kind is Rec:
                 if records is None:
                     raise _no_records(effect)  # type: ignore[arg-type]
                 result = await records.aexecute(effect.op)  # type: ignore[union-attr]
             elif kind is Call and effect.coroutine:  # type: ignore[union-attr]
                 result = await effect.fn()  # type: ignore[union-attr]
-            else:
+            elif kind is Compute or kind is Call:
                 result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
+            else:
+                result = store.execute(effect) if store.in_process else await store.aexecute(effect)  # type: ignore[arg-type]
         except AuthError as exc:
             error = exc
 
@@ -162,7 +154,7 @@ def _run_coroutine(fn: Callable[[], Any]) -> Any:
 
 
 class MeasuredStore:
-    """A store (``Op``s, named by script) or a record store (``RecordOp``s, named by class: SQL ops
+    """A store (``Op``s, named by their script) or a record store (``RecordOp``s, named by class: SQL ops
     are ``sql.<ClassName>``) with each operation timed into ``metrics``, each failure (the store's
     ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when metrics or
     tracing are on: the drivers above stay as they are, and with both off nothing on the store path
@@ -176,7 +168,8 @@ class MeasuredStore:
 
     @staticmethod
     def _name(op: Any) -> str:
-        return op.script if type(op) is Op else f"sql.{type(op).__name__}"
+        spec = OPS.get(type(op))
+        return spec.name if spec is not None else f"sql.{type(op).__name__}"
 
     def _done(self, name: str, start: float, failed: bool) -> None:
         if self.metrics is not None:

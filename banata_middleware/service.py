@@ -16,11 +16,12 @@ from .audit import AuditEvent, AuditLog
 from .config import BanataAuthConfig
 from .crypto import Keyring, PasswordHasher
 from .delivery import DeliveryPolicy, Drainer, NoticeConsumer, Notifier, WebhookConsumer, WebhookEndpoint
-from .effects import Flow, MeasuredStore, Op, OpStore, Rec, RecordRunner, T, run_async, run_sync
+from .effects import Flow, MeasuredStore, OpStore, Rec, RecordRunner, T, run_async, run_sync
 from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import Gateway
 from .http import Identity, Request, Response
+from .stores.hot_ops import Throttle
 from .stores.memory import MemoryStore
 from .stores.records import GetAccount, RecordStore
 from .tokens import valid_user_id
@@ -152,8 +153,8 @@ class BanataAuth:
     def _probe(self) -> Flow[None]:
         try:
             # A throttle peek (a read, never a write) of a counter that never exists.
-            yield Op("throttle", (self.flows.keys.account_failures("startup-check"),),
-                     (self.flows.now_ms(), "peek", 1, 1))
+            yield Throttle(counter_key=self.flows.keys.account_failures("startup-check"), now_ms=self.flows.now_ms(),
+                           mode="peek", window_ms=1, limit=1)
         except AuthError as exc:
             raise ConnectionError(_unreachable(exc)) from None
         try:

@@ -501,6 +501,7 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     from banata_middleware.effects import Op, run_sync
     from banata_middleware.flows import Guarded
     from banata_middleware.http import Request, parse_cookies
+    from banata_middleware.stores.hot_ops import Guard
 
     setup = Setup()
     asyncio.run(setup.enrol())
@@ -516,7 +517,11 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     read = flows.session_tokens.read(token)
     assert read is not None
     uid, sid = read
-    op = Op("guard", flows.keys.for_guard(uid, sid, "-"), (flows.now_ms(), "1", "0", 60_000, 0))
+
+    def guard_op() -> Guard:  # as Flows.guard builds it
+        return Guard(*flows.keys.for_guard(uid, sid, "-"), flows.now_ms(), "1", "0", 60_000, 0)
+
+    op = guard_op()
     reply = auth.store.execute(op)
 
     class Canned:  # answers the guard op with the reply the memory store gave: the flow's own cost
@@ -557,13 +562,13 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
         ("      _cookie_ids: cookies and tokens", timed_loop(lambda: flows._cookie_ids(request(), True))),
         ("        parse_cookies (3 cookies)", timed_loop(lambda: parse_cookies(headers["cookie"]))),
         ("        TokenSigner.read (cached)", timed_loop(lambda: flows.session_tokens.read(token))),
-        ("      Op(...) with keys.for_guard and now_ms", timed_loop(
-            lambda: Op("guard", flows.keys.for_guard(uid, sid, "-"), (flows.now_ms(), "1", "0", 60_000, 0)))),
+        ("      Guard(...) with keys.for_guard and now_ms", timed_loop(guard_op)),
         ("      reading the reply into Guarded", timed_loop(
-            lambda: (int(reply[1] or 0), int(reply[2]) > 0, int(reply[3]) > 0,
-                     Guarded(uid, sid, int(reply[4] or 1), int(reply[5] or 0), reply[0] == "1", False)))),
+            lambda: (int(reply.revoked_at or 0), int(reply.session_exp) > 0, int(reply.session_created) > 0,
+                     Guarded(uid, sid, int(reply.session_aal or 1), int(reply.session_mfa or 0), reply.tfa == "1",
+                             False)))),
         ("  MemoryStore.execute(guard) (read fast path, with the lock)", timed_loop(lambda: auth.store.execute(op))),
-        ("    _read_guard itself", timed_loop(lambda: auth.store._read_guard(op.keys, op.args))),
+        ("    _read_guard itself", timed_loop(lambda: auth.store._read_guard(op))),
     ]
     print(f"ASGI pass-through, piece by piece (thread CPU µs per call, median of {reps} x {n})")
     for name, us in rows:

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from banata_middleware import BanataAuth
 from banata_middleware.demo.app import demo_config
 from banata_middleware.effects import Op
+from banata_middleware.stores.hot_ops import OPS
 from banata_middleware.stores.redis import load_scripts
 
 from .app import BARE_KEY, BARE_VALUE
@@ -65,19 +66,20 @@ class PipelinedStore:
         self._scheduled = False
         batch, self._queue = self._queue, []
         pipe = self.client.pipeline(transaction=False)
-        for op, _ in batch:
-            pipe.evalsha(self.sha[op.script], len(op.keys), *op.keys, *op.args)
+        specs = [OPS[type(op)] for op, _ in batch]
+        for (op, _), spec in zip(batch, specs, strict=True):
+            pipe.evalsha(self.sha[spec.name], len(spec.keys), *spec.flat(op))
         try:
             replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             for _, future in batch:
                 future.set_exception(exc)
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
+        for (_, future), spec, reply in zip(batch, specs, replies, strict=True):
             if isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
-                future.set_result(reply)
+                future.set_result(spec.reply(reply))  # typed, as RedisStore replies
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -29,6 +29,7 @@ from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
+from banata_middleware.stores.hot_ops import name_of
 from banata_middleware.stores.records import RecordStore
 
 SITE = "http://testserver"
@@ -305,7 +306,7 @@ class PausingStore:
         self.store, self.name, self.before = store, name, before
 
     def execute(self, op: Any) -> Any:
-        if op.script == self.name and self.before is not None:
+        if name_of(op) == self.name and self.before is not None:
             before, self.before = self.before, None
             before()
         return self.store.execute(op)

@@ -5,8 +5,11 @@ the user's notice), or None (the command line, a script)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ..effects import Flow, Rec
 from ..http import Request
+from ..stores.hot_ops import TwoFactorImport, UserReset
 from ..stores.records import EnableTotp, ListPasskeys, Passkey, RemoveSecondFactor, RevokeSessions
 from ..totp import totp_uri
 from .two_factor import TOTP_FACTOR_ID, TwoFactorFlows
@@ -29,11 +32,12 @@ class AdminFlows(TwoFactorFlows):
         yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), self.now_ms(), 0, hashes[1:], kid,
                              replace=True, audit=entries))
         self.emit_entries(uid, entries)
-        yield from self.commit("two_factor_import", uid, (self.keys.pending_backup_codes(uid),), (kid,), origin)
+        yield from self.commit(TwoFactorImport(self.head(uid, origin),
+                                               pending_codes_key=self.keys.pending_backup_codes(uid), codes_kid=kid))
         uri = totp_uri(secret, issuer=self.config.app_name, account=email or uid, policy=self.config.totp)
         return uri, codes
 
-    def reset_user(self, uid: str, mode: str, origin: Request | None = None) -> Flow[None]:
+    def reset_user(self, uid: str, mode: Literal["revoke", "reset"], origin: Request | None = None) -> Flow[None]:
         """'revoke': end every session of the user; 'reset': that, and remove their second factor
         and passkeys and lift the permanent lock. Access is taken away first, where it is enforced
         (the hot store: sessions, challenges, remembered devices end), then the record store keeps
@@ -41,7 +45,8 @@ class AdminFlows(TwoFactorFlows):
         user signed out with the factor still in place (safe; the administrator repeats the
         command); the other order would leave a thief's session alive behind a 503 (review R4-1)."""
         now = self.now_ms()
-        yield from self.commit("user_reset", uid, (self.keys.pending_backup_codes(uid),), (mode,), origin)
+        yield from self.commit(UserReset(self.head(uid, origin),
+                                         pending_codes_key=self.keys.pending_backup_codes(uid), mode=mode))
         if mode == "reset":
             # Each passkey's removal is audited by its id (a passkey added between this read and
             # the removal goes too, unnamed in the trail: the reset's own row still records it).

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..effects import Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
+from ..stores.hot_ops import FactorChange, HotStatus, TwoFactorDisable, Verdict
 from ..stores.records import AuthenticatorRemoval, RemoveAuthenticator, RenameTotpFactor, Status, TotpFactor, UserRecord
 from .session import Caller, Routes, iso
 
@@ -111,10 +112,12 @@ class AuthenticatorFlows:
         caller = yield from f.require_factor_change(req)
         session_key, max_age_ms = f.factor_change_args(caller)
         # 'on': judged as with 2FA on when the record had it (the copy may say off by now).
-        on = "on" if caller.record is not None and caller.record.two_factor_enabled else "0"
-        reply = yield from f.commit("factor_change", caller.uid, session_key, (max_age_ms, on), req, caller.sid)
-        if reply[0] != "OK":
-            raise f.factor_change_error(str(reply[0]))
+        on = caller.record is not None and caller.record.two_factor_enabled
+        reply: Verdict = yield from f.commit(FactorChange(
+            f.head(caller.uid, req), session_key=session_key, max_age_ms=max_age_ms,
+            password_given="on" if on else "0"), caller.sid)
+        if reply.status != HotStatus.OK:
+            raise f.factor_change_error(reply.status)
         return caller
 
     def rename(self, req: Request, body: Body) -> Flow[Response]:
@@ -154,10 +157,11 @@ class AuthenticatorFlows:
             # leaves a copy saying on for a user without a factor, which the next flow that reads
             # the record repairs; never the other way round.
             session_key, max_age_ms = f.factor_change_args(caller)
-            keys = (f.keys.pending_backup_codes(uid), *session_key, f.keys.sessions(uid))
-            reply = yield from f.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, "confirmed"), req,
-                                        caller.sid)
-            if reply[0] != "OK":
-                yield from f.undo_disable(req, caller, result.removed, keys, max_age_ms, since)
-                raise f.factor_change_error(str(reply[0]))
+            disable = TwoFactorDisable(
+                f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
+            reply: Verdict = yield from f.commit(disable, caller.sid)
+            if reply.status != HotStatus.OK:
+                yield from f.undo_disable(req, caller, result.removed, disable, since)
+                raise f.factor_change_error(reply.status)
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

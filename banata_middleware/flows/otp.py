@@ -25,13 +25,25 @@ factor, or a factor the next request's record read repairs the copy for.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from ..config import OtpConfig
 from ..effects import Call, Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..otp import OtpMessage, canonical_address, mask_address, new_code, normalize_code, sending
+from ..stores.hot_ops import (
+    Answer,
+    ChallengeAnswer,
+    HotStatus,
+    OtpEnrol,
+    OtpEnrolled,
+    OtpIssue,
+    OtpIssued,
+    SessionAnswer,
+    TwoFactorDisable,
+    TwoFactorImport,
+)
 from ..stores.records import (
     EnableOtp,
     LoadUser,
@@ -50,6 +62,8 @@ if TYPE_CHECKING:
     from .admin import AdminFlows
 
 __all__ = ["OtpFlows"]
+
+Purpose = Literal["sign_in", "step_up", "enrol"]
 
 
 class OtpFlows:
@@ -101,7 +115,8 @@ class OtpFlows:
     def _hash(self, caller: Caller, binding: str, code: str) -> str:
         return self.f.keyring.hash_otp(code, user_id=caller.uid, binding=binding)
 
-    def _send(self, req: Request, caller: Caller, channel: str, to: str, purpose: str, binding: str) -> Flow[None]:
+    def _send(self, req: Request, caller: Caller, channel: str, to: str, purpose: Purpose,
+              binding: str) -> Flow[None]:
         """Make a code, store it as the user's one live code (the throttle counted in the same
         step), then hand it to the app's sender. A sender that fails: the code and its send are
         taken back (``void``), 503 ``OTP_DELIVERY_FAILED``; nothing else changed (the challenge
@@ -110,22 +125,22 @@ class OtpFlows:
         code = new_code(c.digits)
         h = self._hash(caller, binding, code)
         send_id = secrets.token_hex(8)
-        keys = (f.keys.otp(uid), f.keys.otp_sends(uid))
-        reply = yield from f.commit(
-            "otp_issue", uid, keys,
-            ("issue", send_id, h, binding, purpose, c.ttl * 1000, channel, to, c.resend_interval * 1000,
-             c.sends_per_window, c.send_window * 1000), req, caller.sid)
-        if reply[0] == "LOCKED":
-            raise f.locked_error(int(reply[2]))
-        if reply[0] == "THROTTLED":
+        issue = OtpIssue(f.head(uid, req), otp_key=f.keys.otp(uid), sends_key=f.keys.otp_sends(uid), mode="issue",
+                         send_id=send_id, code_hash=h, binding=binding, purpose=purpose, ttl_ms=c.ttl * 1000,
+                         channel=channel, address=to, resend_interval_ms=c.resend_interval * 1000,
+                         sends_per_window=c.sends_per_window, window_ms=c.send_window * 1000)
+        reply: OtpIssued = yield from f.commit(issue, caller.sid)
+        if reply.status == HotStatus.LOCKED:
+            raise f.locked_error(int(reply.lock_until))
+        if reply.status == HotStatus.THROTTLED:
             raise AuthError(429, "TOO_MANY_REQUESTS", "a code was sent a moment ago; wait before asking for another",
-                            headers=retry_after(int(reply[2]), f.now_ms()))
+                            headers=retry_after(int(reply.retry_at), f.now_ms()))
         message = OtpMessage(f.user_json(caller), channel, to, code, purpose, f.now_ms() / 1000 + c.ttl,
                              f.config.app_name)
         fn, coroutine = sending(c.sender, message, c.send_timeout)
         delivered = yield Call(fn, coroutine)
         if not delivered:
-            yield from f.commit("otp_issue", uid, keys, ("void", send_id, h), req, caller.sid)
+            yield from f.commit(issue._replace(head=f.head(uid, req), mode="void"), caller.sid)
             raise AuthError(503, "OTP_DELIVERY_FAILED", "the code could not be sent; try again shortly")
 
     def _caller(self, req: Request) -> Flow[tuple[Caller, UserRecord]]:
@@ -147,6 +162,7 @@ class OtpFlows:
         channel = self._channel(body, None)
         caller, record = yield from self._caller(req)
         factor = self._factor(record, channel)
+        purpose: Purpose
         if caller.challenge is not None:
             purpose, binding = "sign_in", "ch:" + caller.cid
         else:
@@ -171,29 +187,31 @@ class OtpFlows:
             binding = "ch:" + caller.cid
             p = f.policies
             trust_token, trust_id = f.trust_tokens.issue(uid) if trust else ("", "-")
-            reply = yield from f.commit(  # R2: the code taken and the challenge answered, in one step
-                "challenge_answer", uid,
-                (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid), k.trust(uid, trust_id),
-                 k.trusted_devices(uid), k.otp(uid)),
-                ("otp", "otp", sid, f.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000, *lock,
-                 f"{AMR_PASSWORD} {AMR_OTP}", binding, self._hash(caller, binding, code)), req, sid)
+            reply: Answer = yield from f.commit(ChallengeAnswer(  # R2: the code taken and the challenge answered
+                f.head(uid, req), challenge_key=k.challenge(uid, caller.cid), new_session_key=k.session(uid, sid),
+                sessions_key=k.sessions(uid), trust_key=k.trust(uid, trust_id), devices_key=k.trusted_devices(uid),
+                otp_key=k.otp(uid), method="otp", outcome="otp", new_sid=sid, session_spec=f.session_spec(),
+                trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
+                lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", binding=binding,
+                code_hash=self._hash(caller, binding, code)), sid)
             yield from self._settle(req, caller, reply, sid, trusted=trust)  # S2
             remember = caller.challenge.get("remember") == "1"
             trusted = [f.cookie_header(f.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
             caller.user["tfa"] = "1"
             return f.signed_in(caller, token, remember=remember, clear_challenge=True, cookies=trusted)
         binding = "s:" + caller.sid
-        reply = yield from f.commit(  # R2: the code taken and the session stepped up (rotated), in one step
-            "session_answer", uid,
-            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid), k.otp(uid)),
-            ("stepup", "otp", "otp", caller.sid, *lock, sid, f.session_spec(), AMR_OTP, "", binding,
-             self._hash(caller, binding, code)), req, sid)
+        reply = yield from f.commit(SessionAnswer(  # R2: the code taken and the session stepped up (rotated)
+            f.head(uid, req), session_key=k.session(uid, caller.sid), pending_codes_key=k.pending_backup_codes(uid),
+            new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid), mode="stepup",
+            method="otp", outcome="otp", sid=caller.sid, lock_failures=lock[0], lock_ms=lock[1], new_sid=sid,
+            session_spec=f.session_spec(), amr=AMR_OTP, codes_kid="", binding=binding,
+            code_hash=self._hash(caller, binding, code)), sid)
         yield from self._settle(req, caller, reply, sid)  # S2
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
         return f.signed_in(caller, token, remember=remember, status=True)
 
-    def _settle(self, req: Request, caller: Caller, reply: list[Any], sid: str, *,
+    def _settle(self, req: Request, caller: Caller, reply: Answer, sid: str, *,
                 trusted: bool = False) -> Flow[None]:
         """S2, after the hot store's verdict: a success ends the failure streak (with its audit
         rows: a browser the answer remembered is a new trusted device); a wrong code counts toward
@@ -201,15 +219,15 @@ class OtpFlows:
         first, so its temporary lock reaches the audit table (and the user's notice) here, with
         the failure. Then a refusal is raised."""
         f, uid = self.f, caller.uid
-        status = reply[0]
-        if status == "OK":
+        status = reply.status
+        if status == HotStatus.OK:
             device = ("trusted_device.added",) if trusted else ()
             entries = f.entries(req, sid, ("two_factor.verified", "otp"), *device)
             yield Rec(RecordOtpUse(uid, entries))
             f.emit_entries(uid, entries)
             return
-        if status in ("WRONG", "EXHAUSTED", "LOCKED"):
-            locked_now = "two_factor.locked" in reply[1]  # this answer set the temporary lock
+        if status in (HotStatus.WRONG, HotStatus.EXHAUSTED, HotStatus.LOCKED):
+            locked_now = "two_factor.locked" in reply.events  # this answer set the temporary lock
             temporary = f.entries(req, "", ("two_factor.locked", "temporary")) if locked_now else ()
             failure = RecordFailure(uid, FAILURE_CEILING, f.now_ms(),
                                     f.entries(req, "", ("two_factor.locked", "ceiling")), temporary)
@@ -232,14 +250,15 @@ class OtpFlows:
         lock = self._lock()
         # A typo here counts toward the temporary lock only (no S2 follows), so the lock's row for
         # the outbox is appended after the script, on the failure that locks (SessionCore.commit).
-        reply = yield from f.commit("otp_enrol", uid, (k.otp(uid), k.session(uid, caller.sid)),
-                                    (binding, self._hash(caller, binding, code), *lock), req, caller.sid,
-                                    durable={"two_factor.locked": "temporary"})
-        if reply[0] != "OK":
+        enrolled: OtpEnrolled = yield from f.commit(OtpEnrol(
+            f.head(uid, req), otp_key=k.otp(uid), session_key=k.session(uid, caller.sid), binding=binding,
+            code_hash=self._hash(caller, binding, code), lock_failures=lock[0], lock_ms=lock[1]), caller.sid,
+            durable={"two_factor.locked": "temporary"})
+        if enrolled.status != HotStatus.OK:
             # A typo while confirming an address counts toward the temporary lock (otp_enrol.lua),
             # not toward the permanent ceiling of an account that may have no second factor yet (R4-8).
-            raise f.answer_error(reply)
-        channel, address = str(reply[2]), str(reply[3])
+            raise f.answer_error(enrolled)
+        channel, address = str(enrolled.channel), str(enrolled.address)
         was_on = record.two_factor_enabled
         entries = f.entries(req, caller.sid, ("otp.enabled" if was_on else "two_factor.enabled", f"otp:{channel}"))
         status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
@@ -248,12 +267,13 @@ class OtpFlows:
         f.emit_entries(uid, entries)
         token, sid = f.session_tokens.issue(uid)
         # A pending TOTP setup ends with an enrolment (the script's 'enrol' mode clears it): set it up again.
-        reply = yield from f.commit(
-            "session_answer", uid,
-            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
-            ("stepup" if was_on else "enrol", "otp", "ok", caller.sid, *lock, sid, f.session_spec(), AMR_OTP,
-             record.codes_key_id), req, sid)
-        if reply[0] != "OK":
+        reply: Answer = yield from f.commit(SessionAnswer(
+            f.head(uid, req), session_key=k.session(uid, caller.sid), pending_codes_key=k.pending_backup_codes(uid),
+            new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid),
+            mode="stepup" if was_on else "enrol", method="otp", outcome="ok", sid=caller.sid, lock_failures=lock[0],
+            lock_ms=lock[1], new_sid=sid, session_spec=f.session_spec(), amr=AMR_OTP,
+            codes_kid=record.codes_key_id), sid)
+        if reply.status != HotStatus.OK:
             raise f.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
@@ -296,8 +316,8 @@ class OtpFlows:
         f.emit_entries(uid, entries)
         # The copy follows as after an import (two_factor_import.lua): 2FA on, trusted devices void;
         # the sessions stay (the app vouched for the address, as an import vouches for a secret).
-        yield from f.commit("two_factor_import", uid, (f.keys.pending_backup_codes(uid),), (record.codes_key_id,),
-                            origin)
+        yield from f.commit(TwoFactorImport(f.head(uid, origin), pending_codes_key=f.keys.pending_backup_codes(uid),
+                                            codes_kid=record.codes_key_id))
 
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
@@ -322,6 +342,8 @@ class OtpFlows:
             if status is Status.OK:
                 f.emit_entries(uid, entries)
             session_key, max_age_ms = f.factor_change_args(caller)
-            yield from f.commit("two_factor_disable", uid, (f.keys.pending_backup_codes(uid), *session_key),
-                                (caller.sid, max_age_ms, "confirmed"), req, caller.sid)
+            yield from f.commit(TwoFactorDisable(
+                f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed"),
+                caller.sid)
         return json_response(200, {"status": True, "twoFactorEnabled": still_on})

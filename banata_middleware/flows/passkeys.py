@@ -8,11 +8,11 @@ adapters. Composed on the flows (``Flows.passkeys``) when passkeys are on: py_we
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from ..addresses import throttle_group
 from ..crypto import hash_token
-from ..effects import Flow, Op, Rec
+from ..effects import Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..passkeys import (
@@ -23,6 +23,7 @@ from ..passkeys import (
     verify_authentication,
     verify_registration,
 )
+from ..stores.hot_ops import Ceremony, FactorChange, HotStatus, PasskeySession, PasskeySignIn, Verdict
 from ..stores.records import (
     AddPasskey,
     AdvanceSignCount,
@@ -124,8 +125,8 @@ class PasskeyFlows:
         left = int(ceremony["exp"]) - now
         if left <= 0:
             raise _challenge_not_found()
-        first = yield Op("ceremony", (self.f.keys.ceremony(hash_token(ceremony["challenge"])),),
-                         (now, "spend", left + self.MARK_MARGIN_MS))
+        first: bool = yield Ceremony(mark_key=self.f.keys.ceremony(hash_token(ceremony["challenge"])), now_ms=now,
+                                     mode="spend", ttl_ms=left + self.MARK_MARGIN_MS)
         if not first:
             raise _challenge_not_found()
 
@@ -144,9 +145,10 @@ class PasskeyFlows:
         """The factor-change rule re-checked in the hot store now (``factor_change.lua``): OK,
         or the refusal for ``Flows.factor_change_error``."""
         session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f.commit("factor_change", caller.uid, session_key, (max_age_ms, "0"), req,
-                                         caller.sid)
-        return str(reply[0])
+        reply: Verdict = yield from self.f.commit(FactorChange(
+            self.f.head(caller.uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="0"),
+            caller.sid)
+        return reply.status
 
     # -- registration ------------------------------------------------------------------------
     def register_options(self, req: Request, body: Body) -> Flow[Response]:
@@ -252,7 +254,7 @@ class PasskeyFlows:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many passkey sign-ins from this address; try again later",
                             headers=retry_after(f.now_ms() + retry, f.now_ms()))
         yield from self._spend(ceremony)
-        mode = "second_factor" if pending is not None else "passwordless"
+        mode: Literal["second_factor", "passwordless"] = "second_factor" if pending is not None else "passwordless"
         # A passkey without user verification is one factor, something you have (NIST SP 800-63B-4):
         # it never opens a sign-in by itself. Nor does one registered without it, whatever this
         # assertion reports: a thief may set a PIN on a stolen key that had none.
@@ -297,21 +299,21 @@ class PasskeyFlows:
         amr = AMR_PASSKEY_VERIFIED if user_verified else AMR_PASSKEY
         if pending is not None:  # a password opened every pending sign-in (challenge_create.lua)
             amr = f"{AMR_PASSWORD} {amr}"
-        reply = yield from f.commit(
-            "passkey_sign_in", owner,
-            (k.challenge(owner, pending[1] if pending else "-"), k.session(owner, sid), k.sessions(owner),
-             k.session(owner, replaced or "-")),
-            (mode, sid, f.session_spec(), "1" if remember else "0", replaced, amr), req, sid)
-        status = reply[0]
-        if status == "SESSION":
+        reply: PasskeySession = yield from f.commit(PasskeySignIn(
+            f.head(owner, req), challenge_key=k.challenge(owner, pending[1] if pending else "-"),
+            new_session_key=k.session(owner, sid), sessions_key=k.sessions(owner),
+            replaced_key=k.session(owner, replaced or "-"), mode=mode, new_sid=sid, session_spec=f.session_spec(),
+            remember="1" if remember else "0", replaced_sid=replaced, amr=amr), sid)
+        status = reply.status
+        if status == HotStatus.SESSION:
             # A pending sign-in keeps the rememberMe its password step chose (the script says which).
-            return f.signed_in(caller, token, remember=reply[2] == "1", clear_challenge=pending is not None,
+            return f.signed_in(caller, token, remember=reply.remember == "1", clear_challenge=pending is not None,
                                cookies=[f.clear_cookie(self.cookie)])
-        if status == "SAME_FACTOR":
+        if status == HotStatus.SAME_FACTOR:
             raise AuthError(401, "AUTHENTICATION_FAILED",
                             "a passkey cannot answer this sign-in; use your authenticator app or a backup code")
-        if status == "LOCKED":
-            raise f.locked_error(int(reply[2]))
+        if status == HotStatus.LOCKED:
+            raise f.locked_error(int(reply.lock_until))
         raise AuthError(401, *UNAUTHORIZED)
 
     # -- management --------------------------------------------------------------------------

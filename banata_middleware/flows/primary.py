@@ -4,14 +4,26 @@ throttles (which changing a factor needs too: ``require_factor_change``)."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from ..addresses import throttle_group, throttle_site
 from ..crypto import new_token
-from ..effects import Compute, Flow, Op, Rec
+from ..effects import Compute, Flow, Rec
 from ..emails import canonical_email
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..passwords import normalize_password
+from ..stores.hot_ops import (
+    ChallengeCreate,
+    GateReply,
+    HotStatus,
+    PasswordFailed,
+    PasswordGate,
+    SessionRevoke,
+    Throttle,
+    TrustRotated,
+    TrustUse,
+)
 from ..stores.records import Account, CreateAccount, GetAccountByEmail, Status
 from .session import (
     AMR_OTP,
@@ -98,7 +110,7 @@ class PrimaryFlows(SessionCore):
         if not ok:
             # Counted in the account's slot, then audited in the user's (two slots: two ops).
             yield from self._password_gate(account_idx, address_idx, "hit")
-            yield from self.commit("password_failed", caller.uid, (), (caller.sid,), req, caller.sid)
+            yield from self.commit(PasswordFailed(self.head(caller.uid, req), sid=caller.sid), caller.sid)
             raise AuthError(400, "INVALID_PASSWORD", "the password is incorrect")
 
     def _password_matches(self, account: Account | None, password: str) -> Flow[bool]:
@@ -121,21 +133,24 @@ class PrimaryFlows(SessionCore):
         ``password_hashes_per_address`` per ``password_hash_window`` the answer is 429, right
         password or not, so one client can make the server hash only so much."""
         p = self.policies
-        retry: int = yield Op("throttle", (self.keys.address_hashes(address_idx),),
-                              (self.now_ms(), "hit", p.password_hash_window * 1000, p.password_hashes_per_address + 1))
+        retry: int = yield Throttle(counter_key=self.keys.address_hashes(address_idx), now_ms=self.now_ms(), mode="hit",
+                                    window_ms=p.password_hash_window * 1000, limit=p.password_hashes_per_address + 1)
         if retry:
             raise AuthError(429, "TOO_MANY_REQUESTS", "too many password checks from this address; try again later",
                             headers=retry_after(self.now_ms() + retry, self.now_ms()))
 
-    def _password_gate(self, account_idx: str, address_idx: str, mode: str) -> Flow[tuple[int, bool]]:
+    def _password_gate(self, account_idx: str, address_idx: str,
+                       mode: Literal["peek", "hit", "known"]) -> Flow[tuple[int, bool]]:
         """``lua/password_gate.lua``: (ms until this account may be tried from this address, whether
         the address signed in to the account before)."""
         p, k = self.policies, self.keys
-        reply = yield Op("password_gate", (k.account_address_failures(account_idx, address_idx),
-                                           k.account_failures(account_idx), k.known_addresses(account_idx)),
-                         (self.now_ms(), mode, p.sign_in_window * 1000, p.sign_in_failures_per_account,
-                          p.sign_in_failures_per_account_all_addresses, address_idx, p.known_address_ttl * 1000))
-        return int(reply[0]), int(reply[1]) == 1
+        reply: GateReply = yield PasswordGate(
+            pair_key=k.account_address_failures(account_idx, address_idx), account_key=k.account_failures(account_idx),
+            known_key=k.known_addresses(account_idx), now_ms=self.now_ms(), mode=mode,
+            window_ms=p.sign_in_window * 1000, pair_limit=p.sign_in_failures_per_account,
+            account_limit=p.sign_in_failures_per_account_all_addresses, address=address_idx,
+            known_ttl_ms=p.known_address_ttl * 1000)
+        return reply.retry_ms, reply.known
 
     def _too_many(self, retry_ms: int) -> AuthError:
         return AuthError(429, "TOO_MANY_REQUESTS", "too many failed passwords; try again later",
@@ -164,27 +179,27 @@ class PrimaryFlows(SessionCore):
             new_trust, new_tid = self.trust_tokens.issue(uid)
             token, sid = self.session_tokens.issue(uid)
             k = self.keys
-            reply = yield from self.commit(
-                "trust_use", uid,
-                (k.trust(uid, trusted[1]), k.trust(uid, new_tid), k.session(uid, sid),
-                 k.sessions(uid), k.trusted_devices(uid)),
+            reply: TrustRotated = yield from self.commit(TrustUse(
+                self.head(uid, req), trust_key=k.trust(uid, trusted[1]), new_trust_key=k.trust(uid, new_tid),
+                new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), devices_key=k.trusted_devices(uid),
+                new_sid=sid, session_spec=self.session_spec(), remember="1" if remember else "0",
                 # The trust was made by a TOTP or backup code answer (challenge_answer.lua), which the
                 # session inherits like its mfa time.
-                (sid, self.session_spec(), "1" if remember else "0", f"{AMR_PASSWORD} {AMR_OTP}"), req, sid)
-            if reply[0] == "LOCKED":
-                raise self.locked_error(int(reply[2]))
-            if reply[0] == "OK":
-                # The rotated trust keeps its original expiry (reply[2]): the cookie lasts as long.
-                trust_left = max(1, math.ceil((int(reply[2]) - self.now_ms()) / 1000))
+                amr=f"{AMR_PASSWORD} {AMR_OTP}"), sid)
+            if reply.status == HotStatus.LOCKED:
+                raise self.locked_error(int(reply.lock_until))
+            if reply.status == HotStatus.OK:
+                # The rotated trust keeps its original expiry: the cookie lasts as long.
+                trust_left = max(1, math.ceil((int(reply.expires_ms) - self.now_ms()) / 1000))
                 return SignInResult(False, [], token, [
                     self.session_cookie_header(token, remember)[1],
                     self.cookie_header(self.trust_cookie, new_trust, trust_left)[1],
                 ])
         yield from self.load_record(caller)  # for methods(): the passkeys are counted in the record
         ctoken, cid = self.challenge_tokens.issue(uid)
-        yield from self.commit(
-            "challenge_create", uid, (self.keys.challenge(uid, cid),),
-            (self.policies.pending_ttl * 1000, self.policies.challenge_attempts, "1" if remember else "0"), req)
+        yield from self.commit(ChallengeCreate(
+            self.head(uid, req), challenge_key=self.keys.challenge(uid, cid), ttl_ms=self.policies.pending_ttl * 1000,
+            attempts=self.policies.challenge_attempts, remember="1" if remember else "0"))
         cookie = self.cookie_header(self.challenge_cookie, ctoken, self.policies.pending_ttl)
         return SignInResult(True, self.methods(record), None, [cookie[1]])
 
@@ -210,8 +225,8 @@ class PrimaryFlows(SessionCore):
         # rotating through a /64 does not reset the count.
         address_idx = self.keyring.index(throttle_group(req.client, p) or "-")
         for idx in self._with_site(req, address_idx):
-            retry: int = yield Op("throttle", (self.keys.address_sign_ups(idx),),
-                                  (self.now_ms(), "hit", p.sign_up_window * 1000, p.sign_up_per_address + 1))
+            retry: int = yield Throttle(counter_key=self.keys.address_sign_ups(idx), now_ms=self.now_ms(), mode="hit",
+                                        window_ms=p.sign_up_window * 1000, limit=p.sign_up_per_address + 1)
             if retry:
                 raise AuthError(429, "TOO_MANY_REQUESTS", "too many sign-ups from this address; try again later",
                                 headers=retry_after(self.now_ms() + retry, self.now_ms()))
@@ -298,9 +313,9 @@ class PrimaryFlows(SessionCore):
         if pending:
             targets.append((pending[0], "", pending[1]))
         for uid, sid, cid in targets:
-            yield from self.commit("session_revoke", uid,
-                                   (self.keys.session(uid, sid or "-"), self.keys.sessions(uid),
-                                    self.keys.challenge(uid, cid)), (sid,), req, sid)
+            yield from self.commit(SessionRevoke(
+                self.head(uid, req), session_key=self.keys.session(uid, sid or "-"),
+                sessions_key=self.keys.sessions(uid), challenge_key=self.keys.challenge(uid, cid), sid=sid), sid)
         return json_response(200, {"success": True},
                              headers=[self.clear_cookie(self.session_cookie), self.clear_cookie(self.challenge_cookie)])
 

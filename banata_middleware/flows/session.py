@@ -14,15 +14,29 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ..audit import AuditLog
 from ..config import BanataAuthConfig
 from ..crypto import Keyring, PasswordHasher
-from ..effects import Flow, Op, Rec
+from ..effects import Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response, set_cookie
 from ..keys import Keys
+from ..stores.hot_ops import (
+    Copied,
+    Guard,
+    GuardReply,
+    Head,
+    HotStatus,
+    Load,
+    LoadReply,
+    SessionCreate,
+    Throttle,
+    UserFill,
+    UserOp,
+    Verdict,
+)
 from ..stores.records import AppendAudit, AuditEntry, LoadUser, UserRecord
 from ..tokens import TokenSigner
 
@@ -183,17 +197,16 @@ class SessionCore:
         """The configured clock's time, in ms (what the scripts are given as 'now')."""
         return int(self.config.clock.now() * 1000)
 
-    def _user_op(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
-                 req: Request | None) -> Op:
-        """An op following the user-script layout of ``lua/_prelude.lua``."""
+    def head(self, uid: str, req: Request | None) -> Head:
+        """What every writing operation of user ``uid`` starts with (``hot_ops.Head``)."""
         ip = req.client if req else ""
         ua = (req.headers.get("user-agent", "")[:256]) if req else ""
-        return Op(script, (self.keys.user(uid), self.keys.audit(uid), *keys),
-                  (self.now_ms(), ip, ua, self.policies.audit_stream_length, uid, *args))
+        return Head(self.keys.user(uid), self.keys.audit(uid), self.now_ms(), ip, ua,
+                    self.policies.audit_stream_length, uid)
 
-    def commit(self, script: str, uid: str, keys: tuple[str, ...], args: tuple[str | int, ...],
-               req: Request | None, sid: str = "", *, durable: Mapping[str, str] | None = None) -> Flow[list[Any]]:
-        """Run a writing script and hand the events it recorded to the in-process sinks.
+    def commit(self, op: UserOp, sid: str = "", *, durable: Mapping[str, str] | None = None) -> Flow[Any]:
+        """Run a writing operation and hand the events it recorded to the in-process sinks; returns
+        its typed reply (``hot_ops``: a ``Verdict`` or a richer one, all with ``status`` and ``events``).
 
         ``durable`` (event type -> detail) names events the script decides that must also reach the
         record store's audit table, the outbox of notices and webhooks (``delivery``): those it
@@ -202,19 +215,19 @@ class SessionCore:
         stands whatever SQL answers: a failed append is logged, and that event is not delivered;
         so is a crash between the two stores. Costs a SQL transaction only when such an event
         happened."""
-        op = self._user_op(script, uid, keys, args, req)
-        reply: list[Any] = yield op
-        if reply[1]:
-            at, ip, ua = int(op.args[0]), str(op.args[1]), str(op.args[2])
+        reply: Verdict = yield op
+        if reply.events:
+            head = op.head
+            at, ip, ua, uid = head.now_ms, head.ip, head.user_agent, head.user_id
             rows = [AuditEntry(e, at, ip, ua, "", {"detail": durable[e]} if durable[e] else {})
-                    for e in reply[1] if e in durable] if durable else []
+                    for e in reply.events if e in durable] if durable else []
             if rows:
                 try:
                     yield Rec(AppendAudit(uid, rows))
                 except AuthError as exc:
                     log.warning("%s of user %s is not in the audit table, so not delivered: %s",
                                 ", ".join(r.type for r in rows), uid, exc.code)
-            self.audit.emit(reply[1], user_id=uid, at_ms=at, ip=ip, user_agent=ua, session_id=sid)
+            self.audit.emit(reply.events, user_id=uid, at_ms=at, ip=ip, user_agent=ua, session_id=sid)
         return reply
 
     def entries(self, req: Request | None, sid: str, *events: str | tuple[str, str]) -> tuple[AuditEntry, ...]:
@@ -294,7 +307,7 @@ class SessionCore:
             raise self.locked_error(lock)
 
     # -- loading the caller ------------------------------------------------------------------
-    def copy_fields(self, record: UserRecord, seen: dict[str, str]) -> list[str]:
+    def copy_fields(self, record: UserRecord, seen: dict[str, str]) -> tuple[str, ...]:
         """What the hot store keeps of the durable record (``user_fill.lua``), as (field, value,
         seen) triplets: enough for the pass-through and get-session, never a secret or a hash.
         ``seen`` is the copy as read before the record: '2FA on' and the codes' key, which every
@@ -303,28 +316,28 @@ class SessionCore:
         a = record.account
         # The permanent lock is copied as a hot lock without end, so that the scripts that check the
         # hot lock (challenge_refusal, trust_use.lua, passkey_sign_in.lua) honour it after a loss too.
-        lock = ["lock_until", str(self.now_ms() + PERMANENT_LOCK_MS), ""] if record.locked_at is not None else []
-        return ["tfa", "1" if record.two_factor_enabled else "0", _seen(seen, "tfa"),
+        lock = ("lock_until", str(self.now_ms() + PERMANENT_LOCK_MS), "") if record.locked_at is not None else ()
+        return ("tfa", "1" if record.two_factor_enabled else "0", _seen(seen, "tfa"),
                 "codes_kid", record.codes_key_id, _seen(seen, "codes_kid"),
                 "revoked_at", str(record.revoked_at or 0), "", "email", a.email if a else "", "",
-                "name", a.name if a else "", "", "created", str(a.created_at) if a else "", "", *lock]
+                "name", a.name if a else "", "", "created", str(a.created_at) if a else "", "", *lock)
 
-    def _copy_args(self, uid: str, mode: str, record: UserRecord,
-                   fields: Sequence[str]) -> tuple[tuple[str, ...], tuple[str | int, ...]]:
-        k = self.keys
-        return ((k.sessions(uid), k.pending_backup_codes(uid), k.session(uid, "")),
-                (secrets.randbelow(2**40) + 1, mode, record.generation, *fields))
-
-    def copy_op(self, uid: str, mode: str, record: UserRecord, fields: Sequence[str]) -> Op:
+    def copy_op(self, uid: str, mode: Literal["fill", "repair"], record: UserRecord,
+                fields: Sequence[str]) -> UserFill:
         """``user_fill.lua`` on the user's copy: ``mode`` 'fill' (only while the copy is absent) or
         'repair', ``fields`` as (field, value, seen) triplets, given the SQL generation of
         ``record``, the read they come from."""
-        return self._user_op("user_fill", uid, *self._copy_args(uid, mode, record, fields), None)
+        k = self.keys
+        return UserFill(self.head(uid, None), sessions_key=k.sessions(uid),
+                        pending_codes_key=k.pending_backup_codes(uid), session_prefix_key=k.session(uid, ""),
+                        generation=secrets.randbelow(2**40) + 1, mode=mode, sql_generation=record.generation,
+                        fields=tuple(fields))
 
-    def write_copy(self, uid: str, mode: str, record: UserRecord, fields: Sequence[str]) -> Flow[dict[str, str]]:
+    def write_copy(self, uid: str, mode: Literal["fill", "repair"], record: UserRecord,
+                   fields: Sequence[str]) -> Flow[dict[str, str]]:
         """Run ``copy_op`` (its events, sessions a repair ended, go to the sinks); the user hash after."""
-        reply = yield from self.commit("user_fill", uid, *self._copy_args(uid, mode, record, fields), None)
-        return pairs(reply[2])
+        reply: Copied = yield from self.commit(self.copy_op(uid, mode, record, fields))
+        return reply.user
 
     def fill_copy(self, uid: str, seen: dict[str, str]) -> Flow[tuple[UserRecord, dict[str, str]]]:
         """Read the user's record from SQL and put its copy in the hot store (read-through): after
@@ -357,15 +370,17 @@ class SessionCore:
             "tfa", tfa, _seen(user, "tfa"), "codes_kid", record.codes_key_id, _seen(user, "codes_kid")))
 
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
-        reply = yield Op("load", self.keys.for_load(uid, sid or "-", cid or "-"),
-                         (self.now_ms(), "1" if sid else "0", "1" if cid else "0"))
-        user = pairs(reply[0])
+        user_key, session_key, challenge_key, pending_codes_key = self.keys.for_load(uid, sid or "-", cid or "-")
+        reply: LoadReply = yield Load(user_key=user_key, session_key=session_key, challenge_key=challenge_key,
+                                      pending_codes_key=pending_codes_key, now_ms=self.now_ms(),
+                                      want_session="1" if sid else "0", want_challenge="1" if cid else "0")
+        user = reply.user
         record = None
         if "rec" not in user:
             record, user = yield from self.fill_copy(uid, user)
         now = self.now_ms()
-        session = pairs(reply[1]) or None
-        challenge = pairs(reply[2]) or None
+        session = reply.session or None
+        challenge = reply.challenge or None
         revoked_at = int(user.get("revoked_at", "0"))
         if session is not None and (int(session.get("exp", "0")) <= now or int(session["created"]) <= revoked_at
                                     or (self.aal2_limits and self.aal2_expired(session, now))):
@@ -373,7 +388,7 @@ class SessionCore:
         if challenge is not None and (int(challenge.get("exp", "0")) <= now or int(challenge["created"]) <= revoked_at):
             challenge = None
         # The fill compared its record with the copy already (what it saw of it, as 'seen').
-        return Caller(uid, user, session, sid, token, challenge, cid, list(reply[3]), record)
+        return Caller(uid, user, session, sid, token, challenge, cid, reply.pending_codes, record)
 
     def _cookie_ids(self, req: Request, want_challenge: bool) -> tuple[str, str, str, str] | None:
         """(user id, session id hash, challenge id hash, session token) named by the request's
@@ -402,24 +417,29 @@ class SessionCore:
         if ids is None:
             return None
         uid, sid, cid, _ = ids
-        op = Op("guard", self.keys.for_guard(uid, sid or "-", cid or "-"),
-                (self.now_ms(), "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
-                 self.policies.aal2_idle_timeout * 1000))
-        r = yield op
-        if r[11] is None and (r[2] is not None or r[6] is not None):
+        # By position, unlike every other operation: this runs on every request, and keywords double
+        # the cost of building a NamedTuple. The order is hot_ops.Guard's (keys, now, wants, timings).
+        op = Guard(*self.keys.for_guard(uid, sid or "-", cid or "-"), self.now_ms(), "1" if sid else "0",
+                   "1" if cid else "0", SEEN_GRANULARITY_MS, self.policies.aal2_idle_timeout * 1000)
+        r: GuardReply = yield op
+        if r.rec is None and (r.session_exp is not None or r.challenge_exp is not None):
             # The copy is gone (an eviction) while a session or challenge is still there: rebuilt
             # from SQL before deciding, so that a revocation recorded there still counts.
-            yield from self.fill_copy(uid, {} if r[0] is None else {"tfa": r[0]})
+            yield from self.fill_copy(uid, {} if r.tfa is None else {"tfa": r.tfa})
             r = yield op
         now = self.now_ms()
-        revoked_at = int(r[1] or 0)
-        session_live = r[2] is not None and int(r[2]) > now and int(r[3]) > revoked_at
+        revoked_at = int(r.revoked_at or 0)
+        session_live = (r.session_exp is not None and int(r.session_exp) > now
+                        and int(r.session_created or 0) > revoked_at)
         if session_live and self.aal2_limits:
-            session_live = not self.aal2_expired({"created": r[3], "aal": r[4], "auth": r[9], "seen": r[10]}, now)
-        pending_live = r[6] is not None and int(r[6]) > now and int(r[7]) > revoked_at
+            session_live = not self.aal2_expired({"created": r.session_created, "aal": r.session_aal,
+                                                  "auth": r.session_auth, "seen": r.session_seen}, now)
+        pending_live = (r.challenge_exp is not None and int(r.challenge_exp) > now
+                        and int(r.challenge_created or 0) > revoked_at)
         if not session_live:
-            return Guarded(uid, "", 0, 0, r[0] == "1", pending_live)
-        return Guarded(uid, sid, int(r[4] or 1), int(r[5] or 0), r[0] == "1", pending_live, tuple((r[8] or "").split()))
+            return Guarded(uid, "", 0, 0, r.tfa == "1", pending_live)
+        return Guarded(uid, sid, int(r.session_aal or 1), int(r.session_mfa or 0), r.tfa == "1", pending_live,
+                       tuple((r.session_amr or "").split()))
 
     def aal2_expired(self, session: dict[str, Any], now: int) -> bool:
         """An aal 2 session past ``Policies.aal2_max_lifetime`` since its sign-in ('auth', kept
@@ -442,9 +462,9 @@ class SessionCore:
             raise AuthError(401, *UNAUTHORIZED)
         return caller
 
-    def factor_change_args(self, caller: Caller) -> tuple[tuple[str], int]:
+    def factor_change_args(self, caller: Caller) -> tuple[str, int]:
         """(session key, max age ms): what a factor-changing script re-checks the rule with."""
-        return (self.keys.session(caller.uid, caller.sid),), self.policies.factor_change_max_age * 1000
+        return self.keys.session(caller.uid, caller.sid), self.policies.factor_change_max_age * 1000
 
     def factor_change_error(self, status: str) -> AuthError:
         """The answer to a refused factor change (statuses of ``factor_change_refused``)."""
@@ -473,10 +493,11 @@ class SessionCore:
         """(token, Set-Cookie) of a new session, or None when an aal 1 session is refused because
         2FA was turned on after the caller was loaded (``session_create.lua``)."""
         token, sid = self.session_tokens.issue(uid)
-        reply = yield from self.commit("session_create", uid, (self.keys.session(uid, sid), self.keys.sessions(uid)),
-                                       (sid, self.session_spec(), aal, mfa_ms, "1" if remember else "0",
-                                        "1" if password_checked else "0", amr), req, sid)
-        if reply[0] != "OK":
+        reply: Verdict = yield from self.commit(SessionCreate(
+            self.head(uid, req), session_key=self.keys.session(uid, sid), sessions_key=self.keys.sessions(uid), sid=sid,
+            session_spec=self.session_spec(), aal=aal, mfa_ms=mfa_ms, remember="1" if remember else "0",
+            password_checked="1" if password_checked else "0", amr=amr), sid)
+        if reply.status != HotStatus.OK:
             return None
         return token, self.session_cookie_header(token, remember)
 
@@ -518,8 +539,9 @@ class SessionCore:
         """Codes stored before key ids were recorded have none, and are assumed usable."""
         return bool(kid) and kid not in self.keyring.code_key_ids
 
-    def throttle(self, key: str, mode: str, limit: int) -> Flow[int]:
+    def throttle(self, key: str, mode: Literal["peek", "hit"], limit: int) -> Flow[int]:
         """``lua/throttle.lua`` on ``key`` over the sign-in window: ms until it allows again, 0 if now."""
-        retry: int = yield Op("throttle", (key,), (self.now_ms(), mode, self.policies.sign_in_window * 1000, limit))
+        retry: int = yield Throttle(counter_key=key, now_ms=self.now_ms(), mode=mode,
+                                    window_ms=self.policies.sign_in_window * 1000, limit=limit)
         return retry
 

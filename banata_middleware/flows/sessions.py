@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
-from ..effects import Flow, Op
+from ..effects import Flow
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
+from ..stores.hot_ops import DevicesForgotten, HotStatus, SessionEnd, SessionList, SessionsEnded, TrustEnd, TrustList
 from .primary import PrimaryFlows
-from .session import Caller, Routes, iso, pairs
+from .session import Caller, Routes, iso
 
 __all__ = ["SessionFlows"]
 
@@ -43,11 +44,6 @@ def _amr(value: str | None) -> list[str] | None:
             return None
         return [str(m) for m in parsed] if isinstance(parsed, list) else None
     return [m for m in re.split(r"[\s,]+", value) if m]
-
-
-def _records(flat: list[Any]) -> list[tuple[str, dict[str, str]]]:
-    """A list script's reply ``[id, [field, value, ...], ...]`` as (id, record) pairs."""
-    return [(str(flat[i]), pairs(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 class SessionFlows:
@@ -77,9 +73,10 @@ class SessionFlows:
     def list_sessions(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.f.require_session(req)
         k = self.f.keys
-        flat = yield Op("session_list", (k.user(caller.uid), k.sessions(caller.uid), k.session(caller.uid, caller.sid)),
-                        (self.f.now_ms(),))
-        items = [self._session_json(caller, sid, s) for sid, s in _records(flat)]
+        listed: list[tuple[str, dict[str, str]]] = yield SessionList(
+            user_key=k.user(caller.uid), sessions_key=k.sessions(caller.uid),
+            session_key=k.session(caller.uid, caller.sid), now_ms=self.f.now_ms())
+        items = [self._session_json(caller, sid, s) for sid, s in listed]
         items.sort(key=lambda s: s["updatedAt"] or "", reverse=True)  # the latest used first,
         items.sort(key=lambda s: not s["current"])  # after the caller's own
         return json_response(200, items)
@@ -105,16 +102,17 @@ class SessionFlows:
             item["amr"] = amr
         return item
 
-    def _end_sessions(self, req: Request, mode: str, target: str = "") -> Flow[Response]:
+    def _end_sessions(self, req: Request, mode: Literal["one", "others", "all"], target: str = "") -> Flow[Response]:
         caller = yield from self.f.require_factor_change(req)
         k = self.f.keys
         session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f.commit("session_end", caller.uid, (*session_key, k.sessions(caller.uid)),
-                                         (mode, caller.sid, max_age_ms, target), req, caller.sid)
-        if reply[0] != "OK":
-            raise self.f.factor_change_error(reply[0])
+        reply: SessionsEnded = yield from self.f.commit(SessionEnd(
+            self.f.head(caller.uid, req), session_key=session_key, sessions_key=k.sessions(caller.uid), mode=mode,
+            sid=caller.sid, max_age_ms=max_age_ms, target_sid=target), caller.sid)
+        if reply.status != HotStatus.OK:
+            raise self.f.factor_change_error(reply.status)
         # As better-auth: ending the caller's own session (or all of them) clears its cookie.
-        headers = [self.f.clear_cookie(self.f.session_cookie)] if int(reply[3]) or mode == "all" else []
+        headers = [self.f.clear_cookie(self.f.session_cookie)] if int(reply.current) or mode == "all" else []
         return json_response(200, {"status": True}, headers=headers)
 
     def revoke_session(self, req: Request, body: Body) -> Flow[Response]:
@@ -141,8 +139,9 @@ class SessionFlows:
     def list_trusted_devices(self, req: Request, body: Body) -> Flow[Response]:
         caller = yield from self.f.require_session(req)
         k = self.f.keys
-        flat = yield Op("trust_list", (k.user(caller.uid), k.trusted_devices(caller.uid), k.trust(caller.uid, "-")),
-                        (self.f.now_ms(),))
+        listed: list[tuple[str, dict[str, str]]] = yield TrustList(
+            user_key=k.user(caller.uid), devices_key=k.trusted_devices(caller.uid), trust_key=k.trust(caller.uid, "-"),
+            now_ms=self.f.now_ms())
         current = self._current_device(req, caller.uid)
         items = [{
             "id": tid,
@@ -152,20 +151,20 @@ class SessionFlows:
             "ipAddress": t.get("ip") or None,
             "userAgent": t.get("ua") or None,
             "current": tid == current,
-        } for tid, t in _records(flat)]
+        } for tid, t in listed]
         items.sort(key=lambda d: d["lastUsedAt"] or "", reverse=True)
         items.sort(key=lambda d: not d["current"])
         return json_response(200, items)
 
-    def _forget(self, req: Request, mode: str, tid: str) -> Flow[Response]:
+    def _forget(self, req: Request, mode: Literal["one", "all"], tid: str) -> Flow[Response]:
         caller = yield from self.f.require_factor_change(req)
         k = self.f.keys
         session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply = yield from self.f.commit("trust_end", caller.uid,
-                                         (*session_key, k.trusted_devices(caller.uid), k.trust(caller.uid, tid)),
-                                         (mode, caller.sid, max_age_ms), req, caller.sid)
-        if reply[0] != "OK":
-            raise self.f.factor_change_error(reply[0])
+        reply: DevicesForgotten = yield from self.f.commit(TrustEnd(
+            self.f.head(caller.uid, req), session_key=session_key, devices_key=k.trusted_devices(caller.uid),
+            trust_key=k.trust(caller.uid, tid), mode=mode, sid=caller.sid, max_age_ms=max_age_ms), caller.sid)
+        if reply.status != HotStatus.OK:
+            raise self.f.factor_change_error(reply.status)
         this_browser = mode == "all" or tid == self._current_device(req, caller.uid)
         headers = [self.f.clear_cookie(self.f.trust_cookie)] if this_browser else []
         return json_response(200, {"status": True}, headers=headers)

@@ -6,13 +6,27 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from ..backup_codes import generate_codes, normalize_code
 from ..crypto import UnreadableSecret
 from ..effects import Compute, Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
+from ..stores.hot_ops import (
+    Answer,
+    AuditEvent,
+    BackupCodesReplace,
+    ChallengeAnswer,
+    FactorChange,
+    Flag,
+    HotStatus,
+    OtpEnrolled,
+    SessionAnswer,
+    TwoFactorBegin,
+    TwoFactorDisable,
+    Verdict,
+)
 from ..stores.records import (
     AcceptAnyTotpStep,
     AddAuthenticator,
@@ -107,8 +121,8 @@ class TwoFactorFlows(PrimaryFlows):
         except (UnreadableSecret, UnicodeDecodeError) as exc:
             reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
         log.error("TOTP secret of user %s cannot be read: %s", caller.uid, reason)
-        yield from self.commit("audit_event", caller.uid, (),
-                               ("two_factor.secret_unreadable", caller.sid, reason), req, caller.sid)
+        yield from self.commit(AuditEvent(self.head(caller.uid, req), event="two_factor.secret_unreadable",
+                                          sid=caller.sid, detail=reason), caller.sid)
         raise AuthError(409, "TWO_FACTOR_SECRET_UNREADABLE",
                         "the stored authenticator secret cannot be read; use a backup code or a passkey, "
                         "or ask an administrator to reset two-factor authentication")
@@ -153,9 +167,10 @@ class TwoFactorFlows(PrimaryFlows):
         codes, hashes = self.new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
         # Pending (hot store) until a first code confirms it: the factor reaches the record store then.
-        reply = yield from self.commit("two_factor_begin", caller.uid, (self.keys.pending_backup_codes(caller.uid),),
-                                       (ct, caller.sid, *hashes), req, caller.sid)
-        if reply[0] == "ALREADY":
+        reply: Verdict = yield from self.commit(TwoFactorBegin(
+            self.head(caller.uid, req), pending_codes_key=self.keys.pending_backup_codes(caller.uid), secret=ct,
+            sid=caller.sid, codes_kid=hashes[0], hashes=tuple(hashes[1:])), caller.sid)
+        if reply.status == HotStatus.ALREADY:
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
         return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
@@ -200,7 +215,6 @@ class TwoFactorFlows(PrimaryFlows):
         if not enabled and "pending_secret" not in caller.user:
             raise self._not_enabled()
         session_key, max_age_ms = self.factor_change_args(caller)
-        keys = (self.keys.pending_backup_codes(uid), *session_key, self.keys.sessions(uid))
         removed: DisabledSecondFactor | None = None
         since = self.now_ms()
         if enabled:
@@ -216,19 +230,21 @@ class TwoFactorFlows(PrimaryFlows):
             removed = yield Rec(DisableSecondFactor(uid, since, audit=entries))
             if removed is not None:
                 self.emit_entries(uid, entries)
-        mode = "confirmed" if enabled else "pending"
-        reply = yield from self.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, mode), req,
-                                       caller.sid)
-        if reply[0] == "OK":
+        disable = TwoFactorDisable(
+            self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
+            sessions_key=self.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms,
+            mode="confirmed" if enabled else "pending")
+        reply: Verdict = yield from self.commit(disable, caller.sid)
+        if reply.status == HotStatus.OK:
             return json_response(200, {"status": True})
         if removed is not None:
-            yield from self.undo_disable(req, caller, removed, keys, max_age_ms, since)
-        if reply[0] == "NOT_ENABLED":
+            yield from self.undo_disable(req, caller, removed, disable, since)
+        if reply.status == HotStatus.NOT_ENABLED:
             raise self._not_enabled()
-        raise self.factor_change_error(reply[0])
+        raise self.factor_change_error(reply.status)
 
-    def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, keys: tuple[str, ...],
-                      max_age_ms: int, since: int) -> Flow[None]:
+    def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
+                      since: int) -> Flow[None]:
         """Put back what a refused disable removed: the record first (unless a factor was enrolled
         meanwhile: that one stands), then the copy, which also ends the password-only sessions
         a sign-in made from the record while the factor was gone (two_factor_disable.lua 'undo')."""
@@ -238,7 +254,7 @@ class TwoFactorFlows(PrimaryFlows):
             return
         self.emit_entries(uid, entries)
         kid = min((c.key_id for c in removed.codes), default="")
-        yield from self.commit("two_factor_disable", uid, keys, (caller.sid, max_age_ms, "undo", kid, since), req,
+        yield from self.commit(disable._replace(head=self.head(uid, req), mode="undo", codes_kid=kid, since_ms=since),
                                caller.sid)
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
@@ -265,8 +281,8 @@ class TwoFactorFlows(PrimaryFlows):
         secret = yield from self._decrypt_secret(req, caller, ct)
         # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
         detail = "" if factor is not None and factor.confirmed_at is not None else "pending"
-        yield from self.commit("audit_event", caller.uid, (), ("two_factor.secret_viewed", caller.sid, detail),
-                               req, caller.sid)
+        yield from self.commit(AuditEvent(self.head(caller.uid, req), event="two_factor.secret_viewed",
+                                          sid=caller.sid, detail=detail), caller.sid)
         uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
                        policy=self.config.totp)
         return json_response(200, {"totpURI": uri})
@@ -288,22 +304,23 @@ class TwoFactorFlows(PrimaryFlows):
             previous = yield Rec(RegenerateBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
             self.emit_entries(uid, entries)
             try:
-                status = (yield from self.commit("factor_change", uid, session_key,
-                                                 (max_age_ms, "on", "codes_kid", hashes[0]), req, caller.sid))[0]
+                allowed: Verdict = yield from self.commit(FactorChange(
+                    self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on",
+                    fields=("codes_kid", hashes[0])), caller.sid)
             except AuthError:
                 yield from self._undo_regeneration(req, caller, hashes[1:], previous)
                 raise
-            if status != "OK":
+            if allowed.status != HotStatus.OK:
                 yield from self._undo_regeneration(req, caller, hashes[1:], previous)
-                raise self.factor_change_error(status)
+                raise self.factor_change_error(allowed.status)
             return json_response(200, {"status": True, "backupCodes": codes})
-        reply = yield from self.commit("backup_codes_replace", uid,
-                                       (self.keys.pending_backup_codes(uid), *session_key),
-                                       (caller.sid, max_age_ms, *hashes), req, caller.sid)
-        if reply[0] == "NOT_ENABLED":
+        reply: Verdict = yield from self.commit(BackupCodesReplace(
+            self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
+            sid=caller.sid, max_age_ms=max_age_ms, codes_kid=hashes[0], hashes=tuple(hashes[1:])), caller.sid)
+        if reply.status == HotStatus.NOT_ENABLED:
             raise self._not_enabled()
-        if reply[0] != "OK":
-            raise self.factor_change_error(reply[0])
+        if reply.status != HotStatus.OK:
+            raise self.factor_change_error(reply.status)
         return json_response(200, {"status": True, "backupCodes": codes})
 
     def _undo_regeneration(self, req: Request, caller: Caller, hashes: list[str],
@@ -423,9 +440,9 @@ class TwoFactorFlows(PrimaryFlows):
         # A failure that reached the ceiling locks the hot copy too, without end (R2 counts it with
         # a lock of one failure): every script that checks the hot lock then refuses. Its
         # two_factor.locked event is S2's, so R2 writes none (one event per lock, not two).
-        lock = (1, PERMANENT_LOCK_MS, "1") if locked else (self.policies.user_lock_failures,
-                                                           self.policies.user_lock_seconds * 1000, "0")
-        outcome = "ok" if ok else "wrong"
+        lock: tuple[int, int, Flag] = (1, PERMANENT_LOCK_MS, "1") if locked else (
+            self.policies.user_lock_failures, self.policies.user_lock_seconds * 1000, "0")
+        outcome: Literal["ok", "wrong"] = "ok" if ok else "wrong"
         if caller.challenge is not None and not enrolling:
             return (yield from self._answer_challenge(req, caller, method, outcome, lock, trust, token, sid,
                                                       remaining))
@@ -480,13 +497,14 @@ class TwoFactorFlows(PrimaryFlows):
         self.emit_entries(uid, added)
         session_key, max_age_ms = self.factor_change_args(caller)
         try:
-            reply = yield from self.commit("factor_change", uid, session_key, (max_age_ms, "on"), req, caller.sid)
+            reply: Verdict = yield from self.commit(FactorChange(
+                self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
         except AuthError:  # the hot store is down: the rule cannot be checked, so the app goes again
             yield from self._undo_confirm(req, caller, factor)
             raise
-        if reply[0] != "OK":
+        if reply.status != HotStatus.OK:
             yield from self._undo_confirm(req, caller, factor)
-            raise self.factor_change_error(str(reply[0]))
+            raise self.factor_change_error(reply.status)
         confirmed = replace(factor, confirmed_at=self.now_ms(), last_step=step, last_used_at=self.now_ms())
         return json_response(200, {"status": True, "token": caller.token, "user": self.user_json(caller),
                                    "authenticator": public(confirmed)})
@@ -496,18 +514,19 @@ class TwoFactorFlows(PrimaryFlows):
         if (yield Rec(RemoveTotpFactor(caller.uid, factor.id, audit=removed))) is Status.OK:
             self.emit_entries(caller.uid, removed)
 
-    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int, str],
+    def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
+                          lock: tuple[int, int, Flag],
                           trust: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, p, k = caller.uid, self.policies, self.keys
         trust_token, trust_id = self.trust_tokens.issue(uid) if trust else ("", "-")
-        reply = yield from self.commit(  # R2
-            "challenge_answer", uid,
-            (k.challenge(uid, caller.cid), k.session(uid, sid), k.sessions(uid),
-             k.trust(uid, trust_id), k.trusted_devices(uid)),
-            (method, outcome, sid, self.session_spec(), "1" if trust else "0", p.trust_device_ttl * 1000,
-             lock[0], lock[1], f"{AMR_PASSWORD} {AMR_OTP}", "", "", lock[2]), req, sid,
-             durable=self._durable_lock(lock))  # '', '': no code by message
-        if reply[0] == "OK":
+        reply: Answer = yield from self.commit(ChallengeAnswer(  # R2
+            self.head(uid, req), challenge_key=k.challenge(uid, caller.cid), new_session_key=k.session(uid, sid),
+            sessions_key=k.sessions(uid), trust_key=k.trust(uid, trust_id), devices_key=k.trusted_devices(uid),
+            otp_key=k.otp(uid), method=method, outcome=outcome, new_sid=sid, session_spec=self.session_spec(),
+            trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
+            lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", lock_audited=lock[2]), sid,
+            durable=self._durable_lock(lock))
+        if reply.status == HotStatus.OK:
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"
             trusted = [self.cookie_header(self.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
             caller.user["tfa"] = "1"
@@ -515,19 +534,20 @@ class TwoFactorFlows(PrimaryFlows):
                                   fields=self._remaining(method, remaining))
         raise self.answer_error(reply)
 
-    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: str, lock: tuple[int, int, str],
+    def _answer_in_session(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
+                           lock: tuple[int, int, Flag],
                            enrolling: bool, token: str, sid: str, remaining: int) -> Flow[Response]:
         uid, k = caller.uid, self.keys
         # The session is rotated (new id, old one ended) in the script that takes the verdict; made
         # by the session spec, so it keeps rememberMe:false's short lifetime and counts toward the cap.
         kid = caller.user.get("pending_kid", "") if caller.pending_codes else ""
-        reply = yield from self.commit(  # R2
-            "session_answer", uid,
-            (k.session(uid, caller.sid), k.pending_backup_codes(uid), k.session(uid, sid), k.sessions(uid)),
-            ("enrol" if enrolling else "stepup", method, outcome, caller.sid, lock[0], lock[1], sid,
-             self.session_spec(), AMR_OTP, kid, "", "", lock[2]), req, sid,
-             durable=self._durable_lock(lock))  # '', '': no code by message
-        if reply[0] != "OK":
+        reply: Answer = yield from self.commit(SessionAnswer(  # R2
+            self.head(uid, req), session_key=k.session(uid, caller.sid), pending_codes_key=k.pending_backup_codes(uid),
+            new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid),
+            mode="enrol" if enrolling else "stepup", method=method, outcome=outcome, sid=caller.sid,
+            lock_failures=lock[0], lock_ms=lock[1], new_sid=sid, session_spec=self.session_spec(), amr=AMR_OTP,
+            codes_kid=kid, lock_audited=lock[2]), sid, durable=self._durable_lock(lock))
+        if reply.status != HotStatus.OK:
             raise self.answer_error(reply)
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
@@ -547,23 +567,23 @@ class TwoFactorFlows(PrimaryFlows):
         """What a verify answer adds to ``{token, user}``: the backup codes left, after one is used."""
         return {"backupCodesRemaining": remaining} if method == "backup" else {}
 
-    def answer_error(self, reply: list[Any]) -> AuthError:
+    def answer_error(self, reply: Answer | OtpEnrolled) -> AuthError:
         """The refusal a verifying script's reply names (challenge_answer, session_answer, otp_enrol)."""
-        status = reply[0]
-        if status == "LOCKED":
-            return self.locked_error(int(reply[2]))
-        if status == "WRONG" and len(reply) > 2:
+        status = reply.status
+        if status == HotStatus.LOCKED:
+            return self.locked_error(int(reply.lock_until))
+        if status == HotStatus.WRONG and isinstance(reply, Answer) and reply.attempts_left is not None:
             return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used",
-                             extra={"attemptsRemaining": int(reply[2])})
-        if status == "WRONG":
+                             extra={"attemptsRemaining": int(reply.attempts_left)})
+        if status == HotStatus.WRONG:
             return AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
-        if status == "EXHAUSTED":
+        if status == HotStatus.EXHAUSTED:
             cleared = self.clear_cookie(self.challenge_cookie)
             return AuthError(401, "TOO_MANY_ATTEMPTS", "too many wrong codes for this sign-in; sign in again",
                              headers={cleared[0]: cleared[1]})
-        if status == "NOT_ENABLED":
+        if status == HotStatus.NOT_ENABLED:
             return self._not_enabled()
-        if status == "ALREADY":
+        if status == HotStatus.ALREADY:
             return self._already_enabled()
         return AuthError(401, *UNAUTHORIZED)
 

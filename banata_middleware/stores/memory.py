@@ -1,8 +1,10 @@
 """In-memory store: the embedded default (demo, single process). Thread- and task-safe.
 
-Each method here is the twin of the Lua script of the same name in ``lua/`` and returns the same
-reply shape; one lock makes each one atomic, as Redis does for a script. The contract suite runs
-against both stores so the twins cannot drift apart unnoticed.
+Each ``_op_<name>`` method here is the twin of the Lua script of the same name in ``lua/``: it
+reads the operation's fields by name (``hot_ops``, where they are declared once) and returns the
+script's reply shape, which ``OpSpec.reply`` types as it does for Redis. One lock makes each one
+atomic, as Redis does for a script. ``tests/stores/test_conformance.py`` runs random sequences of
+operations against both stores, and the contract suite runs every flow on both.
 """
 
 from __future__ import annotations
@@ -12,26 +14,34 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..effects import Op
+from . import hot_ops as h
+from .hot_ops import OPS_BY_NAME, GuardReply, Head, HotOp, OpSpec
 
 __all__ = ["MemoryStore"]
 
 Reply = Any
+_new_tuple = tuple.__new__
+T = TypeVar("T", set[str], dict[str, int])
 TRUSTED_DEVICES_CAP = 20  # as lua/_prelude.lua
 
 
 class _Script:
-    """What the Lua prelude gives a script: NOW, the user hash, audit(), the shared helpers."""
+    """What the Lua prelude gives a script: NOW, the user hash, audit(), the shared helpers. ``head``
+    is the operation's (None for one that is not a user operation, as the prelude's are unset)."""
 
-    def __init__(self, store: MemoryStore, keys: tuple[str, ...], args: tuple[str | int, ...]) -> None:
+    def __init__(self, store: MemoryStore, head: Head | None, now_ms: int) -> None:
         self.s = store
-        self.keys = keys
-        self.argv = [str(a) for a in args]
-        self.now = int(self.argv[0])
+        self.head = head
+        self.now = int(now_ms)
         self.events: list[str] = []
+
+    @property
+    def user_key(self) -> str:
+        assert self.head is not None
+        return self.head.user_key
 
     def hash(self, key: str) -> dict[str, str]:
         value = self.s.get(key)
@@ -41,13 +51,20 @@ class _Script:
         return "exp" in rec and int(float(rec["exp"])) > self.now
 
     def hset(self, key: str, **fields: object) -> None:
-        self.s.data.setdefault(key, {}).update({k: _num(v) for k, v in fields.items()})
+        """HSET: the fields are added to the hash (a live one: an expired key is gone first, as in
+        Redis); the fields it had stay."""
+        rec = self.s.get(key)
+        if not isinstance(rec, dict):
+            rec = self.s.data[key] = {}
+        rec.update({k: _num(v) for k, v in fields.items()})
 
     def audit(self, kind: str, sid: str = "", detail: str = "") -> None:
-        stream = self.s.data.setdefault(self.keys[1], deque(maxlen=int(self.argv[3])))
+        head = self.head
+        assert head is not None
+        stream = self.s.data.setdefault(head.audit_key, deque(maxlen=int(head.audit_len)))
         stream.append(
-            {"type": kind, "userId": self.argv[4], "at": self.argv[0], "ip": self.argv[1],
-             "userAgent": self.argv[2], "sessionId": sid, "detail": detail}
+            {"type": kind, "userId": head.user_id, "at": str(head.now_ms), "ip": head.ip,
+             "userAgent": head.user_agent, "sessionId": sid, "detail": detail}
         )
         self.events.append(kind)
 
@@ -57,11 +74,11 @@ class _Script:
         parts = str(spec).split(",")
         long, short, cap = (int(p) for p in parts) if len(parts) == 3 else (int(spec), int(spec), 0)
         ttl_ms = long if remember == "1" else short
-        self.s.data[skey] = {"exp": str(self.now + ttl_ms), "created": str(self.now), "aal": _num(aal),
-                             "mfa": _num(mfa), "remember": remember, "amr": amr}
+        self.hset(skey, exp=self.now + ttl_ms, created=self.now, aal=aal, mfa=mfa, remember=remember, amr=amr)
         self.s.expire(skey, ttl_ms)
-        self.hset(skey, ip=self.argv[1], ua=self.argv[2], seen=self.now)
-        self.s.data.setdefault(index, set()).add(sid)
+        assert self.head is not None
+        self.hset(skey, ip=self.head.ip, ua=self.head.user_agent, seen=self.now)
+        self.s.container(index, set).add(sid)
         self.s.expire(index, long)
         self.audit("session.created", sid, amr)
         self.cap_sessions(skey, index, sid, cap, long)
@@ -77,7 +94,7 @@ class _Script:
         if len(by_age) <= cap:
             return
         prefix = skey[: len(skey) - len(sid)]
-        revoked = int(self.hash(self.keys[0]).get("revoked_at", "0"))
+        revoked = int(self.hash(self.user_key).get("revoked_at", "0"))
         index_set = self.s.get(index)
         ids = index_set if isinstance(index_set, set) else set()
         alive = []
@@ -99,9 +116,7 @@ class _Script:
     def index_device(self, index: str, tkey: str, ttl_ms: int, gen: str) -> None:
         """Twin of ``index_device`` in lua/_prelude.lua: the bounded index of trusted devices."""
         tid = _key_id(tkey)
-        devices = self.s.get(index)
-        if not isinstance(devices, dict):
-            devices = self.s.data[index] = {}
+        devices = self.s.container(index, dict)
         devices[tid] = self.now
         left = self.s._expiry.get(index)
         if left is None or (left - self.s.clock.now()) * 1000 < ttl_ms:
@@ -139,8 +154,8 @@ class _Script:
             return ["SAME_FACTOR", self.events]
         return None
 
-    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str, audited: str) -> int:
-        u = self.s.data.setdefault(self.keys[0], {})
+    def second_factor_failed(self, lock_failures: int, lock_ms: int, detail: str, audited: str = "") -> int:
+        u = self.s.data.setdefault(self.user_key, {})
         fails = int(u.get("fails", "0")) + 1
         u["fails"] = str(fails)
         self.audit("two_factor.failed", "", detail)
@@ -152,7 +167,7 @@ class _Script:
             return lock
         return 0
 
-    def factor_change_refused(self, u: dict[str, str], skey: str, max_age_ms: str, password_given: str) -> str | None:
+    def factor_change_refused(self, u: dict[str, str], skey: str, max_age_ms: int, password_given: str) -> str | None:
         s = self.hash(skey)
         if not self.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
             return "NO_SESSION"
@@ -216,25 +231,35 @@ class MemoryStore:
         # it is dropped, never moved on, so one key cannot pile up entries (one address's sign-ups did).
         self._queued: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._scripts: dict[str, Callable[[_Script], Reply]] = {
+        #: The twins by script name, and by operation class with their spec (a twin without a
+        #: declared operation is reported by tests/stores/test_twins.py).
+        self._scripts: dict[str, Callable[[_Script, Any], Reply]] = {
             name[len("_op_"):]: getattr(self, name) for name in dir(self) if name.startswith("_op_")
         }
-        # The per-request guard skips the script machinery (it writes at most a session's last use).
-        self._reads: dict[str, Callable[[tuple[str, ...], tuple[str | int, ...]], Reply]] = {
-            "guard": self._read_guard,
+        self._twins: dict[type[Any], tuple[OpSpec, Callable[[_Script, Any], Reply]]] = {
+            OPS_BY_NAME[name].type: (OPS_BY_NAME[name], twin) for name, twin in self._scripts.items()
+            if name in OPS_BY_NAME
         }
+        # The per-request guard skips the script machinery (it writes at most a session's last use)
+        # and answers its typed reply itself.
+        self._reads: dict[type[Any], Callable[[Any], Reply]] = {h.Guard: self._read_guard}
 
     # -- plumbing ---------------------------------------------------------------------------
-    def execute(self, op: Op) -> Reply:
+    def execute(self, op: HotOp) -> Reply:
+        """Runs ``op``'s twin; returns its typed reply (``hot_ops``)."""
         with self._lock:
             if self._expiry_heap and self._expiry_heap[0][0] <= self.clock.now():
                 self._sweep(self.SWEEP_PER_OP)
-            read = self._reads.get(op.script)
+            kind = type(op)
+            read = self._reads.get(kind)
             if read is not None:
-                return read(op.keys, op.args)
-            return self._scripts[op.script](_Script(self, op.keys, op.args))
+                return read(op)
+            spec, twin = self._twins[kind]
+            head: Head | None = op.head if spec.user else None  # type: ignore[union-attr]
+            x = _Script(self, head, head.now_ms if head is not None else op.now_ms)  # type: ignore[union-attr]
+            return spec.reply(twin(x, op))
 
-    async def aexecute(self, op: Op) -> Reply:
+    async def aexecute(self, op: HotOp) -> Reply:
         # No I/O and a short critical section: blocking the loop for microseconds beats a thread hop.
         return self.execute(op)
 
@@ -274,6 +299,16 @@ class MemoryStore:
                 self._queued[key] = exp
                 heapq.heappush(heap, (exp, key))  # given a later expiry since: check again then
 
+    def container(self, key: str, kind: type[T]) -> T:
+        """The live set (or sorted set: a dict) at ``key``, or a new empty one. An emptied one counts
+        as absent, expiry included: Redis deletes a set when its last member goes."""
+        value = self.get(key)
+        if isinstance(value, kind) and value:
+            return value
+        self._expiry.pop(key, None)
+        value = self.data[key] = kind()
+        return value
+
     def delete(self, *keys: str) -> int:
         n = 0
         for key in keys:
@@ -294,95 +329,96 @@ class MemoryStore:
         pass
 
     # -- twins of lua/*.lua -----------------------------------------------------------------
-    def _op_load(self, x: _Script) -> Reply:
-        k = x.keys
-
+    def _op_load(self, x: _Script, op: h.Load) -> Reply:
         def flat(key: str) -> list[str]:
             value = self.get(key)
             return list(chain.from_iterable(value.items())) if isinstance(value, dict) else []
 
-        s = flat(k[1]) if x.argv[1] == "1" else []
-        c = flat(k[2]) if x.argv[2] == "1" else []
-        pending = self.get(k[3])
-        return [flat(k[0]), s, c, sorted(pending) if isinstance(pending, set) else []]
+        s = flat(op.session_key) if op.want_session == "1" else []
+        c = flat(op.challenge_key) if op.want_challenge == "1" else []
+        pending = self.get(op.pending_codes_key)
+        return [flat(op.user_key), s, c, sorted(pending) if isinstance(pending, set) else []]
 
-    def _op_user_fill(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        user = self.data.setdefault(k[0], {})
+    def _op_user_fill(self, x: _Script, op: h.UserFill) -> Reply:
+        user_key = op.head.user_key
+        user = self.data.setdefault(user_key, {})
         u = dict(user)
-        filling = a[6] == "fill"
+        filling = op.mode == "fill"
         if filling and "rec" in u:
             return ["OK", x.events, list(chain.from_iterable(user.items()))]
-        sql_gen = int(a[7])
+        sql_gen = int(op.sql_generation)
         newer = "sgen" not in u or int(u["sgen"]) < sql_gen
         bump = newer and not filling
-        for field, value, seen in zip(a[8::3], a[9::3], a[10::3], strict=True):
+        f = op.fields
+        for field, value, seen in zip(f[0::3], f[1::3], f[2::3], strict=True):
             held = u.get(field)
             if held is None or seen == "!" or seen == "=" + held:
                 if field == "tfa" and value == "1" and held == "0":  # an enrolment whose hot half failed
-                    index = self.get(k[2])
+                    index = self.get(op.sessions_key)
                     for sid in list(index) if isinstance(index, set) else []:
                         if sid != u.get("pending_sid"):
-                            if self.delete(k[4] + sid) == 1:
+                            if self.delete(op.session_prefix_key + sid) == 1:
                                 x.audit("session.revoked", sid, "enrolment")
                             index.discard(sid)
                     for pending in ("pending_secret", "pending_sid", "pending_kid"):
                         user.pop(pending, None)
-                    self.delete(k[3])
+                    self.delete(op.pending_codes_key)
                     bump = True
                 user[field] = value
         if bump:
-            user["gen"] = str(int(u.get("gen", a[5])) + 1)
+            user["gen"] = str(int(u.get("gen", op.generation)) + 1)
         elif filling and "gen" not in u:
-            user["gen"] = a[5]
+            user["gen"] = str(op.generation)
         if newer:
             user["sgen"] = str(sql_gen)
         if filling:
             user["rec"] = "1"
         return ["OK", x.events, list(chain.from_iterable(user.items()))]
 
-    def _read_guard(self, k: tuple[str, ...], args: tuple[str | int, ...]) -> Reply:
+    def _read_guard(self, op: h.Guard) -> GuardReply:
         """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
         (checked by the caller), so the garbage-collection expiry is not consulted here."""
         data = self.data
-        u = data.get(k[0]) or {}
-        s = (data.get(k[1]) or {}) if args[1] == "1" else {}
-        c = (data.get(k[2]) or {}) if args[2] == "1" else {}
-        reply = [u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"), s.get("aal"), s.get("mfa"),
-                 c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), s.get("seen"), u.get("rec")]
+        u = data.get(op.user_key) or {}
+        s = (data.get(op.session_key) or {}) if op.want_session == "1" else {}
+        c = (data.get(op.challenge_key) or {}) if op.want_challenge == "1" else {}
+        # GuardReply's fields, in its order; tuple.__new__ skips the NamedTuple's Python-level
+        # __new__ (this runs on every request).
+        reply = _new_tuple(GuardReply, (u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"),
+                                        s.get("aal"), s.get("mfa"), c.get("exp"), c.get("created"), s.get("amr"),
+                                        s.get("auth"), s.get("seen"), u.get("rec")))
         if s:
-            now = int(args[0])
+            now = int(op.now_ms)
             since = now - int(s.get("seen") or s.get("created") or now)
-            if since >= int(args[3]) and int(s.get("exp") or 0) > now:
-                idle = int(args[4])
+            if since >= int(op.seen_every_ms) and int(s.get("exp") or 0) > now:
+                idle = int(op.idle_timeout_ms)
                 if not (idle > 0 and int(s.get("aal") or 1) >= 2 and since > idle):
                     s["seen"] = str(now)
         return reply
 
-    def _op_throttle(self, x: _Script) -> Reply:
-        rec = x.hash(x.keys[0])
-        window, limit = int(x.argv[2]), int(x.argv[3])
+    def _op_throttle(self, x: _Script, op: h.Throttle) -> Reply:
+        rec = x.hash(op.counter_key)
+        window, limit = int(op.window_ms), int(op.limit)
         n, start = int(rec.get("n", "0")), int(rec.get("start", "0"))
         if start + window <= x.now:
             n, start = 0, x.now
-        if x.argv[1] == "hit":
+        if op.mode == "hit":
             n += 1
-            self.data[x.keys[0]] = {"n": str(n), "start": str(start)}
-            self.expire(x.keys[0], start + window - x.now)
+            self.data[op.counter_key] = {"n": str(n), "start": str(start)}
+            self.expire(op.counter_key, start + window - x.now)
         return start + window - x.now if n >= limit else 0
 
-    def _op_password_gate(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        window, addr, known_ttl = int(a[2]), a[5], int(a[6])
-        known_set = self.get(k[2])
+    def _op_password_gate(self, x: _Script, op: h.PasswordGate) -> Reply:
+        window, addr, known_ttl = int(op.window_ms), op.address, int(op.known_ttl_ms)
+        known_set = self.get(op.known_key)
         if not isinstance(known_set, dict):
             known_set = {}
-        if a[1] == "known":
+        if op.mode == "known":
             fresh = {m: t for m, t in known_set.items() if t > x.now - known_ttl}
             if addr in fresh or len(fresh) < 100:  # a full list keeps its addresses (see the script)
                 fresh[addr] = x.now
-            self.data[k[2]] = fresh
-            self.expire(k[2], known_ttl)
+            self.data[op.known_key] = fresh
+            self.expire(op.known_key, known_ttl)
             return [0, 1]
 
         def count(key: str, hit: bool) -> tuple[int, int]:
@@ -396,91 +432,91 @@ class MemoryStore:
                 self.expire(key, start + window - x.now)
             return n, start + window - x.now
 
-        hit = a[1] == "hit"
+        hit = op.mode == "hit"
         seen = int(known_set.get(addr, 0))
         known = seen > 0 and seen + known_ttl > x.now
-        pair_n, pair_left = count(k[0], hit)
-        all_n, all_left = count(k[1], hit)
-        retry = pair_left if pair_n >= int(a[3]) else 0
-        if not known and all_n >= int(a[4]) and all_left > retry:
+        pair_n, pair_left = count(op.pair_key, hit)
+        all_n, all_left = count(op.account_key, hit)
+        retry = pair_left if pair_n >= int(op.pair_limit) else 0
+        if not known and all_n >= int(op.account_limit) and all_left > retry:
             retry = all_left
         return [retry, 1 if known else 0]
 
-    def _op_password_failed(self, x: _Script) -> Reply:
-        x.audit("password.check_failed", x.argv[5])
+    def _op_password_failed(self, x: _Script, op: h.PasswordFailed) -> Reply:
+        x.audit("password.check_failed", op.sid)
         return ["OK", x.events]
 
-    def _op_session_create(self, x: _Script) -> Reply:
-        a = x.argv
-        if int(a[7]) < 2 and x.hash(x.keys[0]).get("tfa") == "1":
+    def _op_session_create(self, x: _Script, op: h.SessionCreate) -> Reply:
+        if int(op.aal) < 2 and x.hash(op.head.user_key).get("tfa") == "1":
             return ["TWO_FACTOR_ON", x.events]
-        x.new_session(x.keys[2], x.keys[3], a[5], a[6], a[7], a[8], a[9], a[11])
-        if a[10] == "1":
-            x.hset(x.keys[2], pwd=x.now)
+        x.new_session(op.session_key, op.sessions_key, op.sid, op.session_spec, op.aal, op.mfa_ms, op.remember,
+                      op.amr)
+        if op.password_checked == "1":
+            x.hset(op.session_key, pwd=x.now)
         return ["OK", x.events]
 
-    def _op_session_revoke(self, x: _Script) -> Reply:
-        k, sid = x.keys, x.argv[5]
-        if sid != "" and self.delete(k[2]) == 1:
-            index = self.get(k[3])
+    def _op_session_revoke(self, x: _Script, op: h.SessionRevoke) -> Reply:
+        if op.sid != "" and self.delete(op.session_key) == 1:
+            index = self.get(op.sessions_key)
             if isinstance(index, set):
-                index.discard(sid)
-            x.audit("session.revoked", sid)
-        self.delete(k[4])
+                index.discard(op.sid)
+            x.audit("session.revoked", op.sid)
+        self.delete(op.challenge_key)
         return ["OK", x.events]
 
-    def _op_challenge_create(self, x: _Script) -> Reply:
-        ttl = int(x.argv[5])
-        self.data[x.keys[2]] = {"exp": str(x.now + ttl), "attempts": x.argv[6], "remember": x.argv[7],
-                                "created": str(x.now), "opened_by": "pwd"}
-        self.expire(x.keys[2], ttl)
+    def _op_challenge_create(self, x: _Script, op: h.ChallengeCreate) -> Reply:
+        ttl = int(op.ttl_ms)
+        x.hset(op.challenge_key, exp=x.now + ttl, attempts=op.attempts, remember=op.remember, created=x.now,
+               opened_by="pwd")
+        self.expire(op.challenge_key, ttl)
         return ["OK", x.events]
 
-    def _op_challenge_answer(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        ch, u = x.hash(k[2]), x.hash(k[0])
-        refusal = x.challenge_refusal(ch, u, a[5])
+    def _op_challenge_answer(self, x: _Script, op: h.ChallengeAnswer) -> Reply:
+        user_key = op.head.user_key
+        ch, u = x.hash(op.challenge_key), x.hash(user_key)
+        refusal = x.challenge_refusal(ch, u, op.method)
         if refusal is not None:
             return refusal
-        outcome = a[6]
-        if outcome == "otp":
-            outcome = "ok" if x.otp_take(k[7], a[14], "sign_in", a[15]) is not None else "wrong"
-        if outcome == "ok":
-            self.delete(k[2])
-            x.hset(k[0], fails=0)
-            x.new_session(k[3], k[4], a[7], a[8], 2, x.now, ch.get("remember", "0"), a[13])
-            if a[9] == "1":
-                ttl = int(a[10])
-                self.data[k[5]] = {"exp": str(x.now + ttl), "gen": u.get("gen", "0"), "mfa": str(x.now),
-                                   "created": str(x.now), "ip": a[1], "ua": a[2]}
-                self.expire(k[5], ttl)
-                x.index_device(k[6], k[5], ttl, u.get("gen", "0"))
+        verdict = op.outcome
+        if verdict == "otp":
+            verdict = "ok" if x.otp_take(op.otp_key, op.binding, "sign_in", op.code_hash) is not None else "wrong"
+        if verdict == "ok":
+            self.delete(op.challenge_key)
+            x.hset(user_key, fails=0)
+            x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now,
+                          ch.get("remember", "0"), op.amr)
+            if op.trust == "1":
+                ttl = int(op.trust_ttl_ms)
+                x.hset(op.trust_key, exp=x.now + ttl, gen=u.get("gen", "0"), mfa=x.now, created=x.now, ip=op.head.ip,
+                       ua=op.head.user_agent)
+                self.expire(op.trust_key, ttl)
+                x.index_device(op.devices_key, op.trust_key, ttl, u.get("gen", "0"))
             return ["OK", x.events]
-        lock = x.second_factor_failed(int(a[11]), int(a[12]), a[5], a[16] if len(a) > 16 else "")
+        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method, op.lock_audited)
         attempts = int(ch.get("attempts", "0")) - 1
-        self.data[k[2]]["attempts"] = str(attempts)
+        self.data[op.challenge_key]["attempts"] = str(attempts)
         if attempts <= 0:
-            self.delete(k[2])
+            self.delete(op.challenge_key)
         if lock > 0:
             return ["LOCKED", x.events, lock]
         if attempts <= 0:
             return ["EXHAUSTED", x.events]
         return ["WRONG", x.events, attempts]
 
-    def _op_session_answer(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        s = x.hash(k[2])
-        u = x.hash(k[0])
-        ok = a[7] == "ok"
-        index = self.get(k[5])
-        if ok and a[5] == "enrol":
-            x.hset(k[0], tfa="1", codes_kid=a[14], gen=int(u.get("gen", "0")) + 1)
+    def _op_session_answer(self, x: _Script, op: h.SessionAnswer) -> Reply:
+        user_key = op.head.user_key
+        s = x.hash(op.session_key)
+        u = x.hash(user_key)
+        ok = op.outcome == "ok"
+        index = self.get(op.sessions_key)
+        if ok and op.mode == "enrol":
+            x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
             for field in ("pending_secret", "pending_sid", "pending_kid"):
-                self.data[k[0]].pop(field, None)
-            self.delete(k[3])
-            base = k[2][: len(k[2]) - len(a[8])]
+                self.data[user_key].pop(field, None)
+            self.delete(op.pending_codes_key)
+            base = op.session_key[: len(op.session_key) - len(op.sid)]
             for sid in list(index) if isinstance(index, set) else []:
-                if sid != a[8]:
+                if sid != op.sid:
                     if self.delete(base + sid) == 1:
                         x.audit("session.revoked", sid, "enrolment")
                     index.discard(sid)
@@ -489,231 +525,230 @@ class MemoryStore:
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
-        if a[7] == "otp":
-            ok = x.otp_take(k[6], a[15], "step_up", a[16]) is not None
+        if op.outcome == "otp":
+            ok = x.otp_take(op.otp_key, op.binding, "step_up", op.code_hash) is not None
         if ok:
-            x.hset(k[0], fails=0)
-            if self.delete(k[2]) == 1:
-                x.audit("session.revoked", a[8], "rotated")
+            x.hset(user_key, fails=0)
+            if self.delete(op.session_key) == 1:
+                x.audit("session.revoked", op.sid, "rotated")
             if isinstance(index, set):
-                index.discard(a[8])
-            x.new_session(k[4], k[5], a[11], a[12], 2, x.now, s.get("remember", "0"),
-                          x.merge_amr(s.get("amr", ""), a[13]))
-            x.hset(k[4], auth=s.get("auth") or s["created"])
+                index.discard(op.sid)
+            x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now,
+                          s.get("remember", "0"), x.merge_amr(s.get("amr", ""), op.amr))
+            x.hset(op.new_session_key, auth=s.get("auth") or s["created"])
             if "pwd" in s:
-                x.hset(k[4], pwd=s["pwd"])
+                x.hset(op.new_session_key, pwd=s["pwd"])
             return ["OK", x.events]
-        lock = x.second_factor_failed(int(a[9]), int(a[10]), a[6], a[17] if len(a) > 17 else "")
+        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), op.method, op.lock_audited)
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
 
-    def _op_otp_issue(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        sends = self.get(k[3])
-        if a[5] == "void":
-            if x.hash(k[2]).get("h") == a[7]:
-                self.delete(k[2])
+    def _op_otp_issue(self, x: _Script, op: h.OtpIssue) -> Reply:
+        sends = self.get(op.sends_key)
+        if op.mode == "void":
+            if x.hash(op.otp_key).get("h") == op.code_hash:
+                self.delete(op.otp_key)
             if isinstance(sends, dict):
-                sends.pop(a[6], None)
+                sends.pop(op.send_id, None)
             return ["OK", x.events]
-        u = x.hash(k[0])
+        u = x.hash(op.head.user_key)
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
-        interval, limit, window = int(a[13]), int(a[14]), int(a[15])
+        interval, limit, window = int(op.resend_interval_ms), int(op.sends_per_window), int(op.window_ms)
         if not isinstance(sends, dict):
             sends = {}
         sends = {m: t for m, t in sends.items() if t > x.now - window}
-        self.data[k[3]] = sends
+        self.data[op.sends_key] = sends
         ordered = _by_score(sends)
-        if ordered and x.now - sends[ordered[-1]] < interval and self.get(k[2]) is not None:
+        if ordered and x.now - sends[ordered[-1]] < interval and self.get(op.otp_key) is not None:
             return ["THROTTLED", x.events, sends[ordered[-1]] + interval]
         if len(ordered) >= limit:
             return ["THROTTLED", x.events, sends[ordered[0]] + window]
-        ttl = int(a[10])
-        self.data[k[2]] = {"h": a[7], "bind": a[8], "purpose": a[9], "exp": str(x.now + ttl), "channel": a[11],
-                           "to": a[12]}
-        self.expire(k[2], ttl)
-        sends[a[6]] = x.now
-        self.expire(k[3], window)
-        user = self.data.setdefault(k[0], {})
-        if a[9] == "enrol":
-            user["otp_enrol"] = a[8][2:]
+        ttl = int(op.ttl_ms)
+        self.data[op.otp_key] = {"h": op.code_hash, "bind": op.binding, "purpose": op.purpose,
+                                 "exp": str(x.now + ttl), "channel": op.channel, "to": op.address}
+        self.expire(op.otp_key, ttl)
+        sends[op.send_id] = x.now
+        self.expire(op.sends_key, window)
+        user = self.data.setdefault(op.head.user_key, {})
+        if op.purpose == "enrol":
+            user["otp_enrol"] = op.binding[2:]
         else:
             user.pop("otp_enrol", None)
-        x.audit("two_factor.otp_sent", "", f"{a[11]}:{a[9]}")
+        x.audit("two_factor.otp_sent", "", f"{op.channel}:{op.purpose}")
         return ["OK", x.events]
 
-    def _op_otp_enrol(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u, s = x.hash(k[0]), x.hash(k[3])
+    def _op_otp_enrol(self, x: _Script, op: h.OtpEnrol) -> Reply:
+        u, s = x.hash(op.head.user_key), x.hash(op.session_key)
         if not x.live(s) or int(s.get("created", "0")) <= int(u.get("revoked_at", "0")):
             return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
-        c = x.otp_take(k[2], a[5], "enrol", a[6])
+        c = x.otp_take(op.otp_key, op.binding, "enrol", op.code_hash)
         if c is not None:
-            self.data.setdefault(k[0], {}).pop("otp_enrol", None)
+            self.data.setdefault(op.head.user_key, {}).pop("otp_enrol", None)
             return ["OK", x.events, c["channel"], c["to"]]
-        lock = x.second_factor_failed(int(a[7]), int(a[8]), "otp", "")
+        lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), "otp")
         if lock > 0:
             return ["LOCKED", x.events, lock]
         return ["WRONG", x.events]
 
-    def _op_trust_use(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        t, u = x.hash(k[2]), x.hash(k[0])
+    def _op_trust_use(self, x: _Script, op: h.TrustUse) -> Reply:
+        t, u = x.hash(op.trust_key), x.hash(op.head.user_key)
         if not x.live(t) or u.get("tfa") != "1" or t.get("gen") != u.get("gen", "0"):
             return ["GONE", x.events]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
-        self.delete(k[2])
+        self.delete(op.trust_key)
         exp = int(t["exp"])  # the rotated record keeps the original expiry (absolute lifetime)
-        self.data[k[3]] = {"exp": str(exp), "gen": t["gen"], "mfa": t["mfa"], "created": t.get("created", t["mfa"]),
-                           "ip": a[1], "ua": a[2], "seen": str(x.now)}
-        self.expire(k[3], exp - x.now)
-        devices = self.get(k[6])
+        x.hset(op.new_trust_key, exp=exp, gen=t["gen"], mfa=t["mfa"], created=t.get("created", t["mfa"]),
+               ip=op.head.ip, ua=op.head.user_agent, seen=x.now)
+        self.expire(op.new_trust_key, exp - x.now)
+        devices = self.get(op.devices_key)
         if isinstance(devices, dict):
-            devices.pop(_key_id(k[2]), None)
-        x.index_device(k[6], k[3], exp - x.now, t["gen"])
-        x.new_session(k[4], k[5], a[5], a[6], 2, t["mfa"], a[7], a[8])
+            devices.pop(_key_id(op.trust_key), None)
+        x.index_device(op.devices_key, op.new_trust_key, exp - x.now, t["gen"])
+        x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, t["mfa"], op.remember,
+                      op.amr)
         return ["OK", x.events, exp]
 
-    def _op_two_factor_begin(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        if x.hash(k[0]).get("tfa") == "1":
+    def _op_two_factor_begin(self, x: _Script, op: h.TwoFactorBegin) -> Reply:
+        user_key = op.head.user_key
+        if x.hash(user_key).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(k[0], pending_secret=a[5], pending_sid=a[6], pending_kid=a[7])
-        self.data[k[2]] = set(a[8:])
+        x.hset(user_key, pending_secret=op.secret, pending_sid=op.sid, pending_kid=op.codes_kid)
+        self.data[op.pending_codes_key] = set(op.hashes)
         return ["OK", x.events]
 
-    def _op_two_factor_disable(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u = x.hash(k[0])
-        if a[7] == "undo":
-            x.hset(k[0], tfa="1", codes_kid=a[8])
-            base = k[3][: len(k[3]) - len(a[5])]
-            index = self.get(k[4])
+    def _op_two_factor_disable(self, x: _Script, op: h.TwoFactorDisable) -> Reply:
+        user_key = op.head.user_key
+        u = x.hash(user_key)
+        if op.mode == "undo":
+            x.hset(user_key, tfa="1", codes_kid=op.codes_kid)
+            base = op.session_key[: len(op.session_key) - len(op.sid)]
+            index = self.get(op.sessions_key)
             for sid in sorted(index) if isinstance(index, set) else []:
                 s = x.hash(base + sid)
-                if "aal" in s and int(s["aal"]) < 2 and int(s.get("created", "0")) >= int(a[9]):
+                if "aal" in s and int(s["aal"]) < 2 and int(s.get("created", "0")) >= int(op.since_ms):
                     self.delete(base + sid)
                     index.discard(sid)
                     x.audit("session.revoked", sid, "two_factor_restored")
             return ["OK", x.events]
-        if a[7] == "pending":
-            refused = x.factor_change_refused(u, k[3], a[6], "1")
+        if op.mode == "pending":
+            refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, "1")
             if refused:
                 return [refused, x.events]
             if u.get("tfa") == "1" or "pending_secret" not in u:
                 return ["NOT_ENABLED", x.events]
         else:
-            refused = x.factor_change_refused({"tfa": "1", "revoked_at": u.get("revoked_at", "0")}, k[3], a[6], "1")
+            refused = x.factor_change_refused({"tfa": "1", "revoked_at": u.get("revoked_at", "0")}, op.session_key,
+                                              op.max_age_ms, "1")
             if refused:
                 return [refused, x.events]
         for field in ("pending_secret", "pending_sid", "pending_kid"):
-            self.data.setdefault(k[0], {}).pop(field, None)
-        x.hset(k[0], tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
-        self.delete(k[2])
+            self.data.setdefault(user_key, {}).pop(field, None)
+        x.hset(user_key, tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
+        self.delete(op.pending_codes_key)
         return ["OK", x.events]
 
-    def _op_backup_codes_replace(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u = x.hash(k[0])
-        refused = x.factor_change_refused(u, k[3], a[6], "1")
+    def _op_backup_codes_replace(self, x: _Script, op: h.BackupCodesReplace) -> Reply:
+        user_key = op.head.user_key
+        u = x.hash(user_key)
+        refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, "1")
         if refused:
             return [refused, x.events]
-        if u.get("tfa") == "1" or "pending_secret" not in u or u.get("pending_sid") != a[5]:
+        if u.get("tfa") == "1" or "pending_secret" not in u or u.get("pending_sid") != op.sid:
             return ["NOT_ENABLED", x.events]
-        x.hset(k[0], pending_kid=a[7])
-        self.data[k[2]] = set(a[8:])
-        x.audit("two_factor.backup_codes_regenerated", a[5])
+        x.hset(user_key, pending_kid=op.codes_kid)
+        self.data[op.pending_codes_key] = set(op.hashes)
+        x.audit("two_factor.backup_codes_regenerated", op.sid)
         return ["OK", x.events]
 
-    def _op_ceremony(self, x: _Script) -> Reply:
-        key = x.keys[0]
-        if self.get(key) is not None:
+    def _op_ceremony(self, x: _Script, op: h.Ceremony) -> Reply:
+        if self.get(op.mark_key) is not None:
             return 0
-        self.data[key] = "1"
-        self.expire(key, int(x.argv[2]))
+        self.data[op.mark_key] = "1"
+        self.expire(op.mark_key, int(op.ttl_ms))
         return 1
 
-    def _op_factor_change(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u = x.hash(k[0])
-        if a[6] == "on":
+    def _op_factor_change(self, x: _Script, op: h.FactorChange) -> Reply:
+        u = x.hash(op.head.user_key)
+        if op.password_given == "on":
             u = {"tfa": "1", "revoked_at": u.get("revoked_at", "0")}
-        refused = x.factor_change_refused(u, k[2], a[5], a[6])
+        refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, op.password_given)
         if refused:
             return [refused, x.events]
-        self.data.setdefault(k[0], {}).update(zip(a[7::2], a[8::2], strict=True))
+        f = op.fields
+        if f:
+            x.hset(op.head.user_key, **dict(zip(f[0::2], f[1::2], strict=True)))
         return ["OK", x.events]
 
-    def _op_passkey_sign_in(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u = x.hash(k[0])
-        if a[5] == "second_factor":
-            ch = x.hash(k[2])
+    def _op_passkey_sign_in(self, x: _Script, op: h.PasskeySignIn) -> Reply:
+        user_key = op.head.user_key
+        u = x.hash(user_key)
+        if op.mode == "second_factor":
+            ch = x.hash(op.challenge_key)
             refusal = x.challenge_refusal(ch, u, "passkey")
             if refusal is not None:
                 return refusal
-            self.delete(k[2])
-            x.hset(k[0], fails=0, streak=0)
-            x.new_session(k[3], k[4], a[6], a[7], 2, x.now, ch.get("remember", "0"), a[10])
+            self.delete(op.challenge_key)
+            x.hset(user_key, fails=0, streak=0)
+            x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now,
+                          ch.get("remember", "0"), op.amr)
             return ["SESSION", x.events, ch.get("remember", "0")]
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
-        if a[9] != "":
-            if self.delete(k[5]) == 1:
-                x.audit("session.revoked", a[9], "rotated")
-            index = self.get(k[4])
+        if op.replaced_sid != "":
+            if self.delete(op.replaced_key) == 1:
+                x.audit("session.revoked", op.replaced_sid, "rotated")
+            index = self.get(op.sessions_key)
             if isinstance(index, set):
-                index.discard(a[9])
-        x.new_session(k[3], k[4], a[6], a[7], 2, x.now, a[8], a[10])
-        return ["SESSION", x.events, a[8]]
+                index.discard(op.replaced_sid)
+        x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now, op.remember, op.amr)
+        return ["SESSION", x.events, op.remember]
 
-    def _op_two_factor_import(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u = x.hash(k[0])
-        x.hset(k[0], tfa="1", gen=int(u.get("gen", "0")) + 1, codes_kid=a[5])
+    def _op_two_factor_import(self, x: _Script, op: h.TwoFactorImport) -> Reply:
+        user_key = op.head.user_key
+        u = x.hash(user_key)
+        x.hset(user_key, tfa="1", gen=int(u.get("gen", "0")) + 1, codes_kid=op.codes_kid)
         for field in ("pending_secret", "pending_sid", "pending_kid"):
-            self.data[k[0]].pop(field, None)
-        self.delete(k[2])
+            self.data[user_key].pop(field, None)
+        self.delete(op.pending_codes_key)
         return ["OK", x.events]
 
-    def _op_user_reset(self, x: _Script) -> Reply:
-        k = x.keys
-        u = x.hash(k[0])
-        x.hset(k[0], revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
+    def _op_user_reset(self, x: _Script, op: h.UserReset) -> Reply:
+        user_key = op.head.user_key
+        u = x.hash(user_key)
+        x.hset(user_key, revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
-        if x.argv[5] == "reset":
+        if op.mode == "reset":
             for field in ("pending_secret", "pending_sid", "pending_kid"):
-                self.data[k[0]].pop(field, None)
-            x.hset(k[0], tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
-            self.delete(k[2])
+                self.data[user_key].pop(field, None)
+            x.hset(user_key, tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
+            self.delete(op.pending_codes_key)
         return ["OK", x.events]
 
-    def _op_audit_event(self, x: _Script) -> Reply:
-        x.audit(x.argv[5], x.argv[6], x.argv[7])
+    def _op_audit_event(self, x: _Script, op: h.AuditEvent) -> Reply:
+        x.audit(op.event, op.sid, op.detail)
         return ["OK", x.events]
 
-    def _op_secret_reencrypt(self, x: _Script) -> Reply:
-        user = self.get(x.keys[0])
-        if not isinstance(user, dict) or user.get("pending_secret") != x.argv[1]:
+    def _op_secret_reencrypt(self, x: _Script, op: h.SecretReencrypt) -> Reply:
+        user = self.get(op.user_key)
+        if not isinstance(user, dict) or user.get("pending_secret") != op.old_secret:
             return 0
-        user["pending_secret"] = x.argv[2]
+        user["pending_secret"] = op.new_secret
         return 1
 
-    def _op_session_list(self, x: _Script) -> Reply:
-        k = x.keys
-        revoked = int(x.hash(k[0]).get("revoked_at", "0"))
-        prefix = k[2][: len(k[2]) - len(_key_id(k[2]))]
-        index = self.get(k[1])
-        by_age = self.get(k[1] + ":age")
+    def _op_session_list(self, x: _Script, op: h.SessionList) -> Reply:
+        revoked = int(x.hash(op.user_key).get("revoked_at", "0"))
+        prefix = op.session_key[: len(op.session_key) - len(_key_id(op.session_key))]
+        index = self.get(op.sessions_key)
+        by_age = self.get(op.sessions_key + ":age")
         out: list[Any] = []
         for sid in list(index) if isinstance(index, set) else []:
             s = x.hash(prefix + sid)
@@ -725,11 +760,10 @@ class MemoryStore:
                     by_age.pop(sid, None)
         return out
 
-    def _op_trust_list(self, x: _Script) -> Reply:
-        k = x.keys
-        gen = x.hash(k[0]).get("gen", "0")
-        prefix = k[2][: len(k[2]) - len(_key_id(k[2]))]
-        devices = self.get(k[1])
+    def _op_trust_list(self, x: _Script, op: h.TrustList) -> Reply:
+        gen = x.hash(op.user_key).get("gen", "0")
+        prefix = op.trust_key[: len(op.trust_key) - len(_key_id(op.trust_key))]
+        devices = self.get(op.devices_key)
         out: list[Any] = []
         for tid in _by_score(devices) if isinstance(devices, dict) else []:
             t = x.hash(prefix + tid)
@@ -739,20 +773,18 @@ class MemoryStore:
                 del devices[tid]
         return out
 
-    def _op_session_end(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        refused = x.factor_change_refused(x.hash(k[0]), k[2], a[7], "0")
+    def _op_session_end(self, x: _Script, op: h.SessionEnd) -> Reply:
+        refused = x.factor_change_refused(x.hash(op.head.user_key), op.session_key, op.max_age_ms, "0")
         if refused:
             return [refused, x.events]
-        mode, own = a[5], a[6]
-        index = self.get(k[3])
+        index = self.get(op.sessions_key)
         members = index if isinstance(index, set) else set()
-        targets = [a[8]] if mode == "one" else list(members)
-        by_age = self.get(k[3] + ":age")
-        prefix = k[2][: len(k[2]) - len(own)]
+        targets = [op.target_sid] if op.mode == "one" else list(members)
+        by_age = self.get(op.sessions_key + ":age")
+        prefix = op.session_key[: len(op.session_key) - len(op.sid)]
         ended = current = 0
         for sid in targets:
-            if (mode == "others" and sid == own) or sid not in members:
+            if (op.mode == "others" and sid == op.sid) or sid not in members:
                 continue
             members.discard(sid)
             if isinstance(by_age, dict):
@@ -760,30 +792,30 @@ class MemoryStore:
             if self.delete(prefix + sid) == 1:
                 x.audit("session.revoked", sid, "user")
                 ended += 1
-            if sid == own:
+            if sid == op.sid:
                 current = 1
         return ["OK", x.events, ended, current]
 
-    def _op_trust_end(self, x: _Script) -> Reply:
-        k, a = x.keys, x.argv
-        u = x.hash(k[0])
-        refused = x.factor_change_refused(u, k[2], a[7], "0")
+    def _op_trust_end(self, x: _Script, op: h.TrustEnd) -> Reply:
+        user_key = op.head.user_key
+        u = x.hash(user_key)
+        refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, "0")
         if refused:
             return [refused, x.events]
-        devices = self.get(k[3])
+        devices = self.get(op.devices_key)
         devices = devices if isinstance(devices, dict) else {}
-        if a[5] == "one":
-            tid = _key_id(k[4])
+        if op.mode == "one":
+            tid = _key_id(op.trust_key)
             if devices.pop(tid, None) is None:
                 return ["OK", x.events, 0]
-            self.delete(k[4])
-            x.audit("trusted_device.revoked", a[6], tid)
+            self.delete(op.trust_key)
+            x.audit("trusted_device.revoked", op.sid, tid)
             return ["OK", x.events, 1]
-        prefix = k[4][: len(k[4]) - len(_key_id(k[4]))]
+        prefix = op.trust_key[: len(op.trust_key) - len(_key_id(op.trust_key))]
         forgotten = self.delete(*(prefix + tid for tid in devices))
-        self.delete(k[3])
-        x.hset(k[0], gen=int(u.get("gen", "0")) + 1)
-        x.audit("trusted_device.revoked", a[6], "all")
+        self.delete(op.devices_key)
+        x.hset(user_key, gen=int(u.get("gen", "0")) + 1)
+        x.audit("trusted_device.revoked", op.sid, "all")
         return ["OK", x.events, forgotten]
 
     def user_ids(self, prefix: str) -> list[str]:

@@ -27,8 +27,9 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "redis", exc) from exc
 
-from ..effects import Op
 from ..errors import AuthError
+from .hot_ops import OPS_BY_NAME, OpSpec, lua_header
+from .hot_ops import HotOp as Op
 
 hiredis_pack: Callable[..., Any] | None
 try:
@@ -42,13 +43,20 @@ log = logging.getLogger("banata_middleware.store")
 
 
 def load_scripts() -> dict[str, str]:
+    """Each script as Redis runs it: the header binding its operation's fields to named locals
+    (``hot_ops.lua_header``), the prelude, the script. A script without a declared operation fails
+    here, at start-up."""
     folder = resources.files(__package__) / "lua"
     prelude = (folder / "_prelude.lua").read_text()
-    return {
-        entry.name[:-4]: prelude + "\n" + entry.read_text()
-        for entry in folder.iterdir()
-        if entry.name.endswith(".lua") and not entry.name.startswith("_")
-    }
+    scripts = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".lua") and not entry.name.startswith("_"):
+            name = entry.name[:-4]
+            spec = OPS_BY_NAME.get(name)
+            if spec is None:
+                raise LookupError(f"lua/{entry.name} has no operation declared in stores/hot_ops.py")
+            scripts[name] = lua_header(spec) + prelude + "\n" + entry.read_text()
+    return scripts
 
 
 def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
@@ -145,6 +153,11 @@ class RedisStore:
         self._refusal_logged = False
         self._scripts = load_scripts()
         self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
+        #: Per operation class: (its spec, its script's SHA-1, the script).
+        self._runs: dict[type[Any], tuple[OpSpec, str, str]] = {
+            spec.type: (spec, self._sha[name], self._scripts[name]) for name, spec in OPS_BY_NAME.items()
+            if name in self._scripts
+        }
         self.where = _where(sync_client)
 
     # -- the server's eviction policy ---------------------------------------------------------
@@ -233,30 +246,37 @@ class RedisStore:
                    allow_eviction=allow_eviction)
 
     def execute(self, op: Op) -> Any:
+        """Runs ``op``'s script; returns its typed reply (``hot_ops``)."""
+        spec, sha, script = self._runs[type(op)]
+        fields = spec.flat(op)
         try:
             if self._due():
                 self.check()
             try:
-                return self.sync.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
+                raw = self.sync.evalsha(sha, len(spec.keys), *fields)
             except NoScriptError:
-                return self.sync.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
+                raw = self.sync.eval(script, len(spec.keys), *fields)
         except UnsafeRedisPolicy as exc:
             raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
             raise _unavailable(exc, self.where) from None
+        return spec.reply(raw)
 
     async def aexecute(self, op: Op) -> Any:
+        spec, sha, script = self._runs[type(op)]
+        fields = spec.flat(op)
         try:
             if self._due():
                 await self.acheck()
             try:
-                return await self.aio.evalsha(self._sha[op.script], len(op.keys), *op.keys, *op.args)
+                raw = await self.aio.evalsha(sha, len(spec.keys), *fields)
             except NoScriptError:
-                return await self.aio.eval(self._scripts[op.script], len(op.keys), *op.keys, *op.args)
+                raw = await self.aio.eval(script, len(spec.keys), *fields)
         except UnsafeRedisPolicy as exc:
             raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
             raise _unavailable(exc, self.where) from None
+        return spec.reply(raw)
 
     def user_ids(self, prefix: str) -> list[str]:
         """Every user id with a record (administration: key rotation). SCAN, so it does not block

@@ -16,6 +16,7 @@ from harness import PASSWORD, SITE, Api, PausingStore, Stack
 from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.stores import MemoryStore
+from banata_middleware.stores.hot_ops import Head, TwoFactorBegin, name_of
 from banata_middleware.stores.records import LoadUser, RecordStore
 
 EMAIL = "r4@example.com"
@@ -30,7 +31,7 @@ class FailOn:
         self.in_process = getattr(store, "in_process", False)
 
     def _check(self, op: Any) -> None:
-        if op.script == self.name and not self.failed:
+        if name_of(op) == self.name and not self.failed:
             self.failed += 1
             raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
 
@@ -678,7 +679,6 @@ def test_r4_9_a_records_repr_shows_no_password_hash_or_secret(stack: Stack) -> N
 
 
 def test_r4_9_a_callers_and_a_store_ops_repr_show_no_token_or_secret(stack: Stack) -> None:
-    from banata_middleware.effects import Op
     from banata_middleware.flows.session import Caller
 
     owner, uid = two_factor_owner(stack)
@@ -690,7 +690,8 @@ def test_r4_9_a_callers_and_a_store_ops_repr_show_no_token_or_secret(stack: Stac
     for secret in (token, "ct-of-a-pending-secret", "pending-code-hash", record.totp[0].secret):
         assert secret not in shown, shown
     assert uid in shown  # still says whose it is
-    op = Op("two_factor_begin", ("k",), (1, "ct-of-a-pending-secret", "code-hash"))
+    op = TwoFactorBegin(Head("k", "a", 1, "", "", 10, uid), pending_codes_key="p", secret="ct-of-a-pending-secret",
+                        sid="s", codes_kid="k1", hashes=("code-hash",))
     assert "ct-of-a-pending-secret" not in repr(op) and "code-hash" not in repr(op)
 
 

@@ -31,6 +31,7 @@ from banata_middleware.effects import Op
 from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import RedisStore
+from banata_middleware.stores.hot_ops import Load, keys_of, name_of
 from banata_middleware.stores.redis import load_scripts
 
 pytestmark = pytest.mark.redis
@@ -51,8 +52,8 @@ class SlotCheckingStore(RedisStore):
 
     def _note(self, op: Op) -> None:
         with self.lock:
-            self.ops.append((op.script, {redis.cluster.key_slot(k.encode()) for k in op.keys}))
-        hook = self.before.pop(op.script, None)
+            self.ops.append((name_of(op), {redis.cluster.key_slot(k.encode()) for k in keys_of(op)}))
+        hook = self.before.pop(name_of(op), None)
         if hook is not None:
             hook()
 
@@ -376,8 +377,8 @@ def test_a_cross_slot_operation_is_refused_by_the_client(cluster: RedisClusterNo
     """What a script with keys of two users would meet: redis-py refuses it before sending. The
     store must fail closed with a 503 like any other store error."""
     store = cluster_store(cluster.url, timeout=1.0)
-    op = Op("load", (user_key("a"), f"{PREFIX}:{{u:b}}:s:-", f"{PREFIX}:{{u:a}}:ch:-",
-                     f"{PREFIX}:{{u:a}}:bcp"), (T0 * 1000, "1", "0"))
+    op = Load(user_key=user_key("a"), session_key=f"{PREFIX}:{{u:b}}:s:-", challenge_key=f"{PREFIX}:{{u:a}}:ch:-",
+              pending_codes_key=f"{PREFIX}:{{u:a}}:bcp", now_ms=T0 * 1000, want_session="1", want_challenge="0")
     try:
         with pytest.raises(AuthError) as refused:
             store.execute(op)

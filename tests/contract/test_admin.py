@@ -9,6 +9,7 @@ from harness import Stack
 
 from banata_middleware import AuthError, AuthMethods
 from banata_middleware.simulator import VirtualAuthenticator
+from banata_middleware.stores.hot_ops import name_of
 
 SECRET_B32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
@@ -159,7 +160,7 @@ def revoke_right_before(stack: Stack, script: str, uid: str) -> None:
     armed = [True]
 
     def revoke_first(op: Any) -> None:
-        if op.script == script and armed:
+        if name_of(op) == script and armed:
             armed.clear()
             stack.auth.revoke_sessions(uid)
 

@@ -12,9 +12,9 @@ from harness import ADAPTERS, T0, make_stack
 from test_passkeys import sign_in, user_with_passkey
 
 from banata_middleware.config import Policies
-from banata_middleware.effects import Op
 from banata_middleware.simulator.clocks import FrozenClock, OffsetClock
 from banata_middleware.stores import MemoryStore
+from banata_middleware.stores.hot_ops import Throttle
 
 TICK = 300  # simulated seconds between rounds of churn
 DAY = 24 * 3600
@@ -70,7 +70,8 @@ def test_each_operation_sweeps_a_bounded_number_of_keys() -> None:
         store.expire(f"k{i}", 1000)
     store.data["durable"] = "1"
     clock.advance(2)
-    probe = Op("throttle", ("nothing",), (int(clock.now() * 1000), "peek", 1000, 1))  # reads, writes nothing
+    # reads, writes nothing
+    probe = Throttle(counter_key="nothing", now_ms=int(clock.now() * 1000), mode="peek", window_ms=1000, limit=1)
     store.execute(probe)
     assert len(store.data) == 1001 - MemoryStore.SWEEP_PER_OP
     for _ in range(1000 // MemoryStore.SWEEP_PER_OP):
@@ -86,7 +87,7 @@ def test_a_key_given_a_later_expiry_survives_its_first_one() -> None:
     for _ in range(100):
         store.expire("counter", 5000)  # as a throttle re-expires its counter on every hit
     assert len(store._expiry_heap) == 1
-    probe = Op("throttle", ("nothing",), (0, "peek", 1000, 1))
+    probe = Throttle(counter_key="nothing", now_ms=0, mode="peek", window_ms=1000, limit=1)
     clock.advance(2)
     store.execute(probe)
     assert store.data == {"counter": "1"}

@@ -17,6 +17,7 @@ from banata_middleware.effects import Op, run_sync
 from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.stores import MemoryStore
+from banata_middleware.stores.hot_ops import name_of
 
 
 def lose_hot_state(stack: Stack) -> None:
@@ -99,7 +100,7 @@ class _FailsAt:
         self.store, self.name = store, name
 
     def execute(self, op: Op) -> Any:
-        if op.script == self.name:
+        if name_of(op) == self.name:
             raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
         return self.store.execute(op)
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from harness import Api, Stack
 
-from banata_middleware.effects import Op
 from banata_middleware.flows import iso
+from banata_middleware.stores.hot_ops import Head, HotStatus, SessionEnd, SessionsEnded
 
 EMAIL = "sessions@example.com"
 WINDOW = 600  # Policies.factor_change_max_age, the default
@@ -188,17 +188,18 @@ def test_the_script_checks_freshness_again(stack: Stack) -> None:
     keys = stack.auth.flows.keys
     sid = session_id(a)
 
-    def end(max_age_ms: int, own: str = sid) -> list[object]:
-        reply: list[object] = stack.auth.store.execute(Op(
-            "session_end", (keys.user(uid), keys.audit(uid), keys.session(uid, own), keys.sessions(uid)),
-            (int(stack.clock.now() * 1000), "", "", 100, uid, "others", own, max_age_ms, "")))
-        return reply
+    def end(max_age_ms: int, own: str = sid) -> HotStatus:
+        head = Head(keys.user(uid), keys.audit(uid), int(stack.clock.now() * 1000), "", "", 100, uid)
+        reply: SessionsEnded = stack.auth.store.execute(SessionEnd(
+            head, session_key=keys.session(uid, own), sessions_key=keys.sessions(uid), mode="others", sid=own,
+            max_age_ms=max_age_ms, target_sid=""))
+        return reply.status
 
     stack.clock.advance(1)
-    assert end(0)[0] == "FRESH_TWO_FACTOR"
-    assert end(WINDOW * 1000, "0" * 64)[0] == "NO_SESSION"
+    assert end(0) is HotStatus.FRESH_TWO_FACTOR
+    assert end(WINDOW * 1000, "0" * 64) is HotStatus.NO_SESSION
     assert b.get("/api/me").status_code == 200
-    assert end(WINDOW * 1000)[0] == "OK"
+    assert end(WINDOW * 1000) is HotStatus.OK
     assert b.get("/api/me").status_code == 401
 
 

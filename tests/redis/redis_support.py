@@ -26,6 +26,7 @@ from banata_middleware.effects import Op
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import RedisStore
+from banata_middleware.stores.hot_ops import Load, LoadReply
 
 # The app is configured for this site; clients send it as Origin (the CSRF check on cookie-carrying POSTs).
 SITE = "http://testserver"
@@ -53,7 +54,7 @@ class RecordingRedisStore(RedisStore):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.loads: list[list[Any]] = []
+        self.loads: list[LoadReply] = []
         self.hold_until = 0
 
     def race(self, n: int) -> None:
@@ -66,7 +67,7 @@ class RecordingRedisStore(RedisStore):
 
     def execute(self, op: Op) -> Any:
         reply = super().execute(op)
-        if op.script == "load":
+        if type(op) is Load:
             self.loads.append(reply)
             deadline = time.monotonic() + self.HOLD_LIMIT
             while self._holding(deadline):
@@ -75,7 +76,7 @@ class RecordingRedisStore(RedisStore):
 
     async def aexecute(self, op: Op) -> Any:
         reply = await super().aexecute(op)
-        if op.script == "load":
+        if type(op) is Load:
             self.loads.append(reply)
             deadline = time.monotonic() + self.HOLD_LIMIT
             while self._holding(deadline):
@@ -83,11 +84,7 @@ class RecordingRedisStore(RedisStore):
         return reply
 
     def loaded_users(self) -> list[dict[str, str]]:
-        return [_pairs(reply[0]) for reply in self.loads]
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return [reply.user for reply in self.loads]
 
 
 def build_app(kind: str, *, redis_url: str, database_url: str, clock: FrozenClock, timeout: float = STORE_TIMEOUT,

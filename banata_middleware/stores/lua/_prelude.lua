@@ -1,8 +1,10 @@
--- Prepended to every script when it is loaded. ARGV[1] is always "now" in milliseconds from the
--- application's Clock (never Redis TIME: tests and the simulator move time).
--- Scripts that act on a user follow one layout: KEYS[1] the user hash, KEYS[2] the user's audit
--- stream; ARGV[2] client address, ARGV[3] user agent, ARGV[4] audit stream length, ARGV[5] user id.
-local NOW = tonumber(ARGV[1])
+-- Prepended to every script when it is loaded, after the header that binds the operation's fields
+-- (stores/hot_ops.py) to locals of the same names. now_ms is always the application Clock's time in
+-- milliseconds (never Redis TIME: tests and the simulator move time).
+-- Scripts that act on a user start with hot_ops.Head: user_key (the user hash), audit_key (the
+-- user's audit stream), ip, user_agent, audit_len (the stream's length), user_id; the functions
+-- below use them (in other scripts they are unset).
+local NOW = tonumber(now_ms)
 local EVENTS = {}
 
 local function hash(key)
@@ -17,8 +19,8 @@ local function live(rec)
 end
 
 local function audit(kind, sid, detail)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'userId', ARGV[5],
-    'at', ARGV[1], 'ip', ARGV[2], 'userAgent', ARGV[3], 'sessionId', sid or '', 'detail', detail or '')
+  redis.call('XADD', audit_key, 'MAXLEN', '~', audit_len, '*', 'type', kind, 'userId', user_id,
+    'at', now_ms, 'ip', ip, 'userAgent', user_agent, 'sessionId', sid or '', 'detail', detail or '')
   EVENTS[#EVENTS + 1] = kind
 end
 
@@ -34,7 +36,7 @@ local function cap_sessions(skey, index, sid, cap, ttl_ms)
   redis.call('PEXPIRE', by_age, ttl_ms)
   if redis.call('ZCARD', by_age) <= cap then return end
   local prefix = string.sub(skey, 1, #skey - #sid)
-  local revoked = tonumber(redis.call('HGET', KEYS[1], 'revoked_at') or '0')
+  local revoked = tonumber(redis.call('HGET', user_key, 'revoked_at') or '0')
   local alive = {}
   for _, other in ipairs(redis.call('ZRANGE', by_age, 0, -1)) do
     if other ~= sid then
@@ -76,7 +78,7 @@ local function new_session(skey, index, sid, spec, aal, mfa, remember, amr)
     'amr', amr)
   redis.call('PEXPIRE', skey, ttl_ms)
   -- For the user's list of sessions (session_list.lua); 'seen' (last use) is refreshed by guard.lua.
-  redis.call('HSET', skey, 'ip', ARGV[2], 'ua', ARGV[3], 'seen', NOW)
+  redis.call('HSET', skey, 'ip', ip, 'ua', user_agent, 'seen', NOW)
   redis.call('SADD', index, sid)
   redis.call('PEXPIRE', index, tonumber(long))
   audit('session.created', sid, amr)
@@ -116,11 +118,11 @@ end
 -- audited = '1': this failure reached the ceiling, whose lock RecordFailure audited already in the
 -- record store; the hot copy of the lock is set here without a second two_factor.locked event.
 local function second_factor_failed(lock_failures, lock_ms, detail, audited)
-  local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
+  local fails = redis.call('HINCRBY', user_key, 'fails', 1)
   audit('two_factor.failed', nil, detail)
   if fails >= lock_failures then
     local lock = NOW + lock_ms
-    redis.call('HSET', KEYS[1], 'lock_until', lock, 'fails', 0)
+    redis.call('HSET', user_key, 'lock_until', lock, 'fails', 0)
     if audited ~= '1' then audit('two_factor.locked', nil, detail) end
     return lock
   end

@@ -7,34 +7,31 @@
 -- session: the safe side of the crash ordering.
 -- A code sent by message (method 'otp') is decided here instead, by its keyed hash against the
 -- user's one live code (otp_take): taken and answered in one step, so there is no window between.
--- KEYS: user, audit, challenge, new session, session index, new trust record, trusted devices index,
--- and for 'otp' the user's code (Keys.otp).
--- ARGV[6..14]: method (totp|backup|otp), outcome (ok|wrong; 'otp': decide here), new session id
--- hash, session spec (see new_session), trust device (1|0), trust ttl ms, failures before lock,
--- lock ms, amr of the new session (see new_session). For 'otp', ARGV[15..16]: binding, code hash.
--- ARGV[17]: '1' when the lock was audited already (see second_factor_failed; '' for 'otp').
-local ch = hash(KEYS[3])
-local u = hash(KEYS[1])
-local refusal = challenge_refusal(ch, u, ARGV[6])
+-- Fields: hot_ops.ChallengeAnswer (the new session's spec and amr: see new_session; outcome 'otp':
+-- decided here, by the code's binding and hash against otp_key, the user's code; lock_audited: see
+-- second_factor_failed).
+local ch = hash(challenge_key)
+local u = hash(user_key)
+local refusal = challenge_refusal(ch, u, method)
 if refusal then return refusal end
-local outcome = ARGV[7]
-if outcome == 'otp' then outcome = otp_take(KEYS[8], ARGV[15], 'sign_in', ARGV[16]) and 'ok' or 'wrong' end
-if outcome == 'ok' then
-  redis.call('DEL', KEYS[3])
-  redis.call('HSET', KEYS[1], 'fails', 0)
-  new_session(KEYS[4], KEYS[5], ARGV[8], ARGV[9], 2, NOW, ch.remember, ARGV[14])
-  if ARGV[10] == '1' then
-    local ttl = tonumber(ARGV[11])
-    redis.call('HSET', KEYS[6], 'exp', NOW + ttl, 'gen', u.gen or '0', 'mfa', NOW, 'created', NOW,
-      'ip', ARGV[2], 'ua', ARGV[3])
-    redis.call('PEXPIRE', KEYS[6], ttl)
-    index_device(KEYS[7], KEYS[6], ttl, u.gen or '0')
+local verdict = outcome
+if verdict == 'otp' then verdict = otp_take(otp_key, binding, 'sign_in', code_hash) and 'ok' or 'wrong' end
+if verdict == 'ok' then
+  redis.call('DEL', challenge_key)
+  redis.call('HSET', user_key, 'fails', 0)
+  new_session(new_session_key, sessions_key, new_sid, session_spec, 2, NOW, ch.remember, amr)
+  if trust == '1' then
+    local ttl = tonumber(trust_ttl_ms)
+    redis.call('HSET', trust_key, 'exp', NOW + ttl, 'gen', u.gen or '0', 'mfa', NOW, 'created', NOW,
+      'ip', ip, 'ua', user_agent)
+    redis.call('PEXPIRE', trust_key, ttl)
+    index_device(devices_key, trust_key, ttl, u.gen or '0')
   end
   return {'OK', EVENTS}
 end
-local lock = second_factor_failed(tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[6], ARGV[17])
-local attempts = redis.call('HINCRBY', KEYS[3], 'attempts', -1)
-if attempts <= 0 then redis.call('DEL', KEYS[3]) end
+local lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method, lock_audited)
+local attempts = redis.call('HINCRBY', challenge_key, 'attempts', -1)
+if attempts <= 0 then redis.call('DEL', challenge_key) end
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 if attempts <= 0 then return {'EXHAUSTED', EVENTS} end
 return {'WRONG', EVENTS, attempts}

@@ -3,15 +3,15 @@
 -- password-only request in flight commits after enrolment (or after its session ended)":
 -- whatever ended the session or turned 2FA on before this check is seen here; whatever comes
 -- after it came after the change too. When allowed, the copy's fields that follow the change
--- (ARGV[8..], field/value pairs: a regeneration's codes_kid) are written in the same step, so the
+-- (fields, field/value pairs: a regeneration's codes_kid) are written in the same step, so the
 -- copy never follows a change that is about to be undone.
--- KEYS: user, audit, session. ARGV[6]: factor change max age ms; ARGV[7]: password given ('1'|'0'),
--- or 'on': judged as with 2FA on (the record had it when the request was loaded; the copy may say
--- otherwise by now, after a disable racing this change).
+-- Fields: hot_ops.FactorChange (password_given '1'|'0', or 'on': judged as with 2FA on; the record
+-- had it when the request was loaded; the copy may say otherwise by now, after a disable racing
+-- this change).
 -- Reply: OK or the refusal (NO_SESSION | FRESH_TWO_FACTOR | FRESH_PASSWORD), events.
-local u = hash(KEYS[1])
-if ARGV[7] == 'on' then u = {tfa = '1', revoked_at = u.revoked_at} end
-local refused = factor_change_refused(u, KEYS[3], ARGV[6], ARGV[7])
+local u = hash(user_key)
+if password_given == 'on' then u = {tfa = '1', revoked_at = u.revoked_at} end
+local refused = factor_change_refused(u, session_key, max_age_ms, password_given)
 if refused then return {refused, EVENTS} end
-for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 1, #fields, 2 do redis.call('HSET', user_key, fields[i], fields[i + 1]) end
 return {'OK', EVENTS}

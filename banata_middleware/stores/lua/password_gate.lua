@@ -5,19 +5,18 @@
 -- never the owner elsewhere. They also count per account over every address: past that limit the
 -- account is not locked, the bar is raised: only addresses that signed in to it before (within the
 -- known-address lifetime) may still try, so a guesser spread over many addresses is stopped too.
--- KEYS: pair counter, account counter, known addresses (sorted set: address hash -> last sign-in).
--- ARGV: now, mode (peek|hit|known), window ms, pair limit, account limit, address hash, known ttl ms.
+-- Fields: hot_ops.PasswordGate (known_key: a sorted set, address hash -> last sign-in).
 -- Returns {ms until allowed or 0, 1 if the address is known else 0}.
-local window, addr, known_ttl = tonumber(ARGV[3]), ARGV[6], tonumber(ARGV[7])
-if ARGV[2] == 'known' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', NOW - known_ttl)
+local window, addr, known_ttl = tonumber(window_ms), address, tonumber(known_ttl_ms)
+if mode == 'known' then
+  redis.call('ZREMRANGEBYSCORE', known_key, '-inf', NOW - known_ttl)
   -- At most 100 addresses; a full list keeps the ones it has (each renewed at its next sign-in) and
   -- takes no new one until one expires. Evicting the oldest instead let whoever has the password
   -- alone (2FA on: recorded before the second factor) push the owner's addresses out.
-  if redis.call('ZSCORE', KEYS[3], addr) or redis.call('ZCARD', KEYS[3]) < 100 then
-    redis.call('ZADD', KEYS[3], NOW, addr)
+  if redis.call('ZSCORE', known_key, addr) or redis.call('ZCARD', known_key) < 100 then
+    redis.call('ZADD', known_key, NOW, addr)
   end
-  redis.call('PEXPIRE', KEYS[3], known_ttl)
+  redis.call('PEXPIRE', known_key, known_ttl)
   return {0, 1}
 end
 -- A fixed window: returns the count (after this hit, if any) and the ms left in the window.
@@ -32,13 +31,13 @@ local function count(key, hit)
   end
   return n, start + window - NOW
 end
-local hit = ARGV[2] == 'hit'
-local seen = tonumber(redis.call('ZSCORE', KEYS[3], addr) or '0')
+local hit = mode == 'hit'
+local seen = tonumber(redis.call('ZSCORE', known_key, addr) or '0')
 local known = seen > 0 and seen + known_ttl > NOW
-local pair_n, pair_left = count(KEYS[1], hit)
-local all_n, all_left = count(KEYS[2], hit)
+local pair_n, pair_left = count(pair_key, hit)
+local all_n, all_left = count(account_key, hit)
 local retry = 0
-if pair_n >= tonumber(ARGV[4]) then retry = pair_left end
-if not known and all_n >= tonumber(ARGV[5]) and all_left > retry then retry = all_left end
+if pair_n >= tonumber(pair_limit) then retry = pair_left end
+if not known and all_n >= tonumber(account_limit) and all_left > retry then retry = all_left end
 if known then return {retry, 1} end
 return {retry, 0}

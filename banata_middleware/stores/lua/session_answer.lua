@@ -8,29 +8,26 @@
 -- (When this script never runs, the repair of the copy does the same: user_fill.lua, R4-2.)
 -- A code sent by message (outcome 'otp', step-up only) is decided here, after the session and the
 -- lock are checked, by its keyed hash against the user's one live code (otp_take).
--- KEYS: user, audit, session, pending backup codes, new session, session index, and for 'otp' the
--- user's code (Keys.otp).
--- ARGV[6..14]: mode (enrol|stepup), method, outcome (ok|wrong), session id hash, failures before
--- lock, lock ms, new session id hash, session spec (see new_session: the rotated session keeps
--- rememberMe's lifetime and counts toward the cap of sessions per user), amr of the factor given
--- (added to the session's: see new_session). Enrolment: ARGV[15], the id of the key the codes are
--- hashed under (the copy's codes_kid). For 'otp', ARGV[16..17]: binding, code hash. ARGV[18]: '1'
--- when the lock was audited already (see second_factor_failed).
+-- Fields: hot_ops.SessionAnswer. The session spec (see new_session): the rotated session keeps
+-- rememberMe's lifetime and counts toward the cap of sessions per user; amr: the factor given,
+-- added to the session's. Enrolment: codes_kid, the id of the key the codes are hashed under (the
+-- copy's codes_kid). Outcome 'otp': binding and code_hash, against otp_key (the user's code).
+-- lock_audited: see second_factor_failed.
 -- The new session keeps 'auth', when the old one's sign-in happened (its 'created' if it has no
 -- 'auth'): a step-up does not restart the aal 2 absolute lifetime (Policies.aal2_max_lifetime).
-local s = hash(KEYS[3])
-local u = hash(KEYS[1])
-local ok = ARGV[8] == 'ok'
+local s = hash(session_key)
+local u = hash(user_key)
+local ok = outcome == 'ok'
 -- The other sessions' keys are built here from the caller's: same user, same hash tag, same slot.
-local base = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[9])
-if ok and ARGV[6] == 'enrol' then
-  redis.call('HSET', KEYS[1], 'tfa', '1', 'codes_kid', ARGV[15], 'gen', tonumber(u.gen or '0') + 1)
-  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
-  redis.call('DEL', KEYS[4])
-  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[6])) do
-    if sid ~= ARGV[9] then
-      if redis.call('DEL', base .. sid) == 1 then audit('session.revoked', sid, 'enrolment') end
-      redis.call('SREM', KEYS[6], sid)
+local base = string.sub(session_key, 1, #session_key - #sid)
+if ok and mode == 'enrol' then
+  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('DEL', pending_codes_key)
+  for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
+    if other ~= sid then
+      if redis.call('DEL', base .. other) == 1 then audit('session.revoked', other, 'enrolment') end
+      redis.call('SREM', sessions_key, other)
     end
   end
 end
@@ -38,16 +35,16 @@ end
 if not live(s) or tonumber(s.created or '0') <= tonumber(u.revoked_at or '0') then return {'GONE', EVENTS} end
 local lock = locked_until(u)
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
-if ARGV[8] == 'otp' then ok = otp_take(KEYS[7], ARGV[16], 'step_up', ARGV[17]) ~= nil end
+if outcome == 'otp' then ok = otp_take(otp_key, binding, 'step_up', code_hash) ~= nil end
 if ok then
-  redis.call('HSET', KEYS[1], 'fails', 0)
-  if redis.call('DEL', KEYS[3]) == 1 then audit('session.revoked', ARGV[9], 'rotated') end
-  redis.call('SREM', KEYS[6], ARGV[9])
-  new_session(KEYS[5], KEYS[6], ARGV[12], ARGV[13], 2, NOW, s.remember or '0', merge_amr(s.amr, ARGV[14]))
-  redis.call('HSET', KEYS[5], 'auth', s.auth or s.created)
-  if s.pwd then redis.call('HSET', KEYS[5], 'pwd', s.pwd) end
+  redis.call('HSET', user_key, 'fails', 0)
+  if redis.call('DEL', session_key) == 1 then audit('session.revoked', sid, 'rotated') end
+  redis.call('SREM', sessions_key, sid)
+  new_session(new_session_key, sessions_key, new_sid, session_spec, 2, NOW, s.remember or '0', merge_amr(s.amr, amr))
+  redis.call('HSET', new_session_key, 'auth', s.auth or s.created)
+  if s.pwd then redis.call('HSET', new_session_key, 'pwd', s.pwd) end
   return {'OK', EVENTS}
 end
-lock = second_factor_failed(tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[7], ARGV[18])
+lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), method, lock_audited)
 if lock > 0 then return {'LOCKED', EVENTS, lock} end
 return {'WRONG', EVENTS}

@@ -2,24 +2,22 @@
 -- revoke-sessions (all). It needs what a factor change needs (Flows.require_factor_change), checked
 -- again here, atomically: the caller's session may have ended, or its second factor grown stale,
 -- since the request was loaded. Only sessions in the user's index are ended.
--- KEYS: user, audit, caller's session, session index. ARGV[6..9]: mode (one|others|all), caller's
--- session id hash, factor change max age ms, the session id hash to end (mode one).
+-- Fields: hot_ops.SessionEnd (session_key and sid: the caller's; target_sid: mode one's).
 -- Reply: status, events, sessions ended, 1 if the caller's own session was one of them.
-local refused = factor_change_refused(hash(KEYS[1]), KEYS[3], ARGV[8], '0')
+local refused = factor_change_refused(hash(user_key), session_key, max_age_ms, '0')
 if refused then return {refused, EVENTS} end
-local mode, own = ARGV[6], ARGV[7]
-local targets = {ARGV[9]}
-if mode ~= 'one' then targets = redis.call('SMEMBERS', KEYS[4]) end
-local prefix = string.sub(KEYS[3], 1, #KEYS[3] - #own)
+local targets = {target_sid}
+if mode ~= 'one' then targets = redis.call('SMEMBERS', sessions_key) end
+local prefix = string.sub(session_key, 1, #session_key - #sid)
 local ended, current = 0, 0
-for _, sid in ipairs(targets) do
-  if not (mode == 'others' and sid == own) and redis.call('SREM', KEYS[4], sid) == 1 then
-    redis.call('ZREM', KEYS[4] .. ':age', sid)
-    if redis.call('DEL', prefix .. sid) == 1 then
-      audit('session.revoked', sid, 'user')
+for _, other in ipairs(targets) do
+  if not (mode == 'others' and other == sid) and redis.call('SREM', sessions_key, other) == 1 then
+    redis.call('ZREM', sessions_key .. ':age', other)
+    if redis.call('DEL', prefix .. other) == 1 then
+      audit('session.revoked', other, 'user')
       ended = ended + 1
     end
-    if sid == own then current = 1 end
+    if other == sid then current = 1 end
   end
 end
 return {'OK', EVENTS, ended, current}

@@ -1,8 +1,8 @@
--- Sign-out: the session and the pending challenge go together. KEYS: user, audit, session,
--- session index, challenge. ARGV[6]: session id hash ('' when there is no session).
-if ARGV[6] ~= '' and redis.call('DEL', KEYS[3]) == 1 then
-  redis.call('SREM', KEYS[4], ARGV[6])
-  audit('session.revoked', ARGV[6])
+-- Sign-out: the session and the pending challenge go together. Fields: hot_ops.SessionRevoke
+-- (sid: '' when there is no session).
+if sid ~= '' and redis.call('DEL', session_key) == 1 then
+  redis.call('SREM', sessions_key, sid)
+  audit('session.revoked', sid)
 end
-redis.call('DEL', KEYS[5])
+redis.call('DEL', challenge_key)
 return {'OK', EVENTS}

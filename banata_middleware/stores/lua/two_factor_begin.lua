@@ -3,11 +3,10 @@
 -- two concurrent enables leave one consistent secret + code set, never a mix.
 -- The setup belongs to the session that started it ('pending_sid'): another session of the user
 -- (a browser that only knew the password) can neither read its secret, replace its codes nor confirm it.
--- KEYS: user, audit, pending backup codes. ARGV[6]: secret ciphertext; ARGV[7]: session id hash;
--- ARGV[8]: id of the key the codes are hashed under; ARGV[9..]: code hashes.
-local u = hash(KEYS[1])
+-- Fields: hot_ops.TwoFactorBegin (secret: its ciphertext).
+local u = hash(user_key)
 if u.tfa == '1' then return {'ALREADY', EVENTS} end
-redis.call('HSET', KEYS[1], 'pending_secret', ARGV[6], 'pending_sid', ARGV[7], 'pending_kid', ARGV[8])
-redis.call('DEL', KEYS[3])
-for i = 9, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
+redis.call('HSET', user_key, 'pending_secret', secret, 'pending_sid', sid, 'pending_kid', codes_kid)
+redis.call('DEL', pending_codes_key)
+for _, code_hash in ipairs(hashes) do redis.call('SADD', pending_codes_key, code_hash) end
 return {'OK', EVENTS}

@@ -8,35 +8,34 @@
 -- 'pending' (no factor yet: a setup is cancelled): the rule is re-checked too, since the owner may
 -- have confirmed the setup (which ends every other session) after this request was loaded. Either
 -- way the copy says 2FA is off, a pending setup ends, and bumping 'gen' voids trusted devices.
--- Mode 'undo' (after RestoreSecondFactor): the copy says 2FA is on again, with ARGV[9] as codes_kid,
--- and every password-only session made since ARGV[10] (the removal) ends: a sign-in that read the
+-- Mode 'undo' (after RestoreSecondFactor): the copy says 2FA is on again, with codes_kid, and
+-- every password-only session made since since_ms (the removal) ends: a sign-in that read the
 -- record while the factor was gone must not keep what the undo takes back.
--- KEYS: user, audit, pending backup codes, session, session index. ARGV[6]: session id hash;
--- ARGV[7]: factor change max age ms; ARGV[8]: mode (confirmed|pending|undo).
-local u = hash(KEYS[1])
-if ARGV[8] == 'undo' then
-  redis.call('HSET', KEYS[1], 'tfa', '1', 'codes_kid', ARGV[9])
+-- Fields: hot_ops.TwoFactorDisable (session_key and sid: the caller's).
+local u = hash(user_key)
+if mode == 'undo' then
+  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid)
   -- The other sessions' keys are built from the caller's: same user, same hash tag, same slot.
-  local base = string.sub(KEYS[4], 1, #KEYS[4] - #ARGV[6])
-  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-    local s = redis.call('HMGET', base .. sid, 'aal', 'created')
-    if s[1] and tonumber(s[1]) < 2 and tonumber(s[2] or '0') >= tonumber(ARGV[10]) then
-      redis.call('DEL', base .. sid)
-      redis.call('SREM', KEYS[5], sid)
-      audit('session.revoked', sid, 'two_factor_restored')
+  local base = string.sub(session_key, 1, #session_key - #sid)
+  for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
+    local s = redis.call('HMGET', base .. other, 'aal', 'created')
+    if s[1] and tonumber(s[1]) < 2 and tonumber(s[2] or '0') >= tonumber(since_ms) then
+      redis.call('DEL', base .. other)
+      redis.call('SREM', sessions_key, other)
+      audit('session.revoked', other, 'two_factor_restored')
     end
   end
   return {'OK', EVENTS}
 end
-if ARGV[8] == 'pending' then
-  local refused = factor_change_refused(u, KEYS[4], ARGV[7], '1')
+if mode == 'pending' then
+  local refused = factor_change_refused(u, session_key, max_age_ms, '1')
   if refused then return {refused, EVENTS} end
   if u.tfa == '1' or not u.pending_secret then return {'NOT_ENABLED', EVENTS} end
 else
-  local refused = factor_change_refused({tfa = '1', revoked_at = u.revoked_at}, KEYS[4], ARGV[7], '1')
+  local refused = factor_change_refused({tfa = '1', revoked_at = u.revoked_at}, session_key, max_age_ms, '1')
   if refused then return {refused, EVENTS} end
 end
-redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
-redis.call('HSET', KEYS[1], 'tfa', '0', 'codes_kid', '', 'gen', tonumber(u.gen or '0') + 1)
-redis.call('DEL', KEYS[3])
+redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+redis.call('HSET', user_key, 'tfa', '0', 'codes_kid', '', 'gen', tonumber(u.gen or '0') + 1)
+redis.call('DEL', pending_codes_key)
 return {'OK', EVENTS}

@@ -22,47 +22,47 @@
 --     there, whose hot half may have failed: R4-10): 'gen' moves on, so that no device trusted
 --     before it skips the second factor.
 -- 'gen' voids trusted-device records made under another one. A copy written after a loss (a
--- flush, an eviction) starts at a random generation (ARGV[6]), so that no record of an earlier
+-- flush, an eviction) starts at a random generation (the generation field), so that no record of an earlier
 -- generation can count again by coincidence of numbers. 'sgen' is the SQL generation the copy
 -- has taken in (absent from copies older than the field: they are repaired once).
--- KEYS: user, audit, session index, pending backup codes, session key prefix (the key of the
--- empty session id: the ended sessions' keys are built from it; same hash tag, same slot).
--- ARGV[6..]: a random generation (for a copy without 'gen'), mode (fill|repair), SQL generation,
--- then triplets field, value, seen. Reply: status, events, the user hash after the write (flat).
-local sql_gen = tonumber(ARGV[8])
-local u = hash(KEYS[1])
-local filling = ARGV[7] == 'fill'
-if filling and u.rec then return {'OK', EVENTS, redis.call('HGETALL', KEYS[1])} end
+-- Fields: hot_ops.UserFill (session_prefix_key: the key of the empty session id, the ended
+-- sessions' keys are built from it, same hash tag, same slot; generation: a random one, for a copy
+-- without 'gen'; fields: triplets field, value, seen). Reply: status, events, the user hash after
+-- the write (flat).
+local sql_gen = tonumber(sql_generation)
+local u = hash(user_key)
+local filling = mode == 'fill'
+if filling and u.rec then return {'OK', EVENTS, redis.call('HGETALL', user_key)} end
 
 local function enrolled()
   local keep = u.pending_sid
-  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  for _, sid in ipairs(redis.call('SMEMBERS', sessions_key)) do
     if sid ~= keep then
-      if redis.call('DEL', KEYS[5] .. sid) == 1 then audit('session.revoked', sid, 'enrolment') end
-      redis.call('SREM', KEYS[3], sid)
+      if redis.call('DEL', session_prefix_key .. sid) == 1 then audit('session.revoked', sid, 'enrolment') end
+      redis.call('SREM', sessions_key, sid)
     end
   end
-  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
-  redis.call('DEL', KEYS[4])
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('DEL', pending_codes_key)
 end
 
 local newer = u.sgen == nil or tonumber(u.sgen) < sql_gen
 local bump = newer and not filling
-for i = 9, #ARGV, 3 do
-  local field, value, seen, held = ARGV[i], ARGV[i + 1], ARGV[i + 2], u[ARGV[i]]
+for i = 1, #fields, 3 do
+  local field, value, seen, held = fields[i], fields[i + 1], fields[i + 2], u[fields[i]]
   if held == nil or seen == '!' or seen == '=' .. held then
     if field == 'tfa' and value == '1' and held == '0' then
       enrolled()
       bump = true
     end
-    redis.call('HSET', KEYS[1], field, value)
+    redis.call('HSET', user_key, field, value)
   end
 end
 if bump then
-  redis.call('HSET', KEYS[1], 'gen', tonumber(u.gen or ARGV[6]) + 1)
+  redis.call('HSET', user_key, 'gen', tonumber(u.gen or generation) + 1)
 elseif filling and u.gen == nil then
-  redis.call('HSET', KEYS[1], 'gen', ARGV[6])
+  redis.call('HSET', user_key, 'gen', generation)
 end
-if newer then redis.call('HSET', KEYS[1], 'sgen', sql_gen) end
-if filling then redis.call('HSET', KEYS[1], 'rec', '1') end
-return {'OK', EVENTS, redis.call('HGETALL', KEYS[1])}
+if newer then redis.call('HSET', user_key, 'sgen', sql_gen) end
+if filling then redis.call('HSET', user_key, 'rec', '1') end
+return {'OK', EVENTS, redis.call('HGETALL', user_key)}

@@ -7,13 +7,13 @@
 -- temporary lock and attempt count, and the copy says 2FA is off. The lock is cleared by writing 0,
 -- never deleted: a read-through fill whose read of the record is older (still locked) then finds
 -- the field present and leaves it (user_fill.lua, R4-7).
--- KEYS: user, audit, pending backup codes. ARGV[6]: mode (revoke|reset).
-local u = hash(KEYS[1])
-redis.call('HSET', KEYS[1], 'revoked_at', NOW, 'gen', tonumber(u.gen or '0') + 1)
+-- Fields: hot_ops.UserReset.
+local u = hash(user_key)
+redis.call('HSET', user_key, 'revoked_at', NOW, 'gen', tonumber(u.gen or '0') + 1)
 audit('session.revoked', '', 'all')
-if ARGV[6] == 'reset' then
-  redis.call('HDEL', KEYS[1], 'pending_secret', 'pending_sid', 'pending_kid')
-  redis.call('HSET', KEYS[1], 'tfa', '0', 'codes_kid', '', 'fails', 0, 'lock_until', 0)
-  redis.call('DEL', KEYS[3])
+if mode == 'reset' then
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('HSET', user_key, 'tfa', '0', 'codes_kid', '', 'fails', 0, 'lock_until', 0)
+  redis.call('DEL', pending_codes_key)
 end
 return {'OK', EVENTS}
