@@ -84,6 +84,13 @@ COMPONENTS: dict[str, Schema] = {
         "backedUp": {"type": "boolean"},
         "aaguid": {"type": ["string", "null"]},
     }, ("id", "name", "createdAt", "deviceType", "backedUp")),
+    "Authenticator": _object({
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "createdAt": _DATE_OR_NULL,
+        "lastUsedAt": {**_DATE_OR_NULL, "description": "the last accepted code; null: never used"},
+        "confirmed": {"type": "boolean", "description": "false: added, its first code not yet verified"},
+    }, ("id", "name", "createdAt", "lastUsedAt", "confirmed")),
     "ListedSession": _object({
         "id": {"type": "string", "description": "the stored hash of the session id"},
         "token": {"type": "string", "description": "the id again (tokens are never stored); revoke-session takes it"},
@@ -205,12 +212,20 @@ _BACKUP_LEFT = ("backupCodesRemaining", {"type": "integer", "minimum": 0})
 _VERIFY_MODES = ("With the `two_factor` cookie (sign-in challenge): `{token, user}`, a new session cookie, "
                  "the challenge cookie cleared. With a session: enrolment (2FA set up, not yet confirmed) "
                  "or step-up; `{status: true, token, user}` and the session rotated (new cookie and token).")
+_VERIFY_TOTP_MODES = (_VERIFY_MODES + " With a session and a code of an authenticator app added while 2FA is on "
+                      "(`enable`): that app is confirmed, `{status: true, token, user, authenticator}`, the "
+                      "session kept (its own token).")
+_AUTHENTICATOR_ID = _text(64)
+_AUTHENTICATOR_NAME = _text(64) | {"description": "trimmed; no control characters; unique per user, "
+                                                  "without regard to case"}
 
 _CHANNEL = {"enum": ["email", "sms", None], "description": "codes by message: \"email\" or \"sms\""}
 # What sending a code can answer: the resend throttle (Retry-After), a sender that failed.
 _OTP_SEND: dict[int, tuple[str, ...]] = {429: ("TOO_MANY_REQUESTS",), 503: ("OTP_DELIVERY_FAILED",)}
 _TOTP_ENABLED = _object({"method": {"const": "totp"}, "totpURI": {"type": "string"},
-                         "backupCodes": {"type": "array", "items": {"type": "string"}}},
+                         "backupCodes": {"type": "array", "items": {"type": "string"}},
+                         "id": {"type": "string", "description": "the authenticator app added (2FA on)"},
+                         "name": {"type": "string", "description": "the authenticator app added (2FA on)"}},
                         ("method", "totpURI", "backupCodes"))
 _OTP_ENABLED = _object({"method": {"const": "otp"}, "status": _TRUE, "channel": {"enum": ["email", "sms"]},
                         "to": {"type": "string", "description": "the address, masked"}},
@@ -287,14 +302,18 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_status_and(), "forgotten; this browser's cookie cleared", ("trust_device",)),
         errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/two-factor/enable"): Endpoint(
-        "Start TOTP setup (confirmed by verify-totp), or codes by message (confirmed by verify-otp)", "two-factor",
-        SESSION,
-        Success({"anyOf": [_TOTP_ENABLED, _OTP_ENABLED]}, "TOTP: the secret and backup codes, not yet active; "
-                "`method: \"otp\"`: a code was sent to the address, not yet active"),
+        "Start TOTP setup or add an authenticator app (confirmed by verify-totp), or codes by message "
+        "(confirmed by verify-otp)", "two-factor", SESSION,
+        Success({"anyOf": [_TOTP_ENABLED, _OTP_ENABLED]}, "TOTP: the secret and backup codes, not yet active; with "
+                "an authenticator app already, another one (`id`, `name`) and no backup codes (the user's stay "
+                "valid); `method: \"otp\"`: a code was sent to the address, not yet active"),
         body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"enum": ["totp", "otp"]},
-                      "channel": _CHANNEL, "to": _text(254, optional=True)}, ("password",)),
+                      "channel": _CHANNEL, "to": _text(254, optional=True),
+                      "name": _text(64, optional=True) | {"description": "the authenticator app's name"}},
+                     ("password",)),
         errors=_merge(_REAUTH, _OTP_SEND, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
-                                           409: ("TWO_FACTOR_ALREADY_ENABLED",)}),
+                                           409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",
+                                                 "TOO_MANY_AUTHENTICATORS")}),
         description="`method` \"otp\" (with `channel`, \"email\" by default, and `to`, the address; for email "
                     "the account's by default) is served when codes by message are configured."),
     ("POST", "/two-factor/verify-totp"): Endpoint(
@@ -303,11 +322,12 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success({"anyOf": [_ref("TokenAndUser"),
                            _status_and(("token", {"type": "string"}), ("user", _ref("User")),
                                        required=("token", "user"))]},
-                _VERIFY_MODES, ("session", "two_factor", "trust_device")),
+                _VERIFY_TOTP_MODES, ("session", "two_factor", "trust_device")),
         body=_VERIFY_BODY,
         errors={400: ("TWO_FACTOR_NOT_ENABLED",),
-                401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"),
-                409: ("TWO_FACTOR_SECRET_UNREADABLE",), 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
+                401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"), 403: _FACTOR_CHANGE,
+                409: ("TWO_FACTOR_SECRET_UNREADABLE", "TWO_FACTOR_ALREADY_ENABLED"),
+                429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
     ("POST", "/two-factor/verify-backup-code"): Endpoint(
         "Answer a sign-in challenge or step up with a backup code", "two-factor", PENDING_OR_SESSION,
         Success({"anyOf": [_object({"token": {"type": "string"}, "user": _ref("User"),
@@ -325,10 +345,29 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE})),
     ("POST", "/two-factor/get-totp-uri"): Endpoint(
         "Show the TOTP URI again", "two-factor", SESSION,
-        Success(_object({"totpURI": {"type": "string"}}, ("totpURI",)), "the otpauth:// URI"),
-        body=_PASSWORD_BODY,
+        Success(_object({"totpURI": {"type": "string"}}, ("totpURI",)),
+                "the otpauth:// URI: of the app named by `id`, else of the app being added, else of the oldest"),
+        body=_object({"password": _text(128), "id": _text(64, optional=True)}, ("password",)),
         errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
-                                409: ("TWO_FACTOR_SECRET_UNREADABLE",)})),
+                                404: ("AUTHENTICATOR_NOT_FOUND",), 409: ("TWO_FACTOR_SECRET_UNREADABLE",)})),
+    ("GET", "/two-factor/list-authenticators"): Endpoint(
+        "The user's authenticator apps", "two-factor", SESSION,
+        Success({"type": "array", "items": _ref("Authenticator")},
+                "oldest first, with those being added (`confirmed: false`); empty while 2FA is off"),
+        errors={401: ("UNAUTHORIZED",)}),
+    ("POST", "/two-factor/rename-authenticator"): Endpoint(
+        "Rename an authenticator app", "two-factor", SESSION,
+        Success(_object({"authenticator": _ref("Authenticator")}, ("authenticator",)), "renamed"),
+        body=_object({"id": _AUTHENTICATOR_ID, "name": _AUTHENTICATOR_NAME}, ("id", "name")),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE, 404: ("AUTHENTICATOR_NOT_FOUND",),
+                409: ("AUTHENTICATOR_NAME_TAKEN",)}),
+    ("POST", "/two-factor/remove-authenticator"): Endpoint(
+        "Remove an authenticator app", "two-factor", SESSION,
+        Success(_status_and(("twoFactorEnabled", {"type": "boolean"}), required=("twoFactorEnabled",)),
+                "removed; `twoFactorEnabled: false` when it was the last one, which turned 2FA off "
+                "(backup codes and unfinished setups go too)"),
+        body=_object({"id": _AUTHENTICATOR_ID}, ("id",)),
+        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE, 404: ("AUTHENTICATOR_NOT_FOUND",)}),
     ("POST", "/two-factor/generate-backup-codes"): Endpoint(
         "Replace the backup codes", "two-factor", SESSION,
         Success(_status_and(("backupCodes", {"type": "array", "items": {"type": "string"}}),
@@ -405,11 +444,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 
 # enable when codes by message are off: TOTP's alone.
 _ENABLE_TOTP_ONLY = Endpoint(
-    "Start TOTP setup (confirmed by verify-totp)", "two-factor", SESSION,
-    Success(_TOTP_ENABLED, "the secret and backup codes, not yet active"),
-    body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"const": "totp"}},
+    "Start TOTP setup, or add an authenticator app (confirmed by verify-totp)", "two-factor", SESSION,
+    Success(_TOTP_ENABLED, "the secret and backup codes, not yet active; with an authenticator app already, "
+            "another one (`id`, `name`) and no backup codes (the user's stay valid)"),
+    body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"const": "totp"},
+                  "name": _text(64, optional=True) | {"description": "the authenticator app's name"}},
                  ("password",)),
-    errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE, 409: ("TWO_FACTOR_ALREADY_ENABLED",)}))
+    errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
+                            409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",
+                                  "TOO_MANY_AUTHENTICATORS")}))
 
 _COOKIE_ROLES = {"session": "banata.session_token", "two_factor": "banata.two_factor",
                  "trust_device": "banata.trust_device", "passkey": "banata.passkey"}

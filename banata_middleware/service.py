@@ -225,10 +225,12 @@ class BanataAuth:
     def import_totp(self, user_id: str, secret: str, *, email: str | None = None, backup_codes: bool = False,
                     ip: str = "", user_agent: str = "") -> tuple[str, list[str]]:
         """Turn 2FA on for ``user_id`` with an existing base32 ``secret`` (a migration from another
-        system, or seeding a load test), without any HTTP round. Returns the otpauth URI and, with
-        ``backup_codes=True``, a new set of backup codes. ``ip`` and ``user_agent`` (here and in
-        the other administrator operations): where the operation was asked from, for the audit
-        trail and the user's notice (empty: no request, such as the command line)."""
+        system, or seeding a load test), without any HTTP round. The secret becomes the user's one
+        authenticator app (id ``"totp"``, named "Authenticator"): every earlier app and the backup
+        codes are replaced. Returns the otpauth URI and, with ``backup_codes=True``, a new set of
+        backup codes. ``ip`` and ``user_agent`` (here and in the other administrator operations):
+        where the operation was asked from, for the audit trail and the user's notice (empty: no
+        request, such as the command line)."""
         self._check_id(user_id)
         return self.run(self.flows.import_totp(user_id, _base32(secret), email=email, backup_codes=backup_codes,
                                                origin=self._origin(ip, user_agent)))

@@ -39,6 +39,9 @@ NOTICE_KINDS: dict[str, str] = {
     "trusted_device.added": "trusted_device.added",
     "two_factor.reset_by_admin": "two_factor.reset_by_admin",
     "two_factor.locked": "two_factor.locked",
+    # Another authenticator app bound (NIST SP 800-63B-4 §4.6: binding SHALL notify), or one removed.
+    "two_factor.authenticator_added": "authenticator.added",
+    "two_factor.authenticator_removed": "authenticator.removed",
 }
 
 

@@ -9,6 +9,7 @@ same code serves WSGI and ASGI.
 - ``admin``: what the host and its administrators call: import a secret, reset, revoke;
 - ``passkeys``: registration, passwordless sign-in, passkey as the second factor;
 - ``sessions``: list and end sessions and trusted devices;
+- ``authenticators``: list, rename and remove a user's authenticator apps;
 - ``otp``: one-time codes by message (email, SMS): send, verify, enrol (when configured).
 
 The first four are layers of one object (each builds on the public methods of the one below); the
@@ -25,6 +26,7 @@ from ..audit import AuditLog
 from ..config import BanataAuthConfig
 from ..crypto import Keyring, PasswordHasher
 from .admin import AdminFlows
+from .authenticators import AuthenticatorFlows
 from .session import Caller, Guarded, Handler, PasswordVerifier, Routes, SignInResult, iso
 from .sessions import SessionFlows
 
@@ -36,8 +38,9 @@ __all__ = ["Caller", "Flows", "Guarded", "Handler", "Routes", "SignInResult", "i
 
 
 class Flows(AdminFlows):
-    """Every flow of one configured ``BanataAuth``: the layered core, plus the sessions module and
-    (when passkeys are on) the passkeys module composed on it."""
+    """Every flow of one configured ``BanataAuth``: the layered core, plus the sessions module,
+    (when two-factor is on) the authenticator apps module and (when passkeys are on) the passkeys
+    module composed on it."""
 
     def __init__(
         self,
@@ -52,6 +55,7 @@ class Flows(AdminFlows):
         super().__init__(config, keyring=keyring, hasher=hasher, audit=audit, verify_password=verify_password,
                          account_name=account_name)
         self.sessions = SessionFlows(self)
+        self.authenticators = AuthenticatorFlows(self) if config.auth_methods.two_factor else None
         self.passkeys: PasskeyFlows | None = None
         if config.auth_methods.passkey:
             from .passkeys import PasskeyFlows  # py_webauthn is the 'passkeys' extra
@@ -62,7 +66,7 @@ class Flows(AdminFlows):
             from .otp import OtpFlows
 
             self.otp = OtpFlows(self, config.otp)
-        composed = (self.sessions, *(m for m in (self.passkeys, self.otp) if m is not None))
+        composed = (self.sessions, *(m for m in (self.authenticators, self.passkeys, self.otp) if m is not None))
         #: Every cookie the flows set (the gateway's and the OpenAPI document's list).
         self.cookie_names: tuple[str, ...] = (*self.cookies, *(n for m in composed for n in m.cookies))
         self._composed_routes: Routes = {path: route for m in composed for path, route in m.routes().items()}

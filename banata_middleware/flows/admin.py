@@ -22,8 +22,9 @@ class AdminFlows(TwoFactorFlows):
 
     def import_totp(self, uid: str, secret: str, *, email: str | None, backup_codes: bool,
                     origin: Request | None = None) -> Flow[tuple[str, list[str]]]:
-        """2FA on with a known base32 secret, replacing any earlier one and its backup codes;
-        returns (totpURI, new backup codes or []). The record store first, then the copy."""
+        """2FA on with a known base32 secret as the user's one authenticator app, replacing every
+        earlier app and the backup codes; returns (totpURI, new backup codes or []). The record
+        store first, then the copy."""
         codes, hashes = self.new_backup_codes(None if backup_codes else 0)
         kid = hashes[0] if codes else ""
         ct = self.keyring.encrypt(secret.encode(), context=uid)

@@ -4,6 +4,8 @@ a session)."""
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import replace
 from typing import Any, Literal
 
 from ..backup_codes import generate_codes, normalize_code
@@ -26,8 +28,10 @@ from ..stores.hot_ops import (
     Verdict,
 )
 from ..stores.records import (
-    AcceptTotpStep,
+    AcceptAnyTotpStep,
+    AddAuthenticator,
     BackupCode,
+    ConfirmTotpFactor,
     ConsumeBackupCode,
     DisabledSecondFactor,
     DisableSecondFactor,
@@ -35,29 +39,48 @@ from ..stores.records import (
     ProveSecondFactor,
     RecordFailure,
     RegenerateBackupCodes,
+    RemoveTotpFactor,
     RestoreBackupCodes,
     RestoreSecondFactor,
     Status,
+    TotpCandidate,
     TotpFactor,
     UserRecord,
 )
 from ..totp import matched_step, new_secret, totp_uri
+from .authenticators import (
+    MAX_AUTHENTICATORS,
+    PENDING_TTL_MS,
+    authenticator_name,
+    default_name,
+    name_taken,
+    not_found,
+    pending,
+    public,
+)
 from .primary import PrimaryFlows
 from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log
 
-__all__ = ["FAILURE_CEILING", "LOW_BACKUP_CODES", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_totp"]
+__all__ = ["FAILURE_CEILING", "LOW_BACKUP_CODES", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_factors",
+           "confirmed_totp"]
 
 # The NIST SP 800-63B ceiling: after this many consecutive failed second-factor proofs (temporary
 # locks do not end the streak, only a success does) the account stays locked until an
 # administrator resets it. Counted in the record store (RecordFailure), so no Redis loss forgets it.
 FAILURE_CEILING = 100
-# The id of a user's one authenticator app (the record store allows several).
+# The id of a user's first authenticator app (the others get ids of their own: ``_add_authenticator``).
 TOTP_FACTOR_ID = "totp"
 # A backup code used that leaves this many or fewer notifies the user ("backup_codes.low").
 LOW_BACKUP_CODES = 2
 
 
+def confirmed_factors(record: UserRecord) -> list[TotpFactor]:
+    """The user's confirmed authenticator apps, oldest first."""
+    return [f for f in record.totp if f.confirmed_at is not None]
+
+
 def confirmed_totp(record: UserRecord) -> TotpFactor | None:
+    """The user's oldest confirmed authenticator app."""
     return next((f for f in record.totp if f.confirmed_at is not None), None)
 
 
@@ -104,6 +127,17 @@ class TwoFactorFlows(PrimaryFlows):
                         "the stored authenticator secret cannot be read; use a backup code or a passkey, "
                         "or ask an administrator to reset two-factor authentication")
 
+    def _open_secret(self, caller: Caller, factor: TotpFactor) -> str | None:
+        """One authenticator's secret in the clear, or None when it cannot be read (logged): a
+        code is then checked against the user's other apps (``_decrypt_secret`` answers when
+        none of them can be read)."""
+        try:
+            return self.keyring.decrypt(factor.secret, context=caller.uid).decode()
+        except (UnreadableSecret, UnicodeDecodeError) as exc:
+            reason = str(exc) if isinstance(exc, UnreadableSecret) else "not text"
+        log.error("TOTP secret of user %s, authenticator %s, cannot be read: %s", caller.uid, factor.id, reason)
+        return None
+
     # -- two-factor management ---------------------------------------------------------------
     def new_backup_codes(self, count: int | None = None) -> tuple[list[str], list[str]]:
         """New codes, and what the scripts store for them: the id of the key they are hashed under
@@ -118,9 +152,17 @@ class TwoFactorFlows(PrimaryFlows):
         issuer = body.text("issuer", max_len=64, required=False) or self.config.app_name
         if body.data.get("method", "totp") != "totp":
             raise AuthError(400, "VALIDATION_ERROR", "only 'totp' is supported as 'method'")
+        name = authenticator_name(body, required=False)
         caller = yield from self.require_factor_change(req, password)
-        if caller.record is not None and caller.record.two_factor_enabled:
-            raise self._already_enabled()
+        record = caller.record
+        if record is not None and confirmed_factors(record):
+            added = yield from self._add_authenticator(caller, record, issuer, name)
+            if added is not None:
+                return added
+            # The user's apps were removed meanwhile: a first setup after all (two_factor_begin.lua
+            # refuses it while the copy still says 2FA is on).
+        elif record is not None and record.two_factor_enabled:
+            raise self._already_enabled()  # on through codes by message only (flows/otp.py)
         secret = new_secret()
         codes, hashes = self.new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
@@ -132,6 +174,31 @@ class TwoFactorFlows(PrimaryFlows):
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
         return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": codes})
+
+    def _add_authenticator(self, caller: Caller, record: UserRecord, issuer: str,
+                           name: str) -> Flow[Response | None]:
+        """``enable`` while two-factor is on: one more authenticator app, not active until a code
+        from it confirms it (``verify-totp`` in a session: ``_confirm_authenticator``). Its secret
+        goes to the record store now, unconfirmed (``AddAuthenticator``: the per-user cap and the
+        names are decided there, with the user's apps locked). The backup codes stay as they are:
+        ``backupCodes`` is empty. None when two-factor was turned off since the record was read."""
+        uid, now = caller.uid, self.now_ms()
+        name = name or default_name(record)
+        factor_id = f"{TOTP_FACTOR_ID}-{secrets.token_hex(8)}"
+        secret = new_secret()
+        ct = self.keyring.encrypt(secret.encode(), context=uid)
+        status = yield Rec(AddAuthenticator(uid, factor_id, ct, self.keyring.key_id_of(ct), now, name,
+                                            MAX_AUTHENTICATORS, now - PENDING_TTL_MS))
+        if status is Status.TAKEN:
+            raise name_taken()
+        if status is Status.FULL:
+            raise AuthError(409, "TOO_MANY_AUTHENTICATORS",
+                            f"at most {MAX_AUTHENTICATORS} authenticator apps; remove one first")
+        if status is not Status.CREATED:
+            return None
+        uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
+        return json_response(200, {"method": "totp", "totpURI": uri, "backupCodes": [], "id": factor_id,
+                                   "name": name})
 
     @staticmethod
     def _already_enabled() -> AuthError:
@@ -171,12 +238,12 @@ class TwoFactorFlows(PrimaryFlows):
         if reply.status == HotStatus.OK:
             return json_response(200, {"status": True})
         if removed is not None:
-            yield from self._undo_disable(req, caller, removed, disable, since)
+            yield from self.undo_disable(req, caller, removed, disable, since)
         if reply.status == HotStatus.NOT_ENABLED:
             raise self._not_enabled()
         raise self.factor_change_error(reply.status)
 
-    def _undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
+    def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
                       since: int) -> Flow[None]:
         """Put back what a refused disable removed: the record first (unless a factor was enrolled
         meanwhile: that one stands), then the copy, which also ends the password-only sessions
@@ -191,9 +258,21 @@ class TwoFactorFlows(PrimaryFlows):
                                caller.sid)
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
-        caller = yield from self.require_factor_change(req, body.text("password", max_len=128))
-        user = caller.user
-        factor = confirmed_totp(caller.record) if caller.record is not None else None
+        password = body.text("password", max_len=128)
+        factor_id = body.text("id", max_len=64, required=False)
+        caller = yield from self.require_factor_change(req, password)
+        user, record = caller.user, caller.record
+        factor: TotpFactor | None = None
+        if record is not None and record.two_factor_enabled:
+            # An app being added (the newest) before the confirmed ones: what ``enable`` just
+            # showed, for a client that asks for the URI again before the first code. ``id``
+            # names one of them (``list-authenticators``).
+            shown = [*pending(record, self.now_ms()), *confirmed_factors(record)]
+            factor = next((f for f in shown if f.id == factor_id), None) if factor_id else shown[0]
+            if factor is None:
+                raise not_found()
+        elif factor_id:
+            raise not_found()
         # A pending setup's secret is shown only to the session that started it (two_factor_begin.lua).
         ct = factor.secret if factor is not None else (
             user.get("pending_secret") if user.get("pending_sid") == caller.sid else None)
@@ -201,7 +280,7 @@ class TwoFactorFlows(PrimaryFlows):
             raise self._not_enabled()
         secret = yield from self._decrypt_secret(req, caller, ct)
         # Recorded before the secret leaves: a store that cannot record it refuses (fail closed).
-        detail = "" if factor is not None else "pending"
+        detail = "" if factor is not None and factor.confirmed_at is not None else "pending"
         yield from self.commit(AuditEvent(self.head(caller.uid, req), event="two_factor.secret_viewed",
                                           sid=caller.sid, detail=detail), caller.sid)
         uri = totp_uri(secret, issuer=self.config.app_name, account=(yield from self.account_label(caller)),
@@ -266,7 +345,13 @@ class TwoFactorFlows(PrimaryFlows):
         told S2's verdict, atomically checks the challenge or session is still live, counts the
         attempt and the temporary lock, and makes the session. The proof is used up in S2 BEFORE
         the session exists in R2: a crash between leaves a code consumed without a session (sign
-        in again), never a session without the code consumed."""
+        in again), never a session without the code consumed.
+
+        A user with several authenticator apps: the code is checked against each confirmed one
+        here, and S2 accepts the step of the one it matched (``AcceptAnyTotpStep``: each app has
+        its own replay guard), in the same one transaction. In a session, a code of an app being
+        added (``enable`` while two-factor is on) confirms that app instead
+        (``_confirm_authenticator``)."""
         code = body.text("code", max_len=64).strip()
         trust = body.flag("trustDevice")
         caller = yield from self.load_caller(req, want_challenge=True)  # R1
@@ -278,10 +363,10 @@ class TwoFactorFlows(PrimaryFlows):
         # Without 2FA on, only enrolment is left: in the session that set it up (two_factor_begin.lua;
         # the setup and its owner were read together, in R1). A challenge cookie still in the
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
-        factor = confirmed_totp(record)
+        factors = confirmed_factors(record)
         # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
         # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
-        enrolling = factor is None and method == "totp"
+        enrolling = not factors and method == "totp"
         if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
                 caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
@@ -293,14 +378,20 @@ class TwoFactorFlows(PrimaryFlows):
         token, sid = self.session_tokens.issue(uid)
         now = self.now_ms()
         step: int | None = None
-        if method == "totp":
-            ct = user["pending_secret"] if factor is None else factor.secret
+        candidates: list[TotpCandidate] = []
+        if method == "totp" and enrolling:
+            ct = user["pending_secret"]
             secret = yield from self._decrypt_secret(req, caller, ct)
             step = matched_step(secret, code, at=self.config.clock.now(), policy=self.config.totp)
+        elif method == "totp":
+            candidates, added = yield from self._match_code(req, caller, record, code,
+                                                            in_session=caller.challenge is None)
+            if added is not None:
+                return (yield from self._confirm_authenticator(req, caller, *added))
         normalized = normalize_code(code) if method == "backup" else ""
         failure = RecordFailure(uid, FAILURE_CEILING, now, self.entries(req, "", ("two_factor.locked", "ceiling")))
         ok, remaining, locked = False, 0, False
-        if factor is None and step is not None:  # S2: enrolment confirmed
+        if enrolling and step is not None:  # S2: enrolment confirmed
             kid = user.get("pending_kid", "") if caller.pending_codes else ""
             entries = self.entries(req, caller.sid, "two_factor.enabled")
             status = yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), now, step,
@@ -322,18 +413,21 @@ class TwoFactorFlows(PrimaryFlows):
             # lock began meanwhile, or Redis failed) the user is told of a device that was not
             # remembered: a notice too many, never one too few.
             trusted = ("trusted_device.added",) if trust and caller.challenge is not None else ()
-            attempt: AcceptTotpStep | ConsumeBackupCode | None = None
-            if factor is not None and step is not None:
-                attempt = AcceptTotpStep(uid, factor.id, factor.secret, step,
-                                         self.entries(req, sid, ("two_factor.verified", "totp"), *trusted))
+            attempt: AcceptAnyTotpStep | ConsumeBackupCode | None = None
+            if candidates:
+                attempt = AcceptAnyTotpStep(uid, candidates, now,
+                                            self.entries(req, sid, ("two_factor.verified", "totp"), *trusted))
             elif normalized:
                 attempt = ConsumeBackupCode(uid, self.keyring.code_candidates(normalized),
                                             self.entries(req, sid, ("two_factor.verified", "backup"),
                                                          "two_factor.backup_code_used", *trusted),
                                             LOW_BACKUP_CODES, self.entries(req, sid, "backup_codes.low"))
             proof = yield Rec(ProveSecondFactor(attempt, failure))
-            if proof.status in (Status.CHANGED, Status.NOT_FOUND) and isinstance(attempt, AcceptTotpStep):
-                raise self._not_enabled()  # the factor was removed or replaced meanwhile
+            if proof.status in (Status.CHANGED, Status.NOT_FOUND) and isinstance(attempt, AcceptAnyTotpStep):
+                # The app the code belongs to was removed or replaced meanwhile: not a wrong guess.
+                if len(factors) == 1:
+                    raise self._not_enabled()
+                raise AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
             ok, remaining = proof.ok, proof.remaining
             if ok and attempt is not None:
                 rows = [*attempt.audit]
@@ -354,6 +448,71 @@ class TwoFactorFlows(PrimaryFlows):
                                                       remaining))
         return (yield from self._answer_in_session(req, caller, method, outcome, lock, enrolling, token, sid,
                                                    remaining))
+
+    def _match_code(self, req: Request, caller: Caller, record: UserRecord, code: str,
+                    *, in_session: bool) -> Flow[tuple[list[TotpCandidate], tuple[TotpFactor, int] | None]]:
+        """The user's confirmed apps whose code is ``code`` (with the matched step each), and, in
+        a session, the app being added that it confirms, if any. Every app is checked, matched or
+        not, so the time taken does not tell which one matched. An app whose secret cannot be read
+        is left out; when no app can be read the answer is ``_decrypt_secret``'s refusal (a code
+        then cannot be checked, so it is not counted as a wrong one)."""
+        at, policy = self.config.clock.now(), self.config.totp
+        candidates: list[TotpCandidate] = []
+        readable = 0
+        for factor in confirmed_factors(record):
+            secret = self._open_secret(caller, factor)
+            if secret is None:
+                continue
+            readable += 1
+            step = matched_step(secret, code, at=at, policy=policy)
+            if step is not None:
+                candidates.append(TotpCandidate(factor.id, factor.secret, step))
+        added: tuple[TotpFactor, int] | None = None
+        if in_session:
+            for factor in pending(record, self.now_ms()):
+                secret = self._open_secret(caller, factor)
+                step = matched_step(secret, code, at=at, policy=policy) if secret is not None else None
+                if step is not None and added is None:
+                    added = (factor, step)
+        if not readable and added is None:
+            yield from self._decrypt_secret(req, caller, confirmed_factors(record)[0].secret)  # raises
+        return candidates, added
+
+    def _confirm_authenticator(self, req: Request, caller: Caller, factor: TotpFactor, step: int) -> Flow[Response]:
+        """A first code from an app added while two-factor is on: the app is confirmed (its replay
+        guard starts at that code's step). Adding a factor is a factor change: the session must
+        have passed a second factor recently, checked now and again in the hot store after the
+        record store committed it (``factor_change.lua``; the confirmation is undone when that
+        refuses), as passkey registration does. The session is not rotated: nothing it could do
+        changes, and other sessions keep going. Answers better-auth's ``{status, token, user}``
+        (the caller's own token) and the app."""
+        uid, session = caller.uid, caller.session or {}
+        oldest = self.now_ms() - self.policies.factor_change_max_age * 1000
+        if int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0) < oldest:
+            raise self.factor_change_error("FRESH_TWO_FACTOR")
+        added = self.entries(req, caller.sid, ("two_factor.authenticator_added", factor.id))
+        status = yield Rec(ConfirmTotpFactor(uid, factor.id, factor.secret, step, self.now_ms(), audit=added))
+        if status is not Status.ACCEPTED:  # confirmed by a concurrent request, or removed meanwhile
+            raise AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
+        self.emit_entries(uid, added)
+        session_key, max_age_ms = self.factor_change_args(caller)
+        try:
+            reply: Verdict = yield from self.commit(FactorChange(
+                self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
+        except AuthError:  # the hot store is down: the rule cannot be checked, so the app goes again
+            yield from self._undo_confirm(req, caller, factor)
+            raise
+        if reply.status != HotStatus.OK:
+            yield from self._undo_confirm(req, caller, factor)
+            raise self.factor_change_error(reply.status)
+        confirmed = replace(factor, confirmed_at=self.now_ms(), last_step=step, last_used_at=self.now_ms())
+        return json_response(200, {"status": True, "token": caller.token, "user": self.user_json(caller),
+                                   "authenticator": public(confirmed)})
+
+    def _undo_confirm(self, req: Request, caller: Caller, factor: TotpFactor) -> Flow[None]:
+        removed = self.entries(req, caller.sid, ("two_factor.authenticator_removed", factor.id))
+        if (yield Rec(RemoveTotpFactor(caller.uid, factor.id, audit=removed))) is Status.OK:
+            self.emit_entries(caller.uid, removed)
 
     def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
                           lock: tuple[int, int, Flag],

@@ -194,6 +194,9 @@ def test_every_contract_error_has_its_own_message(person: Person) -> None:
         "PASSKEY_NOT_FOUND": {"status": 401},
         "FAILED_TO_VERIFY_REGISTRATION": {"status": 400},
         "PASSKEY_ALREADY_REGISTERED": {"status": 409},
+        "AUTHENTICATOR_NOT_FOUND": {"status": 404},
+        "AUTHENTICATOR_NAME_TAKEN": {"status": 409},
+        "TOO_MANY_AUTHENTICATORS": {"status": 409},
     }
     messages: dict[str, str] = person.page.evaluate(
         """cases => Object.fromEntries(Object.entries(cases).map(

@@ -16,7 +16,7 @@ from banata_middleware import OtpConfig
 from banata_middleware.otp import Inbox
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("sign-in", "enrolment", "step-up", "method otp")
+MODES = ("sign-in", "enrolment", "step-up", "adding", "method otp")
 Shapes = dict[tuple[str, str | None], frozenset[str]]
 
 
@@ -66,7 +66,7 @@ def docs_shapes() -> Shapes:
     docs = (ROOT / "docs/http-api.md").read_text()
     shapes = table_shapes(docs[:docs.index("## Passkeys")])
     # verify-totp's modes are a numbered list under the table ("see below")
-    below = docs[docs.index("`verify-totp` does one of three things"):docs.index("Errors of the second-factor")]
+    below = docs[docs.index("`verify-totp` does one of four things"):docs.index("Errors of the second-factor")]
     for item in re.split(r"\n\d\. ", below)[1:]:
         match = re.search(r"`\{([^}`]*)\}`", item)
         assert match, item
@@ -97,6 +97,13 @@ def answered(stack: Stack) -> tuple[Shapes, dict[str, Any]]:
     note("/two-factor/verify-totp", "enrolment", a.auth("/two-factor/verify-totp", {"code": phone.code()}))
     stack.clock.advance(30)
     note("/two-factor/verify-totp", "step-up", a.auth("/two-factor/verify-totp", {"code": phone.code()}))
+    # another authenticator app (issue 15): enable while 2FA is on, confirmed by its first code
+    added = note("/two-factor/enable", "adding", a.auth("/two-factor/enable", {"password": PASSWORD}))
+    tablet = VirtualAuthenticator.from_uri(added["totpURI"], clock=stack.clock)
+    note("/two-factor/verify-totp", "adding", a.auth("/two-factor/verify-totp", {"code": tablet.code()}))
+    note("/two-factor/rename-authenticator", None,
+         a.auth("/two-factor/rename-authenticator", {"id": added["id"], "name": "Tablet"}))
+    note("/two-factor/remove-authenticator", None, a.auth("/two-factor/remove-authenticator", {"id": added["id"]}))
     note("/two-factor/get-totp-uri", None, a.auth("/two-factor/get-totp-uri", {"password": PASSWORD}))
     codes = note("/two-factor/generate-backup-codes", None,
                  a.auth("/two-factor/generate-backup-codes", {"password": PASSWORD}))["backupCodes"]

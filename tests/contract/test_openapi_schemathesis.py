@@ -160,6 +160,16 @@ def test_every_mode_answers_as_documented(kind: str) -> None:
         assert w.call("POST", "/two-factor/verify-totp", {"code": device.code()})["status"] is True  # enrolment
         clock.advance(30)
         w.call("POST", "/two-factor/verify-totp", {"code": device.code()})  # step-up
+        # another authenticator app (issue 15): added, shown, confirmed, listed, renamed, removed
+        added = w.call("POST", "/two-factor/enable", {"password": PASSWORD, "name": "Tablet"})
+        w.call("POST", "/two-factor/get-totp-uri", {"password": PASSWORD, "id": added["id"]})
+        tablet = VirtualAuthenticator.from_uri(added["totpURI"], clock=clock)
+        assert "authenticator" in w.call("POST", "/two-factor/verify-totp", {"code": tablet.code()})
+        assert len(w.call("GET", "/two-factor/list-authenticators")) == 2
+        w.call("POST", "/two-factor/rename-authenticator", {"id": added["id"], "name": "iPad"})
+        w.call("POST", "/two-factor/rename-authenticator", {"id": "totp", "name": "IPAD"}, expect=409)
+        assert w.call("POST", "/two-factor/remove-authenticator", {"id": added["id"]})["twoFactorEnabled"] is True
+        w.call("POST", "/two-factor/remove-authenticator", {"id": added["id"]}, expect=404)
         codes = w.call("POST", "/two-factor/generate-backup-codes", {"password": PASSWORD})["backupCodes"]
         # codes by message: enrolment, a sign-in (a wrong code first), a step-up, off again
         w.call("POST", "/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",

@@ -22,7 +22,8 @@ from banata_middleware.stores.records.delivery import ListConsumers
 #: the record operations write), and events that notify nobody.
 EVENTS = ("two_factor.enabled", "session.created", "two_factor.disabled", "passkey.registered", "passkey.removed",
           "two_factor.backup_codes_regenerated", "backup_codes.low", "trusted_device.added", "two_factor.failed",
-          "two_factor.reset_by_admin", "two_factor.locked")
+          "two_factor.reset_by_admin", "two_factor.locked", "two_factor.authenticator_added",
+          "two_factor.authenticator_removed")
 
 
 @pytest.fixture
@@ -41,10 +42,11 @@ def test_each_kind_of_change_gives_one_notice_with_who_when_and_where(
         records: RecordStore, clock: FrozenClock, mfa_outbox: Outbox) -> None:
     auth = make_auth(records, clock, notifier=mfa_outbox)
     commit(records, clock, "ann", *EVENTS)
-    assert auth.deliver_pending() == 9
+    assert auth.deliver_pending() == 11
     assert mfa_outbox.kinds("ann") == [
         "two_factor.enabled", "two_factor.disabled", "passkey.added", "passkey.removed", "backup_codes.regenerated",
-        "backup_codes.low", "trusted_device.added", "two_factor.reset_by_admin", "two_factor.locked"]
+        "backup_codes.low", "trusted_device.added", "two_factor.reset_by_admin", "two_factor.locked",
+        "authenticator.added", "authenticator.removed"]
     assert set(mfa_outbox.kinds()) == set(NOTICE_KINDS.values())
     notice = mfa_outbox.notices[0]
     assert (notice.user_id, notice.ip, notice.user_agent) == ("ann", "203.0.113.7", "Browser/1.0")

@@ -310,6 +310,28 @@ async function backupCodesAndManagement() {
     const data = ok(await authClient.twoFactor.getTotpUri({ password: PASSWORD }), "getTotpUri");
     check(data.totpURI === state.uri, "getTotpUri: not the enrolled URI", { got: data.totpURI, want: state.uri });
   });
+  // Issue 15: enable while 2FA is on adds another authenticator app (better-auth would replace the
+  // secret and the backup codes); its first code through verifyTotp confirms it.
+  await step("twoFactor.enable (2FA on: adds an authenticator app)", async () => {
+    const data = ok(await authClient.twoFactor.enable({ password: PASSWORD }), "twoFactor.enable (2FA on)");
+    check(/^otpauth:\/\/totp\/.+secret=[A-Z2-7]+/.test(data.totpURI) && data.totpURI !== state.uri,
+      "twoFactor.enable (2FA on): not a new secret", data);
+    check(Array.isArray(data.backupCodes) && data.backupCodes.length === 0,
+      "twoFactor.enable (2FA on): backup codes were replaced", data);
+    state.secondUri = data.totpURI;
+    return { name: data.name };
+  });
+  await step("twoFactor.verifyTotp (confirms the app added)", async () => {
+    const data = ok(await authClient.twoFactor.verifyTotp({ code: totpCode(state.secondUri) }),
+      "twoFactor.verifyTotp (app added)");
+    check(data.status === true && typeof data.token === "string" && data.user?.twoFactorEnabled === true,
+      "verifyTotp (app added): bad answer", data);
+    const uri = ok(await authClient.twoFactor.getTotpUri({ password: PASSWORD }), "getTotpUri");
+    check(uri.totpURI === state.uri, "getTotpUri after adding an app: not the oldest app", uri);
+    const stepUp = ok(await authClient.twoFactor.verifyBackupCode({ code: state.backupCodes[1] }),
+      "verifyBackupCode after adding an app");
+    check(stepUp.backupCodesRemaining === 8, "the backup codes changed when an app was added", stepUp);
+  });
 }
 
 async function passkeys(authenticator) {

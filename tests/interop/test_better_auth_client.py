@@ -57,6 +57,7 @@ STEPS_403 = [
     "twoFactor.verifyTotp (sign-in, next step's code)", "getSession (aal 2)",
     "twoFactor.verifyBackupCode (sign-in)", "twoFactor.verifyBackupCode (used code) -> 401",
     "twoFactor.generateBackupCodes", "twoFactor.getTotpUri",
+    "twoFactor.enable (2FA on: adds an authenticator app)", "twoFactor.verifyTotp (confirms the app added)",
     "passkey.addPasskey", "signIn.passkey (passwordless)", "signIn.email -> 403, signIn.passkey as the second factor",
     "passkey.deletePasskey", "twoFactor.disable", "signIn.email (2FA off again)",
     "listSessions", "revokeSession (a listed session's token)", "revokeOtherSessions", "revokeSessions",
@@ -166,8 +167,10 @@ def check_summary(summary: dict[str, Any], expected_steps: list[str]) -> dict[st
 def _uvicorn(app: Any, port: int) -> Iterator[None]:
     import uvicorn
 
+    # timeout_keep_alive as the demo CLI's: above undici's own idle timeout, so a busy machine never
+    # closes a connection just as the client reuses it ("fetch failed: other side closed").
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-                                           access_log=False))
+                                           access_log=False, timeout_keep_alive=75))
     thread = threading.Thread(target=server.run, name=f"interop-uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -133,3 +133,25 @@ def test_0004_makes_sqlite_audit_ids_never_reused_even_after_retention_emptied_t
         assert [e.id for e in store.execute(ListAudit())] == [4]  # past the cursor, though no row is left
     finally:
         store.dispose()
+
+
+def test_0007_names_the_one_app_a_user_had_and_adds_its_last_use(scratch_url: str) -> None:
+    """A database from before several authenticator apps per user (issue 15): the unnamed app of
+    each user gets the name a first enrolment gives now, so every listed app has one; its last
+    use is unknown (NULL) until its next accepted code."""
+    from banata_middleware.stores.records import AcceptTotpStep, Status
+
+    store = RecordStore(scratch_url)
+    try:
+        migrate.upgrade(store.engine, store.schema, "0006")
+        with store.engine.begin() as conn:  # the one app as revision 0006 stored it
+            conn.execute(text("INSERT INTO banata_totp_factors (user_id, id, name, secret, key_id, created_at, "
+                              "confirmed_at, last_step) VALUES ('u', 'totp', '', 'ct', 'k1', 1, 1, 5)"))
+        migrate.upgrade(store.engine, store.schema)
+        assert migrate.check(store.engine, store.schema) == []
+        factor = store.execute(LoadUser("u")).totp[0]
+        assert (factor.name, factor.last_step, factor.last_used_at) == ("Authenticator", 5, None)
+        assert store.execute(AcceptTotpStep("u", "totp", "ct", 6, at=1_000)) is Status.ACCEPTED
+        assert store.execute(LoadUser("u")).totp[0].last_used_at == 1_000
+    finally:
+        store.dispose()

@@ -1,8 +1,9 @@
 """Redis round trips and SQL transactions per request, the budget of DESIGN rule 3: an authenticated
 pass-through and get-session cost one round trip and no SQL, a second-factor verification (sign-in
-challenge or step-up) at most two round trips and two SQL transactions (the record's lookup and one
-write). Other request kinds are measured and printed, not asserted (``pytest
-tests/redis/test_round_trips.py -s`` shows the table). SQL transactions are counted by wrapping the
+challenge or step-up, with one authenticator app or among several, or the code confirming an app
+added) at most two round trips and two SQL transactions (the record's lookup and one write). Other
+request kinds are measured and printed, not asserted (``pytest tests/redis/test_round_trips.py -s``
+shows the table). SQL transactions are counted by wrapping the
 app's record store (``execute``/``aexecute``: one call, one transaction).
 
 Two independent counts must agree: commands written to the app's Redis sockets (a counting redis-py
@@ -124,6 +125,16 @@ def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -
     fresh_codes = r.json()["backupCodes"]
     meter("sign-in (2FA on: challenge) #2", lambda: b.sign_in(email), 403)
     meter("verify-backup-code (sign-in challenge)", lambda: b.verify_backup(fresh_codes[0]), 200)
+    # A second authenticator app: added, confirmed, then its code answers a sign-in among two apps.
+    r = meter("enable (2FA on: adds an authenticator app)",
+              lambda: a.auth("/two-factor/enable", {"password": PASSWORD, "name": "Tablet"}), 200)
+    tablet = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=clock)
+    meter("verify-totp (confirms the app added)", lambda: a.verify_totp(tablet.code()), 200)
+    meter("list-authenticators", lambda: a.get("/api/auth/two-factor/list-authenticators"), 200)
+    meter("sign-in (2FA on: challenge) #3", lambda: b.sign_in(email), 403)
+    clock.advance(30)
+    meter("verify-totp (sign-in challenge, second of two apps)", lambda: b.verify_totp(tablet.code()), 200)
+    meter("remove-authenticator", lambda: a.auth("/two-factor/remove-authenticator", {"id": r.json()["id"]}), 200)
     meter("sign-out #2", lambda: a.auth("/sign-out"), 200)
     meter("sign-in (trusted device: session at once)", lambda: a.sign_in(email), 200)
     meter("sign-in (wrong password)", lambda: c.auth("/sign-in/email", {"email": email, "password": "x" * 12}), 401)
@@ -167,7 +178,8 @@ def test_round_trips_per_request_kind_stay_within_the_budget(metered: tuple[Mete
     for warm in ("authenticated pass-through GET /api/me (AAL1)", "authenticated pass-through GET /api/me (AAL2)",
                  "pass-through a minute later (records the last use)", "get-session"):
         assert (meter.cost(warm), meter.sql_cost(warm)) == (1, 0), warm
-    for verify in ("verify-totp (sign-in challenge, trustDevice)", "verify-backup-code (sign-in challenge)"):
+    for verify in ("verify-totp (sign-in challenge, trustDevice)", "verify-backup-code (sign-in challenge)",
+                   "verify-totp (sign-in challenge, second of two apps)", "verify-totp (confirms the app added)"):
         assert (meter.cost(verify), meter.sql_cost(verify)) == (2, 2), verify
     for verify in ("verify-totp (step-up)", "verify-backup-code (step-up)"):
         assert meter.cost(verify) <= 2 and meter.sql_cost(verify) <= 2, verify

@@ -1,9 +1,9 @@
 """Secrets at rest (DESIGN rule 7): after every flow has run, no Redis key name and no value of any type
 (strings, hash fields and values, set members, stream entries), and no row of any table of the record
-store (SQL), holds the TOTP secret (base32, raw, hex, base64), a backup code (used, unused or voided),
-the password, a cookie token or its random part (session, pending challenge, trusted device), or a
-one-time code sent by message (used, wrong, voided by a resend, or still live), in the clear or
-hashed without a key.
+store (SQL), holds a TOTP secret (base32, raw, hex, base64; of each of the user's authenticator apps,
+confirmed or still being added), a backup code (used, unused or voided), the password, a cookie
+token or its random part (session, pending challenge, trusted device), or a one-time code sent by
+message (used, wrong, voided by a resend, or still live), in the clear or hashed without a key.
 
 Positive controls keep the scan honest: it must find what *is* stored (the email, the SHA-256 of a live
 session id, the TOTP secret's ciphertext). One-time TOTP codes are not searched: six digits turn up in
@@ -26,6 +26,7 @@ from servers import SERVER_KINDS
 
 from banata_middleware import OtpConfig
 from banata_middleware.otp import Inbox
+from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.otpauth import parse_otpauth_uri
 
 pytestmark = pytest.mark.redis
@@ -95,6 +96,20 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     assert a.verify_totp(a.code()).status_code == 200
     assert a.verify_backup(second_codes[0]).status_code == 200
     assert a.http.post("/api/sensitive").status_code == 200
+    # two more authenticator apps (issue 15): one added and confirmed, one left unfinished, so
+    # a confirmed and an unconfirmed second secret are at rest during the scan, with their names
+    # and last use; the confirmed one answers a sign-in
+    added = [a.auth("/two-factor/enable", {"password": PASSWORD, "name": name}) for name in ("Tablet", "Spare")]
+    assert all(r.status_code == 200 for r in added), [r.text for r in added]
+    tablet = VirtualAuthenticator.from_uri(added[0].json()["totpURI"], clock=clock)
+    assert a.verify_totp(tablet.code()).status_code == 200
+    clock.advance(30)
+    e = new_browser()
+    assert e.sign_in(email).status_code == 403
+    assert e.verify_totp(tablet.code()).status_code == 200
+    listed = {x["name"]: x for x in a.get("/api/auth/two-factor/list-authenticators").json()}
+    assert listed["Tablet"]["lastUsedAt"] and not listed["Spare"]["confirmed"]
+    more_secrets = [parse_otpauth_uri(r.json()["totpURI"]) for r in added]
     # codes by message: enrol a number (a wrong code, then the right one), sign in with a code
     # after a wrong one and a resend, then leave a step-up code live
     r = a.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",
@@ -116,18 +131,19 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     c = new_browser()
     assert c.sign_in(email).status_code == 403
 
-    tokens = a.seen_tokens | b.seen_tokens | c.seen_tokens
+    tokens = a.seen_tokens | b.seen_tokens | c.seen_tokens | d.seen_tokens | e.seen_tokens
     assert len(tokens) >= 8, tokens  # sessions, pending challenges, trust records
-    needles: dict[str, str] = {
-        "TOTP secret (base32)": secret,
-        "TOTP secret (base32, lower case)": secret.lower(),
-        "TOTP secret (hex)": raw_secret.hex(),
-        "TOTP secret (HEX)": raw_secret.hex().upper(),
-        "TOTP secret (raw)": raw_secret.decode("latin-1"),
-        "password": PASSWORD,
-    }
-    for i, text in enumerate(_b64_variants(raw_secret)):
-        needles[f"TOTP secret (base64 #{i})"] = text
+    needles: dict[str, str] = {"password": PASSWORD}
+    for n, (b32, raw) in enumerate([(secret, raw_secret), *((p.secret, p.key) for p in more_secrets)]):
+        needles.update({
+            f"TOTP secret #{n} (base32)": b32,
+            f"TOTP secret #{n} (base32, lower case)": b32.lower(),
+            f"TOTP secret #{n} (hex)": raw.hex(),
+            f"TOTP secret #{n} (HEX)": raw.hex().upper(),
+            f"TOTP secret #{n} (raw)": raw.decode("latin-1"),
+        })
+        for i, text in enumerate(_b64_variants(raw)):
+            needles[f"TOTP secret #{n} (base64 #{i})"] = text
     for code in first_codes + second_codes:
         for variant in (code, code.lower(), f"{code[:4]}-{code[4:]}"):
             needles[f"backup code {variant}"] = variant
@@ -163,10 +179,8 @@ def test_no_secret_is_stored_in_the_clear_after_every_flow(browsers: tuple[Calla
     assert uid.encode() in everything
     session_rids = [_token_parts(t)[1] for t in a.seen_tokens if t.startswith(uid + ".")]
     assert any(hashlib.sha256(rid.encode()).hexdigest().encode() in everything for rid in session_rids)
-    assert re.search(rb"v1\.[0-9a-f]{8}\.", tables["totp_factors"]), "no encrypted TOTP secret found"
-    assert b"+15551234567" in tables["otp_factors"], "no address for codes by message found"
-    live = dump[f"banata:{{u:{uid}}}:otp".encode()]
-    assert any(re.fullmatch(rb"[0-9a-f]{64}", part) for part in live), "no keyed hash of the live code found"
+    assert len(re.findall(rb"v1\.[0-9a-f]{8}\.", tables["totp_factors"])) == 3, "not three encrypted TOTP secrets"
+    assert b"Tablet" in tables["totp_factors"] and b"Spare" in tables["totp_factors"]  # the apps' names
     assert b"+15551234567" in tables["otp_factors"], "no address for codes by message found"
     live = dump[f"banata:{{u:{uid}}}:otp".encode()]
     assert any(re.fullmatch(rb"[0-9a-f]{64}", part) for part in live), "no keyed hash of the live code found"

@@ -70,6 +70,10 @@
       listTrustedDevices: () => get("/two-factor/list-trusted-devices"),
       revokeTrustedDevice: (body) => post("/two-factor/revoke-trusted-device", body),
       revokeTrustedDevices: () => post("/two-factor/revoke-trusted-devices"),
+      // Ours too: several authenticator apps per user (enable adds one while 2FA is on).
+      listAuthenticators: () => get("/two-factor/list-authenticators"),
+      renameAuthenticator: (body) => post("/two-factor/rename-authenticator", body),
+      removeAuthenticator: (body) => post("/two-factor/remove-authenticator", body),
     },
     passkey: {
       addPasskey: (body) => addPasskey(body || {}),
@@ -129,6 +133,9 @@
     PASSKEY_NOT_FOUND: () => "This passkey is not registered here (it may have been deleted). Sign in another way.",
     FAILED_TO_VERIFY_REGISTRATION: () => "The passkey could not be registered. Try again.",
     PASSKEY_ALREADY_REGISTERED: () => "This passkey is registered already.",
+    AUTHENTICATOR_NOT_FOUND: () => "That authenticator app is not on your account any more. Reload the page.",
+    AUTHENTICATOR_NAME_TAKEN: () => "Another of your authenticator apps has that name. Choose another one.",
+    TOO_MANY_AUTHENTICATORS: () => "You have 10 authenticator apps already. Remove one to add another.",
     NETWORK_ERROR: () => "Cannot reach the server. Check that the demo is running and try again.",
   };
 
@@ -565,7 +572,7 @@
 
     // Backup codes, shown once: here, then never again (the server keeps only keyed hashes).
     let shownCodes = [];
-    let afterCodes = () => only("#tfa-on");
+    let afterCodes = () => showOn();
     function showCodes(codes, { setup }) {
       shownCodes = codes;
       const list = $("#backup-codes");
@@ -645,7 +652,7 @@
       $("#manual-secret").textContent = "";
       $("#otpauth-uri").textContent = "";
       afterCodes = () => {
-        only("#tfa-on");
+        showOn();
         $("#flash").textContent = "Two-factor authentication is on.";
         show($("#flash"));
       };
@@ -664,7 +671,7 @@
         () => authClient.twoFactor.generateBackupCodes({ password: form.get("password") }));
       if (result.error) { setError($("#regenerate-error"), result.error); return; }
       $("#regenerate-form").reset();
-      afterCodes = () => only("#tfa-on");
+      afterCodes = () => showOn();
       showCodes(result.data.backupCodes, { setup: false });
     });
     onSubmit($("#disable-form"), async (form) => {
@@ -866,7 +873,137 @@
       setError($("#device-list-error"), forgotten.error);
       await loadDevices();
     });
-    await Promise.all([loadSessions(), loadDevices()]);
+    // Authenticator apps (2FA on): the list, another app added (QR code, then its first code),
+    // rename, remove. Adding is better-auth's enable while 2FA is on; its first code goes to
+    // verifyTotp, which confirms it. Removing the last one turns two-factor authentication off.
+    function showOn() {
+      only("#tfa-on");
+      loadAuthenticators();
+    }
+    let adding = null;
+    async function loadAuthenticators() {
+      const result = await authClient.twoFactor.listAuthenticators();
+      setError($("#authenticator-list-error"), result.error);
+      const apps = result.data || [];
+      const confirmed = apps.filter((a) => a.confirmed).length;
+      $("#authenticator-list").replaceChildren(...apps.map((app) => authenticatorItem(app, confirmed)));
+    }
+    function authenticatorItem(app, confirmed) {
+      const meta = app.confirmed
+        ? `added ${when(app.createdAt)} · last used ${app.lastUsedAt ? when(app.lastUsedAt) : "never"}`
+        : "being added: waiting for its first code";
+      const rename = actionButton("Rename", `Rename authenticator app ${app.name}`, "secondary");
+      const remove = actionButton("Remove", `Remove authenticator app ${app.name}`, "danger");
+      const { li, error } = listItem(app.name, meta, rename);
+      li.dataset.id = app.id;
+      li.insertBefore(remove, error);
+      rename.addEventListener("click", () => {
+        const form = document.createElement("form");
+        form.className = "row";
+        const label = document.createElement("label");
+        label.htmlFor = `rename-app-${app.id}`;
+        label.textContent = "New name";
+        const input = document.createElement("input");
+        input.id = label.htmlFor;
+        input.name = "name";
+        input.type = "text";
+        input.maxLength = 64;
+        input.required = true;
+        input.value = app.name;
+        const save = document.createElement("button");
+        save.type = "submit";
+        save.textContent = "Save";
+        const cancel = actionButton("Cancel", "Keep the name", "secondary");
+        form.append(label, input, save, cancel);
+        li.replaceChildren(form, error);
+        input.focus();
+        input.select();
+        cancel.addEventListener("click", () => loadAuthenticators());
+        onSubmit(form, async (data) => {
+          const result = await withFreshFactor(
+            () => authClient.twoFactor.renameAuthenticator({ id: app.id, name: data.get("name") }));
+          if (result.error) { setError(error, result.error); return; }
+          await loadAuthenticators();
+        });
+      });
+      remove.addEventListener("click", () => {
+        const last = app.confirmed && confirmed === 1;
+        const ask = document.createElement("span");
+        ask.textContent = last
+          ? `Remove “${app.name}”, your last authenticator app? Two-factor authentication turns off.`
+          : `Remove “${app.name}”? Its codes stop working.`;
+        const yes = actionButton("Yes, remove", `Yes, remove ${app.name}`, "danger");
+        const no = actionButton("Keep it", `Keep ${app.name}`, "secondary");
+        li.replaceChildren(ask, yes, no, error);
+        yes.focus();
+        no.addEventListener("click", () => loadAuthenticators());
+        onClick(yes, async () => {
+          const result = await withFreshFactor(() => authClient.twoFactor.removeAuthenticator({ id: app.id }));
+          if (result.error) { setError(error, result.error); return; }
+          if (!result.data.twoFactorEnabled) {
+            addingDone();
+            only("#tfa-off");
+            $("#flash").textContent = "Two-factor authentication is off: you removed your last authenticator app.";
+            show($("#flash"));
+            return;
+          }
+          await loadAuthenticators();
+        });
+      });
+      return li;
+    }
+    function addingDone() {
+      adding = null;
+      $("#app-verify-form").reset();
+      $("#app-qr-image").removeAttribute("src");
+      $("#app-manual-secret").textContent = "";
+      hide($("#add-app-scan"));
+      show($("#add-app-form"));
+    }
+    onSubmit($("#add-app-form"), async (form) => {
+      setError($("#add-app-error"), null);
+      const name = String(form.get("name") || "").trim();
+      const result = await withFreshFactor(
+        () => authClient.twoFactor.enable({ password: form.get("password"), ...(name ? { name } : {}) }));
+      if (result.error) { setError($("#add-app-error"), result.error); return; }
+      $("#add-app-form").reset();
+      adding = result.data;
+      const qr = await request("POST", "/demo/qr", { uri: adding.totpURI });
+      if (qr.error) { setError($("#add-app-error"), qr.error); return; }
+      $("#app-qr-image").src = qr.data.svg;
+      const secret = new URL(adding.totpURI).searchParams.get("secret") || "";
+      $("#app-manual-secret").textContent = secret.replace(/(.{4})(?=.)/g, "$1 ");
+      setError($("#app-verify-error"), null);
+      hide($("#add-app-form"));
+      show($("#add-app-scan"));
+      focusSoon($("#app-code"));
+      await loadAuthenticators();
+    });
+    onSubmit($("#app-verify-form"), async (form) => {
+      const code = digits(form.get("code"));
+      if (!/^\d{6}$/.test(code)) {
+        $("#app-verify-error").textContent = "Enter the 6-digit code the new app shows.";
+        return;
+      }
+      setError($("#app-verify-error"), null);
+      const result = await withFreshFactor(() => authClient.twoFactor.verifyTotp({ code }));
+      if (result.error) { setError($("#app-verify-error"), result.error); $("#app-code").select(); return; }
+      const name = adding ? adding.name : "The new app";
+      addingDone();
+      $("#flash").textContent = `Authenticator app “${name}” added: its codes sign you in too.`;
+      show($("#flash"));
+      await loadAuthenticators();
+    });
+    onClick($("#app-cancel"), async () => {
+      // Not active until its first code; removed here so that it does not linger in the list.
+      const id = adding && adding.id;
+      addingDone();
+      if (id) await withFreshFactor(() => authClient.twoFactor.removeAuthenticator({ id }));
+      await loadAuthenticators();
+    });
+
+    await Promise.all([loadSessions(), loadDevices(),
+      session.data.user.twoFactorEnabled ? loadAuthenticators() : null]);
     if (window.location.hash === "#two-factor") focusSoon($("#enable-password"));
   };
 

@@ -28,13 +28,19 @@ from .factors.passkeys import (
     RenamePasskey,
 )
 from .factors.totp import (
+    AcceptAnyTotpStep,
     AcceptTotpStep,
+    AddAuthenticator,
     AddTotpFactor,
+    AuthenticatorRemoval,
     ConfirmTotpFactor,
     EnableTotp,
     ListTotpSecrets,
+    RemoveAuthenticator,
     RemoveTotpFactor,
+    RenameTotpFactor,
     RewrapTotpSecret,
+    TotpCandidate,
     TotpFactor,
 )
 from .ops import AuditEntry, RecordOp, Status
@@ -55,12 +61,14 @@ from .users import (
 )
 
 __all__ = [
-    "AcceptTotpStep", "Account", "AddPasskey", "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry",
-    "AuditRecord", "BackupCode", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount",
-    "DisableSecondFactor", "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount",
-    "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor",
-    "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
-    "RegenerateBackupCodes", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey",
-    "ReplaceBackupCodes", "RestoreBackupCodes", "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema",
-    "SchemaOutOfDate", "SetPassword", "Status", "TotpFactor", "Unlock", "UserRecord",
+    "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
+    "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCode",
+    "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "DisableSecondFactor",
+    "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail",
+    "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor", "Passkey", "Proof",
+    "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
+    "RegenerateBackupCodes", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor",
+    "RemoveTotpFactor", "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RestoreBackupCodes",
+    "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword",
+    "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
 ]

@@ -12,8 +12,10 @@ rowcount says who won. A read after it may only *classify* a refusal (why rowcou
 decide. Audit rows are inserted in the same transaction, so an event exists exactly when its change does.
 
 Lock order, so two operations never wait on each other in a circle: a factor table (totp_factors,
-backup_codes, passkeys, otp_factors, in that order) before user_state, and audit_events (insert only) last. A
-deadlock the server still reports (MariaDB's gap locks) makes the store run the operation again.
+backup_codes, passkeys, otp_factors, in that order) before user_state, and audit_events (insert only)
+last. ``AddAuthenticator`` is the exception: it locks user_state alone, then inserts (see its
+module). A deadlock the server still reports (MariaDB's gap locks, an add meeting a removal of the
+same user's app) makes the store run the operation again.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Status(enum.Enum):
     CHANGED = "changed"  # the row changed meanwhile (secret replaced, factor unconfirmed/confirmed)
     CONSUMED = "consumed"  # a backup code was used up by this call
     REGRESSED = "regressed"  # a passkey sign count did not increase (a cloned authenticator?)
+    FULL = "full"  # a per-user cap (authenticator apps) is reached
     LOCKED = "locked"  # the account is under the permanent lock (the failure ceiling)
 
 

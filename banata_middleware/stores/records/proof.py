@@ -1,9 +1,10 @@
 """A second-factor verification's one write transaction (DESIGN rule 3: the lookup, then this).
 
-The check-and-consume (a TOTP step through ``AcceptTotpStep``, a backup code through
-``ConsumeBackupCode``) and, when it did not succeed, the failure counted toward the permanent lock
-(``RecordFailure``) run in ONE transaction, so a wrong code costs no extra statement round trip
-and a right one never counts as a failure.
+The check-and-consume (a TOTP step through ``AcceptAnyTotpStep``, for each authenticator app whose
+code matched, or ``AcceptTotpStep``; a backup code through ``ConsumeBackupCode``) and, when it did
+not succeed, the failure counted toward the permanent lock (``RecordFailure``) run in ONE
+transaction, so a wrong code costs no extra statement round trip and a right one never counts as a
+failure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .factors.backup_codes import BackupCodeUse, ConsumeBackupCode
-from .factors.totp import AcceptTotpStep
+from .factors.totp import AcceptAnyTotpStep, AcceptTotpStep
 from .ops import RecordOp, SqlGen, Status
 from .users import FailureCount, RecordFailure
 
@@ -23,7 +24,8 @@ __all__ = ["Proof", "ProveSecondFactor"]
 
 #: The outcomes of a proof that count as a failed attempt: a replayed step, an unknown code. A
 #: factor removed or replaced meanwhile (NOT_FOUND / CHANGED for a TOTP step) is no wrong guess.
-_WRONG = {AcceptTotpStep: (Status.REPLAYED,), ConsumeBackupCode: (Status.NOT_FOUND,)}
+_WRONG = {AcceptTotpStep: (Status.REPLAYED,), AcceptAnyTotpStep: (Status.REPLAYED,),
+          ConsumeBackupCode: (Status.NOT_FOUND,)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,7 @@ class ProveSecondFactor(RecordOp[Proof]):
     """``attempt`` (None: the code matched nothing, so there is nothing to consume), then, unless
     it succeeded, ``failure``. The attempt's and the failure's audit rows are theirs."""
 
-    attempt: AcceptTotpStep | ConsumeBackupCode | None
+    attempt: AcceptTotpStep | AcceptAnyTotpStep | ConsumeBackupCode | None
     failure: RecordFailure
 
     def run(self, schema: Schema) -> SqlGen[Proof]:

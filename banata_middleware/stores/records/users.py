@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DisableSecondFactor", "DisabledSecondFactor", "FailureCount", "LoadUser", "RecordFailure",
            "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock", "UserRecord", "clear_failures",
-           "ensure_user_state"]
+           "ensure_user_state", "lock_user_state"]
 
 
 def _ensure_user_state(schema: Schema) -> Executable:
@@ -38,6 +38,18 @@ def _ensure_user_state(schema: Schema) -> Executable:
 def ensure_user_state(schema: Schema, user_id: str) -> Statement:
     """INSERT the user's state row unless it exists: one statement, safe under concurrency."""
     return schema.prepared(_ensure_user_state), {"u": user_id}
+
+
+def lock_user_state(schema: Schema, user_id: str) -> SqlGen[None]:
+    """The user's state row, made if missing, then locked until the transaction ends: the one lock
+    that serializes changes deciding from several of a user's authenticator rows. One row found by
+    its primary key: a record lock and no gap lock on MariaDB, so a transaction holding it inserts
+    authenticator rows without meeting another one's wait (range locks on ``totp_factors`` would:
+    an insert into a gap another transaction waits to lock is a deadlock there). SQLite needs no
+    lock: its writers run one at a time (``BEGIN IMMEDIATE``)."""
+    t = schema.user_state
+    yield ensure_user_state(schema, user_id)
+    yield select(t.c.user_id).where(t.c.user_id == user_id).with_for_update()
 
 
 def _clear_failures(schema: Schema) -> Executable:
@@ -203,7 +215,15 @@ class RemoveSecondFactor(RecordOp[Status]):
     end_sessions: bool = True
 
     def run(self, schema: Schema) -> SqlGen[Status]:
+        from .factors.totp import lock_user_factors  # that module imports this one
+
         u = self.user_id
+        # The user's authenticator rows, then the state row that adding one locks (lock order:
+        # factor rows before user_state): an app added at the same time (AddAuthenticator) is then
+        # either refused (no confirmed app left) or committed before the DELETE below starts, and
+        # deleted by it (on PostgreSQL a DELETE whose snapshot predates that commit would leave it).
+        yield lock_user_factors(schema, u)
+        yield from lock_user_state(schema, u)
         removed = 0
         for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
                       schema.otp_factors):
@@ -246,9 +266,14 @@ class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
 
     def run(self, schema: Schema) -> SqlGen[DisabledSecondFactor | None]:
         from .factors.backup_codes import take_codes
-        from .factors.totp import TotpFactor
+        from .factors.totp import TotpFactor, lock_user_factors
 
         f, s, u = schema.totp_factors, schema.user_state, self.user_id
+        # The user's authenticator rows, then the state row that adding one locks (as
+        # RemoveSecondFactor): an app added at the same time is refused, or committed before the
+        # reads below, and so removed (and put back by an undo) with the rest.
+        yield lock_user_factors(schema, u)
+        yield from lock_user_state(schema, u)
         totp = tuple(TotpFactor.from_row(r) for r in (yield select(f).where(f.c.user_id == u)
                                                         .order_by(f.c.id).with_for_update()).all())
         codes = yield from take_codes(schema, u)
@@ -288,7 +313,8 @@ class RestoreSecondFactor(RecordOp[Status]):
         if r.totp:
             yield insert(f).values([{"user_id": u, "id": t.id, "name": t.name, "secret": t.secret,
                                      "key_id": t.key_id, "created_at": t.created_at,
-                                     "confirmed_at": t.confirmed_at, "last_step": t.last_step} for t in r.totp])
+                                     "confirmed_at": t.confirmed_at, "last_step": t.last_step,
+                                     "last_used_at": t.last_used_at} for t in r.totp])
         back = put_back_codes(schema, u, r.codes)
         if back is not None:
             yield back

@@ -1,9 +1,17 @@
 """TOTP authenticators: one row per app, so a user can have several named ones.
 
 The secret is stored encrypted (``crypto.Keyring``: ciphertext + the id of the key that made it).
-``last_step`` is the replay guard (django-otp's ``last_t``): a step is accepted by ONE conditional
-UPDATE that only matches while the stored step is older, so it holds across processes, across a
-Redis flush and under any number of concurrent callers.
+``last_step`` is the replay guard (django-otp's ``last_t``), one per authenticator: a step is
+accepted by ONE conditional UPDATE that only matches while that authenticator's stored step is
+older, so it holds across processes, across a Redis flush and under any number of concurrent callers.
+
+Changes that decide from more than one row of a user (adding one under the per-user cap, removing
+one and finding whether any is left) take the user's locks first (django-otp's
+``select_for_update``), so two of them never decide from the same rows at once: a removal locks the
+user's authenticator rows, then the user's state row (``users.lock_user_state``); an addition,
+which only inserts (and drops unfinished rows by their key), locks the state row alone. Either way
+the rows decided from are read by a LATER statement: on PostgreSQL a statement that waited for a
+lock still sees the snapshot it started with, so a row committed meanwhile is seen only by the next.
 """
 
 from __future__ import annotations
@@ -29,14 +37,20 @@ from sqlalchemy import (
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures, ensure_user_state
+from ..users import clear_failures, ensure_user_state, lock_user_state
 from .backup_codes import ReplaceBackupCodes
 
 if TYPE_CHECKING:
     from ..schema import Schema
+    from ..users import DisabledSecondFactor
 
-__all__ = ["AcceptTotpStep", "AddTotpFactor", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets",
-           "RemoveTotpFactor", "RewrapTotpSecret", "TotpFactor", "define_table"]
+__all__ = ["DEFAULT_NAME", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
+           "AuthenticatorRemoval", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets", "RemoveAuthenticator",
+           "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate", "TotpFactor",
+           "define_table", "lock_user_factors"]
+
+#: The name of the authenticator a first enrolment (or an import) makes; the user may rename it.
+DEFAULT_NAME = "Authenticator"
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -52,6 +66,7 @@ def define_table(metadata: MetaData, prefix: str) -> Table:
         Column("created_at", Millis, nullable=False),
         Column("confirmed_at", Millis, nullable=True),  # NULL: enrolment started, first code not yet seen
         Column("last_step", Millis, nullable=False, server_default="0"),
+        Column("last_used_at", Millis, nullable=True),  # the last accepted code (0007); NULL: never used
         UniqueConstraint("user_id", "name", name=f"{prefix}totp_factors_user_name_key"),
     )
 
@@ -66,11 +81,19 @@ class TotpFactor:
     created_at: int
     confirmed_at: int | None
     last_step: int
+    last_used_at: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> TotpFactor:
         return cls(row.id, row.user_id, row.name, row.secret, row.key_id, row.created_at, row.confirmed_at,
-                   row.last_step)
+                   row.last_step, row.last_used_at)
+
+
+def lock_user_factors(schema: Schema, user_id: str) -> Executable:
+    """Lock every TOTP row of the user until the transaction ends (SQLite: its writers are one at
+    a time already, ``BEGIN IMMEDIATE``): what a removal takes before the user's state row."""
+    t = schema.totp_factors
+    return select(t.c.id).where(t.c.user_id == user_id).with_for_update()
 
 
 def _factor_state(schema: Schema) -> Executable:
@@ -125,7 +148,7 @@ class ConfirmTotpFactor(RecordOp[Status]):
         won = (yield update(t).where(
             t.c.user_id == self.user_id, t.c.id == self.factor_id, t.c.secret == self.secret,
             t.c.confirmed_at.is_(None),
-        ).values(confirmed_at=self.at, last_step=self.step)).rowcount
+        ).values(confirmed_at=self.at, last_step=self.step, last_used_at=self.at)).rowcount
         if won != 1:
             status = yield from _classify(schema, self.user_id, self.factor_id, self.secret)
             return Status.CHANGED if status is Status.REPLAYED else status
@@ -156,6 +179,7 @@ class EnableTotp(RecordOp[Status]):
     codes_key_id: str
     replace: bool = False
     audit: Sequence[AuditEntry] = ()
+    name: str = DEFAULT_NAME
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
@@ -165,8 +189,9 @@ class EnableTotp(RecordOp[Status]):
         # turn racing enrolments into deadlocks.
         if self.replace:
             yield delete(t).where(t.c.user_id == u)
-        yield insert(t).values(id=self.factor_id, user_id=u, name="", secret=self.secret, key_id=self.key_id,
-                               created_at=self.at, confirmed_at=self.at, last_step=self.step)
+        yield insert(t).values(id=self.factor_id, user_id=u, name=self.name, secret=self.secret, key_id=self.key_id,
+                               created_at=self.at, confirmed_at=self.at, last_step=self.step,
+                               last_used_at=self.at if self.step else None)
         yield from ReplaceBackupCodes(u, self.code_hashes, self.codes_key_id, self.at).run(schema)
         yield ensure_user_state(schema, u)
         # The new factor's first code was proven (or an administrator set it): a streak from before
@@ -205,17 +230,18 @@ class AcceptTotpStep(RecordOp[Status]):
     ``secret``. ACCEPTED for exactly one caller per step (and only for a step newer than every
     accepted one); REPLAYED otherwise; CHANGED when the secret was replaced or the factor is not
     confirmed; NOT_FOUND when it was removed (disable racing verify). Accepting also ends the
-    failure streak, in the same transaction."""
+    failure streak, in the same transaction, and stamps ``last_used_at`` with ``at`` (0: left NULL)."""
 
     user_id: str
     factor_id: str
     secret: str = field(repr=False)
     step: int
     audit: Sequence[AuditEntry] = ()
+    at: int = 0
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         won = (yield schema.prepared(_accept_step), {"u": self.user_id, "f": self.factor_id, "s": self.secret,
-                                                     "step": self.step}).rowcount
+                                                     "step": self.step, "at": self.at or None}).rowcount
         if won != 1:
             return (yield from _classify(schema, self.user_id, self.factor_id, self.secret))
         yield clear_failures(schema, self.user_id)
@@ -229,7 +255,91 @@ def _accept_step(schema: Schema) -> Executable:
     return update(t).where(
         t.c.user_id == bindparam("u"), t.c.id == bindparam("f"), t.c.secret == bindparam("s"),
         t.c.confirmed_at.is_not(None), t.c.last_step < bindparam("step"),
-    ).values(last_step=bindparam("step"))
+    ).values(last_step=bindparam("step"), last_used_at=bindparam("at"))
+
+
+@dataclass(frozen=True, slots=True)
+class TotpCandidate:
+    """An authenticator whose code matched: its id, its secret's ciphertext as read, the step."""
+
+    factor_id: str
+    secret: str = field(repr=False)  # ciphertext, as TotpFactor's
+    step: int
+
+
+#: How a refusal of several candidates is reported: the first of these any candidate gave.
+_REFUSALS = (Status.REPLAYED, Status.CHANGED, Status.NOT_FOUND)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptAnyTotpStep(RecordOp[Status]):
+    """A code checked against each of the user's authenticators: ``AcceptTotpStep`` for each
+    authenticator whose code matched, in order, until one accepts (each has its own secret, so
+    more than one matches only by a one-in-a-million coincidence). ACCEPTED, or the refusal:
+    REPLAYED when any candidate was replayed (a wrong guess), else CHANGED or NOT_FOUND (the
+    authenticator was replaced or removed meanwhile). One transaction, whatever the number."""
+
+    user_id: str
+    candidates: Sequence[TotpCandidate]
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        refusals: set[Status] = set()
+        for c in self.candidates:
+            status = yield from AcceptTotpStep(self.user_id, c.factor_id, c.secret, c.step, self.audit,
+                                               self.at).run(schema)
+            if status is Status.ACCEPTED:
+                return status
+            refusals.add(status)
+        return next((s for s in _REFUSALS if s in refusals), Status.NOT_FOUND)
+
+
+@dataclass(frozen=True, slots=True)
+class AddAuthenticator(RecordOp[Status]):
+    """Add an authenticator app to a user whose two-factor is on: an unconfirmed factor named
+    ``name``, confirmed later by ``ConfirmTotpFactor`` with its first code. In the same
+    transaction, the user's unconfirmed factors created before ``stale_before`` (setups never
+    finished) and an unconfirmed one of the same name (the user asked for a new QR code) go.
+
+    CREATED; CHANGED when the user has no confirmed factor (two-factor is off, or was turned off
+    meanwhile: the first app is set up with its backup codes, ``EnableTotp``); FULL when the user
+    has ``limit`` factors, confirmed or not; TAKEN when a confirmed factor has that name (or a
+    concurrent add of that name won the unique index). The checks are read after the user's state
+    row is locked (``lock_user_state``), so two adds at once, or an add and a removal, are decided
+    one after the other."""
+
+    user_id: str
+    factor_id: str
+    secret: str
+    key_id: str
+    at: int
+    name: str
+    limit: int
+    stale_before: int
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t, u = schema.totp_factors, self.user_id
+        yield from lock_user_state(schema, u)
+        # A plain read (no range lock: see lock_user_state), after the lock: on MariaDB the first
+        # plain read of a transaction takes its snapshot, on PostgreSQL each statement does.
+        rows = (yield select(t.c.id, t.c.name, t.c.confirmed_at, t.c.created_at).where(t.c.user_id == u)).all()
+        if not any(r.confirmed_at is not None for r in rows):
+            return Status.CHANGED
+        # Names compare without case (MySQL's default collation does, so every backend agrees).
+        name = self.name.casefold()
+        if any(r.confirmed_at is not None and r.name.casefold() == name for r in rows):
+            return Status.TAKEN
+        replaced = [r.id for r in rows if r.confirmed_at is None
+                    and (r.created_at < self.stale_before or r.name.casefold() == name)]
+        if len(rows) - len(replaced) >= self.limit:
+            return Status.FULL
+        if replaced:
+            yield delete(t).where(t.c.user_id == u, t.c.id.in_(replaced))
+        yield insert(t).values(id=self.factor_id, user_id=u, name=self.name, secret=self.secret,
+                               key_id=self.key_id, created_at=self.at, confirmed_at=None, last_step=0)
+        return Status.CREATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +358,71 @@ class RemoveTotpFactor(RecordOp[Status]):
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatorRemoval:
+    status: Status  # OK, or NOT_FOUND (no such authenticator of this user)
+    two_factor_off: bool  # it was the user's last second factor: two-factor is off now
+    #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
+    removed: DisabledSecondFactor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
+    """The user removes one authenticator app. When it was the user's last second factor (no other
+    confirmed app, no codes by message), two-factor authentication goes with it, as ``disable``
+    does (``DisableSecondFactor``: every factor row and backup code, the lock lifted; sessions
+    kept; what it removed is replied, for an undo), and ``audit_off`` is written too. The user's
+    authenticator rows and state row are locked first, so of two removals at once exactly one sees
+    itself remove the last, an app added at the same time is decided before or after it, and a
+    verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
+
+    user_id: str
+    factor_id: str
+    at: int
+    audit: Sequence[AuditEntry] = ()
+    audit_off: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[AuthenticatorRemoval]:
+        from ..users import DisableSecondFactor  # users imports this module's record type
+
+        t, u = schema.totp_factors, self.user_id
+        yield lock_user_factors(schema, u)
+        yield from lock_user_state(schema, u)
+        rows = (yield select(t.c.id, t.c.confirmed_at).where(t.c.user_id == u).with_for_update()).all()
+        target = next((r for r in rows if r.id == self.factor_id), None)
+        if target is None:
+            return AuthenticatorRemoval(Status.NOT_FOUND, False)
+        o = schema.otp_factors
+        by_message = (yield select(o.c.channel).where(o.c.user_id == u).limit(1)).first() is not None
+        last = target.confirmed_at is not None and not by_message and not any(
+            r.confirmed_at is not None for r in rows if r.id != self.factor_id)
+        if last:
+            # Two-factor goes with its last authenticator, so nothing of it may remain: the
+            # unfinished setups and the backup codes too, as ``disable`` removes them.
+            removed = yield from DisableSecondFactor(u, self.at, audit=(*self.audit, *self.audit_off)).run(schema)
+            return AuthenticatorRemoval(Status.OK, True, removed)
+        yield delete(t).where(t.c.user_id == u, t.c.id == self.factor_id)
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return AuthenticatorRemoval(Status.OK, False)
+
+
+@dataclass(frozen=True, slots=True)
+class RenameTotpFactor(RecordOp[Status]):
+    """OK; NOT_FOUND (not this user's); TAKEN (another of the user's authenticators has that name)."""
+
+    user_id: str
+    factor_id: str
+    name: str
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.totp_factors
+        done = (yield update(t).where(t.c.user_id == self.user_id, t.c.id == self.factor_id)
+                .values(name=self.name)).rowcount
+        return Status.OK if done else Status.NOT_FOUND
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,167 @@
+"""Several authenticator apps per user (issue 15): list, rename and remove them.
+
+Adding one is better-auth's ``enable`` while two-factor is on, and confirming it is its
+``verify-totp`` with the new app's code (``two_factor``); this module serves the three endpoints
+better-auth has no equivalent of, under paths of its own (``/two-factor/*-authenticator*``).
+The apps live in the record store only (``totp_factors``, one row each, every one with its own
+secret and its own replay guard); the hot store's copy knows only whether two-factor is on.
+Composed on the flows (``Flows.authenticators``) when two-factor is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..effects import Flow, Rec
+from ..errors import AuthError
+from ..http import Body, Request, Response, json_response
+from ..stores.hot_ops import FactorChange, HotStatus, TwoFactorDisable, Verdict
+from ..stores.records import AuthenticatorRemoval, RemoveAuthenticator, RenameTotpFactor, Status, TotpFactor, UserRecord
+from .session import Caller, Routes, iso
+
+if TYPE_CHECKING:
+    from .two_factor import TwoFactorFlows
+
+__all__ = ["MAX_AUTHENTICATORS", "PENDING_TTL_MS", "AuthenticatorFlows", "authenticator_name", "default_name",
+           "listed", "pending", "public"]
+
+#: At most this many authenticator apps per user, counting those still being added.
+MAX_AUTHENTICATORS = 10
+#: An app added while two-factor is on must be confirmed (its first code) within this time; an
+#: older unfinished one is not listed, confirms nothing, and goes at the user's next add.
+PENDING_TTL_MS = 15 * 60 * 1000
+
+
+def pending(record: UserRecord, now_ms: int) -> list[TotpFactor]:
+    """The user's apps being added (unconfirmed, recent enough), newest first."""
+    fresh = [f for f in record.totp if f.confirmed_at is None and f.created_at >= now_ms - PENDING_TTL_MS]
+    return sorted(fresh, key=lambda f: f.created_at, reverse=True)
+
+
+def listed(record: UserRecord, now_ms: int) -> list[TotpFactor]:
+    """What the list shows: the confirmed apps and those being added, oldest first. Only while
+    two-factor is on: without a confirmed app, nothing is being added either."""
+    if not record.two_factor_enabled:
+        return []
+    keep = {f.id for f in pending(record, now_ms)}
+    return [f for f in record.totp if f.confirmed_at is not None or f.id in keep]
+
+
+def public(factor: TotpFactor) -> dict[str, Any]:
+    """An app as the endpoints show it: never its secret."""
+    return {
+        "id": factor.id,
+        "name": factor.name,
+        "createdAt": iso(factor.created_at),
+        "lastUsedAt": iso(factor.last_used_at),
+        "confirmed": factor.confirmed_at is not None,
+    }
+
+
+def default_name(record: UserRecord) -> str:
+    """"Authenticator 2", "Authenticator 3", ...: the first number no app of the user is named after."""
+    taken = {f.name.casefold() for f in record.totp}
+    n = 2
+    while f"authenticator {n}" in taken:
+        n += 1
+    return f"Authenticator {n}"
+
+
+def authenticator_name(body: Body, *, required: bool) -> str:
+    """The ``name`` field: trimmed, 1-64 characters, no control characters ("" when optional and absent)."""
+    name = body.text("name", max_len=64, required=required).strip()
+    if required and not name:
+        raise AuthError(400, "VALIDATION_ERROR", "'name' must be a non-empty string")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise AuthError(400, "VALIDATION_ERROR", "'name' holds control characters")
+    return name
+
+
+def not_found() -> AuthError:
+    return AuthError(404, "AUTHENTICATOR_NOT_FOUND", "no such authenticator app")
+
+
+def name_taken() -> AuthError:
+    return AuthError(409, "AUTHENTICATOR_NAME_TAKEN", "another of your authenticator apps has that name")
+
+
+class AuthenticatorFlows:
+    def __init__(self, flows: TwoFactorFlows) -> None:
+        self.f = flows
+        #: The cookies this module owns: none.
+        self.cookies: tuple[str, ...] = ()
+
+    def routes(self) -> Routes:
+        return {
+            "/two-factor/list-authenticators": ("GET", self.list),
+            "/two-factor/rename-authenticator": ("POST", self.rename),
+            "/two-factor/remove-authenticator": ("POST", self.remove),
+        }
+
+    def list(self, req: Request, body: Body) -> Flow[Response]:
+        caller = yield from self.f.require_session(req)
+        record = yield from self.f.load_record(caller)
+        return json_response(200, [public(f) for f in listed(record, self.f.now_ms())])
+
+    def _change(self, req: Request) -> Flow[Caller]:
+        """The caller of a rename or removal: the factor-change rule checked when loaded and again
+        in the hot store just before the change (``factor_change.lua``), as for passkeys: neither
+        change lets anyone in, so the re-check comes first."""
+        f = self.f
+        caller = yield from f.require_factor_change(req)
+        session_key, max_age_ms = f.factor_change_args(caller)
+        # 'on': judged as with 2FA on when the record had it (the copy may say off by now).
+        on = caller.record is not None and caller.record.two_factor_enabled
+        reply: Verdict = yield from f.commit(FactorChange(
+            f.head(caller.uid, req), session_key=session_key, max_age_ms=max_age_ms,
+            password_given="on" if on else "0"), caller.sid)
+        if reply.status != HotStatus.OK:
+            raise f.factor_change_error(reply.status)
+        return caller
+
+    def rename(self, req: Request, body: Body) -> Flow[Response]:
+        factor_id = body.text("id", max_len=64)
+        name = authenticator_name(body, required=True)
+        caller = yield from self._change(req)
+        record = yield from self.f.load_record(caller)  # read once per request: already loaded
+        factor = next((x for x in listed(record, self.f.now_ms()) if x.id == factor_id), None)
+        if factor is None:
+            raise not_found()
+        # Names compare without case, as MySQL's default collation does, so every backend agrees.
+        if any(x.id != factor_id and x.name.casefold() == name.casefold() for x in record.totp):
+            raise name_taken()
+        status = yield Rec(RenameTotpFactor(caller.uid, factor_id, name))
+        if status is Status.TAKEN:  # a concurrent add or rename of that name won the unique index
+            raise name_taken()
+        if status is not Status.OK:
+            raise not_found()
+        return json_response(200, {"authenticator": public(replace(factor, name=name))})
+
+    def remove(self, req: Request, body: Body) -> Flow[Response]:
+        factor_id = body.text("id", max_len=64)
+        caller = yield from self._change(req)
+        f, uid, since = self.f, caller.uid, self.f.now_ms()
+        removed = f.entries(req, caller.sid, ("two_factor.authenticator_removed", factor_id))
+        off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
+        # The record store decides, with every app of the user locked: of two removals at once,
+        # exactly one removes the last, and turns two-factor off with it (its audit rows too).
+        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off))
+        if result.status is not Status.OK:
+            raise not_found()
+        f.emit_entries(uid, (*removed, *off) if result.two_factor_off else removed)
+        if result.removed is not None:
+            # Two-factor went off: as ``disable``, the record first, then two_factor_disable.lua
+            # re-checks the factor-change rule at this moment and updates the copy (a session that
+            # ended or went stale meanwhile is refused, and the factor put back). A crash between
+            # leaves a copy saying on for a user without a factor, which the next flow that reads
+            # the record repairs; never the other way round.
+            session_key, max_age_ms = f.factor_change_args(caller)
+            disable = TwoFactorDisable(
+                f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
+            reply: Verdict = yield from f.commit(disable, caller.sid)
+            if reply.status != HotStatus.OK:
+                yield from f.undo_disable(req, caller, result.removed, disable, since)
+                raise f.factor_change_error(reply.status)
+        return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})
