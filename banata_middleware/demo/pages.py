@@ -192,6 +192,8 @@ _NOTICE_TEXT = {
     "trusted_device.added": "A new device was remembered",
     "two_factor.reset_by_admin": "An administrator reset your two-factor authentication",
     "two_factor.locked": "Sign-in was locked after repeated wrong codes",
+    "authenticator.added": "An authenticator app was added",
+    "authenticator.removed": "An authenticator app was removed",
 }
 
 

@@ -21,7 +21,7 @@ from banata_middleware.delivery import NOTICE_KINDS, DeliveryPolicy, Notice, Out
 from banata_middleware.errors import AuthError
 from banata_middleware.flows.two_factor import FAILURE_CEILING
 from banata_middleware.otp import Inbox
-from banata_middleware.simulator import VirtualPasskey
+from banata_middleware.simulator import VirtualAuthenticator, VirtualPasskey
 from banata_middleware.stores.records import AppendAudit, ListAudit, RecordFailure
 
 #: Challenges as long as the lock, so one sign-in reaches it; three backup codes, so using one
@@ -120,6 +120,15 @@ def test_every_notice_kind_reaches_the_notifier_with_who_when_and_where(
     bob_device = bob.enable_2fa()
     shown += [bob_device.secret, *bob.backup_codes]
     happened(bob_id, "two_factor.enabled", BOB)
+    r = bob.auth("/two-factor/enable", {"password": PASSWORD, "name": "Tablet"})  # another app
+    assert r.status_code == 200, r.text
+    tablet = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=clock)
+    shown.append(tablet.secret)
+    assert bob.auth("/two-factor/verify-totp", {"code": tablet.code()}).status_code == 200
+    happened(bob_id, "authenticator.added", BOB)
+    r = bob.auth("/two-factor/remove-authenticator", {"id": r.json()["id"]})
+    assert r.json() == {"status": True, "twoFactorEnabled": True}, r.text
+    happened(bob_id, "authenticator.removed", BOB)
     at = int(clock.now() * 1000)
     for _ in range(FAILURE_CEILING - 1):
         stack.records.execute(RecordFailure(bob_id, FAILURE_CEILING, at))  # as the verify flow counts them
