@@ -9,13 +9,13 @@ from __future__ import annotations
 from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
-from redis_support import PASSWORD, Browser, at_once
+from redis_support import PASSWORD, RACE_ROUNDS, Browser, at_once
 from test_races_state import Live, live  # noqa: F401  (a fixture)
 
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.stores.records import LoadUser
 
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS  # 10 in CI; BANATA_RACE_ROUNDS or BANATA_TEST_DEPTH=deep for more
 TF = "/two-factor"
 
 
