@@ -46,7 +46,7 @@ def test_runner_smoke(adapter: str, tmp_path: Path) -> None:
     # run) seeds ~1,100 TOTP users in ~15 s. The default, 2500, seeded ~3,400 (~55 s) for 3 seconds.
     proc = subprocess.run(
         [sys.executable, "-m", "loadtests", "--adapter", adapter, "--workers", "1", "--users", "8",
-         "--run-time", "3s", "--pool-rate", "800", "--seed-processes", "1", "--results", str(results)],
+         "--run-time", "5s", "--pool-rate", "800", "--seed-processes", "1", "--results", str(results)],
         cwd=ROOT, capture_output=True, text=True, timeout=110,
     )
     output = proc.stdout + proc.stderr
