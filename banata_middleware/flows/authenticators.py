@@ -18,6 +18,7 @@ from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..stores.hot_ops import FactorChange, HotStatus, TwoFactorDisable, Verdict
 from ..stores.records import AuthenticatorRemoval, RemoveAuthenticator, RenameTotpFactor, Status, TotpFactor, UserRecord
+from ..stores.records.factors.totp import DEFAULT_NAME
 from .session import Caller, Routes, iso
 
 if TYPE_CHECKING:
@@ -60,7 +61,10 @@ def public(factor: TotpFactor) -> dict[str, Any]:
 
 
 def default_name(record: UserRecord) -> str:
-    """"Authenticator 2", "Authenticator 3", ...: the first number no app of the user is named after."""
+    """"Authenticator" for a user's first app (one whose only factor was codes by message), then
+    "Authenticator 2", "Authenticator 3", ...: the first number no app of the user is named after."""
+    if not any(f.confirmed_at is not None for f in record.totp):
+        return DEFAULT_NAME  # an unfinished setup of that name is replaced (AddAuthenticator)
     taken = {f.name.casefold() for f in record.totp}
     n = 2
     while f"authenticator {n}" in taken:

@@ -155,14 +155,14 @@ class TwoFactorFlows(PrimaryFlows):
         name = authenticator_name(body, required=False)
         caller = yield from self.require_factor_change(req, password)
         record = caller.record
-        if record is not None and confirmed_factors(record):
+        if record is not None and record.two_factor_enabled:
+            # Another app, or (a user whose only factor is codes by message) the first: either way
+            # 2FA is on already, so it is added, unconfirmed, and confirmed by its first code.
             added = yield from self._add_authenticator(caller, record, issuer, name)
             if added is not None:
                 return added
-            # The user's apps were removed meanwhile: a first setup after all (two_factor_begin.lua
+            # Every factor was removed meanwhile: a first setup after all (two_factor_begin.lua
             # refuses it while the copy still says 2FA is on).
-        elif record is not None and record.two_factor_enabled:
-            raise self._already_enabled()  # on through codes by message only (flows/otp.py)
         secret = new_secret()
         codes, hashes = self.new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
@@ -365,8 +365,10 @@ class TwoFactorFlows(PrimaryFlows):
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
         factors = confirmed_factors(record)
         # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
-        # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
-        enrolling = not factors and method == "totp"
+        # no authenticator app: a TOTP code without a confirmed app is an enrolment's, or, in a
+        # session, the first code of an app such a user is adding (``_add_authenticator``).
+        adding = caller.challenge is None and method == "totp" and bool(pending(record, self.now_ms()))
+        enrolling = not factors and method == "totp" and not adding
         if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
                 caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
@@ -474,8 +476,9 @@ class TwoFactorFlows(PrimaryFlows):
                 step = matched_step(secret, code, at=at, policy=policy) if secret is not None else None
                 if step is not None and added is None:
                     added = (factor, step)
-        if not readable and added is None:
-            yield from self._decrypt_secret(req, caller, confirmed_factors(record)[0].secret)  # raises
+        confirmed = confirmed_factors(record)
+        if confirmed and not readable and added is None:
+            yield from self._decrypt_secret(req, caller, confirmed[0].secret)  # raises
         return candidates, added
 
     def _confirm_authenticator(self, req: Request, caller: Caller, factor: TotpFactor, step: int) -> Flow[Response]:
