@@ -28,6 +28,7 @@ from ..stores.hot_ops import (
     Verdict,
 )
 from ..stores.records import (
+    DEFAULT_NAME,
     AcceptAnyTotpStep,
     AddAuthenticator,
     BackupCode,
@@ -169,7 +170,7 @@ class TwoFactorFlows(PrimaryFlows):
         # Pending (hot store) until a first code confirms it: the factor reaches the record store then.
         reply: Verdict = yield from self.commit(TwoFactorBegin(
             self.head(caller.uid, req), pending_codes_key=self.keys.pending_backup_codes(caller.uid), secret=ct,
-            sid=caller.sid, codes_kid=hashes[0], hashes=tuple(hashes[1:])), caller.sid)
+            sid=caller.sid, codes_kid=hashes[0], name=name, hashes=tuple(hashes[1:])), caller.sid)
         if reply.status == HotStatus.ALREADY:
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
@@ -397,7 +398,8 @@ class TwoFactorFlows(PrimaryFlows):
             kid = user.get("pending_kid", "") if caller.pending_codes else ""
             entries = self.entries(req, caller.sid, "two_factor.enabled")
             status = yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), now, step,
-                                          caller.pending_codes, kid, audit=entries))
+                                          caller.pending_codes, kid, audit=entries,
+                                          name=user.get("pending_name") or DEFAULT_NAME))
             if status is not Status.CREATED:
                 raise self._already_enabled()
             self.emit_entries(uid, entries)
