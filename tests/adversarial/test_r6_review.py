@@ -15,13 +15,14 @@ from harness import PASSWORD, SITE, Api, PausingStore, Stack
 from sqlalchemy import select
 
 from banata_middleware import OtpConfig
+from banata_middleware.delivery import DeliveryPolicy, Outbox
 from banata_middleware.effects import run_sync
 from banata_middleware.errors import AuthError
 from banata_middleware.http import Request
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.stores.hot_ops import name_of
-from banata_middleware.stores.records import LoadUser, RemoveOtp
+from banata_middleware.stores.records import ListAudit, LoadUser, RemoveOtp
 
 EMAIL = "r6@example.com"
 THIEF_MAIL = "thief@evil.example"
@@ -241,6 +242,47 @@ def test_r6_5_a_code_sent_to_a_removed_address_is_void(otp_stack: Stack, inbox: 
     assert r.status_code == 401, r.text
 
 
+# -- R6-6: binding or removing an address for codes by message notifies nobody ---------------------
+@pytest.mark.xfail(strict=True, reason="R6-6: otp.enabled / otp.disabled are not notice kinds: an address bound as a "
+                                       "second factor while 2FA is on (or removed) reaches neither the notifier nor "
+                                       "the outbox, where another authenticator app does (NIST SP 800-63B-4 4.6)")
+def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Callable[..., Stack],
+                                                             mfa_outbox: Outbox, inbox: Inbox) -> None:
+    stack = stack_factory(otp=OtpConfig(sender=inbox, channels=("email", "sms")), notifier=mfa_outbox,
+                          delivery=DeliveryPolicy(background=False))
+    owner = stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    owner.enable_2fa()
+    stack.auth.deliver_pending()
+    assert mfa_outbox.kinds(uid) == ["two_factor.enabled"]
+    # Whoever holds a fresh session and the password (or, R6-1, a password-only session) binds a number.
+    r = owner.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",
+                                          "to": "+15551234567"})
+    assert r.status_code == 200, r.text
+    assert owner.auth("/two-factor/verify-otp", {"code": inbox.latest(user_id=uid).code}).status_code == 200
+    assert otp_rows(stack, uid) == [("sms", "+15551234567")]
+    stack.auth.deliver_pending()
+    assert len(mfa_outbox.kinds(uid)) == 2, mfa_outbox.kinds(uid)  # a second factor was bound: say so
+    r = owner.auth("/two-factor/disable-otp", {"password": PASSWORD})
+    assert r.status_code == 200 and r.json()["twoFactorEnabled"] is True
+    stack.auth.deliver_pending()
+    assert len(mfa_outbox.kinds(uid)) == 3, mfa_outbox.kinds(uid)  # and removed: as authenticator.removed
+
+
+# -- R6-7: authenticator names take C1 control characters ------------------------------------------
+@pytest.mark.xfail(strict=True, reason="R6-7: authenticator_name refuses only C0 and DEL: C1 controls (U+0080-U+009F, "
+                                       "e.g. U+009B, an 8-bit terminal's CSI) pass, though the contract says 'no "
+                                       "control characters'")
+@pytest.mark.parametrize("name", ["ph\x85one", "\x9b31mred"])
+def test_r6_7_an_authenticator_name_holds_no_control_characters(stack: Stack, name: str) -> None:
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    owner.enable_2fa()
+    r = owner.auth("/two-factor/rename-authenticator", {"id": "totp", "name": name})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "VALIDATION_ERROR"
+
+
 # == attacks that held =============================================================================
 
 def test_held_otp_endpoints_refuse_callers_without_a_challenge_or_session(otp_stack: Stack, inbox: Inbox) -> None:
@@ -421,3 +463,47 @@ def test_held_names_are_served_as_data_and_the_outbox_escapes(stack_factory: Cal
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert owner.get("/api/auth/two-factor/list-authenticators").json()[0]["name"] == evil
     assert "innerHTML" not in pages.static_asset("app.js").body.decode()  # type: ignore[union-attr]
+
+
+def test_held_no_code_in_logs_audit_rows_or_the_audit_stream(otp_stack: Stack, inbox: Inbox,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    _, uid = otp_enrolled(otp_stack, inbox)
+    api = otp_stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    assert api.auth("/two-factor/send-otp", {}).status_code == 200
+    api.auth("/two-factor/verify-otp", {"code": "12345x"})
+    assert api.auth("/two-factor/verify-otp", {"code": inbox.latest(user_id=uid).code}).status_code == 200
+    codes = {m.code for m in inbox.for_user(uid)}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    rows = repr([(e.type, e.detail) for e in otp_stack.records.execute(ListAudit(uid))])
+    key = otp_stack.auth.flows.keys.audit(uid)
+    if otp_stack.redis is not None:
+        with otp_stack.redis.client() as c:
+            stream = repr(c.xrange(key))
+    else:
+        stream = repr(otp_stack.auth.store.data.get(key))
+    assert "two_factor.otp_sent" in stream
+    for code in codes:
+        assert code not in logged and code not in rows and code not in stream
+
+
+def test_held_a_flush_between_send_and_verify_lets_no_password_alone_through(otp_stack: Stack, inbox: Inbox) -> None:
+    _, uid = otp_enrolled(otp_stack, inbox)
+    api = otp_stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    assert api.auth("/two-factor/send-otp", {}).status_code == 200
+    code = inbox.latest(user_id=uid).code
+    store = otp_stack.auth.store
+    if otp_stack.redis is not None:
+        with otp_stack.redis.client() as c:
+            c.flushall()
+    else:
+        with store._lock:
+            store.data.clear()
+    r = api.auth("/two-factor/verify-otp", {"code": code})
+    assert (r.status_code, r.json()["code"]) == (401, "UNAUTHORIZED")
+    again = otp_stack.client()
+    r = again.sign_in(EMAIL)
+    assert (r.status_code, r.json()["code"]) == (403, "TWO_FACTOR_REQUIRED") and r.json()["twoFactorMethods"] == ["otp"]
+    assert again.get("/api/me").status_code == 403
