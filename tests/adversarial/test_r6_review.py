@@ -320,7 +320,7 @@ def test_held_a_step_up_code_answers_no_challenge_and_a_sign_in_code_no_step_up(
     step_up = inbox.latest(user_id=uid).code
     challenge = otp_stack.client()
     assert challenge.sign_in(EMAIL).status_code == 403
-    # The challenge's browser also carries the owner's session (same user): the challenge decides.
+    # A step-up code (bound to the owner's session) sent to a sign-in challenge of the same user.
     r = challenge.auth("/two-factor/verify-otp", {"code": step_up})
     assert (r.status_code, r.json()["code"]) == (401, "INVALID_CODE")
     otp_stack.clock.advance(31)
