@@ -70,19 +70,15 @@ class UserRecord:
 
     user_id: str
     parts: Mapping[str, Any] = field(default_factory=dict)
+    #: A second factor is due at sign-in: a factor whose part turns it on (a confirmed
+    #: authenticator app, codes by message; ``Factor.turns_on``), decided once by ``LoadUser``
+    #: (read on every request of the user: a field, not a walk of the registry each time).
+    two_factor_enabled: bool = False
     failure_streak: int = 0
     locked_at: int | None = None  # the permanent lock (the failure ceiling); None: not locked
     generation: int = 0
     revoked_at: int | None = None
     account: Account | None = None  # the built-in account; None for an app's own users
-
-    @property
-    def two_factor_enabled(self) -> bool:
-        """A second factor is due at sign-in: a factor whose part turns it on (a confirmed
-        authenticator app, codes by message; ``Factor.turns_on``)."""
-        from .factors import FACTORS
-
-        return any(f.turns_on is not None and f.turns_on(self.parts.get(f.name)) for f in FACTORS)
 
     def has_factor_rows(self) -> bool:
         """Any factor's part holds anything (an unconfirmed app, a backup code, a passkey too)."""
@@ -137,7 +133,8 @@ class LoadUser(RecordOp[UserRecord]):
         account = None if row.account_email is None else Account(
             u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
         parts = {f.name: f.read(row, rows) for f in FACTORS}
-        return UserRecord(u, parts, int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
+        on = any(f.turns_on is not None and f.turns_on(parts[f.name]) for f in FACTORS)
+        return UserRecord(u, parts, on, int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
                           row.revoked_at, account)
 
 
