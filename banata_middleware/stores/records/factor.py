@@ -35,7 +35,7 @@ __all__ = ["Factor", "Joined", "Offer", "delete_rows"]
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """What the app's configuration lets a pending sign-in offer (``SessionFlows.methods``)."""
+    """What the app's configuration lets a pending sign-in offer (``flows.session.SessionCore.methods``)."""
 
     otp_channels: frozenset[str]  # configured channels for codes by message (empty: off)
     passkeys: bool  # passkey sign-in is on
