@@ -45,13 +45,13 @@ from ..stores.hot_ops import (
     TwoFactorImport,
 )
 from ..stores.records import (
+    DisableSecondFactor,
     EnableOtp,
     LoadUser,
     OtpFactor,
     RecordFailure,
     RecordOtpUse,
     RemoveOtp,
-    RemoveSecondFactor,
     Status,
     UserRecord,
 )
@@ -336,14 +336,19 @@ class OtpFlows:
             yield Rec(RemoveOtp(uid, channel, entries))
             f.emit_entries(uid, entries)
         else:
-            # The last factor: the record store first (factor and codes), then the copy (as disable).
+            # The last factor: exactly as ``disable`` (finish_disable): the record store first
+            # (addresses and codes), then two_factor_disable.lua re-checks the factor-change rule
+            # and updates the copy; a refusal, or a hot store that fails, puts everything back, so
+            # that a 401 or a 503 means nothing changed.
             entries = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
-            status = yield Rec(RemoveSecondFactor(uid, now, audit=entries, end_sessions=False))
-            if status is Status.OK:
+            removed = yield Rec(DisableSecondFactor(uid, now, audit=entries))
+            if removed is not None:
                 f.emit_entries(uid, entries)
             session_key, max_age_ms = f.factor_change_args(caller)
-            yield from f.commit(TwoFactorDisable(
+            disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
-                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed"),
-                caller.sid)
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
+            reply = yield from f.finish_disable(req, caller, removed, disable, now)
+            if reply.status != HotStatus.OK:
+                raise f.factor_change_error(reply.status)
         return json_response(200, {"status": True, "twoFactorEnabled": still_on})

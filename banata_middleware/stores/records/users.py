@@ -117,8 +117,11 @@ def _load_user(schema: Schema) -> Executable:
     o = schema.otp_factors
     u: BindParameter[str] = bindparam("u")
     scalars = select(
-        select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
-        select(func.min(b.c.key_id)).where(b.c.user_id == u).scalar_subquery().label("codes_kid"),
+        # Codes in use only: a staged set (generate-backup-codes between its two phases) is none yet.
+        select(func.count()).select_from(b).where(b.c.user_id == u, b.c.staged.is_(None)).scalar_subquery()
+        .label("codes"),
+        select(func.min(b.c.key_id)).where(b.c.user_id == u, b.c.staged.is_(None)).scalar_subquery()
+        .label("codes_kid"),
         select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
         *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
           for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
