@@ -35,6 +35,7 @@ from ..otp import OtpMessage, canonical_address, mask_address, new_code, normali
 from ..stores.hot_ops import (
     Answer,
     ChallengeAnswer,
+    FactorChange,
     HotStatus,
     OtpEnrol,
     OtpEnrolled,
@@ -43,6 +44,7 @@ from ..stores.hot_ops import (
     SessionAnswer,
     TwoFactorDisable,
     TwoFactorImport,
+    Verdict,
 )
 from ..stores.records import (
     DisableSecondFactor,
@@ -332,6 +334,15 @@ class OtpFlows:
         left = [o for o in record.otp if channel not in (None, o.channel)]
         still_on = bool(left) or any(t.confirmed_at is not None for t in record.totp)
         if still_on:
+            # Another factor stays, so nothing changes in the hot store: the factor-change rule is
+            # re-checked there first (as for removing one of several authenticator apps, or a
+            # passkey), then the one SQL write. A failure of either store is before, or is, the
+            # only write: a 503 means nothing changed.
+            session_key, max_age_ms = f.factor_change_args(caller)
+            allowed: Verdict = yield from f.commit(FactorChange(
+                f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
+            if allowed.status != HotStatus.OK:
+                raise f.factor_change_error(allowed.status)
             entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
             yield Rec(RemoveOtp(uid, channel, entries))
             f.emit_entries(uid, entries)

@@ -453,6 +453,46 @@ def test_disable_otp_by_a_session_that_ends_while_it_is_under_way_changes_nothin
     assert r.status_code == 403 and r.json()["twoFactorMethods"] == ["otp"], r.text
 
 
+def test_disable_otp_of_one_channel_re_checks_the_rule_before_it_removes_anything(
+        stack_factory: Callable[..., Stack], inbox: Inbox) -> None:
+    """With another factor left (here: codes by SMS), stopping one channel changes nothing in the
+    hot store, so the factor-change rule is re-checked there just before the one SQL write (as for
+    removing one of several apps, or a passkey): a session signed out meanwhile removes nothing,
+    and a hot store that fails answers 503 before anything is written."""
+    import json
+
+    from banata_middleware.effects import run_sync
+    from banata_middleware.http import Request
+
+    stack = stack_factory(otp=OtpConfig(sender=inbox, channels=("email", "sms")))
+    api, uid = enrolled(stack, inbox)
+    stack.auth.enable_otp(uid, channel="sms", to="+15551234567")
+
+    def channels() -> list[str]:
+        t = stack.records.schema.otp_factors
+        with stack.records.engine.connect() as conn:
+            return sorted(conn.execute(select(t.c.channel).where(t.c.user_id == uid)).scalars())
+
+    inner = stack.auth.store
+    stack.auth.store = _HotFailsOn(inner, "factor_change")
+    try:
+        r = api.auth("/two-factor/disable-otp", {"password": PASSWORD, "channel": "email"})
+    finally:
+        stack.auth.store = inner
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    assert channels() == ["email", "sms"]
+    other_tab = stack.client()
+    other_tab.http.cookies.update(api.http.cookies)
+    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
+    req = Request("POST", "/api/auth/two-factor/disable-otp",
+                  {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
+                  json.dumps({"password": PASSWORD, "channel": "email"}).encode())
+    store = _HotFailsOn(inner, "factor_change", before=lambda: other_tab.auth("/sign-out"))
+    response = run_sync(stack.auth.gateway.handle(req), store, stack.auth.records)
+    assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
+    assert channels() == ["email", "sms"]
+
+
 def test_disable_removes_codes_by_message_too(otp_stack: Stack, inbox: Inbox) -> None:
     api, uid = enrolled(otp_stack, inbox)
     assert api.auth("/two-factor/disable", {"password": PASSWORD}).status_code == 200
