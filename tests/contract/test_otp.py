@@ -453,12 +453,12 @@ def test_disable_otp_by_a_session_that_ends_while_it_is_under_way_changes_nothin
     assert r.status_code == 403 and r.json()["twoFactorMethods"] == ["otp"], r.text
 
 
-def test_disable_otp_of_one_channel_re_checks_the_rule_before_it_removes_anything(
+def test_disable_otp_of_one_channel_is_undone_when_the_re_check_refuses_or_cannot_run(
         stack_factory: Callable[..., Stack], inbox: Inbox) -> None:
-    """With another factor left (here: codes by SMS), stopping one channel changes nothing in the
-    hot store, so the factor-change rule is re-checked there just before the one SQL write (as for
-    removing one of several apps, or a passkey): a session signed out meanwhile removes nothing,
-    and a hot store that fails answers 503 before anything is written."""
+    """With another factor left (here: codes by SMS), stopping one channel is written to SQL first;
+    factor_change.lua then re-checks the rule (as for ``disable``), and a session signed out
+    meanwhile (401) or a hot store that fails (503) gets the address put back: either answer
+    means nothing changed."""
     import json
 
     from banata_middleware.effects import run_sync

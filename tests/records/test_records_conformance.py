@@ -44,6 +44,7 @@ from banata_middleware.stores.records import (
     RemoveTotpFactor,
     RenamePasskey,
     ReplaceBackupCodes,
+    RestoreOtp,
     RestoreSecondFactor,
     RevokeSessions,
     RewrapTotpSecret,
@@ -274,8 +275,15 @@ def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: Re
         assert (yield RecordFailure(uid, 100, T)).streak == 1
         assert (yield RecordOtpUse(uid, [AuditEntry("two_factor.verified", T)])) is Status.OK
         assert (yield LoadUser(uid)).failure_streak == 0
-        assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) is Status.OK
-        assert (yield RemoveOtp(uid, "sms")) is Status.NOT_FOUND
+        assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) == (("sms", "+15551234567", T),)
+        assert (yield RemoveOtp(uid, "sms")) == ()
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
+        # An undo puts back exactly what went, unless the channel was enrolled again meanwhile.
+        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),))) is Status.OK
+        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15551234567", T),)
+        assert (yield EnableOtp(uid, "sms", "+15557654321", T + 1)) is Status.CREATED
+        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),), [AuditEntry("otp.enabled", T)])) is Status.TAKEN
+        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15557654321", T + 1),)
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
         # Disabling two-factor removes codes by message too.
         assert (yield RemoveSecondFactor(uid, T, end_sessions=False)) is Status.OK

@@ -18,7 +18,7 @@ from .factors.backup_codes import (
     ReplaceBackupCodes,
     StageBackupCodes,
 )
-from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
+from .factors.otp import EnableOtp, OtpFactor, OtpRows, RecordOtpUse, RemoveOtp, RestoreOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -67,9 +67,9 @@ __all__ = [
     "BackupCode", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "DisableSecondFactor",
     "DisabledSecondFactor", "DiscardBackupCodes", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount",
     "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor",
-    "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
-    "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor", "RenamePasskey",
-    "RenameTotpFactor", "ReplaceBackupCodes", "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema",
-    "SchemaOutOfDate", "SetPassword", "StageBackupCodes", "Status", "TotpCandidate", "TotpFactor", "Unlock",
-    "UserRecord",
+    "OtpRows", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse",
+    "RecordStore", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor",
+    "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RestoreOtp", "RestoreSecondFactor", "RevokeSessions",
+    "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "StageBackupCodes", "Status", "TotpCandidate",
+    "TotpFactor", "Unlock", "UserRecord",
 ]
