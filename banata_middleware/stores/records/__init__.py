@@ -10,14 +10,15 @@ from __future__ import annotations
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
 from .factors.backup_codes import (
+    ActivateBackupCodes,
     BackupCode,
     BackupCodeUse,
     ConsumeBackupCode,
-    RegenerateBackupCodes,
+    DiscardBackupCodes,
     ReplaceBackupCodes,
-    RestoreBackupCodes,
+    StageBackupCodes,
 )
-from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, RecordOtpUse, RemoveOtp
+from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, OtpRows, RecordOtpUse, RemoveOtp, RestoreOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -66,6 +67,7 @@ __all__ = [
     "AcceptAnyTotpStep",
     "AcceptTotpStep",
     "Account",
+    "ActivateBackupCodes",
     "AddAuthenticator",
     "AddPasskey",
     "AddTotpFactor",
@@ -82,6 +84,7 @@ __all__ = [
     "DisableOtp",
     "DisableSecondFactor",
     "DisabledSecondFactor",
+    "DiscardBackupCodes",
     "EnableOtp",
     "EnableTotp",
     "FailureCount",
@@ -94,6 +97,7 @@ __all__ = [
     "LoadUser",
     "OtpFactor",
     "OtpRemoval",
+    "OtpRows",
     "Passkey",
     "Proof",
     "ProveSecondFactor",
@@ -102,7 +106,6 @@ __all__ = [
     "RecordOp",
     "RecordOtpUse",
     "RecordStore",
-    "RegenerateBackupCodes",
     "RemoveAuthenticator",
     "RemoveOtp",
     "RemovePasskey",
@@ -111,13 +114,14 @@ __all__ = [
     "RenamePasskey",
     "RenameTotpFactor",
     "ReplaceBackupCodes",
-    "RestoreBackupCodes",
+    "RestoreOtp",
     "RestoreSecondFactor",
     "RevokeSessions",
     "RewrapTotpSecret",
     "Schema",
     "SchemaOutOfDate",
     "SetPassword",
+    "StageBackupCodes",
     "Status",
     "TotpCandidate",
     "TotpFactor",

@@ -37,8 +37,8 @@ from .totp import lock_user_factors
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp",
-           "define_table"]
+__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "OtpRows", "RecordOtpUse",
+           "RemoveOtp", "RestoreOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -134,22 +134,55 @@ class EnableOtp(RecordOp[Status]):
         return Status.OK if replaced else Status.CREATED
 
 
+#: Addresses as stored: (channel, address, created_at), what a removal replies and an undo puts back.
+OtpRows = tuple[tuple[str, str, int], ...]
+
+
 @dataclass(frozen=True, slots=True)
-class RemoveOtp(RecordOp[Status]):
-    """Stop codes by ``channel`` (every channel when None), whatever is left. OK, or NOT_FOUND.
-    The user's own removal is ``DisableOtp``, which decides whether it was the last factor."""
+class RemoveOtp(RecordOp[OtpRows]):
+    """Stop codes by ``channel`` (every channel when None), whatever is left. Replies with the rows
+    removed (none: nothing to stop), read under the delete's row locks, so that they can be put back
+    exactly (``RestoreOtp``). The user's own removal is ``DisableOtp``, which decides whether it was
+    the last factor."""
 
     user_id: str
     channel: str | None = None
     audit: Sequence[AuditEntry] = ()
 
-    def run(self, schema: Schema) -> SqlGen[Status]:
+    def run(self, schema: Schema) -> SqlGen[OtpRows]:
         t = schema.otp_factors
         yield from lock_user_factors(schema, self.user_id)  # as every factor removal (DisableOtp decides)
         where = [t.c.user_id == self.user_id, *([t.c.channel == self.channel] if self.channel else [])]
-        gone = (yield delete(t).where(*where)).rowcount
-        if not gone:
-            return Status.NOT_FOUND
+        rows = tuple((r.channel, r.address, r.created_at) for r in (
+            yield select(t.c.channel, t.c.address, t.c.created_at).where(*where).order_by(t.c.channel)
+            .with_for_update()).all())
+        if not rows:
+            return ()
+        yield delete(t).where(*where)
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOtp(RecordOp[Status]):
+    """Undo a ``RemoveOtp`` or a ``DisableOtp`` that left 2FA on: its rows come back as they were.
+    OK; or TAKEN when one of those channels was enrolled again meanwhile (that enrolment stands:
+    the primary key refuses the put-back, and nothing is written)."""
+
+    user_id: str
+    rows: OtpRows
+    audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        # The state row first, as every addition (EnableOtp): a removal deciding whether it removes
+        # the last factor then sees these rows, or ran before them.
+        yield from lock_user_state(schema, self.user_id)
+        if self.rows:
+            yield insert(schema.otp_factors).values([
+                {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
+                for channel, address, at in self.rows])
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.OK
@@ -161,6 +194,8 @@ class OtpRemoval:
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
+    #: Otherwise, the addresses removed, for ``RestoreOtp``.
+    gone: OtpRows = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +207,9 @@ class DisableOtp(RecordOp[OtpRemoval]):
     waits for this one, or this one for it, and the second of them sees what the first left. The
     last one: two-factor goes with it, as ``disable`` turns it off (``DisableSecondFactor``: every
     factor row and backup code, the lock lifted; what it removed is replied, for an undo), with
-    ``audit_off``; otherwise only the addresses go, with ``audit``."""
+    ``audit_off``; otherwise only the addresses go, with ``audit``, and are replied (``gone``), so
+    that the flow can put them back (``RestoreOtp``) when the factor-change rule, re-checked after
+    this commit, refuses."""
 
     user_id: str
     channel: str | None
@@ -183,17 +220,18 @@ class DisableOtp(RecordOp[OtpRemoval]):
     def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
         t, u = schema.otp_factors, self.user_id
         yield from lock_user_factors(schema, u)
-        rows = (yield select(t.c.channel).where(t.c.user_id == u).with_for_update()).all()
-        going = [r.channel for r in rows if self.channel in (None, r.channel)]
+        rows = (yield select(t.c.channel, t.c.address, t.c.created_at).where(t.c.user_id == u)
+                .order_by(t.c.channel).with_for_update()).all()
+        going = tuple((r.channel, r.address, r.created_at) for r in rows if self.channel in (None, r.channel))
         if not going:
             return OtpRemoval(Status.NOT_FOUND, False)
         if len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one():
             removed = yield from DisableSecondFactor(u, self.at, audit=self.audit_off).run(schema)
             return OtpRemoval(Status.OK, True, removed)
-        yield delete(t).where(t.c.user_id == u, t.c.channel.in_(going))
+        yield delete(t).where(t.c.user_id == u, t.c.channel.in_([channel for channel, _, _ in going]))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return OtpRemoval(Status.OK, False)
+        return OtpRemoval(Status.OK, False, gone=going)
 
 
 @dataclass(frozen=True, slots=True)
