@@ -110,6 +110,23 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def process_waits(pid: int) -> tuple[float, int]:
+    """(seconds its threads spent runnable but waiting for a CPU, times they were preempted), summed
+    over the live threads of ``pid`` (``/proc/PID/task/*/schedstat`` and ``status``). What the
+    scheduler adds to the server's latencies: on a machine with more runnable processes than CPUs a
+    preempted server holds every request in flight for a time slice (milliseconds)."""
+    wait, preempted = 0.0, 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            wait += int((task / "schedstat").read_text().split()[1]) / 1e9
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    preempted += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return wait, preempted
+
+
 @contextmanager
 def started(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A child process in its own session, stopped (SIGTERM, then SIGKILL after 5 s) on the way out."""
@@ -247,6 +264,8 @@ class Stats:
     gc_pause: float = 0.0  # ms, summed
     gc_longest: float = 0.0  # ms
     redis_usec: int = 0  # Redis' own time in commands (INFO commandstats), pg-redis only
+    cpu_wait: float = 0.0  # the server's time runnable but not running (s)
+    preempted: int = 0  # the server's involuntary context switches
 
     def percentile(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -394,12 +413,16 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, Stats]:
                 server.redis_reset()
                 # This client's collections are not the server's cost: none while a round runs.
                 gc.disable()
+                wait0, preempted0 = process_waits(server.proc.pid)
                 cpu0, client0, t0 = process_cpu(server.proc.pid), time.process_time(), time.perf_counter()
                 await run_round(conns, builders, s)
                 wall = time.perf_counter() - t0
                 s.connections += sum(c.opened for c in conns) - opened
                 s.client_cpu += time.process_time() - client0
                 s.server_cpu += process_cpu(server.proc.pid) - cpu0
+                wait1, preempted1 = process_waits(server.proc.pid)
+                s.cpu_wait += wait1 - wait0
+                s.preempted += preempted1 - preempted0
                 gc.enable()
                 s.redis_usec += server.redis_usec()
                 collected = server.post(PREFIX_GC, None, "GET")
@@ -512,11 +535,13 @@ def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, se
               f"{s.server_cpu / s.requests * 1e6:>16.0f}{s.client_cpu / s.requests * 1e6:>19.0f}"
               f"{s.server_cpu / s.wall:>10.0%}{s.connections:>6}  {errors}")
     print(f"  {'variant':<14}{'srv GC gen0/1/2':>17}{'GC µs/req':>11}{'longest GC ms':>15}"
-          f"{'Redis µs/req':>14}{'client busy':>13}{'p99/p50 per round':>19}")
+          f"{'Redis µs/req':>14}{'client busy':>13}{'srv CPU wait µs/req':>21}{'preempted/1k req':>18}"
+          f"{'p99/p50 per round':>19}")
     for name, s in stats.items():
         gens = "/".join(str(n) for n in s.gc_counts)
         print(f"  {name:<14}{gens:>17}{s.gc_pause / s.requests * 1000:>11.1f}{s.gc_longest:>15.1f}"
               f"{s.redis_usec / s.requests:>14.1f}{s.client_cpu / s.wall:>13.0%}"
+              f"{s.cpu_wait / s.requests * 1e6:>21.0f}{s.preempted / s.requests * 1000:>18.1f}"
               f"{statistics.median(s.tails):>19.2f}")
     for variant, reference, target in TARGETS:
         ratios = [a / b for a, b in zip(stats[variant].rps, stats[reference].rps, strict=True)]
