@@ -26,7 +26,24 @@ again (0 with keep-alive). The ratios are medians of the per-round ratios (each 
   ``get-session`` / the same bare 1-GET: target >= 0.80. ``demo /api/me`` (the pass-through to the
   demo app's JSON view, behind its routing table) is reported beside them, without a target: the
   difference from the pass-through is the demo app's own cost, not the middleware's;
-- p99/p50 of each middleware variant: target <= 3.
+- p99/p50 of each middleware variant: target <= 3 (over all its requests; the median of each
+  round's own p99/p50 is printed beside it, as the load of a shared machine moves between rounds).
+
+Method (each the same for the middleware and its references, which share one server process):
+
+- garbage collection: after the warm-up the server and this client ``gc.collect()`` and
+  ``gc.freeze()`` (``--gc default`` leaves the collector alone), and the client's collector is off
+  while a round runs (its pauses would count as the server's latency). The server's collections are
+  counted per variant (``GET /bench/gc``) and printed;
+- Redis' own time per request (``INFO commandstats``, reset before each round), printed: the
+  middleware's script runs longer in Redis than the bare GET, on the same 2 cores;
+- the server's time runnable but waiting for a CPU, and its preemptions, per request
+  (``/proc/PID/task/*/schedstat``, ``status``): on a machine with more runnable processes than
+  CPUs these, not the code, set the tails;
+- ``--pin``: the server alone on the last CPU, this client and redis-server on the others.
+
+``benchmarks/count_http_instructions.py`` counts the same requests' instructions in the server and in
+Redis under callgrind: the figure that the machine's load does not move.
 
 Seeding is never timed: users with TOTP on (``import_totp``), a pending challenge per verify
 (``begin_second_factor``, just before the round that uses it), sessions; through ``/bench/*`` seeding
