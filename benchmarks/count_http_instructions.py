@@ -92,7 +92,7 @@ def count(setup: str, adapter: str, stores: dict[str, str], redis_pid: int | Non
     port = bench.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_SECRET": bench.SECRET,
            "BENCH_SITE_URL": f"http://127.0.0.1:{port}", "BENCH_REDIS_URL": stores.get("redis", ""),
-           "BENCH_DATABASE_URL": stores["database"], "PYTHONHASHSEED": "0"}
+           "BENCH_DATABASE_URL": stores["database"], "PYTHONHASHSEED": "0", "BENCH_REDIS_TIMEOUT": "30"}
     options = argparse.Namespace(concurrency=1, wsgi_server="waitress", users=4, rounds=1, verifies=1, pin=False)
     argv = [*VALGRIND, f"--callgrind-out-file={tmp}/cg.%p", *bench.server_argv(adapter, port, options)]
     log = tmp / f"{setup}-{adapter}.log"

@@ -7,7 +7,8 @@ their connection pools; only ``/bench/*`` bypasses the middleware. Configured by
 - ``BENCH_REDIS_URL``: the Redis hot store (``RedisStore.from_url``); empty: the in-process memory store;
 - ``BENCH_DATABASE_URL``: the record store (a PostgreSQL database whose schema is current, or a SQLite
   file, which creates its own schema);
-- ``BENCH_SECRET``, ``BENCH_SITE_URL``: the app secret and the site's origin.
+- ``BENCH_SECRET``, ``BENCH_SITE_URL``: the app secret and the site's origin;
+- ``BENCH_REDIS_TIMEOUT``: the Redis store's timeout in seconds (default 1, as ``from_url``).
 
 ASGI: ``uvicorn --factory benchmarks.http_apps:asgi_app``. WSGI: ``python -m benchmarks.http_apps
 --port N``: waitress (a production WSGI server: keep-alive, a pool of worker threads), or with
@@ -133,7 +134,9 @@ def build_auth(env: dict[str, str] | None = None) -> BanataAuth:
     e = os.environ if env is None else env
     config = demo_config(secret=e["BENCH_SECRET"], site_url=e["BENCH_SITE_URL"])
     redis_url = e.get("BENCH_REDIS_URL", "")
-    store = RedisStore.from_url(redis_url) if redis_url else MemoryStore(config.clock)
+    # BENCH_REDIS_TIMEOUT: count_http_instructions.py runs Redis under valgrind, far slower than 1 s allows.
+    timeout = float(e.get("BENCH_REDIS_TIMEOUT") or 1.0)
+    store = RedisStore.from_url(redis_url, timeout=timeout) if redis_url else MemoryStore(config.clock)
     # Always both stores: a Redis hot store without a record store is refused.
     return BanataAuth(config, store=store, records=e["BENCH_DATABASE_URL"])
 
