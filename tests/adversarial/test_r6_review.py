@@ -151,9 +151,8 @@ def test_r6_2_an_otp_enrolment_whose_hot_half_failed_ends_a_thiefs_pending_setup
 
 
 # -- R6-3: disable-otp ignores two_factor_disable.lua's re-check ---------------------------------
-@pytest.mark.xfail(strict=True, reason="R6-3: disable-otp (last factor) ignores two_factor_disable.lua's refusal: "
-                                       "a session revoked while the request was under way still turns 2FA off, "
-                                       "with no undo, and answers 200")
+# Fixed (issue 18's crash-safety pass): disable-otp of the last channel is finished like disable
+# (Flows.finish_disable: the refusal undoes the removal).
 def test_r6_3_disable_otp_by_a_session_revoked_mid_request_changes_nothing(otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)
     thief = otp_stack.client(ip="198.51.100.9")
@@ -184,9 +183,8 @@ class PausingRecords:
         return self.records.execute(op)
 
 
-@pytest.mark.xfail(strict=True, reason="R6-3: disable-otp of one channel (2FA stays on) removes the address after "
-                                       "the load-time check only, with no re-check: a session revoked meanwhile "
-                                       "still removes it")
+# Fixed: the address goes from SQL first, factor_change.lua re-checks the rule after that commit,
+# and a refusal (or a hot store that fails) puts it back (RestoreOtp).
 def test_r6_3_disable_otp_of_one_channel_by_a_session_revoked_mid_request_changes_nothing(
         otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)
