@@ -18,6 +18,7 @@ from banata_middleware.stores.records import (
     AuditEntry,
     AuthenticatorRemoval,
     ConfirmTotpFactor,
+    EnableOtp,
     EnableTotp,
     ListAudit,
     LoadUser,
@@ -62,6 +63,20 @@ def test_an_app_is_added_only_while_two_factor_is_on_and_under_the_cap(store: Re
         # an unfinished one past its time makes room (and goes)
         assert (yield _add(uid, "a99", "One too many", at=T + 10, stale_before=T + 1)) is Status.CREATED
         assert {f.id for f in (yield LoadUser(uid)).totp} == {"totp", "a99"}
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_user_with_codes_by_message_only_adds_a_first_app(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield _add(uid, "a1", "Authenticator")) is Status.CREATED
+        assert (yield ConfirmTotpFactor(uid, "a1", "ct-a1", STEP, T + 1)) is Status.ACCEPTED
+        record = yield LoadUser(uid)
+        assert [(f.id, f.name, f.confirmed_at) for f in record.totp] == [("a1", "Authenticator", T + 1)]
+        assert record.two_factor_enabled and [o.channel for o in record.otp] == ["email"]
 
     run_sequence(store, mode, sequence)
 

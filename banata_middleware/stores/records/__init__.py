@@ -28,6 +28,7 @@ from .factors.passkeys import (
     RenamePasskey,
 )
 from .factors.totp import (
+    DEFAULT_NAME,
     AcceptAnyTotpStep,
     AcceptTotpStep,
     AddAuthenticator,
@@ -61,7 +62,7 @@ from .users import (
 )
 
 __all__ = [
-    "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
+    "DEFAULT_NAME", "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
     "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCode",
     "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "DisableSecondFactor",
     "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail",

@@ -297,12 +297,13 @@ class AcceptAnyTotpStep(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class AddAuthenticator(RecordOp[Status]):
-    """Add an authenticator app to a user whose two-factor is on: an unconfirmed factor named
+    """Add an authenticator app to a user whose two-factor is on (a confirmed app, or codes by
+    message: such a user's first app is added here too): an unconfirmed factor named
     ``name``, confirmed later by ``ConfirmTotpFactor`` with its first code. In the same
     transaction, the user's unconfirmed factors created before ``stale_before`` (setups never
     finished) and an unconfirmed one of the same name (the user asked for a new QR code) go.
 
-    CREATED; CHANGED when the user has no confirmed factor (two-factor is off, or was turned off
+    CREATED; CHANGED when the user has no factor (two-factor is off, or was turned off
     meanwhile: the first app is set up with its backup codes, ``EnableTotp``); FULL when the user
     has ``limit`` factors, confirmed or not; TAKEN when a confirmed factor has that name (or a
     concurrent add of that name won the unique index). The checks are read after the user's state
@@ -326,7 +327,9 @@ class AddAuthenticator(RecordOp[Status]):
         # plain read of a transaction takes its snapshot, on PostgreSQL each statement does.
         rows = (yield select(t.c.id, t.c.name, t.c.confirmed_at, t.c.created_at).where(t.c.user_id == u)).all()
         if not any(r.confirmed_at is not None for r in rows):
-            return Status.CHANGED
+            o = schema.otp_factors  # a user whose only factor is codes by message adds a first app here
+            if (yield select(o.c.channel).where(o.c.user_id == u).limit(1)).first() is None:
+                return Status.CHANGED
         # Names compare without case (MySQL's default collation does, so every backend agrees).
         name = self.name.casefold()
         if any(r.confirmed_at is not None and r.name.casefold() == name for r in rows):
