@@ -98,9 +98,6 @@ def request_of(api: Api, path: str, body: dict[str, Any]) -> Request:
 # == findings ======================================================================================
 
 # -- R6-1: an enrolment in codes by message begun under "2FA off" finishes after 2FA turned on ------
-@pytest.mark.xfail(strict=True, reason="R6-1: verify-otp confirms an enrolment started with the password alone "
-                                       "after 2FA turned on (import/enable_otp keep sessions): the password-only "
-                                       "session becomes aal 2 and the thief's address a second factor")
 def test_r6_1_an_enrolment_begun_with_the_password_alone_does_not_finish_once_2fa_is_on(
         otp_stack: Stack, inbox: Inbox) -> None:
     owner = otp_stack.client()
@@ -123,10 +120,6 @@ def test_r6_1_an_enrolment_begun_with_the_password_alone_does_not_finish_once_2f
 
 
 # -- R6-2: the copy's repair after a failed OTP enrolment spares a thief's pending TOTP setup -------
-@pytest.mark.xfail(strict=True, reason="R6-2: user_fill.lua's 'enrolled' keeps the session of a pending TOTP "
-                                       "setup (pending_sid) when it repairs an OTP enrolment whose hot half "
-                                       "failed: a thief's password-only session survives 2FA being turned on, "
-                                       "and the owner's own session is the one ended")
 def test_r6_2_an_otp_enrolment_whose_hot_half_failed_ends_a_thiefs_pending_setup_session(
         otp_stack: Stack, inbox: Inbox) -> None:
     owner = otp_stack.client()
@@ -146,6 +139,66 @@ def test_r6_2_an_otp_enrolment_whose_hot_half_failed_ends_a_thiefs_pending_setup
     assert otp_rows(otp_stack, uid) == [("email", EMAIL)]  # codes by email are on in the record store
     owner.auth("/two-factor/verify-otp", {"code": code})  # the owner retries: the record read repairs the copy
     # The point of an enrolment: no session that did not pass the new factor lives on (R4-2).
+    assert session_of(thief) is None
+    assert thief.get("/api/me").status_code == 401
+
+
+# -- R6-1/R6-2, other paths to the same state ------------------------------------------------------
+@pytest.mark.parametrize("turn_on", ["import", "enable_otp"])
+def test_r6_1_an_enrolment_begun_with_the_password_alone_ends_when_the_app_turns_2fa_on(
+        otp_stack: Stack, inbox: Inbox, turn_on: str) -> None:
+    owner = otp_stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    thief = otp_stack.client(ip="198.51.100.7")
+    assert thief.sign_in(EMAIL).status_code == 200
+    r = thief.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "to": THIEF_MAIL})
+    assert r.status_code == 200, r.text
+    code = inbox.latest(to=THIEF_MAIL).code
+    if turn_on == "import":
+        otp_stack.auth.import_totp(uid, BASE32)
+    else:  # the app vouches for a number it verified itself
+        otp_stack.auth.enable_otp(uid, to="+15551234567", channel="sms")
+    # The pending enrolment and its code ended with 2FA turning on: the code confirms nothing.
+    r = thief.auth("/two-factor/verify-otp", {"code": code})
+    assert r.status_code in (400, 401, 403), r.text
+    assert ("email", THIEF_MAIL) not in otp_rows(otp_stack, uid)
+    assert session_of(thief)["session"]["aal"] == 1
+
+
+def test_r6_1_2fa_turned_on_between_the_code_and_the_record_write_stops_the_enrolment(
+        otp_stack: Stack, inbox: Inbox) -> None:
+    from banata_middleware.stores.records import EnableOtp
+
+    owner = otp_stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    thief = otp_stack.client(ip="198.51.100.7")
+    assert thief.sign_in(EMAIL).status_code == 200
+    r = thief.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "to": THIEF_MAIL})
+    assert r.status_code == 200, r.text
+    req = request_of(thief, "/two-factor/verify-otp", {"code": inbox.latest(to=THIEF_MAIL).code})
+    # The code is used (otp_enrol.lua saw 2FA off), then the app imports a secret before the
+    # address reaches the record store: the record store refuses the enrolment (EnableOtp.while_off).
+    records = PausingRecords(otp_stack.auth.records, EnableOtp, lambda: otp_stack.auth.import_totp(uid, BASE32))
+    response = run_sync(otp_stack.auth.gateway.handle(req), otp_stack.auth.store, records)
+    assert response.status == 403, response.body
+    assert otp_rows(otp_stack, uid) == []
+    assert session_of(thief)["session"]["aal"] == 1
+
+
+def test_r6_2_an_import_whose_hot_half_failed_spares_no_pending_setup_session(otp_stack: Stack) -> None:
+    owner = otp_stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    thief = otp_stack.client(ip="198.51.100.8")
+    assert thief.sign_in(EMAIL).status_code == 200
+    assert thief.auth("/two-factor/enable", {"password": PASSWORD}).status_code == 200  # pending_sid: the thief's
+    inner = otp_stack.auth.store
+    otp_stack.auth.store = FailOn(inner, "two_factor_import")
+    with pytest.raises(AuthError):
+        otp_stack.auth.import_totp(uid, BASE32)
+    otp_stack.auth.store = inner
+    # A request that reads the record repairs the copy: no session confirmed the imported factor,
+    # so none is kept (the thief's setup session least of all).
+    owner.get("/api/auth/two-factor/list-authenticators")
     assert session_of(thief) is None
     assert thief.get("/api/me").status_code == 401
 

@@ -185,3 +185,12 @@ local function otp_take(key, bind, purpose, h)
   redis.call('DEL', key)
   return c
 end
+
+-- 2FA turns on (an enrolment confirmed, an import, the copy's repair of either): an enrolment in
+-- codes by message still pending ends with it, its code too (R6-1). It was begun under "2FA off",
+-- when the password was the factor-change rule; with 2FA on, adding a factor needs a fresh second
+-- factor, so it is begun again under that rule (flows/otp.py, enable).
+local function otp_enrolment_ends(key)
+  redis.call('HDEL', user_key, 'otp_enrol')
+  if redis.call('HGET', key, 'purpose') == 'enrol' then redis.call('DEL', key) end
+end

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Column, MetaData, String, Table, delete, insert
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, select
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures, ensure_user_state
+from ..users import clear_failures, lock_user_state
 
 if TYPE_CHECKING:
     from ..schema import Schema
@@ -46,23 +46,35 @@ class OtpFactor:
 @dataclass(frozen=True, slots=True)
 class EnableOtp(RecordOp[Status]):
     """Codes by ``channel`` to ``address`` from now on, replacing the channel's earlier address.
-    CREATED (new), OK (replaced), or TAKEN when a concurrent enrolment of the channel won (this
-    one wrote nothing)."""
+    CREATED (new), OK (replaced), TAKEN when a concurrent enrolment of the channel won (this
+    one wrote nothing), or, with ``while_off``, CHANGED when the user has a second factor by now
+    (nothing written): an enrolment begun and confirmed under "2FA off", with the password as the
+    factor-change rule, must not add a factor to a user whose 2FA went on meanwhile (R6-1). The
+    user's state row is locked first (``lock_user_state``), as an import's generation update and
+    every other ``EnableOtp`` lock it, and the factors are read after it: of an import and this,
+    one is decided before the other."""
 
     user_id: str
     channel: str
     address: str
     at: int
     audit: Sequence[AuditEntry] = ()
+    while_off: bool = False
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.otp_factors, self.user_id
+        yield from lock_user_state(schema, u)
+        if self.while_off:
+            f = schema.totp_factors
+            confirmed = select(f.c.id).where(f.c.user_id == u, f.c.confirmed_at.is_not(None)).limit(1)
+            if ((yield confirmed).first() is not None
+                    or (yield select(t.c.channel).where(t.c.user_id == u).limit(1)).first() is not None):
+                return Status.CHANGED
         # Delete then insert (not an upsert: three dialects, three spellings); the primary key
         # decides two enrolments racing.
         replaced = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount
         yield insert(t).values(user_id=u, channel=self.channel, address=self.address, created_at=self.at)
-        yield ensure_user_state(schema, u)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if replaced else Status.CREATED
