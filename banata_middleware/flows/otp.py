@@ -43,15 +43,16 @@ from ..stores.hot_ops import (
     SessionAnswer,
     TwoFactorDisable,
     TwoFactorImport,
+    Verdict,
 )
 from ..stores.records import (
+    DisableOtp,
     EnableOtp,
     LoadUser,
     OtpFactor,
+    OtpRemoval,
     RecordFailure,
     RecordOtpUse,
-    RemoveOtp,
-    RemoveSecondFactor,
     Status,
     UserRecord,
 )
@@ -338,29 +339,34 @@ class OtpFlows:
 
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
-        left, two-factor goes off, as ``disable`` turns it off (the backup codes go too)."""
+        left, two-factor goes off, as ``disable`` turns it off (the backup codes go too). Which of
+        the two it is, the record store decides (``DisableOtp``), under the locks every factor
+        removal takes: a removal of the last authenticator app at the same time is decided before
+        or after, never from the same rows, so the user never ends with 2FA on and no factor."""
         channel = self._channel(body, None)
         f = self.f
         caller = yield from f.require_factor_change(req, body.text("password", max_len=128))
         record = caller.record
         if record is None or not any(channel in (None, o.channel) for o in record.otp):
             raise self._not_enabled()
-        uid, now = caller.uid, f.now_ms()
-        left = [o for o in record.otp if channel not in (None, o.channel)]
-        still_on = bool(left) or any(t.confirmed_at is not None for t in record.totp)
-        if still_on:
-            entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
-            yield Rec(RemoveOtp(uid, channel, entries))
-            f.emit_entries(uid, entries)
-        else:
-            # The last factor: the record store first (factor and codes), then the copy (as disable).
-            entries = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
-            status = yield Rec(RemoveSecondFactor(uid, now, audit=entries, end_sessions=False))
-            if status is Status.OK:
-                f.emit_entries(uid, entries)
+        uid, since = caller.uid, f.now_ms()
+        entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
+        off = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
+        result: OtpRemoval = yield Rec(DisableOtp(uid, channel, since, entries, off))
+        if result.status is not Status.OK:  # removed meanwhile
+            raise self._not_enabled()
+        f.emit_entries(uid, off if result.two_factor_off else entries)
+        if result.removed is not None:
+            # Two-factor went off: as ``disable``, the record first, then two_factor_disable.lua
+            # re-checks the factor-change rule at this moment and updates the copy; when it
+            # refuses, what went is put back. A crash between leaves a copy saying on for a user
+            # without a factor, which the next flow that reads the record repairs.
             session_key, max_age_ms = f.factor_change_args(caller)
-            yield from f.commit(TwoFactorDisable(
+            disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
-                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed"),
-                caller.sid)
-        return json_response(200, {"status": True, "twoFactorEnabled": still_on})
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
+            reply: Verdict = yield from f.commit(disable, caller.sid)
+            if reply.status != HotStatus.OK:
+                yield from f.undo_disable(req, caller, result.removed, disable, since)
+                raise f.factor_change_error(reply.status)
+        return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

@@ -222,8 +222,7 @@ class RemoveSecondFactor(RecordOp[Status]):
         # factor rows before user_state): an app added at the same time (AddAuthenticator) is then
         # either refused (no confirmed app left) or committed before the DELETE below starts, and
         # deleted by it (on PostgreSQL a DELETE whose snapshot predates that commit would leave it).
-        yield lock_user_factors(schema, u)
-        yield from lock_user_state(schema, u)
+        yield from lock_user_factors(schema, u)
         removed = 0
         for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
                       schema.otp_factors):
@@ -272,8 +271,7 @@ class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
         # The user's authenticator rows, then the state row that adding one locks (as
         # RemoveSecondFactor): an app added at the same time is refused, or committed before the
         # reads below, and so removed (and put back by an undo) with the rest.
-        yield lock_user_factors(schema, u)
-        yield from lock_user_state(schema, u)
+        yield from lock_user_factors(schema, u)
         totp = tuple(TotpFactor.from_row(r) for r in (yield select(f).where(f.c.user_id == u)
                                                         .order_by(f.c.id).with_for_update()).all())
         codes = yield from take_codes(schema, u)

@@ -17,12 +17,13 @@ from sqlalchemy import Column, MetaData, String, Table, delete, insert, select
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures, lock_user_state
+from ..users import DisabledSecondFactor, DisableSecondFactor, clear_failures, lock_user_state
+from .totp import lock_user_factors
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["EnableOtp", "OtpFactor", "RecordOtpUse", "RemoveOtp", "define_table"]
+__all__ = ["DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -64,8 +65,12 @@ class EnableOtp(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.otp_factors, self.user_id
+        # The state row first, as an addition of an app (AddAuthenticator) takes it: a removal
+        # deciding whether it removes the last factor (DisableOtp, RemoveAuthenticator) then sees
+        # this address, or ran before it; and the lock order stays the removals' (user_state, then
+        # otp_factors), so the two never wait on each other in a circle.
         yield from lock_user_state(schema, u)
-        if self.while_off:
+        if self.while_off:  # read after the lock (R6-1)
             f = schema.totp_factors
             confirmed = select(f.c.id).where(f.c.user_id == u, f.c.confirmed_at.is_not(None)).limit(1)
             if ((yield confirmed).first() is not None
@@ -82,7 +87,8 @@ class EnableOtp(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class RemoveOtp(RecordOp[Status]):
-    """Stop codes by ``channel`` (every channel when None). OK, or NOT_FOUND."""
+    """Stop codes by ``channel`` (every channel when None), whatever is left. OK, or NOT_FOUND.
+    The user's own removal is ``DisableOtp``, which decides whether it was the last factor."""
 
     user_id: str
     channel: str | None = None
@@ -90,6 +96,7 @@ class RemoveOtp(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t = schema.otp_factors
+        yield from lock_user_factors(schema, self.user_id)  # as every factor removal (DisableOtp decides)
         where = [t.c.user_id == self.user_id, *([t.c.channel == self.channel] if self.channel else [])]
         gone = (yield delete(t).where(*where)).rowcount
         if not gone:
@@ -97,6 +104,49 @@ class RemoveOtp(RecordOp[Status]):
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class OtpRemoval:
+    status: Status  # OK, or NOT_FOUND (no address on that channel, or none at all)
+    two_factor_off: bool  # it was the user's last second factor: two-factor is off now
+    #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
+    removed: DisabledSecondFactor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisableOtp(RecordOp[OtpRemoval]):
+    """The user stops codes by ``channel`` (every channel when None). Whether that removes the
+    user's last second factor is decided HERE, under the locks every factor removal takes
+    (``lock_user_factors``: the authenticator rows, then the state row), never from a record read
+    before: a removal of the last authenticator app at the same time (``RemoveAuthenticator``)
+    waits for this one, or this one for it, and the second of them sees what the first left. The
+    last one: two-factor goes with it, as ``disable`` turns it off (``DisableSecondFactor``: every
+    factor row and backup code, the lock lifted; what it removed is replied, for an undo), with
+    ``audit_off``; otherwise only the addresses go, with ``audit``."""
+
+    user_id: str
+    channel: str | None
+    at: int
+    audit: Sequence[AuditEntry] = ()
+    audit_off: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
+        t, u = schema.otp_factors, self.user_id
+        yield from lock_user_factors(schema, u)
+        rows = (yield select(t.c.channel).where(t.c.user_id == u).with_for_update()).all()
+        going = [r.channel for r in rows if self.channel in (None, r.channel)]
+        if not going:
+            return OtpRemoval(Status.NOT_FOUND, False)
+        f = schema.totp_factors
+        app = (yield select(f.c.id).where(f.c.user_id == u, f.c.confirmed_at.is_not(None)).limit(1)).first()
+        if app is None and len(going) == len(rows):
+            removed = yield from DisableSecondFactor(u, self.at, audit=self.audit_off).run(schema)
+            return OtpRemoval(Status.OK, True, removed)
+        yield delete(t).where(t.c.user_id == u, t.c.channel.in_(going))
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return OtpRemoval(Status.OK, False)
 
 
 @dataclass(frozen=True, slots=True)

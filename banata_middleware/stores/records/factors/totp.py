@@ -89,11 +89,16 @@ class TotpFactor:
                    row.last_step, row.last_used_at)
 
 
-def lock_user_factors(schema: Schema, user_id: str) -> Executable:
-    """Lock every TOTP row of the user until the transaction ends (SQLite: its writers are one at
-    a time already, ``BEGIN IMMEDIATE``): what a removal takes before the user's state row."""
+def lock_user_factors(schema: Schema, user_id: str) -> SqlGen[None]:
+    """The locks EVERY factor removal takes first, in this order: the user's TOTP rows, then the
+    user's state row (``lock_user_state``), until the transaction ends (SQLite: its writers are
+    one at a time already, ``BEGIN IMMEDIATE``). Two removals of one user therefore run one after
+    the other, and each decides whether it removes the last factor from what the other left
+    (read by statements after the locks). An addition (``AddAuthenticator``) locks the state
+    row alone, so it too is decided before or after a removal."""
     t = schema.totp_factors
-    return select(t.c.id).where(t.c.user_id == user_id).with_for_update()
+    yield select(t.c.id).where(t.c.user_id == user_id).with_for_update()
+    yield from lock_user_state(schema, user_id)
 
 
 def _factor_state(schema: Schema) -> Executable:
@@ -391,8 +396,7 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
         from ..users import DisableSecondFactor  # users imports this module's record type
 
         t, u = schema.totp_factors, self.user_id
-        yield lock_user_factors(schema, u)
-        yield from lock_user_state(schema, u)
+        yield from lock_user_factors(schema, u)
         rows = (yield select(t.c.id, t.c.confirmed_at).where(t.c.user_id == u).with_for_update()).all()
         target = next((r for r in rows if r.id == self.factor_id), None)
         if target is None:
