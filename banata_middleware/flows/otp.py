@@ -35,6 +35,7 @@ from ..otp import OtpMessage, canonical_address, mask_address, new_code, normali
 from ..stores.hot_ops import (
     Answer,
     ChallengeAnswer,
+    FactorChange,
     HotStatus,
     OtpEnrol,
     OtpEnrolled,
@@ -53,6 +54,7 @@ from ..stores.records import (
     OtpRemoval,
     RecordFailure,
     RecordOtpUse,
+    RestoreOtp,
     Status,
     UserRecord,
 )
@@ -369,4 +371,18 @@ class OtpFlows:
             if reply.status != HotStatus.OK:
                 yield from f.undo_disable(req, caller, result.removed, disable, since)
                 raise f.factor_change_error(reply.status)
+        else:
+            # 2FA stays on: the factor-change rule is re-checked all the same, after the commit, as
+            # with 2FA on (the record had it when loaded), and on refusal the addresses are put
+            # back (R6-3: a session revoked, ended or gone stale while this request was under way
+            # removes nothing). A hot store that fails here keeps the removal, as ``disable`` does:
+            # the request passed the rule an instant before.
+            session_key, max_age_ms = f.factor_change_args(caller)
+            verdict: Verdict = yield from f.commit(FactorChange(
+                f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
+            if verdict.status != HotStatus.OK:
+                back = f.entries(req, caller.sid, ("otp.enabled", "restored"))
+                if (yield Rec(RestoreOtp(uid, result.gone, since, back))) is Status.OK:
+                    f.emit_entries(uid, back)
+                raise f.factor_change_error(verdict.status)
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

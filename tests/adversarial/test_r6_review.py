@@ -22,7 +22,7 @@ from banata_middleware.http import Request
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.stores.hot_ops import name_of
-from banata_middleware.stores.records import ListAudit, LoadUser, RemoveOtp
+from banata_middleware.stores.records import DisableOtp, ListAudit, LoadUser
 
 EMAIL = "r6@example.com"
 THIEF_MAIL = "thief@evil.example"
@@ -204,9 +204,6 @@ def test_r6_2_an_import_whose_hot_half_failed_spares_no_pending_setup_session(ot
 
 
 # -- R6-3: disable-otp ignores two_factor_disable.lua's re-check ---------------------------------
-@pytest.mark.xfail(strict=True, reason="R6-3: disable-otp (last factor) ignores two_factor_disable.lua's refusal: "
-                                       "a session revoked while the request was under way still turns 2FA off, "
-                                       "with no undo, and answers 200")
 def test_r6_3_disable_otp_by_a_session_revoked_mid_request_changes_nothing(otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)
     thief = otp_stack.client(ip="198.51.100.9")
@@ -237,9 +234,6 @@ class PausingRecords:
         return self.records.execute(op)
 
 
-@pytest.mark.xfail(strict=True, reason="R6-3: disable-otp of one channel (2FA stays on) removes the address after "
-                                       "the load-time check only, with no re-check: a session revoked meanwhile "
-                                       "still removes it")
 def test_r6_3_disable_otp_of_one_channel_by_a_session_revoked_mid_request_changes_nothing(
         otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)
@@ -250,7 +244,7 @@ def test_r6_3_disable_otp_of_one_channel_by_a_session_revoked_mid_request_change
     thief = otp_stack.client(ip="198.51.100.9")
     thief.http.cookies.update(owner.http.cookies)  # a stolen fresh session (and the password)
     req = request_of(thief, "/two-factor/disable-otp", {"password": PASSWORD, "channel": "sms"})
-    records = PausingRecords(otp_stack.auth.records, RemoveOtp, lambda: otp_stack.auth.revoke_sessions(uid))
+    records = PausingRecords(otp_stack.auth.records, DisableOtp, lambda: otp_stack.auth.revoke_sessions(uid))
     response = run_sync(otp_stack.auth.gateway.handle(req), otp_stack.auth.store, records)
     assert response.status == 401, response.body
     assert sorted(otp_rows(otp_stack, uid)) == [("email", EMAIL), ("sms", "+15551234567")]

@@ -25,6 +25,7 @@ from banata_middleware.stores.records import (
     DisableOtp,
     DisableSecondFactor,
     EnableOtp,
+    EnableTotp,
     GetAccount,
     GetAccountByEmail,
     GetPasskey,
@@ -46,6 +47,7 @@ from banata_middleware.stores.records import (
     RenamePasskey,
     ReplaceBackupCodes,
     RestoreBackupCodes,
+    RestoreOtp,
     RestoreSecondFactor,
     RevokeSessions,
     RewrapTotpSecret,
@@ -275,8 +277,14 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
         # one channel of two: the other keeps 2FA on
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False)
+        sms = OtpFactor("sms", "+15551234567")
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
         assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
+        # a refused removal's undo puts the address back (R6-3), only where the channel has none by now
+        assert (yield RestoreOtp(uid, (sms,), T)) is Status.OK
+        assert (yield RestoreOtp(uid, (OtpFactor("sms", "+15550000000"),), T)) is Status.NOT_FOUND
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), sms)
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
         # the last factor: 2FA goes with it (the backup codes too), and what went is replied
         result = yield DisableOtp(uid, "email", T, stopped, off)
         assert (result.status, result.two_factor_off) == (Status.OK, True)
@@ -284,10 +292,25 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         assert len(result.removed.codes) == 2
         record = yield LoadUser(uid)
         assert (record.otp, record.backup_codes, record.two_factor_enabled) == ((), 0, False)
-        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "two_factor.disabled"]
+        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "otp.disabled", "two_factor.disabled"]
         # put back as it was (a refused disable's undo)
         assert (yield RestoreSecondFactor(uid, result.removed)) is Status.OK
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"),)
+
+    run_sequence(store, mode, sequence)
+
+
+def test_an_enrolment_begun_with_2fa_off_writes_nothing_once_a_factor_exists(store: RecordStore, mode: str) -> None:
+    """R6-1: EnableOtp(while_off) adds the address only while the user has no second factor."""
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T, while_off=True)) is Status.CREATED
+        assert (yield EnableOtp(uid, "sms", "+15551234567", T, while_off=True)) is Status.CHANGED
+        assert (yield EnableTotp(other, "totp", "ct", "k", T, 1, [], "")) is Status.CREATED
+        assert (yield EnableOtp(other, "email", "bob@example.com", T, while_off=True)) is Status.CHANGED
+        assert (yield LoadUser(other)).otp == ()
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED  # 2FA on: no such rule
 
     run_sequence(store, mode, sequence)
 

@@ -17,7 +17,7 @@ from .factors.backup_codes import (
     ReplaceBackupCodes,
     RestoreBackupCodes,
 )
-from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, RecordOtpUse, RemoveOtp
+from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, RecordOtpUse, RemoveOtp, RestoreOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -112,6 +112,7 @@ __all__ = [
     "RenameTotpFactor",
     "ReplaceBackupCodes",
     "RestoreBackupCodes",
+    "RestoreOtp",
     "RestoreSecondFactor",
     "RevokeSessions",
     "RewrapTotpSecret",

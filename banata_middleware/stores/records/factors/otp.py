@@ -23,7 +23,8 @@ from .totp import lock_user_factors
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp", "define_table"]
+__all__ = ["DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp", "RestoreOtp",
+           "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -112,6 +113,8 @@ class OtpRemoval:
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
+    #: Otherwise, the addresses that went (2FA stays on), for ``RestoreOtp``.
+    gone: tuple[OtpFactor, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,7 @@ class DisableOtp(RecordOp[OtpRemoval]):
     def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
         t, u = schema.otp_factors, self.user_id
         yield from lock_user_factors(schema, u)
-        rows = (yield select(t.c.channel).where(t.c.user_id == u).with_for_update()).all()
+        rows = (yield select(t.c.channel, t.c.address).where(t.c.user_id == u).with_for_update()).all()
         going = [r.channel for r in rows if self.channel in (None, r.channel)]
         if not going:
             return OtpRemoval(Status.NOT_FOUND, False)
@@ -146,7 +149,34 @@ class DisableOtp(RecordOp[OtpRemoval]):
         yield delete(t).where(t.c.user_id == u, t.c.channel.in_(going))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return OtpRemoval(Status.OK, False)
+        return OtpRemoval(Status.OK, False, gone=tuple(OtpFactor(r.channel, r.address) for r in rows
+                                                       if r.channel in going))
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOtp(RecordOp[Status]):
+    """Put back addresses a refused removal took (``DisableOtp`` with 2FA staying on, whose
+    factor-change re-check refused: R6-3): each one whose channel has no address by now (an
+    enrolment meanwhile stands). Under the state lock every ``EnableOtp`` takes. OK, or
+    NOT_FOUND when nothing was put back."""
+
+    user_id: str
+    factors: tuple[OtpFactor, ...]
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t, u = schema.otp_factors, self.user_id
+        yield from lock_user_state(schema, u)
+        held = {r.channel for r in (yield select(t.c.channel).where(t.c.user_id == u)).all()}
+        back = [x for x in self.factors if x.channel not in held]
+        for x in back:
+            yield insert(t).values(user_id=u, channel=x.channel, address=x.address, created_at=self.at)
+        if not back:
+            return Status.NOT_FOUND
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return Status.OK
 
 
 @dataclass(frozen=True, slots=True)
