@@ -290,9 +290,6 @@ def test_r6_5_a_code_sent_to_a_removed_address_is_void(otp_stack: Stack, inbox: 
 
 
 # -- R6-6: binding or removing an address for codes by message notifies nobody ---------------------
-@pytest.mark.xfail(strict=True, reason="R6-6: otp.enabled / otp.disabled are not notice kinds: an address bound as a "
-                                       "second factor while 2FA is on (or removed) reaches neither the notifier nor "
-                                       "the outbox, where another authenticator app does (NIST SP 800-63B-4 4.6)")
 def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Callable[..., Stack],
                                                              mfa_outbox: Outbox, inbox: Inbox) -> None:
     stack = stack_factory(otp=OtpConfig(sender=inbox, channels=("email", "sms")), notifier=mfa_outbox,
@@ -317,9 +314,6 @@ def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Call
 
 
 # -- R6-7: authenticator names take C1 control characters ------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R6-7: authenticator_name refuses only C0 and DEL: C1 controls (U+0080-U+009F, "
-                                       "e.g. U+009B, an 8-bit terminal's CSI) pass, though the contract says 'no "
-                                       "control characters'")
 @pytest.mark.parametrize("name", ["ph\x85one", "\x9b31mred"])
 def test_r6_7_an_authenticator_name_holds_no_control_characters(stack: Stack, name: str) -> None:
     owner = stack.client()
