@@ -115,8 +115,17 @@ class OtpFlows:
         p = self.f.policies
         return p.user_lock_failures, p.user_lock_seconds * 1000
 
-    def _hash(self, caller: Caller, binding: str, code: str) -> str:
-        return self.f.keyring.hash_otp(code, user_id=caller.uid, binding=binding)
+    def _hash(self, caller: Caller, binding: str, code: str, to: OtpFactor | None = None) -> str:
+        """The code's keyed hash, bound to the user, the challenge or session, and (a sign-in or
+        step-up code) the address it is sent to: R6-5, a code sent to an address the user has
+        since removed or replaced answers nothing, whatever the hot store still holds."""
+        where = "" if to is None else f"\x00{to.channel}:{to.address}"
+        return self.f.keyring.hash_otp(code, user_id=caller.uid, binding=binding + where)
+
+    def _hashes(self, caller: Caller, record: UserRecord, binding: str, code: str) -> str:
+        """A verify's hashes of ``code``: one for each address the record has now (space-separated;
+        ``otp_take`` matches any), as read in this request."""
+        return " ".join(self._hash(caller, binding, code, o) for o in record.otp if o.channel in self.otp.channels)
 
     def _send(self, req: Request, caller: Caller, channel: str, to: str, purpose: Purpose,
               binding: str) -> Flow[None]:
@@ -126,7 +135,7 @@ class OtpFlows:
         or session is as it was)."""
         f, c, uid = self.f, self.otp, caller.uid
         code = new_code(c.digits)
-        h = self._hash(caller, binding, code)
+        h = self._hash(caller, binding, code, None if purpose == "enrol" else OtpFactor(channel, to))
         send_id = secrets.token_hex(8)
         issue = OtpIssue(f.head(uid, req), otp_key=f.keys.otp(uid), sends_key=f.keys.otp_sends(uid), mode="issue",
                          send_id=send_id, code_hash=h, binding=binding, purpose=purpose, ttl_ms=c.ttl * 1000,
@@ -196,7 +205,7 @@ class OtpFlows:
                 otp_key=k.otp(uid), method="otp", outcome="otp", new_sid=sid, session_spec=f.session_spec(),
                 trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
                 lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", binding=binding,
-                code_hash=self._hash(caller, binding, code)), sid)
+                code_hash=self._hashes(caller, record, binding, code)), sid)
             yield from self._settle(req, caller, reply, sid, trusted=trust)  # S2
             remember = caller.challenge.get("remember") == "1"
             trusted = [f.cookie_header(f.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
@@ -208,7 +217,7 @@ class OtpFlows:
             new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid), mode="stepup",
             method="otp", outcome="otp", sid=caller.sid, lock_failures=lock[0], lock_ms=lock[1], new_sid=sid,
             session_spec=f.session_spec(), amr=AMR_OTP, codes_kid="", binding=binding,
-            code_hash=self._hash(caller, binding, code)), sid)
+            code_hash=self._hashes(caller, record, binding, code)), sid)
         yield from self._settle(req, caller, reply, sid)  # S2
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"

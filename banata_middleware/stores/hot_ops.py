@@ -534,7 +534,7 @@ class ChallengeAnswer(NamedTuple):
     lock_ms: int
     amr: str  # of the new session
     binding: str = ""  # outcome otp: what the code was sent for ('ch:' + challenge id hash)
-    code_hash: str = ""  # outcome otp: the code's keyed hash
+    code_hash: str = ""  # outcome otp: the code's keyed hashes, one per address it may have gone to, space-separated
     lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
 
 
@@ -558,7 +558,7 @@ class SessionAnswer(NamedTuple):
     amr: str  # of the factor given (merged into the session's)
     codes_kid: str  # enrolment: the key id the pending codes were hashed under
     binding: str = ""  # outcome otp: what the code was sent for ('s:' + session id hash)
-    code_hash: str = ""  # outcome otp: the code's keyed hash
+    code_hash: str = ""  # outcome otp: the code's keyed hashes, one per address it may have gone to, space-separated
     lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
 
 

@@ -267,9 +267,6 @@ def test_r6_4_removing_the_last_app_needs_what_disable_needs(stack: Stack) -> No
 
 
 # -- R6-5: a code sent to an address keeps working after that address is removed -------------------
-@pytest.mark.xfail(strict=True, reason="R6-5: disable-otp of a channel leaves the live code sent there: a sign-in "
-                                       "code mailed to the address being removed (the mailbox the user lost) still "
-                                       "answers the challenge while another channel keeps codes on")
 def test_r6_5_a_code_sent_to_a_removed_address_is_void(otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)
     r = owner.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",
@@ -287,6 +284,23 @@ def test_r6_5_a_code_sent_to_a_removed_address_is_void(otp_stack: Stack, inbox: 
     assert otp_rows(otp_stack, uid) == [("sms", "+15551234567")]
     r = thief.auth("/two-factor/verify-otp", {"code": code})
     assert r.status_code == 401, r.text
+
+
+def test_r6_5_a_code_sent_to_a_replaced_address_is_void(otp_stack: Stack, inbox: Inbox) -> None:
+    _, uid = otp_enrolled(otp_stack, inbox)
+    thief = otp_stack.client(ip="198.51.100.12")
+    assert thief.sign_in(EMAIL).status_code == 403
+    assert thief.auth("/two-factor/send-otp", {}).status_code == 200
+    code = inbox.latest(to=EMAIL).code
+    # The app moves the user's codes to the mailbox they verified with it (the old one was lost).
+    otp_stack.auth.enable_otp(uid, to="new@example.com")
+    r = thief.auth("/two-factor/verify-otp", {"code": code})
+    assert (r.status_code, r.json()["code"]) == (401, "INVALID_CODE"), r.text
+    # A code sent to the new address answers the challenge.
+    otp_stack.clock.advance(31)
+    assert thief.auth("/two-factor/send-otp", {}).status_code == 200
+    r = thief.auth("/two-factor/verify-otp", {"code": inbox.latest(to="new@example.com").code})
+    assert r.status_code == 200, r.text
 
 
 # -- R6-6: binding or removing an address for codes by message notifies nobody ---------------------

@@ -138,7 +138,7 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "method": st.sampled_from(("totp", "backup", "otp")),
     "outcome": st.sampled_from(("wrong", "ok", "ok", "otp")),
     "binding": st.sampled_from(("ch:c1", "s:s1", "s:s2")),
-    "code_hash": st.sampled_from(("x1", "x2")),
+    "code_hash": st.sampled_from(("x1", "x2", "x2 x1")),  # verify: one hash per address
     "send_id": st.sampled_from(("d1", "d2", "d3")),
     "purpose": None,
     "channel": st.sampled_from(("email", "sms")),
