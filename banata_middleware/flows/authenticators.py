@@ -101,6 +101,19 @@ def authenticator_name(body: Body, *, required: bool) -> str:
     return name
 
 
+def _last_factor(record: UserRecord, factor_id: str) -> bool:
+    """Whether removing app ``factor_id`` leaves ``record`` without a second factor (as read: the
+    record store decides again, under its locks)."""
+    confirmed = [f.id for f in record.totp if f.confirmed_at is not None]
+    return confirmed == [factor_id] and not record.otp
+
+
+def password_needed() -> AuthError:
+    """The answer ``disable`` gives without its ``password`` (400 VALIDATION_ERROR), naming why."""
+    return AuthError(400, "VALIDATION_ERROR", "'password' must be a non-empty string: removing your last "
+                                              "second factor turns two-factor authentication off")
+
+
 def not_found() -> AuthError:
     return AuthError(404, "AUTHENTICATOR_NOT_FOUND", "no such authenticator app")
 
@@ -127,12 +140,12 @@ class AuthenticatorFlows:
         record = yield from self.f.load_record(caller)
         return json_response(200, [public(f) for f in listed(record, self.f.now_ms())])
 
-    def _change(self, req: Request) -> Flow[Caller]:
+    def _change(self, req: Request, password: str | None = None) -> Flow[Caller]:
         """The caller of a rename or removal: the factor-change rule checked when loaded and again
         in the hot store just before the change (``factor_change.lua``), as for passkeys: neither
-        change lets anyone in, so the re-check comes first."""
+        change lets anyone in, so the re-check comes first. ``password``, when given, is checked too."""
         f = self.f
-        caller = yield from f.require_factor_change(req)
+        caller = yield from f.require_factor_change(req, password)
         session_key, max_age_ms = f.factor_change_args(caller)
         # 'on': judged as with 2FA on when the record had it (the copy may say off by now).
         on = caller.record is not None and caller.record.two_factor_enabled
@@ -162,14 +175,24 @@ class AuthenticatorFlows:
         return json_response(200, {"authenticator": public(replace(factor, name=name))})
 
     def remove(self, req: Request, body: Body) -> Flow[Response]:
+        """Remove an app. ``password?``: needed when the removal turns two-factor off (the user's
+        last second factor), as ``disable`` and ``disable-otp`` need it (R6-4: a stolen fresh
+        session alone must not turn 2FA off by another name); checked whenever given."""
         factor_id = body.text("id", max_len=64)
-        caller = yield from self._change(req)
+        password = body.text("password", max_len=128, required=False) or None
+        caller = yield from self._change(req, password)
         f, uid, since = self.f, caller.uid, self.f.now_ms()
+        if password is None and caller.record is not None and _last_factor(caller.record, factor_id):
+            raise password_needed()
         removed = f.entries(req, caller.sid, ("two_factor.authenticator_removed", factor_id))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
         # The record store decides, with every app of the user locked: of two removals at once,
-        # exactly one removes the last, and turns two-factor off with it (its audit rows too).
-        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off))
+        # exactly one removes the last, and turns two-factor off with it (its audit rows too), or,
+        # without the password, removes nothing.
+        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off,
+                                                                     may_turn_off=password is not None))
+        if result.status is Status.CHANGED:
+            raise password_needed()
         if result.status is not Status.OK:
             raise not_found()
         f.emit_entries(uid, (*removed, *off) if result.two_factor_off else removed)

@@ -370,7 +370,7 @@ class RemoveTotpFactor(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class AuthenticatorRemoval:
-    status: Status  # OK, or NOT_FOUND (no such authenticator of this user)
+    status: Status  # OK, NOT_FOUND (no such authenticator of this user), or CHANGED (the last, not may_turn_off)
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
@@ -384,13 +384,17 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     kept; what it removed is replied, for an undo), and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
     itself remove the last, an app added at the same time is decided before or after it, and a
-    verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
+    verification racing it finds its authenticator gone (NOT_FOUND) or was first. Without
+    ``may_turn_off`` (the caller gave no password, which turning 2FA off needs: R6-4), removing
+    the last factor is refused here, under those locks: CHANGED, nothing removed (a concurrent
+    removal left this app the last since the caller's record was read)."""
 
     user_id: str
     factor_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
     audit_off: Sequence[AuditEntry] = ()
+    may_turn_off: bool = True
 
     def run(self, schema: Schema) -> SqlGen[AuthenticatorRemoval]:
         from ..users import DisableSecondFactor  # users imports this module's record type
@@ -405,6 +409,8 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
         by_message = (yield select(o.c.channel).where(o.c.user_id == u).limit(1)).first() is not None
         last = target.confirmed_at is not None and not by_message and not any(
             r.confirmed_at is not None for r in rows if r.id != self.factor_id)
+        if last and not self.may_turn_off:
+            return AuthenticatorRemoval(Status.CHANGED, False)
         if last:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the
             # unfinished setups and the backup codes too, as ``disable`` removes them.
