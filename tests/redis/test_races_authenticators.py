@@ -129,7 +129,8 @@ def test_removing_the_last_app_racing_a_sign_in_with_its_code(live: Live) -> Non
         live.clock.advance(30)
         pending = _challenged(live, email)
         live.store.race(2 if round_ % 2 else 0)
-        removed, verified = at_once([partial(owner.auth, f"{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD}),
+        removed, verified = at_once([partial(owner.auth, f"{TF}/remove-authenticator",
+                                             {"id": "totp", "password": PASSWORD}),
                                      partial(pending.verify_totp, owner.code())])
         live.store.race(0)
         assert removed.json() == {"status": True, "twoFactorEnabled": False}, removed.text
