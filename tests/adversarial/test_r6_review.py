@@ -595,3 +595,23 @@ def test_held_a_flush_between_send_and_verify_lets_no_password_alone_through(otp
     r = again.sign_in(EMAIL)
     assert (r.status_code, r.json()["code"]) == (403, "TWO_FACTOR_REQUIRED") and r.json()["twoFactorMethods"] == ["otp"]
     assert again.get("/api/me").status_code == 403
+
+
+# -- R6-7, the other names users give: passkeys, the account --------------------------------------
+@pytest.mark.parametrize("name", ["ph\x85one", "\x9b31mred", "evil\u202egpj.exe", "a\u2028b"])
+def test_r6_7_passkey_and_account_names_hold_no_control_or_formatting_characters(stack: Stack, name: str) -> None:
+    owner = stack.client()
+    r = owner.auth("/sign-up/email", {"email": EMAIL, "password": PASSWORD, "name": name})
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR"), r.text
+    assert owner.sign_up(EMAIL).status_code == 200
+    r = owner.auth("/passkey/update-passkey", {"id": "any", "name": name})
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR"), r.text
+    r = owner.get("/api/auth/passkey/generate-register-options", params={"name": name})
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR"), r.text
+
+
+def test_r6_7_names_keep_emoji_sequences_and_accents(stack: Stack) -> None:
+    owner = stack.client()
+    name = "Zoë \U0001f469\u200d\U0001f4bb"  # a woman technologist: a zero-width joiner sequence
+    r = owner.auth("/sign-up/email", {"email": EMAIL, "password": PASSWORD, "name": name})
+    assert r.status_code == 200 and r.json()["user"]["name"] == name, r.text
