@@ -349,13 +349,16 @@ class SessionCore:
         of yet (the hot half of its enrolment failed: R4-2), which the repair keeps while it ends
         the others: the session of the pending authenticator setup only when the record's app IS
         that setup (its secret's ciphertext); else the session that used an enrolment code sent
-        by message ('enrol_sid', otp_enrol.lua); else none (an import, the app's own vouching:
-        every session ends). Never ``pending_sid`` alone (R6-2): a setup begun with the password
-        alone, perhaps a thief's, while another session's enrolment turned 2FA on."""
+        by message ('enrol_sid', otp_enrol.lua) when the record has the address it confirmed
+        ('enrol_to': not one the record store refused, EnableOtp.while_off); else none (an import,
+        the app's own vouching: every session ends). Never ``pending_sid`` alone (R6-2): a setup
+        begun with the password alone, perhaps a thief's, while another session's enrolment turned
+        2FA on."""
         secret = user.get("pending_secret")
         if secret and any(hmac.compare_digest(t.secret, secret) and t.confirmed_at is not None for t in record.totp):
             return user.get("pending_sid", "")
-        if record.otp and user.get("enrol_sid"):
+        confirmed = user.get("enrol_to")
+        if user.get("enrol_sid") and any(f"{o.channel}:{o.address}" == confirmed for o in record.otp):
             return user["enrol_sid"]
         return ""
 

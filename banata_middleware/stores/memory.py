@@ -199,6 +199,10 @@ class _Script:
         return len(value) if isinstance(value, set) else 0
 
 
+#: The user hash's fields of a setup or enrolment under way, which end when 2FA turns on or off
+#: (the scripts' HDELs of them).
+_PENDING = ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid", "enrol_to")
+
 def _key_id(key: str) -> str:
     """Twin of ``key_id`` in lua/_prelude.lua: the id (hash) at the end of a key."""
     return key.rpartition(":")[2]
@@ -367,7 +371,7 @@ class MemoryStore:
                             if self.delete(op.session_prefix_key + sid) == 1:
                                 x.audit("session.revoked", sid, "enrolment")
                             index.discard(sid)
-                    for pending in ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid"):
+                    for pending in _PENDING:
                         user.pop(pending, None)
                     self.delete(op.pending_codes_key)
                     x.otp_enrolment_ends(op.otp_key)
@@ -519,7 +523,7 @@ class MemoryStore:
         index = self.get(op.sessions_key)
         if ok and op.mode == "enrol":
             x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
-            for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid"):
+            for field in _PENDING:
                 self.data[user_key].pop(field, None)
             self.delete(op.pending_codes_key)
             x.otp_enrolment_ends(op.otp_key)
@@ -606,7 +610,7 @@ class MemoryStore:
             user = self.data.setdefault(op.head.user_key, {})
             user.pop("otp_enrol", None)
             if u.get("tfa") != "1" and op.on != "1":
-                user["enrol_sid"] = op.binding[2:]
+                user.update(enrol_sid=op.binding[2:], enrol_to=f"{c['channel']}:{c['to']}")
             return ["OK", x.events, c["channel"], c["to"]]
         lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), "otp")
         if lock > 0:
@@ -666,7 +670,7 @@ class MemoryStore:
                                               op.max_age_ms, "1")
             if refused:
                 return [refused, x.events]
-        for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid"):
+        for field in _PENDING:
             self.data.setdefault(user_key, {}).pop(field, None)
         x.hset(user_key, tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
         self.delete(op.pending_codes_key)
@@ -733,7 +737,7 @@ class MemoryStore:
         user_key = op.head.user_key
         u = x.hash(user_key)
         x.hset(user_key, tfa="1", gen=int(u.get("gen", "0")) + 1, codes_kid=op.codes_kid)
-        for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid"):
+        for field in _PENDING:
             self.data[user_key].pop(field, None)
         self.delete(op.pending_codes_key)
         x.otp_enrolment_ends(op.otp_key)
@@ -745,7 +749,7 @@ class MemoryStore:
         x.hset(user_key, revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if op.mode == "reset":
-            for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid"):
+            for field in _PENDING:
                 self.data[user_key].pop(field, None)
             x.hset(user_key, tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
             self.delete(op.pending_codes_key)

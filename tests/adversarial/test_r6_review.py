@@ -203,6 +203,37 @@ def test_r6_2_an_import_whose_hot_half_failed_spares_no_pending_setup_session(ot
     assert thief.get("/api/me").status_code == 401
 
 
+def test_r6_2_an_enrolment_the_record_store_refused_keeps_no_session_at_the_repair(
+        otp_stack: Stack, inbox: Inbox) -> None:
+    """The thief's code is used (otp_enrol.lua, the copy still saying 2FA off: the app's
+    enable_otp wrote the record, its hot half failed), the record store refuses the address
+    (EnableOtp.while_off); the repair that follows keeps no session for an enrolment the record
+    does not hold ('enrol_to')."""
+    owner = otp_stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    thief = otp_stack.client(ip="198.51.100.8")
+    assert thief.sign_in(EMAIL).status_code == 200
+    r = thief.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "to": THIEF_MAIL})
+    assert r.status_code == 200, r.text
+    inner = otp_stack.auth.store
+
+    def turn_on() -> None:
+        otp_stack.auth.store = FailOn(inner, "two_factor_import")
+        try:
+            with pytest.raises(AuthError):
+                otp_stack.auth.enable_otp(uid, to="+15551234567", channel="sms")
+        finally:
+            otp_stack.auth.store = inner
+
+    req = request_of(thief, "/two-factor/verify-otp", {"code": inbox.latest(to=THIEF_MAIL).code})
+    response = run_sync(otp_stack.auth.gateway.handle(req), PausingStore(inner, "otp_enrol", turn_on),
+                        otp_stack.auth.records)
+    assert response.status == 403, response.body
+    assert otp_rows(otp_stack, uid) == [("sms", "+15551234567")]
+    owner.get("/api/auth/two-factor/list-authenticators")  # a record read repairs the copy
+    assert session_of(thief) is None
+
+
 # -- R6-3: disable-otp ignores two_factor_disable.lua's re-check ---------------------------------
 def test_r6_3_disable_otp_by_a_session_revoked_mid_request_changes_nothing(otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)

@@ -7,8 +7,9 @@
 -- a factor is a factor change: the session must have passed a second factor within max_age_ms,
 -- checked here with the code (R6-1: an enrolment begun with the password alone, before an import
 -- or another enrolment turned 2FA on, does not finish; the flow checked it when loaded too).
--- On success (2FA off) 'enrol_sid' names the session that used the code, until session_answer.lua finishes
--- the enrolment: when that never runs, the copy's repair keeps that session (user_fill.lua, R6-2).
+-- On success (2FA off) 'enrol_sid' names the session that used the code and 'enrol_to' the address
+-- (channel:address) it confirmed, until session_answer.lua finishes the enrolment: when that never
+-- runs, the copy's repair keeps that session if the record has that address (user_fill.lua, R6-2).
 -- Fields: hot_ops.OtpEnrol (otp_key: the user's code; session_key: the caller's).
 -- Returns OK + channel + address, GONE (no live session), LOCKED + lock end, FRESH_TWO_FACTOR, or WRONG.
 local u = hash(user_key)
@@ -23,7 +24,9 @@ end
 local c = otp_take(otp_key, binding, 'enrol', code_hash)
 if c then
   redis.call('HDEL', user_key, 'otp_enrol')
-  if u.tfa ~= '1' and on ~= '1' then redis.call('HSET', user_key, 'enrol_sid', string.sub(binding, 3)) end
+  if u.tfa ~= '1' and on ~= '1' then
+    redis.call('HSET', user_key, 'enrol_sid', string.sub(binding, 3), 'enrol_to', c.channel .. ':' .. c.to)
+  end
   return {'OK', EVENTS, c.channel, c.to}
 end
 lock = second_factor_failed(tonumber(lock_failures), tonumber(lock_ms), 'otp')

@@ -43,7 +43,7 @@ local function enrolled()
       redis.call('SREM', sessions_key, sid)
     end
   end
-  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name', 'enrol_sid')
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name', 'enrol_sid', 'enrol_to')
   redis.call('DEL', pending_codes_key)
   otp_enrolment_ends(otp_key)
 end
