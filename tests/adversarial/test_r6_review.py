@@ -235,6 +235,7 @@ def test_r6_2_an_enrolment_the_record_store_refused_keeps_no_session_at_the_repa
 
 
 # -- R6-3: disable-otp ignores two_factor_disable.lua's re-check ---------------------------------
+# Fixed (branch factors): the last factor's removal is DisableOtp's, undone like disable's on refusal.
 def test_r6_3_disable_otp_by_a_session_revoked_mid_request_changes_nothing(otp_stack: Stack, inbox: Inbox) -> None:
     owner, uid = otp_enrolled(otp_stack, inbox)
     thief = otp_stack.client(ip="198.51.100.9")
@@ -368,6 +369,7 @@ def test_r6_5_a_code_sent_to_a_replaced_address_is_void(otp_stack: Stack, inbox:
 
 
 # -- R6-6: binding or removing an address for codes by message notifies nobody ---------------------
+# Fixed (branch factors): otp.enabled and otp.disabled are notice kinds.
 def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Callable[..., Stack],
                                                              mfa_outbox: Outbox, inbox: Inbox) -> None:
     stack = stack_factory(otp=OtpConfig(sender=inbox, channels=("email", "sms")), notifier=mfa_outbox,
@@ -392,6 +394,7 @@ def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Call
 
 
 # -- R6-7: authenticator names take C1 control characters ------------------------------------------
+# Fixed (branch factors): names refuse every control and invisible formatting character (Cc, Cf, ...).
 @pytest.mark.parametrize("name", ["ph\x85one", "\x9b31mred"])
 def test_r6_7_an_authenticator_name_holds_no_control_characters(stack: Stack, name: str) -> None:
     owner = stack.client()

@@ -10,10 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    Executable,
+    Label,
+    MetaData,
+    Row,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+)
 
+from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 from ..types import Ident, Millis
 from ..users import clear_failures
@@ -21,8 +36,17 @@ from ..users import clear_failures
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["BackupCode", "BackupCodeUse", "ConsumeBackupCode", "RegenerateBackupCodes", "ReplaceBackupCodes",
-           "RestoreBackupCodes", "define_table"]
+__all__ = [
+    "FACTOR",
+    "BackupCode",
+    "BackupCodeUse",
+    "CodeCount",
+    "ConsumeBackupCode",
+    "RegenerateBackupCodes",
+    "ReplaceBackupCodes",
+    "RestoreBackupCodes",
+    "define_table",
+]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -102,6 +126,53 @@ def put_back_codes(schema: Schema, user_id: str, codes: Sequence[BackupCode]) ->
         return None
     return insert(schema.backup_codes).values([{"user_id": user_id, "code_hash": c.code_hash, "key_id": c.key_id,
                                                 "created_at": c.created_at} for c in codes])
+
+
+# -- what this factor contributes (factor.Factor) ---------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CodeCount:
+    """The user's part in ``LoadUser``: how many codes are left, and the key they are hashed under."""
+
+    count: int = 0
+    key_id: str = ""  # "" without codes
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+def _load(schema: Schema, user: BindParameter[str]) -> Sequence[Label[Any]]:
+    b = schema.backup_codes
+    return [select(func.count()).select_from(b).where(b.c.user_id == user).scalar_subquery().label("codes"),
+            select(func.min(b.c.key_id)).where(b.c.user_id == user).scalar_subquery().label("codes_kid")]
+
+
+def _read(row: Row[Any], rows: Sequence[Row[Any]]) -> CodeCount:
+    return CodeCount(int(row.codes), row.codes_kid or "")
+
+
+def _methods(codes: CodeCount, offer: Offer) -> Sequence[str]:
+    # Codes hashed under a key no longer configured cannot match: not offered.
+    return ("backup_code",) if codes and offer.code_key_known(codes.key_id) else ()
+
+
+def _take(schema: Schema, user_id: str) -> SqlGen[tuple[BackupCode, ...]]:
+    codes = yield from take_codes(schema, user_id)
+    if codes:
+        yield delete(schema.backup_codes).where(schema.backup_codes.c.user_id == user_id)
+    return codes
+
+
+def _put_back(schema: Schema, user_id: str, codes: tuple[BackupCode, ...]) -> SqlGen[None]:
+    statement = put_back_codes(schema, user_id, codes)
+    if statement is not None:
+        yield statement
+
+
+#: Backup codes answer a sign-in but never turn two-factor on by themselves.
+FACTOR = Factor(
+    "backup_codes", lambda m, prefix: {"backup_codes": define_table(m, prefix)}, _read,
+    delete_rows(lambda s: s.backup_codes), load=_load, methods=_methods, take=_take, put_back=_put_back)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,18 +13,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Column, MetaData, String, Table, delete, insert, select
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    ColumnElement,
+    Label,
+    MetaData,
+    Row,
+    String,
+    Table,
+    delete,
+    exists,
+    insert,
+    select,
+)
 
+from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import DisabledSecondFactor, DisableSecondFactor, clear_failures, lock_user_state
+from ..users import DisabledSecondFactor, DisableSecondFactor, clear_failures, lock_user_state, others_on
 from .totp import lock_user_factors
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp", "RestoreOtp",
-           "define_table"]
+__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp",
+           "RestoreOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -43,6 +57,52 @@ class OtpFactor:
 
     channel: str
     address: str
+
+
+#: Every channel a row may name, in the order a sign-in prefers them.
+CHANNELS = ("email", "sms")
+
+
+# -- what this factor contributes (factor.Factor) ---------------------------------------------------
+
+def _load(schema: Schema, user: BindParameter[str]) -> Sequence[Label[Any]]:
+    o = schema.otp_factors
+    return [select(o.c.address).where(o.c.user_id == user, o.c.channel == channel).scalar_subquery()
+            .label(f"otp_{channel}") for channel in CHANNELS]
+
+
+def _read(row: Row[Any], rows: Sequence[Row[Any]]) -> tuple[OtpFactor, ...]:
+    return tuple(OtpFactor(channel, address) for channel in CHANNELS
+                 if (address := getattr(row, f"otp_{channel}")) is not None)
+
+
+def _on_in_sql(schema: Schema, user_id: str) -> ColumnElement[bool]:
+    o = schema.otp_factors
+    return exists().where(o.c.user_id == user_id)
+
+
+def _methods(addresses: tuple[OtpFactor, ...], offer: Offer) -> Sequence[str]:
+    return ("otp",) if any(o.channel in offer.otp_channels for o in addresses) else ()
+
+
+def _take(schema: Schema, user_id: str) -> SqlGen[tuple[tuple[str, str, int], ...]]:
+    o = schema.otp_factors
+    rows = (yield select(o.c.channel, o.c.address, o.c.created_at).where(o.c.user_id == user_id)
+            .order_by(o.c.channel).with_for_update()).all()
+    if rows:
+        yield delete(o).where(o.c.user_id == user_id)
+    return tuple((r.channel, r.address, r.created_at) for r in rows)
+
+
+def _put_back(schema: Schema, user_id: str, rows: tuple[tuple[str, str, int], ...]) -> SqlGen[None]:
+    yield insert(schema.otp_factors).values([{"user_id": user_id, "channel": channel, "address": address,
+                                              "created_at": at} for channel, address, at in rows])
+
+
+#: Codes by message: a confirmed address turns two-factor on by itself.
+FACTOR = Factor(
+    "otp", lambda m, prefix: {"otp_factors": define_table(m, prefix)}, _read, delete_rows(lambda s: s.otp_factors),
+    load=_load, turns_on=bool, on_in_sql=_on_in_sql, methods=_methods, take=_take, put_back=_put_back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +201,7 @@ class DisableOtp(RecordOp[OtpRemoval]):
         going = [r.channel for r in rows if self.channel in (None, r.channel)]
         if not going:
             return OtpRemoval(Status.NOT_FOUND, False)
-        f = schema.totp_factors
-        app = (yield select(f.c.id).where(f.c.user_id == u, f.c.confirmed_at.is_not(None)).limit(1)).first()
-        if app is None and len(going) == len(rows):
+        if len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one():
             removed = yield from DisableSecondFactor(u, self.at, audit=self.audit_off).run(schema)
             return OtpRemoval(Status.OK, True, removed)
         yield delete(t).where(t.c.user_id == u, t.c.channel.in_(going))
