@@ -25,6 +25,7 @@ factor, or a factor the next request's record read repairs the copy for.
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from typing import TYPE_CHECKING, Literal
 
 from ..config import OtpConfig
@@ -52,13 +53,14 @@ from ..stores.records import (
     LoadUser,
     OtpFactor,
     OtpRemoval,
+    OtpRows,
     RecordFailure,
     RecordOtpUse,
     RestoreOtp,
     Status,
     UserRecord,
 )
-from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, retry_after
+from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log, retry_after
 from .two_factor import FAILURE_CEILING
 
 if TYPE_CHECKING:
@@ -348,6 +350,21 @@ class OtpFlows:
         yield from f.commit(TwoFactorImport(f.head(uid, origin), pending_codes_key=f.keys.pending_backup_codes(uid),
                                             otp_key=f.keys.otp(uid), codes_kid=record.codes_key_id))
 
+    def _undo_remove(self, req: Request, caller: Caller, removed: OtpRows) -> Flow[None]:
+        """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, unless one of
+        those channels was enrolled again meanwhile (that enrolment stands). A record store that
+        fails here is logged without the address (the user id and the error code) and raises."""
+        f, uid = self.f, caller.uid
+        entries = f.entries(req, caller.sid, *(("otp.enabled", f"{channel}:restored") for channel, _, _ in removed))
+        try:
+            status = yield Rec(RestoreOtp(uid, removed, entries))
+        except AuthError as exc:
+            log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed could not be "
+                        "undone in the record store (%s)", uid, exc.code)
+            raise
+        if status is Status.OK:
+            f.emit_entries(uid, entries)
+
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
         left, two-factor goes off, as ``disable`` turns it off (the backup codes go too). Which of
@@ -380,18 +397,23 @@ class OtpFlows:
             if reply.status != HotStatus.OK:
                 yield from f.undo_disable(req, caller, result.removed, disable, since)
                 raise f.factor_change_error(reply.status)
-        else:
+        elif result.gone:
             # 2FA stays on: the factor-change rule is re-checked all the same, after the commit, as
-            # with 2FA on (the record had it when loaded), and on refusal the addresses are put
-            # back (R6-3: a session revoked, ended or gone stale while this request was under way
-            # removes nothing). A hot store that fails here keeps the removal, as ``disable`` does:
-            # the request passed the rule an instant before.
+            # with 2FA on (the record had it when loaded), so that it holds at the moment of the
+            # change (R6-3: a session revoked, signed out or gone stale while this request was
+            # under way removes nothing). A refusal, or a hot store that fails so that it cannot be
+            # checked, puts the addresses back: a 401 or a 503 means nothing changed. A crash
+            # between keeps the removal (the request passed the rule when loaded, an instant before).
             session_key, max_age_ms = f.factor_change_args(caller)
-            verdict: Verdict = yield from f.commit(FactorChange(
-                f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
-            if verdict.status != HotStatus.OK:
-                back = f.entries(req, caller.sid, ("otp.enabled", "restored"))
-                if (yield Rec(RestoreOtp(uid, result.gone, since, back))) is Status.OK:
-                    f.emit_entries(uid, back)
-                raise f.factor_change_error(verdict.status)
+            try:
+                allowed: Verdict = yield from f.commit(FactorChange(
+                    f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"),
+                    caller.sid)
+            except AuthError:
+                with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
+                    yield from self._undo_remove(req, caller, result.gone)
+                raise
+            if allowed.status != HotStatus.OK:
+                yield from self._undo_remove(req, caller, result.gone)
+                raise f.factor_change_error(allowed.status)
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

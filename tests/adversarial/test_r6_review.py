@@ -282,6 +282,23 @@ def test_r6_3_disable_otp_of_one_channel_by_a_session_revoked_mid_request_change
     assert sorted(otp_rows(otp_stack, uid)) == [("email", EMAIL), ("sms", "+15551234567")]
 
 
+def test_r6_3_disable_otp_of_one_channel_with_the_hot_store_down_changes_nothing(
+        otp_stack: Stack, inbox: Inbox) -> None:
+    """The re-check cannot run (Redis gone after the commit): the address is put back, so that the
+    503 means nothing changed, as for the other factor changes."""
+    owner, uid = otp_enrolled(otp_stack, inbox)
+    r = owner.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp", "channel": "sms",
+                                          "to": "+15551234567"})
+    assert r.status_code == 200, r.text
+    assert owner.auth("/two-factor/verify-otp", {"code": inbox.latest(user_id=uid).code}).status_code == 200
+    inner = otp_stack.auth.store
+    otp_stack.auth.store = FailOn(inner, "factor_change")
+    r = owner.auth("/two-factor/disable-otp", {"password": PASSWORD, "channel": "sms"})
+    otp_stack.auth.store = inner
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    assert sorted(otp_rows(otp_stack, uid)) == [("email", EMAIL), ("sms", "+15551234567")]
+
+
 # -- R6-4: removing the last authenticator app turns 2FA off without the password -----------------
 def test_r6_4_removing_the_last_app_needs_what_disable_needs(stack: Stack) -> None:
     owner = stack.client()

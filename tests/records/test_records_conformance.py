@@ -277,13 +277,13 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
         # one channel of two: the other keeps 2FA on
-        sms = OtpFactor("sms", "+15551234567")
+        sms = ("sms", "+15551234567", T)
         assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
         assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
-        # a refused removal's undo puts the address back (R6-3), only where the channel has none by now
-        assert (yield RestoreOtp(uid, (sms,), T)) is Status.OK
-        assert (yield RestoreOtp(uid, (OtpFactor("sms", "+15550000000"),), T)) is Status.NOT_FOUND
-        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), sms)
+        # a refused removal's undo puts the row back as it was (R6-3), not over an enrolment meanwhile
+        assert (yield RestoreOtp(uid, (sms,))) is Status.OK
+        assert (yield RestoreOtp(uid, (("sms", "+15550000000", T),))) is Status.TAKEN
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), OtpFactor("sms", sms[1]))
         assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
         # the last factor: 2FA goes with it (the backup codes too), and what went is replied
         result = yield DisableOtp(uid, "email", T, stopped, off)

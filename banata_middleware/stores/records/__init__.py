@@ -17,7 +17,7 @@ from .factors.backup_codes import (
     ReplaceBackupCodes,
     RestoreBackupCodes,
 )
-from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, RecordOtpUse, RemoveOtp, RestoreOtp
+from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, OtpRows, RecordOtpUse, RemoveOtp, RestoreOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -94,6 +94,7 @@ __all__ = [
     "LoadUser",
     "OtpFactor",
     "OtpRemoval",
+    "OtpRows",
     "Passkey",
     "Proof",
     "ProveSecondFactor",

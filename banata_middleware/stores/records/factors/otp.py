@@ -37,8 +37,8 @@ from .totp import lock_user_factors
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "RecordOtpUse", "RemoveOtp",
-           "RestoreOtp", "define_table"]
+__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "OtpRows", "RecordOtpUse",
+           "RemoveOtp", "RestoreOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -167,14 +167,18 @@ class RemoveOtp(RecordOp[Status]):
         return Status.OK
 
 
+#: Rows of ``otp_factors`` as they were: (channel, address, created_at).
+OtpRows = tuple[tuple[str, str, int], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class OtpRemoval:
     status: Status  # OK, or NOT_FOUND (no address on that channel, or none at all)
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
-    #: Otherwise, the addresses that went (2FA stays on), for ``RestoreOtp``.
-    gone: tuple[OtpFactor, ...] = ()
+    #: Otherwise, the rows that went (2FA stays on), for ``RestoreOtp``.
+    gone: OtpRows = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +201,8 @@ class DisableOtp(RecordOp[OtpRemoval]):
     def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
         t, u = schema.otp_factors, self.user_id
         yield from lock_user_factors(schema, u)
-        rows = (yield select(t.c.channel, t.c.address).where(t.c.user_id == u).with_for_update()).all()
+        rows = (yield select(t.c.channel, t.c.address, t.c.created_at).where(t.c.user_id == u)
+                .order_by(t.c.channel).with_for_update()).all()
         going = [r.channel for r in rows if self.channel in (None, r.channel)]
         if not going:
             return OtpRemoval(Status.NOT_FOUND, False)
@@ -207,33 +212,29 @@ class DisableOtp(RecordOp[OtpRemoval]):
         yield delete(t).where(t.c.user_id == u, t.c.channel.in_(going))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return OtpRemoval(Status.OK, False, gone=tuple(OtpFactor(r.channel, r.address) for r in rows
+        return OtpRemoval(Status.OK, False, gone=tuple((r.channel, r.address, r.created_at) for r in rows
                                                        if r.channel in going))
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreOtp(RecordOp[Status]):
-    """Put back addresses a refused removal took (``DisableOtp`` with 2FA staying on, whose
-    factor-change re-check refused: R6-3): each one whose channel has no address by now (an
-    enrolment meanwhile stands). Under the state lock every ``EnableOtp`` takes. OK, or
-    NOT_FOUND when nothing was put back."""
+    """Undo a removal of addresses (``DisableOtp`` with 2FA staying on: ``OtpRemoval.gone``): its
+    rows come back as they were. OK; or TAKEN when one of those channels was enrolled again
+    meanwhile (that enrolment stands: the primary key refuses the put-back, and nothing is
+    written)."""
 
     user_id: str
-    factors: tuple[OtpFactor, ...]
-    at: int
+    rows: OtpRows
     audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        t, u = schema.otp_factors, self.user_id
-        yield from lock_user_state(schema, u)
-        held = {r.channel for r in (yield select(t.c.channel).where(t.c.user_id == u)).all()}
-        back = [x for x in self.factors if x.channel not in held]
-        for x in back:
-            yield insert(t).values(user_id=u, channel=x.channel, address=x.address, created_at=self.at)
-        if not back:
-            return Status.NOT_FOUND
+        if self.rows:
+            yield insert(schema.otp_factors).values([
+                {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
+                for channel, address, at in self.rows])
         if self.audit:
-            yield audit_insert(schema, u, self.audit)
+            yield audit_insert(schema, self.user_id, self.audit)
         return Status.OK
 
 
