@@ -31,7 +31,7 @@ from sqlalchemy import (
 from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import DisabledSecondFactor, DisableSecondFactor, clear_failures, lock_user_state, others_on
+from ..users import DisabledSecondFactor, DisableSecondFactor, any_on, clear_failures, lock_user_state, others_on
 from .totp import lock_user_factors
 
 if TYPE_CHECKING:
@@ -131,12 +131,8 @@ class EnableOtp(RecordOp[Status]):
         # this address, or ran before it; and the lock order stays the removals' (user_state, then
         # otp_factors), so the two never wait on each other in a circle.
         yield from lock_user_state(schema, u)
-        if self.while_off:  # read after the lock (R6-1)
-            f = schema.totp_factors
-            confirmed = select(f.c.id).where(f.c.user_id == u, f.c.confirmed_at.is_not(None)).limit(1)
-            if ((yield confirmed).first() is not None
-                    or (yield select(t.c.channel).where(t.c.user_id == u).limit(1)).first() is not None):
-                return Status.CHANGED
+        if self.while_off and (yield any_on(schema, u)).scalar_one():  # read after the lock (R6-1)
+            return Status.CHANGED
         # Delete then insert (not an upsert: three dialects, three spellings); the primary key
         # decides two enrolments racing.
         replaced = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount
