@@ -570,7 +570,7 @@ BAD_VALUES: list[Any] = [None, 0, 1.5, True, [], {}, ["x"], {"a": 1}, "", " ", "
     ("/two-factor/disable-otp", ("password", "channel")),
     ("/two-factor/enable", ("method", "channel", "to", "name", "issuer")),
     ("/two-factor/rename-authenticator", ("id", "name")),
-    ("/two-factor/remove-authenticator", ("id",)),
+    ("/two-factor/remove-authenticator", ("id", "password")),
 ])
 def test_held_no_500_on_malformed_bodies_of_the_new_endpoints(otp_stack: Stack, inbox: Inbox, path: str,
                                                                fields: tuple[str, ...]) -> None:
