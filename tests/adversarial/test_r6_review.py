@@ -185,6 +185,32 @@ def test_r6_1_2fa_turned_on_between_the_code_and_the_record_write_stops_the_enro
     assert session_of(thief)["session"]["aal"] == 1
 
 
+def test_r6_1_a_totp_setup_begun_with_the_password_alone_does_not_finish_once_codes_by_message_are_on(
+        otp_stack: Stack, inbox: Inbox) -> None:
+    """The other way round: the thief's authenticator setup (2FA off) is confirmed while the app
+    turns codes by message on (enable_otp) between the code's check and the record write."""
+    from banata_middleware.stores.records import EnableTotp
+
+    owner = otp_stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    thief = otp_stack.client(ip="198.51.100.7")
+    assert thief.sign_in(EMAIL).status_code == 200
+    r = thief.auth("/two-factor/enable", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    app = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=otp_stack.clock)
+    req = request_of(thief, "/two-factor/verify-totp", {"code": app.code()})
+    records = PausingRecords(otp_stack.auth.records, EnableTotp,
+                             lambda: otp_stack.auth.enable_otp(uid, to="+15551234567", channel="sms"))
+    response = run_sync(otp_stack.auth.gateway.handle(req), otp_stack.auth.store, records)
+    assert response.status == 409, response.body
+    assert stack_totp(otp_stack, uid) == []
+    assert session_of(thief)["session"]["aal"] == 1
+
+
+def stack_totp(stack: Stack, uid: str) -> list[str]:
+    return [f.id for f in stack.records.execute(LoadUser(uid)).totp]
+
+
 def test_r6_2_an_import_whose_hot_half_failed_spares_no_pending_setup_session(otp_stack: Stack) -> None:
     owner = otp_stack.client()
     uid = str(owner.sign_up(EMAIL).json()["user"]["id"])

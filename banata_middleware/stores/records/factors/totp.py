@@ -218,7 +218,10 @@ class EnableTotp(RecordOp[Status]):
     administrator's import of a known secret), and the generation moves on: a device trusted under
     the replaced secret must ask for the new one, even when the hot store's half of the import
     fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10). The failure streak
-    ends (the permanent lock stays)."""
+    ends (the permanent lock stays). ``while_off`` (an enrolment, begun and confirmed under "2FA
+    off" with the password as the factor-change rule): CHANGED, nothing written, when any factor
+    turns 2FA on by now (an app's ``enable_otp``, an enrolment in codes by message), read after
+    the user's state row is locked, as every ``EnableOtp`` locks it (R6-1, the other way round)."""
 
     user_id: str
     factor_id: str
@@ -231,10 +234,15 @@ class EnableTotp(RecordOp[Status]):
     replace: bool = False
     audit: Sequence[AuditEntry] = ()
     name: str = DEFAULT_NAME
+    while_off: bool = False
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.totp_factors, self.user_id
+        if self.while_off:
+            yield from lock_user_state(schema, u)
+            if (yield any_on(schema, u)).scalar_one():
+                return Status.CHANGED
         # Without ``replace`` the INSERT alone decides: a factor of that id makes it meet the primary
         # key (TAKEN, the whole transaction undone). No DELETE first: on MariaDB its gap lock would
         # turn racing enrolments into deadlocks.
