@@ -408,8 +408,10 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "Options to register a passkey", "passkey", SESSION,
         Success(_ref("CreationOptions"), "the options; the ceremony travels in the `passkey` cookie",
                 ("passkey",)),
-        query={"name": {"type": "string", "description": "the passkey's name (first 64 characters kept)"}},
-        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
+        query={"name": {"type": "string", "description": "the passkey's name (first 64 characters kept; NFC, "
+                                                        "trimmed; no control or invisible formatting character: "
+                                                        "400 VALIDATION_ERROR)"}},
+        errors={400: ("VALIDATION_ERROR",), 401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/passkey/verify-registration"): Endpoint(
         "Register a passkey", "passkey", SESSION,
         Success(_ref("Passkey"), "registered", ("passkey",)),
