@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -10,7 +11,8 @@ from typing import Any, NamedTuple
 
 from .errors import AuthError
 
-__all__ = ["Identity", "Request", "Response", "error_response", "json_response", "parse_cookies", "set_cookie"]
+__all__ = ["Identity", "Request", "Response", "display_name", "error_response", "json_response", "parse_cookies",
+           "set_cookie"]
 
 
 @dataclass(slots=True)
@@ -147,6 +149,29 @@ def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AuthError(400, "VALIDATION_ERROR", "the body must be a JSON object")
     return data
+
+
+#: Unicode categories a display name may not hold: control (C0 and C1: U+0085, U+009B, an 8-bit
+#: terminal's CSI), format (bidi overrides, which can make a name read as another), surrogate,
+#: private-use and unassigned characters, line and paragraph separators.
+_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Format characters emoji sequences need (zero-width joiner and non-joiner).
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def display_name(value: str, field: str, *, max_len: int, required: bool = False) -> str:
+    """A name the user gives something and others see (an authenticator app, a passkey, the
+    account): NFC, trimmed, at most ``max_len`` characters, no control or invisible formatting
+    character (R6-7: the same rule for every such string, wherever it is shown: a log line, the
+    outbox, a terminal). "" when blank and not ``required``; otherwise 400 ``VALIDATION_ERROR``."""
+    name = unicodedata.normalize("NFC", value).strip()
+    if required and not name:
+        raise AuthError(400, "VALIDATION_ERROR", f"'{field}' must be a non-empty string")
+    if len(name) > max_len:  # NFC lengthens a few rare strings
+        raise AuthError(400, "VALIDATION_ERROR", f"'{field}' is longer than {max_len} characters")
+    if any(unicodedata.category(ch) in _NOT_IN_NAMES and ch not in _JOINERS for ch in name):
+        raise AuthError(400, "VALIDATION_ERROR", f"'{field}' holds control or invisible formatting characters")
+    return name
 
 
 def _utf8(value: str) -> bool:

@@ -371,9 +371,10 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "Remove an authenticator app", "two-factor", SESSION,
         Success(_status_and(("twoFactorEnabled", {"type": "boolean"}), required=("twoFactorEnabled",)),
                 "removed; `twoFactorEnabled: false` when it was the last one, which turned 2FA off "
-                "(backup codes and unfinished setups go too)"),
-        body=_object({"id": _AUTHENTICATOR_ID}, ("id",)),
-        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE, 404: ("AUTHENTICATOR_NOT_FOUND",)}),
+                "(backup codes and unfinished setups go too); that needs `password`, as `disable` does "
+                "(400 `VALIDATION_ERROR` without it); a password given is checked on any removal"),
+        body=_object({"id": _AUTHENTICATOR_ID, "password": _text(128)}, ("id",)),
+        errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE, 404: ("AUTHENTICATOR_NOT_FOUND",)})),
     ("POST", "/two-factor/generate-backup-codes"): Endpoint(
         "Replace the backup codes", "two-factor", SESSION,
         Success(_status_and(("backupCodes", {"type": "array", "items": {"type": "string"}}),
@@ -408,8 +409,10 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "Options to register a passkey", "passkey", SESSION,
         Success(_ref("CreationOptions"), "the options; the ceremony travels in the `passkey` cookie",
                 ("passkey",)),
-        query={"name": {"type": "string", "description": "the passkey's name (first 64 characters kept)"}},
-        errors={401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
+        query={"name": {"type": "string", "description": "the passkey's name (first 64 characters kept; NFC, "
+                                                        "trimmed; no control or invisible formatting character: "
+                                                        "400 VALIDATION_ERROR)"}},
+        errors={400: ("VALIDATION_ERROR",), 401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE}),
     ("POST", "/passkey/verify-registration"): Endpoint(
         "Register a passkey", "passkey", SESSION,
         Success(_ref("Passkey"), "registered", ("passkey",)),

@@ -33,7 +33,8 @@ class AdminFlows(TwoFactorFlows):
                              replace=True, audit=entries))
         self.emit_entries(uid, entries)
         yield from self.commit(TwoFactorImport(self.head(uid, origin),
-                                               pending_codes_key=self.keys.pending_backup_codes(uid), codes_kid=kid))
+                                               pending_codes_key=self.keys.pending_backup_codes(uid),
+                                               otp_key=self.keys.otp(uid), codes_kid=kid))
         uri = totp_uri(secret, issuer=self.config.app_name, account=email or uid, policy=self.config.totp)
         return uri, codes
 

@@ -10,13 +10,12 @@ Composed on the flows (``Flows.authenticators``) when two-factor is on.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..effects import Flow, Rec
 from ..errors import AuthError
-from ..http import Body, Request, Response, json_response
+from ..http import Body, Request, Response, display_name, json_response
 from ..stores.hot_ops import FactorChange, HotStatus, TwoFactorDisable, Verdict
 from ..stores.records import (
     DEFAULT_NAME,
@@ -80,25 +79,25 @@ def default_name(record: UserRecord) -> str:
     return f"Authenticator {n}"
 
 
-#: Unicode categories a name may not hold: control, format (bidi overrides, which can make a name
-#: read as another), surrogate, private-use and unassigned characters, line and paragraph separators.
-_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-#: Format characters emoji sequences need (zero-width joiner and non-joiner).
-_JOINERS = frozenset("\u200c\u200d")
-
-
 def authenticator_name(body: Body, *, required: bool) -> str:
     """The ``name`` field: NFC, trimmed, 1-64 characters, no control or invisible formatting
-    characters. Optional: absent, null, "" or blank is "" (the caller picks the default name).
-    Anything else is refused with 400 ``VALIDATION_ERROR``: a better-auth client sends no name."""
-    name = unicodedata.normalize("NFC", body.text("name", max_len=64, required=required)).strip()
-    if required and not name:
-        raise AuthError(400, "VALIDATION_ERROR", "'name' must be a non-empty string")
-    if len(name) > 64:  # NFC lengthens a few rare strings
-        raise AuthError(400, "VALIDATION_ERROR", "'name' is longer than 64 characters")
-    if any(unicodedata.category(ch) in _NOT_IN_NAMES and ch not in _JOINERS for ch in name):
-        raise AuthError(400, "VALIDATION_ERROR", "'name' holds control or invisible formatting characters")
-    return name
+    characters (``http.display_name``). Optional: absent, null, "" or blank is "" (the caller picks
+    the default name). Anything else is refused with 400 ``VALIDATION_ERROR``: a better-auth client
+    sends no name."""
+    return display_name(body.text("name", max_len=64, required=required), "name", max_len=64, required=required)
+
+
+def _last_factor(record: UserRecord, factor_id: str) -> bool:
+    """Whether removing app ``factor_id`` leaves ``record`` without a second factor (as read: the
+    record store decides again, under its locks)."""
+    confirmed = [f.id for f in record.totp if f.confirmed_at is not None]
+    return confirmed == [factor_id] and not record.otp
+
+
+def password_needed() -> AuthError:
+    """The answer ``disable`` gives without its ``password`` (400 VALIDATION_ERROR), naming why."""
+    return AuthError(400, "VALIDATION_ERROR", "'password' must be a non-empty string: removing your last "
+                                              "second factor turns two-factor authentication off")
 
 
 def not_found() -> AuthError:
@@ -127,12 +126,12 @@ class AuthenticatorFlows:
         record = yield from self.f.load_record(caller)
         return json_response(200, [public(f) for f in listed(record, self.f.now_ms())])
 
-    def _change(self, req: Request) -> Flow[Caller]:
+    def _change(self, req: Request, password: str | None = None) -> Flow[Caller]:
         """The caller of a rename or removal: the factor-change rule checked when loaded and again
         in the hot store just before the change (``factor_change.lua``), as for passkeys: neither
-        change lets anyone in, so the re-check comes first."""
+        change lets anyone in, so the re-check comes first. ``password``, when given, is checked too."""
         f = self.f
-        caller = yield from f.require_factor_change(req)
+        caller = yield from f.require_factor_change(req, password)
         session_key, max_age_ms = f.factor_change_args(caller)
         # 'on': judged as with 2FA on when the record had it (the copy may say off by now).
         on = caller.record is not None and caller.record.two_factor_enabled
@@ -162,14 +161,24 @@ class AuthenticatorFlows:
         return json_response(200, {"authenticator": public(replace(factor, name=name))})
 
     def remove(self, req: Request, body: Body) -> Flow[Response]:
+        """Remove an app. ``password?``: needed when the removal turns two-factor off (the user's
+        last second factor), as ``disable`` and ``disable-otp`` need it (R6-4: a stolen fresh
+        session alone must not turn 2FA off by another name); checked whenever given."""
         factor_id = body.text("id", max_len=64)
-        caller = yield from self._change(req)
+        password = body.text("password", max_len=128, required=False) or None
+        caller = yield from self._change(req, password)
         f, uid, since = self.f, caller.uid, self.f.now_ms()
+        if password is None and caller.record is not None and _last_factor(caller.record, factor_id):
+            raise password_needed()
         removed = f.entries(req, caller.sid, ("two_factor.authenticator_removed", factor_id))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
         # The record store decides, with every app of the user locked: of two removals at once,
-        # exactly one removes the last, and turns two-factor off with it (its audit rows too).
-        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off))
+        # exactly one removes the last, and turns two-factor off with it (its audit rows too), or,
+        # without the password, removes nothing.
+        result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off,
+                                                                     may_turn_off=password is not None))
+        if result.status is Status.CHANGED:
+            raise password_needed()
         if result.status is not Status.OK:
             raise not_found()
         f.emit_entries(uid, (*removed, *off) if result.two_factor_off else removed)

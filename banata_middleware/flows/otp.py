@@ -117,8 +117,17 @@ class OtpFlows:
         p = self.f.policies
         return p.user_lock_failures, p.user_lock_seconds * 1000
 
-    def _hash(self, caller: Caller, binding: str, code: str) -> str:
-        return self.f.keyring.hash_otp(code, user_id=caller.uid, binding=binding)
+    def _hash(self, caller: Caller, binding: str, code: str, to: OtpFactor | None = None) -> str:
+        """The code's keyed hash, bound to the user, the challenge or session, and (a sign-in or
+        step-up code) the address it is sent to: R6-5, a code sent to an address the user has
+        since removed or replaced answers nothing, whatever the hot store still holds."""
+        where = "" if to is None else f"\x00{to.channel}:{to.address}"
+        return self.f.keyring.hash_otp(code, user_id=caller.uid, binding=binding + where)
+
+    def _hashes(self, caller: Caller, record: UserRecord, binding: str, code: str) -> str:
+        """A verify's hashes of ``code``: one for each address the record has now (space-separated;
+        ``otp_take`` matches any), as read in this request."""
+        return " ".join(self._hash(caller, binding, code, o) for o in record.otp if o.channel in self.otp.channels)
 
     def _send(self, req: Request, caller: Caller, channel: str, to: str, purpose: Purpose,
               binding: str) -> Flow[None]:
@@ -128,7 +137,7 @@ class OtpFlows:
         or session is as it was)."""
         f, c, uid = self.f, self.otp, caller.uid
         code = new_code(c.digits)
-        h = self._hash(caller, binding, code)
+        h = self._hash(caller, binding, code, None if purpose == "enrol" else OtpFactor(channel, to))
         send_id = secrets.token_hex(8)
         issue = OtpIssue(f.head(uid, req), otp_key=f.keys.otp(uid), sends_key=f.keys.otp_sends(uid), mode="issue",
                          send_id=send_id, code_hash=h, binding=binding, purpose=purpose, ttl_ms=c.ttl * 1000,
@@ -198,7 +207,7 @@ class OtpFlows:
                 otp_key=k.otp(uid), method="otp", outcome="otp", new_sid=sid, session_spec=f.session_spec(),
                 trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
                 lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", binding=binding,
-                code_hash=self._hash(caller, binding, code)), sid)
+                code_hash=self._hashes(caller, record, binding, code)), sid)
             yield from self._settle(req, caller, reply, sid, trusted=trust)  # S2
             remember = caller.challenge.get("remember") == "1"
             trusted = [f.cookie_header(f.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []
@@ -210,7 +219,7 @@ class OtpFlows:
             new_session_key=k.session(uid, sid), sessions_key=k.sessions(uid), otp_key=k.otp(uid), mode="stepup",
             method="otp", outcome="otp", sid=caller.sid, lock_failures=lock[0], lock_ms=lock[1], new_sid=sid,
             session_spec=f.session_spec(), amr=AMR_OTP, codes_kid="", binding=binding,
-            code_hash=self._hash(caller, binding, code)), sid)
+            code_hash=self._hashes(caller, record, binding, code)), sid)
         yield from self._settle(req, caller, reply, sid)  # S2
         caller.user["tfa"] = "1"
         remember = caller.session is not None and caller.session.get("remember") == "1"
@@ -249,26 +258,43 @@ class OtpFlows:
         """Confirm an enrolment: the code sent to the new address is used up (R2), the address
         becomes a factor (S2), then the copy says 2FA is on and the session is rotated, by
         ``session_answer``: as an enrolment when 2FA was off (every other session ends: none of
-        them passed the new factor), as a step-up when it was on."""
+        them passed the new factor), as a step-up when it was on.
+
+        With 2FA on, adding an address is a factor change, whenever the enrolment began (R6-1: one
+        begun with the password alone, before an import or an app turned 2FA on, must not finish):
+        the session must have passed a second factor recently, as ``_confirm_authenticator``
+        asks. Checked here, again in ``otp_enrol.lua`` with the code (the copy may say on by
+        now), and, for an enrolment that began under "2FA off", by the record store, which writes
+        the address only while the user still has no factor (``EnableOtp.while_off``)."""
         f, k, uid = self.f, self.f.keys, caller.uid
+        was_on = record.two_factor_enabled
+        session = caller.session or {}
+        if was_on and (int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0)
+                       < f.now_ms() - f.policies.factor_change_max_age * 1000):
+            raise f.factor_change_error("FRESH_TWO_FACTOR")
         binding = "s:" + caller.sid
         lock = self._lock()
+        _, max_age_ms = f.factor_change_args(caller)
         # A typo here counts toward the temporary lock only (no S2 follows), so the lock's row for
         # the outbox is appended after the script, on the failure that locks (SessionCore.commit).
         enrolled: OtpEnrolled = yield from f.commit(OtpEnrol(
             f.head(uid, req), otp_key=k.otp(uid), session_key=k.session(uid, caller.sid), binding=binding,
-            code_hash=self._hash(caller, binding, code), lock_failures=lock[0], lock_ms=lock[1]), caller.sid,
+            code_hash=self._hash(caller, binding, code), lock_failures=lock[0], lock_ms=lock[1],
+            max_age_ms=max_age_ms, on="1" if was_on else "0"), caller.sid,
             durable={"two_factor.locked": "temporary"})
+        if enrolled.status == HotStatus.FRESH_TWO_FACTOR:
+            raise f.factor_change_error(enrolled.status)
         if enrolled.status != HotStatus.OK:
             # A typo while confirming an address counts toward the temporary lock (otp_enrol.lua),
             # not toward the permanent ceiling of an account that may have no second factor yet (R4-8).
             raise f.answer_error(enrolled)
         channel, address = str(enrolled.channel), str(enrolled.address)
-        was_on = record.two_factor_enabled
         entries = f.entries(req, caller.sid, ("otp.enabled" if was_on else "two_factor.enabled", f"otp:{channel}"))
-        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
+        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries, while_off=not was_on))
         if status is Status.TAKEN:
             raise self._conflict()
+        if status is Status.CHANGED:  # 2FA went on (an import, another enrolment) since the load
+            raise f.factor_change_error("FRESH_TWO_FACTOR")
         f.emit_entries(uid, entries)
         token, sid = f.session_tokens.issue(uid)
         # A pending TOTP setup ends with an enrolment (the script's 'enrol' mode clears it): set it up again.
@@ -322,7 +348,7 @@ class OtpFlows:
         # The copy follows as after an import (two_factor_import.lua): 2FA on, trusted devices void;
         # the sessions stay (the app vouched for the address, as an import vouches for a secret).
         yield from f.commit(TwoFactorImport(f.head(uid, origin), pending_codes_key=f.keys.pending_backup_codes(uid),
-                                            codes_kid=record.codes_key_id))
+                                            otp_key=f.keys.otp(uid), codes_kid=record.codes_key_id))
 
     def _undo_remove(self, req: Request, caller: Caller, removed: OtpRows) -> Flow[None]:
         """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, unless one of

@@ -14,7 +14,7 @@ from ..addresses import throttle_group
 from ..crypto import hash_token
 from ..effects import Flow, Rec
 from ..errors import AuthError
-from ..http import Body, Request, Response, json_response
+from ..http import Body, Request, Response, display_name, json_response
 from ..passkeys import (
     authentication_options,
     credential_id_of,
@@ -159,7 +159,7 @@ class PasskeyFlows:
             self.config, rp_name=self.config.rp_name or self.f.config.app_name, user_id=caller.uid,
             user_name=account, display_name=caller.user.get("name") or account,
             exclude=[p.credential_id for p in existing])
-        name = req.query.get("name", "")[:64]
+        name = display_name(req.query.get("name", "")[:64], "name", max_len=64)
         cookie = yield from self._begin("registration", challenge, caller.uid, name)
         return Response(200, options.encode(), [("content-type", "application/json"), ("cache-control", "no-store"),
                                                 cookie])
@@ -169,7 +169,7 @@ class PasskeyFlows:
         response = body.data.get("response")
         if not isinstance(response, dict):
             raise AuthError(400, "VALIDATION_ERROR", "'response' must be the browser's credential as JSON")
-        name = body.text("name", max_len=64, required=False)
+        name = display_name(body.text("name", max_len=64, required=False), "name", max_len=64)
         ceremony = yield from self._take(req, "registration")
         if ceremony.get("uid") != caller.uid:
             raise _challenge_not_found()
@@ -344,7 +344,7 @@ class PasskeyFlows:
 
     def rename(self, req: Request, body: Body) -> Flow[Response]:
         cred_id = body.text("id", max_len=1400)
-        name = body.text("name", max_len=64)
+        name = display_name(body.text("name", max_len=64), "name", max_len=64, required=True)
         caller = yield from self._change(req)
         stored: Passkey | None = yield Rec(GetPasskey(cred_id))
         # The UPDATE decides (it matches the owner too); the read above only shapes the answer.

@@ -11,7 +11,7 @@ from ..crypto import new_token
 from ..effects import Compute, Flow, Rec
 from ..emails import canonical_email
 from ..errors import AuthError
-from ..http import Body, Request, Response, json_response
+from ..http import Body, Request, Response, display_name, json_response
 from ..passwords import normalize_password
 from ..stores.hot_ops import (
     ChallengeCreate,
@@ -233,7 +233,7 @@ class PrimaryFlows(SessionCore):
         email = self._email(body)
         typed = body.text("password", max_len=128)
         password = normalize_password(typed)
-        name = body.text("name", max_len=128, required=False)
+        name = display_name(body.text("name", max_len=128, required=False), "name", max_len=128)
         # Counted as typed too: NFKC expands some characters (U+FDFA is 18), none of which makes a
         # one-character password long.
         if min(len(typed), len(password)) < self.policies.password_min_length:

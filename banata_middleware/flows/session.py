@@ -8,6 +8,7 @@ only what is public here.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import secrets
@@ -323,21 +324,41 @@ class SessionCore:
                 "name", a.name if a else "", "", "created", str(a.created_at) if a else "", "", *lock)
 
     def copy_op(self, uid: str, mode: Literal["fill", "repair"], record: UserRecord,
-                fields: Sequence[str]) -> UserFill:
+                fields: Sequence[str], keep_sid: str = "") -> UserFill:
         """``user_fill.lua`` on the user's copy: ``mode`` 'fill' (only while the copy is absent) or
         'repair', ``fields`` as (field, value, seen) triplets, given the SQL generation of
-        ``record``, the read they come from."""
+        ``record``, the read they come from. ``keep_sid``: when the repair turns 2FA on, the one
+        session that stays (``enroller``)."""
         k = self.keys
         return UserFill(self.head(uid, None), sessions_key=k.sessions(uid),
                         pending_codes_key=k.pending_backup_codes(uid), session_prefix_key=k.session(uid, ""),
-                        generation=secrets.randbelow(2**40) + 1, mode=mode, sql_generation=record.generation,
-                        fields=tuple(fields))
+                        otp_key=k.otp(uid), generation=secrets.randbelow(2**40) + 1, mode=mode,
+                        sql_generation=record.generation, keep_sid=keep_sid, fields=tuple(fields))
 
     def write_copy(self, uid: str, mode: Literal["fill", "repair"], record: UserRecord,
-                   fields: Sequence[str]) -> Flow[dict[str, str]]:
+                   fields: Sequence[str], keep_sid: str = "") -> Flow[dict[str, str]]:
         """Run ``copy_op`` (its events, sessions a repair ended, go to the sinks); the user hash after."""
-        reply: Copied = yield from self.commit(self.copy_op(uid, mode, record, fields))
+        reply: Copied = yield from self.commit(self.copy_op(uid, mode, record, fields, keep_sid))
         return reply.user
+
+    @staticmethod
+    def enroller(user: dict[str, str], record: UserRecord) -> str:
+        """The session that confirmed the factor ``record`` has and the copy ``user`` does not know
+        of yet (the hot half of its enrolment failed: R4-2), which the repair keeps while it ends
+        the others: the session of the pending authenticator setup only when the record's app IS
+        that setup (its secret's ciphertext); else the session that used an enrolment code sent
+        by message ('enrol_sid', otp_enrol.lua) when the record has the address it confirmed
+        ('enrol_to': not one the record store refused, EnableOtp.while_off); else none (an import,
+        the app's own vouching: every session ends). Never ``pending_sid`` alone (R6-2): a setup
+        begun with the password alone, perhaps a thief's, while another session's enrolment turned
+        2FA on."""
+        secret = user.get("pending_secret")
+        if secret and any(hmac.compare_digest(t.secret, secret) and t.confirmed_at is not None for t in record.totp):
+            return user.get("pending_sid", "")
+        confirmed = user.get("enrol_to")
+        if user.get("enrol_sid") and any(f"{o.channel}:{o.address}" == confirmed for o in record.otp):
+            return user["enrol_sid"]
+        return ""
 
     def fill_copy(self, uid: str, seen: dict[str, str]) -> Flow[tuple[UserRecord, dict[str, str]]]:
         """Read the user's record from SQL and put its copy in the hot store (read-through): after
@@ -367,7 +388,8 @@ class SessionCore:
                 and int(user.get("sgen") or -1) >= record.generation):
             return
         caller.user = yield from self.write_copy(caller.uid, "repair", record, (
-            "tfa", tfa, _seen(user, "tfa"), "codes_kid", record.codes_key_id, _seen(user, "codes_kid")))
+            "tfa", tfa, _seen(user, "tfa"), "codes_kid", record.codes_key_id, _seen(user, "codes_kid")),
+            self.enroller(user, record))
 
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
         user_key, session_key, challenge_key, pending_codes_key = self.keys.for_load(uid, sid or "-", cid or "-")

@@ -455,8 +455,8 @@ class TwoFactorFlows(PrimaryFlows):
             entries = self.entries(req, caller.sid, "two_factor.enabled")
             status = yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), now, step,
                                           caller.pending_codes, kid, audit=entries,
-                                          name=user.get("pending_name") or DEFAULT_NAME))
-            if status is not Status.CREATED:
+                                          name=user.get("pending_name") or DEFAULT_NAME, while_off=True))
+            if status is not Status.CREATED:  # TAKEN, or CHANGED: 2FA went on meanwhile (R6-1)
                 raise self._already_enabled()
             self.emit_entries(uid, entries)
             ok = True

@@ -460,9 +460,11 @@ class UserFill(NamedTuple):
     sessions_key: Key
     pending_codes_key: Key
     session_prefix_key: Key  # the key of the empty session id: the others' keys are built from it
+    otp_key: Key  # the user's live code: an enrolment's goes when the repair turns 2FA on
     generation: int  # 'gen' for a copy that has none (a random one: after a loss)
     mode: Literal["fill", "repair"]
     sql_generation: int  # the record's generation, as read
+    keep_sid: str  # 2FA turned on by the repair: the session that confirmed the factor, kept ('': none)
     fields: Rest  # field, value, seen; field, value, seen... (see user_fill.lua)
 
 
@@ -532,7 +534,7 @@ class ChallengeAnswer(NamedTuple):
     lock_ms: int
     amr: str  # of the new session
     binding: str = ""  # outcome otp: what the code was sent for ('ch:' + challenge id hash)
-    code_hash: str = ""  # outcome otp: the code's keyed hash
+    code_hash: str = ""  # outcome otp: the code's keyed hashes, one per address it may have gone to, space-separated
     lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
 
 
@@ -556,7 +558,7 @@ class SessionAnswer(NamedTuple):
     amr: str  # of the factor given (merged into the session's)
     codes_kid: str  # enrolment: the key id the pending codes were hashed under
     binding: str = ""  # outcome otp: what the code was sent for ('s:' + session id hash)
-    code_hash: str = ""  # outcome otp: the code's keyed hash
+    code_hash: str = ""  # outcome otp: the code's keyed hashes, one per address it may have gone to, space-separated
     lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
 
 
@@ -580,7 +582,7 @@ class OtpIssue(NamedTuple):
 
 
 @hot_op("otp_enrol", _statused(OtpEnrolled, LOCKED="lock_until", OK="channel address"),
-        HotStatus.OK, HotStatus.GONE, HotStatus.LOCKED, HotStatus.WRONG)
+        HotStatus.OK, HotStatus.GONE, HotStatus.LOCKED, HotStatus.WRONG, HotStatus.FRESH_TWO_FACTOR)
 class OtpEnrol(NamedTuple):
     head: Head
     otp_key: Key
@@ -589,6 +591,8 @@ class OtpEnrol(NamedTuple):
     code_hash: str
     lock_failures: int
     lock_ms: int
+    max_age_ms: int  # Policies.factor_change_max_age: with 2FA on, the session's second factor this recent
+    on: Flag  # "1": judged as with 2FA on (the record had it when loaded), whatever the copy says
 
 
 @hot_op("trust_use", _statused(TrustRotated, LOCKED="lock_until", OK="expires_ms"),
@@ -670,6 +674,7 @@ class TwoFactorDisable(NamedTuple):
 class TwoFactorImport(NamedTuple):
     head: Head
     pending_codes_key: Key
+    otp_key: Key  # the user's live code: an enrolment's goes (2FA is on now)
     codes_kid: str
 
 

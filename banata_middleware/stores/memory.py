@@ -182,15 +182,26 @@ class _Script:
     def otp_take(self, key: str, bind: str, purpose: str, h: str) -> dict[str, str] | None:
         """Twin of ``otp_take`` in lua/_prelude.lua: the user's live code, used up, when it matches."""
         c = self.hash(key)
-        if c.get("bind") != bind or c.get("purpose") != purpose or not self.live(c) or c.get("h") != h:
+        if c.get("bind") != bind or c.get("purpose") != purpose or not self.live(c) or c.get("h") not in h.split():
             return None
         self.s.delete(key)
         return c
+
+    def otp_enrolment_ends(self, key: str) -> None:
+        """Twin of ``otp_enrolment_ends`` in lua/_prelude.lua: 2FA turns on, a pending enrolment in
+        codes by message (and its code) ends."""
+        self.s.data.setdefault(self.user_key, {}).pop("otp_enrol", None)
+        if self.hash(key).get("purpose") == "enrol":
+            self.s.delete(key)
 
     def scard(self, key: str) -> int:
         value = self.s.get(key)
         return len(value) if isinstance(value, set) else 0
 
+
+#: The user hash's fields of a setup or enrolment under way, which end when 2FA turns on or off
+#: (the scripts' HDELs of them).
+_PENDING = ("pending_secret", "pending_sid", "pending_kid", "pending_name", "enrol_sid", "enrol_to")
 
 def _key_id(key: str) -> str:
     """Twin of ``key_id`` in lua/_prelude.lua: the id (hash) at the end of a key."""
@@ -356,13 +367,14 @@ class MemoryStore:
                 if field == "tfa" and value == "1" and held == "0":  # an enrolment whose hot half failed
                     index = self.get(op.sessions_key)
                     for sid in list(index) if isinstance(index, set) else []:
-                        if sid != u.get("pending_sid"):
+                        if sid != op.keep_sid:
                             if self.delete(op.session_prefix_key + sid) == 1:
                                 x.audit("session.revoked", sid, "enrolment")
                             index.discard(sid)
-                    for pending in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
+                    for pending in _PENDING:
                         user.pop(pending, None)
                     self.delete(op.pending_codes_key)
+                    x.otp_enrolment_ends(op.otp_key)
                     bump = True
                 user[field] = value
         if bump:
@@ -511,9 +523,10 @@ class MemoryStore:
         index = self.get(op.sessions_key)
         if ok and op.mode == "enrol":
             x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
-            for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
+            for field in _PENDING:
                 self.data[user_key].pop(field, None)
             self.delete(op.pending_codes_key)
+            x.otp_enrolment_ends(op.otp_key)
             base = op.session_key[: len(op.session_key) - len(op.sid)]
             for sid in list(index) if isinstance(index, set) else []:
                 if sid != op.sid:
@@ -587,9 +600,17 @@ class MemoryStore:
         lock = x.locked_until(u)
         if lock > 0:
             return ["LOCKED", x.events, lock]
+        if u.get("tfa") == "1" or op.on == "1":
+            refused = x.factor_change_refused({"tfa": "1", "revoked_at": u.get("revoked_at", "0")}, op.session_key,
+                                              op.max_age_ms, "1")
+            if refused:
+                return [refused, x.events]
         c = x.otp_take(op.otp_key, op.binding, "enrol", op.code_hash)
         if c is not None:
-            self.data.setdefault(op.head.user_key, {}).pop("otp_enrol", None)
+            user = self.data.setdefault(op.head.user_key, {})
+            user.pop("otp_enrol", None)
+            if u.get("tfa") != "1" and op.on != "1":
+                user.update(enrol_sid=op.binding[2:], enrol_to=f"{c['channel']}:{c['to']}")
             return ["OK", x.events, c["channel"], c["to"]]
         lock = x.second_factor_failed(int(op.lock_failures), int(op.lock_ms), "otp")
         if lock > 0:
@@ -649,7 +670,7 @@ class MemoryStore:
                                               op.max_age_ms, "1")
             if refused:
                 return [refused, x.events]
-        for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
+        for field in _PENDING:
             self.data.setdefault(user_key, {}).pop(field, None)
         x.hset(user_key, tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
         self.delete(op.pending_codes_key)
@@ -716,9 +737,10 @@ class MemoryStore:
         user_key = op.head.user_key
         u = x.hash(user_key)
         x.hset(user_key, tfa="1", gen=int(u.get("gen", "0")) + 1, codes_kid=op.codes_kid)
-        for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
+        for field in _PENDING:
             self.data[user_key].pop(field, None)
         self.delete(op.pending_codes_key)
+        x.otp_enrolment_ends(op.otp_key)
         return ["OK", x.events]
 
     def _op_user_reset(self, x: _Script, op: h.UserReset) -> Reply:
@@ -727,7 +749,7 @@ class MemoryStore:
         x.hset(user_key, revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if op.mode == "reset":
-            for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
+            for field in _PENDING:
                 self.data[user_key].pop(field, None)
             x.hset(user_key, tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
             self.delete(op.pending_codes_key)

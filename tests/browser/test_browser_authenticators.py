@@ -68,6 +68,14 @@ def test_the_security_page_lists_adds_renames_and_removes_authenticator_apps(per
     expect(page.locator("#tfa-on")).to_be_visible()
     page.get_by_role("button", name="Remove authenticator app iPad").click()
     expect(page.locator("#authenticator-list")).to_contain_text("your last authenticator app? Two-factor")
+    # Turning 2FA off asks for the password, as "Turn off" does (R6-4): none, a wrong one, the right one.
+    page.get_by_role("button", name="Yes, remove iPad").click()
+    expect(page.locator("#authenticator-list")).to_contain_text("Enter your password to turn two-factor")
+    page.get_by_label("Your password, to turn two-factor off").fill("not the password")
+    page.get_by_role("button", name="Yes, remove iPad").click()
+    expect(page.locator("#authenticator-list")).to_contain_text("That password is not correct.")
+    expect(apps).to_have_count(1)
+    page.get_by_label("Your password, to turn two-factor off").fill("correct horse battery")
     page.get_by_role("button", name="Yes, remove iPad").click()
     expect(page.locator("#tfa-off")).to_be_visible()
     expect(page.locator("#flash")).to_have_text(

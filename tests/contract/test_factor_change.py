@@ -93,7 +93,8 @@ FACTOR_CHANGES: dict[str, Any] = {
     "disable": lambda api, key: api.auth("/two-factor/disable", {"password": PASSWORD}),
     "enable": lambda api, key: api.auth("/two-factor/enable", {"password": PASSWORD}),  # 2FA on: adds an app
     "rename-authenticator": lambda api, key: api.auth("/two-factor/rename-authenticator", {"id": "totp", "name": "x"}),
-    "remove-authenticator": lambda api, key: api.auth("/two-factor/remove-authenticator", {"id": "totp"}),
+    "remove-authenticator": lambda api, key: api.auth("/two-factor/remove-authenticator",
+                                                                     {"id": "totp", "password": PASSWORD}),
     "generate-register-options": lambda api, key: api.get(f"{PK}/generate-register-options"),
     "delete-passkey": lambda api, key: api.post(f"{PK}/delete-passkey", {"id": cid(key)}),
     "update-passkey": lambda api, key: api.post(f"{PK}/update-passkey", {"id": cid(key), "name": "x"}),

@@ -346,7 +346,7 @@ def test_removing_the_last_app_turns_2fa_off_and_says_so(stack: Stack) -> None:
     stack.auth.audit.subscribe(events.append)
     api, uid = with_2fa(stack)
     add_app(api, "Tablet")  # being added: it goes too
-    r = api.auth(f"{TF}/remove-authenticator", {"id": "totp"})
+    r = api.auth(f"{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD})
     assert r.status_code == 200 and r.json() == {"status": True, "twoFactorEnabled": False}, r.text
     assert ("two_factor.disabled", {"detail": "last_authenticator"}) in sql_events(stack, uid)
     assert {"two_factor.authenticator_removed", "two_factor.disabled"} <= {e["type"] for e in events}
@@ -398,7 +398,7 @@ def test_a_session_that_ends_while_removing_the_last_app_changes_nothing(stack: 
             assert api.auth("/sign-out").status_code == 200
 
     status, answer = overtaken(stack, stale, "two_factor_disable", end_it, "POST",
-                               f"/api/auth{TF}/remove-authenticator", {"id": "totp"})
+                               f"/api/auth{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD})
     assert (status, answer["code"]) == (401, "UNAUTHORIZED"), answer
     after = stack.records.execute(LoadUser(uid))
     assert after.totp == before.totp and after.backup_codes == before.backup_codes == 10

@@ -137,6 +137,10 @@ def test_removing_the_last_app_turns_two_factor_off_whole(store: RecordStore, mo
         assert (yield _add(uid, "a3", "Watch")) is Status.CREATED
         record = yield LoadUser(uid)
         assert record.two_factor_enabled and record.backup_codes == 2
+        # without the password the last factor stays, and nothing is removed (R6-4)
+        assert (yield RemoveAuthenticator(uid, "a1", T, removed, off, may_turn_off=False)) == AuthenticatorRemoval(
+            Status.CHANGED, False)
+        assert [f.id for f in (yield LoadUser(uid)).totp] == ["a1", "a3"]
         last = yield RemoveAuthenticator(uid, "a1", T, removed, off)
         assert (last.status, last.two_factor_off) == (Status.OK, True)
         assert last.removed is not None and [f.id for f in last.removed.totp] == ["a1", "a3"]  # for an undo

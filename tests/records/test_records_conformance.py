@@ -27,6 +27,7 @@ from banata_middleware.stores.records import (
     DisableSecondFactor,
     DiscardBackupCodes,
     EnableOtp,
+    EnableTotp,
     GetAccount,
     GetAccountByEmail,
     GetPasskey,
@@ -307,11 +308,14 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
         # one channel of two: the other keeps 2FA on
-        gone = (("sms", "+15551234567", T),)  # replied, for an undo (RestoreOtp)
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=gone)
+        sms = ("sms", "+15551234567", T)
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
         assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
-        assert (yield RestoreOtp(uid, gone)) is Status.OK
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=gone)
+        # a refused removal's undo puts the row back as it was (R6-3), not over an enrolment meanwhile
+        assert (yield RestoreOtp(uid, (sms,))) is Status.OK
+        assert (yield RestoreOtp(uid, (("sms", "+15550000000", T),))) is Status.TAKEN
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), OtpFactor("sms", sms[1]))
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
         # the last factor: 2FA goes with it (the backup codes too), and what went is replied
         result = yield DisableOtp(uid, "email", T, stopped, off)
         assert (result.status, result.two_factor_off) == (Status.OK, True)
@@ -323,6 +327,21 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         # put back as it was (a refused disable's undo)
         assert (yield RestoreSecondFactor(uid, result.removed)) is Status.OK
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"),)
+
+    run_sequence(store, mode, sequence)
+
+
+def test_an_enrolment_begun_with_2fa_off_writes_nothing_once_a_factor_exists(store: RecordStore, mode: str) -> None:
+    """R6-1: EnableOtp(while_off) adds the address only while the user has no second factor."""
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T, while_off=True)) is Status.CREATED
+        assert (yield EnableOtp(uid, "sms", "+15551234567", T, while_off=True)) is Status.CHANGED
+        assert (yield EnableTotp(other, "totp", "ct", "k", T, 1, [], "")) is Status.CREATED
+        assert (yield EnableOtp(other, "email", "bob@example.com", T, while_off=True)) is Status.CHANGED
+        assert (yield LoadUser(other)).otp == ()
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED  # 2FA on: no such rule
 
     run_sequence(store, mode, sequence)
 

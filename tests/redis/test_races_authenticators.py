@@ -129,7 +129,8 @@ def test_removing_the_last_app_racing_a_sign_in_with_its_code(live: Live) -> Non
         live.clock.advance(30)
         pending = _challenged(live, email)
         live.store.race(2 if round_ % 2 else 0)
-        removed, verified = at_once([partial(owner.auth, f"{TF}/remove-authenticator", {"id": "totp"}),
+        removed, verified = at_once([partial(owner.auth, f"{TF}/remove-authenticator",
+                                             {"id": "totp", "password": PASSWORD}),
                                      partial(pending.verify_totp, owner.code())])
         live.store.race(0)
         assert removed.json() == {"status": True, "twoFactorEnabled": False}, removed.text
@@ -152,8 +153,8 @@ def test_two_removals_at_once_of_a_users_two_apps(live: Live) -> None:
         owner, _, uid, _, tablet_id = _two_apps(live)
         tab = owner.twin()
         live.store.race(2 if round_ % 2 else 0)
-        answers = at_once([partial(owner.auth, f"{TF}/remove-authenticator", {"id": "totp"}),
-                           partial(tab.auth, f"{TF}/remove-authenticator", {"id": tablet_id})])
+        answers = at_once([partial(owner.auth, f"{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD}),
+                           partial(tab.auth, f"{TF}/remove-authenticator", {"id": tablet_id, "password": PASSWORD})])
         live.store.race(0)
         assert sorted(a.json()["twoFactorEnabled"] for a in answers) == [False, True], [a.text for a in answers]
         assert live.events(uid).count("two_factor.disabled") == 1
@@ -179,7 +180,7 @@ def test_disable_otp_racing_the_removal_of_the_last_app_never_leaves_2fa_on_with
         tab = live.twin(owner)
         stop_codes, remove_app = live.race(round_, [
             partial(owner.auth, f"{TF}/disable-otp", {"password": PASSWORD}),
-            partial(tab.auth, f"{TF}/remove-authenticator", {"id": "totp"})])
+            partial(tab.auth, f"{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD})])
         assert (stop_codes.status_code, remove_app.status_code) == (200, 200), (stop_codes.text, remove_app.text)
         said_on = {"disable-otp": stop_codes.json()["twoFactorEnabled"],
                    "remove-authenticator": remove_app.json()["twoFactorEnabled"]}

@@ -138,7 +138,7 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "method": st.sampled_from(("totp", "backup", "otp")),
     "outcome": st.sampled_from(("wrong", "ok", "ok", "otp")),
     "binding": st.sampled_from(("ch:c1", "s:s1", "s:s2")),
-    "code_hash": st.sampled_from(("x1", "x2")),
+    "code_hash": st.sampled_from(("x1", "x2", "x2 x1")),  # verify: one hash per address
     "send_id": st.sampled_from(("d1", "d2", "d3")),
     "purpose": None,
     "channel": st.sampled_from(("email", "sms")),
@@ -151,6 +151,7 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "name": st.sampled_from(("", "Phone", "Téléphone")),  # a pending setup's app name
     "hashes": st.lists(st.sampled_from(("h1", "h2", "h3", "h4")), unique=True, max_size=3).map(tuple),
     "max_age_ms": st.sampled_from((60 * MINUTE, 5 * MINUTE, 0)),
+    "on": flags,  # otp_enrol: judged as with 2FA on
 }
 
 
@@ -198,6 +199,7 @@ KEYS: dict[str, Callable[[Ids], str]] = {
 ID_ARGS: dict[str, Callable[[Ids], str]] = {
     "sid": lambda i: i.sid, "new_sid": lambda i: i.new_sid, "replaced_sid": lambda i: i.replaced_sid,
     "target_sid": lambda i: i.target_sid, "address": lambda i: i.address, "user_id": lambda i: i.uid,
+    "keep_sid": lambda i: i.replaced_sid,  # a repair that turns 2FA on keeps this session ('': none)
 }
 
 
@@ -375,8 +377,8 @@ class HotStoreMachine(RuleBasedStateMachine):
         head = answer.head
         uid = head.user_id
         self.run(UserFill(head, sessions_key=K.sessions(uid), pending_codes_key=K.pending_backup_codes(uid),
-                          session_prefix_key=K.session(uid, ""), generation=0, mode="repair", sql_generation=0,
-                          fields=("tfa", "1", "!")))
+                          session_prefix_key=K.session(uid, ""), otp_key=K.otp(uid), generation=0, mode="repair",
+                          sql_generation=0, keep_sid="", fields=("tfa", "1", "!")))
         self.run(ChallengeCreate(head, K.challenge(head.user_id, "c9"), 30 * MINUTE, 3, "1"))
         self.run(answer._replace(challenge_key=K.challenge(head.user_id, "c9"), outcome="ok", trust="1"))
         use = use._replace(head=head, trust_key=answer.trust_key, sessions_key=answer.sessions_key,

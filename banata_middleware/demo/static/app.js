@@ -936,11 +936,35 @@
           : `Remove “${app.name}”? Its codes stop working.`;
         const yes = actionButton("Yes, remove", `Yes, remove ${app.name}`, "danger");
         const no = actionButton("Keep it", `Keep ${app.name}`, "secondary");
-        li.replaceChildren(ask, yes, no, error);
-        yes.focus();
+        // Turning two-factor off needs the password, as "Turn off" does: the server refuses the
+        // last app's removal without it (codes by message may keep 2FA on; the password is then
+        // checked all the same).
+        let password = null;
+        if (last) {
+          const label = document.createElement("label");
+          label.htmlFor = `remove-app-password-${app.id}`;
+          label.textContent = "Your password, to turn two-factor off";
+          password = document.createElement("input");
+          password.id = label.htmlFor;
+          password.name = "password";
+          password.type = "password";
+          password.autocomplete = "current-password";
+          password.required = true;
+          li.replaceChildren(ask, label, password, yes, no, error);
+          password.focus();
+        } else {
+          li.replaceChildren(ask, yes, no, error);
+          yes.focus();
+        }
         no.addEventListener("click", () => loadAuthenticators());
         onClick(yes, async () => {
-          const result = await withFreshFactor(() => authClient.twoFactor.removeAuthenticator({ id: app.id }));
+          if (password && !password.value) {
+            error.textContent = "Enter your password to turn two-factor authentication off.";
+            password.focus();
+            return;
+          }
+          const body = password ? { id: app.id, password: password.value } : { id: app.id };
+          const result = await withFreshFactor(() => authClient.twoFactor.removeAuthenticator(body));
           if (result.error) { setError(error, result.error); return; }
           if (!result.data.twoFactorEnabled) {
             addingDone();

@@ -176,12 +176,29 @@ end
 
 -- The user's one live code sent by message (Keys.otp, written by otp_issue.lua), when it is bound
 -- to `bind` (the challenge or session that asked for it), was sent for `purpose` (sign_in |
--- step_up | enrol), is live and its keyed hash is `h`: then it is used up here, in the script that
--- acts on it, so two verifies of one code cannot both see it unused. Returns the code's record, or
--- nil. The hashes are HMACs under a key Redis never holds: how long '==' takes tells nothing of a code.
+-- step_up | enrol), is live and its keyed hash is one of `h` (space-separated: a sign-in or step-up
+-- code's hash is bound to the address it went to, and the flow sends one per address the record
+-- has now, so a code sent to an address since removed or replaced matches none: R6-5): then it is
+-- used up here, in the script that acts on it, so two verifies of one code cannot both see it
+-- unused. Returns the code's record, or nil. The hashes are HMACs under a key Redis never holds:
+-- how long '==' takes tells nothing of a code.
 local function otp_take(key, bind, purpose, h)
   local c = hash(key)
-  if c.bind ~= bind or c.purpose ~= purpose or not live(c) or c.h ~= h then return nil end
-  redis.call('DEL', key)
-  return c
+  if c.bind ~= bind or c.purpose ~= purpose or not live(c) then return nil end
+  for candidate in string.gmatch(h, '%S+') do
+    if candidate == c.h then
+      redis.call('DEL', key)
+      return c
+    end
+  end
+  return nil
+end
+
+-- 2FA turns on (an enrolment confirmed, an import, the copy's repair of either): an enrolment in
+-- codes by message still pending ends with it, its code too (R6-1). It was begun under "2FA off",
+-- when the password was the factor-change rule; with 2FA on, adding a factor needs a fresh second
+-- factor, so it is begun again under that rule (flows/otp.py, enable).
+local function otp_enrolment_ends(key)
+  redis.call('HDEL', user_key, 'otp_enrol')
+  if redis.call('HGET', key, 'purpose') == 'enrol' then redis.call('DEL', key) end
 end

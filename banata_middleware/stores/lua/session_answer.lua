@@ -22,8 +22,9 @@ local ok = outcome == 'ok'
 local base = string.sub(session_key, 1, #session_key - #sid)
 if ok and mode == 'enrol' then
   redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
-  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name')
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name', 'enrol_sid', 'enrol_to')
   redis.call('DEL', pending_codes_key)
+  otp_enrolment_ends(otp_key)
   for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
     if other ~= sid then
       if redis.call('DEL', base .. other) == 1 then audit('session.revoked', other, 'enrolment') end

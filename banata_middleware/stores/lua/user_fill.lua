@@ -15,9 +15,11 @@
 -- Hot-only fields (attempt counts, a pending setup) are left as they are.
 -- Two writes are more than a field's, because the hot half that failed did more:
 --   * 'tfa' from '0' to '1' (the hot half of an enrolment failed, R4-2): what session_answer.lua
---     does on enrolment happens here: every session ends but the one that started the setup
---     ('pending_sid': only it could confirm the factor, and it gave the password to begin), the
---     setup ends, and 'gen' moves on;
+--     does on enrolment happens here: every session ends but keep_sid, the one that confirmed the
+--     factor that turned 2FA on, as the flow found it (R6-2: never merely the session of a pending
+--     setup, 'pending_sid', which may be a thief's with the password alone, while another
+--     session's enrolment in codes by message turned 2FA on; '' when none is known, as after an
+--     import: every session ends), any setup or enrolment still pending ends, and 'gen' moves on;
 --   * a SQL generation newer than the copy's 'sgen' (an import, a revocation or a reset recorded
 --     there, whose hot half may have failed: R4-10): 'gen' moves on, so that no device trusted
 --     before it skips the second factor.
@@ -26,7 +28,7 @@
 -- generation can count again by coincidence of numbers. 'sgen' is the SQL generation the copy
 -- has taken in (absent from copies older than the field: they are repaired once).
 -- Fields: hot_ops.UserFill (session_prefix_key: the key of the empty session id, the ended
--- sessions' keys are built from it, same hash tag, same slot; generation: a random one, for a copy
+-- sessions' keys are built from it, same hash tag, same slot; keep_sid: see above; generation: a random one, for a copy
 -- without 'gen'; fields: triplets field, value, seen). Reply: status, events, the user hash after
 -- the write (flat).
 local sql_gen = tonumber(sql_generation)
@@ -35,15 +37,15 @@ local filling = mode == 'fill'
 if filling and u.rec then return {'OK', EVENTS, redis.call('HGETALL', user_key)} end
 
 local function enrolled()
-  local keep = u.pending_sid
   for _, sid in ipairs(redis.call('SMEMBERS', sessions_key)) do
-    if sid ~= keep then
+    if sid ~= keep_sid then
       if redis.call('DEL', session_prefix_key .. sid) == 1 then audit('session.revoked', sid, 'enrolment') end
       redis.call('SREM', sessions_key, sid)
     end
   end
-  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name')
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name', 'enrol_sid', 'enrol_to')
   redis.call('DEL', pending_codes_key)
+  otp_enrolment_ends(otp_key)
 end
 
 local newer = u.sgen == nil or tonumber(u.sgen) < sql_gen

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import DisabledSecondFactor, DisableSecondFactor, clear_failures, lock_user_state, others_on
+from ..users import DisabledSecondFactor, DisableSecondFactor, any_on, clear_failures, lock_user_state, others_on
 from .totp import lock_user_factors
 
 if TYPE_CHECKING:
@@ -108,14 +108,20 @@ FACTOR = Factor(
 @dataclass(frozen=True, slots=True)
 class EnableOtp(RecordOp[Status]):
     """Codes by ``channel`` to ``address`` from now on, replacing the channel's earlier address.
-    CREATED (new), OK (replaced), or TAKEN when a concurrent enrolment of the channel won (this
-    one wrote nothing)."""
+    CREATED (new), OK (replaced), TAKEN when a concurrent enrolment of the channel won (this
+    one wrote nothing), or, with ``while_off``, CHANGED when the user has a second factor by now
+    (nothing written): an enrolment begun and confirmed under "2FA off", with the password as the
+    factor-change rule, must not add a factor to a user whose 2FA went on meanwhile (R6-1). The
+    user's state row is locked first (``lock_user_state``), as an import's generation update and
+    every other ``EnableOtp`` lock it, and the factors are read after it: of an import and this,
+    one is decided before the other."""
 
     user_id: str
     channel: str
     address: str
     at: int
     audit: Sequence[AuditEntry] = ()
+    while_off: bool = False
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
@@ -125,6 +131,8 @@ class EnableOtp(RecordOp[Status]):
         # this address, or ran before it; and the lock order stays the removals' (user_state, then
         # otp_factors), so the two never wait on each other in a circle.
         yield from lock_user_state(schema, u)
+        if self.while_off and (yield any_on(schema, u)).scalar_one():  # read after the lock (R6-1)
+            return Status.CHANGED
         # Delete then insert (not an upsert: three dialects, three spellings); the primary key
         # decides two enrolments racing.
         replaced = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount

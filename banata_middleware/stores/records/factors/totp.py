@@ -218,7 +218,10 @@ class EnableTotp(RecordOp[Status]):
     administrator's import of a known secret), and the generation moves on: a device trusted under
     the replaced secret must ask for the new one, even when the hot store's half of the import
     fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10). The failure streak
-    ends (the permanent lock stays)."""
+    ends (the permanent lock stays). ``while_off`` (an enrolment, begun and confirmed under "2FA
+    off" with the password as the factor-change rule): CHANGED, nothing written, when any factor
+    turns 2FA on by now (an app's ``enable_otp``, an enrolment in codes by message), read after
+    the user's state row is locked, as every ``EnableOtp`` locks it (R6-1, the other way round)."""
 
     user_id: str
     factor_id: str
@@ -231,10 +234,15 @@ class EnableTotp(RecordOp[Status]):
     replace: bool = False
     audit: Sequence[AuditEntry] = ()
     name: str = DEFAULT_NAME
+    while_off: bool = False
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.totp_factors, self.user_id
+        if self.while_off:
+            yield from lock_user_state(schema, u)
+            if (yield any_on(schema, u)).scalar_one():
+                return Status.CHANGED
         # Without ``replace`` the INSERT alone decides: a factor of that id makes it meet the primary
         # key (TAKEN, the whole transaction undone). No DELETE first: on MariaDB its gap lock would
         # turn racing enrolments into deadlocks.
@@ -416,7 +424,7 @@ class RemoveTotpFactor(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class AuthenticatorRemoval:
-    status: Status  # OK, or NOT_FOUND (no such authenticator of this user)
+    status: Status  # OK, NOT_FOUND (no such authenticator of this user), or CHANGED (the last, not may_turn_off)
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
@@ -431,13 +439,17 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
     itself remove the last, an app added at the same time is decided before or after it, and a
-    verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
+    verification racing it finds its authenticator gone (NOT_FOUND) or was first. Without
+    ``may_turn_off`` (the caller gave no password, which turning 2FA off needs: R6-4), removing
+    the last factor is refused here, under those locks: CHANGED, nothing removed (a concurrent
+    removal left this app the last since the caller's record was read)."""
 
     user_id: str
     factor_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
     audit_off: Sequence[AuditEntry] = ()
+    may_turn_off: bool = True
 
     def run(self, schema: Schema) -> SqlGen[AuthenticatorRemoval]:
         from ..users import DisableSecondFactor  # users imports this module's record type
@@ -451,6 +463,8 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
         last = target.confirmed_at is not None and not any(
             r.confirmed_at is not None for r in rows if r.id != self.factor_id) and not (
             yield others_on(schema, u, but=FACTOR.name)).scalar_one()
+        if last and not self.may_turn_off:
+            return AuthenticatorRemoval(Status.CHANGED, False)
         if last:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the
             # unfinished setups and the backup codes too, as ``disable`` removes them.
