@@ -86,12 +86,23 @@ class Gateway:
         except AuthError as error:  # refused before any flow (INVALID_PATH)
             return _answered(error_response(error))
 
+    def decide(self, request: Request) -> Flow[Response | Identity | None]:
+        """``handle`` unmeasured, for a driver that measures it (``BanataAuth`` with metrics alone:
+        ``route`` names it, the driver times it and its store operations)."""
+        try:
+            return self._decide(request)
+        except AuthError as error:  # refused before any flow (INVALID_PATH)
+            return _answered(error_response(error))
+
+    def route(self, request: Request) -> str:
+        """``route_label``, with the app's own paths (every pass-through) answered without its calls."""
+        path = request.path
+        return self.route_label(request) if path.startswith(self._base_slash) or path == self.base else APP_ROUTE
+
     def _measured(self, request: Request) -> Flow[Response | Identity | None]:
         """``handle`` with metrics or tracing on: one span around the flow, and the answer, its time
         and its route reported once (``metrics``, ``tracing``)."""
-        path = request.path
-        # route_label's answer for the app's own paths (every pass-through), without its two calls.
-        route = self.route_label(request) if path.startswith(self._base_slash) or path == self.base else APP_ROUTE
+        route = self.route(request)
         start = perf_counter()
         if self.tracing is None:  # the try below, without a span (a nullcontext costs ~0.4 µs)
             try:
