@@ -26,6 +26,7 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
 APP_ROUTE = "(app)"  # the metrics' and spans' route of every path outside base_path
+_new_tuple = tuple.__new__
 
 
 class Gateway:
@@ -200,8 +201,9 @@ class Gateway:
             if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
                 raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
                                 "sign in with a passkey to open this page (a password with a code is not enough here)")
-            return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
-                            g.amr)
+            # tuple.__new__: the NamedTuple without its Python-level __new__ (every pass-through).
+            return _new_tuple(Identity, (g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None,
+                                         g.two_factor_enabled, g.amr))
         except AuthError as error:
             return error_response(error)
 
