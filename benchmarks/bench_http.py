@@ -26,7 +26,24 @@ again (0 with keep-alive). The ratios are medians of the per-round ratios (each 
   ``get-session`` / the same bare 1-GET: target >= 0.80. ``demo /api/me`` (the pass-through to the
   demo app's JSON view, behind its routing table) is reported beside them, without a target: the
   difference from the pass-through is the demo app's own cost, not the middleware's;
-- p99/p50 of each middleware variant: target <= 3.
+- p99/p50 of each middleware variant: target <= 3 (over all its requests; the median of each
+  round's own p99/p50 is printed beside it, as the load of a shared machine moves between rounds).
+
+Method (each the same for the middleware and its references, which share one server process):
+
+- garbage collection: after the warm-up the server and this client ``gc.collect()`` and
+  ``gc.freeze()`` (``--gc default`` leaves the collector alone), and the client's collector is off
+  while a round runs (its pauses would count as the server's latency). The server's collections are
+  counted per variant (``GET /bench/gc``) and printed;
+- Redis' own time per request (``INFO commandstats``, reset before each round), printed: the
+  middleware's script runs longer in Redis than the bare GET, on the same 2 cores;
+- the server's time runnable but waiting for a CPU, and its preemptions, per request
+  (``/proc/PID/task/*/schedstat``, ``status``): on a machine with more runnable processes than
+  CPUs these, not the code, set the tails;
+- ``--pin``: the server alone on the last CPU, this client and redis-server on the others.
+
+``benchmarks/count_http_instructions.py`` counts the same requests' instructions in the server and in
+Redis under callgrind: the figure that the machine's load does not move.
 
 Seeding is never timed: users with TOTP on (``import_totp``), a pending challenge per verify
 (``begin_second_factor``, just before the round that uses it), sessions; through ``/bench/*`` seeding
@@ -39,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import hashlib
 import http.client
 import json
@@ -79,6 +97,7 @@ VARIANTS = ("bare verify", "verify-totp", "bare 1-GET", "pass-through", "get-ses
 TARGETS = (("verify-totp", "bare verify", 0.60), ("pass-through", "bare 1-GET", 0.80),
            ("get-session", "bare 1-GET", 0.80))
 MAX_P99_P50 = 3.0
+PREFIX_GC = "/bench/gc"
 SEED_BATCH = 200
 
 
@@ -108,6 +127,23 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def process_waits(pid: int) -> tuple[float, int]:
+    """(seconds its threads spent runnable but waiting for a CPU, times they were preempted), summed
+    over the live threads of ``pid`` (``/proc/PID/task/*/schedstat`` and ``status``). What the
+    scheduler adds to the server's latencies: on a machine with more runnable processes than CPUs a
+    preempted server holds every request in flight for a time slice (milliseconds)."""
+    wait, preempted = 0.0, 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            wait += int((task / "schedstat").read_text().split()[1]) / 1e9
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    preempted += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return wait, preempted
+
+
 @contextmanager
 def started(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A child process in its own session, stopped (SIGTERM, then SIGKILL after 5 s) on the way out."""
@@ -129,7 +165,7 @@ def started(argv: list[str], log: Path, env: dict[str, str] | None = None) -> It
 
 
 @contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
+def redis_server(tmp: Path, args: argparse.Namespace | None = None) -> Iterator[str]:
     if shutil.which("redis-server") is None:
         raise SetupError("redis-server is not on PATH")
     import redis
@@ -137,6 +173,8 @@ def redis_server(tmp: Path) -> Iterator[str]:
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--daemonize", "no"]
+    if args is not None:
+        argv = pinned(argv, args, server=False)
     with started(argv, tmp / "redis.log") as proc:
         client = redis.Redis(port=port)
         deadline = time.monotonic() + 10
@@ -238,10 +276,21 @@ class Stats:
     server_cpu: float = 0.0
     client_cpu: float = 0.0
     connections: int = 0
+    tails: list[float] = field(default_factory=list)  # each round's p99/p50
+    gc_counts: list[int] = field(default_factory=lambda: [0, 0, 0])  # the server's, per generation
+    gc_pause: float = 0.0  # ms, summed
+    gc_longest: float = 0.0  # ms
+    redis_usec: int = 0  # Redis' own time in commands (INFO commandstats), pg-redis only
+    cpu_wait: float = 0.0  # the server's time runnable but not running (s)
+    preempted: int = 0  # the server's involuntary context switches
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return percentile(self.latencies, q)
+
+
+def percentile(latencies: list[float], q: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def totp_secret(uid: str) -> str:
@@ -251,9 +300,15 @@ def totp_secret(uid: str) -> str:
 class Server:
     """One running server and the seeded material its variants use."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, tag: str, args: argparse.Namespace) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, tag: str, args: argparse.Namespace,
+                 redis_url: str = "") -> None:
         self.proc, self.port, self.host, self.tag = proc, port, f"127.0.0.1:{port}", tag
         self.args = args
+        self.redis: object | None = None  # a client of the hot store's Redis, to read its command stats
+        if redis_url:
+            import redis
+
+            self.redis = redis.Redis.from_url(redis_url)
         self.totp_users = [f"{tag}-t{i}" for i in range(args.users)]
         self.last_step: dict[str, int] = {}
         # Enough that one bare user's requests never overlap, even when one waits long for SQLite's write
@@ -263,10 +318,11 @@ class Server:
         self.sessions: list[str] = []
         self.waits = 0
 
-    def post(self, path: str, payload: object) -> dict[str, object]:
+    def post(self, path: str, payload: object, method: str = "POST") -> dict[str, object]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)  # a new one: servers idle them out
         try:
-            conn.request("POST", path, json.dumps(payload), {"Content-Type": "application/json"})
+            body = None if method == "GET" else json.dumps(payload)
+            conn.request(method, path, body, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             body = resp.read()
         finally:
@@ -282,6 +338,17 @@ class Server:
         self.post("/bench/seed-bare", {"users": self.bare_users})
         plain = [f"{self.tag}-s{i}" for i in range(max(64, 2 * self.args.concurrency))]
         self.sessions = self.post("/bench/sessions", {"users": plain})["cookies"]  # type: ignore[assignment]
+
+    def redis_reset(self) -> None:
+        if self.redis is not None:
+            self.redis.config_resetstat()  # type: ignore[attr-defined]
+
+    def redis_usec(self) -> int:
+        """Redis' time spent in commands since ``redis_reset`` (its own bookkeeping commands aside)."""
+        if self.redis is None:
+            return 0
+        stats = self.redis.info("commandstats")  # type: ignore[attr-defined]
+        return sum(int(v["usec"]) for k, v in stats.items() if not k.startswith(("cmdstat_config", "cmdstat_info")))
 
     def take_verifiers(self, count: int) -> list[tuple[str, str]]:
         """``count`` (user, challenge cookie) pairs of users that have not answered in this step."""
@@ -346,21 +413,45 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, Stats]:
         for _ in range(2):  # warm-up, not recorded: connections, pools, first-use paths
             for variant in VARIANTS:
                 await run_round(conns, server.requests(variant, args.concurrency * 4), Stats())
+        # The objects made so far (modules, app, pools, seeded state) are frozen out of the collector's
+        # gen 2 walks, in the server (one process for every variant: the same for all) and here.
+        server.post(PREFIX_GC, {"freeze": args.gc == "freeze"})
+        gc.collect()
+        if args.gc == "freeze":
+            gc.freeze()
+        server.post(PREFIX_GC, None, "GET")  # the collections so far are nobody's
         for _ in range(args.rounds):
             for variant in VARIANTS:
                 count = args.verifies if "verify" in variant else args.requests
                 builders = server.requests(variant, count)  # seeding: before the clock starts
                 s = stats[variant]
                 opened = sum(c.opened for c in conns)
+                first = len(s.latencies)
+                server.redis_reset()
+                # This client's collections are not the server's cost: none while a round runs.
+                gc.disable()
+                wait0, preempted0 = process_waits(server.proc.pid)
                 cpu0, client0, t0 = process_cpu(server.proc.pid), time.process_time(), time.perf_counter()
                 await run_round(conns, builders, s)
                 wall = time.perf_counter() - t0
                 s.connections += sum(c.opened for c in conns) - opened
                 s.client_cpu += time.process_time() - client0
                 s.server_cpu += process_cpu(server.proc.pid) - cpu0
+                wait1, preempted1 = process_waits(server.proc.pid)
+                s.cpu_wait += wait1 - wait0
+                s.preempted += preempted1 - preempted0
+                gc.enable()
+                s.redis_usec += server.redis_usec()
+                collected = server.post(PREFIX_GC, None, "GET")
+                for g in range(3):
+                    s.gc_counts[g] += collected["counts"][g]  # type: ignore[index]
+                s.gc_pause += sum(collected["pause_ms"])  # type: ignore[arg-type]
+                s.gc_longest = max(s.gc_longest, collected["longest_ms"])  # type: ignore[type-var]
                 s.wall += wall
                 s.requests += len(builders)
                 s.rps.append(len(builders) / wall)
+                mine = s.latencies[first:]
+                s.tails.append(percentile(mine, 0.99) / percentile(mine, 0.50))
     finally:
         for c in conns:
             await c.close()
@@ -394,7 +485,21 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
         time.sleep(0.1)
 
 
+def pinned(argv: list[str], args: argparse.Namespace, server: bool) -> list[str]:
+    """``argv`` under ``taskset`` with ``--pin``: the server on the last CPU, everything else (this
+    client, redis-server) on the others, so that the client never takes the server's CPU."""
+    if not args.pin:
+        return argv
+    cpus: list[int] = args.cpus
+    chosen = cpus[-1:] if server else cpus[:-1]
+    return ["taskset", "-c", ",".join(map(str, chosen)), *argv]
+
+
 def server_argv(adapter: str, port: int, args: argparse.Namespace) -> list[str]:
+    return pinned(_server_argv(adapter, port, args), args, server=True)
+
+
+def _server_argv(adapter: str, port: int, args: argparse.Namespace) -> list[str]:
     if adapter == "asgi":
         # BENCH_ASGI_FACTORY: another factory, e.g. one that wraps asgi_app() to profile the server.
         factory = os.environ.get("BENCH_ASGI_FACTORY", "benchmarks.http_apps:asgi_app")
@@ -418,7 +523,7 @@ def run_config(setup: str, adapter: str, stores: dict[str, str], tmp: Path, args
     log = tmp / f"{setup}-{adapter}.log"
     with started(server_argv(adapter, port, args), log, env) as proc:
         wait_ready(proc, port, log)
-        server = Server(proc, port, adapter, args)
+        server = Server(proc, port, adapter, args, stores.get("redis", ""))
         t0 = time.monotonic()
         server.seed()
         seeded = time.monotonic() - t0
@@ -446,6 +551,15 @@ def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, se
         print(f"  {name:<14}{statistics.median(s.rps):>9.0f}{p50:>9.2f}{p99:>9.2f}{p99 / p50:>9.2f}"
               f"{s.server_cpu / s.requests * 1e6:>16.0f}{s.client_cpu / s.requests * 1e6:>19.0f}"
               f"{s.server_cpu / s.wall:>10.0%}{s.connections:>6}  {errors}")
+    print(f"  {'variant':<14}{'srv GC gen0/1/2':>17}{'GC µs/req':>11}{'longest GC ms':>15}"
+          f"{'Redis µs/req':>14}{'client busy':>13}{'srv CPU wait µs/req':>21}{'preempted/1k req':>18}"
+          f"{'p99/p50 per round':>19}")
+    for name, s in stats.items():
+        gens = "/".join(str(n) for n in s.gc_counts)
+        print(f"  {name:<14}{gens:>17}{s.gc_pause / s.requests * 1000:>11.1f}{s.gc_longest:>15.1f}"
+              f"{s.redis_usec / s.requests:>14.1f}{s.client_cpu / s.wall:>13.0%}"
+              f"{s.cpu_wait / s.requests * 1e6:>21.0f}{s.preempted / s.requests * 1000:>18.1f}"
+              f"{statistics.median(s.tails):>19.2f}")
     for variant, reference, target in TARGETS:
         ratios = [a / b for a, b in zip(stats[variant].rps, stats[reference].rps, strict=True)]
         ratio = statistics.median(ratios)
@@ -456,7 +570,8 @@ def report(setup: str, adapter: str, stats: dict[str, Stats], server: Server, se
         s = stats[variant]
         tail = s.percentile(0.99) / s.percentile(0.50)
         print(f"  => {variant} p99/p50 = {tail:.2f} (target <= {MAX_P99_P50:g}): "
-              f"{'OK' if tail <= MAX_P99_P50 else 'OVER'}")
+              f"{'OK' if tail <= MAX_P99_P50 else 'OVER'}; median of the rounds' own p99/p50: "
+              f"{statistics.median(s.tails):.2f}")
     return good
 
 
@@ -481,12 +596,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
     parser.add_argument("--users", type=int, default=1000, help="TOTP users per server (each answers once a step)")
     parser.add_argument("--wsgi-server", choices=["waitress", "werkzeug"], default="waitress")
+    parser.add_argument("--gc", choices=["freeze", "default"], default="freeze",
+                        help="freeze: gc.freeze() in the server and this client after the warm-up (default); "
+                             "default: leave the collector as it is")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server on the last CPU, this client and redis-server on the others (taskset)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 rounds, 150 GETs and 30 verifies a round, 200 users")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.requests, args.verifies, args.users = 2, 150, 30, 200
     setups = ["pg-redis", "sqlite-memory"] if args.setup == "all" else [args.setup]
+    if args.pin:
+        if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
+            parser.error("--pin needs taskset and at least 2 CPUs")
+        args.cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, args.cpus[:-1])
     adapters = ["asgi", "wsgi"] if args.adapter == "all" else [args.adapter]
 
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
@@ -500,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             for setup in setups:
                 stores: dict[str, str] = {}
                 if setup == "pg-redis":
-                    stores["redis"] = stack.enter_context(redis_server(tmp))
+                    stores["redis"] = stack.enter_context(redis_server(tmp, args))
                     stores["database"] = stack.enter_context(postgres_database())
                 for adapter in adapters:
                     if setup == "sqlite-memory":  # a file per server: the memory store goes with its process

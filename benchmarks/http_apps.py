@@ -7,7 +7,8 @@ their connection pools; only ``/bench/*`` bypasses the middleware. Configured by
 - ``BENCH_REDIS_URL``: the Redis hot store (``RedisStore.from_url``); empty: the in-process memory store;
 - ``BENCH_DATABASE_URL``: the record store (a PostgreSQL database whose schema is current, or a SQLite
   file, which creates its own schema);
-- ``BENCH_SECRET``, ``BENCH_SITE_URL``: the app secret and the site's origin.
+- ``BENCH_SECRET``, ``BENCH_SITE_URL``: the app secret and the site's origin;
+- ``BENCH_REDIS_TIMEOUT``: the Redis store's timeout in seconds (default 1, as ``from_url``).
 
 ASGI: ``uvicorn --factory benchmarks.http_apps:asgi_app``. WSGI: ``python -m benchmarks.http_apps
 --port N``: waitress (a production WSGI server: keep-alive, a pool of worker threads), or with
@@ -26,12 +27,15 @@ The bare endpoints (no middleware, no cookie parsing, no crypto):
   stored one + 1 (read-then-write: fine here, as the client never sends one bare user twice at once);
 - ``POST /bench/seed-totp``, ``/bench/seed-bare``, ``/bench/challenges``, ``/bench/sessions``: seeding,
   through the public API (``import_totp``, ``begin_second_factor``) or the record operations, never
-  timed. They exist because the memory store lives in the server process.
+  timed. They exist because the memory store lives in the server process;
+- ``GET /bench/gc``: the garbage collections since the last call (``GcWatch``); ``POST /bench/gc``
+  ``{"freeze": true}``: ``gc.collect()`` + ``gc.freeze()`` (``false``: ``gc.unfreeze()``). Never timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import secrets
@@ -79,11 +83,60 @@ def session_key(uid: str, sid: str) -> str:
     return f"bench:{{u:{uid}}}:s:{sid}"
 
 
+class GcWatch:
+    """The server's garbage collections per generation (count, summed and longest pause), read and
+    reset by ``GET /bench/gc`` after each round, so that the benchmark can say which variant paid for
+    which collection. A gen 2 collection walks every tracked object of the process (SQLAlchemy,
+    Starlette, the demo: about 10^5 of them) and stops every request meanwhile: a tail, unless the
+    objects made at start-up are frozen first (``POST /bench/gc {"freeze": true}``: ``gc.freeze()``,
+    as a pre-fork server does after importing its app). One process serves every variant, so the
+    setting is the same for the middleware and its bare references."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self.reset()
+        gc.callbacks.append(self._observe)
+
+    def reset(self) -> None:
+        self.counts = [0, 0, 0]
+        self.pauses = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._start
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.pauses[generation] += pause
+        self.longest = max(self.longest, pause)
+
+    def read(self) -> bytes:
+        """The figures since the last read, as JSON, then reset."""
+        body = json.dumps({"counts": self.counts, "pause_ms": [p * 1000 for p in self.pauses],
+                           "longest_ms": self.longest * 1000}).encode()
+        self.reset()
+        return body
+
+    @staticmethod
+    def freeze(wanted: bool) -> bytes:
+        """``gc.collect()`` then ``gc.freeze()`` (wanted), else ``gc.unfreeze()``; the tracked objects left."""
+        if wanted:
+            gc.collect()
+            gc.freeze()
+        else:
+            gc.unfreeze()
+        return json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}).encode()
+
+
 def build_auth(env: dict[str, str] | None = None) -> BanataAuth:
     e = os.environ if env is None else env
     config = demo_config(secret=e["BENCH_SECRET"], site_url=e["BENCH_SITE_URL"])
     redis_url = e.get("BENCH_REDIS_URL", "")
-    store = RedisStore.from_url(redis_url) if redis_url else MemoryStore(config.clock)
+    # BENCH_REDIS_TIMEOUT: count_http_instructions.py runs Redis under valgrind, far slower than 1 s allows.
+    timeout = float(e.get("BENCH_REDIS_TIMEOUT") or 1.0)
+    store = RedisStore.from_url(redis_url, timeout=timeout) if redis_url else MemoryStore(config.clock)
     # Always both stores: a Redis hot store without a record store is refused.
     return BanataAuth(config, store=store, records=e["BENCH_DATABASE_URL"])
 
@@ -126,6 +179,13 @@ def asgi_app() -> Any:
     client = hot.aio if isinstance(hot, RedisStore) else None
     memory: dict[str, dict[str, str]] = {}  # the memory setup's bare hot state
     demo = starlette_app(auth)
+    watch = GcWatch()
+
+    async def gc_read(request: Request) -> Response:
+        return Response(watch.read(), media_type="application/json")
+
+    async def gc_freeze(request: Request) -> Response:
+        return Response(watch.freeze(bool((await request.json())["freeze"])), media_type="application/json")
 
     async def one_get(request: Request) -> Response:
         if client is not None:
@@ -196,6 +256,8 @@ def asgi_app() -> Any:
         Route(PREFIX + "seed-bare", seed_bare, methods=["POST"]),
         Route(PREFIX + "challenges", begin, methods=["POST"]),
         Route(PREFIX + "sessions", begin, methods=["POST"]),
+        Route(PREFIX + "gc", gc_read, methods=["GET"]),
+        Route(PREFIX + "gc", gc_freeze, methods=["POST"]),
     ])
 
     async def protected_ok(request: Request) -> Response:
@@ -230,6 +292,7 @@ def wsgi_app() -> Any:
     client = hot.sync if isinstance(hot, RedisStore) else None
     memory: dict[str, dict[str, str]] = {}
     demo = werkzeug_app(auth)
+    watch = GcWatch()
 
     def ok(body: bytes = _OK, status: int = 200) -> Response:
         return Response(body, status=status, mimetype="application/json")
@@ -293,8 +356,15 @@ def wsgi_app() -> Any:
                    for uid in json.loads(request.get_data())["users"]]
         return ok(json.dumps({"cookies": cookies}).encode())
 
+    def gc_read(request: Request) -> Response:
+        return ok(watch.read())
+
+    def gc_freeze(request: Request) -> Response:
+        return ok(watch.freeze(bool(json.loads(request.get_data())["freeze"])))
+
     views = {("GET", "one-get"): one_get, ("POST", "verify"): verify, ("POST", "seed-totp"): seed_totp,
-             ("POST", "seed-bare"): seed_bare, ("POST", "challenges"): begin, ("POST", "sessions"): begin}
+             ("POST", "seed-bare"): seed_bare, ("POST", "challenges"): begin, ("POST", "sessions"): begin,
+             ("GET", "gc"): gc_read, ("POST", "gc"): gc_freeze}
 
     def protected_ok(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         return ok()(environ, start_response)

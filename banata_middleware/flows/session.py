@@ -375,9 +375,10 @@ class SessionCore:
 
     def load(self, uid: str, *, sid: str = "", cid: str = "", token: str = "") -> Flow[Caller]:
         user_key, session_key, challenge_key, pending_codes_key = self.keys.for_load(uid, sid or "-", cid or "-")
-        reply: LoadReply = yield Load(user_key=user_key, session_key=session_key, challenge_key=challenge_key,
-                                      pending_codes_key=pending_codes_key, now_ms=self.now_ms(),
-                                      want_session="1" if sid else "0", want_challenge="1" if cid else "0")
+        # By position, like Guard (get-session and every endpoint read through here): the order is
+        # hot_ops.Load's (keys, now, wants).
+        reply: LoadReply = yield Load(user_key, session_key, challenge_key, pending_codes_key, self.now_ms(),
+                                      "1" if sid else "0", "1" if cid else "0")
         user = reply.user
         record = None
         if "rec" not in user:
