@@ -222,8 +222,9 @@ class MeasuredStore:
     """A store (``Op``s, named by their script) or a record store (``RecordOp``s, named by class: SQL ops
     are ``sql.<ClassName>``) with each operation timed into ``metrics``, each failure (the store's
     ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when metrics or
-    tracing are on: the drivers above stay as they are, and with both off nothing on the store path
-    changes. Names come from the code, never from a request: the labels stay bounded."""
+    tracing are on, and used for requests only with tracing on (with metrics alone the drivers time
+    the operations themselves, ``Meter``; ``BanataAuth.run`` still uses it). With both off nothing on
+    the store path changes. Names come from the code, never from a request: the labels stay bounded."""
 
     def __init__(self, store: Any, metrics: Metrics | None, tracing: Tracing | None = None) -> None:
         self.store = store
