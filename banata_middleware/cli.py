@@ -271,8 +271,8 @@ def _admin(args: argparse.Namespace) -> int:
     # audit events in Redis (own-users apps' users may have only the last two; after a lost Redis,
     # only the first).
     record = auth.records.execute(LoadUser(args.user))
-    in_sql = bool(record.totp or record.backup_codes or record.passkeys or record.locked_at is not None
-                  or auth.records.execute(GetAccount(args.user)) is not None)
+    in_sql = (record.has_factor_rows() or record.locked_at is not None
+              or auth.records.execute(GetAccount(args.user)) is not None)
     if not in_sql and not auth.store.sync.exists(keys.user(args.user), keys.sessions(args.user),
                                                  keys.audit(args.user)):
         print(f"banata-mfa admin: no such user: {args.user!r} (nothing stored under this id)", file=sys.stderr)

@@ -216,8 +216,14 @@ _VERIFY_TOTP_MODES = (_VERIFY_MODES + " With a session and a code of an authenti
                       "(`enable`): that app is confirmed, `{status: true, token, user, authenticator}`, the "
                       "session kept (its own token).")
 _AUTHENTICATOR_ID = _text(64)
-_AUTHENTICATOR_NAME = _text(64) | {"description": "trimmed; no control characters; unique per user, "
-                                                  "without regard to case"}
+_AUTHENTICATOR_NAME = _text(64) | {"description": "trimmed, NFC; no control or invisible formatting characters; "
+                                                  "unique per user, without regard to case"}
+
+# Ours (better-auth's client sends none): the name of the app set up or added.
+_ENABLE_NAME = _text(64, optional=True) | {
+    "description": "the authenticator app's name, the first setup's too: trimmed, NFC, at most 64 characters, no "
+                   "control or invisible formatting characters (400 VALIDATION_ERROR); absent, null or blank: "
+                   "\"Authenticator\" for the first app, else \"Authenticator 2\", \"Authenticator 3\", ..."}
 
 _CHANNEL = {"enum": ["email", "sms", None], "description": "codes by message: \"email\" or \"sms\""}
 # What sending a code can answer: the resend throttle (Retry-After), a sender that failed.
@@ -309,7 +315,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                 "valid); `method: \"otp\"`: a code was sent to the address, not yet active"),
         body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"enum": ["totp", "otp"]},
                       "channel": _CHANNEL, "to": _text(254, optional=True),
-                      "name": _text(64, optional=True) | {"description": "the authenticator app's name"}},
+                      "name": _ENABLE_NAME},
                      ("password",)),
         errors=_merge(_REAUTH, _OTP_SEND, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
                                            409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",
@@ -449,7 +455,7 @@ _ENABLE_TOTP_ONLY = Endpoint(
     Success(_TOTP_ENABLED, "the secret and backup codes, not yet active; with an authenticator app already, "
             "another one (`id`, `name`) and no backup codes (the user's stay valid)"),
     body=_object({"password": _text(128), "issuer": _text(64, optional=True), "method": {"const": "totp"},
-                  "name": _text(64, optional=True) | {"description": "the authenticator app's name"}},
+                  "name": _ENABLE_NAME},
                  ("password",)),
     errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
                             409: ("TWO_FACTOR_ALREADY_ENABLED", "AUTHENTICATOR_NAME_TAKEN",

@@ -42,6 +42,10 @@ NOTICE_KINDS: dict[str, str] = {
     # Another authenticator app bound (NIST SP 800-63B-4 §4.6: binding SHALL notify), or one removed.
     "two_factor.authenticator_added": "authenticator.added",
     "two_factor.authenticator_removed": "authenticator.removed",
+    # Codes by message turned on or off while two-factor stays on (a change of factor all the same;
+    # turning them on or off as the only factor is two_factor.enabled / two_factor.disabled).
+    "otp.enabled": "otp.enabled",
+    "otp.disabled": "otp.disabled",
 }
 
 

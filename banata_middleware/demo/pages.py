@@ -194,6 +194,8 @@ _NOTICE_TEXT = {
     "two_factor.locked": "Sign-in was locked after repeated wrong codes",
     "authenticator.added": "An authenticator app was added",
     "authenticator.removed": "An authenticator app was removed",
+    "otp.enabled": "Sign-in codes by email or text message were turned on",
+    "otp.disabled": "Sign-in codes by email or text message were turned off",
 }
 
 

@@ -10,6 +10,7 @@ Composed on the flows (``Flows.authenticators``) when two-factor is on.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,15 @@ from ..effects import Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
 from ..stores.hot_ops import FactorChange, HotStatus, TwoFactorDisable, Verdict
-from ..stores.records import AuthenticatorRemoval, RemoveAuthenticator, RenameTotpFactor, Status, TotpFactor, UserRecord
+from ..stores.records import (
+    DEFAULT_NAME,
+    AuthenticatorRemoval,
+    RemoveAuthenticator,
+    RenameTotpFactor,
+    Status,
+    TotpFactor,
+    UserRecord,
+)
 from .session import Caller, Routes, iso
 
 if TYPE_CHECKING:
@@ -60,7 +69,10 @@ def public(factor: TotpFactor) -> dict[str, Any]:
 
 
 def default_name(record: UserRecord) -> str:
-    """"Authenticator 2", "Authenticator 3", ...: the first number no app of the user is named after."""
+    """"Authenticator" for a user's first app (one whose only factor was codes by message), then
+    "Authenticator 2", "Authenticator 3", ...: the first number no app of the user is named after."""
+    if not any(f.confirmed_at is not None for f in record.totp):
+        return DEFAULT_NAME  # an unfinished setup of that name is replaced (AddAuthenticator)
     taken = {f.name.casefold() for f in record.totp}
     n = 2
     while f"authenticator {n}" in taken:
@@ -68,13 +80,24 @@ def default_name(record: UserRecord) -> str:
     return f"Authenticator {n}"
 
 
+#: Unicode categories a name may not hold: control, format (bidi overrides, which can make a name
+#: read as another), surrogate, private-use and unassigned characters, line and paragraph separators.
+_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Format characters emoji sequences need (zero-width joiner and non-joiner).
+_JOINERS = frozenset("\u200c\u200d")
+
+
 def authenticator_name(body: Body, *, required: bool) -> str:
-    """The ``name`` field: trimmed, 1-64 characters, no control characters ("" when optional and absent)."""
-    name = body.text("name", max_len=64, required=required).strip()
+    """The ``name`` field: NFC, trimmed, 1-64 characters, no control or invisible formatting
+    characters. Optional: absent, null, "" or blank is "" (the caller picks the default name).
+    Anything else is refused with 400 ``VALIDATION_ERROR``: a better-auth client sends no name."""
+    name = unicodedata.normalize("NFC", body.text("name", max_len=64, required=required)).strip()
     if required and not name:
         raise AuthError(400, "VALIDATION_ERROR", "'name' must be a non-empty string")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise AuthError(400, "VALIDATION_ERROR", "'name' holds control characters")
+    if len(name) > 64:  # NFC lengthens a few rare strings
+        raise AuthError(400, "VALIDATION_ERROR", "'name' is longer than 64 characters")
+    if any(unicodedata.category(ch) in _NOT_IN_NAMES and ch not in _JOINERS for ch in name):
+        raise AuthError(400, "VALIDATION_ERROR", "'name' holds control or invisible formatting characters")
     return name
 
 

@@ -48,14 +48,14 @@ from ..stores.hot_ops import (
     Verdict,
 )
 from ..stores.records import (
-    DisableSecondFactor,
+    DisableOtp,
     EnableOtp,
     LoadUser,
     OtpFactor,
+    OtpRemoval,
     OtpRows,
     RecordFailure,
     RecordOtpUse,
-    RemoveOtp,
     RestoreOtp,
     Status,
     UserRecord,
@@ -341,54 +341,54 @@ class OtpFlows:
 
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
-        left, two-factor goes off, as ``disable`` turns it off (the backup codes go too)."""
+        left, two-factor goes off, as ``disable`` turns it off (the backup codes go too). Which of
+        the two it is, the record store decides (``DisableOtp``), under the locks every factor
+        removal takes: a removal of the last authenticator app at the same time is decided before
+        or after, never from the same rows, so the user never ends with 2FA on and no factor."""
         channel = self._channel(body, None)
         f = self.f
         caller = yield from f.require_factor_change(req, body.text("password", max_len=128))
         record = caller.record
         if record is None or not any(channel in (None, o.channel) for o in record.otp):
             raise self._not_enabled()
-        uid, now = caller.uid, f.now_ms()
-        left = [o for o in record.otp if channel not in (None, o.channel)]
-        still_on = bool(left) or any(t.confirmed_at is not None for t in record.totp)
-        if still_on:
-            # Another factor stays. Write order as for ``disable``: the address goes from the
+        uid, since = caller.uid, f.now_ms()
+        entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
+        off = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
+        result: OtpRemoval = yield Rec(DisableOtp(uid, channel, since, entries, off))
+        if result.status is not Status.OK:  # removed meanwhile
+            raise self._not_enabled()
+        f.emit_entries(uid, off if result.two_factor_off else entries)
+        if not result.two_factor_off:
+            # Another factor stays. Write order as for ``disable``: the address went from the
             # record store first, then factor_change.lua re-checks the factor-change rule (after
             # the commit, so that it holds at the moment of the change: a session revoked, signed
             # out or gone stale while this request was under way is refused, R6-3); a refusal,
             # or a hot store that fails so that it cannot be checked, puts the address back, so
             # that a 401 or a 503 means nothing changed. A crash between keeps the removal (the
             # request had passed the rule when loaded, an instant before).
-            entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
-            stopped: OtpRows = yield Rec(RemoveOtp(uid, channel, entries))
-            if stopped:
-                f.emit_entries(uid, entries)
-                session_key, max_age_ms = f.factor_change_args(caller)
-                try:
-                    allowed: Verdict = yield from f.commit(FactorChange(
-                        f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"),
-                        caller.sid)
-                except AuthError:
-                    with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
-                        yield from self._undo_remove(req, caller, stopped)
-                    raise
-                if allowed.status != HotStatus.OK:
-                    yield from self._undo_remove(req, caller, stopped)
-                    raise f.factor_change_error(allowed.status)
+            session_key, max_age_ms = f.factor_change_args(caller)
+            try:
+                allowed: Verdict = yield from f.commit(FactorChange(
+                    f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"),
+                    caller.sid)
+            except AuthError:
+                with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
+                    yield from self._undo_remove(req, caller, result.gone)
+                raise
+            if allowed.status != HotStatus.OK:
+                yield from self._undo_remove(req, caller, result.gone)
+                raise f.factor_change_error(allowed.status)
         else:
-            # The last factor: exactly as ``disable`` (finish_disable): the record store first
-            # (addresses and codes), then two_factor_disable.lua re-checks the factor-change rule
-            # and updates the copy; a refusal, or a hot store that fails, puts everything back, so
-            # that a 401 or a 503 means nothing changed.
-            entries = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
-            removed = yield Rec(DisableSecondFactor(uid, now, audit=entries))
-            if removed is not None:
-                f.emit_entries(uid, entries)
+            # The last factor went, and two-factor with it: exactly as ``disable`` (finish_disable):
+            # two_factor_disable.lua re-checks the factor-change rule and updates the copy; a
+            # refusal, or a hot store that fails, puts everything back, so that a 401 or a 503
+            # means nothing changed. A crash between leaves a copy saying on for a user without a
+            # factor, which the next flow that reads the record repairs.
             session_key, max_age_ms = f.factor_change_args(caller)
             disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
                 sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
-            reply = yield from f.finish_disable(req, caller, removed, disable, now)
+            reply = yield from f.finish_disable(req, caller, result.removed, disable, since)
             if reply.status != HotStatus.OK:
                 raise f.factor_change_error(reply.status)
-        return json_response(200, {"status": True, "twoFactorEnabled": still_on})
+        return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

@@ -39,6 +39,8 @@ from ..stores.hot_ops import (
     Verdict,
 )
 from ..stores.records import AppendAudit, AuditEntry, LoadUser, UserRecord
+from ..stores.records.factor import Offer
+from ..stores.records.factors import FACTORS
 from ..tokens import TokenSigner
 
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (all fields given)
@@ -281,16 +283,12 @@ class SessionCore:
         }
 
     def methods(self, record: UserRecord) -> list[str]:
-        """The second factors a pending sign-in may be answered with, from the durable record."""
-        methods = ["totp"] if any(f.confirmed_at is not None for f in record.totp) else []
-        if record.otp and self.config.otp is not None and any(o.channel in self.config.otp.channels
-                                                               for o in record.otp):
-            methods.append("otp")
-        if record.backup_codes and not self.codes_key_gone(record.codes_key_id):
-            methods.append("backup_code")
-        if record.passkeys and self.config.auth_methods.passkey:
-            methods.append("passkey")
-        return methods
+        """The second factors a pending sign-in may be answered with, from the durable record: each
+        factor's ``twoFactorMethods`` names (``Factor.methods``), in the order of ``FACTORS``, as
+        far as the configuration offers them."""
+        offer = Offer(frozenset(self.config.otp.channels if self.config.otp is not None else ()),
+                      self.config.auth_methods.passkey, lambda kid: not self.codes_key_gone(kid))
+        return [m for f in FACTORS for m in f.methods(record.parts.get(f.name), offer)]
 
     def locked_error(self, until_ms: int) -> AuthError:
         """The answer to a locked account, whose Retry-After says when the lock ends."""

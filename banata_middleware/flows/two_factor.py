@@ -29,6 +29,7 @@ from ..stores.hot_ops import (
     Verdict,
 )
 from ..stores.records import (
+    DEFAULT_NAME,
     AcceptAnyTotpStep,
     ActivateBackupCodes,
     AddAuthenticator,
@@ -156,21 +157,21 @@ class TwoFactorFlows(PrimaryFlows):
         name = authenticator_name(body, required=False)
         caller = yield from self.require_factor_change(req, password)
         record = caller.record
-        if record is not None and confirmed_factors(record):
+        if record is not None and record.two_factor_enabled:
+            # Another app, or (a user whose only factor is codes by message) the first: either way
+            # 2FA is on already, so it is added, unconfirmed, and confirmed by its first code.
             added = yield from self._add_authenticator(caller, record, issuer, name)
             if added is not None:
                 return added
-            # The user's apps were removed meanwhile: a first setup after all (two_factor_begin.lua
+            # Every factor was removed meanwhile: a first setup after all (two_factor_begin.lua
             # refuses it while the copy still says 2FA is on).
-        elif record is not None and record.two_factor_enabled:
-            raise self._already_enabled()  # on through codes by message only (flows/otp.py)
         secret = new_secret()
         codes, hashes = self.new_backup_codes()
         ct = self.keyring.encrypt(secret.encode(), context=caller.uid)
         # Pending (hot store) until a first code confirms it: the factor reaches the record store then.
         reply: Verdict = yield from self.commit(TwoFactorBegin(
             self.head(caller.uid, req), pending_codes_key=self.keys.pending_backup_codes(caller.uid), secret=ct,
-            sid=caller.sid, codes_kid=hashes[0], hashes=tuple(hashes[1:])), caller.sid)
+            sid=caller.sid, codes_kid=hashes[0], name=name, hashes=tuple(hashes[1:])), caller.sid)
         if reply.status == HotStatus.ALREADY:
             raise self._already_enabled()
         uri = totp_uri(secret, issuer=issuer, account=(yield from self.account_label(caller)), policy=self.config.totp)
@@ -421,8 +422,10 @@ class TwoFactorFlows(PrimaryFlows):
         # browser (a sign-in abandoned before 2FA was turned off) plays no part.
         factors = confirmed_factors(record)
         # A user whose second factor is codes by message only (flows/otp.py) has backup codes but
-        # no authenticator app: a TOTP code without a confirmed app can only be an enrolment's.
-        enrolling = not factors and method == "totp"
+        # no authenticator app: a TOTP code without a confirmed app is an enrolment's, or, in a
+        # session, the first code of an app such a user is adding (``_add_authenticator``).
+        adding = caller.challenge is None and method == "totp" and bool(pending(record, self.now_ms()))
+        enrolling = not factors and method == "totp" and not adding
         if (method == "backup" and not record.two_factor_enabled) or (enrolling and (
                 caller.session is None or "pending_secret" not in user or user.get("pending_sid") != caller.sid)):
             raise self._not_enabled()
@@ -451,7 +454,8 @@ class TwoFactorFlows(PrimaryFlows):
             kid = user.get("pending_kid", "") if caller.pending_codes else ""
             entries = self.entries(req, caller.sid, "two_factor.enabled")
             status = yield Rec(EnableTotp(uid, TOTP_FACTOR_ID, ct, self.keyring.key_id_of(ct), now, step,
-                                          caller.pending_codes, kid, audit=entries))
+                                          caller.pending_codes, kid, audit=entries,
+                                          name=user.get("pending_name") or DEFAULT_NAME))
             if status is not Status.CREATED:
                 raise self._already_enabled()
             self.emit_entries(uid, entries)
@@ -530,8 +534,9 @@ class TwoFactorFlows(PrimaryFlows):
                 step = matched_step(secret, code, at=at, policy=policy) if secret is not None else None
                 if step is not None and added is None:
                     added = (factor, step)
-        if not readable and added is None:
-            yield from self._decrypt_secret(req, caller, confirmed_factors(record)[0].secret)  # raises
+        confirmed = confirmed_factors(record)
+        if confirmed and not readable and added is None:
+            yield from self._decrypt_secret(req, caller, confirmed[0].secret)  # raises
         return candidates, added
 
     def _confirm_authenticator(self, req: Request, caller: Caller, factor: TotpFactor, step: int) -> Flow[Response]:

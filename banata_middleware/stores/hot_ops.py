@@ -638,6 +638,7 @@ class TwoFactorBegin(NamedTuple):
     secret: str  # the new secret's ciphertext
     sid: str  # the session that owns the setup
     codes_kid: str  # the key id the codes are hashed under
+    name: str  # the app's name, for the factor the first code makes ("": the default)
     hashes: Rest  # the codes' hashes
 
 

@@ -360,7 +360,7 @@ class MemoryStore:
                             if self.delete(op.session_prefix_key + sid) == 1:
                                 x.audit("session.revoked", sid, "enrolment")
                             index.discard(sid)
-                    for pending in ("pending_secret", "pending_sid", "pending_kid"):
+                    for pending in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
                         user.pop(pending, None)
                     self.delete(op.pending_codes_key)
                     bump = True
@@ -511,7 +511,7 @@ class MemoryStore:
         index = self.get(op.sessions_key)
         if ok and op.mode == "enrol":
             x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
-            for field in ("pending_secret", "pending_sid", "pending_kid"):
+            for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
                 self.data[user_key].pop(field, None)
             self.delete(op.pending_codes_key)
             base = op.session_key[: len(op.session_key) - len(op.sid)]
@@ -620,7 +620,7 @@ class MemoryStore:
         user_key = op.head.user_key
         if x.hash(user_key).get("tfa") == "1":
             return ["ALREADY", x.events]
-        x.hset(user_key, pending_secret=op.secret, pending_sid=op.sid, pending_kid=op.codes_kid)
+        x.hset(user_key, pending_secret=op.secret, pending_sid=op.sid, pending_kid=op.codes_kid, pending_name=op.name)
         self.data[op.pending_codes_key] = set(op.hashes)
         return ["OK", x.events]
 
@@ -649,7 +649,7 @@ class MemoryStore:
                                               op.max_age_ms, "1")
             if refused:
                 return [refused, x.events]
-        for field in ("pending_secret", "pending_sid", "pending_kid"):
+        for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
             self.data.setdefault(user_key, {}).pop(field, None)
         x.hset(user_key, tfa="0", codes_kid="", gen=int(u.get("gen", "0")) + 1)
         self.delete(op.pending_codes_key)
@@ -716,7 +716,7 @@ class MemoryStore:
         user_key = op.head.user_key
         u = x.hash(user_key)
         x.hset(user_key, tfa="1", gen=int(u.get("gen", "0")) + 1, codes_kid=op.codes_kid)
-        for field in ("pending_secret", "pending_sid", "pending_kid"):
+        for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
             self.data[user_key].pop(field, None)
         self.delete(op.pending_codes_key)
         return ["OK", x.events]
@@ -727,7 +727,7 @@ class MemoryStore:
         x.hset(user_key, revoked_at=x.now, gen=int(u.get("gen", "0")) + 1)  # gen: remembered devices end too
         x.audit("session.revoked", "", "all")
         if op.mode == "reset":
-            for field in ("pending_secret", "pending_sid", "pending_kid"):
+            for field in ("pending_secret", "pending_sid", "pending_kid", "pending_name"):
                 self.data[user_key].pop(field, None)
             x.hset(user_key, tfa="0", codes_kid="", fails=0, lock_until=0)  # written, not deleted: user_fill.lua
             self.delete(op.pending_codes_key)

@@ -22,7 +22,7 @@ from banata_middleware.http import Request
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.stores.hot_ops import name_of
-from banata_middleware.stores.records import ListAudit, LoadUser, RemoveOtp
+from banata_middleware.stores.records import DisableOtp, ListAudit, LoadUser
 
 EMAIL = "r6@example.com"
 THIEF_MAIL = "thief@evil.example"
@@ -195,7 +195,7 @@ def test_r6_3_disable_otp_of_one_channel_by_a_session_revoked_mid_request_change
     thief = otp_stack.client(ip="198.51.100.9")
     thief.http.cookies.update(owner.http.cookies)  # a stolen fresh session (and the password)
     req = request_of(thief, "/two-factor/disable-otp", {"password": PASSWORD, "channel": "sms"})
-    records = PausingRecords(otp_stack.auth.records, RemoveOtp, lambda: otp_stack.auth.revoke_sessions(uid))
+    records = PausingRecords(otp_stack.auth.records, DisableOtp, lambda: otp_stack.auth.revoke_sessions(uid))
     response = run_sync(otp_stack.auth.gateway.handle(req), otp_stack.auth.store, records)
     assert response.status == 401, response.body
     assert sorted(otp_rows(otp_stack, uid)) == [("email", EMAIL), ("sms", "+15551234567")]
@@ -241,9 +241,7 @@ def test_r6_5_a_code_sent_to_a_removed_address_is_void(otp_stack: Stack, inbox: 
 
 
 # -- R6-6: binding or removing an address for codes by message notifies nobody ---------------------
-@pytest.mark.xfail(strict=True, reason="R6-6: otp.enabled / otp.disabled are not notice kinds: an address bound as a "
-                                       "second factor while 2FA is on (or removed) reaches neither the notifier nor "
-                                       "the outbox, where another authenticator app does (NIST SP 800-63B-4 4.6)")
+# Fixed (branch factors): otp.enabled and otp.disabled are notice kinds.
 def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Callable[..., Stack],
                                                              mfa_outbox: Outbox, inbox: Inbox) -> None:
     stack = stack_factory(otp=OtpConfig(sender=inbox, channels=("email", "sms")), notifier=mfa_outbox,
@@ -268,9 +266,7 @@ def test_r6_6_binding_an_address_for_codes_notifies_the_user(stack_factory: Call
 
 
 # -- R6-7: authenticator names take C1 control characters ------------------------------------------
-@pytest.mark.xfail(strict=True, reason="R6-7: authenticator_name refuses only C0 and DEL: C1 controls (U+0080-U+009F, "
-                                       "e.g. U+009B, an 8-bit terminal's CSI) pass, though the contract says 'no "
-                                       "control characters'")
+# Fixed (branch factors): names refuse every control and invisible formatting character (Cc, Cf, ...).
 @pytest.mark.parametrize("name", ["ph\x85one", "\x9b31mred"])
 def test_r6_7_an_authenticator_name_holds_no_control_characters(stack: Stack, name: str) -> None:
     owner = stack.client()

@@ -863,7 +863,7 @@ def test_r4_9_a_callers_and_a_store_ops_repr_show_no_token_or_secret(stack: Stac
         assert secret not in shown, shown
     assert uid in shown  # still says whose it is
     op = TwoFactorBegin(Head("k", "a", 1, "", "", 10, uid), pending_codes_key="p", secret="ct-of-a-pending-secret",
-                        sid="s", codes_kid="k1", hashes=("code-hash",))
+                        sid="s", codes_kid="k1", name="", hashes=("code-hash",))
     assert "ct-of-a-pending-secret" not in repr(op) and "code-hash" not in repr(op)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from banata_middleware import OtpConfig
 from banata_middleware.errors import AuthError
 from banata_middleware.otp import Inbox, OtpMessage
+from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.stores.hot_ops import name_of
 
 EMAIL = "otp@example.com"
@@ -509,3 +510,47 @@ def test_trust_device_after_a_code(otp_stack: Stack, inbox: Inbox) -> None:
     api.auth("/sign-out")
     assert api.sign_in(EMAIL).status_code == 200
 
+
+
+# -- a first authenticator app for a user with codes by message only ----------------------------
+
+def test_a_user_with_codes_by_message_only_adds_an_authenticator_app(otp_stack: Stack, inbox: Inbox) -> None:
+    """better-auth's ``enable`` adds the first app as it adds a second one: unconfirmed (sign-in
+    does not offer it) until its first code, in a session whose second factor is fresh."""
+    api, uid = enrolled(otp_stack, inbox)
+    clock = otp_stack.clock
+    clock.advance(otp_stack.auth.config.policies.factor_change_max_age + 1)
+    r = api.auth("/two-factor/enable", {"password": PASSWORD})
+    assert (r.status_code, r.json()["code"]) == (403, "FRESH_TWO_FACTOR_REQUIRED"), r.text
+    assert api.auth("/two-factor/verify-otp", {"code": sent_code(api, inbox, uid)}).status_code == 200  # step-up
+    r = api.auth("/two-factor/enable", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["method"], body["backupCodes"], body["name"]) == ("totp", [], "Authenticator")
+    app = VirtualAuthenticator.from_uri(body["totpURI"], clock=clock)
+    pending(otp_stack)  # asserts twoFactorMethods == ["otp"]: not before its first code
+    r = api.auth("/two-factor/verify-totp", {"code": app.code()})
+    assert r.status_code == 200, r.text
+    assert (r.json()["authenticator"]["id"], r.json()["authenticator"]["confirmed"]) == (body["id"], True)
+    assert [(a["name"], a["confirmed"]) for a in api.get("/api/auth/two-factor/list-authenticators").json()] == [
+        ("Authenticator", True)]
+    clock.advance(30)
+    signing_in = otp_stack.client()
+    assert signing_in.sign_in(EMAIL).json()["twoFactorMethods"] == ["totp", "otp"]
+    assert signing_in.auth("/two-factor/verify-totp", {"code": app.code()}).status_code == 200
+    assert otp_row(otp_stack, uid) == ("email", EMAIL)  # codes by message stay on beside it
+
+
+def test_a_wrong_code_does_not_confirm_the_first_app_and_a_stale_session_cannot(otp_stack: Stack,
+                                                                                   inbox: Inbox) -> None:
+    api, _ = enrolled(otp_stack, inbox)
+    r = api.auth("/two-factor/enable", {"password": PASSWORD, "name": "Phone"})
+    assert r.status_code == 200 and r.json()["name"] == "Phone", r.text
+    app = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=otp_stack.clock)
+    wrong = next(c for c in ("000000", "111111") if c != app.code())
+    r = api.auth("/two-factor/verify-totp", {"code": wrong})
+    assert (r.status_code, r.json()["code"]) == (401, "INVALID_CODE"), r.text
+    otp_stack.clock.advance(otp_stack.auth.config.policies.factor_change_max_age + 1)
+    r = api.auth("/two-factor/verify-totp", {"code": app.code()})
+    assert (r.status_code, r.json()["code"]) == (403, "FRESH_TWO_FACTOR_REQUIRED"), r.text
+    pending(otp_stack)  # still ["otp"] only

@@ -105,6 +105,49 @@ def test_apps_get_default_names_and_names_are_unique_without_regard_to_case(stac
     assert r.status_code == 200 and r.json()["name"] == "Authenticator 3"  # blank is no name: the default
 
 
+def test_the_first_setup_takes_a_name_too(stack: Stack) -> None:
+    """``enable``'s optional ``name`` names the first app as it names the others; a better-auth
+    client sends none and gets "Authenticator"."""
+    api = stack.client()
+    api.sign_up(EMAIL)
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": " Work phone "})
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"method", "totpURI", "backupCodes"}  # a first setup's answer, unchanged
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": "Phone"})  # a new QR code: its name wins
+    device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+    assert confirm(api, device).status_code == 200
+    assert [(a["id"], a["name"], a["confirmed"]) for a in apps(api)] == [("totp", "Phone", True)]
+    other = stack.client()
+    other.sign_up("other@example.com")
+    other.enable_2fa()  # no name
+    assert [a["name"] for a in apps(other)] == ["Authenticator"]
+
+
+@pytest.mark.parametrize("bad", ["a\u0007b", "tab\there", "x" * 65, "evil\u202egnp.exe", "zero\u200bwidth",
+                                 "line\u2028break", "private\ue000use", 7, True, ["Phone"], {"n": 1}])
+def test_a_bad_name_is_refused_with_400_and_nothing_set_up(stack: Stack, bad: Any) -> None:
+    api = stack.client()
+    uid = api.sign_up(EMAIL).json()["user"]["id"]
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": bad})
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR"), r.text
+    assert "name" in r.json()["message"]
+    assert stack.records.execute(LoadUser(uid)).totp == ()
+    assert api.auth(f"{TF}/get-totp-uri", {"password": PASSWORD}).status_code == 400  # no setup under way
+    api.enable_2fa()
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": bad})  # adding one: the same rule
+    assert (r.status_code, r.json()["code"]) == (400, "VALIDATION_ERROR"), r.text
+
+
+def test_names_may_hold_any_script_and_emoji(stack: Stack) -> None:
+    api, _ = with_2fa(stack)
+    for name in ("Téléphone", "Telefon (Arbeit)", "手机", "Phone \U0001f468\u200d\U0001f4bb"):
+        added, _ = add_app(api, name)
+        assert added["name"] == name
+    # NFC: a name typed decomposed is the same name
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": "Te\u0301le\u0301phone"})
+    assert r.status_code == 200 and r.json()["name"] == "Téléphone"
+
+
 def test_a_new_qr_code_for_an_unfinished_app_of_that_name_replaces_it(stack: Stack) -> None:
     api, _ = with_2fa(stack)
     _, old = add_app(api, "Tablet")

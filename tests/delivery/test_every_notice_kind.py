@@ -1,4 +1,4 @@
-"""Issue 14's "done": every notice kind, triggered through the real endpoints (and the
+"""Issues 14 and 15's "done": every notice kind, triggered through the real endpoints (and the
 administrator's API) on both adapters and both storage setups, reaches the notifier from the
 durable outbox: one notice per kind, each with the user id, the kind, the time, the address and
 the user agent of the request that caused it, and never a secret.
@@ -56,7 +56,8 @@ def answer_challenge(api: Api, code: str, **extra: Any) -> Any:
 
 def test_every_notice_kind_reaches_the_notifier_with_who_when_and_where(
         stack_factory: Callable[..., Stack], mfa_outbox: Outbox) -> None:
-    stack = stack_factory(policies=POLICIES, notifier=mfa_outbox, delivery=NO_THREAD)
+    inbox = Inbox()
+    stack = stack_factory(policies=POLICIES, notifier=mfa_outbox, delivery=NO_THREAD, otp=OtpConfig(sender=inbox))
     clock = stack.clock
     expected: list[tuple[str, str, tuple[str, str], float]] = []  # (user, kind, origin, time), in order
     shown: list[str] = [PASSWORD]  # every secret a response or a cookie carried
@@ -71,6 +72,16 @@ def test_every_notice_kind_reaches_the_notifier_with_who_when_and_where(
     device = ann.enable_2fa()
     shown += [device.secret, *ann.backup_codes]
     happened(ann_id, "two_factor.enabled", ANN)
+    # Codes by email added while 2FA is on, then stopped while the app keeps it on.
+    assert ann.auth("/two-factor/enable", {"password": PASSWORD, "method": "otp"}).status_code == 200
+    code = inbox.latest(user_id=ann_id).code
+    shown.append(code)
+    r = ann.auth("/two-factor/verify-otp", {"code": code})
+    assert r.status_code == 200, r.text
+    happened(ann_id, "otp.enabled", ANN)
+    r = ann.auth("/two-factor/disable-otp", {"password": PASSWORD})
+    assert r.json() == {"status": True, "twoFactorEnabled": True}, r.text
+    happened(ann_id, "otp.disabled", ANN)
     key = VirtualPasskey()
     options = ann.get("/api/auth/passkey/generate-register-options").json()
     r = ann.post("/api/auth/passkey/verify-registration", {"response": key.create(options, origin=SITE)})

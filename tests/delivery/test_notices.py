@@ -19,11 +19,12 @@ from banata_middleware.stores.records import RecordStore
 from banata_middleware.stores.records.delivery import ListConsumers
 
 #: One event per notice kind, as issue 14 lists them (the names the flows write today and the ones
-#: the record operations write), and events that notify nobody.
+#: the record operations write; issue 15 adds codes by message turned on or off while 2FA stays on),
+#: and events that notify nobody.
 EVENTS = ("two_factor.enabled", "session.created", "two_factor.disabled", "passkey.registered", "passkey.removed",
           "two_factor.backup_codes_regenerated", "backup_codes.low", "trusted_device.added", "two_factor.failed",
           "two_factor.reset_by_admin", "two_factor.locked", "two_factor.authenticator_added",
-          "two_factor.authenticator_removed")
+          "two_factor.authenticator_removed", "otp.enabled", "otp.disabled")
 
 
 @pytest.fixture
@@ -42,11 +43,11 @@ def test_each_kind_of_change_gives_one_notice_with_who_when_and_where(
         records: RecordStore, clock: FrozenClock, mfa_outbox: Outbox) -> None:
     auth = make_auth(records, clock, notifier=mfa_outbox)
     commit(records, clock, "ann", *EVENTS)
-    assert auth.deliver_pending() == 11
+    assert auth.deliver_pending() == 13
     assert mfa_outbox.kinds("ann") == [
         "two_factor.enabled", "two_factor.disabled", "passkey.added", "passkey.removed", "backup_codes.regenerated",
         "backup_codes.low", "trusted_device.added", "two_factor.reset_by_admin", "two_factor.locked",
-        "authenticator.added", "authenticator.removed"]
+        "authenticator.added", "authenticator.removed", "otp.enabled", "otp.disabled"]
     assert set(mfa_outbox.kinds()) == set(NOTICE_KINDS.values())
     notice = mfa_outbox.notices[0]
     assert (notice.user_id, notice.ip, notice.user_agent) == ("ann", "203.0.113.7", "Browser/1.0")

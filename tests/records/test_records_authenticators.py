@@ -18,9 +18,12 @@ from banata_middleware.stores.records import (
     AuditEntry,
     AuthenticatorRemoval,
     ConfirmTotpFactor,
+    DisableOtp,
+    EnableOtp,
     EnableTotp,
     ListAudit,
     LoadUser,
+    OtpRemoval,
     RecordStore,
     RemoveAuthenticator,
     RenameTotpFactor,
@@ -62,6 +65,20 @@ def test_an_app_is_added_only_while_two_factor_is_on_and_under_the_cap(store: Re
         # an unfinished one past its time makes room (and goes)
         assert (yield _add(uid, "a99", "One too many", at=T + 10, stale_before=T + 1)) is Status.CREATED
         assert {f.id for f in (yield LoadUser(uid)).totp} == {"totp", "a99"}
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_user_with_codes_by_message_only_adds_a_first_app(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+
+    def sequence() -> Sequence:
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield _add(uid, "a1", "Authenticator")) is Status.CREATED
+        assert (yield ConfirmTotpFactor(uid, "a1", "ct-a1", STEP, T + 1)) is Status.ACCEPTED
+        record = yield LoadUser(uid)
+        assert [(f.id, f.name, f.confirmed_at) for f in record.totp] == [("a1", "Authenticator", T + 1)]
+        assert record.two_factor_enabled and [o.channel for o in record.otp] == ["email"]
 
     run_sequence(store, mode, sequence)
 
@@ -204,3 +221,39 @@ def test_adds_racing_the_removal_of_the_last_app_leave_nothing_behind(
         assert {r for r in replies if isinstance(r, Status)} <= {Status.CREATED, Status.CHANGED}, replies
         record = store.execute(LoadUser(uid))
         assert (record.totp, record.backup_codes) == ((), 0), (round_, replies)
+
+
+def test_codes_by_message_stopped_while_the_last_app_goes_leave_no_factor_on(
+        store: RecordStore, concurrency: str) -> None:  # noqa: F811
+    """``DisableOtp`` and ``RemoveAuthenticator`` of the last app at once, on every backend and
+    engine: each decides under the locks every factor removal takes, so exactly one of them
+    removes the last factor and turns two-factor off (its audit says so); never both "still on"
+    with nothing left, never both "off"."""
+    seen: Counter[str] = Counter()
+    for round_ in range(10):
+        uid = new_id()
+        store.execute(EnableTotp(uid, "totp", "ct-0", "k1", T, STEP, ["h1", "h2"], "c1"))
+        store.execute(EnableOtp(uid, "email", "ann@example.com", T))
+        off_otp = [AuditEntry("two_factor.disabled", T, detail={"detail": "otp"})]
+        off_app = [AuditEntry("two_factor.disabled", T, detail={"detail": "last_authenticator"})]
+        ops: list[object] = [DisableOtp(uid, None, T, [AuditEntry("otp.disabled", T)], off_otp),
+                             RemoveAuthenticator(uid, "totp", T, [AuditEntry("two_factor.authenticator_removed", T)],
+                                                 off_app)]
+        if round_ % 2:
+            ops.reverse()
+        replies = race(store, concurrency, ops)  # type: ignore[arg-type]
+        assert [r.status for r in replies] == [Status.OK, Status.OK]
+        assert sorted(r.two_factor_off for r in replies) == [False, True], (round_, replies)
+        last = next(r for r in replies if r.two_factor_off)
+        assert last.removed is not None and last.removed.codes  # what went with it, for an undo
+        record = store.execute(LoadUser(uid))
+        assert (record.totp, record.otp, record.backup_codes, record.two_factor_enabled) == ((), (), 0, False)
+        audit = [(e.type, e.detail.get("detail", "")) for e in store.execute(ListAudit(uid))]
+        if isinstance(last, OtpRemoval):
+            seen["codes stopped last"] += 1
+            assert audit == [("two_factor.authenticator_removed", ""), ("two_factor.disabled", "otp")], audit
+        else:
+            seen["app removed last"] += 1
+            assert audit == [("otp.disabled", ""), ("two_factor.authenticator_removed", ""),
+                             ("two_factor.disabled", "last_authenticator")], audit
+    print(f"\n{concurrency}: {dict(seen)}")

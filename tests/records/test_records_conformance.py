@@ -23,6 +23,7 @@ from banata_middleware.stores.records import (
     ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
+    DisableOtp,
     DisableSecondFactor,
     DiscardBackupCodes,
     EnableOtp,
@@ -33,6 +34,7 @@ from banata_middleware.stores.records import (
     ListPasskeys,
     LoadUser,
     OtpFactor,
+    OtpRemoval,
     Passkey,
     PruneAudit,
     RecordFailure,
@@ -291,6 +293,36 @@ def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: Re
         assert record.otp == () and not record.two_factor_enabled
         assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.enabled", "two_factor.verified",
                                                             "otp.disabled"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: RecordStore, mode: str) -> None:
+    uid = new_id()
+    stopped, off = [AuditEntry("otp.disabled", T)], [AuditEntry("two_factor.disabled", T)]
+
+    def sequence() -> Sequence:
+        assert (yield DisableOtp(uid, None, T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
+        assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
+        # one channel of two: the other keeps 2FA on
+        gone = (("sms", "+15551234567", T),)  # replied, for an undo (RestoreOtp)
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=gone)
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
+        assert (yield RestoreOtp(uid, gone)) is Status.OK
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=gone)
+        # the last factor: 2FA goes with it (the backup codes too), and what went is replied
+        result = yield DisableOtp(uid, "email", T, stopped, off)
+        assert (result.status, result.two_factor_off) == (Status.OK, True)
+        assert result.removed is not None and result.removed.otp == (("email", "ann@example.com", T),)
+        assert len(result.removed.codes) == 2
+        record = yield LoadUser(uid)
+        assert (record.otp, record.backup_codes, record.two_factor_enabled) == ((), 0, False)
+        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "otp.disabled", "two_factor.disabled"]
+        # put back as it was (a refused disable's undo)
+        assert (yield RestoreSecondFactor(uid, result.removed)) is Status.OK
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"),)
 
     run_sequence(store, mode, sequence)
 

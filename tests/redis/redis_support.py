@@ -12,22 +12,28 @@ import asyncio
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import pytest
 import redis
 from harness import knob
+from servers import SERVER_KINDS, serve
 
-from banata_middleware import BanataAuth, PasswordHashing, Policies
+from banata_middleware import BanataAuth, OtpConfig, PasswordHashing, Policies
 from banata_middleware.demo.app import demo_config, starlette_app
 from banata_middleware.effects import Op
+from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import RedisStore
 from banata_middleware.stores.hot_ops import Load, LoadReply
+from banata_middleware.stores.records import ListAudit, RecordStore
 
 # The app is configured for this site; clients send it as Origin (the CSRF check on cookie-carrying POSTs).
 SITE = "http://testserver"
@@ -257,3 +263,98 @@ def dump_database(client: redis.Redis) -> dict[bytes, list[bytes]]:
             raise AssertionError(f"unexpected Redis type {kind!r} at {key!r}")
         out[key] = parts
     return out
+
+
+# -- one live app for the race suites (test_races*.py) ------------------------------------------
+
+@dataclass
+class Live:
+    """The demo app served by a real server (uvicorn or Werkzeug's) on a recording RedisStore and
+    PostgreSQL, with what a race test reads: the hot store (``redis``, decoding), the record store,
+    the in-memory inbox (codes by message, when the app was built with ``otp=True``). A race suite
+    subclasses it for helpers of its own, and makes its fixture with ``live_fixture``."""
+
+    base_url: str
+    clock: FrozenClock
+    store: RecordingRedisStore
+    redis: redis.Redis
+    auth: BanataAuth
+    inbox: Inbox
+    browsers: list[Browser] = field(default_factory=list)
+
+    @property
+    def records(self) -> RecordStore:
+        return self.auth.records
+
+    def browser(self) -> Browser:
+        """A new browser, closed with the app."""
+        b = Browser.at(self.base_url, self.clock)
+        self.browsers.append(b)
+        return b
+
+    def twin(self, b: Browser) -> Browser:
+        other = b.twin()
+        self.browsers.append(other)
+        return other
+
+    def user(self, prefix: str = "race") -> tuple[Browser, str, str]:
+        """A fresh user, signed up and signed in: (browser, email, id)."""
+        b = self.browser()
+        email = f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+        uid = b.sign_up(email).json()["user"]["id"]
+        return b, email, uid
+
+    def events(self, uid: str) -> list[str]:
+        """The record changes' events (SQL audit rows, in their order), then the hot store's."""
+        return ([e.type for e in self.records.execute(ListAudit(uid))]
+                + [fields["type"] for _, fields in self.redis.xrange(f"banata:{{u:{uid}}}:audit")])
+
+    def copy(self, uid: str) -> dict[str, str]:
+        """The hot store's copy of the user's state (``tfa``, ``gen``, ...)."""
+        return dict(self.redis.hgetall(f"banata:{{u:{uid}}}:user"))
+
+    def race(self, round_no: int, calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+        """Fires ``calls`` at once; odd rounds force every read before any commit."""
+        self.store.race(len(calls) if round_no % 2 else 0)
+        try:
+            return at_once(calls)
+        finally:
+            self.store.hold_until = 0
+
+
+L = TypeVar("L", bound=Live)
+
+
+@contextmanager
+def live_app(kind: str, *, redis_url: str, database_url: str, cls: type[L], otp: bool = False,
+             **overrides: Any) -> Iterator[L]:
+    """``build_app(kind)`` served on a free port for the length of the block (``kind``: "asgi" or
+    "wsgi"); every browser made through the ``Live`` is closed after it."""
+    clock = FrozenClock(T0)
+    inbox = Inbox()
+    if otp:
+        overrides["otp"] = OtpConfig(sender=inbox)
+    auth, store, app = build_app(kind, redis_url=redis_url, database_url=database_url, clock=clock, **overrides)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with serve(app, kind) as base_url:
+            state = cls(base_url, clock, store, client, auth, inbox)
+            try:
+                yield state
+            finally:
+                for b in state.browsers:
+                    b.close()
+    finally:
+        client.close()
+        store.close()
+
+
+def live_fixture(cls: type[Live] = Live, *, otp: bool = False) -> Any:
+    """A race module's ``live`` fixture, over both servers: ``live = live_fixture(MyLive, otp=True)``."""
+
+    @pytest.fixture(params=SERVER_KINDS)
+    def live(request: pytest.FixtureRequest, redis_url: str, database_url: str) -> Iterator[Live]:
+        with live_app(request.param, redis_url=redis_url, database_url=database_url, cls=cls, otp=otp) as state:
+            yield state
+
+    return live

@@ -14,20 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import httpx
 import pytest
-import redis
-from redis_support import PASSWORD, RACE_ROUNDS, T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions
-from servers import SERVER_KINDS, serve
+from redis_support import PASSWORD, RACE_ROUNDS, Browser, Live, at_once, live_fixture, strong_sessions
 from sqlalchemy import func, select
 
-from banata_middleware import BanataAuth
-from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores.records import GetAccountByEmail, LoadUser, RecordOp
 
 pytestmark = pytest.mark.redis
@@ -39,25 +34,10 @@ PAIR_ROUNDS = RACE_ROUNDS  # rounds of each one-challenge-twice race
 LOSER_CODES = {"INVALID_CODE", "ACCOUNT_TEMPORARILY_LOCKED", "UNAUTHORIZED"}
 
 
-@dataclass
-class Live:
-    base_url: str
-    clock: FrozenClock
-    store: RecordingRedisStore
-    redis: redis.Redis
-    auth: BanataAuth
-    browsers: list[Browser] = field(default_factory=list)
-
-    def browser(self) -> Browser:
-        b = Browser.at(self.base_url, self.clock)
-        self.browsers.append(b)
-        return b
-
+class RacesLive(Live):
     def enrolled_user(self) -> tuple[Browser, str, str]:
         """A fresh user with TOTP on, signed out again (so its only sessions are the ones a race makes)."""
-        owner = self.browser()
-        email = f"race-{uuid.uuid4().hex[:12]}@example.com"
-        uid = owner.sign_up(email).json()["user"]["id"]
+        owner, email, uid = self.user()
         owner.enable_2fa()
         assert owner.auth("/sign-out").status_code == 200
         return owner, email, uid
@@ -74,33 +54,11 @@ class Live:
         """``CROWD`` browsers of one user, each with its own pending challenge."""
         return [self.pending(email) for _ in range(CROWD)]
 
-    def twin(self, b: Browser) -> Browser:
-        other = b.twin()
-        self.browsers.append(other)
-        return other
-
     def backup_codes_left(self, uid: str) -> int:
-        return self.auth.records.execute(LoadUser(uid)).backup_codes
-
-    def race(self, round_no: int, calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
-        """Fires ``calls`` at once; odd rounds force every read before any commit."""
-        self.store.race(len(calls) if round_no % 2 else 0)
-        try:
-            return at_once(calls)
-        finally:
-            self.store.hold_until = 0
+        return self.records.execute(LoadUser(uid)).backup_codes
 
 
-@pytest.fixture(params=SERVER_KINDS)
-def live(request: pytest.FixtureRequest, redis_url: str, database_url: str, redis_server: Any) -> Iterator[Live]:
-    clock = FrozenClock(T0)
-    auth, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
-    with serve(app, request.param) as base_url, redis_server.client() as client:
-        state = Live(base_url, clock, store, client, auth)
-        yield state
-        for b in state.browsers:
-            b.close()
-    store.close()
+live = live_fixture(RacesLive)
 
 
 def _statuses(answers: list[httpx.Response]) -> list[int]:
@@ -122,7 +80,7 @@ def _check_window(saw_unused: list[int], size: int) -> None:
     assert saw_unused[1::2] == [size] * len(saw_unused[1::2]), "a forced round did not read before committing"
 
 
-def test_one_totp_code_sent_to_25_pending_challenges_at_once_gives_one_session(live: Live) -> None:
+def test_one_totp_code_sent_to_25_pending_challenges_at_once_gives_one_session(live: RacesLive) -> None:
     saw_unused = []
     for round_no in range(ROUNDS):
         owner, email, uid = live.enrolled_user()
@@ -144,7 +102,7 @@ def test_one_totp_code_sent_to_25_pending_challenges_at_once_gives_one_session(l
     _check_window(saw_unused, CROWD)
 
 
-def test_one_backup_code_sent_to_25_pending_challenges_at_once_is_used_once(live: Live) -> None:
+def test_one_backup_code_sent_to_25_pending_challenges_at_once_is_used_once(live: RacesLive) -> None:
     saw_unused = []
     for round_no in range(ROUNDS):
         owner, email, uid = live.enrolled_user()
@@ -163,7 +121,7 @@ def test_one_backup_code_sent_to_25_pending_challenges_at_once_is_used_once(live
     _check_window(saw_unused, CROWD)
 
 
-def test_one_pending_challenge_answered_twice_at_once_with_a_valid_code_gives_one_session(live: Live) -> None:
+def test_one_pending_challenge_answered_twice_at_once_with_a_valid_code_gives_one_session(live: RacesLive) -> None:
     saw_unused = []
     for round_no in range(PAIR_ROUNDS):
         owner, email, uid = live.enrolled_user()
@@ -181,7 +139,8 @@ def test_one_pending_challenge_answered_twice_at_once_with_a_valid_code_gives_on
     _check_window(saw_unused, 2)
 
 
-def test_one_pending_challenge_answered_at_once_with_a_totp_and_a_backup_code_gives_one_session(live: Live) -> None:
+def test_one_pending_challenge_answered_at_once_with_a_totp_and_a_backup_code_gives_one_session(
+        live: RacesLive) -> None:
     """Two *different* valid proofs: the replay guard cannot stop the second one, only consuming the
     challenge atomically can. Each proof is used up in SQL before its answer reaches the challenge
     (Flows.verify): the loser's too, which is the safe side (a code used up without a session)."""
@@ -205,7 +164,7 @@ def test_one_pending_challenge_answered_at_once_with_a_totp_and_a_backup_code_gi
     _check_window(saw_unused, 2)
 
 
-def _hold_email_lookups(live: Live) -> Callable[[int], list[Any]]:
+def _hold_email_lookups(live: RacesLive) -> Callable[[int], list[Any]]:
     """Records every sign-up's look-up of its email (``GetAccountByEmail``) in SQL; ``race(n)`` then
     answers each one only once ``n`` have been made (or after 2 s), so every sign-up has found the
     address free before any of them inserts: only the unique index can refuse all but one."""
@@ -243,7 +202,7 @@ def _hold_email_lookups(live: Live) -> Callable[[int], list[Any]]:
     return race
 
 
-def test_two_sign_ups_with_one_email_at_once_make_one_account(live: Live) -> None:
+def test_two_sign_ups_with_one_email_at_once_make_one_account(live: RacesLive) -> None:
     """The unique email index in SQL decides between sign-ups racing for one address (there is no
     index in Redis any more): exactly one 200, the other 422, one account in SQL, and a session only
     for the winner. Odd rounds force both to find the address free first."""

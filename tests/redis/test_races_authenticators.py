@@ -1,25 +1,33 @@
 """Races of several authenticator apps per user (issue 15 §2) on a real Redis and PostgreSQL, through
 real servers (uvicorn and Werkzeug): two apps added at once, a removal racing a sign-in that
-answers with that app's code, the last app removed while a sign-in answers with it, and two
-removals at once of a user's two apps. Odd rounds force every request to read before any commits
+answers with that app's code, the last app removed while a sign-in answers with it, two
+removals at once of a user's two apps, and codes by message turned off while the last app is
+removed. Odd rounds force every request to read before any commits
 (``RecordingRedisStore.race``); even rounds take the server's own schedule."""
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
-from redis_support import PASSWORD, RACE_ROUNDS, Browser, at_once
-from test_races_state import Live, live  # noqa: F401  (a fixture)
+import pytest
+from redis_support import PASSWORD, RACE_ROUNDS, Browser, Live, at_once, live_fixture
 
 from banata_middleware.simulator import VirtualAuthenticator
-from banata_middleware.stores.records import LoadUser
+from banata_middleware.stores.records import ListAudit, LoadUser
+
+pytestmark = pytest.mark.redis
 
 ROUNDS = RACE_ROUNDS  # 10 in CI; BANATA_RACE_ROUNDS or BANATA_TEST_DEPTH=deep for more
+#: The last-factor race: each order of the two removals should be seen many times.
+LAST_FACTOR_ROUNDS = 3 * RACE_ROUNDS
 TF = "/two-factor"
 
+live = live_fixture(otp=True)  # codes by message configured (the last-factor race turns them on)
 
-def _two_apps(live: Live) -> tuple[Browser, str, str, VirtualAuthenticator, str]:  # noqa: F811
+
+def _two_apps(live: Live) -> tuple[Browser, str, str, VirtualAuthenticator, str]:
     """A user with 2FA on and a second app ("Tablet") confirmed: (owner, email, uid, tablet, its id)."""
     owner, email, uid = live.user()
     owner.enable_2fa()
@@ -30,13 +38,13 @@ def _two_apps(live: Live) -> tuple[Browser, str, str, VirtualAuthenticator, str]
     return owner, email, uid, tablet, str(r.json()["id"])
 
 
-def _challenged(live: Live, email: str) -> Browser:  # noqa: F811
+def _challenged(live: Live, email: str) -> Browser:
     pending = Browser.at(live.base_url, live.clock)
     assert pending.sign_in(email).status_code == 403
     return pending
 
 
-def test_two_apps_added_at_once_are_both_kept_each_with_its_own_secret(live: Live) -> None:  # noqa: F811
+def test_two_apps_added_at_once_are_both_kept_each_with_its_own_secret(live: Live) -> None:
     for round_ in range(ROUNDS):
         live.clock.advance(30)
         owner, _, uid = live.user()
@@ -57,7 +65,7 @@ def test_two_apps_added_at_once_are_both_kept_each_with_its_own_secret(live: Liv
         tab.close()
 
 
-def test_two_unnamed_apps_added_at_once_never_leave_two_of_one_name(live: Live) -> None:  # noqa: F811
+def test_two_unnamed_apps_added_at_once_never_leave_two_of_one_name(live: Live) -> None:
     """When both read the user's apps before either commits, both pick the next default name, and
     the later add replaces the earlier, unfinished one (a new QR code) or meets it in the unique
     index: one app is being added, and only its code confirms. Otherwise the later one sees the
@@ -83,7 +91,7 @@ def test_two_unnamed_apps_added_at_once_never_leave_two_of_one_name(live: Live) 
         tab.close()
 
 
-def test_removing_an_app_racing_a_sign_in_with_its_code(live: Live) -> None:  # noqa: F811
+def test_removing_an_app_racing_a_sign_in_with_its_code(live: Live) -> None:
     outcomes = {"verified first": 0, "removed first": 0}
     for round_ in range(ROUNDS):
         live.clock.advance(30)
@@ -113,7 +121,7 @@ def test_removing_an_app_racing_a_sign_in_with_its_code(live: Live) -> None:  # 
     print(f"remove vs verify outcomes over {ROUNDS} rounds: {outcomes}")
 
 
-def test_removing_the_last_app_racing_a_sign_in_with_its_code(live: Live) -> None:  # noqa: F811
+def test_removing_the_last_app_racing_a_sign_in_with_its_code(live: Live) -> None:
     for round_ in range(ROUNDS):
         live.clock.advance(30)
         owner, email, uid = live.user()
@@ -138,7 +146,7 @@ def test_removing_the_last_app_racing_a_sign_in_with_its_code(live: Live) -> Non
         pending.close()
 
 
-def test_two_removals_at_once_of_a_users_two_apps(live: Live) -> None:  # noqa: F811
+def test_two_removals_at_once_of_a_users_two_apps(live: Live) -> None:
     for round_ in range(ROUNDS):
         live.clock.advance(30)
         owner, _, uid, _, tablet_id = _two_apps(live)
@@ -154,3 +162,47 @@ def test_two_removals_at_once_of_a_users_two_apps(live: Live) -> None:  # noqa: 
         assert not record.totp and not record.backup_codes, round_
         owner.close()
         tab.close()
+
+
+def test_disable_otp_racing_the_removal_of_the_last_app_never_leaves_2fa_on_without_a_factor(live: Live) -> None:
+    """A user with one authenticator app and codes by email turns codes off in one tab while
+    removing the app in another. Each removal decides in SQL, under the locks every factor removal
+    takes, whether it removes the last factor (``DisableOtp``, ``RemoveAuthenticator``): whichever
+    runs second turns two-factor off, says so, and is the one audited as such. Afterwards, in SQL
+    and in the hot copy, two-factor is on exactly when a factor remains: here, never."""
+    outcomes: Counter[str] = Counter()
+    for round_ in range(LAST_FACTOR_ROUNDS):
+        live.clock.advance(30)
+        owner, email, uid = live.user()
+        owner.enable_2fa()
+        live.auth.enable_otp(uid, to=email)  # codes by email beside the app (the app vouches for the address)
+        tab = live.twin(owner)
+        stop_codes, remove_app = live.race(round_, [
+            partial(owner.auth, f"{TF}/disable-otp", {"password": PASSWORD}),
+            partial(tab.auth, f"{TF}/remove-authenticator", {"id": "totp"})])
+        assert (stop_codes.status_code, remove_app.status_code) == (200, 200), (stop_codes.text, remove_app.text)
+        said_on = {"disable-otp": stop_codes.json()["twoFactorEnabled"],
+                   "remove-authenticator": remove_app.json()["twoFactorEnabled"]}
+        # exactly one of them removed the last factor, and said so
+        assert sorted(said_on.values()) == [False, True], (round_, said_on)
+        record = live.records.execute(LoadUser(uid))
+        assert not record.totp and not record.otp and not record.backup_codes, round_
+        assert not record.two_factor_enabled
+        assert live.copy(uid)["tfa"] == "0", round_
+        audit = [(e.type, e.detail.get("detail", "")) for e in live.records.execute(ListAudit(uid))]
+        disabled = [detail for kind, detail in audit if kind == "two_factor.disabled"]
+        if not said_on["disable-otp"]:  # the app went first; stopping codes then ended 2FA
+            outcome = "app removed first"
+            assert disabled == ["otp"], audit
+            assert ("two_factor.authenticator_removed", "totp") in audit
+            assert not any(kind == "otp.disabled" for kind, _ in audit), audit
+        else:  # codes stopped first; removing the app then ended 2FA
+            outcome = "codes stopped first"
+            assert disabled == ["last_authenticator"], audit
+            assert ("otp.disabled", "all") in audit
+        assert audit.index(("two_factor.disabled", disabled[0])) > audit.index(
+            ("two_factor.enabled", "")), audit
+        outcomes[outcome] += 1
+        # and the password alone signs in again: no factor is asked for
+        assert live.browser().sign_in(email).status_code == 200
+    print(f"\ndisable-otp vs remove-authenticator over {LAST_FACTOR_ROUNDS} rounds: {dict(outcomes)}")

@@ -9,47 +9,21 @@ As in test_races.py, odd rounds force the worst schedule (every request reads be
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import httpx
 import pytest
-import redis
-from redis_support import T0, Browser, RecordingRedisStore, at_once, build_app, strong_sessions, user_keys
-from servers import SERVER_KINDS, serve
-
-from banata_middleware import BanataAuth, OtpConfig
-from banata_middleware.otp import Inbox
-from banata_middleware.simulator.clocks import FrozenClock
+from redis_support import Browser, Live, live_fixture, strong_sessions, user_keys
 
 pytestmark = pytest.mark.redis
 
 ROUNDS = 20
 
 
-@dataclass
-class Live:
-    base_url: str
-    clock: FrozenClock
-    store: RecordingRedisStore
-    redis: redis.Redis
-    auth: BanataAuth
-    inbox: Inbox
-    browsers: list[Browser] = field(default_factory=list)
-
-    def browser(self) -> Browser:
-        b = Browser.at(self.base_url, self.clock)
-        self.browsers.append(b)
-        return b
-
-    def user(self) -> tuple[Browser, str, str]:
+class OtpLive(Live):
+    def user(self, prefix: str = "otp-race") -> tuple[Browser, str, str]:
         """A user with codes by email on (an address the app vouches for), signed in; email, id."""
-        owner = self.browser()
-        email = f"otp-race-{uuid.uuid4().hex[:12]}@example.com"
-        uid = owner.sign_up(email).json()["user"]["id"]
+        owner, email, uid = super().user(prefix)
         self.auth.enable_otp(uid, to=email)
         return owner, email, uid
 
@@ -60,46 +34,23 @@ class Live:
         assert b.auth("/two-factor/send-otp", {}).status_code == 200
         return b, self.inbox.latest_code(user_id=uid)
 
-    def twin(self, b: Browser) -> Browser:
-        other = b.twin()
-        self.browsers.append(other)
-        return other
-
-    def race(self, round_no: int, calls: list[Any]) -> list[httpx.Response]:
-        self.store.race(len(calls) if round_no % 2 else 0)
-        try:
-            return at_once(calls)
-        finally:
-            self.store.hold_until = 0
-
     def live_codes(self, uid: str) -> int:
         return sum(1 for key in user_keys(self.redis, uid) if key.endswith(":otp"))
 
 
-@pytest.fixture(params=SERVER_KINDS)
-def live(request: pytest.FixtureRequest, redis_url: str, database_url: str, redis_server: Any) -> Iterator[Live]:
-    clock = FrozenClock(T0)
-    inbox = Inbox()
-    auth, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock,
-                                 otp=OtpConfig(sender=inbox))
-    with serve(app, request.param) as base_url, redis_server.client() as client:
-        state = Live(base_url, clock, store, client, auth, inbox)
-        yield state
-        for b in state.browsers:
-            b.close()
-    store.close()
+live = live_fixture(OtpLive, otp=True)
 
 
 def _verify(b: Browser, code: str) -> httpx.Response:
     return b.auth("/two-factor/verify-otp", {"code": code})
 
 
-def _read_live(live: Live) -> int:
+def _read_live(live: OtpLive) -> int:
     """How many of the round's requests read their challenge (or session) while it was live."""
     return sum(1 for reply in live.store.loads if reply[1] or reply[2])
 
 
-def test_one_code_sent_twice_at_once_to_its_challenge_gives_one_session(live: Live) -> None:
+def test_one_code_sent_twice_at_once_to_its_challenge_gives_one_session(live: OtpLive) -> None:
     saw_live = []
     for round_no in range(ROUNDS):
         _, email, uid = live.user()
@@ -119,7 +70,7 @@ def test_one_code_sent_twice_at_once_to_its_challenge_gives_one_session(live: Li
     assert saw_live[1::2] == [2] * (ROUNDS // 2)
 
 
-def test_one_step_up_code_sent_twice_at_once_rotates_the_session_once(live: Live) -> None:
+def test_one_step_up_code_sent_twice_at_once_rotates_the_session_once(live: OtpLive) -> None:
     saw_live = []
     for round_no in range(ROUNDS):
         owner, _, uid = live.user()
@@ -137,7 +88,7 @@ def test_one_step_up_code_sent_twice_at_once_rotates_the_session_once(live: Live
     assert saw_live[1::2] == [2] * (ROUNDS // 2)
 
 
-def test_a_resend_racing_a_verify_never_leaves_two_live_codes(live: Live) -> None:
+def test_a_resend_racing_a_verify_never_leaves_two_live_codes(live: OtpLive) -> None:
     """The resend replaces the code in the step that stores the new one (otp_issue.lua), and the
     verify takes the code in the step that answers (challenge_answer.lua): whichever runs first,
     there is one live code at most, the old code is accepted only if the verify ran first, and the

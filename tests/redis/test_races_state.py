@@ -4,53 +4,18 @@ sign-in verification. Odd rounds force every request to read before any commits
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 
 import pytest
-import redis
-from redis_support import PASSWORD, RACE_ROUNDS, T0, Browser, RecordingRedisStore, at_once, build_app
-from servers import SERVER_KINDS, serve
+from redis_support import PASSWORD, RACE_ROUNDS, Live, at_once, live_fixture
 
 from banata_middleware.simulator import VirtualAuthenticator
-from banata_middleware.simulator.clocks import FrozenClock
-from banata_middleware.stores.records import ListAudit, LoadUser, RecordStore
+from banata_middleware.stores.records import LoadUser
 
 pytestmark = pytest.mark.redis
 
 ROUNDS = RACE_ROUNDS
-
-
-@dataclass
-class Live:
-    base_url: str
-    clock: FrozenClock
-    store: RecordingRedisStore
-    redis: redis.Redis
-    records: RecordStore
-
-    def user(self) -> tuple[Browser, str, str]:
-        b = Browser.at(self.base_url, self.clock)
-        email = f"state-{uuid.uuid4().hex[:12]}@example.com"
-        uid = b.sign_up(email).json()["user"]["id"]
-        return b, email, uid
-
-    def events(self, uid: str) -> list[str]:
-        """The record changes' events (SQL audit rows, in their order), then the hot store's."""
-        return ([e.type for e in self.records.execute(ListAudit(uid))]
-                + [fields["type"] for _, fields in self.redis.xrange(f"banata:{{u:{uid}}}:audit")])
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def live(request: pytest.FixtureRequest, redis_url: str, database_url: str) -> Iterator[Live]:
-    clock = FrozenClock(T0)
-    auth, store, app = build_app(request.param, redis_url=redis_url, database_url=database_url, clock=clock)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    with serve(app, request.param) as base_url:
-        yield Live(base_url, clock, store, client, auth.records)
-    client.close()
+live = live_fixture()
 
 
 def test_two_enables_at_once_confirm_only_the_secret_whose_code_was_verified(live: Live) -> None:
@@ -88,7 +53,7 @@ def test_disable_racing_a_sign_in_verification_never_leaves_half_removed_2fa(liv
         owner, email, uid = live.user()
         owner.enable_2fa()
         live.clock.advance(30)
-        pending = Browser.at(live.base_url, live.clock)
+        pending = live.browser()
         assert pending.sign_in(email).status_code == 403
         code = owner.code()
         live.store.race(2 if round_ % 2 else 0)

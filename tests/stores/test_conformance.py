@@ -148,6 +148,7 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "lock_failures": st.sampled_from((3, 1, 2)),
     "lock_ms": minutes,
     "codes_kid": st.sampled_from(("", "k1", "k2")),
+    "name": st.sampled_from(("", "Phone", "Téléphone")),  # a pending setup's app name
     "hashes": st.lists(st.sampled_from(("h1", "h2", "h3", "h4")), unique=True, max_size=3).map(tuple),
     "max_age_ms": st.sampled_from((60 * MINUTE, 5 * MINUTE, 0)),
 }

@@ -22,7 +22,7 @@ local ok = outcome == 'ok'
 local base = string.sub(session_key, 1, #session_key - #sid)
 if ok and mode == 'enrol' then
   redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
-  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name')
   redis.call('DEL', pending_codes_key)
   for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
     if other ~= sid then

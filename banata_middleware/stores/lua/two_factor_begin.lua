@@ -6,7 +6,8 @@
 -- Fields: hot_ops.TwoFactorBegin (secret: its ciphertext).
 local u = hash(user_key)
 if u.tfa == '1' then return {'ALREADY', EVENTS} end
-redis.call('HSET', user_key, 'pending_secret', secret, 'pending_sid', sid, 'pending_kid', codes_kid)
+redis.call('HSET', user_key, 'pending_secret', secret, 'pending_sid', sid, 'pending_kid', codes_kid,
+           'pending_name', name)
 redis.call('DEL', pending_codes_key)
 for _, code_hash in ipairs(hashes) do redis.call('SADD', pending_codes_key, code_hash) end
 return {'OK', EVENTS}

@@ -35,7 +35,7 @@ else
   local refused = factor_change_refused({tfa = '1', revoked_at = u.revoked_at}, session_key, max_age_ms, '1')
   if refused then return {refused, EVENTS} end
 end
-redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name')
 redis.call('HSET', user_key, 'tfa', '0', 'codes_kid', '', 'gen', tonumber(u.gen or '0') + 1)
 redis.call('DEL', pending_codes_key)
 return {'OK', EVENTS}

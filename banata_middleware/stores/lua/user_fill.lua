@@ -42,7 +42,7 @@ local function enrolled()
       redis.call('SREM', sessions_key, sid)
     end
   end
-  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name')
   redis.call('DEL', pending_codes_key)
 end
 

@@ -12,7 +12,7 @@ local u = hash(user_key)
 redis.call('HSET', user_key, 'revoked_at', NOW, 'gen', tonumber(u.gen or '0') + 1)
 audit('session.revoked', '', 'all')
 if mode == 'reset' then
-  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid')
+  redis.call('HDEL', user_key, 'pending_secret', 'pending_sid', 'pending_kid', 'pending_name')
   redis.call('HSET', user_key, 'tfa', '0', 'codes_kid', '', 'fails', 0, 'lock_until', 0)
   redis.call('DEL', pending_codes_key)
 end

@@ -11,11 +11,14 @@ The rule for check-and-consume operations: the decision is ONE conditional state
 rowcount says who won. A read after it may only *classify* a refusal (why rowcount was 0), never
 decide. Audit rows are inserted in the same transaction, so an event exists exactly when its change does.
 
-Lock order, so two operations never wait on each other in a circle: a factor table (totp_factors,
-backup_codes, passkeys, otp_factors, in that order) before user_state, and audit_events (insert only)
-last. ``AddAuthenticator`` is the exception: it locks user_state alone, then inserts (see its
-module). A deadlock the server still reports (MariaDB's gap locks, an add meeting a removal of the
-same user's app) makes the store run the operation again.
+Lock order, so two operations never wait on each other in a circle: the user's totp_factors rows,
+then the user's state row (``factors.totp.lock_user_factors``, which EVERY removal of a factor
+takes first, so removals of one user run one after the other and each decides whether it removes
+the last factor from what the others left), then the other factor tables (backup_codes, passkeys,
+otp_factors), and audit_events (insert only) last. An addition that must be seen by such a decision
+(``AddAuthenticator``, ``EnableOtp``) locks the state row alone, then writes its table. A deadlock
+the server still reports (MariaDB's gap locks, an add meeting a removal of the same user's app)
+makes the store run the operation again.
 """
 
 from __future__ import annotations

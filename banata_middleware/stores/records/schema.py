@@ -1,9 +1,10 @@
 """The durable schema, SQLAlchemy Core, every table name prefixed (default ``banata_``).
 
 Core tables live here: accounts (built-in users), user_state (permanent lock, session generation)
-and audit_events (append-only). Each second factor owns its table in its own module under
-``factors/``: a new factor is a new module with ``define_table`` + its operations, one line below,
-and a migration. ``user_id`` is a string everywhere so an app with its own users can store its ids
+and audit_events (append-only). Each second factor owns its tables in its own module under
+``factors/``, which declares them in its ``FACTOR`` (``factor.Factor.tables``): a new factor is a
+new module, one line in ``factors.FACTORS`` and a migration; nothing here changes. ``user_id`` is
+a string everywhere so an app with its own users can store its ids
 (see docs/storage.md for adding a foreign key to the app's users table).
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import BigInteger, Column, Executable, Index, Integer, MetaData, String, Table, Text
 
 from . import delivery
-from .factors import backup_codes, otp, passkeys, totp
+from .factors import FACTORS
 from .types import Ident, Millis, RowId
 
 __all__ = ["USER_ID_LENGTH", "Schema"]
@@ -26,6 +27,12 @@ _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,23}\Z")
 
 class Schema:
     """The tables for one prefix, in their own ``MetaData`` (never the app's)."""
+
+    # The built-in factors' tables (made from factors.FACTORS, like any factor's: factor_tables).
+    totp_factors: Table
+    backup_codes: Table
+    passkeys: Table
+    otp_factors: Table
 
     def __init__(self, prefix: str = "banata_", dialect: str = "") -> None:
         if not _PREFIX.match(prefix):
@@ -71,10 +78,15 @@ class Schema:
             # and dead letters name events by id). Servers never do.
             sqlite_autoincrement=True,
         )
-        self.totp_factors = totp.define_table(m, prefix)
-        self.backup_codes = backup_codes.define_table(m, prefix)
-        self.passkeys = passkeys.define_table(m, prefix)
-        self.otp_factors = otp.define_table(m, prefix)
+        #: Every factor's tables by attribute name (``factors.FACTORS``); the ones of the built-in
+        #: factors are also attributes, typed below.
+        self.factor_tables: dict[str, Table] = {}
+        for factor in FACTORS:
+            for name, table in factor.tables(m, prefix).items():
+                if name in self.factor_tables or hasattr(self, name):
+                    raise ValueError(f"factor {factor.name}: the schema has a {name!r} already")
+                self.factor_tables[name] = table
+                setattr(self, name, table)
         # Each consumer's place in audit_events (the outbox of notices and webhooks) and its dead letters.
         self.delivery_cursors, self.dead_letters = delivery.define_tables(m, prefix)
         self._prepared: dict[Callable[[Schema], Executable], Executable] = {}

@@ -3,25 +3,25 @@ one read the second-factor flows start from (``LoadUser``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from sqlalchemy import BindParameter, Executable, bindparam, delete, func, insert, select, update
+from sqlalchemy import BindParameter, Executable, Label, bindparam, false, func, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 
 if TYPE_CHECKING:
     from .accounts import Account
-    from .factors.backup_codes import BackupCode
+    from .factors.backup_codes import BackupCode, CodeCount
     from .factors.otp import OtpFactor
     from .factors.totp import TotpFactor
     from .schema import Schema
 
 __all__ = ["DisableSecondFactor", "DisabledSecondFactor", "FailureCount", "LoadUser", "RecordFailure",
-           "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock", "UserRecord", "clear_failures",
-           "ensure_user_state", "lock_user_state"]
+           "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock", "UserRecord", "any_on",
+           "clear_failures", "ensure_user_state", "lock_user_state", "others_on"]
 
 
 def _ensure_user_state(schema: Schema) -> Executable:
@@ -64,74 +64,123 @@ def clear_failures(schema: Schema, user_id: str) -> Statement:
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """What the second-factor flows need about a user, read in one transaction."""
+    """What the second-factor flows need about a user, read in one transaction. ``parts`` holds
+    each factor's part by its name (``factors.FACTORS``: ``Factor.read``); the built-in factors'
+    parts are also typed properties below."""
 
     user_id: str
-    totp: tuple[TotpFactor, ...]
-    backup_codes: int
-    passkeys: int
+    parts: Mapping[str, Any] = field(default_factory=dict)
+    #: A second factor is due at sign-in: a factor whose part turns it on (a confirmed
+    #: authenticator app, codes by message; ``Factor.turns_on``), decided once by ``LoadUser``
+    #: (read on every request of the user: a field, not a walk of the registry each time).
+    two_factor_enabled: bool = False
     failure_streak: int = 0
     locked_at: int | None = None  # the permanent lock (the failure ceiling); None: not locked
     generation: int = 0
     revoked_at: int | None = None
     account: Account | None = None  # the built-in account; None for an app's own users
-    codes_key_id: str = ""  # the key the backup codes are hashed under ("" without codes)
-    otp: tuple[OtpFactor, ...] = ()  # confirmed addresses for codes by message (email, then SMS)
+
+    def has_factor_rows(self) -> bool:
+        """Any factor's part holds anything (an unconfirmed app, a backup code, a passkey too)."""
+        from .factors import FACTORS
+
+        return any(f.present(self.parts.get(f.name)) for f in FACTORS)
+
+    # The built-in factors' parts, typed.
+    @property
+    def totp(self) -> tuple[TotpFactor, ...]:
+        """The authenticator apps, confirmed or being set up, oldest first."""
+        return cast("tuple[TotpFactor, ...]", self.parts.get("totp", ()))
 
     @property
-    def two_factor_enabled(self) -> bool:
-        """A second factor is due at sign-in: a confirmed authenticator app, or codes by message."""
-        return bool(self.otp) or any(f.confirmed_at is not None for f in self.totp)
+    def otp(self) -> tuple[OtpFactor, ...]:
+        """Confirmed addresses for codes by message (email, then SMS)."""
+        return cast("tuple[OtpFactor, ...]", self.parts.get("otp", ()))
+
+    @property
+    def backup_codes(self) -> int:
+        """How many backup codes are left."""
+        codes: CodeCount | None = self.parts.get("backup_codes")
+        return codes.count if codes is not None else 0
+
+    @property
+    def codes_key_id(self) -> str:
+        """The key the backup codes are hashed under ("" without codes)."""
+        codes: CodeCount | None = self.parts.get("backup_codes")
+        return codes.key_id if codes is not None else ""
+
+    @property
+    def passkeys(self) -> int:
+        """How many passkeys the user has."""
+        return cast(int, self.parts.get("passkeys", 0))
 
 
 @dataclass(frozen=True, slots=True)
 class LoadUser(RecordOp[UserRecord]):
-    """The lookup a verification starts with: factors, backup-code count and key, lock,
-    generation, and the built-in account (if any). One prepared statement (``_load_user``)."""
+    """The lookup a verification starts with: every factor's part (``Factor.load`` / ``read``),
+    the lock, the generation, and the built-in account (if any). One prepared statement
+    (``_load_user``), whatever the number of factors."""
 
     user_id: str
     writes: ClassVar[bool] = False
 
     def run(self, schema: Schema) -> SqlGen[UserRecord]:
         from .accounts import Account
-        from .factors.otp import OtpFactor
-        from .factors.totp import TotpFactor
+        from .factors import FACTORS
 
         rows = (yield schema.prepared(_load_user), {"u": self.user_id}).all()
         row, u = rows[0], self.user_id
         account = None if row.account_email is None else Account(
             u, row.account_email, row.account_password_hash, row.account_name, row.account_created_at)
-        otp = tuple(OtpFactor(channel, address) for channel, address in
-                    (("email", row.otp_email), ("sms", row.otp_sms)) if address is not None)
-        return UserRecord(u, tuple(TotpFactor.from_row(r) for r in rows if r.id is not None), int(row.codes),
-                          int(row.keys), int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
-                          row.revoked_at, account, row.codes_kid or "", otp)
+        parts = {f.name: f.read(row, rows) for f in FACTORS}
+        on = any(f.turns_on is not None and f.turns_on(parts[f.name]) for f in FACTORS)
+        return UserRecord(u, parts, on, int(row.failure_streak or 0), row.locked_at, int(row.generation or 0),
+                          row.revoked_at, account)
 
 
 def _load_user(schema: Schema) -> Executable:
-    """``LoadUser``'s one statement: a row of scalar subqueries (each an index lookup) for the
-    counts, the state and the account, which may not exist (then NULLs: no lock, generation 0, no
-    built-in account), outer-joined with the factors: one row per factor, or one row of NULL
-    factor columns for a user without any. One round trip."""
-    s, f, b, p, a = schema.user_state, schema.totp_factors, schema.backup_codes, schema.passkeys, schema.accounts
-    o = schema.otp_factors
+    """``LoadUser``'s one statement: a row of scalar subqueries (each an index lookup): the state
+    and the account, which may not exist (then NULLs: no lock, generation 0, no built-in
+    account), and each factor's columns (``Factor.load``); outer-joined with the rows of the one
+    factor that has several to return (``Factor.joined``, the authenticator apps): one row per
+    app, or one row of NULL app columns for a user without any. One round trip."""
+    from .factors import FACTORS
+
+    s, a = schema.user_state, schema.accounts
     u: BindParameter[str] = bindparam("u")
-    scalars = select(
-        # Codes in use only: a staged set (generate-backup-codes between its two phases) is none yet.
-        select(func.count()).select_from(b).where(b.c.user_id == u, b.c.staged.is_(None)).scalar_subquery()
-        .label("codes"),
-        select(func.min(b.c.key_id)).where(b.c.user_id == u, b.c.staged.is_(None)).scalar_subquery()
-        .label("codes_kid"),
-        select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
+    columns: list[Label[Any]] = [
         *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
           for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
         *(select(column).where(a.c.id == u).scalar_subquery().label(f"account_{column.name}")
           for column in (a.c.email, a.c.password_hash, a.c.name, a.c.created_at)),
-        *(select(o.c.address).where(o.c.user_id == u, o.c.channel == channel).scalar_subquery()
-          .label(f"otp_{channel}") for channel in ("email", "sms")),
-    ).subquery("scalars")
-    return (select(scalars, f).select_from(scalars.outerjoin(f, f.c.user_id == u))
-            .order_by(f.c.created_at, f.c.id))
+    ]
+    for factor in FACTORS:
+        columns += factor.load(schema, u)
+    labels = [c.name for c in columns]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"LoadUser: two columns of one label among {labels}")
+    scalars = select(*columns).subquery("scalars")
+    joined = next((f.joined for f in FACTORS if f.joined is not None), None)
+    if joined is None:
+        return select(scalars)
+    table = joined.table(schema)
+    return (select(scalars, table).select_from(scalars.outerjoin(table, table.c.user_id == u))
+            .order_by(*joined.order_by(schema)))
+
+
+def others_on(schema: Schema, user_id: str, *, but: str) -> Executable:
+    """A SELECT of one boolean: whether a factor other than ``but`` turns the user's two-factor on
+    (``Factor.on_in_sql``), read by a removal of ``but``'s rows after ``factors.totp.lock_user_factors``
+    to decide whether it removes the last factor."""
+    from .factors import FACTORS
+
+    conditions = [f.on_in_sql(schema, user_id) for f in FACTORS if f.on_in_sql is not None and f.name != but]
+    return select(or_(*conditions) if conditions else false())
+
+
+def any_on(schema: Schema, user_id: str) -> Executable:
+    """A SELECT of one boolean: whether any factor turns the user's two-factor on."""
+    return others_on(schema, user_id, but="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +254,9 @@ class RevokeSessions(RecordOp[int]):
 
 @dataclass(frozen=True, slots=True)
 class RemoveSecondFactor(RecordOp[Status]):
-    """Disable two-factor (the user) or reset it (an administrator): every TOTP factor, backup
-    code and address for codes by message, optionally the passkeys, and the lock go in one
-    transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
+    """Disable two-factor (the user) or reset it (an administrator): every factor's rows
+    (``Factor.remove``; the passkeys, ``kept_by_disable``, only with ``passkeys``) and the lock go
+    in one transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
     ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
     (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
 
@@ -218,7 +267,7 @@ class RemoveSecondFactor(RecordOp[Status]):
     end_sessions: bool = True
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        from .factors.backup_codes import take_codes
+        from .factors import FACTORS
         from .factors.totp import lock_user_factors  # that module imports this one
 
         u = self.user_id
@@ -226,16 +275,11 @@ class RemoveSecondFactor(RecordOp[Status]):
         # factor rows before user_state): an app added at the same time (AddAuthenticator) is then
         # either refused (no confirmed app left) or committed before the DELETE below starts, and
         # deleted by it (on PostgreSQL a DELETE whose snapshot predates that commit would leave it).
-        yield lock_user_factors(schema, u)
-        yield from lock_user_state(schema, u)
-        in_use = yield from take_codes(schema, u)
+        yield from lock_user_factors(schema, u)
         removed = 0
-        for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
-                      schema.otp_factors):
-            gone = (yield delete(table).where(table.c.user_id == u)).rowcount
-            # A staged set (generate-backup-codes under way) goes too, but is no factor: counted
-            # from the codes in use, read under the same locks as DisableSecondFactor reads them.
-            removed += len(in_use) if table is schema.backup_codes else gone
+        for factor in FACTORS:
+            if self.passkeys or not factor.kept_by_disable:
+                removed += yield from factor.remove(schema, u)
         t = schema.user_state
         yield ensure_user_state(schema, u)
         revoke = {"generation": t.c.generation + 1, "revoked_at": self.at} if self.end_sessions else {}
@@ -250,64 +294,71 @@ class RemoveSecondFactor(RecordOp[Status]):
 @dataclass(frozen=True, slots=True)
 class DisabledSecondFactor:
     """What ``DisableSecondFactor`` removed, exactly as it was: what ``RestoreSecondFactor`` puts
-    back. The factors' and codes' reprs show no secret or hash."""
+    back. ``taken``: each factor's rows (``Factor.take``), by factor name; their reprs show no
+    secret or hash."""
 
-    totp: tuple[TotpFactor, ...]
-    codes: tuple[BackupCode, ...]
+    taken: Mapping[str, tuple[Any, ...]]
     failure_streak: int
     locked_at: int | None
-    otp: tuple[tuple[str, str, int], ...] = ()  # addresses for codes by message: (channel, address, created_at)
+
+    @property
+    def totp(self) -> tuple[TotpFactor, ...]:
+        return cast("tuple[TotpFactor, ...]", self.taken.get("totp", ()))
+
+    @property
+    def codes(self) -> tuple[BackupCode, ...]:
+        return cast("tuple[BackupCode, ...]", self.taken.get("backup_codes", ()))
+
+    @property
+    def otp(self) -> tuple[tuple[str, str, int], ...]:
+        """Addresses for codes by message: (channel, address, created_at)."""
+        return cast("tuple[tuple[str, str, int], ...]", self.taken.get("otp", ()))
 
 
 @dataclass(frozen=True, slots=True)
 class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
-    """The user's disable: every TOTP factor, backup code and address for codes by message go, the
-    streak and the lock with them (as ``RemoveSecondFactor`` without ``end_sessions``), in one
-    transaction. Replies with what was
-    removed, read under the same row locks (FOR UPDATE) as the deletes, so that the flow can undo
-    it exactly (``RestoreSecondFactor``) when the factor-change rule, re-checked after this commit,
-    refuses; None when there was no factor or code."""
+    """The user's disable: every factor's rows but those disable keeps (``Factor.take``; the
+    passkeys stay), the streak and the lock with them (as ``RemoveSecondFactor`` without
+    ``end_sessions``), in one transaction. Replies with what was removed, read under the same row
+    locks (FOR UPDATE) as the deletes, so that the flow can undo it exactly
+    (``RestoreSecondFactor``) when the factor-change rule, re-checked after this commit, refuses;
+    None when there was no factor or code."""
 
     user_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[DisabledSecondFactor | None]:
-        from .factors.backup_codes import take_codes
-        from .factors.totp import TotpFactor, lock_user_factors
+        from .factors import FACTORS
+        from .factors.totp import lock_user_factors
 
-        f, s, u = schema.totp_factors, schema.user_state, self.user_id
-        # The user's authenticator rows, then the state row that adding one locks (as
-        # RemoveSecondFactor): an app added at the same time is refused, or committed before the
-        # reads below, and so removed (and put back by an undo) with the rest.
-        yield lock_user_factors(schema, u)
-        yield from lock_user_state(schema, u)
-        totp = tuple(TotpFactor.from_row(r) for r in (yield select(f).where(f.c.user_id == u)
-                                                        .order_by(f.c.id).with_for_update()).all())
-        codes = yield from take_codes(schema, u)
-        o = schema.otp_factors
-        otp = tuple((r.channel, r.address, r.created_at) for r in (
-            yield select(o.c.channel, o.c.address, o.c.created_at).where(o.c.user_id == u)
-            .order_by(o.c.channel).with_for_update()).all())
-        if not totp and not codes and not otp:
+        s, u = schema.user_state, self.user_id
+        # The locks every factor removal takes (the user's authenticator rows, then the state row
+        # that adding one locks): an app added at the same time is refused, or committed before
+        # the reads below, and so removed (and put back by an undo) with the rest.
+        yield from lock_user_factors(schema, u)
+        taken: dict[str, tuple[Any, ...]] = {}
+        for factor in FACTORS:
+            if factor.take is not None and not factor.kept_by_disable:
+                rows = yield from factor.take(schema, u)
+                if rows:
+                    taken[factor.name] = rows
+        if not taken:
             return None
-        yield delete(f).where(f.c.user_id == u)
-        yield delete(schema.backup_codes).where(schema.backup_codes.c.user_id == u)
-        yield delete(o).where(o.c.user_id == u)
-        yield ensure_user_state(schema, u)
         state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
         yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return DisabledSecondFactor(totp, codes, int(state.failure_streak or 0), state.locked_at, otp)
+        return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at)
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreSecondFactor(RecordOp[Status]):
-    """Undo a ``DisableSecondFactor``: the factors, codes and addresses it removed come back as they were
-    (``last_step`` too: nothing could be accepted while they were gone), and so do its streak and
-    lock (added to whatever was counted since). OK; or TAKEN when a factor was enrolled meanwhile
-    (that enrolment stands: the unique key refuses the put-back, and nothing is written)."""
+    """Undo a ``DisableSecondFactor``: every factor's rows it removed come back as they were
+    (``Factor.put_back``; an app's ``last_step`` too: nothing could be accepted while it was
+    gone), and so do its streak and lock (added to whatever was counted since). OK; or TAKEN when
+    a factor was enrolled meanwhile (that enrolment stands: the unique key refuses the put-back,
+    and nothing is written)."""
 
     user_id: str
     removed: DisabledSecondFactor
@@ -315,20 +366,13 @@ class RestoreSecondFactor(RecordOp[Status]):
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        from .factors.backup_codes import put_back_codes
+        from .factors import FACTORS
 
-        f, s, u, r = schema.totp_factors, schema.user_state, self.user_id, self.removed
-        if r.totp:
-            yield insert(f).values([{"user_id": u, "id": t.id, "name": t.name, "secret": t.secret,
-                                     "key_id": t.key_id, "created_at": t.created_at,
-                                     "confirmed_at": t.confirmed_at, "last_step": t.last_step,
-                                     "last_used_at": t.last_used_at} for t in r.totp])
-        back = put_back_codes(schema, u, r.codes)
-        if back is not None:
-            yield back
-        if r.otp:
-            yield insert(schema.otp_factors).values([{"user_id": u, "channel": channel, "address": address,
-                                                      "created_at": at} for channel, address, at in r.otp])
+        s, u, r = schema.user_state, self.user_id, self.removed
+        for factor in FACTORS:
+            rows = r.taken.get(factor.name)
+            if rows and factor.put_back is not None:
+                yield from factor.put_back(schema, u, rows)
         yield ensure_user_state(schema, u)
         yield update(s).where(s.c.user_id == u).values(failure_streak=s.c.failure_streak + r.failure_streak,
                                                         locked_at=func.coalesce(s.c.locked_at, r.locked_at))

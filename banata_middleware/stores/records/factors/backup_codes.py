@@ -19,10 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    Executable,
+    Label,
+    MetaData,
+    Row,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from ..factor import Factor, Offer
 from ..ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 from ..types import Ident, Millis
 from ..users import clear_failures
@@ -30,8 +47,8 @@ from ..users import clear_failures
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["ActivateBackupCodes", "BackupCode", "BackupCodeUse", "ConsumeBackupCode", "DiscardBackupCodes",
-           "ReplaceBackupCodes", "StageBackupCodes", "define_table"]
+__all__ = ["FACTOR", "ActivateBackupCodes", "BackupCode", "BackupCodeUse", "CodeCount", "ConsumeBackupCode",
+           "DiscardBackupCodes", "ReplaceBackupCodes", "StageBackupCodes", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -119,6 +136,63 @@ def put_back_codes(schema: Schema, user_id: str, codes: Sequence[BackupCode]) ->
         return None
     return insert(schema.backup_codes).values([{"user_id": user_id, "code_hash": c.code_hash, "key_id": c.key_id,
                                                 "created_at": c.created_at} for c in codes])
+
+
+# -- what this factor contributes (factor.Factor) ---------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CodeCount:
+    """The user's part in ``LoadUser``: how many codes are left, and the key they are hashed under."""
+
+    count: int = 0
+    key_id: str = ""  # "" without codes
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+def _load(schema: Schema, user: BindParameter[str]) -> Sequence[Label[Any]]:
+    # Codes in use only: a staged set (generate-backup-codes between its two phases) is none yet.
+    b = schema.backup_codes
+    return [select(func.count()).select_from(b).where(b.c.user_id == user, b.c.staged.is_(None)).scalar_subquery()
+            .label("codes"),
+            select(func.min(b.c.key_id)).where(b.c.user_id == user, b.c.staged.is_(None)).scalar_subquery()
+            .label("codes_kid")]
+
+
+def _read(row: Row[Any], rows: Sequence[Row[Any]]) -> CodeCount:
+    return CodeCount(int(row.codes), row.codes_kid or "")
+
+
+def _methods(codes: CodeCount, offer: Offer) -> Sequence[str]:
+    # Codes hashed under a key no longer configured cannot match: not offered.
+    return ("backup_code",) if codes and offer.code_key_known(codes.key_id) else ()
+
+
+def _take(schema: Schema, user_id: str) -> SqlGen[tuple[BackupCode, ...]]:
+    """The codes in use, locked, then every code row of the user: a staged set (a generation under
+    way) goes too, but is no factor, so it is neither replied nor put back."""
+    codes = yield from take_codes(schema, user_id)
+    yield delete(schema.backup_codes).where(schema.backup_codes.c.user_id == user_id)
+    return codes
+
+
+def _remove(schema: Schema, user_id: str) -> SqlGen[int]:
+    """A reset: every code row goes; counted are the codes in use (read under the same locks as
+    ``_take`` reads them), since a staged set is no factor."""
+    return len((yield from _take(schema, user_id)))
+
+
+def _put_back(schema: Schema, user_id: str, codes: tuple[BackupCode, ...]) -> SqlGen[None]:
+    statement = put_back_codes(schema, user_id, codes)
+    if statement is not None:
+        yield statement
+
+
+#: Backup codes answer a sign-in but never turn two-factor on by themselves.
+FACTOR = Factor(
+    "backup_codes", lambda m, prefix: {"backup_codes": define_table(m, prefix)}, _read,
+    _remove, load=_load, methods=_methods, take=_take, put_back=_put_back)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,16 +13,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Column, MetaData, String, Table, delete, insert, select
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    ColumnElement,
+    Label,
+    MetaData,
+    Row,
+    String,
+    Table,
+    delete,
+    exists,
+    insert,
+    select,
+)
 
+from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures, ensure_user_state
+from ..users import DisabledSecondFactor, DisableSecondFactor, clear_failures, lock_user_state, others_on
+from .totp import lock_user_factors
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["EnableOtp", "OtpFactor", "OtpRows", "RecordOtpUse", "RemoveOtp", "RestoreOtp", "define_table"]
+__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "OtpRows", "RecordOtpUse",
+           "RemoveOtp", "RestoreOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -43,6 +59,52 @@ class OtpFactor:
     address: str
 
 
+#: Every channel a row may name, in the order a sign-in prefers them.
+CHANNELS = ("email", "sms")
+
+
+# -- what this factor contributes (factor.Factor) ---------------------------------------------------
+
+def _load(schema: Schema, user: BindParameter[str]) -> Sequence[Label[Any]]:
+    o = schema.otp_factors
+    return [select(o.c.address).where(o.c.user_id == user, o.c.channel == channel).scalar_subquery()
+            .label(f"otp_{channel}") for channel in CHANNELS]
+
+
+def _read(row: Row[Any], rows: Sequence[Row[Any]]) -> tuple[OtpFactor, ...]:
+    return tuple(OtpFactor(channel, address) for channel in CHANNELS
+                 if (address := getattr(row, f"otp_{channel}")) is not None)
+
+
+def _on_in_sql(schema: Schema, user_id: str) -> ColumnElement[bool]:
+    o = schema.otp_factors
+    return exists().where(o.c.user_id == user_id)
+
+
+def _methods(addresses: tuple[OtpFactor, ...], offer: Offer) -> Sequence[str]:
+    return ("otp",) if any(o.channel in offer.otp_channels for o in addresses) else ()
+
+
+def _take(schema: Schema, user_id: str) -> SqlGen[tuple[tuple[str, str, int], ...]]:
+    o = schema.otp_factors
+    rows = (yield select(o.c.channel, o.c.address, o.c.created_at).where(o.c.user_id == user_id)
+            .order_by(o.c.channel).with_for_update()).all()
+    if rows:
+        yield delete(o).where(o.c.user_id == user_id)
+    return tuple((r.channel, r.address, r.created_at) for r in rows)
+
+
+def _put_back(schema: Schema, user_id: str, rows: tuple[tuple[str, str, int], ...]) -> SqlGen[None]:
+    yield insert(schema.otp_factors).values([{"user_id": user_id, "channel": channel, "address": address,
+                                              "created_at": at} for channel, address, at in rows])
+
+
+#: Codes by message: a confirmed address turns two-factor on by itself.
+FACTOR = Factor(
+    "otp", lambda m, prefix: {"otp_factors": define_table(m, prefix)}, _read, delete_rows(lambda s: s.otp_factors),
+    load=_load, turns_on=bool, on_in_sql=_on_in_sql, methods=_methods, take=_take, put_back=_put_back)
+
+
 @dataclass(frozen=True, slots=True)
 class EnableOtp(RecordOp[Status]):
     """Codes by ``channel`` to ``address`` from now on, replacing the channel's earlier address.
@@ -58,11 +120,15 @@ class EnableOtp(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.otp_factors, self.user_id
+        # The state row first, as an addition of an app (AddAuthenticator) takes it: a removal
+        # deciding whether it removes the last factor (DisableOtp, RemoveAuthenticator) then sees
+        # this address, or ran before it; and the lock order stays the removals' (user_state, then
+        # otp_factors), so the two never wait on each other in a circle.
+        yield from lock_user_state(schema, u)
         # Delete then insert (not an upsert: three dialects, three spellings); the primary key
         # decides two enrolments racing.
         replaced = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount
         yield insert(t).values(user_id=u, channel=self.channel, address=self.address, created_at=self.at)
-        yield ensure_user_state(schema, u)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if replaced else Status.CREATED
@@ -74,9 +140,10 @@ OtpRows = tuple[tuple[str, str, int], ...]
 
 @dataclass(frozen=True, slots=True)
 class RemoveOtp(RecordOp[OtpRows]):
-    """Stop codes by ``channel`` (every channel when None). Replies with the rows removed (none:
-    nothing to stop), read under the delete's row locks, so that the flow can put them back exactly
-    (``RestoreOtp``) when the factor-change rule, re-checked after this commit, refuses."""
+    """Stop codes by ``channel`` (every channel when None), whatever is left. Replies with the rows
+    removed (none: nothing to stop), read under the delete's row locks, so that they can be put back
+    exactly (``RestoreOtp``). The user's own removal is ``DisableOtp``, which decides whether it was
+    the last factor."""
 
     user_id: str
     channel: str | None = None
@@ -84,6 +151,7 @@ class RemoveOtp(RecordOp[OtpRows]):
 
     def run(self, schema: Schema) -> SqlGen[OtpRows]:
         t = schema.otp_factors
+        yield from lock_user_factors(schema, self.user_id)  # as every factor removal (DisableOtp decides)
         where = [t.c.user_id == self.user_id, *([t.c.channel == self.channel] if self.channel else [])]
         rows = tuple((r.channel, r.address, r.created_at) for r in (
             yield select(t.c.channel, t.c.address, t.c.created_at).where(*where).order_by(t.c.channel)
@@ -98,9 +166,9 @@ class RemoveOtp(RecordOp[OtpRows]):
 
 @dataclass(frozen=True, slots=True)
 class RestoreOtp(RecordOp[Status]):
-    """Undo a ``RemoveOtp``: its rows come back as they were. OK; or TAKEN when one of those channels
-    was enrolled again meanwhile (that enrolment stands: the primary key refuses the put-back, and
-    nothing is written)."""
+    """Undo a ``RemoveOtp`` or a ``DisableOtp`` that left 2FA on: its rows come back as they were.
+    OK; or TAKEN when one of those channels was enrolled again meanwhile (that enrolment stands:
+    the primary key refuses the put-back, and nothing is written)."""
 
     user_id: str
     rows: OtpRows
@@ -108,6 +176,9 @@ class RestoreOtp(RecordOp[Status]):
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
+        # The state row first, as every addition (EnableOtp): a removal deciding whether it removes
+        # the last factor then sees these rows, or ran before them.
+        yield from lock_user_state(schema, self.user_id)
         if self.rows:
             yield insert(schema.otp_factors).values([
                 {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
@@ -115,6 +186,52 @@ class RestoreOtp(RecordOp[Status]):
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class OtpRemoval:
+    status: Status  # OK, or NOT_FOUND (no address on that channel, or none at all)
+    two_factor_off: bool  # it was the user's last second factor: two-factor is off now
+    #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
+    removed: DisabledSecondFactor | None = None
+    #: Otherwise, the addresses removed, for ``RestoreOtp``.
+    gone: OtpRows = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DisableOtp(RecordOp[OtpRemoval]):
+    """The user stops codes by ``channel`` (every channel when None). Whether that removes the
+    user's last second factor is decided HERE, under the locks every factor removal takes
+    (``lock_user_factors``: the authenticator rows, then the state row), never from a record read
+    before: a removal of the last authenticator app at the same time (``RemoveAuthenticator``)
+    waits for this one, or this one for it, and the second of them sees what the first left. The
+    last one: two-factor goes with it, as ``disable`` turns it off (``DisableSecondFactor``: every
+    factor row and backup code, the lock lifted; what it removed is replied, for an undo), with
+    ``audit_off``; otherwise only the addresses go, with ``audit``, and are replied (``gone``), so
+    that the flow can put them back (``RestoreOtp``) when the factor-change rule, re-checked after
+    this commit, refuses."""
+
+    user_id: str
+    channel: str | None
+    at: int
+    audit: Sequence[AuditEntry] = ()
+    audit_off: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
+        t, u = schema.otp_factors, self.user_id
+        yield from lock_user_factors(schema, u)
+        rows = (yield select(t.c.channel, t.c.address, t.c.created_at).where(t.c.user_id == u)
+                .order_by(t.c.channel).with_for_update()).all()
+        going = tuple((r.channel, r.address, r.created_at) for r in rows if self.channel in (None, r.channel))
+        if not going:
+            return OtpRemoval(Status.NOT_FOUND, False)
+        if len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one():
+            removed = yield from DisableSecondFactor(u, self.at, audit=self.audit_off).run(schema)
+            return OtpRemoval(Status.OK, True, removed)
+        yield delete(t).where(t.c.user_id == u, t.c.channel.in_([channel for channel, _, _ in going]))
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return OtpRemoval(Status.OK, False, gone=going)
 
 
 @dataclass(frozen=True, slots=True)

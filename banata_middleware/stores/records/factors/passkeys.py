@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     Column,
     Executable,
+    Label,
     MetaData,
     Row,
     Select,
@@ -29,18 +31,20 @@ from sqlalchemy import (
     delete,
     exists,
     false,
+    func,
     insert,
     select,
     update,
 )
 
+from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["AddPasskey", "AdvanceSignCount", "GetPasskey", "ListPasskeys", "Passkey", "RemovePasskey",
+__all__ = ["FACTOR", "AddPasskey", "AdvanceSignCount", "GetPasskey", "ListPasskeys", "Passkey", "RemovePasskey",
            "RenamePasskey", "credential_key", "define_table"]
 
 
@@ -63,6 +67,28 @@ def define_table(metadata: MetaData, prefix: str) -> Table:
         # even if later assertions report UV: a thief can set a PIN on a stolen key that had none.
         Column("user_verified", Boolean, nullable=False, server_default=false()),
     )
+
+
+# -- what this factor contributes (factor.Factor) ---------------------------------------------------
+
+def _load(schema: Schema, user: BindParameter[str]) -> Sequence[Label[Any]]:
+    p = schema.passkeys
+    return [select(func.count()).select_from(p).where(p.c.user_id == user).scalar_subquery().label("keys")]
+
+
+def _read(row: Row[Any], rows: Sequence[Row[Any]]) -> int:
+    return int(row.keys)
+
+
+def _methods(count: int, offer: Offer) -> Sequence[str]:
+    return ("passkey",) if count and offer.passkeys else ()
+
+
+#: Passkeys sign in on their own (and answer a pending sign-in); disable keeps them, an
+#: administrator's reset may remove them; they do not turn two-factor on.
+FACTOR = Factor(
+    "passkeys", lambda m, prefix: {"passkeys": define_table(m, prefix)}, _read, delete_rows(lambda s: s.passkeys),
+    load=_load, methods=_methods, kept_by_disable=True)
 
 
 def credential_key(credential_id: str) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Executable,
     MetaData,
     Row,
@@ -30,21 +31,23 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     delete,
+    exists,
     insert,
     select,
     update,
 )
 
+from ..factor import Factor, Joined, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures, ensure_user_state, lock_user_state
+from ..users import any_on, clear_failures, ensure_user_state, lock_user_state, others_on
 from .backup_codes import ReplaceBackupCodes
 
 if TYPE_CHECKING:
     from ..schema import Schema
     from ..users import DisabledSecondFactor
 
-__all__ = ["DEFAULT_NAME", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
+__all__ = ["DEFAULT_NAME", "FACTOR", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
            "AuthenticatorRemoval", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets", "RemoveAuthenticator",
            "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate", "TotpFactor",
            "define_table", "lock_user_factors"]
@@ -89,11 +92,59 @@ class TotpFactor:
                    row.last_step, row.last_used_at)
 
 
-def lock_user_factors(schema: Schema, user_id: str) -> Executable:
-    """Lock every TOTP row of the user until the transaction ends (SQLite: its writers are one at
-    a time already, ``BEGIN IMMEDIATE``): what a removal takes before the user's state row."""
+# -- what this factor contributes (factor.Factor) ---------------------------------------------------
+
+def _read(row: Row[Any], rows: Sequence[Row[Any]]) -> tuple[TotpFactor, ...]:
+    return tuple(TotpFactor.from_row(r) for r in rows if r.id is not None)
+
+
+def _turns_on(apps: tuple[TotpFactor, ...]) -> bool:
+    """A confirmed app turns two-factor on; one being set up (unconfirmed) does not."""
+    return any(f.confirmed_at is not None for f in apps)
+
+
+def _on_in_sql(schema: Schema, user_id: str) -> ColumnElement[bool]:
     t = schema.totp_factors
-    return select(t.c.id).where(t.c.user_id == user_id).with_for_update()
+    return exists().where(t.c.user_id == user_id, t.c.confirmed_at.is_not(None))
+
+
+def _methods(apps: tuple[TotpFactor, ...], offer: Any) -> Sequence[str]:
+    return ("totp",) if _turns_on(apps) else ()
+
+
+def _take(schema: Schema, user_id: str) -> SqlGen[tuple[TotpFactor, ...]]:
+    t = schema.totp_factors
+    rows = (yield select(t).where(t.c.user_id == user_id).order_by(t.c.id).with_for_update()).all()
+    if rows:
+        yield delete(t).where(t.c.user_id == user_id)
+    return tuple(TotpFactor.from_row(r) for r in rows)
+
+
+def _put_back(schema: Schema, user_id: str, apps: tuple[TotpFactor, ...]) -> SqlGen[None]:
+    yield insert(schema.totp_factors).values([
+        {"user_id": user_id, "id": f.id, "name": f.name, "secret": f.secret, "key_id": f.key_id,
+         "created_at": f.created_at, "confirmed_at": f.confirmed_at, "last_step": f.last_step,
+         "last_used_at": f.last_used_at} for f in apps])
+
+
+#: The authenticator apps: their rows are the ones ``LoadUser`` returns one by one.
+FACTOR = Factor(
+    "totp", lambda m, prefix: {"totp_factors": define_table(m, prefix)}, _read,
+    delete_rows(lambda s: s.totp_factors),
+    joined=Joined(lambda s: s.totp_factors, lambda s: (s.totp_factors.c.created_at, s.totp_factors.c.id)),
+    turns_on=_turns_on, on_in_sql=_on_in_sql, methods=_methods, take=_take, put_back=_put_back)
+
+
+def lock_user_factors(schema: Schema, user_id: str) -> SqlGen[None]:
+    """The locks EVERY factor removal takes first, in this order: the user's TOTP rows, then the
+    user's state row (``lock_user_state``), until the transaction ends (SQLite: its writers are
+    one at a time already, ``BEGIN IMMEDIATE``). Two removals of one user therefore run one after
+    the other, and each decides whether it removes the last factor from what the other left
+    (read by statements after the locks). An addition (``AddAuthenticator``) locks the state
+    row alone, so it too is decided before or after a removal."""
+    t = schema.totp_factors
+    yield select(t.c.id).where(t.c.user_id == user_id).with_for_update()
+    yield from lock_user_state(schema, user_id)
 
 
 def _factor_state(schema: Schema) -> Executable:
@@ -297,12 +348,13 @@ class AcceptAnyTotpStep(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class AddAuthenticator(RecordOp[Status]):
-    """Add an authenticator app to a user whose two-factor is on: an unconfirmed factor named
+    """Add an authenticator app to a user whose two-factor is on (a confirmed app, or codes by
+    message: such a user's first app is added here too): an unconfirmed factor named
     ``name``, confirmed later by ``ConfirmTotpFactor`` with its first code. In the same
     transaction, the user's unconfirmed factors created before ``stale_before`` (setups never
     finished) and an unconfirmed one of the same name (the user asked for a new QR code) go.
 
-    CREATED; CHANGED when the user has no confirmed factor (two-factor is off, or was turned off
+    CREATED; CHANGED when the user has no factor (two-factor is off, or was turned off
     meanwhile: the first app is set up with its backup codes, ``EnableTotp``); FULL when the user
     has ``limit`` factors, confirmed or not; TAKEN when a confirmed factor has that name (or a
     concurrent add of that name won the unique index). The checks are read after the user's state
@@ -325,7 +377,9 @@ class AddAuthenticator(RecordOp[Status]):
         # A plain read (no range lock: see lock_user_state), after the lock: on MariaDB the first
         # plain read of a transaction takes its snapshot, on PostgreSQL each statement does.
         rows = (yield select(t.c.id, t.c.name, t.c.confirmed_at, t.c.created_at).where(t.c.user_id == u)).all()
-        if not any(r.confirmed_at is not None for r in rows):
+        # Two-factor is on (a confirmed app, or another factor: a user whose only factor is codes
+        # by message adds a first app here); otherwise a first setup has its backup codes (EnableTotp).
+        if not any(r.confirmed_at is not None for r in rows) and not (yield any_on(schema, u)).scalar_one():
             return Status.CHANGED
         # Names compare without case (MySQL's default collation does, so every backend agrees).
         name = self.name.casefold()
@@ -371,9 +425,10 @@ class AuthenticatorRemoval:
 @dataclass(frozen=True, slots=True)
 class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     """The user removes one authenticator app. When it was the user's last second factor (no other
-    confirmed app, no codes by message), two-factor authentication goes with it, as ``disable``
-    does (``DisableSecondFactor``: every factor row and backup code, the lock lifted; sessions
-    kept; what it removed is replied, for an undo), and ``audit_off`` is written too. The user's
+    confirmed app, and no other factor turns two-factor on: ``users.others_on``), two-factor
+    authentication goes with it, as ``disable`` does (``DisableSecondFactor``: every factor row
+    and backup code, the lock lifted; sessions kept; what it removed is replied, for an undo),
+    and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
     itself remove the last, an app added at the same time is decided before or after it, and a
     verification racing it finds its authenticator gone (NOT_FOUND) or was first."""
@@ -388,16 +443,14 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
         from ..users import DisableSecondFactor  # users imports this module's record type
 
         t, u = schema.totp_factors, self.user_id
-        yield lock_user_factors(schema, u)
-        yield from lock_user_state(schema, u)
+        yield from lock_user_factors(schema, u)
         rows = (yield select(t.c.id, t.c.confirmed_at).where(t.c.user_id == u).with_for_update()).all()
         target = next((r for r in rows if r.id == self.factor_id), None)
         if target is None:
             return AuthenticatorRemoval(Status.NOT_FOUND, False)
-        o = schema.otp_factors
-        by_message = (yield select(o.c.channel).where(o.c.user_id == u).limit(1)).first() is not None
-        last = target.confirmed_at is not None and not by_message and not any(
-            r.confirmed_at is not None for r in rows if r.id != self.factor_id)
+        last = target.confirmed_at is not None and not any(
+            r.confirmed_at is not None for r in rows if r.id != self.factor_id) and not (
+            yield others_on(schema, u, but=FACTOR.name)).scalar_one()
         if last:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the
             # unfinished setups and the backup codes too, as ``disable`` removes them.
