@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .stores.records import RecordOp
     from .tracing import Tracing
 
-__all__ = ["Call", "Compute", "Flow", "MeasuredStore", "Op", "OpStore", "Rec", "RecordRunner", "run_async", "run_sync"]
+__all__ = ["Call", "Compute", "Flow", "MeasuredStore", "Meter", "Op", "OpStore", "Rec", "RecordRunner", "run_async",
+           "run_sync"]
 
 T = TypeVar("T")
 
@@ -89,54 +90,118 @@ def _no_records(effect: Rec) -> AuthError:
     return AuthError(503, "STORE_UNAVAILABLE", f"no record store to run {type(effect.op).__name__}")
 
 
-def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None) -> T:
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(result) if error is None else flow.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        result, error = None, None
-        try:
-            kind = type(effect)
-            if kind is Rec:
-                if records is None:
-                    raise _no_records(effect)  # type: ignore[arg-type]
-                result = records.execute(effect.op)  # type: ignore[union-attr]
-            elif kind is Call and effect.coroutine:  # type: ignore[union-attr]
-                result = _run_coroutine(effect.fn)  # type: ignore[union-attr]
-            elif kind is Compute or kind is Call:
-                result = effect.fn()  # type: ignore[union-attr]
-            else:
-                result = store.execute(effect)  # type: ignore[arg-type]
-        except AuthError as exc:
-            error = exc
+class Meter(Protocol):
+    """Where the drivers report a request's time and its store operations' when metrics are on and
+    tracing off (``metrics.Metrics``): timed in the driver itself, reported in one call at the end,
+    instead of a measuring flow around the request and a measuring store around each operation."""
+
+    def observe_request(self, route: str, result: Any, seconds: float,
+                        stores: list[tuple[type[Any], float]] | None) -> None: ...
+
+    def observe_store_failure(self, kind: type[Any], seconds: float) -> None: ...
+
+    def observe_stores(self, stores: list[tuple[type[Any], float]]) -> None: ...
 
 
-async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None = None) -> T:
+Timings = list[tuple[type[Any], float]]
+
+
+def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None, meter: Meter | None = None,
+             route: str = "", start: float = 0.0) -> T:
+    """Drives ``flow`` to its answer with blocking stores. With ``meter`` (metrics on, tracing off),
+    each store and record operation is timed here and the request, started at ``start`` (a
+    ``perf_counter``), is reported under ``route`` with them once it is answered."""
     result: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(result) if error is None else flow.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        result, error = None, None
-        try:
+    timings: Timings | None = None
+    try:
+        while True:
+            try:
+                effect = flow.send(result) if error is None else flow.throw(error)
+            except StopIteration as done:
+                if meter is not None:
+                    meter.observe_request(route, done.value, perf_counter() - start, timings)
+                return done.value  # type: ignore[no-any-return]
+            result, error = None, None
             kind = type(effect)
-            if kind is Rec:
-                if records is None:
-                    raise _no_records(effect)  # type: ignore[arg-type]
-                result = await records.aexecute(effect.op)  # type: ignore[union-attr]
-            elif kind is Call and effect.coroutine:  # type: ignore[union-attr]
-                result = await effect.fn()  # type: ignore[union-attr]
-            elif kind is Compute or kind is Call:
-                result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
-            else:
-                result = store.execute(effect) if store.in_process else await store.aexecute(effect)  # type: ignore[arg-type]
-        except AuthError as exc:
-            error = exc
+            if kind is Compute or kind is Call:
+                try:
+                    coroutine = kind is Call and effect.coroutine  # type: ignore[union-attr]
+                    result = _run_coroutine(effect.fn) if coroutine else effect.fn()  # type: ignore[union-attr]
+                except AuthError as exc:
+                    error = exc
+                continue
+            op: Any = effect.op if kind is Rec else effect  # type: ignore[union-attr]
+            began = perf_counter() if meter is not None else 0.0
+            try:
+                if kind is Rec:
+                    if records is None:
+                        raise _no_records(effect)  # type: ignore[arg-type]
+                    result = records.execute(op)
+                else:
+                    result = store.execute(op)
+            except AuthError as exc:
+                error = exc
+            if meter is not None:
+                if error is not None:
+                    meter.observe_store_failure(type(op), perf_counter() - began)
+                elif timings is None:
+                    timings = [(type(op), perf_counter() - began)]
+                else:
+                    timings.append((type(op), perf_counter() - began))
+    except BaseException:
+        if timings is not None and meter is not None:  # a bug's exception: its operations still count
+            meter.observe_stores(timings)
+        raise
+
+
+async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None = None, meter: Meter | None = None,
+                    route: str = "", start: float = 0.0) -> T:
+    """``run_sync`` with asyncio stores."""
+    result: Any = None
+    error: BaseException | None = None
+    timings: Timings | None = None
+    try:
+        while True:
+            try:
+                effect = flow.send(result) if error is None else flow.throw(error)
+            except StopIteration as done:
+                if meter is not None:
+                    meter.observe_request(route, done.value, perf_counter() - start, timings)
+                return done.value  # type: ignore[no-any-return]
+            result, error = None, None
+            kind = type(effect)
+            if kind is Compute or kind is Call:
+                try:
+                    if kind is Call and effect.coroutine:  # type: ignore[union-attr]
+                        result = await effect.fn()  # type: ignore[union-attr]
+                    else:
+                        result = await anyio.to_thread.run_sync(effect.fn)  # type: ignore[union-attr]
+                except AuthError as exc:
+                    error = exc
+                continue
+            op: Any = effect.op if kind is Rec else effect  # type: ignore[union-attr]
+            began = perf_counter() if meter is not None else 0.0
+            try:
+                if kind is Rec:
+                    if records is None:
+                        raise _no_records(effect)  # type: ignore[arg-type]
+                    result = await records.aexecute(op)
+                else:
+                    result = store.execute(op) if store.in_process else await store.aexecute(op)
+            except AuthError as exc:
+                error = exc
+            if meter is not None:
+                if error is not None:
+                    meter.observe_store_failure(type(op), perf_counter() - began)
+                elif timings is None:
+                    timings = [(type(op), perf_counter() - began)]
+                else:
+                    timings.append((type(op), perf_counter() - began))
+    except BaseException:
+        if timings is not None and meter is not None:
+            meter.observe_stores(timings)
+        raise
 
 
 def _run_coroutine(fn: Callable[[], Any]) -> Any:
@@ -157,8 +222,9 @@ class MeasuredStore:
     """A store (``Op``s, named by their script) or a record store (``RecordOp``s, named by class: SQL ops
     are ``sql.<ClassName>``) with each operation timed into ``metrics``, each failure (the store's
     ``AuthError``, a 503) counted, and each wrapped in a ``tracing`` span. Only made when metrics or
-    tracing are on: the drivers above stay as they are, and with both off nothing on the store path
-    changes. Names come from the code, never from a request: the labels stay bounded."""
+    tracing are on, and used for requests only with tracing on (with metrics alone the drivers time
+    the operations themselves, ``Meter``; ``BanataAuth.run`` still uses it). With both off nothing on
+    the store path changes. Names come from the code, never from a request: the labels stay bounded."""
 
     def __init__(self, store: Any, metrics: Metrics | None, tracing: Tracing | None = None) -> None:
         self.store = store

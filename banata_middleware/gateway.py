@@ -26,6 +26,7 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
 APP_ROUTE = "(app)"  # the metrics' and spans' route of every path outside base_path
+_new_tuple = tuple.__new__
 
 
 class Gateway:
@@ -86,12 +87,23 @@ class Gateway:
         except AuthError as error:  # refused before any flow (INVALID_PATH)
             return _answered(error_response(error))
 
+    def decide(self, request: Request) -> Flow[Response | Identity | None]:
+        """``handle`` unmeasured, for a driver that measures it (``BanataAuth`` with metrics alone:
+        ``route`` names it, the driver times it and its store operations)."""
+        try:
+            return self._decide(request)
+        except AuthError as error:  # refused before any flow (INVALID_PATH)
+            return _answered(error_response(error))
+
+    def route(self, request: Request) -> str:
+        """``route_label``, with the app's own paths (every pass-through) answered without its calls."""
+        path = request.path
+        return self.route_label(request) if path.startswith(self._base_slash) or path == self.base else APP_ROUTE
+
     def _measured(self, request: Request) -> Flow[Response | Identity | None]:
         """``handle`` with metrics or tracing on: one span around the flow, and the answer, its time
         and its route reported once (``metrics``, ``tracing``)."""
-        path = request.path
-        # route_label's answer for the app's own paths (every pass-through), without its two calls.
-        route = self.route_label(request) if path.startswith(self._base_slash) or path == self.base else APP_ROUTE
+        route = self.route(request)
         start = perf_counter()
         if self.tracing is None:  # the try below, without a span (a nullcontext costs ~0.4 µs)
             try:
@@ -189,8 +201,9 @@ class Gateway:
             if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
                 raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
                                 "sign in with a passkey to open this page (a password with a code is not enough here)")
-            return Identity(g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None, g.two_factor_enabled,
-                            g.amr)
+            # tuple.__new__: the NamedTuple without its Python-level __new__ (every pass-through).
+            return _new_tuple(Identity, (g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None,
+                                         g.two_factor_enabled, g.amr))
         except AuthError as error:
             return error_response(error)
 

@@ -1,10 +1,13 @@
 """Prometheus metrics (the optional ``metrics`` extra, ``prometheus_client``).
 
-Off by default: ``BanataAuth(config, metrics=Metrics())`` turns them on. Two calls feed them, so no
-flow knows about metrics: ``Gateway.handle`` reports each answer (its route, status and error code;
-verification outcomes, throttles and locks are all read from that), and ``effects.MeasuredStore``, which
-wraps the store the drivers run on, times each store operation. When off, the gateway costs one ``if``
-and the store is not wrapped at all.
+Off by default: ``BanataAuth(config, metrics=Metrics())`` turns them on. No flow knows about
+metrics: they are fed each answer (its route, status and error code; verification outcomes, throttles
+and locks are all read from that) and the time of each store operation. With metrics alone, the
+drivers (``effects.run_sync``/``run_async``) time the request and its store operations themselves and
+report them in one call, ``observe_request``, once the request is answered: the pass-through pays one
+call and one lock. With tracing on too, ``Gateway.handle`` reports the answer inside its span
+(``observe_answer``) and ``effects.MeasuredStore`` each operation inside its own (``observe_store``).
+When off, the drivers and the gateway cost an ``if`` or two and the store is not wrapped at all.
 
 Labels are bounded: a route is a ``"METHOD /path"`` of the gateway's route table, ``(unmatched)``
 for any other path under ``base_path``, or ``(app)`` for the app's own paths (the guard); a code is
@@ -20,9 +23,11 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ._extras import missing_extra
+from .http import Response
+from .stores.hot_ops import OPS
 
 try:
     import prometheus_client.metrics
@@ -32,9 +37,6 @@ try:
     from prometheus_client.utils import floatToGoString
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     raise missing_extra(__name__, "metrics", exc) from exc
-
-if TYPE_CHECKING:
-    from .http import Response
 
 __all__ = ["APP_ROUTE", "UNMATCHED_ROUTE", "Metrics"]
 
@@ -66,6 +68,9 @@ _REQUESTS_HELP = "Answers of the middleware, by route, status and error code"
 _le: Callable[[float], str] = floatToGoString
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
 _STORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)
+_LATENCY_BOUNDS = (*_LATENCY_BUCKETS, float("inf"))
+_STORE_BOUNDS = (*_STORE_BUCKETS, float("inf"))
+_LATENCY_FIRST, _STORE_FIRST = _LATENCY_BUCKETS[0], _STORE_BUCKETS[0]
 
 
 class _Histograms:
@@ -75,17 +80,23 @@ class _Histograms:
     def __init__(self, name: str, documentation: str, label: str, buckets: Sequence[float]) -> None:
         self.name, self.documentation, self.label = name, documentation, label
         self.bounds = (*buckets, float("inf"))
+        self.first = self.bounds[0]
         self.le = [_le(b) for b in self.bounds]
         self.series: dict[str, list[float]] = {}
+
+    def new_series(self, value: str) -> list[float]:
+        """Called with the lock held."""
+        # _created is the wall time the series was made, as prometheus_client's own (not the Clock's).
+        series = self.series[value] = [0.0] * (len(self.bounds) + 1) + [time.time()]
+        return series
 
     def observe(self, value: str, seconds: float) -> None:
         """Called with the lock held."""
         series = self.series.get(value)
         if series is None:
-            # _created is the wall time the series was made, as prometheus_client's own (not the Clock's).
-            series = self.series[value] = [0.0] * (len(self.bounds) + 1) + [time.time()]
+            series = self.new_series(value)
         # The first bucket whose bound is >= seconds; most fall in the first (the pass-through).
-        series[0 if seconds <= self.bounds[0] else bisect_left(self.bounds, seconds)] += 1
+        series[0 if seconds <= self.first else bisect_left(self.bounds, seconds)] += 1.0
         series[-2] += seconds
 
     def family(self, created: bool) -> Metric:
@@ -118,6 +129,42 @@ class _HotSeries(Collector):
                                    "route", _LATENCY_BUCKETS)
         self.store = _Histograms(prefix + "store_seconds", "Time of one store operation, by operation (script name)",
                                  "op", _STORE_BUCKETS)
+        # The same lists as above, found without a key to build: route -> (latency series, count of
+        # its answers 200 without a code); operation type -> its store series; type -> op label.
+        self.passing: dict[str, tuple[list[float], list[float]]] = {}
+        self.store_by_kind: dict[type[Any], list[float]] = {}
+        self.op_names: dict[type[Any], str] = {}
+
+    def passing_cells(self, route: str) -> tuple[list[float], list[float]]:
+        """(latency series, answer count) of requests on ``route`` that pass through (200, no code),
+        made (or found) as ``observe_answer`` would, and kept by route. Called with the lock held."""
+        latency = self.latency.series.get(route) or self.latency.new_series(route)
+        answers = self.answers.get((route, 200, ""))
+        if answers is None:
+            answers = self.answers[(route, 200, "")] = [0.0, time.time()]
+        cells = self.passing[route] = (latency, answers)
+        return cells
+
+    def op_name(self, kind: type[Any]) -> str:
+        """The ``op`` label of an operation type, as ``effects.MeasuredStore._name`` names it."""
+        name = self.op_names.get(kind)
+        if name is None:
+            spec = OPS.get(kind)
+            name = self.op_names[kind] = spec.name if spec is not None else f"sql.{kind.__name__}"
+        return name
+
+    def store_cells(self, kind: type[Any]) -> list[float]:
+        """The store time series of operations of type ``kind``, kept by type. Lock held."""
+        name = self.op_name(kind)
+        series = self.store_by_kind[kind] = self.store.series.get(name) or self.store.new_series(name)
+        return series
+
+    def answered(self, route: str, status: int, code: str) -> None:
+        """One more answer (route, status, code). Called with the lock held."""
+        answers = self.answers.get((route, status, code))
+        if answers is None:
+            answers = self.answers[(route, status, code)] = [0.0, time.time()]
+        answers[0] += 1.0
 
     def collect(self) -> Iterator[Metric]:
         # prometheus_client.disable_created_metrics() turns off the _created samples of its own metrics.
@@ -161,7 +208,8 @@ class Metrics:
                                     ["op"], namespace=namespace, registry=r)
 
     def observe_store(self, op: str, seconds: float, failed: bool) -> None:
-        """Called by ``effects.MeasuredStore`` once a store operation."""
+        """Called by ``effects.MeasuredStore`` once a store operation (with tracing on; with metrics
+        alone the drivers time the operations and call ``observe_request``)."""
         hot = self._hot
         # acquire/release rather than `with`: half the cost, and nothing between them can raise.
         hot.lock.acquire()
@@ -173,20 +221,67 @@ class Metrics:
             self.store_errors.labels(op).inc()
 
     def observe_answer(self, route: str, response: Response | None, code: str, seconds: float) -> None:
-        """Called by ``Gateway.handle`` once a request: ``response`` is None when the request passes
-        through to the app, ``code`` the ``AuthError`` code when it was refused ("" otherwise)."""
+        """Called by ``Gateway.handle`` once a request when tracing is on: ``response`` is None when
+        the request passes through to the app, ``code`` the ``AuthError`` code when it was refused
+        ("" otherwise)."""
         status = 200 if response is None else response.status
         hot = self._hot
-        key = (route, status, code)
         hot.lock.acquire()
         try:
             hot.latency.observe(route, seconds)
-            answers = hot.answers.get(key)
-            if answers is None:
-                answers = hot.answers[key] = [0.0, time.time()]
-            answers[0] += 1
+            hot.answered(route, status, code)
         finally:
             hot.lock.release()
+        if response is not None:
+            self._count_answer(route, response, status, code)
+
+    # -- with metrics alone: what the drivers call (effects.Meter) -------------------------------
+    def observe_request(self, route: str, result: object, seconds: float,
+                        stores: list[tuple[type[Any], float]] | None) -> None:
+        """A request answered (``result``: the gateway's flow's answer, a ``Response`` or what passes
+        through) in ``seconds``, with the successful store operations it ran (type, seconds): the
+        same series as ``observe_answer`` and ``observe_store``, under one lock."""
+        if type(result) is Response:
+            self.observe_answer(route, result, result.code, seconds)
+            if stores is not None:
+                self.observe_stores(stores)
+            return
+        hot = self._hot
+        # A request that passes through (status 200, no code): its series found by route alone,
+        # its store operations' by their type, without building a key or a label (``passing_cells``).
+        hot.lock.acquire()
+        try:
+            cells = hot.passing.get(route) or hot.passing_cells(route)
+            latency = cells[0]
+            # += 1.0, not 1: float + float is the interpreter's specialised add.
+            latency[0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds)] += 1.0
+            latency[-2] += seconds
+            cells[1][0] += 1.0
+            if stores is not None:
+                by_kind = hot.store_by_kind
+                for kind, op_seconds in stores:
+                    series = by_kind.get(kind) or hot.store_cells(kind)
+                    series[0 if op_seconds <= _STORE_FIRST else bisect_left(_STORE_BOUNDS, op_seconds)] += 1.0
+                    series[-2] += op_seconds
+        finally:
+            hot.lock.release()
+
+    def observe_stores(self, stores: list[tuple[type[Any], float]]) -> None:
+        """Store operations (type, seconds) of one request, e.g. one that ended in an exception (a bug)."""
+        hot = self._hot
+        hot.lock.acquire()
+        try:
+            for kind, seconds in stores:
+                hot.store.observe(hot.op_name(kind), seconds)
+        finally:
+            hot.lock.release()
+
+    def observe_store_failure(self, kind: type[Any], seconds: float) -> None:
+        """A store operation of type ``kind`` that failed (the store's ``AuthError``, a 503)."""
+        self.observe_store(self._hot.op_name(kind), seconds, True)
+
+    def _count_answer(self, route: str, response: Response, status: int, code: str) -> None:
+        """The counters read from an answer of the middleware's own (refusals, verifications, sign-ins)."""
         if code == "ACCOUNT_TEMPORARILY_LOCKED":
             self.locked.labels(route).inc()
         elif code == "TOO_MANY_REQUESTS":
@@ -195,5 +290,5 @@ class Metrics:
         if method is not None:
             outcome = "ok" if status == 200 else _OUTCOMES.get(code, "refused")
             self.verifications.labels(method, outcome).inc()
-        elif route == _SIGN_IN and response is not None and b'"twoFactorRedirect":true' in response.body:
+        elif route == _SIGN_IN and b'"twoFactorRedirect":true' in response.body:
             self.second_factor_sign_ins.inc()

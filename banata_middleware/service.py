@@ -7,6 +7,7 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Coroutine, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -126,15 +127,26 @@ class BanataAuth:
 
     def handle(self, request: Request) -> Response | Identity | None:
         """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
-        if self.metrics is None and self.tracing is None:  # _ops() and _records(), without two calls
-            return run_sync(self.gateway.handle(request), self.store, self.records)
+        if self.tracing is None:
+            if self.metrics is None:  # _ops() and _records(), without two calls
+                return run_sync(self.gateway.handle(request), self.store, self.records)
+            # Metrics alone: the driver times the request and its operations (effects.Meter).
+            start = perf_counter()
+            gateway = self.gateway
+            return run_sync(gateway.decide(request), self.store, self.records, self.metrics, gateway.route(request),
+                            start)
         return run_sync(self.gateway.handle(request), *self._measured_stores())
 
     def ahandle(self, request: Request) -> Coroutine[Any, Any, Response | Identity | None]:
         """``await auth.ahandle(request)``: ``handle`` for ASGI. Not a coroutine function itself: it
         hands over the driver's coroutine, one coroutine less on every request."""
-        if self.metrics is None and self.tracing is None:
-            return run_async(self.gateway.handle(request), self.store, self.records)
+        if self.tracing is None:
+            if self.metrics is None:
+                return run_async(self.gateway.handle(request), self.store, self.records)
+            start = perf_counter()
+            gateway = self.gateway
+            return run_async(gateway.decide(request), self.store, self.records, self.metrics, gateway.route(request),
+                             start)
         return run_async(self.gateway.handle(request), *self._measured_stores())
 
     def _measured_stores(self) -> tuple[OpStore, RecordRunner]:

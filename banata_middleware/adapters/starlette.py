@@ -74,6 +74,7 @@ class BanataMiddleware:
         self.app = app
         self.auth = auth
         self.max_body = auth.config.policies.max_body_bytes
+        self.base, self.base_slash = auth.config.base_path, auth.config.base_path + "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -93,7 +94,7 @@ class BanataMiddleware:
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
                           raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
                           websocket=kind == "websocket")
-        if kind == "http" and self.auth.gateway.is_endpoint(path):
+        if kind == "http" and (path.startswith(self.base_slash) or path == self.base):  # gateway.is_endpoint
             query: bytes = scope.get("query_string", b"")
             if query:
                 request.query = dict(parse_qsl(query.decode("latin-1")))

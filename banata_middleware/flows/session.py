@@ -44,6 +44,8 @@ from ..stores.records.factor import Offer
 from ..stores.records.factors import FACTORS
 from ..tokens import TokenSigner
 
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (all fields given)
+
 __all__ = ["Caller", "Guarded", "Handler", "Routes", "SessionCore", "SignInResult"]
 
 PasswordVerifier = Callable[[str, str], bool]
@@ -444,10 +446,12 @@ class SessionCore:
         if ids is None:
             return None
         uid, sid, cid, _ = ids
-        # By position, unlike every other operation: this runs on every request, and keywords double
-        # the cost of building a NamedTuple. The order is hot_ops.Guard's (keys, now, wants, timings).
-        op = Guard(*self.keys.for_guard(uid, sid or "-", cid or "-"), self.now_ms(), "1" if sid else "0",
-                   "1" if cid else "0", SEEN_GRANULARITY_MS, self.policies.aal2_idle_timeout * 1000)
+        # By position, unlike every other operation: this runs on every request. The order is
+        # hot_ops.Guard's (keys, now, wants, timings); tuple.__new__ skips the NamedTuple's
+        # Python-level __new__, as for Guarded below.
+        op = _new_tuple(Guard, (*self.keys.for_guard(uid, sid or "-", cid or "-"), self.now_ms(),
+                                "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
+                                self.policies.aal2_idle_timeout * 1000))
         r: GuardReply = yield op
         if r.rec is None and (r.session_exp is not None or r.challenge_exp is not None):
             # The copy is gone (an eviction) while a session or challenge is still there: rebuilt
@@ -464,9 +468,9 @@ class SessionCore:
         pending_live = (r.challenge_exp is not None and int(r.challenge_exp) > now
                         and int(r.challenge_created or 0) > revoked_at)
         if not session_live:
-            return Guarded(uid, "", 0, 0, r.tfa == "1", pending_live)
-        return Guarded(uid, sid, int(r.session_aal or 1), int(r.session_mfa or 0), r.tfa == "1", pending_live,
-                       tuple((r.session_amr or "").split()))
+            return _new_tuple(Guarded, (uid, "", 0, 0, r.tfa == "1", pending_live, ()))
+        return _new_tuple(Guarded, (uid, sid, int(r.session_aal or 1), int(r.session_mfa or 0), r.tfa == "1",
+                                    pending_live, tuple((r.session_amr or "").split())))
 
     def aal2_expired(self, session: dict[str, Any], now: int) -> bool:
         """An aal 2 session past ``Policies.aal2_max_lifetime`` since its sign-in ('auth', kept

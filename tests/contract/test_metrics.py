@@ -192,3 +192,36 @@ def test_a_passkey_sign_in_and_its_replay_count_as_ok_then_expired(stack_factory
     assert reader.changes() == {answer(route, 400, "CHALLENGE_NOT_FOUND"): 1,
                                 key("banata_verifications_total", method="passkey", outcome="expired"): 1}
 
+
+
+def test_metrics_alone_and_with_tracing_count_the_same(stack_factory: Callable[..., Stack]) -> None:
+    """With metrics alone the drivers time a request and its store operations and report them in one
+    call; with tracing on too, the gateway's span and the measured store report them. The same
+    requests give the same series and the same counts either way (times aside: sums, buckets)."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from banata_middleware.tracing import Tracing
+
+    def counts(traced: bool) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        registry = CollectorRegistry()
+        extra = {"tracing": Tracing(sdk.TracerProvider())} if traced else {}
+        stack = stack_factory(metrics=Metrics(registry), **extra)
+        email = f"same-{traced}@example.com"  # the two stacks may share one Redis and one database
+        owner = stack.client()
+        owner.sign_up(email)
+        device = owner.enable_2fa()
+        stack.clock.advance(30)
+        api = stack.client()
+        assert api.sign_in(email).json()["twoFactorRedirect"] is True
+        assert api.auth("/two-factor/verify-totp", {"code": "000000"}).status_code == 401
+        assert api.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+        assert api.get("/api/me").status_code == 200  # a pass-through
+        assert stack.client().get("/api/me").status_code == 401
+        assert api.get("/api/auth/no-such-endpoint").status_code == 404
+        return {k: v for k, v in Reader(registry).snapshot().items()
+                if k[0].startswith("banata_") and k[0].endswith(("_total", "_count"))}
+
+    alone, traced = counts(False), counts(True)
+    assert alone == traced
+    assert alone[answer("(app)", 200)] == 1 and alone[answer("(app)", 401, "UNAUTHORIZED")] == 1
+    # The signed-in pass-through runs the guard; the anonymous one has no cookie to look up.
+    assert alone[key("banata_store_seconds_count", op="guard")] == 1
