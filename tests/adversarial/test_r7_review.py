@@ -333,3 +333,29 @@ def test_held_no_500_on_malformed_bodies_with_an_app_and_codes_by_message(
             assert r.status_code < 500, (path, field, repr(value)[:40], r.text[:200])
     assert otp_rows(otp_stack, _) == [("email", EMAIL)]
     assert session_of(owner) is not None
+
+
+def test_held_metrics_on_the_driver_fails_closed_and_decides_as_without(stack_factory: Callable[..., Stack]) -> None:
+    from harness import FailingStore
+    from prometheus_client import CollectorRegistry
+
+    from banata_middleware.metrics import Metrics
+
+    stack = stack_factory(metrics=Metrics(CollectorRegistry()))
+    owner = stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    owner.enable_2fa()
+    assert owner.get("/api/me").status_code == 200
+    assert owner.get("/api//me").status_code == 400  # INVALID_PATH before any flow, metered too
+    inner = stack.auth.store
+    stack.auth.store = FailingStore()
+    try:
+        assert owner.get("/api/me").status_code == 503  # no pass-through with the store down
+        r = owner.auth("/two-factor/disable", {"password": PASSWORD})
+        assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE")
+        assert stack.client().sign_in(EMAIL).status_code == 503
+    finally:
+        stack.auth.store = inner
+    assert stack.records.execute(LoadUser(uid)).two_factor_enabled
+    r = stack.client().sign_in(EMAIL)
+    assert (r.status_code, r.json()["code"]) == (403, "TWO_FACTOR_REQUIRED")
