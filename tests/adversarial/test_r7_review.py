@@ -359,3 +359,53 @@ def test_held_metrics_on_the_driver_fails_closed_and_decides_as_without(stack_fa
     assert stack.records.execute(LoadUser(uid)).two_factor_enabled
     r = stack.client().sign_in(EMAIL)
     assert (r.status_code, r.json()["code"]) == (403, "TWO_FACTOR_REQUIRED")
+
+
+def test_held_a_setup_begun_by_a_thief_under_the_owners_confirmation_is_not_the_enroller(stack: Stack) -> None:
+    from banata_middleware.stores.records import EnableTotp
+
+    owner = stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    thief = stack.client(ip=THIEF_IP)
+    assert thief.sign_in(EMAIL).status_code == 200  # aal 1, 2FA off
+    r = owner.auth("/two-factor/enable", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    device = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+    thief_setup: list[Any] = []
+
+    def thief_begins() -> None:  # after the owner's code was checked, before the record write
+        thief_setup.append(thief.auth("/two-factor/enable", {"password": PASSWORD}))
+
+    req = request_of(owner, "/two-factor/verify-totp", {"code": device.code()})
+    records = PausingRecords(stack.auth.records, EnableTotp, thief_begins)
+    run_sync(stack.auth.gateway.handle(req), stack.auth.store, records)
+    owner.get("/api/auth/two-factor/list-authenticators")  # a record read repairs the copy if needed
+    record = stack.records.execute(LoadUser(uid))
+    assert record.two_factor_enabled and thief_setup[0].status_code == 200
+    # The record holds the owner's app; the copy's pending setup is the thief's. The repair keeps
+    # no session for it (enroller: the pending secret is not the record's app), and the thief's
+    # setup cannot finish.
+    assert session_of(thief) is None
+    app = VirtualAuthenticator.from_uri(thief_setup[0].json()["totpURI"], clock=stack.clock)
+    assert thief.auth("/two-factor/verify-totp", {"code": app.code()}).status_code >= 400
+    assert [f.id for f in stack.records.execute(LoadUser(uid)).totp] == ["totp"]
+    stack.clock.advance(31)
+    other = stack.client()
+    assert other.sign_in(EMAIL).status_code == 403
+    assert other.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+
+
+def test_held_a_disable_between_the_recheck_and_the_activation_leaves_no_codes(stack: Stack) -> None:
+    owner = stack.client()
+    uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
+    owner.enable_2fa()
+    req = request_of(owner, "/two-factor/generate-backup-codes", {"password": PASSWORD})
+
+    def disable() -> None:
+        assert owner.auth("/two-factor/disable", {"password": PASSWORD}).status_code == 200
+
+    records = PausingRecords(stack.auth.records, ActivateBackupCodes, disable)
+    response = run_sync(stack.auth.gateway.handle(req), stack.auth.store, records)
+    assert response.status == 409, response.body
+    record = stack.records.execute(LoadUser(uid))
+    assert not record.two_factor_enabled and not record.has_factor_rows()
