@@ -409,3 +409,18 @@ def test_held_a_disable_between_the_recheck_and_the_activation_leaves_no_codes(s
     assert response.status == 409, response.body
     record = stack.records.execute(LoadUser(uid))
     assert not record.two_factor_enabled and not record.has_factor_rows()
+
+
+def test_held_codes_by_message_of_a_user_without_an_address_answer_4xx(otp_stack: Stack, inbox: Inbox) -> None:  # noqa: F811
+    """No address in the record: the verify's hashes are none (an empty candidate list)."""
+    owner = otp_stack.client()
+    owner.sign_up(EMAIL)
+    owner.enable_2fa()  # an app, no address
+    for api in (owner, otp_stack.client()):
+        if api is not owner:
+            assert api.sign_in(EMAIL).status_code == 403
+        for path, body in (("/two-factor/send-otp", {}), ("/two-factor/verify-otp", {"code": "123456"}),
+                           ("/two-factor/verify-otp", {"code": ""}),
+                           ("/two-factor/disable-otp", {"password": PASSWORD, "channel": "sms"})):
+            r = api.auth(path, body)
+            assert 400 <= r.status_code < 500, (path, r.text)
