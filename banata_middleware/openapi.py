@@ -373,7 +373,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_status_and(("backupCodes", {"type": "array", "items": {"type": "string"}}),
                             required=("backupCodes",)), "the new codes; the old set is void"),
         body=_PASSWORD_BODY,
-        errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE})),
+        errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
+                                409: ("BACKUP_CODES_CHANGED",)})),
     ("POST", "/two-factor/send-otp"): Endpoint(
         "Send a one-time code by message, for the sign-in challenge or a step-up", "two-factor", PENDING_OR_SESSION,
         Success(_status_and(), "sent to the user's address (one live code per user: an earlier one is void)"),

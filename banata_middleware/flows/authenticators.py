@@ -152,16 +152,17 @@ class AuthenticatorFlows:
         f.emit_entries(uid, (*removed, *off) if result.two_factor_off else removed)
         if result.removed is not None:
             # Two-factor went off: as ``disable``, the record first, then two_factor_disable.lua
-            # re-checks the factor-change rule at this moment and updates the copy (a session that
-            # ended or went stale meanwhile is refused, and the factor put back). A crash between
-            # leaves a copy saying on for a user without a factor, which the next flow that reads
-            # the record repairs; never the other way round.
+            # re-checks the factor-change rule at this moment and updates the copy (finish_disable:
+            # a session that ended or went stale meanwhile is refused, and a hot store that fails
+            # answers 503; either way the factor is put back). A crash between leaves a copy saying
+            # on for a user without a factor, which the next flow that reads the record repairs;
+            # never the other way round. (An app removed while others remain has no hot half: the
+            # re-check ran before the change, in _change, so a 503 there changed nothing either.)
             session_key, max_age_ms = f.factor_change_args(caller)
             disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
                 sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
-            reply: Verdict = yield from f.commit(disable, caller.sid)
+            reply = yield from f.finish_disable(req, caller, result.removed, disable, since)
             if reply.status != HotStatus.OK:
-                yield from f.undo_disable(req, caller, result.removed, disable, since)
                 raise f.factor_change_error(reply.status)
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

@@ -25,6 +25,7 @@ factor, or a factor the next request's record read repairs the copy for.
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from typing import TYPE_CHECKING, Literal
 
 from ..config import OtpConfig
@@ -35,6 +36,7 @@ from ..otp import OtpMessage, canonical_address, mask_address, new_code, normali
 from ..stores.hot_ops import (
     Answer,
     ChallengeAnswer,
+    FactorChange,
     HotStatus,
     OtpEnrol,
     OtpEnrolled,
@@ -43,19 +45,22 @@ from ..stores.hot_ops import (
     SessionAnswer,
     TwoFactorDisable,
     TwoFactorImport,
+    Verdict,
 )
 from ..stores.records import (
+    DisableSecondFactor,
     EnableOtp,
     LoadUser,
     OtpFactor,
+    OtpRows,
     RecordFailure,
     RecordOtpUse,
     RemoveOtp,
-    RemoveSecondFactor,
+    RestoreOtp,
     Status,
     UserRecord,
 )
-from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, retry_after
+from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log, retry_after
 from .two_factor import FAILURE_CEILING
 
 if TYPE_CHECKING:
@@ -319,6 +324,21 @@ class OtpFlows:
         yield from f.commit(TwoFactorImport(f.head(uid, origin), pending_codes_key=f.keys.pending_backup_codes(uid),
                                             codes_kid=record.codes_key_id))
 
+    def _undo_remove(self, req: Request, caller: Caller, removed: OtpRows) -> Flow[None]:
+        """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, unless one of
+        those channels was enrolled again meanwhile (that enrolment stands). A record store that
+        fails here is logged without the address (the user id and the error code) and raises."""
+        f, uid = self.f, caller.uid
+        entries = f.entries(req, caller.sid, *(("otp.enabled", f"{channel}:restored") for channel, _, _ in removed))
+        try:
+            status = yield Rec(RestoreOtp(uid, removed, entries))
+        except AuthError as exc:
+            log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed could not be "
+                        "undone in the record store (%s)", uid, exc.code)
+            raise
+        if status is Status.OK:
+            f.emit_entries(uid, entries)
+
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
         left, two-factor goes off, as ``disable`` turns it off (the backup codes go too)."""
@@ -332,18 +352,43 @@ class OtpFlows:
         left = [o for o in record.otp if channel not in (None, o.channel)]
         still_on = bool(left) or any(t.confirmed_at is not None for t in record.totp)
         if still_on:
+            # Another factor stays. Write order as for ``disable``: the address goes from the
+            # record store first, then factor_change.lua re-checks the factor-change rule (after
+            # the commit, so that it holds at the moment of the change: a session revoked, signed
+            # out or gone stale while this request was under way is refused, R6-3); a refusal,
+            # or a hot store that fails so that it cannot be checked, puts the address back, so
+            # that a 401 or a 503 means nothing changed. A crash between keeps the removal (the
+            # request had passed the rule when loaded, an instant before).
             entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
-            yield Rec(RemoveOtp(uid, channel, entries))
-            f.emit_entries(uid, entries)
+            stopped: OtpRows = yield Rec(RemoveOtp(uid, channel, entries))
+            if stopped:
+                f.emit_entries(uid, entries)
+                session_key, max_age_ms = f.factor_change_args(caller)
+                try:
+                    allowed: Verdict = yield from f.commit(FactorChange(
+                        f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"),
+                        caller.sid)
+                except AuthError:
+                    with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
+                        yield from self._undo_remove(req, caller, stopped)
+                    raise
+                if allowed.status != HotStatus.OK:
+                    yield from self._undo_remove(req, caller, stopped)
+                    raise f.factor_change_error(allowed.status)
         else:
-            # The last factor: the record store first (factor and codes), then the copy (as disable).
+            # The last factor: exactly as ``disable`` (finish_disable): the record store first
+            # (addresses and codes), then two_factor_disable.lua re-checks the factor-change rule
+            # and updates the copy; a refusal, or a hot store that fails, puts everything back, so
+            # that a 401 or a 503 means nothing changed.
             entries = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
-            status = yield Rec(RemoveSecondFactor(uid, now, audit=entries, end_sessions=False))
-            if status is Status.OK:
+            removed = yield Rec(DisableSecondFactor(uid, now, audit=entries))
+            if removed is not None:
                 f.emit_entries(uid, entries)
             session_key, max_age_ms = f.factor_change_args(caller)
-            yield from f.commit(TwoFactorDisable(
+            disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
-                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed"),
-                caller.sid)
+                sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
+            reply = yield from f.finish_disable(req, caller, removed, disable, now)
+            if reply.status != HotStatus.OK:
+                raise f.factor_change_error(reply.status)
         return json_response(200, {"status": True, "twoFactorEnabled": still_on})

@@ -5,6 +5,7 @@ a session)."""
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -29,19 +30,19 @@ from ..stores.hot_ops import (
 )
 from ..stores.records import (
     AcceptAnyTotpStep,
+    ActivateBackupCodes,
     AddAuthenticator,
-    BackupCode,
     ConfirmTotpFactor,
     ConsumeBackupCode,
     DisabledSecondFactor,
     DisableSecondFactor,
+    DiscardBackupCodes,
     EnableTotp,
     ProveSecondFactor,
     RecordFailure,
-    RegenerateBackupCodes,
     RemoveTotpFactor,
-    RestoreBackupCodes,
     RestoreSecondFactor,
+    StageBackupCodes,
     Status,
     TotpCandidate,
     TotpFactor,
@@ -220,10 +221,11 @@ class TwoFactorFlows(PrimaryFlows):
         if enabled:
             # Write order: the factor and codes go from the record store first, then
             # two_factor_disable.lua re-checks the factor-change rule and, when it holds, updates the
-            # copy. The re-check runs AFTER the commit (as passkey registration's does), so that the
-            # rule holds at the moment of the change: a session revoked, signed out, rotated or gone
-            # stale while this request was under way is refused, and the removal undone below.
-            # A crash, or a hot store that fails, between the commit and the re-check keeps the
+            # copy (finish_disable). The re-check runs AFTER the commit (as passkey registration's
+            # does), so that the rule holds at the moment of the change: a session revoked, signed
+            # out, rotated or gone stale while this request was under way is refused, and the
+            # removal undone. So is a removal whose re-check cannot run (the hot store failed): a
+            # 503 means nothing changed. Only a crash between the commit and the re-check keeps the
             # removal (the request had passed the rule when loaded, an instant before) behind a
             # copy that still says 2FA is on: the next flow that reads the record repairs it.
             entries = self.entries(req, caller.sid, "two_factor.disabled")
@@ -234,28 +236,63 @@ class TwoFactorFlows(PrimaryFlows):
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
             sessions_key=self.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms,
             mode="confirmed" if enabled else "pending")
-        reply: Verdict = yield from self.commit(disable, caller.sid)
+        reply = yield from self.finish_disable(req, caller, removed, disable, since)
         if reply.status == HotStatus.OK:
             return json_response(200, {"status": True})
-        if removed is not None:
-            yield from self.undo_disable(req, caller, removed, disable, since)
         if reply.status == HotStatus.NOT_ENABLED:
             raise self._not_enabled()
         raise self.factor_change_error(reply.status)
 
+    def finish_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor | None,
+                       disable: TwoFactorDisable, since: int) -> Flow[Verdict]:
+        """The hot half of every change that turned two-factor off in the record store (disable,
+        removing the last authenticator app, stopping the last codes by message), ``removed``
+        being what went: two_factor_disable.lua re-checks the factor-change rule and updates the
+        copy. When it refuses, what went is put back (``undo_disable``) and its reply returned for
+        the caller to answer. When the hot store fails, so that the rule cannot be checked, what
+        went is put back too and the 503 raised: "503 = nothing changed", as for a regeneration
+        or a passkey registration whose re-check cannot run. An undo that fails as well is logged
+        (``undo_disable``), and the answer is still the 503."""
+        try:
+            reply: Verdict = yield from self.commit(disable, caller.sid)
+        except AuthError:
+            if removed is not None:
+                with suppress(AuthError):  # logged by undo_disable; the hot store's 503 is the answer
+                    yield from self.undo_disable(req, caller, removed, disable, since)
+            raise
+        if reply.status != HotStatus.OK and removed is not None:
+            yield from self.undo_disable(req, caller, removed, disable, since)
+        return reply
+
     def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
                       since: int) -> Flow[None]:
-        """Put back what a refused disable removed: the record first (unless a factor was enrolled
-        meanwhile: that one stands), then the copy, which also ends the password-only sessions
-        a sign-in made from the record while the factor was gone (two_factor_disable.lua 'undo')."""
+        """Put back what a refused (or unchecked) disable removed: the record first (unless a
+        factor was enrolled meanwhile: that one stands), then the copy, which also ends the
+        password-only sessions a sign-in made from the record while the factor was gone
+        (two_factor_disable.lua 'undo'). A store that fails here is logged without a secret (the
+        user id and the error code) and its 503 raised: if it was the record store, two-factor
+        stays off though the user was told it failed; if the hot store, the record has the factor
+        again (sign-in reads the record, so a password alone gets the challenge) but a session
+        made meanwhile may live on, and the copy is repaired by the next flow that reads the record."""
         uid = caller.uid
         entries = self.entries(req, caller.sid, ("two_factor.enabled", "restored"))
-        if (yield Rec(RestoreSecondFactor(uid, removed, audit=entries))) is not Status.OK:
+        try:
+            status = yield Rec(RestoreSecondFactor(uid, removed, audit=entries))
+        except AuthError as exc:
+            log.warning("two-factor of user %s stays off: a disable that was not confirmed could not be undone "
+                        "in the record store (%s)", uid, exc.code)
+            raise
+        if status is not Status.OK:
             return
         self.emit_entries(uid, entries)
         kid = min((c.key_id for c in removed.codes), default="")
-        yield from self.commit(disable._replace(head=self.head(uid, req), mode="undo", codes_kid=kid, since_ms=since),
-                               caller.sid)
+        try:
+            yield from self.commit(disable._replace(head=self.head(uid, req), mode="undo", codes_kid=kid,
+                                                    since_ms=since), caller.sid)
+        except AuthError as exc:
+            log.warning("two-factor of user %s is back in the record store, but the hot store could not follow "
+                        "(%s): sessions made while it was off are not ended", uid, exc.code)
+            raise
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         password = body.text("password", max_len=128)
@@ -293,26 +330,38 @@ class TwoFactorFlows(PrimaryFlows):
         uid = caller.uid
         session_key, max_age_ms = self.factor_change_args(caller)
         if caller.record is not None and caller.record.two_factor_enabled:
-            # Write order: the confirmed set is replaced in the record store first; then
-            # factor_change.lua re-checks the factor-change rule and, when it holds, moves the copy's
-            # codes_kid, in one step. Checked after the commit, so it holds at the moment of the
-            # change (see disable). When it refuses, or the hot store fails so that it cannot be
-            # checked, the new codes are never shown: the old set is put back, so that the user,
-            # told the regeneration failed, still holds working codes (R4-3). A crash between
-            # leaves the new set, which nobody saw: the user regenerates again.
-            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
-            previous = yield Rec(RegenerateBackupCodes(uid, hashes[1:], hashes[0], self.now_ms(), audit=entries))
-            self.emit_entries(uid, entries)
+            # Two phases, so that no crash leaves the user with codes nobody saw. Write order:
+            # 1. StageBackupCodes commits the new set staged, beside the set in use: no read or
+            #    consume sees it, and the old codes keep working.
+            # 2. factor_change.lua re-checks the factor-change rule (after the commit, as passkey
+            #    registration does, so it holds at the moment of the change: see disable) and,
+            #    when it holds, moves the copy's codes_kid in the same step.
+            # 3. ActivateBackupCodes puts the staged set in use and deletes the old one, in one
+            #    transaction, with its audit row; only then are the codes shown.
+            # A crash before 3 leaves the old set working and the staged rows inert (the next
+            # activation, a disable, an enable or a reset removes them); a copy whose codes_kid
+            # moved in 2 is repaired by the next flow that reads the record. A refusal in 2, or a
+            # hot store that fails so that the rule cannot be checked, drops the staged set
+            # (DiscardBackupCodes): nothing changed, and the 401/503 says so. A crash after 3 is a
+            # lost response, the new set in use: as any change whose answer never arrived. SQL:
+            # two write transactions (plus the caller's lookup); before, one, and a crash between
+            # it and the re-check voided the old codes for a set nobody saw.
+            token = secrets.token_hex(16)
+            yield Rec(StageBackupCodes(uid, token, hashes[1:], hashes[0], self.now_ms()))
             try:
                 allowed: Verdict = yield from self.commit(FactorChange(
                     self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on",
                     fields=("codes_kid", hashes[0])), caller.sid)
             except AuthError:
-                yield from self._undo_regeneration(req, caller, hashes[1:], previous)
+                yield from self._discard_staged(uid, token)
                 raise
             if allowed.status != HotStatus.OK:
-                yield from self._undo_regeneration(req, caller, hashes[1:], previous)
+                yield from self._discard_staged(uid, token)
                 raise self.factor_change_error(allowed.status)
+            entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
+            if (yield Rec(ActivateBackupCodes(uid, token, audit=entries))) is not Status.OK:
+                raise self._backup_codes_changed()
+            self.emit_entries(uid, entries)
             return json_response(200, {"status": True, "backupCodes": codes})
         reply: Verdict = yield from self.commit(BackupCodesReplace(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
@@ -323,13 +372,20 @@ class TwoFactorFlows(PrimaryFlows):
             raise self.factor_change_error(reply.status)
         return json_response(200, {"status": True, "backupCodes": codes})
 
-    def _undo_regeneration(self, req: Request, caller: Caller, hashes: list[str],
-                           previous: tuple[BackupCode, ...]) -> Flow[None]:
-        """The old backup codes back in place of a set that is never shown (audited like the
-        regeneration; the copy's codes_kid was not moved)."""
-        entries = self.entries(req, caller.sid, ("two_factor.backup_codes_regenerated", "restored"))
-        if (yield Rec(RestoreBackupCodes(caller.uid, hashes, previous, audit=entries))) is Status.OK:
-            self.emit_entries(caller.uid, entries)
+    def _discard_staged(self, uid: str, token: str) -> Flow[None]:
+        """Drop a staged set that will never be shown. Best effort: the refusal (or the 503) the
+        caller raises next is the answer either way, and rows left staged are inert (no read or
+        consume sees them; the next activation, a disable or a reset removes them)."""
+        try:
+            yield Rec(DiscardBackupCodes(uid, token))
+        except AuthError:
+            log.warning("staged backup codes of user %s left to be removed later: record store unavailable", uid)
+
+    @staticmethod
+    def _backup_codes_changed() -> AuthError:
+        return AuthError(409, "BACKUP_CODES_CHANGED",
+                         "the backup codes were changed by another request meanwhile (a newer set, or two-factor "
+                         "turned off); this one changed nothing: generate them again if you still need new ones")
 
     # -- verification ------------------------------------------------------------------------
     def verify(self, req: Request, body: Body, method: str) -> Flow[Response]:

@@ -188,22 +188,112 @@ def test_r4_a_code_consumed_before_a_failed_session_write_cannot_be_used_again(s
     assert other.auth(path, {"code": code}).status_code == 401
 
 
-def test_r4_a_factor_disabled_in_sql_stops_working_though_the_copys_update_failed(stack: Stack) -> None:
-    owner, _uid = two_factor_owner(stack)
-    stack.clock.advance(30)
+@pytest.mark.parametrize("change", ["disable", "remove-authenticator"])
+def test_r4_a_disable_whose_hot_half_failed_is_undone_so_a_503_means_nothing_changed(stack: Stack,
+                                                                                  change: str) -> None:
+    """Was held the other way ("the removal stays": the request had passed the rule when loaded,
+    and a crash between the stores keeps it too). But a crash answers nothing, while a 503 tells
+    the user the change failed: keeping the removal behind it left a user who believes two-factor
+    is on with a password-only account, the one half-done change that weakens protection. The
+    rule now: when the hot half of a change that removes a factor fails, the record store's
+    removal is undone (RestoreSecondFactor) before the 503, as a regeneration or a passkey
+    registration whose re-check cannot run is undone (docs/storage.md, rule 4). Removing the
+    user's last authenticator app turns two-factor off the same way and is undone the same way."""
+    owner, uid = two_factor_owner(stack)
+    events: list[dict[str, Any]] = []
+    stack.auth.audit.subscribe(events.append)
     inner = stack.auth.store
     stack.auth.store = FailOn(inner, "two_factor_disable")
-    assert owner.auth("/two-factor/disable", {"password": PASSWORD}).status_code == 503
+    if change == "disable":
+        r = owner.auth("/two-factor/disable", {"password": PASSWORD})
+    else:
+        r = owner.auth("/two-factor/remove-authenticator", {"id": "totp"})
     stack.auth.store = inner
-    # SQL has no factor: a sign-in gets an aal 1 session (the copy, repaired, says 2FA is off) and the
-    # old authenticator's codes answer nothing.
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    record = stack.records.execute(LoadUser(uid))
+    assert record.two_factor_enabled and record.backup_codes == len(owner.backup_codes)
+    # A sign-in asks for the second factor, and the owner's app and codes answer it.
     other = stack.client()
     r = other.sign_in(EMAIL)
-    assert r.status_code == 200, r.text
-    assert session_of(other)["user"]["twoFactorEnabled"] is False
+    assert r.status_code == 403 and r.json()["twoFactorRedirect"] is True, r.text
     stack.clock.advance(30)
-    r = other.auth("/two-factor/verify-totp", {"code": owner.code()})
-    assert r.status_code == 400, r.text
+    assert other.auth("/two-factor/verify-totp", {"code": owner.code()}).status_code == 200
+    assert session_of(other)["user"]["twoFactorEnabled"] is True
+    third = stack.client()
+    assert third.sign_in(EMAIL).status_code == 403
+    assert third.auth("/two-factor/verify-backup-code", {"code": owner.backup_codes[0]}).status_code == 200
+    # Both halves audited: the removal and its undo (detail 'restored').
+    kinds = [e["type"] for e in events]
+    assert (kinds.count("two_factor.disabled"), kinds.count("two_factor.enabled")) == (1, 1), kinds
+    # The user, told it failed, repeats it once the hot store is back: now it is off.
+    stack.clock.advance(30)
+    assert owner.auth("/two-factor/verify-totp", {"code": owner.code()}).status_code == 200  # fresh again
+    assert owner.auth("/two-factor/disable", {"password": PASSWORD}).status_code == 200
+    assert not stack.records.execute(LoadUser(uid)).two_factor_enabled
+
+
+class FailAlways(FailOn):
+    """Every op of script ``name`` fails (the hot store stays down for the undo too)."""
+
+    def _check(self, op: Any) -> None:
+        if name_of(op) == self.name:
+            self.failed += 1
+            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+
+
+class RecordsFailOn:
+    """The record store, failing (503) on every operation of class ``name``."""
+
+    def __init__(self, records: Any, name: str) -> None:
+        self.records, self.name = records, name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.records, attr)
+
+    def _check(self, op: Any) -> None:
+        if type(op).__name__ == self.name:
+            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+
+    def execute(self, op: Any) -> Any:
+        self._check(op)
+        return self.records.execute(op)
+
+    async def aexecute(self, op: Any) -> Any:
+        self._check(op)
+        return await self.records.aexecute(op)
+
+
+@pytest.mark.parametrize("fails", ["hot-undo", "record-undo"])
+def test_r4_a_disable_whose_undo_fails_too_answers_503_and_logs_it_without_secrets(
+        stack: Stack, fails: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The undo of a failed disable can fail too. Still a 503, and a warning that names the user and
+    the error code, never a secret: with the hot store down for the undo as well, the record has
+    the factor back (a sign-in asks for it); with the record store failing the undo, two-factor
+    stays off, and the warning is what an operator has to go on."""
+    owner, uid = two_factor_owner(stack)
+    hot, records = stack.auth.store, stack.auth.records
+    if fails == "hot-undo":
+        stack.auth.store = FailAlways(hot, "two_factor_disable")
+    else:
+        stack.auth.store = FailOn(hot, "two_factor_disable")
+        stack.auth.records = RecordsFailOn(records, "RestoreSecondFactor")  # type: ignore[assignment]
+    try:
+        with caplog.at_level("WARNING", logger="banata_middleware"):
+            r = owner.auth("/two-factor/disable", {"password": PASSWORD})
+    finally:
+        stack.auth.store, stack.auth.records = hot, records
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    warnings = [rec.getMessage() for rec in caplog.records if "two-factor of user" in rec.getMessage()]
+    assert len(warnings) == 1 and uid in warnings[0] and "STORE_UNAVAILABLE" in warnings[0], warnings
+    secrets_ = [*owner.backup_codes, owner.device.secret if owner.device else "", PASSWORD]
+    assert not any(x and x in m for x in secrets_ for m in (rec.getMessage() for rec in caplog.records))
+    record = stack.records.execute(LoadUser(uid))
+    if fails == "hot-undo":
+        assert record.two_factor_enabled
+        r = stack.client().sign_in(EMAIL)
+        assert r.status_code == 403 and r.json()["twoFactorRedirect"] is True, r.text
+    else:
+        assert not record.two_factor_enabled and "stays off" in warnings[0]
 
 
 # -- the copy evicted or stale ----------------------------------------------------------------------
@@ -348,6 +438,88 @@ def test_r4_3_a_failed_regeneration_leaves_the_old_backup_codes_working(stack: S
     assert other.sign_in(EMAIL).status_code == 403
     r = other.auth("/two-factor/verify-backup-code", {"code": owner.backup_codes[0]})
     assert r.status_code == 200, r.text
+
+
+class ProcessDied(BaseException):
+    """The process ends here: raised by a store wrapper, it passes every ``except AuthError`` and
+    ``except Exception`` on its way out, so nothing after that point runs (no undo, no cleanup)."""
+
+
+class DieAt:
+    """The record store, with the process dying at record operation ``name``: ``after`` its commit,
+    or just before it runs."""
+
+    def __init__(self, records: Any, name: str, *, after: bool) -> None:
+        self.records, self.name, self.after = records, name, after
+
+    def execute(self, op: Any) -> Any:
+        if type(op).__name__ != self.name:
+            return self.records.execute(op)
+        if self.after:
+            self.records.execute(op)
+        raise ProcessDied(self.name)
+
+
+@pytest.mark.parametrize("where", ["after the new set was staged", "after the re-check passed"])
+def test_a_process_dying_inside_generate_backup_codes_leaves_the_old_codes_working_and_no_new_one(
+        stack: Stack, where: str) -> None:
+    """Issue 18: the regeneration used to replace the set in SQL before its re-check, so a process
+    that died between the two left the user with codes nobody saw and the old ones deleted. Now the
+    new set is staged (phase one) and goes into use only after the re-check passed, in one
+    transaction that deletes the old set (phase two): wherever the process dies before that, the
+    old codes work and none of the new ones does. The next generation cleans up what was staged."""
+    from banata_middleware.backup_codes import normalize_code
+    from banata_middleware.effects import run_sync
+    from banata_middleware.stores.records import ConsumeBackupCode, Status
+
+    owner, uid = two_factor_owner(stack)
+    flows = stack.auth.flows
+    made: list[list[str]] = []
+    generate = flows.new_backup_codes
+
+    def remembering(count: int | None = None) -> tuple[list[str], list[str]]:
+        codes, hashes = generate(count)
+        made.append(codes)
+        return codes, hashes
+
+    flows.new_backup_codes = remembering  # type: ignore[method-assign]
+    dying = (DieAt(stack.records, "StageBackupCodes", after=True) if where.startswith("after the new")
+             else DieAt(stack.records, "ActivateBackupCodes", after=False))
+    req = _request(owner, "POST", "/api/auth/two-factor/generate-backup-codes", {"password": PASSWORD})
+    with pytest.raises(ProcessDied):
+        run_sync(stack.auth.gateway.handle(req), stack.auth.store, dying)
+    flows.new_backup_codes = generate  # type: ignore[method-assign]
+    assert len(made) == 1
+    new = made[0]
+    # The old set: all there, and it signs in.
+    assert stack.records.execute(LoadUser(uid)).backup_codes == len(owner.backup_codes)
+    api = stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    r = api.auth("/two-factor/verify-backup-code", {"code": owner.backup_codes[0]})
+    assert r.status_code == 200 and r.json()["backupCodesRemaining"] == len(owner.backup_codes) - 1, r.text
+    # No new code: over HTTP (one try, so the attempt limits stay out of it) and, for every one of
+    # them, in the record store, where a code is consumed.
+    api = stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    r = api.auth("/two-factor/verify-backup-code", {"code": new[0]})
+    assert (r.status_code, r.json()["code"]) == (401, "INVALID_CODE"), r.text
+    for code in new:
+        candidates = stack.auth.keyring.code_candidates(normalize_code(code))
+        assert stack.records.execute(ConsumeBackupCode(uid, candidates)).status is Status.NOT_FOUND
+    # The next generation succeeds, and its activation removes the staged leftovers.
+    stack.clock.advance(30)
+    assert owner.auth("/two-factor/verify-totp", {"code": owner.code()}).status_code == 200
+    r = owner.auth("/two-factor/generate-backup-codes", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    t = stack.records.schema.backup_codes
+    from sqlalchemy import func, select
+
+    with stack.records.engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(t).where(t.c.user_id == uid)).scalar_one()
+    assert rows == len(r.json()["backupCodes"])
+    api = stack.client()
+    assert api.sign_in(EMAIL).status_code == 403
+    assert api.auth("/two-factor/verify-backup-code", {"code": r.json()["backupCodes"][0]}).status_code == 200
 
 
 # -- R4-4: the audit trail in SQL for each record change -------------------------------------------------

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from harness import PASSWORD, Api, Stack
+from harness import PASSWORD, SITE, Api, Stack
 from sqlalchemy import select
 
 from banata_middleware import OtpConfig
+from banata_middleware.errors import AuthError
 from banata_middleware.otp import Inbox, OtpMessage
+from banata_middleware.stores.hot_ops import name_of
 
 EMAIL = "otp@example.com"
 
@@ -378,6 +381,116 @@ def test_disable_otp_turns_2fa_off_when_it_was_the_only_factor(otp_stack: Stack,
     assert otp_stack.client().sign_in(EMAIL).status_code == 200
     r = api.auth("/two-factor/disable-otp", {"password": PASSWORD})
     assert (r.status_code, r.json()["code"]) == (400, "OTP_NOT_ENABLED")
+
+
+class _HotFailsOn:
+    """The stack's hot store, failing as an unreachable Redis does (503) on the first op of script
+    ``name``, or, with ``before``, running it just ahead of that op (another request overtaking)."""
+
+    def __init__(self, store: Any, name: str, before: Callable[[], Any] | None = None) -> None:
+        self.store, self.name, self.before = store, name, before
+        self.in_process = getattr(store, "in_process", False)
+        self.done = False
+
+    def _check(self, op: Any) -> None:
+        if name_of(op) != self.name or self.done:
+            return
+        self.done = True
+        if self.before is not None:
+            self.before()
+        else:
+            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+
+    def execute(self, op: Any) -> Any:
+        self._check(op)
+        return self.store.execute(op)
+
+    async def aexecute(self, op: Any) -> Any:
+        self._check(op)
+        return await self.store.aexecute(op)
+
+
+def test_disable_otp_of_the_last_factor_whose_hot_half_fails_changes_nothing(otp_stack: Stack, inbox: Inbox) -> None:
+    """As ``disable``: the record store removes the address and codes first; when the hot store
+    then fails, so that the factor-change rule cannot be re-checked, they are put back before the
+    503, which therefore means nothing changed (docs/storage.md, "Writes that span SQL and Redis")."""
+    api, uid = enrolled(otp_stack, inbox)
+    inner = otp_stack.auth.store
+    otp_stack.auth.store = _HotFailsOn(inner, "two_factor_disable")
+    try:
+        r = api.auth("/two-factor/disable-otp", {"password": PASSWORD})
+    finally:
+        otp_stack.auth.store = inner
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    assert otp_row(otp_stack, uid) == ("email", EMAIL)
+    challenge = pending(otp_stack)  # a second factor is still due: codes by message
+    assert challenge.auth("/two-factor/verify-otp", {"code": sent_code(challenge, inbox, uid)}).status_code == 200
+
+
+def test_disable_otp_by_a_session_that_ends_while_it_is_under_way_changes_nothing(
+        otp_stack: Stack, inbox: Inbox) -> None:
+    """The factor-change rule is re-checked after the record store's removal, as for ``disable``:
+    a session signed out meanwhile is refused (it used to get 200, the removal kept) and the
+    address is put back."""
+    import json
+
+    from banata_middleware.effects import run_sync
+    from banata_middleware.http import Request
+
+    api, uid = enrolled(otp_stack, inbox)
+    other_tab = otp_stack.client()
+    other_tab.http.cookies.update(api.http.cookies)
+    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
+    req = Request("POST", "/api/auth/two-factor/disable-otp",
+                  {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
+                  json.dumps({"password": PASSWORD}).encode())
+    store = _HotFailsOn(otp_stack.auth.store, "two_factor_disable",
+                        before=lambda: other_tab.auth("/sign-out"))
+    response = run_sync(otp_stack.auth.gateway.handle(req), store, otp_stack.auth.records)
+    assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
+    assert otp_row(otp_stack, uid) == ("email", EMAIL)
+    r = otp_stack.client().sign_in(EMAIL)
+    assert r.status_code == 403 and r.json()["twoFactorMethods"] == ["otp"], r.text
+
+
+def test_disable_otp_of_one_channel_is_undone_when_the_re_check_refuses_or_cannot_run(
+        stack_factory: Callable[..., Stack], inbox: Inbox) -> None:
+    """With another factor left (here: codes by SMS), stopping one channel is written to SQL first;
+    factor_change.lua then re-checks the rule (as for ``disable``), and a session signed out
+    meanwhile (401) or a hot store that fails (503) gets the address put back: either answer
+    means nothing changed."""
+    import json
+
+    from banata_middleware.effects import run_sync
+    from banata_middleware.http import Request
+
+    stack = stack_factory(otp=OtpConfig(sender=inbox, channels=("email", "sms")))
+    api, uid = enrolled(stack, inbox)
+    stack.auth.enable_otp(uid, channel="sms", to="+15551234567")
+
+    def channels() -> list[str]:
+        t = stack.records.schema.otp_factors
+        with stack.records.engine.connect() as conn:
+            return sorted(conn.execute(select(t.c.channel).where(t.c.user_id == uid)).scalars())
+
+    inner = stack.auth.store
+    stack.auth.store = _HotFailsOn(inner, "factor_change")
+    try:
+        r = api.auth("/two-factor/disable-otp", {"password": PASSWORD, "channel": "email"})
+    finally:
+        stack.auth.store = inner
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    assert channels() == ["email", "sms"]
+    other_tab = stack.client()
+    other_tab.http.cookies.update(api.http.cookies)
+    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
+    req = Request("POST", "/api/auth/two-factor/disable-otp",
+                  {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
+                  json.dumps({"password": PASSWORD, "channel": "email"}).encode())
+    store = _HotFailsOn(inner, "factor_change", before=lambda: other_tab.auth("/sign-out"))
+    response = run_sync(stack.auth.gateway.handle(req), store, stack.auth.records)
+    assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
+    assert channels() == ["email", "sms"]
 
 
 def test_disable_removes_codes_by_message_too(otp_stack: Stack, inbox: Inbox) -> None:

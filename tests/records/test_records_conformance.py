@@ -13,6 +13,7 @@ from records_support import Sequence, new_id, run_sequence
 from banata_middleware.stores.records import (
     AcceptTotpStep,
     Account,
+    ActivateBackupCodes,
     AddPasskey,
     AddTotpFactor,
     AdvanceSignCount,
@@ -23,6 +24,7 @@ from banata_middleware.stores.records import (
     ConsumeBackupCode,
     CreateAccount,
     DisableSecondFactor,
+    DiscardBackupCodes,
     EnableOtp,
     GetAccount,
     GetAccountByEmail,
@@ -36,18 +38,18 @@ from banata_middleware.stores.records import (
     RecordFailure,
     RecordOtpUse,
     RecordStore,
-    RegenerateBackupCodes,
     RemoveOtp,
     RemovePasskey,
     RemoveSecondFactor,
     RemoveTotpFactor,
     RenamePasskey,
     ReplaceBackupCodes,
-    RestoreBackupCodes,
+    RestoreOtp,
     RestoreSecondFactor,
     RevokeSessions,
     RewrapTotpSecret,
     SetPassword,
+    StageBackupCodes,
     Status,
     Unlock,
 )
@@ -192,27 +194,50 @@ def test_a_disable_is_undone_exactly_unless_a_factor_was_enrolled_meanwhile(stor
     run_sequence(store, mode, sequence)
 
 
-def test_a_regeneration_is_undone_only_while_its_set_is_the_stored_one(store: RecordStore, mode: str) -> None:
-    uid = new_id()
+def test_a_staged_set_is_no_code_until_activated_and_then_the_only_set(store: RecordStore, mode: str) -> None:
+    """generate-backup-codes' two phases: a staged set (phase one) neither counts nor signs in, and
+    the set in use keeps working beside it; activating it (phase two) deletes every other code of
+    the user in the same transaction, audited there. A set staged and never activated (a crash, a
+    refusal) changes nothing the user holds."""
+    uid, other = new_id(), new_id()
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
 
     def sequence() -> Sequence:
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2", "h3"], "k1", T)) == 3
-        assert (yield ConsumeBackupCode(uid, ["h3"])).status is Status.CONSUMED
-        previous = yield RegenerateBackupCodes(uid, ["n1", "n2"], "k2", T + 1,
-                                               audit=[AuditEntry("two_factor.backup_codes_regenerated", T)])
-        assert [(c.code_hash, c.key_id, c.created_at) for c in previous] == [("h1", "k1", T), ("h2", "k1", T)]
-        assert "h1" not in repr(previous)
-        assert (yield RestoreBackupCodes(uid, ["n1", "n2"], previous)) is Status.OK
-        assert ((yield LoadUser(uid)).backup_codes, (yield LoadUser(uid)).codes_key_id) == (2, "k1")
-        assert (yield ConsumeBackupCode(uid, ["n1"])).status is Status.NOT_FOUND
-        assert (yield ConsumeBackupCode(uid, ["h3"])).status is Status.NOT_FOUND  # a used code stays used
-        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.CONSUMED
-        # A later regeneration replaced the set: the undo writes nothing.
-        previous = yield RegenerateBackupCodes(uid, ["m1"], "k2", T + 2)
-        assert (yield ReplaceBackupCodes(uid, ["z1"], "k3", T + 3)) == 1
-        assert (yield RestoreBackupCodes(uid, ["m1"], previous)) is Status.CHANGED
-        assert (yield ConsumeBackupCode(uid, ["z1"])).status is Status.CONSUMED
-        assert (yield ConsumeBackupCode(uid, ["h2"])).status is Status.NOT_FOUND
+        assert (yield ReplaceBackupCodes(other, ["n1"], "k1", T)) == 1
+        assert (yield StageBackupCodes(uid, a, ["n1", "n2", "n2"], "k2", T + 1)) == 2
+        record = yield LoadUser(uid)
+        assert (record.backup_codes, record.codes_key_id) == (3, "k1")  # the staged set is no code yet
+        assert (yield ConsumeBackupCode(uid, ["n1"])) == BackupCodeUse(Status.NOT_FOUND, 3)
+        assert (yield ConsumeBackupCode(uid, ["h3"])) == BackupCodeUse(Status.CONSUMED, 2)
+        # A crash's leftover (b) and a concurrent generation's set (c) are staged beside it.
+        assert (yield StageBackupCodes(uid, b, ["l1"], "k2", T + 2)) == 1
+        assert (yield StageBackupCodes(uid, c, ["m1"], "k2", T + 3)) == 1
+        assert (yield DiscardBackupCodes(uid, b)) is Status.OK  # a refused generation drops its own set
+        assert (yield DiscardBackupCodes(uid, b)) is Status.NOT_FOUND
+        assert (yield ActivateBackupCodes(uid, a, audit=[AuditEntry("two_factor.backup_codes_regenerated", T)])) \
+            is Status.OK
+        record = yield LoadUser(uid)
+        assert (record.backup_codes, record.codes_key_id) == (2, "k2")
+        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.NOT_FOUND  # the old set is void
+        assert (yield ConsumeBackupCode(uid, ["n1"])) == BackupCodeUse(Status.CONSUMED, 1)
+        # The other generation's set went with the old one: it can no longer be activated.
+        assert (yield ActivateBackupCodes(uid, c)) is Status.CHANGED
+        assert (yield ActivateBackupCodes(uid, a)) is Status.CHANGED  # once only
+        assert (yield ConsumeBackupCode(uid, ["m1"])).status is Status.NOT_FOUND
+        assert (yield ConsumeBackupCode(uid, ["n2"])) == BackupCodeUse(Status.CONSUMED, 0)
+        assert (yield ConsumeBackupCode(other, ["n1"])).status is Status.CONSUMED  # the other user's own
+        # A disable removes a staged set too, and its undo does not bring it back as codes.
+        assert (yield ReplaceBackupCodes(uid, ["h1"], "k1", T)) == 1
+        assert (yield StageBackupCodes(uid, a, ["p1"], "k2", T + 4)) == 1
+        removed = yield DisableSecondFactor(uid, T)
+        assert [x.code_hash for x in removed.codes] == ["h1"]
+        assert (yield ActivateBackupCodes(uid, a)) is Status.CHANGED
+        assert (yield RestoreSecondFactor(uid, removed)) is Status.OK
+        assert (yield LoadUser(uid)).backup_codes == 1
+        assert (yield ActivateBackupCodes(uid, a)) is Status.CHANGED
+        assert (yield ConsumeBackupCode(uid, ["p1"])).status is Status.NOT_FOUND
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.backup_codes_regenerated"]
 
     run_sequence(store, mode, sequence)
 
@@ -250,8 +275,15 @@ def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: Re
         assert (yield RecordFailure(uid, 100, T)).streak == 1
         assert (yield RecordOtpUse(uid, [AuditEntry("two_factor.verified", T)])) is Status.OK
         assert (yield LoadUser(uid)).failure_streak == 0
-        assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) is Status.OK
-        assert (yield RemoveOtp(uid, "sms")) is Status.NOT_FOUND
+        assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) == (("sms", "+15551234567", T),)
+        assert (yield RemoveOtp(uid, "sms")) == ()
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
+        # An undo puts back exactly what went, unless the channel was enrolled again meanwhile.
+        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),))) is Status.OK
+        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15551234567", T),)
+        assert (yield EnableOtp(uid, "sms", "+15557654321", T + 1)) is Status.CREATED
+        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),), [AuditEntry("otp.enabled", T)])) is Status.TAKEN
+        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15557654321", T + 1),)
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
         # Disabling two-factor removes codes by message too.
         assert (yield RemoveSecondFactor(uid, T, end_sessions=False)) is Status.OK

@@ -155,3 +155,34 @@ def test_0007_names_the_one_app_a_user_had_and_adds_its_last_use(scratch_url: st
         assert store.execute(LoadUser("u")).totp[0].last_used_at == 1_000
     finally:
         store.dispose()
+
+
+def test_0008_keeps_every_existing_backup_code_in_use_and_a_downgrade_drops_only_staged_ones(
+        scratch_url: str) -> None:
+    """Backup codes stored before generation went in two phases are codes in use (``staged`` NULL):
+    they still count and still sign in after the upgrade. Going back to 0007 drops the staged rows
+    of a generation under way (never shown to anyone), never a code in use."""
+    from banata_middleware.stores.records import ConsumeBackupCode, StageBackupCodes, Status
+
+    store = RecordStore(scratch_url)
+    try:
+        migrate.upgrade(store.engine, store.schema, "0007")
+        with store.engine.begin() as conn:  # two codes as revision 0007 stored them
+            conn.execute(text("INSERT INTO banata_backup_codes (user_id, code_hash, key_id, created_at) "
+                              "VALUES ('u', 'h1', 'k1', 1), ('u', 'h2', 'k1', 1)"))
+        migrate.upgrade(store.engine, store.schema)
+        assert migrate.check(store.engine, store.schema) == []
+        assert store.execute(LoadUser("u")).backup_codes == 2
+        assert store.execute(ConsumeBackupCode("u", ["h1"])).status is Status.CONSUMED
+        assert store.execute(StageBackupCodes("u", "t" * 32, ["n1", "n2"], "k1", 2)) == 2
+        from alembic import command
+
+        with store.engine.begin() as conn:
+            command.downgrade(migrate.config(store.schema.prefix, conn), "0007")
+        with store.engine.connect() as conn:
+            left = conn.execute(text("SELECT code_hash FROM banata_backup_codes")).scalars().all()
+        assert [bytes(h).decode() if isinstance(h, bytes | bytearray) else h for h in left] == ["h2"]  # VARBINARY
+        migrate.upgrade(store.engine, store.schema)
+        assert store.execute(LoadUser("u")).backup_codes == 1
+    finally:
+        store.dispose()

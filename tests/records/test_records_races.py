@@ -82,6 +82,39 @@ def test_one_backup_code_is_consumed_by_exactly_one_of_20_callers(store: RecordS
     assert len(store.execute(ListAudit(uid))) == 1  # one audit row: the winner's
 
 
+def test_of_generations_activated_at_once_exactly_one_set_goes_into_use(store: RecordStore, concurrency: str) -> None:
+    """generate-backup-codes' phase two, racing: 10 generations of one user, each with its own
+    staged set, activate at the same time as 10 uses of an old code. Exactly one activation wins
+    (its set is the user's whole set afterwards, audited once), every other one finds its set gone
+    (CHANGED: that request answers 409 and shows no codes), and the old code is used at most once,
+    and only before the winner voided it. No deadlock reaches the caller (all rows of the user are
+    locked in one order)."""
+    from banata_middleware.stores.records import ActivateBackupCodes, StageBackupCodes
+
+    uid = new_id()
+    half = CALLERS // 2
+    store.execute(ReplaceBackupCodes(uid, ["old-1", "old-2"], "k1", T))
+    tokens = [f"{i:032x}" for i in range(half)]
+    for i, token in enumerate(tokens):
+        assert store.execute(StageBackupCodes(uid, token, [f"new-{i}-a", f"new-{i}-b"], "k2", T)) == 2
+    ops: list[RecordOp[Any]] = []
+    for i in range(half):
+        ops.append(ActivateBackupCodes(uid, tokens[i], audit=[AuditEntry("two_factor.backup_codes_regenerated", T)]))
+        ops.append(ConsumeBackupCode(uid, ["old-1"]))
+    replies = race(store, concurrency, ops)
+    activations = replies[0::2]
+    assert Counter(activations) == {Status.OK: 1, Status.CHANGED: half - 1}
+    winner = activations.index(Status.OK)
+    assert Counter(r.status for r in replies[1::2])[Status.CONSUMED] <= 1
+    record = store.execute(LoadUser(uid))
+    assert (record.backup_codes, record.codes_key_id) == (2, "k2")
+    for i in range(half):
+        expected = Status.CONSUMED if i == winner else Status.NOT_FOUND
+        assert store.execute(ConsumeBackupCode(uid, [f"new-{i}-a"])).status is expected, i
+    assert store.execute(ConsumeBackupCode(uid, ["old-2"])).status is Status.NOT_FOUND
+    assert [e.type for e in store.execute(ListAudit(uid))] == ["two_factor.backup_codes_regenerated"]
+
+
 def test_one_totp_step_is_accepted_for_exactly_one_of_20_callers(store: RecordStore, concurrency: str) -> None:
     uid = new_id()
     _enrol(store, uid)

@@ -14,11 +14,13 @@ from records_support import new_id
 
 from banata_middleware.stores.records import (
     AcceptTotpStep,
+    ActivateBackupCodes,
     AddPasskey,
     AddTotpFactor,
     AdvanceSignCount,
     ConfirmTotpFactor,
     ConsumeBackupCode,
+    DiscardBackupCodes,
     LoadUser,
     Passkey,
     RecordFailure,
@@ -26,6 +28,7 @@ from banata_middleware.stores.records import (
     RemoveSecondFactor,
     RemoveTotpFactor,
     ReplaceBackupCodes,
+    StageBackupCodes,
     Status,
 )
 
@@ -34,6 +37,10 @@ factor_ids = st.sampled_from(["a", "b"])
 secrets_ = st.sampled_from(["s1", "s2"])
 steps = st.integers(0, 6)
 codes = st.sampled_from(["c1", "c2", "c3"])
+tokens = st.sampled_from(["t1", "t2"])
+# A staged set's hashes carry its token (real ones are random, so two sets never share one); a
+# consume is also tried with them, before and after their set is activated.
+any_code = st.sampled_from(["c1", "c2", "c3", "t1-c1", "t1-c2", "t2-c1", "t2-c3"])
 credentials = st.sampled_from(["p1", "p2"])
 
 
@@ -48,6 +55,7 @@ class Factor:
 class Model:
     factors: dict[str, Factor] = field(default_factory=dict)
     codes: set[str] = field(default_factory=set)
+    staged: dict[str, set[str]] = field(default_factory=dict)  # generate-backup-codes' phase one, by token
     sign_counts: dict[str, int] = field(default_factory=dict)
     streak: int = 0
 
@@ -124,8 +132,33 @@ class FactorMachine(RuleBasedStateMachine):
     def replace_codes(self, new: set[str]) -> None:
         assert self.store.execute(ReplaceBackupCodes(self.uid, sorted(new), "k1", T)) == len(new)
         self.model.codes = set(new)
+        self.model.staged.clear()
 
-    @rule(candidates=st.lists(codes, max_size=2))
+    @rule(token=tokens, new=st.sets(codes, min_size=1))
+    def stage_codes(self, token: str, new: set[str]) -> None:
+        hashes = {f"{token}-{c}" for c in new}
+        taken = self.model.codes.union(*self.model.staged.values())
+        if token in self.model.staged or hashes & taken:
+            return  # a token or hash is never reused for real (both random)
+        assert self.store.execute(StageBackupCodes(self.uid, token, sorted(hashes), "k2", T)) == len(hashes)
+        self.model.staged[token] = hashes
+
+    @rule(token=tokens)
+    def activate_codes(self, token: str) -> None:
+        reply = self.store.execute(ActivateBackupCodes(self.uid, token))
+        if token in self.model.staged:
+            assert reply is Status.OK
+            self.model.codes = self.model.staged.pop(token)
+            self.model.staged.clear()
+        else:
+            assert reply is Status.CHANGED
+
+    @rule(token=tokens)
+    def discard_codes(self, token: str) -> None:
+        reply = self.store.execute(DiscardBackupCodes(self.uid, token))
+        assert reply is (Status.OK if self.model.staged.pop(token, None) else Status.NOT_FOUND)
+
+    @rule(candidates=st.lists(any_code, max_size=2))
     def use_code(self, candidates: list[str]) -> None:
         reply = self.store.execute(ConsumeBackupCode(self.uid, candidates))
         hit = self.model.codes & set(candidates)
@@ -161,6 +194,7 @@ class FactorMachine(RuleBasedStateMachine):
         assert self.store.execute(RemoveSecondFactor(self.uid, T)) is (Status.OK if had else Status.NOT_FOUND)
         self.model.factors.clear()
         self.model.codes.clear()
+        self.model.staged.clear()
         self.model.streak = 0
 
     @invariant()

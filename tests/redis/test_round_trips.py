@@ -183,3 +183,7 @@ def test_round_trips_per_request_kind_stay_within_the_budget(metered: tuple[Mete
         assert (meter.cost(verify), meter.sql_cost(verify)) == (2, 2), verify
     for verify in ("verify-totp (step-up)", "verify-backup-code (step-up)"):
         assert meter.cost(verify) <= 2 and meter.sql_cost(verify) <= 2, verify
+    # generate-backup-codes with 2FA on (issue 18, crash safety): the caller's lookup, then the new
+    # set staged, then (after factor_change.lua's re-check) put in use: 3 SQL transactions, one more
+    # than when the set was replaced before the re-check (and lost the old codes to a crash between).
+    assert meter.sql_cost("generate-backup-codes") == 3

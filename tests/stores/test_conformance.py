@@ -16,20 +16,20 @@ minutes: so neither store expires a key by its clock during an example, and ever
 scripts decide (``exp`` fields, windows) is decided by ``now_ms`` alike in both. TTLs are compared
 to within half a minute (Redis's run down in real time, the memory store's do not).
 
-CI runs a short profile (about 20 s of CPU or less); ``BANATA_CONFORMANCE_EXAMPLES=500`` runs a
-deeper search (``-s`` prints how often each operation answered each status).
+CI runs a short profile (40 examples of 30 steps, about 20 s of CPU or less); ``BANATA_TEST_DEPTH=deep``
+(400 examples of 50 steps) or ``BANATA_CONFORMANCE_EXAMPLES=N`` runs a deeper search (``-s`` prints
+how often each operation answered each status); docs/testing.md lists the knobs.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, ClassVar, get_args, get_type_hints
 
 import pytest
 import redis
-from harness import RedisServer
+from harness import RedisServer, knob
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -462,16 +462,20 @@ def test_every_field_has_values() -> None:
             assert field in ("head", "now_ms") or field in KEYS or field in ID_ARGS or field in ARGS, (spec.name, field)
 
 
+#: Examples of the state machine (a deeper search also takes longer walks: 50 steps, not 30).
+CI_EXAMPLES = 40
+EXAMPLES = knob("BANATA_CONFORMANCE_EXAMPLES", CI_EXAMPLES, 400)
+
+
 @pytest.mark.timeout(900)  # passing takes ~20 s; a failure is shrunk, which takes minutes against Redis
 def test_redis_and_memory_stores_answer_alike(redis_server: RedisServer) -> None:
-    deep = int(os.environ.get("BANATA_CONFORMANCE_EXAMPLES", "0"))
 
     class Machine(HotStoreMachine):
         server = redis_server
         reached: ClassVar[Counter[str]] = Counter()
 
     run_state_machine_as_test(Machine, settings=settings(
-        max_examples=deep or 40, stateful_step_count=50 if deep else 30, deadline=None, database=None,
+        max_examples=EXAMPLES, stateful_step_count=50 if EXAMPLES > CI_EXAMPLES else 30, deadline=None, database=None,
         print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     print("\n".join(f"{n:6d}  {what}" for what, n in sorted(Machine.reached.items())))
     reached = {"challenge_answer OK", "challenge_answer LOCKED", "session_answer OK", "trust_use OK",

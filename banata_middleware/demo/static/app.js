@@ -136,6 +136,8 @@
     AUTHENTICATOR_NOT_FOUND: () => "That authenticator app is not on your account any more. Reload the page.",
     AUTHENTICATOR_NAME_TAKEN: () => "Another of your authenticator apps has that name. Choose another one.",
     TOO_MANY_AUTHENTICATORS: () => "You have 10 authenticator apps already. Remove one to add another.",
+    BACKUP_CODES_CHANGED: () =>
+      "Your backup codes were changed in another tab or window meanwhile. Generate them again if you still need new ones.",
     NETWORK_ERROR: () => "Cannot reach the server. Check that the demo is running and try again.",
   };
 

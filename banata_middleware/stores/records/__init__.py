@@ -10,14 +10,15 @@ from __future__ import annotations
 from .accounts import Account, CreateAccount, GetAccount, GetAccountByEmail, SetPassword
 from .audit import AppendAudit, AuditRecord, ListAudit, PruneAudit
 from .factors.backup_codes import (
+    ActivateBackupCodes,
     BackupCode,
     BackupCodeUse,
     ConsumeBackupCode,
-    RegenerateBackupCodes,
+    DiscardBackupCodes,
     ReplaceBackupCodes,
-    RestoreBackupCodes,
+    StageBackupCodes,
 )
-from .factors.otp import EnableOtp, OtpFactor, RecordOtpUse, RemoveOtp
+from .factors.otp import EnableOtp, OtpFactor, OtpRows, RecordOtpUse, RemoveOtp, RestoreOtp
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
@@ -61,14 +62,14 @@ from .users import (
 )
 
 __all__ = [
-    "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "AddAuthenticator", "AddPasskey", "AddTotpFactor",
-    "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval", "BackupCode",
-    "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "DisableSecondFactor",
-    "DisabledSecondFactor", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount", "GetAccountByEmail",
-    "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor", "Passkey", "Proof",
-    "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse", "RecordStore",
-    "RegenerateBackupCodes", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor",
-    "RemoveTotpFactor", "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RestoreBackupCodes",
-    "RestoreSecondFactor", "RevokeSessions", "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword",
-    "Status", "TotpCandidate", "TotpFactor", "Unlock", "UserRecord",
+    "AcceptAnyTotpStep", "AcceptTotpStep", "Account", "ActivateBackupCodes", "AddAuthenticator", "AddPasskey",
+    "AddTotpFactor", "AdvanceSignCount", "AppendAudit", "AuditEntry", "AuditRecord", "AuthenticatorRemoval",
+    "BackupCode", "BackupCodeUse", "ConfirmTotpFactor", "ConsumeBackupCode", "CreateAccount", "DisableSecondFactor",
+    "DisabledSecondFactor", "DiscardBackupCodes", "EnableOtp", "EnableTotp", "FailureCount", "GetAccount",
+    "GetAccountByEmail", "GetPasskey", "ListAudit", "ListPasskeys", "ListTotpSecrets", "LoadUser", "OtpFactor",
+    "OtpRows", "Passkey", "Proof", "ProveSecondFactor", "PruneAudit", "RecordFailure", "RecordOp", "RecordOtpUse",
+    "RecordStore", "RemoveAuthenticator", "RemoveOtp", "RemovePasskey", "RemoveSecondFactor", "RemoveTotpFactor",
+    "RenamePasskey", "RenameTotpFactor", "ReplaceBackupCodes", "RestoreOtp", "RestoreSecondFactor", "RevokeSessions",
+    "RewrapTotpSecret", "Schema", "SchemaOutOfDate", "SetPassword", "StageBackupCodes", "Status", "TotpCandidate",
+    "TotpFactor", "Unlock", "UserRecord",
 ]

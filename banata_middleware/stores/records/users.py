@@ -117,8 +117,11 @@ def _load_user(schema: Schema) -> Executable:
     o = schema.otp_factors
     u: BindParameter[str] = bindparam("u")
     scalars = select(
-        select(func.count()).select_from(b).where(b.c.user_id == u).scalar_subquery().label("codes"),
-        select(func.min(b.c.key_id)).where(b.c.user_id == u).scalar_subquery().label("codes_kid"),
+        # Codes in use only: a staged set (generate-backup-codes between its two phases) is none yet.
+        select(func.count()).select_from(b).where(b.c.user_id == u, b.c.staged.is_(None)).scalar_subquery()
+        .label("codes"),
+        select(func.min(b.c.key_id)).where(b.c.user_id == u, b.c.staged.is_(None)).scalar_subquery()
+        .label("codes_kid"),
         select(func.count()).select_from(p).where(p.c.user_id == u).scalar_subquery().label("keys"),
         *(select(column).where(s.c.user_id == u).scalar_subquery().label(column.name)
           for column in (s.c.failure_streak, s.c.locked_at, s.c.generation, s.c.revoked_at)),
@@ -215,6 +218,7 @@ class RemoveSecondFactor(RecordOp[Status]):
     end_sessions: bool = True
 
     def run(self, schema: Schema) -> SqlGen[Status]:
+        from .factors.backup_codes import take_codes
         from .factors.totp import lock_user_factors  # that module imports this one
 
         u = self.user_id
@@ -224,10 +228,14 @@ class RemoveSecondFactor(RecordOp[Status]):
         # deleted by it (on PostgreSQL a DELETE whose snapshot predates that commit would leave it).
         yield lock_user_factors(schema, u)
         yield from lock_user_state(schema, u)
+        in_use = yield from take_codes(schema, u)
         removed = 0
         for table in (schema.totp_factors, schema.backup_codes, *((schema.passkeys,) if self.passkeys else ()),
                       schema.otp_factors):
-            removed += (yield delete(table).where(table.c.user_id == u)).rowcount
+            gone = (yield delete(table).where(table.c.user_id == u)).rowcount
+            # A staged set (generate-backup-codes under way) goes too, but is no factor: counted
+            # from the codes in use, read under the same locks as DisableSecondFactor reads them.
+            removed += len(in_use) if table is schema.backup_codes else gone
         t = schema.user_state
         yield ensure_user_state(schema, u)
         revoke = {"generation": t.c.generation + 1, "revoked_at": self.at} if self.end_sessions else {}

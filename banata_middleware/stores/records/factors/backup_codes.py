@@ -1,9 +1,18 @@
 """Backup codes: keyed hashes only (``crypto.Keyring``), single use.
 
-A code is consumed by ONE ``DELETE ... WHERE user_id = :u AND code_hash IN (:candidates)``: the
-rowcount says whether this caller used it up, so twenty concurrent callers get one success. The
-candidates are the code's hash under every configured key (rotation). Portable to MariaDB, which
-has ``DELETE ... RETURNING`` but no ``UPDATE ... RETURNING``: the rowcount is all we need.
+A code is consumed by ONE ``DELETE ... WHERE user_id = :u AND code_hash IN (:candidates) AND staged
+IS NULL``: the rowcount says whether this caller used it up, so twenty concurrent callers get one
+success. The candidates are the code's hash under every configured key (rotation). Portable to
+MariaDB, which has ``DELETE ... RETURNING`` but no ``UPDATE ... RETURNING``: the rowcount is all we need.
+
+A new set (generate-backup-codes with 2FA on) goes in in two phases, so that no crash can leave the
+user with codes nobody saw: ``StageBackupCodes`` writes it beside the set in use, *staged* (the
+``staged`` column holds the generation's token; 0008), where no read and no consume sees it; the
+flow then re-checks the factor-change rule in the hot store, and only when that passes
+``ActivateBackupCodes`` puts the staged set in use and deletes every other code of the user, in
+one transaction. A crash or a refusal before it leaves the old set working and the staged rows
+inert (``DiscardBackupCodes`` drops them on a refusal; the next activation, a disable, an enable
+or a reset drops a crash's).
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, select
+from sqlalchemy import Column, Executable, MetaData, String, Table, bindparam, delete, func, insert, or_, select, update
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 from ..types import Ident, Millis
@@ -21,8 +30,8 @@ from ..users import clear_failures
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["BackupCode", "BackupCodeUse", "ConsumeBackupCode", "RegenerateBackupCodes", "ReplaceBackupCodes",
-           "RestoreBackupCodes", "define_table"]
+__all__ = ["ActivateBackupCodes", "BackupCode", "BackupCodeUse", "ConsumeBackupCode", "DiscardBackupCodes",
+           "ReplaceBackupCodes", "StageBackupCodes", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -33,12 +42,15 @@ def define_table(metadata: MetaData, prefix: str) -> Table:
         Column("code_hash", Ident(128), primary_key=True),
         Column("key_id", String(16), nullable=False),
         Column("created_at", Millis, nullable=False),
+        # NULL: in use. Otherwise the token of a generation not yet activated (StageBackupCodes):
+        # such a row is no code at all until ActivateBackupCodes clears it (0008).
+        Column("staged", Ident(32), nullable=True),
     )
 
 
 def _remaining(schema: Schema) -> Executable:
     t = schema.backup_codes
-    return select(func.count()).select_from(t).where(t.c.user_id == bindparam("u"))
+    return select(func.count()).select_from(t).where(t.c.user_id == bindparam("u"), t.c.staged.is_(None))
 
 
 def remaining(schema: Schema, user_id: str) -> SqlGen[int]:
@@ -47,13 +59,16 @@ def remaining(schema: Schema, user_id: str) -> SqlGen[int]:
 
 def _consume(schema: Schema) -> Executable:
     t = schema.backup_codes
-    return delete(t).where(t.c.user_id == bindparam("u"), t.c.code_hash.in_(bindparam("c", expanding=True)))
+    return delete(t).where(t.c.user_id == bindparam("u"), t.c.code_hash.in_(bindparam("c", expanding=True)),
+                           t.c.staged.is_(None))
 
 
 @dataclass(frozen=True, slots=True)
 class ReplaceBackupCodes(RecordOp[int]):
-    """Replace the user's whole set (generate/regenerate) in one transaction: the old codes stop
-    working exactly when the new ones start. Replies with the number of codes stored."""
+    """Replace the user's whole set in one transaction (an enrolment's first code, an import: the
+    set was shown before, or is shown after, by a request that has nothing left to check), staged
+    rows too: the old codes stop working exactly when the new ones start. Replies with the number
+    of codes stored."""
 
     user_id: str
     code_hashes: Sequence[str] = field(repr=False)  # out of every repr, like every hash and secret
@@ -84,16 +99,18 @@ class BackupCode:
 
 def _codes_for_update(schema: Schema) -> Executable:
     t = schema.backup_codes
-    return (select(t.c.code_hash, t.c.key_id, t.c.created_at).where(t.c.user_id == bindparam("u"))
+    return (select(t.c.code_hash, t.c.key_id, t.c.created_at, t.c.staged).where(t.c.user_id == bindparam("u"))
             .order_by(t.c.code_hash).with_for_update())
 
 
 def take_codes(schema: Schema, user_id: str) -> SqlGen[tuple[BackupCode, ...]]:
-    """The user's codes, locked until the transaction ends (FOR UPDATE: a consume racing the change
-    that deletes them waits, then finds them gone), so the set read is exactly the set deleted
-    after it, and putting it back can never revive a code used meanwhile."""
+    """The user's codes in use, locked until the transaction ends (FOR UPDATE: a consume racing the
+    change that deletes them waits, then finds them gone), so the set read is exactly the set
+    deleted after it, and putting it back can never revive a code used meanwhile. Staged rows are
+    locked too (every change of the set locks all the user's rows in ``code_hash`` order, so two
+    never wait on each other in a circle) but not returned: they are no codes."""
     rows = (yield schema.prepared(_codes_for_update), {"u": user_id}).all()
-    return tuple(BackupCode(r.code_hash, r.key_id, r.created_at) for r in rows)
+    return tuple(BackupCode(r.code_hash, r.key_id, r.created_at) for r in rows if r.staged is None)
 
 
 def put_back_codes(schema: Schema, user_id: str, codes: Sequence[BackupCode]) -> Statement | None:
@@ -105,49 +122,72 @@ def put_back_codes(schema: Schema, user_id: str, codes: Sequence[BackupCode]) ->
 
 
 @dataclass(frozen=True, slots=True)
-class RegenerateBackupCodes(RecordOp[tuple[BackupCode, ...]]):
-    """``ReplaceBackupCodes`` that replies with the set it replaced, so that the flow can put it back
-    (``RestoreBackupCodes``) when the factor-change rule, re-checked after the commit, refuses, or
-    cannot be checked: the new codes are then never shown, and the old ones must keep working
-    (review finding R4-3)."""
+class StageBackupCodes(RecordOp[int]):
+    """Phase one of a new set while two-factor is on: the codes are written staged under ``token``
+    (random, one per generation), beside the set in use, which keeps working. No read and no
+    consume sees a staged row, so a crash after this commit changes nothing the user has: the old
+    codes work, and the new ones, never shown, match nothing. One INSERT. Replies with the number
+    of codes staged."""
 
     user_id: str
-    code_hashes: Sequence[str] = field(repr=False)
+    token: str
+    code_hashes: Sequence[str] = field(repr=False)  # out of every repr, like every hash and secret
     key_id: str
     at: int
-    audit: Sequence[AuditEntry] = ()
 
-    def run(self, schema: Schema) -> SqlGen[tuple[BackupCode, ...]]:
-        previous = yield from take_codes(schema, self.user_id)
-        yield from ReplaceBackupCodes(self.user_id, self.code_hashes, self.key_id, self.at, self.audit).run(schema)
-        return previous
+    def run(self, schema: Schema) -> SqlGen[int]:
+        hashes = sorted(set(self.code_hashes))
+        if hashes:
+            yield insert(schema.backup_codes).values([
+                {"user_id": self.user_id, "code_hash": h, "key_id": self.key_id, "created_at": self.at,
+                 "staged": self.token} for h in hashes])
+        return len(hashes)
 
 
 @dataclass(frozen=True, slots=True)
-class RestoreBackupCodes(RecordOp[Status]):
-    """Undo a ``RegenerateBackupCodes``: its set (``code_hashes``) goes, ``previous`` comes back.
-    OK; or CHANGED when none of that set is stored any more (a later regeneration, a disable, a
-    reset replaced it: that change stands, and nothing is written)."""
+class ActivateBackupCodes(RecordOp[Status]):
+    """Phase two, once the factor-change rule passed: the set staged under ``token`` goes into use
+    and every other code of the user goes (the old set, a crash's leftovers, and the staged set of
+    a generation running at the same time, which then finds its own gone), with the audit rows,
+    in one transaction. OK; or CHANGED when the staged set is no longer there (a disable, an
+    enrolment, an import, a reset, or a generation that activated first removed it): nothing is
+    written, and the codes in use stay as they are.
+
+    The decision spans rows, so it is taken under their locks (docs/storage.md): every code row of
+    the user is locked first, in ``code_hash`` order as every change of the set does (a consume
+    racing it either used its code first or finds it gone), then read; the statements that follow
+    act on what that read found. The staged rows existed before this transaction began (phase one
+    committed), so a locked read that does not return them means they were deleted."""
 
     user_id: str
-    code_hashes: Sequence[str] = field(repr=False)
-    previous: Sequence[BackupCode]
+    token: str
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        t = schema.backup_codes
-        # The set's codes were never shown to anyone, so none was used: all of them are there, or
-        # (replaced since) none. The DELETE's rowcount decides which.
-        gone = (yield delete(t).where(t.c.user_id == self.user_id,
-                                      t.c.code_hash.in_(sorted(set(self.code_hashes))))).rowcount
-        if not gone:
+        t, u = schema.backup_codes, self.user_id
+        rows = (yield schema.prepared(_codes_for_update), {"u": u}).all()
+        if not any(r.staged == self.token for r in rows):
             return Status.CHANGED
-        back = put_back_codes(schema, self.user_id, self.previous)
-        if back is not None:
-            yield back
+        yield delete(t).where(t.c.user_id == u, or_(t.c.staged.is_(None), t.c.staged != self.token))
+        yield update(t).where(t.c.user_id == u, t.c.staged == self.token).values(staged=None)
         if self.audit:
-            yield audit_insert(schema, self.user_id, self.audit)
+            yield audit_insert(schema, u, self.audit)
         return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardBackupCodes(RecordOp[Status]):
+    """Drop a staged set that will never be activated (the factor-change rule refused, or could not
+    be checked). Nothing the user holds changes, so nothing is audited. OK, or NOT_FOUND (it was
+    removed already: by a disable, an enrolment, a reset or another generation's activation)."""
+
+    user_id: str
+    token: str
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        t = schema.backup_codes
+        gone = (yield delete(t).where(t.c.user_id == self.user_id, t.c.staged == self.token)).rowcount
+        return Status.OK if gone else Status.NOT_FOUND
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Column, MetaData, String, Table, delete, insert
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, select
 
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
@@ -22,7 +22,7 @@ from ..users import clear_failures, ensure_user_state
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["EnableOtp", "OtpFactor", "RecordOtpUse", "RemoveOtp", "define_table"]
+__all__ = ["EnableOtp", "OtpFactor", "OtpRows", "RecordOtpUse", "RemoveOtp", "RestoreOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -68,20 +68,50 @@ class EnableOtp(RecordOp[Status]):
         return Status.OK if replaced else Status.CREATED
 
 
+#: Addresses as stored: (channel, address, created_at), what a removal replies and an undo puts back.
+OtpRows = tuple[tuple[str, str, int], ...]
+
+
 @dataclass(frozen=True, slots=True)
-class RemoveOtp(RecordOp[Status]):
-    """Stop codes by ``channel`` (every channel when None). OK, or NOT_FOUND."""
+class RemoveOtp(RecordOp[OtpRows]):
+    """Stop codes by ``channel`` (every channel when None). Replies with the rows removed (none:
+    nothing to stop), read under the delete's row locks, so that the flow can put them back exactly
+    (``RestoreOtp``) when the factor-change rule, re-checked after this commit, refuses."""
 
     user_id: str
     channel: str | None = None
     audit: Sequence[AuditEntry] = ()
 
-    def run(self, schema: Schema) -> SqlGen[Status]:
+    def run(self, schema: Schema) -> SqlGen[OtpRows]:
         t = schema.otp_factors
         where = [t.c.user_id == self.user_id, *([t.c.channel == self.channel] if self.channel else [])]
-        gone = (yield delete(t).where(*where)).rowcount
-        if not gone:
-            return Status.NOT_FOUND
+        rows = tuple((r.channel, r.address, r.created_at) for r in (
+            yield select(t.c.channel, t.c.address, t.c.created_at).where(*where).order_by(t.c.channel)
+            .with_for_update()).all())
+        if not rows:
+            return ()
+        yield delete(t).where(*where)
+        if self.audit:
+            yield audit_insert(schema, self.user_id, self.audit)
+        return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOtp(RecordOp[Status]):
+    """Undo a ``RemoveOtp``: its rows come back as they were. OK; or TAKEN when one of those channels
+    was enrolled again meanwhile (that enrolment stands: the primary key refuses the put-back, and
+    nothing is written)."""
+
+    user_id: str
+    rows: OtpRows
+    audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = Status.TAKEN
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        if self.rows:
+            yield insert(schema.otp_factors).values([
+                {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
+                for channel, address, at in self.rows])
         if self.audit:
             yield audit_insert(schema, self.user_id, self.audit)
         return Status.OK
