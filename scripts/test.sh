@@ -37,4 +37,10 @@ echo "== mypy (strict, package)"; .venv/bin/mypy
 # pytest keeps the modules it rewrites for assertions as bytecode in __pycache__ (git-ignored). A
 # PYTHONDONTWRITEBYTECODE inherited from the machine would have the suite and each of the Python and
 # pytest processes it starts compile and rewrite them all again (~500 modules per pytest process).
-echo "== pytest"; env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m pytest "$@"
+# Two worker processes (pytest-xdist), each taking a whole test file at a time (--dist loadfile), so a
+# module's servers, browser and databases start once: each worker has its own redis-server, PostgreSQL
+# database and event loop. BANATA_TEST_WORKERS=0 runs in this process alone (as does `-n 0` given to
+# this script: a later -n wins); more workers on a machine with more cores.
+workers=${BANATA_TEST_WORKERS:-2}
+echo "== pytest ($workers workers)"
+env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"

@@ -5,6 +5,7 @@ live in conftest.py; tests import helpers from here (``from harness import ...``
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import secrets
 import shutil
@@ -47,6 +48,21 @@ DEEP = os.environ.get("BANATA_TEST_DEPTH", "ci") == "deep"
 def knob(variable: str, ci: int, deep: int) -> int:
     """The environment's ``variable`` when set, else ``deep`` under BANATA_TEST_DEPTH=deep, else ``ci``."""
     return int(os.environ.get(variable) or (deep if DEEP else ci))
+
+
+@contextmanager
+def one_worker_at_a_time(name: str) -> Iterator[None]:
+    """Hold a lock shared by every pytest process on this machine (the suite's xdist workers) while a
+    module races many callers against PostgreSQL: two such modules at once, one per worker, would
+    come near the server's 100 connections (max_connections), and a refused connection reads as a
+    503 in a race. Others wait here; nothing else is serialised."""
+    path = os.path.join(tempfile.gettempdir(), f"banata-tests-{name}.lock")
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def free_port() -> int:

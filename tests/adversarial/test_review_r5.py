@@ -20,7 +20,7 @@ import standardwebhooks
 from harness import PASSWORD, SITE, Stack, count_scrypt
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "delivery"))
-from delivery_support import SECRET, Receiver, commit, make_auth
+from delivery_support import POLL, SECRET, Receiver, commit, make_auth
 
 from banata_middleware import BanataAuth
 from banata_middleware.config import Policies
@@ -284,7 +284,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(records: RecordStore, fcloc
                     pass
 
             self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-            threading.Thread(target=self._server.serve_forever, daemon=True).start()
+            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True).start()
             return self
 
     redirector = Redirector().start()
@@ -580,7 +580,7 @@ def test_slow_deliveries_are_made_by_one_process_at_a_time(records: RecordStore,
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         secret = new_webhook_secret()

@@ -21,10 +21,12 @@ from banata_middleware.delivery import DeliveryPolicy, Notifier, WebhookEndpoint
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores.records import AppendAudit, AuditEntry, RecordStore
 
-__all__ = ["BACKENDS", "POLICY", "SECRET", "Delivery", "Receiver", "commit", "make_auth", "scratch_database"]
+__all__ = ["BACKENDS", "POLICY", "POLL", "SECRET", "Delivery", "Receiver", "commit", "make_auth", "scratch_database"]
 
 SECRET = "test-secret-" + "x" * 40
 #: Short, deterministic delivery for tests: no thread, 3 attempts, 1 s then 2 s of (frozen) backoff.
+#: How often a receiver's server loop looks for shutdown() (http.server's default, 0.5 s, is what each stop() waits).
+POLL = 0.02
 POLICY = DeliveryPolicy(timeout=0.5, max_attempts=3, backoff=1.0, lease=5.0, gap_grace=2.0, background=False)
 
 
@@ -70,7 +72,9 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # serve_forever checks for shutdown() every poll_interval (0.5 s by default): every test's
+        # stop() would wait that long.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True).start()
         return self
 
     def stop(self) -> None:

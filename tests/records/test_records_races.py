@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from harness import one_worker_at_a_time
 from records_support import new_id
 
 from banata_middleware.stores.records import (
@@ -39,6 +41,13 @@ from banata_middleware.stores.records import (
 CALLERS = 20
 T = 1_800_000_000_000
 STEP = 60_000_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _alone() -> Iterator[None]:
+    """Twenty callers a race: never beside another worker's race module (PostgreSQL's connections)."""
+    with one_worker_at_a_time("postgres-races"):
+        yield
 
 
 @pytest.fixture(params=["threads", "gather"])

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import redis
-from harness import knob
+from harness import knob, one_worker_at_a_time
 from servers import SERVER_KINDS, serve
 
 from banata_middleware import BanataAuth, OtpConfig, PasswordHashing, Policies
@@ -354,7 +354,9 @@ def live_fixture(cls: type[Live] = Live, *, otp: bool = False) -> Any:
 
     @pytest.fixture(params=SERVER_KINDS)
     def live(request: pytest.FixtureRequest, redis_url: str, database_url: str) -> Iterator[Live]:
-        with live_app(request.param, redis_url=redis_url, database_url=database_url, cls=cls, otp=otp) as state:
+        # Both servers race many callers against PostgreSQL: one worker's race at a time (harness).
+        with one_worker_at_a_time("postgres-races"), \
+                live_app(request.param, redis_url=redis_url, database_url=database_url, cls=cls, otp=otp) as state:
             yield state
 
     return live
