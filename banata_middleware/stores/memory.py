@@ -654,7 +654,7 @@ class MemoryStore:
             index = self.get(op.sessions_key)
             for sid in sorted(index) if isinstance(index, set) else []:
                 s = x.hash(base + sid)
-                if "aal" in s and int(s["aal"]) < 2 and int(s.get("created", "0")) >= int(op.since_ms):
+                if sid != op.sid and "aal" in s and int(s.get("created", "0")) >= int(op.since_ms):
                     self.delete(base + sid)
                     index.discard(sid)
                     x.audit("session.revoked", sid, "two_factor_restored")

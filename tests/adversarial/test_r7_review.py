@@ -126,9 +126,7 @@ def test_r7_2_a_refused_disable_otp_does_not_turn_2fa_back_on_under_a_removal_to
                                                                                removal.json())
 
 
-# -- R7-3, R7-4: an enrolment in the window of a disable whose hot half failed outlives the undo ---
-@pytest.mark.xfail(strict=True, reason="R7-3: a disable answered 503 ('nothing changed') whose undo meets an "
-                   "app enrolled in the window (TAKEN) stops: the owner's app and codes stay gone, the thief's stands")
+# -- R7-3, R7-4 (fixed): an enrolment in the window of a disable whose hot half failed outlives the undo
 def test_r7_3_a_disable_answered_503_leaves_the_owners_factor_in_place(stack: Stack) -> None:
     """The owner disables; the record store commits; the hot half fails (503: "nothing changed").
     In that window the record says off: a thief with the password signs in (aal 1) and sets up
@@ -161,8 +159,6 @@ def test_r7_3_a_disable_answered_503_leaves_the_owners_factor_in_place(stack: St
     assert session_of(thief) is None
 
 
-@pytest.mark.xfail(strict=True, reason="R7-4: the undo of a 503 remove-authenticator (last) keeps an address "
-                   "a thief bound for codes by message in the window, and the thief's session")
 def test_r7_3_a_last_app_removal_answered_503_keeps_no_address_bound_in_the_window(
         otp_stack: Stack, inbox: Inbox) -> None:  # noqa: F811
     """As above, with a factor of another kind: the undo's put-back meets no unique key (OK), so
