@@ -185,6 +185,49 @@ def test_r7_3_a_last_app_removal_answered_503_keeps_no_address_bound_in_the_wind
     assert otp_rows(otp_stack, uid) == []  # and nothing else: "nothing changed"
 
 
+def test_r7_3_a_passkey_registered_in_the_window_of_a_disable_answered_503_goes_with_the_undo(
+        stack: Stack) -> None:
+    """Passkeys stay through a disable, so the undo has none to put back; but one registered in
+    the window (the record said off: the password alone signed in) would sign in on its own
+    afterwards. The undo removes the passkeys the user did not have at the removal, keeps the
+    owner's, and ends the thief's session."""
+    from harness import SITE
+
+    from banata_middleware.simulator import VirtualPasskey
+
+    def register(api: Any, key: VirtualPasskey) -> Any:
+        options = api.get("/api/auth/passkey/generate-register-options").json()
+        return api.post("/api/auth/passkey/verify-registration", {"response": key.create(options, origin=SITE)})
+
+    def passkey_sign_in(api: Any, key: VirtualPasskey) -> Any:
+        options = api.get("/api/auth/passkey/generate-authenticate-options").json()
+        return api.post("/api/auth/passkey/verify-authentication", {"response": key.get(options, origin=SITE)})
+
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    device = owner.enable_2fa()
+    mine, theirs = VirtualPasskey(user_verified=True), VirtualPasskey(user_verified=True)
+    assert register(owner, mine).status_code == 200
+    thief = stack.client(ip=THIEF_IP)
+
+    def thief_registers() -> None:
+        assert thief.sign_in(EMAIL).status_code == 200  # the record says off
+        r = register(thief, theirs)
+        assert r.status_code == 200, r.text
+
+    req = request_of(owner, "/two-factor/disable", {"password": PASSWORD})
+    response = run_sync(stack.auth.gateway.handle(req), FailAfter(stack.auth.store, "two_factor_disable",
+                                                                  thief_registers), stack.auth.records)
+    assert response.status == 503, response.body
+    assert session_of(thief) is None
+    assert passkey_sign_in(stack.client(), theirs).status_code == 401
+    assert passkey_sign_in(stack.client(), mine).status_code == 200  # the owner's passkey stays
+    stack.clock.advance(31)
+    other = stack.client()
+    assert other.sign_in(EMAIL).status_code == 403
+    assert other.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
+
+
 @pytest.mark.xfail(strict=True, reason="R7-2: RestoreOtp puts an address back after a concurrent disable "
                    "turned 2FA off and answered 200: 2FA is on again, with no backup codes")
 def test_r7_2_a_refused_disable_otp_does_not_turn_2fa_back_on_under_a_disable(

@@ -378,7 +378,6 @@ class RestoreSecondFactor(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         from .factors import FACTORS
-
         from .factors.totp import lock_user_factors
 
         s, u, r = schema.user_state, self.user_id, self.removed
