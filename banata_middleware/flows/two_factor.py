@@ -270,8 +270,8 @@ class TwoFactorFlows(PrimaryFlows):
         """Put back what a refused (or unchecked) disable removed: the record first (removing
         what was enrolled meanwhile, in the same transaction: RestoreSecondFactor), then the copy,
         which also ends every session (but the caller's, whatever its aal) made while the factor
-        was gone (two_factor_disable.lua 'undo'): a sign-in from the record then needed the
-        password alone. A store that fails here is logged without a secret (the
+        was gone and voids the trusted devices (two_factor_disable.lua 'undo'): a sign-in from
+        the record then needed the password alone. A store that fails here is logged without a secret (the
         user id and the error code) and its 503 raised: if it was the record store, two-factor
         stays off though the user was told it failed; if the hot store, the record has the factor
         again (sign-in reads the record, so a password alone gets the challenge) but a session

@@ -228,6 +228,39 @@ def test_r7_3_a_passkey_registered_in_the_window_of_a_disable_answered_503_goes_
     assert other.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200
 
 
+def test_r7_3_a_device_trusted_in_the_window_of_a_disable_answered_503_skips_no_second_factor(
+        stack: Stack) -> None:
+    """In the window the thief enrols an app, then signs in again with it and trustDevice: the
+    browser is trusted under the copy's current 'gen'. The undo takes the thief's app back; the
+    trusted browser must not skip the owner's second factor with the password alone."""
+    owner = stack.client()
+    owner.sign_up(EMAIL)
+    device = owner.enable_2fa()
+    thief = stack.client(ip=THIEF_IP)
+
+    def thief_enrols_and_trusts() -> None:
+        assert thief.sign_in(EMAIL).status_code == 200
+        r = thief.auth("/two-factor/enable", {"password": PASSWORD})
+        assert r.status_code == 200, r.text
+        app = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+        assert thief.auth("/two-factor/verify-totp", {"code": app.code()}).status_code == 200
+        assert thief.auth("/sign-out", {}).status_code == 200
+        stack.clock.advance(31)
+        assert thief.sign_in(EMAIL).status_code == 403
+        r = thief.auth("/two-factor/verify-totp", {"code": app.code(), "trustDevice": True})
+        assert r.status_code == 200, r.text
+
+    req = request_of(owner, "/two-factor/disable", {"password": PASSWORD})
+    response = run_sync(stack.auth.gateway.handle(req), FailAfter(stack.auth.store, "two_factor_disable",
+                                                                  thief_enrols_and_trusts), stack.auth.records)
+    assert response.status == 503, response.body
+    assert session_of(thief) is None
+    r = thief.sign_in(EMAIL)
+    assert r.status_code == 403, r.text  # the second factor is asked for: the trust went with the undo
+    stack.clock.advance(31)
+    assert thief.auth("/two-factor/verify-totp", {"code": device.code()}).status_code == 200  # the owner's
+
+
 @pytest.mark.xfail(strict=True, reason="R7-2: RestoreOtp puts an address back after a concurrent disable "
                    "turned 2FA off and answered 200: 2FA is on again, with no backup codes")
 def test_r7_2_a_refused_disable_otp_does_not_turn_2fa_back_on_under_a_disable(

@@ -12,10 +12,12 @@
 -- every session made since since_ms (the removal) but the caller's ends, whatever its aal: a
 -- sign-in that read the record while the factor was gone must not keep what the undo takes back,
 -- nor the aal 2 an enrolment in that window gave it (R7-4: the undo removed that factor too).
+-- Bumping 'gen' voids the trusted devices: one trusted in that window by a factor the undo took
+-- back must not skip the second factor (the owner's browsers ask once more, as after a disable).
 -- Fields: hot_ops.TwoFactorDisable (session_key and sid: the caller's).
 local u = hash(user_key)
 if mode == 'undo' then
-  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid)
+  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
   -- The other sessions' keys are built from the caller's: same user, same hash tag, same slot.
   local base = string.sub(session_key, 1, #session_key - #sid)
   for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
