@@ -207,7 +207,8 @@ def test_r4_a_disable_whose_hot_half_failed_is_undone_so_a_503_means_nothing_cha
     if change == "disable":
         r = owner.auth("/two-factor/disable", {"password": PASSWORD})
     else:
-        r = owner.auth("/two-factor/remove-authenticator", {"id": "totp"})
+        # The last app: its removal asks for the password (R6-4).
+        r = owner.auth("/two-factor/remove-authenticator", {"id": "totp", "password": PASSWORD})
     stack.auth.store = inner
     assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
     record = stack.records.execute(LoadUser(uid))
