@@ -66,8 +66,6 @@ def sign_in_with_code(stack: Stack, code: str) -> int:
 # == findings ======================================================================================
 
 # -- R7-1: a generation overtaken by a disable activates its codes with two-factor off --------------
-@pytest.mark.xfail(strict=True, reason="R7-1: StageBackupCodes/ActivateBackupCodes never check that 2FA is "
-                   "still on; a disable between the load and phase one leaves a shown set in use with 2FA off")
 def test_r7_1_a_generation_overtaken_by_a_disable_shows_no_codes_and_leaves_none(stack: Stack) -> None:
     """generate-backup-codes is loaded with 2FA on; a disable (the user, another tab) commits and
     finishes before the staged set is written. StageBackupCodes does not look at 2FA, the re-check
@@ -93,8 +91,6 @@ def test_r7_1_a_generation_overtaken_by_a_disable_shows_no_codes_and_leaves_none
 
 
 # -- R7-2: a refused disable-otp puts its address back under a removal that turned 2FA off -------
-@pytest.mark.xfail(strict=True, reason="R7-2: RestoreOtp puts an address back after a concurrent "
-                   "remove-authenticator, deciding from its absence, turned 2FA off and said so")
 def test_r7_2_a_refused_disable_otp_does_not_turn_2fa_back_on_under_a_removal_told_it_went_off(
         otp_stack: Stack, inbox: Inbox) -> None:  # noqa: F811
     """App + codes by email. disable-otp (email; not the last: the app stays) commits, then its
@@ -189,8 +185,6 @@ def test_r7_3_a_last_app_removal_answered_503_keeps_no_address_bound_in_the_wind
     assert otp_rows(otp_stack, uid) == []  # and nothing else: "nothing changed"
 
 
-@pytest.mark.xfail(strict=True, reason="R7-2: RestoreOtp puts an address back after a concurrent disable "
-                   "turned 2FA off and answered 200: 2FA is on again, with no backup codes")
 def test_r7_2_a_refused_disable_otp_does_not_turn_2fa_back_on_under_a_disable(
         otp_stack: Stack, inbox: Inbox) -> None:  # noqa: F811
     owner, uid = otp_enrolled(otp_stack, inbox)
