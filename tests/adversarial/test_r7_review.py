@@ -68,9 +68,10 @@ def sign_in_with_code(stack: Stack, code: str) -> int:
 # -- R7-1: a generation overtaken by a disable activates its codes with two-factor off --------------
 def test_r7_1_a_generation_overtaken_by_a_disable_shows_no_codes_and_leaves_none(stack: Stack) -> None:
     """generate-backup-codes is loaded with 2FA on; a disable (the user, another tab) commits and
-    finishes before the staged set is written. StageBackupCodes does not look at 2FA, the re-check
-    (factor_change.lua) passes on a copy saying off, and ActivateBackupCodes finds its own rows:
-    the reply shows a set as if 2FA were on, and codes are in use for a user without 2FA."""
+    finishes before the staged set is written. Found: StageBackupCodes did not look at 2FA, the
+    re-check (factor_change.lua) passed on a copy saying off, and ActivateBackupCodes found its own
+    rows, so codes were in use for a user without 2FA. Fixed: both phases write only while a factor
+    still turns 2FA on (``while_on``), and the flow answers 409 with no codes."""
     owner = stack.client()
     uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
     owner.enable_2fa()
