@@ -352,8 +352,11 @@ class OtpFlows:
 
     def _undo_remove(self, req: Request, caller: Caller, removed: OtpRows) -> Flow[None]:
         """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, unless one of
-        those channels was enrolled again meanwhile (that enrolment stands). A record store that
-        fails here is logged without the address (the user id and the error code) and raises."""
+        those channels was enrolled again meanwhile (that enrolment stands) or two-factor was
+        turned off meanwhile (CHANGED: a removal or a disable that saw no other factor and said
+        "2FA off"; that stands, R7-2). Either way the caller's refusal is the answer. A record
+        store that fails here is logged without the address (the user id and the error code) and
+        raises."""
         f, uid = self.f, caller.uid
         entries = f.entries(req, caller.sid, *(("otp.enabled", f"{channel}:restored") for channel, _, _ in removed))
         try:

@@ -348,8 +348,13 @@ class TwoFactorFlows(PrimaryFlows):
             # lost response, the new set in use: as any change whose answer never arrived. SQL:
             # two write transactions (plus the caller's lookup); before, one, and a crash between
             # it and the re-check voided the old codes for a set nobody saw.
+            # Stage and activate only while a factor still turns 2FA on, decided in SQL under the
+            # locks the factor removals take: a disable that committed after the record read
+            # leaves nothing to generate codes for (R7-1), and this request changed nothing.
             token = secrets.token_hex(16)
-            yield Rec(StageBackupCodes(uid, token, hashes[1:], hashes[0], self.now_ms()))
+            if (yield Rec(StageBackupCodes(uid, token, hashes[1:], hashes[0], self.now_ms(),
+                                           while_on=True))) is not Status.OK:
+                raise self._backup_codes_changed()
             try:
                 allowed: Verdict = yield from self.commit(FactorChange(
                     self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on",
@@ -361,7 +366,7 @@ class TwoFactorFlows(PrimaryFlows):
                 yield from self._discard_staged(uid, token)
                 raise self.factor_change_error(allowed.status)
             entries = self.entries(req, caller.sid, "two_factor.backup_codes_regenerated")
-            if (yield Rec(ActivateBackupCodes(uid, token, audit=entries))) is not Status.OK:
+            if (yield Rec(ActivateBackupCodes(uid, token, audit=entries, while_on=True))) is not Status.OK:
                 raise self._backup_codes_changed()
             self.emit_entries(uid, entries)
             return json_response(200, {"status": True, "backupCodes": codes})

@@ -222,14 +222,14 @@ def test_a_staged_set_is_no_code_until_activated_and_then_the_only_set(store: Re
     def sequence() -> Sequence:
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2", "h3"], "k1", T)) == 3
         assert (yield ReplaceBackupCodes(other, ["n1"], "k1", T)) == 1
-        assert (yield StageBackupCodes(uid, a, ["n1", "n2", "n2"], "k2", T + 1)) == 2
+        assert (yield StageBackupCodes(uid, a, ["n1", "n2", "n2"], "k2", T + 1)) is Status.OK
         record = yield LoadUser(uid)
         assert (record.backup_codes, record.codes_key_id) == (3, "k1")  # the staged set is no code yet
         assert (yield ConsumeBackupCode(uid, ["n1"])) == BackupCodeUse(Status.NOT_FOUND, 3)
         assert (yield ConsumeBackupCode(uid, ["h3"])) == BackupCodeUse(Status.CONSUMED, 2)
         # A crash's leftover (b) and a concurrent generation's set (c) are staged beside it.
-        assert (yield StageBackupCodes(uid, b, ["l1"], "k2", T + 2)) == 1
-        assert (yield StageBackupCodes(uid, c, ["m1"], "k2", T + 3)) == 1
+        assert (yield StageBackupCodes(uid, b, ["l1"], "k2", T + 2)) is Status.OK
+        assert (yield StageBackupCodes(uid, c, ["m1"], "k2", T + 3)) is Status.OK
         assert (yield DiscardBackupCodes(uid, b)) is Status.OK  # a refused generation drops its own set
         assert (yield DiscardBackupCodes(uid, b)) is Status.NOT_FOUND
         assert (yield ActivateBackupCodes(uid, a, audit=[AuditEntry("two_factor.backup_codes_regenerated", T)])) \
@@ -246,7 +246,7 @@ def test_a_staged_set_is_no_code_until_activated_and_then_the_only_set(store: Re
         assert (yield ConsumeBackupCode(other, ["n1"])).status is Status.CONSUMED  # the other user's own
         # A disable removes a staged set too, and its undo does not bring it back as codes.
         assert (yield ReplaceBackupCodes(uid, ["h1"], "k1", T)) == 1
-        assert (yield StageBackupCodes(uid, a, ["p1"], "k2", T + 4)) == 1
+        assert (yield StageBackupCodes(uid, a, ["p1"], "k2", T + 4)) is Status.OK
         removed = yield DisableSecondFactor(uid, T)
         assert [x.code_hash for x in removed.codes] == ["h1"]
         assert (yield ActivateBackupCodes(uid, a)) is Status.CHANGED
@@ -341,6 +341,52 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         # put back as it was (a refused disable's undo)
         assert (yield RestoreSecondFactor(uid, result.removed)) is Status.OK
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"),)
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_generation_stages_and_activates_codes_only_while_2fa_is_on(store: RecordStore, mode: str) -> None:
+    """R7-1: StageBackupCodes and ActivateBackupCodes with ``while_on`` write nothing (CHANGED) once
+    no factor turns two-factor on: a disable committed after the flow's read leaves no codes."""
+    uid = new_id()
+    a, b = "a" * 32, "b" * 32
+
+    def sequence() -> Sequence:
+        assert (yield StageBackupCodes(uid, a, ["n1"], "k2", T, while_on=True)) is Status.CHANGED  # 2FA off
+        assert (yield DiscardBackupCodes(uid, a)) is Status.NOT_FOUND  # nothing staged
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield ReplaceBackupCodes(uid, ["h1"], "k1", T)) == 1
+        assert (yield StageBackupCodes(uid, a, ["n1"], "k2", T, while_on=True)) is Status.OK
+        assert (yield ActivateBackupCodes(uid, a, while_on=True)) is Status.OK
+        assert (yield StageBackupCodes(uid, b, ["m1"], "k2", T, while_on=True)) is Status.OK
+        # The last factor goes without the codes (a bare RemoveOtp): the staged set is not activated.
+        assert (yield RemoveOtp(uid)) == (("email", "ann@example.com", T),)
+        assert (yield ActivateBackupCodes(uid, b, while_on=True)) is Status.CHANGED
+        record = yield LoadUser(uid)
+        assert (record.two_factor_enabled, record.backup_codes, record.codes_key_id) == (False, 1, "k2")
+        assert (yield ConsumeBackupCode(uid, ["m1"])).status is Status.NOT_FOUND  # still staged, no code
+        assert (yield DiscardBackupCodes(uid, b)) is Status.OK
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_refused_disable_otp_is_not_undone_once_2fa_went_off(store: RecordStore, mode: str) -> None:
+    """R7-2: RestoreOtp puts nothing back (CHANGED) once no factor turns two-factor on: a removal
+    of the last factor that ran meanwhile turned it off and said so, and that stands."""
+    uid = new_id()
+    stopped, off = [AuditEntry("otp.disabled", T)], [AuditEntry("two_factor.disabled", T)]
+
+    def sequence() -> Sequence:
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
+        sms = ("sms", "+15551234567", T)
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
+        result = yield DisableOtp(uid, "email", T, stopped, off)  # the last factor: 2FA off
+        assert (result.status, result.two_factor_off) == (Status.OK, True)
+        assert (yield RestoreOtp(uid, (sms,), [AuditEntry("otp.enabled", T)])) is Status.CHANGED
+        record = yield LoadUser(uid)
+        assert (record.otp, record.two_factor_enabled) == ((), False)
+        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "two_factor.disabled"]
 
     run_sequence(store, mode, sequence)
 

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from ..factor import Factor, Offer
 from ..ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import clear_failures
+from ..users import any_on, clear_failures, lock_user_state
 
 if TYPE_CHECKING:
     from ..schema import Schema
@@ -196,26 +196,35 @@ FACTOR = Factor(
 
 
 @dataclass(frozen=True, slots=True)
-class StageBackupCodes(RecordOp[int]):
+class StageBackupCodes(RecordOp[Status]):
     """Phase one of a new set while two-factor is on: the codes are written staged under ``token``
     (random, one per generation), beside the set in use, which keeps working. No read and no
     consume sees a staged row, so a crash after this commit changes nothing the user has: the old
-    codes work, and the new ones, never shown, match nothing. One INSERT. Replies with the number
-    of codes staged."""
+    codes work, and the new ones, never shown, match nothing. One INSERT. OK; or, with
+    ``while_on``, CHANGED when no factor turns the user's two-factor on any more (a disable, or
+    the removal of the last factor, committed after the flow read the record: R7-1), nothing
+    written. That is read after the user's state row is locked (``lock_user_state``), which every
+    factor removal holds while it decides (``lock_user_factors``): a removal of the last factor
+    ran before this read, or runs after this commit and deletes the staged rows with the rest."""
 
     user_id: str
     token: str
     code_hashes: Sequence[str] = field(repr=False)  # out of every repr, like every hash and secret
     key_id: str
     at: int
+    while_on: bool = False
 
-    def run(self, schema: Schema) -> SqlGen[int]:
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        if self.while_on:
+            yield from lock_user_state(schema, self.user_id)
+            if not (yield any_on(schema, self.user_id)).scalar_one():  # a plain read, after the lock
+                return Status.CHANGED
         hashes = sorted(set(self.code_hashes))
         if hashes:
             yield insert(schema.backup_codes).values([
                 {"user_id": self.user_id, "code_hash": h, "key_id": self.key_id, "created_at": self.at,
                  "staged": self.token} for h in hashes])
-        return len(hashes)
+        return Status.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +240,21 @@ class ActivateBackupCodes(RecordOp[Status]):
     the user is locked first, in ``code_hash`` order as every change of the set does (a consume
     racing it either used its code first or finds it gone), then read; the statements that follow
     act on what that read found. The staged rows existed before this transaction began (phase one
-    committed), so a locked read that does not return them means they were deleted."""
+    committed), so a locked read that does not return them means they were deleted. With
+    ``while_on``, CHANGED too when no factor turns two-factor on any more, read after the user's
+    state row is locked (as ``StageBackupCodes``), before the code rows (the removals' order)."""
 
     user_id: str
     token: str
     audit: Sequence[AuditEntry] = ()
+    while_on: bool = False
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.backup_codes, self.user_id
+        if self.while_on:
+            yield from lock_user_state(schema, u)
+            if not (yield any_on(schema, u)).scalar_one():
+                return Status.CHANGED
         rows = (yield schema.prepared(_codes_for_update), {"u": u}).all()
         if not any(r.staged == self.token for r in rows):
             return Status.CHANGED

@@ -175,8 +175,11 @@ class RemoveOtp(RecordOp[OtpRows]):
 @dataclass(frozen=True, slots=True)
 class RestoreOtp(RecordOp[Status]):
     """Undo a ``RemoveOtp`` or a ``DisableOtp`` that left 2FA on: its rows come back as they were.
-    OK; or TAKEN when one of those channels was enrolled again meanwhile (that enrolment stands:
-    the primary key refuses the put-back, and nothing is written)."""
+    OK; TAKEN when one of those channels was enrolled again meanwhile (that enrolment stands:
+    the primary key refuses the put-back, and nothing is written); or CHANGED when no factor
+    turns two-factor on any more (nothing written): a removal or a disable that ran meanwhile,
+    seeing no other factor, turned it off and told the user so, and that stands (R7-2), rather
+    than 2FA coming back on without backup codes or the hot store's half."""
 
     user_id: str
     rows: OtpRows
@@ -187,6 +190,8 @@ class RestoreOtp(RecordOp[Status]):
         # The state row first, as every addition (EnableOtp): a removal deciding whether it removes
         # the last factor then sees these rows, or ran before them.
         yield from lock_user_state(schema, self.user_id)
+        if not (yield any_on(schema, self.user_id)).scalar_one():  # a plain read, after the lock
+            return Status.CHANGED
         if self.rows:
             yield insert(schema.otp_factors).values([
                 {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
