@@ -267,10 +267,11 @@ class TwoFactorFlows(PrimaryFlows):
 
     def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
                       since: int) -> Flow[None]:
-        """Put back what a refused (or unchecked) disable removed: the record first (unless a
-        factor was enrolled meanwhile: that one stands), then the copy, which also ends the
-        password-only sessions a sign-in made from the record while the factor was gone
-        (two_factor_disable.lua 'undo'). A store that fails here is logged without a secret (the
+        """Put back what a refused (or unchecked) disable removed: the record first (removing
+        what was enrolled meanwhile, in the same transaction: RestoreSecondFactor), then the copy,
+        which also ends every session (but the caller's, whatever its aal) made while the factor
+        was gone and voids the trusted devices (two_factor_disable.lua 'undo'): a sign-in from
+        the record then needed the password alone. A store that fails here is logged without a secret (the
         user id and the error code) and its 503 raised: if it was the record store, two-factor
         stays off though the user was told it failed; if the hot store, the record has the factor
         again (sign-in reads the record, so a password alone gets the challenge) but a session

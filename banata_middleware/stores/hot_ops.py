@@ -667,7 +667,7 @@ class TwoFactorDisable(NamedTuple):
     max_age_ms: int
     mode: Literal["confirmed", "pending", "undo"]
     codes_kid: str = ""  # undo: the restored codes' key id
-    since_ms: int = 0  # undo: when the factor was removed (password-only sessions since then end)
+    since_ms: int = 0  # undo: when the factor was removed (sessions made since then end, but the caller's)
 
 
 @hot_op("two_factor_import", _verdict, HotStatus.OK)

@@ -649,12 +649,12 @@ class MemoryStore:
         user_key = op.head.user_key
         u = x.hash(user_key)
         if op.mode == "undo":
-            x.hset(user_key, tfa="1", codes_kid=op.codes_kid)
+            x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
             base = op.session_key[: len(op.session_key) - len(op.sid)]
             index = self.get(op.sessions_key)
             for sid in sorted(index) if isinstance(index, set) else []:
                 s = x.hash(base + sid)
-                if "aal" in s and int(s["aal"]) < 2 and int(s.get("created", "0")) >= int(op.since_ms):
+                if sid != op.sid and "aal" in s and int(s.get("created", "0")) >= int(op.since_ms):
                     self.delete(base + sid)
                     index.discard(sid)
                     x.audit("session.revoked", sid, "two_factor_restored")

@@ -161,9 +161,11 @@ def test_disable_removes_factors_and_codes_and_a_racing_verify_finds_nothing(sto
     run_sequence(store, mode, sequence)
 
 
-def test_a_disable_is_undone_exactly_unless_a_factor_was_enrolled_meanwhile(store: RecordStore, mode: str) -> None:
+def test_a_disable_is_undone_exactly_and_what_was_enrolled_meanwhile_goes(store: RecordStore, mode: str) -> None:
     """DisableSecondFactor replies with what it removed; RestoreSecondFactor puts exactly that back
-    (last step, codes, streak, lock), or nothing when a factor is there again (TAKEN)."""
+    (last step, codes, streak, lock), after removing whatever was enrolled in between (R7-3, R7-4:
+    the record said off, so a password alone could enrol): apps, addresses, codes, and the
+    passkeys the user did not have at the removal."""
     uid, other = new_id(), new_id()
 
     def sequence() -> Sequence:
@@ -186,13 +188,25 @@ def test_a_disable_is_undone_exactly_unless_a_factor_was_enrolled_meanwhile(stor
         assert [(o.channel, o.address) for o in record.otp] == [("email", "ann@example.com")]
         assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.REPLAYED  # the replay guard came back too
         assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.CONSUMED
-        # Removed again, then a factor enrolled before the undo: the enrolment stands.
+        # Removed again; before the undo, an app under the same id, an address, codes and a passkey
+        # are enrolled (the record said off): the undo removes them all, then puts its rows back.
+        had, new = new_id("cred"), new_id("cred")  # credential keys are unique across users
+        assert (yield AddPasskey(_passkey(uid, had))) is Status.CREATED
         removed = yield DisableSecondFactor(uid, T)
         yield from _enrolled(uid, secret="ct-new")
-        assert (yield RestoreSecondFactor(uid, removed, audit=[AuditEntry("two_factor.enabled", T)])) is Status.TAKEN
+        assert (yield EnableOtp(uid, "sms", "+15550001111", T)) is Status.CREATED
+        assert (yield ReplaceBackupCodes(uid, ["t1"], "k9", T)) == 1
+        assert (yield AddPasskey(_passkey(uid, new))) is Status.CREATED
+        assert (yield RestoreSecondFactor(uid, removed, audit=[AuditEntry("two_factor.enabled", T)])) is Status.OK
         record = yield LoadUser(uid)
-        assert ([f.secret for f in record.totp], record.backup_codes) == (["ct-new"], 0)
-        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.disabled", "two_factor.enabled"]
+        assert ([f.secret for f in record.totp], record.backup_codes, record.codes_key_id) == (["ct-1"], 1, "k1")
+        assert [(o.channel, o.address) for o in record.otp] == [("email", "ann@example.com")]
+        assert [p.credential_id for p in (yield ListPasskeys(uid))] == [had]
+        assert (yield ConsumeBackupCode(uid, ["t1"])).status is Status.NOT_FOUND
+        assert (yield ConsumeBackupCode(uid, ["h1"])).status is Status.NOT_FOUND  # used: not revived
+        assert (yield ConsumeBackupCode(uid, ["h2"])).status is Status.CONSUMED
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.disabled", "two_factor.enabled",
+                                                             "two_factor.enabled"]
 
     run_sequence(store, mode, sequence)
 

@@ -9,17 +9,20 @@
 -- have confirmed the setup (which ends every other session) after this request was loaded. Either
 -- way the copy says 2FA is off, a pending setup ends, and bumping 'gen' voids trusted devices.
 -- Mode 'undo' (after RestoreSecondFactor): the copy says 2FA is on again, with codes_kid, and
--- every password-only session made since since_ms (the removal) ends: a sign-in that read the
--- record while the factor was gone must not keep what the undo takes back.
+-- every session made since since_ms (the removal) but the caller's ends, whatever its aal: a
+-- sign-in that read the record while the factor was gone must not keep what the undo takes back,
+-- nor the aal 2 an enrolment in that window gave it (R7-4: the undo removed that factor too).
+-- Bumping 'gen' voids the trusted devices: one trusted in that window by a factor the undo took
+-- back must not skip the second factor (the owner's browsers ask once more, as after a disable).
 -- Fields: hot_ops.TwoFactorDisable (session_key and sid: the caller's).
 local u = hash(user_key)
 if mode == 'undo' then
-  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid)
+  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
   -- The other sessions' keys are built from the caller's: same user, same hash tag, same slot.
   local base = string.sub(session_key, 1, #session_key - #sid)
   for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
     local s = redis.call('HMGET', base .. other, 'aal', 'created')
-    if s[1] and tonumber(s[1]) < 2 and tonumber(s[2] or '0') >= tonumber(since_ms) then
+    if other ~= sid and s[1] and tonumber(s[2] or '0') >= tonumber(since_ms) then
       redis.call('DEL', base .. other)
       redis.call('SREM', sessions_key, other)
       audit('session.revoked', other, 'two_factor_restored')

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from sqlalchemy import BindParameter, Executable, Label, bindparam, false, func, or_, select, update
+from sqlalchemy import BindParameter, Executable, Label, bindparam, delete, false, func, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
@@ -295,11 +295,14 @@ class RemoveSecondFactor(RecordOp[Status]):
 class DisabledSecondFactor:
     """What ``DisableSecondFactor`` removed, exactly as it was: what ``RestoreSecondFactor`` puts
     back. ``taken``: each factor's rows (``Factor.take``), by factor name; their reprs show no
-    secret or hash."""
+    secret or hash. ``passkeys``: the credential keys of the passkeys the user had then (disable
+    keeps them), so that an undo knows which ones were registered after it (R7-3); None (not
+    read) keeps every passkey."""
 
     taken: Mapping[str, tuple[Any, ...]]
     failure_streak: int
     locked_at: int | None
+    passkeys: frozenset[str] | None = None
 
     @property
     def totp(self) -> tuple[TotpFactor, ...]:
@@ -349,16 +352,24 @@ class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
         yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at)
+        p = schema.passkeys
+        kept = frozenset((yield select(p.c.credential_key).where(p.c.user_id == u)).scalars())
+        return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at, kept)
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreSecondFactor(RecordOp[Status]):
-    """Undo a ``DisableSecondFactor``: every factor's rows it removed come back as they were
-    (``Factor.put_back``; an app's ``last_step`` too: nothing could be accepted while it was
-    gone), and so do its streak and lock (added to whatever was counted since). OK; or TAKEN when
-    a factor was enrolled meanwhile (that enrolment stands: the unique key refuses the put-back,
-    and nothing is written)."""
+    """Undo a ``DisableSecondFactor``: "nothing changed", so what was enrolled while the factor was
+    gone goes first (R7-3, R7-4: the record said 2FA off, so the password alone signed in and
+    could set up an app or an address of its own), then every factor's rows it removed come back
+    as they were (``Factor.put_back``; an app's ``last_step`` too: nothing could be accepted while
+    it was gone), and so do its streak and lock (added to whatever was counted since). What was
+    enrolled meanwhile: every row of the factors disable removes (it removed them all, so any row
+    there now is newer: apps, addresses, backup codes, staged or not), and the passkeys not among
+    those the user had then (``DisabledSecondFactor.passkeys``; disable keeps the others). Under
+    the locks every factor removal takes, so an enrolment racing it is decided before (and
+    removed) or after (against the restored factor). OK; or TAKEN when the unique key refuses the
+    put-back all the same (nothing is written)."""
 
     user_id: str
     removed: DisabledSecondFactor
@@ -367,8 +378,16 @@ class RestoreSecondFactor(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         from .factors import FACTORS
+        from .factors.totp import lock_user_factors
 
         s, u, r = schema.user_state, self.user_id, self.removed
+        yield from lock_user_factors(schema, u)
+        for factor in FACTORS:
+            if not factor.kept_by_disable:
+                yield from factor.remove(schema, u)
+        if r.passkeys is not None:
+            p = schema.passkeys
+            yield delete(p).where(p.c.user_id == u, p.c.credential_key.not_in(sorted(r.passkeys)))
         for factor in FACTORS:
             rows = r.taken.get(factor.name)
             if rows and factor.put_back is not None:
