@@ -231,8 +231,14 @@ class TwoFactorFlows(PrimaryFlows):
             # copy that still says 2FA is on: the next flow that reads the record repairs it.
             entries = self.entries(req, caller.sid, "two_factor.disabled")
             removed = yield Rec(DisableSecondFactor(uid, since, audit=entries))
-            if removed is not None:
-                self.emit_entries(uid, entries)
+            if removed is None:
+                # Loaded with 2FA on, and nothing left to remove: another request (a disable in
+                # another tab, a removal of the last factor) took it meanwhile and has not
+                # answered yet; its hot half may still refuse or fail and put it all back. So
+                # this one says nothing about the outcome (R8-1: a 200 "off" here was reversed by
+                # the other's undo) and changes nothing: the copy is that request's to update.
+                raise self._two_factor_changed()
+            self.emit_entries(uid, entries)
         disable = TwoFactorDisable(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
             sessions_key=self.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms,
@@ -387,6 +393,12 @@ class TwoFactorFlows(PrimaryFlows):
             yield Rec(DiscardBackupCodes(uid, token))
         except AuthError:
             log.warning("staged backup codes of user %s left to be removed later: record store unavailable", uid)
+
+    @staticmethod
+    def _two_factor_changed() -> AuthError:
+        return AuthError(409, "TWO_FACTOR_CHANGED",
+                         "two-factor authentication was changed by another request meanwhile; this one changed "
+                         "nothing: load the account again and retry if still needed")
 
     @staticmethod
     def _backup_codes_changed() -> AuthError:

@@ -76,15 +76,13 @@ class Background:
 # == findings ======================================================================================
 
 # -- R8-1: a disable answered 200 is reverted by the undo of a disable that overlapped it -------------
-@pytest.mark.xfail(strict=True, reason="R8-1: a concurrent disable is told 'off' (200) but another "
-                                       "disable's undo turns two-factor back on under it")
 def test_r8_1_a_disable_answered_200_is_not_undone_by_an_overlapping_disables_undo(stack: Stack) -> None:
     """Two tabs of the owner disable at once, both loaded with 2FA on. A's DisableSecondFactor
-    commits first (takes the app and codes); B's then finds nothing (None), so B has nothing to
-    undo: its re-check passes, the copy says off, and B answers 200 "status: true". A's hot half
-    then fails (503: "nothing changed"), so A's undo puts the app and codes back and the copy
-    says on again. The owner was told by B that two-factor is off, and it is on: what B answered
-    does not hold (the principle R7-2 applied to RestoreOtp, missing for RestoreSecondFactor)."""
+    commits first (takes the app and codes); B's then finds nothing (None). It used to answer 200
+    "status: true" (the copy said off), and then A's hot half failed (503: "nothing changed"), A's
+    undo put the app and codes back: B's "off" did not hold. Fixed: B, loaded with 2FA on and
+    finding nothing, answers 409 TWO_FACTOR_CHANGED and changes nothing; A's undo stands, and
+    both answers hold (2FA on)."""
     owner = stack.client()
     uid = str(owner.sign_up(EMAIL).json()["user"]["id"])
     owner.enable_2fa()
@@ -102,9 +100,11 @@ def test_r8_1_a_disable_answered_200_is_not_undone_by_an_overlapping_disables_un
     response = run_sync(stack.auth.gateway.handle(req_a), FailAfter(stack.auth.store, "two_factor_disable", b_runs),
                         stack.auth.records)
     assert response.status == 503, response.body
-    assert answers[0].status == 200, answers[0].body  # B: "two-factor is off"
+    assert answers[0].status == 409, answers[0].body  # B: "changed meanwhile", not "off"
+    assert b"TWO_FACTOR_CHANGED" in answers[0].body
     record = stack.records.execute(LoadUser(uid))
-    assert not record.two_factor_enabled, "B answered 'off'; A's undo turned it back on"
+    assert record.two_factor_enabled, "A answered 503 'nothing changed'"
+    assert owner.get("/api/auth/get-session").json()["user"]["twoFactorEnabled"] is True  # the copy agrees
 
 
 # -- R8-2: a disable-otp answered 503 loses its address for good under an overlapping disable's undo
