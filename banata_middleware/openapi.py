@@ -348,7 +348,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/two-factor/disable"): Endpoint(
         "Turn two-factor off (or cancel an unfinished setup)", "two-factor", SESSION,
         Success(_status_and(), "two-factor is off"), body=_PASSWORD_BODY,
-        errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE})),
+        errors=_merge(_REAUTH, {400: ("TWO_FACTOR_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
+                                409: ("TWO_FACTOR_CHANGED",)})),
     ("POST", "/two-factor/get-totp-uri"): Endpoint(
         "Show the TOTP URI again", "two-factor", SESSION,
         Success(_object({"totpURI": {"type": "string"}}, ("totpURI",)),

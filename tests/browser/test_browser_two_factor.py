@@ -198,6 +198,7 @@ def test_every_contract_error_has_its_own_message(person: Person) -> None:
         "AUTHENTICATOR_NAME_TAKEN": {"status": 409},
         "TOO_MANY_AUTHENTICATORS": {"status": 409},
         "BACKUP_CODES_CHANGED": {"status": 409},
+        "TWO_FACTOR_CHANGED": {"status": 409},
     }
     messages: dict[str, str] = person.page.evaluate(
         """cases => Object.fromEntries(Object.entries(cases).map(

@@ -138,6 +138,8 @@
     TOO_MANY_AUTHENTICATORS: () => "You have 10 authenticator apps already. Remove one to add another.",
     BACKUP_CODES_CHANGED: () =>
       "Your backup codes were changed in another tab or window meanwhile. Generate them again if you still need new ones.",
+    TWO_FACTOR_CHANGED: () =>
+      "Two-factor authentication was changed in another tab or window meanwhile. Reload the page and try again if needed.",
     NETWORK_ERROR: () => "Cannot reach the server. Check that the demo is running and try again.",
   };
 
