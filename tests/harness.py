@@ -386,6 +386,7 @@ class PausingStore:
     request that was loaded and checked, overtaken by another one before it commits."""
 
     in_process = True
+    fails_after = False  # FailAfter: that op then fails as an unreachable Redis does (503)
 
     def __init__(self, store: Any, name: str, before: Any) -> None:
         self.store, self.name, self.before = store, name, before
@@ -394,7 +395,39 @@ class PausingStore:
         if name_of(op) == self.name and self.before is not None:
             before, self.before = self.before, None
             before()
+            if self.fails_after:
+                raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
         return self.store.execute(op)
+
+
+class FailAfter(PausingStore):
+    """The stack's hot store: on the first op of script ``name``, runs ``before`` (another request
+    overtaking this one), then fails as an unreachable Redis does (503)."""
+
+    fails_after = True
+
+
+class FailOn:
+    """The stack's hot store, failing as an unreachable Redis does (503) on the first op of script
+    ``name`` (on every one with ``always``: still down for the undo): the process or Redis gone
+    between a record store write and its hot store half."""
+
+    def __init__(self, store: Any, name: str, *, always: bool = False) -> None:
+        self.store, self.name, self.always, self.failed = store, name, always, 0
+        self.in_process = getattr(store, "in_process", False)
+
+    def _check(self, op: Any) -> None:
+        if name_of(op) == self.name and (self.always or not self.failed):
+            self.failed += 1
+            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
+
+    def execute(self, op: Any) -> Any:
+        self._check(op)
+        return self.store.execute(op)
+
+    async def aexecute(self, op: Any) -> Any:
+        self._check(op)
+        return await self.store.aexecute(op)
 
 
 def count_scrypt(stack: Stack) -> list[int]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import PASSWORD, SITE, Api, PausingStore, Stack
+from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack
 from sqlalchemy import select
 
 from banata_middleware import OtpConfig
@@ -21,34 +21,12 @@ from banata_middleware.errors import AuthError
 from banata_middleware.http import Request
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
-from banata_middleware.stores.hot_ops import name_of
 from banata_middleware.stores.records import DisableOtp, ListAudit, LoadUser
 
 EMAIL = "r6@example.com"
 THIEF_MAIL = "thief@evil.example"
 BASE32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
-
-class FailOn:
-    """The stack's hot store, failing as an unreachable Redis does (503) on the first op of script
-    ``name``: the process or Redis gone between a record store write and its hot store half."""
-
-    def __init__(self, store: Any, name: str) -> None:
-        self.store, self.name, self.failed = store, name, 0
-        self.in_process = getattr(store, "in_process", False)
-
-    def _check(self, op: Any) -> None:
-        if name_of(op) == self.name and not self.failed:
-            self.failed += 1
-            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
-
-    def execute(self, op: Any) -> Any:
-        self._check(op)
-        return self.store.execute(op)
-
-    async def aexecute(self, op: Any) -> Any:
-        self._check(op)
-        return await self.store.aexecute(op)
 
 
 @pytest.fixture

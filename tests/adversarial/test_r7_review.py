@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import PASSWORD, PausingStore, Stack
+from harness import PASSWORD, FailAfter, PausingStore, Stack
 from test_r6_review import (
     BAD_VALUES,
     EMAIL,
@@ -26,30 +26,12 @@ from test_r6_review import (
 from test_r6_review import inbox as inbox  # (a fixture)
 
 from banata_middleware.effects import run_sync
-from banata_middleware.errors import AuthError
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
-from banata_middleware.stores.hot_ops import name_of
 from banata_middleware.stores.records import ActivateBackupCodes, LoadUser, StageBackupCodes
 
 THIEF_IP = "198.51.100.70"
 
-
-class FailAfter:
-    """The stack's hot store: on the first op of script ``name``, runs ``before`` (another request
-    overtaking this one), then fails as an unreachable Redis does (503)."""
-
-    in_process = True
-
-    def __init__(self, store: Any, name: str, before: Callable[[], Any]) -> None:
-        self.store, self.name, self.before = store, name, before
-
-    def execute(self, op: Any) -> Any:
-        if name_of(op) == self.name and self.before is not None:
-            before, self.before = self.before, None
-            before()
-            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
-        return self.store.execute(op)
 
 
 def codes_in_use(stack: Stack, uid: str) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import PASSWORD, Stack
+from harness import PASSWORD, FailAfter, Stack
 from test_r6_review import (
     EMAIL,
     otp_enrolled,
@@ -27,7 +27,7 @@ from test_r6_review import (
     session_of,
 )
 from test_r6_review import inbox as inbox  # (a fixture)
-from test_r7_review import THIEF_IP, FailAfter
+from test_r7_review import THIEF_IP
 
 from banata_middleware.effects import run_sync
 from banata_middleware.otp import Inbox

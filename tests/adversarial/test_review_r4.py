@@ -11,37 +11,16 @@ import socket
 from typing import Any
 
 import pytest
-from harness import PASSWORD, SITE, Api, PausingStore, Stack
+from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack
 
 from banata_middleware.errors import AuthError
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.stores import MemoryStore
-from banata_middleware.stores.hot_ops import Head, TwoFactorBegin, name_of
+from banata_middleware.stores.hot_ops import Head, TwoFactorBegin
 from banata_middleware.stores.records import LoadUser, RecordStore
 
 EMAIL = "r4@example.com"
 
-
-class FailOn:
-    """The stack's hot store, failing as an unreachable Redis does (503) on the first op of script
-    ``name``: the process or Redis gone between a record store write and its hot store half."""
-
-    def __init__(self, store: Any, name: str) -> None:
-        self.store, self.name, self.failed = store, name, 0
-        self.in_process = getattr(store, "in_process", False)
-
-    def _check(self, op: Any) -> None:
-        if name_of(op) == self.name and not self.failed:
-            self.failed += 1
-            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
-
-    def execute(self, op: Any) -> Any:
-        self._check(op)
-        return self.store.execute(op)
-
-    async def aexecute(self, op: Any) -> Any:
-        self._check(op)
-        return await self.store.aexecute(op)
 
 
 def register(api: Api, key: VirtualPasskey) -> Any:
@@ -233,14 +212,6 @@ def test_r4_a_disable_whose_hot_half_failed_is_undone_so_a_503_means_nothing_cha
     assert not stack.records.execute(LoadUser(uid)).two_factor_enabled
 
 
-class FailAlways(FailOn):
-    """Every op of script ``name`` fails (the hot store stays down for the undo too)."""
-
-    def _check(self, op: Any) -> None:
-        if name_of(op) == self.name:
-            self.failed += 1
-            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
-
 
 class RecordsFailOn:
     """The record store, failing (503) on every operation of class ``name``."""
@@ -274,7 +245,7 @@ def test_r4_a_disable_whose_undo_fails_too_answers_503_and_logs_it_without_secre
     owner, uid = two_factor_owner(stack)
     hot, records = stack.auth.store, stack.auth.records
     if fails == "hot-undo":
-        stack.auth.store = FailAlways(hot, "two_factor_disable")
+        stack.auth.store = FailOn(hot, "two_factor_disable", always=True)
     else:
         stack.auth.store = FailOn(hot, "two_factor_disable")
         stack.auth.records = RecordsFailOn(records, "RestoreSecondFactor")  # type: ignore[assignment]

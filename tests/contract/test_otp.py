@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from harness import PASSWORD, SITE, Api, Stack
+from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack
 from sqlalchemy import select
 
 from banata_middleware import OtpConfig
-from banata_middleware.errors import AuthError
 from banata_middleware.otp import Inbox, OtpMessage
 from banata_middleware.simulator import VirtualAuthenticator
-from banata_middleware.stores.hot_ops import name_of
 
 EMAIL = "otp@example.com"
 
@@ -384,32 +381,6 @@ def test_disable_otp_turns_2fa_off_when_it_was_the_only_factor(otp_stack: Stack,
     assert (r.status_code, r.json()["code"]) == (400, "OTP_NOT_ENABLED")
 
 
-class _HotFailsOn:
-    """The stack's hot store, failing as an unreachable Redis does (503) on the first op of script
-    ``name``, or, with ``before``, running it just ahead of that op (another request overtaking)."""
-
-    def __init__(self, store: Any, name: str, before: Callable[[], Any] | None = None) -> None:
-        self.store, self.name, self.before = store, name, before
-        self.in_process = getattr(store, "in_process", False)
-        self.done = False
-
-    def _check(self, op: Any) -> None:
-        if name_of(op) != self.name or self.done:
-            return
-        self.done = True
-        if self.before is not None:
-            self.before()
-        else:
-            raise AuthError(503, "STORE_UNAVAILABLE", "the authentication store is unavailable; try again shortly")
-
-    def execute(self, op: Any) -> Any:
-        self._check(op)
-        return self.store.execute(op)
-
-    async def aexecute(self, op: Any) -> Any:
-        self._check(op)
-        return await self.store.aexecute(op)
-
 
 def test_disable_otp_of_the_last_factor_whose_hot_half_fails_changes_nothing(otp_stack: Stack, inbox: Inbox) -> None:
     """As ``disable``: the record store removes the address and codes first; when the hot store
@@ -417,7 +388,7 @@ def test_disable_otp_of_the_last_factor_whose_hot_half_fails_changes_nothing(otp
     503, which therefore means nothing changed (docs/storage.md, "Writes that span SQL and Redis")."""
     api, uid = enrolled(otp_stack, inbox)
     inner = otp_stack.auth.store
-    otp_stack.auth.store = _HotFailsOn(inner, "two_factor_disable")
+    otp_stack.auth.store = FailOn(inner, "two_factor_disable")
     try:
         r = api.auth("/two-factor/disable-otp", {"password": PASSWORD})
     finally:
@@ -445,8 +416,7 @@ def test_disable_otp_by_a_session_that_ends_while_it_is_under_way_changes_nothin
     req = Request("POST", "/api/auth/two-factor/disable-otp",
                   {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
                   json.dumps({"password": PASSWORD}).encode())
-    store = _HotFailsOn(otp_stack.auth.store, "two_factor_disable",
-                        before=lambda: other_tab.auth("/sign-out"))
+    store = PausingStore(otp_stack.auth.store, "two_factor_disable", lambda: other_tab.auth("/sign-out"))
     response = run_sync(otp_stack.auth.gateway.handle(req), store, otp_stack.auth.records)
     assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
     assert otp_row(otp_stack, uid) == ("email", EMAIL)
@@ -475,7 +445,7 @@ def test_disable_otp_of_one_channel_is_undone_when_the_re_check_refuses_or_canno
             return sorted(conn.execute(select(t.c.channel).where(t.c.user_id == uid)).scalars())
 
     inner = stack.auth.store
-    stack.auth.store = _HotFailsOn(inner, "factor_change")
+    stack.auth.store = FailOn(inner, "factor_change")
     try:
         r = api.auth("/two-factor/disable-otp", {"password": PASSWORD, "channel": "email"})
     finally:
@@ -488,7 +458,7 @@ def test_disable_otp_of_one_channel_is_undone_when_the_re_check_refuses_or_canno
     req = Request("POST", "/api/auth/two-factor/disable-otp",
                   {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
                   json.dumps({"password": PASSWORD, "channel": "email"}).encode())
-    store = _HotFailsOn(inner, "factor_change", before=lambda: other_tab.auth("/sign-out"))
+    store = PausingStore(inner, "factor_change", lambda: other_tab.auth("/sign-out"))
     response = run_sync(stack.auth.gateway.handle(req), store, stack.auth.records)
     assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
     assert channels() == ["email", "sms"]
