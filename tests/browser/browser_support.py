@@ -88,6 +88,9 @@ class Person:
 
     def goto(self, path: str) -> None:
         self.page.goto(self.base + path)
+        # The page's script has bound its handlers (app.js sets data-ready): a click before that
+        # did nothing (its submit is held back), so the step would wait for an answer in vain.
+        self.page.locator("body[data-ready]").wait_for(state="attached")
 
     def shot(self, name: str, **kw: Any) -> Path:
         path = self.shots / f"{len(self.taken) + 1:02d}-{name}.png"

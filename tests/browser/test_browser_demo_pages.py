@@ -140,3 +140,21 @@ def test_the_navigation_offers_sign_in_and_create_account_only_without_a_session
     person.sign_out()
     for link in offers:
         expect(link).to_be_visible()
+
+
+def test_a_form_submitted_before_its_handler_is_bound_never_puts_a_password_in_the_url(person: Person) -> None:
+    """The sign-in form before app.js has bound its handler is stood for by an identical form that
+    no page handler ever binds: its submit is held back, so the browser's own GET (fields in the
+    query string) never happens."""
+    person.goto("/sign-in")
+    page = person.page
+    page.evaluate("""() => {
+        const form = document.createElement("form");
+        form.id = "unbound-form";
+        form.innerHTML = '<input name="email" value="ann@example.com">'
+            + '<input type="password" name="password" value="s3cret-pw"><button type="submit">Go</button>';
+        document.body.append(form);
+    }""")
+    page.locator("#unbound-form button").click()
+    page.wait_for_timeout(300)  # a native submit would have navigated by now
+    assert "s3cret" not in page.url and page.url.endswith("/sign-in"), page.url

@@ -9,6 +9,11 @@
 (() => {
   const BASE = "/api/auth";
 
+  // Every form here is driven by this script. One submitted before its page has bound its handler
+  // (a click while the session loads) must not fall back to the browser's own GET to this URL,
+  // which would put its fields, passwords included, in the address bar and the server's logs.
+  document.addEventListener("submit", (event) => event.preventDefault(), true);
+
   // -- talking to the server ---------------------------------------------------------------
   // Every call answers { data, error } like better-auth's client. Same-origin fetch sends the
   // session cookies and, on POST, an Origin header: the middleware refuses a state-changing
@@ -1046,5 +1051,6 @@
 
   navForSession();
   const start = pages[document.body.dataset.page];
-  if (start) start();
+  // data-ready: the page's handlers are bound (the browser tests wait for it before they click).
+  Promise.resolve(start && start()).finally(() => { document.body.dataset.ready = "1"; });
 })();
