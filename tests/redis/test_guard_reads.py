@@ -1,0 +1,222 @@
+"""The two reads every request makes (``guard``, ``load``) are plain commands in one MULTI/EXEC
+rather than Lua scripts (``stores/redis.py`` ``READS``), so what a script did inside Redis is done
+in Python here, and checked here against a real Redis: the guard's last-use write is sent only when
+due (a second round trip at most once per ``seen_every_ms`` per session), its script decides again
+on what is there when it runs (a session ended since the read is not made again, 'seen' never goes
+back, an idle session is not revived), and a failed exchange fails closed without leaving replies
+on a pooled connection for the next request to read. That both stores answer alike:
+``tests/stores/test_conformance.py``; the round trips per request: ``test_round_trips.py``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import RedisServer
+
+from banata_middleware.errors import AuthError
+from banata_middleware.keys import Keys
+from banata_middleware.stores import RedisStore
+from banata_middleware.stores.hot_ops import Guard, Head, Load, SessionCreate
+from banata_middleware.stores.redis import SEEN_SCRIPT
+
+pytestmark = pytest.mark.redis
+
+MINUTE = 60_000
+NOW = 1_800_000_000_000
+K = Keys("banata")
+UID = "ann"
+SESSION = K.session(UID, "s1")
+
+
+def guard(now: int, *, every: int = MINUTE, idle: int = 0, session_key: str = SESSION) -> Guard:
+    return Guard(K.user(UID), session_key, K.challenge(UID, "-"), now, "1", "0", every, idle)
+
+
+def make_session(store: RedisStore, aal: int = 2, ttl_minutes: int = 30) -> None:
+    head = Head(K.user(UID), K.audit(UID), NOW, "10.0.0.1", "Firefox", 1000, UID)
+    store.execute(SessionCreate(head, SESSION, K.sessions(UID), "s1", str(ttl_minutes * MINUTE), aal, NOW, "1", "1",
+                                "pwd"))
+
+
+class CountingStore(RedisStore):
+    """The real store, counting the scripts it sends (the last-use write is the only one a guard sends)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripts = 0
+
+    def _script(self, sha: str, script: str, numkeys: int, *fields: Any) -> Any:
+        self.scripts += 1
+        return super()._script(sha, script, numkeys, *fields)
+
+    async def _ascript(self, sha: str, script: str, numkeys: int, *fields: Any) -> Any:
+        self.scripts += 1
+        return await super()._ascript(sha, script, numkeys, *fields)
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[CountingStore]:
+    fresh = RedisStore.from_url(redis_url, max_connections=1)  # one connection: a stray reply would show
+    counting = CountingStore(fresh.sync, fresh.aio)
+    yield counting
+    counting.close()
+
+
+def seen(store: RedisStore) -> str | None:
+    return store.sync.hget(SESSION, "seen")  # type: ignore[no-any-return]
+
+
+def test_the_last_use_is_written_only_when_due(store: CountingStore) -> None:
+    make_session(store)
+    store.scripts = 0
+    assert store.execute(guard(NOW + 1000)).session_seen == str(NOW)  # made with its 'seen'
+    assert (store.scripts, seen(store)) == (0, str(NOW))  # a second ago: not due
+    reply = store.execute(guard(NOW + MINUTE))
+    assert reply.session_seen == str(NOW)  # the reply is what was read: the use before this one
+    assert (store.scripts, seen(store)) == (1, str(NOW + MINUTE))
+    assert store.execute(guard(NOW + MINUTE + 30_000)).session_seen == str(NOW + MINUTE)
+    assert store.scripts == 1  # half a minute later: not due again
+    # Idle past a 2-minute timeout at aal 2: refused by the flow from the 'seen' read, never revived.
+    assert store.execute(guard(NOW + 5 * MINUTE, idle=2 * MINUTE)).session_seen == str(NOW + MINUTE)
+    assert (store.scripts, seen(store)) == (1, str(NOW + MINUTE))
+    assert store.execute(guard(NOW + 5 * MINUTE)).session_seen == str(NOW + MINUTE)  # no timeout: due
+    assert (store.scripts, seen(store)) == (2, str(NOW + 5 * MINUTE))
+    store.execute(guard(NOW + 40 * MINUTE))  # expired (30 minutes): nothing written
+    assert store.execute(guard(NOW, session_key=K.session(UID, "nope"))).session_exp is None
+    assert (store.scripts, seen(store)) == (2, str(NOW + 5 * MINUTE))
+    assert store.sync.exists(K.session(UID, "nope")) == 0
+
+
+def test_an_aal_1_session_has_no_idle_timeout(store: CountingStore) -> None:
+    make_session(store, aal=1)
+    store.execute(guard(NOW + 5 * MINUTE, idle=2 * MINUTE))
+    assert seen(store) == str(NOW + 5 * MINUTE)
+
+
+def test_the_last_use_script_decides_again_on_what_is_there(store: CountingStore) -> None:
+    """Sent after a read that found a write due, the script may meet a session changed since: it
+    writes only what the read's rule allows on the session as it is now."""
+    def write(now: int, every: int = MINUTE, idle: int = 0, key: str = SESSION) -> None:
+        store.sync.eval(SEEN_SCRIPT, 1, key, now, every, idle)
+
+    write(NOW + MINUTE, key=K.session(UID, "gone"))  # ended since the read (sign-out, revocation)
+    assert store.sync.exists(K.session(UID, "gone")) == 0
+    make_session(store)
+    write(NOW + 2 * MINUTE)
+    assert seen(store) == str(NOW + 2 * MINUTE)
+    write(NOW + MINUTE)  # a request that read before that write, with an older clock: not back
+    write(NOW + 2 * MINUTE + 1000)  # another that read an old 'seen' too: written once is enough
+    assert seen(store) == str(NOW + 2 * MINUTE)
+    write(NOW + 10 * MINUTE, idle=5 * MINUTE)  # idle since: not revived
+    assert seen(store) == str(NOW + 2 * MINUTE)
+    write(NOW + 31 * MINUTE)  # expired
+    assert seen(store) == str(NOW + 2 * MINUTE)
+
+
+class EndsTheSessionAfterTheRead(CountingStore):
+    """A sign-out landing between the guard's read and its last-use write."""
+
+    def _multi(self, commands: list[tuple[str, ...]]) -> list[Any]:
+        replies = super()._multi(commands)
+        self.sync.delete(SESSION)
+        return replies
+
+    async def _amulti(self, commands: list[tuple[str, ...]]) -> list[Any]:
+        replies = await super()._amulti(commands)
+        await self.aio.delete(SESSION)
+        return replies
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_session_ended_between_the_read_and_the_write_is_not_made_again(redis_url: str, driver: str) -> None:
+    fresh = RedisStore.from_url(redis_url)
+    store = EndsTheSessionAfterTheRead(fresh.sync, fresh.aio)
+    make_session(store)
+    store.scripts = 0
+    op = guard(NOW + 5 * MINUTE)
+    if driver == "sync":
+        reply = store.execute(op)
+    else:
+        async def run() -> Any:
+            try:
+                return await store.aexecute(op)
+            finally:
+                await store.aclose()
+
+        reply = asyncio.run(run())
+    assert reply.session_exp is not None and store.scripts == 1  # the read saw it live, the write was sent
+    assert store.sync.exists(SESSION) == 0  # and made nothing: no 'seen'-only hash without an expiry
+    store.close()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_failed_read_fails_closed_and_leaves_the_connection_clean(redis_server: RedisServer, redis_url: str,
+                                                                   driver: str) -> None:
+    """A key of the wrong type makes a command inside EXEC fail: 503, and the pool's one connection
+    answers the next read with its own replies, not this one's leftovers."""
+    fresh = RedisStore.from_url(redis_url, max_connections=1)
+    make_session(fresh)
+    with redis_server.client() as admin:
+        admin.set(K.user("bob"), "not a hash")
+    bad = Load(K.user("bob"), K.session("bob", "-"), K.challenge("bob", "-"), K.pending_backup_codes("bob"), NOW,
+               "0", "0")
+    good = guard(NOW + 1000)
+
+    async def run() -> Any:
+        try:
+            with pytest.raises(AuthError) as refused:
+                await fresh.aexecute(bad)
+            assert refused.value.status == 503
+            return await fresh.aexecute(good)
+        finally:
+            await fresh.aclose()
+
+    if driver == "sync":
+        with pytest.raises(AuthError) as refused:
+            fresh.execute(bad)
+        assert refused.value.status == 503
+        reply = fresh.execute(good)
+    else:
+        reply = asyncio.run(run())
+    assert (reply.session_aal, reply.session_amr) == ("2", "pwd")
+    fresh.close()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_command_refused_in_the_transaction_fails_closed_and_leaves_the_connection_clean(
+        redis_server: RedisServer, redis_url: str, driver: str) -> None:
+    """A command refused when queued (here by an ACL: no SMEMBERS for this user) answers an error
+    in place of QUEUED and EXEC answers EXECABORT: 503, and since the exchange stopped at the first
+    error with replies unread, the connection is dropped; the next read gets its own replies."""
+    with redis_server.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "nosmembers", "on", ">pw", "~*", "+@all", "-smembers")
+    try:
+        fresh = RedisStore.from_url(redis_url.replace("redis://", "redis://nosmembers:pw@"), max_connections=1)
+        make_session(fresh)
+        bad = Load(K.user(UID), SESSION, K.challenge(UID, "-"), K.pending_backup_codes(UID), NOW, "1", "0")
+        good = guard(NOW + 1000)
+
+        async def run() -> Any:
+            try:
+                with pytest.raises(AuthError) as refused:
+                    await fresh.aexecute(bad)
+                assert refused.value.status == 503
+                return await fresh.aexecute(good)
+            finally:
+                await fresh.aclose()
+
+        if driver == "sync":
+            with pytest.raises(AuthError) as refused:
+                fresh.execute(bad)
+            assert refused.value.status == 503
+            reply = fresh.execute(good)
+        else:
+            reply = asyncio.run(run())
+        assert (reply.session_aal, reply.session_amr) == ("2", "pwd")
+        fresh.close()
+    finally:
+        with redis_server.client() as admin:
+            admin.execute_command("ACL", "DELUSER", "nosmembers")
