@@ -220,3 +220,42 @@ def test_a_command_refused_in_the_transaction_fails_closed_and_leaves_the_connec
     finally:
         with redis_server.client() as admin:
             admin.execute_command("ACL", "DELUSER", "nosmembers")
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_the_asyncio_reads_answer_alike_with_every_parser(redis_server: RedisServer, redis_url: str, parser: str,
+                                                          protocol: int) -> None:
+    """The asyncio exchange takes buffered replies from the hiredis reader directly on RESP2 and
+    goes through the parser's read_response otherwise: the same replies and the same refusals
+    with redis-py's pure-Python parser and on RESP3 as with the default (hiredis, RESP2) client."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.connection import Connection
+
+    fresh = RedisStore.from_url(redis_url)
+    make_session(fresh)
+    kwargs: dict[str, Any] = {"decode_responses": True, "protocol": protocol, "socket_timeout": 1.0}
+    if parser == "python":
+        from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
+
+        kwargs["parser_class"] = _AsyncRESP3Parser if protocol == 3 else _AsyncRESP2Parser
+    pool = BlockingConnectionPool.from_url(redis_url, connection_class=Connection, max_connections=1, **kwargs)
+    store = RedisStore(fresh.sync, Redis(connection_pool=pool))
+    with redis_server.client() as admin:
+        admin.set(K.user("bob"), "not a hash")
+    load = Load(K.user(UID), SESSION, K.challenge(UID, "-"), K.pending_backup_codes(UID), NOW + 1000, "1", "0")
+    bad = load._replace(user_key=K.user("bob"))
+
+    async def run() -> tuple[Any, Any]:
+        try:
+            got = (await store.aexecute(guard(NOW + 1000)), await store.aexecute(load))
+            with pytest.raises(AuthError) as refused:
+                await store.aexecute(bad)
+            assert refused.value.status == 503
+            assert await store.aexecute(guard(NOW + 1000)) == got[0]  # the connection is clean after it
+            return got
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(run()) == (fresh.execute(guard(NOW + 1000)), fresh.execute(load))
+    fresh.close()
