@@ -259,3 +259,56 @@ def test_the_asyncio_reads_answer_alike_with_every_parser(redis_server: RedisSer
 
     assert asyncio.run(run()) == (fresh.execute(guard(NOW + 1000)), fresh.execute(load))
     fresh.close()
+
+
+def test_a_resp3_push_message_among_the_replies_goes_to_the_parser(redis_url: str) -> None:
+    """On RESP3 Redis may send a push message (a client-side-cache invalidation) between two
+    replies; the exchange, reading buffered replies from hiredis directly, hands it to the parser's
+    push handler as redis-py's own read does, and the replies still come in order."""
+    hiredis = pytest.importorskip("hiredis")
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    fresh = RedisStore.from_url(redis_url)
+    make_session(fresh)
+    pool = BlockingConnectionPool.from_url(redis_url, decode_responses=True, protocol=3, max_connections=1)
+    store = RedisStore(fresh.sync, Redis(connection_pool=pool))
+    handled: list[Any] = []
+
+    class PushAfterTheFirstReply:
+        """hiredis' reader, with an invalidation message between MULTI's OK and the first QUEUED."""
+
+        def __init__(self, reader: Any) -> None:
+            self.reader, self.returned, self.pushed = reader, 0, False
+
+        def gets(self, *args: Any) -> Any:
+            if self.returned == 1 and not self.pushed:
+                self.pushed = True
+                return hiredis.PushNotification(["invalidate", [SESSION]])
+            reply = self.reader.gets(*args)
+            if isinstance(reply, (str, list, int)) or reply is None:
+                self.returned += 1
+            return reply
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.reader, name)
+
+    async def run() -> Any:
+        try:
+            first = await store.aexecute(guard(NOW + 1000))
+            conn = await pool.get_connection()
+            parser = conn._parser
+            await pool.release(conn)
+
+            async def handle(response: Any, **kwargs: Any) -> None:
+                handled.append(list(response))
+
+            parser.handle_push_response = handle
+            parser._reader = PushAfterTheFirstReply(parser._reader)
+            return first, await store.aexecute(guard(NOW + 1000))
+        finally:
+            await store.aclose()
+
+    first, second = asyncio.run(run())
+    assert handled == [["invalidate", [SESSION]]]
+    assert second == first == fresh.execute(guard(NOW + 1000))
+    fresh.close()
