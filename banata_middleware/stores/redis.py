@@ -349,16 +349,21 @@ async def _aexchange(conn: Any, packed: Any, queued: int) -> list[Any]:
     597 k as here (a bare pipeline, no MULTI/EXEC, read the same way: 523 k / 594 k). The client's
     instructions per guard in a loop on one connection: 397 k with the script, 321 k as here, 363 k
     for a bare GET (``execute_command``)."""
+    loop = asyncio.get_running_loop()
+    interval = conn.health_check_interval
     try:
         async with asyncio.timeout(conn.socket_timeout):
             if not conn.is_connected:
                 await conn.connect()
-            await conn.check_health()
+            if interval and loop.time() > conn.next_health_check:  # check_health's own test, inline
+                await conn.check_health()
             send = getattr(conn, "_send_packed_command", None)
             await (send(packed) if send is not None else conn.send_packed_command(packed, check_health=False))
             parser = getattr(conn, "_parser", None)
-            read, gets, push = _reader(conn), _nothing_buffered, _NoPush
-            if parser is not None:
+            gets, push = _nothing_buffered, _NoPush
+            if parser is None:
+                read = _reader(conn)
+            else:
                 read = parser.read_response
                 if type(parser) is _HiredisParser:
                     gets = parser._reader.gets
@@ -382,8 +387,8 @@ async def _aexchange(conn: Any, packed: Any, queued: int) -> list[Any]:
     except BaseException:
         await conn.disconnect(nowait=True)
         raise
-    if conn.health_check_interval:  # as read_response does: a connection in use needs no PING
-        conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+    if interval:  # as read_response does: a connection in use needs no PING
+        conn.next_health_check = loop.time() + interval
     return _results(replies)
 
 
