@@ -30,6 +30,7 @@ from ..stores.hot_ops import (
 )
 from ..stores.records import (
     DEFAULT_NAME,
+    REMOVAL_LEASE_MS,
     AcceptAnyTotpStep,
     ActivateBackupCodes,
     AddAuthenticator,
@@ -39,6 +40,7 @@ from ..stores.records import (
     DisableSecondFactor,
     DiscardBackupCodes,
     EnableTotp,
+    EndRemoval,
     ProveSecondFactor,
     RecordFailure,
     RemoveTotpFactor,
@@ -229,15 +231,19 @@ class TwoFactorFlows(PrimaryFlows):
             # 503 means nothing changed. Only a crash between the commit and the re-check keeps the
             # removal (the request had passed the rule when loaded, an instant before) behind a
             # copy that still says 2FA is on: the next flow that reads the record repairs it.
+            # The removal also takes the user's removal lease, held until this request settles it
+            # (the undo releases it, and so does EndRemoval once the re-check passed): one removal
+            # a user may still see undone is in flight at a time, so that no undo puts back over
+            # another removal made in its window (R8-2).
             entries = self.entries(req, caller.sid, "two_factor.disabled")
             removed = yield Rec(DisableSecondFactor(uid, since, audit=entries))
             if removed is None:
-                # Loaded with 2FA on, and nothing left to remove: another request (a disable in
-                # another tab, a removal of the last factor) took it meanwhile and has not
-                # answered yet; its hot half may still refuse or fail and put it all back. So
-                # this one says nothing about the outcome (R8-1: a 200 "off" here was reversed by
-                # the other's undo) and changes nothing: the copy is that request's to update.
-                raise self._two_factor_changed()
+                # Loaded with 2FA on, and nothing removed: another request (a disable in another
+                # tab, a removal of a factor) holds the lease, or took everything meanwhile; it
+                # may still be refused or fail and put it all back. So this one says nothing about
+                # the outcome (R8-1: a 200 "off" here was reversed by the other's undo) and changes
+                # nothing: the copy is that request's to update.
+                raise self.two_factor_changed()
             self.emit_entries(uid, entries)
         disable = TwoFactorDisable(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
@@ -267,9 +273,23 @@ class TwoFactorFlows(PrimaryFlows):
                 with suppress(AuthError):  # logged by undo_disable; the hot store's 503 is the answer
                     yield from self.undo_disable(req, caller, removed, disable, since)
             raise
-        if reply.status != HotStatus.OK and removed is not None:
-            yield from self.undo_disable(req, caller, removed, disable, since)
+        if removed is not None:
+            if reply.status != HotStatus.OK:
+                yield from self.undo_disable(req, caller, removed, disable, since)
+            else:
+                yield from self.end_removal(caller.uid, removed.lease)
         return reply
+
+    def end_removal(self, uid: str, lease: int) -> Flow[None]:
+        """A removal confirmed by its hot re-check: release its removal lease (``EndRemoval``, one
+        more SQL transaction), so that the user's next removal goes through at once. Best effort:
+        the change is made and its answer stands; a lease the record store could not release
+        runs out by itself (``REMOVAL_LEASE_MS``), and the user's removals answer 409 until then."""
+        try:
+            yield Rec(EndRemoval(uid, lease))
+        except AuthError as exc:
+            log.warning("the factor removal lease of user %s runs out by itself within %d s: the record store "
+                        "could not release it (%s)", uid, REMOVAL_LEASE_MS // 1000, exc.code)
 
     def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
                       since: int) -> Flow[None]:
@@ -290,6 +310,12 @@ class TwoFactorFlows(PrimaryFlows):
             log.warning("two-factor of user %s stays off: a disable that was not confirmed could not be undone "
                         "in the record store (%s)", uid, exc.code)
             raise
+        if status is Status.CHANGED:
+            # The removal's lease is not its own any more: an administrator's reset cleared it, or
+            # it ran out (a request stalled past REMOVAL_LEASE_MS) and another removal took it.
+            # That change stands; this removal stays too, as after a crash before the re-check.
+            log.warning("two-factor of user %s stays off: a disable that was not confirmed was not undone, "
+                        "another change of the user's factors came first", uid)
         if status is not Status.OK:
             return
         self.emit_entries(uid, entries)
@@ -395,10 +421,13 @@ class TwoFactorFlows(PrimaryFlows):
             log.warning("staged backup codes of user %s left to be removed later: record store unavailable", uid)
 
     @staticmethod
-    def _two_factor_changed() -> AuthError:
+    def two_factor_changed() -> AuthError:
+        """The answer of a removal that changed nothing because another request changed the user's
+        factors meanwhile, or is changing them now (its removal lease is live): disable,
+        disable-otp, remove-authenticator."""
         return AuthError(409, "TWO_FACTOR_CHANGED",
-                         "two-factor authentication was changed by another request meanwhile; this one changed "
-                         "nothing: load the account again and retry if still needed")
+                         "another request changed your second factors meanwhile, or is changing them now; this "
+                         "one changed nothing: load the account again and retry in a moment if still needed")
 
     @staticmethod
     def _backup_codes_changed() -> AuthError:

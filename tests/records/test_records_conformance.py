@@ -11,14 +11,17 @@ import pytest
 from records_support import Sequence, new_id, run_sequence
 
 from banata_middleware.stores.records import (
+    REMOVAL_LEASE_MS,
     AcceptTotpStep,
     Account,
     ActivateBackupCodes,
+    AddAuthenticator,
     AddPasskey,
     AddTotpFactor,
     AdvanceSignCount,
     AppendAudit,
     AuditEntry,
+    AuthenticatorRemoval,
     BackupCodeUse,
     ConfirmTotpFactor,
     ConsumeBackupCode,
@@ -28,6 +31,7 @@ from banata_middleware.stores.records import (
     DiscardBackupCodes,
     EnableOtp,
     EnableTotp,
+    EndRemoval,
     GetAccount,
     GetAccountByEmail,
     GetPasskey,
@@ -41,6 +45,7 @@ from banata_middleware.stores.records import (
     RecordFailure,
     RecordOtpUse,
     RecordStore,
+    RemoveAuthenticator,
     RemoveOtp,
     RemovePasskey,
     RemoveSecondFactor,
@@ -59,6 +64,12 @@ from banata_middleware.stores.records import (
 
 T = 1_800_000_000_000  # Unix ms
 STEP = 60_000_000
+
+
+def _add_app(uid: str, factor: str) -> Sequence:
+    """A second app, confirmed (two-factor is on already)."""
+    assert (yield AddAuthenticator(uid, factor, f"ct-{factor}", "k1", T, factor, 10, 0)) is Status.CREATED
+    assert (yield ConfirmTotpFactor(uid, factor, f"ct-{factor}", STEP, T)) is Status.ACCEPTED
 
 
 def _enrolled(uid: str, factor: str = "f1", secret: str = "ct-1", step: int = STEP) -> Sequence:
@@ -295,13 +306,6 @@ def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: Re
         assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) == (("sms", "+15551234567", T),)
         assert (yield RemoveOtp(uid, "sms")) == ()
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
-        # An undo puts back exactly what went, unless the channel was enrolled again meanwhile.
-        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),))) is Status.OK
-        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15551234567", T),)
-        assert (yield EnableOtp(uid, "sms", "+15557654321", T + 1)) is Status.CREATED
-        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),), [AuditEntry("otp.enabled", T)])) is Status.TAKEN
-        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15557654321", T + 1),)
-        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
         # Disabling two-factor removes codes by message too.
         assert (yield RemoveSecondFactor(uid, T, end_sessions=False)) is Status.OK
         record = yield LoadUser(uid)
@@ -315,32 +319,84 @@ def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: Re
 def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: RecordStore, mode: str) -> None:
     uid = new_id()
     stopped, off = [AuditEntry("otp.disabled", T)], [AuditEntry("two_factor.disabled", T)]
+    lease = T + REMOVAL_LEASE_MS
 
     def sequence() -> Sequence:
         assert (yield DisableOtp(uid, None, T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
         assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
         assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
-        # one channel of two: the other keeps 2FA on
+        # one channel of two: the other keeps 2FA on; the removal holds the lease until settled
         sms = ("sms", "+15551234567", T)
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
-        # a refused removal's undo puts the row back as it was (R6-3), not over an enrolment meanwhile
-        assert (yield RestoreOtp(uid, (sms,))) is Status.OK
-        assert (yield RestoreOtp(uid, (("sms", "+15550000000", T),))) is Status.TAKEN
+        first = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert first == OtpRemoval(Status.OK, False, gone=(sms,), lease=lease)
+        assert (yield DisableOtp(uid, "email", T, stopped, off)) == OtpRemoval(Status.BUSY, False)
+        # a refused removal's undo puts the row back as it was (R6-3), releasing the lease; once
+        assert (yield RestoreOtp(uid, first.gone, first.lease)) is Status.OK
+        assert (yield RestoreOtp(uid, first.gone, first.lease)) is Status.CHANGED
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), OtpFactor("sms", sms[1]))
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
+        # not over an enrolment meanwhile (TAKEN: nothing put back), and the lease goes all the same
+        second = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert second == OtpRemoval(Status.OK, False, gone=(sms,), lease=lease)
+        assert (yield EnableOtp(uid, "sms", "+15550000000", T + 1)) is Status.CREATED
+        assert (yield RestoreOtp(uid, second.gone, second.lease)) is Status.TAKEN
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), OtpFactor("sms", "+15550000000"))
+        # a removal confirmed (its flow's re-check passed) releases its lease: the next goes at once
+        third = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert third == OtpRemoval(Status.OK, False, gone=(("sms", "+15550000000", T + 1),), lease=lease)
+        assert (yield EndRemoval(uid, third.lease)) is Status.OK
+        assert (yield EndRemoval(uid, third.lease)) is Status.NOT_FOUND
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)  # none held
         # the last factor: 2FA goes with it (the backup codes too), and what went is replied
         result = yield DisableOtp(uid, "email", T, stopped, off)
-        assert (result.status, result.two_factor_off) == (Status.OK, True)
+        assert (result.status, result.two_factor_off, result.lease) == (Status.OK, True, lease)
         assert result.removed is not None and result.removed.otp == (("email", "ann@example.com", T),)
-        assert len(result.removed.codes) == 2
+        assert len(result.removed.codes) == 2 and result.removed.lease == lease
         record = yield LoadUser(uid)
         assert (record.otp, record.backup_codes, record.two_factor_enabled) == ((), 0, False)
-        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "otp.disabled", "two_factor.disabled"]
+        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "otp.disabled", "otp.disabled",
+                                                             "two_factor.disabled"]
         # put back as it was (a refused disable's undo)
         assert (yield RestoreSecondFactor(uid, result.removed)) is Status.OK
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"),)
+
+    run_sequence(store, mode, sequence)
+
+
+def test_one_removal_of_a_users_factors_is_in_flight_at_a_time(store: RecordStore, mode: str) -> None:
+    """R8-2: a removal that its flow may still undo holds the user's removal lease from its commit
+    until it is settled; every other removal of the user meanwhile (disable, disable-otp, removing
+    an app, the last or not) is BUSY and writes nothing, so that no undo puts back over another
+    removal. Another user's removals are not held. An administrator's reset clears the lease: an
+    undo still in flight then puts nothing back over the reset (CHANGED)."""
+    uid, other = new_id(), new_id()
+    email = ("email", "ann@example.com", T)
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        yield from _add_app(uid, "f2")
+        assert (yield ReplaceBackupCodes(uid, ["h1"], "k1", T)) == 1
+        assert (yield EnableOtp(uid, *email)) is Status.CREATED
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED
+        held = yield DisableOtp(uid, "email", T)
+        assert held == OtpRemoval(Status.OK, False, gone=(email,), lease=T + REMOVAL_LEASE_MS)
+        assert (yield DisableSecondFactor(uid, T + 1)) is None
+        assert (yield RemoveAuthenticator(uid, "f2", T + 1)) == AuthenticatorRemoval(Status.BUSY, False)
+        assert (yield RemoveAuthenticator(uid, "nope", T + 1)) == AuthenticatorRemoval(Status.BUSY, False)
+        assert (yield DisableOtp(uid, None, T + 1)) == OtpRemoval(Status.BUSY, False)
+        record = yield LoadUser(uid)
+        assert ([f.id for f in record.totp], record.backup_codes, record.otp) == (["f1", "f2"], 1, ())
+        assert (yield DisableOtp(other, None, T + 1)).status is Status.OK  # not the same user
+        # the undo settles it: the lease goes in its transaction, and a disable goes through
+        assert (yield RestoreOtp(uid, held.gone, held.lease)) is Status.OK
+        removed = yield DisableSecondFactor(uid, T + 2)
+        assert removed is not None and removed.lease == T + 2 + REMOVAL_LEASE_MS and removed.otp == (email,)
+        assert [f.id for f in removed.totp] == ["f1", "f2"]
+        # an administrator's reset meanwhile clears the lease: the undo puts nothing back over it
+        assert (yield RemoveSecondFactor(uid, T + 3, passkeys=True)) is Status.NOT_FOUND  # nothing left to remove
+        assert (yield RestoreSecondFactor(uid, removed)) is Status.CHANGED
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.otp, record.two_factor_enabled) == ((), 0, (), False)
 
     run_sequence(store, mode, sequence)
 
@@ -370,23 +426,41 @@ def test_a_generation_stages_and_activates_codes_only_while_2fa_is_on(store: Rec
     run_sequence(store, mode, sequence)
 
 
-def test_a_refused_disable_otp_is_not_undone_once_2fa_went_off(store: RecordStore, mode: str) -> None:
-    """R7-2: RestoreOtp puts nothing back (CHANGED) once no factor turns two-factor on: a removal
-    of the last factor that ran meanwhile turned it off and said so, and that stands."""
-    uid = new_id()
+def test_an_undo_after_its_lease_ran_out_and_was_taken_puts_nothing_back(store: RecordStore, mode: str) -> None:
+    """A removal whose request stalled (or died) after its commit holds the lease until it runs out
+    (``REMOVAL_LEASE_MS``: a removal at its last millisecond is still BUSY); then the next removal
+    takes a new one, and the stalled removal's undo finds its lease gone and puts nothing back
+    (CHANGED): the later removal, which said "off", stands (R7-2). RestoreOtp also writes nothing
+    once no factor turns two-factor on: only a removal that takes no lease (RemoveOtp) can still
+    turn it off under another's undo."""
+    uid, other = new_id(), new_id()
     stopped, off = [AuditEntry("otp.disabled", T)], [AuditEntry("two_factor.disabled", T)]
+    sms = ("sms", "+15551234567", T)
 
     def sequence() -> Sequence:
         assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
-        assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
-        sms = ("sms", "+15551234567", T)
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
-        result = yield DisableOtp(uid, "email", T, stopped, off)  # the last factor: 2FA off
-        assert (result.status, result.two_factor_off) == (Status.OK, True)
-        assert (yield RestoreOtp(uid, (sms,), [AuditEntry("otp.enabled", T)])) is Status.CHANGED
+        assert (yield EnableOtp(uid, *sms)) is Status.CREATED
+        stalled = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert stalled == OtpRemoval(Status.OK, False, gone=(sms,), lease=T + REMOVAL_LEASE_MS)
+        assert (yield DisableOtp(uid, "email", T + REMOVAL_LEASE_MS, stopped, off)).status is Status.BUSY
+        result = yield DisableOtp(uid, "email", T + REMOVAL_LEASE_MS + 1, stopped, off)  # the last factor: 2FA off
+        assert (result.status, result.two_factor_off, result.lease) == (Status.OK, True, T + 2 * REMOVAL_LEASE_MS + 1)
+        assert (yield RestoreOtp(uid, stalled.gone, stalled.lease, [AuditEntry("otp.enabled", T)])) is Status.CHANGED
         record = yield LoadUser(uid)
         assert (record.otp, record.two_factor_enabled) == ((), False)
         assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "two_factor.disabled"]
+        assert (yield EndRemoval(uid, result.lease)) is Status.OK  # the later removal's lease is its own
+        # a lease that ran out untaken is still its removal's: a late undo puts the rows back
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED
+        assert (yield EnableOtp(other, *sms)) is Status.CREATED
+        late = yield DisableOtp(other, "sms", T, stopped, off)
+        assert (yield RestoreOtp(other, late.gone, late.lease)) is Status.OK
+        # R7-2's rule: a removal without a lease (RemoveOtp) turned 2FA off under the undo
+        late = yield DisableOtp(other, "sms", T, stopped, off)
+        assert (yield RemoveOtp(other)) == (("email", "bob@example.com", T),)
+        assert (yield RestoreOtp(other, late.gone, late.lease)) is Status.CHANGED
+        assert (yield LoadUser(other)).otp == ()
+        assert (yield EndRemoval(other, late.lease)) is Status.NOT_FOUND  # released by the undo all the same
 
     run_sequence(store, mode, sequence)
 

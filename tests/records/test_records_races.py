@@ -124,6 +124,55 @@ def test_of_generations_activated_at_once_exactly_one_set_goes_into_use(store: R
     assert [e.type for e in store.execute(ListAudit(uid))] == ["two_factor.backup_codes_regenerated"]
 
 
+def test_of_removals_at_once_exactly_one_holds_the_lease_and_the_rest_write_nothing(
+        store: RecordStore, concurrency: str) -> None:
+    """R8-2: 20 removals of one user's factors at once (disable, and disable-otp of either
+    channel: each keeps the removal lease when it removes anything, its flow may still undo it).
+    The lease is taken by one conditional UPDATE under the user's locks: exactly one removal
+    commits, every other one is BUSY (None for a disable) and writes nothing, whatever the
+    order; and the winner's undo puts everything back."""
+    from banata_middleware.stores.records import (
+        REMOVAL_LEASE_MS,
+        DisabledSecondFactor,
+        DisableOtp,
+        DisableSecondFactor,
+        EnableOtp,
+        OtpRemoval,
+        RestoreOtp,
+        RestoreSecondFactor,
+    )
+
+    for round_ in range(3):
+        uid = new_id()
+        store.execute(EnableTotp(uid, "totp", "ct", "k1", T, STEP, ["h1", "h2"], "c1"))
+        store.execute(EnableOtp(uid, "email", "ann@example.com", T))
+        store.execute(EnableOtp(uid, "sms", "+15551234567", T))
+        ops: list[RecordOp[Any]] = []
+        for i in range(CALLERS):
+            op: RecordOp[Any] = DisableSecondFactor(uid, T, [AuditEntry("two_factor.disabled", T)])
+            if i % 4 in (1, 2):
+                op = DisableOtp(uid, ("email", "sms")[i % 2], T, [AuditEntry("otp.disabled", T)])
+            ops.append(op)
+        replies = race(store, concurrency, ops)
+        won = [r for r in replies if r is not None and (isinstance(r, DisabledSecondFactor) or r.status is Status.OK)]
+        assert len(won) == 1, (round_, replies)
+        assert all(r is None or r.status is Status.BUSY for r in replies if r is not won[0]), replies
+        winner = won[0]
+        assert winner.lease == T + REMOVAL_LEASE_MS
+        record = store.execute(LoadUser(uid))
+        events = [e.type for e in store.execute(ListAudit(uid))]
+        if isinstance(winner, OtpRemoval):
+            assert len(record.otp) == 1 and record.totp and record.backup_codes == 2, record
+            assert events == ["otp.disabled"]
+            assert store.execute(RestoreOtp(uid, winner.gone, winner.lease)) is Status.OK
+        else:
+            assert (record.totp, record.otp, record.backup_codes) == ((), (), 0)
+            assert events == ["two_factor.disabled"]
+            assert store.execute(RestoreSecondFactor(uid, winner)) is Status.OK
+        record = store.execute(LoadUser(uid))
+        assert (len(record.totp), len(record.otp), record.backup_codes) == (1, 2, 2)
+
+
 def test_one_totp_step_is_accepted_for_exactly_one_of_20_callers(store: RecordStore, concurrency: str) -> None:
     uid = new_id()
     _enrol(store, uid)

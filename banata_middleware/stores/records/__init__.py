@@ -50,8 +50,10 @@ from .proof import Proof, ProveSecondFactor
 from .schema import Schema
 from .store import RecordStore, SchemaOutOfDate
 from .users import (
+    REMOVAL_LEASE_MS,
     DisabledSecondFactor,
     DisableSecondFactor,
+    EndRemoval,
     FailureCount,
     LoadUser,
     RecordFailure,
@@ -64,6 +66,7 @@ from .users import (
 
 __all__ = [
     "DEFAULT_NAME",
+    "REMOVAL_LEASE_MS",
     "AcceptAnyTotpStep",
     "AcceptTotpStep",
     "Account",
@@ -87,6 +90,7 @@ __all__ = [
     "DiscardBackupCodes",
     "EnableOtp",
     "EnableTotp",
+    "EndRemoval",
     "FailureCount",
     "GetAccount",
     "GetAccountByEmail",

@@ -1,6 +1,7 @@
 """The durable schema, SQLAlchemy Core, every table name prefixed (default ``banata_``).
 
-Core tables live here: accounts (built-in users), user_state (permanent lock, session generation)
+Core tables live here: accounts (built-in users), user_state (permanent lock, session generation,
+the removal lease)
 and audit_events (append-only). Each second factor owns its tables in its own module under
 ``factors/``, which declares them in its ``FACTOR`` (``factor.Factor.tables``): a new factor is a
 new module, one line in ``factors.FACTORS`` and a migration; nothing here changes. ``user_id`` is
@@ -61,6 +62,9 @@ class Schema:
             # Bumped when every session of the user ends; the hot store's copy is compared with it.
             Column("generation", BigInteger, nullable=False, server_default="0"),
             Column("revoked_at", Millis, nullable=True),
+            # The removal lease (0009): while a removal of the user's factors that its request may
+            # still undo is unsettled, when its hold ends (also its token); NULL: none in flight.
+            Column("removing_until", Millis, nullable=True),
         )
         self.audit_events = Table(
             f"{prefix}audit_events", m,

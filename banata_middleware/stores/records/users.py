@@ -19,9 +19,20 @@ if TYPE_CHECKING:
     from .factors.totp import TotpFactor
     from .schema import Schema
 
-__all__ = ["DisableSecondFactor", "DisabledSecondFactor", "FailureCount", "LoadUser", "RecordFailure",
-           "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock", "UserRecord", "any_on",
-           "clear_failures", "ensure_user_state", "lock_user_state", "others_on"]
+__all__ = ["REMOVAL_LEASE_MS", "DisableSecondFactor", "DisabledSecondFactor", "EndRemoval", "FailureCount",
+           "LoadUser", "RecordFailure", "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock",
+           "UserRecord", "any_on", "clear_failures", "end_removal", "ensure_user_state", "lock_user_state",
+           "others_on", "take_removal", "take_second_factor"]
+
+#: How long a removal of a user's factors holds the user's removal lease at most (Unix ms in
+#: ``user_state.removing_until``). A request settles its removal well within it: after the SQL
+#: commit come the hot store's re-check (``RedisStore.from_url``'s ``timeout``, 1 s by default, for
+#: the pool, the connection and the reply) and, when that refuses or fails, the undo's transaction
+#: (SQLAlchemy's pool waits up to 30 s, a connection 5 s, SQLite's busy timeout is 5 s, and the
+#: row locks it meets are other short transactions of the same user). Only a process that died (or
+#: stalled) in between leaves a lease behind: the user's next removals answer 409 until it ends.
+#: An undo that comes later still runs while nobody took the lease since (it is its own token).
+REMOVAL_LEASE_MS = 60_000
 
 
 def _ensure_user_state(schema: Schema) -> Executable:
@@ -50,6 +61,34 @@ def lock_user_state(schema: Schema, user_id: str) -> SqlGen[None]:
     t = schema.user_state
     yield ensure_user_state(schema, user_id)
     yield select(t.c.user_id).where(t.c.user_id == user_id).with_for_update()
+
+
+def take_removal(schema: Schema, user_id: str, at: int) -> SqlGen[int | None]:
+    """Take the user's removal lease, after ``lock_user_factors`` (its state row is then made and
+    locked): one conditional UPDATE, which only matches while no other removal's lease is live
+    (none, or one that ended before ``at``), so of two removals exactly one holds it. Replies the
+    lease, its end (``at + REMOVAL_LEASE_MS``), which is also its token: a later lease of the user
+    always ends later, since it is taken only once this one has ended; None when another is live
+    (then nothing is written, and the removal writes nothing either: ``Status.BUSY``).
+
+    Why: a removal whose hot re-check runs after its commit may be undone, and two undos do not
+    compose (R8-2: a ``disable-otp`` put back nothing in a ``disable``'s window, then the disable's
+    undo put back only what it took, so the address was lost though both answered 503 "nothing
+    changed"). With one removal in flight per user, each undo puts back over the state it left."""
+    s = schema.user_state
+    until = at + REMOVAL_LEASE_MS
+    taken = (yield update(s).where(s.c.user_id == user_id, or_(s.c.removing_until.is_(None),
+                                                                s.c.removing_until < at))
+             .values(removing_until=until)).rowcount
+    return until if taken else None
+
+
+def end_removal(schema: Schema, user_id: str, lease: int) -> SqlGen[bool]:
+    """Release the lease ``lease`` (one conditional UPDATE): False when the user's lease is not that
+    one any more (it ran out and another removal took it, or an administrator's reset cleared it)."""
+    s = schema.user_state
+    return bool((yield update(s).where(s.c.user_id == user_id, s.c.removing_until == lease)
+                 .values(removing_until=None)).rowcount)
 
 
 def _clear_failures(schema: Schema) -> Executable:
@@ -258,7 +297,9 @@ class RemoveSecondFactor(RecordOp[Status]):
     (``Factor.remove``; the passkeys, ``kept_by_disable``, only with ``passkeys``) and the lock go
     in one transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
     ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
-    (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
+    (NOT_FOUND). The removal lease is cleared too: the undo of a user's removal still in flight
+    then finds its lease gone and puts nothing back over the reset. OK, or NOT_FOUND when nothing
+    was removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
@@ -283,12 +324,11 @@ class RemoveSecondFactor(RecordOp[Status]):
         t = schema.user_state
         yield ensure_user_state(schema, u)
         revoke = {"generation": t.c.generation + 1, "revoked_at": self.at} if self.end_sessions else {}
-        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None, **revoke)
+        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None, removing_until=None,
+                                                       **revoke)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if removed else Status.NOT_FOUND
-
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,12 +337,14 @@ class DisabledSecondFactor:
     back. ``taken``: each factor's rows (``Factor.take``), by factor name; their reprs show no
     secret or hash. ``passkeys``: the credential keys of the passkeys the user had then (disable
     keeps them), so that an undo knows which ones were registered after it (R7-3); None (not
-    read) keeps every passkey."""
+    read) keeps every passkey. ``lease``: the removal lease it holds (``take_removal``), released by
+    the undo or, once the removal is confirmed, by ``EndRemoval``."""
 
     taken: Mapping[str, tuple[Any, ...]]
     failure_streak: int
     locked_at: int | None
     passkeys: frozenset[str] | None = None
+    lease: int = 0
 
     @property
     def totp(self) -> tuple[TotpFactor, ...]:
@@ -318,43 +360,63 @@ class DisabledSecondFactor:
         return cast("tuple[tuple[str, str, int], ...]", self.taken.get("otp", ()))
 
 
+def take_second_factor(schema: Schema, user_id: str, lease: int,
+                       audit: Sequence[AuditEntry] = ()) -> SqlGen[DisabledSecondFactor | None]:
+    """Every factor's rows but those disable keeps (``Factor.take``), and the streak and the lock,
+    under the locks every factor removal takes (``lock_user_factors``, taken by the caller, with
+    the removal lease ``lease``): ``DisableSecondFactor``, and the removals that find they remove
+    the last factor (``DisableOtp``, ``RemoveAuthenticator``). None when there was nothing to take
+    (nothing written)."""
+    from .factors import FACTORS
+
+    s, u = schema.user_state, user_id
+    taken: dict[str, tuple[Any, ...]] = {}
+    for factor in FACTORS:
+        if factor.take is not None and not factor.kept_by_disable:
+            rows = yield from factor.take(schema, u)
+            if rows:
+                taken[factor.name] = rows
+    if not taken:
+        return None
+    state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
+    yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
+    if audit:
+        yield audit_insert(schema, u, audit)
+    p = schema.passkeys
+    kept = frozenset((yield select(p.c.credential_key).where(p.c.user_id == u)).scalars())
+    return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at, kept, lease)
+
+
 @dataclass(frozen=True, slots=True)
 class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
     """The user's disable: every factor's rows but those disable keeps (``Factor.take``; the
     passkeys stay), the streak and the lock with them (as ``RemoveSecondFactor`` without
-    ``end_sessions``), in one transaction. Replies with what was removed, read under the same row
-    locks (FOR UPDATE) as the deletes, so that the flow can undo it exactly
-    (``RestoreSecondFactor``) when the factor-change rule, re-checked after this commit, refuses;
-    None when there was no factor or code."""
+    ``end_sessions``), in one transaction, holding the user's removal lease (``take_removal``) from
+    then on. Replies with what was removed, read under the same row locks (FOR UPDATE) as the
+    deletes, so that the flow can undo it exactly (``RestoreSecondFactor``) when the factor-change
+    rule, re-checked after this commit, refuses; None, with nothing written, when there was no
+    factor or code, or while another removal of the user's factors is in flight (its lease is
+    live): either way another request changed them, or may still put them back."""
 
     user_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[DisabledSecondFactor | None]:
-        from .factors import FACTORS
         from .factors.totp import lock_user_factors
 
-        s, u = schema.user_state, self.user_id
+        u = self.user_id
         # The locks every factor removal takes (the user's authenticator rows, then the state row
         # that adding one locks): an app added at the same time is refused, or committed before
         # the reads below, and so removed (and put back by an undo) with the rest.
         yield from lock_user_factors(schema, u)
-        taken: dict[str, tuple[Any, ...]] = {}
-        for factor in FACTORS:
-            if factor.take is not None and not factor.kept_by_disable:
-                rows = yield from factor.take(schema, u)
-                if rows:
-                    taken[factor.name] = rows
-        if not taken:
+        lease = yield from take_removal(schema, u, self.at)
+        if lease is None:
             return None
-        state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
-        yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
-        if self.audit:
-            yield audit_insert(schema, u, self.audit)
-        p = schema.passkeys
-        kept = frozenset((yield select(p.c.credential_key).where(p.c.user_id == u)).scalars())
-        return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at, kept)
+        removed = yield from take_second_factor(schema, u, lease, self.audit)
+        if removed is None:
+            yield from end_removal(schema, u, lease)
+        return removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,8 +430,11 @@ class RestoreSecondFactor(RecordOp[Status]):
     there now is newer: apps, addresses, backup codes, staged or not), and the passkeys not among
     those the user had then (``DisabledSecondFactor.passkeys``; disable keeps the others). Under
     the locks every factor removal takes, so an enrolment racing it is decided before (and
-    removed) or after (against the restored factor). OK; or TAKEN when the unique key refuses the
-    put-back all the same (nothing is written)."""
+    removed) or after (against the restored factor); the removal's lease is released in the same
+    transaction. OK; CHANGED when the lease is not the removal's any more (nothing written: an
+    administrator's reset cleared it, or it ran out and another removal took it, whose change
+    stands); or TAKEN when the unique key refuses the put-back all the same (nothing is written;
+    the lease then runs out by itself)."""
 
     user_id: str
     removed: DisabledSecondFactor
@@ -382,6 +447,8 @@ class RestoreSecondFactor(RecordOp[Status]):
 
         s, u, r = schema.user_state, self.user_id, self.removed
         yield from lock_user_factors(schema, u)
+        if not (yield from end_removal(schema, u, r.lease)):
+            return Status.CHANGED
         for factor in FACTORS:
             if not factor.kept_by_disable:
                 yield from factor.remove(schema, u)
@@ -398,3 +465,17 @@ class RestoreSecondFactor(RecordOp[Status]):
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class EndRemoval(RecordOp[Status]):
+    """A removal confirmed (its hot re-check passed): release its lease ``lease`` so that the user's
+    next removal need not wait for it to run out. One conditional UPDATE of the state row. OK, or
+    NOT_FOUND when the lease is not that one any more (run out and taken by another removal, or
+    cleared by an administrator's reset): nothing written."""
+
+    user_id: str
+    lease: int
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        return Status.OK if (yield from end_removal(schema, self.user_id, self.lease)) else Status.NOT_FOUND

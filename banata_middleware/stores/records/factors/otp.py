@@ -31,7 +31,16 @@ from sqlalchemy import (
 from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import DisabledSecondFactor, DisableSecondFactor, any_on, clear_failures, lock_user_state, others_on
+from ..users import (
+    DisabledSecondFactor,
+    any_on,
+    clear_failures,
+    end_removal,
+    lock_user_state,
+    others_on,
+    take_removal,
+    take_second_factor,
+)
 from .totp import lock_user_factors
 
 if TYPE_CHECKING:
@@ -148,10 +157,9 @@ OtpRows = tuple[tuple[str, str, int], ...]
 
 @dataclass(frozen=True, slots=True)
 class RemoveOtp(RecordOp[OtpRows]):
-    """Stop codes by ``channel`` (every channel when None), whatever is left. Replies with the rows
-    removed (none: nothing to stop), read under the delete's row locks, so that they can be put back
-    exactly (``RestoreOtp``). The user's own removal is ``DisableOtp``, which decides whether it was
-    the last factor."""
+    """Stop codes by ``channel`` (every channel when None), whatever is left, with no undo and no
+    removal lease (no flow uses it; the user's own removal is ``DisableOtp``, which decides whether
+    it was the last factor and can be undone). Replies with the rows removed (none: nothing to stop)."""
 
     user_id: str
     channel: str | None = None
@@ -174,41 +182,52 @@ class RemoveOtp(RecordOp[OtpRows]):
 
 @dataclass(frozen=True, slots=True)
 class RestoreOtp(RecordOp[Status]):
-    """Undo a ``RemoveOtp`` or a ``DisableOtp`` that left 2FA on: its rows come back as they were.
-    OK; TAKEN when one of those channels was enrolled again meanwhile (that enrolment stands:
-    the primary key refuses the put-back, and nothing is written); or CHANGED when no factor
-    turns two-factor on any more (nothing written): a removal or a disable that ran meanwhile,
-    seeing no other factor, turned it off and told the user so, and that stands (R7-2), rather
-    than 2FA coming back on without backup codes or the hot store's half."""
+    """Undo a ``DisableOtp`` that left 2FA on: its rows come back as they were, and its removal
+    lease ``lease`` is released, in one transaction. OK; TAKEN when one of those channels was
+    enrolled again meanwhile (that enrolment stands, nothing is put back); or CHANGED, nothing
+    put back, when the lease is not the removal's any more (an administrator's reset cleared it,
+    or it ran out and another removal took it, whose change stands) or no factor turns two-factor
+    on any more (a removal that took no lease turned it off: rather that than 2FA coming back on
+    without backup codes or the hot store's half; R7-2)."""
 
     user_id: str
     rows: OtpRows
+    lease: int
     audit: Sequence[AuditEntry] = ()
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
+        t, u = schema.otp_factors, self.user_id
         # The state row first, as every addition (EnableOtp): a removal deciding whether it removes
         # the last factor then sees these rows, or ran before them.
-        yield from lock_user_state(schema, self.user_id)
-        if not (yield any_on(schema, self.user_id)).scalar_one():  # a plain read, after the lock
+        yield from lock_user_state(schema, u)
+        if not (yield from end_removal(schema, u, self.lease)):
             return Status.CHANGED
+        if not (yield any_on(schema, u)).scalar_one():  # a plain read, after the lock
+            return Status.CHANGED
+        channels = sorted(channel for channel, _, _ in self.rows)
+        # Read under the state lock that every EnableOtp takes first: a channel enrolled again is
+        # answered here, with the lease released, not by the primary key (a rollback would keep it).
+        if channels and (yield select(t.c.channel).where(t.c.user_id == u, t.c.channel.in_(channels))).first():
+            return Status.TAKEN
         if self.rows:
-            yield insert(schema.otp_factors).values([
-                {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
-                for channel, address, at in self.rows])
+            yield insert(t).values([{"user_id": u, "channel": channel, "address": address, "created_at": at}
+                                    for channel, address, at in self.rows])
         if self.audit:
-            yield audit_insert(schema, self.user_id, self.audit)
+            yield audit_insert(schema, u, self.audit)
         return Status.OK
 
 
 @dataclass(frozen=True, slots=True)
 class OtpRemoval:
-    status: Status  # OK, or NOT_FOUND (no address on that channel, or none at all)
+    status: Status  # OK, NOT_FOUND (no address on that channel, or none at all), or BUSY (another removal in flight)
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
     #: Otherwise, the addresses removed, for ``RestoreOtp``.
     gone: OtpRows = ()
+    #: The removal lease it holds (``users.take_removal``; also ``removed.lease``): 0 when not OK.
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +237,12 @@ class DisableOtp(RecordOp[OtpRemoval]):
     (``lock_user_factors``: the authenticator rows, then the state row), never from a record read
     before: a removal of the last authenticator app at the same time (``RemoveAuthenticator``)
     waits for this one, or this one for it, and the second of them sees what the first left. The
-    last one: two-factor goes with it, as ``disable`` turns it off (``DisableSecondFactor``: every
+    last one: two-factor goes with it, as ``disable`` turns it off (``take_second_factor``: every
     factor row and backup code, the lock lifted; what it removed is replied, for an undo), with
     ``audit_off``; otherwise only the addresses go, with ``audit``, and are replied (``gone``), so
     that the flow can put them back (``RestoreOtp``) when the factor-change rule, re-checked after
-    this commit, refuses."""
+    this commit, refuses. Either way the removal holds the user's removal lease (``lease``) until
+    the flow settles it; while another removal holds it, BUSY and nothing written."""
 
     user_id: str
     channel: str | None
@@ -233,18 +253,22 @@ class DisableOtp(RecordOp[OtpRemoval]):
     def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
         t, u = schema.otp_factors, self.user_id
         yield from lock_user_factors(schema, u)
+        lease = yield from take_removal(schema, u, self.at)
+        if lease is None:
+            return OtpRemoval(Status.BUSY, False)
         rows = (yield select(t.c.channel, t.c.address, t.c.created_at).where(t.c.user_id == u)
                 .order_by(t.c.channel).with_for_update()).all()
         going = tuple((r.channel, r.address, r.created_at) for r in rows if self.channel in (None, r.channel))
         if not going:
+            yield from end_removal(schema, u, lease)
             return OtpRemoval(Status.NOT_FOUND, False)
         if len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one():
-            removed = yield from DisableSecondFactor(u, self.at, audit=self.audit_off).run(schema)
-            return OtpRemoval(Status.OK, True, removed)
+            removed = yield from take_second_factor(schema, u, lease, self.audit_off)
+            return OtpRemoval(Status.OK, True, removed, lease=lease)
         yield delete(t).where(t.c.user_id == u, t.c.channel.in_([channel for channel, _, _ in going]))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return OtpRemoval(Status.OK, False, gone=going)
+        return OtpRemoval(Status.OK, False, gone=going, lease=lease)
 
 
 @dataclass(frozen=True, slots=True)

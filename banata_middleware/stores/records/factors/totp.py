@@ -424,9 +424,12 @@ class RemoveTotpFactor(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class AuthenticatorRemoval:
-    status: Status  # OK, NOT_FOUND (no such authenticator of this user), or CHANGED (the last, not may_turn_off)
+    #: OK, NOT_FOUND (no such authenticator of this user), CHANGED (the last, not may_turn_off), or
+    #: BUSY (another removal of the user's factors is in flight)
+    status: Status
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
-    #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
+    #: Then, what went with it (``DisableSecondFactor``'s reply, holding the removal lease), for
+    #: ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
 
 
@@ -434,7 +437,7 @@ class AuthenticatorRemoval:
 class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     """The user removes one authenticator app. When it was the user's last second factor (no other
     confirmed app, and no other factor turns two-factor on: ``users.others_on``), two-factor
-    authentication goes with it, as ``disable`` does (``DisableSecondFactor``: every factor row
+    authentication goes with it, as ``disable`` does (``take_second_factor``: every factor row
     and backup code, the lock lifted; sessions kept; what it removed is replied, for an undo),
     and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
@@ -442,7 +445,10 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     verification racing it finds its authenticator gone (NOT_FOUND) or was first. Without
     ``may_turn_off`` (the caller gave no password, which turning 2FA off needs: R6-4), removing
     the last factor is refused here, under those locks: CHANGED, nothing removed (a concurrent
-    removal left this app the last since the caller's record was read)."""
+    removal left this app the last since the caller's record was read). Like every removal the
+    user asks for it takes the removal lease (BUSY, nothing removed, while another removal's is
+    live, whose undo could otherwise put back over this one), and keeps it only when it turned
+    two-factor off, the one outcome its flow may undo (``removed.lease``)."""
 
     user_id: str
     factor_id: str
@@ -452,24 +458,29 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     may_turn_off: bool = True
 
     def run(self, schema: Schema) -> SqlGen[AuthenticatorRemoval]:
-        from ..users import DisableSecondFactor  # users imports this module's record type
+        from ..users import end_removal, take_removal, take_second_factor  # users imports this module's type
 
         t, u = schema.totp_factors, self.user_id
         yield from lock_user_factors(schema, u)
+        lease = yield from take_removal(schema, u, self.at)
+        if lease is None:
+            return AuthenticatorRemoval(Status.BUSY, False)
         rows = (yield select(t.c.id, t.c.confirmed_at).where(t.c.user_id == u).with_for_update()).all()
         target = next((r for r in rows if r.id == self.factor_id), None)
-        if target is None:
-            return AuthenticatorRemoval(Status.NOT_FOUND, False)
-        last = target.confirmed_at is not None and not any(
+        last = target is not None and target.confirmed_at is not None and not any(
             r.confirmed_at is not None for r in rows if r.id != self.factor_id) and not (
             yield others_on(schema, u, but=FACTOR.name)).scalar_one()
-        if last and not self.may_turn_off:
-            return AuthenticatorRemoval(Status.CHANGED, False)
-        if last:
+        if last and self.may_turn_off:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the
             # unfinished setups and the backup codes too, as ``disable`` removes them.
-            removed = yield from DisableSecondFactor(u, self.at, audit=(*self.audit, *self.audit_off)).run(schema)
+            removed = yield from take_second_factor(schema, u, lease, (*self.audit, *self.audit_off))
             return AuthenticatorRemoval(Status.OK, True, removed)
+        # Nothing this request may undo follows: the lease goes in this transaction.
+        yield from end_removal(schema, u, lease)
+        if target is None:
+            return AuthenticatorRemoval(Status.NOT_FOUND, False)
+        if last:
+            return AuthenticatorRemoval(Status.CHANGED, False)
         yield delete(t).where(t.c.user_id == u, t.c.id == self.factor_id)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
