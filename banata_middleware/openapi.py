@@ -332,7 +332,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         body=_VERIFY_BODY,
         errors={400: ("TWO_FACTOR_NOT_ENABLED",),
                 401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"), 403: _FACTOR_CHANGE,
-                409: ("TWO_FACTOR_SECRET_UNREADABLE", "TWO_FACTOR_ALREADY_ENABLED"),
+                409: ("TWO_FACTOR_SECRET_UNREADABLE", "TWO_FACTOR_ALREADY_ENABLED", "TWO_FACTOR_CHANGED"),
                 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
     ("POST", "/two-factor/verify-backup-code"): Endpoint(
         "Answer a sign-in challenge or step up with a backup code", "two-factor", PENDING_OR_SESSION,
@@ -423,7 +423,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                       "name": _text(64, optional=True)}, ("response",)),
         reads=("passkey",),
         errors={400: ("CHALLENGE_NOT_FOUND", "FAILED_TO_VERIFY_REGISTRATION"), 401: ("UNAUTHORIZED",),
-                403: _NO_PASSWORD_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED",)}),
+                403: _NO_PASSWORD_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED", "TWO_FACTOR_CHANGED")}),
     ("GET", "/passkey/generate-authenticate-options"): Endpoint(
         "Options to sign in with a passkey", "passkey", (*OPTIONAL_SESSION, {"twoFactorCookie": []}),
         Success(_ref("RequestOptions"), "the options; the ceremony travels in the `passkey` cookie",

@@ -53,6 +53,7 @@ from ..stores.records import (
     LoadUser,
     OtpFactor,
     OtpRemoval,
+    OtpRestore,
     RecordFailure,
     RecordOtpUse,
     RestoreOtp,
@@ -340,7 +341,9 @@ class OtpFlows:
         record: UserRecord = yield Rec(LoadUser(uid))
         kind = "otp.enabled" if record.two_factor_enabled else "two_factor.enabled"
         entries = f.entries(origin, "", (kind, f"otp:{channel}"))
-        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
+        # An administrator's change: it clears the user's factor-change lease (supersede), so that
+        # the undo of a change of the user's still in flight puts nothing back over it (R9-3).
+        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries, supersede=True))
         if status is Status.TAKEN:
             raise self._conflict()
         f.emit_entries(uid, entries)
@@ -351,25 +354,26 @@ class OtpFlows:
 
     def _undo_remove(self, req: Request, caller: Caller, result: OtpRemoval) -> Flow[None]:
         """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, releasing its
-        removal lease (``RestoreOtp``): no other removal of the user's factors ran since the
-        commit (they answered 409 while the lease was live), so nothing stands in the way, unless
-        one of those channels was enrolled again meanwhile (that enrolment stands) or the lease
-        is not this removal's any more (an administrator's reset, or a request stalled past the
-        lease and another removal came: CHANGED, that change stands). Either way the caller's
-        refusal is the answer. A record store that fails here is logged without the address (the
-        user id and the error code) and raises; the lease then runs out by itself."""
+        factor-change lease (``RestoreOtp``): no other change of the user's factors that takes
+        the lease ran since the commit (they answered 409 while it was live), so nothing stands in
+        the way but an enrolment of one of those channels meanwhile (that enrolment stands, and
+        the other channels come back: R9-4), or a lease that is not this removal's any more (an
+        administrator's change, or a request stalled past the lease and another change came:
+        CHANGED, that change stands). Either way the caller's refusal is the answer. A record
+        store that fails here is logged without the address (the user id and the error code) and
+        raises; the lease then runs out by itself."""
         f, uid = self.f, caller.uid
         removed = result.gone
-        entries = f.entries(req, caller.sid, *(("otp.enabled", f"{channel}:restored") for channel, _, _ in removed))
+        audit = {channel: f.entries(req, caller.sid, ("otp.enabled", f"{channel}:restored"))
+                 for channel, _, _ in removed}
         try:
-            status = yield Rec(RestoreOtp(uid, removed, result.lease, entries))
+            restored: OtpRestore = yield Rec(RestoreOtp(uid, removed, result.lease, audit))
         except AuthError as exc:
             log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed could not be "
                         "undone in the record store (%s)", uid, exc.code)
             raise
-        if status is Status.OK:
-            f.emit_entries(uid, entries)
-        elif status is Status.CHANGED:
+        f.emit_entries(uid, [e for channel in restored.put_back for e in audit[channel]])
+        if restored.status is Status.CHANGED:
             log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed was not undone, "
                         "another change of the user's factors came first", uid)
 
@@ -388,9 +392,9 @@ class OtpFlows:
         uid, since = caller.uid, f.now_ms()
         entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
-        # The removal takes the user's removal lease (as disable's does), held until this request
-        # settles it: while another removal is in flight (whose undo would put back over this
-        # one, or this one's over it: R8-2), nothing is removed and the answer is 409.
+        # The removal takes the user's factor-change lease (as disable's does), held until this
+        # request settles it: while another change is in flight (whose undo would put back over
+        # this one, or this one's over it: R8-2), nothing is removed and the answer is 409.
         result: OtpRemoval = yield Rec(DisableOtp(uid, channel, since, entries, off))
         if result.status is Status.BUSY:
             raise f.two_factor_changed()
@@ -403,7 +407,7 @@ class OtpFlows:
             # the commit, so that it holds at the moment of the change: a session revoked, signed
             # out or gone stale while this request was under way is refused, R6-3); a refusal,
             # or a hot store that fails so that it cannot be checked, puts the address back, so
-            # that a 401 or a 503 means nothing changed; a pass releases the removal lease
+            # that a 401 or a 503 means nothing changed; a pass releases the factor-change lease
             # (EndRemoval, one more SQL transaction). A crash between keeps the removal (the
             # request had passed the rule when loaded, an instant before), and the lease until it
             # runs out.
@@ -424,7 +428,7 @@ class OtpFlows:
             # The last factor went, and two-factor with it: exactly as ``disable`` (finish_disable):
             # two_factor_disable.lua re-checks the factor-change rule and updates the copy; a
             # refusal, or a hot store that fails, puts everything back, so that a 401 or a 503
-            # means nothing changed; a pass releases the removal lease. A crash between leaves a
+            # means nothing changed; a pass releases the factor-change lease. A crash between leaves a
             # copy saying on for a user without a factor, which the next flow that reads the
             # record repairs, and the lease until it runs out.
             session_key, max_age_ms = f.factor_change_args(caller)

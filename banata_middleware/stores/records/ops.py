@@ -16,9 +16,11 @@ then the user's state row (``factors.totp.lock_user_factors``, which EVERY remov
 takes first, so removals of one user run one after the other and each decides whether it removes
 the last factor from what the others left), then the other factor tables (backup_codes, passkeys,
 otp_factors), and audit_events (insert only) last. The user's own removals (``DisableSecondFactor``,
-``DisableOtp``, ``RemoveAuthenticator``) also take the user's removal lease (``users.take_removal``:
-a column of the state row just locked), and one that its request may still undo keeps it until
-that is settled: one such removal in flight per user. An addition that must be seen by such a
+``DisableOtp``, ``RemoveAuthenticator``) and the additions a flow may undo (``ConfirmAuthenticator``,
+``RegisterPasskey``) also take the user's factor-change lease (``users.take_lease``: columns of the
+state row just locked), when they are about to write, and one that its request may still undo
+keeps it until that is settled: one such change in flight per user. An administrator's change of
+the factors clears it (``users.clear_lease``). An addition that must be seen by a removal's
 decision (``AddAuthenticator``, ``EnableOtp``) locks the state row alone, then writes its table. A
 deadlock the server still reports (MariaDB's gap locks, an add meeting a removal of the same user's
 app) makes the store run the operation again.
@@ -65,7 +67,7 @@ class Status(enum.Enum):
     REGRESSED = "regressed"  # a passkey sign count did not increase (a cloned authenticator?)
     FULL = "full"  # a per-user cap (authenticator apps) is reached
     LOCKED = "locked"  # the account is under the permanent lock (the failure ceiling)
-    BUSY = "busy"  # another removal of the user's factors is in flight (its lease is live): nothing written
+    BUSY = "busy"  # another change of the user's factors is in flight (its lease is live): nothing written
 
 
 @dataclass(frozen=True, slots=True)
