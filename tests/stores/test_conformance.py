@@ -444,7 +444,7 @@ class HotStoreMachine(RuleBasedStateMachine):
         create = create._replace(aal=2)
         self.run(create)
         uid = create.head.user_id
-        for passed, seen_every_ms, idle_timeout_ms in [(0, 0, 0), (0, MINUTE, 0), (2, MINUTE, MINUTE), *uses]:
+        for passed, seen_every_ms, idle_timeout_ms in [(1, 0, 0), (0, MINUTE, 0), (2, MINUTE, MINUTE), *uses]:
             self.now += passed * MINUTE
             guard = Guard(create.head.user_key, create.session_key, K.challenge(uid, "c1"), 0, "1", "0",
                           seen_every_ms, idle_timeout_ms)
