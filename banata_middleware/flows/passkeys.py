@@ -191,10 +191,12 @@ class PasskeyFlows:
         # re-check keeps the passkey: the request had passed the rule when loaded, an instant before
         # (and the factor-change lease until it runs out).
         # Since it may be undone, the registration holds the user's factor-change lease until this
-        # request settles it, as a removal does (RegisterPasskey): while another change of the
-        # user's factors is in flight it registers nothing (409), and none runs in its window (a
-        # disable's undo removes the passkeys registered in its window: this one's 200 would not
-        # hold).
+        # request settles it, as a removal does (RegisterPasskey), while a factor turns 2FA on:
+        # while another change of the user's factors is in flight it registers nothing (409), and
+        # none runs in its window (a disable's undo removes the passkeys registered in its window:
+        # this one's 200 would not hold). With 2FA off it takes none (lease 0, R10-3): no 409 for
+        # a lease that guards nothing, and no counter moved under a stalled disable (R10-1); a
+        # disable's undo may then still remove it (its window's passkeys go: R7-3).
         added = f.entries(req, caller.sid, ("passkey.registered", passkey.credential_id))
         registered: LeasedChange = yield Rec(RegisterPasskey(passkey, f.now_ms(), audit=added))
         if registered.status is Status.TAKEN:

@@ -525,7 +525,10 @@ class SessionCore:
         registration): release its factor-change lease (``EndRemoval``, one more SQL transaction),
         so that the user's next change goes through at once. Best effort: the change is made and
         its answer stands; a lease the record store could not release runs out by itself
-        (``REMOVAL_LEASE_MS``), and the user's changes that take it answer 409 until then."""
+        (``REMOVAL_LEASE_MS``), and the user's changes that take it answer 409 until then. Lease 0
+        (a change that took none: a passkey registered with two-factor off) costs nothing."""
+        if not lease:
+            return
         try:
             yield Rec(EndRemoval(uid, lease))
         except AuthError as exc:
