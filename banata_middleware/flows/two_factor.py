@@ -286,11 +286,14 @@ class TwoFactorFlows(PrimaryFlows):
         what was enrolled meanwhile, in the same transaction: RestoreSecondFactor), then the copy,
         which also ends every session (but the caller's, whatever its aal) made while the factor
         was gone and voids the trusted devices (two_factor_disable.lua 'undo'): a sign-in from
-        the record then needed the password alone. A store that fails here is logged without a secret (the
-        user id and the error code) and its 503 raised: if it was the record store, two-factor
-        stays off though the user was told it failed; if the hot store, the record has the factor
-        again (sign-in reads the record, so a password alone gets the challenge) but a session
-        made meanwhile may live on, and the copy is repaired by the next flow that reads the record."""
+        the record then needed the password alone. When the record's undo finds its lease gone
+        (CHANGED: another change came first and stands, nothing is put back) the copy's undo still
+        ends those sessions and voids the trusted devices (mode 'sessions', R10-5). A store that
+        fails here is logged without a secret (the user id and the error code) and its 503 raised:
+        if it was the record store, two-factor stays off though the user was told it failed; if the
+        hot store, the record has the factor again (sign-in reads the record, so a password alone
+        gets the challenge) but a session made meanwhile may live on, and the copy is repaired by
+        the next flow that reads the record."""
         uid = caller.uid
         entries = self.entries(req, caller.sid, ("two_factor.enabled", "restored"))
         try:
@@ -305,16 +308,22 @@ class TwoFactorFlows(PrimaryFlows):
             # That change stands; this removal stays too, as after a crash before the re-check.
             log.warning("two-factor of user %s stays off: a disable that was not confirmed was not undone, "
                         "another change of the user's factors came first", uid)
-        if status is not Status.OK:
-            return
-        self.emit_entries(uid, entries)
+        if status is Status.OK:
+            self.emit_entries(uid, entries)
+        # Whether or not the factors came back, the sessions made in the window (the record said
+        # off: the password alone signed in) end and the trusted devices are voided (mode
+        # 'sessions' when nothing was put back: the copy's 2FA is the later change's to set).
+        # Ending sessions puts no factor back and contradicts no later change, so a window
+        # session never outlives the 503 (R10-5: an administrator's change cleared the lease and
+        # a thief's password-only session lived on with 2FA on).
         kid = min((c.key_id for c in removed.codes), default="")
+        mode: Literal["undo", "sessions"] = "undo" if status is Status.OK else "sessions"
         try:
-            yield from self.commit(disable._replace(head=self.head(uid, req), mode="undo", codes_kid=kid,
+            yield from self.commit(disable._replace(head=self.head(uid, req), mode=mode, codes_kid=kid,
                                                     since_ms=since), caller.sid)
         except AuthError as exc:
-            log.warning("two-factor of user %s is back in the record store, but the hot store could not follow "
-                        "(%s): sessions made while it was off are not ended", uid, exc.code)
+            log.warning("two-factor of user %s: the hot store could not follow a disable's undo (%s): sessions made "
+                        "while it was off are not ended", uid, exc.code)
             raise
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:

@@ -458,8 +458,6 @@ def test_held_the_lease_counter_works_at_the_top_of_its_range(stack: Stack) -> N
 
 
 # -- R10-5: a password-only session made in a disable's window outlives an administrator's change ------
-@pytest.mark.xfail(strict=True, reason="R10-5: an undo whose lease an administrator's change cleared skips the "
-                                       "copy's undo: a password-only session made in the window lives on with 2FA on")
 @pytest.mark.parametrize("change", ["enable_otp", "import_totp"])
 def test_r10_5_a_window_session_ends_when_an_administrators_change_supersedes_the_undo(
         otp_stack: Stack, inbox: Inbox, change: str) -> None:  # noqa: F811
