@@ -153,8 +153,6 @@ def test_r10_1_a_password_only_change_in_a_stalled_disables_window_does_not_void
 
 
 # -- R10-2: the lease's window holds the host's audit callbacks, which its bound does not count -------
-@pytest.mark.xfail(strict=True, reason="R10-2: audit callbacks run between a change's commit and its hot re-check; "
-                                       "a slow one outlasts REMOVAL_LEASE_MS and the change's 503 is no longer true")
 def test_r10_2_a_slow_audit_callback_does_not_outlast_the_lease_of_the_change_it_reports(stack: Stack) -> None:
     """Attack (no thief needed): the host subscribes an audit callback (``on_event`` /
     ``auth.audit.subscribe``, README "Audit events") that does real work inline, say an SMTP
