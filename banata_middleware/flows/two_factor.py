@@ -303,7 +303,7 @@ class TwoFactorFlows(PrimaryFlows):
         uid = caller.uid
         entries = self.entries(req, caller.sid, ("two_factor.enabled", "restored"))
         try:
-            status = yield Rec(RestoreSecondFactor(uid, removed, audit=entries))
+            status = yield Rec(RestoreSecondFactor(uid, self._under_current_key(uid, removed), audit=entries))
         except AuthError as exc:
             settling.emit()
             log.warning("two-factor of user %s stays off: a disable that was not confirmed could not be undone "
@@ -333,6 +333,29 @@ class TwoFactorFlows(PrimaryFlows):
             log.warning("two-factor of user %s: the hot store could not follow a disable's undo (%s): sessions made "
                         "while it was off are not ended", uid, exc.code)
             raise
+
+    def _under_current_key(self, uid: str, removed: DisabledSecondFactor) -> DisabledSecondFactor:
+        """What an undo puts back, its apps' secrets under the current key (R10-4: ``rotate_keys``
+        lists the secrets in the table, and an app a change in flight took is not there; the undo
+        put it back under the key the rotation had reported unused, and once that key was dropped
+        the owner's app answered every code with 409 SECRET_UNREADABLE). The flow holds the keyring,
+        as the rotation does. A secret that does not decrypt goes back as it was (logged without
+        it: the user id and why); it was not readable before the disable either."""
+        keyring, current = self.keyring, self.keyring.current_key_id
+        if all(keyring.key_id_of(app.secret) == current for app in removed.totp):
+            return removed
+        apps: list[TotpFactor] = []
+        for app in removed.totp:
+            if keyring.key_id_of(app.secret) != current:
+                try:
+                    ct = keyring.encrypt(keyring.decrypt(app.secret, context=uid), context=uid)
+                except UnreadableSecret as exc:
+                    log.warning("an authenticator app of user %s goes back under its old key: its secret does not "
+                                "decrypt (%s)", uid, exc)
+                else:
+                    app = replace(app, secret=ct, key_id=keyring.key_id_of(ct))
+            apps.append(app)
+        return replace(removed, taken={**removed.taken, "totp": tuple(apps)})
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         password = body.text("password", max_len=128)

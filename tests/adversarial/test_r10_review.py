@@ -263,8 +263,6 @@ def test_r10_3_a_user_without_a_factor_registers_a_passkey_whatever_lease_is_hel
 NEW_SECRET = "rotated-secret-" + "y" * 40
 
 
-@pytest.mark.xfail(strict=True, reason="R10-4: rotate_keys misses the apps a disable in flight took; its undo puts "
-                                       "back ciphertext under the key the report said was no longer used")
 def test_r10_4_an_app_put_back_by_an_undo_after_a_key_rotation_is_readable_under_the_new_key_alone(
         stack_factory: Any) -> None:
     """Attack (an operator's race, no thief): the operator rotates the encryption key
