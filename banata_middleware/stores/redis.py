@@ -1,19 +1,22 @@
-"""Redis store: every operation is one Lua script run with EVALSHA (one round trip, atomic).
+"""Redis store: every operation is one round trip, atomic: a Lua script run with EVALSHA, or, for
+the two pure reads every request makes (``guard``, ``load``), a ``MULTI``/``EXEC`` of plain reads.
 
 The scripts live next to this module (``lua/*.lua``), each with the race it closes. Sync and
-asyncio clients run the same scripts; nothing here knows what a flow does. Any Redis error or
-timeout becomes ``AuthError(503, STORE_UNAVAILABLE)``: the middleware fails closed.
+asyncio clients run the same scripts and reads; nothing here knows what a flow does. Any Redis
+error or timeout becomes ``AuthError(503, STORE_UNAVAILABLE)``: the middleware fails closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._extras import missing_extra
 
@@ -24,12 +27,13 @@ try:
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
 except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "redis", exc) from exc
 
 from ..errors import AuthError
-from .hot_ops import OPS_BY_NAME, OpSpec, lua_header
+from .hot_ops import OPS_BY_NAME, Guard, GuardReply, Load, LoadReply, OpSpec, lua_header
 from .hot_ops import HotOp as Op
 
 hiredis_pack: Callable[..., Any] | None
@@ -37,8 +41,14 @@ try:
     from hiredis import pack_command as hiredis_pack
 except ModuleNotFoundError:  # the C parser is part of the 'redis' extra, but a bare redis-py works too
     hiredis_pack = None
+_HiredisParser: type[Any] | None
+try:  # redis-py's asyncio hiredis parser and its "no whole reply buffered yet" sentinel (see _aexchange)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _AsyncHiredisParser as _HiredisParser
+except ImportError:
+    _HiredisParser, _NOT_ENOUGH_DATA = None, object()
 
-__all__ = ["RedisStore", "UnsafeRedisPolicy", "load_scripts"]
+__all__ = ["READS", "RedisStore", "UnsafeRedisPolicy", "load_scripts"]
 
 log = logging.getLogger("banata_middleware.store")
 
@@ -46,7 +56,8 @@ log = logging.getLogger("banata_middleware.store")
 def load_scripts() -> dict[str, str]:
     """Each script as Redis runs it: the header binding its operation's fields to named locals
     (``hot_ops.lua_header``), the prelude's definitions it uses (``prelude_for``), the script. A
-    script without a declared operation fails here, at start-up."""
+    script without a declared operation fails here, at start-up (so does an operation that is a
+    script and a read, ``READS``, at once)."""
     folder = resources.files(__package__) / "lua"
     prelude = _prelude_chunks((folder / "_prelude.lua").read_text())
     scripts = {}
@@ -56,6 +67,8 @@ def load_scripts() -> dict[str, str]:
             spec = OPS_BY_NAME.get(name)
             if spec is None:
                 raise LookupError(f"lua/{entry.name} has no operation declared in stores/hot_ops.py")
+            if name in READS:
+                raise LookupError(f"lua/{entry.name} is also a read of plain commands (stores/redis.py READS)")
             body = entry.read_text()
             scripts[name] = lua_header(spec) + prelude_for(body, prelude) + "\n" + body
     return scripts
@@ -165,9 +178,247 @@ def _every_node(client: Any) -> dict[str, Any]:
     return {"target_nodes": "all"} if hasattr(client, "get_default_node") else {}
 
 
+# -- the two reads of every request: plain commands in one MULTI/EXEC --------------------------
+#
+# Redis runs a script's whole text at every call: 16.6 k instructions before it does anything and
+# ~17 k per redis.call (each reply goes through RESP and back into Lua), so the guard's script cost
+# Redis ~80 k instructions per protected request where a GET costs 5 k. ``guard`` and ``load`` only
+# read, so they are plain HMGET/HGETALL/SMEMBERS commands sent together as MULTI ... EXEC: one round
+# trip, and atomic as the script was (EXEC runs them with no other client's command between), so a
+# request never decides on a user hash of one moment and a session or challenge of another; the
+# writing scripts (revocation, enrolment, step-up) change both at once, and a mixed read is the
+# kind of state no one has reasoned about. MULTI/EXEC costs more than a bare pipeline of the same
+# commands: in Redis 27.4 k instructions per guard against 22.1 k (its script: 80 k), in the client two
+# short replies ('OK', a 'QUEUED' per command), ~4 µs of ~60: cheap for that guarantee.
+
+_NO_SESSION: tuple[None, ...] = (None,) * 7
+_NO_CHALLENGE: tuple[None, ...] = (None,) * 2
+_new_tuple = tuple.__new__
+
+
+def _guard_commands(op: Guard) -> list[tuple[str, ...]]:
+    commands: list[tuple[str, ...]] = [("HMGET", op.user_key, "tfa", "revoked_at", "rec")]
+    if op.want_session == "1":
+        commands.append(("HMGET", op.session_key, "exp", "created", "aal", "mfa", "amr", "auth", "seen"))
+    if op.want_challenge == "1":
+        commands.append(("HMGET", op.challenge_key, "exp", "created"))
+    return commands
+
+
+def _guard_reply(op: Guard, replies: list[Any]) -> GuardReply:
+    u = replies[0]
+    s = replies[1] if op.want_session == "1" else _NO_SESSION
+    c = replies[-1] if op.want_challenge == "1" else _NO_CHALLENGE
+    # GuardReply's fields, in its order; tuple.__new__ skips the NamedTuple's Python-level __new__.
+    return _new_tuple(GuardReply, (u[0], u[1], s[0], s[1], s[2], s[3], c[0], c[1], s[4], s[5], s[6], u[2]))
+
+
+def _seen_due(op: Guard, r: GuardReply) -> bool:
+    """Whether this request records the session's last use ('seen'): it is live, its last use is
+    at least ``seen_every_ms`` old, and it is not an aal 2 session already idle past the timeout
+    (a request must not revive it: ``Flows.guard`` refuses it from the 'seen' read here, the one
+    before). The memory store's twin applies the same rule."""
+    if r.session_exp is None:
+        return False
+    now = int(op.now_ms)
+    if int(r.session_exp) <= now:
+        return False
+    since = now - int(r.session_seen or r.session_created or now)
+    idle = int(op.idle_timeout_ms)
+    if idle > 0 and int(r.session_aal or 1) >= 2 and since > idle:
+        return False
+    return since >= int(op.seen_every_ms)
+
+
+#: The last-use write, sent only when ``_seen_due`` says so: a second round trip at most once per
+#: ``seen_every_ms`` per session (a minute), where the guard's script wrote it within its one. A
+#: script, not an HSET: HSET on a session ended since the read (sign-out, revocation, rotation)
+#: would make it again as a hash of 'seen' alone with no expiry. It decides again, atomically, on
+#: what is there now (``_seen_due``'s rule), so of several requests of one session that read an old
+#: 'seen' at once one writes, and 'seen' never goes back.
+SEEN_SCRIPT = """\
+local s = redis.call('HMGET', KEYS[1], 'exp', 'created', 'aal', 'seen')
+local now = tonumber(ARGV[1])
+if s[1] and tonumber(s[1]) > now then
+  local idle, since = tonumber(ARGV[3]), now - tonumber(s[4] or s[2] or now)
+  if not (idle > 0 and tonumber(s[3] or '1') >= 2 and since > idle) and since >= tonumber(ARGV[2]) then
+    redis.call('HSET', KEYS[1], 'seen', ARGV[1])
+  end
+end
+"""
+SEEN_SHA = hashlib.sha1(SEEN_SCRIPT.encode()).hexdigest()
+
+
+def _seen_write(op: Guard, reply: GuardReply) -> tuple[str, int, int, int] | None:
+    if _seen_due(op, reply):
+        return (op.session_key, op.now_ms, op.seen_every_ms, op.idle_timeout_ms)
+    return None
+
+
+def _load_commands(op: Load) -> list[tuple[str, ...]]:
+    commands: list[tuple[str, ...]] = [("HGETALL", op.user_key)]
+    if op.want_session == "1":
+        commands.append(("HGETALL", op.session_key))
+    if op.want_challenge == "1":
+        commands.append(("HGETALL", op.challenge_key))
+    commands.append(("SMEMBERS", op.pending_codes_key))
+    return commands
+
+
+def _hash(reply: Any) -> dict[str, str]:
+    # A flat [field, value, ...] list from the lean path; a dict from a pipeline's HGETALL callback.
+    return reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _load_reply(op: Load, replies: list[Any]) -> LoadReply:
+    session = _hash(replies[1]) if op.want_session == "1" else {}
+    challenge = _hash(replies[-2]) if op.want_challenge == "1" else {}
+    return LoadReply(_hash(replies[0]), session, challenge, list(replies[-1]))
+
+
+class Read(NamedTuple):
+    """An operation Redis serves with plain commands in one MULTI/EXEC instead of a script."""
+
+    commands: Callable[[Any], list[tuple[str, ...]]]  # the op -> the commands
+    reply: Callable[[Any, list[Any]], Any]  # the op, EXEC's replies -> the typed reply
+    #: The op and its reply -> the last-use script's KEYS[1] and ARGV when a write is due, else None.
+    then: Callable[[Any, Any], tuple[str, int, int, int] | None] | None = None
+
+
+#: The operations served by reads, by name: each has its twin in the memory store and no script.
+READS: dict[str, Read] = {
+    "guard": Read(_guard_commands, _guard_reply, _seen_write),
+    "load": Read(_load_commands, _load_reply),
+}
+
+_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
+
+def _packed(conn: Any, commands: list[tuple[str, ...]]) -> list[bytes]:
+    """MULTI, ``commands``, EXEC as the chunks ``send_packed_command`` writes (one, with hiredis)."""
+    if hiredis_pack is not None:
+        return [b"".join((_MULTI, *map(hiredis_pack, commands), _EXEC))]
+    return conn.pack_commands([("MULTI",), *commands, ("EXEC",)])  # type: ignore[no-any-return]
+
+
+def _results(replies: Any) -> list[Any]:
+    """EXEC's replies, or the first error among them raised (a command that failed in EXEC, such
+    as WRONGTYPE, comes back as an exception object in its place)."""
+    if not isinstance(replies, list):  # EXECABORT, or nil: a WATCH failed (none is set)
+        raise replies if isinstance(replies, Exception) else ResponseError(f"EXEC answered {replies!r}")
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+def _exchange(conn: Any, packed: Any, queued: int) -> list[Any]:
+    """Sends MULTI, the commands and EXEC at once; reads MULTI's OK, a QUEUED per command, EXEC's
+    replies. Any failure on the way leaves replies unread, so the connection is dropped (the pool
+    makes a new one): a later command must never read this one's answers."""
+    try:
+        conn.send_packed_command(packed)
+        for _ in range(queued + 1):
+            conn.read_response()
+        replies = conn.read_response()
+    except BaseException:
+        conn.disconnect()
+        raise
+    return _results(replies)
+
+
+async def _aexchange(conn: Any, packed: Any, queued: int) -> list[Any]:
+    """``_exchange`` for asyncio, under one deadline (the socket timeout) for the whole exchange.
+
+    redis-py's ``send_packed_command`` runs each write in ``asyncio.wait_for`` (a new Task), and
+    ``read_response`` arms a timeout per reply and reaches the parser through three more calls:
+    for the guard's four replies that made the exchange cost more client CPU than the script's one
+    EVALSHA. So the write is the connection's own ``_send_packed_command`` (what
+    ``send_packed_command`` runs inside ``wait_for``); the first reply comes from its parser (which
+    reads the socket), and the replies that arrived with it straight from the parser's hiredis
+    reader, without a coroutine each (a RESP3 push message among them is handed to the parser's
+    handler, as its ``read_response`` does). Each step falls back to the public method when
+    redis-py lacks the private one. What the public methods do around them is done here: connect if needed,
+    the health check and its next time, error replies raised, socket errors as ``ConnectionError``
+    (which the retry policy retries) and the deadline as ``TimeoutError`` (which it does not).
+
+    Server instructions per request over HTTP (count_http_instructions.py, PostgreSQL + Redis,
+    ASGI), pass-through / get-session: 581 k / 643 k with the scripts; 563 k / 642 k through
+    redis-py's public methods; 536 k / 607 k reading every reply through the parser; 524 k /
+    597 k as here (a bare pipeline, no MULTI/EXEC, read the same way: 523 k / 594 k). The client's
+    instructions per guard in a loop on one connection: 397 k with the script, 321 k as here, 363 k
+    for a bare GET (``execute_command``)."""
+    loop = asyncio.get_running_loop()
+    interval = conn.health_check_interval
+    try:
+        async with asyncio.timeout(conn.socket_timeout):
+            if not conn.is_connected:
+                await conn.connect()
+            if interval and loop.time() > conn.next_health_check:  # check_health's own test, inline
+                await conn.check_health()
+            send = getattr(conn, "_send_packed_command", None)
+            await (send(packed) if send is not None else conn.send_packed_command(packed, check_health=False))
+            parser = getattr(conn, "_parser", None)
+            gets, push = _nothing_buffered, _NoPush
+            if parser is None:
+                read = _reader(conn)
+            else:
+                read = parser.read_response
+                if type(parser) is _HiredisParser:
+                    gets = parser._reader.gets
+                    push = getattr(parser, "_hiredis_PushNotificationType", None) or _NoPush
+            for i in range(queued + 2):
+                reply = gets()
+                while isinstance(reply, push):  # RESP3: a push message between replies
+                    await parser.handle_push_response(reply)  # type: ignore[union-attr]
+                    reply = gets()
+                if reply is _NOT_ENOUGH_DATA:
+                    reply = await read()
+                if i <= queued and isinstance(reply, Exception):  # refused when queued (an ACL): EXEC aborts
+                    raise reply
+            replies = reply
+    except TimeoutError:  # the builtin: this deadline (redis-py's own is a RedisError)
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError("Timeout in a MULTI/EXEC exchange with Redis") from None
+    except OSError as exc:  # a socket error on the direct write or read
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error in a MULTI/EXEC exchange with Redis: {exc}") from None
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    if interval:  # as read_response does: a connection in use needs no PING
+        conn.next_health_check = loop.time() + interval
+    return _results(replies)
+
+
+def _nothing_buffered() -> Any:
+    return _NOT_ENOUGH_DATA
+
+
+class _NoPush:
+    """No reply is an instance: the push type where there is none (RESP2, older hiredis)."""
+
+
+def _reader(conn: Any) -> Callable[[], Any]:
+    async def read() -> Any:
+        return await conn.read_response(timeout=math.inf)  # no deadline of its own: the exchange's holds
+
+    return read
+
+
+def _lean(client: Any) -> bool:
+    """Whether ``client`` is a plain Redis client whose pool the store may draw connections from
+    itself (see ``RedisStore._multi``). A cluster client, or one bound to a single connection, goes
+    through its own pipeline."""
+    return (isinstance(client, (redis.Redis, aioredis.Redis)) and getattr(client, "connection", None) is None
+            and hasattr(client, "connection_pool"))
+
+
 class RedisStore:
     """``RedisStore.from_url("redis://localhost:6379/0")``. Timeouts are bounded so that a slow or
-    paused Redis turns into 503 within ``timeout`` seconds, never a hung request.
+    paused Redis turns into 503 within ``timeout`` seconds, never a hung request. Each operation is
+    its Lua script (EVALSHA), or its plain commands in one MULTI/EXEC (``READS``).
 
     A cluster: pass ``sync_client=RedisCluster(...)`` and ``async_client=redis.asyncio.RedisCluster(...)``,
     made as ``from_url`` makes its clients: ``decode_responses=True``, bounded socket timeouts, and a
@@ -201,6 +452,10 @@ class RedisStore:
             spec.type: (spec, self._sha[name], self._scripts[name]) for name, spec in OPS_BY_NAME.items()
             if name in self._scripts
         }
+        #: Per operation class: how it is read with plain commands (``READS``).
+        self._reads: dict[type[Any], Read] = {OPS_BY_NAME[name].type: read for name, read in READS.items()}
+        self._lean_sync = _lean(sync_client)
+        self._lean_aio = _lean(async_client)
         self.where = _where(sync_client)
 
     # -- the server's eviction policy ---------------------------------------------------------
@@ -289,16 +544,20 @@ class RedisStore:
                    allow_eviction=allow_eviction)
 
     def execute(self, op: Op) -> Any:
-        """Runs ``op``'s script; returns its typed reply (``hot_ops``)."""
-        spec, sha, script = self._runs[type(op)]
-        fields = spec.flat(op)
+        """Runs ``op`` (its script, or its read: ``READS``); returns its typed reply (``hot_ops``)."""
+        read = self._reads.get(type(op))
         try:
             if self._due():
                 self.check()
-            try:
-                raw = self.sync.evalsha(sha, len(spec.keys), *fields)
-            except NoScriptError:
-                raw = self.sync.eval(script, len(spec.keys), *fields)
+            if read is not None:
+                reply = read.reply(op, self._multi(read.commands(op)))
+                # The last-use write, when due (see SEEN_SCRIPT). Its failure fails the request
+                # closed like any store error, though the read went through.
+                if read.then is not None and (write := read.then(op, reply)) is not None:
+                    self._script(SEEN_SHA, SEEN_SCRIPT, 1, *write)
+                return reply
+            spec, sha, script = self._runs[type(op)]
+            raw = self._script(sha, script, len(spec.keys), *spec.flat(op))
         except UnsafeRedisPolicy as exc:
             raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
@@ -306,20 +565,74 @@ class RedisStore:
         return spec.reply(raw)
 
     async def aexecute(self, op: Op) -> Any:
-        spec, sha, script = self._runs[type(op)]
-        fields = spec.flat(op)
+        read = self._reads.get(type(op))
         try:
             if self._due():
                 await self.acheck()
-            try:
-                raw = await self.aio.evalsha(sha, len(spec.keys), *fields)
-            except NoScriptError:
-                raw = await self.aio.eval(script, len(spec.keys), *fields)
+            if read is not None:
+                reply = read.reply(op, await self._amulti(read.commands(op)))
+                if read.then is not None and (write := read.then(op, reply)) is not None:
+                    await self._ascript(SEEN_SHA, SEEN_SCRIPT, 1, *write)
+                return reply
+            spec, sha, script = self._runs[type(op)]
+            raw = await self._ascript(sha, script, len(spec.keys), *spec.flat(op))
         except UnsafeRedisPolicy as exc:
             raise self._refused(exc) from None
         except _STORE_ERRORS as exc:
             raise _unavailable(exc, self.where) from None
         return spec.reply(raw)
+
+    def _script(self, sha: str, script: str, numkeys: int, *fields: Any) -> Any:
+        try:
+            return self.sync.evalsha(sha, numkeys, *fields)
+        except NoScriptError:
+            return self.sync.eval(script, numkeys, *fields)
+
+    async def _ascript(self, sha: str, script: str, numkeys: int, *fields: Any) -> Any:
+        try:
+            return await self.aio.evalsha(sha, numkeys, *fields)
+        except NoScriptError:
+            return await self.aio.eval(script, numkeys, *fields)
+
+    def _multi(self, commands: list[tuple[str, ...]]) -> list[Any]:
+        """``commands`` in one MULTI/EXEC; their replies. A plain client's connection is taken from
+        its pool and used directly: redis-py's pipeline (a command stack, per-command options and
+        callbacks, observability hooks) doubles the client's CPU for the guard (measured in a loop
+        on one connection: 50 µs against 23 µs sync, 124 µs against 62 µs asyncio). The client's
+        retry policy still applies (``from_url``: once, on a broken connection; a read is safe to
+        send again)."""
+        client = self.sync
+        if not self._lean_sync:
+            pipe = client.pipeline(transaction=True)
+            for command in commands:
+                pipe.execute_command(*command)
+            return pipe.execute()  # type: ignore[no-any-return]
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        try:
+            packed = _packed(conn, commands)
+            queued = len(commands)
+            return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: _exchange(conn, packed, queued), lambda error: conn.disconnect())
+        finally:
+            pool.release(conn)
+
+    async def _amulti(self, commands: list[tuple[str, ...]]) -> list[Any]:
+        client = self.aio
+        if not self._lean_aio:
+            pipe = client.pipeline(transaction=True)
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute()  # type: ignore[no-any-return]
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            packed = _packed(conn, commands)
+            queued = len(commands)
+            return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: _aexchange(conn, packed, queued), lambda error: conn.disconnect())
+        finally:
+            await pool.release(conn)
 
     def user_ids(self, prefix: str) -> list[str]:
         """Every user id with a record (administration: key rotation). SCAN, so it does not block

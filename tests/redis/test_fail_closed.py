@@ -10,8 +10,10 @@ is created again.
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,15 +107,26 @@ def _refused_while_down(scene: Scene) -> dict[str, float]:
     return took
 
 
-def _refused_while_paused(scene: Scene, pause: Callable[[], None]) -> dict[str, float]:
-    """Every request at once while Redis is paused (each waits for the store timeout).
+@contextmanager
+def frozen(server: Any) -> Iterator[None]:
+    """Redis hung: its process stopped (SIGSTOP), so every command waits, reads as much as writes,
+    until it is continued. (``CLIENT PAUSE WRITE`` lets plain reads through, and the guard and
+    ``load`` are plain reads in a MULTI/EXEC: a pass-through would be served, rightly. ``CLIENT
+    PAUSE ALL`` holds ``CLIENT UNPAUSE`` too, so the test could not end it early.)"""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
 
-    ``CLIENT PAUSE <ms> WRITE`` holds every EVAL/EVALSHA (all our store operations are scripts) but,
-    unlike ``ALL``, lets ``CLIENT UNPAUSE`` through, so the test ends the pause as soon as it is done."""
+
+def _refused_while_paused(scene: Scene, server: Any) -> dict[str, float]:
+    """Every request at once while Redis is hung (each waits for the store timeout)."""
     named = scene.requests()
     calls = [lambda call=call: timed(call) for call in named.values()]
-    pause()
-    results = at_once(calls)  # type: ignore[arg-type]
+    with frozen(server):
+        results = at_once(calls)  # type: ignore[arg-type]
     took = {}
     for name, (r, seconds) in zip(named, results, strict=True):  # type: ignore[misc]
         _assert_store_unavailable(name, r, seconds)
@@ -157,11 +170,7 @@ def test_redis_stopped_mid_session_answers_503_quickly_then_the_same_cookies_wor
 def test_redis_paused_answers_503_within_the_store_timeout_then_works_when_resumed(
         served: tuple[Scene, Any]) -> None:
     scene, server = served
-    with server.client() as admin:
-        try:
-            took = _refused_while_paused(scene, lambda: admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE"))
-        finally:
-            admin.execute_command("CLIENT", "UNPAUSE")
+    took = _refused_while_paused(scene, server)
     print(f"\n503 times with Redis paused: {took}")
     scene.works_again()
 
@@ -194,10 +203,6 @@ def test_in_process_redis_paused_answers_503_within_the_store_timeout(
         in_process: tuple[Callable[[], Browser], Any], clock: FrozenClock) -> None:
     new_browser, stack = in_process
     scene = Scene.build(new_browser, clock)
-    with stack.redis.client() as admin:
-        try:
-            took = _refused_while_paused(scene, lambda: admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE"))
-        finally:
-            admin.execute_command("CLIENT", "UNPAUSE")
+    took = _refused_while_paused(scene, stack.redis)
     print(f"\n503 times with Redis paused: {took}")
     scene.works_again()

@@ -42,6 +42,7 @@ from banata_middleware.stores.hot_ops import (
     OPS_BY_NAME,
     ChallengeAnswer,
     ChallengeCreate,
+    Guard,
     Head,
     HotOp,
     LoadReply,
@@ -431,6 +432,27 @@ class HotStoreMachine(RuleBasedStateMachine):
         self.run(enrol._replace(head=head, otp_key=K.otp(uid), session_key=create.session_key, binding=binding,
                                 code_hash=issue.code_hash if right else "nope", on="0"))
 
+    @rule(create=operations(OPS_BY_NAME["session_create"]),
+          uses=st.lists(st.tuples(st.sampled_from((5, 0, 1, 30)), ARGS["seen_every_ms"],  # type: ignore[arg-type]
+                                  st.sampled_from((MINUTE, 0, 10 * MINUTE))), max_size=4))
+    def walk_a_session_in_use(self, create: SessionCreate, uses: list[tuple[int, int, int]]) -> None:
+        """An aal 2 session, then protected requests in it as time passes: the guard's last use
+        ('seen') written when due, left when not, never written to a session idle past the timeout
+        (Redis decides it in Python from its read and writes it with a script of its own; the
+        memory twin decides it inside the operation). The first three uses take each of those
+        paths in turn (minutes passed, seen_every_ms, idle_timeout_ms); then some drawn ones."""
+        create = create._replace(aal=2)
+        self.run(create)
+        uid = create.head.user_id
+        for passed, seen_every_ms, idle_timeout_ms in [(1, 0, 0), (0, MINUTE, 0), (2, MINUTE, MINUTE), *uses]:
+            self.now += passed * MINUTE
+            guard = Guard(create.head.user_key, create.session_key, K.challenge(uid, "c1"), 0, "1", "0",
+                          seen_every_ms, idle_timeout_ms)
+            before = dict(self.memory.data.get(create.session_key) or {})
+            self.run(guard)
+            after = self.memory.data.get(create.session_key) or {}
+            self.reached[f"guard {last_use(before, after, guard, self.now)}"] += 1
+
     @invariant()
     def same_records(self) -> None:
         got_values, got_ttls, got_streams = redis_state(self.client)
@@ -442,6 +464,18 @@ class HotStoreMachine(RuleBasedStateMachine):
             else:  # Redis's has run down since (every TTL set is a whole number of minutes, see above)
                 assert ttl - MINUTE // 2 < got_ttls[key] <= ttl, (key, got_ttls[key], ttl)
         same_streams(got_streams, streams)
+
+
+def last_use(before: dict[str, str], after: dict[str, str], guard: Guard, now: int) -> str:
+    """What a guard did with the session's last use, as the memory store shows it."""
+    if before.get("seen") != after.get("seen"):
+        return "seen written"
+    if not before or int(before["exp"]) <= now:
+        return "no live session"
+    since = now - int(before.get("seen") or before["created"])
+    if guard.idle_timeout_ms and int(before.get("aal") or 1) >= 2 and since > guard.idle_timeout_ms:
+        return "idle session not revived"
+    return "seen not due"
 
 
 def _rule(spec: OpSpec) -> Callable[[HotStoreMachine, HotOp], None]:
@@ -484,5 +518,6 @@ def test_redis_and_memory_stores_answer_alike(redis_server: RedisServer) -> None
         print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     print("\n".join(f"{n:6d}  {what}" for what, n in sorted(Machine.reached.items())))
     reached = {"challenge_answer OK", "challenge_answer LOCKED", "session_answer OK", "trust_use OK",
-               "otp_issue OK", "otp_enrol OK"}
+               "otp_issue OK", "otp_enrol OK", "guard seen written", "guard seen not due",
+               "guard idle session not revived"}
     assert reached <= set(Machine.reached), f"the search no longer reaches {reached - set(Machine.reached)}"

@@ -1,8 +1,10 @@
-"""Every hot-store operation is declared once (``stores/hot_ops.py``) and exists twice, as a Lua
-script (Redis) and as its twin in the memory store. This checks the pairing itself, so that a
-script, twin or declaration added or removed on one side only fails here, by name, rather than as a
-KeyError in some flow; and that the declaration is the only place that knows positions: no script
-indexes KEYS or ARGV, the generated header binds each field where ``OpSpec.flat`` sends it."""
+"""Every hot-store operation is declared once (``stores/hot_ops.py``) and exists twice: in Redis, as
+a Lua script or, for the two pure reads every request makes (``guard``, ``load``), as plain commands
+in one MULTI/EXEC (``stores/redis.py`` ``READS``); and as its twin in the memory store. This checks
+the pairing itself, so that a script, read, twin or declaration added or removed on one side only
+fails here, by name, rather than as a KeyError in some flow; and that the declaration is the only
+place that knows positions: no script indexes KEYS or ARGV, the generated header binds each field
+where ``OpSpec.flat`` sends it. (That each pair answers alike: ``test_conformance.py``.)"""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 import banata_middleware.stores as stores_pkg
 from banata_middleware.stores.hot_ops import OPS, OPS_BY_NAME, Head, Key, OpSpec, Rest, hot_op, lua_header
 from banata_middleware.stores.memory import MemoryStore
+from banata_middleware.stores.redis import READS
 
 LUA = Path(stores_pkg.__file__).parent / "lua"
 PRELUDE = LUA / "_prelude.lua"
@@ -28,6 +31,11 @@ LUA_GLOBALS = {"redis", "tonumber", "tostring", "string", "table", "math", "ipai
 
 def lua_scripts() -> set[str]:
     return {p.stem for p in LUA.glob("*.lua") if not p.stem.startswith("_")}
+
+
+def redis_operations() -> set[str]:
+    """What RedisStore runs: its scripts and its reads."""
+    return lua_scripts() | set(READS)
 
 
 def memory_twins() -> set[str]:
@@ -63,22 +71,37 @@ def fields_of(spec: OpSpec) -> tuple[str, ...]:
     return (*spec.keys, *spec.args)
 
 
-def test_every_lua_script_has_a_memory_twin() -> None:
-    missing = lua_scripts() - memory_twins()
-    assert not missing, f"Lua scripts without a twin in stores/memory.py: {sorted(missing)}"
+def test_every_redis_operation_has_a_memory_twin() -> None:
+    missing = redis_operations() - memory_twins()
+    assert not missing, f"Lua scripts or Redis reads without a twin in stores/memory.py: {sorted(missing)}"
 
 
-def test_every_memory_twin_has_a_lua_script() -> None:
-    orphans = memory_twins() - lua_scripts()
-    assert not orphans, f"memory-store operations without a Lua script: {sorted(orphans)}"
+def test_every_memory_twin_has_a_lua_script_or_a_redis_read() -> None:
+    orphans = memory_twins() - redis_operations()
+    assert not orphans, f"memory-store operations without a Lua script or a Redis read: {sorted(orphans)}"
 
 
-def test_every_declared_operation_has_a_script_and_a_twin() -> None:
+def test_every_declared_operation_has_a_script_or_a_read_and_a_twin() -> None:
     declared = set(OPS_BY_NAME)
-    assert declared - lua_scripts() == set(), "declared in hot_ops.py without a lua/<name>.lua"
+    assert lua_scripts() & set(READS) == set(), "an operation both a Lua script and a read in stores/redis.py"
+    assert declared - redis_operations() == set(), "declared in hot_ops.py without a lua/<name>.lua or a read"
     assert declared - memory_twins() == set(), "declared in hot_ops.py without a MemoryStore._op_<name>"
-    assert lua_scripts() - declared == set(), "Lua scripts with no operation declared in hot_ops.py"
+    assert redis_operations() - declared == set(), "Lua scripts or reads with no operation declared in hot_ops.py"
     assert memory_twins() - declared == set(), "memory twins with no operation declared in hot_ops.py"
+
+
+def test_the_reads_read_and_only_read() -> None:
+    """A read is served outside Lua, so no script re-checks anything it decides on: it must not
+    write (its only write, the guard's last use, is the separate SEEN_SCRIPT), and every command it
+    sends touches the operation's own keys (so it stays in the user's slot on a cluster)."""
+    read_only = {"HMGET", "HGETALL", "SMEMBERS"}
+    for name, read in READS.items():
+        spec = OPS_BY_NAME[name]
+        for want in ("0", "1"):
+            op = sample(spec)._replace(**{f: want for f in spec.args if f.startswith("want_")})
+            for command in read.commands(op):
+                assert command[0] in read_only, (name, command)
+                assert command[1] in spec.flat(op)[:len(spec.keys)], (name, command)
 
 
 def test_each_twin_reads_the_operation_of_its_own_name() -> None:
@@ -107,7 +130,7 @@ def test_no_script_indexes_keys_or_argv_by_hand(path: Path) -> None:
     assert not found, f"{path.name} reads KEYS/ARGV itself ({found}); name the field in hot_ops.py instead"
 
 
-@pytest.mark.parametrize("name", sorted(OPS_BY_NAME))
+@pytest.mark.parametrize("name", sorted(set(OPS_BY_NAME) - set(READS)))
 def test_field_names_are_lua_locals_that_hide_nothing(name: str) -> None:
     """Each field becomes a Lua local of its name: it must be a valid name, not hide a global or a
     prelude function, and not be declared again (shadowed) by the script that reads it."""

@@ -77,7 +77,8 @@ local function new_session(skey, index, sid, spec, aal, mfa, remember, amr)
   redis.call('HSET', skey, 'exp', NOW + ttl_ms, 'created', NOW, 'aal', aal, 'mfa', mfa, 'remember', remember,
     'amr', amr)
   redis.call('PEXPIRE', skey, ttl_ms)
-  -- For the user's list of sessions (session_list.lua); 'seen' (last use) is refreshed by guard.lua.
+  -- For the user's list of sessions (session_list.lua); 'seen' (last use) is refreshed by the guard
+  -- (stores/redis.py SEEN_SCRIPT).
   redis.call('HSET', skey, 'ip', ip, 'ua', user_agent, 'seen', NOW)
   redis.call('SADD', index, sid)
   redis.call('PEXPIRE', index, tonumber(long))
