@@ -27,7 +27,7 @@ from typing import Any
 
 from ._extras import missing_extra
 from .http import Response
-from .stores.hot_ops import OPS
+from .stores.hot_ops import OPS, Guard
 
 try:
     import prometheus_client.metrics
@@ -134,6 +134,8 @@ class _HotSeries(Collector):
         self.passing: dict[str, tuple[list[float], list[float]]] = {}
         self.store_by_kind: dict[type[Any], list[float]] = {}
         self.op_names: dict[type[Any], str] = {}
+        # observe_pass's three: the (app) route's latency series and 200 count, the guard's store series.
+        self.guard_pass: tuple[list[float], list[float], list[float]] | None = None
 
     def passing_cells(self, route: str) -> tuple[list[float], list[float]]:
         """(latency series, answer count) of requests on ``route`` that pass through (200, no code),
@@ -143,6 +145,12 @@ class _HotSeries(Collector):
         if answers is None:
             answers = self.answers[(route, 200, "")] = [0.0, time.time()]
         cells = self.passing[route] = (latency, answers)
+        return cells
+
+    def guard_pass_cells(self) -> tuple[list[float], list[float], list[float]]:
+        """``guard_pass``, made (or found) as ``passing_cells`` and ``store_cells`` make them. Lock held."""
+        latency, answers = self.passing.get(APP_ROUTE) or self.passing_cells(APP_ROUTE)
+        cells = self.guard_pass = (latency, answers, self.store_by_kind.get(Guard) or self.store_cells(Guard))
         return cells
 
     def op_name(self, kind: type[Any]) -> str:
@@ -263,6 +271,22 @@ class Metrics:
                     series = by_kind.get(kind) or hot.store_cells(kind)
                     series[0 if op_seconds <= _STORE_FIRST else bisect_left(_STORE_BOUNDS, op_seconds)] += 1.0
                     series[-2] += op_seconds
+        finally:
+            hot.lock.release()
+
+    def observe_pass(self, seconds: float, guard_seconds: float) -> None:
+        """A protected request let through (route ``(app)``, 200, no code) in ``seconds``, whose one
+        store operation, the guard, took ``guard_seconds``: ``observe_request``'s series, found
+        without a look-up (the drivers' direct pass-through, ``BanataAuth.handle``)."""
+        hot = self._hot
+        hot.lock.acquire()
+        try:
+            latency, answers, store = hot.guard_pass or hot.guard_pass_cells()
+            latency[0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds)] += 1.0
+            latency[-2] += seconds
+            answers[0] += 1.0
+            store[0 if guard_seconds <= _STORE_FIRST else bisect_left(_STORE_BOUNDS, guard_seconds)] += 1.0
+            store[-2] += guard_seconds
         finally:
             hot.lock.release()
 

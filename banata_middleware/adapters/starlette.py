@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "starlette", exc) from exc
 
-from ..http import Request, Response
+from ..http import NO_QUERY, Request, Response
 from ..service import BanataAuth
 
 __all__ = ["BanataMiddleware"]
@@ -91,9 +91,10 @@ class BanataMiddleware:
         # ASGI allows any iterable; a list or tuple, as servers send, can be read more than once.
         headers = _ScopeHeaders(raw if type(raw) is list or type(raw) is tuple else list(raw))
         client = scope.get("client")
-        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
-                          raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
-                          websocket=kind == "websocket")
+        # Every field by position (method, path, headers, client, query, body, body_too_large,
+        # raw_path, websocket): keywords cost a Python call more than the whole rest of it.
+        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "", NO_QUERY, None,
+                          False, (scope.get("raw_path") or b"").decode("latin-1"), kind == "websocket")
         if kind == "http" and (path.startswith(self.base_slash) or path == self.base):  # gateway.is_endpoint
             query: bytes = scope.get("query_string", b"")
             if query:

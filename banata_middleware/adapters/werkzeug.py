@@ -39,7 +39,7 @@ except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "werkzeug", exc) from exc
 
 from ..errors import AuthError
-from ..http import Identity, Request, Response, error_response
+from ..http import NO_QUERY, Identity, Request, Response, error_response
 from ..service import BanataAuth
 
 if TYPE_CHECKING:
@@ -105,9 +105,11 @@ class BanataMiddleware:
         if not path.isascii():
             # PEP 3333 hands the path over as latin-1; decode it as UTF-8 like ASGI servers do.
             path = path.encode("latin-1").decode("utf-8", "replace")
+        # Every field by position (method, path, headers, client, query, body, body_too_large,
+        # raw_path, websocket): keywords cost a Python call more than the whole rest of it.
         request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
-                          environ.get("REMOTE_ADDR") or "", raw_path=_raw_path(environ),
-                          websocket="websocket" in environ.get("HTTP_UPGRADE", "").lower())
+                          environ.get("REMOTE_ADDR") or "", NO_QUERY, None, False, _raw_path(environ),
+                          "websocket" in environ.get("HTTP_UPGRADE", "").lower())
         if self.auth.gateway.is_endpoint(path):
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
