@@ -28,6 +28,8 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
 APP_ROUTE = "(app)"  # the metrics' and spans' route of every path outside base_path
 _new_tuple = tuple.__new__
+_JUDGED_SIZE = 4096  # paths kept by _judge, and the longest kept
+_JUDGED_PATH = 512
 
 
 class GuardStep(NamedTuple):
@@ -51,6 +53,10 @@ class Gateway:
         self.flows = flows
         self.base = config.base_path
         self._base_slash = config.base_path + "/"
+        self.trusted_proxies = config.trusted_proxies
+        # Paths judged before (_judge): not ambiguous, outside base_path, and their rule.
+        self._judged: dict[str, Rule] = {}
+        self.require_two_factor = config.require_two_factor
         self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
                                  phishing_resistant=config.phishing_resistant_paths)
         self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
@@ -101,21 +107,17 @@ class Gateway:
         ``op`` on the hot store, then ``finish``), an answer (``Response``: a refusal; None: a public
         path) or an auth endpoint's flow. It raises no ``AuthError``."""
         try:
-            # Before any policy decision, on every path (public, protected, auth endpoints): the
-            # path judged must be the path the app routes, and these may route as another one.
-            raw_path = request.raw_path
-            if ambiguous_path(request.path) or (raw_path != request.path and ambiguous_path(raw_path)):
-                raise AuthError(400, "INVALID_PATH",
-                                "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
-            if self.config.trusted_proxies:
+            path, raw_path = request.path, request.raw_path
+            rule = self._judged.get(path)
+            if rule is None or raw_path != path:
+                rule = self._judge(path, raw_path)
+            if self.trusted_proxies:
                 request.client = self.client_address(request)
             # WSGI frameworks route "post" as POST: decide on the method as they will see it.
             request.method = request.method.upper()
-            path = request.path
-            if path.startswith(self._base_slash) or path == self.base:  # is_endpoint, inlined: every request
+            if rule is None:
                 return self._endpoint(request)
             # Every other path: public, or the caller's Identity, or a refusal.
-            rule = self.policy.rule(path)
             if rule.public:
                 return PUBLIC_PASS
             if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
@@ -128,15 +130,34 @@ class Gateway:
         # tuple.__new__: the NamedTuple without its Python-level __new__ (every pass-through).
         return _new_tuple(GuardStep, (request, rule, *guard))
 
+    def _judge(self, path: str, raw_path: str) -> Rule | None:
+        """What ``path`` is: an auth endpoint's (None), or another path and its ``Rule``; an
+        ``AuthError`` (INVALID_PATH) for a path that may route as another. A path's verdict depends on
+        the path alone: kept (``_judged``), so that a path judged before costs one look-up."""
+        # Before any policy decision, on every path (public, protected, auth endpoints): the
+        # path judged must be the path the app routes, and these may route as another one.
+        if ambiguous_path(path) or (raw_path != path and ambiguous_path(raw_path)):
+            raise AuthError(400, "INVALID_PATH",
+                            "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
+        if path.startswith(self._base_slash) or path == self.base:  # is_endpoint
+            return None
+        rule = self.policy.rule(path)
+        if len(path) <= _JUDGED_PATH:
+            judged = self._judged
+            if len(judged) >= _JUDGED_SIZE:
+                judged.clear()  # bounded (paths made up to fill it cost a clear now and then); no pop: threads
+            judged[path] = rule
+        return rule
+
     def finish(self, step: GuardStep, reply: GuardReply) -> Response | Identity | Flow[Response | Identity]:
         """The answer to ``step`` from its op's ``reply``: the caller's ``Identity`` or a refusal; or,
         when the user's copy must be rebuilt first (``guard_refill``), the flow that does it and
         answers."""
-        f = self.flows
-        if f.guard_needs_refill(reply):
-            return self._refilled(step, reply)
         request, rule, uid, sid, _ = step  # by position: an unpack, not four descriptor calls
-        return self._admit(request, rule, f.guarded(uid, sid, reply))
+        g = self.flows.guarded(uid, sid, reply)
+        if g is None:
+            return self._refilled(step, reply)
+        return self._admit(request, rule, g)
 
     def _refilled(self, step: GuardStep, reply: GuardReply) -> Flow[Response | Identity]:
         f = self.flows
@@ -144,7 +165,7 @@ class Gateway:
             reply = yield from f.guard_refill(step.uid, step.op, reply)
         except AuthError as error:  # the store's or the record store's failure: 503
             return error_response(error)
-        return self._admit(step.request, step.rule, f.guarded(step.uid, step.sid, reply))
+        return self._admit(step.request, step.rule, f.guarded(step.uid, step.sid, reply, refilled=True))
 
     def _flow(self, step: GuardStep | Response | Flow[Response] | None) -> Flow[Response | Identity | None]:
         """``step``'s answer as a flow (for ``handle``: the driver runs it)."""
@@ -234,7 +255,7 @@ class Gateway:
                     raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
                                     headers={"location": self.config.sign_in_page})
                 raise AuthError(401, "UNAUTHORIZED", "sign in first")
-            if self.config.require_two_factor and not two_factor_enabled:
+            if self.require_two_factor and not two_factor_enabled:
                 raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
             fresh_max_age = rule.fresh_max_age
             if fresh_max_age is not None and (not mfa_ms or self.flows.now_ms() - mfa_ms > fresh_max_age * 1000):

@@ -71,6 +71,10 @@ _STORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .
 _LATENCY_BOUNDS = (*_LATENCY_BUCKETS, float("inf"))
 _STORE_BOUNDS = (*_STORE_BUCKETS, float("inf"))
 _LATENCY_FIRST, _STORE_FIRST = _LATENCY_BUCKETS[0], _STORE_BUCKETS[0]
+# _HotSeries.passes: the latency buckets (+Inf last), its sum, the store buckets (+Inf last), its sum.
+_PASS_LATENCY_SUM = len(_LATENCY_BOUNDS)
+_PASS_STORE = _PASS_LATENCY_SUM + 1
+_PASS_CELLS = _PASS_STORE + len(_STORE_BOUNDS) + 1
 
 
 class _Histograms:
@@ -134,8 +138,12 @@ class _HotSeries(Collector):
         self.passing: dict[str, tuple[list[float], list[float]]] = {}
         self.store_by_kind: dict[type[Any], list[float]] = {}
         self.op_names: dict[type[Any], str] = {}
-        # observe_pass's three: the (app) route's latency series and 200 count, the guard's store series.
-        self.guard_pass: tuple[list[float], list[float], list[float]] | None = None
+        # observe_pass's counts, kept apart in one flat list and added into the three series they
+        # belong to when scraped (fold_passes): the (app) route's latency buckets and sum, the guard
+        # op's store buckets and sum. Their count of answers (app, 200, "") is the number of latency
+        # observations, and the guard's the same: no cell of their own. None until the first pass,
+        # which makes the three series (their _created time) as observe_request would.
+        self.passes: list[float] | None = None
 
     def passing_cells(self, route: str) -> tuple[list[float], list[float]]:
         """(latency series, answer count) of requests on ``route`` that pass through (200, no code),
@@ -147,11 +155,28 @@ class _HotSeries(Collector):
         cells = self.passing[route] = (latency, answers)
         return cells
 
-    def guard_pass_cells(self) -> tuple[list[float], list[float], list[float]]:
-        """``guard_pass``, made (or found) as ``passing_cells`` and ``store_cells`` make them. Lock held."""
-        latency, answers = self.passing.get(APP_ROUTE) or self.passing_cells(APP_ROUTE)
-        cells = self.guard_pass = (latency, answers, self.store_by_kind.get(Guard) or self.store_cells(Guard))
+    def pass_cells(self) -> list[float]:
+        """``passes``, made at the first pass with the three series it adds to. Lock held."""
+        if APP_ROUTE not in self.passing:
+            self.passing_cells(APP_ROUTE)
+        if Guard not in self.store_by_kind:
+            self.store_cells(Guard)
+        cells = self.passes = [0.0] * _PASS_CELLS
         return cells
+
+    def fold_passes(self) -> None:
+        """Add ``passes`` into the series they count for, and start them again from 0. Lock held."""
+        cells = self.passes
+        if cells is None:
+            return
+        latency, answers = self.passing[APP_ROUTE]
+        store = self.store_by_kind[Guard]
+        for i in range(_PASS_STORE):  # the latency buckets, then its sum
+            latency[i] += cells[i]
+        answers[0] += sum(cells[:_PASS_LATENCY_SUM])
+        for i in range(_PASS_STORE, _PASS_CELLS):
+            store[i - _PASS_STORE] += cells[i]
+        cells[:] = [0.0] * _PASS_CELLS
 
     def op_name(self, kind: type[Any]) -> str:
         """The ``op`` label of an operation type, as ``effects.MeasuredStore._name`` names it."""
@@ -178,6 +203,7 @@ class _HotSeries(Collector):
         # prometheus_client.disable_created_metrics() turns off the _created samples of its own metrics.
         created = getattr(prometheus_client.metrics, "_use_created", True)
         with self.lock:
+            self.fold_passes()
             requests = CounterMetricFamily(self.requests_name, _REQUESTS_HELP, labels=["route", "status", "code"])
             for (route, status, code), (count, made) in self.answers.items():
                 requests.add_metric([route, str(status), code], count, created=made if created else None)
@@ -281,12 +307,12 @@ class Metrics:
         hot = self._hot
         hot.lock.acquire()
         try:
-            latency, answers, store = hot.guard_pass or hot.guard_pass_cells()
-            latency[0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds)] += 1.0
-            latency[-2] += seconds
-            answers[0] += 1.0
-            store[0 if guard_seconds <= _STORE_FIRST else bisect_left(_STORE_BOUNDS, guard_seconds)] += 1.0
-            store[-2] += guard_seconds
+            cells = hot.passes or hot.pass_cells()
+            cells[0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds)] += 1.0
+            cells[_PASS_LATENCY_SUM] += seconds
+            cells[_PASS_STORE if guard_seconds <= _STORE_FIRST
+                  else _PASS_STORE + bisect_left(_STORE_BOUNDS, guard_seconds)] += 1.0
+            cells[-1] += guard_seconds
         finally:
             hot.lock.release()
 

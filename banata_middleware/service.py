@@ -22,7 +22,7 @@ from .errors import AuthError
 from .flows import Flows, SignInResult
 from .gateway import APP_ROUTE, Gateway, GuardStep
 from .http import Identity, Request, Response, error_response
-from .stores.hot_ops import Guard, GuardReply, Throttle
+from .stores.hot_ops import Guard, Throttle
 from .stores.memory import MemoryStore
 from .stores.records import GetAccount, RecordStore
 from .tokens import valid_user_id
@@ -138,16 +138,21 @@ class BanataAuth:
             return run_sync(step, self.store, self.records, meter,  # type: ignore[arg-type]
                             self.gateway.route(request) if meter is not None else "", start)
         # A protected request: the guard's op, run here rather than through the gateway's flow
-        # (Gateway.handle runs the same steps), so a pass-through drives no generator.
+        # (Gateway.handle runs the same steps), so a pass-through drives no generator; ahandle is
+        # the same with the store awaited (the drivers' twins, as run_sync and run_async).
         began = perf_counter() if meter is not None else 0.0
         try:
             reply = self.store.execute(step.op)
         except AuthError as error:
             return self._guard_failed(error, start, began)
         stored = perf_counter() - began if meter is not None else 0.0
-        result = self._guarded(step, reply, start, stored)
-        if type(result) is Identity or type(result) is Response:
+        result = self.gateway.finish(step, reply)
+        if type(result) is Identity:  # let through: the pass-through, the one case made cheap here
+            if meter is not None:
+                meter.observe_pass(perf_counter() - start, stored)
             return result
+        if type(result) is Response:
+            return self._guard_refused(result, start, stored)
         return run_sync(result, self.store, self.records, meter, APP_ROUTE, start,  # type: ignore[arg-type]
                         [(Guard, stored)] if meter is not None else None)
 
@@ -170,9 +175,13 @@ class BanataAuth:
         except AuthError as error:
             return self._guard_failed(error, start, began)
         stored = perf_counter() - began if meter is not None else 0.0
-        result = self._guarded(step, reply, start, stored)
-        if type(result) is Identity or type(result) is Response:
+        result = self.gateway.finish(step, reply)
+        if type(result) is Identity:  # let through: the pass-through, the one case made cheap here
+            if meter is not None:
+                meter.observe_pass(perf_counter() - start, stored)
             return result
+        if type(result) is Response:
+            return self._guard_refused(result, start, stored)
         return await run_async(result, store, self.records, meter, APP_ROUTE, start,  # type: ignore[arg-type]
                                [(Guard, stored)] if meter is not None else None)
 
@@ -193,22 +202,11 @@ class BanataAuth:
             meter.observe_request(APP_ROUTE, response, now - start, None)
         return response
 
-    def _guarded(self, step: GuardStep, reply: GuardReply, start: float,
-                 stored: float) -> Response | Identity | Flow[Response | Identity]:
-        """``Gateway.finish``, reported (``stored``: the guard op's time); a pass-through by
-        ``Metrics.observe_pass``. A flow (the copy to rebuild first) is returned unreported: the
-        driver that runs it reports the request."""
-        meter = self.metrics
-        result = self.gateway.finish(step, reply)
-        if meter is None:
-            return result
-        if type(result) is Identity:
-            meter.observe_pass(perf_counter() - start, stored)
-        elif type(result) is Response:
-            meter.observe_request(APP_ROUTE, result, perf_counter() - start, [(Guard, stored)])
-        else:
-            return result
-        return result
+    def _guard_refused(self, response: Response, start: float, stored: float) -> Response:
+        """A refusal ``Gateway.finish`` gave (``stored``: the guard op's time), reported."""
+        if self.metrics is not None:
+            self.metrics.observe_request(APP_ROUTE, response, perf_counter() - start, [(Guard, stored)])
+        return response
 
     def _measured_stores(self) -> tuple[OpStore, RecordRunner]:
         """``_ops()`` and ``_records()`` with metrics or tracing on, in one call while neither store

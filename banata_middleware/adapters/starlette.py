@@ -95,7 +95,8 @@ class BanataMiddleware:
         # raw_path, websocket): keywords cost a Python call more than the whole rest of it.
         request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "", NO_QUERY, None,
                           False, (scope.get("raw_path") or b"").decode("latin-1"), kind == "websocket")
-        if kind == "http" and (path.startswith(self.base_slash) or path == self.base):  # gateway.is_endpoint
+        # gateway.is_endpoint, its first test the one every other path fails
+        if path.startswith(self.base) and kind == "http" and (path == self.base or path.startswith(self.base_slash)):
             query: bytes = scope.get("query_string", b"")
             if query:
                 request.query = dict(parse_qsl(query.decode("latin-1")))

@@ -185,6 +185,7 @@ class SessionCore:
     ) -> None:
         self.config = config
         self.policies = config.policies
+        self._clock_now = config.clock.now  # the config is frozen: its clock stays (now_ms, twice a request)
         self.keys = Keys(config.key_prefix)
         self.keyring = keyring
         self.hasher = hasher
@@ -215,7 +216,7 @@ class SessionCore:
     # -- small pieces ----------------------------------------------------------------------
     def now_ms(self) -> int:
         """The configured clock's time, in ms (what the scripts are given as 'now')."""
-        return int(self.config.clock.now() * 1000)
+        return int(self._clock_now() * 1000)
 
     def head(self, uid: str, req: Request | None) -> Head:
         """What every writing operation of user ``uid`` starts with (``hot_ops.Head``)."""
@@ -467,11 +468,12 @@ class SessionCore:
             ids = self._guard_ids_of(req, header)
             if ids is None:
                 return None
+        uid, sid, user_key, session_key, challenge_key, want_session, want_challenge = ids
         # By position, unlike every other operation: this runs on every request. The order is
-        # hot_ops.Guard's (keys, now, wants, timings); tuple.__new__ skips the NamedTuple's
-        # Python-level __new__, as for Guarded below.
-        return ids[0], ids[1], _new_tuple(Guard, (ids[2], ids[3], ids[4], self.now_ms(), ids[5], ids[6],
-                                                  SEEN_GRANULARITY_MS, self.guard_idle_ms))
+        # hot_ops.Guard's (keys, now (now_ms(), inlined), wants, timings); tuple.__new__ skips the
+        # NamedTuple's Python-level __new__, as for Guarded below.
+        return uid, sid, _new_tuple(Guard, (user_key, session_key, challenge_key, int(self._clock_now() * 1000),
+                                            want_session, want_challenge, SEEN_GRANULARITY_MS, self.guard_idle_ms))
 
     def _guard_ids_of(self, req: Request, header: str) -> _GuardIds | None:
         """``guard_op``'s ids and keys, read from the request's cookies (or bearer token), and kept by
@@ -493,23 +495,21 @@ class SessionCore:
         return ids
 
     def guard_refill(self, uid: str, op: Guard, r: GuardReply) -> Flow[GuardReply]:
-        """``op``'s reply to decide on: ``r``, or, when the copy is gone (an eviction) while a session or
-        challenge is still there, the reply after the copy was rebuilt from SQL, so that a
-        revocation recorded there still counts (``guard_needs_refill`` says when)."""
-        if self.guard_needs_refill(r):
-            yield from self.fill_copy(uid, {} if r.tfa is None else {"tfa": r.tfa})
-            r = yield op
-        return r
+        """``op``'s reply after the user's copy was rebuilt from SQL, for a reply ``r`` that ``guarded``
+        could not decide on: the copy is gone (an eviction) while a session or challenge is still
+        there, and a revocation recorded in SQL must still count."""
+        yield from self.fill_copy(uid, {} if r.tfa is None else {"tfa": r.tfa})
+        reply: GuardReply = yield op
+        return reply
 
-    @staticmethod
-    def guard_needs_refill(r: GuardReply) -> bool:
-        return r.rec is None and (r.session_exp is not None or r.challenge_exp is not None)
-
-    def guarded(self, uid: str, sid: str, r: GuardReply) -> Guarded:
-        """What the middleware decides on, read from the guard's reply (``guard_op``'s op)."""
-        now = self.now_ms()
+    def guarded(self, uid: str, sid: str, r: GuardReply, refilled: bool = False) -> Guarded | None:
+        """What the middleware decides on, read from the guard's reply (``guard_op``'s op); None when
+        the copy must be rebuilt first (``guard_refill``, then this again with ``refilled``)."""
         # By position (GuardReply's order): a NamedTuple's attribute is a descriptor call, an unpack is not.
-        tfa, revoked, s_exp, s_created, s_aal, s_mfa, c_exp, c_created, s_amr, s_auth, s_seen, _ = r
+        tfa, revoked, s_exp, s_created, s_aal, s_mfa, c_exp, c_created, s_amr, s_auth, s_seen, rec = r
+        if rec is None and (s_exp is not None or c_exp is not None) and not refilled:
+            return None
+        now = int(self._clock_now() * 1000)  # now_ms(), inlined here and in guard_op: every request
         revoked_at = int(revoked or 0)
         session_live = s_exp is not None and int(s_exp) > now and int(s_created or 0) > revoked_at
         if session_live and self.aal2_limits:
