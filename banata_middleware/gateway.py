@@ -127,8 +127,9 @@ class Gateway:
         guard = self.flows.guard_op(request)
         if guard is None:  # no user named: refused (a Response)
             return cast(Response, self._admit(request, rule, None))
+        uid, sid, op = guard
         # tuple.__new__: the NamedTuple without its Python-level __new__ (every pass-through).
-        return _new_tuple(GuardStep, (request, rule, *guard))
+        return _new_tuple(GuardStep, (request, rule, uid, sid, op))
 
     def _judge(self, path: str, raw_path: str) -> Rule | None:
         """What ``path`` is: an auth endpoint's (None), or another path and its ``Rule``; an

@@ -4,8 +4,9 @@ Off by default: ``BanataAuth(config, metrics=Metrics())`` turns them on. No flow
 metrics: they are fed each answer (its route, status and error code; verification outcomes, throttles
 and locks are all read from that) and the time of each store operation. With metrics alone, the
 drivers (``effects.run_sync``/``run_async``) time the request and its store operations themselves and
-report them in one call, ``observe_request``, once the request is answered: the pass-through pays one
-call and one lock. With tracing on too, ``Gateway.handle`` reports the answer inside its span
+report them in one call, ``observe_request``, once the request is answered; the authenticated
+pass-through, driven by ``BanataAuth.handle``/``ahandle`` without a flow, by ``observe_pass``: one
+call, one lock, four numbers. With tracing on too, ``Gateway.handle`` reports the answer inside its span
 (``observe_answer``) and ``effects.MeasuredStore`` each operation inside its own (``observe_store``).
 When off, the drivers and the gateway cost an ``if`` or two and the store is not wrapped at all.
 
@@ -121,7 +122,13 @@ class _HotSeries(Collector):
     """The three series every request moves (its answer, its time; each store operation's time),
     kept as plain numbers under one lock and handed to the registry when it is scraped.
     ``prometheus_client``'s Counter and Histogram take a lock per number and walk the buckets in
-    Python: three times the cost, on every request. Same names, labels, buckets and samples."""
+    Python: three times the cost, on every request. Same names, labels, buckets and samples.
+
+    The lock is needed: WSGI servers run requests in threads, and a number's ``+=`` is a read and a
+    write that another thread may come between (under free-threaded Python at any instruction);
+    ``collect`` adding the pass-throughs' counts into their series and zeroing them (``fold_passes``)
+    is the same. Every write and that fold hold it, so no count is lost
+    (tests/contract/test_metrics.py runs threads and scrapes together)."""
 
     def __init__(self, namespace: str) -> None:
         self.lock = threading.Lock()

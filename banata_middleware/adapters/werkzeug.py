@@ -78,7 +78,8 @@ class _EnvironHeaders(Mapping[str, str]):
     @overload
     def get(self, name: str, /, default: str | T) -> str | T: ...
     def get(self, name: str, /, default: object = None) -> object:
-        return self.environ.get(self._key(name), default)
+        # _key, inlined: a pass-through reads Cookie through here
+        return self.environ.get(_ENVIRON_KEYS.get(name) or "HTTP_" + name.upper().replace("-", "_"), default)
 
     def __iter__(self) -> Iterator[str]:
         for key in self.environ:
@@ -99,6 +100,7 @@ class BanataMiddleware:
         self.app = app
         self.auth = auth
         self.max_body = auth.config.policies.max_body_bytes
+        self.base, self.base_slash = auth.config.base_path, auth.config.base_path + "/"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
@@ -110,7 +112,7 @@ class BanataMiddleware:
         request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
                           environ.get("REMOTE_ADDR") or "", NO_QUERY, None, False, _raw_path(environ),
                           "websocket" in environ.get("HTTP_UPGRADE", "").lower())
-        if self.auth.gateway.is_endpoint(path):
+        if path.startswith(self.base) and (path == self.base or path.startswith(self.base_slash)):  # is_endpoint
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
         result = self.auth.handle(request)
@@ -152,7 +154,8 @@ def _raw_path(environ: WSGIEnvironment) -> str:
     (``REQUEST_URI``: mod_wsgi, uWSGI, Werkzeug; ``RAW_URI``: gunicorn, Werkzeug); else empty.
     PATH_INFO is already decoded, so ``%2f`` in it can no longer be told from ``/``."""
     raw: str = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
-    raw = raw.partition("?")[0].partition("#")[0]
+    if "?" in raw or "#" in raw:
+        raw = raw.partition("?")[0].partition("#")[0]
     if raw and not raw.startswith("/"):  # absolute form: GET http://host/path HTTP/1.1
         scheme, sep, rest = raw.partition("://")
         raw = "/" + rest.partition("/")[2] if sep and scheme.isalpha() else raw
