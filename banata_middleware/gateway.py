@@ -1,5 +1,7 @@
-"""The middleware's decision for one request, as a flow: serve an auth endpoint, refuse, or let the
-request through with an ``Identity``. Adapters call ``Gateway.handle`` and render what it returns."""
+"""The middleware's decision for one request: serve an auth endpoint, refuse, or let the request
+through with an ``Identity``. ``Gateway.handle`` is that decision as one flow; ``BanataAuth.handle``
+and ``ahandle`` (what the adapters call) run a protected request's guard as the flow's own plain
+steps instead, ``step``, the store, ``finish``, so that the pass-through drives no generator."""
 
 from __future__ import annotations
 
