@@ -332,7 +332,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         body=_VERIFY_BODY,
         errors={400: ("TWO_FACTOR_NOT_ENABLED",),
                 401: ("UNAUTHORIZED", "INVALID_CODE", "TOO_MANY_ATTEMPTS"), 403: _FACTOR_CHANGE,
-                409: ("TWO_FACTOR_SECRET_UNREADABLE", "TWO_FACTOR_ALREADY_ENABLED"),
+                409: ("TWO_FACTOR_SECRET_UNREADABLE", "TWO_FACTOR_ALREADY_ENABLED", "TWO_FACTOR_CHANGED"),
                 429: ("ACCOUNT_TEMPORARILY_LOCKED",)}),
     ("POST", "/two-factor/verify-backup-code"): Endpoint(
         "Answer a sign-in challenge or step up with a backup code", "two-factor", PENDING_OR_SESSION,
@@ -375,7 +375,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                 "(backup codes and unfinished setups go too); that needs `password`, as `disable` does "
                 "(400 `VALIDATION_ERROR` without it); a password given is checked on any removal"),
         body=_object({"id": _AUTHENTICATOR_ID, "password": _text(128)}, ("id",)),
-        errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE, 404: ("AUTHENTICATOR_NOT_FOUND",)})),
+        errors=_merge(_REAUTH, {401: ("UNAUTHORIZED",), 403: _NO_PASSWORD_CHANGE, 404: ("AUTHENTICATOR_NOT_FOUND",),
+                                409: ("TWO_FACTOR_CHANGED",)})),
     ("POST", "/two-factor/generate-backup-codes"): Endpoint(
         "Replace the backup codes", "two-factor", SESSION,
         Success(_status_and(("backupCodes", {"type": "array", "items": {"type": "string"}}),
@@ -405,7 +406,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         Success(_status_and(("twoFactorEnabled", {"type": "boolean"}), required=("twoFactorEnabled",)),
                 "stopped; two-factor is off when no other factor is left"),
         body=_object({"password": _text(128), "channel": _CHANNEL}, ("password",)),
-        errors=_merge(_REAUTH, {400: ("OTP_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE})),
+        errors=_merge(_REAUTH, {400: ("OTP_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
+                                409: ("TWO_FACTOR_CHANGED",)})),
     ("GET", "/passkey/generate-register-options"): Endpoint(
         "Options to register a passkey", "passkey", SESSION,
         Success(_ref("CreationOptions"), "the options; the ceremony travels in the `passkey` cookie",
@@ -421,7 +423,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
                       "name": _text(64, optional=True)}, ("response",)),
         reads=("passkey",),
         errors={400: ("CHALLENGE_NOT_FOUND", "FAILED_TO_VERIFY_REGISTRATION"), 401: ("UNAUTHORIZED",),
-                403: _NO_PASSWORD_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED",)}),
+                403: _NO_PASSWORD_CHANGE, 409: ("PASSKEY_ALREADY_REGISTERED", "TWO_FACTOR_CHANGED")}),
     ("GET", "/passkey/generate-authenticate-options"): Endpoint(
         "Options to sign in with a passkey", "passkey", (*OPTIONAL_SESSION, {"twoFactorCookie": []}),
         Success(_ref("RequestOptions"), "the options; the ceremony travels in the `passkey` cookie",

@@ -174,9 +174,14 @@ class AuthenticatorFlows:
         off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
         # The record store decides, with every app of the user locked: of two removals at once,
         # exactly one removes the last, and turns two-factor off with it (its audit rows too), or,
-        # without the password, removes nothing.
+        # without the password, removes nothing. While another change of the user's factors is
+        # in flight (its factor-change lease is live: its undo would put back over this one, R8-2),
+        # nothing is removed and the answer is 409; the removal of the last app keeps the lease
+        # until this request settles it (finish_disable).
         result: AuthenticatorRemoval = yield Rec(RemoveAuthenticator(uid, factor_id, since, removed, off,
                                                                      may_turn_off=password is not None))
+        if result.status is Status.BUSY:
+            raise f.two_factor_changed()
         if result.status is Status.CHANGED:
             raise password_needed()
         if result.status is not Status.OK:
@@ -186,9 +191,10 @@ class AuthenticatorFlows:
             # Two-factor went off: as ``disable``, the record first, then two_factor_disable.lua
             # re-checks the factor-change rule at this moment and updates the copy (finish_disable:
             # a session that ended or went stale meanwhile is refused, and a hot store that fails
-            # answers 503; either way the factor is put back). A crash between leaves a copy saying
-            # on for a user without a factor, which the next flow that reads the record repairs;
-            # never the other way round. (An app removed while others remain has no hot half: the
+            # answers 503; either way the factor is put back, and a pass releases the
+            # factor-change lease). A crash between leaves a copy saying on for a user without a
+            # factor, which the next flow that reads the record repairs (and the lease until it
+            # runs out); never the other way round. (An app removed while others remain has no hot half: the
             # re-check ran before the change, in _change, so a 503 there changed nothing either.)
             session_key, max_age_ms = f.factor_change_args(caller)
             disable = TwoFactorDisable(

@@ -53,7 +53,7 @@ from ..stores.records import (
     LoadUser,
     OtpFactor,
     OtpRemoval,
-    OtpRows,
+    OtpRestore,
     RecordFailure,
     RecordOtpUse,
     RestoreOtp,
@@ -341,7 +341,9 @@ class OtpFlows:
         record: UserRecord = yield Rec(LoadUser(uid))
         kind = "otp.enabled" if record.two_factor_enabled else "two_factor.enabled"
         entries = f.entries(origin, "", (kind, f"otp:{channel}"))
-        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries))
+        # An administrator's change: it clears the user's factor-change lease (supersede), so that
+        # the undo of a change of the user's still in flight puts nothing back over it (R9-3).
+        status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries, supersede=True))
         if status is Status.TAKEN:
             raise self._conflict()
         f.emit_entries(uid, entries)
@@ -350,23 +352,30 @@ class OtpFlows:
         yield from f.commit(TwoFactorImport(f.head(uid, origin), pending_codes_key=f.keys.pending_backup_codes(uid),
                                             otp_key=f.keys.otp(uid), codes_kid=record.codes_key_id))
 
-    def _undo_remove(self, req: Request, caller: Caller, removed: OtpRows) -> Flow[None]:
-        """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, unless one of
-        those channels was enrolled again meanwhile (that enrolment stands) or two-factor was
-        turned off meanwhile (CHANGED: a removal or a disable that saw no other factor and said
-        "2FA off"; that stands, R7-2). Either way the caller's refusal is the answer. A record
+    def _undo_remove(self, req: Request, caller: Caller, result: OtpRemoval) -> Flow[None]:
+        """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, releasing its
+        factor-change lease (``RestoreOtp``): no other change of the user's factors that takes
+        the lease ran since the commit (they answered 409 while it was live), so nothing stands in
+        the way but an enrolment of one of those channels meanwhile (that enrolment stands, and
+        the other channels come back: R9-4), or a lease that is not this removal's any more (an
+        administrator's change, or a request stalled past the lease and another change came:
+        CHANGED, that change stands). Either way the caller's refusal is the answer. A record
         store that fails here is logged without the address (the user id and the error code) and
-        raises."""
+        raises; the lease then runs out by itself."""
         f, uid = self.f, caller.uid
-        entries = f.entries(req, caller.sid, *(("otp.enabled", f"{channel}:restored") for channel, _, _ in removed))
+        removed = result.gone
+        audit = {channel: f.entries(req, caller.sid, ("otp.enabled", f"{channel}:restored"))
+                 for channel, _, _ in removed}
         try:
-            status = yield Rec(RestoreOtp(uid, removed, entries))
+            restored: OtpRestore = yield Rec(RestoreOtp(uid, removed, result.lease, audit))
         except AuthError as exc:
             log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed could not be "
                         "undone in the record store (%s)", uid, exc.code)
             raise
-        if status is Status.OK:
-            f.emit_entries(uid, entries)
+        f.emit_entries(uid, [e for channel in restored.put_back for e in audit[channel]])
+        if restored.status is Status.CHANGED:
+            log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed was not undone, "
+                        "another change of the user's factors came first", uid)
 
     def disable_otp(self, req: Request, body: Body) -> Flow[Response]:
         """Stop codes by message (``channel?``: one channel; default all). When no other factor is
@@ -383,7 +392,12 @@ class OtpFlows:
         uid, since = caller.uid, f.now_ms()
         entries = f.entries(req, caller.sid, ("otp.disabled", channel or "all"))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "otp"))
+        # The removal takes the user's factor-change lease (as disable's does), held until this
+        # request settles it: while another change is in flight (whose undo would put back over
+        # this one, or this one's over it: R8-2), nothing is removed and the answer is 409.
         result: OtpRemoval = yield Rec(DisableOtp(uid, channel, since, entries, off))
+        if result.status is Status.BUSY:
+            raise f.two_factor_changed()
         if result.status is not Status.OK:  # removed meanwhile
             raise self._not_enabled()
         f.emit_entries(uid, off if result.two_factor_off else entries)
@@ -393,8 +407,10 @@ class OtpFlows:
             # the commit, so that it holds at the moment of the change: a session revoked, signed
             # out or gone stale while this request was under way is refused, R6-3); a refusal,
             # or a hot store that fails so that it cannot be checked, puts the address back, so
-            # that a 401 or a 503 means nothing changed. A crash between keeps the removal (the
-            # request had passed the rule when loaded, an instant before).
+            # that a 401 or a 503 means nothing changed; a pass releases the factor-change lease
+            # (EndRemoval, one more SQL transaction). A crash between keeps the removal (the
+            # request had passed the rule when loaded, an instant before), and the lease until it
+            # runs out.
             session_key, max_age_ms = f.factor_change_args(caller)
             try:
                 allowed: Verdict = yield from f.commit(FactorChange(
@@ -402,17 +418,19 @@ class OtpFlows:
                     caller.sid)
             except AuthError:
                 with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
-                    yield from self._undo_remove(req, caller, result.gone)
+                    yield from self._undo_remove(req, caller, result)
                 raise
             if allowed.status != HotStatus.OK:
-                yield from self._undo_remove(req, caller, result.gone)
+                yield from self._undo_remove(req, caller, result)
                 raise f.factor_change_error(allowed.status)
+            yield from f.end_removal(uid, result.lease)
         else:
             # The last factor went, and two-factor with it: exactly as ``disable`` (finish_disable):
             # two_factor_disable.lua re-checks the factor-change rule and updates the copy; a
             # refusal, or a hot store that fails, puts everything back, so that a 401 or a 503
-            # means nothing changed. A crash between leaves a copy saying on for a user without a
-            # factor, which the next flow that reads the record repairs.
+            # means nothing changed; a pass releases the factor-change lease. A crash between leaves a
+            # copy saying on for a user without a factor, which the next flow that reads the
+            # record repairs, and the lease until it runs out.
             session_key, max_age_ms = f.factor_change_args(caller)
             disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,

@@ -7,6 +7,7 @@ adapters. Composed on the flows (``Flows.passkeys``) when passkeys are on: py_we
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -25,11 +26,12 @@ from ..passkeys import (
 )
 from ..stores.hot_ops import Ceremony, FactorChange, HotStatus, PasskeySession, PasskeySignIn, Verdict
 from ..stores.records import (
-    AddPasskey,
     AdvanceSignCount,
     GetPasskey,
+    LeasedChange,
     ListPasskeys,
     Passkey,
+    RegisterPasskey,
     RemovePasskey,
     RenamePasskey,
     Status,
@@ -45,6 +47,7 @@ from .session import (
     Caller,
     Routes,
     iso,
+    log,
     retry_after,
 )
 
@@ -185,25 +188,45 @@ class PasskeyFlows:
         # is seen by it (and the passkey removed again); whatever comes after the check came after
         # the add, as if the request had been a moment quicker. Checking first would leave a gap,
         # check -> commit, in which such a change goes unseen. A crash between the commit and the
-        # re-check keeps the passkey: the request had passed the rule when loaded, an instant before.
+        # re-check keeps the passkey: the request had passed the rule when loaded, an instant before
+        # (and the factor-change lease until it runs out).
+        # Since it may be undone, the registration holds the user's factor-change lease until this
+        # request settles it, as a removal does (RegisterPasskey): while another change of the
+        # user's factors is in flight it registers nothing (409), and none runs in its window (a
+        # disable's undo removes the passkeys registered in its window: this one's 200 would not
+        # hold).
         added = f.entries(req, caller.sid, ("passkey.registered", passkey.credential_id))
-        if (yield Rec(AddPasskey(passkey, audit=added))) is Status.TAKEN:
+        registered: LeasedChange = yield Rec(RegisterPasskey(passkey, f.now_ms(), audit=added))
+        if registered.status is Status.TAKEN:
             raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
+        if registered.status is Status.BUSY:
+            raise f.two_factor_changed()
         f.emit_entries(uid, added)
         try:
             status = yield from self._factor_change_allowed(req, caller)
         except AuthError:  # the hot store is down: the rule cannot be checked, so the add is undone
-            yield from self._undo_add(req, caller, passkey.credential_id)
+            with suppress(AuthError):  # logged by _undo_add; the hot store's 503 is the answer
+                yield from self._undo_add(req, caller, passkey.credential_id, registered.lease)
             raise
         if status != "OK":
-            yield from self._undo_add(req, caller, passkey.credential_id)
+            yield from self._undo_add(req, caller, passkey.credential_id, registered.lease)
             raise f.factor_change_error(status)
+        yield from f.end_removal(uid, registered.lease)
         return json_response(200, _public(passkey), headers=[f.clear_cookie(self.cookie)])
 
-    def _undo_add(self, req: Request, caller: Caller, credential_id: str) -> Flow[None]:
-        """Remove a passkey whose registration the re-check refused (audited like any removal)."""
+    def _undo_add(self, req: Request, caller: Caller, credential_id: str, lease: int) -> Flow[None]:
+        """Remove a passkey whose registration the re-check refused (audited like any removal),
+        releasing its factor-change lease in the same transaction (``RemovePasskey`` with
+        ``lease``). A record store that fails here is logged and raises: the passkey then stays,
+        and the lease runs out by itself."""
         removed = self.f.entries(req, caller.sid, ("passkey.deleted", credential_id))
-        if (yield Rec(RemovePasskey(caller.uid, credential_id, audit=removed))) is Status.OK:
+        try:
+            status = yield Rec(RemovePasskey(caller.uid, credential_id, audit=removed, lease=lease))
+        except AuthError as exc:
+            log.warning("a passkey of user %s stays registered: a registration that was not confirmed could not be "
+                        "undone in the record store (%s)", caller.uid, exc.code)
+            raise
+        if status is Status.OK:
             self.f.emit_entries(caller.uid, removed)
 
     # -- authentication ----------------------------------------------------------------------

@@ -39,7 +39,7 @@ from ..stores.hot_ops import (
     UserOp,
     Verdict,
 )
-from ..stores.records import AppendAudit, AuditEntry, LoadUser, UserRecord
+from ..stores.records import REMOVAL_LEASE_MS, AppendAudit, AuditEntry, EndRemoval, LoadUser, UserRecord
 from ..stores.records.factor import Offer
 from ..stores.records.factors import FACTORS
 from ..tokens import TokenSigner
@@ -558,6 +558,28 @@ class SessionCore:
                              f"sign in again with your password first; adding or changing a passkey needs a"
                              f" password check from the last {max_age} s")
         return AuthError(401, *UNAUTHORIZED)
+
+    @staticmethod
+    def two_factor_changed() -> AuthError:
+        """The answer of a change of the user's factors that changed nothing because another
+        request changed them meanwhile, or is changing them now (its factor-change lease is live):
+        disable, disable-otp, remove-authenticator, the verify-totp that confirms an added app,
+        passkey registration."""
+        return AuthError(409, "TWO_FACTOR_CHANGED",
+                         "another request changed your second factors meanwhile, or is changing them now; this "
+                         "one changed nothing: load the account again and retry in a moment if still needed")
+
+    def end_removal(self, uid: str, lease: int) -> Flow[None]:
+        """A change confirmed by its hot re-check (a removal, an app's confirmation, a passkey's
+        registration): release its factor-change lease (``EndRemoval``, one more SQL transaction),
+        so that the user's next change goes through at once. Best effort: the change is made and
+        its answer stands; a lease the record store could not release runs out by itself
+        (``REMOVAL_LEASE_MS``), and the user's changes that take it answer 409 until then."""
+        try:
+            yield Rec(EndRemoval(uid, lease))
+        except AuthError as exc:
+            log.warning("the factor-change lease of user %s runs out by itself within %d s: the record store "
+                        "could not release it (%s)", uid, REMOVAL_LEASE_MS // 1000, exc.code)
 
     # -- sessions and challenges -------------------------------------------------------------
     def session_spec(self) -> str:

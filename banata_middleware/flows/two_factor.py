@@ -33,12 +33,13 @@ from ..stores.records import (
     AcceptAnyTotpStep,
     ActivateBackupCodes,
     AddAuthenticator,
-    ConfirmTotpFactor,
+    ConfirmAuthenticator,
     ConsumeBackupCode,
     DisabledSecondFactor,
     DisableSecondFactor,
     DiscardBackupCodes,
     EnableTotp,
+    LeasedChange,
     ProveSecondFactor,
     RecordFailure,
     RemoveTotpFactor,
@@ -229,15 +230,20 @@ class TwoFactorFlows(PrimaryFlows):
             # 503 means nothing changed. Only a crash between the commit and the re-check keeps the
             # removal (the request had passed the rule when loaded, an instant before) behind a
             # copy that still says 2FA is on: the next flow that reads the record repairs it.
+            # The removal also takes the user's factor-change lease, held until this request
+            # settles it (the undo releases it, and so does EndRemoval once the re-check passed):
+            # one change a user may still see undone is in flight at a time, so that no undo puts
+            # back over another change made in its window (R8-2, R9-2).
             entries = self.entries(req, caller.sid, "two_factor.disabled")
             removed = yield Rec(DisableSecondFactor(uid, since, audit=entries))
             if removed is None:
-                # Loaded with 2FA on, and nothing left to remove: another request (a disable in
-                # another tab, a removal of the last factor) took it meanwhile and has not
-                # answered yet; its hot half may still refuse or fail and put it all back. So
-                # this one says nothing about the outcome (R8-1: a 200 "off" here was reversed by
-                # the other's undo) and changes nothing: the copy is that request's to update.
-                raise self._two_factor_changed()
+                # Loaded with 2FA on, and nothing removed: another request (a disable in another
+                # tab, a removal of a factor, an app's confirmation) holds the lease, or took
+                # everything meanwhile; it
+                # may still be refused or fail and put it all back. So this one says nothing about
+                # the outcome (R8-1: a 200 "off" here was reversed by the other's undo) and changes
+                # nothing: the copy is that request's to update.
+                raise self.two_factor_changed()
             self.emit_entries(uid, entries)
         disable = TwoFactorDisable(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
@@ -267,8 +273,11 @@ class TwoFactorFlows(PrimaryFlows):
                 with suppress(AuthError):  # logged by undo_disable; the hot store's 503 is the answer
                     yield from self.undo_disable(req, caller, removed, disable, since)
             raise
-        if reply.status != HotStatus.OK and removed is not None:
-            yield from self.undo_disable(req, caller, removed, disable, since)
+        if removed is not None:
+            if reply.status != HotStatus.OK:
+                yield from self.undo_disable(req, caller, removed, disable, since)
+            else:
+                yield from self.end_removal(caller.uid, removed.lease)
         return reply
 
     def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
@@ -290,6 +299,12 @@ class TwoFactorFlows(PrimaryFlows):
             log.warning("two-factor of user %s stays off: a disable that was not confirmed could not be undone "
                         "in the record store (%s)", uid, exc.code)
             raise
+        if status is Status.CHANGED:
+            # The removal's lease is not its own any more: an administrator's change cleared it,
+            # or it ran out (a request stalled past REMOVAL_LEASE_MS) and another change took it.
+            # That change stands; this removal stays too, as after a crash before the re-check.
+            log.warning("two-factor of user %s stays off: a disable that was not confirmed was not undone, "
+                        "another change of the user's factors came first", uid)
         if status is not Status.OK:
             return
         self.emit_entries(uid, entries)
@@ -393,12 +408,6 @@ class TwoFactorFlows(PrimaryFlows):
             yield Rec(DiscardBackupCodes(uid, token))
         except AuthError:
             log.warning("staged backup codes of user %s left to be removed later: record store unavailable", uid)
-
-    @staticmethod
-    def _two_factor_changed() -> AuthError:
-        return AuthError(409, "TWO_FACTOR_CHANGED",
-                         "two-factor authentication was changed by another request meanwhile; this one changed "
-                         "nothing: load the account again and retry if still needed")
 
     @staticmethod
     def _backup_codes_changed() -> AuthError:
@@ -564,34 +573,67 @@ class TwoFactorFlows(PrimaryFlows):
         record store committed it (``factor_change.lua``; the confirmation is undone when that
         refuses), as passkey registration does. The session is not rotated: nothing it could do
         changes, and other sessions keep going. Answers better-auth's ``{status, token, user}``
-        (the caller's own token) and the app."""
+        (the caller's own token) and the app.
+
+        The confirmation may be undone after its commit, so it holds the user's factor-change
+        lease until this request settles it, as a removal does (``ConfirmAuthenticator``): while
+        another change of the user's factors is in flight it confirms nothing (409), and no
+        removal or other change runs in its window, whose undo would compose with this one's
+        (R9-1: a removal the app kept from being the last went through, and this undo then
+        removed the user's last factor; R9-2: a disable's undo put the app back, confirmed)."""
         uid, session = caller.uid, caller.session or {}
         oldest = self.now_ms() - self.policies.factor_change_max_age * 1000
         if int(session.get("aal") or 1) < 2 or int(session.get("mfa") or 0) < oldest:
             raise self.factor_change_error("FRESH_TWO_FACTOR")
         added = self.entries(req, caller.sid, ("two_factor.authenticator_added", factor.id))
-        status = yield Rec(ConfirmTotpFactor(uid, factor.id, factor.secret, step, self.now_ms(), audit=added))
-        if status is not Status.ACCEPTED:  # confirmed by a concurrent request, or removed meanwhile
+        held: LeasedChange = yield Rec(ConfirmAuthenticator(uid, factor.id, factor.secret, step, self.now_ms(),
+                                                            audit=added))
+        if held.status is Status.BUSY:
+            raise self.two_factor_changed()
+        if held.status is not Status.ACCEPTED:  # confirmed by a concurrent request, or removed meanwhile
             raise AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
         self.emit_entries(uid, added)
         session_key, max_age_ms = self.factor_change_args(caller)
+        # Write order: the confirmation first, then factor_change.lua re-checks the rule; a refusal
+        # or a hot store that fails undoes it (the undo releases the lease in its transaction), a
+        # pass releases the lease (EndRemoval). A crash between keeps the app confirmed (the
+        # request had passed the rule when loaded, an instant before), and the lease until it
+        # runs out.
         try:
             reply: Verdict = yield from self.commit(FactorChange(
                 self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
         except AuthError:  # the hot store is down: the rule cannot be checked, so the app goes again
-            yield from self._undo_confirm(req, caller, factor)
+            with suppress(AuthError):  # logged by _undo_confirm; the hot store's 503 is the answer
+                yield from self._undo_confirm(req, caller, factor, held.lease)
             raise
         if reply.status != HotStatus.OK:
-            yield from self._undo_confirm(req, caller, factor)
+            yield from self._undo_confirm(req, caller, factor, held.lease)
             raise self.factor_change_error(reply.status)
+        yield from self.end_removal(uid, held.lease)
         confirmed = replace(factor, confirmed_at=self.now_ms(), last_step=step, last_used_at=self.now_ms())
         return json_response(200, {"status": True, "token": caller.token, "user": self.user_json(caller),
                                    "authenticator": public(confirmed)})
 
-    def _undo_confirm(self, req: Request, caller: Caller, factor: TotpFactor) -> Flow[None]:
+    def _undo_confirm(self, req: Request, caller: Caller, factor: TotpFactor, lease: int) -> Flow[None]:
+        """Remove an app whose confirmation was refused (or unchecked), releasing its lease in the
+        same transaction (``RemoveTotpFactor`` with ``lease``). When the lease is not its own any
+        more (a request stalled past it and another change came, or an administrator's change
+        cleared it) and the app is the user's last factor, the app stays (a change made since may
+        have counted on it: logged). A record store that fails here is logged and raises; the app
+        then stays confirmed, the safe direction, and the lease runs out by itself."""
+        uid = caller.uid
         removed = self.entries(req, caller.sid, ("two_factor.authenticator_removed", factor.id))
-        if (yield Rec(RemoveTotpFactor(caller.uid, factor.id, audit=removed))) is Status.OK:
-            self.emit_entries(caller.uid, removed)
+        try:
+            status = yield Rec(RemoveTotpFactor(uid, factor.id, audit=removed, lease=lease))
+        except AuthError as exc:
+            log.warning("an authenticator app of user %s stays confirmed: a confirmation that was not confirmed "
+                        "could not be undone in the record store (%s)", uid, exc.code)
+            raise
+        if status is Status.OK:
+            self.emit_entries(uid, removed)
+        elif status is Status.CHANGED:
+            log.warning("an authenticator app of user %s stays confirmed: a confirmation that was not confirmed "
+                        "was not undone, another change of the user's factors came first and counts on it", uid)
 
     def _answer_challenge(self, req: Request, caller: Caller, method: str, outcome: Literal["ok", "wrong"],
                           lock: tuple[int, int, Flag],

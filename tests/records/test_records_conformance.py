@@ -11,15 +11,19 @@ import pytest
 from records_support import Sequence, new_id, run_sequence
 
 from banata_middleware.stores.records import (
+    REMOVAL_LEASE_MS,
     AcceptTotpStep,
     Account,
     ActivateBackupCodes,
+    AddAuthenticator,
     AddPasskey,
     AddTotpFactor,
     AdvanceSignCount,
     AppendAudit,
     AuditEntry,
+    AuthenticatorRemoval,
     BackupCodeUse,
+    ConfirmAuthenticator,
     ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
@@ -28,19 +32,24 @@ from banata_middleware.stores.records import (
     DiscardBackupCodes,
     EnableOtp,
     EnableTotp,
+    EndRemoval,
     GetAccount,
     GetAccountByEmail,
     GetPasskey,
+    LeasedChange,
     ListAudit,
     ListPasskeys,
     LoadUser,
     OtpFactor,
     OtpRemoval,
+    OtpRestore,
     Passkey,
     PruneAudit,
     RecordFailure,
     RecordOtpUse,
     RecordStore,
+    RegisterPasskey,
+    RemoveAuthenticator,
     RemoveOtp,
     RemovePasskey,
     RemoveSecondFactor,
@@ -59,6 +68,12 @@ from banata_middleware.stores.records import (
 
 T = 1_800_000_000_000  # Unix ms
 STEP = 60_000_000
+
+
+def _add_app(uid: str, factor: str) -> Sequence:
+    """A second app, confirmed (two-factor is on already)."""
+    assert (yield AddAuthenticator(uid, factor, f"ct-{factor}", "k1", T, factor, 10, 0)) is Status.CREATED
+    assert (yield ConfirmTotpFactor(uid, factor, f"ct-{factor}", STEP, T)) is Status.ACCEPTED
 
 
 def _enrolled(uid: str, factor: str = "f1", secret: str = "ct-1", step: int = STEP) -> Sequence:
@@ -295,13 +310,6 @@ def test_codes_by_message_one_address_per_channel_and_2fa_on_with_them(store: Re
         assert (yield RemoveOtp(uid, "sms", [AuditEntry("otp.disabled", T)])) == (("sms", "+15551234567", T),)
         assert (yield RemoveOtp(uid, "sms")) == ()
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
-        # An undo puts back exactly what went, unless the channel was enrolled again meanwhile.
-        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),))) is Status.OK
-        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15551234567", T),)
-        assert (yield EnableOtp(uid, "sms", "+15557654321", T + 1)) is Status.CREATED
-        assert (yield RestoreOtp(uid, (("sms", "+15551234567", T),), [AuditEntry("otp.enabled", T)])) is Status.TAKEN
-        assert (yield RemoveOtp(uid, "sms")) == (("sms", "+15557654321", T + 1),)
-        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@work.example"),)
         # Disabling two-factor removes codes by message too.
         assert (yield RemoveSecondFactor(uid, T, end_sessions=False)) is Status.OK
         record = yield LoadUser(uid)
@@ -321,26 +329,77 @@ def test_disable_otp_decides_in_sql_whether_it_removes_the_last_factor(store: Re
         assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
         assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
         assert (yield ReplaceBackupCodes(uid, ["h1", "h2"], "k1", T)) == 2
-        # one channel of two: the other keeps 2FA on
+        # one channel of two: the other keeps 2FA on; the removal holds the lease until settled
         sms = ("sms", "+15551234567", T)
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)
-        # a refused removal's undo puts the row back as it was (R6-3), not over an enrolment meanwhile
-        assert (yield RestoreOtp(uid, (sms,))) is Status.OK
-        assert (yield RestoreOtp(uid, (("sms", "+15550000000", T),))) is Status.TAKEN
+        first = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert first == OtpRemoval(Status.OK, False, gone=(sms,), lease=1)  # the lease's token: the 1st
+        assert (yield DisableOtp(uid, "email", T, stopped, off)) == OtpRemoval(Status.BUSY, False)
+        # a refused removal's undo puts the row back as it was (R6-3), releasing the lease; once
+        assert (yield RestoreOtp(uid, first.gone, first.lease)) == OtpRestore(Status.OK, ("sms",))
+        assert (yield RestoreOtp(uid, first.gone, first.lease)) == OtpRestore(Status.CHANGED)
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), OtpFactor("sms", sms[1]))
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
+        # not over an enrolment meanwhile (TAKEN: nothing put back), and the lease goes all the same
+        second = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert second == OtpRemoval(Status.OK, False, gone=(sms,), lease=2)
+        assert (yield EnableOtp(uid, "sms", "+15550000000", T + 1)) is Status.CREATED
+        assert (yield RestoreOtp(uid, second.gone, second.lease)) == OtpRestore(Status.TAKEN, (), ("sms",))
+        assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"), OtpFactor("sms", "+15550000000"))
+        # a removal confirmed (its flow's re-check passed) releases its lease: the next goes at once
+        third = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert third == OtpRemoval(Status.OK, False, gone=(("sms", "+15550000000", T + 1),), lease=3)
+        assert (yield EndRemoval(uid, third.lease)) is Status.OK
+        assert (yield EndRemoval(uid, third.lease)) is Status.NOT_FOUND
+        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.NOT_FOUND, False)  # none held
         # the last factor: 2FA goes with it (the backup codes too), and what went is replied
         result = yield DisableOtp(uid, "email", T, stopped, off)
-        assert (result.status, result.two_factor_off) == (Status.OK, True)
+        assert (result.status, result.two_factor_off, result.lease) == (Status.OK, True, 4)
         assert result.removed is not None and result.removed.otp == (("email", "ann@example.com", T),)
-        assert len(result.removed.codes) == 2
+        assert len(result.removed.codes) == 2 and result.removed.lease == 4
         record = yield LoadUser(uid)
         assert (record.otp, record.backup_codes, record.two_factor_enabled) == ((), 0, False)
-        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "otp.disabled", "two_factor.disabled"]
+        assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "otp.disabled", "otp.disabled",
+                                                             "two_factor.disabled"]
         # put back as it was (a refused disable's undo)
         assert (yield RestoreSecondFactor(uid, result.removed)) is Status.OK
         assert (yield LoadUser(uid)).otp == (OtpFactor("email", "ann@example.com"),)
+
+    run_sequence(store, mode, sequence)
+
+
+def test_one_removal_of_a_users_factors_is_in_flight_at_a_time(store: RecordStore, mode: str) -> None:
+    """R8-2: a removal that its flow may still undo holds the user's factor-change lease from its commit
+    until it is settled; every other removal of the user meanwhile (disable, disable-otp, removing
+    an app, the last or not) is BUSY and writes nothing, so that no undo puts back over another
+    removal. Another user's removals are not held. An administrator's reset clears the lease: an
+    undo still in flight then puts nothing back over the reset (CHANGED)."""
+    uid, other = new_id(), new_id()
+    email = ("email", "ann@example.com", T)
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        yield from _add_app(uid, "f2")
+        assert (yield ReplaceBackupCodes(uid, ["h1"], "k1", T)) == 1
+        assert (yield EnableOtp(uid, *email)) is Status.CREATED
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED
+        held = yield DisableOtp(uid, "email", T)
+        assert held == OtpRemoval(Status.OK, False, gone=(email,), lease=1)
+        assert (yield DisableSecondFactor(uid, T + 1)) is None
+        assert (yield RemoveAuthenticator(uid, "f2", T + 1)) == AuthenticatorRemoval(Status.BUSY, False)
+        assert (yield RemoveAuthenticator(uid, "nope", T + 1)) == AuthenticatorRemoval(Status.BUSY, False)
+        assert (yield DisableOtp(uid, None, T + 1)) == OtpRemoval(Status.BUSY, False)
+        record = yield LoadUser(uid)
+        assert ([f.id for f in record.totp], record.backup_codes, record.otp) == (["f1", "f2"], 1, ())
+        assert (yield DisableOtp(other, None, T + 1)).status is Status.OK  # not the same user
+        # the undo settles it: the lease goes in its transaction, and a disable goes through
+        assert (yield RestoreOtp(uid, held.gone, held.lease)).status is Status.OK
+        removed = yield DisableSecondFactor(uid, T + 2)
+        assert removed is not None and removed.lease == 2 and removed.otp == (email,)
+        assert [f.id for f in removed.totp] == ["f1", "f2"]
+        # an administrator's reset meanwhile clears the lease: the undo puts nothing back over it
+        assert (yield RemoveSecondFactor(uid, T + 3, passkeys=True)) is Status.NOT_FOUND  # nothing left to remove
+        assert (yield RestoreSecondFactor(uid, removed)) is Status.CHANGED
+        record = yield LoadUser(uid)
+        assert (record.totp, record.backup_codes, record.otp, record.two_factor_enabled) == ((), 0, (), False)
 
     run_sequence(store, mode, sequence)
 
@@ -370,23 +429,221 @@ def test_a_generation_stages_and_activates_codes_only_while_2fa_is_on(store: Rec
     run_sequence(store, mode, sequence)
 
 
-def test_a_refused_disable_otp_is_not_undone_once_2fa_went_off(store: RecordStore, mode: str) -> None:
-    """R7-2: RestoreOtp puts nothing back (CHANGED) once no factor turns two-factor on: a removal
-    of the last factor that ran meanwhile turned it off and said so, and that stands."""
-    uid = new_id()
+def test_an_undo_after_its_lease_ran_out_and_was_taken_puts_nothing_back(store: RecordStore, mode: str) -> None:
+    """A removal whose request stalled (or died) after its commit holds the lease until it runs out
+    (``REMOVAL_LEASE_MS``: a removal at its last millisecond is still BUSY); then the next removal
+    takes a new one, and the stalled removal's undo finds its lease gone and puts nothing back
+    (CHANGED): the later removal, which said "off", stands (R7-2). RestoreOtp also writes nothing
+    once no factor turns two-factor on: only a removal that takes no lease (RemoveOtp) can still
+    turn it off under another's undo."""
+    uid, other = new_id(), new_id()
     stopped, off = [AuditEntry("otp.disabled", T)], [AuditEntry("two_factor.disabled", T)]
+    sms = ("sms", "+15551234567", T)
 
     def sequence() -> Sequence:
         assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
-        assert (yield EnableOtp(uid, "sms", "+15551234567", T)) is Status.CREATED
-        sms = ("sms", "+15551234567", T)
-        assert (yield DisableOtp(uid, "sms", T, stopped, off)) == OtpRemoval(Status.OK, False, gone=(sms,))
-        result = yield DisableOtp(uid, "email", T, stopped, off)  # the last factor: 2FA off
-        assert (result.status, result.two_factor_off) == (Status.OK, True)
-        assert (yield RestoreOtp(uid, (sms,), [AuditEntry("otp.enabled", T)])) is Status.CHANGED
+        assert (yield EnableOtp(uid, *sms)) is Status.CREATED
+        stalled = yield DisableOtp(uid, "sms", T, stopped, off)
+        assert stalled == OtpRemoval(Status.OK, False, gone=(sms,), lease=1)
+        assert (yield DisableOtp(uid, "email", T + REMOVAL_LEASE_MS, stopped, off)).status is Status.BUSY
+        result = yield DisableOtp(uid, "email", T + REMOVAL_LEASE_MS + 1, stopped, off)  # the last factor: 2FA off
+        assert (result.status, result.two_factor_off, result.lease) == (Status.OK, True, 2)
+        restore = RestoreOtp(uid, stalled.gone, stalled.lease, {"sms": [AuditEntry("otp.enabled", T)]})
+        assert (yield restore) == OtpRestore(Status.CHANGED)
         record = yield LoadUser(uid)
         assert (record.otp, record.two_factor_enabled) == ((), False)
         assert [e.type for e in (yield ListAudit(uid))] == ["otp.disabled", "two_factor.disabled"]
+        assert (yield EndRemoval(uid, result.lease)) is Status.OK  # the later removal's lease is its own
+        # a lease that ran out untaken is still its removal's: a late undo puts the rows back
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED
+        assert (yield EnableOtp(other, *sms)) is Status.CREATED
+        late = yield DisableOtp(other, "sms", T, stopped, off)
+        assert (yield RestoreOtp(other, late.gone, late.lease)).status is Status.OK
+        # R7-2's rule: a removal without a lease (RemoveOtp) turned 2FA off under the undo
+        late = yield DisableOtp(other, "sms", T, stopped, off)
+        assert (yield RemoveOtp(other)) == (("email", "bob@example.com", T),)
+        assert (yield RestoreOtp(other, late.gone, late.lease)).status is Status.CHANGED
+        assert (yield LoadUser(other)).otp == ()
+        assert (yield EndRemoval(other, late.lease)) is Status.NOT_FOUND  # released by the undo all the same
+
+    run_sequence(store, mode, sequence)
+
+
+def test_an_app_confirmation_and_a_passkey_registration_hold_the_factor_change_lease(
+        store: RecordStore, mode: str) -> None:
+    """R9-1, R9-2: the additions a flow may undo after their commit (an app added while 2FA is on,
+    confirmed by its first code; a passkey's registration) hold the factor-change lease as a
+    removal does: BUSY while another change's lease is live (nothing written), and while theirs is
+    live every removal (and every other such addition) is BUSY; their undo (RemoveTotpFactor,
+    RemovePasskey with the lease) releases it in its own transaction, EndRemoval once the re-check
+    passed. A confirmation of nothing takes no lease; a registration the unique key refuses is
+    rolled back with its lease."""
+    uid, stranger = new_id(), new_id()
+    cred, cred2, cred3 = new_id("cred"), new_id("cred"), new_id("cred")
+    added = [AuditEntry("two_factor.authenticator_added", T)]
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield AddAuthenticator(uid, "tab", "ct-tab", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+        # A removal in flight: the confirmation and the registration write nothing.
+        held = yield DisableOtp(uid, "email", T)
+        assert (held.status, held.lease) == (Status.OK, 1)
+        assert (yield ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T + 1, added)) == LeasedChange(Status.BUSY)
+        assert (yield RegisterPasskey(_passkey(uid, cred), T + 1)) == LeasedChange(Status.BUSY)
+        assert (yield ListPasskeys(uid)) == ()
+        assert [(f.id, f.confirmed_at) for f in (yield LoadUser(uid)).totp] == [("f1", T), ("tab", None)]
+        assert (yield RestoreOtp(uid, held.gone, held.lease)).status is Status.OK
+        # Confirmed: it holds the lease until settled (a second confirmation meets it).
+        confirmed = yield ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T + 2, added)
+        assert confirmed == LeasedChange(Status.ACCEPTED, 2)
+        assert (yield ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T + 2)) == LeasedChange(Status.BUSY)
+        assert (yield RemoveAuthenticator(uid, "f1", T + 3)) == AuthenticatorRemoval(Status.BUSY, False)
+        assert (yield DisableSecondFactor(uid, T + 3)) is None
+        assert (yield DisableOtp(uid, "email", T + 3)) == OtpRemoval(Status.BUSY, False)
+        assert (yield RegisterPasskey(_passkey(uid, cred), T + 3)) == LeasedChange(Status.BUSY)
+        record = yield LoadUser(uid)
+        assert ([f.id for f in record.totp], record.otp, record.passkeys) == (["f1", "tab"], (
+            OtpFactor("email", "ann@example.com"),), 0)
+        # Its undo removes the app and releases the lease, in one transaction; once.
+        assert (yield RemoveTotpFactor(uid, "tab", lease=confirmed.lease)) is Status.OK
+        assert (yield RemoveTotpFactor(uid, "tab", lease=confirmed.lease)) is Status.NOT_FOUND
+        assert (yield EndRemoval(uid, confirmed.lease)) is Status.NOT_FOUND
+        assert [f.id for f in (yield LoadUser(uid)).totp] == ["f1"]
+        assert (yield ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T + 4)) == LeasedChange(Status.NOT_FOUND)
+        # A registration holds it the same way; its re-check passed: EndRemoval.
+        registered = yield RegisterPasskey(_passkey(uid, cred), T + 4, [AuditEntry("passkey.registered", T)])
+        assert registered == LeasedChange(Status.CREATED, 3)
+        assert (yield RemoveAuthenticator(uid, "f1", T + 5)).status is Status.BUSY
+        assert (yield EndRemoval(uid, registered.lease)) is Status.OK
+        # The unique key refuses another user's registration of it: rolled back, its lease too.
+        assert (yield RegisterPasskey(_passkey(stranger, cred), T + 5)) == LeasedChange(Status.TAKEN)
+        assert (yield RegisterPasskey(_passkey(stranger, cred3), T + 5)) == LeasedChange(Status.CREATED, 1)
+        # A refused registration's undo removes its passkey and releases its lease.
+        again = yield RegisterPasskey(_passkey(uid, cred2), T + 6)
+        assert again == LeasedChange(Status.CREATED, 4)
+        assert (yield RemovePasskey(uid, cred2, lease=again.lease)) is Status.OK
+        assert (yield EndRemoval(uid, again.lease)) is Status.NOT_FOUND  # released by the undo
+        assert [p.credential_id for p in (yield ListPasskeys(uid))] == [cred]
+        assert (yield DisableOtp(uid, "email", T + 7)).status is Status.OK  # nothing held
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_confirmations_undo_whose_lease_went_keeps_the_app_only_while_it_is_the_last(
+        store: RecordStore, mode: str) -> None:
+    """An app's confirmation whose request stalled past its lease: a removal the app kept from
+    being the last (R9-1's case) went through after the lease ran out, so the undo, its lease not
+    its own any more, leaves the app (CHANGED): two-factor must not go off unsaid. When another
+    factor still turns two-factor on (an administrator's enable_otp cleared the lease), the undo
+    removes the app all the same."""
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield AddAuthenticator(uid, "tab", "ct-tab", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+        stalled = yield ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T)
+        assert stalled.status is Status.ACCEPTED
+        assert (yield RemoveAuthenticator(uid, "f1", T + REMOVAL_LEASE_MS)).status is Status.BUSY
+        assert (yield RemoveAuthenticator(uid, "f1", T + REMOVAL_LEASE_MS + 1)) == AuthenticatorRemoval(
+            Status.OK, False)  # not the last: the tablet
+        assert (yield RemoveTotpFactor(uid, "tab", lease=stalled.lease)) is Status.CHANGED
+        record = yield LoadUser(uid)
+        assert ([f.id for f in record.totp], record.two_factor_enabled) == (["tab"], True)
+        # Another factor remains: the stale undo takes the app back.
+        yield from _enrolled(other)
+        assert (yield AddAuthenticator(other, "tab", "ct-tab", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+        held = yield ConfirmAuthenticator(other, "tab", "ct-tab", STEP, T)
+        assert held == LeasedChange(Status.ACCEPTED, 1)
+        assert (yield EnableOtp(other, "email", "bob@example.com", T + 1, supersede=True)) is Status.CREATED
+        assert (yield RemoveTotpFactor(other, "tab", lease=held.lease)) is Status.OK
+        assert [f.id for f in (yield LoadUser(other)).totp] == ["f1"]
+
+    run_sequence(store, mode, sequence)
+
+
+def test_an_administrators_import_or_enable_otp_clears_the_lease(store: RecordStore, mode: str) -> None:
+    """R9-3: an administrator's change of the factors (an import, EnableTotp(replace); the app's
+    enable_otp, EnableOtp(supersede)) clears the factor-change lease and moves its counter on, as
+    a reset does: the undo of a user's change still in flight puts nothing back over it."""
+    uid, other = new_id(), new_id()
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        assert (yield ReplaceBackupCodes(uid, ["h1"], "k1", T)) == 1
+        held = yield DisableSecondFactor(uid, T)
+        assert held is not None and held.lease == 1
+        assert (yield EnableTotp(uid, "totp", "ct-new", "k1", T + 1, 0, ["n1", "n2"], "k1", replace=True)) \
+            is Status.CREATED
+        assert (yield RestoreSecondFactor(uid, held)) is Status.CHANGED
+        record = yield LoadUser(uid)
+        assert ([f.id for f in record.totp], record.otp, record.backup_codes) == (["totp"], (), 2)
+        again = yield DisableSecondFactor(uid, T + 2)  # nothing held: the import cleared it
+        assert again is not None and again.lease == 3  # the take, the import's clear, this take
+        # enable_otp in a disable-otp's window: its address stands, the removed one stays removed
+        yield from _enrolled(other)
+        assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED
+        gone = yield DisableOtp(other, "email", T)
+        assert (gone.status, gone.lease) == (Status.OK, 1)
+        assert (yield EnableOtp(other, "sms", "+15551234567", T + 1, supersede=True)) is Status.CREATED
+        assert (yield RestoreOtp(other, gone.gone, gone.lease)) == OtpRestore(Status.CHANGED)
+        assert (yield LoadUser(other)).otp == (OtpFactor("sms", "+15551234567"),)
+        assert (yield DisableOtp(other, "sms", T + 2)).lease == 3
+
+    run_sequence(store, mode, sequence)
+
+
+def test_a_change_of_nothing_writes_no_lease_and_tokens_never_repeat(store: RecordStore, mode: str) -> None:
+    """R9-5: after a stalled removal's lease ran out, requests that change nothing (an unknown app,
+    a channel without an address, a disable or a confirmation of nothing) write nothing, the lease
+    neither: the stalled removal's undo still puts everything back. R9-6: a lease taken at the same
+    millisecond as a lease a reset cleared has another token, so the old undo does not own it.
+    R9-4: an undo puts back the channels still free and keeps one enrolled again."""
+    uid, other, third = new_id(), new_id(), new_id()
+    email = ("email", "ann@example.com", T)
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        assert (yield EnableOtp(uid, *email)) is Status.CREATED
+        stalled = yield DisableSecondFactor(uid, T)
+        assert stalled is not None and stalled.lease == 1
+        late = T + REMOVAL_LEASE_MS + 1
+        assert (yield RemoveAuthenticator(uid, "nope", late)) == AuthenticatorRemoval(Status.NOT_FOUND, False)
+        assert (yield DisableOtp(uid, None, late)) == OtpRemoval(Status.NOT_FOUND, False)
+        assert (yield DisableSecondFactor(uid, late)) is None
+        assert (yield ConfirmAuthenticator(uid, "f1", "ct-1", STEP, late)) == LeasedChange(Status.NOT_FOUND)
+        assert (yield RestoreSecondFactor(uid, stalled)) is Status.OK
+        record = yield LoadUser(uid)
+        assert ([f.id for f in record.totp], record.otp) == (["f1"], (OtpFactor("email", "ann@example.com"),))
+        # R9-6: the same millisecond after a reset.
+        sms = ("sms", "+15551234567", T)
+        assert (yield EnableOtp(other, *email)) is Status.CREATED
+        assert (yield EnableOtp(other, *sms)) is Status.CREATED
+        a = yield DisableOtp(other, "email", T)
+        assert (a.status, a.lease) == (Status.OK, 1)
+        assert (yield RemoveSecondFactor(other, T, passkeys=True)) is Status.OK
+        yield from _enrolled(other)
+        assert (yield EnableOtp(other, "sms", "+15557654321", T)) is Status.CREATED
+        b = yield DisableOtp(other, "sms", T)
+        assert (b.status, b.lease) == (Status.OK, 3)
+        assert (yield RestoreOtp(other, a.gone, a.lease)) == OtpRestore(Status.CHANGED)
+        assert (yield LoadUser(other)).otp == ()
+        assert (yield EndRemoval(other, b.lease)) is Status.OK
+        # R9-4: one channel enrolled again, the other put back, each audited as it was.
+        yield from _enrolled(third)
+        assert (yield EnableOtp(third, *email)) is Status.CREATED
+        assert (yield EnableOtp(third, *sms)) is Status.CREATED
+        both = yield DisableOtp(third, None, T)
+        assert (both.status, both.gone) == (Status.OK, (email, sms))
+        assert (yield EnableOtp(third, "sms", "+15557654321", T + 1)) is Status.CREATED
+        audit = {channel: [AuditEntry("otp.enabled", T, detail={"detail": f"{channel}:restored"})]
+                 for channel in ("email", "sms")}
+        assert (yield RestoreOtp(third, both.gone, both.lease, audit)) == OtpRestore(Status.OK, ("email",), ("sms",))
+        assert (yield LoadUser(third)).otp == (OtpFactor("email", "ann@example.com"),
+                                                OtpFactor("sms", "+15557654321"))
+        assert [(e.type, e.detail) for e in (yield ListAudit(third))] == [("otp.enabled", {"detail": "email:restored"})]
+        assert (yield DisableOtp(third, "email", T + 2)).status is Status.OK  # released by the undo
 
     run_sequence(store, mode, sequence)
 

@@ -186,3 +186,38 @@ def test_0008_keeps_every_existing_backup_code_in_use_and_a_downgrade_drops_only
         assert store.execute(LoadUser("u")).backup_codes == 1
     finally:
         store.dispose()
+
+
+def test_0009_starts_every_user_with_no_removal_in_flight(scratch_url: str) -> None:
+    """Users stored before the factor-change lease have none (NULL, counter 0): their first
+    removal takes it at once, with the token 1. Going back to 0008 drops both columns, whatever
+    lease is held."""
+    from banata_middleware.stores.records import REMOVAL_LEASE_MS, DisableOtp, OtpRemoval, RestoreOtp, Status
+
+    store = RecordStore(scratch_url)
+    try:
+        migrate.upgrade(store.engine, store.schema, "0008")
+        with store.engine.begin() as conn:  # a user as revision 0008 stored them
+            conn.execute(text("INSERT INTO banata_user_state (user_id, failure_streak, generation) VALUES ('u', 0, 0)"))
+            conn.execute(text("INSERT INTO banata_otp_factors (user_id, channel, address, created_at) "
+                              "VALUES ('u', 'email', 'a@example.com', 1), ('u', 'sms', '+15551234567', 1)"))
+        migrate.upgrade(store.engine, store.schema)
+        assert migrate.check(store.engine, store.schema) == []
+        removal = store.execute(DisableOtp("u", "sms", 10))
+        assert removal == OtpRemoval(Status.OK, False, gone=(("sms", "+15551234567", 1),), lease=1)
+        with store.engine.connect() as conn:
+            row = conn.execute(text("SELECT removing_until, lease_seq FROM banata_user_state "
+                                    "WHERE user_id = 'u'")).one()
+        assert tuple(row) == (10 + REMOVAL_LEASE_MS, 1)
+        from alembic import command
+
+        with store.engine.begin() as conn:
+            command.downgrade(migrate.config(store.schema.prefix, conn), "0008")
+        with store.engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("banata_user_state")}
+        assert not {"removing_until", "lease_seq"} & columns
+        migrate.upgrade(store.engine, store.schema)
+        assert store.execute(RestoreOtp("u", removal.gone, removal.lease)).status is Status.CHANGED  # its lease went
+        assert store.execute(DisableOtp("u", "email", 20)).status is Status.OK  # none held
+    finally:
+        store.dispose()

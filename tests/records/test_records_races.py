@@ -124,6 +124,54 @@ def test_of_generations_activated_at_once_exactly_one_set_goes_into_use(store: R
     assert [e.type for e in store.execute(ListAudit(uid))] == ["two_factor.backup_codes_regenerated"]
 
 
+def test_of_removals_at_once_exactly_one_holds_the_lease_and_the_rest_write_nothing(
+        store: RecordStore, concurrency: str) -> None:
+    """R8-2: 20 removals of one user's factors at once (disable, and disable-otp of either
+    channel: each keeps the factor-change lease when it removes anything, its flow may still undo it).
+    The lease is taken by one conditional UPDATE under the user's locks: exactly one removal
+    commits, every other one is BUSY (None for a disable) and writes nothing, whatever the
+    order; and the winner's undo puts everything back."""
+    from banata_middleware.stores.records import (
+        DisabledSecondFactor,
+        DisableOtp,
+        DisableSecondFactor,
+        EnableOtp,
+        OtpRemoval,
+        RestoreOtp,
+        RestoreSecondFactor,
+    )
+
+    for round_ in range(3):
+        uid = new_id()
+        store.execute(EnableTotp(uid, "totp", "ct", "k1", T, STEP, ["h1", "h2"], "c1"))
+        store.execute(EnableOtp(uid, "email", "ann@example.com", T))
+        store.execute(EnableOtp(uid, "sms", "+15551234567", T))
+        ops: list[RecordOp[Any]] = []
+        for i in range(CALLERS):
+            op: RecordOp[Any] = DisableSecondFactor(uid, T, [AuditEntry("two_factor.disabled", T)])
+            if i % 4 in (1, 2):
+                op = DisableOtp(uid, ("email", "sms")[i % 2], T, [AuditEntry("otp.disabled", T)])
+            ops.append(op)
+        replies = race(store, concurrency, ops)
+        won = [r for r in replies if r is not None and (isinstance(r, DisabledSecondFactor) or r.status is Status.OK)]
+        assert len(won) == 1, (round_, replies)
+        assert all(r is None or r.status is Status.BUSY for r in replies if r is not won[0]), replies
+        winner = won[0]
+        assert winner.lease == 1  # the user's first lease: the losers moved no counter
+        record = store.execute(LoadUser(uid))
+        events = [e.type for e in store.execute(ListAudit(uid))]
+        if isinstance(winner, OtpRemoval):
+            assert len(record.otp) == 1 and record.totp and record.backup_codes == 2, record
+            assert events == ["otp.disabled"]
+            assert store.execute(RestoreOtp(uid, winner.gone, winner.lease)).status is Status.OK
+        else:
+            assert (record.totp, record.otp, record.backup_codes) == ((), (), 0)
+            assert events == ["two_factor.disabled"]
+            assert store.execute(RestoreSecondFactor(uid, winner)) is Status.OK
+        record = store.execute(LoadUser(uid))
+        assert (len(record.totp), len(record.otp), record.backup_codes) == (1, 2, 2)
+
+
 def test_one_totp_step_is_accepted_for_exactly_one_of_20_callers(store: RecordStore, concurrency: str) -> None:
     uid = new_id()
     _enrol(store, uid)
@@ -224,3 +272,56 @@ def test_a_deadlock_victim_is_run_again_not_refused(store: RecordStore) -> None:
         runs = list(pool.map(store.execute, ops))
     assert sorted(runs) == [1, 2]  # one ran straight through, the victim ran twice
     assert store.execute(LoadUser(a)).generation == store.execute(LoadUser(b)).generation == 3
+
+
+def test_an_app_confirmation_racing_removals_and_registrations_one_holds_the_lease(
+        store: RecordStore, concurrency: str) -> None:
+    """R9-1, R9-2: an added app's confirmation and a passkey's registration take the user's
+    factor-change lease like the removals: 20 of them at once (the app's confirmation, the old
+    app's removal, a disable, passkey registrations) leave exactly one holding it, every other one
+    BUSY with nothing written, whatever the order."""
+    from banata_middleware.stores.records import (
+        AddAuthenticator,
+        AuthenticatorRemoval,
+        ConfirmAuthenticator,
+        DisabledSecondFactor,
+        DisableSecondFactor,
+        LeasedChange,
+        ListPasskeys,
+        RegisterPasskey,
+        RemoveAuthenticator,
+    )
+
+    for round_ in range(3):
+        uid = new_id()
+        store.execute(EnableTotp(uid, "totp", "ct", "k1", T, STEP, ["h1", "h2"], "c1"))
+        assert store.execute(AddAuthenticator(uid, "tab", "ct-tab", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+        ops: list[RecordOp[Any]] = []
+        for i in range(CALLERS):
+            kind = (i + round_) % 4
+            if kind == 0:
+                ops.append(ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T))
+            elif kind == 1:
+                ops.append(RemoveAuthenticator(uid, "totp", T))
+            elif kind == 2:
+                ops.append(DisableSecondFactor(uid, T))
+            else:
+                ops.append(RegisterPasskey(Passkey(new_id("cred"), uid, "cose", 0, (), "single_device", False, "",
+                                                   "", T), T))
+        replies = race(store, concurrency, ops)
+        won = [r for r in replies if isinstance(r, DisabledSecondFactor) or (
+            isinstance(r, LeasedChange | AuthenticatorRemoval) and r.status in (Status.ACCEPTED, Status.CREATED,
+                                                                                 Status.OK))]
+        assert len(won) == 1, (round_, replies)
+        assert all(r is None or r.status is Status.BUSY for r in replies if r is not won[0]), replies
+        winner = won[0]
+        record = store.execute(LoadUser(uid))
+        apps = {f.id: f.confirmed_at for f in record.totp}
+        passkeys = store.execute(ListPasskeys(uid))
+        if isinstance(winner, DisabledSecondFactor | AuthenticatorRemoval):  # the last app: 2FA off, held
+            assert isinstance(winner, DisabledSecondFactor) or winner.two_factor_off
+            assert (apps, record.backup_codes, passkeys) == ({}, 0, ())
+        elif winner.status is Status.ACCEPTED:
+            assert (apps, len(passkeys)) == ({"totp": T, "tab": T}, 0)
+        else:
+            assert (apps, len(passkeys)) == ({"totp": T, "tab": None}, 1)

@@ -179,8 +179,13 @@ def test_round_trips_per_request_kind_stay_within_the_budget(metered: tuple[Mete
                  "pass-through a minute later (records the last use)", "get-session"):
         assert (meter.cost(warm), meter.sql_cost(warm)) == (1, 0), warm
     for verify in ("verify-totp (sign-in challenge, trustDevice)", "verify-backup-code (sign-in challenge)",
-                   "verify-totp (sign-in challenge, second of two apps)", "verify-totp (confirms the app added)"):
+                   "verify-totp (sign-in challenge, second of two apps)"):
         assert (meter.cost(verify), meter.sql_cost(verify)) == (2, 2), verify
+    # Confirming an added app is a factor change, not a sign-in: it holds the factor-change lease
+    # from its commit until factor_change.lua's re-check passed, then releases it (EndRemoval):
+    # one more SQL transaction (R9-1, R9-2), as disable and disable-otp pay since R8-2.
+    assert (meter.cost("verify-totp (confirms the app added)"),
+            meter.sql_cost("verify-totp (confirms the app added)")) == (2, 3)
     for verify in ("verify-totp (step-up)", "verify-backup-code (step-up)"):
         assert meter.cost(verify) <= 2 and meter.sql_cost(verify) <= 2, verify
     # generate-backup-codes with 2FA on (issue 18, crash safety): the caller's lookup, then the new

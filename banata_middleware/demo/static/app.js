@@ -144,7 +144,7 @@
     BACKUP_CODES_CHANGED: () =>
       "Your backup codes were changed in another tab or window meanwhile. Generate them again if you still need new ones.",
     TWO_FACTOR_CHANGED: () =>
-      "Two-factor authentication was changed in another tab or window meanwhile. Reload the page and try again if needed.",
+      "Your second factors were changed, or are being changed, in another tab or window. Reload the page and try again in a moment if needed.",
     NETWORK_ERROR: () => "Cannot reach the server. Check that the demo is running and try again.",
   };
 

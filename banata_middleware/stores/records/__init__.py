@@ -18,13 +18,24 @@ from .factors.backup_codes import (
     ReplaceBackupCodes,
     StageBackupCodes,
 )
-from .factors.otp import DisableOtp, EnableOtp, OtpFactor, OtpRemoval, OtpRows, RecordOtpUse, RemoveOtp, RestoreOtp
+from .factors.otp import (
+    DisableOtp,
+    EnableOtp,
+    OtpFactor,
+    OtpRemoval,
+    OtpRestore,
+    OtpRows,
+    RecordOtpUse,
+    RemoveOtp,
+    RestoreOtp,
+)
 from .factors.passkeys import (
     AddPasskey,
     AdvanceSignCount,
     GetPasskey,
     ListPasskeys,
     Passkey,
+    RegisterPasskey,
     RemovePasskey,
     RenamePasskey,
 )
@@ -35,6 +46,7 @@ from .factors.totp import (
     AddAuthenticator,
     AddTotpFactor,
     AuthenticatorRemoval,
+    ConfirmAuthenticator,
     ConfirmTotpFactor,
     EnableTotp,
     ListTotpSecrets,
@@ -50,9 +62,12 @@ from .proof import Proof, ProveSecondFactor
 from .schema import Schema
 from .store import RecordStore, SchemaOutOfDate
 from .users import (
+    REMOVAL_LEASE_MS,
     DisabledSecondFactor,
     DisableSecondFactor,
+    EndRemoval,
     FailureCount,
+    LeasedChange,
     LoadUser,
     RecordFailure,
     RemoveSecondFactor,
@@ -64,6 +79,7 @@ from .users import (
 
 __all__ = [
     "DEFAULT_NAME",
+    "REMOVAL_LEASE_MS",
     "AcceptAnyTotpStep",
     "AcceptTotpStep",
     "Account",
@@ -78,6 +94,7 @@ __all__ = [
     "AuthenticatorRemoval",
     "BackupCode",
     "BackupCodeUse",
+    "ConfirmAuthenticator",
     "ConfirmTotpFactor",
     "ConsumeBackupCode",
     "CreateAccount",
@@ -87,16 +104,19 @@ __all__ = [
     "DiscardBackupCodes",
     "EnableOtp",
     "EnableTotp",
+    "EndRemoval",
     "FailureCount",
     "GetAccount",
     "GetAccountByEmail",
     "GetPasskey",
+    "LeasedChange",
     "ListAudit",
     "ListPasskeys",
     "ListTotpSecrets",
     "LoadUser",
     "OtpFactor",
     "OtpRemoval",
+    "OtpRestore",
     "OtpRows",
     "Passkey",
     "Proof",
@@ -106,6 +126,7 @@ __all__ = [
     "RecordOp",
     "RecordOtpUse",
     "RecordStore",
+    "RegisterPasskey",
     "RemoveAuthenticator",
     "RemoveOtp",
     "RemovePasskey",

@@ -15,10 +15,15 @@ Lock order, so two operations never wait on each other in a circle: the user's t
 then the user's state row (``factors.totp.lock_user_factors``, which EVERY removal of a factor
 takes first, so removals of one user run one after the other and each decides whether it removes
 the last factor from what the others left), then the other factor tables (backup_codes, passkeys,
-otp_factors), and audit_events (insert only) last. An addition that must be seen by such a decision
-(``AddAuthenticator``, ``EnableOtp``) locks the state row alone, then writes its table. A deadlock
-the server still reports (MariaDB's gap locks, an add meeting a removal of the same user's app)
-makes the store run the operation again.
+otp_factors), and audit_events (insert only) last. The user's own removals (``DisableSecondFactor``,
+``DisableOtp``, ``RemoveAuthenticator``) and the additions a flow may undo (``ConfirmAuthenticator``,
+``RegisterPasskey``) also take the user's factor-change lease (``users.take_lease``: columns of the
+state row just locked), when they are about to write, and one that its request may still undo
+keeps it until that is settled: one such change in flight per user. An administrator's change of
+the factors clears it (``users.clear_lease``). An addition that must be seen by a removal's
+decision (``AddAuthenticator``, ``EnableOtp``) locks the state row alone, then writes its table. A
+deadlock the server still reports (MariaDB's gap locks, an add meeting a removal of the same user's
+app) makes the store run the operation again.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class Status(enum.Enum):
     REGRESSED = "regressed"  # a passkey sign count did not increase (a cloned authenticator?)
     FULL = "full"  # a per-user cap (authenticator apps) is reached
     LOCKED = "locked"  # the account is under the permanent lock (the failure ceiling)
+    BUSY = "busy"  # another change of the user's factors is in flight (its lease is live): nothing written
 
 
 @dataclass(frozen=True, slots=True)

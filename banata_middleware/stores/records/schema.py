@@ -1,7 +1,7 @@
 """The durable schema, SQLAlchemy Core, every table name prefixed (default ``banata_``).
 
-Core tables live here: accounts (built-in users), user_state (permanent lock, session generation)
-and audit_events (append-only). Each second factor owns its tables in its own module under
+Core tables live here: accounts (built-in users), user_state (permanent lock, session generation,
+the factor-change lease) and audit_events (append-only). Each second factor owns its tables in its own module under
 ``factors/``, which declares them in its ``FACTOR`` (``factor.Factor.tables``): a new factor is a
 new module, one line in ``factors.FACTORS`` and a migration; nothing here changes. ``user_id`` is
 a string everywhere so an app with its own users can store its ids
@@ -61,6 +61,12 @@ class Schema:
             # Bumped when every session of the user ends; the hot store's copy is compared with it.
             Column("generation", BigInteger, nullable=False, server_default="0"),
             Column("revoked_at", Millis, nullable=True),
+            # The factor-change lease (0009; named when only removals held it): while a change of
+            # the user's factors that its request may still undo is unsettled, when its hold ends
+            # (NULL: none in flight); and the lease counter, moved on by every take and every
+            # administrator's clear, whose value is the token of the lease last taken (never repeated).
+            Column("removing_until", Millis, nullable=True),
+            Column("lease_seq", BigInteger, nullable=False, server_default="0"),
         )
         self.audit_events = Table(
             f"{prefix}audit_events", m,
@@ -81,12 +87,16 @@ class Schema:
         #: Every factor's tables by attribute name (``factors.FACTORS``); the ones of the built-in
         #: factors are also attributes, typed below.
         self.factor_tables: dict[str, Table] = {}
+        #: The same by factor name (``Factor.name``): what a factor's rows are, for ``users.takeable``.
+        self.tables_of: dict[str, tuple[Table, ...]] = {}
         for factor in FACTORS:
-            for name, table in factor.tables(m, prefix).items():
+            tables = factor.tables(m, prefix)
+            for name, table in tables.items():
                 if name in self.factor_tables or hasattr(self, name):
                     raise ValueError(f"factor {factor.name}: the schema has a {name!r} already")
                 self.factor_tables[name] = table
                 setattr(self, name, table)
+            self.tables_of[factor.name] = tuple(tables.values())
         # Each consumer's place in audit_events (the outbox of notices and webhooks) and its dead letters.
         self.delivery_cursors, self.dead_letters = delivery.define_tables(m, prefix)
         self._prepared: dict[Callable[[Schema], Executable], Executable] = {}

@@ -7,7 +7,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from sqlalchemy import BindParameter, Executable, Label, bindparam, delete, false, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Executable,
+    Label,
+    Row,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .ops import AuditEntry, RecordOp, SqlGen, Statement, Status, audit_insert
@@ -19,9 +33,25 @@ if TYPE_CHECKING:
     from .factors.totp import TotpFactor
     from .schema import Schema
 
-__all__ = ["DisableSecondFactor", "DisabledSecondFactor", "FailureCount", "LoadUser", "RecordFailure",
-           "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions", "Unlock", "UserRecord", "any_on",
-           "clear_failures", "ensure_user_state", "lock_user_state", "others_on"]
+__all__ = ["REMOVAL_LEASE_MS", "DisableSecondFactor", "DisabledSecondFactor", "EndRemoval", "FailureCount",
+           "LeasedChange", "LoadUser", "RecordFailure", "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions",
+           "Unlock", "UserRecord", "any_on", "clear_failures", "clear_lease", "end_removal", "ensure_user_state",
+           "lease_live", "lock_user_state", "on_condition", "others_on", "take_lease", "take_second_factor",
+           "takeable"]
+
+#: How long a change of a user's factors that its request may still undo holds the user's
+#: factor-change lease at most (Unix ms in ``user_state.removing_until``; named when only removals
+#: held it). Sized against the sum of the documented timeouts from the moment ``at`` is read (by the
+#: flow, before the change's transaction) to the settled undo, about 88 s: before the commit,
+#: SQLAlchemy's pool wait (30 s), a connect (5 s) and SQLite's busy timeout (5 s); after it, the hot
+#: re-check (``RedisStore.from_url``'s ``timeout``, 1 s, for the pool, the connection and the reply,
+#: with one retry on a broken connection and at most an eviction-policy check and a script reload:
+#: 8 s in all); then the undo's own pool wait, connect and busy timeout (40 s). The rest is margin
+#: for the transactions themselves and the row locks they meet (the user's other short
+#: transactions). Only a process that died (or stalled past all that) leaves a lease behind: the
+#: user's changes that take it answer 409 until it ends. An undo that comes later still runs while
+#: no other change took the lease since (its token, ``lease_seq``, is still the user's).
+REMOVAL_LEASE_MS = 120_000
 
 
 def _ensure_user_state(schema: Schema) -> Executable:
@@ -40,16 +70,74 @@ def ensure_user_state(schema: Schema, user_id: str) -> Statement:
     return schema.prepared(_ensure_user_state), {"u": user_id}
 
 
-def lock_user_state(schema: Schema, user_id: str) -> SqlGen[None]:
+def lock_user_state(schema: Schema, user_id: str) -> SqlGen[Row[Any]]:
     """The user's state row, made if missing, then locked until the transaction ends: the one lock
     that serializes changes deciding from several of a user's authenticator rows. One row found by
     its primary key: a record lock and no gap lock on MariaDB, so a transaction holding it inserts
     authenticator rows without meeting another one's wait (range locks on ``totp_factors`` would:
     an insert into a gap another transaction waits to lock is a deadlock there). SQLite needs no
-    lock: its writers run one at a time (``BEGIN IMMEDIATE``)."""
+    lock: its writers run one at a time (``BEGIN IMMEDIATE``). Replies the factor-change lease as
+    the lock found it (``removing_until``, ``lease_seq``: a locking read sees the newest committed
+    row on every backend, however long it waited), for ``lease_live`` and ``take_lease``."""
     t = schema.user_state
     yield ensure_user_state(schema, user_id)
-    yield select(t.c.user_id).where(t.c.user_id == user_id).with_for_update()
+    return (yield select(t.c.removing_until, t.c.lease_seq).where(t.c.user_id == user_id).with_for_update()).one()
+
+
+def lease_live(state: Row[Any], at: int) -> bool:
+    """Another change's factor-change lease is live at ``at`` (read under the state row's lock):
+    explains a refusal (``Status.BUSY``) of a change that writes nothing; ``take_lease`` decides."""
+    return state.removing_until is not None and state.removing_until >= at
+
+
+def take_lease(schema: Schema, user_id: str, at: int, state: Row[Any], *, hold: bool = True,
+               only_if: ColumnElement[bool] | None = None) -> SqlGen[int | None]:
+    """Take the user's factor-change lease, under the state row's lock (``lock_user_state``, whose
+    reply is ``state``), for a change that is about to be written, never for one that writes
+    nothing (R9-5: a request that changed nothing would otherwise void the undo of a stalled
+    change whose lease had run out). One conditional UPDATE decides: it matches only while no
+    other change's lease is live (none, or one that ended before ``at``) and the counter is still
+    the one read, so of two changes exactly one holds it; it moves the counter on. Replies the
+    lease's token, the new counter value, which no later lease of the user repeats (every take
+    and every administrator's clear moves it on: R9-6; a lease's end could repeat); None when
+    another is live (nothing written: the change answers ``Status.BUSY`` and writes nothing
+    either). ``only_if``: a condition of the change itself (``DisableSecondFactor``: the user has
+    rows to remove), decided by the same statement. ``hold``: False for a change its request
+    cannot undo (an app removed while another factor remains): the lease is taken and released in
+    that one statement, so that the change still waits for a live lease, and the undo of a stalled
+    change, finding the counter moved on, puts nothing back over it.
+
+    Why: a change whose hot re-check runs after its commit may be undone, and two undos do not
+    compose (R8-2: a ``disable-otp`` put back nothing in a ``disable``'s window, then the disable's
+    undo put back only what it took, so the address was lost though both answered 503 "nothing
+    changed"; R9-1, R9-2: an app's confirmation and its undo the same with a removal). With one
+    such change in flight per user, each undo puts back over the state it left."""
+    s = schema.user_state
+    seq = int(state.lease_seq)
+    taken = (yield update(s).where(s.c.user_id == user_id, s.c.lease_seq == seq,
+                                   or_(s.c.removing_until.is_(None), s.c.removing_until < at),
+                                   *(() if only_if is None else (only_if,)))
+             .values(removing_until=at + REMOVAL_LEASE_MS if hold else None, lease_seq=seq + 1)).rowcount
+    return seq + 1 if taken else None
+
+
+def end_removal(schema: Schema, user_id: str, lease: int) -> SqlGen[bool]:
+    """Release the lease whose token is ``lease`` (one conditional UPDATE): False when the user's
+    lease is not that one any more (another change took one since, its own time having run out,
+    or an administrator's change cleared it: the counter moved on), or was released already."""
+    s = schema.user_state
+    return bool((yield update(s).where(s.c.user_id == user_id, s.c.lease_seq == lease,
+                                       s.c.removing_until.is_not(None))
+                 .values(removing_until=None)).rowcount)
+
+
+def clear_lease(schema: Schema) -> dict[str, Any]:
+    """The SET values of an administrator's change of the user's factors (a reset, an import, an
+    ``enable_otp``), written in its state row UPDATE: the factor-change lease goes and the counter
+    moves on, so that the undo of a user's change still in flight finds its lease gone and puts
+    nothing back over the administrator's change (R9-3)."""
+    s = schema.user_state
+    return {"removing_until": None, "lease_seq": s.c.lease_seq + 1}
 
 
 def _clear_failures(schema: Schema) -> Executable:
@@ -168,14 +256,28 @@ def _load_user(schema: Schema) -> Executable:
             .order_by(*joined.order_by(schema)))
 
 
+def on_condition(schema: Schema, user_id: str, *, but: str = "") -> ColumnElement[bool]:
+    """True when a factor other than ``but`` turns the user's two-factor on (``Factor.on_in_sql``)."""
+    from .factors import FACTORS
+
+    conditions = [f.on_in_sql(schema, user_id) for f in FACTORS if f.on_in_sql is not None and f.name != but]
+    return or_(*conditions) if conditions else false()
+
+
+def takeable(schema: Schema, user_id: str) -> ColumnElement[bool]:
+    """True when the user has a row that disable takes (``take_second_factor``: every factor's
+    rows but those disable keeps)."""
+    from .factors import FACTORS
+
+    return or_(false(), *(exists().where(t.c.user_id == user_id) for f in FACTORS
+                          if f.take is not None and not f.kept_by_disable for t in schema.tables_of[f.name]))
+
+
 def others_on(schema: Schema, user_id: str, *, but: str) -> Executable:
     """A SELECT of one boolean: whether a factor other than ``but`` turns the user's two-factor on
     (``Factor.on_in_sql``), read by a removal of ``but``'s rows after ``factors.totp.lock_user_factors``
     to decide whether it removes the last factor."""
-    from .factors import FACTORS
-
-    conditions = [f.on_in_sql(schema, user_id) for f in FACTORS if f.on_in_sql is not None and f.name != but]
-    return select(or_(*conditions) if conditions else false())
+    return select(on_condition(schema, user_id, but=but))
 
 
 def any_on(schema: Schema, user_id: str) -> Executable:
@@ -258,7 +360,9 @@ class RemoveSecondFactor(RecordOp[Status]):
     (``Factor.remove``; the passkeys, ``kept_by_disable``, only with ``passkeys``) and the lock go
     in one transaction; with ``end_sessions`` (an administrator's reset) the generation is bumped and
     ``revoked_at`` stamped so every session ends. A verify racing it finds its factor gone
-    (NOT_FOUND). OK, or NOT_FOUND when nothing was removed (the lock is lifted either way)."""
+    (NOT_FOUND). The factor-change lease is cleared too (``clear_lease``): the undo of a user's
+    change still in flight then finds its lease gone and puts nothing back over the reset. OK, or
+    NOT_FOUND when nothing was removed (the lock is lifted either way)."""
 
     user_id: str
     at: int
@@ -283,12 +387,11 @@ class RemoveSecondFactor(RecordOp[Status]):
         t = schema.user_state
         yield ensure_user_state(schema, u)
         revoke = {"generation": t.c.generation + 1, "revoked_at": self.at} if self.end_sessions else {}
-        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None, **revoke)
+        yield update(t).where(t.c.user_id == u).values(failure_streak=0, locked_at=None, **clear_lease(schema),
+                                                       **revoke)
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if removed else Status.NOT_FOUND
-
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,12 +400,14 @@ class DisabledSecondFactor:
     back. ``taken``: each factor's rows (``Factor.take``), by factor name; their reprs show no
     secret or hash. ``passkeys``: the credential keys of the passkeys the user had then (disable
     keeps them), so that an undo knows which ones were registered after it (R7-3); None (not
-    read) keeps every passkey."""
+    read) keeps every passkey. ``lease``: the token of the factor-change lease it holds
+    (``take_lease``), released by the undo or, once the removal is confirmed, by ``EndRemoval``."""
 
     taken: Mapping[str, tuple[Any, ...]]
     failure_streak: int
     locked_at: int | None
     passkeys: frozenset[str] | None = None
+    lease: int = 0
 
     @property
     def totp(self) -> tuple[TotpFactor, ...]:
@@ -318,43 +423,66 @@ class DisabledSecondFactor:
         return cast("tuple[tuple[str, str, int], ...]", self.taken.get("otp", ()))
 
 
+def take_second_factor(schema: Schema, user_id: str, lease: int,
+                       audit: Sequence[AuditEntry] = ()) -> SqlGen[DisabledSecondFactor | None]:
+    """Every factor's rows but those disable keeps (``Factor.take``), and the streak and the lock,
+    under the locks every factor removal takes (``lock_user_factors``, taken by the caller, with
+    the factor-change lease ``lease``): ``DisableSecondFactor``, and the removals that find they remove
+    the last factor (``DisableOtp``, ``RemoveAuthenticator``). None when there was nothing to take
+    (nothing written)."""
+    from .factors import FACTORS
+
+    s, u = schema.user_state, user_id
+    taken: dict[str, tuple[Any, ...]] = {}
+    for factor in FACTORS:
+        if factor.take is not None and not factor.kept_by_disable:
+            rows = yield from factor.take(schema, u)
+            if rows:
+                taken[factor.name] = rows
+    if not taken:
+        return None
+    state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
+    yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
+    if audit:
+        yield audit_insert(schema, u, audit)
+    p = schema.passkeys
+    kept = frozenset((yield select(p.c.credential_key).where(p.c.user_id == u)).scalars())
+    return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at, kept, lease)
+
+
 @dataclass(frozen=True, slots=True)
 class DisableSecondFactor(RecordOp["DisabledSecondFactor | None"]):
     """The user's disable: every factor's rows but those disable keeps (``Factor.take``; the
     passkeys stay), the streak and the lock with them (as ``RemoveSecondFactor`` without
-    ``end_sessions``), in one transaction. Replies with what was removed, read under the same row
-    locks (FOR UPDATE) as the deletes, so that the flow can undo it exactly
-    (``RestoreSecondFactor``) when the factor-change rule, re-checked after this commit, refuses;
-    None when there was no factor or code."""
+    ``end_sessions``), in one transaction, holding the user's factor-change lease (``take_lease``)
+    from then on. Replies with what was removed, read under the same row locks (FOR UPDATE) as the
+    deletes, so that the flow can undo it exactly (``RestoreSecondFactor``) when the factor-change
+    rule, re-checked after this commit, refuses; None, with nothing written (not the lease either:
+    R9-5), when there is nothing to remove, or while another change of the user's
+    factors is in flight (its lease is live): either way another request changed them, or may
+    still put them back."""
 
     user_id: str
     at: int
     audit: Sequence[AuditEntry] = ()
 
     def run(self, schema: Schema) -> SqlGen[DisabledSecondFactor | None]:
-        from .factors import FACTORS
         from .factors.totp import lock_user_factors
 
-        s, u = schema.user_state, self.user_id
+        u = self.user_id
         # The locks every factor removal takes (the user's authenticator rows, then the state row
         # that adding one locks): an app added at the same time is refused, or committed before
         # the reads below, and so removed (and put back by an undo) with the rest.
-        yield from lock_user_factors(schema, u)
-        taken: dict[str, tuple[Any, ...]] = {}
-        for factor in FACTORS:
-            if factor.take is not None and not factor.kept_by_disable:
-                rows = yield from factor.take(schema, u)
-                if rows:
-                    taken[factor.name] = rows
-        if not taken:
+        state = yield from lock_user_factors(schema, u)
+        # One statement decides: the lease is free and there is something to remove (a disable
+        # that would remove nothing writes nothing, the lease included: R9-5).
+        lease = yield from take_lease(schema, u, self.at, state, only_if=takeable(schema, u))
+        if lease is None:
             return None
-        state = (yield select(s.c.failure_streak, s.c.locked_at).where(s.c.user_id == u).with_for_update()).one()
-        yield update(s).where(s.c.user_id == u).values(failure_streak=0, locked_at=None)
-        if self.audit:
-            yield audit_insert(schema, u, self.audit)
-        p = schema.passkeys
-        kept = frozenset((yield select(p.c.credential_key).where(p.c.user_id == u)).scalars())
-        return DisabledSecondFactor(taken, int(state.failure_streak or 0), state.locked_at, kept)
+        removed = yield from take_second_factor(schema, u, lease, self.audit)
+        if removed is None:  # only rows that are no factor (a staged set of codes): nothing to undo
+            yield from end_removal(schema, u, lease)
+        return removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,8 +496,11 @@ class RestoreSecondFactor(RecordOp[Status]):
     there now is newer: apps, addresses, backup codes, staged or not), and the passkeys not among
     those the user had then (``DisabledSecondFactor.passkeys``; disable keeps the others). Under
     the locks every factor removal takes, so an enrolment racing it is decided before (and
-    removed) or after (against the restored factor). OK; or TAKEN when the unique key refuses the
-    put-back all the same (nothing is written)."""
+    removed) or after (against the restored factor); the removal's lease is released in the same
+    transaction. OK; CHANGED when the lease is not the removal's any more (nothing written: an
+    administrator's change cleared it, or it ran out and another change took it, which stands);
+    or TAKEN when the unique key refuses the put-back all the same (nothing is written;
+    the lease then runs out by itself)."""
 
     user_id: str
     removed: DisabledSecondFactor
@@ -382,6 +513,8 @@ class RestoreSecondFactor(RecordOp[Status]):
 
         s, u, r = schema.user_state, self.user_id, self.removed
         yield from lock_user_factors(schema, u)
+        if not (yield from end_removal(schema, u, r.lease)):
+            return Status.CHANGED
         for factor in FACTORS:
             if not factor.kept_by_disable:
                 yield from factor.remove(schema, u)
@@ -398,3 +531,28 @@ class RestoreSecondFactor(RecordOp[Status]):
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedChange:
+    """The reply of an addition that holds the factor-change lease until its request settles it
+    (``ConfirmAuthenticator``, ``RegisterPasskey``): its status, and the lease's token (0 unless
+    the addition was made)."""
+
+    status: Status
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EndRemoval(RecordOp[Status]):
+    """A change that holds the factor-change lease confirmed (its hot re-check passed: a removal,
+    an app's confirmation, a passkey's registration): release the lease whose token is ``lease``,
+    so that the user's next change need not wait for it to run out. One conditional UPDATE of the
+    state row. OK, or NOT_FOUND when the lease is not that one any more (run out and taken by
+    another change, or cleared by an administrator's change): nothing written."""
+
+    user_id: str
+    lease: int
+
+    def run(self, schema: Schema) -> SqlGen[Status]:
+        return Status.OK if (yield from end_removal(schema, self.user_id, self.lease)) else Status.NOT_FOUND

@@ -9,8 +9,8 @@ what the app's sender needs to reach the user.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -25,20 +25,33 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
+    literal,
     select,
+    update,
 )
 
 from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import DisabledSecondFactor, DisableSecondFactor, any_on, clear_failures, lock_user_state, others_on
+from ..users import (
+    DisabledSecondFactor,
+    any_on,
+    clear_failures,
+    clear_lease,
+    end_removal,
+    lease_live,
+    lock_user_state,
+    others_on,
+    take_lease,
+    take_second_factor,
+)
 from .totp import lock_user_factors
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "OtpRows", "RecordOtpUse",
-           "RemoveOtp", "RestoreOtp", "define_table"]
+__all__ = ["CHANNELS", "FACTOR", "DisableOtp", "EnableOtp", "OtpFactor", "OtpRemoval", "OtpRestore", "OtpRows",
+           "RecordOtpUse", "RemoveOtp", "RestoreOtp", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -114,7 +127,10 @@ class EnableOtp(RecordOp[Status]):
     factor-change rule, must not add a factor to a user whose 2FA went on meanwhile (R6-1). The
     user's state row is locked first (``lock_user_state``), as an import's generation update and
     every other ``EnableOtp`` lock it, and the factors are read after it: of an import and this,
-    one is decided before the other."""
+    one is decided before the other. ``supersede`` (an administrator's ``enable_otp``): the
+    factor-change lease is cleared in the same transaction (``clear_lease``), so that the undo of a
+    user's change still in flight puts nothing back over this address (R9-3: a disable's undo
+    removed it, as enrolled in its window, and put the old factors back)."""
 
     user_id: str
     channel: str
@@ -122,6 +138,7 @@ class EnableOtp(RecordOp[Status]):
     at: int
     audit: Sequence[AuditEntry] = ()
     while_off: bool = False
+    supersede: bool = False
     on_conflict: ClassVar[Any] = Status.TAKEN
 
     def run(self, schema: Schema) -> SqlGen[Status]:
@@ -137,6 +154,9 @@ class EnableOtp(RecordOp[Status]):
         # decides two enrolments racing.
         replaced = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount
         yield insert(t).values(user_id=u, channel=self.channel, address=self.address, created_at=self.at)
+        if self.supersede:
+            s = schema.user_state
+            yield update(s).where(s.c.user_id == u).values(**clear_lease(schema))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if replaced else Status.CREATED
@@ -148,10 +168,9 @@ OtpRows = tuple[tuple[str, str, int], ...]
 
 @dataclass(frozen=True, slots=True)
 class RemoveOtp(RecordOp[OtpRows]):
-    """Stop codes by ``channel`` (every channel when None), whatever is left. Replies with the rows
-    removed (none: nothing to stop), read under the delete's row locks, so that they can be put back
-    exactly (``RestoreOtp``). The user's own removal is ``DisableOtp``, which decides whether it was
-    the last factor."""
+    """Stop codes by ``channel`` (every channel when None), whatever is left, with no undo and no
+    factor-change lease (no flow uses it; the user's own removal is ``DisableOtp``, which decides whether
+    it was the last factor and can be undone). Replies with the rows removed (none: nothing to stop)."""
 
     user_id: str
     channel: str | None = None
@@ -173,42 +192,79 @@ class RemoveOtp(RecordOp[OtpRows]):
 
 
 @dataclass(frozen=True, slots=True)
-class RestoreOtp(RecordOp[Status]):
-    """Undo a ``RemoveOtp`` or a ``DisableOtp`` that left 2FA on: its rows come back as they were.
-    OK; TAKEN when one of those channels was enrolled again meanwhile (that enrolment stands:
-    the primary key refuses the put-back, and nothing is written); or CHANGED when no factor
-    turns two-factor on any more (nothing written): a removal or a disable that ran meanwhile,
-    seeing no other factor, turned it off and told the user so, and that stands (R7-2), rather
-    than 2FA coming back on without backup codes or the hot store's half."""
+class OtpRestore:
+    """What ``RestoreOtp`` did. ``status``: OK (the channels in ``put_back`` are back; those in
+    ``kept`` were enrolled again meanwhile and stay as enrolled), TAKEN (every channel was enrolled
+    again: nothing put back), or CHANGED (nothing put back: the lease is not the removal's any
+    more, or no factor turns two-factor on)."""
+
+    status: Status
+    put_back: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOtp(RecordOp[OtpRestore]):
+    """Undo a ``DisableOtp`` that left 2FA on: its rows come back as they were, each channel that
+    is still free, and its factor-change lease ``lease`` is released, in one transaction. A
+    channel enrolled again meanwhile (an enrolment needs no lease) keeps that enrolment, and the
+    other channels come back all the same (R9-4: one channel enrolled again kept every other one
+    from coming back, though the removal answered "nothing changed"): each row goes back by its
+    own conditional INSERT (``... WHERE NOT EXISTS`` the channel), under the state lock every
+    ``EnableOtp`` takes first. ``audit``: the rows to write for each channel put back. CHANGED,
+    nothing put back, when the lease is not the removal's any more (an administrator's change
+    cleared it, or it ran out and another change took it, which stands) or no factor turns
+    two-factor on any more (a removal that took no lease turned it off: rather that than 2FA
+    coming back on without backup codes or the hot store's half; R7-2)."""
 
     user_id: str
     rows: OtpRows
-    audit: Sequence[AuditEntry] = ()
-    on_conflict: ClassVar[Any] = Status.TAKEN
+    lease: int
+    audit: Mapping[str, Sequence[AuditEntry]] = field(default_factory=dict)
+    on_conflict: ClassVar[Any] = OtpRestore(Status.TAKEN)
 
-    def run(self, schema: Schema) -> SqlGen[Status]:
+    def run(self, schema: Schema) -> SqlGen[OtpRestore]:
+        t, u = schema.otp_factors, self.user_id
         # The state row first, as every addition (EnableOtp): a removal deciding whether it removes
         # the last factor then sees these rows, or ran before them.
-        yield from lock_user_state(schema, self.user_id)
-        if not (yield any_on(schema, self.user_id)).scalar_one():  # a plain read, after the lock
-            return Status.CHANGED
-        if self.rows:
-            yield insert(schema.otp_factors).values([
-                {"user_id": self.user_id, "channel": channel, "address": address, "created_at": at}
-                for channel, address, at in self.rows])
-        if self.audit:
-            yield audit_insert(schema, self.user_id, self.audit)
-        return Status.OK
+        yield from lock_user_state(schema, u)
+        if not (yield from end_removal(schema, u, self.lease)):
+            return OtpRestore(Status.CHANGED)
+        if not (yield any_on(schema, u)).scalar_one():  # a plain read, after the lock
+            return OtpRestore(Status.CHANGED)
+        for channel, address, at in self.rows:
+            # One statement decides for each channel: back unless enrolled again meanwhile.
+            row = select(literal(u, t.c.user_id.type), literal(channel, t.c.channel.type),
+                         literal(address, t.c.address.type), literal(at, t.c.created_at.type)).where(
+                ~exists().where(t.c.user_id == u, t.c.channel == channel))
+            yield insert(t).from_select(["user_id", "channel", "address", "created_at"], row)
+        # Which came back, read after (an INSERT ... SELECT's rowcount is -1 with PostgreSQL's
+        # driver): a channel whose row is the removed one, address and time, is back.
+        channels = [channel for channel, _, _ in self.rows]
+        now = {(r.channel, r.address, r.created_at) for r in (
+            yield select(t.c.channel, t.c.address, t.c.created_at).where(t.c.user_id == u,
+                                                                         t.c.channel.in_(channels))).all()}
+        put_back = [channel for channel, address, at in self.rows if (channel, address, at) in now]
+        kept = [channel for channel in channels if channel not in put_back]
+        entries = [e for channel in put_back for e in self.audit.get(channel, ())]
+        if entries:
+            yield audit_insert(schema, u, entries)
+        if self.rows and not put_back:
+            return OtpRestore(Status.TAKEN, (), tuple(kept))
+        return OtpRestore(Status.OK, tuple(put_back), tuple(kept))
 
 
 @dataclass(frozen=True, slots=True)
 class OtpRemoval:
-    status: Status  # OK, or NOT_FOUND (no address on that channel, or none at all)
+    status: Status  # OK, NOT_FOUND (no address on that channel, or none at all), or BUSY (another removal in flight)
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
     #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
     #: Otherwise, the addresses removed, for ``RestoreOtp``.
     gone: OtpRows = ()
+    #: The token of the factor-change lease it holds (``users.take_lease``; also ``removed.lease``):
+    #: 0 when not OK.
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +274,13 @@ class DisableOtp(RecordOp[OtpRemoval]):
     (``lock_user_factors``: the authenticator rows, then the state row), never from a record read
     before: a removal of the last authenticator app at the same time (``RemoveAuthenticator``)
     waits for this one, or this one for it, and the second of them sees what the first left. The
-    last one: two-factor goes with it, as ``disable`` turns it off (``DisableSecondFactor``: every
+    last one: two-factor goes with it, as ``disable`` turns it off (``take_second_factor``: every
     factor row and backup code, the lock lifted; what it removed is replied, for an undo), with
     ``audit_off``; otherwise only the addresses go, with ``audit``, and are replied (``gone``), so
     that the flow can put them back (``RestoreOtp``) when the factor-change rule, re-checked after
-    this commit, refuses."""
+    this commit, refuses. Either way the removal holds the user's factor-change lease (``lease``)
+    until the flow settles it; while another change holds it, BUSY and nothing written; and a
+    removal of nothing (NOT_FOUND) writes nothing, the lease neither (R9-5)."""
 
     user_id: str
     channel: str | None
@@ -232,19 +290,27 @@ class DisableOtp(RecordOp[OtpRemoval]):
 
     def run(self, schema: Schema) -> SqlGen[OtpRemoval]:
         t, u = schema.otp_factors, self.user_id
-        yield from lock_user_factors(schema, u)
+        state = yield from lock_user_factors(schema, u)
+        if lease_live(state, self.at):  # read under the lock: nothing is written, the lease neither
+            return OtpRemoval(Status.BUSY, False)
         rows = (yield select(t.c.channel, t.c.address, t.c.created_at).where(t.c.user_id == u)
                 .order_by(t.c.channel).with_for_update()).all()
         going = tuple((r.channel, r.address, r.created_at) for r in rows if self.channel in (None, r.channel))
-        if not going:
+        if not going:  # nothing to remove: nothing written (R9-5)
             return OtpRemoval(Status.NOT_FOUND, False)
-        if len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one():
-            removed = yield from DisableSecondFactor(u, self.at, audit=self.audit_off).run(schema)
-            return OtpRemoval(Status.OK, True, removed)
+        last = len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one()
+        # Something is removed: the lease decides (one conditional UPDATE), held until the flow
+        # settles this removal (either outcome may be undone).
+        lease = yield from take_lease(schema, u, self.at, state)
+        if lease is None:
+            return OtpRemoval(Status.BUSY, False)
+        if last:
+            removed = yield from take_second_factor(schema, u, lease, self.audit_off)
+            return OtpRemoval(Status.OK, True, removed, lease=lease)
         yield delete(t).where(t.c.user_id == u, t.c.channel.in_([channel for channel, _, _ in going]))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
-        return OtpRemoval(Status.OK, False, gone=going)
+        return OtpRemoval(Status.OK, False, gone=going, lease=lease)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,12 +40,13 @@ from sqlalchemy import (
 from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
+from ..users import LeasedChange, end_removal, lease_live, lock_user_state, take_lease
 
 if TYPE_CHECKING:
     from ..schema import Schema
 
-__all__ = ["FACTOR", "AddPasskey", "AdvanceSignCount", "GetPasskey", "ListPasskeys", "Passkey", "RemovePasskey",
-           "RenamePasskey", "credential_key", "define_table"]
+__all__ = ["FACTOR", "AddPasskey", "AdvanceSignCount", "GetPasskey", "ListPasskeys", "Passkey", "RegisterPasskey",
+           "RemovePasskey", "RenamePasskey", "credential_key", "define_table"]
 
 
 def define_table(metadata: MetaData, prefix: str) -> Table:
@@ -127,14 +128,49 @@ class AddPasskey(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         p = self.passkey
-        yield insert(schema.passkeys).values(
+        yield _insert(schema, p)
+        if self.audit:
+            yield audit_insert(schema, p.user_id, self.audit)
+        return Status.CREATED
+
+
+def _insert(schema: Schema, p: Passkey) -> Executable:
+    return insert(schema.passkeys).values(
             credential_key=credential_key(p.credential_id), credential_id=p.credential_id, user_id=p.user_id,
             public_key=p.public_key, sign_count=p.sign_count, transports=",".join(p.transports),
             device_type=p.device_type, backed_up=p.backed_up, name=p.name, aaguid=p.aaguid,
             created_at=p.created_at, last_used_at=p.last_used_at, user_verified=p.user_verified)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterPasskey(RecordOp[LeasedChange]):
+    """A passkey registration (the flow's): ``AddPasskey``, holding the user's factor-change lease
+    from then on, as a removal holds it: the flow re-checks the factor-change rule after this
+    commit and removes the passkey when that refuses or fails (``RemovePasskey`` with ``lease``),
+    and no other change of the user's factors may run in between (a disable's undo removes every
+    passkey registered in its window, so a registration there answered 200 and was undone; and
+    the other way round). The state row is locked first (``lock_user_state``), then the lease
+    taken, then the row inserted; a credential registered already meets the unique key, and the
+    whole transaction, lease included, is rolled back. CREATED with the lease's token; TAKEN
+    (nothing written); BUSY while another change's lease is live (nothing written: 409)."""
+
+    passkey: Passkey
+    at: int
+    audit: Sequence[AuditEntry] = ()
+    on_conflict: ClassVar[Any] = LeasedChange(Status.TAKEN)
+
+    def run(self, schema: Schema) -> SqlGen[LeasedChange]:
+        p = self.passkey
+        state = yield from lock_user_state(schema, p.user_id)
+        if lease_live(state, self.at):
+            return LeasedChange(Status.BUSY)
+        lease = yield from take_lease(schema, p.user_id, self.at, state)
+        if lease is None:
+            return LeasedChange(Status.BUSY)
+        yield _insert(schema, p)
         if self.audit:
             yield audit_insert(schema, p.user_id, self.audit)
-        return Status.CREATED
+        return LeasedChange(Status.CREATED, lease)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,14 +264,22 @@ def _passkey_exists(schema: Schema) -> Executable:
 
 @dataclass(frozen=True, slots=True)
 class RemovePasskey(RecordOp[Status]):
-    """OK, or NOT_FOUND (not this user's)."""
+    """OK, or NOT_FOUND (not this user's). With ``lease`` (the token ``RegisterPasskey`` replied):
+    the undo of that registration, which releases the factor-change lease in the same transaction
+    (after the state row's lock) and removes the passkey whether or not the lease was still its
+    own: nothing another change answered rests on a passkey (none turns two-factor on), and a
+    passkey signs in on its own, so one whose registration was refused must not stay."""
 
     user_id: str
     credential_id: str
     audit: Sequence[AuditEntry] = ()
+    lease: int = 0
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t = schema.passkeys
+        if self.lease:
+            yield from lock_user_state(schema, self.user_id)
+            yield from end_removal(schema, self.user_id, self.lease)
         gone = (yield delete(t).where(t.c.credential_key == credential_key(self.credential_id),
                                       t.c.user_id == self.user_id)).rowcount
         if not gone:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
+    or_,
     select,
     update,
 )
@@ -40,7 +41,20 @@ from sqlalchemy import (
 from ..factor import Factor, Joined, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import any_on, clear_failures, ensure_user_state, lock_user_state, others_on
+from ..users import (
+    LeasedChange,
+    any_on,
+    clear_failures,
+    clear_lease,
+    end_removal,
+    ensure_user_state,
+    lease_live,
+    lock_user_state,
+    on_condition,
+    others_on,
+    take_lease,
+    take_second_factor,
+)
 from .backup_codes import ReplaceBackupCodes
 
 if TYPE_CHECKING:
@@ -48,9 +62,9 @@ if TYPE_CHECKING:
     from ..users import DisabledSecondFactor
 
 __all__ = ["DEFAULT_NAME", "FACTOR", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
-           "AuthenticatorRemoval", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets", "RemoveAuthenticator",
-           "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate", "TotpFactor",
-           "define_table", "lock_user_factors"]
+           "AuthenticatorRemoval", "ConfirmAuthenticator", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets",
+           "RemoveAuthenticator", "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate",
+           "TotpFactor", "define_table", "lock_user_factors"]
 
 #: The name of the authenticator a first enrolment (or an import) makes; the user may rename it.
 DEFAULT_NAME = "Authenticator"
@@ -135,16 +149,17 @@ FACTOR = Factor(
     turns_on=_turns_on, on_in_sql=_on_in_sql, methods=_methods, take=_take, put_back=_put_back)
 
 
-def lock_user_factors(schema: Schema, user_id: str) -> SqlGen[None]:
+def lock_user_factors(schema: Schema, user_id: str) -> SqlGen[Row[Any]]:
     """The locks EVERY factor removal takes first, in this order: the user's TOTP rows, then the
     user's state row (``lock_user_state``), until the transaction ends (SQLite: its writers are
     one at a time already, ``BEGIN IMMEDIATE``). Two removals of one user therefore run one after
     the other, and each decides whether it removes the last factor from what the other left
     (read by statements after the locks). An addition (``AddAuthenticator``) locks the state
-    row alone, so it too is decided before or after a removal."""
+    row alone, so it too is decided before or after a removal. Replies the state row's lease
+    columns as locked (``lock_user_state``)."""
     t = schema.totp_factors
     yield select(t.c.id).where(t.c.user_id == user_id).with_for_update()
-    yield from lock_user_state(schema, user_id)
+    return (yield from lock_user_state(schema, user_id))
 
 
 def _factor_state(schema: Schema) -> Executable:
@@ -185,7 +200,9 @@ class AddTotpFactor(RecordOp[Status]):
 @dataclass(frozen=True, slots=True)
 class ConfirmTotpFactor(RecordOp[Status]):
     """Finish an enrolment with the first valid code's ``step``. ACCEPTED for exactly one caller;
-    CHANGED when it is already confirmed or its secret was replaced; NOT_FOUND when it is gone."""
+    CHANGED when it is already confirmed or its secret was replaced; NOT_FOUND when it is gone.
+    Takes no factor-change lease: the flow confirms an app added while two-factor is on with
+    ``ConfirmAuthenticator``, which does."""
 
     user_id: str
     factor_id: str
@@ -209,6 +226,55 @@ class ConfirmTotpFactor(RecordOp[Status]):
         return Status.ACCEPTED
 
 
+def _confirm(schema: Schema) -> Executable:
+    t = schema.totp_factors
+    return update(t).where(
+        t.c.user_id == bindparam("u"), t.c.id == bindparam("f"), t.c.secret == bindparam("s"),
+        t.c.confirmed_at.is_(None),
+    ).values(confirmed_at=bindparam("at"), last_step=bindparam("step"), last_used_at=bindparam("at"))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmAuthenticator(RecordOp[LeasedChange]):
+    """Confirm an app added while two-factor is on (``AddAuthenticator``) with its first code's
+    ``step``, holding the user's factor-change lease from then on, as a removal holds it: the flow
+    re-checks the factor-change rule after this commit and undoes the confirmation when that
+    refuses or fails (``RemoveTotpFactor`` with ``lease``), and no other change of the user's
+    factors may run in between (R9-1: a removal the confirmed app kept from being the last went
+    through in that window, and the undo then removed the user's last factor; R9-2: a disable's
+    undo put the app back, confirmed, after its own undo). Under the locks every factor removal
+    takes (``lock_user_factors``), the lease is taken by a statement that also asks for the app,
+    unconfirmed, with this secret (a confirmation of nothing writes nothing, the lease neither:
+    R9-5), then the app is confirmed by its conditional UPDATE. ACCEPTED with the
+    lease's token; CHANGED (already confirmed, or its secret replaced) or NOT_FOUND (gone), with
+    nothing written; BUSY while another change's lease is live (nothing written: 409)."""
+
+    user_id: str
+    factor_id: str
+    secret: str = field(repr=False)
+    step: int
+    at: int
+    audit: Sequence[AuditEntry] = ()
+
+    def run(self, schema: Schema) -> SqlGen[LeasedChange]:
+        t, u, f = schema.totp_factors, self.user_id, self.factor_id
+        state = yield from lock_user_factors(schema, u)
+        # One statement decides: the lease is free and the app is there to confirm.
+        confirmable = exists().where(t.c.user_id == u, t.c.id == f, t.c.secret == self.secret,
+                                     t.c.confirmed_at.is_(None))
+        lease = yield from take_lease(schema, u, self.at, state, only_if=confirmable)
+        if lease is None:  # why (a read that explains, never decides)
+            if lease_live(state, self.at):
+                return LeasedChange(Status.BUSY)
+            status = yield from _classify(schema, u, f, self.secret)
+            return LeasedChange(Status.CHANGED if status is Status.REPLAYED else status)
+        # Under the locks taken above the app is as the lease's statement saw it: this matches.
+        yield schema.prepared(_confirm), {"u": u, "f": f, "s": self.secret, "at": self.at, "step": self.step}
+        if self.audit:
+            yield audit_insert(schema, u, self.audit)
+        return LeasedChange(Status.ACCEPTED, lease)
+
+
 @dataclass(frozen=True, slots=True)
 class EnableTotp(RecordOp[Status]):
     """Turn two-factor on in one transaction: a CONFIRMED factor whose ``last_step`` is the step of
@@ -217,7 +283,10 @@ class EnableTotp(RecordOp[Status]):
     enrolment won; this one wrote nothing). ``replace``: every earlier factor goes first (an
     administrator's import of a known secret), and the generation moves on: a device trusted under
     the replaced secret must ask for the new one, even when the hot store's half of the import
-    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10). The failure streak
+    fails (the copy's repair compares the generation, ``user_fill.lua``: R4-10); and the
+    factor-change lease is cleared (``clear_lease``), after the locks every removal takes, so that
+    the undo of a user's change still in flight puts nothing back over the import (R9-3: a
+    disable's undo removed the imported app and codes and put the old ones back). The failure streak
     ends (the permanent lock stays). ``while_off`` (an enrolment, begun and confirmed under "2FA
     off" with the password as the factor-change rule): CHANGED, nothing written, when any factor
     turns 2FA on by now (an app's ``enable_otp``, an enrolment in codes by message), read after
@@ -239,6 +308,8 @@ class EnableTotp(RecordOp[Status]):
 
     def run(self, schema: Schema) -> SqlGen[Status]:
         t, u = schema.totp_factors, self.user_id
+        if self.replace:  # as every removal: the user's apps, then the state row
+            yield from lock_user_factors(schema, u)
         if self.while_off:
             yield from lock_user_state(schema, u)
             if (yield any_on(schema, u)).scalar_one():
@@ -258,7 +329,8 @@ class EnableTotp(RecordOp[Status]):
         yield clear_failures(schema, u)
         if self.replace:
             state = schema.user_state
-            yield update(state).where(state.c.user_id == u).values(generation=state.c.generation + 1)
+            yield update(state).where(state.c.user_id == u).values(generation=state.c.generation + 1,
+                                                                   **clear_lease(schema))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.CREATED
@@ -406,27 +478,47 @@ class AddAuthenticator(RecordOp[Status]):
 
 @dataclass(frozen=True, slots=True)
 class RemoveTotpFactor(RecordOp[Status]):
-    """Remove one authenticator. OK, or NOT_FOUND."""
+    """Remove one authenticator. OK, or NOT_FOUND.
+
+    With ``lease`` (the token ``ConfirmAuthenticator`` replied): the undo of that confirmation,
+    which releases the factor-change lease in the same transaction, after the locks every removal
+    takes. The app goes while the lease was its own (no other change of the user's factors could
+    run since); when it is not any more (it ran out and another change took it, or an
+    administrator's change cleared it), the app goes only if another factor still turns two-factor
+    on, and stays otherwise (CHANGED, nothing written): a change made since may have counted on
+    it, as a removal it kept from being the last did (R9-1), and two-factor must not go off unsaid."""
 
     user_id: str
     factor_id: str
     audit: Sequence[AuditEntry] = ()
+    lease: int = 0
 
     def run(self, schema: Schema) -> SqlGen[Status]:
-        t = schema.totp_factors
-        gone = (yield delete(t).where(t.c.user_id == self.user_id, t.c.id == self.factor_id)).rowcount
+        t, u, f = schema.totp_factors, self.user_id, self.factor_id
+        if self.lease:
+            yield from lock_user_factors(schema, u)
+            own = yield from end_removal(schema, u, self.lease)
+            others = or_(exists().where(t.c.user_id == u, t.c.id != f, t.c.confirmed_at.is_not(None)),
+                         on_condition(schema, u, but=FACTOR.name))
+            if not own and not (yield select(others)).scalar_one():  # read under the locks
+                there = (yield select(t.c.id).where(t.c.user_id == u, t.c.id == f)).first()
+                return Status.CHANGED if there is not None else Status.NOT_FOUND
+        gone = (yield delete(t).where(t.c.user_id == u, t.c.id == f)).rowcount
         if not gone:
             return Status.NOT_FOUND
         if self.audit:
-            yield audit_insert(schema, self.user_id, self.audit)
+            yield audit_insert(schema, u, self.audit)
         return Status.OK
 
 
 @dataclass(frozen=True, slots=True)
 class AuthenticatorRemoval:
-    status: Status  # OK, NOT_FOUND (no such authenticator of this user), or CHANGED (the last, not may_turn_off)
+    #: OK, NOT_FOUND (no such authenticator of this user), CHANGED (the last, not may_turn_off), or
+    #: BUSY (another removal of the user's factors is in flight)
+    status: Status
     two_factor_off: bool  # it was the user's last second factor: two-factor is off now
-    #: Then, what went with it (``DisableSecondFactor``'s reply), for ``RestoreSecondFactor``.
+    #: Then, what went with it (``DisableSecondFactor``'s reply, holding the factor-change lease), for
+    #: ``RestoreSecondFactor``.
     removed: DisabledSecondFactor | None = None
 
 
@@ -434,7 +526,7 @@ class AuthenticatorRemoval:
 class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     """The user removes one authenticator app. When it was the user's last second factor (no other
     confirmed app, and no other factor turns two-factor on: ``users.others_on``), two-factor
-    authentication goes with it, as ``disable`` does (``DisableSecondFactor``: every factor row
+    authentication goes with it, as ``disable`` does (``take_second_factor``: every factor row
     and backup code, the lock lifted; sessions kept; what it removed is replied, for an undo),
     and ``audit_off`` is written too. The user's
     authenticator rows and state row are locked first, so of two removals at once exactly one sees
@@ -442,7 +534,11 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     verification racing it finds its authenticator gone (NOT_FOUND) or was first. Without
     ``may_turn_off`` (the caller gave no password, which turning 2FA off needs: R6-4), removing
     the last factor is refused here, under those locks: CHANGED, nothing removed (a concurrent
-    removal left this app the last since the caller's record was read)."""
+    removal left this app the last since the caller's record was read). Like every removal the
+    user asks for it takes the factor-change lease (BUSY, nothing removed, while another change's
+    is live, whose undo could otherwise put back over this one), only when it removes the app
+    (R9-5: a removal of nothing writes nothing), and keeps it only when it turned two-factor off,
+    the one outcome its flow may undo (``removed.lease``)."""
 
     user_id: str
     factor_id: str
@@ -452,10 +548,10 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
     may_turn_off: bool = True
 
     def run(self, schema: Schema) -> SqlGen[AuthenticatorRemoval]:
-        from ..users import DisableSecondFactor  # users imports this module's record type
-
         t, u = schema.totp_factors, self.user_id
-        yield from lock_user_factors(schema, u)
+        state = yield from lock_user_factors(schema, u)
+        if lease_live(state, self.at):  # read under the lock: nothing is written, the lease neither
+            return AuthenticatorRemoval(Status.BUSY, False)
         rows = (yield select(t.c.id, t.c.confirmed_at).where(t.c.user_id == u).with_for_update()).all()
         target = next((r for r in rows if r.id == self.factor_id), None)
         if target is None:
@@ -465,10 +561,15 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
             yield others_on(schema, u, but=FACTOR.name)).scalar_one()
         if last and not self.may_turn_off:
             return AuthenticatorRemoval(Status.CHANGED, False)
+        # Something is removed: the lease decides (one conditional UPDATE), held only by a removal
+        # its request may undo (the last app: two-factor goes with it).
+        lease = yield from take_lease(schema, u, self.at, state, hold=last)
+        if lease is None:
+            return AuthenticatorRemoval(Status.BUSY, False)
         if last:
             # Two-factor goes with its last authenticator, so nothing of it may remain: the
             # unfinished setups and the backup codes too, as ``disable`` removes them.
-            removed = yield from DisableSecondFactor(u, self.at, audit=(*self.audit, *self.audit_off)).run(schema)
+            removed = yield from take_second_factor(schema, u, lease, (*self.audit, *self.audit_off))
             return AuthenticatorRemoval(Status.OK, True, removed)
         yield delete(t).where(t.c.user_id == u, t.c.id == self.factor_id)
         if self.audit:
