@@ -509,7 +509,8 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
     raw = scope["headers"]
 
     def request() -> Request:  # as the adapter builds it
-        return Request("GET", "/api/ping", _ScopeHeaders(raw), "127.0.0.1", NO_QUERY, None, False, "/api/ping", False)
+        return Request("GET", "/api/ping", _ScopeHeaders(raw, False), "127.0.0.1", NO_QUERY, None, False, "/api/ping",
+                       False)
 
     step = gateway.step(request())
     assert type(step).__name__ == "GuardStep", step
