@@ -6,7 +6,7 @@ and locks are all read from that) and the time of each store operation. With met
 drivers (``effects.run_sync``/``run_async``) time the request and its store operations themselves and
 report them in one call, ``observe_request``, once the request is answered; the authenticated
 pass-through, driven by ``BanataAuth.handle``/``ahandle`` without a flow, by ``observe_pass``: one
-call, one lock, four numbers. With tracing on too, ``Gateway.handle`` reports the answer inside its span
+call, one lock, three numbers. With tracing on too, ``Gateway.handle`` reports the answer inside its span
 (``observe_answer``) and ``effects.MeasuredStore`` each operation inside its own (``observe_store``).
 When off, the drivers and the gateway cost an ``if`` or two and the store is not wrapped at all.
 
@@ -72,10 +72,11 @@ _STORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .
 _LATENCY_BOUNDS = (*_LATENCY_BUCKETS, float("inf"))
 _STORE_BOUNDS = (*_STORE_BUCKETS, float("inf"))
 _LATENCY_FIRST, _STORE_FIRST = _LATENCY_BUCKETS[0], _STORE_BUCKETS[0]
-# _HotSeries.passes: the latency buckets (+Inf last), its sum, the store buckets (+Inf last), its sum.
-_PASS_LATENCY_SUM = len(_LATENCY_BOUNDS)
-_PASS_STORE = _PASS_LATENCY_SUM + 1
-_PASS_CELLS = _PASS_STORE + len(_STORE_BOUNDS) + 1
+# _HotSeries.passes: how many pass-throughs fell in each (latency bucket, guard's store bucket) pair,
+# row by row (+Inf last in both), then the sum of their latencies and the sum of their guards' times.
+_PASS_COLUMNS = len(_STORE_BOUNDS)
+_PASS_LATENCY_SUM = len(_LATENCY_BOUNDS) * _PASS_COLUMNS
+_PASS_CELLS = _PASS_LATENCY_SUM + 2
 
 
 class _Histograms:
@@ -146,10 +147,11 @@ class _HotSeries(Collector):
         self.store_by_kind: dict[type[Any], list[float]] = {}
         self.op_names: dict[type[Any], str] = {}
         # observe_pass's counts, kept apart in one flat list and added into the three series they
-        # belong to when scraped (fold_passes): the (app) route's latency buckets and sum, the guard
-        # op's store buckets and sum. Their count of answers (app, 200, "") is the number of latency
-        # observations, and the guard's the same: no cell of their own. None until the first pass,
-        # which makes the three series (their _created time) as observe_request would.
+        # belong to when scraped (fold_passes): one count per (latency bucket, store bucket) pair, so
+        # that a pass-through moves one count and two sums (each number moved costs, on every
+        # request), and the (app) route's latency buckets, the guard's store buckets and the count
+        # of answers (app, 200, "") are its rows', columns' and whole sums. None until the first
+        # pass, which makes the three series (their _created time) as observe_request would.
         self.passes: list[float] | None = None
 
     def passing_cells(self, route: str) -> tuple[list[float], list[float]]:
@@ -178,11 +180,14 @@ class _HotSeries(Collector):
             return
         latency, answers = self.passing[APP_ROUTE]
         store = self.store_by_kind[Guard]
-        for i in range(_PASS_STORE):  # the latency buckets, then its sum
-            latency[i] += cells[i]
+        for row in range(len(_LATENCY_BOUNDS)):
+            counts = cells[row * _PASS_COLUMNS:(row + 1) * _PASS_COLUMNS]
+            latency[row] += sum(counts)
+            for column, count in enumerate(counts):
+                store[column] += count
+        latency[-2] += cells[_PASS_LATENCY_SUM]
+        store[-2] += cells[-1]
         answers[0] += sum(cells[:_PASS_LATENCY_SUM])
-        for i in range(_PASS_STORE, _PASS_CELLS):
-            store[i - _PASS_STORE] += cells[i]
         cells[:] = [0.0] * _PASS_CELLS
 
     def op_name(self, kind: type[Any]) -> str:
@@ -315,10 +320,9 @@ class Metrics:
         hot.lock.acquire()
         try:
             cells = hot.passes or hot.pass_cells()
-            cells[0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds)] += 1.0
+            row = 0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds) * _PASS_COLUMNS
+            cells[row if guard_seconds <= _STORE_FIRST else row + bisect_left(_STORE_BOUNDS, guard_seconds)] += 1.0
             cells[_PASS_LATENCY_SUM] += seconds
-            cells[_PASS_STORE if guard_seconds <= _STORE_FIRST
-                  else _PASS_STORE + bisect_left(_STORE_BOUNDS, guard_seconds)] += 1.0
             cells[-1] += guard_seconds
         finally:
             hot.lock.release()
