@@ -26,7 +26,7 @@ from ..stores.records import (
     TotpFactor,
     UserRecord,
 )
-from .session import Caller, Routes, iso
+from .session import Caller, Routes, Settling, iso
 
 if TYPE_CHECKING:
     from .two_factor import TwoFactorFlows
@@ -186,8 +186,12 @@ class AuthenticatorFlows:
             raise password_needed()
         if result.status is not Status.OK:
             raise not_found()
-        f.emit_entries(uid, (*removed, *off) if result.two_factor_off else removed)
-        if result.removed is not None:
+        # The sinks hear the removal once it is settled (R10-2: Settling): at once when it holds
+        # no lease (another app remains), after the hot half and its release or undo otherwise.
+        settling = Settling(f, uid, (*removed, *off) if result.two_factor_off else removed)
+        if result.removed is None:
+            settling.emit()
+        else:
             # Two-factor went off: as ``disable``, the record first, then two_factor_disable.lua
             # re-checks the factor-change rule at this moment and updates the copy (finish_disable:
             # a session that ended or went stale meanwhile is refused, and a hot store that fails
@@ -200,7 +204,10 @@ class AuthenticatorFlows:
             disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
                 sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
-            reply = yield from f.finish_disable(req, caller, result.removed, disable, since)
+            try:
+                reply = yield from f.finish_disable(req, caller, result.removed, disable, since, settling)
+            finally:
+                settling.emit()
             if reply.status != HotStatus.OK:
                 raise f.factor_change_error(reply.status)
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

@@ -60,7 +60,17 @@ from ..stores.records import (
     Status,
     UserRecord,
 )
-from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log, retry_after
+from .session import (
+    AMR_OTP,
+    AMR_PASSWORD,
+    PERMANENT_LOCK_MS,
+    UNAUTHORIZED,
+    Caller,
+    Routes,
+    Settling,
+    log,
+    retry_after,
+)
 from .two_factor import FAILURE_CEILING
 
 if TYPE_CHECKING:
@@ -352,7 +362,7 @@ class OtpFlows:
         yield from f.commit(TwoFactorImport(f.head(uid, origin), pending_codes_key=f.keys.pending_backup_codes(uid),
                                             otp_key=f.keys.otp(uid), codes_kid=record.codes_key_id))
 
-    def _undo_remove(self, req: Request, caller: Caller, result: OtpRemoval) -> Flow[None]:
+    def _undo_remove(self, req: Request, caller: Caller, result: OtpRemoval, settling: Settling) -> Flow[None]:
         """Put back the addresses a refused (or unchecked) ``disable-otp`` removed, releasing its
         factor-change lease (``RestoreOtp``): no other change of the user's factors that takes
         the lease ran since the commit (they answered 409 while it was live), so nothing stands in
@@ -369,9 +379,11 @@ class OtpFlows:
         try:
             restored: OtpRestore = yield Rec(RestoreOtp(uid, removed, result.lease, audit))
         except AuthError as exc:
+            settling.emit()
             log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed could not be "
                         "undone in the record store (%s)", uid, exc.code)
             raise
+        settling.emit()  # settled: the removal's rows, then the undo's
         f.emit_entries(uid, [e for channel in restored.put_back for e in audit[channel]])
         if restored.status is Status.CHANGED:
             log.warning("codes by message of user %s stay off: a disable-otp that was not confirmed was not undone, "
@@ -400,7 +412,16 @@ class OtpFlows:
             raise f.two_factor_changed()
         if result.status is not Status.OK:  # removed meanwhile
             raise self._not_enabled()
-        f.emit_entries(uid, off if result.two_factor_off else entries)
+        # The sinks hear the removal once it is settled (R10-2: Settling).
+        settling = Settling(f, uid, off if result.two_factor_off else entries)
+        try:
+            return (yield from self._settle_disable_otp(req, caller, result, since, settling))
+        finally:
+            settling.emit()
+
+    def _settle_disable_otp(self, req: Request, caller: Caller, result: OtpRemoval, since: int,
+                            settling: Settling) -> Flow[Response]:
+        f, uid = self.f, caller.uid
         if not result.two_factor_off:
             # Another factor stays. Write order as for ``disable``: the address went from the
             # record store first, then factor_change.lua re-checks the factor-change rule (after
@@ -418,12 +439,13 @@ class OtpFlows:
                     caller.sid)
             except AuthError:
                 with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
-                    yield from self._undo_remove(req, caller, result)
+                    yield from self._undo_remove(req, caller, result, settling)
                 raise
             if allowed.status != HotStatus.OK:
-                yield from self._undo_remove(req, caller, result)
+                yield from self._undo_remove(req, caller, result, settling)
                 raise f.factor_change_error(allowed.status)
             yield from f.end_removal(uid, result.lease)
+            settling.emit()
         else:
             # The last factor went, and two-factor with it: exactly as ``disable`` (finish_disable):
             # two_factor_disable.lua re-checks the factor-change rule and updates the copy; a
@@ -435,7 +457,7 @@ class OtpFlows:
             disable = TwoFactorDisable(
                 f.head(uid, req), pending_codes_key=f.keys.pending_backup_codes(uid), session_key=session_key,
                 sessions_key=f.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms, mode="confirmed")
-            reply = yield from f.finish_disable(req, caller, result.removed, disable, since)
+            reply = yield from f.finish_disable(req, caller, result.removed, disable, since, settling)
             if reply.status != HotStatus.OK:
                 raise f.factor_change_error(reply.status)
         return json_response(200, {"status": True, "twoFactorEnabled": not result.two_factor_off})

@@ -46,6 +46,7 @@ from .session import (
     UNAUTHORIZED,
     Caller,
     Routes,
+    Settling,
     iso,
     log,
     retry_after,
@@ -191,30 +192,36 @@ class PasskeyFlows:
         # re-check keeps the passkey: the request had passed the rule when loaded, an instant before
         # (and the factor-change lease until it runs out).
         # Since it may be undone, the registration holds the user's factor-change lease until this
-        # request settles it, as a removal does (RegisterPasskey): while another change of the
-        # user's factors is in flight it registers nothing (409), and none runs in its window (a
-        # disable's undo removes the passkeys registered in its window: this one's 200 would not
-        # hold).
+        # request settles it, as a removal does (RegisterPasskey), while a factor turns 2FA on:
+        # while another change of the user's factors is in flight it registers nothing (409), and
+        # none runs in its window (a disable's undo removes the passkeys registered in its window:
+        # this one's 200 would not hold). With 2FA off it takes none (lease 0, R10-3): no 409 for
+        # a lease that guards nothing, and no counter moved under a stalled disable (R10-1); a
+        # disable's undo may then still remove it (its window's passkeys go: R7-3).
         added = f.entries(req, caller.sid, ("passkey.registered", passkey.credential_id))
         registered: LeasedChange = yield Rec(RegisterPasskey(passkey, f.now_ms(), audit=added))
         if registered.status is Status.TAKEN:
             raise AuthError(409, "PASSKEY_ALREADY_REGISTERED", "this passkey is already registered")
         if registered.status is Status.BUSY:
             raise f.two_factor_changed()
-        f.emit_entries(uid, added)
+        settling = Settling(f, uid, added)  # the sinks hear it once settled (R10-2)
         try:
-            status = yield from self._factor_change_allowed(req, caller)
-        except AuthError:  # the hot store is down: the rule cannot be checked, so the add is undone
-            with suppress(AuthError):  # logged by _undo_add; the hot store's 503 is the answer
-                yield from self._undo_add(req, caller, passkey.credential_id, registered.lease)
-            raise
-        if status != "OK":
-            yield from self._undo_add(req, caller, passkey.credential_id, registered.lease)
-            raise f.factor_change_error(status)
-        yield from f.end_removal(uid, registered.lease)
+            try:
+                status = yield from self._factor_change_allowed(req, caller)
+            except AuthError:  # the hot store is down: the rule cannot be checked, so the add is undone
+                with suppress(AuthError):  # logged by _undo_add; the hot store's 503 is the answer
+                    yield from self._undo_add(req, caller, passkey.credential_id, registered.lease, settling)
+                raise
+            if status != "OK":
+                yield from self._undo_add(req, caller, passkey.credential_id, registered.lease, settling)
+                raise f.factor_change_error(status)
+            yield from f.end_removal(uid, registered.lease)
+        finally:
+            settling.emit()
         return json_response(200, _public(passkey), headers=[f.clear_cookie(self.cookie)])
 
-    def _undo_add(self, req: Request, caller: Caller, credential_id: str, lease: int) -> Flow[None]:
+    def _undo_add(self, req: Request, caller: Caller, credential_id: str, lease: int,
+                  settling: Settling) -> Flow[None]:
         """Remove a passkey whose registration the re-check refused (audited like any removal),
         releasing its factor-change lease in the same transaction (``RemovePasskey`` with
         ``lease``). A record store that fails here is logged and raises: the passkey then stays,
@@ -223,9 +230,11 @@ class PasskeyFlows:
         try:
             status = yield Rec(RemovePasskey(caller.uid, credential_id, audit=removed, lease=lease))
         except AuthError as exc:
+            settling.emit()
             log.warning("a passkey of user %s stays registered: a registration that was not confirmed could not be "
                         "undone in the record store (%s)", caller.uid, exc.code)
             raise
+        settling.emit()  # settled: the registration's rows, then the undo's
         if status is Status.OK:
             self.f.emit_entries(caller.uid, removed)
 

@@ -154,6 +154,28 @@ class Guarded(NamedTuple):
     amr: tuple[str, ...] = ()
 
 
+class Settling:
+    """The audit rows of a change that holds the factor-change lease (``take_lease``), committed
+    in its own transaction, waiting for the in-process sinks (``emit_entries``: the host's
+    ``on_event`` callbacks) until the change is settled: its hot re-check passed and the lease
+    was released (``end_removal``), or its record undo ran (``emit`` first thing after it, before
+    the undo's own rows, so that the sinks hear both in order, or, when the undo put nothing back,
+    the change alone). Why (R10-2): the callbacks run synchronously and no timeout bounds them;
+    called between the commit and the re-check they stretched the lease's window, which is
+    sized against the stores' documented timeouts alone, and a slow one outlasted it. The rows in
+    the audit table (the outbox) are the change's transaction's as before; only the in-process
+    hand-off waits. Emitted once, whatever happens (the flow's ``finally`` is the backstop)."""
+
+    __slots__ = ("entries", "flows", "uid")
+
+    def __init__(self, flows: SessionCore, uid: str, entries: Sequence[AuditEntry]) -> None:
+        self.flows, self.uid, self.entries = flows, uid, entries
+
+    def emit(self) -> None:
+        entries, self.entries = self.entries, ()
+        self.flows.emit_entries(self.uid, entries)
+
+
 @dataclass(frozen=True, slots=True)
 class SignInResult:
     """What ``begin_second_factor`` gives a host app that did its own first factor.
@@ -574,7 +596,10 @@ class SessionCore:
         registration): release its factor-change lease (``EndRemoval``, one more SQL transaction),
         so that the user's next change goes through at once. Best effort: the change is made and
         its answer stands; a lease the record store could not release runs out by itself
-        (``REMOVAL_LEASE_MS``), and the user's changes that take it answer 409 until then."""
+        (``REMOVAL_LEASE_MS``), and the user's changes that take it answer 409 until then. Lease 0
+        (a change that took none: a passkey registered with two-factor off) costs nothing."""
+        if not lease:
+            return
         try:
             yield Rec(EndRemoval(uid, lease))
         except AuthError as exc:

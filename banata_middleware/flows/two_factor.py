@@ -62,7 +62,7 @@ from .authenticators import (
     public,
 )
 from .primary import PrimaryFlows
-from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, log
+from .session import AMR_OTP, AMR_PASSWORD, PERMANENT_LOCK_MS, UNAUTHORIZED, Caller, Routes, Settling, log
 
 __all__ = ["FAILURE_CEILING", "LOW_BACKUP_CODES", "TOTP_FACTOR_ID", "TwoFactorFlows", "confirmed_factors",
            "confirmed_totp"]
@@ -244,12 +244,16 @@ class TwoFactorFlows(PrimaryFlows):
                 # the outcome (R8-1: a 200 "off" here was reversed by the other's undo) and changes
                 # nothing: the copy is that request's to update.
                 raise self.two_factor_changed()
-            self.emit_entries(uid, entries)
+        # The sinks hear the removal once it is settled (R10-2: Settling).
+        settling = Settling(self, uid, entries if removed is not None else ())
         disable = TwoFactorDisable(
             self.head(uid, req), pending_codes_key=self.keys.pending_backup_codes(uid), session_key=session_key,
             sessions_key=self.keys.sessions(uid), sid=caller.sid, max_age_ms=max_age_ms,
             mode="confirmed" if enabled else "pending")
-        reply = yield from self.finish_disable(req, caller, removed, disable, since)
+        try:
+            reply = yield from self.finish_disable(req, caller, removed, disable, since, settling)
+        finally:
+            settling.emit()
         if reply.status == HotStatus.OK:
             return json_response(200, {"status": True})
         if reply.status == HotStatus.NOT_ENABLED:
@@ -257,7 +261,7 @@ class TwoFactorFlows(PrimaryFlows):
         raise self.factor_change_error(reply.status)
 
     def finish_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor | None,
-                       disable: TwoFactorDisable, since: int) -> Flow[Verdict]:
+                       disable: TwoFactorDisable, since: int, settling: Settling) -> Flow[Verdict]:
         """The hot half of every change that turned two-factor off in the record store (disable,
         removing the last authenticator app, stopping the last codes by message), ``removed``
         being what went: two_factor_disable.lua re-checks the factor-change rule and updates the
@@ -265,37 +269,43 @@ class TwoFactorFlows(PrimaryFlows):
         the caller to answer. When the hot store fails, so that the rule cannot be checked, what
         went is put back too and the 503 raised: "503 = nothing changed", as for a regeneration
         or a passkey registration whose re-check cannot run. An undo that fails as well is logged
-        (``undo_disable``), and the answer is still the 503."""
+        (``undo_disable``), and the answer is still the 503. ``settling``: the removal's audit rows,
+        handed to the sinks once it is settled (after ``EndRemoval``, or by the undo)."""
         try:
             reply: Verdict = yield from self.commit(disable, caller.sid)
         except AuthError:
             if removed is not None:
                 with suppress(AuthError):  # logged by undo_disable; the hot store's 503 is the answer
-                    yield from self.undo_disable(req, caller, removed, disable, since)
+                    yield from self.undo_disable(req, caller, removed, disable, since, settling)
             raise
         if removed is not None:
             if reply.status != HotStatus.OK:
-                yield from self.undo_disable(req, caller, removed, disable, since)
+                yield from self.undo_disable(req, caller, removed, disable, since, settling)
             else:
                 yield from self.end_removal(caller.uid, removed.lease)
+        settling.emit()
         return reply
 
     def undo_disable(self, req: Request, caller: Caller, removed: DisabledSecondFactor, disable: TwoFactorDisable,
-                      since: int) -> Flow[None]:
+                     since: int, settling: Settling) -> Flow[None]:
         """Put back what a refused (or unchecked) disable removed: the record first (removing
         what was enrolled meanwhile, in the same transaction: RestoreSecondFactor), then the copy,
         which also ends every session (but the caller's, whatever its aal) made while the factor
         was gone and voids the trusted devices (two_factor_disable.lua 'undo'): a sign-in from
-        the record then needed the password alone. A store that fails here is logged without a secret (the
-        user id and the error code) and its 503 raised: if it was the record store, two-factor
-        stays off though the user was told it failed; if the hot store, the record has the factor
-        again (sign-in reads the record, so a password alone gets the challenge) but a session
-        made meanwhile may live on, and the copy is repaired by the next flow that reads the record."""
+        the record then needed the password alone. When the record's undo finds its lease gone
+        (CHANGED: another change came first and stands, nothing is put back) the copy's undo still
+        ends those sessions and voids the trusted devices (mode 'sessions', R10-5). A store that
+        fails here is logged without a secret (the user id and the error code) and its 503 raised:
+        if it was the record store, two-factor stays off though the user was told it failed; if the
+        hot store, the record has the factor again (sign-in reads the record, so a password alone
+        gets the challenge) but a session made meanwhile may live on, and the copy is repaired by
+        the next flow that reads the record."""
         uid = caller.uid
         entries = self.entries(req, caller.sid, ("two_factor.enabled", "restored"))
         try:
-            status = yield Rec(RestoreSecondFactor(uid, removed, audit=entries))
+            status = yield Rec(RestoreSecondFactor(uid, self._under_current_key(uid, removed), audit=entries))
         except AuthError as exc:
+            settling.emit()
             log.warning("two-factor of user %s stays off: a disable that was not confirmed could not be undone "
                         "in the record store (%s)", uid, exc.code)
             raise
@@ -305,17 +315,47 @@ class TwoFactorFlows(PrimaryFlows):
             # That change stands; this removal stays too, as after a crash before the re-check.
             log.warning("two-factor of user %s stays off: a disable that was not confirmed was not undone, "
                         "another change of the user's factors came first", uid)
-        if status is not Status.OK:
-            return
-        self.emit_entries(uid, entries)
+        settling.emit()  # settled: the removal's rows, then the undo's
+        if status is Status.OK:
+            self.emit_entries(uid, entries)
+        # Whether or not the factors came back, the sessions made in the window (the record said
+        # off: the password alone signed in) end and the trusted devices are voided (mode
+        # 'sessions' when nothing was put back: the copy's 2FA is the later change's to set).
+        # Ending sessions puts no factor back and contradicts no later change, so a window
+        # session never outlives the 503 (R10-5: an administrator's change cleared the lease and
+        # a thief's password-only session lived on with 2FA on).
         kid = min((c.key_id for c in removed.codes), default="")
+        mode: Literal["undo", "sessions"] = "undo" if status is Status.OK else "sessions"
         try:
-            yield from self.commit(disable._replace(head=self.head(uid, req), mode="undo", codes_kid=kid,
+            yield from self.commit(disable._replace(head=self.head(uid, req), mode=mode, codes_kid=kid,
                                                     since_ms=since), caller.sid)
         except AuthError as exc:
-            log.warning("two-factor of user %s is back in the record store, but the hot store could not follow "
-                        "(%s): sessions made while it was off are not ended", uid, exc.code)
+            log.warning("two-factor of user %s: the hot store could not follow a disable's undo (%s): sessions made "
+                        "while it was off are not ended", uid, exc.code)
             raise
+
+    def _under_current_key(self, uid: str, removed: DisabledSecondFactor) -> DisabledSecondFactor:
+        """What an undo puts back, its apps' secrets under the current key (R10-4: ``rotate_keys``
+        lists the secrets in the table, and an app a change in flight took is not there; the undo
+        put it back under the key the rotation had reported unused, and once that key was dropped
+        the owner's app answered every code with 409 SECRET_UNREADABLE). The flow holds the keyring,
+        as the rotation does. A secret that does not decrypt goes back as it was (logged without
+        it: the user id and why); it was not readable before the disable either."""
+        keyring, current = self.keyring, self.keyring.current_key_id
+        if all(keyring.key_id_of(app.secret) == current for app in removed.totp):
+            return removed
+        apps: list[TotpFactor] = []
+        for app in removed.totp:
+            if keyring.key_id_of(app.secret) != current:
+                try:
+                    ct = keyring.encrypt(keyring.decrypt(app.secret, context=uid), context=uid)
+                except UnreadableSecret as exc:
+                    log.warning("an authenticator app of user %s goes back under its old key: its secret does not "
+                                "decrypt (%s)", uid, exc)
+                else:
+                    app = replace(app, secret=ct, key_id=keyring.key_id_of(ct))
+            apps.append(app)
+        return replace(removed, taken={**removed.taken, "totp": tuple(apps)})
 
     def get_totp_uri(self, req: Request, body: Body) -> Flow[Response]:
         password = body.text("password", max_len=128)
@@ -592,7 +632,15 @@ class TwoFactorFlows(PrimaryFlows):
             raise self.two_factor_changed()
         if held.status is not Status.ACCEPTED:  # confirmed by a concurrent request, or removed meanwhile
             raise AuthError(401, "INVALID_CODE", "the code is invalid, expired or already used")
-        self.emit_entries(uid, added)
+        settling = Settling(self, uid, added)  # the sinks hear it once settled (R10-2)
+        try:
+            return (yield from self._settle_confirmation(req, caller, factor, step, held, settling))
+        finally:
+            settling.emit()
+
+    def _settle_confirmation(self, req: Request, caller: Caller, factor: TotpFactor, step: int, held: LeasedChange,
+                             settling: Settling) -> Flow[Response]:
+        uid = caller.uid
         session_key, max_age_ms = self.factor_change_args(caller)
         # Write order: the confirmation first, then factor_change.lua re-checks the rule; a refusal
         # or a hot store that fails undoes it (the undo releases the lease in its transaction), a
@@ -604,17 +652,19 @@ class TwoFactorFlows(PrimaryFlows):
                 self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
         except AuthError:  # the hot store is down: the rule cannot be checked, so the app goes again
             with suppress(AuthError):  # logged by _undo_confirm; the hot store's 503 is the answer
-                yield from self._undo_confirm(req, caller, factor, held.lease)
+                yield from self._undo_confirm(req, caller, factor, held.lease, settling)
             raise
         if reply.status != HotStatus.OK:
-            yield from self._undo_confirm(req, caller, factor, held.lease)
+            yield from self._undo_confirm(req, caller, factor, held.lease, settling)
             raise self.factor_change_error(reply.status)
         yield from self.end_removal(uid, held.lease)
+        settling.emit()
         confirmed = replace(factor, confirmed_at=self.now_ms(), last_step=step, last_used_at=self.now_ms())
         return json_response(200, {"status": True, "token": caller.token, "user": self.user_json(caller),
                                    "authenticator": public(confirmed)})
 
-    def _undo_confirm(self, req: Request, caller: Caller, factor: TotpFactor, lease: int) -> Flow[None]:
+    def _undo_confirm(self, req: Request, caller: Caller, factor: TotpFactor, lease: int,
+                      settling: Settling) -> Flow[None]:
         """Remove an app whose confirmation was refused (or unchecked), releasing its lease in the
         same transaction (``RemoveTotpFactor`` with ``lease``). When the lease is not its own any
         more (a request stalled past it and another change came, or an administrator's change
@@ -626,9 +676,11 @@ class TwoFactorFlows(PrimaryFlows):
         try:
             status = yield Rec(RemoveTotpFactor(uid, factor.id, audit=removed, lease=lease))
         except AuthError as exc:
+            settling.emit()
             log.warning("an authenticator app of user %s stays confirmed: a confirmation that was not confirmed "
                         "could not be undone in the record store (%s)", uid, exc.code)
             raise
+        settling.emit()  # settled: the confirmation's rows, then the undo's
         if status is Status.OK:
             self.emit_entries(uid, removed)
         elif status is Status.CHANGED:

@@ -665,9 +665,10 @@ class TwoFactorDisable(NamedTuple):
     sessions_key: Key
     sid: str
     max_age_ms: int
-    mode: Literal["confirmed", "pending", "undo"]
+    # "sessions": the session part of "undo" alone (the record's undo found its lease gone: R10-5)
+    mode: Literal["confirmed", "pending", "undo", "sessions"]
     codes_kid: str = ""  # undo: the restored codes' key id
-    since_ms: int = 0  # undo: when the factor was removed (sessions made since then end, but the caller's)
+    since_ms: int = 0  # undo, sessions: when the factor was removed (sessions made since then end, but the caller's)
 
 
 @hot_op("two_factor_import", _verdict, HotStatus.OK)

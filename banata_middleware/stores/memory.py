@@ -658,8 +658,11 @@ class MemoryStore:
     def _op_two_factor_disable(self, x: _Script, op: h.TwoFactorDisable) -> Reply:
         user_key = op.head.user_key
         u = x.hash(user_key)
-        if op.mode == "undo":
-            x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
+        if op.mode in ("undo", "sessions"):
+            if op.mode == "undo":
+                x.hset(user_key, tfa="1", codes_kid=op.codes_kid, gen=int(u.get("gen", "0")) + 1)
+            else:
+                x.hset(user_key, gen=int(u.get("gen", "0")) + 1)
             base = op.session_key[: len(op.session_key) - len(op.sid)]
             index = self.get(op.sessions_key)
             for sid in sorted(index) if isinstance(index, set) else []:
@@ -667,7 +670,8 @@ class MemoryStore:
                 if sid != op.sid and "aal" in s and int(s.get("created", "0")) >= int(op.since_ms):
                     self.delete(base + sid)
                     index.discard(sid)
-                    x.audit("session.revoked", sid, "two_factor_restored")
+                    x.audit("session.revoked", sid,
+                            "two_factor_restored" if op.mode == "undo" else "factor_change_undone")
             return ["OK", x.events]
         if op.mode == "pending":
             refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, "1")

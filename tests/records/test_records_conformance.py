@@ -477,7 +477,7 @@ def test_an_app_confirmation_and_a_passkey_registration_hold_the_factor_change_l
     live every removal (and every other such addition) is BUSY; their undo (RemoveTotpFactor,
     RemovePasskey with the lease) releases it in its own transaction, EndRemoval once the re-check
     passed. A confirmation of nothing takes no lease; a registration the unique key refuses is
-    rolled back with its lease."""
+    rolled back with its lease; a registration with two-factor off takes none (R10-3)."""
     uid, stranger = new_id(), new_id()
     cred, cred2, cred3 = new_id("cred"), new_id("cred"), new_id("cred")
     added = [AuditEntry("two_factor.authenticator_added", T)]
@@ -518,7 +518,10 @@ def test_an_app_confirmation_and_a_passkey_registration_hold_the_factor_change_l
         assert (yield EndRemoval(uid, registered.lease)) is Status.OK
         # The unique key refuses another user's registration of it: rolled back, its lease too.
         assert (yield RegisterPasskey(_passkey(stranger, cred), T + 5)) == LeasedChange(Status.TAKEN)
-        assert (yield RegisterPasskey(_passkey(stranger, cred3), T + 5)) == LeasedChange(Status.CREATED, 1)
+        # With two-factor off a registration takes no lease (R10-3): token 0, the counter unmoved,
+        # and a second one at once is not refused.
+        assert (yield RegisterPasskey(_passkey(stranger, cred3), T + 5)) == LeasedChange(Status.CREATED, 0)
+        assert (yield RegisterPasskey(_passkey(stranger, new_id("cred")), T + 5)) == LeasedChange(Status.CREATED, 0)
         # A refused registration's undo removes its passkey and releases its lease.
         again = yield RegisterPasskey(_passkey(uid, cred2), T + 6)
         assert again == LeasedChange(Status.CREATED, 4)

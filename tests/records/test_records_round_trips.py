@@ -62,3 +62,22 @@ def test_a_backup_code_costs_one_write_transaction_after_the_lookup(store: Recor
     # the conditional delete (the decision), the streak, the count the reply carries (it also decides
     # the "few codes left" row), the audit rows (one batch, the low-codes row with them)
     assert write == ["DELETE", "UPDATE", "SELECT", "INSERT"]
+
+
+def test_a_passkey_registration_costs_one_write_transaction_and_its_release_only_with_two_factor_on(
+        store: RecordStore) -> None:
+    """RegisterPasskey (R10-3): the removals' locks, the lease's one conditional UPDATE (which also
+    decides whether two-factor is on), the read of which branch it took, the row and its audit
+    row; with two-factor off no lease, so the flow pays no EndRemoval either."""
+    from banata_middleware.stores.records import EnableTotp, LeasedChange, Passkey, RegisterPasskey
+
+    def passkey(uid: str) -> Passkey:
+        return Passkey(new_id("cred"), uid, "cose", 0, (), "single_device", False, "", "", T)
+
+    off, on = new_id(), new_id()
+    store.execute(EnableTotp(on, "totp", "ct", "k1", T, 10, [], ""))
+    for uid, lease in ((off, False), (on, True)):
+        with counted(store) as write:
+            reply = store.execute(RegisterPasskey(passkey(uid), T, [AuditEntry("passkey.registered", T)]))
+        assert isinstance(reply, LeasedChange) and reply.status is Status.CREATED and bool(reply.lease) is lease
+        assert write == ["SELECT", "INSERT", "SELECT", "UPDATE", "SELECT", "INSERT", "INSERT"], write

@@ -15,9 +15,19 @@
 -- Bumping 'gen' voids the trusted devices: one trusted in that window by a factor the undo took
 -- back must not skip the second factor (the owner's browsers ask once more, as after a disable).
 -- Fields: hot_ops.TwoFactorDisable (session_key and sid: the caller's).
+-- Mode 'sessions' (R10-5, R10-1: RestoreSecondFactor found its lease gone, CHANGED, so another
+-- change of the factors came first and stands, and nothing was put back): 'undo' but the factor
+-- part; the copy's 'tfa' is that change's to set. The sessions made in the window (the record said
+-- off: the password alone signed in) still end and the trusted devices are still voided, so a
+-- window session never outlives the 503 "nothing changed"; that puts no factor back and
+-- contradicts no later change.
 local u = hash(user_key)
-if mode == 'undo' then
-  redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
+if mode == 'undo' or mode == 'sessions' then
+  if mode == 'undo' then
+    redis.call('HSET', user_key, 'tfa', '1', 'codes_kid', codes_kid, 'gen', tonumber(u.gen or '0') + 1)
+  else
+    redis.call('HSET', user_key, 'gen', tonumber(u.gen or '0') + 1)
+  end
   -- The other sessions' keys are built from the caller's: same user, same hash tag, same slot.
   local base = string.sub(session_key, 1, #session_key - #sid)
   for _, other in ipairs(redis.call('SMEMBERS', sessions_key)) do
@@ -25,7 +35,7 @@ if mode == 'undo' then
     if other ~= sid and s[1] and tonumber(s[2] or '0') >= tonumber(since_ms) then
       redis.call('DEL', base .. other)
       redis.call('SREM', sessions_key, other)
-      audit('session.revoked', other, 'two_factor_restored')
+      audit('session.revoked', other, mode == 'undo' and 'two_factor_restored' or 'factor_change_undone')
     end
   end
   return {'OK', EVENTS}

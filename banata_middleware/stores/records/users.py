@@ -14,6 +14,7 @@ from sqlalchemy import (
     Label,
     Row,
     bindparam,
+    case,
     delete,
     exists,
     false,
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["REMOVAL_LEASE_MS", "DisableSecondFactor", "DisabledSecondFactor", "EndRemoval", "FailureCount",
            "LeasedChange", "LoadUser", "RecordFailure", "RemoveSecondFactor", "RestoreSecondFactor", "RevokeSessions",
            "Unlock", "UserRecord", "any_on", "clear_failures", "clear_lease", "end_removal", "ensure_user_state",
-           "lease_live", "lock_user_state", "on_condition", "others_on", "take_lease", "take_second_factor",
-           "takeable"]
+           "lease_live", "lock_user_state", "on_condition", "others_on", "take_lease", "take_lease_while_on",
+           "take_second_factor", "takeable"]
 
 #: How long a change of a user's factors that its request may still undo holds the user's
 #: factor-change lease at most (Unix ms in ``user_state.removing_until``; named when only removals
@@ -119,6 +120,36 @@ def take_lease(schema: Schema, user_id: str, at: int, state: Row[Any], *, hold: 
                                    *(() if only_if is None else (only_if,)))
              .values(removing_until=at + REMOVAL_LEASE_MS if hold else None, lease_seq=seq + 1)).rowcount
     return seq + 1 if taken else None
+
+
+def take_lease_while_on(schema: Schema, user_id: str, at: int, state: Row[Any]) -> SqlGen[int | None]:
+    """``take_lease`` for an addition that needs the lease only while a factor turns the user's
+    two-factor on (``RegisterPasskey``): one conditional UPDATE, under the state row's lock, decides
+    both whether two-factor is on (``on_condition``) and, if so, whether the lease is free, and
+    takes it then. Replies the lease's token; 0 when two-factor is off (nothing written: no lease,
+    the counter unmoved); None while two-factor is on and another change's lease is live (nothing
+    written: ``Status.BUSY``).
+
+    Why (R10-3, R10-1): with two-factor off no other change that takes the lease can be made for
+    the user but a removal in flight (whose undo removes the passkeys registered in its window
+    anyway, R7-3) or another registration (two registrations' undos compose: each removes its own
+    passkey), so the lease guards nothing there; taking it answered 409 for a stale lease or a
+    second tab, and, taking an expired one, moved the counter on under a stalled disable, whose
+    undo then put nothing back (R10-1: the password alone registers a passkey once the record
+    says off). The decision is the statement's (its ``CASE`` and ``WHERE`` read the factors under
+    the same snapshot, after the state row's lock, which every change that turns two-factor on
+    takes too); the read after it only learns which branch that statement took."""
+    s = schema.user_state
+    seq = int(state.lease_seq)
+    on = on_condition(schema, user_id)
+    matched = (yield update(s).where(s.c.user_id == user_id, s.c.lease_seq == seq,
+                                     or_(~on, s.c.removing_until.is_(None), s.c.removing_until < at))
+               .values(removing_until=case((on, at + REMOVAL_LEASE_MS), else_=s.c.removing_until),
+                       lease_seq=case((on, seq + 1), else_=s.c.lease_seq))).rowcount
+    if not matched:
+        return None
+    now = int((yield select(s.c.lease_seq).where(s.c.user_id == user_id)).scalar_one())
+    return now if now == seq + 1 else 0
 
 
 def end_removal(schema: Schema, user_id: str, lease: int) -> SqlGen[bool]:

@@ -40,7 +40,8 @@ from sqlalchemy import (
 from ..factor import Factor, Offer, delete_rows
 from ..ops import AuditEntry, RecordOp, SqlGen, Status, audit_insert
 from ..types import Ident, Millis
-from ..users import LeasedChange, end_removal, lease_live, lock_user_state, take_lease
+from ..users import LeasedChange, end_removal, lock_user_state, take_lease_while_on
+from .totp import lock_user_factors
 
 if TYPE_CHECKING:
     from ..schema import Schema
@@ -145,14 +146,17 @@ def _insert(schema: Schema, p: Passkey) -> Executable:
 @dataclass(frozen=True, slots=True)
 class RegisterPasskey(RecordOp[LeasedChange]):
     """A passkey registration (the flow's): ``AddPasskey``, holding the user's factor-change lease
-    from then on, as a removal holds it: the flow re-checks the factor-change rule after this
-    commit and removes the passkey when that refuses or fails (``RemovePasskey`` with ``lease``),
-    and no other change of the user's factors may run in between (a disable's undo removes every
-    passkey registered in its window, so a registration there answered 200 and was undone; and
-    the other way round). The state row is locked first (``lock_user_state``), then the lease
-    taken, then the row inserted; a credential registered already meets the unique key, and the
-    whole transaction, lease included, is rolled back. CREATED with the lease's token; TAKEN
-    (nothing written); BUSY while another change's lease is live (nothing written: 409)."""
+    from then on while a factor turns two-factor on, as a removal holds it: the flow re-checks the
+    factor-change rule after this commit and removes the passkey when that refuses or fails
+    (``RemovePasskey`` with ``lease``), and no other change of the user's factors may run in
+    between (a disable's undo removes every passkey registered in its window, so a registration
+    there answered 200 and was undone; and the other way round). With two-factor off it neither
+    waits for nor takes the lease (``take_lease_while_on``: R10-3, R10-1): lease 0, the flow
+    releases nothing. The locks every removal takes come first (``lock_user_factors``), then one statement
+    decides (two-factor on, the lease free), then the row is inserted; a credential registered
+    already meets the unique key, and the whole transaction, lease included, is rolled back.
+    CREATED with the lease's token (0 without one); TAKEN (nothing written); BUSY while two-factor
+    is on and another change's lease is live (nothing written: 409)."""
 
     passkey: Passkey
     at: int
@@ -161,10 +165,11 @@ class RegisterPasskey(RecordOp[LeasedChange]):
 
     def run(self, schema: Schema) -> SqlGen[LeasedChange]:
         p = self.passkey
-        state = yield from lock_user_state(schema, p.user_id)
-        if lease_live(state, self.at):
-            return LeasedChange(Status.BUSY)
-        lease = yield from take_lease(schema, p.user_id, self.at, state)
+        # The locks every factor removal takes, in their order (the apps, then the state row): the
+        # lease's statement reads the factors (MariaDB share-locks the rows a subquery of an UPDATE
+        # reads), so taking the state row alone first would wait on a removal in a circle.
+        state = yield from lock_user_factors(schema, p.user_id)
+        lease = yield from take_lease_while_on(schema, p.user_id, self.at, state)
         if lease is None:
             return LeasedChange(Status.BUSY)
         yield _insert(schema, p)
