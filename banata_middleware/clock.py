@@ -22,8 +22,9 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock."""
 
-    def now(self) -> float:
-        return time.time()
+    # time.time itself, not a method calling it: read two or three times a request, and a Python
+    # call costs more than the read.
+    now = staticmethod(time.time)
 
 
 SYSTEM_CLOCK = SystemClock()

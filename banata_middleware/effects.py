@@ -107,13 +107,13 @@ Timings = list[tuple[type[Any], float]]
 
 
 def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None, meter: Meter | None = None,
-             route: str = "", start: float = 0.0) -> T:
+             route: str = "", start: float = 0.0, timings: Timings | None = None) -> T:
     """Drives ``flow`` to its answer with blocking stores. With ``meter`` (metrics on, tracing off),
     each store and record operation is timed here and the request, started at ``start`` (a
-    ``perf_counter``), is reported under ``route`` with them once it is answered."""
+    ``perf_counter``), is reported under ``route`` with them once it is answered (``timings``: the
+    request's operations run before this flow, by the caller)."""
     result: Any = None
     error: BaseException | None = None
-    timings: Timings | None = None
     try:
         while True:
             try:
@@ -156,11 +156,10 @@ def run_sync(flow: Flow[T], store: OpStore, records: RecordRunner | None = None,
 
 
 async def run_async(flow: Flow[T], store: OpStore, records: RecordRunner | None = None, meter: Meter | None = None,
-                    route: str = "", start: float = 0.0) -> T:
+                    route: str = "", start: float = 0.0, timings: Timings | None = None) -> T:
     """``run_sync`` with asyncio stores."""
     result: Any = None
     error: BaseException | None = None
-    timings: Timings | None = None
     try:
         while True:
             try:

@@ -1,25 +1,28 @@
-"""The middleware's decision for one request, as a flow: serve an auth endpoint, refuse, or let the
-request through with an ``Identity``. Adapters call ``Gateway.handle`` and render what it returns."""
+"""The middleware's decision for one request: serve an auth endpoint, refuse, or let the request
+through with an ``Identity``. ``Gateway.handle`` is that decision as one flow; ``BanataAuth.handle``
+and ``ahandle`` (what the adapters call) run a protected request's guard as the flow's own plain
+steps instead, ``step``, the store, ``finish``, so that the pass-through drives no generator."""
 
 from __future__ import annotations
 
 import json
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from .config import BanataAuthConfig
 from .effects import Flow
 from .errors import AuthError
-from .flows import Flows, Handler
+from .flows import Flows, Guarded, Handler
 from .http import Body, Identity, Request, Response, error_response, read_json
-from .policy import PHISHING_RESISTANT_AMR, PathPolicy, ambiguous_path
+from .policy import PHISHING_RESISTANT_AMR, PathPolicy, Rule, ambiguous_path
+from .stores.hot_ops import Guard, GuardReply
 
 if TYPE_CHECKING:
     from .metrics import Metrics
     from .tracing import Tracing
 
-__all__ = ["PUBLIC_PASS", "Gateway"]
+__all__ = ["APP_ROUTE", "PUBLIC_PASS", "Gateway", "GuardStep"]
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -27,6 +30,19 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_PASS = None  # returned for public paths: the app sees the request untouched
 APP_ROUTE = "(app)"  # the metrics' and spans' route of every path outside base_path
 _new_tuple = tuple.__new__
+_JUDGED_SIZE = 4096  # paths kept by _judge, and the longest kept
+_JUDGED_PATH = 512
+
+
+class GuardStep(NamedTuple):
+    """A protected request half decided (``Gateway.step``): its ``op`` is to run on the hot store,
+    and ``Gateway.finish`` answers from its reply."""
+
+    request: Request
+    rule: Rule
+    uid: str
+    sid: str
+    op: Guard
 
 
 class Gateway:
@@ -39,6 +55,10 @@ class Gateway:
         self.flows = flows
         self.base = config.base_path
         self._base_slash = config.base_path + "/"
+        self.trusted_proxies = config.trusted_proxies
+        # Paths judged before (_judge): not ambiguous, outside base_path, and their rule.
+        self._judged: dict[str, Rule] = {}
+        self.require_two_factor = config.require_two_factor
         self.policy = PathPolicy(config.public_paths, config.fresh_paths, protect_by_default=config.protect_by_default,
                                  phishing_resistant=config.phishing_resistant_paths)
         self.trusted_origins = {config.site_origin, *(o.rstrip("/") for o in config.trusted_origins)}
@@ -77,23 +97,96 @@ class Gateway:
     def handle(self, request: Request) -> Flow[Response | Identity | None]:
         """The flow that answers ``request``: a refusal or an endpoint's reply (``Response``), an
         ``Identity`` to pass through with, or None (public path). It raises no ``AuthError``: each
-        is rendered with ``error_response``. Not itself a generator: with metrics and tracing off it
-        hands the driver ``_guard``'s or ``_endpoint``'s own flow, the fewest levels to pass each
-        effect through."""
+        is rendered with ``error_response``. With metrics or tracing on, it reports the answer
+        (``_measured``). The drivers of ``BanataAuth`` run a protected request's guard without this
+        flow (``step``, the store, ``finish``); this flow runs the same steps."""
         if self.observed:
             return self._measured(request)
-        try:
-            return self._decide(request)
-        except AuthError as error:  # refused before any flow (INVALID_PATH)
-            return _answered(error_response(error))
+        return self._flow(self.step(request))
 
-    def decide(self, request: Request) -> Flow[Response | Identity | None]:
-        """``handle`` unmeasured, for a driver that measures it (``BanataAuth`` with metrics alone:
-        ``route`` names it, the driver times it and its store operations)."""
+    def step(self, request: Request) -> GuardStep | Response | Flow[Response] | None:
+        """The checks of every request, as a plain function: a ``GuardStep`` (a protected path: run its
+        ``op`` on the hot store, then ``finish``), an answer (``Response``: a refusal; None: a public
+        path) or an auth endpoint's flow. It raises no ``AuthError``."""
         try:
-            return self._decide(request)
-        except AuthError as error:  # refused before any flow (INVALID_PATH)
-            return _answered(error_response(error))
+            path, raw_path = request.path, request.raw_path
+            rule = self._judged.get(path)
+            if rule is None or raw_path != path:
+                rule = self._judge(path, raw_path)
+            if self.trusted_proxies:
+                request.client = self.client_address(request)
+            # WSGI frameworks route "post" as POST: decide on the method as they will see it.
+            request.method = request.method.upper()
+            if rule is None:
+                return self._endpoint(request)
+            # Every other path: public, or the caller's Identity, or a refusal.
+            if rule.public:
+                return PUBLIC_PASS
+            if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
+                self._check_origin(request)
+        except AuthError as error:
+            return error_response(error)
+        guard = self.flows.guard_op(request)
+        if guard is None:  # no user named: refused (a Response)
+            return cast(Response, self._admit(request, rule, None))
+        uid, sid, op = guard
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (every pass-through).
+        return _new_tuple(GuardStep, (request, rule, uid, sid, op))
+
+    def _judge(self, path: str, raw_path: str) -> Rule | None:
+        """What ``path`` is: an auth endpoint's (None), or another path and its ``Rule``; an
+        ``AuthError`` (INVALID_PATH) for a path that may route as another. A path's verdict depends on
+        the path alone: kept (``_judged``), so that a path judged before costs one look-up."""
+        # Before any policy decision, on every path (public, protected, auth endpoints): the
+        # path judged must be the path the app routes, and these may route as another one.
+        if ambiguous_path(path) or (raw_path != path and ambiguous_path(raw_path)):
+            raise AuthError(400, "INVALID_PATH",
+                            "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
+        if path.startswith(self._base_slash) or path == self.base:  # is_endpoint
+            return None
+        rule = self.policy.rule(path)
+        if len(path) <= _JUDGED_PATH:
+            judged = self._judged
+            if len(judged) >= _JUDGED_SIZE:
+                judged.clear()  # bounded (paths made up to fill it cost a clear now and then); no pop: threads
+            judged[path] = rule
+        return rule
+
+    def finish(self, step: GuardStep, reply: GuardReply) -> Response | Identity | Flow[Response | Identity]:
+        """The answer to ``step`` from its op's ``reply``: the caller's ``Identity`` or a refusal; or,
+        when the user's copy must be rebuilt first (``guard_refill``), the flow that does it and
+        answers."""
+        request, rule, uid, sid, _ = step  # by position: an unpack, not four descriptor calls
+        g = self.flows.guarded(uid, sid, reply)
+        if g is None:
+            return self._refilled(step, reply)
+        return self._admit(request, rule, g)
+
+    def _refilled(self, step: GuardStep, reply: GuardReply) -> Flow[Response | Identity]:
+        f = self.flows
+        try:
+            reply = yield from f.guard_refill(step.uid, step.op, reply)
+        except AuthError as error:  # the store's or the record store's failure: 503
+            return error_response(error)
+        return self._admit(step.request, step.rule, f.guarded(step.uid, step.sid, reply, refilled=True))
+
+    def _flow(self, step: GuardStep | Response | Flow[Response] | None) -> Flow[Response | Identity | None]:
+        """``step``'s answer as a flow (for ``handle``: the driver runs it)."""
+        if type(step) is GuardStep:
+            return self._guarded(step)
+        if step is None or type(step) is Response:
+            return _answered(step)
+        return step  # type: ignore[return-value]  # an endpoint's flow
+
+    def _guarded(self, step: GuardStep) -> Flow[Response | Identity]:
+        try:
+            reply = yield step.op
+        except AuthError as error:  # the store failed: 503, nobody let in
+            return error_response(error)
+        result = self.finish(step, reply)
+        if type(result) is Identity or type(result) is Response:
+            return result
+        return (yield from result)  # type: ignore[misc,no-any-return]
 
     def route(self, request: Request) -> str:
         """``route_label``, with the app's own paths (every pass-through) answered without its calls."""
@@ -105,18 +198,12 @@ class Gateway:
         and its route reported once (``metrics``, ``tracing``)."""
         route = self.route(request)
         start = perf_counter()
-        if self.tracing is None:  # the try below, without a span (a nullcontext costs ~0.4 µs)
-            try:
-                result = yield from self._decide(request)
-            except AuthError as error:
-                result = error_response(error)
+        if self.tracing is None:
+            result = yield from self._flow(self.step(request))
             response = result if type(result) is Response else None
         else:
             with self.tracing.flow(route) as span:
-                try:
-                    result = yield from self._decide(request)
-                except AuthError as error:
-                    result = error_response(error)
+                result = yield from self._flow(self.step(request))
                 response = result if type(result) is Response else None
                 span.set_attribute("http.response.status_code", response.status if response is not None else 200)
                 if response is not None and response.code:
@@ -132,24 +219,6 @@ class Gateway:
             return APP_ROUTE
         key = (request.method.upper(), request.path[len(self.base):])
         return f"{key[0]} {key[1]}" if key in self.routes else "(unmatched)"
-
-    def _decide(self, request: Request) -> Flow[Response | Identity | None]:
-        """The checks of every request, then the flow that answers it (which renders its own
-        refusals). Not a generator itself: it raises its own refusal at once, to the caller."""
-        # Before any policy decision, on every path (public, protected, auth endpoints): the
-        # path judged must be the path the app routes, and these may route as another one.
-        raw_path = request.raw_path
-        if ambiguous_path(request.path) or (raw_path != request.path and ambiguous_path(raw_path)):
-            raise AuthError(400, "INVALID_PATH",
-                            "the path has a '.', '..' or empty segment, a backslash, a NUL or an encoded slash")
-        if self.config.trusted_proxies:
-            request.client = self.client_address(request)
-        # WSGI frameworks route "post" as POST: decide on the method as they will see it.
-        request.method = request.method.upper()
-        path = request.path
-        if path.startswith(self._base_slash) or path == self.base:  # is_endpoint, inlined: every request
-            return self._endpoint(request)
-        return self._guard(request)
 
     # -- auth endpoints ----------------------------------------------------------------------
     def _endpoint(self, request: Request) -> Flow[Response]:
@@ -172,19 +241,15 @@ class Gateway:
             return error_response(error)
 
     # -- every other path --------------------------------------------------------------------
-    def _guard(self, request: Request) -> Flow[Response | Identity | None]:
-        """Every path outside ``base_path``: public, or the caller's ``Identity``, or a refusal."""
+    def _admit(self, request: Request, rule: Rule, g: Guarded | None) -> Response | Identity:
+        """A protected request's answer from what the guard read: the caller's ``Identity``, or the
+        refusal (``g`` None: the request names no user)."""
         try:
-            rule = self.policy.rule(request.path)
-            if rule.public:
-                return PUBLIC_PASS
-            if request.method in _STATE_CHANGING or request.websocket:  # else _check_origin has nothing to check
-                self._check_origin(request)
-            f = self.flows
-            g = yield from f.guard(request)
-            if g is None or not g.session_id:
+            if g is not None:  # by position (Guarded's order): an unpack, not a descriptor call a field
+                _, sid, aal, mfa_ms, two_factor_enabled, pending, amr = g
+            if g is None or not sid:
                 html = "text/html" in request.headers.get("accept", "")
-                if g is not None and g.pending:
+                if g is not None and pending:
                     if self.config.two_factor_page and html:
                         raise AuthError(303, "TWO_FACTOR_REQUIRED", "two-factor authentication required",
                                         headers={"location": self.config.two_factor_page})
@@ -193,17 +258,17 @@ class Gateway:
                     raise AuthError(303, "SIGN_IN_REQUIRED", "sign in first",
                                     headers={"location": self.config.sign_in_page})
                 raise AuthError(401, "UNAUTHORIZED", "sign in first")
-            if self.config.require_two_factor and not g.two_factor_enabled:
+            if self.require_two_factor and not two_factor_enabled:
                 raise AuthError(403, "TWO_FACTOR_ENROLLMENT_REQUIRED", "set up two-factor authentication first")
-            if rule.fresh_max_age is not None and (not g.mfa_ms or f.now_ms() - g.mfa_ms > rule.fresh_max_age * 1000):
+            fresh_max_age = rule.fresh_max_age
+            if fresh_max_age is not None and (not mfa_ms or self.flows.now_ms() - mfa_ms > fresh_max_age * 1000):
                 raise AuthError(403, "FRESH_TWO_FACTOR_REQUIRED",
-                                f"confirm with a second factor (needed within the last {rule.fresh_max_age} s)")
-            if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(g.amr):
+                                f"confirm with a second factor (needed within the last {fresh_max_age} s)")
+            if rule.phishing_resistant and PHISHING_RESISTANT_AMR.isdisjoint(amr):
                 raise AuthError(403, "PHISHING_RESISTANT_FACTOR_REQUIRED",
                                 "sign in with a passkey to open this page (a password with a code is not enough here)")
             # tuple.__new__: the NamedTuple without its Python-level __new__ (every pass-through).
-            return _new_tuple(Identity, (g.user_id, g.session_id, g.aal, g.mfa_ms / 1000 if g.mfa_ms else None,
-                                         g.two_factor_enabled, g.amr))
+            return _new_tuple(Identity, (g[0], sid, aal, mfa_ms / 1000 if mfa_ms else None, two_factor_enabled, amr))
         except AuthError as error:
             return error_response(error)
 
@@ -235,7 +300,7 @@ class Gateway:
         return any(name + "=" in cookie_header for name in self.flows.cookie_names)
 
 
-def _answered(response: Response) -> Flow[Response]:
-    """A flow that yields nothing and answers ``response``."""
+def _answered(response: Response | None) -> Flow[Response | None]:
+    """A flow that yields nothing and answers ``response`` (None: a public path)."""
     yield from ()
     return response

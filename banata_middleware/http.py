@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 
 from .errors import AuthError
 
-__all__ = ["Identity", "Request", "Response", "display_name", "error_response", "json_response", "parse_cookies",
-           "set_cookie"]
+__all__ = ["NO_QUERY", "Identity", "Request", "Response", "display_name", "error_response", "json_response",
+           "parse_cookies", "set_cookie"]
 
 
 @dataclass(slots=True)
@@ -52,6 +52,10 @@ class Request:
             self._cookies = cookies
         return self._cookies
 
+
+#: An empty, read-only query, shared: what the adapters give ``Request`` positionally for the paths
+#: whose query the flows never read (every pass-through), instead of a new dict each.
+NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 # Cookie header -> its parsed pairs. Bounded in entries and in the size of a header kept, so that
 # headers made up to fill it cost at most a clear now and then (a few MiB at most).

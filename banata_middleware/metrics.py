@@ -4,8 +4,9 @@ Off by default: ``BanataAuth(config, metrics=Metrics())`` turns them on. No flow
 metrics: they are fed each answer (its route, status and error code; verification outcomes, throttles
 and locks are all read from that) and the time of each store operation. With metrics alone, the
 drivers (``effects.run_sync``/``run_async``) time the request and its store operations themselves and
-report them in one call, ``observe_request``, once the request is answered: the pass-through pays one
-call and one lock. With tracing on too, ``Gateway.handle`` reports the answer inside its span
+report them in one call, ``observe_request``, once the request is answered; the authenticated
+pass-through, driven by ``BanataAuth.handle``/``ahandle`` without a flow, by ``observe_pass``: one
+call, one lock, three numbers. With tracing on too, ``Gateway.handle`` reports the answer inside its span
 (``observe_answer``) and ``effects.MeasuredStore`` each operation inside its own (``observe_store``).
 When off, the drivers and the gateway cost an ``if`` or two and the store is not wrapped at all.
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from ._extras import missing_extra
 from .http import Response
-from .stores.hot_ops import OPS
+from .stores.hot_ops import OPS, Guard
 
 try:
     import prometheus_client.metrics
@@ -71,6 +72,11 @@ _STORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .
 _LATENCY_BOUNDS = (*_LATENCY_BUCKETS, float("inf"))
 _STORE_BOUNDS = (*_STORE_BUCKETS, float("inf"))
 _LATENCY_FIRST, _STORE_FIRST = _LATENCY_BUCKETS[0], _STORE_BUCKETS[0]
+# _HotSeries.passes: how many pass-throughs fell in each (latency bucket, guard's store bucket) pair,
+# row by row (+Inf last in both), then the sum of their latencies and the sum of their guards' times.
+_PASS_COLUMNS = len(_STORE_BOUNDS)
+_PASS_LATENCY_SUM = len(_LATENCY_BOUNDS) * _PASS_COLUMNS
+_PASS_CELLS = _PASS_LATENCY_SUM + 2
 
 
 class _Histograms:
@@ -117,7 +123,13 @@ class _HotSeries(Collector):
     """The three series every request moves (its answer, its time; each store operation's time),
     kept as plain numbers under one lock and handed to the registry when it is scraped.
     ``prometheus_client``'s Counter and Histogram take a lock per number and walk the buckets in
-    Python: three times the cost, on every request. Same names, labels, buckets and samples."""
+    Python: three times the cost, on every request. Same names, labels, buckets and samples.
+
+    The lock is needed: WSGI servers run requests in threads, and a number's ``+=`` is a read and a
+    write that another thread may come between (under free-threaded Python at any instruction);
+    ``collect`` adding the pass-throughs' counts into their series and zeroing them (``fold_passes``)
+    is the same. Every write and that fold hold it, so no count is lost
+    (tests/contract/test_metrics.py runs threads and scrapes together)."""
 
     def __init__(self, namespace: str) -> None:
         self.lock = threading.Lock()
@@ -134,6 +146,13 @@ class _HotSeries(Collector):
         self.passing: dict[str, tuple[list[float], list[float]]] = {}
         self.store_by_kind: dict[type[Any], list[float]] = {}
         self.op_names: dict[type[Any], str] = {}
+        # observe_pass's counts, kept apart in one flat list and added into the three series they
+        # belong to when scraped (fold_passes): one count per (latency bucket, store bucket) pair, so
+        # that a pass-through moves one count and two sums (each number moved costs, on every
+        # request), and the (app) route's latency buckets, the guard's store buckets and the count
+        # of answers (app, 200, "") are its rows', columns' and whole sums. None until the first
+        # pass, which makes the three series (their _created time) as observe_request would.
+        self.passes: list[float] | None = None
 
     def passing_cells(self, route: str) -> tuple[list[float], list[float]]:
         """(latency series, answer count) of requests on ``route`` that pass through (200, no code),
@@ -144,6 +163,32 @@ class _HotSeries(Collector):
             answers = self.answers[(route, 200, "")] = [0.0, time.time()]
         cells = self.passing[route] = (latency, answers)
         return cells
+
+    def pass_cells(self) -> list[float]:
+        """``passes``, made at the first pass with the three series it adds to. Lock held."""
+        if APP_ROUTE not in self.passing:
+            self.passing_cells(APP_ROUTE)
+        if Guard not in self.store_by_kind:
+            self.store_cells(Guard)
+        cells = self.passes = [0.0] * _PASS_CELLS
+        return cells
+
+    def fold_passes(self) -> None:
+        """Add ``passes`` into the series they count for, and start them again from 0. Lock held."""
+        cells = self.passes
+        if cells is None:
+            return
+        latency, answers = self.passing[APP_ROUTE]
+        store = self.store_by_kind[Guard]
+        for row in range(len(_LATENCY_BOUNDS)):
+            counts = cells[row * _PASS_COLUMNS:(row + 1) * _PASS_COLUMNS]
+            latency[row] += sum(counts)
+            for column, count in enumerate(counts):
+                store[column] += count
+        latency[-2] += cells[_PASS_LATENCY_SUM]
+        store[-2] += cells[-1]
+        answers[0] += sum(cells[:_PASS_LATENCY_SUM])
+        cells[:] = [0.0] * _PASS_CELLS
 
     def op_name(self, kind: type[Any]) -> str:
         """The ``op`` label of an operation type, as ``effects.MeasuredStore._name`` names it."""
@@ -170,6 +215,7 @@ class _HotSeries(Collector):
         # prometheus_client.disable_created_metrics() turns off the _created samples of its own metrics.
         created = getattr(prometheus_client.metrics, "_use_created", True)
         with self.lock:
+            self.fold_passes()
             requests = CounterMetricFamily(self.requests_name, _REQUESTS_HELP, labels=["route", "status", "code"])
             for (route, status, code), (count, made) in self.answers.items():
                 requests.add_metric([route, str(status), code], count, created=made if created else None)
@@ -263,6 +309,21 @@ class Metrics:
                     series = by_kind.get(kind) or hot.store_cells(kind)
                     series[0 if op_seconds <= _STORE_FIRST else bisect_left(_STORE_BOUNDS, op_seconds)] += 1.0
                     series[-2] += op_seconds
+        finally:
+            hot.lock.release()
+
+    def observe_pass(self, seconds: float, guard_seconds: float) -> None:
+        """A protected request let through (route ``(app)``, 200, no code) in ``seconds``, whose one
+        store operation, the guard, took ``guard_seconds``: ``observe_request``'s series, found
+        without a look-up (the drivers' direct pass-through, ``BanataAuth.handle``)."""
+        hot = self._hot
+        hot.lock.acquire()
+        try:
+            cells = hot.passes or hot.pass_cells()
+            row = 0 if seconds <= _LATENCY_FIRST else bisect_left(_LATENCY_BOUNDS, seconds) * _PASS_COLUMNS
+            cells[row if guard_seconds <= _STORE_FIRST else row + bisect_left(_STORE_BOUNDS, guard_seconds)] += 1.0
+            cells[_PASS_LATENCY_SUM] += seconds
+            cells[-1] += guard_seconds
         finally:
             hot.lock.release()
 

@@ -6,9 +6,9 @@ import base64
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,9 +20,9 @@ from .delivery import DeliveryPolicy, Drainer, NoticeConsumer, Notifier, Webhook
 from .effects import Flow, MeasuredStore, OpStore, Rec, RecordRunner, T, run_async, run_sync
 from .errors import AuthError
 from .flows import Flows, SignInResult
-from .gateway import Gateway
-from .http import Identity, Request, Response
-from .stores.hot_ops import Throttle
+from .gateway import APP_ROUTE, Gateway, GuardStep
+from .http import Identity, Request, Response, error_response
+from .stores.hot_ops import Guard, Throttle
 from .stores.memory import MemoryStore
 from .stores.records import GetAccount, RecordStore
 from .tokens import valid_user_id
@@ -127,27 +127,86 @@ class BanataAuth:
 
     def handle(self, request: Request) -> Response | Identity | None:
         """Blocking (WSGI): a response to send, an identity to pass through with, or None (public)."""
-        if self.tracing is None:
-            if self.metrics is None:  # _ops() and _records(), without two calls
-                return run_sync(self.gateway.handle(request), self.store, self.records)
-            # Metrics alone: the driver times the request and its operations (effects.Meter).
-            start = perf_counter()
-            gateway = self.gateway
-            return run_sync(gateway.decide(request), self.store, self.records, self.metrics, gateway.route(request),
-                            start)
-        return run_sync(self.gateway.handle(request), *self._measured_stores())
+        if self.tracing is not None:  # the gateway's flow, with its span (and metrics) around it
+            return run_sync(self.gateway.handle(request), *self._measured_stores())
+        meter = self.metrics
+        start = perf_counter() if meter is not None else 0.0
+        step = self.gateway.step(request)
+        if type(step) is not GuardStep:
+            if step is None or type(step) is Response:
+                return self._answered(request, step, start)
+            return run_sync(step, self.store, self.records, meter,  # type: ignore[arg-type]
+                            self.gateway.route(request) if meter is not None else "", start)
+        # A protected request: the guard's op, run here rather than through the gateway's flow
+        # (Gateway.handle runs the same steps), so a pass-through drives no generator; ahandle is
+        # the same with the store awaited (the drivers' twins, as run_sync and run_async).
+        began = perf_counter() if meter is not None else 0.0
+        try:
+            reply = self.store.execute(step.op)
+        except AuthError as error:
+            return self._guard_failed(error, start, began)
+        stored = perf_counter() - began if meter is not None else 0.0
+        result = self.gateway.finish(step, reply)
+        if type(result) is Identity:  # let through: the pass-through, the one case made cheap here
+            if meter is not None:
+                meter.observe_pass(perf_counter() - start, stored)
+            return result
+        if type(result) is Response:
+            return self._guard_refused(result, start, stored)
+        return run_sync(result, self.store, self.records, meter, APP_ROUTE, start,  # type: ignore[arg-type]
+                        [(Guard, stored)] if meter is not None else None)
 
-    def ahandle(self, request: Request) -> Coroutine[Any, Any, Response | Identity | None]:
-        """``await auth.ahandle(request)``: ``handle`` for ASGI. Not a coroutine function itself: it
-        hands over the driver's coroutine, one coroutine less on every request."""
-        if self.tracing is None:
-            if self.metrics is None:
-                return run_async(self.gateway.handle(request), self.store, self.records)
-            start = perf_counter()
-            gateway = self.gateway
-            return run_async(gateway.decide(request), self.store, self.records, self.metrics, gateway.route(request),
-                             start)
-        return run_async(self.gateway.handle(request), *self._measured_stores())
+    async def ahandle(self, request: Request) -> Response | Identity | None:
+        """``await auth.ahandle(request)``: ``handle`` for ASGI (the same steps; the store awaited)."""
+        if self.tracing is not None:
+            return await run_async(self.gateway.handle(request), *self._measured_stores())
+        meter = self.metrics
+        start = perf_counter() if meter is not None else 0.0
+        step = self.gateway.step(request)
+        if type(step) is not GuardStep:
+            if step is None or type(step) is Response:
+                return self._answered(request, step, start)
+            return await run_async(step, self.store, self.records, meter,  # type: ignore[arg-type]
+                                   self.gateway.route(request) if meter is not None else "", start)
+        store = self.store
+        began = perf_counter() if meter is not None else 0.0
+        try:
+            reply = store.execute(step.op) if store.in_process else await store.aexecute(step.op)
+        except AuthError as error:
+            return self._guard_failed(error, start, began)
+        stored = perf_counter() - began if meter is not None else 0.0
+        result = self.gateway.finish(step, reply)
+        if type(result) is Identity:  # let through: the pass-through, the one case made cheap here
+            if meter is not None:
+                meter.observe_pass(perf_counter() - start, stored)
+            return result
+        if type(result) is Response:
+            return self._guard_refused(result, start, stored)
+        return await run_async(result, store, self.records, meter, APP_ROUTE, start,  # type: ignore[arg-type]
+                               [(Guard, stored)] if meter is not None else None)
+
+    # handle's and ahandle's own steps (no I/O), written once for both.
+    def _answered(self, request: Request, answer: Response | None, start: float) -> Response | None:
+        """An answer ``Gateway.step`` gave at once (a public path, a refusal), reported."""
+        if self.metrics is not None:
+            self.metrics.observe_request(self.gateway.route(request), answer, perf_counter() - start, None)
+        return answer
+
+    def _guard_failed(self, error: AuthError, start: float, began: float) -> Response:
+        """The guard's op failed (the store's ``AuthError``: 503): rendered as the gateway's flow does."""
+        response = error_response(error)
+        meter = self.metrics
+        if meter is not None:
+            now = perf_counter()
+            meter.observe_store_failure(Guard, now - began)
+            meter.observe_request(APP_ROUTE, response, now - start, None)
+        return response
+
+    def _guard_refused(self, response: Response, start: float, stored: float) -> Response:
+        """A refusal ``Gateway.finish`` gave (``stored``: the guard op's time), reported."""
+        if self.metrics is not None:
+            self.metrics.observe_request(APP_ROUTE, response, perf_counter() - start, [(Guard, stored)])
+        return response
 
     def _measured_stores(self) -> tuple[OpStore, RecordRunner]:
         """``_ops()`` and ``_records()`` with metrics or tracing on, in one call while neither store

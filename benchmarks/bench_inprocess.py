@@ -497,32 +497,24 @@ def profile(kind: str, n: int) -> None:
 def breakdown(n: int = 20000, reps: int = 15) -> None:
     """Where the ASGI pass-through's time goes: each piece of ``BanataMiddleware`` timed on its own
     (median of ``reps`` loops of ``n`` calls, thread CPU µs per call)."""
-    from banata_middleware.adapters.starlette import _WANTED
+    from banata_middleware.adapters.starlette import _ScopeHeaders
     from banata_middleware.effects import Op, run_sync
-    from banata_middleware.flows import Guarded
-    from banata_middleware.http import Request, parse_cookies
-    from banata_middleware.stores.hot_ops import Guard
+    from banata_middleware.http import NO_QUERY, Request
 
     setup = Setup()
     asyncio.run(setup.enrol())
     auth, flows, gateway = setup.auth, setup.auth.flows, setup.auth.gateway
+    measured = with_metrics(auth)
     scope = asgi_scope("GET", "/api/ping", setup.authenticated_headers())
     raw = scope["headers"]
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in _WANTED}
 
-    def request() -> Request:
-        return Request("GET", "/api/ping", headers, "127.0.0.1")
+    def request() -> Request:  # as the adapter builds it
+        return Request("GET", "/api/ping", _ScopeHeaders(raw, False), "127.0.0.1", NO_QUERY, None, False, "/api/ping",
+                       False)
 
-    token = flows.session_token(request()) or ""
-    read = flows.session_tokens.read(token)
-    assert read is not None
-    uid, sid = read
-
-    def guard_op() -> Guard:  # as Flows.guard builds it
-        return Guard(*flows.keys.for_guard(uid, sid, "-"), flows.now_ms(), "1", "0", 60_000, 0)
-
-    op = guard_op()
-    reply = auth.store.execute(op)
+    step = gateway.step(request())
+    assert type(step).__name__ == "GuardStep", step
+    reply = auth.store.execute(step.op)
 
     class Canned:  # answers the guard op with the reply the memory store gave: the flow's own cost
         in_process = True
@@ -553,23 +545,24 @@ def breakdown(n: int = 20000, reps: int = 15) -> None:
         ("bare Starlette endpoint", asgi_loop(starlette_bare())),
         ("BanataMiddleware + endpoint", asgi_loop(BanataMiddleware(starlette_bare(), auth))),
         ("BanataMiddleware around a no-op app: the whole middleware", asgi_loop(BanataMiddleware(noop, auth))),
-        ("  adapter: decode the wanted headers (4 of 10)",
-         timed_loop(lambda: {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in _WANTED})),
-        ("  adapter: Request(...)", timed_loop(request)),
-        ("  gateway.handle + flows.guard, store answering at once", timed_loop(
-            lambda: run_sync(gateway.handle(request()), canned))),
-        ("    flows.guard alone (same)", timed_loop(lambda: run_sync(flows.guard(request()), canned))),
-        ("      _cookie_ids: cookies and tokens", timed_loop(lambda: flows._cookie_ids(request(), True))),
-        ("        parse_cookies (3 cookies)", timed_loop(lambda: parse_cookies(headers["cookie"]))),
-        ("        TokenSigner.read (cached)", timed_loop(lambda: flows.session_tokens.read(token))),
-        ("      Guard(...) with keys.for_guard and now_ms", timed_loop(guard_op)),
-        ("      reading the reply into Guarded", timed_loop(
-            lambda: (int(reply.revoked_at or 0), int(reply.session_exp) > 0, int(reply.session_created) > 0,
-                     Guarded(uid, sid, int(reply.session_aal or 1), int(reply.session_mfa or 0), reply.tfa == "1",
-                             False)))),
-        ("  MemoryStore.execute(guard) (read fast path, with the lock)", timed_loop(lambda: auth.store.execute(op))),
-        ("    _read_guard itself", timed_loop(lambda: auth.store._read_guard(op))),
+        ("  adapter: _ScopeHeaders(...) and Request(...)", timed_loop(request)),
+        ("  gateway.step, with the adapter's: path checks, rule, guard_op (its ids kept by Cookie header)",
+         timed_loop(lambda: gateway.step(request()))),
+        ("    flows.guard_op alone (with the adapter's)", timed_loop(lambda: flows.guard_op(request()))),
+        ("  MemoryStore.execute(guard) (read fast path, with the lock)",
+         timed_loop(lambda: auth.store.execute(step.op))),
+        ("    _read_guard itself", timed_loop(lambda: auth.store._read_guard(step.op))),
+        ("  gateway.finish: flows.guarded and the admission", timed_loop(lambda: gateway.finish(step, reply))),
+        ("    flows.guarded alone", timed_loop(lambda: flows.guarded(step.uid, step.sid, reply))),
+        ("  (the same request through the gateway's flow, store answering at once)",
+         timed_loop(lambda: run_sync(gateway.handle(request()), canned))),
     ]
+    if measured is not None and measured.metrics is not None:
+        metrics = measured.metrics
+        rows += [
+            ("BanataMiddleware, metrics on, around a no-op app", asgi_loop(BanataMiddleware(noop, measured))),
+            ("  Metrics.observe_pass", timed_loop(lambda: metrics.observe_pass(0.00001, 0.000001))),
+        ]
     print(f"ASGI pass-through, piece by piece (thread CPU µs per call, median of {reps} x {n})")
     for name, us in rows:
         print(f"  {us:7.2f}  {name}")

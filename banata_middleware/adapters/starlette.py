@@ -19,12 +19,14 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "starlette", exc) from exc
 
-from ..http import Request, Response
+from ..http import NO_QUERY, Request, Response
 from ..service import BanataAuth
 
 __all__ = ["BanataMiddleware"]
 
 T = TypeVar("T")
+_NOT_YET: dict[bytes, bytes] = {}  # _ScopeHeaders.one after the first look-up (never written)
+
 
 class _ScopeHeaders(Mapping[str, str]):
     """The request headers as the flows want them (lower-case names, str values), read from the
@@ -35,10 +37,16 @@ class _ScopeHeaders(Mapping[str, str]):
 
     __slots__ = ("one", "raw", "repeated")
 
-    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]], endpoint: bool) -> None:
         self.raw = raw
-        self.one = dict(raw)  # built in C; right for every name unless a line is repeated
-        self.repeated = len(self.one) != len(raw)
+        # name -> value (built in C; right for every name unless a line is repeated): made at once for
+        # an auth endpoint, which reads several headers, else at the second look-up. A pass-through
+        # reads Cookie alone, and one pass over the list costs less than a dict made and freed.
+        self.one: dict[bytes, bytes] | None = None
+        self.repeated = True
+        if endpoint:
+            one = self.one = dict(raw)
+            self.repeated = len(one) != len(raw)
 
     @overload
     def get(self, name: str, /) -> str | None: ...
@@ -46,15 +54,22 @@ class _ScopeHeaders(Mapping[str, str]):
     def get(self, name: str, /, default: str | T) -> str | T: ...
     def get(self, name: str, /, default: object = None) -> object:
         key = name.encode("latin-1")
-        if not self.repeated:
-            one = self.one.get(key)
-            return default if one is None else one.decode("latin-1")
-        found: str | None = None
+        one = self.one
+        if one is None:  # a pass-through's first look-up: the pass over the list below
+            self.one = _NOT_YET
+        else:
+            if one is _NOT_YET:  # the second: the dict
+                one = self.one = dict(self.raw)
+                self.repeated = len(one) != len(self.raw)
+            if not self.repeated:
+                value = one.get(key)
+                return default if value is None else value.decode("latin-1")
+        # Every line of that name, joined (latin-1 decodes byte by byte: joining first is the same).
+        found: bytes | None = None
         for k, v in self.raw:
             if k == key:
-                line = v.decode("latin-1")
-                found = line if found is None else found + ("; " if key == b"cookie" else ", ") + line
-        return default if found is None else found
+                found = v if found is None else found + (b"; " if key == b"cookie" else b", ") + v
+        return default if found is None else found.decode("latin-1")
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -88,13 +103,17 @@ class BanataMiddleware:
             # path the browser sees, as Starlette's own routing reads both forms.
             path = root_path + path
         raw = scope["headers"]
+        # gateway.is_endpoint, its first test the one every other path fails
+        endpoint = (path.startswith(self.base) and kind == "http"
+                    and (path == self.base or path.startswith(self.base_slash)))
         # ASGI allows any iterable; a list or tuple, as servers send, can be read more than once.
-        headers = _ScopeHeaders(raw if type(raw) is list or type(raw) is tuple else list(raw))
+        headers = _ScopeHeaders(raw if type(raw) is list or type(raw) is tuple else list(raw), endpoint)
         client = scope.get("client")
-        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "",
-                          raw_path=(scope.get("raw_path") or b"").decode("latin-1"),
-                          websocket=kind == "websocket")
-        if kind == "http" and (path.startswith(self.base_slash) or path == self.base):  # gateway.is_endpoint
+        # Every field by position (method, path, headers, client, query, body, body_too_large,
+        # raw_path, websocket): keywords cost a Python call more than the whole rest of it.
+        request = Request(scope.get("method", "GET"), path, headers, client[0] if client else "", NO_QUERY, None,
+                          False, (scope.get("raw_path") or b"").decode("latin-1"), kind == "websocket")
+        if endpoint:
             query: bytes = scope.get("query_string", b"")
             if query:
                 request.query = dict(parse_qsl(query.decode("latin-1")))

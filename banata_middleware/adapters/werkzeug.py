@@ -39,7 +39,7 @@ except ModuleNotFoundError as exc:
     raise missing_extra(__name__, "werkzeug", exc) from exc
 
 from ..errors import AuthError
-from ..http import Identity, Request, Response, error_response
+from ..http import NO_QUERY, Identity, Request, Response, error_response
 from ..service import BanataAuth
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ class _EnvironHeaders(Mapping[str, str]):
     @overload
     def get(self, name: str, /, default: str | T) -> str | T: ...
     def get(self, name: str, /, default: object = None) -> object:
-        return self.environ.get(self._key(name), default)
+        # _key, inlined: a pass-through reads Cookie through here
+        return self.environ.get(_ENVIRON_KEYS.get(name) or "HTTP_" + name.upper().replace("-", "_"), default)
 
     def __iter__(self) -> Iterator[str]:
         for key in self.environ:
@@ -99,16 +100,19 @@ class BanataMiddleware:
         self.app = app
         self.auth = auth
         self.max_body = auth.config.policies.max_body_bytes
+        self.base, self.base_slash = auth.config.base_path, auth.config.base_path + "/"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         if not path.isascii():
             # PEP 3333 hands the path over as latin-1; decode it as UTF-8 like ASGI servers do.
             path = path.encode("latin-1").decode("utf-8", "replace")
+        # Every field by position (method, path, headers, client, query, body, body_too_large,
+        # raw_path, websocket): keywords cost a Python call more than the whole rest of it.
         request = Request(environ.get("REQUEST_METHOD", "GET"), path, _EnvironHeaders(environ),
-                          environ.get("REMOTE_ADDR") or "", raw_path=_raw_path(environ),
-                          websocket="websocket" in environ.get("HTTP_UPGRADE", "").lower())
-        if self.auth.gateway.is_endpoint(path):
+                          environ.get("REMOTE_ADDR") or "", NO_QUERY, None, False, _raw_path(environ),
+                          "websocket" in environ.get("HTTP_UPGRADE", "").lower())
+        if path.startswith(self.base) and (path == self.base or path.startswith(self.base_slash)):  # is_endpoint
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
             request.body, request.body_too_large = self._read_body(environ)
         result = self.auth.handle(request)
@@ -150,7 +154,8 @@ def _raw_path(environ: WSGIEnvironment) -> str:
     (``REQUEST_URI``: mod_wsgi, uWSGI, Werkzeug; ``RAW_URI``: gunicorn, Werkzeug); else empty.
     PATH_INFO is already decoded, so ``%2f`` in it can no longer be told from ``/``."""
     raw: str = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
-    raw = raw.partition("?")[0].partition("#")[0]
+    if "?" in raw or "#" in raw:
+        raw = raw.partition("?")[0].partition("#")[0]
     if raw and not raw.startswith("/"):  # absolute form: GET http://host/path HTTP/1.1
         scheme, sep, rest = raw.partition("://")
         raw = "/" + rest.partition("/")[2] if sep and scheme.isalpha() else raw

@@ -69,6 +69,11 @@ def iso(ms: int | float | str | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
+@lru_cache(maxsize=64)  # a session's 'amr', one of a few strings (AMR_*), read on every request
+def _amr(stored: str) -> tuple[str, ...]:
+    return tuple(stored.split())
+
+
 def pairs(flat: list[Any]) -> dict[str, str]:
     """A Redis HGETALL reply (flat list) as a dict; values arrive as str (decode_responses)."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -104,6 +109,11 @@ AMR_PASSKEY_VERIFIED = "pop user mfa"
 SEEN_GRANULARITY_MS = 60_000
 # What Retry-After says of the permanent lock: it has no end.
 PERMANENT_LOCK_MS = 100 * 365 * 24 * 3600 * 1000
+# guard_op's cache: (user id, session id hash, user key, session key, challenge key, want session,
+# want challenge), by Cookie header; bounded in entries and in the size of a header kept.
+_GuardIds = tuple[str, str, str, str, str, str, str]
+_GUARD_CACHE_SIZE = 4096
+_GUARD_CACHE_HEADER = 1024
 
 
 @dataclass(slots=True)
@@ -197,6 +207,7 @@ class SessionCore:
     ) -> None:
         self.config = config
         self.policies = config.policies
+        self._clock_now = config.clock.now  # the config is frozen: its clock stays (now_ms, twice a request)
         self.keys = Keys(config.key_prefix)
         self.keyring = keyring
         self.hasher = hasher
@@ -215,6 +226,9 @@ class SessionCore:
         #: The cookies this module owns (``Flows.cookie_names`` adds those of the others).
         self.cookies: tuple[str, ...] = (self.session_cookie, self.challenge_cookie, self.trust_cookie)
         self.aal2_limits = bool(self.policies.aal2_max_lifetime or self.policies.aal2_idle_timeout)
+        self.guard_idle_ms = self.policies.aal2_idle_timeout * 1000
+        # Cookie header -> what guard_op reads from it (_guard_ids_of).
+        self._guard_ids: dict[str, _GuardIds] = {}
 
     def routes(self) -> Routes:
         """The endpoints of this layer and the ones below it: each layer adds its own to its base's
@@ -224,7 +238,7 @@ class SessionCore:
     # -- small pieces ----------------------------------------------------------------------
     def now_ms(self) -> int:
         """The configured clock's time, in ms (what the scripts are given as 'now')."""
-        return int(self.config.clock.now() * 1000)
+        return int(self._clock_now() * 1000)
 
     def head(self, uid: str, req: Request | None) -> Head:
         """What every writing operation of user ``uid`` starts with (``hot_ops.Head``)."""
@@ -462,37 +476,72 @@ class SessionCore:
         uid, sid, cid, token = ids
         return (yield from self.load(uid, sid=sid, cid=cid, token=token))
 
-    def guard(self, req: Request) -> Flow[Guarded | None]:
-        """What the middleware needs to decide on a protected request, read lean (``guard.lua``)."""
-        ids = self._cookie_ids(req, True)
+    # -- the guard: every protected request ------------------------------------------------
+    # Plain functions, not a generator: the gateway's guard flow (``Gateway.handle``) and the drivers'
+    # direct pass-through (``BanataAuth.handle``/``ahandle``) both run the guard as these three steps
+    # (``guard_op``, the store, ``guarded``; ``guard_refill`` between them when the copy is gone),
+    # so that it is written once and a pass-through pays no generator.
+    def guard_op(self, req: Request) -> tuple[str, str, Guard] | None:
+        """(user id, session id hash, the ``Guard`` op) of a protected request, or None when it names
+        no user (no cookie or bearer token, or none that verifies)."""
+        header = req.headers.get("cookie") or ""
+        ids = self._guard_ids.get(header)
         if ids is None:
-            return None
-        uid, sid, cid, _ = ids
+            ids = self._guard_ids_of(req, header)
+            if ids is None:
+                return None
+        uid, sid, user_key, session_key, challenge_key, want_session, want_challenge = ids
         # By position, unlike every other operation: this runs on every request. The order is
-        # hot_ops.Guard's (keys, now, wants, timings); tuple.__new__ skips the NamedTuple's
-        # Python-level __new__, as for Guarded below.
-        op = _new_tuple(Guard, (*self.keys.for_guard(uid, sid or "-", cid or "-"), self.now_ms(),
-                                "1" if sid else "0", "1" if cid else "0", SEEN_GRANULARITY_MS,
-                                self.policies.aal2_idle_timeout * 1000))
-        r: GuardReply = yield op
-        if r.rec is None and (r.session_exp is not None or r.challenge_exp is not None):
-            # The copy is gone (an eviction) while a session or challenge is still there: rebuilt
-            # from SQL before deciding, so that a revocation recorded there still counts.
-            yield from self.fill_copy(uid, {} if r.tfa is None else {"tfa": r.tfa})
-            r = yield op
-        now = self.now_ms()
-        revoked_at = int(r.revoked_at or 0)
-        session_live = (r.session_exp is not None and int(r.session_exp) > now
-                        and int(r.session_created or 0) > revoked_at)
+        # hot_ops.Guard's (keys, now (now_ms(), inlined), wants, timings); tuple.__new__ skips the
+        # NamedTuple's Python-level __new__, as for Guarded below.
+        return uid, sid, _new_tuple(Guard, (user_key, session_key, challenge_key, int(self._clock_now() * 1000),
+                                            want_session, want_challenge, SEEN_GRANULARITY_MS, self.guard_idle_ms))
+
+    def _guard_ids_of(self, req: Request, header: str) -> _GuardIds | None:
+        """``guard_op``'s ids and keys, read from the request's cookies (or bearer token), and kept by
+        Cookie header when they come from it alone: a browser sends the same header again and again,
+        and the cookies' parse, the tokens' reads and the keys are a third of the guard's work."""
+        found = self._cookie_ids(req, True)
+        if found is None:
+            return None
+        uid, sid, cid, _ = found
+        ids = (uid, sid, *self.keys.for_guard(uid, sid or "-", cid or "-"), "1" if sid else "0", "1" if cid else "0")
+        # Kept only when the Cookie header alone decides them (its session cookie is there, so no
+        # bearer token is read) and that cookie's token verified (sid: forgeries never enter, as in
+        # TokenSigner's own cache). Bounded like the parsed cookies' cache: a clear now and then.
+        if sid and len(header) <= _GUARD_CACHE_HEADER and req.cookies().get(self.session_cookie):
+            cache = self._guard_ids
+            if len(cache) >= _GUARD_CACHE_SIZE:
+                cache.clear()  # no pop: it would race across WSGI threads
+            cache[header] = ids
+        return ids
+
+    def guard_refill(self, uid: str, op: Guard, r: GuardReply) -> Flow[GuardReply]:
+        """``op``'s reply after the user's copy was rebuilt from SQL, for a reply ``r`` that ``guarded``
+        could not decide on: the copy is gone (an eviction) while a session or challenge is still
+        there, and a revocation recorded in SQL must still count."""
+        yield from self.fill_copy(uid, {} if r.tfa is None else {"tfa": r.tfa})
+        reply: GuardReply = yield op
+        return reply
+
+    def guarded(self, uid: str, sid: str, r: GuardReply, refilled: bool = False) -> Guarded | None:
+        """What the middleware decides on, read from the guard's reply (``guard_op``'s op); None when
+        the copy must be rebuilt first (``guard_refill``, then this again with ``refilled``)."""
+        # By position (GuardReply's order): a NamedTuple's attribute is a descriptor call, an unpack is not.
+        tfa, revoked, s_exp, s_created, s_aal, s_mfa, c_exp, c_created, s_amr, s_auth, s_seen, rec = r
+        if rec is None and (s_exp is not None or c_exp is not None) and not refilled:
+            return None
+        now = int(self._clock_now() * 1000)  # now_ms(), inlined here and in guard_op: every request
+        revoked_at = int(revoked or 0)
+        session_live = s_exp is not None and int(s_exp) > now and int(s_created or 0) > revoked_at
         if session_live and self.aal2_limits:
-            session_live = not self.aal2_expired({"created": r.session_created, "aal": r.session_aal,
-                                                  "auth": r.session_auth, "seen": r.session_seen}, now)
-        pending_live = (r.challenge_exp is not None and int(r.challenge_exp) > now
-                        and int(r.challenge_created or 0) > revoked_at)
+            session_live = not self.aal2_expired({"created": s_created, "aal": s_aal, "auth": s_auth,
+                                                  "seen": s_seen}, now)
+        pending_live = c_exp is not None and int(c_exp) > now and int(c_created or 0) > revoked_at
         if not session_live:
-            return _new_tuple(Guarded, (uid, "", 0, 0, r.tfa == "1", pending_live, ()))
-        return _new_tuple(Guarded, (uid, sid, int(r.session_aal or 1), int(r.session_mfa or 0), r.tfa == "1",
-                                    pending_live, tuple((r.session_amr or "").split())))
+            return _new_tuple(Guarded, (uid, "", 0, 0, tfa == "1", pending_live, ()))
+        return _new_tuple(Guarded, (uid, sid, int(s_aal or 1), int(s_mfa or 0), tfa == "1", pending_live,
+                                    _amr(s_amr or "")))
 
     def aal2_expired(self, session: dict[str, Any], now: int) -> bool:
         """An aal 2 session past ``Policies.aal2_max_lifetime`` since its sign-in ('auth', kept

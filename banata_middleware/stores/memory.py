@@ -26,6 +26,7 @@ Reply = Any
 _new_tuple = tuple.__new__
 T = TypeVar("T", set[str], dict[str, int])
 TRUSTED_DEVICES_CAP = 20  # as lua/_prelude.lua
+_NOTHING: dict[str, str] = {}  # an absent record, shared: read, never written
 
 
 class _Script:
@@ -258,7 +259,10 @@ class MemoryStore:
     # -- plumbing ---------------------------------------------------------------------------
     def execute(self, op: HotOp) -> Reply:
         """Runs ``op``'s twin; returns its typed reply (``hot_ops``)."""
-        with self._lock:
+        # acquire/release rather than `with`: half the cost, on every request (the guard).
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._expiry_heap and self._expiry_heap[0][0] <= self.clock.now():
                 self._sweep(self.SWEEP_PER_OP)
             kind = type(op)
@@ -269,6 +273,8 @@ class MemoryStore:
             head: Head | None = op.head if spec.user else None  # type: ignore[union-attr]
             x = _Script(self, head, head.now_ms if head is not None else op.now_ms)  # type: ignore[union-attr]
             return spec.reply(twin(x, op))
+        finally:
+            lock.release()
 
     async def aexecute(self, op: HotOp) -> Reply:
         # No I/O and a short critical section: blocking the loop for microseconds beats a thread hop.
@@ -391,19 +397,23 @@ class MemoryStore:
         """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
         (checked by the caller), so the garbage-collection expiry is not consulted here."""
         data = self.data
-        u = data.get(op.user_key) or {}
-        s = (data.get(op.session_key) or {}) if op.want_session == "1" else {}
-        c = (data.get(op.challenge_key) or {}) if op.want_challenge == "1" else {}
+        # By position (hot_ops.Guard's order), and the empty records shared (never written: only a
+        # session found is): attribute reads and three dicts less, on every request.
+        user_key, session_key, challenge_key, now_ms, want_session, want_challenge, seen_every_ms, idle_ms = op
+        u = data.get(user_key) or _NOTHING
+        s = (data.get(session_key) or _NOTHING) if want_session == "1" else _NOTHING
+        c = (data.get(challenge_key) or _NOTHING) if want_challenge == "1" else _NOTHING
+        exp, created, seen = s.get("exp"), s.get("created"), s.get("seen")
         # GuardReply's fields, in its order; tuple.__new__ skips the NamedTuple's Python-level
         # __new__ (this runs on every request).
-        reply = _new_tuple(GuardReply, (u.get("tfa"), u.get("revoked_at"), s.get("exp"), s.get("created"),
-                                        s.get("aal"), s.get("mfa"), c.get("exp"), c.get("created"), s.get("amr"),
-                                        s.get("auth"), s.get("seen"), u.get("rec")))
+        reply = _new_tuple(GuardReply, (u.get("tfa"), u.get("revoked_at"), exp, created, s.get("aal"), s.get("mfa"),
+                                        c.get("exp"), c.get("created"), s.get("amr"), s.get("auth"), seen,
+                                        u.get("rec")))
         if s:
-            now = int(op.now_ms)
-            since = now - int(s.get("seen") or s.get("created") or now)
-            if since >= int(op.seen_every_ms) and int(s.get("exp") or 0) > now:
-                idle = int(op.idle_timeout_ms)
+            now = int(now_ms)
+            since = now - int(seen or created or now)
+            if since >= int(seen_every_ms) and int(exp or 0) > now:
+                idle = int(idle_ms)
                 if not (idle > 0 and int(s.get("aal") or 1) >= 2 and since > idle):
                     s["seen"] = str(now)
         return reply

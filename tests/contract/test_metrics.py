@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from harness import SITE, FailingStore, Stack
 
@@ -225,3 +226,175 @@ def test_metrics_alone_and_with_tracing_count_the_same(stack_factory: Callable[.
     assert alone[answer("(app)", 200)] == 1 and alone[answer("(app)", 401, "UNAUTHORIZED")] == 1
     # The signed-in pass-through runs the guard; the anonymous one has no cookie to look up.
     assert alone[key("banata_store_seconds_count", op="guard")] == 1
+
+
+def _evict_copy(stack: Stack, uid: str) -> None:
+    """The user's hash (the read-through copy) is gone, as after an eviction; the session stays."""
+    key = stack.auth.flows.keys.user(uid)
+    if stack.redis is not None:
+        with stack.redis.client() as client:
+            client.delete(key)
+    else:
+        store: Any = stack.auth.store
+        store.data.pop(key, None)
+
+
+def test_a_pass_through_that_rebuilds_the_copy_counts_the_same_with_and_without_tracing(
+        stack_factory: Callable[..., Stack]) -> None:
+    """The drivers' direct pass-through hands the rest to the gateway's flow when the copy must be
+    rebuilt first: the guard, the record read, the fill and the guard again are counted as the
+    flow with tracing on counts them, and the request once."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from banata_middleware.tracing import Tracing
+
+    def counts(traced: bool) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        registry = CollectorRegistry()
+        extra = {"tracing": Tracing(sdk.TracerProvider())} if traced else {}
+        stack = stack_factory(metrics=Metrics(registry), **extra)
+        api = stack.client()
+        api.sign_up(f"refill-{traced}@example.com")
+        uid = api.get("/api/me").json()["userId"]
+        reader = Reader(registry)
+        reader.mark()
+        _evict_copy(stack, uid)
+        assert api.get("/api/me").json()["userId"] == uid
+        now = reader.snapshot()
+        return {k: v - reader.before.get(k, 0.0) for k, v in now.items()
+                if k[0].endswith(("_total", "_count")) and v != reader.before.get(k, 0.0)}
+
+    alone, traced = counts(False), counts(True)
+    assert alone == traced
+    assert alone == {answer("(app)", 200): 1, key("banata_request_seconds_count", route="(app)"): 1,
+                     key("banata_store_seconds_count", op="guard"): 2,
+                     key("banata_store_seconds_count", op="sql.LoadUser"): 1,
+                     key("banata_store_seconds_count", op="user_fill"): 1}
+
+
+def test_pass_throughs_under_threads_lose_no_count(stack_factory: Callable[..., Stack]) -> None:
+    """WSGI servers run requests in threads: every pass-through is counted once, while scrapes (which
+    add the pass-throughs' own counts into their series) run beside them."""
+    import sys
+    import threading
+
+    stack, reader = build(stack_factory)
+    if stack.adapter != "wsgi":
+        pytest.skip("threads: the WSGI adapter (ASGI runs its requests on one loop)")
+    api = stack.client()
+    api.sign_up("threads@example.com")
+    cookies = dict(api.http.cookies)
+    threads, each = 6, 150
+    reader.mark()
+    before = reader.snapshot()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def requests() -> None:
+        try:
+            with httpx.Client(transport=stack.transport_factory("127.0.0.1"), base_url=SITE, cookies=cookies) as c:
+                for _ in range(each):
+                    assert c.get("/api/me").status_code == 200
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def scrapes() -> None:
+        while not done.is_set():
+            list(reader.registry.collect())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        workers = [threading.Thread(target=requests) for _ in range(threads)]
+        scraper = threading.Thread(target=scrapes)
+        scraper.start()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        done.set()
+        scraper.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[0]
+    now = reader.snapshot()
+
+    def moved(k: tuple[str, tuple[tuple[str, str], ...]]) -> float:
+        return now.get(k, 0.0) - before.get(k, 0.0)
+
+    n = threads * each
+    assert moved(answer("(app)", 200)) == n
+    assert moved(key("banata_request_seconds_count", route="(app)")) == n
+    assert moved(key("banata_request_seconds_bucket", route="(app)", le="+Inf")) == n
+    assert moved(key("banata_store_seconds_count", op="guard")) == n
+
+
+def test_observe_pass_under_threads_and_scrapes_loses_no_count() -> None:
+    """``Metrics.observe_pass`` from threads at full speed, scraped meanwhile: every observation is in
+    the series once (its counts are added into them at each scrape, under the same lock). Without
+    the lock, about one round in two loses observations here; five rounds."""
+    import sys
+    import threading
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    threads, each = 4, 30_000
+
+    def observe(start: threading.Barrier) -> None:
+        start.wait()
+        for i in range(each):
+            metrics.observe_pass(0.0001 if i % 2 else 0.002, 0.00005 if i % 3 else 0.003)
+
+    def scrape(start: threading.Barrier, done: threading.Event) -> None:
+        start.wait()
+        while not done.is_set():
+            list(registry.collect())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        for round_ in range(1, 6):
+            done = threading.Event()
+            start = threading.Barrier(threads + 1)
+            workers = [threading.Thread(target=observe, args=(start,)) for _ in range(threads)]
+            scraper = threading.Thread(target=scrape, args=(start, done))
+            for t in [*workers, scraper]:
+                t.start()
+            for w in workers:
+                w.join()
+            done.set()
+            scraper.join()
+            n = threads * each * round_
+            snapshot = Reader(registry).snapshot()
+            assert snapshot[answer("(app)", 200)] == n
+            assert snapshot[key("banata_request_seconds_count", route="(app)")] == n
+            assert snapshot[key("banata_request_seconds_bucket", route="(app)", le="0.0005")] == n / 2
+            assert snapshot[key("banata_store_seconds_count", op="guard")] == n
+            assert snapshot[key("banata_request_seconds_sum", route="(app)")] == pytest.approx(n / 2 * 0.0021)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_observe_pass_exposes_what_observe_request_exposes() -> None:
+    """The pass-through's own counts (``observe_pass``) come out as the same series, samples and values
+    as the same requests reported the general way (``observe_request``), ``_created`` times aside."""
+    from prometheus_client import generate_latest
+
+    from banata_middleware.http import Identity
+    from banata_middleware.stores.hot_ops import Guard
+
+    timings = [(0.0001, 0.00002), (0.003, 0.0004), (0.7, 0.3), (0.00005, 0.00009), (6.0, 2.0)]
+    general, direct = CollectorRegistry(), CollectorRegistry()
+    by_request, by_pass = Metrics(general), Metrics(direct)
+    identity = Identity("u1", "s1", 2, None, True)
+    for seconds, stored in timings:
+        by_request.observe_request("(app)", identity, seconds, [(Guard, stored)])
+        by_pass.observe_pass(seconds, stored)
+
+    def exposition(registry: CollectorRegistry) -> tuple[list[str], list[str]]:
+        lines = generate_latest(registry).decode().splitlines()
+        created = [line.split(" ")[0] for line in lines if "_created" in line]
+        return [line for line in lines if "_created" not in line], created
+
+    assert exposition(general) == exposition(direct)
+    assert exposition(direct)[1]  # the three series have their _created samples
+    by_pass.observe_pass(0.0001, 0.00002)  # and after a scrape, the next pass-through is counted on top
+    assert Reader(direct).snapshot()[answer("(app)", 200)] == len(timings) + 1
