@@ -4,7 +4,8 @@ Users get 2FA directly with ``BanataAuth.aimport_totp`` and their pending sign-i
 the pass-through users' sessions) are minted with ``BanataAuth.abegin_second_factor``, against the
 same Redis and secret as the server. To mint hundreds of thousands of challenges in seconds, the
 ``BanataAuth`` used here runs on :class:`PipelinedStore`: an ``OpStore`` that runs the very same
-Lua scripts, but sends the operations of many concurrent flows in one Redis pipeline.
+Lua scripts and reads (``stores/redis.py`` ``READS``), but sends the operations of many concurrent
+flows in one Redis pipeline.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from banata_middleware import BanataAuth
 from banata_middleware.demo.app import demo_config
 from banata_middleware.effects import Op
 from banata_middleware.stores.hot_ops import OPS
-from banata_middleware.stores.redis import load_scripts
+from banata_middleware.stores.redis import READS, load_scripts
 
 from .app import BARE_KEY, BARE_VALUE
 
@@ -67,19 +68,33 @@ class PipelinedStore:
         batch, self._queue = self._queue, []
         pipe = self.client.pipeline(transaction=False)
         specs = [OPS[type(op)] for op, _ in batch]
+        sent: list[int] = []  # replies per op: 1 for a script, one per command for a read
         for (op, _), spec in zip(batch, specs, strict=True):
-            pipe.evalsha(self.sha[spec.name], len(spec.keys), *spec.flat(op))
+            read = READS.get(spec.name)
+            if read is None:
+                pipe.evalsha(self.sha[spec.name], len(spec.keys), *spec.flat(op))
+                sent.append(1)
+            else:  # not atomic here: seeding touches each user from one flow at a time
+                commands = read.commands(op)
+                for command in commands:
+                    pipe.execute_command(*command)
+                sent.append(len(commands))
         try:
             replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             for _, future in batch:
                 future.set_exception(exc)
             return
-        for (_, future), spec, reply in zip(batch, specs, replies, strict=True):
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
+        at = 0
+        for (op, future), spec, count in zip(batch, specs, sent, strict=True):
+            mine, at = replies[at:at + count], at + count
+            error = next((r for r in mine if isinstance(r, Exception)), None)
+            if error is not None:
+                future.set_exception(error)
+            elif spec.name in READS:
+                future.set_result(READS[spec.name].reply(op, mine))  # seeding never writes a last use
             else:
-                future.set_result(spec.reply(reply))  # typed, as RedisStore replies
+                future.set_result(spec.reply(mine[0]))  # typed, as RedisStore replies
 
     async def aclose(self) -> None:
         await self.client.aclose()
