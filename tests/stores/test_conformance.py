@@ -513,11 +513,16 @@ def test_redis_and_memory_stores_answer_alike(redis_server: RedisServer) -> None
         server = redis_server
         reached: ClassVar[Counter[str]] = Counter()
 
-    run_state_machine_as_test(Machine, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=50 if EXAMPLES > CI_EXAMPLES else 30, deadline=None, database=None,
-        print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-    print("\n".join(f"{n:6d}  {what}" for what, n in sorted(Machine.reached.items())))
     reached = {"challenge_answer OK", "challenge_answer LOCKED", "session_answer OK", "trust_use OK",
                "otp_issue OK", "otp_enrol OK", "guard seen written", "guard seen not due",
                "guard idle session not revived"}
+    # A random search of this size misses otp_enrol or trust_use in about 1 run of 4: another search
+    # (at most two more, each also checking the stores agree) before calling it a coverage loss.
+    for _ in range(3):
+        run_state_machine_as_test(Machine, settings=settings(
+            max_examples=EXAMPLES, stateful_step_count=50 if EXAMPLES > CI_EXAMPLES else 30, deadline=None,
+            database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+        if reached <= set(Machine.reached):
+            break
+    print("\n".join(f"{n:6d}  {what}" for what, n in sorted(Machine.reached.items())))
     assert reached <= set(Machine.reached), f"the search no longer reaches {reached - set(Machine.reached)}"
