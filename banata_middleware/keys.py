@@ -17,12 +17,12 @@ class Keys:
         return f"{self.prefix}:{{u:{uid}}}"
 
     def for_load(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str, str]:
-        """The keys ``load.lua`` reads, built from one prefix (this runs on every request)."""
+        """The keys the ``Load`` read reads, built from one prefix (this runs on every request)."""
         u = f"{self.prefix}:{{u:{uid}}}"
         return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash, u + ":bcp"
 
     def for_guard(self, uid: str, sid_hash: str, cid_hash: str) -> tuple[str, str, str]:
-        """The keys ``guard.lua`` reads (every protected request)."""
+        """The keys the ``Guard`` read reads (every protected request)."""
         u = f"{self.prefix}:{{u:{uid}}}"
         return u + ":user", u + ":s:" + sid_hash, u + ":ch:" + cid_hash
 

@@ -3,7 +3,7 @@ Django ASGI or any ASGI app.
 
 It serves the auth endpoints under ``config.base_path``, refuses protected paths per the contract,
 and passes everything else through with the caller's ``Identity`` in ``scope["banata"]``.
-Bodies are read only for the auth endpoints, and never past the size cap.
+Bodies are read only for the auth endpoints (not for a GET), and never past the size cap.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class BanataMiddleware:
             query: bytes = scope.get("query_string", b"")
             if query:
                 request.query = dict(parse_qsl(query.decode("latin-1")))
-            request.body, request.body_too_large = await self._read_body(receive, headers)
+            if request.method != "GET":  # no GET endpoint reads a body (get-session is polled)
+                request.body, request.body_too_large = await self._read_body(receive, headers)
         result = await self.auth.ahandle(request)
         if result is None:
             await self.app(scope, receive, send)

@@ -3,7 +3,7 @@
 It serves the auth endpoints under ``config.base_path``, refuses protected paths per the contract,
 and passes everything else through with the caller's ``Identity`` in ``environ["banata"]``
 (and the ``BanataAuth`` in ``environ["banata.auth"]``, for view helpers). Bodies are read only
-for the auth endpoints, and never past the size cap.
+for the auth endpoints (not for a GET), and never past the size cap.
 
 .. code-block:: python
 
@@ -114,7 +114,8 @@ class BanataMiddleware:
                           "websocket" in environ.get("HTTP_UPGRADE", "").lower())
         if path.startswith(self.base) and (path == self.base or path.startswith(self.base_slash)):  # is_endpoint
             request.query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
-            request.body, request.body_too_large = self._read_body(environ)
+            if request.method != "GET":  # no GET endpoint reads a body (get-session is polled)
+                request.body, request.body_too_large = self._read_body(environ)
         result = self.auth.handle(request)
         if isinstance(result, Response):
             return _render(result, environ, start_response)

@@ -105,7 +105,8 @@ AMR_OTP = "otp"
 # biometric, modality unknown) the passkey is two factors in one: 'mfa' as well.
 AMR_PASSKEY = "pop user"
 AMR_PASSKEY_VERIFIED = "pop user mfa"
-# The last-use time ('seen') of a session is written at most this often (guard.lua).
+# The last-use time ('seen') of a session is written at most this often (the guard: stores/redis.py
+# SEEN_SCRIPT, MemoryStore._read_guard).
 SEEN_GRANULARITY_MS = 60_000
 # What Retry-After says of the permanent lock: it has no end.
 PERMANENT_LOCK_MS = 100 * 365 * 24 * 3600 * 1000
@@ -118,7 +119,7 @@ _GUARD_CACHE_HEADER = 1024
 
 @dataclass(slots=True)
 class Caller:
-    """A user as loaded by ``load.lua``: the user hash plus the session and/or challenge named by
+    """A user as loaded by the ``Load`` read: the user hash plus the session and/or challenge named by
     the request's cookies (None when absent, expired or not asked for)."""
 
     uid: str
@@ -546,8 +547,8 @@ class SessionCore:
     def aal2_expired(self, session: dict[str, Any], now: int) -> bool:
         """An aal 2 session past ``Policies.aal2_max_lifetime`` since its sign-in ('auth', kept
         across step-up rotations, else 'created') or idle past ``aal2_idle_timeout`` since its last
-        use ('seen', written coarsely by guard.lua, else 'created'). The same rule for the guard
-        (pass-through requests) and ``load`` (endpoints); guard.lua never refreshes 'seen' on a
+        use ('seen', written coarsely by the guard, else 'created'). The same rule for the guard
+        (pass-through requests) and ``load`` (endpoints); the guard never refreshes 'seen' on a
         session idle past the timeout, so once over, it stays over."""
         p = self.policies
         if int(session.get("aal") or 1) < 2:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
 from . import hot_ops as h
-from .hot_ops import OPS_BY_NAME, GuardReply, Head, HotOp, OpSpec
+from .hot_ops import OPS_BY_NAME, GuardReply, Head, HotOp, LoadReply, OpSpec
 
 __all__ = ["MemoryStore"]
 
@@ -252,9 +252,9 @@ class MemoryStore:
             OPS_BY_NAME[name].type: (OPS_BY_NAME[name], twin) for name, twin in self._scripts.items()
             if name in OPS_BY_NAME
         }
-        # The per-request guard skips the script machinery (it writes at most a session's last use)
-        # and answers its typed reply itself.
-        self._reads: dict[type[Any], Callable[[Any], Reply]] = {h.Guard: self._read_guard}
+        # The two reads every request makes (the guard, which writes at most a session's last use, and
+        # load) skip the script machinery and answer their typed replies themselves.
+        self._reads: dict[type[Any], Callable[[Any], Reply]] = {h.Guard: self._read_guard, h.Load: self._read_load}
 
     # -- plumbing ---------------------------------------------------------------------------
     def execute(self, op: HotOp) -> Reply:
@@ -346,15 +346,19 @@ class MemoryStore:
         pass
 
     # -- twins of lua/*.lua -----------------------------------------------------------------
-    def _op_load(self, x: _Script, op: h.Load) -> Reply:
-        def flat(key: str) -> list[str]:
-            value = self.get(key)
-            return list(chain.from_iterable(value.items())) if isinstance(value, dict) else []
-
-        s = flat(op.session_key) if op.want_session == "1" else []
-        c = flat(op.challenge_key) if op.want_challenge == "1" else []
-        pending = self.get(op.pending_codes_key)
-        return [flat(op.user_key), s, c, sorted(pending) if isinstance(pending, set) else []]
+    def _read_load(self, op: h.Load) -> LoadReply:
+        """Twin of stores/redis.py's ``load`` read: the hashes copied (the flows may write to theirs)
+        and the pending codes, straight into the typed reply (no flattening and pairing again: this
+        runs for get-session and every endpoint)."""
+        get = self.get
+        u, s, c, pending = get(op.user_key), None, None, get(op.pending_codes_key)
+        if op.want_session == "1":
+            s = get(op.session_key)
+        if op.want_challenge == "1":
+            c = get(op.challenge_key)
+        return _new_tuple(LoadReply, (dict(u) if isinstance(u, dict) else {}, dict(s) if isinstance(s, dict) else {},
+                                      dict(c) if isinstance(c, dict) else {},
+                                      list(pending) if isinstance(pending, set) else []))
 
     def _op_user_fill(self, x: _Script, op: h.UserFill) -> Reply:
         user_key = op.head.user_key
@@ -394,8 +398,9 @@ class MemoryStore:
         return ["OK", x.events, list(chain.from_iterable(user.items()))]
 
     def _read_guard(self, op: h.Guard) -> GuardReply:
-        """Twin of guard.lua (its coarse last-use write included). Records carry their own ``exp``
-        (checked by the caller), so the garbage-collection expiry is not consulted here."""
+        """Twin of stores/redis.py's ``guard`` read and its coarse last-use write (SEEN_SCRIPT). Records
+        carry their own ``exp`` (checked by the caller), so the garbage-collection expiry is not
+        consulted here."""
         data = self.data
         # By position (hot_ops.Guard's order), and the empty records shared (never written: only a
         # session found is): attribute reads and three dicts less, on every request.

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from banata_middleware.backup_codes import MAX_LENGTH, MIN_LENGTH, generate_codes, normalize_code
 from banata_middleware.config import TotpPolicy
 from banata_middleware.crypto import Keyring
-from banata_middleware.http import parse_cookies
+from banata_middleware.http import json_body, parse_cookies
 from banata_middleware.policy import ambiguous_path
 from banata_middleware.simulator import VirtualPasskey
 from banata_middleware.tokens import TokenSigner
@@ -925,6 +925,26 @@ def test_parse_cookies_round_trips_well_formed_headers_first_name_wins(pairs: li
     for name, value in pairs:
         expected.setdefault(name, value)
     assert parse_cookies(sep.join(f"{n}={v}" for n, v in pairs)) == expected
+
+
+# What a reply may hold: any text (lone surrogates included: a JSON body may carry them in, and a
+# name or message can echo one), integers past 64 bits, finite floats, nesting.
+REPLY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(REPLY_VALUES)
+def test_json_body_writes_every_reply_value_back_as_it_was(value: object) -> None:
+    # orjson writes most; what it refuses (surrogates, big integers) the standard encoder writes.
+    assert json.loads(json_body(value)) == value
+
+
+def test_json_body_writes_what_orjson_refuses_as_the_standard_encoder_does() -> None:
+    for value in ({"name": "\ud800x"}, {"n": 2**70}, {1: "int key"}):
+        assert json_body(value) == json.dumps(value, separators=(",", ":")).encode()
 
 
 SIGNER_KEYS = Keyring("unit-fuzz-secret-" + "k" * 40).cookie_keys

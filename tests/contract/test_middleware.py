@@ -104,6 +104,14 @@ def test_oversized_body_is_413_before_anything_else(stack: Stack) -> None:
         assert (r.status_code, r.json()["code"]) == (413, "PAYLOAD_TOO_LARGE"), path
 
 
+def test_a_get_endpoints_body_is_not_read(stack: Stack) -> None:
+    # get-session is polled: its body (none is defined for a GET) is neither read nor capped.
+    api = stack.client()
+    uid = api.sign_up("g@example.com").json()["user"]["id"]
+    r = api.http.request("GET", "/api/auth/get-session", content=b"x" * (65 * 1024))
+    assert r.status_code == 200 and r.json()["user"]["id"] == uid
+
+
 def test_pass_through_bodies_are_not_capped(stack: Stack) -> None:
     api = stack.client()
     api.sign_up("big@example.com")
