@@ -32,14 +32,12 @@ if str(ROOT) not in sys.path:
 
 from banata_middleware.stores.records import (  # noqa: E402
     AcceptTotpStep,
-    AddTotpFactor,
     AuditEntry,
-    ConfirmTotpFactor,
     ConsumeBackupCode,
+    EnableTotp,
     LoadUser,
     RecordOp,
     RecordStore,
-    ReplaceBackupCodes,
 )
 from benchmarks.bench_http import SetupError, postgres_database  # noqa: E402
 
@@ -52,9 +50,9 @@ class Ops:
 
     def __init__(self, store: RecordStore, uid: str, codes: int) -> None:
         self.uid, self.step, self.code = uid, 10, 0
-        store.execute(AddTotpFactor(uid, "totp", SECRET, "k1", 1))
-        store.execute(ConfirmTotpFactor(uid, "totp", SECRET, self.step, 1))
-        store.execute(ReplaceBackupCodes(uid, [f"h{i}" for i in range(1, codes + 1)], "k1", 1))
+        # As the enable flow turns two-factor on: the app, confirmed by the code of ``step``, and the codes.
+        store.execute(EnableTotp(uid, "totp", SECRET, "k1", 1, self.step, [f"h{i}" for i in range(1, codes + 1)],
+                                 "k1", while_off=True))
 
     def load(self) -> RecordOp[Any]:
         return LoadUser(self.uid)

@@ -48,9 +48,8 @@ from banata_middleware.demo.app import demo_config
 from banata_middleware.stores import MemoryStore, RedisStore
 from banata_middleware.stores.records import (
     AcceptTotpStep,
-    AddTotpFactor,
     AuditEntry,
-    ConfirmTotpFactor,
+    EnableTotp,
     LoadUser,
     RecordStore,
     Status,
@@ -150,10 +149,11 @@ def _audit(now: int, user_agent: str, ip: str, sid: str) -> tuple[AuditEntry, ..
     return (AuditEntry("two_factor.verified", now, ip, user_agent[:256], sid, {"detail": "totp"}),)
 
 
-def _bare_factor_ops(uid: str, now: int) -> tuple[AddTotpFactor, ConfirmTotpFactor]:
-    # A factor row like a real one (the secret is ciphertext-sized; the bare endpoint never decrypts it).
+def _bare_factor_op(uid: str, now: int) -> EnableTotp:
+    # A factor row like a real one, written as ``import_totp`` writes the middleware's users' (the
+    # secret is ciphertext-sized; the bare endpoint never decrypts it).
     ct = secrets.token_urlsafe(60)
-    return (AddTotpFactor(uid, "totp", ct, "k1", now), ConfirmTotpFactor(uid, "totp", ct, 1, now))
+    return EnableTotp(uid, "totp", ct, "k1", now, 0, [], "", replace=True)
 
 
 def _verify_reply(uid: str, token: str) -> bytes:
@@ -231,8 +231,7 @@ def asgi_app() -> Any:
     async def seed_bare(request: Request) -> Response:
         now = int(time.time() * 1000)
         for uid in (await request.json())["users"]:
-            for op in _bare_factor_ops(uid, now):
-                await records.aexecute(op)
+            await records.aexecute(_bare_factor_op(uid, now))
             if client is not None:
                 await client.hset(user_key(uid), mapping=USER_FIELDS)
                 await client.hset(challenge_key(uid), mapping=CHALLENGE_FIELDS)
@@ -340,8 +339,7 @@ def wsgi_app() -> Any:
     def seed_bare(request: Request) -> Response:
         now = int(time.time() * 1000)
         for uid in json.loads(request.get_data())["users"]:
-            for op in _bare_factor_ops(uid, now):
-                records.execute(op)
+            records.execute(_bare_factor_op(uid, now))
             if client is not None:
                 client.hset(user_key(uid), mapping=USER_FIELDS)
                 client.hset(challenge_key(uid), mapping=CHALLENGE_FIELDS)

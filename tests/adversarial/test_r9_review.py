@@ -115,14 +115,14 @@ def add_sms(owner: Any, inbox: Inbox, uid: str, number: str = "+15551234567") ->
 def test_r9_1_an_app_confirmation_undone_after_a_removal_it_made_possible_leaves_2fa_on(
         otp_stack: Stack, inbox: Inbox, removal: str) -> None:  # noqa: F811
     """Attack: the owner has one factor (an app, or codes by email) and adds a tablet (``enable``
-    while 2FA is on). C, the tablet's first code (verify-totp), commits the confirmation
-    (ConfirmTotpFactor); its re-check (factor_change.lua) is next. Meanwhile the owner's other tab
-    removes the old factor: the record store sees the tablet confirmed, so not the last, and the
-    removal goes through (200 ``twoFactorEnabled: true``; a removal that is not the last holds no
-    lease beyond its transaction, and the confirmation takes none). Then C's re-check fails
-    (Redis times out: 503; or refuses, 401, when the session was revoked meanwhile) and C's undo
-    (``_undo_confirm``: RemoveTotpFactor) deletes the tablet: an undo that takes no lease and asks
-    nothing of what is left.
+    while 2FA is on). C, the tablet's first code (verify-totp), commits the confirmation (then a
+    record operation that took no lease); its re-check (factor_change.lua) is next. Meanwhile the
+    owner's other tab removes the old factor: the record store sees the tablet confirmed, so not
+    the last, and the removal goes through (200 ``twoFactorEnabled: true``; a removal that is not
+    the last holds no lease beyond its transaction, and the confirmation takes none). Then C's
+    re-check fails (Redis times out: 503; or refuses, 401, when the session was revoked meanwhile)
+    and C's undo (``_undo_confirm``: RemoveTotpFactor) deletes the tablet: an undo that takes no
+    lease and asks nothing of what is left.
 
     Consequence: the user has no factor left. Two-factor is off in the record store (and in the
     copy at the next read) though no answer said so, with no ``two_factor.disabled`` event or
@@ -131,7 +131,7 @@ def test_r9_1_an_app_confirmation_undone_after_a_removal_it_made_possible_leaves
     with an undo in flight at once, one of them outside the lease.
 
     Fix: the confirmation of an added app is a change its request may undo, so it takes the
-    user's removal lease in ConfirmTotpFactor (BUSY, 409, while another is live), holds it until
+    user's removal lease in ConfirmAuthenticator (BUSY, 409, while another is live), holds it until
     the re-check settles it, and releases it in RemoveTotpFactor's transaction or with EndRemoval.
     Then the removal in its window answers 409 and changes nothing. (Deciding in RemoveTotpFactor,
     under ``lock_user_factors``, whether the tablet is the last factor would not do: the

@@ -7,6 +7,7 @@ exactly as many as the cap allows win, and of racing removals exactly one remove
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 from records_support import Sequence, new_id, run_sequence
 from test_records_races import CALLERS, concurrency, race  # noqa: F401  (a fixture)
@@ -17,10 +18,11 @@ from banata_middleware.stores.records import (
     AddAuthenticator,
     AuditEntry,
     AuthenticatorRemoval,
-    ConfirmTotpFactor,
+    ConfirmAuthenticator,
     DisableOtp,
     EnableOtp,
     EnableTotp,
+    EndRemoval,
     ListAudit,
     LoadUser,
     OtpRemoval,
@@ -47,6 +49,15 @@ def _add(uid: str, fid: str, name: str, *, at: int = T, stale_before: int = NEVE
     return AddAuthenticator(uid, fid, f"ct-{fid}", "k1", at, name, limit, stale_before)
 
 
+def _confirmed(uid: str, fid: str, step: int) -> Sequence:
+    """An added app confirmed by its first code, as the flow confirms it: the confirmation takes the
+    factor-change lease, and ends it once its re-check passed (``EndRemoval``), so that the
+    user's next change is not BUSY."""
+    confirmed = yield ConfirmAuthenticator(uid, fid, f"ct-{fid}", step, T)
+    assert confirmed.status is Status.ACCEPTED
+    assert (yield EndRemoval(uid, confirmed.lease)) is Status.OK
+
+
 def test_an_app_is_added_only_while_two_factor_is_on_and_under_the_cap(store: RecordStore, mode: str) -> None:
     uid = new_id()
 
@@ -58,7 +69,7 @@ def test_an_app_is_added_only_while_two_factor_is_on_and_under_the_cap(store: Re
         assert (yield _add(uid, "a1", "Tablet")) is Status.CREATED
         assert (yield _add(uid, "a2", "TABLET")) is Status.CREATED  # a new QR code: replaces the unfinished a1
         assert {f.id for f in (yield LoadUser(uid)).totp} == {"totp", "a2"}
-        assert (yield ConfirmTotpFactor(uid, "a1", "ct-a1", STEP, T)) is Status.NOT_FOUND
+        assert (yield ConfirmAuthenticator(uid, "a1", "ct-a1", STEP, T)).status is Status.NOT_FOUND
         for i in range(3, LIMIT + 1):
             assert (yield _add(uid, f"a{i}", f"App {i}")) is Status.CREATED
         assert (yield _add(uid, "a99", "One too many")) is Status.FULL
@@ -75,7 +86,7 @@ def test_a_user_with_codes_by_message_only_adds_a_first_app(store: RecordStore, 
     def sequence() -> Sequence:
         assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
         assert (yield _add(uid, "a1", "Authenticator")) is Status.CREATED
-        assert (yield ConfirmTotpFactor(uid, "a1", "ct-a1", STEP, T + 1)) is Status.ACCEPTED
+        assert (yield ConfirmAuthenticator(uid, "a1", "ct-a1", STEP, T + 1)).status is Status.ACCEPTED
         record = yield LoadUser(uid)
         assert [(f.id, f.name, f.confirmed_at) for f in record.totp] == [("a1", "Authenticator", T + 1)]
         assert record.two_factor_enabled and [o.channel for o in record.otp] == ["email"]
@@ -90,7 +101,7 @@ def test_a_code_is_accepted_for_the_app_it_matched_each_with_its_own_guard(store
         yield from _on(uid)
         assert (yield _add(uid, "a1", "Tablet")) is Status.CREATED
         assert (yield AcceptTotpStep(uid, "a1", "ct-a1", STEP + 1)) is Status.CHANGED  # not confirmed yet
-        assert (yield ConfirmTotpFactor(uid, "a1", "ct-a1", STEP + 1, T + 1)) is Status.ACCEPTED
+        assert (yield ConfirmAuthenticator(uid, "a1", "ct-a1", STEP + 1, T + 1)).status is Status.ACCEPTED
         step = STEP + 2
         phone, tablet = TotpCandidate("totp", "ct-0", step), TotpCandidate("a1", "ct-a1", step)
         assert (yield AcceptAnyTotpStep(uid, [phone], T + 2)) is Status.ACCEPTED
@@ -128,7 +139,7 @@ def test_removing_the_last_app_turns_two_factor_off_whole(store: RecordStore, mo
     def sequence() -> Sequence:
         yield from _on(uid)
         assert (yield _add(uid, "a1", "Tablet")) is Status.CREATED
-        assert (yield ConfirmTotpFactor(uid, "a1", "ct-a1", STEP + 1, T)) is Status.ACCEPTED
+        yield from _confirmed(uid, "a1", STEP + 1)
         assert (yield _add(uid, "a2", "Laptop")) is Status.CREATED
         assert (yield RemoveAuthenticator(uid, "nope", T, removed, off)) == AuthenticatorRemoval(
             Status.NOT_FOUND, False)
@@ -180,7 +191,7 @@ def test_of_racing_removals_exactly_one_removes_the_last_app(store: RecordStore,
     store.execute(EnableTotp(uid, "totp-0", "ct-0", "k1", T, STEP, ["h1"], "c1"))
     for i in range(1, LIMIT):
         assert store.execute(_add(uid, f"totp-{i}", f"App {i}")) is Status.CREATED
-        assert store.execute(ConfirmTotpFactor(uid, f"totp-{i}", f"ct-totp-{i}", STEP, T)) is Status.ACCEPTED
+        run_sequence(store, "sync", partial(_confirmed, uid, f"totp-{i}", STEP))
     off = [AuditEntry("two_factor.disabled", T, detail={"detail": "last_authenticator"})]
     ops = [RemoveAuthenticator(uid, f"totp-{i}", T, [AuditEntry("two_factor.authenticator_removed", T)], off)
            for i in range(LIMIT)]
@@ -198,7 +209,7 @@ def test_a_removal_racing_verifications_of_its_app(store: RecordStore, concurren
     uid = new_id()
     store.execute(EnableTotp(uid, "totp", "ct-0", "k1", T, STEP, [], ""))
     store.execute(_add(uid, "a1", "Tablet"))
-    store.execute(ConfirmTotpFactor(uid, "a1", "ct-a1", STEP, T))
+    run_sequence(store, "sync", partial(_confirmed, uid, "a1", STEP))
     accepted = [AuditEntry("two_factor.verified", T)]
     ops: list[object] = [AcceptAnyTotpStep(uid, [TotpCandidate("a1", "ct-a1", STEP + i)], T, accepted)
                          for i in range(1, CALLERS)]

@@ -24,7 +24,6 @@ from banata_middleware.stores.records import (
     AuthenticatorRemoval,
     BackupCodeUse,
     ConfirmAuthenticator,
-    ConfirmTotpFactor,
     ConsumeBackupCode,
     CreateAccount,
     DisableOtp,
@@ -71,14 +70,19 @@ STEP = 60_000_000
 
 
 def _add_app(uid: str, factor: str) -> Sequence:
-    """A second app, confirmed (two-factor is on already)."""
+    """A second app, confirmed (two-factor is on already), as the flow confirms it: its
+    confirmation takes the factor-change lease (the user's first: token 1), released once its
+    re-check passed (``EndRemoval``)."""
     assert (yield AddAuthenticator(uid, factor, f"ct-{factor}", "k1", T, factor, 10, 0)) is Status.CREATED
-    assert (yield ConfirmTotpFactor(uid, factor, f"ct-{factor}", STEP, T)) is Status.ACCEPTED
+    confirmed = yield ConfirmAuthenticator(uid, factor, f"ct-{factor}", STEP, T)
+    assert confirmed.status is Status.ACCEPTED
+    assert (yield EndRemoval(uid, confirmed.lease)) is Status.OK
 
 
 def _enrolled(uid: str, factor: str = "f1", secret: str = "ct-1", step: int = STEP) -> Sequence:
-    assert (yield AddTotpFactor(uid, factor, secret, "k1", T)) is Status.CREATED
-    assert (yield ConfirmTotpFactor(uid, factor, secret, step, T)) is Status.ACCEPTED
+    """Two-factor on with a first app, confirmed by the code of ``step``, as the enable flow turns
+    it on (no backup codes here)."""
+    assert (yield EnableTotp(uid, factor, secret, "k1", T, step, [], "", while_off=True)) is Status.CREATED
 
 
 def test_sign_up_is_decided_by_the_unique_email_index(store: RecordStore, mode: str) -> None:
@@ -136,24 +140,29 @@ def test_totp_step_is_accepted_once_and_only_forward(store: RecordStore, mode: s
     run_sequence(store, mode, sequence)
 
 
-def test_an_unconfirmed_factor_verifies_nothing_and_confirms_once(store: RecordStore, mode: str) -> None:
+def test_an_unconfirmed_app_verifies_nothing_and_confirms_once(store: RecordStore, mode: str) -> None:
+    """An app added while two-factor is on (``AddAuthenticator``) is unconfirmed until its first
+    code (``ConfirmAuthenticator``): it verifies nothing before, and is confirmed once."""
     uid = new_id()
+    added = [AuditEntry("two_factor.authenticator_added", T)]
 
     def sequence() -> Sequence:
-        assert (yield AddTotpFactor(uid, "f1", "ct-1", "k1", T)) is Status.CREATED
-        assert not (yield LoadUser(uid)).two_factor_enabled
+        yield from _enrolled(uid, "f0", "ct-0")
+        assert (yield AddAuthenticator(uid, "f1", "ct-1", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+        assert [(f.id, f.confirmed_at) for f in (yield LoadUser(uid)).totp] == [("f0", T), ("f1", None)]
         assert (yield AcceptTotpStep(uid, "f1", "ct-1", STEP)) is Status.CHANGED
-        # Asking for a new QR code replaces the pending factor; the old secret cannot confirm.
-        assert (yield AddTotpFactor(uid, "f2", "ct-2", "k1", T)) is Status.CREATED
-        assert (yield ConfirmTotpFactor(uid, "f1", "ct-1", STEP, T)) is Status.NOT_FOUND
-        assert (yield ConfirmTotpFactor(uid, "f2", "ct-2", STEP, T,
-                                        audit=[AuditEntry("two_factor.enabled", T)])) is Status.ACCEPTED
-        assert (yield ConfirmTotpFactor(uid, "f2", "ct-2", STEP + 1, T)) is Status.CHANGED  # enable twice
-        # A confirmed factor of that name is not replaced by a new enrolment; another name is free.
-        assert (yield AddTotpFactor(uid, "f3", "ct-3", "k1", T)) is Status.TAKEN
-        assert (yield AddTotpFactor(uid, "f3", "ct-3", "k1", T, name="backup phone")) is Status.CREATED
-        assert [f.id for f in (yield LoadUser(uid)).totp] == ["f2", "f3"]
-        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.enabled"]
+        # Asking for a new QR code replaces the pending app; the old secret cannot confirm.
+        assert (yield AddAuthenticator(uid, "f2", "ct-2", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+        assert (yield ConfirmAuthenticator(uid, "f1", "ct-1", STEP, T)) == LeasedChange(Status.NOT_FOUND)
+        confirmed = yield ConfirmAuthenticator(uid, "f2", "ct-2", STEP, T, added)
+        assert confirmed.status is Status.ACCEPTED
+        assert (yield EndRemoval(uid, confirmed.lease)) is Status.OK  # its re-check passed
+        assert (yield ConfirmAuthenticator(uid, "f2", "ct-2", STEP + 1, T + 1)) == LeasedChange(Status.CHANGED)
+        # A confirmed app's name is not replaced by a new setup; another name is free.
+        assert (yield AddAuthenticator(uid, "f3", "ct-3", "k1", T, "tablet", 10, 0)) is Status.TAKEN
+        assert (yield AddAuthenticator(uid, "f3", "ct-3", "k1", T, "backup phone", 10, 0)) is Status.CREATED
+        assert [f.id for f in (yield LoadUser(uid)).totp] == ["f0", "f2", "f3"]
+        assert [e.type for e in (yield ListAudit(uid))] == ["two_factor.authenticator_added"]
 
     run_sequence(store, mode, sequence)
 
@@ -382,7 +391,7 @@ def test_one_removal_of_a_users_factors_is_in_flight_at_a_time(store: RecordStor
         assert (yield EnableOtp(uid, *email)) is Status.CREATED
         assert (yield EnableOtp(other, "email", "bob@example.com", T)) is Status.CREATED
         held = yield DisableOtp(uid, "email", T)
-        assert held == OtpRemoval(Status.OK, False, gone=(email,), lease=1)
+        assert held == OtpRemoval(Status.OK, False, gone=(email,), lease=2)  # f2's confirmation took the 1st
         assert (yield DisableSecondFactor(uid, T + 1)) is None
         assert (yield RemoveAuthenticator(uid, "f2", T + 1)) == AuthenticatorRemoval(Status.BUSY, False)
         assert (yield RemoveAuthenticator(uid, "nope", T + 1)) == AuthenticatorRemoval(Status.BUSY, False)
@@ -393,7 +402,7 @@ def test_one_removal_of_a_users_factors_is_in_flight_at_a_time(store: RecordStor
         # the undo settles it: the lease goes in its transaction, and a disable goes through
         assert (yield RestoreOtp(uid, held.gone, held.lease)).status is Status.OK
         removed = yield DisableSecondFactor(uid, T + 2)
-        assert removed is not None and removed.lease == 2 and removed.otp == (email,)
+        assert removed is not None and removed.lease == 3 and removed.otp == (email,)
         assert [f.id for f in removed.totp] == ["f1", "f2"]
         # an administrator's reset meanwhile clears the lease: the undo puts nothing back over it
         assert (yield RemoveSecondFactor(uid, T + 3, passkeys=True)) is Status.NOT_FOUND  # nothing left to remove

@@ -18,14 +18,15 @@ from records_support import new_id
 from banata_middleware.stores.records import (
     AcceptTotpStep,
     Account,
+    AddAuthenticator,
     AddPasskey,
-    AddTotpFactor,
     AdvanceSignCount,
     AuditEntry,
-    ConfirmTotpFactor,
+    ConfirmAuthenticator,
     ConsumeBackupCode,
     CreateAccount,
     EnableTotp,
+    EndRemoval,
     GetPasskey,
     ListAudit,
     LoadUser,
@@ -77,8 +78,8 @@ def race(store: RecordStore, concurrency: str, ops: list[RecordOp[Any]]) -> list
 
 
 def _enrol(store: RecordStore, uid: str) -> None:
-    assert store.execute(AddTotpFactor(uid, "totp", "ct", "k1", T)) is Status.CREATED
-    assert store.execute(ConfirmTotpFactor(uid, "totp", "ct", STEP, T)) is Status.ACCEPTED
+    """Two-factor on with an app confirmed by the code of ``STEP``, as the enable flow turns it on."""
+    assert store.execute(EnableTotp(uid, "totp", "ct", "k1", T, STEP, [], "", while_off=True)) is Status.CREATED
 
 
 def test_one_backup_code_is_consumed_by_exactly_one_of_20_callers(store: RecordStore, concurrency: str) -> None:
@@ -188,14 +189,22 @@ def test_racing_steps_leave_the_guard_at_the_newest(store: RecordStore, concurre
     assert store.execute(LoadUser(uid)).totp[0].last_step == STEP + CALLERS
 
 
-def test_enable_confirms_once_under_20_callers(store: RecordStore, concurrency: str) -> None:
+def test_an_added_app_is_confirmed_once_under_20_callers(store: RecordStore, concurrency: str) -> None:
+    """One app's first code, sent 20 times at once (each with its own step): one confirmation wins
+    and holds the factor-change lease, every other one meets it (BUSY, nothing written); once the
+    winner released it, a late one finds the app confirmed already (CHANGED)."""
     uid = new_id()
-    store.execute(AddTotpFactor(uid, "totp", "ct", "k1", T))
-    replies = race(store, concurrency, [ConfirmTotpFactor(uid, "totp", "ct", STEP + i, T,
-                                                          audit=[AuditEntry("two_factor.enabled", T)])
+    _enrol(store, uid)
+    assert store.execute(AddAuthenticator(uid, "tab", "ct-tab", "k1", T, "Tablet", 10, 0)) is Status.CREATED
+    replies = race(store, concurrency, [ConfirmAuthenticator(uid, "tab", "ct-tab", STEP + i, T,
+                                                             audit=[AuditEntry("two_factor.authenticator_added", T)])
                                         for i in range(CALLERS)])
-    assert Counter(replies) == {Status.ACCEPTED: 1, Status.CHANGED: CALLERS - 1}
+    assert Counter(r.status for r in replies) == {Status.ACCEPTED: 1, Status.BUSY: CALLERS - 1}
+    winner = next(i for i, r in enumerate(replies) if r.status is Status.ACCEPTED)
+    assert {f.id: f.last_step for f in store.execute(LoadUser(uid)).totp} == {"totp": STEP, "tab": STEP + winner}
     assert len(store.execute(ListAudit(uid))) == 1
+    assert store.execute(EndRemoval(uid, replies[winner].lease)) is Status.OK
+    assert store.execute(ConfirmAuthenticator(uid, "tab", "ct-tab", STEP, T)).status is Status.CHANGED
 
 
 def test_one_enrolment_of_20_racing_ones_is_written_whole(store: RecordStore, concurrency: str) -> None:
@@ -282,9 +291,7 @@ def test_an_app_confirmation_racing_removals_and_registrations_one_holds_the_lea
     BUSY with nothing written, whatever the order, but the registrations that came after a removal
     of everything (2FA off: they take no lease, R10-3)."""
     from banata_middleware.stores.records import (
-        AddAuthenticator,
         AuthenticatorRemoval,
-        ConfirmAuthenticator,
         DisabledSecondFactor,
         DisableSecondFactor,
         LeasedChange,

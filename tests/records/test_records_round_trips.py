@@ -12,10 +12,9 @@ from sqlalchemy import event
 
 from banata_middleware.stores.records import (
     AcceptTotpStep,
-    AddTotpFactor,
     AuditEntry,
-    ConfirmTotpFactor,
     ConsumeBackupCode,
+    EnableTotp,
     LoadUser,
     RecordStore,
     ReplaceBackupCodes,
@@ -42,8 +41,7 @@ def counted(store: RecordStore) -> Iterator[list[str]]:
 
 def test_a_totp_verification_costs_one_read_and_one_write_transaction(store: RecordStore) -> None:
     uid = new_id()
-    store.execute(AddTotpFactor(uid, "totp", "ct", "k1", T))
-    store.execute(ConfirmTotpFactor(uid, "totp", "ct", 10, T))
+    store.execute(EnableTotp(uid, "totp", "ct", "k1", T, 10, [], "", while_off=True))
     with counted(store) as lookup:
         assert store.execute(LoadUser(uid)).two_factor_enabled
     assert lookup == ["SELECT"]  # factors, counts, state and account in one statement
@@ -69,7 +67,7 @@ def test_a_passkey_registration_costs_one_write_transaction_and_its_release_only
     """RegisterPasskey (R10-3): the removals' locks, the lease's one conditional UPDATE (which also
     decides whether two-factor is on), the read of which branch it took, the row and its audit
     row; with two-factor off no lease, so the flow pays no EndRemoval either."""
-    from banata_middleware.stores.records import EnableTotp, LeasedChange, Passkey, RegisterPasskey
+    from banata_middleware.stores.records import LeasedChange, Passkey, RegisterPasskey
 
     def passkey(uid: str) -> Passkey:
         return Passkey(new_id("cred"), uid, "cose", 0, (), "single_device", False, "", "", T)

@@ -18,9 +18,10 @@ from banata_middleware.stores.records import (
     AddPasskey,
     AddTotpFactor,
     AdvanceSignCount,
-    ConfirmTotpFactor,
+    ConfirmAuthenticator,
     ConsumeBackupCode,
     DiscardBackupCodes,
+    EndRemoval,
     LoadUser,
     Passkey,
     RecordFailure,
@@ -83,14 +84,17 @@ class FactorMachine(RuleBasedStateMachine):
 
     @rule(fid=factor_ids, secret=secrets_, step=steps)
     def confirm(self, fid: str, secret: str, step: int) -> None:
-        reply = self.store.execute(ConfirmTotpFactor(self.uid, fid, secret, step, T))
+        """An app's first code, as the flow confirms it: the confirmation holds the factor-change
+        lease until its re-check passed, then releases it (``EndRemoval``)."""
+        reply = self.store.execute(ConfirmAuthenticator(self.uid, fid, secret, step, T))
         factor = self.model.factors.get(fid)
         if factor is None:
-            assert reply is Status.NOT_FOUND
+            assert reply.status is Status.NOT_FOUND
         elif factor.secret != secret or factor.confirmed:
-            assert reply is Status.CHANGED
+            assert reply.status is Status.CHANGED
         else:
-            assert reply is Status.ACCEPTED
+            assert reply.status is Status.ACCEPTED
+            assert self.store.execute(EndRemoval(self.uid, reply.lease)) is Status.OK
             factor.confirmed, factor.last_step = True, step
 
     @rule(fid=factor_ids, secret=secrets_, step=steps)

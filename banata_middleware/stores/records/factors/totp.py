@@ -62,9 +62,9 @@ if TYPE_CHECKING:
     from ..users import DisabledSecondFactor
 
 __all__ = ["DEFAULT_NAME", "FACTOR", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
-           "AuthenticatorRemoval", "ConfirmAuthenticator", "ConfirmTotpFactor", "EnableTotp", "ListTotpSecrets",
-           "RemoveAuthenticator", "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate",
-           "TotpFactor", "define_table", "lock_user_factors"]
+           "AuthenticatorRemoval", "ConfirmAuthenticator", "EnableTotp", "ListTotpSecrets", "RemoveAuthenticator",
+           "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate", "TotpFactor", "define_table",
+           "lock_user_factors"]
 
 #: The name of the authenticator a first enrolment (or an import) makes; the user may rename it.
 DEFAULT_NAME = "Authenticator"
@@ -195,35 +195,6 @@ class AddTotpFactor(RecordOp[Status]):
         yield insert(t).values(id=self.factor_id, user_id=self.user_id, name=self.name, secret=self.secret,
                                key_id=self.key_id, created_at=self.at, confirmed_at=None, last_step=0)
         return Status.CREATED
-
-
-@dataclass(frozen=True, slots=True)
-class ConfirmTotpFactor(RecordOp[Status]):
-    """Finish an enrolment with the first valid code's ``step``. ACCEPTED for exactly one caller;
-    CHANGED when it is already confirmed or its secret was replaced; NOT_FOUND when it is gone.
-    Takes no factor-change lease: the flow confirms an app added while two-factor is on with
-    ``ConfirmAuthenticator``, which does."""
-
-    user_id: str
-    factor_id: str
-    secret: str = field(repr=False)
-    step: int
-    at: int
-    audit: Sequence[AuditEntry] = ()
-
-    def run(self, schema: Schema) -> SqlGen[Status]:
-        t = schema.totp_factors
-        won = (yield update(t).where(
-            t.c.user_id == self.user_id, t.c.id == self.factor_id, t.c.secret == self.secret,
-            t.c.confirmed_at.is_(None),
-        ).values(confirmed_at=self.at, last_step=self.step, last_used_at=self.at)).rowcount
-        if won != 1:
-            status = yield from _classify(schema, self.user_id, self.factor_id, self.secret)
-            return Status.CHANGED if status is Status.REPLAYED else status
-        yield ensure_user_state(schema, self.user_id)
-        if self.audit:
-            yield audit_insert(schema, self.user_id, self.audit)
-        return Status.ACCEPTED
 
 
 def _confirm(schema: Schema) -> Executable:
@@ -430,7 +401,7 @@ class AcceptAnyTotpStep(RecordOp[Status]):
 class AddAuthenticator(RecordOp[Status]):
     """Add an authenticator app to a user whose two-factor is on (a confirmed app, or codes by
     message: such a user's first app is added here too): an unconfirmed factor named
-    ``name``, confirmed later by ``ConfirmTotpFactor`` with its first code. In the same
+    ``name``, confirmed later by ``ConfirmAuthenticator`` with its first code. In the same
     transaction, the user's unconfirmed factors created before ``stale_before`` (setups never
     finished) and an unconfirmed one of the same name (the user asked for a new QR code) go.
 
