@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -101,6 +102,22 @@ def _engine_args(url: URL, connect_timeout: float, busy_timeout_ms: int) -> dict
     return {"connect_args": {"connect_timeout": max(1, int(connect_timeout))}, "pool_recycle": 1800}
 
 
+#: One lock per SQLite file (by its real path), shared by every RecordStore of this process on it.
+_SQLITE_WRITE_TURNS: dict[str, threading.Lock] = {}
+_SQLITE_WRITE_TURNS_LOCK = threading.Lock()
+
+
+def _sqlite_write_turn(url: URL) -> threading.Lock:
+    """SQLite has one writer at a time. This process's writers take their turn here and are woken
+    the moment the writer before them commits; left to SQLite's busy handler they would poll,
+    sleeping 1, 2, 5 ... up to 100 ms between tries, and under 8 concurrent sign-ins a verify-totp's
+    p99 was 30 times its p50 (benchmarks/RESULTS.md). Another process on the same file still meets
+    the busy timeout."""
+    path = os.path.realpath(url.database or "")
+    with _SQLITE_WRITE_TURNS_LOCK:
+        return _SQLITE_WRITE_TURNS.setdefault(path, threading.Lock())
+
+
 def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL (readers never wait for the writer), a busy timeout, and explicit BEGINs: a writing op
     takes the write lock up front (BEGIN IMMEDIATE) so it waits its turn instead of failing with
@@ -145,6 +162,7 @@ class RecordStore:
         self._sqlite = self.backend == "sqlite"
         if self._sqlite:
             _sqlite_transactions(self.engine, busy_timeout_ms)
+        self._write_turn = _sqlite_write_turn(self.url) if self._sqlite else None
         self._async_engine: AsyncEngine | None = None
 
     @classmethod
@@ -172,6 +190,18 @@ class RecordStore:
     def _execute(self, op: RecordOp[R]) -> R:
         # aexecute's SQLite path runs this too: one operation is one call of execute or aexecute,
         # never both (what wraps either, to time or count operations, sees each once).
+        turn = self._write_turn if op.writes else None
+        if turn is None:
+            return self._attempts(op)
+        # As long as SQLite's own busy timeout, after which a writer gives up (503) likewise.
+        if not turn.acquire(timeout=self._busy_timeout_ms / 1000):
+            raise _unavailable(TimeoutError("waited the busy timeout for this process's SQLite writer"))
+        try:
+            return self._attempts(op)
+        finally:
+            turn.release()
+
+    def _attempts(self, op: RecordOp[R]) -> R:
         for attempt in range(_DEADLOCK_RETRIES + 1):
             try:
                 with self.engine.connect() as conn:
