@@ -97,13 +97,20 @@ _JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-sto
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
+# A dataclass or a datetime is refused as the standard encoder refuses it, never written field by
+# field: a record object handed to a reply by mistake must fail, not publish its fields (a secret's
+# repr=False hides it from repr only).
+_REFUSE_OBJECTS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def json_body(payload: Any) -> bytes:
     """``payload`` as compact JSON (UTF-8). orjson writes it in a fifteenth of the standard encoder's
     time (0.36 against 5.4 µs for a get-session reply), which is a tenth of get-session's own cost.
     What orjson refuses (a string with a lone surrogate, which a JSON body may carry in; a key that is
-    not a string; an integer past 64 bits) the standard encoder writes, as it always did."""
+    not a string; an integer past 64 bits) the standard encoder writes, as it always did; what both
+    refuse raises TypeError."""
     try:
-        return orjson.dumps(payload)
+        return orjson.dumps(payload, option=_REFUSE_OBJECTS)
     except TypeError:  # orjson.JSONEncodeError is one
         return _COMPACT_JSON.encode(payload).encode()
 

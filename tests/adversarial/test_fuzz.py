@@ -17,6 +17,8 @@ Plus direct unit fuzzing of the parsers an attacker reaches first: ``parse_cooki
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime
 import hashlib
 import io
 import itertools
@@ -945,6 +947,17 @@ def test_json_body_writes_every_reply_value_back_as_it_was(value: object) -> Non
 def test_json_body_writes_what_orjson_refuses_as_the_standard_encoder_does() -> None:
     for value in ({"name": "\ud800x"}, {"n": 2**70}, {1: "int key"}):
         assert json_body(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+def test_json_body_refuses_a_record_object_rather_than_publish_its_fields() -> None:
+    @dataclasses.dataclass
+    class Factor:
+        id: str
+        secret: str = dataclasses.field(repr=False)
+
+    for value in (Factor("f", "TOPSECRET"), {"at": datetime.datetime(2026, 1, 1)}):
+        with pytest.raises(TypeError):
+            json_body(value)
 
 
 SIGNER_KEYS = Keyring("unit-fuzz-secret-" + "k" * 40).cookie_keys

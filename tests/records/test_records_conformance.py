@@ -17,7 +17,6 @@ from banata_middleware.stores.records import (
     ActivateBackupCodes,
     AddAuthenticator,
     AddPasskey,
-    AddTotpFactor,
     AdvanceSignCount,
     AppendAudit,
     AuditEntry,
@@ -104,17 +103,20 @@ def test_sign_up_is_decided_by_the_unique_email_index(store: RecordStore, mode: 
 
 
 def test_user_ids_are_compared_byte_for_byte(store: RecordStore, mode: str) -> None:
-    """MariaDB's default collation would make 'Ann', 'ann' and 'ann ' one user; not here."""
+    """MariaDB's default collation would make 'Ann', 'ann' and 'ann ' one user; not here. Each
+    variant turns two-factor on as if alone (another's app would make it CHANGED, or TAKEN by the
+    key) and adds a second app under a cap of two (another's apps would count: FULL)."""
     base = new_id("ann")
     variants = [base, base.upper(), base + " "]
 
     def sequence() -> Sequence:
         for i, uid in enumerate(variants):
             assert (yield CreateAccount(Account(uid, f"{i}-{base}@example.com", "h", "", T))) is Status.CREATED
-            assert (yield AddTotpFactor(uid, "f", f"ct-{i}", "k1", T)) is Status.CREATED
+            yield from _enrolled(uid, "f", f"ct-{i}")
+            assert (yield AddAuthenticator(uid, "g", f"ct-g-{i}", "k1", T, "Tablet", 2, 0)) is Status.CREATED
         for i, uid in enumerate(variants):
             record = yield LoadUser(uid)
-            assert [f.secret for f in record.totp] == [f"ct-{i}"]
+            assert [f.secret for f in record.totp] == [f"ct-{i}", f"ct-g-{i}"]
             assert (yield GetAccount(uid)).id == uid
 
     run_sequence(store, mode, sequence)

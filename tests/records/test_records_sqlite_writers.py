@@ -17,6 +17,7 @@ from sqlalchemy import event
 
 from banata_middleware.errors import AuthError
 from banata_middleware.stores.records import LoadUser, RecordStore, RevokeSessions
+from banata_middleware.stores.records.store import _sqlite_write_turn
 
 
 def test_every_store_on_one_file_shares_its_turn(tmp_path: os.PathLike[str]) -> None:
@@ -26,8 +27,8 @@ def test_every_store_on_one_file_shares_its_turn(tmp_path: os.PathLike[str]) -> 
     again = RecordStore(f"sqlite:///{os.path.join(tmp_path, 'sub', '..', 'records.db')}")
     other = RecordStore.embedded(os.path.join(tmp_path, "other.db"))
     try:
-        assert first._write_turn is not None and first._write_turn is again._write_turn
-        assert other._write_turn is not first._write_turn
+        assert first._turn_path is not None and first._turn_path == again._turn_path != other._turn_path
+        assert _sqlite_write_turn(first._turn_path) is _sqlite_write_turn(first._turn_path)
     finally:
         for store in (first, again, other):
             store.dispose()
@@ -36,8 +37,8 @@ def test_every_store_on_one_file_shares_its_turn(tmp_path: os.PathLike[str]) -> 
 def test_a_writer_waits_its_turn_then_fails_closed_and_readers_never_wait(tmp_path: os.PathLike[str]) -> None:
     store = RecordStore(f"sqlite:///{os.path.join(tmp_path, 'records.db')}", busy_timeout_ms=300)
     store.upgrade()
-    turn = store._write_turn
-    assert turn is not None
+    assert store._turn_path is not None
+    turn = _sqlite_write_turn(store._turn_path)
     try:
         store.execute(RevokeSessions("u", 1))
         assert turn.acquire(timeout=1)  # another writer of this process holds the file
@@ -90,3 +91,31 @@ def test_racing_writers_all_commit_without_sqlites_busy_handler(tmp_path: os.Pat
         assert [store.execute(LoadUser(f"user-{n}")).generation for n in range(8)] == [25] * 8
     finally:
         store.dispose()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_child_forked_while_a_writer_held_the_turn_can_write(tmp_path: os.PathLike[str]) -> None:
+    store = RecordStore.embedded(os.path.join(tmp_path, "records.db"))
+    assert store._turn_path is not None
+    turn = _sqlite_write_turn(store._turn_path)
+    store.engine.dispose()  # no pooled connection crosses the fork
+    assert turn.acquire(timeout=1)  # a writer of the parent's, mid-transaction at the fork
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: its copy of the held lock is replaced by a new one
+            code = 1
+            try:
+                store.engine.dispose(close=False)
+                code = 0 if store.execute(RevokeSessions("child", 1)) == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        turn.release()
+        store.dispose()
+
+
+def test_a_negative_busy_timeout_is_refused(tmp_path: os.PathLike[str]) -> None:
+    with pytest.raises(ValueError, match="busy_timeout_ms"):
+        RecordStore(f"sqlite:///{os.path.join(tmp_path, 'records.db')}", busy_timeout_ms=-1)

@@ -13,14 +13,16 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from records_support import new_id
 
 from banata_middleware.stores.records import (
+    DEFAULT_NAME,
     AcceptTotpStep,
     ActivateBackupCodes,
+    AddAuthenticator,
     AddPasskey,
-    AddTotpFactor,
     AdvanceSignCount,
     ConfirmAuthenticator,
     ConsumeBackupCode,
     DiscardBackupCodes,
+    EnableTotp,
     EndRemoval,
     LoadUser,
     Passkey,
@@ -37,6 +39,9 @@ T = 1_800_000_000_000
 factor_ids = st.sampled_from(["a", "b"])
 secrets_ = st.sampled_from(["s1", "s2"])
 steps = st.integers(0, 6)
+# The apps' names: two differ in case alone, and an add compares names without case (as MariaDB does).
+names = st.sampled_from(["phone", "Phone", "tablet"])
+limits = st.sampled_from([1, 2, 10])  # the per-user cap: 10 is the flows'
 codes = st.sampled_from(["c1", "c2", "c3"])
 tokens = st.sampled_from(["t1", "t2"])
 # A staged set's hashes carry its token (real ones are random, so two sets never share one); a
@@ -48,6 +53,7 @@ credentials = st.sampled_from(["p1", "p2"])
 @dataclass
 class Factor:
     secret: str
+    name: str
     confirmed: bool = False
     last_step: int = 0
 
@@ -72,15 +78,51 @@ class FactorMachine(RuleBasedStateMachine):
     def _cred(self, name: str) -> str:
         return f"{self.uid}-{name}"  # credential ids are global; keep each example's apart
 
-    @rule(fid=factor_ids, secret=secrets_)
-    def add_factor(self, fid: str, secret: str) -> None:
-        reply = self.store.execute(AddTotpFactor(self.uid, fid, secret, "k1", T, name=fid))
-        existing = self.model.factors.get(fid)
-        if existing is not None and existing.confirmed:
+    def _on(self) -> bool:
+        return any(f.confirmed for f in self.model.factors.values())
+
+    @rule(fid=factor_ids, secret=secrets_, step=steps, new=st.sets(codes))
+    def enable(self, fid: str, secret: str, step: int, new: set[str]) -> None:
+        """Two-factor on, as the enable flow turns it on: a confirmed first app and its backup codes."""
+        reply = self.store.execute(EnableTotp(self.uid, fid, secret, "k1", T, step, sorted(new), "k1",
+                                              while_off=True))
+        if self._on():
+            assert reply is Status.CHANGED
+        elif fid in self.model.factors:  # an unfinished setup left by a removal (the flows' ids are random)
             assert reply is Status.TAKEN
         else:
             assert reply is Status.CREATED
-            self.model.factors[fid] = Factor(secret)
+            self.model.factors[fid] = Factor(secret, DEFAULT_NAME, True, step)
+            self.model.codes = set(new)
+            self.model.staged.clear()
+            self.model.streak = 0
+
+    @rule(fid=factor_ids, secret=secrets_, name=names, limit=limits, stale=st.booleans(), turn_on=st.booleans())
+    def add_factor(self, fid: str, secret: str, name: str, limit: int, stale: bool, turn_on: bool = False) -> None:
+        """Another app while two-factor is on (``AddAuthenticator``). Every factor is made at T, so
+        ``stale`` (setups made before T + 1) drops every unconfirmed one, and T drops none.
+        ``turn_on``: two-factor off, the other id's app turns it on first, so that most adds get
+        past the first check (the other rules turn it off often)."""
+        if turn_on and not self._on():
+            self.enable("b" if fid == "a" else "a", "s1", 0, set(self.model.codes))
+        reply = self.store.execute(AddAuthenticator(self.uid, fid, secret, "k1", T, name, limit,
+                                                    T + 1 if stale else T))
+        factors, folded = self.model.factors, name.casefold()
+        replaced = {i for i, f in factors.items() if not f.confirmed and (stale or f.name.casefold() == folded)}
+        kept = factors.keys() - replaced
+        if not self._on():
+            assert reply is Status.CHANGED
+        elif any(f.confirmed and f.name.casefold() == folded for f in factors.values()):
+            assert reply is Status.TAKEN
+        elif len(kept) >= limit:
+            assert reply is Status.FULL
+        elif fid in kept:  # the id is the key (the flows' are random): met, it undoes the add, as a lost race does
+            assert reply is Status.TAKEN
+        else:
+            assert reply is Status.CREATED
+            for i in replaced:
+                del factors[i]
+            factors[fid] = Factor(secret, name)
 
     @rule(fid=factor_ids, secret=secrets_, step=steps)
     def confirm(self, fid: str, secret: str, step: int) -> None:
@@ -115,7 +157,10 @@ class FactorMachine(RuleBasedStateMachine):
     def verify_near_the_last_step(self, fid: str, delta: int) -> None:
         """The edges, often: a confirmed factor's right secret at, just before or just after the guard."""
         if fid not in self.model.factors:
-            self.add_factor(fid, "s1")
+            if self._on():  # a name no other app has: names are set once, and only its id had it
+                self.add_factor(fid, "s1", f"app {fid}", 10, False)
+            else:
+                self.enable(fid, "s1", 3, set(self.model.codes))
         factor = self.model.factors[fid]
         if not factor.confirmed:
             self.confirm(fid, factor.secret, 3)
@@ -204,8 +249,8 @@ class FactorMachine(RuleBasedStateMachine):
     @invariant()
     def store_matches_model(self) -> None:
         record = self.store.execute(LoadUser(self.uid))
-        assert {f.id: (f.secret, f.confirmed_at is not None, f.last_step) for f in record.totp} == {
-            fid: (f.secret, f.confirmed, f.last_step) for fid, f in self.model.factors.items()}
+        assert {f.id: (f.secret, f.name, f.confirmed_at is not None, f.last_step) for f in record.totp} == {
+            fid: (f.secret, f.name, f.confirmed, f.last_step) for fid, f in self.model.factors.items()}
         assert record.backup_codes == len(self.model.codes)
         assert record.passkeys == len(self.model.sign_counts)
         assert record.failure_streak == self.model.streak

@@ -107,15 +107,27 @@ _SQLITE_WRITE_TURNS: dict[str, threading.Lock] = {}
 _SQLITE_WRITE_TURNS_LOCK = threading.Lock()
 
 
-def _sqlite_write_turn(url: URL) -> threading.Lock:
+def _sqlite_write_turn(path: str) -> threading.Lock:
     """SQLite has one writer at a time. This process's writers take their turn here and are woken
     the moment the writer before them commits; left to SQLite's busy handler they would poll,
     sleeping 1, 2, 5 ... up to 100 ms between tries, and under 8 concurrent sign-ins a verify-totp's
     p99 was 30 times its p50 (benchmarks/RESULTS.md). Another process on the same file still meets
-    the busy timeout."""
-    path = os.path.realpath(url.database or "")
-    with _SQLITE_WRITE_TURNS_LOCK:
-        return _SQLITE_WRITE_TURNS.setdefault(path, threading.Lock())
+    the busy timeout. Looked up at every write (by the file's real path), so that a forked child
+    finds new locks (below), not copies held for ever by the parent's writers of the moment."""
+    turn = _SQLITE_WRITE_TURNS.get(path)
+    if turn is None:
+        with _SQLITE_WRITE_TURNS_LOCK:
+            turn = _SQLITE_WRITE_TURNS.setdefault(path, threading.Lock())
+    return turn
+
+
+def _new_turns_after_fork() -> None:
+    global _SQLITE_WRITE_TURNS_LOCK
+    _SQLITE_WRITE_TURNS_LOCK = threading.Lock()
+    _SQLITE_WRITE_TURNS.clear()
+
+
+os.register_at_fork(after_in_child=_new_turns_after_fork)
 
 
 def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
@@ -153,6 +165,8 @@ class RecordStore:
 
     def __init__(self, url: str | URL, *, prefix: str = "banata_", connect_timeout: float = 5.0,
                  busy_timeout_ms: int = 5000, **engine_args: Any) -> None:
+        if busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must be 0 or more (milliseconds a writer waits for the database)")
         self.url, self.async_url = _urls(url)
         self.backend = self.url.get_backend_name()
         self._busy_timeout_ms = busy_timeout_ms
@@ -162,7 +176,8 @@ class RecordStore:
         self._sqlite = self.backend == "sqlite"
         if self._sqlite:
             _sqlite_transactions(self.engine, busy_timeout_ms)
-        self._write_turn = _sqlite_write_turn(self.url) if self._sqlite else None
+        #: The SQLite file whose write turn this store's writers take (``_sqlite_write_turn``).
+        self._turn_path = os.path.realpath(self.url.database or "") if self._sqlite else None
         self._async_engine: AsyncEngine | None = None
 
     @classmethod
@@ -190,9 +205,9 @@ class RecordStore:
     def _execute(self, op: RecordOp[R]) -> R:
         # aexecute's SQLite path runs this too: one operation is one call of execute or aexecute,
         # never both (what wraps either, to time or count operations, sees each once).
-        turn = self._write_turn if op.writes else None
-        if turn is None:
+        if not op.writes or self._turn_path is None:
             return self._attempts(op)
+        turn = _sqlite_write_turn(self._turn_path)
         # As long as SQLite's own busy timeout, after which a writer gives up (503) likewise.
         if not turn.acquire(timeout=self._busy_timeout_ms / 1000):
             raise _unavailable(TimeoutError("waited the busy timeout for this process's SQLite writer"))

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from ..schema import Schema
     from ..users import DisabledSecondFactor
 
-__all__ = ["DEFAULT_NAME", "FACTOR", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator", "AddTotpFactor",
+__all__ = ["DEFAULT_NAME", "FACTOR", "AcceptAnyTotpStep", "AcceptTotpStep", "AddAuthenticator",
            "AuthenticatorRemoval", "ConfirmAuthenticator", "EnableTotp", "ListTotpSecrets", "RemoveAuthenticator",
            "RemoveTotpFactor", "RenameTotpFactor", "RewrapTotpSecret", "TotpCandidate", "TotpFactor", "define_table",
            "lock_user_factors"]
@@ -173,28 +173,6 @@ def _classify(schema: Schema, user_id: str, factor_id: str, secret: str) -> SqlG
     if row is None:
         return Status.NOT_FOUND
     return Status.CHANGED if row.secret != secret or row.confirmed_at is None else Status.REPLAYED
-
-
-@dataclass(frozen=True, slots=True)
-class AddTotpFactor(RecordOp[Status]):
-    """Start an enrolment: an unconfirmed factor. An unconfirmed factor of the same name is replaced
-    (the user asked for a new QR code). CREATED, or TAKEN when a confirmed factor has that name or a
-    concurrent enrolment won the unique (user_id, name) index."""
-
-    user_id: str
-    factor_id: str
-    secret: str = field(repr=False)
-    key_id: str
-    at: int
-    name: str = ""
-    on_conflict: ClassVar[Any] = Status.TAKEN
-
-    def run(self, schema: Schema) -> SqlGen[Status]:
-        t = schema.totp_factors
-        yield delete(t).where(t.c.user_id == self.user_id, t.c.name == self.name, t.c.confirmed_at.is_(None))
-        yield insert(t).values(id=self.factor_id, user_id=self.user_id, name=self.name, secret=self.secret,
-                               key_id=self.key_id, created_at=self.at, confirmed_at=None, last_step=0)
-        return Status.CREATED
 
 
 def _confirm(schema: Schema) -> Executable:
