@@ -169,17 +169,20 @@ class AuthenticatorFlows:
             raise not_found()  # as read; the record store decides again below
         if password is None and record is not None and _last_factor(record, factor_id):
             raise password_needed()
-        # Removing a confirmed app forgets every trusted device of the user in the re-check's
-        # step, when it allows the change: the app may be removed because it was lost or its
-        # secret leaked, and a browser trusted by its codes must ask for the second factor again
-        # (which factor trusted a device is not recorded, so all go). An unfinished app never
-        # answered a sign-in: cancelling it forgets none. Unlike disable-otp's, this step comes
-        # before the record store's removal (which has no undo when another app remains), so a
-        # removal the record store then refuses in a race (BUSY, NOT_FOUND, CHANGED) has
-        # forgotten the devices anyway: the safe direction; the checks above, on the record as
-        # read, keep the ordinary refusals from doing so.
-        confirmed = record is None or any(x.id == factor_id and x.confirmed_at is not None for x in record.totp)
-        yield from self._recheck(req, caller, forget_devices=confirmed)
+        # Removing a confirmed app while another factor stays forgets every trusted device of the
+        # user in the re-check's step, when it allows the change: the app may be removed because
+        # it was lost or its secret leaked, and a browser trusted by its codes must ask for the
+        # second factor again (which factor trusted a device is not recorded, so all go). An
+        # unfinished app never answered a sign-in: cancelling it forgets none. The last app's
+        # removal turns 2FA off, whose own step voids them (two_factor_disable.lua, as disable's,
+        # so its undo has none to put back). Unlike disable-otp's, this step comes before the
+        # record store's removal (which has no undo when another app remains), so a removal the
+        # record store then refuses in a race (BUSY, NOT_FOUND, CHANGED) has forgotten them
+        # anyway: the safe direction; the checks above, on the record as read, keep the ordinary
+        # refusals from doing so.
+        forget = record is None or (any(x.id == factor_id and x.confirmed_at is not None for x in record.totp)
+                                    and not _last_factor(record, factor_id))
+        yield from self._recheck(req, caller, forget_devices=forget)
         f, uid, since = self.f, caller.uid, self.f.now_ms()
         removed = f.entries(req, caller.sid, ("two_factor.authenticator_removed", factor_id))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
