@@ -127,7 +127,8 @@ def _new_turns_after_fork() -> None:
     _SQLITE_WRITE_TURNS.clear()
 
 
-os.register_at_fork(after_in_child=_new_turns_after_fork)
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_new_turns_after_fork)
 
 
 def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
