@@ -371,7 +371,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/two-factor/remove-authenticator"): Endpoint(
         "Remove an authenticator app", "two-factor", SESSION,
         Success(_status_and(("twoFactorEnabled", {"type": "boolean"}), required=("twoFactorEnabled",)),
-                "removed; `twoFactorEnabled: false` when it was the last one, which turned 2FA off "
+                "removed; every trusted device of the user is forgotten (unless the app was still being "
+                "added); `twoFactorEnabled: false` when it was the last one, which turned 2FA off "
                 "(backup codes and unfinished setups go too); that needs `password`, as `disable` does "
                 "(400 `VALIDATION_ERROR` without it); a password given is checked on any removal"),
         body=_object({"id": _AUTHENTICATOR_ID, "password": _text(128)}, ("id",)),
@@ -404,7 +405,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/two-factor/disable-otp"): Endpoint(
         "Stop codes by message (one channel, or all)", "two-factor", SESSION,
         Success(_status_and(("twoFactorEnabled", {"type": "boolean"}), required=("twoFactorEnabled",)),
-                "stopped; two-factor is off when no other factor is left"),
+                "stopped; every trusted device of the user is forgotten; two-factor is off when no "
+                "other factor is left"),
         body=_object({"password": _text(128), "channel": _CHANNEL}, ("password",)),
         errors=_merge(_REAUTH, {400: ("OTP_NOT_ENABLED",), 401: ("UNAUTHORIZED",), 403: _FACTOR_CHANGE,
                                 409: ("TWO_FACTOR_CHANGED",)})),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..effects import Flow, Rec
 from ..errors import AuthError
 from ..http import Body, Request, Response, display_name, json_response
-from ..stores.hot_ops import FactorChange, HotStatus, TwoFactorDisable, Verdict
+from ..stores.hot_ops import HotStatus, TwoFactorDisable, Verdict
 from ..stores.records import (
     DEFAULT_NAME,
     AuthenticatorRemoval,
@@ -126,26 +126,23 @@ class AuthenticatorFlows:
         record = yield from self.f.load_record(caller)
         return json_response(200, [public(f) for f in listed(record, self.f.now_ms())])
 
-    def _change(self, req: Request, password: str | None = None) -> Flow[Caller]:
-        """The caller of a rename or removal: the factor-change rule checked when loaded and again
-        in the hot store just before the change (``factor_change.lua``), as for passkeys: neither
-        change lets anyone in, so the re-check comes first. ``password``, when given, is checked too."""
+    def _recheck(self, req: Request, caller: Caller, *, forget_devices: bool = False) -> Flow[None]:
+        """The factor-change rule, checked when the caller was loaded, checked again in the hot
+        store just before a rename or removal (``factor_change.lua``), as for passkeys: neither
+        change lets anyone in, so the re-check comes first. ``forget_devices``: see ``remove``."""
         f = self.f
-        caller = yield from f.require_factor_change(req, password)
-        session_key, max_age_ms = f.factor_change_args(caller)
         # 'on': judged as with 2FA on when the record had it (the copy may say off by now).
         on = caller.record is not None and caller.record.two_factor_enabled
-        reply: Verdict = yield from f.commit(FactorChange(
-            f.head(caller.uid, req), session_key=session_key, max_age_ms=max_age_ms,
-            password_given="on" if on else "0"), caller.sid)
+        reply: Verdict = yield from f.commit(f.factor_change(req, caller, "on" if on else "0",
+                                                             forget_devices=forget_devices), caller.sid)
         if reply.status != HotStatus.OK:
             raise f.factor_change_error(reply.status)
-        return caller
 
     def rename(self, req: Request, body: Body) -> Flow[Response]:
         factor_id = body.text("id", max_len=64)
         name = authenticator_name(body, required=True)
-        caller = yield from self._change(req)
+        caller = yield from self.f.require_factor_change(req)
+        yield from self._recheck(req, caller)
         record = yield from self.f.load_record(caller)  # read once per request: already loaded
         factor = next((x for x in listed(record, self.f.now_ms()) if x.id == factor_id), None)
         if factor is None:
@@ -166,10 +163,27 @@ class AuthenticatorFlows:
         session alone must not turn 2FA off by another name); checked whenever given."""
         factor_id = body.text("id", max_len=64)
         password = body.text("password", max_len=128, required=False) or None
-        caller = yield from self._change(req, password)
-        f, uid, since = self.f, caller.uid, self.f.now_ms()
-        if password is None and caller.record is not None and _last_factor(caller.record, factor_id):
+        caller = yield from self.f.require_factor_change(req, password)
+        record = caller.record
+        if record is not None and not any(x.id == factor_id for x in record.totp):
+            raise not_found()  # as read; the record store decides again below
+        if password is None and record is not None and _last_factor(record, factor_id):
             raise password_needed()
+        # Removing a confirmed app while another factor stays forgets every trusted device of the
+        # user in the re-check's step, when it allows the change: the app may be removed because
+        # it was lost or its secret leaked, and a browser trusted by its codes must ask for the
+        # second factor again (which factor trusted a device is not recorded, so all go). An
+        # unfinished app never answered a sign-in: cancelling it forgets none. The last app's
+        # removal turns 2FA off, whose own step voids them (two_factor_disable.lua, as disable's,
+        # so its undo has none to put back). Unlike disable-otp's, this step comes before the
+        # record store's removal (which has no undo when another app remains), so a removal the
+        # record store then refuses in a race (BUSY, NOT_FOUND, CHANGED) has forgotten them
+        # anyway: the safe direction; the checks above, on the record as read, keep the ordinary
+        # refusals from doing so.
+        forget = record is None or (any(x.id == factor_id and x.confirmed_at is not None for x in record.totp)
+                                    and not _last_factor(record, factor_id))
+        yield from self._recheck(req, caller, forget_devices=forget)
+        f, uid, since = self.f, caller.uid, self.f.now_ms()
         removed = f.entries(req, caller.sid, ("two_factor.authenticator_removed", factor_id))
         off = f.entries(req, caller.sid, ("two_factor.disabled", "last_authenticator"))
         # The record store decides, with every app of the user locked: of two removals at once,

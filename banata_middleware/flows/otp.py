@@ -36,7 +36,6 @@ from ..otp import OtpMessage, canonical_address, mask_address, new_code, normali
 from ..stores.hot_ops import (
     Answer,
     ChallengeAnswer,
-    FactorChange,
     HotStatus,
     OtpEnrol,
     OtpEnrolled,
@@ -432,11 +431,12 @@ class OtpFlows:
             # (EndRemoval, one more SQL transaction). A crash between keeps the removal (the
             # request had passed the rule when loaded, an instant before), and the lease until it
             # runs out.
-            session_key, max_age_ms = f.factor_change_args(caller)
+            # The same step forgets every trusted device of the user (forget_devices): a browser
+            # trusted by a code sent to the address removed must ask for the second factor again;
+            # a refusal, or a hot store that fails, forgets none, so the undo has no trust to put back.
             try:
-                allowed: Verdict = yield from f.commit(FactorChange(
-                    f.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"),
-                    caller.sid)
+                allowed: Verdict = yield from f.commit(f.factor_change(req, caller, "on", forget_devices=True),
+                                                       caller.sid)
             except AuthError:
                 with suppress(AuthError):  # logged by _undo_remove; the hot store's 503 is the answer
                     yield from self._undo_remove(req, caller, result, settling)

@@ -24,7 +24,7 @@ from ..passkeys import (
     verify_authentication,
     verify_registration,
 )
-from ..stores.hot_ops import Ceremony, FactorChange, HotStatus, PasskeySession, PasskeySignIn, Verdict
+from ..stores.hot_ops import Ceremony, HotStatus, PasskeySession, PasskeySignIn, Verdict
 from ..stores.records import (
     AdvanceSignCount,
     GetPasskey,
@@ -148,10 +148,8 @@ class PasskeyFlows:
     def _factor_change_allowed(self, req: Request, caller: Caller) -> Flow[str]:
         """The factor-change rule re-checked in the hot store now (``factor_change.lua``): OK,
         or the refusal for ``Flows.factor_change_error``."""
-        session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply: Verdict = yield from self.f.commit(FactorChange(
-            self.f.head(caller.uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="0"),
-            caller.sid)
+        # A passkey never trusts a device (no trustDevice at its sign-in): none is forgotten.
+        reply: Verdict = yield from self.f.commit(self.f.factor_change(req, caller, "0"), caller.sid)
         return reply.status
 
     # -- registration ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ..http import Body, Request, Response, json_response, set_cookie
 from ..keys import Keys
 from ..stores.hot_ops import (
     Copied,
+    FactorChange,
     Guard,
     GuardReply,
     Head,
@@ -568,6 +569,18 @@ class SessionCore:
     def factor_change_args(self, caller: Caller) -> tuple[str, int]:
         """(session key, max age ms): what a factor-changing script re-checks the rule with."""
         return self.keys.session(caller.uid, caller.sid), self.policies.factor_change_max_age * 1000
+
+    def factor_change(self, req: Request, caller: Caller, password_given: Literal["0", "1", "on"], *,
+                      forget_devices: bool = False, fields: tuple[str, ...] = ()) -> FactorChange:
+        """The re-check of the factor-change rule (``factor_change.lua``) for ``caller``'s change.
+        ``forget_devices``: the change removes a second factor while two-factor stays on, so every
+        trusted device of the user is forgotten in the same step, when it is allowed."""
+        uid = caller.uid
+        session_key, max_age_ms = self.factor_change_args(caller)
+        return FactorChange(
+            self.head(uid, req), session_key=session_key, devices_key=self.keys.trusted_devices(uid),
+            trust_key=self.keys.trust(uid, "-"), max_age_ms=max_age_ms, password_given=password_given,
+            forget_devices="1" if forget_devices else "0", fields=fields)
 
     def factor_change_error(self, status: str) -> AuthError:
         """The answer to a refused factor change (statuses of ``factor_change_refused``)."""

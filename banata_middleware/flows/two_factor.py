@@ -19,7 +19,6 @@ from ..stores.hot_ops import (
     AuditEvent,
     BackupCodesReplace,
     ChallengeAnswer,
-    FactorChange,
     Flag,
     HotStatus,
     OtpEnrolled,
@@ -417,9 +416,10 @@ class TwoFactorFlows(PrimaryFlows):
                                            while_on=True))) is not Status.OK:
                 raise self._backup_codes_changed()
             try:
-                allowed: Verdict = yield from self.commit(FactorChange(
-                    self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on",
-                    fields=("codes_kid", hashes[0])), caller.sid)
+                # No trusted device is forgotten: the backup codes stay a factor (a new set), as
+                # when codes are used up and replaced; revoke-trusted-devices is there for a leak.
+                allowed: Verdict = yield from self.commit(self.factor_change(
+                    req, caller, "on", fields=("codes_kid", hashes[0])), caller.sid)
             except AuthError:
                 yield from self._discard_staged(uid, token)
                 raise
@@ -641,15 +641,13 @@ class TwoFactorFlows(PrimaryFlows):
     def _settle_confirmation(self, req: Request, caller: Caller, factor: TotpFactor, step: int, held: LeasedChange,
                              settling: Settling) -> Flow[Response]:
         uid = caller.uid
-        session_key, max_age_ms = self.factor_change_args(caller)
         # Write order: the confirmation first, then factor_change.lua re-checks the rule; a refusal
         # or a hot store that fails undoes it (the undo releases the lease in its transaction), a
         # pass releases the lease (EndRemoval). A crash between keeps the app confirmed (the
         # request had passed the rule when loaded, an instant before), and the lease until it
         # runs out.
-        try:
-            reply: Verdict = yield from self.commit(FactorChange(
-                self.head(uid, req), session_key=session_key, max_age_ms=max_age_ms, password_given="on"), caller.sid)
+        try:  # an app added: it trusted no device yet, none is forgotten
+            reply: Verdict = yield from self.commit(self.factor_change(req, caller, "on"), caller.sid)
         except AuthError:  # the hot store is down: the rule cannot be checked, so the app goes again
             with suppress(AuthError):  # logged by _undo_confirm; the hot store's 503 is the answer
                 yield from self._undo_confirm(req, caller, factor, held.lease, settling)

@@ -629,9 +629,12 @@ class PasskeySignIn(NamedTuple):
 @hot_op("factor_change", _verdict, HotStatus.OK, *_REFUSALS)
 class FactorChange(NamedTuple):
     head: Head
-    session_key: Key
+    session_key: Key  # the caller's
+    devices_key: Key
+    trust_key: Key  # any trust key of the user (forget_devices: the others share its prefix)
     max_age_ms: int  # Policies.factor_change_max_age
     password_given: Literal["0", "1", "on"]  # on: judged as with 2FA on, whatever the copy says
+    forget_devices: Flag  # 1: a second factor is removed; every trusted device goes when allowed
     fields: Rest = ()  # field, value...: written into the copy when the change is allowed
 
 

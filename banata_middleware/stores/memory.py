@@ -134,6 +134,16 @@ class _Script:
             del devices[old]
             self.audit("trusted_device.revoked", "", "cap")
 
+    def forget_all_devices(self, u: dict[str, str], index: str, tkey: str, sid: str) -> int:
+        """Twin of ``forget_all_devices`` in lua/_prelude.lua: every trusted device of the user goes."""
+        devices = self.s.get(index)
+        prefix = tkey[: len(tkey) - len(_key_id(tkey))]
+        forgotten = self.s.delete(*(prefix + tid for tid in (devices if isinstance(devices, dict) else {})))
+        self.s.delete(index)
+        self.hset(self.user_key, gen=int(u.get("gen", "0")) + 1)
+        self.audit("trusted_device.revoked", sid, "all")
+        return forgotten
+
     @staticmethod
     def merge_amr(a: str, b: str) -> str:
         return " ".join(dict.fromkeys(f"{a} {b}".split()))
@@ -716,15 +726,17 @@ class MemoryStore:
         return 1
 
     def _op_factor_change(self, x: _Script, op: h.FactorChange) -> Reply:
-        u = x.hash(op.head.user_key)
+        copy = u = x.hash(op.head.user_key)
         if op.password_given == "on":
-            u = {"tfa": "1", "revoked_at": u.get("revoked_at", "0")}
+            u = {"tfa": "1", "revoked_at": copy.get("revoked_at", "0")}
         refused = x.factor_change_refused(u, op.session_key, op.max_age_ms, op.password_given)
         if refused:
             return [refused, x.events]
         f = op.fields
         if f:
             x.hset(op.head.user_key, **dict(zip(f[0::2], f[1::2], strict=True)))
+        if op.forget_devices == "1":
+            x.forget_all_devices(copy, op.devices_key, op.trust_key, _key_id(op.session_key))
         return ["OK", x.events]
 
     def _op_passkey_sign_in(self, x: _Script, op: h.PasskeySignIn) -> Reply:
@@ -852,12 +864,7 @@ class MemoryStore:
             self.delete(op.trust_key)
             x.audit("trusted_device.revoked", op.sid, tid)
             return ["OK", x.events, 1]
-        prefix = op.trust_key[: len(op.trust_key) - len(_key_id(op.trust_key))]
-        forgotten = self.delete(*(prefix + tid for tid in devices))
-        self.delete(op.devices_key)
-        x.hset(user_key, gen=int(u.get("gen", "0")) + 1)
-        x.audit("trusted_device.revoked", op.sid, "all")
-        return ["OK", x.events, forgotten]
+        return ["OK", x.events, x.forget_all_devices(u, op.devices_key, op.trust_key, op.sid)]
 
     def user_ids(self, prefix: str) -> list[str]:
         """Every user id with a record (administration: key rotation)."""

@@ -146,9 +146,12 @@ def scenario(meter: Meter, browser: Callable[[], Browser], clock: FrozenClock) -
     meter("sign-in (2FA on: challenge) #3", lambda: b.sign_in(email), 403)
     clock.advance(30)
     meter("verify-totp (sign-in challenge, second of two apps)", lambda: b.verify_totp(tablet.code()), 200)
-    meter("remove-authenticator", lambda: a.auth("/two-factor/remove-authenticator", {"id": r.json()["id"]}), 200)
     meter("sign-out #2", lambda: a.auth("/sign-out"), 200)
     meter("sign-in (trusted device: session at once)", lambda: a.sign_in(email), 200)
+    # B's second factor is the fresh one; removing an app forgets every trusted device (A's too).
+    meter("remove-authenticator", lambda: b.auth("/two-factor/remove-authenticator", {"id": r.json()["id"]}), 200)
+    meter("sign-out #3", lambda: a.auth("/sign-out"), 200)
+    meter("sign-in (the device forgotten by the removal: challenge)", lambda: a.sign_in(email), 403)
     meter("sign-in (wrong password)", lambda: c.auth("/sign-in/email", {"email": email, "password": "x" * 12}), 401)
 
 

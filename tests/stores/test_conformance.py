@@ -134,6 +134,7 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "remember": flags,
     "password_checked": flags,
     "trust": st.sampled_from(("1", "0")),
+    "forget_devices": st.sampled_from(("1", "0")),  # factor_change: a second factor removed
     "password_given": None,
     "lock_audited": flags,
     "since_ms": st.sampled_from((T0 * 1000, T0 * 1000 + 60 * MINUTE)),

@@ -175,6 +175,22 @@ local function index_device(index, tkey, ttl_ms, gen)
   end
 end
 
+-- Every trusted device of the user forgotten (trust_end.lua's 'all'; factor_change.lua when a
+-- second factor is removed): bumping 'gen' voids every trust record, those made before the index
+-- existed too; the indexed records and the index go, and one 'all' event says so. tkey: any trust
+-- key of the user (its prefix names the others). Returns how many indexed records it deleted.
+local function forget_all_devices(u, index, tkey, sid)
+  local prefix = string.sub(tkey, 1, #tkey - #key_id(tkey))
+  local forgotten = 0
+  for _, tid in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    forgotten = forgotten + redis.call('DEL', prefix .. tid)
+  end
+  redis.call('DEL', index)
+  redis.call('HSET', user_key, 'gen', tonumber(u.gen or '0') + 1)
+  audit('trusted_device.revoked', sid, 'all')
+  return forgotten
+end
+
 -- The user's one live code sent by message (Keys.otp, written by otp_issue.lua), when it is bound
 -- to `bind` (the challenge or session that asked for it), was sent for `purpose` (sign_in |
 -- step_up | enrol), is live and its keyed hash is one of `h` (space-separated: a sign-in or step-up

@@ -13,12 +13,4 @@ if mode == 'one' then
   audit('trusted_device.revoked', sid, tid)
   return {'OK', EVENTS, 1}
 end
-local prefix = string.sub(trust_key, 1, #trust_key - #key_id(trust_key))
-local forgotten = 0
-for _, tid in ipairs(redis.call('ZRANGE', devices_key, 0, -1)) do
-  forgotten = forgotten + redis.call('DEL', prefix .. tid)
-end
-redis.call('DEL', devices_key)
-redis.call('HSET', user_key, 'gen', tonumber(u.gen or '0') + 1)
-audit('trusted_device.revoked', sid, 'all')
-return {'OK', EVENTS, forgotten}
+return {'OK', EVENTS, forget_all_devices(u, devices_key, trust_key, sid)}

@@ -1,0 +1,204 @@
+"""Removing one second factor while two-factor stays on (``disable-otp`` of a channel, with an app
+left; ``remove-authenticator`` of one app of two) forgets every trusted device of the user: a factor
+is usually removed because it was lost or compromised, and a browser someone got trusted through it
+must ask for the second factor again. Which factor trusted a device is not recorded, so all go, as
+``revoke-trusted-devices`` and a full ``disable`` do. A removal that is refused changes nothing,
+trust included. Every adapter x store (memory + SQLite, Redis + PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack
+
+from banata_middleware import OtpConfig
+from banata_middleware.effects import run_sync
+from banata_middleware.http import Request
+from banata_middleware.otp import Inbox
+from banata_middleware.simulator import VirtualAuthenticator
+
+EMAIL = "forget@example.com"
+TF = "/two-factor"
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+def otp_stack(stack_factory: Callable[..., Stack], inbox: Inbox) -> Stack:
+    return stack_factory(otp=OtpConfig(sender=inbox))
+
+
+def events(stack: Stack, uid: str) -> list[tuple[str, str]]:
+    """The hot store's audit stream of the user: (type, detail)."""
+    key = stack.auth.flows.keys.audit(uid)
+    if stack.redis is not None:
+        with stack.redis.client() as c:
+            return [(f["type"], f["detail"]) for _, f in c.xrange(key)]
+    return [(e["type"], e["detail"]) for e in stack.auth.store.audit_events(key)]  # type: ignore[attr-defined]
+
+
+def forgotten_all(stack: Stack, uid: str) -> int:
+    return events(stack, uid).count(("trusted_device.revoked", "all"))
+
+
+def devices(api: Api) -> list[dict[str, object]]:
+    r = api.get(f"/api/auth{TF}/list-trusted-devices")
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+def sign_in_again(api: Api) -> int:
+    api.auth("/sign-out")
+    r = api.sign_in(EMAIL)
+    assert r.status_code in (200, 403), r.text
+    if r.status_code == 403:
+        assert r.json()["code"] == "TWO_FACTOR_REQUIRED", r.text
+    return r.status_code
+
+
+# -- codes by email and an app -----------------------------------------------------------------------
+
+def codes_and_an_app(stack: Stack, inbox: Inbox) -> tuple[Api, str, VirtualAuthenticator]:
+    """A user with codes by email and one authenticator app, signed in (second factor fresh)."""
+    api = stack.client()
+    uid = api.sign_up(EMAIL).json()["user"]["id"]
+    assert api.auth(f"{TF}/enable", {"password": PASSWORD, "method": "otp"}).status_code == 200
+    assert api.auth(f"{TF}/verify-otp", {"code": inbox.latest(user_id=uid).code}).status_code == 200
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    app = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+    assert api.auth(f"{TF}/verify-totp", {"code": app.code()}).status_code == 200
+    return api, uid, app
+
+
+def trusted_by_email(stack: Stack, inbox: Inbox, uid: str) -> Api:
+    """Another browser, trusted by a code sent by email (the factor about to be removed)."""
+    browser = stack.client()
+    assert browser.sign_in(EMAIL).status_code == 403
+    assert browser.auth(f"{TF}/send-otp", {}).status_code == 200
+    r = browser.auth(f"{TF}/verify-otp", {"code": inbox.latest(user_id=uid).code, "trustDevice": True})
+    assert r.status_code == 200 and "banata.trust_device" in browser.http.cookies, r.text
+    assert sign_in_again(browser) == 200  # trusted: no second factor asked
+    return browser
+
+
+def test_disable_otp_of_email_forgets_a_device_trusted_by_an_emailed_code(otp_stack: Stack, inbox: Inbox) -> None:
+    api, uid, _ = codes_and_an_app(otp_stack, inbox)
+    browser = trusted_by_email(otp_stack, inbox, uid)
+    assert len(devices(api)) == 1
+    r = api.auth(f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})
+    assert r.status_code == 200 and r.json() == {"status": True, "twoFactorEnabled": True}, r.text
+    assert devices(api) == []
+    assert forgotten_all(otp_stack, uid) == 1
+    assert sign_in_again(browser) == 403
+    assert browser.sign_in(EMAIL).json()["twoFactorMethods"] == ["totp"]
+
+
+def test_a_refused_disable_otp_leaves_the_devices_trusted(otp_stack: Stack, inbox: Inbox) -> None:
+    api, uid, _ = codes_and_an_app(otp_stack, inbox)
+    browser = trusted_by_email(otp_stack, inbox, uid)
+    otp_stack.clock.advance(otp_stack.auth.config.policies.factor_change_max_age + 1)
+    r = api.auth(f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})
+    assert (r.status_code, r.json()["code"]) == (403, "FRESH_TWO_FACTOR_REQUIRED"), r.text
+    assert forgotten_all(otp_stack, uid) == 0
+    assert sign_in_again(browser) == 200
+
+
+def test_a_disable_otp_refused_or_unchecked_after_its_write_leaves_the_devices_trusted(
+        otp_stack: Stack, inbox: Inbox) -> None:
+    """The re-check after the record store's removal refuses (the session was signed out in
+    flight: 401) or cannot run (503): the address is put back, and the devices stay trusted; the
+    undo puts back no trust either, since none was taken."""
+    api, uid, _ = codes_and_an_app(otp_stack, inbox)
+    browser = trusted_by_email(otp_stack, inbox, uid)
+    inner = otp_stack.auth.store
+    otp_stack.auth.store = FailOn(inner, "factor_change")
+    try:
+        r = api.auth(f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})
+    finally:
+        otp_stack.auth.store = inner
+    assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    other_tab = otp_stack.client()
+    other_tab.http.cookies.update(api.http.cookies)
+    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
+    req = Request("POST", f"/api/auth{TF}/disable-otp",
+                  {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
+                  json.dumps({"password": PASSWORD, "channel": "email"}).encode())
+    store = PausingStore(inner, "factor_change", lambda: other_tab.auth("/sign-out"))
+    response = run_sync(otp_stack.auth.gateway.handle(req), store, otp_stack.auth.records)
+    assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
+    assert forgotten_all(otp_stack, uid) == 0
+    assert sign_in_again(browser) == 200
+    assert browser.sign_in(EMAIL).status_code == 200
+
+
+# -- two apps ----------------------------------------------------------------------------------------
+
+def two_apps(stack: Stack) -> tuple[Api, str, VirtualAuthenticator]:
+    """A user with two confirmed apps ("totp", the first, whose codes ``api.code()`` gives, and
+    "Tablet"), signed in (second factor fresh)."""
+    api = stack.client()
+    uid = api.sign_up(EMAIL).json()["user"]["id"]
+    api.enable_2fa()
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": "Tablet"})
+    assert r.status_code == 200, r.text
+    tablet = VirtualAuthenticator.from_uri(r.json()["totpURI"], clock=stack.clock)
+    assert api.auth(f"{TF}/verify-totp", {"code": tablet.code()}).status_code == 200
+    return api, uid, tablet
+
+
+def trusted_by_app(stack: Stack, owner: Api) -> Api:
+    """Another browser, trusted by a code of the first app (the one about to be removed)."""
+    stack.clock.advance(30)
+    browser = stack.client()
+    assert browser.sign_in(EMAIL).status_code == 403
+    r = browser.auth(f"{TF}/verify-totp", {"code": owner.code(), "trustDevice": True})
+    assert r.status_code == 200 and "banata.trust_device" in browser.http.cookies, r.text
+    assert sign_in_again(browser) == 200
+    return browser
+
+
+def test_removing_one_of_two_apps_forgets_a_device_trusted_by_its_code(stack: Stack) -> None:
+    api, uid, _ = two_apps(stack)
+    browser = trusted_by_app(stack, api)
+    r = api.auth(f"{TF}/remove-authenticator", {"id": "totp"})
+    assert r.status_code == 200 and r.json() == {"status": True, "twoFactorEnabled": True}, r.text
+    assert devices(api) == []
+    assert forgotten_all(stack, uid) == 1
+    assert sign_in_again(browser) == 403
+
+
+@pytest.mark.parametrize("refusal", ["stale", "unknown"])
+def test_a_refused_removal_of_an_app_leaves_the_devices_trusted(stack: Stack, refusal: str) -> None:
+    api, uid, _ = two_apps(stack)
+    browser = trusted_by_app(stack, api)
+    if refusal == "stale":
+        stack.clock.advance(stack.auth.config.policies.factor_change_max_age + 1)
+        r = api.auth(f"{TF}/remove-authenticator", {"id": "totp"})
+        assert (r.status_code, r.json()["code"]) == (403, "FRESH_TWO_FACTOR_REQUIRED"), r.text
+    else:
+        r = api.auth(f"{TF}/remove-authenticator", {"id": "nope"})
+        assert (r.status_code, r.json()["code"]) == (404, "AUTHENTICATOR_NOT_FOUND"), r.text
+    assert forgotten_all(stack, uid) == 0
+    assert len(devices(browser)) == 1
+    assert sign_in_again(browser) == 200
+
+
+def test_cancelling_an_unfinished_app_leaves_the_devices_trusted(stack: Stack) -> None:
+    """An app never confirmed never answered a sign-in, so it trusted no device: removing it (a
+    setup cancelled) forgets none."""
+    api, uid = stack.client(), ""
+    uid = api.sign_up(EMAIL).json()["user"]["id"]
+    api.enable_2fa()
+    browser = trusted_by_app(stack, api)
+    r = api.auth(f"{TF}/enable", {"password": PASSWORD, "name": "Tablet"})
+    assert r.status_code == 200, r.text
+    r = api.auth(f"{TF}/remove-authenticator", {"id": r.json()["id"]})
+    assert r.status_code == 200, r.text
+    assert forgotten_all(stack, uid) == 0
+    assert sign_in_again(browser) == 200
