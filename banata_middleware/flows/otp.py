@@ -298,6 +298,12 @@ class OtpFlows:
             # not toward the permanent ceiling of an account that may have no second factor yet (R4-8).
             raise f.answer_error(enrolled)
         channel, address = str(enrolled.channel), str(enrolled.address)
+        if was_on and any(o.channel == channel and o.address != address for o in record.otp):
+            # The channel's address is replaced: the old one stops being a factor, a removal by
+            # another name (the owner moving away from a mailbox lost or taken over). As disable-otp
+            # does, every trusted device is forgotten, here before the record changes (access taken
+            # away first; a write refused below has forgotten them anyway, the safe direction).
+            yield from f.forget_all_devices(req, caller)
         entries = f.entries(req, caller.sid, ("otp.enabled" if was_on else "two_factor.enabled", f"otp:{channel}"))
         status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries, while_off=not was_on))
         if status is Status.TAKEN:

@@ -27,6 +27,7 @@ from ..http import Body, Request, Response, json_response, set_cookie
 from ..keys import Keys
 from ..stores.hot_ops import (
     Copied,
+    DevicesForgotten,
     FactorChange,
     Guard,
     GuardReply,
@@ -36,6 +37,7 @@ from ..stores.hot_ops import (
     LoadReply,
     SessionCreate,
     Throttle,
+    TrustEnd,
     UserFill,
     UserOp,
     Verdict,
@@ -581,6 +583,18 @@ class SessionCore:
             self.head(uid, req), session_key=session_key, devices_key=self.keys.trusted_devices(uid),
             trust_key=self.keys.trust(uid, "-"), max_age_ms=max_age_ms, password_given=password_given,
             forget_devices="1" if forget_devices else "0", fields=fields)
+
+    def forget_all_devices(self, req: Request, caller: Caller) -> Flow[None]:
+        """Every trusted device of ``caller``'s user forgotten now (``trust_end.lua`` 'all', the
+        factor-change rule re-checked in the same step; its refusal raised): for a change that
+        takes a factor away by another name than a removal (an address replaced)."""
+        uid, k = caller.uid, self.keys
+        session_key, max_age_ms = self.factor_change_args(caller)
+        reply: DevicesForgotten = yield from self.commit(TrustEnd(
+            self.head(uid, req), session_key=session_key, devices_key=k.trusted_devices(uid),
+            trust_key=k.trust(uid, "-"), mode="all", sid=caller.sid, max_age_ms=max_age_ms), caller.sid)
+        if reply.status != HotStatus.OK:
+            raise self.factor_change_error(reply.status)
 
     def factor_change_error(self, status: str) -> AuthError:
         """The answer to a refused factor change (statuses of ``factor_change_refused``)."""
