@@ -61,6 +61,13 @@ def sign_in_again(api: Api) -> int:
     return r.status_code
 
 
+def raw_request(api: Api, path: str, body: dict[str, object]) -> Request:
+    """``api``'s request to an auth endpoint, for a flow driven by hand (a store that pauses or dies)."""
+    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
+    return Request("POST", f"/api/auth{path}", {"cookie": cookie, "origin": SITE, "content-type": "application/json"},
+                   "127.0.0.1", {}, json.dumps(body).encode())
+
+
 # -- codes by email and an app -----------------------------------------------------------------------
 
 def codes_and_an_app(stack: Stack, inbox: Inbox) -> tuple[Api, str, VirtualAuthenticator]:
@@ -109,11 +116,12 @@ def test_a_refused_disable_otp_leaves_the_devices_trusted(otp_stack: Stack, inbo
     assert sign_in_again(browser) == 200
 
 
-def test_a_disable_otp_refused_or_unchecked_after_its_write_leaves_the_devices_trusted(
+def test_a_disable_otp_refused_or_unchecked_after_its_write_forgets_the_devices_anyway(
         otp_stack: Stack, inbox: Inbox) -> None:
     """The re-check after the record store's removal refuses (the session was signed out in
-    flight: 401) or cannot run (503): the address is put back, and the devices stay trusted; the
-    undo puts back no trust either, since none was taken."""
+    flight: 401) or cannot run (503): the address is put back, and its hot step forgot nothing, but
+    the removal moved the record's generation on, so the devices are forgotten at the user's next
+    read of the record all the same: only access is taken away, never given back (R11-D)."""
     api, uid, _ = codes_and_an_app(otp_stack, inbox)
     browser = trusted_by_email(otp_stack, inbox, uid)
     inner = otp_stack.auth.store
@@ -123,18 +131,19 @@ def test_a_disable_otp_refused_or_unchecked_after_its_write_leaves_the_devices_t
     finally:
         otp_stack.auth.store = inner
     assert (r.status_code, r.json()["code"]) == (503, "STORE_UNAVAILABLE"), r.text
+    assert forgotten_all(otp_stack, uid) == 0
+    assert sign_in_again(browser) == 403
+    browser = trusted_by_email(otp_stack, inbox, uid)
     other_tab = otp_stack.client()
     other_tab.http.cookies.update(api.http.cookies)
-    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
-    req = Request("POST", f"/api/auth{TF}/disable-otp",
-                  {"cookie": cookie, "origin": SITE, "content-type": "application/json"}, "127.0.0.1", {},
-                  json.dumps({"password": PASSWORD, "channel": "email"}).encode())
     store = PausingStore(inner, "factor_change", lambda: other_tab.auth("/sign-out"))
-    response = run_sync(otp_stack.auth.gateway.handle(req), store, otp_stack.auth.records)
+    response = run_sync(otp_stack.auth.gateway.handle(
+        raw_request(api, f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})),
+        store, otp_stack.auth.records)
     assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
     assert forgotten_all(otp_stack, uid) == 0
-    assert sign_in_again(browser) == 200
-    assert browser.sign_in(EMAIL).status_code == 200
+    assert sign_in_again(browser) == 403
+    assert otp_stack.client().sign_in(EMAIL).json()["twoFactorMethods"] == ["totp", "otp"]  # the address is back
 
 
 # -- two apps ----------------------------------------------------------------------------------------
@@ -206,13 +215,6 @@ def test_cancelling_an_unfinished_app_leaves_the_devices_trusted(stack: Stack) -
 
 # -- R11: an attacker's review of this change ----------------------------------------------------------
 
-def raw_request(api: Api, path: str, body: dict[str, object]) -> Request:
-    """``api``'s request to an auth endpoint, for a flow driven by hand (a store that pauses or dies)."""
-    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
-    return Request("POST", f"/api/auth{path}", {"cookie": cookie, "origin": SITE, "content-type": "application/json"},
-                   "127.0.0.1", {}, json.dumps(body).encode())
-
-
 def test_r11_a_replacing_the_email_address_forgets_the_devices_its_codes_trusted(
         otp_stack: Stack, inbox: Inbox) -> None:
     """R11-A: the owner moves the email channel to a new address (enable otp with 'to', verify-otp):
@@ -231,11 +233,10 @@ def test_r11_a_replacing_the_email_address_forgets_the_devices_its_codes_trusted
     assert sign_in_again(browser) == 403
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R11-B (known limit, docs/storage.md): remove-authenticator reads the app as the last factor (so it "
-    "leaves forgetting to the disable step), while another tab of the owner finishes an email enrolment "
-    "before the record store's removal: 2FA stays on and no step forgets the devices"))
 def test_r11_b_the_last_app_as_read_no_longer_last_at_its_removal(otp_stack: Stack, inbox: Inbox) -> None:
+    """R11-B: remove-authenticator reads the app as the last factor (leaving the devices to the
+    disable step), while another tab of the owner finishes an email enrolment before the record
+    store's removal: two-factor stays on, and the removal's generation forgets the devices."""
     api = otp_stack.client()
     uid = api.sign_up(EMAIL).json()["user"]["id"]
     api.enable_2fa()
@@ -270,11 +271,10 @@ class _AfterStore:
         return reply
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R11-C (known limit, docs/storage.md): remove-authenticator forgets the devices in its re-check, before "
-    "the record store's removal (it has no undo while another app remains); a sign-in answered with the "
-    "app's code and trustDevice in between is trusted under the new generation and stays trusted"))
 def test_r11_c_a_device_trusted_between_the_forgetting_and_the_removal(stack: Stack) -> None:
+    """R11-C: a sign-in answered with the app's code and trustDevice between remove-authenticator's
+    hot step (which forgets the devices) and its record store removal is trusted under the new 'gen';
+    the removal's generation forgets it at the next read of the record."""
     api, _, _ = two_apps(stack)
     stack.clock.advance(30)
     attacker = stack.client()
@@ -305,10 +305,9 @@ class _DyingStore:
         return self.store.execute(op)  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R11-D (known limit, docs/storage.md): a crash between disable-otp's record store removal and its hot "
-    "step keeps the removal (documented) and the devices trusted: only the copy's generation moves"))
 def test_r11_d_a_crash_between_the_removal_and_its_hot_step(otp_stack: Stack, inbox: Inbox) -> None:
+    """R11-D: the process dies between disable-otp's record store removal and its hot step: the
+    removal stays (documented), and its generation forgets the devices at the next read."""
     api, uid, _ = codes_and_an_app(otp_stack, inbox)
     browser = trusted_by_email(otp_stack, inbox, uid)
     with pytest.raises(_Crash):

@@ -833,3 +833,36 @@ def test_tables_carry_the_configured_prefix(backend: str, scratch_url: str, pref
         assert store.execute(RevokeSessions("u", T)) == 1
     finally:
         store.dispose()
+
+
+def test_taking_a_factor_away_moves_the_generation_on(store: RecordStore, mode: str) -> None:
+    """A second factor taken away while two-factor stays on (a confirmed app removed, a channel
+    removed, a channel's address replaced) moves the generation on in its own transaction: the hot
+    copy, repaired from it, forgets every trusted device even when the flow's hot step never ran
+    (R11-B, C, D). Re-enrolling the same address, or cancelling an unfinished app, moves nothing."""
+    uid = new_id()
+
+    def generation() -> Sequence:
+        return (yield LoadUser(uid)).generation
+
+    def sequence() -> Sequence:
+        yield from _enrolled(uid)
+        yield from _add_app(uid, "f2")
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.CREATED
+        start = yield from generation()
+        assert (yield EnableOtp(uid, "email", "ann@example.com", T)) is Status.OK  # the same address
+        assert (yield from generation()) == start
+        assert (yield EnableOtp(uid, "email", "ann@work.example", T)) is Status.OK  # another one
+        assert (yield from generation()) == start + 1
+        assert (yield AddAuthenticator(uid, "f3", "ct-f3", "k1", T, "f3", 10, 0)) is Status.CREATED
+        assert (yield RemoveAuthenticator(uid, "f3", T)).status is Status.OK  # never confirmed
+        assert (yield from generation()) == start + 1
+        assert (yield RemoveAuthenticator(uid, "f2", T)).status is Status.OK  # confirmed, f1 stays
+        assert (yield from generation()) == start + 2
+        removed = yield DisableOtp(uid, "email", T)
+        assert (removed.status, removed.two_factor_off) == (Status.OK, False)
+        assert (yield from generation()) == start + 3
+        assert (yield RestoreOtp(uid, removed.gone, removed.lease)).status is Status.OK  # undone: not back
+        assert (yield from generation()) == start + 3
+
+    run_sequence(store, mode, sequence)

@@ -92,7 +92,7 @@ def lease_live(state: Row[Any], at: int) -> bool:
 
 
 def take_lease(schema: Schema, user_id: str, at: int, state: Row[Any], *, hold: bool = True,
-               only_if: ColumnElement[bool] | None = None) -> SqlGen[int | None]:
+               only_if: ColumnElement[bool] | None = None, forget_devices: bool = False) -> SqlGen[int | None]:
     """Take the user's factor-change lease, under the state row's lock (``lock_user_state``, whose
     reply is ``state``), for a change that is about to be written, never for one that writes
     nothing (R9-5: a request that changed nothing would otherwise void the undo of a stalled
@@ -106,7 +106,12 @@ def take_lease(schema: Schema, user_id: str, at: int, state: Row[Any], *, hold: 
     rows to remove), decided by the same statement. ``hold``: False for a change its request
     cannot undo (an app removed while another factor remains): the lease is taken and released in
     that one statement, so that the change still waits for a live lease, and the undo of a stalled
-    change, finding the counter moved on, puts nothing back over it.
+    change, finding the counter moved on, puts nothing back over it. ``forget_devices``: the change
+    takes a second factor away while two-factor may stay on (an app, a channel's address), so the
+    same statement moves the generation on: the hot copy, repaired from it at the user's next read
+    of the record, forgets every trusted device, whatever happens to the hot step that forgets them
+    at once (a crash before it, a device trusted between it and this commit: R11-B, C, D). It only
+    ever takes access away: a change undone later has forgotten them too.
 
     Why: a change whose hot re-check runs after its commit may be undone, and two undos do not
     compose (R8-2: a ``disable-otp`` put back nothing in a ``disable``'s window, then the disable's
@@ -118,7 +123,8 @@ def take_lease(schema: Schema, user_id: str, at: int, state: Row[Any], *, hold: 
     taken = (yield update(s).where(s.c.user_id == user_id, s.c.lease_seq == seq,
                                    or_(s.c.removing_until.is_(None), s.c.removing_until < at),
                                    *(() if only_if is None else (only_if,)))
-             .values(removing_until=at + REMOVAL_LEASE_MS if hold else None, lease_seq=seq + 1)).rowcount
+             .values(removing_until=at + REMOVAL_LEASE_MS if hold else None, lease_seq=seq + 1,
+                     **({"generation": s.c.generation + 1} if forget_devices else {}))).rowcount
     return seq + 1 if taken else None
 
 

@@ -151,12 +151,19 @@ class EnableOtp(RecordOp[Status]):
         if self.while_off and (yield any_on(schema, u)).scalar_one():  # read after the lock (R6-1)
             return Status.CHANGED
         # Delete then insert (not an upsert: three dialects, three spellings); the primary key
-        # decides two enrolments racing.
-        replaced = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount
+        # decides two enrolments racing. Another address replaced is a factor taken away: the
+        # generation moves on, so that the hot copy, repaired from it, forgets every trusted device
+        # (a browser trusted by a code sent to the old address: R11-A), whatever befalls the
+        # flow's own hot step that forgets them at once.
+        moved = (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel,
+                                       t.c.address != self.address)).rowcount
+        replaced = moved or (yield delete(t).where(t.c.user_id == u, t.c.channel == self.channel)).rowcount
         yield insert(t).values(user_id=u, channel=self.channel, address=self.address, created_at=self.at)
-        if self.supersede:
+        if self.supersede or moved:
             s = schema.user_state
-            yield update(s).where(s.c.user_id == u).values(**clear_lease(schema))
+            yield update(s).where(s.c.user_id == u).values(
+                **(clear_lease(schema) if self.supersede else {}),
+                **({"generation": s.c.generation + 1} if moved else {}))
         if self.audit:
             yield audit_insert(schema, u, self.audit)
         return Status.OK if replaced else Status.CREATED
@@ -301,7 +308,7 @@ class DisableOtp(RecordOp[OtpRemoval]):
         last = len(going) == len(rows) and not (yield others_on(schema, u, but=FACTOR.name)).scalar_one()
         # Something is removed: the lease decides (one conditional UPDATE), held until the flow
         # settles this removal (either outcome may be undone).
-        lease = yield from take_lease(schema, u, self.at, state)
+        lease = yield from take_lease(schema, u, self.at, state, forget_devices=True)
         if lease is None:
             return OtpRemoval(Status.BUSY, False)
         if last:

@@ -512,7 +512,8 @@ class RemoveAuthenticator(RecordOp[AuthenticatorRemoval]):
             return AuthenticatorRemoval(Status.CHANGED, False)
         # Something is removed: the lease decides (one conditional UPDATE), held only by a removal
         # its request may undo (the last app: two-factor goes with it).
-        lease = yield from take_lease(schema, u, self.at, state, hold=last)
+        lease = yield from take_lease(schema, u, self.at, state, hold=last,
+                                      forget_devices=target.confirmed_at is not None)
         if lease is None:
             return AuthenticatorRemoval(Status.BUSY, False)
         if last:
