@@ -216,7 +216,7 @@ class OtpFlows:
                 otp_key=k.otp(uid), method="otp", outcome="otp", new_sid=sid, session_spec=f.session_spec(),
                 trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
                 lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", binding=binding,
-                code_hash=self._hashes(caller, record, binding, code)), sid)
+                code_hash=self._hashes(caller, record, binding, code), record_generation=record.generation), sid)
             yield from self._settle(req, caller, reply, sid, trusted=trust)  # S2
             remember = caller.challenge.get("remember") == "1"
             trusted = [f.cookie_header(f.trust_cookie, trust_token, p.trust_device_ttl)] if trust else []

@@ -695,7 +695,8 @@ class TwoFactorFlows(PrimaryFlows):
             sessions_key=k.sessions(uid), trust_key=k.trust(uid, trust_id), devices_key=k.trusted_devices(uid),
             otp_key=k.otp(uid), method=method, outcome=outcome, new_sid=sid, session_spec=self.session_spec(),
             trust="1" if trust else "0", trust_ttl_ms=p.trust_device_ttl * 1000, lock_failures=lock[0],
-            lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", lock_audited=lock[2]), sid,
+            lock_ms=lock[1], amr=f"{AMR_PASSWORD} {AMR_OTP}", lock_audited=lock[2],
+            record_generation=caller.record.generation if caller.record is not None else 0), sid,
             durable=self._durable_lock(lock))
         if reply.status == HotStatus.OK:
             remember = caller.challenge is not None and caller.challenge.get("remember") == "1"

@@ -536,6 +536,9 @@ class ChallengeAnswer(NamedTuple):
     binding: str = ""  # outcome otp: what the code was sent for ('ch:' + challenge id hash)
     code_hash: str = ""  # outcome otp: the code's keyed hashes, one per address it may have gone to, space-separated
     lock_audited: Flag = "0"  # "1": the lock this failure sets was audited in SQL (second_factor_failed)
+    # The record store's generation the proof was decided under (UserRecord.generation): no trust
+    # record is made once the copy has seen a newer one ('sgen': a factor taken away meanwhile, R12-1).
+    record_generation: int = 0
 
 
 @hot_op("session_answer", _statused(Answer, LOCKED="lock_until"),

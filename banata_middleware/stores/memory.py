@@ -522,7 +522,7 @@ class MemoryStore:
             x.hset(user_key, fails=0)
             x.new_session(op.new_session_key, op.sessions_key, op.new_sid, op.session_spec, 2, x.now,
                           ch.get("remember", "0"), op.amr)
-            if op.trust == "1":
+            if op.trust == "1" and int(u.get("sgen") or 0) <= int(op.record_generation):  # R12-1
                 ttl = int(op.trust_ttl_ms)
                 x.hset(op.trust_key, exp=x.now + ttl, gen=u.get("gen", "0"), mfa=x.now, created=x.now, ip=op.head.ip,
                        ua=op.head.user_agent)

@@ -15,7 +15,7 @@ from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack, name_of
 
 from banata_middleware import OtpConfig
 from banata_middleware.effects import run_sync
-from banata_middleware.http import Request
+from banata_middleware.http import Request, Response
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 
@@ -315,6 +315,57 @@ def test_r11_d_a_crash_between_the_removal_and_its_hot_step(otp_stack: Stack, in
             raw_request(api, f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})),
             _DyingStore(otp_stack.auth.store, "factor_change"), otp_stack.auth.records)
     otp_stack.clock.advance(3600)
-    devices(api)  # a flow that reads the record (it repairs a copy that disagrees)
+    # No request in between reads the record: the trusted sign-in below does (it repairs the copy).
     assert otp_stack.client().sign_in(EMAIL).json().get("twoFactorMethods") == ["totp"]  # the address is gone
     assert sign_in_again(browser) == 403
+
+
+# -- R12: a proof decided before the removal, its trust made after it ----------------------------------
+
+def _trust_cookie_kept(api: Api, response: Response) -> None:
+    """The trust cookie of a response to a request driven by hand, kept in ``api``'s browser."""
+    for name, value in response.headers:
+        if name.lower() == "set-cookie" and value.startswith("banata.trust_device="):
+            api.http.cookies.set("banata.trust_device", value.split(";")[0].split("=", 1)[1])
+
+
+def test_r12_a_totp_proof_decided_before_its_apps_removal_makes_no_trust(stack: Stack) -> None:
+    """R12-1: the attacker's verify-totp (password + the app's code, trustDevice) is proved in SQL,
+    then the owner removes that app and reads the record (the copy repaired: 'sgen' caught up), then
+    the attacker's answer reaches the hot store: the session is made (the code was good when proved,
+    as with a removal racing any verify), but no trust, so the browser is asked again next time."""
+    api, _, _ = two_apps(stack)
+    stack.clock.advance(30)
+    attacker = stack.client()
+    assert attacker.sign_in(EMAIL).status_code == 403
+    code = api.code()
+
+    def owner_removes_then_reads() -> None:
+        assert api.auth(f"{TF}/remove-authenticator", {"id": "totp"}).status_code == 200
+        assert api.get(f"/api/auth{TF}/list-authenticators").status_code == 200
+
+    store = PausingStore(stack.auth.store, "challenge_answer", owner_removes_then_reads)
+    response = run_sync(stack.auth.gateway.handle(
+        raw_request(attacker, f"{TF}/verify-totp", {"code": code, "trustDevice": True})), store, stack.auth.records)
+    assert response.status == 200, response.body
+    _trust_cookie_kept(attacker, response)
+    assert sign_in_again(attacker) == 403
+
+
+def test_r12_an_emailed_code_read_before_its_address_goes_makes_no_trust(otp_stack: Stack, inbox: Inbox) -> None:
+    api, uid, _ = codes_and_an_app(otp_stack, inbox)
+    attacker = otp_stack.client()
+    assert attacker.sign_in(EMAIL).status_code == 403
+    assert attacker.auth(f"{TF}/send-otp", {}).status_code == 200
+    code = inbox.latest(user_id=uid).code
+
+    def owner_disables_then_reads() -> None:
+        assert api.auth(f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"}).status_code == 200
+        assert api.get(f"/api/auth{TF}/list-authenticators").status_code == 200
+
+    store = PausingStore(otp_stack.auth.store, "challenge_answer", owner_disables_then_reads)
+    response = run_sync(otp_stack.auth.gateway.handle(
+        raw_request(attacker, f"{TF}/verify-otp", {"code": code, "trustDevice": True})), store, otp_stack.auth.records)
+    assert response.status == 200, response.body
+    _trust_cookie_kept(attacker, response)
+    assert sign_in_again(attacker) == 403

@@ -117,6 +117,7 @@ ARGS: dict[str, st.SearchStrategy[Any] | None] = {
     "mode": None,
     "fields": copy_triplets(),
     "sql_generation": st.integers(0, 3),
+    "record_generation": st.integers(0, 3),  # challenge_answer: trust only while the copy's sgen is not past it
     "window_ms": minutes,
     "limit": st.integers(1, 3),
     "pair_limit": st.integers(1, 3),

@@ -9,7 +9,7 @@
 -- user's one live code (otp_take): taken and answered in one step, so there is no window between.
 -- Fields: hot_ops.ChallengeAnswer (the new session's spec and amr: see new_session; outcome 'otp':
 -- decided here, by the code's binding and hash against otp_key, the user's code; lock_audited: see
--- second_factor_failed).
+-- second_factor_failed; record_generation: the record store's generation the proof was decided under).
 local ch = hash(challenge_key)
 local u = hash(user_key)
 local refusal = challenge_refusal(ch, u, method)
@@ -20,7 +20,9 @@ if verdict == 'ok' then
   redis.call('DEL', challenge_key)
   redis.call('HSET', user_key, 'fails', 0)
   new_session(new_session_key, sessions_key, new_sid, session_spec, 2, NOW, ch.remember, amr)
-  if trust == '1' then
+  -- Trust is made only under the record the proof was decided by: a factor taken away since (its
+  -- generation seen by the copy, 'sgen') may be the one that proved this (R12-1).
+  if trust == '1' and tonumber(u.sgen or '0') <= tonumber(record_generation) then
     local ttl = tonumber(trust_ttl_ms)
     redis.call('HSET', trust_key, 'exp', NOW + ttl, 'gen', u.gen or '0', 'mfa', NOW, 'created', NOW,
       'ip', ip, 'ua', user_agent)
