@@ -551,7 +551,8 @@ def test_raw_bodies_content_types_and_sizes(world: World, data: st.DataObject) -
     r = send(world, method, path, content=content, headers=headers)
     check_answer(world.stack, method, path, r)
     too_large = len(content) > world.stack.auth.config.policies.max_body_bytes
-    if too_large and length is None and (method, sub) in world.stack.auth.gateway.routes:
+    # (a GET's body is not read, so not capped: get-session and the other GET endpoints answer as usual)
+    if too_large and length is None and method != "GET" and (method, sub) in world.stack.auth.gateway.routes:
         assert (r.status_code, r.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
     if r.status_code == 200 and (method, sub) == ("POST", "/sign-up/email"):
         world.known_ids.add(r.json()["user"]["id"])
