@@ -303,7 +303,7 @@ class OtpFlows:
             # another name (the owner moving away from a mailbox lost or taken over). As disable-otp
             # does, every trusted device is forgotten, here before the record changes (access taken
             # away first; a write refused below has forgotten them anyway, the safe direction).
-            yield from f.forget_all_devices(req, caller)
+            yield from f.forget_devices(req, caller)
         entries = f.entries(req, caller.sid, ("otp.enabled" if was_on else "two_factor.enabled", f"otp:{channel}"))
         status = yield Rec(EnableOtp(uid, channel, address, f.now_ms(), entries, while_off=not was_on))
         if status is Status.TAKEN:

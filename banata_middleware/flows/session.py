@@ -584,15 +584,17 @@ class SessionCore:
             trust_key=self.keys.trust(uid, "-"), max_age_ms=max_age_ms, password_given=password_given,
             forget_devices="1" if forget_devices else "0", fields=fields)
 
-    def forget_all_devices(self, req: Request, caller: Caller) -> Flow[None]:
-        """Every trusted device of ``caller``'s user forgotten now (``trust_end.lua`` 'all', the
-        factor-change rule re-checked in the same step; its refusal raised): for a change that
-        takes a factor away by another name than a removal (an address replaced)."""
+    def forget_devices(self, req: Request, caller: Caller, mode: Literal["one", "all"] = "all",
+                       tid: str = "-") -> Flow[None]:
+        """Trusted devices of ``caller``'s user forgotten now (``trust_end.lua``: the one ``tid``, or
+        all), the factor-change rule re-checked in the same step (its refusal raised): the user's
+        revoke-trusted-device(s), and a change that takes a factor away by another name than a
+        removal (an address replaced)."""
         uid, k = caller.uid, self.keys
         session_key, max_age_ms = self.factor_change_args(caller)
         reply: DevicesForgotten = yield from self.commit(TrustEnd(
             self.head(uid, req), session_key=session_key, devices_key=k.trusted_devices(uid),
-            trust_key=k.trust(uid, "-"), mode="all", sid=caller.sid, max_age_ms=max_age_ms), caller.sid)
+            trust_key=k.trust(uid, tid), mode=mode, sid=caller.sid, max_age_ms=max_age_ms), caller.sid)
         if reply.status != HotStatus.OK:
             raise self.factor_change_error(reply.status)
 

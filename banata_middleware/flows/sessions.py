@@ -23,7 +23,7 @@ from typing import Any, Literal
 from ..effects import Flow
 from ..errors import AuthError
 from ..http import Body, Request, Response, json_response
-from ..stores.hot_ops import DevicesForgotten, HotStatus, SessionEnd, SessionList, SessionsEnded, TrustEnd, TrustList
+from ..stores.hot_ops import HotStatus, SessionEnd, SessionList, SessionsEnded, TrustList
 from .primary import PrimaryFlows
 from .session import Caller, Routes, iso
 
@@ -158,13 +158,7 @@ class SessionFlows:
 
     def _forget(self, req: Request, mode: Literal["one", "all"], tid: str) -> Flow[Response]:
         caller = yield from self.f.require_factor_change(req)
-        k = self.f.keys
-        session_key, max_age_ms = self.f.factor_change_args(caller)
-        reply: DevicesForgotten = yield from self.f.commit(TrustEnd(
-            self.f.head(caller.uid, req), session_key=session_key, devices_key=k.trusted_devices(caller.uid),
-            trust_key=k.trust(caller.uid, tid), mode=mode, sid=caller.sid, max_age_ms=max_age_ms), caller.sid)
-        if reply.status != HotStatus.OK:
-            raise self.f.factor_change_error(reply.status)
+        yield from self.f.forget_devices(req, caller, mode, tid)
         this_browser = mode == "all" or tid == self._current_device(req, caller.uid)
         headers = [self.f.clear_cookie(self.f.trust_cookie)] if this_browser else []
         return json_response(200, {"status": True}, headers=headers)
