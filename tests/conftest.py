@@ -20,6 +20,8 @@ from harness import (
     scratch_database,
 )
 
+from banata_middleware import OtpConfig
+from banata_middleware.otp import Inbox
 from banata_middleware.simulator.clocks import FrozenClock
 
 
@@ -98,3 +100,15 @@ def stack_factory(request: pytest.FixtureRequest, clock: FrozenClock) -> Iterato
 @pytest.fixture
 def stack(stack_factory: Callable[..., Stack]) -> Stack:
     return stack_factory()
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    """Where the stacks' codes by message go (``Inbox.latest``)."""
+    return Inbox()
+
+
+@pytest.fixture
+def otp_stack(stack_factory: Callable[..., Stack], inbox: Inbox) -> Stack:
+    """A stack with codes by message (email) on, delivered to ``inbox``."""
+    return stack_factory(otp=OtpConfig(sender=inbox))

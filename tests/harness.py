@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -28,6 +29,7 @@ from banata_middleware import BanataAuth, PasswordHashing
 from banata_middleware.demo.app import demo_config
 from banata_middleware.effects import Op
 from banata_middleware.errors import AuthError
+from banata_middleware.http import Request
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.simulator.clocks import FrozenClock
 from banata_middleware.stores import MemoryStore, RedisStore
@@ -445,6 +447,14 @@ def count_scrypt(stack: Stack) -> list[int]:
 
 
 STACK_PARAMS = [(a, s) for a in ADAPTERS for s in ("memory", "redis")]
+
+
+def request_of(api: Api, path: str, body: dict[str, Any]) -> Request:
+    """The POST to an auth endpoint (``path`` under /api/auth) that ``api`` would send, for driving
+    one flow by hand (``run_sync``) with a store that pauses, fails or dies at a chosen script."""
+    cookie = "; ".join(f"{n}={v}" for n, v in api.http.cookies.items())
+    return Request("POST", "/api/auth" + path, {"cookie": cookie, "origin": SITE, "content-type": "application/json"},
+                   "127.0.0.1", {}, json.dumps(body).encode())
 
 
 class Api:

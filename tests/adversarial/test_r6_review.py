@@ -11,14 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack
+from harness import PASSWORD, Api, FailOn, PausingStore, Stack, request_of
 from sqlalchemy import select
 
 from banata_middleware import OtpConfig
 from banata_middleware.delivery import DeliveryPolicy, Outbox
 from banata_middleware.effects import run_sync
 from banata_middleware.errors import AuthError
-from banata_middleware.http import Request
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 from banata_middleware.stores.records import DisableOtp, ListAudit, LoadUser
@@ -27,11 +26,6 @@ EMAIL = "r6@example.com"
 THIEF_MAIL = "thief@evil.example"
 BASE32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
-
-
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
 
 
 @pytest.fixture
@@ -63,14 +57,6 @@ def otp_rows(stack: Stack, uid: str) -> list[tuple[str, str]]:
     with stack.records.engine.connect() as conn:
         return [(r.channel, r.address) for r in conn.execute(select(t.c.channel, t.c.address)
                                                              .where(t.c.user_id == uid))]
-
-
-def request_of(api: Api, path: str, body: dict[str, Any]) -> Request:
-    """The request ``api`` would send, for driving one flow by hand (``run_sync``) with a store that
-    pauses it at a chosen script."""
-    cookie = "; ".join(f"{n}={v}" for n, v in api.http.cookies.items())
-    return Request("POST", "/api/auth" + path, {"cookie": cookie, "origin": SITE, "content-type": "application/json"},
-                   "127.0.0.1", {}, json.dumps(body).encode())
 
 
 # == findings ======================================================================================

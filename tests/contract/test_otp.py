@@ -19,16 +19,6 @@ from banata_middleware.simulator import VirtualAuthenticator
 EMAIL = "otp@example.com"
 
 
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-def otp_stack(stack_factory: Callable[..., Stack], inbox: Inbox) -> Stack:
-    return stack_factory(otp=OtpConfig(sender=inbox))
-
-
 def enrolled(stack: Stack, inbox: Inbox, email: str = EMAIL) -> tuple[Api, str]:
     """A user with codes by email on (confirmed by the code sent there), signed in; their id."""
     api = stack.client()

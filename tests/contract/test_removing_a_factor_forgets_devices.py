@@ -11,26 +11,14 @@ import json
 from collections.abc import Callable
 
 import pytest
-from harness import PASSWORD, SITE, Api, FailOn, PausingStore, Stack, name_of
+from harness import PASSWORD, Api, FailOn, PausingStore, Stack, name_of, request_of
 
-from banata_middleware import OtpConfig
 from banata_middleware.effects import run_sync
-from banata_middleware.http import Request, Response
 from banata_middleware.otp import Inbox
 from banata_middleware.simulator import VirtualAuthenticator
 
 EMAIL = "forget@example.com"
 TF = "/two-factor"
-
-
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-def otp_stack(stack_factory: Callable[..., Stack], inbox: Inbox) -> Stack:
-    return stack_factory(otp=OtpConfig(sender=inbox))
 
 
 def events(stack: Stack, uid: str) -> list[tuple[str, str]]:
@@ -59,13 +47,6 @@ def sign_in_again(api: Api) -> int:
     if r.status_code == 403:
         assert r.json()["code"] == "TWO_FACTOR_REQUIRED", r.text
     return r.status_code
-
-
-def raw_request(api: Api, path: str, body: dict[str, object]) -> Request:
-    """``api``'s request to an auth endpoint, for a flow driven by hand (a store that pauses or dies)."""
-    cookie = "; ".join(f"{name}={value}" for name, value in api.http.cookies.items())
-    return Request("POST", f"/api/auth{path}", {"cookie": cookie, "origin": SITE, "content-type": "application/json"},
-                   "127.0.0.1", {}, json.dumps(body).encode())
 
 
 # -- codes by email and an app -----------------------------------------------------------------------
@@ -138,7 +119,7 @@ def test_a_disable_otp_refused_or_unchecked_after_its_write_forgets_the_devices_
     other_tab.http.cookies.update(api.http.cookies)
     store = PausingStore(inner, "factor_change", lambda: other_tab.auth("/sign-out"))
     response = run_sync(otp_stack.auth.gateway.handle(
-        raw_request(api, f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})),
+        request_of(api, f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})),
         store, otp_stack.auth.records)
     assert (response.status, json.loads(response.body)["code"]) == (401, "UNAUTHORIZED"), response.body
     assert forgotten_all(otp_stack, uid) == 0
@@ -249,7 +230,7 @@ def test_r11_b_the_last_app_as_read_no_longer_last_at_its_removal(otp_stack: Sta
     code = inbox.latest(user_id=uid).code
     store = PausingStore(otp_stack.auth.store, "factor_change", lambda: tab.auth(f"{TF}/verify-otp", {"code": code}))
     response = run_sync(otp_stack.auth.gateway.handle(
-        raw_request(api, f"{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD})),
+        request_of(api, f"{TF}/remove-authenticator", {"id": "totp", "password": PASSWORD})),
         store, otp_stack.auth.records)
     assert response.status == 200 and json.loads(response.body)["twoFactorEnabled"] is True, response.body
     assert sign_in_again(browser) == 403
@@ -283,7 +264,7 @@ def test_r11_c_a_device_trusted_between_the_forgetting_and_the_removal(stack: St
     answered: list[int] = []
     store = _AfterStore(stack.auth.store, "factor_change", lambda: answered.append(
         attacker.auth(f"{TF}/verify-totp", {"code": code, "trustDevice": True}).status_code))
-    response = run_sync(stack.auth.gateway.handle(raw_request(api, f"{TF}/remove-authenticator", {"id": "totp"})),
+    response = run_sync(stack.auth.gateway.handle(request_of(api, f"{TF}/remove-authenticator", {"id": "totp"})),
                         store, stack.auth.records)
     assert response.status == 200 and answered == [200], (response.body, answered)
     assert sign_in_again(attacker) == 403
@@ -312,7 +293,7 @@ def test_r11_d_a_crash_between_the_removal_and_its_hot_step(otp_stack: Stack, in
     browser = trusted_by_email(otp_stack, inbox, uid)
     with pytest.raises(_Crash):
         run_sync(otp_stack.auth.gateway.handle(
-            raw_request(api, f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})),
+            request_of(api, f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"})),
             _DyingStore(otp_stack.auth.store, "factor_change"), otp_stack.auth.records)
     otp_stack.clock.advance(3600)
     # No request in between reads the record: the trusted sign-in below does (it repairs the copy).
@@ -322,11 +303,17 @@ def test_r11_d_a_crash_between_the_removal_and_its_hot_step(otp_stack: Stack, in
 
 # -- R12: a proof decided before the removal, its trust made after it ----------------------------------
 
-def _trust_cookie_kept(api: Api, response: Response) -> None:
-    """The trust cookie of a response to a request driven by hand, kept in ``api``'s browser."""
+def answered_with_trust_after(stack: Stack, attacker: Api, path: str, body: dict[str, object],
+                              owner_meanwhile: Callable[[], None]) -> None:
+    """The attacker's answer to its pending sign-in (``trustDevice``), overtaken just before its hot
+    step by what the owner does meanwhile; the answer succeeds and its trust cookie is kept."""
+    store = PausingStore(stack.auth.store, "challenge_answer", owner_meanwhile)
+    response = run_sync(stack.auth.gateway.handle(request_of(attacker, path, {**body, "trustDevice": True})),
+                        store, stack.auth.records)
+    assert response.status == 200, response.body
     for name, value in response.headers:
         if name.lower() == "set-cookie" and value.startswith("banata.trust_device="):
-            api.http.cookies.set("banata.trust_device", value.split(";")[0].split("=", 1)[1])
+            attacker.http.cookies.set("banata.trust_device", value.split(";")[0].split("=", 1)[1])
 
 
 def test_r12_a_totp_proof_decided_before_its_apps_removal_makes_no_trust(stack: Stack) -> None:
@@ -344,11 +331,7 @@ def test_r12_a_totp_proof_decided_before_its_apps_removal_makes_no_trust(stack: 
         assert api.auth(f"{TF}/remove-authenticator", {"id": "totp"}).status_code == 200
         assert api.get(f"/api/auth{TF}/list-authenticators").status_code == 200
 
-    store = PausingStore(stack.auth.store, "challenge_answer", owner_removes_then_reads)
-    response = run_sync(stack.auth.gateway.handle(
-        raw_request(attacker, f"{TF}/verify-totp", {"code": code, "trustDevice": True})), store, stack.auth.records)
-    assert response.status == 200, response.body
-    _trust_cookie_kept(attacker, response)
+    answered_with_trust_after(stack, attacker, f"{TF}/verify-totp", {"code": code}, owner_removes_then_reads)
     assert sign_in_again(attacker) == 403
 
 
@@ -363,9 +346,5 @@ def test_r12_an_emailed_code_read_before_its_address_goes_makes_no_trust(otp_sta
         assert api.auth(f"{TF}/disable-otp", {"password": PASSWORD, "channel": "email"}).status_code == 200
         assert api.get(f"/api/auth{TF}/list-authenticators").status_code == 200
 
-    store = PausingStore(otp_stack.auth.store, "challenge_answer", owner_disables_then_reads)
-    response = run_sync(otp_stack.auth.gateway.handle(
-        raw_request(attacker, f"{TF}/verify-otp", {"code": code, "trustDevice": True})), store, otp_stack.auth.records)
-    assert response.status == 200, response.body
-    _trust_cookie_kept(attacker, response)
+    answered_with_trust_after(otp_stack, attacker, f"{TF}/verify-otp", {"code": code}, owner_disables_then_reads)
     assert sign_in_again(attacker) == 403
