@@ -36,7 +36,6 @@ from test_r6_review import (
     request_of,
     session_of,
 )
-from test_r6_review import inbox as inbox  # (a fixture)
 from test_r7_review import THIEF_IP
 from test_r8_review import lease_of
 from test_r9_review import FailingEndRemoval, app_ids

@@ -23,7 +23,6 @@ from test_r6_review import (
     request_of,
     session_of,
 )
-from test_r6_review import inbox as inbox  # (a fixture)
 
 from banata_middleware.effects import run_sync
 from banata_middleware.otp import Inbox

@@ -28,7 +28,6 @@ from test_r6_review import (
     request_of,
     session_of,
 )
-from test_r6_review import inbox as inbox  # (a fixture)
 from test_r7_review import THIEF_IP
 
 from banata_middleware.effects import run_sync
